@@ -1,0 +1,374 @@
+//! Typed, lazy header accessors on [`Message`], and whole-message checks.
+//!
+//! Each accessor parses on demand from the raw bytes and borrows from the message. Errors carry the
+//! header name and the byte offset, ready for a `400 Bad <Header> Header` answer.
+
+use super::error::{ErrorKind, ParseError, ValueError};
+use super::header::{
+    check_date, parse_number, AddrForm, AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr,
+    Reason, TokenList, Via,
+};
+use super::lex::{is_lws, trim, ListIter};
+use super::{Header, HeaderName, Message, StartLine};
+
+impl Message {
+    fn value_str<'a>(&'a self, h: &Header) -> Result<&'a str, ParseError> {
+        std::str::from_utf8(h.value.of(&self.buf)).map_err(|e| {
+            ParseError::in_header(
+                ErrorKind::NotUtf8,
+                h.name,
+                h.value.start as usize + e.valid_up_to(),
+            )
+        })
+    }
+
+    fn value_err(h: &Header, e: ValueError) -> ParseError {
+        ParseError::in_header(
+            ErrorKind::HeaderValue,
+            h.name,
+            h.value.start as usize + e.offset,
+        )
+    }
+
+    /// The one header `name` (error if missing or repeated).
+    fn single(&self, name: HeaderName) -> Result<&Header, ParseError> {
+        self.optional(name)?
+            .ok_or(ParseError::in_header(ErrorKind::MissingHeader, name, 0))
+    }
+
+    /// The header `name` if present once, `None` if absent, an error if repeated.
+    fn optional(&self, name: HeaderName) -> Result<Option<&Header>, ParseError> {
+        let mut found = None;
+        for h in self.headers.iter().filter(|h| h.name == name) {
+            if found.is_some() {
+                return Err(ParseError::in_header(
+                    ErrorKind::DuplicateHeader,
+                    name,
+                    h.name_span.start as usize,
+                ));
+            }
+            found = Some(h);
+        }
+        Ok(found)
+    }
+
+    fn parse_optional<'a, T>(
+        &'a self,
+        name: HeaderName,
+        f: impl FnOnce(&'a str) -> Result<T, ValueError>,
+    ) -> Result<Option<T>, ParseError> {
+        match self.optional(name)? {
+            None => Ok(None),
+            Some(h) => f(self.value_str(h)?)
+                .map(Some)
+                .map_err(|e| Self::value_err(h, e)),
+        }
+    }
+
+    /// Every element of the comma-separated list header `name`, across all its lines.
+    fn list<'a, T>(
+        &'a self,
+        name: HeaderName,
+        parse: fn(&'a str) -> Result<T, ValueError>,
+    ) -> ListValues<'a, T> {
+        ListValues {
+            msg: self,
+            name,
+            next_header: 0,
+            current: None,
+            parse,
+        }
+    }
+
+    /// The topmost Via value (RFC 3261 §18.2.2 answers go where it says).
+    pub fn via(&self) -> Result<Via<'_>, ParseError> {
+        let h = self
+            .headers
+            .iter()
+            .find(|h| h.name == HeaderName::Via)
+            .ok_or(ParseError::in_header(
+                ErrorKind::MissingHeader,
+                HeaderName::Via,
+                0,
+            ))?;
+        let s = self.value_str(h)?;
+        let (first, at) = ListIter::new(s)
+            .next()
+            .unwrap_or(Err(ValueError::at(0)))
+            .map_err(|e| Self::value_err(h, e))?;
+        Via::parse(first).map_err(|e| Self::value_err(h, ValueError::at(at + e.offset)))
+    }
+
+    /// Every Via value, top first: several values per line and several lines.
+    pub fn vias(&self) -> ListValues<'_, Via<'_>> {
+        self.list(HeaderName::Via, Via::parse)
+    }
+
+    /// The From header (RFC 3261 §20.20).
+    pub fn from(&self) -> Result<NameAddr<'_>, ParseError> {
+        let h = self.single(HeaderName::From)?;
+        NameAddr::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))
+    }
+
+    /// The To header (RFC 3261 §20.39).
+    pub fn to(&self) -> Result<NameAddr<'_>, ParseError> {
+        let h = self.single(HeaderName::To)?;
+        NameAddr::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))
+    }
+
+    /// The Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, no whitespace.
+    pub fn call_id(&self) -> Result<&str, ParseError> {
+        let h = self.single(HeaderName::CallId)?;
+        let s = self.value_str(h)?;
+        if s.is_empty() || s.bytes().any(|b| is_lws(b) || b < 0x21 || b == 0x7f) {
+            return Err(Self::value_err(h, ValueError::at(0)));
+        }
+        Ok(s)
+    }
+
+    /// The CSeq (RFC 3261 §20.16).
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        let h = self.single(HeaderName::CSeq)?;
+        CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))
+    }
+
+    /// Whether the Contact is the wildcard `*` (REGISTER removal, RFC 3261 §10.2.2).
+    pub fn contact_is_star(&self) -> bool {
+        self.header_values(HeaderName::Contact).any(|v| v == b"*")
+    }
+
+    /// Every Contact address (RFC 3261 §20.10). A `*` value is reported by [`Message::contact_is_star`]
+    /// and yields an error here.
+    pub fn contacts(&self) -> ListValues<'_, NameAddr<'_>> {
+        self.list(HeaderName::Contact, NameAddr::parse)
+    }
+
+    /// Every Route value (RFC 3261 §20.34), top first.
+    pub fn routes(&self) -> ListValues<'_, NameAddr<'_>> {
+        self.list(HeaderName::Route, NameAddr::parse_name_addr)
+    }
+
+    /// Every Record-Route value (RFC 3261 §20.30), top first.
+    pub fn record_routes(&self) -> ListValues<'_, NameAddr<'_>> {
+        self.list(HeaderName::RecordRoute, NameAddr::parse_name_addr)
+    }
+
+    /// Max-Forwards (RFC 3261 §20.22), if present.
+    pub fn max_forwards(&self) -> Result<Option<u32>, ParseError> {
+        self.parse_optional(HeaderName::MaxForwards, parse_number)
+    }
+
+    /// Expires (RFC 3261 §20.19), if present.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.parse_optional(HeaderName::Expires, parse_number)
+    }
+
+    /// Min-Expires (RFC 3261 §20.23), if present.
+    pub fn min_expires(&self) -> Result<Option<u32>, ParseError> {
+        self.parse_optional(HeaderName::MinExpires, parse_number)
+    }
+
+    /// Content-Type (RFC 3261 §20.15), if present.
+    pub fn content_type(&self) -> Result<Option<MediaType<'_>>, ParseError> {
+        self.parse_optional(HeaderName::ContentType, MediaType::parse)
+    }
+
+    /// The tokens of a token-list header (Allow, Supported, Require, Proxy-Require, Unsupported) across
+    /// all its lines.
+    pub fn tokens(&self, name: HeaderName) -> impl Iterator<Item = Result<&str, ParseError>> + '_ {
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .flat_map(move |h| {
+                let parsed = self
+                    .value_str(h)
+                    .and_then(|s| TokenList::parse(s).map_err(|e| Self::value_err(h, e)));
+                let (ok, err) = match parsed {
+                    Ok(t) => (Some(t.iter()), None),
+                    Err(e) => (None, Some(Err(e))),
+                };
+                ok.into_iter().flatten().map(Ok).chain(err)
+            })
+    }
+
+    /// Session-Expires (RFC 4028 §4), if present.
+    pub fn session_expires(&self) -> Result<Option<DeltaWithParams<'_>>, ParseError> {
+        self.parse_optional(HeaderName::SessionExpires, DeltaWithParams::parse)
+    }
+
+    /// Min-SE (RFC 4028 §5), if present.
+    pub fn min_se(&self) -> Result<Option<DeltaWithParams<'_>>, ParseError> {
+        self.parse_optional(HeaderName::MinSe, DeltaWithParams::parse)
+    }
+
+    /// Every Reason value (RFC 3326).
+    pub fn reasons(&self) -> ListValues<'_, Reason<'_>> {
+        self.list(HeaderName::Reason, Reason::parse)
+    }
+
+    /// Every header line of an authentication header (Authorization, Proxy-Authorization,
+    /// WWW-Authenticate, Proxy-Authenticate); each line holds one challenge or credentials.
+    pub fn auth_headers(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<AuthHeader<'_>, ParseError>> + '_ {
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(move |h| AuthHeader::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e)))
+    }
+
+    /// A free-text header (User-Agent, Server, Subject, ...) as text.
+    pub fn text(&self, name: HeaderName) -> Result<Option<&str>, ParseError> {
+        self.parse_optional(name, |s| Ok(trim(s)))
+    }
+
+    /// Checks every header this stack knows against its grammar, that single-valued headers appear
+    /// once, and that a request's CSeq method matches its method (RFC 3261 §8.1.1.5). Unknown headers
+    /// are not checked. Returns the first problem.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        for h in &self.headers {
+            if h.name == HeaderName::Other {
+                continue;
+            }
+            if h.name.is_single() {
+                self.optional(h.name)?;
+            }
+            let s = self.value_str(h)?;
+            let err = |e: ValueError| Self::value_err(h, e);
+            match h.name {
+                HeaderName::Via => ListIter::new(s).try_for_each(|i| {
+                    i.and_then(|(t, at)| {
+                        Via::parse(t)
+                            .map(drop)
+                            .map_err(|e| ValueError::at(at + e.offset))
+                    })
+                }),
+                HeaderName::From | HeaderName::To => NameAddr::parse(s).map(drop),
+                HeaderName::Contact if trim(s) == "*" => Ok(()),
+                HeaderName::Contact => ListIter::new(s).try_for_each(|i| {
+                    i.and_then(|(t, at)| {
+                        NameAddr::parse(t)
+                            .map(drop)
+                            .map_err(|e| ValueError::at(at + e.offset))
+                    })
+                }),
+                HeaderName::Route | HeaderName::RecordRoute => ListIter::new(s).try_for_each(|i| {
+                    i.and_then(|(t, at)| {
+                        NameAddr::parse_form(t, AddrForm::NameAddrOnly)
+                            .map(drop)
+                            .map_err(|e| ValueError::at(at + e.offset))
+                    })
+                }),
+                HeaderName::CSeq => CSeq::parse(s).map(drop),
+                HeaderName::MaxForwards
+                | HeaderName::Expires
+                | HeaderName::MinExpires
+                | HeaderName::ContentLength => parse_number(s).map(drop),
+                HeaderName::ContentType => MediaType::parse(s).map(drop),
+                HeaderName::Allow
+                | HeaderName::Supported
+                | HeaderName::Require
+                | HeaderName::ProxyRequire
+                | HeaderName::Unsupported => TokenList::parse(s).map(drop),
+                HeaderName::Authorization
+                | HeaderName::ProxyAuthorization
+                | HeaderName::WwwAuthenticate
+                | HeaderName::ProxyAuthenticate => AuthHeader::parse(s).map(drop),
+                HeaderName::SessionExpires | HeaderName::MinSe => {
+                    DeltaWithParams::parse(s).map(drop)
+                }
+                HeaderName::Reason => ListIter::new(s).try_for_each(|i| {
+                    i.and_then(|(t, at)| {
+                        Reason::parse(t)
+                            .map(drop)
+                            .map_err(|e| ValueError::at(at + e.offset))
+                    })
+                }),
+                HeaderName::Date => check_date(s),
+                _ => Ok(()),
+            }
+            .map_err(err)?;
+        }
+        if self.optional(HeaderName::CallId)?.is_some() {
+            self.call_id()?;
+        }
+        if let StartLine::Request { method, .. } = &self.start {
+            if let Some(h) = self.optional(HeaderName::CSeq)? {
+                let cseq = CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?;
+                if &cseq.method != method {
+                    return Err(ParseError::in_header(
+                        ErrorKind::CSeqMethodMismatch,
+                        HeaderName::CSeq,
+                        h.value.start as usize,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a request carries the headers every request must have: To, From, Call-ID, CSeq and
+    /// Via (RFC 3261 §8.1.1; Max-Forwards is left out since RFC 2543 peers omit it).
+    pub fn check_required(&self) -> Result<(), ParseError> {
+        for name in [
+            HeaderName::To,
+            HeaderName::From,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::Via,
+        ] {
+            if name == HeaderName::Via {
+                if !self.headers.iter().any(|h| h.name == name) {
+                    return Err(ParseError::in_header(ErrorKind::MissingHeader, name, 0));
+                }
+            } else {
+                self.single(name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The elements of a comma-separated list header across all its lines, each parsed on demand.
+/// Returned by [`Message::vias`], [`Message::contacts`], [`Message::routes`] and friends.
+#[allow(missing_debug_implementations)]
+pub struct ListValues<'a, T> {
+    msg: &'a Message,
+    name: HeaderName,
+    next_header: usize,
+    current: Option<(Header, ListIter<'a>)>,
+    parse: fn(&'a str) -> Result<T, ValueError>,
+}
+
+impl<'a, T> Iterator for ListValues<'a, T> {
+    type Item = Result<T, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((h, items)) = &mut self.current {
+                match items.next() {
+                    Some(Ok((text, at))) => {
+                        let base = h.value.start as usize + at;
+                        let name = h.name;
+                        return Some((self.parse)(text).map_err(|e| {
+                            ParseError::in_header(ErrorKind::HeaderValue, name, base + e.offset)
+                        }));
+                    }
+                    Some(Err(e)) => return Some(Err(Message::value_err(h, e))),
+                    None => self.current = None,
+                }
+            }
+            let idx = self.msg.headers[self.next_header..]
+                .iter()
+                .position(|h| h.name == self.name)?
+                + self.next_header;
+            self.next_header = idx + 1;
+            let h = self.msg.headers[idx];
+            match self.msg.value_str(&h) {
+                Ok(s) => self.current = Some((h, ListIter::new(s))),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Building and serializing messages (RFC 3261 §7, §8.1.1, §8.2.6).
+//!
+//! A [`MessageBuilder`] writes the wire form straight into one buffer while recording the same spans
+//! the parser records, so a built [`Message`] is indistinguishable from a parsed one and
+//! `Message::parse(m.as_bytes().clone()) == m`.
+
+use super::{Header, HeaderName, Message, Method, Span, StartLine};
+use bytes::{BufMut, BytesMut};
+use std::fmt::{self, Write as _};
+
+/// Writes a request or response header by header. Finish with [`MessageBuilder::body`] or
+/// [`MessageBuilder::finish`], which add Content-Length.
+#[derive(Debug)]
+pub struct MessageBuilder {
+    buf: BytesMut,
+    start: StartLine,
+    headers: Vec<Header>,
+}
+
+struct Writer<'a>(&'a mut BytesMut);
+
+impl fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Message {
+    /// Starts a request: `METHOD uri SIP/2.0`. The URI is written as given.
+    pub fn request(method: Method, uri: impl fmt::Display) -> MessageBuilder {
+        let mut buf = BytesMut::with_capacity(512);
+        buf.put_slice(method.as_str().as_bytes());
+        buf.put_u8(b' ');
+        let u0 = buf.len();
+        let _ = write!(Writer(&mut buf), "{uri}");
+        let u1 = buf.len();
+        buf.put_slice(b" SIP/2.0\r\n");
+        MessageBuilder {
+            buf,
+            start: StartLine::Request {
+                method,
+                uri: Span::new(u0, u1),
+            },
+            headers: Vec::with_capacity(12),
+        }
+    }
+
+    /// Starts a response: `SIP/2.0 code reason`.
+    pub fn response(code: u16, reason: &str) -> MessageBuilder {
+        let mut buf = BytesMut::with_capacity(512);
+        let _ = write!(Writer(&mut buf), "SIP/2.0 {code:03} ");
+        let r0 = buf.len();
+        buf.put_slice(reason.as_bytes());
+        let r1 = buf.len();
+        buf.put_slice(b"\r\n");
+        MessageBuilder {
+            buf,
+            start: StartLine::Response {
+                code,
+                reason: Span::new(r0, r1),
+            },
+            headers: Vec::with_capacity(12),
+        }
+    }
+
+    /// Starts a response to this request per RFC 3261 §8.2.6.2: every Via in order, From, To,
+    /// Call-ID and CSeq copied; `to_tag` is added to To when it has no tag yet (give one for every
+    /// response but 100, §8.2.6.2).
+    pub fn response_to(&self, code: u16, reason: &str, to_tag: Option<&str>) -> MessageBuilder {
+        let mut b = Message::response(code, reason);
+        for h in &self.headers {
+            match h.name {
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    b.push_raw(h.name, h.name.as_str(), h.value.of(&self.buf))
+                }
+                HeaderName::To => {
+                    let value = h.value.of(&self.buf);
+                    let has_tag = self.to().map(|t| t.tag().is_some()).unwrap_or(true);
+                    match to_tag {
+                        Some(tag) if !has_tag => {
+                            let mut v = Vec::with_capacity(value.len() + tag.len() + 5);
+                            v.extend_from_slice(value);
+                            v.extend_from_slice(b";tag=");
+                            v.extend_from_slice(tag.as_bytes());
+                            b.push_raw(h.name, "To", &v);
+                        }
+                        _ => b.push_raw(h.name, "To", value),
+                    }
+                }
+                _ => {}
+            }
+        }
+        b
+    }
+}
+
+// ===== impl MessageBuilder =====
+
+impl MessageBuilder {
+    /// Adds a header written from anything that displays as its value (typed headers do).
+    pub fn header(mut self, name: HeaderName, value: impl fmt::Display) -> Self {
+        self.push(name, value);
+        self
+    }
+
+    /// Adds a header by name, which may be an extension header.
+    pub fn header_named(mut self, name: &str, value: impl fmt::Display) -> Self {
+        if HeaderName::from_bytes(name.as_bytes()) == HeaderName::ContentLength {
+            return self;
+        }
+        let n0 = self.buf.len();
+        self.buf.put_slice(name.as_bytes());
+        let n1 = self.buf.len();
+        self.buf.put_slice(b": ");
+        let v0 = self.buf.len();
+        let _ = write!(Writer(&mut self.buf), "{value}");
+        let v1 = self.buf.len();
+        self.buf.put_slice(b"\r\n");
+        self.headers.push(Header {
+            name: HeaderName::from_bytes(name.as_bytes()),
+            name_span: Span::new(n0, n1),
+            value: Span::new(v0, v1),
+        });
+        self
+    }
+
+    /// Adds a header in place (for loops). Content-Length is ignored here: finishing writes it.
+    pub fn push(&mut self, name: HeaderName, value: impl fmt::Display) {
+        if name == HeaderName::ContentLength {
+            return;
+        }
+        let n0 = self.buf.len();
+        self.buf.put_slice(name.as_str().as_bytes());
+        let n1 = self.buf.len();
+        self.buf.put_slice(b": ");
+        let v0 = self.buf.len();
+        let _ = write!(Writer(&mut self.buf), "{value}");
+        let v1 = self.buf.len();
+        self.buf.put_slice(b"\r\n");
+        self.headers.push(Header {
+            name,
+            name_span: Span::new(n0, n1),
+            value: Span::new(v0, v1),
+        });
+    }
+
+    /// Adds a header with a raw value, byte for byte. Content-Length is ignored: finishing writes it.
+    pub fn push_raw(&mut self, name: HeaderName, spelling: &str, value: &[u8]) {
+        if name == HeaderName::ContentLength {
+            return;
+        }
+        let n0 = self.buf.len();
+        self.buf.put_slice(spelling.as_bytes());
+        let n1 = self.buf.len();
+        self.buf.put_slice(b": ");
+        let v0 = self.buf.len();
+        self.buf.put_slice(value);
+        let v1 = self.buf.len();
+        self.buf.put_slice(b"\r\n");
+        self.headers.push(Header {
+            name,
+            name_span: Span::new(n0, n1),
+            value: Span::new(v0, v1),
+        });
+    }
+
+    /// Copies every `name` header of `from`, values byte for byte, in order.
+    pub fn copy_headers(mut self, from: &Message, name: HeaderName) -> Self {
+        for h in from.headers.iter().filter(|h| h.name == name) {
+            let spelling = if name == HeaderName::Other {
+                std::str::from_utf8(h.name_span.of(&from.buf)).unwrap_or("X")
+            } else {
+                name.as_str()
+            };
+            self.push_raw(name, spelling, h.value.of(&from.buf));
+        }
+        self
+    }
+
+    /// Adds Content-Type and the body, writes Content-Length, and finishes.
+    pub fn body(mut self, content_type: &str, body: &[u8]) -> Message {
+        if !body.is_empty() {
+            self.push(HeaderName::ContentType, content_type);
+        }
+        self.finish_with(body)
+    }
+
+    /// Finishes a message without a body (`Content-Length: 0`).
+    pub fn finish(self) -> Message {
+        self.finish_with(&[])
+    }
+
+    fn finish_with(mut self, body: &[u8]) -> Message {
+        let n0 = self.buf.len();
+        self.buf.put_slice(b"Content-Length");
+        let n1 = self.buf.len();
+        let _ = write!(Writer(&mut self.buf), ": {}\r\n", body.len());
+        let v1 = self.buf.len() - 2;
+        self.headers.push(Header {
+            name: HeaderName::ContentLength,
+            name_span: Span::new(n0, n1),
+            value: Span::new(n1 + 2, v1),
+        });
+        self.buf.put_slice(b"\r\n");
+        let b0 = self.buf.len();
+        self.buf.put_slice(body);
+        let b1 = self.buf.len();
+        Message {
+            buf: self.buf.freeze(),
+            start: self.start,
+            headers: self.headers,
+            body: Span::new(b0, b1),
+            content_length: Some(body.len() as u32),
+        }
+    }
+}
