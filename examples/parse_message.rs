@@ -21,30 +21,16 @@ fn show(name: &str, bytes: Bytes) {
         Ok(m) => {
             let first = match (m.method(), m.status()) {
                 (Some(method), _) => format!("{method} {}", m.request_uri_str().unwrap_or("")),
-                (_, Some(code)) => format!(
-                    "{code} {}",
-                    String::from_utf8_lossy(m.reason().unwrap_or(b""))
-                ),
+                (_, Some(code)) => format!("{code} {}", String::from_utf8_lossy(m.reason().unwrap_or(b""))),
                 _ => String::new(),
             };
             println!("{name}: {first}");
             println!("  Call-ID: {:?}", m.call_id().map_err(|e| e.to_string()));
-            println!(
-                "  CSeq:    {:?}",
-                m.cseq().map(|c| c.to_string()).map_err(|e| e.to_string())
-            );
-            println!(
-                "  branch:  {:?}",
-                m.via()
-                    .map(|v| v.branch().map(str::to_owned))
-                    .map_err(|e| e.to_string())
-            );
+            println!("  CSeq:    {:?}", m.cseq().map(|c| c.to_string()).map_err(|e| e.to_string()));
+            println!("  branch:  {:?}", m.via().map(|v| v.branch().map(str::to_owned)).map_err(|e| e.to_string()));
             println!("  CL/body: {:?}/{}", m.content_length(), m.body().len());
             println!("  validate: {:?}", m.validate().map_err(|e| e.to_string()));
-            println!(
-                "  required: {:?}",
-                m.check_required().map_err(|e| e.to_string())
-            );
+            println!("  required: {:?}", m.check_required().map_err(|e| e.to_string()));
         }
     }
 }

@@ -4,36 +4,23 @@
 //! header name and the byte offset, ready for a `400 Bad <Header> Header` answer.
 
 use super::error::{ErrorKind, ParseError, ValueError};
-use super::header::{
-    check_date, parse_number, AddrForm, AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr,
-    Reason, TokenList, Via,
-};
+use super::header::{check_date, parse_number, AddrForm, AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, TokenList, Via};
 use super::lex::{is_lws, trim, ListIter};
 use super::{Header, HeaderName, Message, StartLine};
 
 impl Message {
     fn value_str<'a>(&'a self, h: &Header) -> Result<&'a str, ParseError> {
-        std::str::from_utf8(h.value.of(&self.buf)).map_err(|e| {
-            ParseError::in_header(
-                ErrorKind::NotUtf8,
-                h.name,
-                h.value.start as usize + e.valid_up_to(),
-            )
-        })
+        std::str::from_utf8(h.value.of(&self.buf))
+            .map_err(|e| ParseError::in_header(ErrorKind::NotUtf8, h.name, h.value.start as usize + e.valid_up_to()))
     }
 
     fn value_err(h: &Header, e: ValueError) -> ParseError {
-        ParseError::in_header(
-            ErrorKind::HeaderValue,
-            h.name,
-            h.value.start as usize + e.offset,
-        )
+        ParseError::in_header(ErrorKind::HeaderValue, h.name, h.value.start as usize + e.offset)
     }
 
     /// The one header `name` (error if missing or repeated).
     fn single(&self, name: HeaderName) -> Result<&Header, ParseError> {
-        self.optional(name)?
-            .ok_or(ParseError::in_header(ErrorKind::MissingHeader, name, 0))
+        self.optional(name)?.ok_or(ParseError::in_header(ErrorKind::MissingHeader, name, 0))
     }
 
     /// The header `name` if present once, `None` if absent, an error if repeated.
@@ -41,11 +28,7 @@ impl Message {
         let mut found = None;
         for h in self.headers.iter().filter(|h| h.name == name) {
             if found.is_some() {
-                return Err(ParseError::in_header(
-                    ErrorKind::DuplicateHeader,
-                    name,
-                    h.name_span.start as usize,
-                ));
+                return Err(ParseError::in_header(ErrorKind::DuplicateHeader, name, h.name_span.start as usize));
             }
             found = Some(h);
         }
@@ -59,43 +42,24 @@ impl Message {
     ) -> Result<Option<T>, ParseError> {
         match self.optional(name)? {
             None => Ok(None),
-            Some(h) => f(self.value_str(h)?)
-                .map(Some)
-                .map_err(|e| Self::value_err(h, e)),
+            Some(h) => f(self.value_str(h)?).map(Some).map_err(|e| Self::value_err(h, e)),
         }
     }
 
     /// Every element of the comma-separated list header `name`, across all its lines.
-    fn list<'a, T>(
-        &'a self,
-        name: HeaderName,
-        parse: fn(&'a str) -> Result<T, ValueError>,
-    ) -> ListValues<'a, T> {
-        ListValues {
-            msg: self,
-            name,
-            next_header: 0,
-            current: None,
-            parse,
-        }
+    fn list<'a, T>(&'a self, name: HeaderName, parse: fn(&'a str) -> Result<T, ValueError>) -> ListValues<'a, T> {
+        ListValues { msg: self, name, next_header: 0, current: None, parse }
     }
 
     /// The topmost Via value (RFC 3261 §18.2.2 answers go where it says).
     pub fn via(&self) -> Result<Via<'_>, ParseError> {
-        let h = self
-            .headers
-            .iter()
-            .find(|h| h.name == HeaderName::Via)
-            .ok_or(ParseError::in_header(
-                ErrorKind::MissingHeader,
-                HeaderName::Via,
-                0,
-            ))?;
+        let h = self.headers.iter().find(|h| h.name == HeaderName::Via).ok_or(ParseError::in_header(
+            ErrorKind::MissingHeader,
+            HeaderName::Via,
+            0,
+        ))?;
         let s = self.value_str(h)?;
-        let (first, at) = ListIter::new(s)
-            .next()
-            .unwrap_or(Err(ValueError::at(0)))
-            .map_err(|e| Self::value_err(h, e))?;
+        let (first, at) = ListIter::new(s).next().unwrap_or(Err(ValueError::at(0))).map_err(|e| Self::value_err(h, e))?;
         Via::parse(first).map_err(|e| Self::value_err(h, ValueError::at(at + e.offset)))
     }
 
@@ -176,19 +140,14 @@ impl Message {
     /// The tokens of a token-list header (Allow, Supported, Require, Proxy-Require, Unsupported) across
     /// all its lines.
     pub fn tokens(&self, name: HeaderName) -> impl Iterator<Item = Result<&str, ParseError>> + '_ {
-        self.headers
-            .iter()
-            .filter(move |h| h.name == name)
-            .flat_map(move |h| {
-                let parsed = self
-                    .value_str(h)
-                    .and_then(|s| TokenList::parse(s).map_err(|e| Self::value_err(h, e)));
-                let (ok, err) = match parsed {
-                    Ok(t) => (Some(t.iter()), None),
-                    Err(e) => (None, Some(Err(e))),
-                };
-                ok.into_iter().flatten().map(Ok).chain(err)
-            })
+        self.headers.iter().filter(move |h| h.name == name).flat_map(move |h| {
+            let parsed = self.value_str(h).and_then(|s| TokenList::parse(s).map_err(|e| Self::value_err(h, e)));
+            let (ok, err) = match parsed {
+                Ok(t) => (Some(t.iter()), None),
+                Err(e) => (None, Some(Err(e))),
+            };
+            ok.into_iter().flatten().map(Ok).chain(err)
+        })
     }
 
     /// Session-Expires (RFC 4028 §4), if present.
@@ -208,10 +167,7 @@ impl Message {
 
     /// Every header line of an authentication header (Authorization, Proxy-Authorization,
     /// WWW-Authenticate, Proxy-Authenticate); each line holds one challenge or credentials.
-    pub fn auth_headers(
-        &self,
-        name: HeaderName,
-    ) -> impl Iterator<Item = Result<AuthHeader<'_>, ParseError>> + '_ {
+    pub fn auth_headers(&self, name: HeaderName) -> impl Iterator<Item = Result<AuthHeader<'_>, ParseError>> + '_ {
         self.headers
             .iter()
             .filter(move |h| h.name == name)
@@ -237,54 +193,32 @@ impl Message {
             let s = self.value_str(h)?;
             let err = |e: ValueError| Self::value_err(h, e);
             match h.name {
-                HeaderName::Via => ListIter::new(s).try_for_each(|i| {
-                    i.and_then(|(t, at)| {
-                        Via::parse(t)
-                            .map(drop)
-                            .map_err(|e| ValueError::at(at + e.offset))
-                    })
-                }),
+                HeaderName::Via => ListIter::new(s)
+                    .try_for_each(|i| i.and_then(|(t, at)| Via::parse(t).map(drop).map_err(|e| ValueError::at(at + e.offset)))),
                 HeaderName::From | HeaderName::To => NameAddr::parse(s).map(drop),
                 HeaderName::Contact if trim(s) == "*" => Ok(()),
-                HeaderName::Contact => ListIter::new(s).try_for_each(|i| {
-                    i.and_then(|(t, at)| {
-                        NameAddr::parse(t)
-                            .map(drop)
-                            .map_err(|e| ValueError::at(at + e.offset))
-                    })
-                }),
+                HeaderName::Contact => ListIter::new(s)
+                    .try_for_each(|i| i.and_then(|(t, at)| NameAddr::parse(t).map(drop).map_err(|e| ValueError::at(at + e.offset)))),
                 HeaderName::Route | HeaderName::RecordRoute => ListIter::new(s).try_for_each(|i| {
                     i.and_then(|(t, at)| {
-                        NameAddr::parse_form(t, AddrForm::NameAddrOnly)
-                            .map(drop)
-                            .map_err(|e| ValueError::at(at + e.offset))
+                        NameAddr::parse_form(t, AddrForm::NameAddrOnly).map(drop).map_err(|e| ValueError::at(at + e.offset))
                     })
                 }),
                 HeaderName::CSeq => CSeq::parse(s).map(drop),
-                HeaderName::MaxForwards
-                | HeaderName::Expires
-                | HeaderName::MinExpires
-                | HeaderName::ContentLength => parse_number(s).map(drop),
+                HeaderName::MaxForwards | HeaderName::Expires | HeaderName::MinExpires | HeaderName::ContentLength => {
+                    parse_number(s).map(drop)
+                }
                 HeaderName::ContentType => MediaType::parse(s).map(drop),
-                HeaderName::Allow
-                | HeaderName::Supported
-                | HeaderName::Require
-                | HeaderName::ProxyRequire
-                | HeaderName::Unsupported => TokenList::parse(s).map(drop),
+                HeaderName::Allow | HeaderName::Supported | HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Unsupported => {
+                    TokenList::parse(s).map(drop)
+                }
                 HeaderName::Authorization
                 | HeaderName::ProxyAuthorization
                 | HeaderName::WwwAuthenticate
                 | HeaderName::ProxyAuthenticate => AuthHeader::parse(s).map(drop),
-                HeaderName::SessionExpires | HeaderName::MinSe => {
-                    DeltaWithParams::parse(s).map(drop)
-                }
-                HeaderName::Reason => ListIter::new(s).try_for_each(|i| {
-                    i.and_then(|(t, at)| {
-                        Reason::parse(t)
-                            .map(drop)
-                            .map_err(|e| ValueError::at(at + e.offset))
-                    })
-                }),
+                HeaderName::SessionExpires | HeaderName::MinSe => DeltaWithParams::parse(s).map(drop),
+                HeaderName::Reason => ListIter::new(s)
+                    .try_for_each(|i| i.and_then(|(t, at)| Reason::parse(t).map(drop).map_err(|e| ValueError::at(at + e.offset)))),
                 HeaderName::Date => check_date(s),
                 _ => Ok(()),
             }
@@ -297,11 +231,7 @@ impl Message {
             if let Some(h) = self.optional(HeaderName::CSeq)? {
                 let cseq = CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?;
                 if &cseq.method != method {
-                    return Err(ParseError::in_header(
-                        ErrorKind::CSeqMethodMismatch,
-                        HeaderName::CSeq,
-                        h.value.start as usize,
-                    ));
+                    return Err(ParseError::in_header(ErrorKind::CSeqMethodMismatch, HeaderName::CSeq, h.value.start as usize));
                 }
             }
         }
@@ -311,13 +241,7 @@ impl Message {
     /// Checks that a request carries the headers every request must have: To, From, Call-ID, CSeq and
     /// Via (RFC 3261 §8.1.1; Max-Forwards is left out since RFC 2543 peers omit it).
     pub fn check_required(&self) -> Result<(), ParseError> {
-        for name in [
-            HeaderName::To,
-            HeaderName::From,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-            HeaderName::Via,
-        ] {
+        for name in [HeaderName::To, HeaderName::From, HeaderName::CallId, HeaderName::CSeq, HeaderName::Via] {
             if name == HeaderName::Via {
                 if !self.headers.iter().any(|h| h.name == name) {
                     return Err(ParseError::in_header(ErrorKind::MissingHeader, name, 0));
@@ -351,18 +275,13 @@ impl<'a, T> Iterator for ListValues<'a, T> {
                     Some(Ok((text, at))) => {
                         let base = h.value.start as usize + at;
                         let name = h.name;
-                        return Some((self.parse)(text).map_err(|e| {
-                            ParseError::in_header(ErrorKind::HeaderValue, name, base + e.offset)
-                        }));
+                        return Some((self.parse)(text).map_err(|e| ParseError::in_header(ErrorKind::HeaderValue, name, base + e.offset)));
                     }
                     Some(Err(e)) => return Some(Err(Message::value_err(h, e))),
                     None => self.current = None,
                 }
             }
-            let idx = self.msg.headers[self.next_header..]
-                .iter()
-                .position(|h| h.name == self.name)?
-                + self.next_header;
+            let idx = self.msg.headers[self.next_header..].iter().position(|h| h.name == self.name)? + self.next_header;
             self.next_header = idx + 1;
             let h = self.msg.headers[idx];
             match self.msg.value_str(&h) {

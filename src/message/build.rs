@@ -36,14 +36,7 @@ impl Message {
         let _ = write!(Writer(&mut buf), "{uri}");
         let u1 = buf.len();
         buf.put_slice(b" SIP/2.0\r\n");
-        MessageBuilder {
-            buf,
-            start: StartLine::Request {
-                method,
-                uri: Span::new(u0, u1),
-            },
-            headers: Vec::with_capacity(12),
-        }
+        MessageBuilder { buf, start: StartLine::Request { method, uri: Span::new(u0, u1) }, headers: Vec::with_capacity(12) }
     }
 
     /// Starts a response: `SIP/2.0 code reason`.
@@ -54,14 +47,7 @@ impl Message {
         buf.put_slice(reason.as_bytes());
         let r1 = buf.len();
         buf.put_slice(b"\r\n");
-        MessageBuilder {
-            buf,
-            start: StartLine::Response {
-                code,
-                reason: Span::new(r0, r1),
-            },
-            headers: Vec::with_capacity(12),
-        }
+        MessageBuilder { buf, start: StartLine::Response { code, reason: Span::new(r0, r1) }, headers: Vec::with_capacity(12) }
     }
 
     /// Starts a response to this request per RFC 3261 §8.2.6.2: every Via in order, From, To,
@@ -117,11 +103,7 @@ impl MessageBuilder {
         let _ = write!(Writer(&mut self.buf), "{value}");
         let v1 = self.buf.len();
         self.buf.put_slice(b"\r\n");
-        self.headers.push(Header {
-            name: HeaderName::from_bytes(name.as_bytes()),
-            name_span: Span::new(n0, n1),
-            value: Span::new(v0, v1),
-        });
+        self.headers.push(Header { name: HeaderName::from_bytes(name.as_bytes()), name_span: Span::new(n0, n1), value: Span::new(v0, v1) });
         self
     }
 
@@ -138,11 +120,7 @@ impl MessageBuilder {
         let _ = write!(Writer(&mut self.buf), "{value}");
         let v1 = self.buf.len();
         self.buf.put_slice(b"\r\n");
-        self.headers.push(Header {
-            name,
-            name_span: Span::new(n0, n1),
-            value: Span::new(v0, v1),
-        });
+        self.headers.push(Header { name, name_span: Span::new(n0, n1), value: Span::new(v0, v1) });
     }
 
     /// Adds a header with a raw value, byte for byte. Content-Length is ignored: finishing writes it.
@@ -158,21 +136,14 @@ impl MessageBuilder {
         self.buf.put_slice(value);
         let v1 = self.buf.len();
         self.buf.put_slice(b"\r\n");
-        self.headers.push(Header {
-            name,
-            name_span: Span::new(n0, n1),
-            value: Span::new(v0, v1),
-        });
+        self.headers.push(Header { name, name_span: Span::new(n0, n1), value: Span::new(v0, v1) });
     }
 
     /// Copies every `name` header of `from`, values byte for byte, in order.
     pub fn copy_headers(mut self, from: &Message, name: HeaderName) -> Self {
         for h in from.headers.iter().filter(|h| h.name == name) {
-            let spelling = if name == HeaderName::Other {
-                std::str::from_utf8(h.name_span.of(&from.buf)).unwrap_or("X")
-            } else {
-                name.as_str()
-            };
+            let spelling =
+                if name == HeaderName::Other { std::str::from_utf8(h.name_span.of(&from.buf)).unwrap_or("X") } else { name.as_str() };
             self.push_raw(name, spelling, h.value.of(&from.buf));
         }
         self
@@ -197,11 +168,7 @@ impl MessageBuilder {
         let n1 = self.buf.len();
         let _ = write!(Writer(&mut self.buf), ": {}\r\n", body.len());
         let v1 = self.buf.len() - 2;
-        self.headers.push(Header {
-            name: HeaderName::ContentLength,
-            name_span: Span::new(n0, n1),
-            value: Span::new(n1 + 2, v1),
-        });
+        self.headers.push(Header { name: HeaderName::ContentLength, name_span: Span::new(n0, n1), value: Span::new(n1 + 2, v1) });
         self.buf.put_slice(b"\r\n");
         let b0 = self.buf.len();
         self.buf.put_slice(body);

@@ -59,20 +59,12 @@ pub struct ParseError {
 impl ParseError {
     /// An error of `kind` at byte `offset`.
     pub(crate) fn new(kind: ErrorKind, offset: usize) -> Self {
-        ParseError {
-            kind,
-            offset,
-            header: None,
-        }
+        ParseError { kind, offset, header: None }
     }
 
     /// An error inside header `name`, at byte `offset` of the message.
     pub(crate) fn in_header(kind: ErrorKind, name: HeaderName, offset: usize) -> Self {
-        ParseError {
-            kind,
-            offset,
-            header: Some(name),
-        }
+        ParseError { kind, offset, header: Some(name) }
     }
 
     /// What was wrong.
@@ -121,10 +113,7 @@ impl ParseError {
             ErrorKind::NotUtf8 => "Header Not UTF-8",
         };
         match (self.kind, self.header) {
-            (
-                ErrorKind::HeaderValue | ErrorKind::MissingHeader | ErrorKind::DuplicateHeader,
-                Some(h),
-            ) => {
+            (ErrorKind::HeaderValue | ErrorKind::MissingHeader | ErrorKind::DuplicateHeader, Some(h)) => {
                 format!("{what} {} Header", h.as_str())
             }
             (ErrorKind::HeaderValue, None) => "Bad Header".into(),
@@ -167,13 +156,7 @@ impl fmt::Display for ParseError {
             (ErrorKind::DuplicateHeader, Some(h)) => {
                 write!(f, "{} header repeated at byte {}", h.as_str(), self.offset)
             }
-            (_, Some(h)) => write!(
-                f,
-                "{} in {} header at byte {}",
-                self.kind,
-                h.as_str(),
-                self.offset
-            ),
+            (_, Some(h)) => write!(f, "{} in {} header at byte {}", self.kind, h.as_str(), self.offset),
             (_, None) => write!(f, "{} at byte {}", self.kind, self.offset),
         }
     }

@@ -171,10 +171,7 @@ mod tests {
 
     #[test]
     fn lookup_is_case_insensitive_with_compact_forms() {
-        assert_eq!(
-            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
-            HeaderName::MaxForwards
-        );
+        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
         assert_eq!(HeaderName::from_bytes(b"v"), HeaderName::Via);
         assert_eq!(HeaderName::from_bytes(b"I"), HeaderName::CallId);
         for (c, h) in [
@@ -198,9 +195,6 @@ mod tests {
             assert_eq!(h.compact(), Some(c));
         }
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
-        assert_eq!(
-            HeaderName::from_bytes(b"www-authenticate").as_str(),
-            "WWW-Authenticate"
-        );
+        assert_eq!(HeaderName::from_bytes(b"www-authenticate").as_str(), "WWW-Authenticate");
     }
 }

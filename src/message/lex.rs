@@ -9,11 +9,7 @@ use super::error::ValueError;
 /// `token` characters: `alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"`.
 #[inline]
 pub(crate) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
 }
 
 /// LWS inside a header value: SP, HTAB, and the CR LF of a fold.
@@ -64,10 +60,7 @@ pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
 
 /// Removes the quotes and quoted-pair backslashes of a `quoted-string` (lossless when there are none).
 pub(crate) fn unquote(s: &str) -> std::borrow::Cow<'_, str> {
-    let inner = s
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s);
+    let inner = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s);
     if !inner.contains('\\') {
         return std::borrow::Cow::Borrowed(inner);
     }
@@ -96,11 +89,7 @@ pub(crate) struct ListIter<'a> {
 
 impl<'a> ListIter<'a> {
     pub(crate) fn new(s: &'a str) -> Self {
-        ListIter {
-            s,
-            pos: 0,
-            done: false,
-        }
+        ListIter { s, pos: 0, done: false }
     }
 }
 
@@ -181,9 +170,7 @@ mod tests {
 
     #[test]
     fn lists_split_outside_quotes_and_angles() {
-        let v: Vec<_> = ListIter::new(r#"<sip:a,b@x>, "x,y" <sip:c>  ,d"#)
-            .map(|r| r.unwrap().0)
-            .collect();
+        let v: Vec<_> = ListIter::new(r#"<sip:a,b@x>, "x,y" <sip:c>  ,d"#).map(|r| r.unwrap().0).collect();
         assert_eq!(v, vec!["<sip:a,b@x>", r#""x,y" <sip:c>"#, "d"]);
         assert!(ListIter::new("a,,b").any(|r| r.is_err()));
         assert!(ListIter::new("a,").any(|r| r.is_err()));

@@ -32,10 +32,7 @@ mod uri;
 pub use access::ListValues;
 pub use build::MessageBuilder;
 pub use error::{ErrorKind, ParseError, ValueError};
-pub use header::{
-    AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, Refresher, TokenList, Via,
-    BRANCH_COOKIE,
-};
+pub use header::{AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, Refresher, TokenList, Via, BRANCH_COOKIE};
 pub use header_name::HeaderName;
 pub use method::Method;
 pub use params::{ParamIter, Params};
@@ -53,10 +50,7 @@ struct Span {
 
 impl Span {
     fn new(start: usize, end: usize) -> Span {
-        Span {
-            start: start as u32,
-            end: end as u32,
-        }
+        Span { start: start as u32, end: end as u32 }
     }
 
     fn shift(self, by: usize) -> Span {
@@ -168,36 +162,22 @@ impl Message {
     }
 
     fn header_ref(&self, h: &Header) -> HeaderRef<'_> {
-        HeaderRef {
-            name: h.name,
-            raw_name: h.name_span.of(&self.buf),
-            value: h.value.of(&self.buf),
-        }
+        HeaderRef { name: h.name, raw_name: h.name_span.of(&self.buf), value: h.value.of(&self.buf) }
     }
 
     /// The raw value of the first header called `name`.
     pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value.of(&self.buf))
+        self.headers.iter().find(|h| h.name == name).map(|h| h.value.of(&self.buf))
     }
 
     /// The raw values of every header called `name`, in order.
     pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
-        self.headers
-            .iter()
-            .filter(move |h| h.name == name)
-            .map(|h| h.value.of(&self.buf))
+        self.headers.iter().filter(move |h| h.name == name).map(|h| h.value.of(&self.buf))
     }
 
     /// Raw values of an extension header, looked up by name (ASCII case-insensitive).
     pub fn other_header<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers()
-            .filter(move |h| {
-                h.name == HeaderName::Other && h.raw_name.eq_ignore_ascii_case(name.as_bytes())
-            })
-            .map(|h| h.value)
+        self.headers().filter(move |h| h.name == HeaderName::Other && h.raw_name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value)
     }
 
     /// The first value of `name` as an owned, zero-copy slice of the buffer.
@@ -218,8 +198,7 @@ impl Message {
 
     /// The body as an owned, zero-copy slice of the buffer.
     pub fn body_bytes(&self) -> Bytes {
-        self.buf
-            .slice(self.body.start as usize..self.body.end as usize)
+        self.buf.slice(self.body.start as usize..self.body.end as usize)
     }
 
     /// The Content-Length the message declared, if any (the framing checked it).
@@ -233,28 +212,18 @@ impl PartialEq for Message {
     /// byte), and the same body.
     fn eq(&self, other: &Message) -> bool {
         let start_eq = match (&self.start, &other.start) {
-            (
-                StartLine::Request { method: a, uri: ua },
-                StartLine::Request { method: b, uri: ub },
-            ) => a == b && ua.of(&self.buf) == ub.of(&other.buf),
-            (
-                StartLine::Response {
-                    code: a,
-                    reason: ra,
-                },
-                StartLine::Response {
-                    code: b,
-                    reason: rb,
-                },
-            ) => a == b && ra.of(&self.buf) == rb.of(&other.buf),
+            (StartLine::Request { method: a, uri: ua }, StartLine::Request { method: b, uri: ub }) => {
+                a == b && ua.of(&self.buf) == ub.of(&other.buf)
+            }
+            (StartLine::Response { code: a, reason: ra }, StartLine::Response { code: b, reason: rb }) => {
+                a == b && ra.of(&self.buf) == rb.of(&other.buf)
+            }
             _ => false,
         };
         start_eq
             && self.headers.len() == other.headers.len()
             && self.headers().zip(other.headers()).all(|(a, b)| {
-                a.name == b.name
-                    && a.value == b.value
-                    && (a.name != HeaderName::Other || a.raw_name.eq_ignore_ascii_case(b.raw_name))
+                a.name == b.name && a.value == b.value && (a.name != HeaderName::Other || a.raw_name.eq_ignore_ascii_case(b.raw_name))
             })
             && self.body() == other.body()
     }
@@ -266,25 +235,14 @@ impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Message");
         match &self.start {
-            StartLine::Request { method, .. } => d
-                .field("method", method)
-                .field("uri", &self.request_uri_str()),
-            StartLine::Response { code, reason } => d
-                .field("status", code)
-                .field("reason", &String::from_utf8_lossy(reason.of(&self.buf))),
+            StartLine::Request { method, .. } => d.field("method", method).field("uri", &self.request_uri_str()),
+            StartLine::Response { code, reason } => d.field("status", code).field("reason", &String::from_utf8_lossy(reason.of(&self.buf))),
         };
         let hs: Vec<(String, String)> = self
             .headers()
-            .map(|h| {
-                (
-                    String::from_utf8_lossy(h.raw_name).into_owned(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
+            .map(|h| (String::from_utf8_lossy(h.raw_name).into_owned(), String::from_utf8_lossy(h.value).into_owned()))
             .collect();
-        d.field("headers", &hs)
-            .field("body_len", &self.body().len())
-            .finish()
+        d.field("headers", &hs).field("body_len", &self.body().len()).finish()
     }
 }
 

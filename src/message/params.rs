@@ -28,22 +28,7 @@ fn is_uri_param_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'[' | b']'
-                | b'/'
-                | b':'
-                | b'&'
-                | b'+'
-                | b'$'
-                | b'-'
-                | b'_'
-                | b'.'
-                | b'!'
-                | b'~'
-                | b'*'
-                | b'\''
-                | b'('
-                | b')'
-                | b'%'
+            b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b'%'
         )
 }
 
@@ -59,10 +44,7 @@ impl<'a> Params<'a> {
 
     /// Parses `*( SEMI param )` at the start of `s`, returning the list and the rest (which starts at
     /// the first byte that cannot continue the list, e.g. `,` or `?` or the end).
-    pub(crate) fn parse(
-        s: &'a str,
-        syntax: ParamSyntax,
-    ) -> Result<(Params<'a>, &'a str), ValueError> {
+    pub(crate) fn parse(s: &'a str, syntax: ParamSyntax) -> Result<(Params<'a>, &'a str), ValueError> {
         let b = s.as_bytes();
         let lws = |i: &mut usize| {
             if syntax == ParamSyntax::Header {
@@ -212,11 +194,7 @@ mod tests {
 
     #[test]
     fn header_params_with_lws_and_quotes() {
-        let (p, rest) = Params::parse(
-            " ;   tag    = 1918181833n ;x=\"a;b\";lr, next",
-            ParamSyntax::Header,
-        )
-        .unwrap();
+        let (p, rest) = Params::parse(" ;   tag    = 1918181833n ;x=\"a;b\";lr, next", ParamSyntax::Header).unwrap();
         assert_eq!(rest, ", next");
         assert_eq!(p.value("TAG"), Some("1918181833n"));
         assert_eq!(p.get_unquoted("x").as_deref(), Some("a;b"));
@@ -227,17 +205,9 @@ mod tests {
 
     #[test]
     fn received_ipv6_values() {
-        let (p, _) = Params::parse(
-            ";received=[2001:db8::9:255];branch=z9hG4bKas",
-            ParamSyntax::Header,
-        )
-        .unwrap();
+        let (p, _) = Params::parse(";received=[2001:db8::9:255];branch=z9hG4bKas", ParamSyntax::Header).unwrap();
         assert_eq!(p.value("received"), Some("[2001:db8::9:255]"));
-        let (p, _) = Params::parse(
-            ";received=2001:db8::9:255;branch=z9hG4bKas",
-            ParamSyntax::Header,
-        )
-        .unwrap();
+        let (p, _) = Params::parse(";received=2001:db8::9:255;branch=z9hG4bKas", ParamSyntax::Header).unwrap();
         assert_eq!(p.value("branch"), Some("z9hG4bKas"));
     }
 

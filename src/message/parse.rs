@@ -74,16 +74,7 @@ fn request_line(line: &[u8]) -> Result<(Method, Span), ParseError> {
     let v = all_consuming(sip_version)
         .parse(ver)
         .map(|(_, v)| v)
-        .map_err(|_| {
-            ParseError::new(
-                if ver.contains(&b' ') {
-                    ErrorKind::StartLine
-                } else {
-                    ErrorKind::Version
-                },
-                ver_at,
-            )
-        })?;
+        .map_err(|_| ParseError::new(if ver.contains(&b' ') { ErrorKind::StartLine } else { ErrorKind::Version }, ver_at))?;
     // The Request-URI: any URI but without LWS, <>, or ?headers (RFC 4475 §3.1.2.7, §3.1.2.8, §3.1.2.11).
     let bad_uri = || ParseError::new(ErrorKind::RequestUri, uri_at);
     let uri_str = std::str::from_utf8(uri).map_err(|_| bad_uri())?;
@@ -93,10 +84,8 @@ fn request_line(line: &[u8]) -> Result<(Method, Span), ParseError> {
     }
     check_version(v, ver_at)?;
     // Token validity checked above, so the method is known or an extension.
-    let method = Method::from_token(
-        std::str::from_utf8(m).map_err(|_| ParseError::new(ErrorKind::Method, 0))?,
-    )
-    .ok_or(ParseError::new(ErrorKind::Method, 0))?;
+    let method = Method::from_token(std::str::from_utf8(m).map_err(|_| ParseError::new(ErrorKind::Method, 0))?)
+        .ok_or(ParseError::new(ErrorKind::Method, 0))?;
     Ok((method, Span::new(uri_at, uri_at + sp)))
 }
 
@@ -106,11 +95,7 @@ fn line_end(buf: &[u8], from: usize) -> (usize, usize) {
     match memchr::memchr(b'\n', &buf[from..]) {
         Some(p) => {
             let nl = from + p;
-            let end = if nl > from && buf[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
+            let end = if nl > from && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
             (end, nl + 1)
         }
         None => (buf.len(), buf.len()),
@@ -128,26 +113,15 @@ fn trim_end_ws(buf: &[u8], start: usize, mut end: usize) -> usize {
 pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
     let b: &[u8] = &buf;
     // §7.5: CRLFs before the start line are ignored.
-    let mut pos = b
-        .iter()
-        .position(|&c| c != b'\r' && c != b'\n')
-        .ok_or(ParseError::new(ErrorKind::Empty, 0))?;
+    let mut pos = b.iter().position(|&c| c != b'\r' && c != b'\n').ok_or(ParseError::new(ErrorKind::Empty, 0))?;
     let (sl_end, mut next) = line_end(b, pos);
     let line = &b[pos..sl_end];
-    let start = if line.starts_with(b"SIP/")
-        || line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/")
-    {
+    let start = if line.starts_with(b"SIP/") || line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         let (code, reason) = status_line(line).map_err(|e| shift(e, pos))?;
-        StartLine::Response {
-            code,
-            reason: reason.shift(pos),
-        }
+        StartLine::Response { code, reason: reason.shift(pos) }
     } else {
         let (method, uri) = request_line(line).map_err(|e| shift(e, pos))?;
-        StartLine::Request {
-            method,
-            uri: uri.shift(pos),
-        }
+        StartLine::Request { method, uri: uri.shift(pos) }
     };
 
     let mut headers: Vec<Header> = Vec::with_capacity(HEADER_CAPACITY);
@@ -170,18 +144,12 @@ pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
         let first = b[pos];
         if first == b' ' || first == b'\t' {
             // A fold: the line continues the previous header's value (§7.3.1).
-            let last = headers
-                .last_mut()
-                .ok_or(ParseError::new(ErrorKind::HeaderLine, pos))?;
+            let last = headers.last_mut().ok_or(ParseError::new(ErrorKind::HeaderLine, pos))?;
             let new_end = trim_end_ws(b, pos, end);
             if new_end > pos {
                 if last.value.start == last.value.end {
                     // Value was empty so far: it starts on this line.
-                    let s = pos
-                        + b[pos..new_end]
-                            .iter()
-                            .position(|&c| c != b' ' && c != b'\t')
-                            .unwrap_or(0);
+                    let s = pos + b[pos..new_end].iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(0);
                     last.value = Span::new(s, new_end);
                 } else {
                     last.value.end = new_end as u32;
@@ -189,9 +157,7 @@ pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
             }
             continue;
         }
-        let colon = memchr::memchr(b':', &b[pos..end])
-            .ok_or(ParseError::new(ErrorKind::HeaderLine, pos))?
-            + pos;
+        let colon = memchr::memchr(b':', &b[pos..end]).ok_or(ParseError::new(ErrorKind::HeaderLine, pos))? + pos;
         let name_end = trim_end_ws(b, pos, colon);
         let name_bytes = &b[pos..name_end];
         if name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token_char(c)) {
@@ -203,34 +169,17 @@ pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
             vs += 1;
         }
         let ve = trim_end_ws(b, vs, end);
-        headers.push(Header {
-            name,
-            name_span: Span::new(pos, name_end),
-            value: Span::new(vs, ve),
-        });
+        headers.push(Header { name, name_span: Span::new(pos, name_end), value: Span::new(vs, ve) });
     }
     // Content-Length may be folded, so read it once all lines are in.
-    for h in headers
-        .iter()
-        .filter(|h| h.name == HeaderName::ContentLength)
-    {
+    for h in headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
         let v = h.value.of(b);
-        let bad = || {
-            ParseError::in_header(
-                ErrorKind::ContentLength,
-                HeaderName::ContentLength,
-                h.value.start as usize,
-            )
-        };
+        let bad = || ParseError::in_header(ErrorKind::ContentLength, HeaderName::ContentLength, h.value.start as usize);
         let s = std::str::from_utf8(v).map_err(|_| bad())?;
         let n = super::lex::parse_u32(super::lex::trim(s)).ok_or_else(bad)?;
         match content_length {
             Some((m, _)) if m != n => {
-                return Err(ParseError::in_header(
-                    ErrorKind::ConflictingContentLength,
-                    HeaderName::ContentLength,
-                    h.value.start as usize,
-                ))
+                return Err(ParseError::in_header(ErrorKind::ConflictingContentLength, HeaderName::ContentLength, h.value.start as usize))
             }
             _ => content_length = Some((n, h.value.start as usize)),
         }
@@ -238,24 +187,14 @@ pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
     let body_end = match content_length {
         Some((n, at)) => {
             let end = body_start.checked_add(n as usize).filter(|&e| e <= b.len());
-            end.ok_or(ParseError::in_header(
-                ErrorKind::BodyTooShort,
-                HeaderName::ContentLength,
-                at,
-            ))?
+            end.ok_or(ParseError::in_header(ErrorKind::BodyTooShort, HeaderName::ContentLength, at))?
         }
         // §18.3: over UDP, with no Content-Length the body runs to the end of the datagram.
         None => b.len(),
     };
     // Bytes after the body are not part of this message (§18.3); truncating never allocates.
     buf.truncate(body_end);
-    Ok(Message {
-        buf,
-        start,
-        headers,
-        body: Span::new(body_start, body_end),
-        content_length: content_length.map(|c| c.0),
-    })
+    Ok(Message { buf, start, headers, body: Span::new(body_start, body_end), content_length: content_length.map(|c| c.0) })
 }
 
 fn shift(e: ParseError, by: usize) -> ParseError {

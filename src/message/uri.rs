@@ -78,11 +78,7 @@ impl<'a> Host<'a> {
         match self {
             Host::Domain(_) => None,
             Host::Ipv4(s) => s.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
-            Host::Ipv6(s) => s
-                .parse::<Ipv6Addr>()
-                .ok()
-                .or_else(|| s.replacen(":::", "::", 1).parse().ok())
-                .map(IpAddr::V6),
+            Host::Ipv6(s) => s.parse::<Ipv6Addr>().ok().or_else(|| s.replacen(":::", "::", 1).parse().ok()).map(IpAddr::V6),
         }
     }
 
@@ -119,18 +115,9 @@ fn host(i: &str) -> IResult<&str, Host<'_>, ()> {
         return Ok((rest, Host::Ipv6(addr)));
     }
     let (rest, name) = take_while1(is_hostname_char)(i)?;
-    let is_v4 = name.split('.').count() == 4
-        && name
-            .split('.')
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    Ok((
-        rest,
-        if is_v4 {
-            Host::Ipv4(name)
-        } else {
-            Host::Domain(name)
-        },
-    ))
+    let is_v4 =
+        name.split('.').count() == 4 && name.split('.').all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    Ok((rest, if is_v4 { Host::Ipv4(name) } else { Host::Domain(name) }))
 }
 
 /// `hostport = host [ ":" port ]`.
@@ -179,8 +166,7 @@ fn is_userinfo_char(b: u8) -> bool {
 impl<'a> Uri<'a> {
     /// Parses a whole URI. `s` must hold the URI and nothing else.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ValueError> {
-        let (rest, scheme) =
-            take_while1::<_, _, ()>(is_scheme_char)(s).map_err(|_| ValueError::at(0))?;
+        let (rest, scheme) = take_while1::<_, _, ()>(is_scheme_char)(s).map_err(|_| ValueError::at(0))?;
         let rest = rest.strip_prefix(':').ok_or(ValueError::at(scheme.len()))?;
         let base = scheme.len() + 1;
         if !scheme.as_bytes()[0].is_ascii_alphabetic() {
@@ -188,30 +174,20 @@ impl<'a> Uri<'a> {
         }
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             let secure = scheme.len() == 4;
-            SipUri::parse_after_scheme(rest, secure)
-                .map(Uri::Sip)
-                .map_err(|e| ValueError::at(base + e.offset))
+            SipUri::parse_after_scheme(rest, secure).map(Uri::Sip).map_err(|e| ValueError::at(base + e.offset))
         } else if scheme.eq_ignore_ascii_case("tel") {
             let end = rest.find(';').unwrap_or(rest.len());
             let number = &rest[..end];
-            if number.is_empty()
-                || !number
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.()*#".contains(&b))
-            {
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.()*#".contains(&b)) {
                 return Err(ValueError::at(base));
             }
-            let (params, tail) = Params::parse(&rest[end..], ParamSyntax::Uri)
-                .map_err(|e| ValueError::at(base + end + e.offset))?;
+            let (params, tail) = Params::parse(&rest[end..], ParamSyntax::Uri).map_err(|e| ValueError::at(base + end + e.offset))?;
             if !tail.is_empty() {
                 return Err(ValueError::at(s.len() - tail.len()));
             }
             Ok(Uri::Tel(TelUri { number, params }))
         } else {
-            if let Some(p) = rest
-                .bytes()
-                .position(|b| b.is_ascii_whitespace() || b"<>\"".contains(&b) || b < 0x20)
-            {
+            if let Some(p) = rest.bytes().position(|b| b.is_ascii_whitespace() || b"<>\"".contains(&b) || b < 0x20) {
                 return Err(ValueError::at(base + p));
             }
             Ok(Uri::Other { scheme, rest })
@@ -271,14 +247,10 @@ impl<'a> SipUri<'a> {
         let hp = &s[hp_start..];
         let (rest, (host, port)) = hostport(hp).map_err(|_| ValueError::at(hp_start))?;
         let off = s.len() - rest.len();
-        let (params, rest) =
-            Params::parse(rest, ParamSyntax::Uri).map_err(|e| ValueError::at(off + e.offset))?;
+        let (params, rest) = Params::parse(rest, ParamSyntax::Uri).map_err(|e| ValueError::at(off + e.offset))?;
         let headers = match rest.strip_prefix('?') {
             Some(h) => {
-                if let Some(p) = h
-                    .bytes()
-                    .position(|b| !(is_userinfo_char(b) || b == b'[' || b == b']' || b == b'@'))
-                {
+                if let Some(p) = h.bytes().position(|b| !(is_userinfo_char(b) || b == b'[' || b == b']' || b == b'@')) {
                     return Err(ValueError::at(s.len() - h.len() + p));
                 }
                 Some(h)
@@ -286,15 +258,7 @@ impl<'a> SipUri<'a> {
             None if rest.is_empty() => None,
             None => return Err(ValueError::at(s.len() - rest.len())),
         };
-        Ok(SipUri {
-            secure,
-            user,
-            password,
-            host,
-            port,
-            params,
-            headers,
-        })
+        Ok(SipUri { secure, user, password, host, port, params, headers })
     }
 
     /// The user part with `%HH` escapes decoded exactly once (RFC 4475 §3.1.1.3). Bytes, since an
@@ -380,10 +344,7 @@ mod tests {
         assert_eq!(u.transport(), Some("udp"));
         assert!(u.is_loose_route());
         assert_eq!(u.headers, Some("Subject=hi"));
-        assert_eq!(
-            u.to_string(),
-            "sip:alice:secret@[2001:db8::10]:5070;transport=udp;lr?Subject=hi"
-        );
+        assert_eq!(u.to_string(), "sip:alice:secret@[2001:db8::10]:5070;transport=udp;lr?Subject=hi");
     }
 
     #[test]
@@ -391,10 +352,7 @@ mod tests {
         let u = sip("sip:sips%3Auser%40example.com@example.net");
         assert_eq!(&*u.user_decoded().unwrap(), b"sips:user@example.com");
         assert_eq!(&*percent_decode("v%61lue%25%34%31"), b"value%41");
-        assert_eq!(
-            &*sip("sip:null-%00-null@example.com").user_decoded().unwrap(),
-            b"null-\0-null"
-        );
+        assert_eq!(&*sip("sip:null-%00-null@example.com").user_decoded().unwrap(), b"null-\0-null");
     }
 
     #[test]
@@ -408,26 +366,15 @@ mod tests {
     fn hosts() {
         assert_eq!(sip("sip:192.0.2.1").host, Host::Ipv4("192.0.2.1"));
         assert_eq!(sip("sip:example.com:5060").port, Some(5060));
-        assert_eq!(
-            sip("sip:[2001:db8:::192.0.2.1]").host.ip(),
-            "2001:db8::192.0.2.1".parse().ok()
-        );
+        assert_eq!(sip("sip:[2001:db8:::192.0.2.1]").host.ip(), "2001:db8::192.0.2.1".parse().ok());
         assert!(Uri::parse("sip:user@2001:db8::10").is_err());
         assert!(Uri::parse("sip:host:99999").is_err());
     }
 
     #[test]
     fn other_schemes() {
-        assert_eq!(
-            Uri::parse("tel:+1-201-555-0123;phone-context=x")
-                .unwrap()
-                .scheme(),
-            "tel"
-        );
-        assert!(matches!(
-            Uri::parse("soap.beep://192.0.2.103:3002").unwrap(),
-            Uri::Other { .. }
-        ));
+        assert_eq!(Uri::parse("tel:+1-201-555-0123;phone-context=x").unwrap().scheme(), "tel");
+        assert!(matches!(Uri::parse("soap.beep://192.0.2.103:3002").unwrap(), Uri::Other { .. }));
         assert!(Uri::parse("<sip:a@b>").is_err());
         assert!(Uri::parse("sip:a@b; lr").is_err());
         assert!(Uri::parse("sip:").is_err());

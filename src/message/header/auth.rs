@@ -3,9 +3,7 @@
 //! parameters are read by name.
 
 use crate::message::error::ValueError;
-use crate::message::lex::{
-    eq_ic, is_lws, is_token, is_token_char, quoted_len, trim, unquote, ListIter,
-};
+use crate::message::lex::{eq_ic, is_lws, is_token, is_token_char, quoted_len, trim, unquote, ListIter};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -24,9 +22,7 @@ impl<'a> AuthHeader<'a> {
     /// text after the scheme, which is kept.
     pub fn parse(s: &'a str) -> Result<AuthHeader<'a>, ValueError> {
         let t = trim(s);
-        let lead = s.len()
-            - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8))
-                .len();
+        let lead = s.len() - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8)).len();
         let end = t.bytes().position(|b| !is_token_char(b)).unwrap_or(t.len());
         let scheme = &t[..end];
         if scheme.is_empty() {
@@ -62,10 +58,7 @@ impl<'a> AuthHeader<'a> {
 
     /// Iterates `(name, raw value)` pairs; quoted values keep their quotes.
     pub fn params(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        ListIter::new(self.params)
-            .filter_map(|r| r.ok())
-            .filter_map(|(p, _)| p.split_once('='))
-            .map(|(n, v)| (trim(n), trim(v)))
+        ListIter::new(self.params).filter_map(|r| r.ok()).filter_map(|(p, _)| p.split_once('=')).map(|(n, v)| (trim(n), trim(v)))
     }
 
     /// The raw value of `name` (ASCII case-insensitive), quotes kept.
@@ -81,9 +74,7 @@ impl<'a> AuthHeader<'a> {
 
 /// token68-ish text some schemes use as a value (base64 with `=` padding and `/`).
 fn is_token68(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| is_token_char(b) || b == b'/' || b == b'=')
+    !s.is_empty() && s.bytes().all(|b| is_token_char(b) || b == b'/' || b == b'=')
 }
 
 impl fmt::Display for AuthHeader<'_> {
@@ -111,13 +102,7 @@ mod tests {
         assert_eq!(a.get("opaque").as_deref(), Some(""));
         assert_eq!(a.get("algorithm").as_deref(), Some("SHA-256"));
         let again = a.to_string();
-        assert_eq!(
-            AuthHeader::parse(&again)
-                .unwrap()
-                .params()
-                .collect::<Vec<_>>(),
-            a.params().collect::<Vec<_>>()
-        );
+        assert_eq!(AuthHeader::parse(&again).unwrap().params().collect::<Vec<_>>(), a.params().collect::<Vec<_>>());
     }
 
     #[test]

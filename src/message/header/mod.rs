@@ -8,7 +8,5 @@ mod via;
 pub use auth::AuthHeader;
 pub(crate) use name_addr::AddrForm;
 pub use name_addr::NameAddr;
-pub use scalar::{
-    check_date, parse_number, CSeq, DeltaWithParams, MediaType, Reason, Refresher, TokenList,
-};
+pub use scalar::{check_date, parse_number, CSeq, DeltaWithParams, MediaType, Reason, Refresher, TokenList};
 pub use via::{Via, BRANCH_COOKIE};

@@ -84,10 +84,7 @@ impl<'a> NameAddr<'a> {
             if form == AddrForm::NameAddrOnly {
                 return Err(ValueError::at(i));
             }
-            let end = b[i..]
-                .iter()
-                .position(|&c| c == b';' || is_lws(c))
-                .map_or(b.len(), |p| p + i);
+            let end = b[i..].iter().position(|&c| c == b';' || is_lws(c)).map_or(b.len(), |p| p + i);
             let text = &s[i..end];
             // RFC 3261 §20.10: a URI with ',' '?' or ';' must be enclosed in <>.
             if let Some(p) = text.bytes().position(|c| c == b'?' || c == b',') {
@@ -98,18 +95,11 @@ impl<'a> NameAddr<'a> {
         let uri_at = if angle { i + 1 } else { i };
         let uri = Uri::parse(uri_text).map_err(|e| ValueError::at(uri_at + e.offset))?;
         let rest = &s[rest_at..];
-        let (params, tail) = Params::parse(rest, ParamSyntax::Header)
-            .map_err(|e| ValueError::at(rest_at + e.offset))?;
+        let (params, tail) = Params::parse(rest, ParamSyntax::Header).map_err(|e| ValueError::at(rest_at + e.offset))?;
         if !tail.bytes().all(is_lws) {
             return Err(ValueError::at(s.len() - tail.len()));
         }
-        Ok(NameAddr {
-            display,
-            uri,
-            uri_text,
-            angle,
-            params,
-        })
+        Ok(NameAddr { display, uri, uri_text, angle, params })
     }
 
     /// The display name, quotes and quoted-pairs removed.
@@ -125,10 +115,7 @@ impl<'a> NameAddr<'a> {
     /// The `expires` parameter (Contact), in seconds. Values beyond u32 saturate.
     pub fn expires(&self) -> Option<u32> {
         let v = self.params.value("expires")?;
-        v.bytes().all(|b| b.is_ascii_digit()).then(|| {
-            v.parse::<u64>()
-                .map_or(u32::MAX, |n| n.min(u32::MAX as u64) as u32)
-        })
+        v.bytes().all(|b| b.is_ascii_digit()).then(|| v.parse::<u64>().map_or(u32::MAX, |n| n.min(u32::MAX as u64) as u32))
     }
 
     /// The `q` parameter (Contact) in thousandths: `q=0.7` is 700. `None` if absent or malformed.
@@ -175,8 +162,7 @@ mod tests {
         let a = NameAddr::parse("\"Bob \\\"B\\\"\" <sip:bob@biloxi.com>;tag=a6c85cf").unwrap();
         assert_eq!(a.display_name().as_deref(), Some("Bob \"B\""));
         assert_eq!(a.tag(), Some("a6c85cf"));
-        let b =
-            NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let b = NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert!(!b.angle);
         assert_eq!(b.tag(), Some("1918181833n"));
         let c = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
@@ -190,10 +176,7 @@ mod tests {
         let a = NameAddr::parse("<sip:a@b>;q=0.7;expires=3600").unwrap();
         assert_eq!(a.q_millis(), Some(700));
         assert_eq!(a.expires(), Some(3600));
-        assert_eq!(
-            NameAddr::parse("<sip:a@b>;q=1").unwrap().q_millis(),
-            Some(1000)
-        );
+        assert_eq!(NameAddr::parse("<sip:a@b>;q=1").unwrap().q_millis(), Some(1000));
         assert_eq!(NameAddr::parse("<sip:a@b>;q=1.5").unwrap().q_millis(), None);
     }
 
@@ -214,12 +197,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for s in [
-            "\"A\" <sip:a@b;lr>;tag=1",
-            "<sip:a@b>;expires=60",
-            "sip:a@b;tag=x",
-            "<tel:+123>",
-        ] {
+        for s in ["\"A\" <sip:a@b;lr>;tag=1", "<sip:a@b>;expires=60", "sip:a@b;tag=x", "<tel:+123>"] {
             let a = NameAddr::parse(s).unwrap();
             assert_eq!(a.to_string(), s);
             assert_eq!(NameAddr::parse(&a.to_string()).unwrap(), a);

@@ -22,13 +22,8 @@ impl CSeq {
     /// Parses a CSeq value. A number above 2^32-1 is an error (RFC 4475 §3.1.2.4).
     pub fn parse(s: &str) -> Result<CSeq, ValueError> {
         let t = trim(s);
-        let lead = s.len()
-            - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8))
-                .len();
-        let split = t
-            .bytes()
-            .position(is_lws)
-            .ok_or(ValueError::at(lead + t.len()))?;
+        let lead = s.len() - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8)).len();
+        let split = t.bytes().position(is_lws).ok_or(ValueError::at(lead + t.len()))?;
         let seq = parse_u32(&t[..split]).ok_or(ValueError::at(lead))?;
         let m = trim(&t[split..]);
         let method = Method::from_token(m).ok_or(ValueError::at(lead + split))?;
@@ -65,24 +60,17 @@ impl<'a> MediaType<'a> {
         let kind = trim(&s[..slash]);
         let rest = &s[slash + 1..];
         let t = rest.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
-        let end = t
-            .find(|c: char| c == ';' || (c.is_ascii() && is_lws(c as u8)))
-            .unwrap_or(t.len());
+        let end = t.find(|c: char| c == ';' || (c.is_ascii() && is_lws(c as u8))).unwrap_or(t.len());
         let subtype = &t[..end];
         if !is_token(kind) || !is_token(subtype) {
             return Err(ValueError::at(0));
         }
         let off = s.len() - t.len() + end;
-        let (params, tail) = Params::parse(&t[end..], ParamSyntax::Header)
-            .map_err(|e| ValueError::at(off + e.offset))?;
+        let (params, tail) = Params::parse(&t[end..], ParamSyntax::Header).map_err(|e| ValueError::at(off + e.offset))?;
         if !tail.bytes().all(is_lws) {
             return Err(ValueError::at(s.len() - tail.len()));
         }
-        Ok(MediaType {
-            kind,
-            subtype,
-            params,
-        })
+        Ok(MediaType { kind, subtype, params })
     }
 
     /// Case-insensitive `type/subtype` comparison, e.g. `is("application", "sdp")`.
@@ -166,13 +154,9 @@ impl<'a> DeltaWithParams<'a> {
     pub fn parse(s: &'a str) -> Result<DeltaWithParams<'a>, ValueError> {
         let t = s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
         let lead = s.len() - t.len();
-        let end = t
-            .bytes()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(t.len());
+        let end = t.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(t.len());
         let seconds = parse_u32(&t[..end]).ok_or(ValueError::at(lead))?;
-        let (params, tail) = Params::parse(&t[end..], ParamSyntax::Header)
-            .map_err(|e| ValueError::at(lead + end + e.offset))?;
+        let (params, tail) = Params::parse(&t[end..], ParamSyntax::Header).map_err(|e| ValueError::at(lead + end + e.offset))?;
         if !tail.bytes().all(is_lws) {
             return Err(ValueError::at(s.len() - tail.len()));
         }
@@ -208,15 +192,12 @@ impl<'a> Reason<'a> {
     /// Parses one element of the Reason list.
     pub fn parse(s: &'a str) -> Result<Reason<'a>, ValueError> {
         let t = trim(s);
-        let end = t
-            .find(|c: char| c == ';' || (c.is_ascii() && is_lws(c as u8)))
-            .unwrap_or(t.len());
+        let end = t.find(|c: char| c == ';' || (c.is_ascii() && is_lws(c as u8))).unwrap_or(t.len());
         let protocol = &t[..end];
         if !is_token(protocol) {
             return Err(ValueError::at(0));
         }
-        let (params, tail) = Params::parse(&t[end..], ParamSyntax::Header)
-            .map_err(|e| ValueError::at(end + e.offset))?;
+        let (params, tail) = Params::parse(&t[end..], ParamSyntax::Header).map_err(|e| ValueError::at(end + e.offset))?;
         if !tail.bytes().all(is_lws) {
             return Err(ValueError::at(s.len() - tail.len()));
         }
@@ -251,21 +232,7 @@ pub fn check_date(s: &str) -> Result<(), ValueError> {
         && &b[3..5] == b", "
         && b[5..7].iter().all(u8::is_ascii_digit)
         && b[7] == b' '
-        && [
-            &b"Jan"[..],
-            b"Feb",
-            b"Mar",
-            b"Apr",
-            b"May",
-            b"Jun",
-            b"Jul",
-            b"Aug",
-            b"Sep",
-            b"Oct",
-            b"Nov",
-            b"Dec",
-        ]
-        .contains(&&b[8..11])
+        && [&b"Jan"[..], b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"].contains(&&b[8..11])
         && b[11] == b' '
         && b[12..16].iter().all(u8::is_ascii_digit)
         && b[16] == b' '
@@ -294,12 +261,7 @@ mod tests {
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
         assert!(CSeq::parse("1").is_err());
         assert!(CSeq::parse("x INVITE").is_err());
-        assert_eq!(
-            CSeq::parse(&CSeq::parse("4294967295 OPTIONS").unwrap().to_string())
-                .unwrap()
-                .seq,
-            u32::MAX
-        );
+        assert_eq!(CSeq::parse(&CSeq::parse("4294967295 OPTIONS").unwrap().to_string()).unwrap().seq, u32::MAX);
     }
 
     #[test]

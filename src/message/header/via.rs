@@ -78,19 +78,11 @@ impl<'a> Via<'a> {
         }
         let (rest, (host, port)) = hostport(&s[j..]).map_err(|_| ValueError::at(j))?;
         let off = s.len() - rest.len();
-        let (params, rest) =
-            Params::parse(rest, ParamSyntax::Header).map_err(|e| ValueError::at(off + e.offset))?;
+        let (params, rest) = Params::parse(rest, ParamSyntax::Header).map_err(|e| ValueError::at(off + e.offset))?;
         if !rest.bytes().all(is_lws) {
             return Err(ValueError::at(s.len() - rest.len()));
         }
-        Ok(Via {
-            protocol,
-            version,
-            transport,
-            host,
-            port,
-            params,
-        })
+        Ok(Via { protocol, version, transport, host, port, params })
     }
 
     /// The `branch` parameter.
@@ -101,22 +93,17 @@ impl<'a> Via<'a> {
     /// True when the branch starts with the RFC 3261 magic cookie and has something after it
     /// (RFC 4475 §3.2.1: a bare cookie is not a usable branch).
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch()
-            .is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
+        self.branch().is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
     }
 
     /// The `received` parameter (RFC 3261 §18.2.1), brackets of an IPv6 value removed.
     pub fn received(&self) -> Option<&'a str> {
-        self.params
-            .value("received")
-            .map(|r| r.trim_start_matches('[').trim_end_matches(']'))
+        self.params.value("received").map(|r| r.trim_start_matches('[').trim_end_matches(']'))
     }
 
     /// The `rport` parameter (RFC 3581): `None` if absent, `Some(None)` when present without a value.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get("rport")
-            .map(|v| v.and_then(|p| p.parse().ok()))
+        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
     }
 
     /// The `maddr` parameter.
@@ -127,11 +114,7 @@ impl<'a> Via<'a> {
 
 impl fmt::Display for Via<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{} {}",
-            self.protocol, self.version, self.transport, self.host
-        )?;
+        write!(f, "{}/{}/{} {}", self.protocol, self.version, self.transport, self.host)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
@@ -145,8 +128,7 @@ mod tests {
 
     #[test]
     fn plain_and_folded() {
-        let v =
-            Via::parse("SIP/2.0/UDP pc33.example.com:5060;branch=z9hG4bK776asdhds;rport").unwrap();
+        let v = Via::parse("SIP/2.0/UDP pc33.example.com:5060;branch=z9hG4bK776asdhds;rport").unwrap();
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.host, Host::Domain("pc33.example.com"));
         assert_eq!(v.port, Some(5060));
@@ -160,20 +142,14 @@ mod tests {
 
     #[test]
     fn ipv6_received() {
-        let v = Via::parse(
-            "SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111",
-        )
-        .unwrap();
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111").unwrap();
         assert_eq!(v.received(), Some("2001:db8::9:255"));
         assert_eq!(v.branch(), Some("z9hG4bKas3-111"));
     }
 
     #[test]
     fn round_trip() {
-        for s in [
-            "SIP/2.0/TCP h.example.com:5061;branch=z9hG4bKx;received=192.0.2.1;rport=5060",
-            "SIP/2.0/UDP [::1];branch=z9hG4bKy",
-        ] {
+        for s in ["SIP/2.0/TCP h.example.com:5061;branch=z9hG4bKx;received=192.0.2.1;rport=5060", "SIP/2.0/UDP [::1];branch=z9hG4bKy"] {
             let v = Via::parse(s).unwrap();
             assert_eq!(v.to_string(), s);
             assert_eq!(Via::parse(&v.to_string()).unwrap(), v);
@@ -182,13 +158,7 @@ mod tests {
 
     #[test]
     fn bad() {
-        for s in [
-            "SIP/2.0/UDP",
-            "SIP/2.0 UDP host",
-            "SIP/2.0/UDP 192.0.2.15;;",
-            "SIP/2.0/UDPhost",
-            "SIP/2.0/UDP host junk",
-        ] {
+        for s in ["SIP/2.0/UDP", "SIP/2.0 UDP host", "SIP/2.0/UDP 192.0.2.15;;", "SIP/2.0/UDPhost", "SIP/2.0/UDP host junk"] {
             assert!(Via::parse(s).is_err(), "{s}");
         }
     }
