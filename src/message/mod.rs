@@ -27,6 +27,7 @@ mod lex;
 mod method;
 mod params;
 mod parse;
+mod salvage;
 mod uri;
 
 pub use access::ListValues;
@@ -36,6 +37,7 @@ pub use header::{AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason,
 pub use header_name::HeaderName;
 pub use method::Method;
 pub use params::{ParamIter, Params};
+pub use salvage::error_response;
 pub use uri::{percent_decode, Host, SipUri, TelUri, Uri};
 
 use bytes::Bytes;
