@@ -182,3 +182,54 @@ impl MessageBuilder {
         }
     }
 }
+
+// ===== edits =====
+
+impl Message {
+    /// Returns a copy with `text` inserted right after the topmost Via value (before a `,` that may
+    /// follow it), e.g. `;received=192.0.2.1;rport=5060` (RFC 3261 §18.2.1, RFC 3581 §4). One copy of
+    /// the buffer; the header table is shifted, not re-parsed.
+    pub fn append_to_top_via(&self, text: &str) -> Message {
+        let Some(idx) = self.headers.iter().position(|h| h.name == HeaderName::Via) else {
+            return self.clone();
+        };
+        let h = self.headers[idx];
+        let value = h.value.of(&self.buf);
+        // End of the first element: the first ',' outside quotes, else the end of the value.
+        let mut end = value.len();
+        let mut i = 0;
+        while i < value.len() {
+            match value[i] {
+                b'"' => i += super::lex::quoted_len(&value[i..]).unwrap_or(value.len() - i),
+                b',' => {
+                    end = i;
+                    break;
+                }
+                _ => i += 1,
+            }
+        }
+        while end > 0 && matches!(value[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
+            end -= 1;
+        }
+        self.splice(h.value.start as usize + end, text.as_bytes())
+    }
+
+    /// Inserts `bytes` at buffer offset `at` (inside or at the end of a header value) and shifts every
+    /// span that lies after it.
+    fn splice(&self, at: usize, bytes: &[u8]) -> Message {
+        let mut buf = BytesMut::with_capacity(self.buf.len() + bytes.len());
+        buf.put_slice(&self.buf[..at]);
+        buf.put_slice(bytes);
+        buf.put_slice(&self.buf[at..]);
+        let n = bytes.len() as u32;
+        let at = at as u32;
+        let shift = |s: Span| Span { start: if s.start >= at { s.start + n } else { s.start }, end: if s.end >= at { s.end + n } else { s.end } };
+        let start = match &self.start {
+            StartLine::Request { method, uri } => StartLine::Request { method: method.clone(), uri: shift(*uri) },
+            StartLine::Response { code, reason } => StartLine::Response { code: *code, reason: shift(*reason) },
+        };
+        let headers = self.headers.iter().map(|h| Header { name: h.name, name_span: shift(h.name_span), value: shift(h.value) }).collect();
+        let body = Span { start: self.body.start + n, end: self.body.end + n };
+        Message { buf: buf.freeze(), start, headers, body, content_length: self.content_length }
+    }
+}
