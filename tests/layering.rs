@@ -1,0 +1,42 @@
+//! The sans-IO layers must stay free of I/O and the OS clock: they take `now` and bytes as inputs
+//! and return what to send. This test fails if any of their source files names tokio, a std UDP
+//! socket, or reads the clock with `Instant::now` / `SystemTime::now`.
+
+use std::path::{Path, PathBuf};
+
+/// Sans-IO modules: folders and single files under src/.
+const SANS_IO: &[&str] = &["message", "sdp", "transaction", "dialog", "endpoint", "endpoint.rs", "transport/mod.rs", "call", "media/core"];
+const FORBIDDEN: &[&str] = &["tokio", "std::net::UdpSocket", "UdpSocket", "Instant::now", "SystemTime::now"];
+
+fn rust_files(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            rust_files(&e.path(), out);
+        }
+    } else if p.extension().is_some_and(|x| x == "rs") {
+        out.push(p.to_path_buf());
+    }
+}
+
+#[test]
+fn sans_io_modules_do_no_io_and_read_no_clock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for m in SANS_IO {
+        rust_files(&src.join(m), &mut files);
+    }
+    assert!(files.iter().any(|f| f.ends_with("message/mod.rs")), "the message layer is checked");
+    let mut offences = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in FORBIDDEN {
+                if code.contains(word) {
+                    offences.push(format!("{}:{}: {word}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(offences.is_empty(), "sans-IO modules touch I/O or the clock:\n{}", offences.join("\n"));
+}
