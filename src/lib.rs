@@ -12,5 +12,6 @@
 #![forbid(unsafe_code)]
 
 pub mod message;
+pub mod transaction;
 pub mod sdp;
 pub mod transport;

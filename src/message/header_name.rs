@@ -41,8 +41,13 @@ macro_rules! header_names {
                     $( $( if c == $compact { return HeaderName::$variant; } )? )*
                     return HeaderName::Other;
                 }
+                // Compare the first byte before the whole name: most candidates fail there.
+                let first = name.first().map_or(0, u8::to_ascii_lowercase);
                 $(
-                    if name.len() == $canon.len() && name.eq_ignore_ascii_case($canon.as_bytes()) {
+                    if name.len() == $canon.len()
+                        && first == $canon.as_bytes()[0].to_ascii_lowercase()
+                        && name.eq_ignore_ascii_case($canon.as_bytes())
+                    {
                         return HeaderName::$variant;
                     }
                 )*

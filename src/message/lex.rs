@@ -105,6 +105,10 @@ impl<'a> Iterator for ListIter<'a> {
         let start = self.pos;
         let mut i = start;
         let mut in_angle = false;
+        // Fast path: no quote, angle or comma left means one element to the end.
+        if memchr::memchr3(b'"', b'<', b',', &bytes[start..]).is_none() {
+            i = bytes.len();
+        }
         while i < bytes.len() {
             match bytes[i] {
                 b'"' => match quoted_len(&bytes[i..]) {

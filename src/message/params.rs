@@ -181,7 +181,7 @@ impl<'a> Iterator for ParamIter<'a> {
         }
         let item = &self.rest[start..i];
         self.rest = &self.rest[i..];
-        Some(match item.find('=') {
+        Some(match memchr::memchr(b'=', item.as_bytes()) {
             Some(eq) => (trim(&item[..eq]), Some(trim(&item[eq + 1..]))),
             None => (trim(item), None),
         })

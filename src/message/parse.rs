@@ -157,13 +157,19 @@ pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
             }
             continue;
         }
-        let colon = memchr::memchr(b':', &b[pos..end]).ok_or(ParseError::new(ErrorKind::HeaderLine, pos))? + pos;
-        let name_end = trim_end_ws(b, pos, colon);
-        let name_bytes = &b[pos..name_end];
-        if name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token_char(c)) {
+        // `header-name HCOLON`: a token, optional WSP, then ':' (one pass, no search).
+        let mut name_end = pos;
+        while name_end < end && is_token_char(b[name_end]) {
+            name_end += 1;
+        }
+        let mut colon = name_end;
+        while colon < end && (b[colon] == b' ' || b[colon] == b'\t') {
+            colon += 1;
+        }
+        if name_end == pos || colon >= end || b[colon] != b':' {
             return Err(ParseError::new(ErrorKind::HeaderLine, pos));
         }
-        let name = HeaderName::from_bytes(name_bytes);
+        let name = HeaderName::from_bytes(&b[pos..name_end]);
         let mut vs = colon + 1;
         while vs < end && (b[vs] == b' ' || b[vs] == b'\t') {
             vs += 1;

@@ -1,0 +1,229 @@
+//! Transaction keys: which transaction a message belongs to (RFC 3261 §17.1.3, §17.2.3).
+//!
+//! ```text
+//!   client (§17.1.3)   top-Via branch + CSeq method
+//!   server (§17.2.3)   top-Via branch + top-Via sent-by + method (ACK counts as INVITE)
+//!   server, RFC 2543   (branch without "z9hG4bK") Request-URI + From tag + Call-ID + CSeq number
+//!                      + top Via + method (ACK counts as INVITE); the To tag is checked after the
+//!                      lookup, because the ACK for a non-2xx carries the tag of the response.
+//! ```
+//!
+//! Keys hold zero-copy `Bytes` slices of the message they came from, so building one for a lookup
+//! costs reference-count bumps, not allocations. Exceptions: an extension method name is copied, and
+//! an RFC 2543 key (legacy peers only) boxes its fields to keep the common key small.
+
+use super::Error;
+use crate::message::{Message, Method, ParseError, Via};
+use bytes::Bytes;
+use std::hash::{Hash, Hasher};
+
+/// Identifies a transaction. Build one with [`TransactionKey::client`],
+/// [`TransactionKey::for_response`], [`TransactionKey::server`] or [`TransactionKey::cancel_target`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TransactionKey(Inner);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Inner {
+    Client { branch: Bytes, method: Method },
+    Server { branch: Bytes, sent_by: SentBy, method: Method },
+    Rfc2543(Box<Rfc2543Key>),
+}
+
+/// `sent-by` of a Via: the host compares case-insensitively (§19.1.4 rules for hosts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SentBy {
+    host: NoCase,
+    port: Option<u16>,
+}
+
+/// The fields RFC 2543 matching compares (§17.2.3, second half).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Rfc2543Key {
+    request_uri: Bytes,
+    from_tag: Option<Bytes>,
+    call_id: Bytes,
+    cseq: u32,
+    via_transport: NoCase,
+    via_sent_by: SentBy,
+    via_params: Bytes,
+    method: Method,
+}
+
+/// Bytes compared and hashed ignoring ASCII case.
+#[derive(Debug, Clone)]
+struct NoCase(Bytes);
+
+impl PartialEq for NoCase {
+    fn eq(&self, other: &NoCase) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for NoCase {}
+
+impl Hash for NoCase {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        for b in self.0.iter() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+    }
+}
+
+/// A zero-copy slice of `buf` for `part`, which normally points into it; a copy otherwise.
+fn slice_of(buf: &Bytes, part: &str) -> Bytes {
+    let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+    let p = part.as_ptr() as usize;
+    if p >= start && p + part.len() <= end {
+        buf.slice(p - start..p - start + part.len())
+    } else {
+        Bytes::copy_from_slice(part.as_bytes())
+    }
+}
+
+fn sent_by(buf: &Bytes, via: &Via<'_>) -> SentBy {
+    SentBy { host: NoCase(slice_of(buf, via.host.as_str())), port: via.port }
+}
+
+// ===== impl TransactionKey =====
+
+impl TransactionKey {
+    /// The key of a client transaction for the request it sends: top-Via branch + CSeq method
+    /// (§17.1.3). The branch is required.
+    pub fn client(request: &Message) -> Result<TransactionKey, Error> {
+        Self::client_side(request)
+    }
+
+    /// The key of the client transaction a response belongs to (§17.1.3): the branch of its top Via
+    /// and the method of its CSeq. A response whose Via has no branch matches nothing.
+    pub fn for_response(response: &Message) -> Result<TransactionKey, Error> {
+        Self::client_side(response)
+    }
+
+    fn client_side(msg: &Message) -> Result<TransactionKey, Error> {
+        let via = msg.via()?;
+        let branch = via.branch().filter(|b| !b.is_empty()).ok_or(Error::MissingBranch)?;
+        let method = msg.cseq()?.method;
+        Ok(TransactionKey(Inner::Client { branch: slice_of(msg.as_bytes(), branch), method }))
+    }
+
+    /// The key of the server transaction a request belongs to (§17.2.3). An ACK gets the key of its
+    /// INVITE. A top Via without the `z9hG4bK` cookie selects the RFC 2543 rules.
+    pub fn server(request: &Message) -> Result<TransactionKey, Error> {
+        let method = match request.method().ok_or(Error::NotARequest)? {
+            Method::Ack => Method::Invite,
+            m => m.clone(),
+        };
+        Self::server_with_method(request, method)
+    }
+
+    /// The key of the INVITE server transaction a CANCEL targets (§9.2): the CANCEL's own key with
+    /// the method taken as INVITE. CANCEL of a non-INVITE request is not supported (§9.1: it SHOULD
+    /// NOT be sent), so only INVITE transactions are found.
+    pub fn cancel_target(cancel: &Message) -> Result<TransactionKey, Error> {
+        if cancel.method() != Some(&Method::Cancel) {
+            return Err(Error::WrongMethod);
+        }
+        Self::server_with_method(cancel, Method::Invite)
+    }
+
+    fn server_with_method(req: &Message, method: Method) -> Result<TransactionKey, Error> {
+        let buf = req.as_bytes();
+        let via = req.via()?;
+        match via.branch() {
+            Some(branch) if via.has_rfc3261_branch() => {
+                Ok(TransactionKey(Inner::Server { branch: slice_of(buf, branch), sent_by: sent_by(buf, &via), method }))
+            }
+            _ => Ok(TransactionKey(Inner::Rfc2543(Box::new(Rfc2543Key {
+                request_uri: slice_of(buf, req.request_uri_str().ok_or(Error::NotARequest)?),
+                from_tag: req.from()?.tag().map(|t| slice_of(buf, t)),
+                call_id: slice_of(buf, req.call_id()?),
+                cseq: req.cseq()?.seq,
+                via_transport: NoCase(slice_of(buf, via.transport)),
+                via_sent_by: sent_by(buf, &via),
+                via_params: slice_of(buf, via.params.as_str()),
+                method,
+            })))),
+        }
+    }
+
+    /// True for a server key built by the RFC 2543 rules: after a lookup hits, the To tag must
+    /// still be compared (see [`ServerInvite::accepts`](super::ServerInvite::accepts)).
+    pub fn is_rfc2543(&self) -> bool {
+        matches!(self.0, Inner::Rfc2543(_))
+    }
+
+    /// True for a client-side key.
+    pub fn is_client(&self) -> bool {
+        matches!(self.0, Inner::Client { .. })
+    }
+
+    /// The branch, for RFC 3261 keys.
+    pub fn branch(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Inner::Client { branch, .. } | Inner::Server { branch, .. } => Some(branch),
+            Inner::Rfc2543(_) => None,
+        }
+    }
+}
+
+/// The To tag of a message, as bytes (`None` without a tag). Used for the RFC 2543 To-tag check.
+pub(crate) fn to_tag_of(msg: &Message) -> Result<Option<&[u8]>, ParseError> {
+    Ok(msg.to()?.tag().map(str::as_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, via: &str, to: &str) -> Message {
+        let wire = format!(
+            "{method} sip:bob@example.com SIP/2.0\r\nVia: {via}\r\nTo: {to}\r\nFrom: <sip:a@example.com>;tag=f1\r\n\
+             Call-ID: c1@host\r\nCSeq: 7 {}\r\nContent-Length: 0\r\n\r\n",
+            if method == "ACK" || method == "CANCEL" { method } else { "INVITE" }
+        );
+        Message::parse(Bytes::from(wire)).expect("test message parses")
+    }
+
+    #[test]
+    fn server_key_rules() {
+        let invite = req("INVITE", "SIP/2.0/UDP Host.example.com:5060;branch=z9hG4bKabc", "<sip:bob@example.com>");
+        let k = TransactionKey::server(&invite).unwrap();
+        // Host case does not matter; port does; branch does.
+        let ack = req("ACK", "SIP/2.0/UDP host.EXAMPLE.com:5060;branch=z9hG4bKabc", "<sip:bob@example.com>;tag=x");
+        assert_eq!(TransactionKey::server(&ack).unwrap(), k);
+        let other_port = req("ACK", "SIP/2.0/UDP host.example.com:5070;branch=z9hG4bKabc", "<sip:bob@example.com>");
+        assert_ne!(TransactionKey::server(&other_port).unwrap(), k);
+        let other_branch = req("INVITE", "SIP/2.0/UDP host.example.com:5060;branch=z9hG4bKabd", "<sip:bob@example.com>");
+        assert_ne!(TransactionKey::server(&other_branch).unwrap(), k);
+        let cancel = req("CANCEL", "SIP/2.0/UDP host.example.com:5060;branch=z9hG4bKabc", "<sip:bob@example.com>");
+        assert_ne!(TransactionKey::server(&cancel).unwrap(), k);
+        assert_eq!(TransactionKey::cancel_target(&cancel).unwrap(), k);
+        assert!(!k.is_rfc2543() && !k.is_client());
+    }
+
+    #[test]
+    fn client_key_is_branch_and_cseq_method() {
+        let invite = req("INVITE", "SIP/2.0/UDP h;branch=z9hG4bKabc", "<sip:bob@example.com>");
+        let cancel = req("CANCEL", "SIP/2.0/UDP h;branch=z9hG4bKabc", "<sip:bob@example.com>");
+        let k = TransactionKey::client(&invite).unwrap();
+        assert!(k.is_client());
+        assert_eq!(k.branch(), Some(&b"z9hG4bKabc"[..]));
+        assert_ne!(TransactionKey::client(&cancel).unwrap(), k);
+        let no_branch = req("INVITE", "SIP/2.0/UDP h", "<sip:bob@example.com>");
+        assert_eq!(TransactionKey::client(&no_branch), Err(Error::MissingBranch));
+    }
+
+    #[test]
+    fn rfc2543_key_ignores_to_tag_and_maps_ack() {
+        let invite = req("INVITE", "SIP/2.0/UDP h:5060", "<sip:bob@example.com>");
+        let ack = req("ACK", "SIP/2.0/UDP H:5060", "<sip:bob@example.com>;tag=t9");
+        let k = TransactionKey::server(&invite).unwrap();
+        assert!(k.is_rfc2543());
+        assert_eq!(TransactionKey::server(&ack).unwrap(), k);
+        // A bare cookie is no RFC 3261 branch (RFC 4475 §3.2.1) and falls back too.
+        let bare = req("INVITE", "SIP/2.0/UDP h:5060;branch=z9hG4bK", "<sip:bob@example.com>");
+        assert!(TransactionKey::server(&bare).unwrap().is_rfc2543());
+        assert_eq!(to_tag_of(&ack).unwrap(), Some(&b"t9"[..]));
+    }
+}

@@ -1,0 +1,258 @@
+//! The INVITE server transaction (RFC 3261 §17.2.1, Figure 7).
+//!
+//! ```text
+//!                      new(): INVITE received; Trying100 = 200 ms
+//!                                     |
+//!      INVITE: resend last            v
+//!      provisional            +---------------+   Trying100 (TU silent): send 100 Trying
+//!      1xx from TU: send  +---|  Proceeding   |<--+
+//!                         +-->|               |---+
+//!                             +---------------+
+//!                  300-699 from TU:  |     |   2xx from TU: send, done (the dialog
+//!                  send, G = T1 (UDP)|     |   layer retransmits the 2xx, §13.3.1.4)
+//!                  H = 64*T1         |     +----------------------------------+
+//!                                    v                                        |
+//!      INVITE: resend final   +---------------+   Timer H: tell TU (Timeout)  |
+//!      Timer G: resend,   +---|   Completed   |---------------------------+   |
+//!      G = min(2G, T2)    +-->|               |   transport error         |   |
+//!                             +---------------+                           |   |
+//!                                    | ACK                                |   |
+//!                                    v                                    |   |
+//!                             +---------------+                           |   |
+//!      ACK: absorbed      +---|   Confirmed   |   I = T4 (UDP), 0         |   |
+//!                         +-->|               |   (reliable)              |   |
+//!                             +---------------+                           |   |
+//!                                    | Timer I                            v   v
+//!                             +-----------------------------------------------+
+//!                             |                  Terminated                   |
+//!                             +-----------------------------------------------+
+//! ```
+
+use super::key::to_tag_of;
+use super::timer::TimerTable;
+use super::{via_is_reliable, Config, Error, Event, Outbox, Timer, TransactionKey, TransactionState};
+use crate::message::{HeaderName, Message, Method};
+use std::time::{Duration, Instant};
+
+/// An INVITE server transaction. Build it from the received INVITE with [`ServerInvite::new`];
+/// give it the TU's responses with [`ServerInvite::handle_tu_response`] and retransmissions and the
+/// ACK with [`ServerInvite::handle_request`]; drain the `poll_*` outputs after every input.
+#[derive(Debug)]
+pub struct ServerInvite {
+    request: Message,
+    key: TransactionKey,
+    config: Config,
+    reliable: bool,
+    state: State,
+    timers: TimerTable,
+    out: Outbox,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the TU; `provisional` is the last 1xx sent, resent for each retransmission.
+    Proceeding {
+        provisional: Option<Message>,
+    },
+    /// A 300-699 went out; resent by Timer G (current `interval`) and for each retransmission.
+    Completed {
+        response: Message,
+        interval: Duration,
+    },
+    /// The ACK arrived; later ACKs are absorbed until Timer I.
+    Confirmed,
+    Terminated,
+}
+
+// ===== impl ServerInvite =====
+
+impl ServerInvite {
+    /// Starts the transaction for a received INVITE at `now` and arms the 200 ms `100 Trying`
+    /// timer (§17.2.1). Sends nothing yet.
+    pub fn new(request: Message, now: Instant, config: &Config) -> Result<ServerInvite, Error> {
+        if request.method() != Some(&Method::Invite) {
+            return Err(Error::WrongMethod);
+        }
+        let key = TransactionKey::server(&request)?;
+        let reliable = via_is_reliable(&request)?;
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Trying100, now, Config::TRYING_DELAY);
+        Ok(ServerInvite {
+            request,
+            key,
+            config: *config,
+            reliable,
+            state: State::Proceeding { provisional: None },
+            timers,
+            out: Outbox::default(),
+        })
+    }
+
+    /// A request matching this transaction (§17.2.3): a retransmitted INVITE is answered with the
+    /// last response sent (if any); the ACK for the non-2xx final response moves to Confirmed; later
+    /// ACKs are absorbed. Nothing here goes to the TU (§17.2.1).
+    pub fn handle_request(&mut self, request: Message, now: Instant) -> Result<(), Error> {
+        let method = request.method().ok_or(Error::NotARequest)?;
+        match (method, &self.state) {
+            (Method::Invite, State::Proceeding { provisional: Some(p) }) => self.out.transmit(p.clone()),
+            (Method::Invite, State::Completed { response, .. }) => self.out.transmit(response.clone()),
+            (Method::Ack, State::Completed { .. }) => {
+                self.timers.stop(Timer::G);
+                self.timers.stop(Timer::H);
+                self.state = State::Confirmed;
+                if self.reliable {
+                    self.terminate();
+                } else {
+                    self.timers.set(Timer::I, now, self.config.t4);
+                }
+            }
+            (Method::Invite | Method::Ack, _) => {}
+            _ => return Err(Error::WrongMethod),
+        }
+        Ok(())
+    }
+
+    /// A response from the TU. In Proceeding: a 1xx is sent and remembered; a 2xx is sent and
+    /// ends the transaction (the dialog layer owns its retransmission, §13.3.1.4); a 300-699 is sent,
+    /// arms Timer G (UDP) and Timer H, and moves to Completed. Anything after the final response is
+    /// refused with [`Error::FinalAlreadySent`].
+    pub fn handle_tu_response(&mut self, response: Message, now: Instant) -> Result<(), Error> {
+        let code = response.status().ok_or(Error::NotAResponse)?;
+        if !matches!(self.state, State::Proceeding { .. }) {
+            return Err(Error::FinalAlreadySent);
+        }
+        self.timers.stop(Timer::Trying100);
+        self.out.transmit(response.clone());
+        match code {
+            100..=199 => self.state = State::Proceeding { provisional: Some(response) },
+            200..=299 => self.terminate(),
+            _ => {
+                self.state = State::Completed { response, interval: self.config.t1 };
+                if !self.reliable {
+                    self.timers.set(Timer::G, now, self.config.t1);
+                }
+                self.timers.set(Timer::H, now, self.config.timeout());
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires every timer due at `now`: Trying100 sends `100 Trying` if the TU is still silent, G
+    /// resends the final response (interval doubling up to T2), H reports [`Event::Timeout`] and
+    /// terminates, I terminates.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((timer, due)) = self.timers.take_expired(now) {
+            match timer {
+                Timer::Trying100 => self.send_trying(),
+                Timer::G => {
+                    if let State::Completed { response, interval } = &mut self.state {
+                        *interval = interval.saturating_mul(2).min(self.config.t2);
+                        let next = *interval;
+                        self.out.transmit(response.clone());
+                        self.timers.rearm(Timer::G, due, now, next);
+                    }
+                }
+                Timer::H => {
+                    self.out.event(Event::Timeout);
+                    self.terminate();
+                }
+                Timer::I => self.terminate(),
+                _ => {}
+            }
+        }
+    }
+
+    /// §17.2.1: a `100 Trying` built from the INVITE (§8.2.6.1: Timestamp copied, no To tag).
+    fn send_trying(&mut self) {
+        if let State::Proceeding { provisional: provisional @ None } = &mut self.state {
+            let trying = self.request.response_to(100, "Trying", None).copy_headers(&self.request, HeaderName::Timestamp).finish();
+            *provisional = Some(trying.clone());
+            self.out.transmit(trying);
+        }
+    }
+
+    /// The transport could not send a response (§17.2.4): tell the TU and terminate.
+    pub fn handle_transport_error(&mut self, _now: Instant) {
+        if !self.is_terminated() {
+            self.out.event(Event::TransportError);
+            self.terminate();
+        }
+    }
+
+    /// RFC 2543 matching, after the key matched (§17.2.3): an INVITE must carry the To tag of the
+    /// original INVITE; an ACK must carry the To tag of the final response sent. In Confirmed any
+    /// ACK with the key is absorbed. Always true for RFC 3261 keys.
+    pub fn accepts(&self, request: &Message) -> bool {
+        if !self.key.is_rfc2543() {
+            return true;
+        }
+        let Ok(tag) = to_tag_of(request) else { return false };
+        match (request.method(), &self.state) {
+            (Some(Method::Ack), State::Completed { response, .. }) => to_tag_of(response).ok() == Some(tag),
+            (Some(Method::Ack), State::Confirmed) => true,
+            (Some(Method::Ack), _) => false,
+            _ => to_tag_of(&self.request).ok() == Some(tag),
+        }
+    }
+
+    /// True while the TU may still answer (Proceeding): a CANCEL would have an effect (§9.2).
+    pub fn is_proceeding(&self) -> bool {
+        matches!(self.state, State::Proceeding { .. })
+    }
+
+    fn terminate(&mut self) {
+        self.timers.stop_all();
+        if !matches!(self.state, State::Terminated) {
+            self.state = State::Terminated;
+            self.out.event(Event::Terminated);
+        }
+    }
+
+    /// The next response to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        self.out.poll_transmit()
+    }
+
+    /// The next event for the TU.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.poll_event()
+    }
+
+    /// When to call [`ServerInvite::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next().map(|(_, at)| at)
+    }
+
+    /// Which timer [`ServerInvite::poll_timeout`] is for.
+    pub fn next_timer(&self) -> Option<(Timer, Instant)> {
+        self.timers.next()
+    }
+
+    /// True once Terminated.
+    pub fn is_terminated(&self) -> bool {
+        matches!(self.state, State::Terminated)
+    }
+
+    /// The current state (Figure 7 names).
+    pub fn state(&self) -> TransactionState {
+        match self.state {
+            State::Proceeding { .. } => TransactionState::Proceeding,
+            State::Completed { .. } => TransactionState::Completed,
+            State::Confirmed => TransactionState::Confirmed,
+            State::Terminated => TransactionState::Terminated,
+        }
+    }
+
+    /// The key requests are matched by (§17.2.3).
+    pub fn key(&self) -> &TransactionKey {
+        &self.key
+    }
+
+    /// The INVITE that created this transaction.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+}

@@ -1,0 +1,415 @@
+//! [`Transactions`]: every transaction of an endpoint, routed by key, with one timer heap.
+//!
+//! ```text
+//!   datagram ──> handle_request / handle_response
+//!                  │ key (§17.1.3 / §17.2.3)
+//!                  ├─ known key ─────────> that machine (retransmission, ACK, response)  Routed::Matched
+//!                  ├─ new request ───────> new server machine, Event::Request            Routed::New
+//!                  ├─ new CANCEL ────────> new server machine + INVITE it targets        Routed::Cancel
+//!                  └─ ACK / response with no transaction ─> back to the caller           Routed::Stray
+//! ```
+//!
+//! Machines live in a slab (`Vec` of slots plus a free list), addressed by [`TransactionId`]
+//! (index + generation, so a stale id never reaches a reused slot). All deadlines sit in one
+//! `BinaryHeap` of `(deadline, index, generation)`; when a machine's deadline changes the new one is
+//! pushed and the old entry is left behind, to be recognised as stale and skipped when it surfaces.
+//! A terminated machine is removed as soon as its output has been moved to the shared queues.
+
+use super::{ClientInvite, ClientNonInvite, Config, Error, Event, ServerInvite, ServerNonInvite, TransactionKey, TransactionState};
+use crate::message::{Message, Method};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Instant;
+
+/// A handle on one transaction in [`Transactions`]. Ids of terminated transactions are never
+/// reused for another transaction of the same slot (the generation differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionId {
+    index: u32,
+    generation: u32,
+}
+
+/// Where [`Transactions::handle_request`] or [`Transactions::handle_response`] put a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Routed {
+    /// It belongs to this live transaction: a retransmission, the ACK for a non-2xx, a response.
+    Matched(TransactionId),
+    /// A new request opened this server transaction; [`Event::Request`] is queued for it.
+    New(TransactionId),
+    /// A new CANCEL opened server transaction `id` ([`Event::Request`] queued); `target` is the
+    /// INVITE it cancels (§9.2). The TU answers the CANCEL (200, or 481 for
+    /// [`CancelTarget::NotFound`]) and, for a pending INVITE, answers that with 487.
+    Cancel {
+        /// The CANCEL's own server transaction.
+        id: TransactionId,
+        /// The INVITE server transaction it matches.
+        target: CancelTarget,
+    },
+    /// Matches no transaction: an ACK for a 2xx (the dialog's, §13.3.1.4) or a response with no
+    /// client transaction, e.g. a retransmitted 2xx (§17.1.1.2). Handed back to the caller.
+    Stray(Message),
+}
+
+/// The INVITE server transaction a CANCEL matches (§9.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelTarget {
+    /// Still Proceeding: the TU should answer the INVITE with 487.
+    Pending(TransactionId),
+    /// A final response was already sent: the CANCEL has no effect on the INVITE.
+    Answered(TransactionId),
+    /// No such transaction (never seen, or ended with a 2xx): answer the CANCEL with 481.
+    NotFound,
+}
+
+#[derive(Debug)]
+enum Machine {
+    InviteClient(ClientInvite),
+    NonInviteClient(ClientNonInvite),
+    InviteServer(ServerInvite),
+    NonInviteServer(ServerNonInvite),
+}
+
+/// Runs `$body` with `$m` bound to whichever machine it is.
+macro_rules! each {
+    ($machine:expr, $m:ident => $body:expr) => {
+        match $machine {
+            Machine::InviteClient($m) => $body,
+            Machine::NonInviteClient($m) => $body,
+            Machine::InviteServer($m) => $body,
+            Machine::NonInviteServer($m) => $body,
+        }
+    };
+}
+
+impl Machine {
+    fn handle_request(&mut self, msg: Message, now: Instant) -> Result<(), Error> {
+        match self {
+            Machine::InviteServer(m) => m.handle_request(msg, now),
+            Machine::NonInviteServer(m) => m.handle_request(msg, now),
+            Machine::InviteClient(_) | Machine::NonInviteClient(_) => Err(Error::WrongRole),
+        }
+    }
+
+    fn handle_response(&mut self, msg: Message, now: Instant) -> Result<(), Error> {
+        match self {
+            Machine::InviteClient(m) => m.handle_response(msg, now),
+            Machine::NonInviteClient(m) => m.handle_response(msg, now),
+            Machine::InviteServer(_) | Machine::NonInviteServer(_) => Err(Error::WrongRole),
+        }
+    }
+
+    fn handle_tu_response(&mut self, msg: Message, now: Instant) -> Result<(), Error> {
+        match self {
+            Machine::InviteServer(m) => m.handle_tu_response(msg, now),
+            Machine::NonInviteServer(m) => m.handle_tu_response(msg, now),
+            Machine::InviteClient(_) | Machine::NonInviteClient(_) => Err(Error::WrongRole),
+        }
+    }
+
+    /// The RFC 2543 To-tag check after a key hit (§17.2.3); clients have nothing to check.
+    fn accepts(&self, request: &Message) -> bool {
+        match self {
+            Machine::InviteServer(m) => m.accepts(request),
+            Machine::NonInviteServer(m) => m.accepts(request),
+            Machine::InviteClient(_) | Machine::NonInviteClient(_) => true,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    machine: Machine,
+    /// The deadline this entry has in the heap; heap items with another instant are stale.
+    scheduled: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+/// Every transaction of one endpoint (RFC 3261 §17). Inputs are `handle_*` and
+/// [`Transactions::start_client`] / [`Transactions::send_response`]; after each, drain
+/// [`Transactions::poll_transmit`] and [`Transactions::poll_event`], then sleep until
+/// [`Transactions::poll_timeout`]. Timers of all transactions share one heap, so an idle
+/// transaction costs memory only.
+#[derive(Debug)]
+pub struct Transactions {
+    config: Config,
+    keys: HashMap<TransactionKey, TransactionId>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    transmits: VecDeque<(TransactionId, Message)>,
+    events: VecDeque<(TransactionId, Event)>,
+}
+
+// ===== impl Transactions =====
+
+impl Transactions {
+    /// An empty table whose transactions run with `config`.
+    pub fn new(config: Config) -> Transactions {
+        Transactions {
+            config,
+            keys: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The timer values new transactions get.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many transactions are live (not yet terminated).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The state of a live transaction.
+    pub fn state(&self, id: TransactionId) -> Option<TransactionState> {
+        self.entry(id).map(|e| each!(&e.machine, m => m.state()))
+    }
+
+    /// The request of a live transaction.
+    pub fn request(&self, id: TransactionId) -> Option<&Message> {
+        self.entry(id).map(|e| each!(&e.machine, m => m.request()))
+    }
+
+    /// The live transaction with this key.
+    pub fn find(&self, key: &TransactionKey) -> Option<TransactionId> {
+        self.keys.get(key).copied()
+    }
+
+    /// Starts a client transaction for `request` (INVITE: Figure 5; any other method but ACK:
+    /// Figure 6) and queues its first transmission.
+    pub fn start_client(&mut self, request: Message, now: Instant) -> Result<TransactionId, Error> {
+        let machine = match request.method() {
+            Some(Method::Invite) => Machine::InviteClient(ClientInvite::new(request, now, &self.config)?),
+            Some(_) => Machine::NonInviteClient(ClientNonInvite::new(request, now, &self.config)?),
+            None => return Err(Error::NotARequest),
+        };
+        self.insert(machine)
+    }
+
+    /// Cancels the INVITE client transaction `invite` (§9.1): builds the CANCEL and starts it as a
+    /// client transaction of its own. See [`ClientInvite::cancel`] for when this is refused.
+    pub fn cancel(&mut self, invite: TransactionId, now: Instant) -> Result<TransactionId, Error> {
+        let cancel = match self.entry(invite).map(|e| &e.machine) {
+            Some(Machine::InviteClient(m)) => m.cancel()?,
+            Some(_) => return Err(Error::WrongRole),
+            None => return Err(Error::UnknownTransaction),
+        };
+        self.start_client(cancel, now)
+    }
+
+    /// A request from the network (§17.2.3). See [`Routed`] for the outcomes. An error means the
+    /// request lacks what matching needs (Via, CSeq, ...): answer 400 or drop it.
+    pub fn handle_request(&mut self, request: Message, now: Instant) -> Result<Routed, Error> {
+        let key = TransactionKey::server(&request)?;
+        if let Some(id) = self.lookup(&key, &request) {
+            self.drive(id, |m| m.handle_request(request, now))?;
+            return Ok(Routed::Matched(id));
+        }
+        let machine = match request.method() {
+            Some(Method::Ack) => return Ok(Routed::Stray(request)),
+            Some(Method::Invite) => Machine::InviteServer(ServerInvite::new(request.clone(), now, &self.config)?),
+            Some(_) => Machine::NonInviteServer(ServerNonInvite::new(request.clone(), now, &self.config)?),
+            None => return Err(Error::NotARequest),
+        };
+        let target = (request.method() == Some(&Method::Cancel)).then(|| self.cancel_target(&request));
+        let id = self.insert(machine)?;
+        self.events.push_back((id, Event::Request(request)));
+        Ok(match target {
+            Some(target) => Routed::Cancel { id, target },
+            None => Routed::New(id),
+        })
+    }
+
+    /// A response from the network (§17.1.3). See [`Routed`]. An error means it has no usable
+    /// top Via or CSeq: drop it (§18.1.2).
+    pub fn handle_response(&mut self, response: Message, now: Instant) -> Result<Routed, Error> {
+        if response.status().is_none() {
+            return Err(Error::NotAResponse);
+        }
+        let key = TransactionKey::for_response(&response)?;
+        match self.keys.get(&key).copied() {
+            Some(id) => {
+                self.drive(id, |m| m.handle_response(response, now))?;
+                Ok(Routed::Matched(id))
+            }
+            None => Ok(Routed::Stray(response)),
+        }
+    }
+
+    /// The TU answers server transaction `id` with `response` (see
+    /// [`ServerInvite::handle_tu_response`], [`ServerNonInvite::handle_tu_response`]).
+    pub fn send_response(&mut self, id: TransactionId, response: Message, now: Instant) -> Result<(), Error> {
+        self.drive(id, |m| m.handle_tu_response(response, now))
+    }
+
+    /// The transport failed to send for transaction `id` (§17.1.4, §17.2.4).
+    pub fn handle_transport_error(&mut self, id: TransactionId, now: Instant) -> Result<(), Error> {
+        self.drive(id, |m| {
+            each!(m, m => m.handle_transport_error(now));
+            Ok(())
+        })
+    }
+
+    /// Fires every deadline due at `now`, across all transactions. Nothing due: nothing happens.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let id = TransactionId { index, generation };
+            let Some(entry) = self.entry_mut(id) else { continue };
+            if entry.scheduled != Some(at) {
+                continue; // stale: the deadline moved since this item was pushed
+            }
+            entry.scheduled = None;
+            each!(&mut entry.machine, m => m.handle_timeout(now));
+            self.settle(id);
+        }
+        self.prune();
+    }
+
+    /// The next message to send and the transaction it is for. Drain after every input.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(TransactionId, Message)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the TU. A transaction's last event is [`Event::Terminated`]; its id is
+    /// dead after that.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<(TransactionId, Event)> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline of any transaction: call [`Transactions::handle_timeout`] then.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    // ----- internals -----
+
+    fn entry(&self, id: TransactionId) -> Option<&Entry> {
+        self.slots.get(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, id: TransactionId) -> Option<&mut Entry> {
+        self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_mut()
+    }
+
+    /// A key hit, with the RFC 2543 To-tag check (§17.2.3).
+    fn lookup(&self, key: &TransactionKey, request: &Message) -> Option<TransactionId> {
+        let id = *self.keys.get(key)?;
+        let entry = self.entry(id)?;
+        (!key.is_rfc2543() || entry.machine.accepts(request)).then_some(id)
+    }
+
+    fn cancel_target(&self, cancel: &Message) -> CancelTarget {
+        let Ok(key) = TransactionKey::cancel_target(cancel) else { return CancelTarget::NotFound };
+        match self.lookup(&key, cancel).and_then(|id| Some((id, &self.entry(id)?.machine))) {
+            Some((id, Machine::InviteServer(m))) if m.is_proceeding() => CancelTarget::Pending(id),
+            Some((id, Machine::InviteServer(_))) => CancelTarget::Answered(id),
+            _ => CancelTarget::NotFound,
+        }
+    }
+
+    fn insert(&mut self, machine: Machine) -> Result<TransactionId, Error> {
+        let key = each!(&machine, m => m.key().clone());
+        if self.keys.contains_key(&key) {
+            return Err(Error::DuplicateKey);
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(self.slots.len()).map_err(|_| Error::UnknownTransaction)?;
+                self.slots.push(Slot::default());
+                index
+            }
+        };
+        let slot = self.slots.get_mut(index as usize).ok_or(Error::UnknownTransaction)?;
+        slot.entry = Some(Entry { machine, scheduled: None });
+        let id = TransactionId { index, generation: slot.generation };
+        self.keys.insert(key, id);
+        self.live += 1;
+        self.settle(id);
+        Ok(id)
+    }
+
+    /// Runs one input on transaction `id`, then settles it.
+    fn drive(&mut self, id: TransactionId, f: impl FnOnce(&mut Machine) -> Result<(), Error>) -> Result<(), Error> {
+        let entry = self.entry_mut(id).ok_or(Error::UnknownTransaction)?;
+        let result = f(&mut entry.machine);
+        self.settle(id);
+        result
+    }
+
+    /// After an input: move the machine's output to the shared queues, push its new deadline, and
+    /// remove it if it terminated.
+    fn settle(&mut self, id: TransactionId) {
+        let Some(entry) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.entry.as_mut())
+        else {
+            return;
+        };
+        each!(&mut entry.machine, m => {
+            while let Some(msg) = m.poll_transmit() {
+                self.transmits.push_back((id, msg));
+            }
+            while let Some(event) = m.poll_event() {
+                self.events.push_back((id, event));
+            }
+        });
+        let next = each!(&entry.machine, m => m.poll_timeout());
+        if next != entry.scheduled {
+            entry.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, id.index, id.generation)));
+            }
+        }
+        if each!(&entry.machine, m => m.is_terminated()) {
+            self.remove(id);
+        }
+        self.prune();
+    }
+
+    fn remove(&mut self, id: TransactionId) {
+        let Some(slot) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation) else { return };
+        let Some(entry) = slot.entry.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        let key = each!(&entry.machine, m => m.key());
+        if self.keys.get(key) == Some(&id) {
+            self.keys.remove(key);
+        }
+        self.free.push(id.index);
+        self.live -= 1;
+    }
+
+    /// Drops stale items from the top of the heap, so [`Transactions::poll_timeout`] is exact.
+    fn prune(&mut self) {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            if self.entry(TransactionId { index, generation }).is_some_and(|e| e.scheduled == Some(at)) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+}
