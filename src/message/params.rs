@@ -18,7 +18,9 @@ pub(crate) enum ParamSyntax {
 }
 
 /// A validated parameter list, read on demand. `as_str` is the raw text, leading `;` included.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Two lists are equal when they hold the same `(name, value)` pairs in the same order, whatever LWS
+/// the raw text had around `;` and `=`.
+#[derive(Clone, Copy, Default)]
 pub struct Params<'a> {
     raw: &'a str,
 }
@@ -135,6 +137,22 @@ impl<'a> Params<'a> {
     /// True when `name` is present (flag or with value).
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+}
+
+impl PartialEq for Params<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Params<'_> {}
+
+impl std::hash::Hash for Params<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for pair in self.iter() {
+            pair.hash(state);
+        }
     }
 }
 
