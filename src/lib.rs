@@ -11,7 +11,10 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod driver;
+pub mod endpoint;
 pub mod message;
 pub mod transaction;
 pub mod sdp;
 pub mod transport;
+pub mod ua;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 #[path = "../cli/check.rs"]
 mod check;
+#[path = "../cli/serve.rs"]
+mod serve;
 
 /// switchboard: a SIP session initiation service over UDP.
 ///
@@ -21,6 +23,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the SIP service on UDP.
+    ///
+    /// Answers INVITEs to the built-in user `echo` (sip:echo@HOST) with 200 and an SDP answer,
+    /// OPTIONS with 200, BYE with 200, and other users with 404 until routing exists. Malformed
+    /// requests get 400 naming the bad header (505, 501, 483, 420, 416 where the RFC says so).
+    /// Ctrl-C sends BYE for live calls, then exits. Try it with sipp:
+    /// `sipp -sn uac -s echo -r 10 -m 100 127.0.0.1:5060`.
+    Serve(serve::ServeArgs),
     /// Parse SIP message files and print a verdict per file.
     ///
     /// Each file holds one message as sent on the wire. A file is valid when it parses, every header
@@ -44,5 +54,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files, json } => check::run(&files, json),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,0 +1,385 @@
+//! The endpoint: routes every datagram to a transaction, the application, or a stateless answer
+//! (sans-IO; RFC 3261 §8.2, §17, §18).
+//!
+//! ```text
+//!  datagram ─► classify ─► parse ─► checks ─► Transactions ─► events ─► application
+//!                  │          │        │            │
+//!                  ▼          ▼        ▼            ▼
+//!            STUN/CRLF    400/505   400/416/   retransmissions,
+//!            counted      or drop   420/483/   timers, ACK for
+//!                                   501        non-2xx
+//! ```
+//!
+//! Run loop, like quinn-proto: feed one input (`handle_datagram`, `handle_timeout`, or a command such
+//! as `respond` / `send_request`), then drain `poll_transmit` and `poll_event` until both are empty,
+//! then sleep until `poll_timeout`. Every input takes `now`; nothing here reads a clock or a socket.
+
+use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
+use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, Transactions};
+use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Methods this endpoint handles, for Allow (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+
+/// Endpoint settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Transaction timers (T1, T2, T4).
+    pub timers: Config,
+    /// Option tags we support (RFC 3261 §20.37); a Require outside this list gets 420.
+    pub supported: Vec<String>,
+    /// Value of User-Agent / Server.
+    pub user_agent: String,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig { timers: Config::default(), supported: vec!["timer".into()], user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")) }
+    }
+}
+
+/// What the endpoint reports to the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EndpointEvent {
+    /// A new request opened server transaction `tx`; answer it with [`Endpoint::respond`].
+    Request {
+        /// The server transaction.
+        tx: TransactionId,
+        /// The request (top Via stamped with received/rport).
+        request: Message,
+        /// Where it came from.
+        source: SocketAddr,
+    },
+    /// An ACK for a 2xx (it is not part of any transaction, §17.1.1.3): for the dialog.
+    Ack {
+        /// The ACK.
+        request: Message,
+        /// Where it came from.
+        source: SocketAddr,
+    },
+    /// A CANCEL matched the INVITE of `tx`: the endpoint answered the CANCEL with 200 and the INVITE
+    /// with 487 (§9.2).
+    Cancelled {
+        /// The INVITE server transaction.
+        tx: TransactionId,
+    },
+    /// A response on client transaction `tx`.
+    Response {
+        /// The client transaction.
+        tx: TransactionId,
+        /// The response.
+        response: Message,
+    },
+    /// A response no transaction claims, e.g. a retransmitted 2xx to an INVITE (the dialog ACKs it).
+    StrayResponse {
+        /// The response.
+        response: Message,
+        /// Where it came from.
+        source: SocketAddr,
+    },
+    /// Timer B, F or H fired on `tx`.
+    Timeout {
+        /// The transaction.
+        tx: TransactionId,
+    },
+    /// The transaction is gone.
+    Terminated {
+        /// The transaction.
+        tx: TransactionId,
+    },
+}
+
+/// Counters of what arrived and what was refused. Everything dropped is counted somewhere here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams received.
+    pub datagrams: u64,
+    /// STUN datagrams ignored.
+    pub stun: u64,
+    /// CRLF keep-alives ignored.
+    pub keepalives: u64,
+    /// Non-SIP datagrams ignored.
+    pub garbage: u64,
+    /// Requests answered statelessly because they failed to parse or validate.
+    pub bad_requests: u64,
+    /// Requests refused by the checks (416, 420, 483, 501).
+    pub refused_requests: u64,
+    /// Malformed responses dropped.
+    pub bad_responses: u64,
+    /// Responses that matched no transaction.
+    pub stray_responses: u64,
+    /// Requests that matched an existing transaction (retransmissions).
+    pub retransmitted_requests: u64,
+}
+
+/// The sans-IO endpoint. See the module docs for the run loop.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    transactions: Transactions,
+    /// Where each transaction sends: the server for client transactions, the source of the
+    /// request for server transactions (used when the Via gives no address).
+    peers: HashMap<TransactionId, SocketAddr>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<EndpointEvent>,
+    stats: Stats,
+}
+
+// ===== impl Endpoint =====
+
+impl Endpoint {
+    /// A new endpoint.
+    pub fn new(config: EndpointConfig) -> Endpoint {
+        let transactions = Transactions::new(config.timers);
+        Endpoint { config, transactions, peers: HashMap::new(), transmits: VecDeque::new(), events: VecDeque::new(), stats: Stats::default() }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Live transactions.
+    pub fn transaction_count(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(&mut self, source: SocketAddr, datagram: Bytes, now: Instant) {
+        self.stats.datagrams += 1;
+        match classify(&datagram) {
+            DatagramKind::Sip => {}
+            DatagramKind::Stun => return self.stats.stun += 1,
+            DatagramKind::KeepAlive => return self.stats.keepalives += 1,
+            DatagramKind::Garbage => {
+                tracing::debug!(peer = %source, len = datagram.len(), "dropped non-SIP datagram");
+                return self.stats.garbage += 1;
+            }
+        }
+        match Message::parse(datagram.clone()) {
+            Err(e) => self.refuse_unparsable(source, &datagram, &e),
+            Ok(m) if m.is_request() => self.handle_request(source, m, now),
+            Ok(m) => self.handle_response(source, m, now),
+        }
+        self.drain(now);
+    }
+
+    /// Advances timers. A call before any deadline does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.transactions.handle_timeout(now);
+        self.drain(now);
+    }
+
+    /// Sends `response` on server transaction `tx`.
+    pub fn respond(&mut self, tx: TransactionId, response: Message, now: Instant) {
+        if let Err(e) = self.transactions.send_response(tx, response, now) {
+            tracing::debug!(?tx, error = ?e, "response not sent");
+        }
+        self.drain(now);
+    }
+
+    /// Starts a client transaction for `request`, sent to `dest`.
+    pub fn send_request(&mut self, request: Message, dest: SocketAddr, now: Instant) -> Result<TransactionId, crate::transaction::Error> {
+        let id = self.transactions.start_client(request, now)?;
+        self.peers.insert(id, dest);
+        self.drain(now);
+        Ok(id)
+    }
+
+    /// Sends CANCEL for client INVITE transaction `tx` (§9.1).
+    pub fn cancel(&mut self, tx: TransactionId, now: Instant) -> Result<TransactionId, crate::transaction::Error> {
+        let id = self.transactions.cancel(tx, now)?;
+        if let Some(&dest) = self.peers.get(&tx) {
+            self.peers.insert(id, dest);
+        }
+        self.drain(now);
+        Ok(id)
+    }
+
+    /// Sends a message outside any transaction: an ACK for a 2xx, a 2xx retransmission.
+    pub fn send_stateless(&mut self, message: &Message, dest: SocketAddr) {
+        self.transmits.push_back(Transmit { dest, payload: message.as_bytes().clone() });
+    }
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Endpoint::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.transactions.poll_timeout()
+    }
+
+    fn refuse_unparsable(&mut self, source: SocketAddr, datagram: &[u8], e: &ParseError) {
+        match error_response(datagram, e) {
+            Some(answer) => {
+                tracing::debug!(peer = %source, error = %e, "bad request answered {}", answer.status().unwrap_or(400));
+                self.stats.bad_requests += 1;
+                let dest = response_destination(&answer).unwrap_or(source);
+                self.send_stateless(&answer, dest);
+            }
+            None => {
+                tracing::debug!(peer = %source, error = %e, "dropped unparsable message");
+                self.stats.bad_responses += 1;
+            }
+        }
+    }
+
+    /// Answers `request` statelessly with `code` (built per §8.2.6).
+    fn answer_stateless(&mut self, request: &Message, source: SocketAddr, code: u16, reason: &str, extra: &[(HeaderName, &str)]) {
+        let mut b = request.response_to(code, reason, Some("sb-refused"));
+        for (name, value) in extra {
+            b.push(*name, value);
+        }
+        b.push(HeaderName::Server, &self.config.user_agent);
+        let answer = b.finish();
+        let dest = response_destination(&answer).unwrap_or(source);
+        self.send_stateless(&answer, dest);
+    }
+
+    /// The checks of §8.2.1-§8.2.2 and §16.3 that refuse a request before a transaction exists.
+    /// Returns true when the request was refused.
+    fn refuse(&mut self, request: &Message, source: SocketAddr) -> bool {
+        let Some(method) = request.method() else { return false };
+        if let Err(e) = request.validate().and_then(|()| request.check_required()) {
+            // A CSeq that names another method is first of all an unknown method (§8.2.1).
+            if !(e.kind() == ErrorKind::CSeqMethodMismatch && method.is_extension()) {
+                tracing::debug!(peer = %source, error = %e, "bad request");
+                self.stats.bad_requests += 1;
+                self.answer_stateless(request, source, e.status_code(), &e.reason_phrase(), &[]);
+                return true;
+            }
+        }
+        if *method == Method::Ack {
+            return false;
+        }
+        let refusal: Option<(u16, &str, Vec<(HeaderName, String)>)> = if method.is_extension() || !ALLOW.contains(method.as_str()) {
+            Some((501, "Not Implemented", vec![(HeaderName::Allow, ALLOW.to_owned())]))
+        } else if !matches!(request.request_uri(), Some(Uri::Sip(_))) {
+            Some((416, "Unsupported URI Scheme", vec![]))
+        } else if request.max_forwards().ok().flatten() == Some(0) && *method != Method::Options {
+            Some((483, "Too Many Hops", vec![]))
+        } else {
+            let unsupported: Vec<&str> = request.tokens(HeaderName::Require).filter_map(Result::ok).filter(|t| !self.config.supported.iter().any(|s| s.eq_ignore_ascii_case(t))).collect();
+            (!unsupported.is_empty() && *method != Method::Cancel).then(|| (420, "Bad Extension", vec![(HeaderName::Unsupported, unsupported.join(", "))]))
+        };
+        match refusal {
+            None => false,
+            Some((code, reason, extra)) => {
+                tracing::debug!(peer = %source, code, "request refused");
+                self.stats.refused_requests += 1;
+                let extra: Vec<(HeaderName, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                self.answer_stateless(request, source, code, reason, &extra);
+                true
+            }
+        }
+    }
+
+    fn handle_request(&mut self, source: SocketAddr, request: Message, now: Instant) {
+        let request = stamp_received(&request, source);
+        if self.refuse(&request, source) {
+            return;
+        }
+        match self.transactions.handle_request(request, now) {
+            Ok(Routed::New(id)) => {
+                self.peers.insert(id, source);
+            }
+            Ok(Routed::Matched(_)) => self.stats.retransmitted_requests += 1,
+            Ok(Routed::Cancel { id, target }) => {
+                self.peers.insert(id, source);
+                self.handle_cancel(id, target, now);
+            }
+            Ok(Routed::Stray(ack)) => self.events.push_back(EndpointEvent::Ack { request: ack, source }),
+            Err(e) => tracing::debug!(peer = %source, error = ?e, "request not routed"),
+        }
+    }
+
+    /// §9.2: 200 to the CANCEL, then 487 to the INVITE if it is still pending; 481 when nothing matches.
+    fn handle_cancel(&mut self, cancel_tx: TransactionId, target: CancelTarget, now: Instant) {
+        let Some(cancel) = self.transactions.request(cancel_tx).cloned() else { return };
+        let tag = cancel.to().ok().and_then(|t| t.tag().map(str::to_owned)).unwrap_or_else(|| "sb-cancel".into());
+        match target {
+            CancelTarget::NotFound => {
+                let r = cancel.response_to(481, "Call/Transaction Does Not Exist", Some(&tag)).finish();
+                let _ = self.transactions.send_response(cancel_tx, r, now);
+            }
+            CancelTarget::Answered(_) => {
+                let r = cancel.response_to(200, "OK", Some(&tag)).finish();
+                let _ = self.transactions.send_response(cancel_tx, r, now);
+            }
+            CancelTarget::Pending(invite_tx) => {
+                let r = cancel.response_to(200, "OK", Some(&tag)).finish();
+                let _ = self.transactions.send_response(cancel_tx, r, now);
+                if let Some(invite) = self.transactions.request(invite_tx).cloned() {
+                    let r = invite.response_to(487, "Request Terminated", Some(&tag)).finish();
+                    let _ = self.transactions.send_response(invite_tx, r, now);
+                }
+                self.events.push_back(EndpointEvent::Cancelled { tx: invite_tx });
+            }
+        }
+    }
+
+    fn handle_response(&mut self, source: SocketAddr, response: Message, now: Instant) {
+        if let Err(e) = response.validate() {
+            tracing::debug!(peer = %source, error = %e, "dropped malformed response");
+            self.stats.bad_responses += 1;
+            return;
+        }
+        match self.transactions.handle_response(response, now) {
+            Ok(Routed::Stray(response)) => {
+                self.stats.stray_responses += 1;
+                self.events.push_back(EndpointEvent::StrayResponse { response, source });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(peer = %source, error = ?e, "dropped response");
+                self.stats.bad_responses += 1;
+            }
+        }
+    }
+
+    /// Moves the transactions' output into our queues.
+    fn drain(&mut self, _now: Instant) {
+        while let Some((id, msg)) = self.transactions.poll_transmit() {
+            let dest = if msg.is_request() { self.peers.get(&id).copied() } else { response_destination(&msg).or_else(|| self.peers.get(&id).copied()) };
+            match dest {
+                Some(dest) => self.transmits.push_back(Transmit { dest, payload: msg.as_bytes().clone() }),
+                None => tracing::debug!(?id, "no destination for message"),
+            }
+        }
+        while let Some((tx, ev)) = self.transactions.poll_event() {
+            let ev = match ev {
+                Event::Request(request) => {
+                    let source = self.peers.get(&tx).copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    EndpointEvent::Request { tx, request, source }
+                }
+                Event::Response(response) => EndpointEvent::Response { tx, response },
+                Event::Timeout | Event::TransportError => EndpointEvent::Timeout { tx },
+                Event::Terminated => {
+                    self.peers.remove(&tx);
+                    EndpointEvent::Terminated { tx }
+                }
+            };
+            self.events.push_back(ev);
+        }
+    }
+}
