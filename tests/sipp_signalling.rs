@@ -1,0 +1,214 @@
+//! Real sipp (Debian package sip-tester) against `switchboard serve` and `softphone dial`, on
+//! loopback with ephemeral ports. Skipped with a printed reason when sipp is missing; required when
+//! `CI` is set. Waits are bounded by sipp's own `-timeout` and by process timeouts, never fixed sleeps.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sipp_available() -> bool {
+    let found = Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "sipp is required in CI (apt-get install sip-tester)");
+        eprintln!("skipping: sipp not installed (apt-get install sip-tester)");
+    }
+    found
+}
+
+/// A `switchboard serve` on an ephemeral port, killed on drop.
+struct Service {
+    child: Child,
+    port: u16,
+}
+
+impl Service {
+    fn start(extra: &[&str]) -> Service {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start switchboard serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("listening line");
+        let port = line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port in listening line");
+        Service { child, port }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Runs sipp with a stats file; returns (exit success, successful calls, failed calls, retransmissions).
+fn run_sipp(args: &[String], limit: Duration) -> (bool, u64, u64, u64) {
+    let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let stat = dir.join("stat.csv");
+    let mut child = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-trace_stat", "-fd", "1", "-stf"])
+        .arg(&stat)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait sipp") {
+            break s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("sipp did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let csv = std::fs::read_to_string(&stat).unwrap_or_default();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
+    let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).and_then(|i| last.get(i)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    (status.success(), col("SuccessfulCall(C)"), col("FailedCall(C)"), col("Retransmissions(C)"))
+}
+
+fn uac_args(port: u16, calls: u32, rate: u32, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["-sn", "uac", "-s", "echo", "-i", "127.0.0.1", "-p"].iter().map(|s| s.to_string()).collect();
+    v.push(free_port().to_string());
+    v.extend(["-m".into(), calls.to_string(), "-r".into(), rate.to_string(), "-timeout".into(), "60s".into(), "-timeout_error".into()]);
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v.push(format!("127.0.0.1:{port}"));
+    v
+}
+
+#[test]
+fn sipp_uac_to_echo_500_calls_at_50_cps() {
+    if !sipp_available() {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let (ok, success, failed, _) = run_sipp(&uac_args(svc.port, 500, 50, &[]), Duration::from_secs(90));
+    assert!(ok, "sipp reported failures");
+    assert_eq!((success, failed), (500, 0));
+}
+
+#[test]
+fn sipp_uac_to_echo_with_10_percent_loss() {
+    if !sipp_available() {
+        return;
+    }
+    let svc = Service::start(&["--t1-ms", "100"]);
+    let (ok, success, failed, retrans) = run_sipp(&uac_args(svc.port, 200, 50, &["-lost", "10", "-T2", "400"]), Duration::from_secs(120));
+    assert!(ok, "sipp reported failures");
+    assert_eq!((success, failed), (200, 0));
+    assert!(retrans > 0, "10% loss must cause retransmissions");
+}
+
+fn softphone_dial(port: u16, duration: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_softphone"))
+        .args(["dial", &format!("sip:service@127.0.0.1:{port}"), "--duration", duration, "--summary", "json"])
+        .output()
+        .expect("run softphone")
+}
+
+fn sipp_uas(lost: Option<&str>) -> (Child, u16) {
+    let port = free_port();
+    let mut args: Vec<String> = ["-sn", "uas", "-i", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "60s", "-p"].iter().map(|s| s.to_string()).collect();
+    args.push(port.to_string());
+    if let Some(l) = lost {
+        args.extend(["-lost".into(), l.into()]);
+    }
+    let child = Command::new("sipp").args(&args).current_dir(std::env::temp_dir()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sipp uas");
+    (child, port)
+}
+
+fn wait_exit(mut child: Child, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s.success();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_completed(out: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "softphone failed: {stdout}");
+    let json = stdout.lines().find(|l| l.starts_with('{')).expect("summary line");
+    let v: serde_json::Value = serde_json::from_str(json).expect("summary JSON");
+    assert_eq!(v["state"], "completed");
+}
+
+#[test]
+fn softphone_dial_to_sipp_uas() {
+    if !sipp_available() {
+        return;
+    }
+    let (uas, port) = sipp_uas(None);
+    // sipp's listening socket is bound by the time it reads its first packet; the softphone's
+    // INVITE retransmissions (Timer A) cover the start-up race.
+    assert_completed(&softphone_dial(port, "1"));
+    assert!(wait_exit(uas, Duration::from_secs(30)), "sipp uas saw a failed call");
+}
+
+#[test]
+fn softphone_dial_to_sipp_uas_with_10_percent_loss() {
+    if !sipp_available() {
+        return;
+    }
+    let (uas, port) = sipp_uas(Some("10"));
+    assert_completed(&softphone_dial(port, "1"));
+    assert!(wait_exit(uas, Duration::from_secs(60)), "sipp uas saw a failed call");
+}
+
+fn scenario(name: &str) -> PathBuf {
+    common::root().join("fixtures/sipp").join(name)
+}
+
+#[test]
+fn sipp_cancel_after_180_gets_200_and_487() {
+    if !sipp_available() {
+        return;
+    }
+    let svc = Service::start(&["--answer-delay", "10"]);
+    let mut args: Vec<String> = vec!["-sf".into(), scenario("cancel_after_180.xml").display().to_string(), "-s".into(), "echo".into()];
+    args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), free_port().to_string(), "-m".into(), "5".into(), "-r".into(), "5".into()]);
+    args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
+    let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
+    assert!(ok);
+    assert_eq!((success, failed), (5, 0));
+}
+
+#[test]
+fn sipp_malformed_requests_get_the_rfc_answers() {
+    if !sipp_available() {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let mut args: Vec<String> = vec!["-sf".into(), scenario("malformed.xml").display().to_string()];
+    args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), free_port().to_string(), "-m".into(), "1".into()]);
+    args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
+    let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
+    assert!(ok);
+    assert_eq!((success, failed), (1, 0));
+}
