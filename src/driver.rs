@@ -55,7 +55,9 @@ pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endp
             break;
         }
         let deadline = [endpoint.poll_timeout(), app.poll_timeout()].into_iter().flatten().min();
-        let sleep_until = deadline.map(tokio::time::Instant::from_std).unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        let sleep_until = deadline
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         let grace = stopping.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
             r = transport.recv() => {

@@ -38,7 +38,11 @@ pub struct EndpointConfig {
 
 impl Default for EndpointConfig {
     fn default() -> Self {
-        EndpointConfig { timers: Config::default(), supported: vec!["timer".into()], user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")) }
+        EndpointConfig {
+            timers: Config::default(),
+            supported: vec!["timer".into()],
+            user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
+        }
     }
 }
 
@@ -136,7 +140,14 @@ impl Endpoint {
     /// A new endpoint.
     pub fn new(config: EndpointConfig) -> Endpoint {
         let transactions = Transactions::new(config.timers);
-        Endpoint { config, transactions, peers: HashMap::new(), transmits: VecDeque::new(), events: VecDeque::new(), stats: Stats::default() }
+        Endpoint {
+            config,
+            transactions,
+            peers: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
     }
 
     /// The counters.
@@ -279,8 +290,13 @@ impl Endpoint {
         } else if request.max_forwards().ok().flatten() == Some(0) && *method != Method::Options {
             Some((483, "Too Many Hops", vec![]))
         } else {
-            let unsupported: Vec<&str> = request.tokens(HeaderName::Require).filter_map(Result::ok).filter(|t| !self.config.supported.iter().any(|s| s.eq_ignore_ascii_case(t))).collect();
-            (!unsupported.is_empty() && *method != Method::Cancel).then(|| (420, "Bad Extension", vec![(HeaderName::Unsupported, unsupported.join(", "))]))
+            let unsupported: Vec<&str> = request
+                .tokens(HeaderName::Require)
+                .filter_map(Result::ok)
+                .filter(|t| !self.config.supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+                .collect();
+            (!unsupported.is_empty() && *method != Method::Cancel)
+                .then(|| (420, "Bad Extension", vec![(HeaderName::Unsupported, unsupported.join(", "))]))
         };
         match refusal {
             None => false,
@@ -360,7 +376,11 @@ impl Endpoint {
     /// Moves the transactions' output into our queues.
     fn drain(&mut self, _now: Instant) {
         while let Some((id, msg)) = self.transactions.poll_transmit() {
-            let dest = if msg.is_request() { self.peers.get(&id).copied() } else { response_destination(&msg).or_else(|| self.peers.get(&id).copied()) };
+            let dest = if msg.is_request() {
+                self.peers.get(&id).copied()
+            } else {
+                response_destination(&msg).or_else(|| self.peers.get(&id).copied())
+            };
             match dest {
                 Some(dest) => self.transmits.push_back(Transmit { dest, payload: msg.as_bytes().clone() }),
                 None => tracing::debug!(?id, "no destination for message"),

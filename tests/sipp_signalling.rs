@@ -37,7 +37,12 @@ impl Service {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("listening line");
-        let port = line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port in listening line");
+        let port = line
+            .split("udp 127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .and_then(|p| p.trim().parse().ok())
+            .expect("port in listening line");
         Service { child, port }
     }
 }
@@ -82,7 +87,8 @@ fn run_sipp(args: &[String], limit: Duration) -> (bool, u64, u64, u64) {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
     let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).and_then(|i| last.get(i)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let col =
+        |name: &str| header.iter().position(|h| *h == name).and_then(|i| last.get(i)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
     (status.success(), col("SuccessfulCall(C)"), col("FailedCall(C)"), col("Retransmissions(C)"))
 }
@@ -128,12 +134,19 @@ fn softphone_dial(port: u16, duration: &str) -> std::process::Output {
 
 fn sipp_uas(lost: Option<&str>) -> (Child, u16) {
     let port = free_port();
-    let mut args: Vec<String> = ["-sn", "uas", "-i", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "60s", "-p"].iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> =
+        ["-sn", "uas", "-i", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "60s", "-p"].iter().map(|s| s.to_string()).collect();
     args.push(port.to_string());
     if let Some(l) = lost {
         args.extend(["-lost".into(), l.into()]);
     }
-    let child = Command::new("sipp").args(&args).current_dir(std::env::temp_dir()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sipp uas");
+    let child = Command::new("sipp")
+        .args(&args)
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp uas");
     (child, port)
 }
 

@@ -49,7 +49,11 @@ fn target_of(uri: &str) -> Result<SocketAddr, String> {
     let Uri::Sip(sip) = parsed else { return Err(format!("not a sip: URI: {uri}")) };
     let port = sip.port.unwrap_or(5060);
     let host = sip.host.as_str();
-    (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.next().ok_or_else(|| format!("no address for {host}"))
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {host}"))
 }
 
 fn main() -> ExitCode {

@@ -223,7 +223,8 @@ impl Message {
         buf.put_slice(&self.buf[at..]);
         let n = bytes.len() as u32;
         let at = at as u32;
-        let shift = |s: Span| Span { start: if s.start >= at { s.start + n } else { s.start }, end: if s.end >= at { s.end + n } else { s.end } };
+        let shift =
+            |s: Span| Span { start: if s.start >= at { s.start + n } else { s.start }, end: if s.end >= at { s.end + n } else { s.end } };
         let start = match &self.start {
             StartLine::Request { method, uri } => StartLine::Request { method: method.clone(), uri: shift(*uri) },
             StartLine::Response { code, reason } => StartLine::Response { code: *code, reason: shift(*reason) },

@@ -87,9 +87,7 @@ impl From<Direction> for Attribute {
 }
 
 pub(super) fn find_direction(attributes: &[Attribute]) -> Option<Direction> {
-    attributes
-        .iter()
-        .find_map(|a| Direction::from_name(&a.name))
+    attributes.iter().find_map(|a| Direction::from_name(&a.name))
 }
 
 /// Replaces the first direction attribute in place, drops the others, or
@@ -128,36 +126,17 @@ pub struct RtpMap {
 
 impl RtpMap {
     /// An rtpmap for `payload_type`.
-    pub fn new(
-        payload_type: u8,
-        encoding_name: impl Into<Text>,
-        clock_rate: u32,
-        channels: Option<u16>,
-    ) -> RtpMap {
-        RtpMap {
-            payload_type,
-            encoding_name: encoding_name.into(),
-            clock_rate,
-            channels,
-        }
+    pub fn new(payload_type: u8, encoding_name: impl Into<Text>, clock_rate: u32, channels: Option<u16>) -> RtpMap {
+        RtpMap { payload_type, encoding_name: encoding_name.into(), clock_rate, channels }
     }
 
     /// Parses an rtpmap attribute value, sharing its buffer.
     pub fn parse(value: &Text) -> Option<RtpMap> {
         let name = take_while1(|c: char| c != '/' && c != ' ' && c != '\t');
-        let parser = (
-            preceded(space0, payload_type),
-            preceded(space1, name),
-            preceded(char('/'), num::<u32>),
-            opt(preceded(char('/'), num::<u16>)),
-        );
+        let parser =
+            (preceded(space0, payload_type), preceded(space1, name), preceded(char('/'), num::<u32>), opt(preceded(char('/'), num::<u16>)));
         let (payload_type, name, clock_rate, channels) = full(parser, value)?;
-        Some(RtpMap {
-            payload_type,
-            encoding_name: value.sub(name),
-            clock_rate,
-            channels,
-        })
+        Some(RtpMap { payload_type, encoding_name: value.sub(name), clock_rate, channels })
     }
 
     /// The mapping of a static RTP/AVP payload type (RFC 3551 §6, tables 4
@@ -197,11 +176,7 @@ impl RtpMap {
 impl fmt::Display for RtpMap {
     /// Writes the attribute value, e.g. `0 PCMU/8000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}/{}",
-            self.payload_type, self.encoding_name, self.clock_rate
-        )?;
+        write!(f, "{} {}/{}", self.payload_type, self.encoding_name, self.clock_rate)?;
         if let Some(channels) = self.channels {
             write!(f, "/{channels}")?;
         }
@@ -228,23 +203,14 @@ pub struct Fmtp {
 impl Fmtp {
     /// An fmtp for `payload_type`.
     pub fn new(payload_type: u8, params: impl Into<Text>) -> Fmtp {
-        Fmtp {
-            payload_type,
-            params: params.into(),
-        }
+        Fmtp { payload_type, params: params.into() }
     }
 
     /// Parses an fmtp attribute value, sharing its buffer.
     pub fn parse(value: &Text) -> Option<Fmtp> {
         let parser = (preceded(space0, payload_type), opt(preceded(space1, rest)));
-        let (payload_type, params) = nom::combinator::all_consuming(parser)
-            .parse(value.as_str())
-            .ok()?
-            .1;
-        Some(Fmtp {
-            payload_type,
-            params: params.map_or_else(Text::new, |p| value.sub(p)),
-        })
+        let (payload_type, params) = nom::combinator::all_consuming(parser).parse(value.as_str()).ok()?.1;
+        Some(Fmtp { payload_type, params: params.map_or_else(Text::new, |p| value.sub(p)) })
     }
 }
 
@@ -278,10 +244,7 @@ pub struct Rtcp {
 impl Rtcp {
     /// Parses an rtcp attribute value, sharing its buffer.
     pub fn parse(value: &Text) -> Option<Rtcp> {
-        let (port, address) = full(
-            (preceded(space0, num::<u16>), opt(preceded(space1, rest))),
-            value,
-        )?;
+        let (port, address) = full((preceded(space0, num::<u16>), opt(preceded(space1, rest))), value)?;
         let connection = match address {
             Some(a) => Some(connection_value(value.bytes(), a)?),
             None => None,
@@ -341,16 +304,12 @@ impl MediaDescription {
     /// transports; formats that are not numbers 0–127 are skipped.
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
         let rtp = self.is_rtp();
-        self.formats
-            .iter()
-            .filter(move |_| rtp)
-            .filter_map(|f| full(payload_type, f))
+        self.formats.iter().filter(move |_| rtp).filter_map(|f| full(payload_type, f))
     }
 
     /// The valid `a=rtpmap` attributes, in order.
     pub fn rtpmaps(&self) -> impl Iterator<Item = RtpMap> + '_ {
-        self.attributes_named("rtpmap")
-            .filter_map(|a| a.value.as_ref().and_then(RtpMap::parse))
+        self.attributes_named("rtpmap").filter_map(|a| a.value.as_ref().and_then(RtpMap::parse))
     }
 
     /// The `a=rtpmap` for `payload_type`.
@@ -361,14 +320,12 @@ impl MediaDescription {
     /// The codec of `payload_type`: its `a=rtpmap`, else the static
     /// RTP/AVP assignment (RFC 3551 §6).
     pub fn codec(&self, payload_type: u8) -> Option<RtpMap> {
-        self.rtpmap(payload_type)
-            .or_else(|| RtpMap::static_payload(payload_type))
+        self.rtpmap(payload_type).or_else(|| RtpMap::static_payload(payload_type))
     }
 
     /// The valid `a=fmtp` attributes, in order.
     pub fn fmtps(&self) -> impl Iterator<Item = Fmtp> + '_ {
-        self.attributes_named("fmtp")
-            .filter_map(|a| a.value.as_ref().and_then(Fmtp::parse))
+        self.attributes_named("fmtp").filter_map(|a| a.value.as_ref().and_then(Fmtp::parse))
     }
 
     /// The `a=fmtp` for `payload_type`.
@@ -378,8 +335,7 @@ impl MediaDescription {
 
     /// `a=ptime`: the packet duration in milliseconds.
     pub fn ptime(&self) -> Option<u32> {
-        self.attributes_named("ptime")
-            .find_map(|a| a.value.as_deref().and_then(parse_u32))
+        self.attributes_named("ptime").find_map(|a| a.value.as_deref().and_then(parse_u32))
     }
 
     /// Sets `a=ptime`, replacing the first one or appending it.
@@ -393,14 +349,12 @@ impl MediaDescription {
 
     /// `a=maxptime`: the maximum packet duration in milliseconds.
     pub fn maxptime(&self) -> Option<u32> {
-        self.attributes_named("maxptime")
-            .find_map(|a| a.value.as_deref().and_then(parse_u32))
+        self.attributes_named("maxptime").find_map(|a| a.value.as_deref().and_then(parse_u32))
     }
 
     /// `a=rtcp` (RFC 3605).
     pub fn rtcp(&self) -> Option<Rtcp> {
-        self.attributes_named("rtcp")
-            .find_map(|a| a.value.as_ref().and_then(Rtcp::parse))
+        self.attributes_named("rtcp").find_map(|a| a.value.as_ref().and_then(Rtcp::parse))
     }
 
     /// The port of `a=rtcp` (RFC 3605), if present.
@@ -432,14 +386,7 @@ mod tests {
         let r = RtpMap::parse(&v);
         assert_eq!(r.as_ref().map(|r| r.channels), Some(Some(2)));
         assert_eq!(r.map(|r| r.to_string()), Some("97 opus/48000/2".into()));
-        for bad in [
-            "128 X/8000",
-            "0 PCMU",
-            "x PCMU/8000",
-            "0 PCMU/8000/",
-            "0 /8000",
-            "",
-        ] {
+        for bad in ["128 X/8000", "0 PCMU", "x PCMU/8000", "0 PCMU/8000/", "0 /8000", ""] {
             assert_eq!(RtpMap::parse(&Text::from(bad)), None, "{bad}");
         }
     }
@@ -448,13 +395,8 @@ mod tests {
     fn fmtp_parse_and_display() {
         let f = Fmtp::parse(&Text::from("101 0-16"));
         assert_eq!(f, Some(Fmtp::new(101, "0-16")));
-        let f = Fmtp::parse(&Text::from(
-            "96 profile-level-id=42e01f; packetization-mode=1",
-        ));
-        assert_eq!(
-            f.map(|f| f.params),
-            Some(Text::from("profile-level-id=42e01f; packetization-mode=1"))
-        );
+        let f = Fmtp::parse(&Text::from("96 profile-level-id=42e01f; packetization-mode=1"));
+        assert_eq!(f.map(|f| f.params), Some(Text::from("profile-level-id=42e01f; packetization-mode=1")));
         assert_eq!(Fmtp::parse(&Text::from("101")), Some(Fmtp::new(101, "")));
         assert_eq!(Fmtp::new(101, "").to_string(), "101");
         assert_eq!(Fmtp::parse(&Text::from("abc 1")), None);
@@ -477,17 +419,10 @@ mod tests {
         assert_eq!(Direction::SendOnly.reverse(), Direction::RecvOnly);
         assert_eq!(Direction::Inactive.reverse(), Direction::Inactive);
         assert!(Direction::SendOnly.sends() && !Direction::SendOnly.receives());
-        let mut attrs = vec![
-            Attribute::property("sendonly"),
-            Attribute::new("x", "1"),
-            Attribute::property("inactive"),
-        ];
+        let mut attrs = vec![Attribute::property("sendonly"), Attribute::new("x", "1"), Attribute::property("inactive")];
         assert_eq!(find_direction(&attrs), Some(Direction::SendOnly));
         set_direction(&mut attrs, Direction::RecvOnly);
-        assert_eq!(
-            attrs,
-            vec![Attribute::property("recvonly"), Attribute::new("x", "1")]
-        );
+        assert_eq!(attrs, vec![Attribute::property("recvonly"), Attribute::new("x", "1")]);
     }
 
     #[test]
@@ -499,10 +434,7 @@ mod tests {
         m.set_ptime(20);
         assert_eq!(m.payload_types().collect::<Vec<_>>(), vec![0, 101]);
         assert_eq!(m.codec(0), RtpMap::static_payload(0));
-        assert_eq!(
-            m.codec(101).map(|r| r.encoding_name),
-            Some("telephone-event".into())
-        );
+        assert_eq!(m.codec(101).map(|r| r.encoding_name), Some("telephone-event".into()));
         assert_eq!(m.fmtp(101).map(|f| f.params), Some("0-16".into()));
         assert_eq!(m.ptime(), Some(20));
         assert_eq!(m.maxptime(), None);

@@ -116,18 +116,9 @@ mod tests {
 
     #[test]
     fn error_display() {
-        assert_eq!(
-            SdpError::new(SdpErrorKind::BadConnection, 4).to_string(),
-            "SDP line 4: bad c= line"
-        );
-        assert_eq!(
-            SdpError::new(SdpErrorKind::UnknownType('x'), 7).to_string(),
-            "SDP line 7: unknown line type 'x'"
-        );
-        assert_eq!(
-            SdpError::new(SdpErrorKind::OutOfOrder('t'), 9).to_string(),
-            "SDP line 9: t= line out of order"
-        );
+        assert_eq!(SdpError::new(SdpErrorKind::BadConnection, 4).to_string(), "SDP line 4: bad c= line");
+        assert_eq!(SdpError::new(SdpErrorKind::UnknownType('x'), 7).to_string(), "SDP line 7: unknown line type 'x'");
+        assert_eq!(SdpError::new(SdpErrorKind::OutOfOrder('t'), 9).to_string(), "SDP line 9: t= line out of order");
         let e: Box<dyn std::error::Error> = Box::new(SdpError::new(SdpErrorKind::NotUtf8, 1));
         assert_eq!(e.to_string(), "SDP line 1: not valid UTF-8");
     }

@@ -65,12 +65,7 @@ pub struct Origin {
 
 impl Origin {
     /// An `IN IP4`/`IN IP6` origin for `address`.
-    pub fn new(
-        username: impl Into<Text>,
-        session_id: u64,
-        session_version: u64,
-        address: IpAddr,
-    ) -> Origin {
+    pub fn new(username: impl Into<Text>, session_id: u64, session_version: u64, address: IpAddr) -> Origin {
         Origin {
             username: username.into(),
             session_id: Text::from(session_id.to_string()),
@@ -150,10 +145,7 @@ fn parse_ip(addr_type: &str, address: &str) -> Option<IpAddr> {
         address.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
     } else if addr_type.eq_ignore_ascii_case("IP6") {
         // Brackets are not valid SDP (RFC 5118 §4.6) but cost nothing here.
-        let bare = address
-            .strip_prefix('[')
-            .and_then(|a| a.strip_suffix(']'))
-            .unwrap_or(address);
+        let bare = address.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(address);
         bare.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
     } else {
         address.parse::<IpAddr>().ok()
@@ -172,10 +164,7 @@ pub struct Bandwidth {
 impl Bandwidth {
     /// A `b=<bwtype>:<bandwidth>` line.
     pub fn new(bwtype: impl Into<Text>, bandwidth: u64) -> Bandwidth {
-        Bandwidth {
-            bwtype: bwtype.into(),
-            bandwidth,
-        }
+        Bandwidth { bwtype: bwtype.into(), bandwidth }
     }
 }
 
@@ -195,11 +184,7 @@ pub struct Timing {
 impl Timing {
     /// A `t=<start> <stop>` line without repeats.
     pub fn new(start: u64, stop: u64) -> Timing {
-        Timing {
-            start,
-            stop,
-            repeats: Vec::new(),
-        }
+        Timing { start, stop, repeats: Vec::new() }
     }
 }
 
@@ -217,18 +202,12 @@ pub struct Attribute {
 impl Attribute {
     /// A value attribute, `a=<name>:<value>`.
     pub fn new(name: impl Into<Text>, value: impl Into<Text>) -> Attribute {
-        Attribute {
-            name: name.into(),
-            value: Some(value.into()),
-        }
+        Attribute { name: name.into(), value: Some(value.into()) }
     }
 
     /// A property attribute without a value, `a=<name>`.
     pub fn property(name: impl Into<Text>) -> Attribute {
-        Attribute {
-            name: name.into(),
-            value: None,
-        }
+        Attribute { name: name.into(), value: None }
     }
 }
 
@@ -261,12 +240,7 @@ pub struct MediaDescription {
 
 impl MediaDescription {
     /// An `m=<media> <port> <proto> <fmt>...` line with nothing below it.
-    pub fn new<I>(
-        media: impl Into<Text>,
-        port: u16,
-        proto: impl Into<Text>,
-        formats: I,
-    ) -> MediaDescription
+    pub fn new<I>(media: impl Into<Text>, port: u16, proto: impl Into<Text>, formats: I) -> MediaDescription
     where
         I: IntoIterator,
         I::Item: Into<Text>,
@@ -313,10 +287,7 @@ impl MediaDescription {
 
     /// The connection that applies to this stream: its own `c=` line, else
     /// the session-level one (RFC 4566 §5.7).
-    pub fn effective_connection<'a>(
-        &'a self,
-        session: &'a SessionDescription,
-    ) -> Option<&'a Connection> {
+    pub fn effective_connection<'a>(&'a self, session: &'a SessionDescription) -> Option<&'a Connection> {
         self.connection().or(session.connection.as_ref())
     }
 
@@ -357,21 +328,15 @@ impl MediaDescription {
     /// else the session-level one, else `sendrecv` (RFC 4566 §6,
     /// RFC 3264 §5.1).
     pub fn effective_direction(&self, session: &SessionDescription) -> Direction {
-        self.direction()
-            .or_else(|| session.direction())
-            .unwrap_or_default()
+        self.direction().or_else(|| session.direction()).unwrap_or_default()
     }
 
     /// Whether this stream, as described, signals hold (RFC 3264 §8.4): its
     /// effective direction is `sendonly` or `inactive`, or its effective
     /// connection address is `0.0.0.0` (the RFC 2543 form).
     pub fn is_held(&self, session: &SessionDescription) -> bool {
-        matches!(
-            self.effective_direction(session),
-            Direction::SendOnly | Direction::Inactive
-        ) || self
-            .effective_connection(session)
-            .is_some_and(Connection::is_unspecified)
+        matches!(self.effective_direction(session), Direction::SendOnly | Direction::Inactive)
+            || self.effective_connection(session).is_some_and(Connection::is_unspecified)
     }
 }
 
@@ -412,11 +377,7 @@ pub struct SessionDescription {
 impl SessionDescription {
     /// A description with the given `o=`, `s=` and optional session-level
     /// `c=`, one `t=0 0` line and no media.
-    pub fn new(
-        origin: Origin,
-        session_name: impl Into<Text>,
-        connection: impl Into<Option<Connection>>,
-    ) -> SessionDescription {
+    pub fn new(origin: Origin, session_name: impl Into<Text>, connection: impl Into<Option<Connection>>) -> SessionDescription {
         SessionDescription {
             origin,
             session_name: session_name.into(),

@@ -12,9 +12,7 @@ use nom::{IResult, Parser};
 
 use super::attr::valid_media_attribute;
 use super::error::{SdpError, SdpErrorKind};
-use super::{
-    Attribute, Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Text, Timing,
-};
+use super::{Attribute, Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Text, Timing};
 
 type NomError<'a> = nom::error::Error<&'a str>;
 
@@ -23,10 +21,7 @@ pub(super) fn full<'a, O, P>(parser: P, input: &'a str) -> Option<O>
 where
     P: Parser<&'a str, Output = O, Error = NomError<'a>>,
 {
-    all_consuming(terminated(parser, space0))
-        .parse(input)
-        .ok()
-        .map(|(_, out)| out)
+    all_consuming(terminated(parser, space0)).parse(input).ok().map(|(_, out)| out)
 }
 
 /// A decimal number that fits in `T`.
@@ -82,8 +77,7 @@ fn origin_value(src: &Bytes, value: &str) -> Option<Origin> {
         preceded(space1, token),
         preceded(space1, token),
     );
-    let (username, session_id, session_version, net_type, addr_type, address) =
-        full(parser, value)?;
+    let (username, session_id, session_version, net_type, addr_type, address) = full(parser, value)?;
     Some(Origin {
         username: Text::slice_of(src, username),
         session_id: Text::slice_of(src, session_id),
@@ -97,10 +91,7 @@ fn origin_value(src: &Bytes, value: &str) -> Option<Origin> {
 fn bandwidth_value(src: &Bytes, value: &str) -> Option<Bandwidth> {
     let bwtype = take_while1(|c: char| c != ':' && c != ' ' && c != '\t');
     let (bwtype, bandwidth) = full((bwtype, preceded(char(':'), num::<u64>)), value)?;
-    Some(Bandwidth {
-        bwtype: Text::slice_of(src, bwtype),
-        bandwidth,
-    })
+    Some(Bandwidth { bwtype: Text::slice_of(src, bwtype), bandwidth })
 }
 
 fn timing_value(value: &str) -> Option<Timing> {
@@ -138,10 +129,7 @@ fn attribute_value(src: &Bytes, value: &str) -> Option<Attribute> {
     if name.is_empty() {
         return None;
     }
-    Some(Attribute {
-        name: Text::slice_of(src, name),
-        value,
-    })
+    Some(Attribute { name: Text::slice_of(src, name), value })
 }
 
 /// Splits one line into its type letter and value, rejecting lines that
@@ -191,11 +179,7 @@ impl SessionDescription {
         })?;
         let content = src.trim_end_matches(['\r', '\n']);
         let err = |kind, line| SdpError::new(kind, line);
-        let mut lines = content
-            .split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
-            .enumerate()
-            .map(|(i, l)| (i + 1, l));
+        let mut lines = content.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).enumerate().map(|(i, l)| (i + 1, l));
 
         // v=, o=, s= must come first, in this order (RFC 4566 §5).
         let mut header = |expected: char, missing: SdpErrorKind, at: usize| match lines.next() {
@@ -248,13 +232,7 @@ impl SessionDescription {
 
 /// A session-level line after `s=` (RFC 4566 §5). Their relative order is
 /// not enforced, except that `r=` needs a `t=` before it.
-fn session_line(
-    sdp: &mut SessionDescription,
-    kind: char,
-    value: &str,
-    body: &Bytes,
-    n: usize,
-) -> Result<(), SdpError> {
+fn session_line(sdp: &mut SessionDescription, kind: char, value: &str, body: &Bytes, n: usize) -> Result<(), SdpError> {
     let err = |kind| SdpError::new(kind, n);
     let text = || Text::slice_of(body, value);
     match kind {
@@ -292,13 +270,7 @@ fn session_line(
 
 /// A line inside a media description (RFC 4566 §5.14): only `i=`, `c=`,
 /// `b=`, `k=` and `a=` may appear there.
-fn media_line(
-    m: &mut MediaDescription,
-    kind: char,
-    value: &str,
-    body: &Bytes,
-    n: usize,
-) -> Result<(), SdpError> {
+fn media_line(m: &mut MediaDescription, kind: char, value: &str, body: &Bytes, n: usize) -> Result<(), SdpError> {
     let err = |kind| SdpError::new(kind, n);
     match kind {
         'i' => set_once(&mut m.information, Text::slice_of(body, value), kind, n)?,
@@ -341,16 +313,9 @@ mod tests {
     fn split_line_cases() {
         assert_eq!(split_line(1, "a=x:y"), Ok(('a', "x:y")));
         assert_eq!(split_line(1, "s="), Ok(('s', "")));
-        assert_eq!(
-            split_line(1, "é=x").map_err(|e| e.kind),
-            Err(SdpErrorKind::UnknownType('é'))
-        );
+        assert_eq!(split_line(1, "é=x").map_err(|e| e.kind), Err(SdpErrorKind::UnknownType('é')));
         for bad in ["", "a", "a x", "=a", "a=\0", "a=\r"] {
-            assert_eq!(
-                split_line(3, bad),
-                Err(SdpError::new(SdpErrorKind::Malformed, 3)),
-                "{bad:?}"
-            );
+            assert_eq!(split_line(3, bad), Err(SdpError::new(SdpErrorKind::Malformed, 3)), "{bad:?}");
         }
     }
 
@@ -358,31 +323,19 @@ mod tests {
     fn value_parsers() {
         let src = Bytes::new();
         let c = connection_value(&src, "IN IP4 224.2.1.1/127/3 ");
-        assert_eq!(
-            c.map(|c| (c.address, c.ttl, c.num_addresses)),
-            Some(("224.2.1.1".into(), Some(127), Some(3)))
-        );
+        assert_eq!(c.map(|c| (c.address, c.ttl, c.num_addresses)), Some(("224.2.1.1".into(), Some(127), Some(3))));
         assert!(connection_value(&src, "IN IP4 a b").is_none());
         assert!(connection_value(&src, "IN IP4 1.2.3.4/1/2/3").is_none());
         let o = origin_value(&src, "- 0 18446744073709551615 IN IP4 h");
         assert_eq!(o.map(|o| o.session_version), Some(u64::MAX));
         assert!(origin_value(&src, "- 0 18446744073709551616 IN IP4 h").is_none());
-        assert_eq!(
-            bandwidth_value(&src, "TIAS:64000").map(|b| b.bandwidth),
-            Some(64000)
-        );
+        assert_eq!(bandwidth_value(&src, "TIAS:64000").map(|b| b.bandwidth), Some(64000));
         assert_eq!(timing_value("1 2 "), Some(Timing::new(1, 2)));
         assert!(timing_value("1 -2").is_none());
         let m = media_value(&src, "audio 0 RTP/AVP");
         assert_eq!(m.map(|m| (m.port, m.formats.len())), Some((0, 0)));
-        assert_eq!(
-            attribute_value(&src, "sendonly  ").map(|a| a.name),
-            Some("sendonly".into())
-        );
-        assert_eq!(
-            attribute_value(&src, "x: v ").and_then(|a| a.value),
-            Some(" v ".into())
-        );
+        assert_eq!(attribute_value(&src, "sendonly  ").map(|a| a.name), Some("sendonly".into()));
+        assert_eq!(attribute_value(&src, "x: v ").and_then(|a| a.value), Some(" v ".into()));
         assert!(attribute_value(&src, ":v").is_none());
     }
 }

@@ -57,42 +57,19 @@ fn fixtures() -> Vec<(String, Bytes)> {
 fn assert_round_trip(sdp: &SessionDescription) {
     let written = sdp.to_bytes();
     assert!(written.ends_with(b"\r\n"));
-    assert!(
-        !written.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
-        "bare LF"
-    );
-    assert_eq!(
-        SessionDescription::parse(&written).as_ref(),
-        Ok(sdp),
-        "written:\n{}",
-        String::from_utf8_lossy(&written)
-    );
+    assert!(!written.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "bare LF");
+    assert_eq!(SessionDescription::parse(&written).as_ref(), Ok(sdp), "written:\n{}", String::from_utf8_lossy(&written));
 }
 
 #[test]
 fn parses_every_fixture() {
     let files = fixtures();
-    let names: Vec<_> = files
-        .iter()
-        .filter_map(|(p, _)| p.rsplit('/').next())
-        .collect();
-    for expected in [
-        "audio-offer.sdp",
-        "audio-answer.sdp",
-        "hold-sendonly.sdp",
-        "multi-media.sdp",
-        "ipv6.sdp",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "{expected} missing from {names:?}"
-        );
+    let names: Vec<_> = files.iter().filter_map(|(p, _)| p.rsplit('/').next()).collect();
+    for expected in ["audio-offer.sdp", "audio-answer.sdp", "hold-sendonly.sdp", "multi-media.sdp", "ipv6.sdp"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
     for (path, body) in &files {
-        assert!(
-            !body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
-            "{path} has a bare LF"
-        );
+        assert!(!body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "{path} has a bare LF");
         match SessionDescription::parse(body) {
             Ok(sdp) => {
                 assert!(!sdp.media.is_empty(), "{path}");
@@ -119,47 +96,27 @@ fn fixture_contents() {
     let audio = &offer.media[0];
     assert_eq!(audio.payload_types().collect::<Vec<_>>(), [0, 8, 101]);
     assert_eq!(audio.fmtp(101).map(|f| f.params), Some("0-16".into()));
-    assert_eq!(
-        (audio.ptime(), audio.direction()),
-        (Some(20), Some(Direction::SendRecv))
-    );
+    assert_eq!((audio.ptime(), audio.direction()), (Some(20), Some(Direction::SendRecv)));
 
     let answer = get("audio-answer.sdp");
     let audio = &answer.media[0];
-    assert_eq!(
-        (audio.maxptime(), audio.rtcp_port()),
-        (Some(40), Some(3457))
-    );
+    assert_eq!((audio.maxptime(), audio.rtcp_port()), (Some(40), Some(3457)));
 
     let hold = get("hold-sendonly.sdp");
     assert!(hold.media[0].is_held(&hold));
-    assert_eq!(
-        hold.origin.session_version,
-        offer.origin.session_version + 1
-    );
+    assert_eq!(hold.origin.session_version, offer.origin.session_version + 1);
 
     let multi = get("multi-media.sdp");
     let kinds: Vec<_> = multi.media.iter().map(|m| m.media.as_str()).collect();
     assert_eq!(kinds, ["audio", "video"]);
     assert_eq!(multi.media[0].rtpmap(96).and_then(|r| r.channels), Some(2));
-    assert_eq!(
-        multi.media[1].effective_direction(&multi),
-        Direction::RecvOnly
-    );
+    assert_eq!(multi.media[1].effective_direction(&multi), Direction::RecvOnly);
 
     let v6 = get("ipv6.sdp");
     let ip = v6.media[0].effective_connection(&v6).and_then(|c| c.ip());
-    assert_eq!(
-        ip,
-        Some(IpAddr::V6(Ipv6Addr::new(
-            0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20
-        )))
-    );
+    assert_eq!(ip, Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20))));
     let mapped = v6.media[1].effective_connection(&v6).and_then(|c| c.ip());
-    assert_eq!(
-        mapped.map(|a| a.to_canonical()),
-        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)))
-    );
+    assert_eq!(mapped.map(|a| a.to_canonical()), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))));
 }
 
 #[test]
@@ -182,8 +139,7 @@ fn check_no_panic(body: &Bytes) {
 /// Byte values standing for every class the parser tells apart: line ends,
 /// NUL, blanks, `=`, `:`, `/`, digits, letters (line types included), other
 /// punctuation, DEL, and UTF-8 lead, continuation and invalid bytes.
-const REPRESENTATIVE: &[u8] =
-    b"\0\t\n\r !#*-./0159:;=AIPVZ[]_aceikmoprstuvxz~\x7f\x80\xbf\xc3\xe2\xf0\xff";
+const REPRESENTATIVE: &[u8] = b"\0\t\n\r !#*-./0159:;=AIPVZ[]_aceikmoprstuvxz~\x7f\x80\xbf\xc3\xe2\xf0\xff";
 
 fn sweep(body: &Bytes, values: &[u8]) {
     for end in 0..=body.len() {
@@ -228,20 +184,12 @@ fn connection() -> impl Strategy<Value = Connection> {
     prop_oneof![
         any::<Ipv4Addr>().prop_map(|a| Connection::new(IpAddr::V4(a))),
         any::<Ipv6Addr>().prop_map(|a| Connection::new(IpAddr::V6(a))),
-        (
-            any::<Ipv4Addr>(),
-            any::<u8>(),
-            proptest::option::of(any::<u32>())
-        )
-            .prop_map(|(a, ttl, n)| Connection {
-                ttl: Some(ttl),
-                num_addresses: n,
-                ..Connection::new(IpAddr::V4(a))
-            }),
-        (any::<Ipv6Addr>(), any::<u32>()).prop_map(|(a, n)| Connection {
-            num_addresses: Some(n),
-            ..Connection::new(IpAddr::V6(a))
+        (any::<Ipv4Addr>(), any::<u8>(), proptest::option::of(any::<u32>())).prop_map(|(a, ttl, n)| Connection {
+            ttl: Some(ttl),
+            num_addresses: n,
+            ..Connection::new(IpAddr::V4(a))
         }),
+        (any::<Ipv6Addr>(), any::<u32>()).prop_map(|(a, n)| Connection { num_addresses: Some(n), ..Connection::new(IpAddr::V6(a)) }),
         (token(), token()).prop_map(|(addr_type, address)| Connection {
             addr_type,
             address,
@@ -251,24 +199,16 @@ fn connection() -> impl Strategy<Value = Connection> {
 }
 
 fn origin() -> impl Strategy<Value = Origin> {
-    (
-        token(),
-        "[0-9]{1,24}",
-        any::<u64>(),
-        token(),
-        token(),
-        token(),
+    (token(), "[0-9]{1,24}", any::<u64>(), token(), token(), token()).prop_map(
+        |(username, id, session_version, net_type, addr_type, unicast_address)| Origin {
+            username,
+            session_id: Text::from(id),
+            session_version,
+            net_type,
+            addr_type,
+            unicast_address,
+        },
     )
-        .prop_map(
-            |(username, id, session_version, net_type, addr_type, unicast_address)| Origin {
-                username,
-                session_id: Text::from(id),
-                session_version,
-                net_type,
-                addr_type,
-                unicast_address,
-            },
-        )
 }
 
 fn bandwidth() -> impl Strategy<Value = Bandwidth> {
@@ -279,51 +219,27 @@ fn generic_attribute() -> impl Strategy<Value = Attribute> {
     prop_oneof![
         token().prop_map(|n| Attribute::property(Text::from(format!("x-{n}")))),
         (token(), text()).prop_map(|(n, v)| Attribute::new(Text::from(format!("x-{n}")), v)),
-        prop_oneof![
-            Just(Direction::SendRecv),
-            Just(Direction::SendOnly),
-            Just(Direction::RecvOnly),
-            Just(Direction::Inactive),
-        ]
-        .prop_map(Attribute::from),
+        prop_oneof![Just(Direction::SendRecv), Just(Direction::SendOnly), Just(Direction::RecvOnly), Just(Direction::Inactive),]
+            .prop_map(Attribute::from),
     ]
 }
 
 fn media_attribute() -> impl Strategy<Value = Attribute> {
     prop_oneof![
         generic_attribute(),
-        (
-            0..=127u8,
-            token(),
-            any::<u32>(),
-            proptest::option::of(any::<u16>())
-        )
+        (0..=127u8, token(), any::<u32>(), proptest::option::of(any::<u16>()))
             .prop_map(|(pt, name, rate, ch)| RtpMap::new(pt, name, rate, ch).into()),
         (0..=127u8, text()).prop_map(|(pt, p)| Fmtp::new(pt, p).into()),
         any::<u32>().prop_map(|p| Attribute::new("ptime", p.to_string())),
         any::<u32>().prop_map(|p| Attribute::new("maxptime", p.to_string())),
-        (any::<u16>(), proptest::option::of(connection())).prop_map(|(port, connection)| Rtcp {
-            port,
-            connection
-        }
-        .into()),
+        (any::<u16>(), proptest::option::of(connection())).prop_map(|(port, connection)| Rtcp { port, connection }.into()),
     ]
 }
 
 fn media() -> impl Strategy<Value = MediaDescription> {
-    let proto = prop_oneof![
-        Just("RTP/AVP"),
-        Just("RTP/SAVPF"),
-        Just("udptl"),
-        Just("TCP/BFCP")
-    ];
+    let proto = prop_oneof![Just("RTP/AVP"), Just("RTP/SAVPF"), Just("udptl"), Just("TCP/BFCP")];
     (
-        (
-            token(),
-            any::<u16>(),
-            proptest::option::of(any::<u16>()),
-            proto,
-        ),
+        (token(), any::<u16>(), proptest::option::of(any::<u16>()), proto),
         proptest::collection::vec(token(), 0..4),
         proptest::option::of(text()),
         proptest::collection::vec(connection(), 0..3),
@@ -331,41 +247,25 @@ fn media() -> impl Strategy<Value = MediaDescription> {
         proptest::option::of(text()),
         proptest::collection::vec(media_attribute(), 0..6),
     )
-        .prop_map(
-            |((media, port, num_ports, proto), formats, info, conns, bws, key, attrs)| {
-                let mut m = MediaDescription::new(media, port, proto, formats);
-                m.num_ports = num_ports;
-                m.information = info;
-                m.connections = conns;
-                m.bandwidths = bws;
-                m.encryption_key = key;
-                m.attributes = attrs;
-                m
-            },
-        )
+        .prop_map(|((media, port, num_ports, proto), formats, info, conns, bws, key, attrs)| {
+            let mut m = MediaDescription::new(media, port, proto, formats);
+            m.num_ports = num_ports;
+            m.information = info;
+            m.connections = conns;
+            m.bandwidths = bws;
+            m.encryption_key = key;
+            m.attributes = attrs;
+            m
+        })
 }
 
 fn timing() -> impl Strategy<Value = Timing> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        proptest::collection::vec(text(), 0..2),
-    )
-        .prop_map(|(start, stop, repeats)| Timing {
-            start,
-            stop,
-            repeats,
-        })
+    (any::<u64>(), any::<u64>(), proptest::collection::vec(text(), 0..2)).prop_map(|(start, stop, repeats)| Timing { start, stop, repeats })
 }
 
 fn session() -> impl Strategy<Value = SessionDescription> {
     (
-        (
-            origin(),
-            text(),
-            proptest::option::of(text()),
-            proptest::option::of(text()),
-        ),
+        (origin(), text(), proptest::option::of(text()), proptest::option::of(text())),
         proptest::collection::vec(text(), 0..2),
         proptest::collection::vec(text(), 0..2),
         proptest::option::of(connection()),
@@ -375,22 +275,20 @@ fn session() -> impl Strategy<Value = SessionDescription> {
         proptest::collection::vec(generic_attribute(), 0..4),
         proptest::collection::vec(media(), 0..4),
     )
-        .prop_map(
-            |((origin, name, info, uri), emails, phones, c, bws, times, (z, k), attrs, media)| {
-                let mut s = SessionDescription::new(origin, name, c);
-                s.information = info;
-                s.uri = uri;
-                s.emails = emails;
-                s.phones = phones;
-                s.bandwidths = bws;
-                s.times = times;
-                s.time_zones = z;
-                s.encryption_key = k;
-                s.attributes = attrs;
-                s.media = media;
-                s
-            },
-        )
+        .prop_map(|((origin, name, info, uri), emails, phones, c, bws, times, (z, k), attrs, media)| {
+            let mut s = SessionDescription::new(origin, name, c);
+            s.information = info;
+            s.uri = uri;
+            s.emails = emails;
+            s.phones = phones;
+            s.bandwidths = bws;
+            s.times = times;
+            s.time_zones = z;
+            s.encryption_key = k;
+            s.attributes = attrs;
+            s.media = media;
+            s
+        })
 }
 
 proptest! {

@@ -53,11 +53,7 @@ impl Text {
         let base = whole.as_ptr() as usize;
         let start = (part.as_ptr() as usize).checked_sub(base);
         match start {
-            Some(start)
-                if start
-                    .checked_add(part.len())
-                    .is_some_and(|end| end <= whole.len()) =>
-            {
+            Some(start) if start.checked_add(part.len()).is_some_and(|end| end <= whole.len()) => {
                 // The range lies inside `whole`, so its bytes are `part`'s
                 // bytes: valid UTF-8.
                 Text(whole.slice(start..start + part.len()))
@@ -203,10 +199,7 @@ mod tests {
     #[test]
     fn from_utf8_rejects_invalid() {
         assert!(Text::from_utf8(Bytes::from_static(b"\xff")).is_err());
-        assert_eq!(
-            Text::from_utf8(Bytes::from_static(b"ok")).ok(),
-            Some(Text::from("ok"))
-        );
+        assert_eq!(Text::from_utf8(Bytes::from_static(b"ok")).ok(), Some(Text::from("ok")));
     }
 
     #[test]

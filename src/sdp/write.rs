@@ -5,9 +5,7 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
-use super::{
-    Attribute, Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Text, Timing,
-};
+use super::{Attribute, Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Text, Timing};
 
 impl fmt::Display for Origin {
     /// Writes the `o=` value (RFC 4566 §5.2).
@@ -15,12 +13,7 @@ impl fmt::Display for Origin {
         write!(
             f,
             "{} {} {} {} {} {}",
-            self.username,
-            self.session_id,
-            self.session_version,
-            self.net_type,
-            self.addr_type,
-            self.unicast_address
+            self.username, self.session_id, self.session_version, self.net_type, self.addr_type, self.unicast_address
         )
     }
 }
@@ -170,8 +163,7 @@ mod tests {
     use std::net::IpAddr;
 
     fn addr(s: &str) -> IpAddr {
-        s.parse()
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        s.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
     #[test]
@@ -205,8 +197,7 @@ mod tests {
 
     #[test]
     fn writes_fields_in_rfc_order() {
-        let mut sdp =
-            SessionDescription::new(Origin::new("u", 1, 2, addr("2001:db8::1")), "name", None);
+        let mut sdp = SessionDescription::new(Origin::new("u", 1, 2, addr("2001:db8::1")), "name", None);
         sdp.push_attribute(Attribute::new("tool", "x"));
         sdp.information = Some("info".into());
         sdp.uri = Some("http://example.com/".into());
@@ -223,15 +214,8 @@ mod tests {
         m.encryption_key = Some("clear:k".into());
         m.information = Some("cam".into());
         m.bandwidths.push(Bandwidth::new("AS", 1));
-        m.connections.push(Connection {
-            ttl: Some(127),
-            num_addresses: Some(3),
-            ..Connection::new(addr("224.2.1.1"))
-        });
-        m.connections.push(Connection {
-            num_addresses: Some(2),
-            ..Connection::new(addr("ff15::101"))
-        });
+        m.connections.push(Connection { ttl: Some(127), num_addresses: Some(3), ..Connection::new(addr("224.2.1.1")) });
+        m.connections.push(Connection { num_addresses: Some(2), ..Connection::new(addr("ff15::101")) });
         m.push_attribute(Attribute::property("inactive"));
         sdp = sdp.with_media(m);
         let expected = "v=0\r\no=u 1 2 IN IP6 2001:db8::1\r\ns=name\r\ni=info\r\n\
@@ -255,9 +239,7 @@ mod tests {
     fn answer_from_offer_by_mutation() {
         let offer = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
                      m=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.0.2.1\r\na=sendonly\r\n";
-        let Ok(mut sdp) = offer.parse::<SessionDescription>() else {
-            panic!("parse")
-        };
+        let Ok(mut sdp) = offer.parse::<SessionDescription>() else { panic!("parse") };
         sdp.origin.session_version += 1;
         for m in &mut sdp.media {
             let d = m.direction().unwrap_or_default().reverse();

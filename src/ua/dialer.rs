@@ -142,7 +142,10 @@ impl Dialer {
                 let from = self.invite.from().ok();
                 let dialog = DialogInfo {
                     call_id: self.call_id.clone(),
-                    local: (from.as_ref().map(|f| f.uri.to_string()).unwrap_or_default(), from.as_ref().and_then(|f| f.tag()).unwrap_or_default().to_owned()),
+                    local: (
+                        from.as_ref().map(|f| f.uri.to_string()).unwrap_or_default(),
+                        from.as_ref().and_then(|f| f.tag()).unwrap_or_default().to_owned(),
+                    ),
                     remote: (self.invite.request_uri_str().unwrap_or_default().to_owned(), remote_tag),
                     remote_target: target.unwrap_or_else(|| self.invite.request_uri_str().unwrap_or_default().to_owned()),
                     local_cseq: 1,
@@ -180,16 +183,22 @@ impl Application for Dialer {
         match (&self.state, event) {
             (State::Calling { tx }, EndpointEvent::Response { tx: t, response }) if *tx == t => self.on_invite_response(ep, response, now),
             (State::Calling { tx }, EndpointEvent::Timeout { tx: t }) if *tx == t => self.finish(Outcome::Timeout, now),
-            (State::Confirmed { ack, .. }, EndpointEvent::StrayResponse { response, .. }) if response.status().is_some_and(|c| (200..300).contains(&c)) => {
+            (State::Confirmed { ack, .. }, EndpointEvent::StrayResponse { response, .. })
+                if response.status().is_some_and(|c| (200..300).contains(&c)) =>
+            {
                 // A retransmitted 2xx: our ACK was lost; send it again (§13.2.2.4).
                 let ack = ack.clone();
                 ep.send_stateless(&ack, self.target);
             }
-            (State::Ending { tx }, EndpointEvent::Response { tx: t, response }) if *tx == t && response.status().is_some_and(|c| c >= 200) => {
+            (State::Ending { tx }, EndpointEvent::Response { tx: t, response })
+                if *tx == t && response.status().is_some_and(|c| c >= 200) =>
+            {
                 tracing::info!(code = response.status().unwrap_or(0), "BYE answered");
                 self.finish(Outcome::Completed { ended_by: "local" }, now);
             }
-            (State::Ending { tx }, EndpointEvent::Timeout { tx: t }) if *tx == t => self.finish(Outcome::Completed { ended_by: "local" }, now),
+            (State::Ending { tx }, EndpointEvent::Timeout { tx: t }) if *tx == t => {
+                self.finish(Outcome::Completed { ended_by: "local" }, now)
+            }
             (State::Confirmed { .. }, EndpointEvent::Request { tx, request, .. }) if request.method() == Some(&Method::Bye) => {
                 let ok = request.response_to(200, "OK", None).finish();
                 ep.respond(tx, ok, now);

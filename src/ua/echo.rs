@@ -99,7 +99,10 @@ impl EchoUas {
                 Some(_) => {
                     let answer = self.answer_for(&req);
                     let ok = match answer {
-                        Some(sdp) => req.response_to(200, "OK", Some(&tag)).header(HeaderName::Contact, self.contact()).body("application/sdp", &sdp.to_bytes()),
+                        Some(sdp) => req
+                            .response_to(200, "OK", Some(&tag))
+                            .header(HeaderName::Contact, self.contact())
+                            .body("application/sdp", &sdp.to_bytes()),
                         None => self.reply(&req, 488, "Not Acceptable Here", &tag),
                     };
                     ep.respond(tx, ok, now);
@@ -127,7 +130,16 @@ impl EchoUas {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn new_call(&mut self, ep: &mut Endpoint, tx: TransactionId, req: Message, source: SocketAddr, tag: String, call_id: String, now: Instant) {
+    fn new_call(
+        &mut self,
+        ep: &mut Endpoint,
+        tx: TransactionId,
+        req: Message,
+        source: SocketAddr,
+        tag: String,
+        call_id: String,
+        now: Instant,
+    ) {
         let user_is_echo = matches!(req.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"));
         if !user_is_echo || self.stopping {
             let (code, reason) = if self.stopping { (503, "Service Unavailable") } else { (404, "Not Found") };
@@ -167,7 +179,8 @@ impl EchoUas {
             self.calls.remove(call_id);
             return;
         };
-        let ok = invite.response_to(200, "OK", Some(&tag)).header(HeaderName::Contact, self.contact()).body("application/sdp", &sdp.to_bytes());
+        let ok =
+            invite.response_to(200, "OK", Some(&tag)).header(HeaderName::Contact, self.contact()).body("application/sdp", &sdp.to_bytes());
         let dest = response_destination(&ok).unwrap_or(peer);
         ep.respond(tx, ok.clone(), now);
         self.answered += 1;
@@ -219,7 +232,12 @@ impl Application for EchoUas {
     }
 
     fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        let due: Vec<String> = self.calls.iter().filter(|(_, c)| matches!(c.state, CallState::Ringing { answer_at, .. } if answer_at <= now)).map(|(k, _)| k.clone()).collect();
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c.state, CallState::Ringing { answer_at, .. } if answer_at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
         for id in due {
             self.answer(ep, &id, now);
         }

@@ -110,7 +110,8 @@ pub fn audio_answer(offer: &SessionDescription, ip: IpAddr, port: u16, session_i
     let audio = offer.media.iter().find(|m| m.media.as_str() == "audio" && m.port != 0)?;
     let pt = audio.payload_types().find(|pt| AUDIO_CODECS.iter().any(|(p, _)| p == pt))?;
     let name = AUDIO_CODECS.iter().find(|(p, _)| *p == pt).map(|(_, n)| *n)?;
-    let event = audio.payload_types().find(|&p| audio.codec(p).is_some_and(|c| c.encoding_name.as_str().eq_ignore_ascii_case("telephone-event")));
+    let event =
+        audio.payload_types().find(|&p| audio.codec(p).is_some_and(|c| c.encoding_name.as_str().eq_ignore_ascii_case("telephone-event")));
     let mut formats = vec![pt.to_string()];
     formats.extend(event.map(|e| e.to_string()));
     let mut sdp = SessionDescription::new(Origin::new("switchboard", session_id, session_id, ip), "switchboard", Connection::new(ip));
