@@ -121,6 +121,9 @@ pub struct Stats {
     pub retransmitted_requests: u64,
 }
 
+/// A refusal: status, reason phrase, extra headers.
+type Refusal = (u16, &'static str, Vec<(HeaderName, String)>);
+
 /// The sans-IO endpoint. See the module docs for the run loop.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -283,7 +286,7 @@ impl Endpoint {
         if *method == Method::Ack {
             return false;
         }
-        let refusal: Option<(u16, &str, Vec<(HeaderName, String)>)> = if method.is_extension() || !ALLOW.contains(method.as_str()) {
+        let refusal: Option<Refusal> = if method.is_extension() || !ALLOW.contains(method.as_str()) {
             Some((501, "Not Implemented", vec![(HeaderName::Allow, ALLOW.to_owned())]))
         } else if !matches!(request.request_uri(), Some(Uri::Sip(_))) {
             Some((416, "Unsupported URI Scheme", vec![]))
