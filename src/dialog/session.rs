@@ -124,20 +124,39 @@ pub(crate) fn from_response(resp: &Message) -> Option<SessionTimer> {
     Some(SessionTimer { interval: se.seconds.max(1), refresher })
 }
 
-/// Session timer headers for a request we send (RFC 4028 §7.1, §7.4): `Supported: timer`, the
-/// current interval (or our configured one) and our Min-SE.
-pub(crate) fn write_request(b: &mut MessageBuilder, cfg: &DialogConfig, current: Option<SessionTimer>) {
-    let Some(se) = current.map(|t| t.interval).or(cfg.session_expires.map(secs)) else {
-        return;
-    };
-    b.push(HeaderName::Supported, "timer");
-    match (current, cfg.refresher) {
-        (Some(t), _) => b.push(HeaderName::SessionExpires, format_args!("{se};refresher={}", t.param(true))),
-        (None, Some(Refresher::Uac)) => b.push(HeaderName::SessionExpires, format_args!("{se};refresher=uac")),
-        (None, Some(Refresher::Uas)) => b.push(HeaderName::SessionExpires, format_args!("{se};refresher=uas")),
-        (None, None) => b.push(HeaderName::SessionExpires, se),
+/// The Session-Expires and Min-SE a request of ours carries (RFC 4028 §7.1, §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offer {
+    interval: u32,
+    refresher: Option<&'static str>,
+    min_se: u32,
+}
+
+/// What our request asks for: the running timer (its refresher written as seen in this
+/// transaction, where we are the UAC), else our configured interval. `at_least` is the largest
+/// Min-SE a 422 taught us (§7.4). `None` when session timers are off.
+pub(crate) fn offer(cfg: &DialogConfig, current: Option<SessionTimer>, at_least: u32) -> Option<Offer> {
+    let min_se = secs(cfg.min_se).max(MIN_SE_FLOOR).max(at_least);
+    if let Some(t) = current {
+        return Some(Offer { interval: t.interval.max(at_least), refresher: Some(t.param(true)), min_se });
     }
-    b.push(HeaderName::MinSe, secs(cfg.min_se).max(MIN_SE_FLOOR));
+    let interval = secs(cfg.session_expires?).max(at_least);
+    let refresher = cfg.refresher.map(|r| match r {
+        Refresher::Uac => "uac",
+        Refresher::Uas => "uas",
+    });
+    Some(Offer { interval, refresher, min_se })
+}
+
+/// Writes `Supported: timer`, Session-Expires and Min-SE for `offer`.
+pub(crate) fn write_request(b: &mut MessageBuilder, offer: Option<Offer>) {
+    let Some(o) = offer else { return };
+    b.push(HeaderName::Supported, "timer");
+    match o.refresher {
+        Some(r) => b.push(HeaderName::SessionExpires, format_args!("{};refresher={r}", o.interval)),
+        None => b.push(HeaderName::SessionExpires, o.interval),
+    }
+    b.push(HeaderName::MinSe, o.min_se);
 }
 
 /// Session timer headers for our 2xx (RFC 4028 §9): Session-Expires with the refresher, and
@@ -145,6 +164,7 @@ pub(crate) fn write_request(b: &mut MessageBuilder, cfg: &DialogConfig, current:
 pub(crate) fn write_response(b: &mut MessageBuilder, timer: Option<SessionTimer>) {
     let Some(t) = timer else { return };
     let param = t.param(false);
+    b.push(HeaderName::Supported, "timer");
     b.push(HeaderName::SessionExpires, format_args!("{};refresher={param}", t.interval));
     if param == "uac" {
         b.push(HeaderName::Require, "timer");

@@ -3,11 +3,11 @@
 
 use super::id::DialogId;
 use super::session::SessionTimer;
-use super::timer::TimerTable;
+use super::timer::{DialogTimer, TimerTable};
 use super::Side;
 use crate::message::{Message, Method, NameAddr, Uri};
 use bytes::Bytes;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which end of the dialog-creating INVITE we were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +86,10 @@ pub struct Dialog {
     pub(crate) last_ack: Option<(u32, Message)>,
     /// The application asked for BYE before the ACK of our 2xx came (§15: wait for it).
     pub(crate) bye_after_ack: bool,
+    /// Our 1xx with a tag went out (UAS), so `Event::Early` was sent.
+    pub(crate) provisional_sent: bool,
+    /// A re-INVITE or UPDATE that met 491, to send again when [`DialogTimer::GlareRetry`] fires.
+    pub(crate) retry: Option<(Method, Option<Bytes>)>,
     pub(crate) local_sdp: Option<Bytes>,
     pub(crate) remote_sdp: Option<Bytes>,
     pub(crate) session: Option<SessionTimer>,
@@ -153,6 +157,8 @@ impl Dialog {
             unacked: None,
             last_ack: None,
             bye_after_ack: false,
+            provisional_sent: false,
+            retry: None,
             local_sdp: None,
             remote_sdp: None,
             session: None,
@@ -299,6 +305,11 @@ impl Dialog {
     /// The negotiated session interval (RFC 4028), if session timers run.
     pub fn session_interval(&self) -> Option<Duration> {
         self.session.map(|s| s.duration())
+    }
+
+    /// This dialog's earliest armed timer.
+    pub fn next_timeout(&self) -> Option<(Instant, DialogTimer)> {
+        self.timers.soonest()
     }
 
     /// Who refreshes the session (RFC 4028), if session timers run.

@@ -1,0 +1,237 @@
+//! Commands from the application: start, answer, modify and end calls.
+
+use super::build::{OurVia, ALLOW};
+use super::id::DialogId;
+use super::session;
+use super::set::{CallParams, Dialogs, UacInvite};
+use super::state::{DialogState, Purpose, Role};
+use super::{DialogError, EndReason, Event};
+use crate::message::{HeaderName, Message, Method, NameAddr};
+use bytes::Bytes;
+use std::time::Instant;
+
+/// The host part of a `sent-by`, for Call-IDs.
+fn host_of(sent_by: &str) -> &str {
+    match sent_by.find(']') {
+        Some(end) => &sent_by[..=end],
+        None => sent_by.split(':').next().unwrap_or(sent_by),
+    }
+}
+
+/// Checks the addresses of a new call; returns the Request-URI.
+fn check_params(p: &CallParams) -> Result<String, DialogError> {
+    let from = NameAddr::parse(&p.from).map_err(|_| DialogError::BadAddress)?;
+    let to = NameAddr::parse(&p.to).map_err(|_| DialogError::BadAddress)?;
+    if from.tag().is_some() || to.tag().is_some() {
+        return Err(DialogError::BadAddress);
+    }
+    for r in &p.routes {
+        NameAddr::parse_name_addr(r).map_err(|_| DialogError::BadAddress)?;
+    }
+    match &p.target {
+        Some(t) => crate::message::Uri::parse(t).map(|_| t.clone()).map_err(|_| DialogError::BadAddress),
+        None => Ok(to.uri_text.to_string()),
+    }
+}
+
+// ===== impl Dialogs: commands =====
+
+impl Dialogs {
+    /// Sends an INVITE (RFC 3261 §13.2.1) with a new Call-ID and From tag, our Contact, session
+    /// timer headers (RFC 4028 §7.1) and the SDP offer. Returns the pending id (empty remote tag)
+    /// that names the INVITE until dialogs appear ([`Event::Early`], [`Event::Established`]).
+    pub fn invite(&mut self, params: CallParams, _now: Instant) -> Result<DialogId, DialogError> {
+        check_params(&params)?;
+        let call_id = self.ids.call_id(host_of(&self.config.sent_by));
+        let tag = self.ids.tag();
+        let request = self.build_invite(&params, &call_id, &tag, 1, 0)?;
+        let id = DialogId::new(&call_id, &tag, "");
+        let inv = UacInvite {
+            params,
+            request: request.clone(),
+            seq: 1,
+            cancelled: false,
+            answered: false,
+            min_se_seen: 0,
+            remote_tags: Vec::new(),
+        };
+        self.invites.insert(id.clone(), inv);
+        self.push_transmit(request);
+        Ok(id)
+    }
+
+    /// Writes an initial INVITE; `min_se` is the largest Min-SE a 422 asked for (0 if none).
+    pub(crate) fn build_invite(
+        &mut self,
+        p: &CallParams,
+        call_id: &str,
+        tag: &str,
+        seq: u32,
+        min_se: u32,
+    ) -> Result<Message, DialogError> {
+        let target = check_params(p)?;
+        let branch = self.ids.branch();
+        let cfg = &self.config;
+        let mut b = Message::request(Method::Invite, target);
+        b.push(HeaderName::Via, OurVia(cfg, &branch));
+        b.push(HeaderName::MaxForwards, 70);
+        for r in &p.routes {
+            b.push(HeaderName::Route, r);
+        }
+        b.push(HeaderName::From, format_args!("{};tag={tag}", p.from));
+        b.push(HeaderName::To, &p.to);
+        b.push(HeaderName::CallId, call_id);
+        b.push(HeaderName::CSeq, format_args!("{seq} INVITE"));
+        b.push(HeaderName::Contact, format_args!("<{}>", cfg.contact));
+        b.push(HeaderName::Allow, ALLOW);
+        session::write_request(&mut b, session::offer(cfg, None, min_se));
+        Ok(match &p.sdp {
+            Some(sdp) => b.body("application/sdp", sdp),
+            None => b.finish(),
+        })
+    }
+
+    /// Notes that the application cancels our INVITE `id` (the pending id). Send the CANCEL itself
+    /// through the transaction layer (§9.1); when the INVITE then fails (487) its dialogs end with
+    /// [`EndReason::Cancelled`], and a 2xx that crossed the CANCEL is ACKed and ended with BYE.
+    pub fn cancel(&mut self, id: &DialogId, _now: Instant) -> Result<(), DialogError> {
+        let inv = self.invites.get_mut(id).ok_or(DialogError::UnknownDialog)?;
+        if inv.answered {
+            return Err(DialogError::WrongState);
+        }
+        inv.cancelled = true;
+        Ok(())
+    }
+
+    /// Sends `180 Ringing` for the peer's INVITE, creating the early dialog (§12.1.1).
+    pub fn ring(&mut self, id: &DialogId, now: Instant) -> Result<(), DialogError> {
+        self.progress(id, 180, None, now)
+    }
+
+    /// Sends a provisional response (101-199) with our tag, Contact and optional early-media SDP
+    /// for the peer's INVITE (§13.3.1.1), creating the early dialog.
+    pub fn progress(&mut self, id: &DialogId, code: u16, sdp: Option<Bytes>, _now: Instant) -> Result<(), DialogError> {
+        if !(101..200).contains(&code) {
+            return Err(DialogError::BadStatus);
+        }
+        let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        let (d, cfg) = self.dm_cfg(slot);
+        if d.state != DialogState::Early || d.role != Role::Uas {
+            return Err(DialogError::WrongState);
+        }
+        let req = d.awaiting_answer.clone().ok_or(DialogError::NothingToAnswer)?;
+        let b = d.answer(&req, code, cfg);
+        let msg = match sdp {
+            Some(s) => b.body("application/sdp", &s),
+            None => b.finish(),
+        };
+        let first = !std::mem::replace(&mut d.provisional_sent, true);
+        self.push_transmit(msg);
+        if first {
+            self.push_event(Event::Early { id: id.clone() });
+        }
+        Ok(())
+    }
+
+    /// Accepts what the peer waits on with a 200 carrying `sdp`: its INVITE (the dialog becomes
+    /// Confirmed, §13.3.1.4), or a re-INVITE / UPDATE offer ([`Event::Reoffer`]). A 2xx to an INVITE
+    /// is retransmitted until the ACK comes.
+    pub fn accept(&mut self, id: &DialogId, sdp: Option<Bytes>, now: Instant) -> Result<(), DialogError> {
+        let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        let req = self.dm(slot).awaiting_answer.take().ok_or(DialogError::NothingToAnswer)?;
+        self.answer_offer(slot, &req, sdp, now);
+        self.prune();
+        Ok(())
+    }
+
+    /// Rejects what the peer waits on with `code` (300-699). For its INVITE the dialog ends with
+    /// [`EndReason::Rejected`]; a rejected re-INVITE or UPDATE leaves the session as it was (§14.2).
+    pub fn reject(&mut self, id: &DialogId, code: u16, now: Instant) -> Result<(), DialogError> {
+        if !(300..700).contains(&code) {
+            return Err(DialogError::BadStatus);
+        }
+        let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        let (d, cfg) = self.dm_cfg(slot);
+        let req = d.awaiting_answer.take().ok_or(DialogError::NothingToAnswer)?;
+        let msg = d.answer(&req, code, cfg).finish();
+        let initial = d.state == DialogState::Early;
+        self.push_transmit(msg);
+        if initial {
+            self.terminate(slot, EndReason::Rejected(code), now);
+        }
+        self.prune();
+        Ok(())
+    }
+
+    /// Ends a confirmed dialog with BYE (§15.1.1) and [`EndReason::Bye`]`(Local)`. A request of the
+    /// peer still waiting is answered 487 first. As UAS before the ACK of our 2xx, the BYE waits for
+    /// that ACK (§15). Early dialogs end with [`Dialogs::cancel`] (UAC) or [`Dialogs::reject`] (UAS).
+    pub fn send_bye(&mut self, id: &DialogId, now: Instant) -> Result<(), DialogError> {
+        let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        let (d, cfg) = self.dm_cfg(slot);
+        if d.state != DialogState::Confirmed {
+            return Err(DialogError::WrongState);
+        }
+        if let Some(req) = d.awaiting_answer.take() {
+            let msg = d.answer(&req, 487, cfg).finish();
+            self.push_transmit(msg);
+        }
+        if self.dm(slot).unacked.is_some() {
+            self.dm(slot).bye_after_ack = true;
+            return Ok(());
+        }
+        self.bye(slot, EndReason::Bye(super::Side::Local), now);
+        self.prune();
+        Ok(())
+    }
+
+    /// Sends a re-INVITE with a new SDP offer (§14.1), e.g. `a=sendonly` to hold and `a=sendrecv`
+    /// to resume. Not while another INVITE or offer is in progress in either direction.
+    pub fn send_reinvite(&mut self, id: &DialogId, sdp: Bytes, now: Instant) -> Result<(), DialogError> {
+        self.modify(id, Method::Invite, Some(sdp), now)
+    }
+
+    /// Sends an UPDATE (RFC 3311), with a new offer or (`None`) as a bare session refresh.
+    pub fn send_update(&mut self, id: &DialogId, sdp: Option<Bytes>, now: Instant) -> Result<(), DialogError> {
+        self.modify(id, Method::Update, sdp, now)
+    }
+
+    fn modify(&mut self, id: &DialogId, method: Method, sdp: Option<Bytes>, _now: Instant) -> Result<(), DialogError> {
+        let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        let d = self.dm(slot);
+        if d.state != DialogState::Confirmed {
+            return Err(DialogError::WrongState);
+        }
+        let busy = match method {
+            Method::Invite => d.invite_in_progress() || d.offer_pending(),
+            _ => sdp.is_some() && (d.offer_pending() || d.awaiting_answer.is_some()),
+        };
+        if busy {
+            return Err(DialogError::RequestPending);
+        }
+        let current = d.session;
+        let offer = session::offer(&self.config, current, 0);
+        let body = sdp.clone().map(|s| ("application/sdp", s));
+        self.send_request(slot, method, Purpose::Modify(sdp), body, |b| session::write_request(b, offer));
+        Ok(())
+    }
+
+    /// Sends an in-dialog OPTIONS (§11); its answer changes nothing unless it is 408/481.
+    pub fn send_options(&mut self, id: &DialogId, now: Instant) -> Result<(), DialogError> {
+        self.send_plain(id, Method::Options, None, now)
+    }
+
+    /// Sends an INFO (RFC 6086) with `body` of type `content_type`.
+    pub fn send_info(&mut self, id: &DialogId, content_type: &str, body: Bytes, now: Instant) -> Result<(), DialogError> {
+        self.send_plain(id, Method::Info, Some((content_type, body)), now)
+    }
+
+    fn send_plain(&mut self, id: &DialogId, method: Method, body: Option<(&str, Bytes)>, _now: Instant) -> Result<(), DialogError> {
+        let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        if self.dm(slot).state != DialogState::Confirmed {
+            return Err(DialogError::WrongState);
+        }
+        self.send_request(slot, method, Purpose::Other, body, |_| {});
+        Ok(())
+    }
+}

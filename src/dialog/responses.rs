@@ -1,0 +1,254 @@
+//! Responses to our requests: the INVITE that creates dialogs (§12.1.2, §13.2.2, RFC 4028 §7.4) and
+//! in-dialog requests (§12.2.1.2, §14.1), plus timeouts the transaction layer reports.
+
+use super::id::DialogId;
+use super::session;
+use super::set::Dialogs;
+use super::state::{Dialog, DialogState, Outgoing, Purpose};
+use super::timer::DialogTimer;
+use super::{EndReason, Event, InputError};
+use crate::message::{Message, Method};
+use std::time::Instant;
+
+// ===== impl Dialogs: responses =====
+
+impl Dialogs {
+    /// Takes in a response to one of our requests (from a client transaction, or a retransmitted
+    /// 2xx the transaction layer passed on as stray, §13.2.2.4).
+    ///
+    /// - to our INVITE: a 1xx with a To tag creates an early dialog per tag; a 2xx confirms (or
+    ///   creates) the dialog and is ACKed, and each retransmission of it gets the same ACK again;
+    ///   a 422 is retried once with the Min-SE it asks for (RFC 4028 §7.4); other failures end the
+    ///   early dialogs (or the pending INVITE) with [`EndReason::Rejected`] / `Cancelled`.
+    /// - in a dialog: a 2xx to a re-INVITE is ACKed; 481 and 408 end the dialog (§12.2.1.2); 491 to
+    ///   our re-INVITE or UPDATE schedules a retry (§14.1).
+    ///
+    /// [`InputError::Stray`]: nothing of ours matches; drop it.
+    pub fn handle_response(&mut self, resp: &Message, now: Instant) -> Result<(), InputError> {
+        let result = self.dispatch_response(resp, now);
+        self.prune();
+        result
+    }
+
+    /// Reports that the client transaction of `request` (one we sent) timed out (Timer B or F) or
+    /// hit a transport error: handled like a 408 (§12.2.1.2, §8.1.3.1).
+    pub fn handle_request_timeout(&mut self, request: &Message, now: Instant) -> Result<(), InputError> {
+        let cseq = request.cseq().map_err(|_| InputError::Malformed)?;
+        // Our request: From carries our tag, To the peer's, just as in a response to it.
+        let id = DialogId::of_response(request).ok_or(InputError::Malformed)?;
+        let key = id.invite_id();
+        if cseq.method == Method::Invite && self.invites.get(&key).is_some_and(|i| i.seq == cseq.seq) {
+            self.fail_invite(&key, 408, now);
+        } else {
+            let slot = self.slot_of(&id).ok_or(InputError::Stray)?;
+            self.on_dialog_response(slot, cseq.seq, &cseq.method, 408, None, now);
+        }
+        self.prune();
+        Ok(())
+    }
+
+    fn dispatch_response(&mut self, resp: &Message, now: Instant) -> Result<(), InputError> {
+        let code = resp.status().ok_or(InputError::Malformed)?;
+        let cseq = resp.cseq().map_err(|_| InputError::Malformed)?;
+        let id = DialogId::of_response(resp).ok_or(InputError::Malformed)?;
+        let key = id.invite_id();
+        if cseq.method == Method::Invite && self.invites.get(&key).is_some_and(|i| i.seq == cseq.seq) {
+            match code {
+                100..=199 if id.remote_tag.is_empty() || code == 100 => {}
+                100..=199 => self.early_dialog(&key, &id, resp),
+                200..=299 if id.remote_tag.is_empty() => return Err(InputError::Malformed),
+                200..=299 => self.invite_2xx(&key, &id, resp, now),
+                422 if self.retry_422(&key, resp, now) => {}
+                _ => self.fail_invite(&key, code, now),
+            }
+            return Ok(());
+        }
+        let slot = self.slot_of(&id).ok_or(InputError::Stray)?;
+        self.on_dialog_response(slot, cseq.seq, &cseq.method, code, Some(resp), now);
+        Ok(())
+    }
+
+    /// A 1xx with a To tag: an early dialog for that tag (§12.1.2, §13.2.2.1).
+    fn early_dialog(&mut self, key: &DialogId, id: &DialogId, resp: &Message) {
+        if let Some(slot) = self.slot_of(id) {
+            let d = self.dm(slot);
+            if d.state == DialogState::Early {
+                d.refresh_target(resp);
+            }
+            return;
+        }
+        let Some(inv) = self.invites.get_mut(key) else { return };
+        let Some(d) = Dialog::uac(&inv.request, resp) else { return };
+        inv.remote_tags.push(id.remote_tag.clone());
+        self.insert(d);
+        self.push_event(Event::Early { id: id.clone() });
+    }
+
+    /// A 2xx to our INVITE (§13.2.2.4): confirm or create the dialog of its tag and ACK it; a
+    /// retransmission gets the same ACK again. A 2xx that crossed our CANCEL is ACKed and ended.
+    fn invite_2xx(&mut self, key: &DialogId, id: &DialogId, resp: &Message, now: Instant) {
+        let existing = self.slot_of(id);
+        let Some(inv) = self.invites.get_mut(key) else { return };
+        inv.answered = true;
+        let (seq, cancelled) = (inv.seq, inv.cancelled);
+        let slot = match existing {
+            Some(slot) => {
+                let d = self.dm(slot);
+                if d.state != DialogState::Early {
+                    if let Some((_, ack)) = d.last_ack.as_ref().filter(|(s, _)| *s == seq) {
+                        let ack = ack.clone();
+                        self.push_transmit(ack);
+                    }
+                    return;
+                }
+                d.confirm_from_2xx(resp);
+                slot
+            }
+            None => {
+                let Some(mut d) = Dialog::uac(&inv.request, resp) else { return };
+                inv.remote_tags.push(id.remote_tag.clone());
+                d.confirm_from_2xx(resp);
+                self.insert(d)
+            }
+        };
+        self.send_ack(slot, seq);
+        self.apply_session(slot, session::from_response(resp), now);
+        self.on_confirmed(slot, now);
+        if cancelled {
+            self.bye(slot, EndReason::Cancelled, now);
+        }
+    }
+
+    /// Builds, remembers and sends the ACK for the 2xx to INVITE `seq` (§13.2.2.4).
+    fn send_ack(&mut self, slot: usize, seq: u32) {
+        let branch = self.ids.branch();
+        let (d, cfg) = self.dm_cfg(slot);
+        let ack = d.ack(seq, &branch, cfg);
+        d.last_ack = Some((seq, ack.clone()));
+        self.push_transmit(ack);
+    }
+
+    /// 422 to our INVITE (RFC 4028 §7.4): send it again once per larger Min-SE, with a new CSeq.
+    fn retry_422(&mut self, key: &DialogId, resp: &Message, now: Instant) -> bool {
+        let min = resp.min_se().ok().flatten().map_or(0, |m| m.seconds);
+        let Some(inv) = self.invites.get(key) else { return false };
+        if min <= inv.min_se_seen {
+            return false;
+        }
+        let (params, seq, tags) = (inv.params.clone(), inv.seq.wrapping_add(1), inv.remote_tags.clone());
+        let Ok(msg) = self.build_invite(&params, &key.call_id, &key.local_tag, seq, min) else { return false };
+        self.end_early(key, &tags, EndReason::Rejected(422), now);
+        if let Some(inv) = self.invites.get_mut(key) {
+            inv.seq = seq;
+            inv.request = msg.clone();
+            inv.min_se_seen = min;
+            inv.remote_tags.clear();
+        }
+        self.push_transmit(msg);
+        true
+    }
+
+    /// A final failure of our INVITE: its early dialogs end, or its pending id when it has none.
+    pub(crate) fn fail_invite(&mut self, key: &DialogId, code: u16, now: Instant) {
+        let Some(inv) = self.invites.remove(key) else { return };
+        let reason = match code {
+            408 => EndReason::Timeout,
+            487 if inv.cancelled => EndReason::Cancelled,
+            c => EndReason::Rejected(c),
+        };
+        let ended = self.end_early(key, &inv.remote_tags, reason, now);
+        if ended == 0 && !inv.answered {
+            self.push_event(Event::Terminated { id: key.clone(), reason });
+        }
+    }
+
+    /// Ends the early dialogs among `tags`; returns how many.
+    fn end_early(&mut self, key: &DialogId, tags: &[Box<str>], reason: EndReason, now: Instant) -> usize {
+        let mut n = 0;
+        for tag in tags {
+            let id = DialogId { remote_tag: tag.clone(), ..key.clone() };
+            if let Some(slot) = self.slot_of(&id).filter(|&s| self.dm(s).state == DialogState::Early) {
+                self.terminate(slot, reason, now);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A response (or, with `resp` `None`, a timeout) to one of our in-dialog requests.
+    fn on_dialog_response(&mut self, slot: usize, seq: u32, method: &Method, code: u16, resp: Option<&Message>, now: Instant) {
+        if code < 200 {
+            return;
+        }
+        let d = self.dm(slot);
+        let Some(pos) = d.outgoing.iter().position(|o| o.seq == seq && o.method == *method) else {
+            // A retransmitted 2xx to a re-INVITE already ACKed: the same ACK again (§13.2.2.4).
+            if *method == Method::Invite && (200..300).contains(&code) {
+                if let Some((_, ack)) = d.last_ack.as_ref().filter(|(s, _)| *s == seq) {
+                    let ack = ack.clone();
+                    self.push_transmit(ack);
+                }
+            }
+            return;
+        };
+        let out = d.outgoing.remove(pos);
+        match (code, resp) {
+            (200..=299, Some(resp)) => self.on_dialog_2xx(slot, out, resp, now),
+            _ => self.on_dialog_failure(slot, out, code, now),
+        }
+    }
+
+    fn on_dialog_2xx(&mut self, slot: usize, out: Outgoing, resp: &Message, now: Instant) {
+        if out.method == Method::Invite {
+            self.send_ack(slot, out.seq);
+        }
+        let d = self.dm(slot);
+        if d.state == DialogState::Terminated || !matches!(out.method, Method::Invite | Method::Update) {
+            return;
+        }
+        // A target refresh (§12.2.1.2) and, for session timers, a refresh (RFC 4028 §7.2).
+        d.refresh_target(resp);
+        d.take_remote_sdp(resp);
+        if let Purpose::Modify(Some(sdp)) = &out.purpose {
+            d.local_sdp = Some(sdp.clone());
+        }
+        let id = d.id.clone();
+        let timer = session::from_response(resp);
+        self.apply_session(slot, timer, now);
+        match (out.purpose, timer) {
+            (Purpose::Modify(_), _) => self.push_event(Event::Answered { id, response: resp.clone() }),
+            (Purpose::Refresh, Some(t)) => self.push_event(Event::Refreshed { id, interval: t.duration() }),
+            _ => {}
+        }
+    }
+
+    fn on_dialog_failure(&mut self, slot: usize, out: Outgoing, code: u16, now: Instant) {
+        let ping = out.purpose == Purpose::Ping;
+        match code {
+            // §12.2.1.2: the peer has no such dialog; nothing to say BYE to.
+            481 => self.terminate(slot, if ping { EndReason::PingFailed } else { EndReason::Gone }, now),
+            408 => self.bye(slot, if ping { EndReason::PingFailed } else { EndReason::Timeout }, now),
+            _ if self.dm(slot).state == DialogState::Terminated => {}
+            491 => {
+                let role = self.dm(slot).role;
+                let at = now + self.glare_delay(role);
+                match out.purpose {
+                    Purpose::Modify(sdp) => {
+                        self.dm(slot).retry = Some((out.method, sdp));
+                        self.arm(slot, DialogTimer::GlareRetry, at);
+                        let id = self.dm(slot).id.clone();
+                        self.push_event(Event::ModifyFailed { id, code });
+                    }
+                    Purpose::Refresh => self.arm(slot, DialogTimer::Refresh, at),
+                    _ => {}
+                }
+            }
+            _ => {
+                if let Purpose::Modify(_) = out.purpose {
+                    let id = self.dm(slot).id.clone();
+                    self.push_event(Event::ModifyFailed { id, code });
+                }
+            }
+        }
+    }
+}
