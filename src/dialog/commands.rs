@@ -61,14 +61,7 @@ impl Dialogs {
     }
 
     /// Writes an initial INVITE; `min_se` is the largest Min-SE a 422 asked for (0 if none).
-    pub(crate) fn build_invite(
-        &mut self,
-        p: &CallParams,
-        call_id: &str,
-        tag: &str,
-        seq: u32,
-        min_se: u32,
-    ) -> Result<Message, DialogError> {
+    pub(crate) fn build_invite(&mut self, p: &CallParams, call_id: &str, tag: &str, seq: u32, min_se: u32) -> Result<Message, DialogError> {
         let target = check_params(p)?;
         let branch = self.ids.branch();
         let cfg = &self.config;

@@ -75,26 +75,28 @@ impl Dialogs {
         match method {
             Method::Bye => self.on_bye(slot, req, now),
             Method::Invite | Method::Update => self.on_offer(slot, req, now),
-            Method::Options => {
-                let msg = d
-                    .answer(req, 200, cfg)
-                    .header(HeaderName::Allow, ALLOW)
-                    .header(HeaderName::Accept, "application/sdp")
-                    .header(HeaderName::Supported, "timer")
-                    .finish();
-                self.push_transmit(msg);
-            }
-            Method::Info => {
-                let msg = d.answer(req, 200, cfg).finish();
-                self.push_transmit(msg);
-                self.push_event(Event::Info { id, request: req.clone() });
-            }
-            _ => {
-                let msg = d.answer(req, 405, cfg).header(HeaderName::Allow, ALLOW).finish();
-                self.push_transmit(msg);
-            }
+            _ => self.on_other(slot, req, id),
         }
         Ok(())
+    }
+
+    /// OPTIONS (§11: 200 with what we support), INFO (200 and [`Event::Info`]), and 405 for the rest.
+    fn on_other(&mut self, slot: usize, req: &Message, id: DialogId) {
+        let (d, cfg) = self.dm_cfg(slot);
+        let msg = match req.method() {
+            Some(Method::Options) => d
+                .answer(req, 200, cfg)
+                .header(HeaderName::Allow, ALLOW)
+                .header(HeaderName::Accept, "application/sdp")
+                .header(HeaderName::Supported, "timer")
+                .finish(),
+            Some(Method::Info) => d.answer(req, 200, cfg).finish(),
+            _ => d.answer(req, 405, cfg).header(HeaderName::Allow, ALLOW).finish(),
+        };
+        self.push_transmit(msg);
+        if req.method() == Some(&Method::Info) {
+            self.push_event(Event::Info { id, request: req.clone() });
+        }
     }
 
     /// A dialog-creating INVITE (§12.1.1): choose our tag, negotiate the session timer, and hold the
@@ -150,7 +152,7 @@ impl Dialogs {
     /// ACK for our 2xx (§13.3.1.4): stop retransmitting; send a BYE that was waiting for it.
     fn on_ack(&mut self, slot: usize, req: &Message, seq: u32, now: Instant) {
         let d = self.dm(slot);
-        if !d.unacked.as_ref().is_some_and(|u| u.seq == seq) {
+        if d.unacked.as_ref().is_none_or(|u| u.seq != seq) {
             return; // a duplicate ACK, or one for a 2xx already acknowledged
         }
         d.unacked = None;

@@ -33,21 +33,21 @@
 //! Every way a dialog ends produces exactly one [`Event::Terminated`] with an [`EndReason`]. An
 //! INVITE that ends before any dialog exists ends its pending id (empty remote tag) the same way.
 
-mod commands;
 mod build;
+mod commands;
 mod id;
 mod incoming;
 mod merge;
 mod responses;
 mod session;
-mod state;
 mod set;
+mod state;
 mod timer;
 
-pub use state::{Dialog, DialogState, Role};
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
 pub use set::{CallParams, Dialogs};
+pub use state::{Dialog, DialogState, Role};
 pub use timer::DialogTimer;
 
 use crate::message::{Message, Refresher};

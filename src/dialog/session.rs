@@ -9,7 +9,8 @@
 //!    |<-- 200  Session-Expires: 1800;refresher=uac, Require: timer
 //!    |                                       |
 //!    |-- refresh (re-INVITE or UPDATE) at interval/2 by the refresher (§10)
-//!    |   the other side sends BYE if none came by interval - min(32 s, interval/3)
+//!    |   the other side sends BYE if none came by interval - min(32 s, interval/3);
+//!    |   a refresh answered 408/481 or timing out ends the session too (§10, RFC 3261 §12.2.1.2)
 //! ```
 //!
 //! `refresher=uac/uas` is relative to each transaction; a dialog stores it as a [`Side`].
@@ -52,7 +53,7 @@ impl SessionTimer {
         self.duration() / 2
     }
 
-    /// When the other side gives up: interval - min(32 s, interval/3) (RFC 4028 §10).
+    /// When the non-refresher gives up: interval - min(32 s, interval/3) (RFC 4028 §10).
     pub(crate) fn expire_after(&self) -> Duration {
         let d = self.duration();
         d - Duration::from_secs(32).min(d / 3)

@@ -261,16 +261,23 @@ impl Dialogs {
         self.terminate(slot, reason, now);
     }
 
-    /// Installs a negotiated session timer (or none) and re-arms Refresh/Expire (RFC 4028 §10).
+    /// Installs a negotiated session timer (or none) and re-arms Refresh/Expire (RFC 4028 §10): the
+    /// refresher refreshes at half the interval and expires at its end; the other side expires at
+    /// interval - min(32 s, interval/3).
     pub(crate) fn apply_session(&mut self, slot: usize, timer: Option<SessionTimer>, now: Instant) {
         self.dm(slot).session = timer;
         self.disarm(slot, DialogTimer::Refresh);
         self.disarm(slot, DialogTimer::Expire);
         let Some(t) = timer else { return };
-        if t.refresher == super::Side::Local {
+        // The refresher learns of a failed refresh from its response or timeout (§10) and keeps
+        // the full interval as a backstop; the other side gives up a little early.
+        let expire = if t.refresher == super::Side::Local {
             self.arm(slot, DialogTimer::Refresh, now + t.refresh_after());
-        }
-        self.arm(slot, DialogTimer::Expire, now + t.expire_after());
+            t.duration()
+        } else {
+            t.expire_after()
+        };
+        self.arm(slot, DialogTimer::Expire, now + expire);
     }
 
     /// Things that start when a dialog is confirmed: the keep-alive pings.

@@ -20,7 +20,8 @@ pub enum DialogTimer {
     NoAck,
     /// We are the refresher: send a session refresh at half the interval (RFC 4028 §10).
     Refresh,
-    /// No refresh arrived: the session expires at interval - min(32 s, interval/3) (RFC 4028 §10).
+    /// The session expires (RFC 4028 §10): without a refresh, the non-refresher ends it at
+    /// interval - min(32 s, interval/3); the refresher, whose refresh got no answer, at the interval.
     Expire,
     /// Send an OPTIONS keep-alive inside the dialog.
     Ping,
