@@ -71,6 +71,8 @@ pub enum EndpointEvent {
     Cancelled {
         /// The INVITE server transaction.
         tx: TransactionId,
+        /// The CANCEL, for layers that keep their own state about the INVITE (dialogs).
+        cancel: Message,
     },
     /// A response on client transaction `tx`.
     Response {
@@ -132,6 +134,9 @@ pub struct Endpoint {
     /// Where each transaction sends: the server for client transactions, the source of the
     /// request for server transactions (used when the Via gives no address).
     peers: HashMap<TransactionId, SocketAddr>,
+    /// The To tag each INVITE server transaction answered with, so a CANCEL's 200 and the 487 carry
+    /// the same tag as the provisional responses before them (§9.2).
+    to_tags: HashMap<TransactionId, String>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     stats: Stats,
@@ -147,6 +152,7 @@ impl Endpoint {
             config,
             transactions,
             peers: HashMap::new(),
+            to_tags: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -194,12 +200,15 @@ impl Endpoint {
         self.drain(now);
     }
 
-    /// Sends `response` on server transaction `tx`.
-    pub fn respond(&mut self, tx: TransactionId, response: Message, now: Instant) {
-        if let Err(e) = self.transactions.send_response(tx, response, now) {
-            tracing::debug!(?tx, error = ?e, "response not sent");
+    /// Sends `response` on server transaction `tx`. Fails when the transaction is gone or has
+    /// already sent its final response.
+    pub fn respond(&mut self, tx: TransactionId, response: Message, now: Instant) -> Result<(), crate::transaction::Error> {
+        if let Some(tag) = response.to().ok().and_then(|t| t.tag().map(str::to_owned)) {
+            self.to_tags.entry(tx).or_insert(tag);
         }
+        let r = self.transactions.send_response(tx, response, now);
         self.drain(now);
+        r
     }
 
     /// Starts a client transaction for `request`, sent to `dest`.
@@ -335,7 +344,11 @@ impl Endpoint {
     /// §9.2: 200 to the CANCEL, then 487 to the INVITE if it is still pending; 481 when nothing matches.
     fn handle_cancel(&mut self, cancel_tx: TransactionId, target: CancelTarget, now: Instant) {
         let Some(cancel) = self.transactions.request(cancel_tx).cloned() else { return };
-        let tag = cancel.to().ok().and_then(|t| t.tag().map(str::to_owned)).unwrap_or_else(|| "sb-cancel".into());
+        let target_tag = match target {
+            CancelTarget::Pending(t) | CancelTarget::Answered(t) => self.to_tags.get(&t).cloned(),
+            CancelTarget::NotFound => None,
+        };
+        let tag = target_tag.or_else(|| cancel.to().ok().and_then(|t| t.tag().map(str::to_owned))).unwrap_or_else(|| "sb-cancel".into());
         match target {
             CancelTarget::NotFound => {
                 let r = cancel.response_to(481, "Call/Transaction Does Not Exist", Some(&tag)).finish();
@@ -352,7 +365,7 @@ impl Endpoint {
                     let r = invite.response_to(487, "Request Terminated", Some(&tag)).finish();
                     let _ = self.transactions.send_response(invite_tx, r, now);
                 }
-                self.events.push_back(EndpointEvent::Cancelled { tx: invite_tx });
+                self.events.push_back(EndpointEvent::Cancelled { tx: invite_tx, cancel });
             }
         }
     }
@@ -399,6 +412,7 @@ impl Endpoint {
                 Event::Timeout | Event::TransportError => EndpointEvent::Timeout { tx },
                 Event::Terminated => {
                     self.peers.remove(&tx);
+                    self.to_tags.remove(&tx);
                     EndpointEvent::Terminated { tx }
                 }
             };

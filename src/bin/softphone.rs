@@ -114,7 +114,8 @@ async fn dial(cli: &Cli, uri: &str, target: SocketAddr, duration: Duration) -> E
 fn report(d: &Dialer, json: bool) -> ExitCode {
     let (state, reason, ok) = match &d.outcome {
         Outcome::Completed { ended_by } => ("completed", format!("bye-{ended_by}"), true),
-        Outcome::Rejected(code, reason) => ("rejected", format!("{code} {reason}"), false),
+        Outcome::Rejected(code) => ("rejected", code.to_string(), false),
+        Outcome::Ended(why) => ("failed", format!("{why:?}"), false),
         Outcome::Timeout => ("failed", "timeout".into(), false),
         Outcome::Cancelled => ("cancelled", "cancel".into(), false),
         Outcome::Pending => ("failed", "unfinished".into(), false),

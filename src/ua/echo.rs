@@ -1,17 +1,16 @@
 //! The service's built-in `echo` user (sans-IO): answers INVITEs to `sip:echo@...` with 200 and an
-//! SDP answer (after 180 Ringing when an answer delay is set), OPTIONS with 200 and Allow/Supported,
-//! BYE with 200, and other users with 404 until routing exists.
-//!
-//! The UAS core of RFC 3261 §13.3.1.4: the 2xx is retransmitted from T1 doubling to T2 until the
-//! ACK arrives; without an ACK after 64*T1 the call is ended with a BYE.
+//! SDP answer (after 180 Ringing when an answer delay is set), re-INVITEs (hold, resume) with the
+//! matching answer, out-of-dialog OPTIONS with 200 and Allow/Supported, and other users with 404
+//! until routing exists. BYE, CANCEL, 2xx retransmission until the ACK and the BYE when no ACK comes
+//! (§13.3.1.4) are the dialog layer's ([`crate::dialog`]), reached through [`UaCore`].
 
-use super::{audio_answer, DialogInfo, Rng};
+use super::audio_answer;
+use super::core::{UaCore, UaEvent};
+use crate::dialog::{DialogConfig, DialogId, Dialogs, Event as DialogEvent};
 use crate::driver::Application;
 use crate::endpoint::{Endpoint, EndpointEvent, ALLOW};
 use crate::message::{HeaderName, Message, Method, Uri};
 use crate::sdp::SessionDescription;
-use crate::transaction::TransactionId;
-use crate::transport::response_destination;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,252 +22,168 @@ pub struct EchoConfig {
     pub local: SocketAddr,
     /// Delay between 180 Ringing and 200 OK (0: answer at once, no 180).
     pub answer_delay: Duration,
-    /// T1 and T2 for 2xx retransmission.
+    /// T1 for 2xx retransmission (§13.3.1.4).
     pub t1: Duration,
-    /// T2.
+    /// T2, the cap of the 2xx retransmission interval.
     pub t2: Duration,
 }
 
-#[derive(Debug)]
-enum CallState {
-    /// Ringing; answer at the instant.
-    Ringing { tx: TransactionId, answer_at: Instant },
-    /// 200 sent; retransmitting until ACK.
-    Answered { ok: Message, dest: SocketAddr, next: Instant, interval: Duration, give_up: Instant },
-    /// ACK received.
-    Confirmed,
-}
-
-#[derive(Debug)]
-struct Call {
-    invite: Message,
-    to_tag: String,
-    state: CallState,
-    dialog: DialogInfo,
-}
-
-/// The echo UAS. Calls are keyed by Call-ID.
+/// The echo UAS.
 #[derive(Debug)]
 pub struct EchoUas {
     config: EchoConfig,
-    calls: HashMap<String, Call>,
-    rng: Rng,
-    stopping: bool,
+    ua: UaCore,
+    /// Calls ringing, with the instant they are answered.
+    ringing: HashMap<DialogId, (Instant, Message)>,
+    seq: u64,
     next_media_port: u16,
+    stopping: bool,
     /// Calls answered so far.
     pub answered: u64,
 }
 
 impl EchoUas {
-    /// A new echo UAS.
+    /// A new echo UAS; `seed` feeds tags, branches and SDP session ids.
     pub fn new(config: EchoConfig, seed: u64) -> EchoUas {
-        EchoUas { config, calls: HashMap::new(), rng: Rng::new(seed), stopping: false, next_media_port: 20_000, answered: 0 }
-    }
-
-    /// Calls in progress.
-    pub fn active_calls(&self) -> usize {
-        self.calls.len()
-    }
-
-    fn contact(&self) -> String {
-        format!("<sip:echo@{}>", self.config.local)
-    }
-
-    fn reply(&self, req: &Message, code: u16, reason: &str, tag: &str) -> Message {
-        req.response_to(code, reason, Some(tag)).header(HeaderName::Server, concat!("switchboard/", env!("CARGO_PKG_VERSION"))).finish()
-    }
-
-    fn handle_request(&mut self, ep: &mut Endpoint, tx: TransactionId, req: Message, source: SocketAddr, now: Instant) {
-        let Some(method) = req.method().cloned() else { return };
-        let call_id = req.call_id().unwrap_or_default().to_owned();
-        let in_dialog = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
-        let tag = in_dialog.clone().unwrap_or_else(|| self.rng.tag());
-        match method {
-            Method::Options => {
-                let ok = req
-                    .response_to(200, "OK", Some(&tag))
-                    .header(HeaderName::Allow, ALLOW)
-                    .header(HeaderName::Supported, "timer")
-                    .header(HeaderName::Accept, "application/sdp")
-                    .finish();
-                ep.respond(tx, ok, now);
-            }
-            Method::Invite if in_dialog.is_none() => self.new_call(ep, tx, req, source, tag, call_id, now),
-            Method::Invite => match self.calls.get(&call_id) {
-                // A re-INVITE (hold, resume): answer with the same media, reversed direction.
-                Some(_) => {
-                    let answer = self.answer_for(&req);
-                    let ok = match answer {
-                        Some(sdp) => req
-                            .response_to(200, "OK", Some(&tag))
-                            .header(HeaderName::Contact, self.contact())
-                            .body("application/sdp", &sdp.to_bytes()),
-                        None => self.reply(&req, 488, "Not Acceptable Here", &tag),
-                    };
-                    ep.respond(tx, ok, now);
-                }
-                None => ep.respond(tx, self.reply(&req, 481, "Call/Transaction Does Not Exist", &tag), now),
-            },
-            Method::Bye => {
-                let code = if self.calls.remove(&call_id).is_some() { 200 } else { 481 };
-                let reason = if code == 200 { "OK" } else { "Call/Transaction Does Not Exist" };
-                ep.respond(tx, self.reply(&req, code, reason, &tag), now);
-            }
-            Method::Info | Method::Update => {
-                let code = if self.calls.contains_key(&call_id) { 200 } else { 481 };
-                ep.respond(tx, self.reply(&req, code, if code == 200 { "OK" } else { "Call/Transaction Does Not Exist" }, &tag), now);
-            }
-            _ => ep.respond(tx, self.reply(&req, 405, "Method Not Allowed", &tag), now),
+        let dialog_config = DialogConfig {
+            t1: config.t1,
+            t2: config.t2,
+            contact: format!("sip:echo@{}", config.local),
+            sent_by: config.local.to_string(),
+            rng_seed: seed,
+            // The echo user never asks for session timers; it honours the caller's (RFC 4028 §9).
+            session_expires: None,
+            ..DialogConfig::default()
+        };
+        EchoUas {
+            config,
+            ua: UaCore::new(Dialogs::new(dialog_config), None),
+            ringing: HashMap::new(),
+            seq: seed,
+            next_media_port: 20_000,
+            stopping: false,
+            answered: 0,
         }
     }
 
-    fn answer_for(&mut self, req: &Message) -> Option<SessionDescription> {
+    /// Dialogs (and pending INVITEs) in progress.
+    pub fn active_calls(&self) -> usize {
+        self.ua.dialogs_ref().len()
+    }
+
+    /// An SDP answer to the offer in `req`, on the next media port; `None` when nothing matches.
+    fn answer_for(&mut self, req: &Message) -> Option<bytes::Bytes> {
         let offer = SessionDescription::parse(&req.body_bytes()).ok()?;
         let port = self.next_media_port;
         self.next_media_port = if port >= 60_000 { 20_000 } else { port + 2 };
-        audio_answer(&offer, self.config.local.ip(), port, self.rng.next_u64() >> 1)
+        self.seq = self.seq.wrapping_add(1);
+        audio_answer(&offer, self.config.local.ip(), port, self.seq >> 1).map(|s| s.to_bytes())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn new_call(
-        &mut self,
-        ep: &mut Endpoint,
-        tx: TransactionId,
-        req: Message,
-        source: SocketAddr,
-        tag: String,
-        call_id: String,
-        now: Instant,
-    ) {
-        let user_is_echo = matches!(req.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"));
-        if !user_is_echo || self.stopping {
-            let (code, reason) = if self.stopping { (503, "Service Unavailable") } else { (404, "Not Found") };
-            ep.respond(tx, self.reply(&req, code, reason, &tag), now);
-            return;
-        }
-        let from = req.from().ok();
-        let remote_uri = from.as_ref().map(|f| f.uri.to_string()).unwrap_or_default();
-        let remote_tag = from.as_ref().and_then(|f| f.tag()).unwrap_or_default().to_owned();
-        let remote_target = req.contacts().next().and_then(Result::ok).map(|c| c.uri.to_string()).unwrap_or_else(|| remote_uri.clone());
-        let dialog = DialogInfo {
-            call_id: call_id.clone(),
-            local: (req.request_uri_str().unwrap_or_default().to_owned(), tag.clone()),
-            remote: (remote_uri, remote_tag),
-            remote_target,
-            local_cseq: 0,
-            peer: source,
-        };
-        let state = if self.config.answer_delay.is_zero() {
-            CallState::Ringing { tx, answer_at: now }
+    fn on_incoming(&mut self, id: DialogId, request: Message, now: Instant) {
+        let to_echo = matches!(request.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"));
+        let d = self.ua.dialogs();
+        if self.stopping {
+            let _ = d.reject(&id, 503, now);
+        } else if !to_echo {
+            let _ = d.reject(&id, 404, now);
+        } else if self.config.answer_delay.is_zero() {
+            self.answer(&id, &request, now);
         } else {
-            ep.respond(tx, req.response_to(180, "Ringing", Some(&tag)).header(HeaderName::Contact, self.contact()).finish(), now);
-            CallState::Ringing { tx, answer_at: now + self.config.answer_delay }
-        };
-        self.calls.insert(call_id.clone(), Call { invite: req, to_tag: tag, state, dialog });
-        if self.config.answer_delay.is_zero() {
-            self.answer(ep, &call_id, now);
+            let _ = d.ring(&id, now);
+            self.ringing.insert(id, (now + self.config.answer_delay, request));
         }
     }
 
-    fn answer(&mut self, ep: &mut Endpoint, call_id: &str, now: Instant) {
-        let Some(call) = self.calls.get(call_id) else { return };
-        let CallState::Ringing { tx, .. } = call.state else { return };
-        let (invite, tag, peer) = (call.invite.clone(), call.to_tag.clone(), call.dialog.peer);
-        let Some(sdp) = self.answer_for(&invite) else {
-            ep.respond(tx, self.reply(&invite, 488, "Not Acceptable Here", &tag), now);
-            self.calls.remove(call_id);
-            return;
-        };
-        let ok =
-            invite.response_to(200, "OK", Some(&tag)).header(HeaderName::Contact, self.contact()).body("application/sdp", &sdp.to_bytes());
-        let dest = response_destination(&ok).unwrap_or(peer);
-        ep.respond(tx, ok.clone(), now);
-        self.answered += 1;
-        let t1 = self.config.t1;
-        if let Some(call) = self.calls.get_mut(call_id) {
-            call.state = CallState::Answered { ok, dest, next: now + t1, interval: t1, give_up: now + 64 * t1 };
-        }
-    }
-
-    /// §13.3.1.4: retransmit the 2xx; after 64*T1 without ACK, confirm and end the call with BYE.
-    fn retransmit(&mut self, ep: &mut Endpoint, now: Instant) {
-        let t2 = self.config.t2;
-        let local = self.config.local;
-        let mut give_up = Vec::new();
-        for (id, call) in &mut self.calls {
-            if let CallState::Answered { ok, dest, next, interval, give_up: limit } = &mut call.state {
-                if now >= *limit {
-                    give_up.push(id.clone());
-                } else if now >= *next {
-                    ep.send_stateless(ok, *dest);
-                    *interval = (*interval * 2).min(t2);
-                    *next = now + *interval;
+    fn answer(&mut self, id: &DialogId, request: &Message, now: Instant) {
+        match self.answer_for(request) {
+            Some(sdp) => {
+                if self.ua.dialogs().accept(id, Some(sdp), now).is_ok() {
+                    self.answered += 1;
                 }
             }
-        }
-        for id in give_up {
-            if let Some(mut call) = self.calls.remove(&id) {
-                tracing::info!(call_id = %id, "no ACK for 2xx: ending the call with BYE");
-                let branch = self.rng.branch();
-                let bye = call.dialog.request(Method::Bye, local, &branch);
-                let _ = ep.send_request(bye, call.dialog.peer, now);
+            None => {
+                let _ = self.ua.dialogs().reject(id, 488, now);
             }
+        }
+    }
+
+    fn on_ua_event(&mut self, ep: &mut Endpoint, event: UaEvent, now: Instant) {
+        match event {
+            UaEvent::Dialog(DialogEvent::Incoming { id, request }) => self.on_incoming(id, request, now),
+            UaEvent::Dialog(DialogEvent::Reoffer { id, request }) => {
+                // Hold, resume, codec change: answer the new offer the same way.
+                match self.answer_for(&request) {
+                    Some(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
+                    None => drop(self.ua.dialogs().reject(&id, 488, now)),
+                }
+            }
+            UaEvent::Dialog(DialogEvent::Terminated { id, reason }) => {
+                tracing::debug!(call_id = %id.call_id, ?reason, "call ended");
+                self.ringing.remove(&id);
+            }
+            UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
+                let ok = request.method() == Some(&Method::Options);
+                let answer = if ok {
+                    request
+                        .response_to(200, "OK", Some("echo"))
+                        .header(HeaderName::Allow, ALLOW)
+                        .header(HeaderName::Supported, "timer")
+                        .header(HeaderName::Accept, "application/sdp")
+                        .finish()
+                } else {
+                    request.response_to(405, "Method Not Allowed", Some("echo")).header(HeaderName::Allow, ALLOW).finish()
+                };
+                let _ = ep.respond(tx, answer, now);
+            }
+            _ => {}
+        }
+        self.ua.flush(ep, now);
+    }
+
+    fn drain(&mut self, ep: &mut Endpoint, now: Instant) {
+        while let Some(ev) = self.ua.poll_event() {
+            self.on_ua_event(ep, ev, now);
         }
     }
 }
 
 impl Application for EchoUas {
     fn handle_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, now: Instant) {
-        match event {
-            EndpointEvent::Request { tx, request, source } => self.handle_request(ep, tx, request, source, now),
-            EndpointEvent::Ack { request, .. } => {
-                if let Some(call) = request.call_id().ok().and_then(|c| self.calls.get_mut(c)) {
-                    call.state = CallState::Confirmed;
-                }
-            }
-            EndpointEvent::Cancelled { tx } => self.calls.retain(|_, c| !matches!(c.state, CallState::Ringing { tx: t, .. } if t == tx)),
-            _ => {}
-        }
+        self.ua.handle_endpoint_event(ep, event, now);
+        self.drain(ep, now);
     }
 
     fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        let due: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| matches!(c.state, CallState::Ringing { answer_at, .. } if answer_at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due: Vec<DialogId> = self.ringing.iter().filter(|(_, (at, _))| *at <= now).map(|(id, _)| id.clone()).collect();
         for id in due {
-            self.answer(ep, &id, now);
+            if let Some((_, request)) = self.ringing.remove(&id) {
+                self.answer(&id, &request, now);
+            }
         }
-        self.retransmit(ep, now);
+        self.ua.handle_timeout(ep, now);
+        self.drain(ep, now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .filter_map(|c| match &c.state {
-                CallState::Ringing { answer_at, .. } => Some(*answer_at),
-                CallState::Answered { next, give_up, .. } => Some((*next).min(*give_up)),
-                CallState::Confirmed => None,
-            })
-            .min()
+        self.ringing.values().map(|(at, _)| *at).chain(self.ua.poll_timeout()).min()
     }
 
     fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
         self.stopping = true;
-        let local = self.config.local;
-        for (_, mut call) in self.calls.drain() {
-            if matches!(call.state, CallState::Ringing { .. }) {
-                continue;
+        let ids: Vec<DialogId> = self.ua.dialogs_ref().ids().cloned().collect();
+        for id in ids {
+            if self.ringing.remove(&id).is_some() {
+                let _ = self.ua.dialogs().reject(&id, 480, now);
+            } else {
+                let _ = self.ua.dialogs().send_bye(&id, now);
             }
-            let branch = self.rng.branch();
-            let bye = call.dialog.request(Method::Bye, local, &branch);
-            let _ = ep.send_request(bye, call.dialog.peer, now);
         }
+        self.ua.flush(ep, now);
+        self.drain(ep, now);
     }
 
     fn is_done(&self) -> bool {
-        self.stopping && self.calls.is_empty()
+        self.stopping && self.ua.dialogs_ref().is_empty()
     }
 }

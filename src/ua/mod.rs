@@ -1,90 +1,16 @@
-//! User agents built on the endpoint (sans-IO): the service's echo UAS ([`echo::EchoUas`]) and the
-//! softphone's dialer ([`dialer::Dialer`]). They implement [`crate::driver::Application`].
+//! User agents built on the endpoint and the dialog layer (sans-IO): [`core::UaCore`] joins the two,
+//! and on it stand the service's echo UAS ([`echo::EchoUas`]) and the softphone's dialer
+//! ([`dialer::Dialer`]). Both implement [`crate::driver::Application`].
 //!
 //! The SDP here is the minimal audio offer/answer of RFC 3264 (PCMU/PCMA, telephone-event); the call
 //! manager of the media layer takes it over.
 
+pub mod core;
 pub mod dialer;
 pub mod echo;
 
-use crate::message::{HeaderName, Message, Method};
 use crate::sdp::{Connection, Direction, MediaDescription, Origin, RtpMap, SessionDescription};
-use crate::transport::via_value;
-use std::net::{IpAddr, SocketAddr};
-
-/// A small deterministic RNG (splitmix64) for tags, branches and Call-IDs; seeded by the caller so
-/// tests are repeatable.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeds the generator.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A tag (RFC 3261 §19.3: at least 32 bits of randomness).
-    pub fn tag(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
-    }
-
-    /// A branch with the RFC 3261 cookie (§8.1.1.7).
-    pub fn branch(&mut self) -> String {
-        format!("z9hG4bK{:016x}", self.next_u64())
-    }
-
-    /// A Call-ID (§8.1.1.4).
-    pub fn call_id(&mut self, host: IpAddr) -> String {
-        format!("{:016x}{:08x}@{host}", self.next_u64(), self.next_u64() as u32)
-    }
-}
-
-/// What one side of a dialog needs to build its next request (§12.2.1.1), without route sets: enough
-/// for the echo UAS and a direct softphone call. The dialog layer replaces this.
-#[derive(Debug, Clone)]
-pub struct DialogInfo {
-    /// Call-ID.
-    pub call_id: String,
-    /// Our URI and tag (From of our requests).
-    pub local: (String, String),
-    /// The peer's URI and tag (To of our requests).
-    pub remote: (String, String),
-    /// The peer's Contact URI: the Request-URI of our requests.
-    pub remote_target: String,
-    /// Our next CSeq.
-    pub local_cseq: u32,
-    /// Where to send.
-    pub peer: SocketAddr,
-}
-
-impl DialogInfo {
-    /// Builds an in-dialog request (BYE, INFO, re-INVITE without body) from `local` addr.
-    pub fn request(&mut self, method: Method, local: SocketAddr, branch: &str) -> Message {
-        self.local_cseq += 1;
-        self.build(method, self.local_cseq, local, branch)
-    }
-
-    /// Builds a request with a given CSeq number: the ACK for a 2xx reuses the INVITE's (§13.2.2.4).
-    pub fn build(&self, method: Method, cseq: u32, local: SocketAddr, branch: &str) -> Message {
-        Message::request(method.clone(), &self.remote_target)
-            .header(HeaderName::Via, via_value(local, branch))
-            .header(HeaderName::MaxForwards, 70)
-            .header(HeaderName::From, format_args!("<{}>;tag={}", self.local.0, self.local.1))
-            .header(HeaderName::To, format_args!("<{}>;tag={}", self.remote.0, self.remote.1))
-            .header(HeaderName::CallId, &self.call_id)
-            .header(HeaderName::CSeq, format_args!("{cseq} {method}"))
-            .finish()
-    }
-}
+use std::net::IpAddr;
 
 /// The payload types we can send and receive (RFC 3551): PCMU, PCMA.
 const AUDIO_CODECS: [(u8, &str); 2] = [(0, "PCMU"), (8, "PCMA")];
@@ -143,11 +69,5 @@ mod tests {
         let mut g729 = SessionDescription::new(Origin::new("x", 1, 1, ip), "x", Connection::new(ip));
         g729.push_media(MediaDescription::new("audio", 4000, "RTP/AVP", ["18"]));
         assert!(audio_answer(&g729, ip, 5000, 2).is_none());
-    }
-
-    #[test]
-    fn rng_is_deterministic() {
-        assert_eq!(Rng::new(7).branch(), Rng::new(7).branch());
-        assert!(Rng::new(7).branch().starts_with("z9hG4bK"));
     }
 }

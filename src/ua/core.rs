@@ -1,0 +1,247 @@
+//! The user-agent core: joins the endpoint (transactions) and the dialog layer (sans-IO).
+//!
+//! The dialog layer speaks in messages; this module decides how each one travels (RFC 3261 §12-17):
+//!
+//! ```text
+//!   dialog output          goes out through
+//!   -------------------    -------------------------------------------------------------
+//!   request (BYE, ...)     a new client transaction, to the next hop (top Route or R-URI)
+//!   ACK for a 2xx          straight to the transport (§13.2.2.4: not a transaction)
+//!   response               the server transaction of its request; a 2xx retransmission,
+//!                          once that transaction is gone, straight to the transport (§13.3.1.4)
+//! ```
+//!
+//! Inbound, requests and responses that belong to dialogs go to [`Dialogs`]; everything else is
+//! handed to the application as [`UaEvent::Endpoint`].
+
+use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError};
+use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::message::{Message, Method, Uri};
+use crate::transaction::TransactionId;
+use crate::transport::response_destination;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// What the UA core reports to the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UaEvent {
+    /// A dialog event (incoming call, established, terminated, ...).
+    Dialog(DialogEvent),
+    /// A response to a request a dialog sent (for logs and summaries; the dialog already acted).
+    ResponseSeen {
+        /// The request's method.
+        method: Method,
+        /// The status code.
+        status: u16,
+    },
+    /// An endpoint event that is not about dialogs (out-of-dialog OPTIONS, REGISTER, ...).
+    Endpoint(EndpointEvent),
+}
+
+/// Server transactions by (Call-ID, CSeq number, method), so a dialog's response finds its request.
+type ServerKey = (Box<str>, u32, Method);
+
+/// The glue between [`Endpoint`] and [`Dialogs`].
+#[derive(Debug)]
+pub struct UaCore {
+    dialogs: Dialogs,
+    server_tx: HashMap<ServerKey, TransactionId>,
+    server_keys: HashMap<TransactionId, ServerKey>,
+    client_req: HashMap<TransactionId, Message>,
+    /// Last address heard from, per Call-ID: where to send when the next hop is a domain name.
+    peers: HashMap<Box<str>, SocketAddr>,
+    /// Where requests go when neither the next hop nor the Call-ID gives an address.
+    default_peer: Option<SocketAddr>,
+    events: VecDeque<UaEvent>,
+}
+
+fn server_key(msg: &Message) -> Option<ServerKey> {
+    let cseq = msg.cseq().ok()?;
+    Some((msg.call_id().ok()?.into(), cseq.seq, cseq.method))
+}
+
+/// The address of a SIP URI whose host is an IP literal.
+fn uri_addr(uri: &str) -> Option<SocketAddr> {
+    let Ok(Uri::Sip(u)) = Uri::parse(uri) else { return None };
+    let ip: IpAddr = u.params.value("maddr").and_then(|m| m.parse().ok()).or_else(|| u.host.ip())?;
+    Some(SocketAddr::new(ip, u.port.unwrap_or(crate::transport::DEFAULT_PORT)))
+}
+
+// ===== impl UaCore =====
+
+impl UaCore {
+    /// A core over `dialogs`; `default_peer` is where requests go when no address can be read from
+    /// them (e.g. an outbound proxy).
+    pub fn new(dialogs: Dialogs, default_peer: Option<SocketAddr>) -> UaCore {
+        UaCore {
+            dialogs,
+            server_tx: HashMap::new(),
+            server_keys: HashMap::new(),
+            client_req: HashMap::new(),
+            peers: HashMap::new(),
+            default_peer,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The dialogs, for commands (`invite`, `accept`, `send_bye`, ...). Call [`UaCore::flush`] after.
+    pub fn dialogs(&mut self) -> &mut Dialogs {
+        &mut self.dialogs
+    }
+
+    /// The dialogs, read-only.
+    pub fn dialogs_ref(&self) -> &Dialogs {
+        &self.dialogs
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    /// The dialogs' next deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.dialogs.poll_timeout()
+    }
+
+    /// Advances the dialogs' timers and sends what they produce.
+    pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.dialogs.handle_timeout(now);
+        self.flush(ep, now);
+    }
+
+    /// Feeds one endpoint event.
+    pub fn handle_endpoint_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, now: Instant) {
+        match event {
+            EndpointEvent::Request { tx, request, source } => self.on_request(ep, tx, request, source, now),
+            EndpointEvent::Ack { request, source } => {
+                self.remember_peer(&request, source);
+                let _ = self.dialogs.handle_request(&request, now);
+            }
+            EndpointEvent::Cancelled { tx, cancel } => {
+                // The endpoint already answered 200 and 487 (§9.2); the dialog ends its early state.
+                self.forget_server_tx(tx);
+                let _ = self.dialogs.handle_request(&cancel, now);
+            }
+            EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
+                Some(req) => {
+                    if let (Some(method), Some(status)) = (req.method().cloned(), response.status()) {
+                        self.events.push_back(UaEvent::ResponseSeen { method, status });
+                    }
+                    let _ = self.dialogs.handle_response(&response, now);
+                }
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response })),
+            },
+            EndpointEvent::StrayResponse { response, source } => {
+                // A 2xx retransmission: the dialog sends its ACK again (§13.2.2.4).
+                if self.dialogs.handle_response(&response, now).is_err() {
+                    self.events.push_back(UaEvent::Endpoint(EndpointEvent::StrayResponse { response, source }));
+                }
+            }
+            EndpointEvent::Timeout { tx } => match self.client_req.get(&tx) {
+                Some(req) => {
+                    let req = req.clone();
+                    let _ = self.dialogs.handle_request_timeout(&req, now);
+                }
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx })),
+            },
+            EndpointEvent::Terminated { tx } => {
+                self.client_req.remove(&tx);
+                self.forget_server_tx(tx);
+            }
+        }
+        self.flush(ep, now);
+    }
+
+    fn remember_peer(&mut self, msg: &Message, source: SocketAddr) {
+        if let Ok(call_id) = msg.call_id() {
+            if !self.peers.contains_key(call_id) {
+                self.peers.insert(call_id.into(), source);
+            }
+        }
+    }
+
+    fn forget_server_tx(&mut self, tx: TransactionId) {
+        if let Some(key) = self.server_keys.remove(&tx) {
+            self.server_tx.remove(&key);
+        }
+    }
+
+    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        self.remember_peer(&request, source);
+        if let Some(key) = server_key(&request) {
+            self.server_keys.insert(tx, key.clone());
+            self.server_tx.insert(key, tx);
+        }
+        match self.dialogs.handle_request(&request, now) {
+            Ok(()) => {}
+            Err(InputError::UnknownDialog) => {
+                let _ = ep.respond(tx, reject_unknown(&request), now);
+            }
+            Err(_) => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Request { tx, request, source })),
+        }
+    }
+
+    /// The next hop of a request (§8.1.2, §16.12): the top Route, else the Request-URI; an IP literal
+    /// is used as is, a name falls back to the peer of the Call-ID, then the default peer.
+    fn next_hop(&self, req: &Message) -> Option<SocketAddr> {
+        let route = req.routes().next().and_then(Result::ok).map(|r| r.uri_text.to_owned());
+        let by_uri = route.as_deref().or(req.request_uri_str()).and_then(uri_addr);
+        by_uri.or_else(|| req.call_id().ok().and_then(|c| self.peers.get(c).copied())).or(self.default_peer)
+    }
+
+    /// Sends what the dialogs produced. Call after every command given to [`UaCore::dialogs`].
+    pub fn flush(&mut self, ep: &mut Endpoint, now: Instant) {
+        while let Some(msg) = self.dialogs.poll_transmit() {
+            if msg.is_request() {
+                self.send_request(ep, msg, now);
+            } else {
+                self.send_response(ep, msg, now);
+            }
+        }
+        while let Some(ev) = self.dialogs.poll_event() {
+            self.events.push_back(UaEvent::Dialog(ev));
+        }
+    }
+
+    fn send_request(&mut self, ep: &mut Endpoint, msg: Message, now: Instant) {
+        let Some(dest) = self.next_hop(&msg) else {
+            tracing::warn!(method = ?msg.method(), "no next hop for request; dropped");
+            return;
+        };
+        if msg.method() == Some(&Method::Ack) {
+            ep.send_stateless(&msg, dest);
+            return;
+        }
+        match ep.send_request(msg.clone(), dest, now) {
+            Ok(tx) => {
+                self.client_req.insert(tx, msg);
+            }
+            Err(e) => {
+                tracing::debug!(error = ?e, "request not sent");
+                let _ = self.dialogs.handle_request_timeout(&msg, now);
+            }
+        }
+    }
+
+    fn send_response(&mut self, ep: &mut Endpoint, msg: Message, now: Instant) {
+        let is_2xx_to_invite =
+            msg.status().is_some_and(|c| (200..300).contains(&c)) && msg.cseq().is_ok_and(|c| c.method == Method::Invite);
+        if let Some(&tx) = server_key(&msg).and_then(|k| self.server_tx.get(&k)) {
+            if ep.respond(tx, msg.clone(), now).is_ok() {
+                return;
+            }
+        }
+        // §13.3.1.4: the 2xx and its retransmissions outlive the INVITE server transaction.
+        if is_2xx_to_invite {
+            let dest = response_destination(&msg).or_else(|| msg.call_id().ok().and_then(|c| self.peers.get(c).copied()));
+            if let Some(dest) = dest {
+                ep.send_stateless(&msg, dest);
+            }
+        }
+    }
+}
