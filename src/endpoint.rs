@@ -229,6 +229,11 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// The request of a live transaction.
+    pub fn transaction_request(&self, tx: TransactionId) -> Option<Message> {
+        self.transactions.request(tx).cloned()
+    }
+
     /// Sends a message outside any transaction: an ACK for a 2xx, a 2xx retransmission.
     pub fn send_stateless(&mut self, message: &Message, dest: SocketAddr) {
         self.transmits.push_back(Transmit { dest, payload: message.as_bytes().clone() });
@@ -255,6 +260,9 @@ impl Endpoint {
     fn refuse_unparsable(&mut self, source: SocketAddr, datagram: &[u8], e: &ParseError) {
         match error_response(datagram, e) {
             Some(answer) => {
+                // The request never got its Via stamped (§18.2.1); do it on the copy in the answer so
+                // it goes back to where the request came from, not to an unchecked sent-by.
+                let answer = stamp_received(&answer, source);
                 tracing::debug!(peer = %source, error = %e, "bad request answered {}", answer.status().unwrap_or(400));
                 self.stats.bad_requests += 1;
                 let dest = response_destination(&answer).unwrap_or(source);

@@ -10,6 +10,9 @@ use switchboard::message::Uri;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::dialer::{Dialer, Outcome};
 
+#[path = "../cli/send.rs"]
+mod send;
+
 /// softphone: a command-line SIP phone over UDP.
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them.
@@ -42,6 +45,20 @@ enum Command {
         #[arg(long, default_value_t = 5.0, value_name = "SECS")]
         duration: f64,
     },
+    /// Send a raw SIP message file over UDP, byte for byte, and print every reply.
+    ///
+    /// Replies are printed until none arrives for --wait seconds. Exit status 0 when at least one
+    /// reply came. Example: softphone send fixtures/sip/options.sip --to 127.0.0.1:5060
+    Send {
+        /// The message file (wire bytes, e.g. fixtures/sip/options.sip).
+        file: std::path::PathBuf,
+        /// Where to send it: HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        /// Seconds to wait for further replies after the last one.
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        wait: f64,
+    },
 }
 
 fn target_of(uri: &str) -> Result<SocketAddr, String> {
@@ -60,9 +77,19 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let Command::Dial { uri, duration } = &cli.command;
+    let (uri, duration) = match &cli.command {
+        Command::Dial { uri, duration } => (uri, duration),
+        Command::Send { file, to, wait } => {
+            if !wait.is_finite() || *wait <= 0.0 || *wait > 3600.0 {
+                eprintln!("softphone: --wait must be between 0 and 3600 seconds");
+                return ExitCode::from(2);
+            }
+            return send::run(file, to, cli.bind, Duration::from_secs_f64(*wait));
+        }
+    };
     if !duration.is_finite() || *duration < 0.0 || *duration > 86_400.0 {
         eprintln!("softphone: --duration must be between 0 and 86400 seconds");
         return ExitCode::from(2);
@@ -96,17 +123,9 @@ async fn dial(cli: &Cli, uri: &str, target: SocketAddr, duration: Duration) -> E
     let mut endpoint = Endpoint::new(EndpointConfig::default());
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
     let mut dialer = Dialer::new(uri, &cli.user, local, target, duration, seed);
+    let shutdown = switchboard::driver::interrupted();
     eprintln!("softphone: calling {uri} from {local}");
-    let t0 = Instant::now();
-    dialer.start(&mut endpoint, t0);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = tx.send(());
-    });
-    let shutdown = async {
-        let _ = rx.await;
-    };
+    dialer.start(&mut endpoint, Instant::now());
     let dialer = switchboard::driver::run(transport, endpoint, dialer, shutdown).await;
     report(&dialer, cli.summary.is_some())
 }

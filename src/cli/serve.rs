@@ -56,10 +56,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         // The listening line goes to stdout so scripts (and tests) can read the chosen port.
         println!("switchboard listening on udp {local}; call sip:echo@{local}");
         tracing::info!(%local, "listening");
-        let ctrl_c = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        switchboard::driver::run(transport, endpoint, app, ctrl_c).await;
+        switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
         ExitCode::SUCCESS
     })
 }

@@ -50,6 +50,8 @@ pub struct UaCore {
     server_tx: HashMap<ServerKey, TransactionId>,
     server_keys: HashMap<TransactionId, ServerKey>,
     client_req: HashMap<TransactionId, Message>,
+    /// Client transactions still waiting for a final response.
+    awaiting_final: std::collections::HashSet<TransactionId>,
     /// Last address heard from, per Call-ID: where to send when the next hop is a domain name.
     peers: HashMap<Box<str>, SocketAddr>,
     /// Where requests go when neither the next hop nor the Call-ID gives an address.
@@ -80,6 +82,7 @@ impl UaCore {
             server_tx: HashMap::new(),
             server_keys: HashMap::new(),
             client_req: HashMap::new(),
+            awaiting_final: std::collections::HashSet::new(),
             peers: HashMap::new(),
             default_peer,
             events: VecDeque::new(),
@@ -89,6 +92,37 @@ impl UaCore {
     /// The dialogs, for commands (`invite`, `accept`, `send_bye`, ...). Call [`UaCore::flush`] after.
     pub fn dialogs(&mut self) -> &mut Dialogs {
         &mut self.dialogs
+    }
+
+    /// Cancels our pending INVITE `id` (§9.1): the dialog notes it, and the CANCEL goes out on the
+    /// INVITE's client transaction (same branch). Fails when the INVITE was answered or is unknown.
+    pub fn cancel(&mut self, ep: &mut Endpoint, id: &crate::dialog::DialogId, now: Instant) -> Result<(), crate::dialog::DialogError> {
+        self.dialogs.cancel(id, now)?;
+        let invite_tx = self
+            .client_req
+            .iter()
+            .find(|(_, req)| req.method() == Some(&Method::Invite) && req.call_id().is_ok_and(|c| c == &*id.call_id))
+            .map(|(tx, _)| *tx);
+        match invite_tx {
+            Some(tx) => match ep.cancel(tx, now) {
+                Ok(cancel_tx) => {
+                    if let Some(req) = ep.transaction_request(cancel_tx) {
+                        self.client_req.insert(cancel_tx, req);
+                    }
+                    Ok(())
+                }
+                // Before any provisional response a CANCEL may not be sent yet (§9.1).
+                Err(_) => Err(crate::dialog::DialogError::WrongState),
+            },
+            None => Err(crate::dialog::DialogError::UnknownDialog),
+        }
+    }
+
+    /// True when every dialog has ended and every request we sent has its final response: what a
+    /// user agent waits for before it exits.
+    pub fn is_idle(&self) -> bool {
+        self.awaiting_final.is_empty()
+            && self.dialogs.ids().all(|id| self.dialogs.get(id).is_none_or(|d| d.state() == crate::dialog::DialogState::Terminated))
     }
 
     /// The dialogs, read-only.
@@ -129,6 +163,9 @@ impl UaCore {
             }
             EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
                 Some(req) => {
+                    if response.status().is_some_and(|c| c >= 200) {
+                        self.awaiting_final.remove(&tx);
+                    }
                     if let (Some(method), Some(status)) = (req.method().cloned(), response.status()) {
                         self.events.push_back(UaEvent::ResponseSeen { method, status });
                     }
@@ -144,6 +181,7 @@ impl UaCore {
             }
             EndpointEvent::Timeout { tx } => match self.client_req.get(&tx) {
                 Some(req) => {
+                    self.awaiting_final.remove(&tx);
                     let req = req.clone();
                     let _ = self.dialogs.handle_request_timeout(&req, now);
                 }
@@ -151,6 +189,7 @@ impl UaCore {
             },
             EndpointEvent::Terminated { tx } => {
                 self.client_req.remove(&tx);
+                self.awaiting_final.remove(&tx);
                 self.forget_server_tx(tx);
             }
         }
@@ -220,6 +259,7 @@ impl UaCore {
         match ep.send_request(msg.clone(), dest, now) {
             Ok(tx) => {
                 self.client_req.insert(tx, msg);
+                self.awaiting_final.insert(tx);
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "request not sent");

@@ -195,7 +195,7 @@ impl Application for Dialer {
             }
             (None, Some(id)) => {
                 let id = id.clone();
-                if self.ua.dialogs().cancel(&id, now).is_err() {
+                if self.ua.cancel(ep, &id, now).is_err() {
                     self.finish(Outcome::Cancelled, now);
                 }
             }

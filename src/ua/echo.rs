@@ -184,6 +184,6 @@ impl Application for EchoUas {
     }
 
     fn is_done(&self) -> bool {
-        self.stopping && self.ua.dialogs_ref().is_empty()
+        self.stopping && self.ua.is_idle()
     }
 }
