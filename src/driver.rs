@@ -1,33 +1,143 @@
-//! The tokio driver (I/O): one task owns the UDP socket, the clock and the sans-IO [`Endpoint`], and
-//! runs an [`Application`] on top. Timers of every transaction and call live in the endpoint's and
-//! the application's own structures; the driver sleeps until the earliest of them.
+//! The tokio driver (I/O): one task owns the SIP socket, the media sockets, the clock and the sans-IO
+//! [`Endpoint`], and runs an [`Application`] on top. Timers of every transaction, dialog and media
+//! flow live in the endpoint's and the application's own structures; the driver sleeps until the
+//! earliest of them. Media sockets each have a small reader task that forwards datagrams to the
+//! driver; sending is a non-blocking `try_send_to` from the driver task.
 
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::transport::udp::UdpTransport;
+use bytes::Bytes;
+use std::collections::HashMap;
 use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Identifies one bound media socket (an RTP or RTCP port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(pub u32);
+
+/// Media sockets as the application sees them: bind, send, close. The driver implements it over
+/// tokio sockets; tests can implement it in memory.
+pub trait MediaIo {
+    /// Binds a UDP socket on `ip` at the first free even port of `ports` (RTP convention, RFC 3550
+    /// §11), and, when `with_rtcp`, the odd port above it too. Returns the RTP flow (and the RTCP
+    /// flow) with the RTP address.
+    fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)>;
+    /// Sends one datagram from `flow` (dropped and counted if the socket is busy).
+    fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]);
+    /// Closes a flow; its port is free again.
+    fn close(&mut self, flow: FlowId);
+}
+
+/// What the application may use while it handles an input: the endpoint and the media sockets.
+#[allow(missing_debug_implementations)]
+pub struct Io<'a> {
+    /// The SIP endpoint.
+    pub endpoint: &'a mut Endpoint,
+    /// Media sockets.
+    pub media: &'a mut dyn MediaIo,
+}
 
 /// The logic above the endpoint (a UAS, a softphone, the service), also sans-IO: it reacts to
-/// endpoint events and its own timers by calling endpoint commands.
+/// endpoint events, media datagrams and its own timers by calling endpoint and media commands.
 pub trait Application {
     /// An event from the endpoint.
-    fn handle_event(&mut self, endpoint: &mut Endpoint, event: EndpointEvent, now: Instant);
-    /// The application's own timers (answer delays, call durations, 2xx retransmission).
-    fn handle_timeout(&mut self, endpoint: &mut Endpoint, now: Instant);
+    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant);
+    /// A datagram arrived on media flow `flow`.
+    fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
+        let _ = (io, flow, source, payload, now);
+    }
+    /// The application's own timers (answer delays, call durations, media pacing).
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant);
     /// The application's next deadline.
     fn poll_timeout(&self) -> Option<Instant>;
     /// Asked to stop (Ctrl-C): end live calls (BYE) and report when done via [`Application::is_done`].
-    fn shutdown(&mut self, endpoint: &mut Endpoint, now: Instant);
+    fn shutdown(&mut self, io: &mut Io<'_>, now: Instant);
     /// True when the driver may return.
     fn is_done(&self) -> bool;
 }
 
-/// Drains the endpoint: events to the application, datagrams to the socket.
-async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint, app: &mut A, now: Instant) {
+/// The driver's media sockets.
+#[derive(Debug)]
+struct MediaSockets {
+    sockets: HashMap<FlowId, (Arc<UdpSocket>, tokio::task::JoinHandle<()>)>,
+    next: u32,
+    tx: mpsc::Sender<(FlowId, SocketAddr, Bytes)>,
+    /// Datagrams dropped because a socket was busy.
+    send_drops: u64,
+}
+
+impl MediaSockets {
+    fn open(&mut self, addr: SocketAddr) -> io::Result<(FlowId, SocketAddr)> {
+        let std_socket = std::net::UdpSocket::bind(addr)?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let local = socket.local_addr()?;
+        self.next += 1;
+        let flow = FlowId(self.next);
+        let reader = socket.clone();
+        let tx = self.tx.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, src)) = reader.recv_from(&mut buf).await {
+                if tx.send((flow, src, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.sockets.insert(flow, (socket, task));
+        Ok((flow, local))
+    }
+}
+
+impl MediaIo for MediaSockets {
+    fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
+        let (start, end) = (*ports.start(), *ports.end());
+        let mut port = start + (start % 2);
+        while port <= end && (!with_rtcp || port < end) {
+            if let Ok((rtp, local)) = self.open(SocketAddr::new(ip, port)) {
+                if !with_rtcp {
+                    return Ok((rtp, None, local));
+                }
+                match self.open(SocketAddr::new(ip, port + 1)) {
+                    Ok((rtcp, _)) => return Ok((rtp, Some(rtcp), local)),
+                    Err(_) => self.close(rtp),
+                }
+            }
+            port = port.saturating_add(2);
+            if port == u16::MAX {
+                break;
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free media port pair in {start}-{end}")))
+    }
+
+    fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]) {
+        if let Some((socket, _)) = self.sockets.get(&flow) {
+            if socket.try_send_to(payload, dest).is_err() {
+                self.send_drops += 1;
+            }
+        }
+    }
+
+    fn close(&mut self, flow: FlowId) {
+        if let Some((_, task)) = self.sockets.remove(&flow) {
+            task.abort();
+        }
+    }
+}
+
+/// Drains the endpoint: events to the application, datagrams to the SIP socket.
+async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint, media: &mut MediaSockets, app: &mut A, now: Instant) {
     loop {
         let mut progressed = false;
         while let Some(ev) = endpoint.poll_event() {
-            app.handle_event(endpoint, ev, now);
+            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media }, ev, now);
             progressed = true;
         }
         while let Some(t) = endpoint.poll_transmit() {
@@ -47,18 +157,19 @@ async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint
 /// application, so the caller can read what happened.
 pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endpoint, mut app: A, shutdown: impl Future<Output = ()>) -> A {
     tokio::pin!(shutdown);
+    let (tx, mut media_rx) = mpsc::channel(1024);
+    let mut media = MediaSockets { sockets: HashMap::new(), next: 0, tx, send_drops: 0 };
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
     // Whatever the application queued before the loop (e.g. an INVITE) goes out now.
-    flush(&transport, &mut endpoint, &mut app, Instant::now()).await;
+    flush(&transport, &mut endpoint, &mut media, &mut app, Instant::now()).await;
     loop {
         if app.is_done() {
             break;
         }
         let deadline = [endpoint.poll_timeout(), app.poll_timeout()].into_iter().flatten().min();
-        let sleep_until = deadline
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
-        let grace = stopping.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        let sleep_until = deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far);
+        let grace = stopping.unwrap_or_else(far);
         tokio::select! {
             r = transport.recv() => {
                 let now = Instant::now();
@@ -73,30 +184,39 @@ pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endp
                         _ => break,
                     }
                 }
-                flush(&transport, &mut endpoint, &mut app, now).await;
+            }
+            Some((flow, src, bytes)) = media_rx.recv() => {
+                let now = Instant::now();
+                app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media }, flow, src, bytes, now);
+                while let Ok((flow, src, bytes)) = media_rx.try_recv() {
+                    app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media }, flow, src, bytes, now);
+                }
             }
             _ = tokio::time::sleep_until(sleep_until) => {
                 let now = Instant::now();
                 endpoint.handle_timeout(now);
-                app.handle_timeout(&mut endpoint, now);
-                flush(&transport, &mut endpoint, &mut app, now).await;
+                app.handle_timeout(&mut Io { endpoint: &mut endpoint, media: &mut media }, now);
             }
             _ = &mut shutdown, if stopping.is_none() => {
-                let now = Instant::now();
                 tracing::info!("shutting down");
                 stopping = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(5));
-                app.shutdown(&mut endpoint, now);
-                flush(&transport, &mut endpoint, &mut app, now).await;
+                app.shutdown(&mut Io { endpoint: &mut endpoint, media: &mut media }, Instant::now());
             }
             _ = tokio::time::sleep_until(grace), if stopping.is_some() => {
                 tracing::warn!("shutdown grace period over; leaving calls");
                 break;
             }
         }
+        flush(&transport, &mut endpoint, &mut media, &mut app, Instant::now()).await;
+    }
+    if media.send_drops > 0 {
+        tracing::info!(drops = media.send_drops, "media datagrams dropped on busy sockets");
+    }
+    for flow in media.sockets.keys().copied().collect::<Vec<_>>() {
+        media.close(flow);
     }
     app
 }
-
 /// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled, so a signal that arrives early is not lost.
 pub fn interrupted() -> impl Future<Output = ()> {

@@ -6,7 +6,7 @@
 use super::audio_offer;
 use super::core::{UaCore, UaEvent};
 use crate::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
-use crate::driver::Application;
+use crate::driver::{Application, Io};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::Method;
 use std::net::SocketAddr;
@@ -166,27 +166,27 @@ impl Dialer {
 }
 
 impl Application for Dialer {
-    fn handle_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, now: Instant) {
-        self.ua.handle_endpoint_event(ep, event, now);
-        self.drain(ep, now);
+    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        self.ua.handle_endpoint_event(io.endpoint, event, now);
+        self.drain(io.endpoint, now);
     }
 
-    fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         if self.hangup_at.is_some_and(|t| now >= t) {
             self.hangup_at = None;
             if let Some(id) = self.established.clone() {
                 let _ = self.ua.dialogs().send_bye(&id, now);
             }
         }
-        self.ua.handle_timeout(ep, now);
-        self.drain(ep, now);
+        self.ua.handle_timeout(io.endpoint, now);
+        self.drain(io.endpoint, now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.hangup_at.into_iter().chain(self.ua.poll_timeout()).min()
     }
 
-    fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+    fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
         self.hangup_at = None;
         match (&self.established, &self.pending) {
             (Some(id), _) => {
@@ -195,13 +195,13 @@ impl Application for Dialer {
             }
             (None, Some(id)) => {
                 let id = id.clone();
-                if self.ua.cancel(ep, &id, now).is_err() {
+                if self.ua.cancel(io.endpoint, &id, now).is_err() {
                     self.finish(Outcome::Cancelled, now);
                 }
             }
             (None, None) => self.finish(Outcome::Cancelled, now),
         }
-        self.drain(ep, now);
+        self.drain(io.endpoint, now);
     }
 
     fn is_done(&self) -> bool {

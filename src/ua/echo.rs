@@ -7,7 +7,7 @@
 use super::audio_answer;
 use super::core::{UaCore, UaEvent};
 use crate::dialog::{DialogConfig, DialogId, Dialogs, Event as DialogEvent};
-use crate::driver::Application;
+use crate::driver::{Application, Io};
 use crate::endpoint::{Endpoint, EndpointEvent, ALLOW};
 use crate::message::{HeaderName, Message, Method, Uri};
 use crate::sdp::SessionDescription;
@@ -149,27 +149,27 @@ impl EchoUas {
 }
 
 impl Application for EchoUas {
-    fn handle_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, now: Instant) {
-        self.ua.handle_endpoint_event(ep, event, now);
-        self.drain(ep, now);
+    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        self.ua.handle_endpoint_event(io.endpoint, event, now);
+        self.drain(io.endpoint, now);
     }
 
-    fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         let due: Vec<DialogId> = self.ringing.iter().filter(|(_, (at, _))| *at <= now).map(|(id, _)| id.clone()).collect();
         for id in due {
             if let Some((_, request)) = self.ringing.remove(&id) {
                 self.answer(&id, &request, now);
             }
         }
-        self.ua.handle_timeout(ep, now);
-        self.drain(ep, now);
+        self.ua.handle_timeout(io.endpoint, now);
+        self.drain(io.endpoint, now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.ringing.values().map(|(at, _)| *at).chain(self.ua.poll_timeout()).min()
     }
 
-    fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+    fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
         self.stopping = true;
         let ids: Vec<DialogId> = self.ua.dialogs_ref().ids().cloned().collect();
         for id in ids {
@@ -179,8 +179,8 @@ impl Application for EchoUas {
                 let _ = self.ua.dialogs().send_bye(&id, now);
             }
         }
-        self.ua.flush(ep, now);
-        self.drain(ep, now);
+        self.ua.flush(io.endpoint, now);
+        self.drain(io.endpoint, now);
     }
 
     fn is_done(&self) -> bool {
