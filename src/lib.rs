@@ -21,6 +21,7 @@
 pub mod dialog;
 pub mod driver;
 pub mod endpoint;
+pub mod media;
 pub mod message;
 pub mod sdp;
 pub mod transaction;
