@@ -18,6 +18,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod dialog;
 pub mod driver;
 pub mod endpoint;
