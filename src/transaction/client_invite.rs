@@ -32,8 +32,8 @@
 //! retransmissions (§13.2.2.4, §17.1.1.2). RFC 6026's Accepted state is not implemented.
 
 use super::build::{build_ack, build_cancel};
-use super::timer::TimerTable;
-use super::{via_is_reliable, Config, Error, Event, Outbox, Timer, TransactionKey, TransactionState};
+use super::machine::{machine_api, Core};
+use super::{Config, Error, Event, Timer, TransactionKey, TransactionState};
 use crate::message::{Message, Method};
 use std::time::{Duration, Instant};
 
@@ -42,13 +42,8 @@ use std::time::{Duration, Instant};
 /// input (see the [module run loop](super)).
 #[derive(Debug)]
 pub struct ClientInvite {
-    request: Message,
-    key: TransactionKey,
-    config: Config,
-    reliable: bool,
+    core: Core,
     state: State,
-    timers: TimerTable,
-    out: Outbox,
 }
 
 /// Each state holds only what it needs.
@@ -81,22 +76,8 @@ impl ClientInvite {
         request.call_id()?;
         request.from()?;
         request.to()?;
-        let reliable = via_is_reliable(&request)?;
-        let mut tx = ClientInvite {
-            key,
-            config: *config,
-            reliable,
-            state: State::Calling { interval: config.t1 },
-            timers: TimerTable::default(),
-            out: Outbox::default(),
-            request: request.clone(),
-        };
-        tx.out.transmit(request);
-        if !reliable {
-            tx.timers.set(Timer::A, now, config.t1);
-        }
-        tx.timers.set(Timer::B, now, config.timeout());
-        Ok(tx)
+        let core = Core::client(request, key, config, now, Timer::A, Timer::B)?;
+        Ok(ClientInvite { core, state: State::Calling { interval: config.t1 } })
     }
 
     /// A response whose key matches this transaction (§17.1.3). 1xx and 2xx go to the TU; a 300-699
@@ -106,17 +87,17 @@ impl ClientInvite {
         let code = response.status().ok_or(Error::NotAResponse)?;
         match (&self.state, code) {
             (State::Calling { .. } | State::Proceeding, 100..=199) => {
-                self.timers.stop(Timer::A);
-                self.timers.stop(Timer::B);
+                self.core.timers.stop(Timer::A);
+                self.core.timers.stop(Timer::B);
                 self.state = State::Proceeding;
-                self.out.event(Event::Response(response));
+                self.core.event(Event::Response(response));
             }
             (State::Calling { .. } | State::Proceeding, 200..=299) => {
-                self.out.event(Event::Response(response));
+                self.core.event(Event::Response(response));
                 self.terminate();
             }
             (State::Calling { .. } | State::Proceeding, _) => self.recv_failure(response, now)?,
-            (State::Completed { ack }, 300..) => self.out.transmit(ack.clone()),
+            (State::Completed { ack }, 300..) => self.core.transmit(ack.clone()),
             // Late provisional or 2xx in Completed, anything once Terminated: nothing to do.
             _ => {}
         }
@@ -125,48 +106,36 @@ impl ClientInvite {
 
     /// First 300-699 final response: ACK it, tell the TU, move to Completed.
     fn recv_failure(&mut self, response: Message, now: Instant) -> Result<(), Error> {
-        let ack = build_ack(&self.request, &response)?;
-        self.timers.stop(Timer::A);
-        self.timers.stop(Timer::B);
-        self.out.transmit(ack.clone());
-        self.out.event(Event::Response(response));
+        let ack = build_ack(&self.core.request, &response)?;
+        self.core.timers.stop(Timer::A);
+        self.core.timers.stop(Timer::B);
+        self.core.transmit(ack.clone());
+        self.core.event(Event::Response(response));
         self.state = State::Completed { ack };
-        if self.reliable {
-            self.terminate();
-        } else {
-            self.timers.set(Timer::D, now, Config::TIMER_D);
-        }
+        self.linger(Timer::D, now, Config::TIMER_D);
         Ok(())
     }
 
     /// Fires every timer due at `now`: A retransmits (interval doubling, no cap), B reports
     /// [`Event::Timeout`] and terminates, D terminates. A call with nothing due does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((timer, due)) = self.timers.take_expired(now) {
+        while let Some((timer, due)) = self.core.timers.take_expired(now) {
             match timer {
                 Timer::A => {
                     if let State::Calling { interval } = &mut self.state {
                         *interval = interval.saturating_mul(2);
                         let next = *interval;
-                        self.out.transmit(self.request.clone());
-                        self.timers.rearm(Timer::A, due, now, next);
+                        self.core.transmit(self.core.request.clone());
+                        self.core.timers.rearm(Timer::A, due, now, next);
                     }
                 }
                 Timer::B => {
-                    self.out.event(Event::Timeout);
+                    self.core.event(Event::Timeout);
                     self.terminate();
                 }
                 Timer::D => self.terminate(),
                 _ => {}
             }
-        }
-    }
-
-    /// The transport could not send the INVITE or the ACK (§17.1.4): tell the TU and terminate.
-    pub fn handle_transport_error(&mut self, _now: Instant) {
-        if !self.is_terminated() {
-            self.out.event(Event::TransportError);
-            self.terminate();
         }
     }
 
@@ -176,45 +145,9 @@ impl ClientInvite {
     pub fn cancel(&self) -> Result<Message, Error> {
         match self.state {
             State::Calling { .. } => Err(Error::CancelTooEarly),
-            State::Proceeding => build_cancel(&self.request),
+            State::Proceeding => build_cancel(&self.core.request),
             State::Completed { .. } | State::Terminated => Err(Error::CancelTooLate),
         }
-    }
-
-    fn terminate(&mut self) {
-        self.timers.stop_all();
-        if !matches!(self.state, State::Terminated) {
-            self.state = State::Terminated;
-            self.out.event(Event::Terminated);
-        }
-    }
-
-    /// The next message to send: the INVITE, its retransmissions, ACKs. Drain after every input.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.out.poll_transmit()
-    }
-
-    /// The next event for the TU. Drain after every input.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.poll_event()
-    }
-
-    /// When to call [`ClientInvite::handle_timeout`] next; `None` once nothing is armed.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next().map(|(_, at)| at)
-    }
-
-    /// Which timer [`ClientInvite::poll_timeout`] is for.
-    pub fn next_timer(&self) -> Option<(Timer, Instant)> {
-        self.timers.next()
-    }
-
-    /// True once Terminated: the transaction can be dropped.
-    pub fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Terminated)
     }
 
     /// The current state (Figure 5 names).
@@ -227,18 +160,10 @@ impl ClientInvite {
         }
     }
 
-    /// The key responses are matched by (§17.1.3).
-    pub fn key(&self) -> &TransactionKey {
-        &self.key
-    }
-
-    /// The INVITE this transaction sends.
-    pub fn request(&self) -> &Message {
-        &self.request
-    }
-
     /// The timer values this transaction runs with.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.core.config
     }
 }
+
+machine_api!(ClientInvite);

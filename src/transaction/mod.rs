@@ -34,6 +34,7 @@ mod build;
 mod client_invite;
 mod client_non_invite;
 mod key;
+mod machine;
 mod server_invite;
 mod server_non_invite;
 mod table;
@@ -49,7 +50,6 @@ pub use table::{CancelTarget, Routed, TransactionId, Transactions};
 pub use timer::Timer;
 
 use crate::message::{Message, ParseError};
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
@@ -181,37 +181,3 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-// ===== impl Outbox =====
-
-/// The output queues every machine shares: messages for the transport, events for the TU.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    transmits: VecDeque<Message>,
-    events: VecDeque<Event>,
-}
-
-impl Outbox {
-    pub(crate) fn transmit(&mut self, msg: Message) {
-        self.transmits.push_back(msg);
-    }
-
-    pub(crate) fn event(&mut self, event: Event) {
-        self.events.push_back(event);
-    }
-
-    pub(crate) fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmits.pop_front()
-    }
-
-    pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-}
-
-/// Whether the top Via names a reliable transport (§18: TCP, TLS, SCTP; RFC 7118: WS, WSS).
-/// Anything else, UDP included, gets retransmissions: erring that way costs only duplicates.
-pub(crate) fn via_is_reliable(msg: &Message) -> Result<bool, Error> {
-    let via = msg.via()?;
-    Ok(["TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"].iter().any(|t| via.transport.eq_ignore_ascii_case(t)))
-}

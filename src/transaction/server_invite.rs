@@ -29,8 +29,8 @@
 //! ```
 
 use super::key::to_tag_of;
-use super::timer::TimerTable;
-use super::{via_is_reliable, Config, Error, Event, Outbox, Timer, TransactionKey, TransactionState};
+use super::machine::{machine_api, Core};
+use super::{Config, Error, Event, Timer, TransactionKey, TransactionState};
 use crate::message::{HeaderName, Message, Method};
 use std::time::{Duration, Instant};
 
@@ -39,20 +39,15 @@ use std::time::{Duration, Instant};
 /// ACK with [`ServerInvite::handle_request`]; drain the `poll_*` outputs after every input.
 #[derive(Debug)]
 pub struct ServerInvite {
-    request: Message,
-    key: TransactionKey,
-    config: Config,
-    reliable: bool,
+    core: Core,
     state: State,
-    timers: TimerTable,
-    out: Outbox,
 }
 
 #[derive(Debug)]
 enum State {
     /// Waiting for the TU; `provisional` is the last 1xx sent, resent for each retransmission.
     Proceeding {
-        provisional: Option<Message>,
+        provisional: Provisional,
     },
     /// A 300-699 went out; resent by Timer G (current `interval`) and for each retransmission.
     Completed {
@@ -62,6 +57,19 @@ enum State {
     /// The ACK arrived; later ACKs are absorbed until Timer I.
     Confirmed,
     Terminated,
+}
+
+/// The last provisional response sent in Proceeding.
+#[derive(Debug)]
+enum Provisional {
+    /// None yet: a retransmitted INVITE is absorbed.
+    None,
+    /// Our own `100 Trying`. Rebuilt from the INVITE for each retransmission instead of kept: it is
+    /// the same bytes every time, and a transaction waiting on a slow TU then holds no response
+    /// (about 1 KiB less each, see BENCHMARKS.md "Transactions").
+    Trying,
+    /// A 1xx from the TU.
+    Tu(Message),
 }
 
 // ===== impl ServerInvite =====
@@ -74,18 +82,9 @@ impl ServerInvite {
             return Err(Error::WrongMethod);
         }
         let key = TransactionKey::server(&request)?;
-        let reliable = via_is_reliable(&request)?;
-        let mut timers = TimerTable::default();
-        timers.set(Timer::Trying100, now, Config::TRYING_DELAY);
-        Ok(ServerInvite {
-            request,
-            key,
-            config: *config,
-            reliable,
-            state: State::Proceeding { provisional: None },
-            timers,
-            out: Outbox::default(),
-        })
+        let mut core = Core::new(request, key, config)?;
+        core.timers.set(Timer::Trying100, now, Config::TRYING_DELAY);
+        Ok(ServerInvite { core, state: State::Proceeding { provisional: Provisional::None } })
     }
 
     /// A request matching this transaction (§17.2.3): a retransmitted INVITE is answered with the
@@ -94,17 +93,14 @@ impl ServerInvite {
     pub fn handle_request(&mut self, request: Message, now: Instant) -> Result<(), Error> {
         let method = request.method().ok_or(Error::NotARequest)?;
         match (method, &self.state) {
-            (Method::Invite, State::Proceeding { provisional: Some(p) }) => self.out.transmit(p.clone()),
-            (Method::Invite, State::Completed { response, .. }) => self.out.transmit(response.clone()),
+            (Method::Invite, State::Proceeding { provisional: Provisional::Trying }) => self.core.transmit(self.trying()),
+            (Method::Invite, State::Proceeding { provisional: Provisional::Tu(p) }) => self.core.transmit(p.clone()),
+            (Method::Invite, State::Completed { response, .. }) => self.core.transmit(response.clone()),
             (Method::Ack, State::Completed { .. }) => {
-                self.timers.stop(Timer::G);
-                self.timers.stop(Timer::H);
+                self.core.timers.stop(Timer::G);
+                self.core.timers.stop(Timer::H);
                 self.state = State::Confirmed;
-                if self.reliable {
-                    self.terminate();
-                } else {
-                    self.timers.set(Timer::I, now, self.config.t4);
-                }
+                self.linger(Timer::I, now, self.core.config.t4);
             }
             (Method::Invite | Method::Ack, _) => {}
             _ => return Err(Error::WrongMethod),
@@ -121,17 +117,15 @@ impl ServerInvite {
         if !matches!(self.state, State::Proceeding { .. }) {
             return Err(Error::FinalAlreadySent);
         }
-        self.timers.stop(Timer::Trying100);
-        self.out.transmit(response.clone());
+        self.core.timers.stop(Timer::Trying100);
+        self.core.transmit(response.clone());
         match code {
-            100..=199 => self.state = State::Proceeding { provisional: Some(response) },
+            100..=199 => self.state = State::Proceeding { provisional: Provisional::Tu(response) },
             200..=299 => self.terminate(),
             _ => {
-                self.state = State::Completed { response, interval: self.config.t1 };
-                if !self.reliable {
-                    self.timers.set(Timer::G, now, self.config.t1);
-                }
-                self.timers.set(Timer::H, now, self.config.timeout());
+                self.state = State::Completed { response, interval: self.core.config.t1 };
+                self.core.set_retransmit(Timer::G, now, self.core.config.t1);
+                self.core.timers.set(Timer::H, now, self.core.config.timeout());
             }
         }
         Ok(())
@@ -141,19 +135,19 @@ impl ServerInvite {
     /// resends the final response (interval doubling up to T2), H reports [`Event::Timeout`] and
     /// terminates, I terminates.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((timer, due)) = self.timers.take_expired(now) {
+        while let Some((timer, due)) = self.core.timers.take_expired(now) {
             match timer {
                 Timer::Trying100 => self.send_trying(),
                 Timer::G => {
                     if let State::Completed { response, interval } = &mut self.state {
-                        *interval = interval.saturating_mul(2).min(self.config.t2);
+                        *interval = interval.saturating_mul(2).min(self.core.config.t2);
                         let next = *interval;
-                        self.out.transmit(response.clone());
-                        self.timers.rearm(Timer::G, due, now, next);
+                        self.core.transmit(response.clone());
+                        self.core.timers.rearm(Timer::G, due, now, next);
                     }
                 }
                 Timer::H => {
-                    self.out.event(Event::Timeout);
+                    self.core.event(Event::Timeout);
                     self.terminate();
                 }
                 Timer::I => self.terminate(),
@@ -162,28 +156,25 @@ impl ServerInvite {
         }
     }
 
-    /// §17.2.1: a `100 Trying` built from the INVITE (§8.2.6.1: Timestamp copied, no To tag).
+    /// §17.2.1: the TU is silent after 200 ms, so the transaction answers `100 Trying` itself.
     fn send_trying(&mut self) {
-        if let State::Proceeding { provisional: provisional @ None } = &mut self.state {
-            let trying = self.request.response_to(100, "Trying", None).copy_headers(&self.request, HeaderName::Timestamp).finish();
-            *provisional = Some(trying.clone());
-            self.out.transmit(trying);
+        if let State::Proceeding { provisional: provisional @ Provisional::None } = &mut self.state {
+            *provisional = Provisional::Trying;
+            let trying = self.trying();
+            self.core.transmit(trying);
         }
     }
 
-    /// The transport could not send a response (§17.2.4): tell the TU and terminate.
-    pub fn handle_transport_error(&mut self, _now: Instant) {
-        if !self.is_terminated() {
-            self.out.event(Event::TransportError);
-            self.terminate();
-        }
+    /// The `100 Trying` for the INVITE (§8.2.6.1: Timestamp copied, no To tag).
+    fn trying(&self) -> Message {
+        self.core.request.response_to(100, "Trying", None).copy_headers(&self.core.request, HeaderName::Timestamp).finish()
     }
 
     /// RFC 2543 matching, after the key matched (§17.2.3): an INVITE must carry the To tag of the
     /// original INVITE; an ACK must carry the To tag of the final response sent. In Confirmed any
     /// ACK with the key is absorbed. Always true for RFC 3261 keys.
     pub fn accepts(&self, request: &Message) -> bool {
-        if !self.key.is_rfc2543() {
+        if !self.core.key.is_rfc2543() {
             return true;
         }
         let Ok(tag) = to_tag_of(request) else { return false };
@@ -191,49 +182,13 @@ impl ServerInvite {
             (Some(Method::Ack), State::Completed { response, .. }) => to_tag_of(response).ok() == Some(tag),
             (Some(Method::Ack), State::Confirmed) => true,
             (Some(Method::Ack), _) => false,
-            _ => to_tag_of(&self.request).ok() == Some(tag),
+            _ => to_tag_of(&self.core.request).ok() == Some(tag),
         }
     }
 
     /// True while the TU may still answer (Proceeding): a CANCEL would have an effect (§9.2).
     pub fn is_proceeding(&self) -> bool {
         matches!(self.state, State::Proceeding { .. })
-    }
-
-    fn terminate(&mut self) {
-        self.timers.stop_all();
-        if !matches!(self.state, State::Terminated) {
-            self.state = State::Terminated;
-            self.out.event(Event::Terminated);
-        }
-    }
-
-    /// The next response to send.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.out.poll_transmit()
-    }
-
-    /// The next event for the TU.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.poll_event()
-    }
-
-    /// When to call [`ServerInvite::handle_timeout`] next.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next().map(|(_, at)| at)
-    }
-
-    /// Which timer [`ServerInvite::poll_timeout`] is for.
-    pub fn next_timer(&self) -> Option<(Timer, Instant)> {
-        self.timers.next()
-    }
-
-    /// True once Terminated.
-    pub fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Terminated)
     }
 
     /// The current state (Figure 7 names).
@@ -245,14 +200,6 @@ impl ServerInvite {
             State::Terminated => TransactionState::Terminated,
         }
     }
-
-    /// The key requests are matched by (§17.2.3).
-    pub fn key(&self) -> &TransactionKey {
-        &self.key
-    }
-
-    /// The INVITE that created this transaction.
-    pub fn request(&self) -> &Message {
-        &self.request
-    }
 }
+
+machine_api!(ServerInvite);

@@ -9,10 +9,11 @@
 //!                  └─ ACK / response with no transaction ─> back to the caller           Routed::Stray
 //! ```
 //!
-//! Machines live in a slab (`Vec` of slots plus a free list), addressed by [`TransactionId`]
-//! (index + generation, so a stale id never reaches a reused slot). All deadlines sit in one
-//! `BinaryHeap` of `(deadline, index, generation)`; when a machine's deadline changes the new one is
-//! pushed and the old entry is left behind, to be recognised as stale and skipped when it surfaces.
+//! Machines live in a slab (`Vec` of slots plus a free list), each boxed, addressed by
+//! [`TransactionId`] (index + generation, so a stale id never reaches a reused slot). All deadlines
+//! sit in one `BinaryHeap` of `(deadline, index, generation)`; when a machine's deadline changes
+//! the new one is pushed and the old entry is left behind, to be recognised as stale and skipped
+//! when it surfaces.
 //! A terminated machine is removed as soon as its output has been moved to the shared queues.
 
 use super::{ClientInvite, ClientNonInvite, Config, Error, Event, ServerInvite, ServerNonInvite, TransactionKey, TransactionState};
@@ -127,7 +128,9 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Slot {
     generation: u32,
-    entry: Option<Entry>,
+    /// Boxed: a slot is then 16 bytes, not the ~700 of a machine, so the `Vec`'s spare capacity
+    /// and its moves when it grows stay small (BENCHMARKS.md, "Transactions").
+    entry: Option<Box<Entry>>,
 }
 
 /// Every transaction of one endpoint (RFC 3261 §17). Inputs are `handle_*` and
@@ -310,11 +313,11 @@ impl Transactions {
     // ----- internals -----
 
     fn entry(&self, id: TransactionId) -> Option<&Entry> {
-        self.slots.get(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_ref()
+        self.slots.get(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_deref()
     }
 
     fn entry_mut(&mut self, id: TransactionId) -> Option<&mut Entry> {
-        self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_mut()
+        self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_deref_mut()
     }
 
     /// A key hit, with the RFC 2543 To-tag check (§17.2.3).
@@ -347,7 +350,7 @@ impl Transactions {
             }
         };
         let slot = self.slots.get_mut(index as usize).ok_or(Error::UnknownTransaction)?;
-        slot.entry = Some(Entry { machine, scheduled: None });
+        slot.entry = Some(Box::new(Entry { machine, scheduled: None }));
         let id = TransactionId { index, generation: slot.generation };
         self.keys.insert(key, id);
         self.live += 1;
@@ -366,7 +369,8 @@ impl Transactions {
     /// After an input: move the machine's output to the shared queues, push its new deadline, and
     /// remove it if it terminated.
     fn settle(&mut self, id: TransactionId) {
-        let Some(entry) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.entry.as_mut())
+        let Some(entry) =
+            self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.entry.as_deref_mut())
         else {
             return;
         };
