@@ -41,11 +41,22 @@ pub struct Io<'a> {
     pub endpoint: &'a mut Endpoint,
     /// Media sockets.
     pub media: &'a mut dyn MediaIo,
+    /// Wall-clock time (since the Unix epoch) at the `now` of the current input, for RTCP
+    /// timestamps and call records; the sans-IO layers read no clock themselves.
+    pub wall_clock: std::time::Duration,
+}
+
+fn wall_clock() -> std::time::Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 /// The logic above the endpoint (a UAS, a softphone, the service), also sans-IO: it reacts to
 /// endpoint events, media datagrams and its own timers by calling endpoint and media commands.
 pub trait Application {
+    /// Called once when the driver starts, with I/O available (e.g. to bind media and dial).
+    fn start(&mut self, io: &mut Io<'_>, now: Instant) {
+        let _ = (io, now);
+    }
     /// An event from the endpoint.
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant);
     /// A datagram arrived on media flow `flow`.
@@ -137,7 +148,7 @@ async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint
     loop {
         let mut progressed = false;
         while let Some(ev) = endpoint.poll_event() {
-            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media }, ev, now);
+            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
             progressed = true;
         }
         while let Some(t) = endpoint.poll_transmit() {
@@ -161,6 +172,7 @@ pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endp
     let mut media = MediaSockets { sockets: HashMap::new(), next: 0, tx, send_drops: 0 };
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
+    app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
     // Whatever the application queued before the loop (e.g. an INVITE) goes out now.
     flush(&transport, &mut endpoint, &mut media, &mut app, Instant::now()).await;
     loop {
@@ -187,20 +199,20 @@ pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endp
             }
             Some((flow, src, bytes)) = media_rx.recv() => {
                 let now = Instant::now();
-                app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media }, flow, src, bytes, now);
+                app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, flow, src, bytes, now);
                 while let Ok((flow, src, bytes)) = media_rx.try_recv() {
-                    app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media }, flow, src, bytes, now);
+                    app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, flow, src, bytes, now);
                 }
             }
             _ = tokio::time::sleep_until(sleep_until) => {
                 let now = Instant::now();
                 endpoint.handle_timeout(now);
-                app.handle_timeout(&mut Io { endpoint: &mut endpoint, media: &mut media }, now);
+                app.handle_timeout(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, now);
             }
             _ = &mut shutdown, if stopping.is_none() => {
                 tracing::info!("shutting down");
                 stopping = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(5));
-                app.shutdown(&mut Io { endpoint: &mut endpoint, media: &mut media }, Instant::now());
+                app.shutdown(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
             }
             _ = tokio::time::sleep_until(grace), if stopping.is_some() => {
                 tracing::warn!("shutdown grace period over; leaving calls");

@@ -1,43 +1,85 @@
-//! `softphone`: a CLI SIP phone. `softphone dial URI --duration SECS` places a call, hangs up after
-//! SECS and prints what happened.
+//! `softphone`: a command-line SIP phone over UDP with G.711 media.
+//!
+//! `softphone dial URI` places a call, `softphone answer` answers calls, `softphone send FILE --to
+//! HOST:PORT` feeds a raw SIP message to any SIP element; with no command it opens a prompt.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
+use switchboard::media::g711::Codec;
 use switchboard::message::Uri;
 use switchboard::transport::udp::UdpTransport;
-use switchboard::ua::dialer::{Dialer, Outcome};
+use switchboard::ua::media::CallMediaConfig;
+use switchboard::ua::phone::{CallReport, Phone, PhoneConfig, SourceSpec};
 
+#[path = "../cli/prompt.rs"]
+mod prompt;
 #[path = "../cli/send.rs"]
 mod send;
 
-/// softphone: a command-line SIP phone over UDP.
+/// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
 ///
-/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them.
+/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them. Without a command it
+/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, status, quit).
 #[derive(Debug, Parser)]
 #[command(name = "softphone", version, about, long_about = None)]
 struct Cli {
-    /// Local UDP address to bind (port 0 picks a free one).
+    /// Local UDP address for SIP (port 0 picks a free one).
     #[arg(long, global = true, default_value = "127.0.0.1:0", value_name = "ADDR")]
     bind: SocketAddr,
     /// User name for From and Contact.
     #[arg(long, global = true, default_value = "softphone", value_name = "NAME")]
     user: String,
-    /// Print a JSON summary of each call at exit.
+    /// The only codec to offer and accept.
+    #[arg(long, global = true, value_enum, value_name = "CODEC")]
+    codec: Option<CodecArg>,
+    /// Play this WAV file (8 kHz mono 16-bit, or 16-bit PCM that is resampled), looped.
+    #[arg(long, global = true, value_name = "FILE.wav", conflicts_with = "tone")]
+    play: Option<PathBuf>,
+    /// Send a sine tone of this frequency in Hz (default: silence).
+    #[arg(long, global = true, value_name = "HZ")]
+    tone: Option<f64>,
+    /// Record what the other side sends to this WAV file (OUT-2.wav, ... for further calls).
+    #[arg(long, global = true, value_name = "OUT.wav")]
+    record: Option<PathBuf>,
+    /// Print one JSON object per call at exit.
     #[arg(long, global = true, value_name = "FORMAT", value_parser = ["json"])]
     summary: Option<String>,
+    /// RTP port range, even ports for RTP and the next odd one for RTCP.
+    #[arg(long, global = true, default_value = "20000-29999", value_name = "FROM-TO")]
+    rtp_ports: String,
+    /// Hang up when no RTP or RTCP arrives for this many seconds (0: never).
+    #[arg(long, global = true, default_value_t = 30.0, value_name = "SECS")]
+    rtp_timeout: f64,
+    /// Send these DTMF digits (0-9 * # A-D) once the call is answered.
+    #[arg(long, global = true, value_name = "DIGITS")]
+    dtmf: Option<String>,
+    /// Seconds after the answer before --dtmf digits are sent.
+    #[arg(long, global = true, default_value_t = 1.0, value_name = "SECS")]
+    dtmf_after: f64,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CodecArg {
+    /// G.711 µ-law (payload type 0).
+    Pcmu,
+    /// G.711 A-law (payload type 8).
+    Pcma,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Call URI (e.g. sip:echo@127.0.0.1:5060), hang up after --duration seconds.
+    /// Call URI (e.g. sip:echo@127.0.0.1:5060) and hang up after --duration seconds.
     ///
-    /// Exit status 0 when the call was answered and ended cleanly, 1 otherwise. Ctrl-C cancels a
-    /// ringing call or hangs up an answered one.
+    /// Exit status 0 when the call was answered and ended cleanly. Ctrl-C cancels a ringing call
+    /// or hangs up an answered one.
     Dial {
         /// Who to call: sip:user@host[:port].
         uri: String,
@@ -45,13 +87,28 @@ enum Command {
         #[arg(long, default_value_t = 5.0, value_name = "SECS")]
         duration: f64,
     },
+    /// Answer incoming calls automatically.
+    ///
+    /// Exits after --calls calls have ended (default: run until Ctrl-C). Exit status 0 when every
+    /// call ended cleanly.
+    Answer {
+        /// Stop after this many calls.
+        #[arg(long, value_name = "N")]
+        calls: Option<u32>,
+        /// Seconds of ringing (180) before answering.
+        #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+        after: f64,
+        /// Hang up this many seconds after answering (default: wait for the caller's BYE).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+    },
     /// Send a raw SIP message file over UDP, byte for byte, and print every reply.
     ///
     /// Replies are printed until none arrives for --wait seconds. Exit status 0 when at least one
     /// reply came. Example: softphone send fixtures/sip/options.sip --to 127.0.0.1:5060
     Send {
         /// The message file (wire bytes, e.g. fixtures/sip/options.sip).
-        file: std::path::PathBuf,
+        file: PathBuf,
         /// Where to send it: HOST:PORT.
         #[arg(long, value_name = "HOST:PORT")]
         to: String,
@@ -61,6 +118,7 @@ enum Command {
     },
 }
 
+/// Resolves the host:port a SIP URI points at.
 fn target_of(uri: &str) -> Result<SocketAddr, String> {
     let parsed = Uri::parse(uri).map_err(|_| format!("not a SIP URI: {uri}"))?;
     let Uri::Sip(sip) = parsed else { return Err(format!("not a sip: URI: {uri}")) };
@@ -73,6 +131,82 @@ fn target_of(uri: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("no address for {host}"))
 }
 
+fn seconds(name: &str, v: f64) -> Result<Duration, String> {
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{name} must be between 0 and 86400 seconds, got {v}"))
+    }
+}
+
+fn port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("--rtp-ports must be FROM-TO with 1024 <= FROM < TO <= 65535, got {s}");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a < 1024 || a >= b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+fn source(cli: &Cli) -> Result<SourceSpec, String> {
+    if let Some(path) = &cli.play {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let wav = switchboard::media::wav::read_wav(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(SourceSpec::Samples(Arc::from(wav.samples)));
+    }
+    match cli.tone {
+        Some(hz) if hz.is_finite() && hz > 0.0 && hz < 4000.0 => Ok(SourceSpec::Tone(hz)),
+        Some(hz) => Err(format!("--tone must be between 0 and 4000 Hz, got {hz}")),
+        None => Ok(SourceSpec::Silence),
+    }
+}
+
+/// Builds the phone's settings from the flags.
+fn phone_config(
+    cli: &Cli,
+    local: SocketAddr,
+    duration: Option<Duration>,
+    auto_answer: Option<Duration>,
+    max_calls: Option<u32>,
+) -> Result<PhoneConfig, String> {
+    let codecs = match cli.codec {
+        Some(CodecArg::Pcmu) => vec![Codec::Pcmu],
+        Some(CodecArg::Pcma) => vec![Codec::Pcma],
+        None => vec![Codec::Pcmu, Codec::Pcma],
+    };
+    let rtp_timeout = seconds("--rtp-timeout", cli.rtp_timeout)?;
+    if let Some(d) = &cli.dtmf {
+        if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(c)) {
+            return Err(format!("--dtmf takes digits 0-9 * # A-D, got {d}"));
+        }
+    }
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let session = MediaConfig {
+        inactivity_timeout: (!rtp_timeout.is_zero()).then_some(rtp_timeout),
+        record: cli.record.is_some(),
+        cname: format!("{}@{}", cli.user, local.ip()),
+        seed,
+        ..MediaConfig::default()
+    };
+    Ok(PhoneConfig {
+        user: cli.user.clone(),
+        local,
+        media: CallMediaConfig {
+            ip: local.ip(),
+            ports: port_range(&cli.rtp_ports)?,
+            prefs: MediaPrefs { codecs, ..MediaPrefs::default() },
+            session,
+        },
+        source: source(cli)?,
+        duration,
+        auto_answer,
+        max_calls,
+        dtmf: cli.dtmf.clone().map(|d| (d.to_uppercase(), Duration::from_secs_f64(cli.dtmf_after.clamp(0.0, 3600.0)))),
+        seed,
+    })
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -80,27 +214,15 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let (uri, duration) = match &cli.command {
-        Command::Dial { uri, duration } => (uri, duration),
-        Command::Send { file, to, wait } => {
-            if !wait.is_finite() || *wait <= 0.0 || *wait > 3600.0 {
-                eprintln!("softphone: --wait must be between 0 and 3600 seconds");
-                return ExitCode::from(2);
+    if let Some(Command::Send { file, to, wait }) = &cli.command {
+        return match seconds("--wait", *wait) {
+            Ok(w) if !w.is_zero() => send::run(file, to, cli.bind, w),
+            _ => {
+                eprintln!("softphone: --wait must be between 0 and 86400 seconds");
+                ExitCode::from(2)
             }
-            return send::run(file, to, cli.bind, Duration::from_secs_f64(*wait));
-        }
-    };
-    if !duration.is_finite() || *duration < 0.0 || *duration > 86_400.0 {
-        eprintln!("softphone: --duration must be between 0 and 86400 seconds");
-        return ExitCode::from(2);
+        };
     }
-    let target = match target_of(uri) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("softphone: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -108,56 +230,104 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(dial(&cli, uri, target, Duration::from_secs_f64(*duration)))
+    match rt.block_on(run(&cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("softphone: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
-async fn dial(cli: &Cli, uri: &str, target: SocketAddr, duration: Duration) -> ExitCode {
-    let transport = match UdpTransport::bind(cli.bind).await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("softphone: cannot bind {}: {e}", cli.bind);
-            return ExitCode::FAILURE;
+async fn run(cli: &Cli) -> Result<ExitCode, String> {
+    let transport = UdpTransport::bind(cli.bind).await.map_err(|e| format!("cannot bind {}: {e}", cli.bind))?;
+    let local = transport.local_addr();
+    let endpoint = Endpoint::new(EndpointConfig::default());
+    let shutdown = switchboard::driver::interrupted();
+    let phone = match &cli.command {
+        Some(Command::Dial { uri, duration }) => {
+            let target = target_of(uri)?;
+            let mut phone = Phone::new(phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?, Some(target));
+            eprintln!("softphone: calling {uri} from {local}");
+            phone.dial(uri, target);
+            switchboard::driver::run(transport, endpoint, phone, shutdown).await
+        }
+        Some(Command::Answer { calls, after, duration }) => {
+            let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
+            let phone = Phone::new(phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?, None);
+            // Scripts read the address from this line.
+            println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
+            switchboard::driver::run(transport, endpoint, phone, shutdown).await
+        }
+        Some(Command::Send { .. }) => return Ok(ExitCode::SUCCESS),
+        None => {
+            let phone = Phone::new(phone_config(cli, local, None, None, None)?, None);
+            prompt::run(transport, endpoint, phone, local, &cli.user).await
         }
     };
-    let local = transport.local_addr();
-    let mut endpoint = Endpoint::new(EndpointConfig::default());
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-    let mut dialer = Dialer::new(uri, &cli.user, local, target, duration, seed);
-    let shutdown = switchboard::driver::interrupted();
-    eprintln!("softphone: calling {uri} from {local}");
-    dialer.start(&mut endpoint, Instant::now());
-    let dialer = switchboard::driver::run(transport, endpoint, dialer, shutdown).await;
-    report(&dialer, cli.summary.is_some())
+    Ok(report(cli, &phone.reports))
 }
 
-fn report(d: &Dialer, json: bool) -> ExitCode {
-    let (state, reason, ok) = match &d.outcome {
-        Outcome::Completed { ended_by } => ("completed", format!("bye-{ended_by}"), true),
-        Outcome::Rejected(code) => ("rejected", code.to_string(), false),
-        Outcome::Ended(why) => ("failed", format!("{why:?}"), false),
-        Outcome::Timeout => ("failed", "timeout".into(), false),
-        Outcome::Cancelled => ("cancelled", "cancel".into(), false),
-        Outcome::Pending => ("failed", "unfinished".into(), false),
-    };
-    let setup_ms = d.setup_time.map(|t| t.as_millis() as u64);
-    let talk = d.talk_time().map(|t| t.as_secs_f64());
-    println!(
-        "call {}: {state} ({reason}); responses {:?}; setup {}; duration {}",
-        d.call_id,
-        d.responses,
-        setup_ms.map_or("-".into(), |m| format!("{m} ms")),
-        talk.map_or("-".into(), |s| format!("{s:.1} s"))
-    );
-    if json {
-        let v = serde_json::json!({
-            "call_id": d.call_id, "state": state, "reason": reason, "responses": d.responses,
-            "setup_ms": setup_ms, "duration_s": talk,
-        });
-        println!("{v}");
+/// Prints one line (and a JSON object with --summary json) per call and writes the recordings.
+fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
+    let mut ok = !reports.is_empty();
+    for (i, r) in reports.iter().enumerate() {
+        ok &= r.state == "completed";
+        let m = r.media.as_ref();
+        println!(
+            "call {}: {} ({}); responses {:?}; setup {}; duration {}; codec {}; rtp sent {} received {} lost {}; jitter {:.1} ms; dtmf {:?}",
+            r.call_id,
+            r.state,
+            r.reason,
+            r.responses,
+            r.setup.map_or("-".into(), |s| format!("{} ms", s.as_millis())),
+            r.duration.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+            m.map_or("-", |m| codec_name(m.codec)),
+            m.map_or(0, |m| m.packets_sent),
+            m.map_or(0, |m| m.packets_received),
+            m.map_or(0, |m| m.packets_lost),
+            m.map_or(0.0, |m| m.jitter_ms),
+            m.map_or("", |m| m.dtmf_received.as_str()),
+        );
+        if cli.summary.is_some() {
+            let v = serde_json::json!({
+                "call_id": r.call_id, "state": r.state, "reason": r.reason, "responses": r.responses,
+                "setup_ms": r.setup.map(|s| s.as_millis() as u64), "duration_s": r.duration.map(|d| d.as_secs_f64()),
+                "codec": m.map(|m| codec_name(m.codec)), "rtp_sent": m.map_or(0, |m| m.packets_sent),
+                "rtp_received": m.map_or(0, |m| m.packets_received), "rtp_lost": m.map_or(0, |m| m.packets_lost),
+                "jitter_ms": m.map_or(0.0, |m| m.jitter_ms), "dtmf_received": m.map_or("", |m| m.dtmf_received.as_str()),
+                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped),
+            });
+            println!("{v}");
+        }
+        if let Some(path) = &cli.record {
+            let path = if i == 0 { path.clone() } else { numbered(path, i + 1) };
+            let written = switchboard::media::wav::write_wav(&r.recording)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| std::fs::write(&path, bytes).map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                eprintln!("softphone: cannot write {}: {e}", path.display());
+                ok = false;
+            }
+        }
     }
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn codec_name(c: Codec) -> &'static str {
+    match c {
+        Codec::Pcmu => "PCMU",
+        Codec::Pcma => "PCMA",
+    }
+}
+
+/// OUT.wav -> OUT-2.wav.
+fn numbered(path: &std::path::Path, n: usize) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    path.with_file_name(format!("{stem}-{n}{ext}"))
 }

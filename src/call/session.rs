@@ -255,6 +255,9 @@ impl MediaSession {
             self.latched = true;
             self.events.push_back(MediaEvent::Latched(source));
         }
+        // Telephone events share the stream's SSRC and sequence numbers (RFC 4733 §2.1): count them
+        // too, or every digit would look like loss.
+        self.stats.handle_packet(&packet, now);
         if Some(packet.payload_type) == self.neg.dtmf_payload_type {
             if let Some(d) = self.dtmf_rx.as_mut().and_then(|rx| rx.handle_packet(&packet)) {
                 self.digits.push(d.digit);
@@ -262,7 +265,6 @@ impl MediaSession {
             }
             return;
         }
-        self.stats.handle_packet(&packet, now);
         if matches!(self.source, Source::Echo) {
             if self.neg.direction.sends() {
                 if let Some(dest) = self.remote_rtp {

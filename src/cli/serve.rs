@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::transaction::Config;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::echo::{EchoConfig, EchoUas};
+use switchboard::ua::media::CallMediaConfig;
 
 /// Options of `switchboard serve`.
 #[derive(Debug, clap::Args)]
@@ -20,6 +22,18 @@ pub(crate) struct ServeArgs {
     /// RFC 3261 timer T1 in milliseconds (round-trip estimate; retransmissions start at T1).
     #[arg(long, default_value_t = 500, value_name = "MS")]
     t1_ms: u64,
+    /// RTP port range for calls the service answers: even ports RTP, the next odd one RTCP.
+    #[arg(long, default_value = "30000-39999", value_name = "FROM-TO")]
+    rtp_ports: String,
+    /// End a call with BYE when no RTP or RTCP arrives for this many seconds (0: never).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    rtp_timeout: f64,
+}
+
+fn port_range(s: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a >= 1024 && a < b).then_some(a..=b)
 }
 
 /// Runs the service until Ctrl-C.
@@ -30,6 +44,14 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
     if args.t1_ms == 0 || args.t1_ms > 10_000 {
         eprintln!("switchboard: --t1-ms must be between 1 and 10000");
+        return ExitCode::from(2);
+    }
+    let Some(ports) = port_range(&args.rtp_ports) else {
+        eprintln!("switchboard: --rtp-ports must be FROM-TO with 1024 <= FROM < TO <= 65535, got {}", args.rtp_ports);
+        return ExitCode::from(2);
+    };
+    if !(args.rtp_timeout.is_finite() && (0.0..=86_400.0).contains(&args.rtp_timeout)) {
+        eprintln!("switchboard: --rtp-timeout must be between 0 and 86400 seconds");
         return ExitCode::from(2);
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -52,7 +74,16 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         let timers = Config { t1, ..Config::default() };
         let endpoint = Endpoint::new(EndpointConfig { timers, ..EndpointConfig::default() });
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-        let app = EchoUas::new(EchoConfig { local, answer_delay: Duration::from_secs_f64(args.answer_delay), t1, t2: timers.t2 }, seed);
+        let rtp_timeout = Duration::from_secs_f64(args.rtp_timeout);
+        let session = MediaConfig {
+            inactivity_timeout: (!rtp_timeout.is_zero()).then_some(rtp_timeout),
+            cname: format!("echo@{}", local.ip()),
+            seed,
+            ..MediaConfig::default()
+        };
+        let media = CallMediaConfig { ip: local.ip(), ports, prefs: MediaPrefs::default(), session };
+        let app =
+            EchoUas::new(EchoConfig { local, answer_delay: Duration::from_secs_f64(args.answer_delay), t1, t2: timers.t2, media }, seed);
         // The listening line goes to stdout so scripts (and tests) can read the chosen port.
         println!("switchboard listening on udp {local}; call sip:echo@{local}");
         tracing::info!(%local, "listening");

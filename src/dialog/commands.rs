@@ -160,6 +160,12 @@ impl Dialogs {
     /// peer still waiting is answered 487 first. As UAS before the ACK of our 2xx, the BYE waits for
     /// that ACK (§15). Early dialogs end with [`Dialogs::cancel`] (UAC) or [`Dialogs::reject`] (UAS).
     pub fn send_bye(&mut self, id: &DialogId, now: Instant) -> Result<(), DialogError> {
+        self.send_bye_with_reason(id, None, now)
+    }
+
+    /// Like [`Dialogs::send_bye`], with a Reason header (RFC 3326) saying why, e.g.
+    /// `SIP;cause=408;text="RTP timeout"`.
+    pub fn send_bye_with_reason(&mut self, id: &DialogId, reason: Option<&str>, now: Instant) -> Result<(), DialogError> {
         let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
         let (d, cfg) = self.dm_cfg(slot);
         if d.state != DialogState::Confirmed {
@@ -173,7 +179,15 @@ impl Dialogs {
             self.dm(slot).bye_after_ack = true;
             return Ok(());
         }
-        self.bye(slot, EndReason::Bye(super::Side::Local), now);
+        match reason {
+            Some(r) => {
+                if self.dm(slot).state != DialogState::Terminated {
+                    self.send_request(slot, Method::Bye, Purpose::Other, None, |b| b.push(crate::message::HeaderName::Reason, r));
+                    self.terminate(slot, EndReason::Bye(super::Side::Local), now);
+                }
+            }
+            None => self.bye(slot, EndReason::Bye(super::Side::Local), now),
+        }
         self.prune();
         Ok(())
     }

@@ -89,6 +89,11 @@ impl UaCore {
         }
     }
 
+    /// Sets where requests go when neither the next hop nor the Call-ID gives an address.
+    pub fn set_default_peer(&mut self, peer: Option<SocketAddr>) {
+        self.default_peer = peer;
+    }
+
     /// The dialogs, for commands (`invite`, `accept`, `send_bye`, ...). Call [`UaCore::flush`] after.
     pub fn dialogs(&mut self) -> &mut Dialogs {
         &mut self.dialogs

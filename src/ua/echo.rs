@@ -4,13 +4,13 @@
 //! until routing exists. BYE, CANCEL, 2xx retransmission until the ACK and the BYE when no ACK comes
 //! (§13.3.1.4) are the dialog layer's ([`crate::dialog`]), reached through [`UaCore`].
 
-use super::audio_answer;
 use super::core::{UaCore, UaEvent};
+use super::media::{CallKey, CallMedia, CallMediaConfig};
+use crate::call::{MediaEvent, Source};
 use crate::dialog::{DialogConfig, DialogId, Dialogs, Event as DialogEvent};
-use crate::driver::{Application, Io};
-use crate::endpoint::{Endpoint, EndpointEvent, ALLOW};
+use crate::driver::{Application, FlowId, Io};
+use crate::endpoint::{EndpointEvent, ALLOW};
 use crate::message::{HeaderName, Message, Method, Uri};
-use crate::sdp::SessionDescription;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct EchoConfig {
     pub t1: Duration,
     /// T2, the cap of the 2xx retransmission interval.
     pub t2: Duration,
+    /// Media: address, RTP port range, codecs, inactivity timeout.
+    pub media: CallMediaConfig,
 }
 
 /// The echo UAS.
@@ -35,8 +37,7 @@ pub struct EchoUas {
     ua: UaCore,
     /// Calls ringing, with the instant they are answered.
     ringing: HashMap<DialogId, (Instant, Message)>,
-    seq: u64,
-    next_media_port: u16,
+    media: CallMedia,
     stopping: bool,
     /// Calls answered so far.
     pub answered: u64,
@@ -56,11 +57,10 @@ impl EchoUas {
             ..DialogConfig::default()
         };
         EchoUas {
+            media: CallMedia::new(config.media.clone()),
             config,
             ua: UaCore::new(Dialogs::new(dialog_config), None),
             ringing: HashMap::new(),
-            seq: seed,
-            next_media_port: 20_000,
             stopping: false,
             answered: 0,
         }
@@ -71,16 +71,7 @@ impl EchoUas {
         self.ua.dialogs_ref().len()
     }
 
-    /// An SDP answer to the offer in `req`, on the next media port; `None` when nothing matches.
-    fn answer_for(&mut self, req: &Message) -> Option<bytes::Bytes> {
-        let offer = SessionDescription::parse(&req.body_bytes()).ok()?;
-        let port = self.next_media_port;
-        self.next_media_port = if port >= 60_000 { 20_000 } else { port + 2 };
-        self.seq = self.seq.wrapping_add(1);
-        audio_answer(&offer, self.config.local.ip(), port, self.seq >> 1).map(|s| s.to_bytes())
-    }
-
-    fn on_incoming(&mut self, id: DialogId, request: Message, now: Instant) {
+    fn on_incoming(&mut self, io: &mut Io<'_>, id: DialogId, request: Message, now: Instant) {
         let to_echo = matches!(request.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"));
         let d = self.ua.dialogs();
         if self.stopping {
@@ -88,38 +79,41 @@ impl EchoUas {
         } else if !to_echo {
             let _ = d.reject(&id, 404, now);
         } else if self.config.answer_delay.is_zero() {
-            self.answer(&id, &request, now);
+            self.answer(io, &id, &request, now);
         } else {
             let _ = d.ring(&id, now);
             self.ringing.insert(id, (now + self.config.answer_delay, request));
         }
     }
 
-    fn answer(&mut self, id: &DialogId, request: &Message, now: Instant) {
-        match self.answer_for(request) {
-            Some(sdp) => {
+    /// Answers with media that sends back what arrives (RTP echo).
+    fn answer(&mut self, io: &mut Io<'_>, id: &DialogId, request: &Message, now: Instant) {
+        match self.media.answer_offer(io, id, &request.body_bytes(), Source::Echo, now) {
+            Ok(sdp) => {
                 if self.ua.dialogs().accept(id, Some(sdp), now).is_ok() {
                     self.answered += 1;
                 }
             }
-            None => {
+            Err(e) => {
+                tracing::debug!(error = ?e, "cannot answer: 488");
                 let _ = self.ua.dialogs().reject(id, 488, now);
             }
         }
     }
 
-    fn on_ua_event(&mut self, ep: &mut Endpoint, event: UaEvent, now: Instant) {
+    fn on_ua_event(&mut self, io: &mut Io<'_>, event: UaEvent, now: Instant) {
         match event {
-            UaEvent::Dialog(DialogEvent::Incoming { id, request }) => self.on_incoming(id, request, now),
+            UaEvent::Dialog(DialogEvent::Incoming { id, request }) => self.on_incoming(io, id, request, now),
             UaEvent::Dialog(DialogEvent::Reoffer { id, request }) => {
-                // Hold, resume, codec change: answer the new offer the same way.
-                match self.answer_for(&request) {
-                    Some(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
-                    None => drop(self.ua.dialogs().reject(&id, 488, now)),
+                // Hold, resume, codec change: answer the new offer on the same port.
+                match self.media.answer_reoffer(&id, &request.body_bytes()) {
+                    Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
+                    Err(_) => drop(self.ua.dialogs().reject(&id, 488, now)),
                 }
             }
             UaEvent::Dialog(DialogEvent::Terminated { id, reason }) => {
-                tracing::debug!(call_id = %id.call_id, ?reason, "call ended");
+                let media = self.media.end(io, &CallKey::of(&id));
+                tracing::debug!(call_id = %id.call_id, ?reason, echoed = media.map_or(0, |m| m.summary.packets_sent), "call ended");
                 self.ringing.remove(&id);
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
@@ -134,39 +128,60 @@ impl EchoUas {
                 } else {
                     request.response_to(405, "Method Not Allowed", Some("echo")).header(HeaderName::Allow, ALLOW).finish()
                 };
-                let _ = ep.respond(tx, answer, now);
+                let _ = io.endpoint.respond(tx, answer, now);
             }
             _ => {}
         }
-        self.ua.flush(ep, now);
+        self.ua.flush(io.endpoint, now);
     }
 
-    fn drain(&mut self, ep: &mut Endpoint, now: Instant) {
+    fn drain(&mut self, io: &mut Io<'_>, now: Instant) {
         while let Some(ev) = self.ua.poll_event() {
-            self.on_ua_event(ep, ev, now);
+            self.on_ua_event(io, ev, now);
         }
+    }
+
+    fn on_media_events(&mut self, io: &mut Io<'_>, events: Vec<(CallKey, MediaEvent)>, now: Instant) {
+        for (key, ev) in events {
+            if ev == MediaEvent::Inactive {
+                let id = self.ua.dialogs_ref().ids().find(|id| CallKey::of(id) == key).cloned();
+                if let Some(id) = id {
+                    tracing::info!(call_id = %id.call_id, "no media from the caller: hanging up");
+                    let _ = self.ua.dialogs().send_bye_with_reason(&id, Some("SIP;cause=408;text=\"RTP timeout\""), now);
+                }
+            }
+        }
+        self.ua.flush(io.endpoint, now);
     }
 }
 
 impl Application for EchoUas {
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         self.ua.handle_endpoint_event(io.endpoint, event, now);
-        self.drain(io.endpoint, now);
+        self.drain(io, now);
+    }
+
+    fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: bytes::Bytes, now: Instant) {
+        let events = self.media.handle_media(io, flow, source, payload, now);
+        self.on_media_events(io, events, now);
+        self.drain(io, now);
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         let due: Vec<DialogId> = self.ringing.iter().filter(|(_, (at, _))| *at <= now).map(|(id, _)| id.clone()).collect();
         for id in due {
             if let Some((_, request)) = self.ringing.remove(&id) {
-                self.answer(&id, &request, now);
+                self.answer(io, &id, &request, now);
             }
         }
+        let events = self.media.handle_timeout(io, now);
+        self.on_media_events(io, events, now);
         self.ua.handle_timeout(io.endpoint, now);
-        self.drain(io.endpoint, now);
+        self.drain(io, now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.ringing.values().map(|(at, _)| *at).chain(self.ua.poll_timeout()).min()
+        self.ringing.values().map(|(at, _)| *at).chain(self.ua.poll_timeout()).chain(self.media.poll_timeout()).min()
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
@@ -180,7 +195,7 @@ impl Application for EchoUas {
             }
         }
         self.ua.flush(io.endpoint, now);
-        self.drain(io.endpoint, now);
+        self.drain(io, now);
     }
 
     fn is_done(&self) -> bool {

@@ -1,0 +1,174 @@
+//! The softphone's interactive prompt: reads commands from stdin while calls run.
+//!
+//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `status`, `help`,
+//! `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and picked up every 100 ms.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use switchboard::driver::{Application, FlowId, Io};
+use switchboard::endpoint::{Endpoint, EndpointEvent};
+use switchboard::transport::udp::UdpTransport;
+use switchboard::ua::phone::Phone;
+use tokio::sync::mpsc;
+
+const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | status | quit";
+const TICK: Duration = Duration::from_millis(100);
+
+struct PromptApp {
+    phone: Phone,
+    lines: mpsc::Receiver<String>,
+    next_tick: Instant,
+    quitting: bool,
+    reported: usize,
+    digits_seen: usize,
+}
+
+fn say(s: &str) {
+    println!("{s}");
+}
+
+impl PromptApp {
+    fn command(&mut self, io: &mut Io<'_>, line: &str, now: Instant) {
+        let mut words = line.split_whitespace();
+        let result = match (words.next(), words.next()) {
+            (None, _) => Ok(()),
+            (Some("dial"), Some(uri)) => match super::target_of(uri) {
+                Ok(target) => {
+                    self.phone.dial(uri, target);
+                    self.phone.start(io, now);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            (Some("dial"), None) => Err("usage: dial sip:user@host[:port]".into()),
+            (Some("answer"), _) => self.phone.answer(io, now).map_err(String::from),
+            (Some("hangup"), _) => self.phone.hangup(io, now).map_err(String::from),
+            (Some("hold"), _) => self.phone.hold(io, true, now).map_err(String::from),
+            (Some("resume"), _) => self.phone.hold(io, false, now).map_err(String::from),
+            (Some("dtmf"), Some(d)) => self.phone.send_dtmf(io, d).map_err(String::from),
+            (Some("dtmf"), None) => Err("usage: dtmf 123#".into()),
+            (Some("status"), _) => {
+                self.status(now);
+                Ok(())
+            }
+            (Some("quit" | "exit"), _) => {
+                self.quit(io, now);
+                Ok(())
+            }
+            (Some("help"), _) => {
+                say(HELP);
+                Ok(())
+            }
+            (Some(other), _) => Err(format!("unknown command {other}; {HELP}")),
+        };
+        if let Err(e) = result {
+            say(&format!("error: {e}"));
+        }
+    }
+
+    fn status(&self, now: Instant) {
+        let calls = self.phone.status(now);
+        if calls.is_empty() {
+            say("no calls");
+        }
+        for (id, state, dur, media) in calls {
+            let m = media.map_or_else(
+                || "no media".to_string(),
+                |m| {
+                    format!(
+                        "rtp sent {} received {} lost {} jitter {:.1} ms",
+                        m.packets_sent, m.packets_received, m.packets_lost, m.jitter_ms
+                    )
+                },
+            );
+            say(&format!("{} {state} {:.1} s {m}", id.call_id, dur.as_secs_f64()));
+        }
+    }
+
+    fn quit(&mut self, io: &mut Io<'_>, now: Instant) {
+        if !self.quitting {
+            self.quitting = true;
+            self.phone.shutdown(io, now);
+        }
+    }
+
+    /// Prints what happened since the last look: ended calls, digits.
+    fn news(&mut self) {
+        for r in &self.phone.reports[self.reported..] {
+            say(&format!("call {} ended: {} ({})", r.call_id, r.state, r.reason));
+        }
+        self.reported = self.phone.reports.len();
+        for (call, d) in &self.phone.digits[self.digits_seen..] {
+            say(&format!("dtmf {d} on {call}"));
+        }
+        self.digits_seen = self.phone.digits.len();
+    }
+}
+
+impl Application for PromptApp {
+    fn start(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.phone.start(io, now);
+    }
+
+    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        let before = self.phone.status(now).len();
+        self.phone.handle_event(io, event, now);
+        if self.phone.status(now).len() > before {
+            say("incoming call: type answer");
+        }
+        self.news();
+    }
+
+    fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: bytes::Bytes, now: Instant) {
+        self.phone.handle_media(io, flow, source, payload, now);
+    }
+
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.phone.handle_timeout(io, now);
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            loop {
+                match self.lines.try_recv() {
+                    Ok(line) => self.command(io, line.trim(), now),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.quit(io, now);
+                        break;
+                    }
+                }
+            }
+        }
+        self.news();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [self.phone.poll_timeout(), Some(self.next_tick)].into_iter().flatten().min()
+    }
+
+    fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.quit(io, now);
+    }
+
+    fn is_done(&self) -> bool {
+        self.quitting && self.phone.is_done()
+    }
+}
+
+/// Runs the prompt until `quit`, end of input or Ctrl-C; returns the phone for the summary.
+pub(crate) async fn run(transport: UdpTransport, endpoint: Endpoint, phone: Phone, local: SocketAddr, user: &str) -> Phone {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        while stdin.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    say(&format!("softphone on udp {local}; others call sip:{user}@{local}"));
+    say(HELP);
+    let app = PromptApp { phone, lines: rx, next_tick: Instant::now(), quitting: false, reported: 0, digits_seen: 0 };
+    let app = switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
+    app.phone
+}

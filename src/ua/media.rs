@@ -1,0 +1,294 @@
+//! The media of a user agent's calls: one [`MediaSession`] per dialog, on RTP/RTCP ports bound
+//! from a range, started on answer and stopped when the dialog ends (RFC 3264, RFC 3550).
+//!
+//! The user agent drives it: [`CallMedia::prepare_offer`] / [`CallMedia::answer_offer`] at call
+//! setup, [`CallMedia::apply_answer`] when the answer arrives, [`CallMedia::handle_media`] for each
+//! datagram, [`CallMedia::handle_timeout`] on its deadline, and [`CallMedia::end`] when the dialog
+//! ends, which frees the ports and returns the figures and the recording.
+
+use crate::call::{self, Channel, MediaConfig, MediaEvent, MediaPrefs, MediaSession, MediaSummary, Negotiated, NegotiationError, Source};
+use crate::dialog::DialogId;
+use crate::driver::{FlowId, Io};
+use crate::sdp::{Direction, SessionDescription};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Instant;
+
+/// A call, as media sees it: Call-ID and our tag (stable from the INVITE on, unlike the remote tag).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallKey(Box<str>, Box<str>);
+
+impl CallKey {
+    /// The key of a dialog (or pending INVITE) id.
+    pub fn of(id: &DialogId) -> CallKey {
+        CallKey(id.call_id.clone(), id.local_tag.clone())
+    }
+}
+
+/// Settings of [`CallMedia`].
+#[derive(Debug, Clone)]
+pub struct CallMediaConfig {
+    /// Address to bind media on (and to put in SDP).
+    pub ip: IpAddr,
+    /// RTP port range (even ports for RTP, RTP+1 for RTCP).
+    pub ports: RangeInclusive<u16>,
+    /// Codecs and DTMF we offer and accept.
+    pub prefs: MediaPrefs,
+    /// Media session settings (seed varies per call).
+    pub session: MediaConfig,
+}
+
+#[derive(Debug)]
+struct CallMediaState {
+    rtp: FlowId,
+    rtcp: Option<FlowId>,
+    local: SocketAddr,
+    session: Option<MediaSession>,
+    source: Option<Source>,
+    version: u64,
+    session_id: u64,
+}
+
+/// A finished call's media figures and recording.
+#[derive(Debug, Clone)]
+pub struct EndedMedia {
+    /// The figures.
+    pub summary: MediaSummary,
+    /// Decoded received audio (8 kHz mono), if recording was on.
+    pub recording: Vec<i16>,
+}
+
+/// Why media could not be set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MediaSetupError {
+    /// No ports free in the range.
+    Ports(std::io::Error),
+    /// Offer/answer failed: answer 488.
+    Negotiation(NegotiationError),
+    /// The SDP did not parse: answer 488 (or 400).
+    BadSdp,
+}
+
+/// All calls' media.
+#[derive(Debug)]
+pub struct CallMedia {
+    config: CallMediaConfig,
+    calls: HashMap<CallKey, CallMediaState>,
+    flows: HashMap<FlowId, (CallKey, Channel)>,
+    seq: u64,
+}
+
+impl CallMedia {
+    /// No calls yet.
+    pub fn new(config: CallMediaConfig) -> CallMedia {
+        let seq = config.session.seed;
+        CallMedia { config, calls: HashMap::new(), flows: HashMap::new(), seq }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CallMediaConfig {
+        &self.config
+    }
+
+    fn bind(&mut self, io: &mut Io<'_>) -> Result<(FlowId, Option<FlowId>, SocketAddr), MediaSetupError> {
+        io.media.bind_pair(self.config.ip, self.config.ports.clone(), true).map_err(MediaSetupError::Ports)
+    }
+
+    fn next_seed(&mut self) -> u64 {
+        self.seq = self.seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.seq
+    }
+
+    fn insert(&mut self, key: CallKey, rtp: FlowId, rtcp: Option<FlowId>, local: SocketAddr, source: Source) {
+        self.flows.insert(rtp, (key.clone(), Channel::Rtp));
+        if let Some(f) = rtcp {
+            self.flows.insert(f, (key.clone(), Channel::Rtcp));
+        }
+        let session_id = self.next_seed() >> 1;
+        self.calls.insert(key, CallMediaState { rtp, rtcp, local, session: None, source: Some(source), version: 1, session_id });
+    }
+
+    /// Binds ports and builds our offer (UAC). Call [`CallMedia::attach`] with the INVITE's id.
+    pub fn prepare_offer(&mut self, io: &mut Io<'_>) -> Result<(PreparedOffer, Bytes), MediaSetupError> {
+        let (rtp, rtcp, local) = self.bind(io)?;
+        let sid = self.next_seed() >> 1;
+        let sdp = call::offer(local, &self.config.prefs, Direction::SendRecv, sid, 1);
+        Ok((PreparedOffer { rtp, rtcp, local }, sdp.to_bytes()))
+    }
+
+    /// Ties a prepared offer to the INVITE `id`, with what we will send once answered.
+    pub fn attach(&mut self, id: &DialogId, offer: PreparedOffer, source: Source) {
+        self.insert(CallKey::of(id), offer.rtp, offer.rtcp, offer.local, source);
+    }
+
+    /// Binds ports, answers `offer` (UAS) and starts media. Returns the SDP answer.
+    pub fn answer_offer(
+        &mut self,
+        io: &mut Io<'_>,
+        id: &DialogId,
+        offer: &Bytes,
+        source: Source,
+        now: Instant,
+    ) -> Result<Bytes, MediaSetupError> {
+        let offer = SessionDescription::parse(offer).map_err(|_| MediaSetupError::BadSdp)?;
+        let (rtp, rtcp, local) = self.bind(io)?;
+        let sid = self.next_seed() >> 1;
+        match call::answer(&offer, local, &self.config.prefs, Direction::SendRecv, sid) {
+            Ok((sdp, neg)) => {
+                let key = CallKey::of(id);
+                self.insert(key.clone(), rtp, rtcp, local, source);
+                self.start(&key, neg, io, now);
+                Ok(sdp.to_bytes())
+            }
+            Err(e) => {
+                io.media.close(rtp);
+                if let Some(f) = rtcp {
+                    io.media.close(f);
+                }
+                Err(MediaSetupError::Negotiation(e))
+            }
+        }
+    }
+
+    fn start(&mut self, key: &CallKey, neg: Negotiated, io: &Io<'_>, now: Instant) {
+        let seed = self.next_seed();
+        let Some(c) = self.calls.get_mut(key) else { return };
+        let source = c.source.take().unwrap_or(Source::Silence);
+        let cfg = MediaConfig { seed, ..self.config.session.clone() };
+        c.session = Some(MediaSession::new(neg, source, cfg, now, io.wall_clock));
+    }
+
+    /// The peer's answer to our offer arrived (UAC): start media, or update it (re-INVITE).
+    pub fn apply_answer(&mut self, io: &Io<'_>, id: &DialogId, answer: &Bytes, now: Instant) -> Result<(), MediaSetupError> {
+        let sdp = SessionDescription::parse(answer).map_err(|_| MediaSetupError::BadSdp)?;
+        let neg = call::apply_answer(&sdp, &self.config.prefs).map_err(MediaSetupError::Negotiation)?;
+        let key = CallKey::of(id);
+        match self.calls.get_mut(&key).and_then(|c| c.session.as_mut()) {
+            Some(s) => s.update(neg),
+            None => self.start(&key, neg, io, now),
+        }
+        Ok(())
+    }
+
+    /// A new offer inside the dialog (hold, resume, codec change): answer it on the same port.
+    pub fn answer_reoffer(&mut self, id: &DialogId, offer: &Bytes) -> Result<Bytes, MediaSetupError> {
+        let offer = SessionDescription::parse(offer).map_err(|_| MediaSetupError::BadSdp)?;
+        let c = self.calls.get_mut(&CallKey::of(id)).ok_or(MediaSetupError::BadSdp)?;
+        c.version += 1;
+        let (sdp, neg) =
+            call::answer(&offer, c.local, &self.config.prefs, Direction::SendRecv, c.session_id).map_err(MediaSetupError::Negotiation)?;
+        let mut sdp = sdp;
+        sdp.origin.session_version = c.version;
+        if let Some(s) = c.session.as_mut() {
+            s.update(neg);
+        }
+        Ok(sdp.to_bytes())
+    }
+
+    /// A new offer from us on the same port with `direction` (hold: `SendOnly`, resume: `SendRecv`).
+    pub fn reoffer(&mut self, id: &DialogId, direction: Direction) -> Option<Bytes> {
+        let c = self.calls.get_mut(&CallKey::of(id))?;
+        c.version += 1;
+        Some(call::offer(c.local, &self.config.prefs, direction, c.session_id, c.version).to_bytes())
+    }
+
+    /// The media session of a call, if started.
+    pub fn session_mut(&mut self, id: &DialogId) -> Option<&mut MediaSession> {
+        self.calls.get_mut(&CallKey::of(id))?.session.as_mut()
+    }
+
+    /// The media session of a call, if started.
+    pub fn session(&self, id: &DialogId) -> Option<&MediaSession> {
+        self.calls.get(&CallKey::of(id))?.session.as_ref()
+    }
+
+    /// Feeds a media datagram; returns the call's key and events it caused, if any.
+    pub fn handle_media(
+        &mut self,
+        io: &mut Io<'_>,
+        flow: FlowId,
+        source: SocketAddr,
+        payload: Bytes,
+        now: Instant,
+    ) -> Vec<(CallKey, MediaEvent)> {
+        let Some((key, channel)) = self.flows.get(&flow).cloned() else { return Vec::new() };
+        if let Some(s) = self.calls.get_mut(&key).and_then(|c| c.session.as_mut()) {
+            match channel {
+                Channel::Rtp => s.handle_rtp(source, payload, now),
+                Channel::Rtcp => s.handle_rtcp(source, payload, now),
+            }
+        }
+        self.flush(io, &key)
+    }
+
+    /// Advances every session's timers; returns events.
+    pub fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) -> Vec<(CallKey, MediaEvent)> {
+        let due: Vec<CallKey> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.session.as_ref().and_then(|s| s.poll_timeout()).is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut events = Vec::new();
+        for key in due {
+            if let Some(s) = self.calls.get_mut(&key).and_then(|c| c.session.as_mut()) {
+                s.handle_timeout(now);
+            }
+            events.extend(self.flush(io, &key));
+        }
+        events
+    }
+
+    /// Sends what a session queued (call after commands such as DTMF).
+    pub fn flush(&mut self, io: &mut Io<'_>, key: &CallKey) -> Vec<(CallKey, MediaEvent)> {
+        let Some(c) = self.calls.get_mut(key) else { return Vec::new() };
+        let Some(s) = c.session.as_mut() else { return Vec::new() };
+        while let Some(t) = s.poll_transmit() {
+            let flow = match t.channel {
+                Channel::Rtp => Some(c.rtp),
+                Channel::Rtcp => c.rtcp,
+            };
+            if let Some(flow) = flow {
+                io.media.send(flow, t.dest, &t.payload);
+            }
+        }
+        std::iter::from_fn(|| s.poll_event()).map(|e| (key.clone(), e)).collect()
+    }
+
+    /// The earliest media deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.calls.values().filter_map(|c| c.session.as_ref()?.poll_timeout()).min()
+    }
+
+    /// Ends a call's media: closes its ports and returns its figures and recording.
+    pub fn end(&mut self, io: &mut Io<'_>, key: &CallKey) -> Option<EndedMedia> {
+        let mut c = self.calls.remove(key)?;
+        for f in std::iter::once(c.rtp).chain(c.rtcp) {
+            io.media.close(f);
+            self.flows.remove(&f);
+        }
+        let s = c.session.as_mut()?;
+        Some(EndedMedia { summary: s.summary(), recording: s.take_recording() })
+    }
+
+    /// Calls with media state.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// True when no call has media state.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+/// Ports bound and an offer built, waiting for the INVITE's id.
+#[derive(Debug, Clone, Copy)]
+pub struct PreparedOffer {
+    rtp: FlowId,
+    rtcp: Option<FlowId>,
+    local: SocketAddr,
+}

@@ -1,0 +1,524 @@
+//! The softphone (sans-IO): places and answers calls with media, through [`UaCore`] and
+//! [`CallMedia`]. One type serves `softphone dial`, `softphone answer` and the interactive prompt.
+//!
+//! A call: INVITE with our offer (or an incoming INVITE answered after a delay), media from answer
+//! to end (tone, WAV or silence out; recording in), optional DTMF after the answer, hang-up after a
+//! duration, hold/resume by re-INVITE, and a BYE with a Reason when the peer's media stops for the
+//! inactivity timeout. Each ended call leaves a [`CallReport`].
+
+use super::core::{UaCore, UaEvent};
+use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
+use crate::call::{MediaEvent, Source};
+use crate::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
+use crate::driver::{Application, FlowId, Io};
+use crate::endpoint::EndpointEvent;
+use crate::media::tone::ToneGenerator;
+use crate::message::{Message, Method};
+use crate::sdp::Direction;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the phone sends.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Silence.
+    Silence,
+    /// A tone of this frequency (Hz).
+    Tone(f64),
+    /// These samples (8 kHz mono), looped.
+    Samples(Arc<[i16]>),
+}
+
+impl SourceSpec {
+    fn make(&self) -> Source {
+        match self {
+            SourceSpec::Silence => Source::Silence,
+            SourceSpec::Tone(hz) => Source::Tone(ToneGenerator::new(*hz, 8000)),
+            SourceSpec::Samples(pcm) => Source::Samples { pcm: pcm.clone(), pos: 0 },
+        }
+    }
+}
+
+/// Settings of the phone.
+#[derive(Debug, Clone)]
+pub struct PhoneConfig {
+    /// User name for From and Contact.
+    pub user: String,
+    /// Our SIP address.
+    pub local: SocketAddr,
+    /// Media ports, codecs and session settings.
+    pub media: CallMediaConfig,
+    /// What we send.
+    pub source: SourceSpec,
+    /// Hang up this long after the answer (`None`: stay until the peer hangs up or Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Answer incoming calls automatically after this delay (`None`: ring until the `answer` command).
+    pub auto_answer: Option<Duration>,
+    /// Stop after this many calls have ended (answer mode).
+    pub max_calls: Option<u32>,
+    /// Digits to send this long after the answer.
+    pub dtmf: Option<(String, Duration)>,
+    /// Seed for tags, branches, SSRCs.
+    pub seed: u64,
+}
+
+/// How a call ended, for the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallReport {
+    /// Call-ID.
+    pub call_id: String,
+    /// `completed`, `rejected`, `cancelled` or `failed`.
+    pub state: &'static str,
+    /// Why: `bye-local`, `bye-remote`, `486`, `timeout`, `cancel`, `rtp-timeout`, ...
+    pub reason: String,
+    /// From INVITE to answer.
+    pub setup: Option<Duration>,
+    /// From answer to end.
+    pub duration: Option<Duration>,
+    /// Status codes of the responses to our INVITE.
+    pub responses: Vec<u16>,
+    /// Media figures, if media ran.
+    pub media: Option<crate::call::MediaSummary>,
+    /// Decoded received audio.
+    pub recording: Vec<i16>,
+}
+
+#[derive(Debug)]
+struct Call {
+    id: DialogId,
+    outgoing: bool,
+    started: Instant,
+    answered: Option<Instant>,
+    hangup_at: Option<Instant>,
+    dtmf_at: Option<Instant>,
+    /// Incoming and not answered yet: the INVITE and when to answer (None: wait for a command).
+    ringing: Option<(Message, Option<Instant>)>,
+    responses: Vec<u16>,
+    end_reason: Option<String>,
+    held: bool,
+}
+
+/// The phone.
+#[derive(Debug)]
+pub struct Phone {
+    config: PhoneConfig,
+    ua: UaCore,
+    media: CallMedia,
+    calls: HashMap<CallKey, Call>,
+    /// Reports of ended calls, oldest first.
+    pub reports: Vec<CallReport>,
+    /// DTMF digits received, as (Call-ID, digit), for live display.
+    pub digits: Vec<(String, char)>,
+    stopping: bool,
+    pending_dial: Option<(String, SocketAddr)>,
+}
+
+/// Maps a dialog's end to (state, reason) of the summary.
+fn describe(reason: EndReason) -> (&'static str, String) {
+    match reason {
+        EndReason::Bye(Side::Local) => ("completed", "bye-local".into()),
+        EndReason::Bye(Side::Remote) => ("completed", "bye-remote".into()),
+        EndReason::Rejected(code) => ("rejected", code.to_string()),
+        EndReason::Cancelled => ("cancelled", "cancel".into()),
+        EndReason::Timeout => ("failed", "timeout".into()),
+        EndReason::NoAck => ("failed", "no-ack".into()),
+        EndReason::SessionExpired => ("failed", "session-expired".into()),
+        EndReason::PingFailed => ("failed", "ping-failed".into()),
+        EndReason::Gone => ("failed", "gone".into()),
+    }
+}
+
+impl Phone {
+    /// A phone; call [`Phone::dial`] for an outgoing call.
+    pub fn new(config: PhoneConfig, outbound: Option<SocketAddr>) -> Phone {
+        let dialog_config = DialogConfig {
+            contact: format!("sip:{}@{}", config.user, config.local),
+            sent_by: config.local.to_string(),
+            rng_seed: config.seed,
+            session_expires: None,
+            ..DialogConfig::default()
+        };
+        let media = CallMedia::new(config.media.clone());
+        Phone {
+            ua: UaCore::new(Dialogs::new(dialog_config), outbound),
+            media,
+            calls: HashMap::new(),
+            reports: Vec::new(),
+            digits: Vec::new(),
+            stopping: false,
+            pending_dial: None,
+            config,
+        }
+    }
+
+    /// Asks to call `uri` at `target`; the INVITE goes out when the driver starts the application
+    /// ([`Application::start`]), where media ports can be bound.
+    pub fn dial(&mut self, uri: &str, target: SocketAddr) {
+        self.ua.set_default_peer(Some(target));
+        self.pending_dial = Some((uri.to_owned(), target));
+    }
+
+    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) {
+        let (prepared, sdp): (PreparedOffer, Bytes) = match self.media.prepare_offer(io) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = ?e, "no media ports");
+                self.push_failed(format!("media: {e:?}"));
+                return;
+            }
+        };
+        let params = CallParams {
+            from: format!("<sip:{}@{}>", self.config.user, self.config.local),
+            to: format!("<{uri}>"),
+            target: None,
+            routes: Vec::new(),
+            sdp: Some(sdp),
+        };
+        match self.ua.dialogs().invite(params, now) {
+            Ok(id) => {
+                self.media.attach(&id, prepared, self.config.source.make());
+                let call = Call {
+                    id: id.clone(),
+                    outgoing: true,
+                    started: now,
+                    answered: None,
+                    hangup_at: None,
+                    dtmf_at: None,
+                    ringing: None,
+                    responses: Vec::new(),
+                    end_reason: None,
+                    held: false,
+                };
+                self.calls.insert(CallKey::of(&id), call);
+                tracing::info!(call_id = %id.call_id, %uri, "calling");
+            }
+            Err(e) => self.push_failed(format!("invite: {e:?}")),
+        }
+        self.ua.flush(io.endpoint, now);
+    }
+
+    fn push_failed(&mut self, reason: String) {
+        self.reports.push(CallReport {
+            call_id: String::new(),
+            state: "failed",
+            reason,
+            setup: None,
+            duration: None,
+            responses: vec![],
+            media: None,
+            recording: vec![],
+        });
+    }
+
+    /// Calls in progress: id, state (`ringing`, `active`, `held`), time in that call, media figures.
+    pub fn status(&self, now: Instant) -> Vec<(DialogId, &'static str, Duration, Option<crate::call::MediaSummary>)> {
+        self.calls
+            .values()
+            .map(|c| {
+                let state = if c.answered.is_none() {
+                    "ringing"
+                } else if c.held {
+                    "held"
+                } else {
+                    "active"
+                };
+                let since = c.answered.unwrap_or(c.started);
+                (c.id.clone(), state, now.saturating_duration_since(since), self.media.session(&c.id).map(|s| s.summary()))
+            })
+            .collect()
+    }
+
+    fn key_of(&self, id: &DialogId) -> CallKey {
+        CallKey::of(id)
+    }
+
+    /// The one call commands apply to: the only call, else the most recent.
+    fn current(&self) -> Option<CallKey> {
+        self.calls.iter().max_by_key(|(_, c)| c.started).map(|(k, _)| k.clone())
+    }
+
+    /// Answers the ringing call (prompt `answer`).
+    pub fn answer(&mut self, io: &mut Io<'_>, now: Instant) -> Result<(), &'static str> {
+        let key = self.calls.iter().find(|(_, c)| c.ringing.is_some()).map(|(k, _)| k.clone()).ok_or("no call is ringing")?;
+        self.answer_call(io, &key, now);
+        Ok(())
+    }
+
+    fn answer_call(&mut self, io: &mut Io<'_>, key: &CallKey, now: Instant) {
+        let Some(call) = self.calls.get_mut(key) else { return };
+        let Some((invite, _)) = call.ringing.take() else { return };
+        let id = call.id.clone();
+        let offer = invite.body_bytes();
+        match self.media.answer_offer(io, &id, &offer, self.config.source.make(), now) {
+            Ok(sdp) => {
+                let _ = self.ua.dialogs().accept(&id, Some(sdp), now);
+            }
+            Err(e) => {
+                tracing::info!(error = ?e, "cannot answer the offer: 488");
+                let _ = self.ua.dialogs().reject(&id, 488, now);
+            }
+        }
+        self.ua.flush(io.endpoint, now);
+    }
+
+    /// Hangs up the current call: BYE when answered, CANCEL or 486 while ringing (prompt `hangup`).
+    pub fn hangup(&mut self, io: &mut Io<'_>, now: Instant) -> Result<(), &'static str> {
+        let key = self.current().ok_or("no call")?;
+        self.hangup_call(io, &key, None, now);
+        Ok(())
+    }
+
+    fn hangup_call(&mut self, io: &mut Io<'_>, key: &CallKey, reason: Option<&str>, now: Instant) {
+        let Some(call) = self.calls.get_mut(key) else { return };
+        let id = call.id.clone();
+        call.hangup_at = None;
+        if call.answered.is_some() {
+            let _ = self.ua.dialogs().send_bye_with_reason(&id, reason, now);
+        } else if call.outgoing {
+            let _ = self.ua.cancel(io.endpoint, &id, now);
+        } else {
+            call.ringing = None;
+            let _ = self.ua.dialogs().reject(&id, 486, now);
+        }
+        self.ua.flush(io.endpoint, now);
+    }
+
+    /// Puts the current call on hold (re-INVITE with `a=sendonly`) or resumes it (`a=sendrecv`).
+    pub fn hold(&mut self, io: &mut Io<'_>, hold: bool, now: Instant) -> Result<(), &'static str> {
+        let key = self.current().ok_or("no call")?;
+        let call = self.calls.get_mut(&key).ok_or("no call")?;
+        if call.answered.is_none() {
+            return Err("the call is not answered");
+        }
+        let id = call.id.clone();
+        let direction = if hold { Direction::SendOnly } else { Direction::SendRecv };
+        let sdp = self.media.reoffer(&id, direction).ok_or("no media")?;
+        self.ua.dialogs().send_reinvite(&id, sdp, now).map_err(|_| "a re-INVITE is already in progress")?;
+        call.held = hold;
+        self.ua.flush(io.endpoint, now);
+        Ok(())
+    }
+
+    /// Sends DTMF digits on the current call (prompt `dtmf 123#`).
+    pub fn send_dtmf(&mut self, io: &mut Io<'_>, digits: &str) -> Result<(), &'static str> {
+        let key = self.current().ok_or("no call")?;
+        let id = self.calls.get(&key).ok_or("no call")?.id.clone();
+        self.media.session_mut(&id).ok_or("no media yet")?.send_dtmf(digits).map_err(|_| "digits are 0-9 * # A-D")?;
+        let _ = self.media.flush(io, &key);
+        Ok(())
+    }
+
+    fn on_ua_event(&mut self, io: &mut Io<'_>, event: UaEvent, now: Instant) {
+        match event {
+            UaEvent::ResponseSeen { method: Method::Invite, status } => {
+                tracing::info!(status, "response to INVITE");
+                if let Some(c) = self.calls.values_mut().find(|c| c.outgoing && c.answered.is_none()) {
+                    c.responses.push(status);
+                }
+            }
+            UaEvent::Dialog(ev) => self.on_dialog_event(io, ev, now),
+            UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
+                let (code, reason) = if request.method() == Some(&Method::Options) { (200, "OK") } else { (405, "Method Not Allowed") };
+                let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_dialog_event(&mut self, io: &mut Io<'_>, ev: DialogEvent, now: Instant) {
+        match ev {
+            DialogEvent::Incoming { id, request } => {
+                if self.stopping {
+                    let _ = self.ua.dialogs().reject(&id, 480, now);
+                    return;
+                }
+                let _ = self.ua.dialogs().ring(&id, now);
+                tracing::info!(call_id = %id.call_id, from = %String::from_utf8_lossy(request.header(crate::message::HeaderName::From).unwrap_or(b"")), "incoming call");
+                let answer_at = self.config.auto_answer.map(|d| now + d);
+                let call = Call {
+                    id: id.clone(),
+                    outgoing: false,
+                    started: now,
+                    answered: None,
+                    hangup_at: None,
+                    dtmf_at: None,
+                    ringing: Some((request, answer_at)),
+                    responses: Vec::new(),
+                    end_reason: None,
+                    held: false,
+                };
+                self.calls.insert(self.key_of(&id), call);
+            }
+            DialogEvent::Established { id } => {
+                let key = self.key_of(&id);
+                let remote_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned());
+                let Some(call) = self.calls.get_mut(&key) else { return };
+                if call.answered.is_some() {
+                    return; // a second 2xx of a forked INVITE
+                }
+                call.id = id.clone();
+                call.answered = Some(now);
+                call.hangup_at = self.config.duration.map(|d| now + d);
+                call.dtmf_at = self.config.dtmf.as_ref().map(|(_, after)| now + *after);
+                let setup_ms = now.saturating_duration_since(call.started).as_millis() as u64;
+                tracing::info!(call_id = %id.call_id, setup_ms, "call answered");
+                if call.outgoing {
+                    match remote_sdp {
+                        Some(sdp) => {
+                            if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
+                                tracing::warn!(error = ?e, "unusable answer: hanging up");
+                                call.end_reason = Some("488".into());
+                                let _ = self.ua.dialogs().send_bye(&id, now);
+                            }
+                        }
+                        None => tracing::warn!("answer without SDP: no media"),
+                    }
+                }
+            }
+            DialogEvent::Reoffer { id, request } => match self.media.answer_reoffer(&id, &request.body_bytes()) {
+                Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
+                Err(_) => drop(self.ua.dialogs().reject(&id, 488, now)),
+            },
+            DialogEvent::Answered { id, response } => {
+                if let Err(e) = self.media.apply_answer(io, &id, &response.body_bytes(), now) {
+                    tracing::warn!(error = ?e, "unusable answer to our re-INVITE");
+                }
+            }
+            DialogEvent::Terminated { id, reason } => self.finish_call(io, &id, reason, now),
+            _ => {}
+        }
+    }
+
+    fn finish_call(&mut self, io: &mut Io<'_>, id: &DialogId, reason: EndReason, now: Instant) {
+        let key = self.key_of(id);
+        let Some(call) = self.calls.remove(&key) else { return };
+        let ended = self.media.end(io, &key);
+        let (state, mut why) = describe(reason);
+        if let Some(r) = call.end_reason {
+            why = r;
+        }
+        tracing::info!(call_id = %id.call_id, state, reason = %why, "call ended");
+        let (media, recording) = match ended {
+            Some(e) => (Some(e.summary), e.recording),
+            None => (None, Vec::new()),
+        };
+        self.reports.push(CallReport {
+            call_id: id.call_id.to_string(),
+            state,
+            reason: why,
+            setup: call.answered.map(|a| a.saturating_duration_since(call.started)),
+            duration: call.answered.map(|a| now.saturating_duration_since(a)),
+            responses: call.responses,
+            media,
+            recording,
+        });
+    }
+
+    fn on_media_events(&mut self, io: &mut Io<'_>, events: Vec<(CallKey, MediaEvent)>, now: Instant) {
+        for (key, ev) in events {
+            match ev {
+                MediaEvent::Dtmf(d) => {
+                    tracing::info!(digit = %d, "DTMF received");
+                    if let Some(c) = self.calls.get(&key) {
+                        self.digits.push((c.id.call_id.to_string(), d));
+                    }
+                }
+                MediaEvent::Inactive => {
+                    tracing::info!("no media from the peer: hanging up");
+                    if let Some(c) = self.calls.get_mut(&key) {
+                        c.end_reason = Some("rtp-timeout".into());
+                    }
+                    self.hangup_call(io, &key, Some("SIP;cause=408;text=\"RTP timeout\""), now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn drain(&mut self, io: &mut Io<'_>, now: Instant) {
+        while let Some(ev) = self.ua.poll_event() {
+            self.on_ua_event(io, ev, now);
+            self.ua.flush(io.endpoint, now);
+        }
+    }
+}
+
+impl Application for Phone {
+    fn start(&mut self, io: &mut Io<'_>, now: Instant) {
+        if let Some((uri, _)) = self.pending_dial.take() {
+            self.start_dial(io, uri, now);
+        }
+    }
+
+    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        self.ua.handle_endpoint_event(io.endpoint, event, now);
+        self.drain(io, now);
+    }
+
+    fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
+        let events = self.media.handle_media(io, flow, source, payload, now);
+        self.on_media_events(io, events, now);
+        self.drain(io, now);
+    }
+
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
+        let due_answer: Vec<CallKey> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ringing.as_ref().and_then(|r| r.1).is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due_answer {
+            self.answer_call(io, &key, now);
+        }
+        let due_hangup: Vec<CallKey> =
+            self.calls.iter().filter(|(_, c)| c.hangup_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();
+        for key in due_hangup {
+            self.hangup_call(io, &key, None, now);
+        }
+        let due_dtmf: Vec<CallKey> =
+            self.calls.iter().filter(|(_, c)| c.dtmf_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();
+        for key in due_dtmf {
+            if let (Some(c), Some((digits, _))) = (self.calls.get_mut(&key), self.config.dtmf.as_ref()) {
+                c.dtmf_at = None;
+                let id = c.id.clone();
+                if let Some(s) = self.media.session_mut(&id) {
+                    let _ = s.send_dtmf(digits);
+                }
+            }
+        }
+        let events = self.media.handle_timeout(io, now);
+        self.on_media_events(io, events, now);
+        self.ua.handle_timeout(io.endpoint, now);
+        self.drain(io, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().flat_map(|c| [c.ringing.as_ref().and_then(|r| r.1), c.hangup_at, c.dtmf_at]).flatten();
+        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).min()
+    }
+
+    fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.stopping = true;
+        self.pending_dial = None;
+        let keys: Vec<CallKey> = self.calls.keys().cloned().collect();
+        for key in keys {
+            self.hangup_call(io, &key, None, now);
+        }
+        self.drain(io, now);
+    }
+
+    fn is_done(&self) -> bool {
+        let finished = self.calls.is_empty() && self.ua.is_idle() && self.pending_dial.is_none();
+        if self.stopping {
+            return finished;
+        }
+        match self.config.max_calls {
+            Some(n) => finished && self.reports.len() as u32 >= n,
+            None => false,
+        }
+    }
+}
