@@ -76,7 +76,10 @@ pub trait Application {
 /// The driver's media sockets.
 #[derive(Debug)]
 struct MediaSockets {
-    sockets: HashMap<FlowId, (Arc<UdpSocket>, tokio::task::JoinHandle<()>)>,
+    /// Per flow: a std handle of the socket for sending (a plain non-blocking `send_to`, which
+    /// works from the first packet; tokio's `try_send_to` refuses until the reactor has seen the
+    /// new socket writable) and the reader task.
+    sockets: HashMap<FlowId, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
     next: u32,
     tx: mpsc::Sender<(FlowId, SocketAddr, Bytes)>,
     /// Datagrams dropped because a socket was busy.
@@ -87,6 +90,7 @@ impl MediaSockets {
     fn open(&mut self, addr: SocketAddr) -> io::Result<(FlowId, SocketAddr)> {
         let std_socket = std::net::UdpSocket::bind(addr)?;
         std_socket.set_nonblocking(true)?;
+        let sender = std_socket.try_clone()?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local = socket.local_addr()?;
         self.next += 1;
@@ -101,7 +105,7 @@ impl MediaSockets {
                 }
             }
         });
-        self.sockets.insert(flow, (socket, task));
+        self.sockets.insert(flow, (sender, task));
         Ok((flow, local))
     }
 }
@@ -130,7 +134,7 @@ impl MediaIo for MediaSockets {
 
     fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]) {
         if let Some((socket, _)) = self.sockets.get(&flow) {
-            if socket.try_send_to(payload, dest).is_err() {
+            if socket.send_to(payload, dest).is_err() {
                 self.send_drops += 1;
             }
         }

@@ -6,7 +6,17 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn serve(extra: &[&str]) -> (Child, u16) {
+/// Kills the child when the test ends, pass or fail.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(extra: &[&str]) -> (Guard, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -17,7 +27,7 @@ fn serve(extra: &[&str]) -> (Child, u16) {
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
     let port = line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
-    (child, port)
+    (Guard(child), port)
 }
 
 fn sigint(child: &Child) {
@@ -73,18 +83,18 @@ fn serve_sends_bye_to_live_calls_on_ctrl_c() {
         .spawn()
         .expect("softphone");
     wait_stderr(&mut phone, Duration::from_secs(10), "call answered");
-    sigint(&svc);
+    sigint(&svc.0);
     let out = phone.wait_with_output().expect("softphone output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
     assert_eq!(json["state"], "completed", "{stdout}");
     assert_eq!(json["reason"], "bye-remote", "the service hung up: {stdout}");
-    assert!(wait(&mut svc, Duration::from_secs(10)).success());
+    assert!(wait(&mut svc.0, Duration::from_secs(10)).success());
 }
 
 #[test]
 fn softphone_cancels_a_ringing_call_on_ctrl_c() {
-    let (mut svc, port) = serve(&["--answer-delay", "30"]);
+    let (svc, port) = serve(&["--answer-delay", "30"]);
     let mut phone = Command::new(env!("CARGO_BIN_EXE_softphone"))
         .args(["--summary", "json", "dial", &format!("sip:echo@127.0.0.1:{port}"), "--duration", "1"])
         .stdout(Stdio::piped())
@@ -98,6 +108,5 @@ fn softphone_cancels_a_ringing_call_on_ctrl_c() {
     let json: serde_json::Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
     assert_eq!(json["state"], "cancelled", "{stdout}");
     assert_eq!(json["responses"], serde_json::json!([180, 487]), "{stdout}");
-    let _ = svc.kill();
-    let _ = svc.wait();
+    drop(svc);
 }

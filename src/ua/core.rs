@@ -40,6 +40,9 @@ pub enum UaEvent {
     Endpoint(EndpointEvent),
 }
 
+/// How long [`UaCore::is_idle`] waits for the answer to a BYE (T2: several retransmissions).
+pub const BYE_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Server transactions by (Call-ID, CSeq number, method), so a dialog's response finds its request.
 type ServerKey = (Box<str>, u32, Method);
 
@@ -51,7 +54,7 @@ pub struct UaCore {
     server_keys: HashMap<TransactionId, ServerKey>,
     client_req: HashMap<TransactionId, Message>,
     /// Client transactions still waiting for a final response.
-    awaiting_final: std::collections::HashSet<TransactionId>,
+    awaiting_final: HashMap<TransactionId, (bool, Instant)>,
     /// Last address heard from, per Call-ID: where to send when the next hop is a domain name.
     peers: HashMap<Box<str>, SocketAddr>,
     /// Where requests go when neither the next hop nor the Call-ID gives an address.
@@ -82,7 +85,7 @@ impl UaCore {
             server_tx: HashMap::new(),
             server_keys: HashMap::new(),
             client_req: HashMap::new(),
-            awaiting_final: std::collections::HashSet::new(),
+            awaiting_final: HashMap::new(),
             peers: HashMap::new(),
             default_peer,
             events: VecDeque::new(),
@@ -124,10 +127,11 @@ impl UaCore {
     }
 
     /// True when every dialog has ended and every request we sent has its final response: what a
-    /// user agent waits for before it exits.
-    pub fn is_idle(&self) -> bool {
-        self.awaiting_final.is_empty()
-            && self.dialogs.ids().all(|id| self.dialogs.get(id).is_none_or(|d| d.state() == crate::dialog::DialogState::Terminated))
+    /// user agent waits for before it exits. A BYE is waited for at most [`BYE_GRACE`]: the dialog
+    /// is over, and a peer that vanished would otherwise hold the exit for Timer F (32 s).
+    pub fn is_idle(&self, now: Instant) -> bool {
+        let waiting = self.awaiting_final.values().any(|&(is_bye, sent)| !is_bye || now.saturating_duration_since(sent) < BYE_GRACE);
+        !waiting && self.dialogs.ids().all(|id| self.dialogs.get(id).is_none_or(|d| d.state() == crate::dialog::DialogState::Terminated))
     }
 
     /// The dialogs, read-only.
@@ -144,7 +148,8 @@ impl UaCore {
     /// The dialogs' next deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.dialogs.poll_timeout()
+        let bye_grace = self.awaiting_final.values().filter(|(is_bye, _)| *is_bye).map(|(_, sent)| *sent + BYE_GRACE);
+        self.dialogs.poll_timeout().into_iter().chain(bye_grace).min()
     }
 
     /// Advances the dialogs' timers and sends what they produce.
@@ -263,8 +268,8 @@ impl UaCore {
         }
         match ep.send_request(msg.clone(), dest, now) {
             Ok(tx) => {
+                self.awaiting_final.insert(tx, (msg.method() == Some(&Method::Bye), now));
                 self.client_req.insert(tx, msg);
-                self.awaiting_final.insert(tx);
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "request not sent");

@@ -39,6 +39,8 @@ pub struct EchoUas {
     ringing: HashMap<DialogId, (Instant, Message)>,
     media: CallMedia,
     stopping: bool,
+    /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
+    last_now: Option<Instant>,
     /// Calls answered so far.
     pub answered: u64,
 }
@@ -62,6 +64,7 @@ impl EchoUas {
             ua: UaCore::new(Dialogs::new(dialog_config), None),
             ringing: HashMap::new(),
             stopping: false,
+            last_now: None,
             answered: 0,
         }
     }
@@ -157,17 +160,20 @@ impl EchoUas {
 
 impl Application for EchoUas {
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        self.last_now = Some(now);
         self.ua.handle_endpoint_event(io.endpoint, event, now);
         self.drain(io, now);
     }
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: bytes::Bytes, now: Instant) {
+        self.last_now = Some(now);
         let events = self.media.handle_media(io, flow, source, payload, now);
         self.on_media_events(io, events, now);
         self.drain(io, now);
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.last_now = Some(now);
         let due: Vec<DialogId> = self.ringing.iter().filter(|(_, (at, _))| *at <= now).map(|(id, _)| id.clone()).collect();
         for id in due {
             if let Some((_, request)) = self.ringing.remove(&id) {
@@ -185,6 +191,7 @@ impl Application for EchoUas {
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.last_now = Some(now);
         self.stopping = true;
         let ids: Vec<DialogId> = self.ua.dialogs_ref().ids().cloned().collect();
         for id in ids {
@@ -199,6 +206,6 @@ impl Application for EchoUas {
     }
 
     fn is_done(&self) -> bool {
-        self.stopping && self.ua.is_idle()
+        self.stopping && self.last_now.is_some_and(|now| self.ua.is_idle(now))
     }
 }

@@ -113,6 +113,8 @@ pub struct Phone {
     /// DTMF digits received, as (Call-ID, digit), for live display.
     pub digits: Vec<(String, char)>,
     stopping: bool,
+    /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
+    last_now: Option<Instant>,
     pending_dial: Option<(String, SocketAddr)>,
 }
 
@@ -149,6 +151,7 @@ impl Phone {
             reports: Vec::new(),
             digits: Vec::new(),
             stopping: false,
+            last_now: None,
             pending_dial: None,
             config,
         }
@@ -454,17 +457,20 @@ impl Application for Phone {
     }
 
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        self.last_now = Some(now);
         self.ua.handle_endpoint_event(io.endpoint, event, now);
         self.drain(io, now);
     }
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
+        self.last_now = Some(now);
         let events = self.media.handle_media(io, flow, source, payload, now);
         self.on_media_events(io, events, now);
         self.drain(io, now);
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.last_now = Some(now);
         let due_answer: Vec<CallKey> = self
             .calls
             .iter()
@@ -502,6 +508,7 @@ impl Application for Phone {
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.last_now = Some(now);
         self.stopping = true;
         self.pending_dial = None;
         let keys: Vec<CallKey> = self.calls.keys().cloned().collect();
@@ -512,7 +519,7 @@ impl Application for Phone {
     }
 
     fn is_done(&self) -> bool {
-        let finished = self.calls.is_empty() && self.ua.is_idle() && self.pending_dial.is_none();
+        let finished = self.calls.is_empty() && self.last_now.is_some_and(|now| self.ua.is_idle(now)) && self.pending_dial.is_none();
         if self.stopping {
             return finished;
         }

@@ -1,0 +1,300 @@
+//! Child processes for interop tests: spawn with captured output, wait for an output line, for exit
+//! or for EOF, each with a deadline, and stop only the child we started (through its handle; SIGTERM
+//! goes to `child.id()` while the child is not yet reaped, so the pid cannot belong to anyone else).
+//! Also private temp dirs, free loopback ports and the "is this tool installed" check.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Default)]
+struct Captured {
+    lines: Vec<(Stream, String)>,
+    /// Pipes not yet at EOF.
+    open: usize,
+}
+
+type Shared = Arc<(Mutex<Captured>, Condvar)>;
+
+/// A child process whose stdout and stderr are read line by line in the background. Dropping it
+/// kills the child (if still running) and reaps it.
+pub struct Proc {
+    name: String,
+    child: Child,
+    out: Shared,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdin from /dev/null and both output pipes captured.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let out: Shared = Arc::new((Mutex::new(Captured { lines: Vec::new(), open: 2 }), Condvar::new()));
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        reader(stdout, Stream::Stdout, out.clone());
+        reader(stderr, Stream::Stderr, out.clone());
+        Proc { name: name.to_owned(), child, out, status: None }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until a line (either pipe) contains `needle`, and returns it. Errors with the output
+    /// so far when the deadline passes or both pipes reach EOF first (the process ended).
+    pub fn wait_line(&self, needle: &str, limit: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        let (lock, cond) = &*self.out;
+        let mut g = lock.lock().expect("output lock");
+        loop {
+            if let Some((_, l)) = g.lines.iter().find(|(_, l)| l.contains(needle)) {
+                return Ok(l.clone());
+            }
+            if g.open == 0 {
+                drop(g);
+                return Err(format!("{} ended before printing '{needle}':\n{}", self.name, self.transcript()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(g);
+                return Err(format!("{} printed no '{needle}' within {limit:?}:\n{}", self.name, self.transcript()));
+            }
+            g = cond.wait_timeout(g, deadline - now).expect("output lock").0;
+        }
+    }
+
+    /// Lines of one pipe so far.
+    pub fn lines(&self, stream: Stream) -> Vec<String> {
+        let g = self.out.0.lock().expect("output lock");
+        g.lines.iter().filter(|(s, _)| *s == stream).map(|(_, l)| l.clone()).collect()
+    }
+
+    /// Everything captured so far (stderr lines marked with `!`), for failure messages; long
+    /// transcripts keep their last 150 lines.
+    pub fn transcript(&self) -> String {
+        let g = self.out.0.lock().expect("output lock");
+        let skip = g.lines.len().saturating_sub(150);
+        let mut s = String::new();
+        if skip > 0 {
+            s.push_str(&format!("  [... {skip} lines]\n"));
+        }
+        for (stream, l) in &g.lines[skip..] {
+            s.push_str(if *stream == Stream::Stderr { "  ! " } else { "  | " });
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Waits for the child to exit, then (bounded by the same deadline) for its pipes to reach
+    /// EOF so the captured output is complete. `None` when it is still running at the deadline.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.try_status() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (lock, cond) = &*self.out;
+        let mut g = lock.lock().expect("output lock");
+        while g.open > 0 {
+            let now = Instant::now();
+            // A grandchild holding the pipes open must not hang the test: give up on the rest.
+            let until = deadline.max(now + Duration::from_secs(2));
+            g = cond.wait_timeout(g, until - now).expect("output lock").0;
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        Some(status)
+    }
+
+    /// [`Proc::wait_exit`], panicking with the transcript on timeout (the child is killed by drop).
+    pub fn expect_exit(&mut self, limit: Duration) -> ExitStatus {
+        match self.wait_exit(limit) {
+            Some(s) => s,
+            None => panic!("{} still running after {limit:?}:\n{}", self.name, self.transcript()),
+        }
+    }
+
+    /// Asks the child to stop with SIGTERM, waits up to `grace`, then kills it. Returns the exit
+    /// status, or `None` when it had to be killed.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.try_status() {
+            return Some(s);
+        }
+        // Still running and not reaped: the pid is our child's.
+        let pid = self.child.id().to_string();
+        let sent =
+            Command::new("kill").args(["-TERM", &pid]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        if sent {
+            if let Some(s) = self.wait_exit(grace) {
+                return Some(s);
+            }
+        }
+        self.kill();
+        None
+    }
+
+    /// SIGKILL (if still running) and reap.
+    pub fn kill(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            if let Ok(s) = self.child.wait() {
+                self.status = Some(s);
+            }
+        }
+    }
+
+    fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn reader<R: Read + Send + 'static>(pipe: R, stream: Stream, out: Shared) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']));
+                    let (lock, cond) = &*out;
+                    lock.lock().expect("output lock").lines.push((stream, line));
+                    cond.notify_all();
+                }
+            }
+        }
+        let (lock, cond) = &*out;
+        lock.lock().expect("output lock").open -= 1;
+        cond.notify_all();
+    });
+}
+
+/// Drops ANSI colour sequences (`ESC [ ... letter`), which baresip puts around errors.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for t in chars.by_ref() {
+                    if t.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// True when `tool` can be started (with `probe` arguments). When it cannot: prints a skip reason
+/// and returns false, or panics when `CI` is set, where every interop test must run.
+pub fn tool_available(tool: &str, probe: &[&str], hint: &str) -> bool {
+    let ok = Command::new(tool).args(probe).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !ok {
+        skip_or_fail(&format!("{tool} is not installed ({hint})"));
+    }
+    ok
+}
+
+/// Prints "skipping: why", or panics with it when `CI` is set.
+pub fn skip_or_fail(why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "required in CI: {why}");
+    eprintln!("skipping: {why}");
+}
+
+/// A private directory under the system temp dir, removed on drop unless the test is failing
+/// (then its path is printed so the logs and recordings can be looked at).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sb-{tag}-{}-{n}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A loopback port that is free for both UDP and TCP right now (baresip binds both).
+pub fn free_port_udp_tcp() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("local addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
+/// An even port in `range` from which `span` consecutive ports are free for UDP right now. The
+/// search starts at a varying offset, so concurrent test runs seldom pick the same ports; the
+/// caller must still cope with losing a race (retry when the bind fails).
+pub fn free_udp_span(range: std::ops::RangeInclusive<u16>, span: u16) -> u16 {
+    let first = *range.start() + range.start() % 2;
+    let slots = (range.end().saturating_sub(span - 1).saturating_sub(first)) / 2 + 1;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) ^ std::process::id();
+    for i in 0..u32::from(slots) {
+        let base = first + 2 * ((seed.wrapping_add(i) % u32::from(slots)) as u16);
+        let held: Vec<_> = (base..base + span).map_while(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+        if held.len() == usize::from(span) {
+            return base;
+        }
+    }
+    panic!("no {span} free UDP ports in {range:?}");
+}

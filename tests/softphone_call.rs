@@ -1,0 +1,172 @@
+//! Two `softphone` processes on loopback call each other: each records the other's tone, DTMF digits
+//! arrive, and a peer that stops sending media is hung up with a BYE carrying a Reason header.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use switchboard::media::tone::analyse;
+use switchboard::media::wav::read_wav;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sb-{name}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Starts `softphone ... answer ...` and returns it with the port from its first stdout line.
+fn answerer(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_softphone"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("softphone answer");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("listening line");
+    let port = line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
+    (child, out, port)
+}
+
+fn finish(mut child: Child, mut out: BufReader<std::process::ChildStdout>, limit: Duration) -> (bool, String) {
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("softphone did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    (status.success(), rest)
+}
+
+fn summary(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON summary in {stdout}"));
+    serde_json::from_str(line).expect("summary JSON")
+}
+
+fn tone_of(path: &Path) -> (f64, f64) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let wav = read_wav(&bytes).expect("a WAV");
+    let a = analyse(&wav.samples, 8000);
+    (a.dominant.unwrap_or(0.0), a.active_seconds)
+}
+
+fn dial(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_softphone")).args(args).output().expect("softphone dial")
+}
+
+#[test]
+fn two_softphones_hear_each_other() {
+    let dir = tmpdir("pair");
+    let (a_wav, b_wav) = (dir.join("a.wav"), dir.join("b.wav"));
+    let (child, out, port) = answerer(&[
+        "--summary",
+        "json",
+        "--tone",
+        "1000",
+        "--record",
+        a_wav.to_str().unwrap(),
+        "--rtp-ports",
+        "41000-41999",
+        "answer",
+        "--calls",
+        "1",
+    ]);
+    let dialer = dial(&[
+        "--summary",
+        "json",
+        "--tone",
+        "440",
+        "--record",
+        b_wav.to_str().unwrap(),
+        "--rtp-ports",
+        "42000-42999",
+        "dial",
+        &format!("sip:softphone@127.0.0.1:{port}"),
+        "--duration",
+        "5",
+    ]);
+    let (ok, answer_out) = finish(child, out, Duration::from_secs(30));
+    let dial_out = String::from_utf8_lossy(&dialer.stdout).into_owned();
+    assert!(dialer.status.success(), "{dial_out}");
+    assert!(ok, "{answer_out}");
+    let (sa, sb) = (summary(&answer_out), summary(&dial_out));
+    assert_eq!(sa["call_id"], sb["call_id"], "both describe the same call");
+    assert_eq!((sa["rtp_lost"].as_i64(), sb["rtp_lost"].as_i64()), (Some(0), Some(0)));
+    let (fa, active_a) = tone_of(&a_wav);
+    let (fb, active_b) = tone_of(&b_wav);
+    assert!((fa - 440.0).abs() < 15.0 && active_a >= 4.5, "answerer heard {fa} Hz for {active_a} s");
+    assert!((fb - 1000.0).abs() < 15.0 && active_b >= 4.5, "caller heard {fb} Hz for {active_b} s");
+}
+
+#[test]
+fn dtmf_digits_sent_by_one_softphone_are_reported_by_the_other() {
+    let (child, out, port) = answerer(&["--summary", "json", "--rtp-ports", "43000-43999", "answer", "--calls", "1"]);
+    let dialer = dial(&[
+        "--summary",
+        "json",
+        "--dtmf",
+        "159#",
+        "--dtmf-after",
+        "0.5",
+        "--rtp-ports",
+        "44000-44999",
+        "dial",
+        &format!("sip:softphone@127.0.0.1:{port}"),
+        "--duration",
+        "3",
+    ]);
+    assert!(dialer.status.success());
+    let (ok, answer_out) = finish(child, out, Duration::from_secs(30));
+    assert!(ok, "{answer_out}");
+    assert_eq!(summary(&answer_out)["dtmf_received"], "159#");
+}
+
+#[test]
+fn a_peer_that_stops_sending_media_is_hung_up_with_a_reason() {
+    // The answerer gives up after 2 s without media. The caller is frozen (SIGSTOP) once the call
+    // is answered, so its RTP and RTCP stop as they would if the peer died or the path broke.
+    let (child, out, port) = answerer(&["--summary", "json", "--rtp-timeout", "2", "--rtp-ports", "45000-45999", "answer", "--calls", "1"]);
+    let mut caller = Command::new(env!("CARGO_BIN_EXE_softphone"))
+        .args([
+            "--summary",
+            "json",
+            "--rtp-timeout",
+            "0",
+            "--rtp-ports",
+            "46000-46999",
+            "dial",
+            &format!("sip:softphone@127.0.0.1:{port}"),
+            "--duration",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    // Wait until the call is answered (the caller logs it), then freeze the caller.
+    let mut err = BufReader::new(caller.stderr.take().expect("stderr"));
+    let t0 = Instant::now();
+    let mut line = String::new();
+    while !line.contains("call answered") {
+        line.clear();
+        assert!(err.read_line(&mut line).expect("caller log") > 0, "caller exited early");
+        assert!(t0.elapsed() < Duration::from_secs(20), "no answer");
+    }
+    let stop = Command::new("kill").args(["-STOP", &caller.id().to_string()]).status().expect("kill -STOP");
+    assert!(stop.success());
+    let (_, answer_out) = finish(child, out, Duration::from_secs(30));
+    let _ = Command::new("kill").args(["-CONT", &caller.id().to_string()]).status();
+    let _ = caller.kill();
+    let _ = caller.wait();
+    let s = summary(&answer_out);
+    assert_eq!(s["reason"], "rtp-timeout", "{answer_out}");
+    assert_eq!(s["state"], "completed");
+}
