@@ -1,0 +1,87 @@
+//! The softphone's interactive prompt, driven through stdin like a person would: dial the service's
+//! echo user, read live status, hold and resume, hang up, quit. Each step waits for its output line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lines(out: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn expect(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    loop {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("no line containing '{what}'"),
+        }
+    }
+}
+
+#[test]
+fn prompt_dials_shows_status_holds_and_hangs_up() {
+    let mut svc = Guard(Command::new(env!("CARGO_BIN_EXE_switchboard")).args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "49000-49499"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve"));
+    let svc_out = lines(svc.0.stdout.take().expect("stdout"));
+    let listening = expect(&svc_out, "listening on udp");
+    let port = listening.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).expect("port").trim().to_owned();
+
+    let mut phone = Guard(
+        Command::new(env!("CARGO_BIN_EXE_softphone"))
+            .args(["--tone", "440", "--rtp-ports", "49500-49999"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("softphone"),
+    );
+    let out = lines(phone.0.stdout.take().expect("stdout"));
+    let mut stdin = phone.0.stdin.take().expect("stdin");
+    expect(&out, "commands:");
+    let mut say = |cmd: &str| writeln!(stdin, "{cmd}").expect("write to prompt");
+
+    say("status");
+    expect(&out, "no calls");
+    say(&format!("dial sip:echo@127.0.0.1:{port}"));
+    // Poll status until the call is active and media flows both ways.
+    let mut active = String::new();
+    for _ in 0..50 {
+        say("status");
+        let l = expect(&out, "@127.0.0.1");
+        if l.contains(" active ") && !l.contains("received 0 ") {
+            active = l;
+            break;
+        }
+    }
+    assert!(active.contains("rtp sent"), "live media figures: {active}");
+    say("hold");
+    say("status");
+    expect(&out, " held ");
+    say("resume");
+    say("hangup");
+    let ended = expect(&out, "ended:");
+    assert!(ended.contains("completed (bye-local)"), "{ended}");
+    say("nonsense");
+    expect(&out, "error: unknown command nonsense");
+    say("quit");
+    let summary = expect(&out, "completed (bye-local); responses [200]");
+    assert!(summary.contains("codec PCMU"), "{summary}");
+}
