@@ -24,6 +24,7 @@ pub mod driver;
 pub mod endpoint;
 pub mod media;
 pub mod message;
+pub mod proxy;
 pub mod sdp;
 pub mod transaction;
 pub mod transport;

@@ -1,0 +1,363 @@
+//! A stateful proxy core (RFC 3261 §16), sans-IO over the [`Endpoint`].
+//!
+//! ```text
+//!   server transaction (caller)          client transactions (one per target)
+//!   ───────────────────────────          ────────────────────────────────────
+//!   request ── forward() ──────────────► copy with our Via, Max-Forwards-1, Record-Route
+//!   1xx   ◄── forwarded at once ───────── 180/183
+//!   2xx   ◄── forwarded at once ───────── 2xx  (then CANCEL to the other branches)
+//!   best  ◄── when all branches ended ── 3xx-6xx, 408 on timeout (§16.7 best response)
+//! ```
+//!
+//! Routing decisions (which targets) are the caller's: [`Proxy::forward`] takes them. A branch
+//! without any response for `branch_timeout`, or without a final one for `ringing_timeout` (Timer C,
+//! §16.8), ends as 408, so a caller never waits out the full Timer B in silence.
+
+pub mod forward;
+
+use crate::dialog::IdGen;
+use crate::endpoint::Endpoint;
+use crate::message::{Message, Method};
+use crate::transaction::TransactionId;
+use crate::transport::response_destination;
+use forward::{forward_request, is_us, strip_top_via, ForwardSpec};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Settings of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Our address (Via, Record-Route).
+    pub local: SocketAddr,
+    /// A branch with no response at all after this ends as 408.
+    pub branch_timeout: Duration,
+    /// A ringing branch with no final response after this is cancelled (Timer C, §16.8: > 3 min).
+    pub ringing_timeout: Duration,
+    /// Seed for branches.
+    pub seed: u64,
+}
+
+/// Where to send a forwarded request: the target URI and the address to reach it (for a registered
+/// phone, where its REGISTER came from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The new Request-URI.
+    pub uri: String,
+    /// The next hop.
+    pub dest: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    Trying,
+    Ringing,
+    Done(u16),
+}
+
+#[derive(Debug)]
+struct Branch {
+    tx: TransactionId,
+    state: BranchState,
+    deadline: Instant,
+    response: Option<Message>,
+}
+
+#[derive(Debug)]
+struct Context {
+    request: Message,
+    branches: Vec<Branch>,
+    answered: bool,
+    finished: bool,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Requests forwarded statefully.
+    pub forwarded: u64,
+    /// Branches that ended on our timeout (408).
+    pub branch_timeouts: u64,
+    /// ACKs and stray responses relayed statelessly.
+    pub relayed: u64,
+}
+
+/// The proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    config: ProxyConfig,
+    ids: IdGen,
+    contexts: HashMap<TransactionId, Context>,
+    branch_of: HashMap<TransactionId, TransactionId>,
+    stats: ProxyStats,
+}
+
+/// §16.7 step 6: the best final response among the branches' (6xx first, else the lowest class;
+/// 503 becomes 500).
+fn best_status(codes: &[u16]) -> u16 {
+    if let Some(&c) = codes.iter().filter(|&&c| c >= 600).min() {
+        return c;
+    }
+    match codes.iter().min_by_key(|&&c| (c / 100, c)) {
+        Some(503) => 500,
+        Some(&c) => c,
+        None => 408,
+    }
+}
+
+impl Proxy {
+    /// A proxy with no transactions yet.
+    pub fn new(config: ProxyConfig) -> Proxy {
+        let ids = IdGen::new(config.seed);
+        Proxy { config, ids, contexts: HashMap::new(), branch_of: HashMap::new(), stats: ProxyStats::default() }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ProxyStats {
+        self.stats
+    }
+
+    /// Calls (forwarded requests) in progress.
+    pub fn len(&self) -> usize {
+        self.contexts.len()
+    }
+
+    /// True when nothing is in progress.
+    pub fn is_empty(&self) -> bool {
+        self.contexts.is_empty()
+    }
+
+    /// Whether `tx` is one of our client transactions (its responses are ours).
+    pub fn owns(&self, tx: TransactionId) -> bool {
+        self.branch_of.contains_key(&tx)
+    }
+
+    /// Forwards `request` (received on server transaction `server_tx`) to every target in parallel
+    /// (§16.6, forking). `targets` must not be empty.
+    pub fn forward(&mut self, ep: &mut Endpoint, server_tx: TransactionId, request: &Message, targets: &[Target], now: Instant) {
+        let is_invite = request.method() == Some(&Method::Invite);
+        let pop_route = request.routes().next().and_then(Result::ok).is_some_and(|r| is_us(r.uri_text, self.config.local));
+        let mut ctx = Context { request: request.clone(), branches: Vec::new(), answered: false, finished: false };
+        for t in targets {
+            let branch = self.ids.branch();
+            let spec = ForwardSpec { request_uri: &t.uri, local: self.config.local, branch: &branch, record_route: is_invite, pop_route };
+            let msg = forward_request(request, &spec);
+            match ep.send_request(msg, t.dest, now) {
+                Ok(tx) => {
+                    self.branch_of.insert(tx, server_tx);
+                    ctx.branches.push(Branch {
+                        tx,
+                        state: BranchState::Trying,
+                        deadline: now + self.config.branch_timeout,
+                        response: None,
+                    });
+                    self.stats.forwarded += 1;
+                }
+                Err(e) => tracing::debug!(error = ?e, dest = %t.dest, "branch not started"),
+            }
+        }
+        if ctx.branches.is_empty() {
+            let _ = ep.respond(server_tx, request.response_to(500, "Server Internal Error", None).finish(), now);
+            return;
+        }
+        self.contexts.insert(server_tx, ctx);
+    }
+
+    /// A response on one of our client transactions.
+    pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, response: &Message, now: Instant) {
+        let Some(&server_tx) = self.branch_of.get(&tx) else { return };
+        let Some(code) = response.status() else { return };
+        let Some(ctx) = self.contexts.get_mut(&server_tx) else { return };
+        let Some(branch) = ctx.branches.iter_mut().find(|b| b.tx == tx) else { return };
+        match code {
+            100 => {
+                if branch.state == BranchState::Trying {
+                    branch.state = BranchState::Ringing;
+                    branch.deadline = now + self.config.ringing_timeout;
+                }
+            }
+            101..=199 => {
+                branch.state = BranchState::Ringing;
+                branch.deadline = now + self.config.ringing_timeout;
+                if !ctx.finished {
+                    let _ = ep.respond(server_tx, strip_top_via(response), now);
+                }
+            }
+            200..=299 => {
+                branch.state = BranchState::Done(code);
+                // Every 2xx goes upstream (§16.7 step 5); the first one ends the other branches.
+                let _ = ep.respond(server_tx, strip_top_via(response), now);
+                if !ctx.answered {
+                    ctx.answered = true;
+                    ctx.finished = true;
+                    Self::cancel_pending(ep, ctx, now);
+                }
+            }
+            _ => {
+                branch.state = BranchState::Done(code);
+                branch.response = Some(response.clone());
+                if code >= 600 && ctx.request.method() == Some(&Method::Invite) {
+                    Self::cancel_pending(ep, ctx, now);
+                }
+            }
+        }
+        self.maybe_finish(ep, server_tx, now);
+    }
+
+    /// Our client transaction `tx` timed out (Timer B/F) or failed: the branch ends as 408.
+    pub fn handle_branch_timeout(&mut self, ep: &mut Endpoint, tx: TransactionId, now: Instant) {
+        let Some(&server_tx) = self.branch_of.get(&tx) else { return };
+        if let Some(b) = self.contexts.get_mut(&server_tx).and_then(|c| c.branches.iter_mut().find(|b| b.tx == tx)) {
+            if !matches!(b.state, BranchState::Done(_)) {
+                b.state = BranchState::Done(408);
+                self.stats.branch_timeouts += 1;
+            }
+        }
+        self.maybe_finish(ep, server_tx, now);
+    }
+
+    /// Our client transaction is gone.
+    pub fn handle_terminated(&mut self, tx: TransactionId) {
+        self.branch_of.remove(&tx);
+    }
+
+    /// The caller CANCELled the INVITE of `server_tx` (the endpoint answered it): cancel the
+    /// branches (§16.10).
+    pub fn handle_cancelled(&mut self, ep: &mut Endpoint, server_tx: TransactionId, now: Instant) {
+        if let Some(mut ctx) = self.contexts.remove(&server_tx) {
+            Self::cancel_pending(ep, &mut ctx, now);
+            for b in &ctx.branches {
+                self.branch_of.remove(&b.tx);
+            }
+        }
+    }
+
+    fn cancel_pending(ep: &mut Endpoint, ctx: &mut Context, now: Instant) {
+        for b in ctx.branches.iter_mut().filter(|b| b.state == BranchState::Ringing || b.state == BranchState::Trying) {
+            // §9.1: a CANCEL only after a provisional response; a silent branch just ends.
+            if b.state == BranchState::Ringing {
+                let _ = ep.cancel(b.tx, now);
+            }
+            b.state = BranchState::Done(487);
+        }
+    }
+
+    /// Sends the best final response once every branch has ended without a 2xx (§16.7 step 6).
+    fn maybe_finish(&mut self, ep: &mut Endpoint, server_tx: TransactionId, now: Instant) {
+        let Some(ctx) = self.contexts.get_mut(&server_tx) else { return };
+        if ctx.branches.iter().any(|b| !matches!(b.state, BranchState::Done(_))) {
+            return;
+        }
+        if !ctx.finished {
+            ctx.finished = true;
+            let codes: Vec<u16> =
+                ctx.branches.iter().filter_map(|b| if let BranchState::Done(c) = b.state { Some(c) } else { None }).collect();
+            let best = best_status(&codes);
+            let response = match ctx.branches.iter().find_map(|b| b.response.as_ref().filter(|r| r.status() == Some(best))) {
+                Some(r) => strip_top_via(r),
+                None => {
+                    let reason = if best == 408 { "Request Timeout" } else { "Server Internal Error" };
+                    ctx.request.response_to(best, reason, Some("proxy")).finish()
+                }
+            };
+            let _ = ep.respond(server_tx, response, now);
+        }
+        // The branch mappings stay until each client transaction terminates, so a late 2xx still
+        // finds its way upstream.
+        self.contexts.remove(&server_tx);
+    }
+
+    /// Ends branches that have waited too long (no response: `branch_timeout`; ringing: Timer C).
+    pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        let mut due = Vec::new();
+        for (&server_tx, ctx) in &mut self.contexts {
+            for b in ctx.branches.iter_mut().filter(|b| !matches!(b.state, BranchState::Done(_)) && b.deadline <= now) {
+                if b.state == BranchState::Ringing {
+                    let _ = ep.cancel(b.tx, now);
+                }
+                b.state = BranchState::Done(408);
+                self.stats.branch_timeouts += 1;
+                due.push(server_tx);
+            }
+        }
+        for server_tx in due {
+            self.maybe_finish(ep, server_tx, now);
+        }
+    }
+
+    /// The earliest branch deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.contexts
+            .values()
+            .flat_map(|c| c.branches.iter())
+            .filter(|b| !matches!(b.state, BranchState::Done(_)))
+            .map(|b| b.deadline)
+            .min()
+    }
+
+    /// Forwards a request outside any transaction (an ACK for a 2xx, §16.11): pop our Route,
+    /// decrement Max-Forwards, add our Via, send to the next hop.
+    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, resolve: impl Fn(&str) -> Option<SocketAddr>) {
+        let routes: Vec<String> = ack.routes().filter_map(Result::ok).map(|r| r.uri_text.to_owned()).collect();
+        let pop_route = routes.first().is_some_and(|r| is_us(r, self.config.local));
+        let next = if pop_route { routes.get(1) } else { routes.first() };
+        let uri = ack.request_uri_str().unwrap_or_default().to_owned();
+        let Some(dest) = next.map(String::as_str).or(Some(uri.as_str())).and_then(&resolve) else {
+            tracing::debug!("ACK with no next hop dropped");
+            return;
+        };
+        let branch = self.ids.branch();
+        let msg = forward_request(
+            ack,
+            &ForwardSpec { request_uri: &uri, local: self.config.local, branch: &branch, record_route: false, pop_route },
+        );
+        ep.send_stateless(&msg, dest);
+        self.stats.relayed += 1;
+    }
+
+    /// A response no transaction claims (a 2xx retransmission after our client transaction ended):
+    /// if the top Via is ours, take it off and send it on (§16.7, stateless relay).
+    pub fn relay_stray(&mut self, ep: &mut Endpoint, response: &Message) {
+        let ours = response
+            .via()
+            .ok()
+            .is_some_and(|v| v.host.ip() == Some(self.config.local.ip()) && v.port.unwrap_or(5060) == self.config.local.port());
+        if !ours {
+            return;
+        }
+        let up = strip_top_via(response);
+        if let Some(dest) = response_destination(&up) {
+            ep.send_stateless(&up, dest);
+            self.stats.relayed += 1;
+        }
+    }
+}
+
+/// Whether a request is on its way through us by a Route we put there (in-dialog, loose routing).
+pub fn routed_through(request: &Message, local: SocketAddr) -> bool {
+    request.routes().next().and_then(Result::ok).is_some_and(|r| is_us(r.uri_text, local))
+}
+
+/// §16.3 step 4: a request that already carries our Via came through us before: a loop (482).
+/// Spirals, which come back with another Request-URI on purpose, are not used by this service.
+pub fn is_loop(request: &Message, local: SocketAddr) -> bool {
+    request
+        .vias()
+        .filter_map(Result::ok)
+        .any(|v| v.host.ip() == Some(local.ip()) && v.port.unwrap_or(crate::transport::DEFAULT_PORT) == local.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_status;
+
+    #[test]
+    fn best_response_selection() {
+        assert_eq!(best_status(&[486, 404, 503]), 404);
+        assert_eq!(best_status(&[503]), 500);
+        assert_eq!(best_status(&[486, 603]), 603);
+        assert_eq!(best_status(&[408, 480]), 408);
+        assert_eq!(best_status(&[302, 486]), 302);
+        assert_eq!(best_status(&[]), 408);
+    }
+}
