@@ -26,6 +26,7 @@ pub mod media;
 pub mod message;
 pub mod proxy;
 pub mod sdp;
+pub mod service;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

@@ -1,0 +1,107 @@
+//! The service's configuration: a TOML file (`--config`) whose every key a command-line flag can
+//! override. Unknown keys are errors, so a typo never silently falls back to a default.
+//!
+//! ```toml
+//! listen = "127.0.0.1:5060"
+//! domain = "example.com"          # accept REGISTER/INVITE for this domain only (default: any)
+//! auth = "digest"                 # or "none" (lab use)
+//! mode = "proxy"                  # how calls between users are routed
+//! data_dir = "/var/lib/switchboard"
+//! rtp_ports = "30000-39999"
+//! rtp_timeout_secs = 30
+//! answer_delay_secs = 0
+//! t1_ms = 500
+//! min_expires = 60
+//! max_expires = 3600
+//! nonce_lifetime_secs = 300
+//! branch_timeout_secs = 10
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// How requests are authenticated (RFC 3261 §22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Digest (MD5 and SHA-256) for REGISTER and INVITE; calls to `echo` need none.
+    Digest,
+    /// No authentication (lab use; a warning is printed).
+    None,
+}
+
+/// How calls between users are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Stateful proxy (RFC 3261 §16) with Record-Route.
+    Proxy,
+}
+
+/// The file's contents; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// UDP listen address.
+    pub listen: Option<SocketAddr>,
+    /// Our domain.
+    pub domain: Option<String>,
+    /// Authentication.
+    pub auth: Option<AuthMode>,
+    /// Routing mode.
+    pub mode: Option<Mode>,
+    /// Where the store lives.
+    pub data_dir: Option<PathBuf>,
+    /// RTP port range `FROM-TO`.
+    pub rtp_ports: Option<String>,
+    /// RTP inactivity timeout.
+    pub rtp_timeout_secs: Option<f64>,
+    /// Ringing time of the echo user.
+    pub answer_delay_secs: Option<f64>,
+    /// RFC 3261 T1.
+    pub t1_ms: Option<u64>,
+    /// Registrar minimum expiry.
+    pub min_expires: Option<u32>,
+    /// Registrar maximum expiry.
+    pub max_expires: Option<u32>,
+    /// Digest nonce lifetime.
+    pub nonce_lifetime_secs: Option<u64>,
+    /// Proxy: a branch with no response ends as 408 after this.
+    pub branch_timeout_secs: Option<f64>,
+}
+
+/// Reads a TOML config file; the error names the file and the problem in one line.
+pub fn load(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))
+}
+
+/// Parses `FROM-TO` with 1024 ≤ FROM < TO.
+pub fn port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("RTP port range must be FROM-TO with 1024 <= FROM < TO <= 65535, got {s}");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a < 1024 || a >= b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key_and_refuses_unknown_ones() {
+        let c: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth, Some(AuthMode::None));
+        assert_eq!(c.listen, "127.0.0.1:5070".parse().ok());
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);
+        assert!(port_range("10-20").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! The service: registrar with digest auth, routing between registered phones, the echo user.
+
+pub mod config;
