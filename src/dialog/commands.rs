@@ -44,7 +44,7 @@ impl Dialogs {
         check_params(&params)?;
         let call_id = self.ids.call_id(host_of(&self.config.sent_by));
         let tag = self.ids.tag();
-        let request = self.build_invite(&params, &call_id, &tag, 1, 0)?;
+        let request = self.build_invite(&params, &call_id, &tag, 1, 0, None)?;
         let id = DialogId::new(&call_id, &tag, "");
         let inv = UacInvite {
             params,
@@ -54,6 +54,8 @@ impl Dialogs {
             answered: false,
             min_se_seen: 0,
             remote_tags: Vec::new(),
+            credentials: None,
+            auth_attempts: 0,
         };
         self.invites.insert(id.clone(), inv);
         self.push_transmit(request);
@@ -61,7 +63,15 @@ impl Dialogs {
     }
 
     /// Writes an initial INVITE; `min_se` is the largest Min-SE a 422 asked for (0 if none).
-    pub(crate) fn build_invite(&mut self, p: &CallParams, call_id: &str, tag: &str, seq: u32, min_se: u32) -> Result<Message, DialogError> {
+    pub(crate) fn build_invite(
+        &mut self,
+        p: &CallParams,
+        call_id: &str,
+        tag: &str,
+        seq: u32,
+        min_se: u32,
+        credentials: Option<&(HeaderName, String)>,
+    ) -> Result<Message, DialogError> {
         let target = check_params(p)?;
         let branch = self.ids.branch();
         let cfg = &self.config;
@@ -77,6 +87,9 @@ impl Dialogs {
         b.push(HeaderName::CSeq, format_args!("{seq} INVITE"));
         b.push(HeaderName::Contact, format_args!("<{}>", cfg.contact));
         b.push(HeaderName::Allow, ALLOW);
+        if let Some((name, value)) = credentials {
+            b.push(*name, value);
+        }
         session::write_request(&mut b, session::offer(cfg, None, min_se));
         Ok(match &p.sdp {
             Some(sdp) => b.body("application/sdp", sdp),

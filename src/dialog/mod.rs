@@ -46,7 +46,7 @@ mod timer;
 
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
-pub use set::{CallParams, Dialogs};
+pub use set::{Authorizer, CallParams, Dialogs};
 pub use state::{Dialog, DialogState, Role};
 pub use timer::DialogTimer;
 

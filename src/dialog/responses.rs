@@ -59,6 +59,7 @@ impl Dialogs {
                 200..=299 if id.remote_tag.is_empty() => return Err(InputError::Malformed),
                 200..=299 => self.invite_2xx(&key, &id, resp, now),
                 422 if self.retry_422(&key, resp, now) => {}
+                401 | 407 if self.retry_auth(&key, resp, now) => {}
                 _ => self.fail_invite(&key, code, now),
             }
             return Ok(());
@@ -136,13 +137,38 @@ impl Dialogs {
             return false;
         }
         let (params, seq, tags) = (inv.params.clone(), inv.seq.wrapping_add(1), inv.remote_tags.clone());
-        let Ok(msg) = self.build_invite(&params, &key.call_id, &key.local_tag, seq, min) else { return false };
+        let creds = self.invites.get(key).and_then(|i| i.credentials.clone());
+        let Ok(msg) = self.build_invite(&params, &key.call_id, &key.local_tag, seq, min, creds.as_ref()) else { return false };
         self.end_early(key, &tags, EndReason::Rejected(422), now);
         if let Some(inv) = self.invites.get_mut(key) {
             inv.seq = seq;
             inv.request = msg.clone();
             inv.min_se_seen = min;
             inv.remote_tags.clear();
+        }
+        self.push_transmit(msg);
+        true
+    }
+
+    /// 401/407 to our INVITE (RFC 3261 §22.2): send it again with credentials from the
+    /// authorizer and a new CSeq; at most twice (a second challenge may say the nonce was stale).
+    fn retry_auth(&mut self, key: &DialogId, resp: &Message, now: Instant) -> bool {
+        let Some(inv) = self.invites.get(key) else { return false };
+        if inv.auth_attempts >= 2 {
+            return false;
+        }
+        let request = inv.request.clone();
+        let Some(creds) = self.authorizer.0.as_mut().and_then(|a| a(&request, resp)) else { return false };
+        let Some(inv) = self.invites.get(key) else { return false };
+        let (params, seq, tags, min) = (inv.params.clone(), inv.seq.wrapping_add(1), inv.remote_tags.clone(), inv.min_se_seen);
+        let Ok(msg) = self.build_invite(&params, &key.call_id, &key.local_tag, seq, min, Some(&creds)) else { return false };
+        self.end_early(key, &tags, EndReason::Rejected(resp.status().unwrap_or(401)), now);
+        if let Some(inv) = self.invites.get_mut(key) {
+            inv.seq = seq;
+            inv.request = msg.clone();
+            inv.remote_tags.clear();
+            inv.credentials = Some(creds);
+            inv.auth_attempts += 1;
         }
         self.push_transmit(msg);
         true

@@ -42,7 +42,14 @@ pub(crate) struct UacInvite {
     pub(crate) min_se_seen: u32,
     /// Remote tags of the dialogs it created (forking gives several, §13.2.2.4).
     pub(crate) remote_tags: Vec<Box<str>>,
+    /// Authorization (or Proxy-Authorization) answering the last 401/407, and how many we sent.
+    pub(crate) credentials: Option<(HeaderName, String)>,
+    pub(crate) auth_attempts: u32,
 }
+
+/// Answers a 401/407 to one of our requests (RFC 3261 §22.2): given the request and the challenge
+/// response, returns the header to add (Authorization or Proxy-Authorization), or `None` to give up.
+pub type Authorizer = Box<dyn FnMut(&Message, &Message) -> Option<(HeaderName, String)> + Send>;
 
 /// The dialogs of one user agent (RFC 3261 §12), sans-IO.
 ///
@@ -64,6 +71,16 @@ pub struct Dialogs {
     pub(crate) merge: MergeDetector,
     transmits: VecDeque<Message>,
     events: VecDeque<Event>,
+    pub(crate) authorizer: AuthorizerSlot,
+}
+
+/// Holds the [`Authorizer`] (a closure has no `Debug`).
+pub(crate) struct AuthorizerSlot(pub(crate) Option<Authorizer>);
+
+impl std::fmt::Debug for AuthorizerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(<authorizer>)" } else { "None" })
+    }
 }
 
 // ===== impl Dialogs: storage and outputs =====
@@ -84,6 +101,7 @@ impl Dialogs {
             merge,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            authorizer: AuthorizerSlot(None),
         }
     }
 
