@@ -25,6 +25,7 @@ pub mod endpoint;
 pub mod media;
 pub mod message;
 pub mod proxy;
+pub mod registrar;
 pub mod sdp;
 pub mod service;
 pub mod transaction;

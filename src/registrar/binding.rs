@@ -1,0 +1,228 @@
+//! Bindings and the URI normalisations the registrar compares them by: the canonical
+//! address-of-record of RFC 3261 §10.3 step 5 and a contact key after the §19.1.4 comparison rules.
+
+use crate::message::{percent_decode, Host, SipUri, Uri};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+/// One registered contact of an address-of-record (RFC 3261 §10.3): where requests for the AOR go.
+///
+/// Times are Unix seconds, so bindings saved by the caller keep their meaning across a restart
+/// (see [`Registrar::restore`](super::Registrar::restore)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The canonical address-of-record, e.g. `sip:bob@biloxi.example.com` (see [`aor_of`]).
+    pub aor: String,
+    /// The Contact URI exactly as the UA sent it, uri-parameters and `?headers` included (RFC 4475
+    /// §3.3.13, §3.3.14); contact parameters such as `expires` or `q` are not part of it.
+    pub contact: String,
+    /// When the binding lapses, in Unix seconds.
+    pub expires_at: u64,
+    /// The `q` value in thousandths (`q=0.7` is 700); 1000 when the Contact had none.
+    pub q_millis: u16,
+    /// The Call-ID of the REGISTER that last wrote the binding (§10.3 step 7).
+    pub call_id: String,
+    /// The CSeq number of that REGISTER (§10.3 step 7).
+    pub cseq: u32,
+    /// Where that REGISTER came from: a phone behind a NAT is reached there, not at `contact`.
+    pub source: SocketAddr,
+    /// When the binding was last written, in Unix seconds.
+    pub updated_at: u64,
+}
+
+// ===== impl Binding =====
+
+impl Binding {
+    /// Seconds left at `now_secs` (Unix seconds); 0 once expired.
+    pub fn remaining(&self, now_secs: u64) -> u64 {
+        self.expires_at.saturating_sub(now_secs)
+    }
+
+    /// Whether the binding has lapsed at `now_secs`.
+    pub fn is_expired(&self, now_secs: u64) -> bool {
+        self.expires_at <= now_secs
+    }
+}
+
+/// The canonical address-of-record of a SIP or SIPS URI (RFC 3261 §10.3 step 5): scheme, user and
+/// host, with port, password, uri-parameters and headers removed. The host is lowercased (IPv6 in
+/// its compressed bracketed form); the user keeps its case, with escapes undone where the character
+/// may stand unescaped and written as uppercase `%HH` otherwise, so `sip:%62ob@Example.COM:5070`
+/// gives `sip:bob@example.com`. `None` for any other scheme (`tel:`, `isbn:`, ...).
+pub fn aor_of(uri: &Uri<'_>) -> Option<String> {
+    let sip = uri.as_sip()?;
+    let mut out = String::with_capacity(48);
+    out.push_str(if sip.secure { "sips:" } else { "sip:" });
+    if let Some(user) = sip.user {
+        push_escaped(&mut out, &percent_decode(user), is_user_char);
+        out.push('@');
+    }
+    push_host(&mut out, &sip.host);
+    Some(out)
+}
+
+/// The canonical AOR for `user` at `domain` under the `sip:` scheme, as [`aor_of`] writes it.
+pub(crate) fn aor_for(user: &str, domain: &str) -> String {
+    let mut out = String::with_capacity(5 + user.len() + 1 + domain.len());
+    out.push_str("sip:");
+    push_escaped(&mut out, user.as_bytes(), is_user_char);
+    out.push('@');
+    out.push_str(&domain.to_ascii_lowercase());
+    out
+}
+
+/// A comparison key for a Contact URI after RFC 3261 §19.1.4, simplified: scheme and host
+/// lowercased, userinfo unescaped canonically but case-sensitive, the port as written (no port is
+/// not 5060), uri-parameters and headers unescaped, lowercased and sorted, so their order does not
+/// matter. Non-SIP URIs compare by their text with the scheme lowercased.
+pub(crate) fn contact_key(uri: &Uri<'_>) -> String {
+    let Some(sip) = uri.as_sip() else {
+        return match uri {
+            Uri::Other { scheme, rest } => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+            other => other.to_string(),
+        };
+    };
+    let mut out = String::with_capacity(64);
+    out.push_str(if sip.secure { "sips:" } else { "sip:" });
+    if let Some(user) = sip.user {
+        push_escaped(&mut out, &percent_decode(user), is_user_char);
+        if let Some(pw) = sip.password {
+            out.push(':');
+            push_escaped(&mut out, &percent_decode(pw), is_user_char);
+        }
+        out.push('@');
+    }
+    push_host(&mut out, &sip.host);
+    if let Some(port) = sip.port {
+        let _ = write!(out, ":{port}");
+    }
+    push_sorted(&mut out, ';', params_of(sip));
+    if let Some(h) = sip.headers {
+        push_sorted(&mut out, '?', h.split('&').filter(|s| !s.is_empty()).map(|s| s.split_once('=').unwrap_or((s, ""))).collect());
+    }
+    out
+}
+
+fn params_of<'a>(sip: &SipUri<'a>) -> Vec<(&'a str, &'a str)> {
+    sip.params.iter().map(|(n, v)| (n, v.unwrap_or(""))).collect()
+}
+
+/// Appends `sep name=value` pairs, each unescaped and lowercased, in sorted order.
+fn push_sorted(out: &mut String, sep: char, pairs: Vec<(&str, &str)>) {
+    let mut norm: Vec<String> = pairs
+        .into_iter()
+        .map(|(n, v)| {
+            let mut s = String::with_capacity(n.len() + v.len() + 1);
+            push_escaped(&mut s, &percent_decode(n).to_ascii_lowercase(), is_unreserved);
+            s.push('=');
+            push_escaped(&mut s, &percent_decode(v).to_ascii_lowercase(), is_unreserved);
+            s
+        })
+        .collect();
+    norm.sort_unstable();
+    for p in norm {
+        out.push(sep);
+        out.push_str(&p);
+    }
+}
+
+fn push_host(out: &mut String, host: &Host<'_>) {
+    match (host, host.ip()) {
+        (Host::Ipv6(_), Some(ip)) => {
+            let _ = write!(out, "[{ip}]");
+        }
+        // Host text is ASCII by its grammar (`Display` adds the brackets of an IPv6 reference).
+        _ => out.push_str(&host.to_string().to_ascii_lowercase()),
+    }
+}
+
+/// `unreserved = alphanum / mark` (RFC 3261 §25.1).
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
+/// `unreserved / user-unreserved`: what a user part may hold without escaping (RFC 3261 §25.1).
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,;?/".contains(&b)
+}
+
+/// Writes `bytes`, escaping as `%HH` every byte `keep` rejects.
+fn push_escaped(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
+    for &b in bytes {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// A qvalue in thousandths as RFC 3261 §25.1 writes it: `1`, `0.5`, `0.75`, `0.005`.
+pub(crate) fn format_q(q_millis: u16) -> String {
+    if q_millis >= 1000 {
+        return "1".into();
+    }
+    let frac = format!("{q_millis:03}");
+    format!("0.{}", frac.trim_end_matches('0')).trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aor(s: &str) -> Option<String> {
+        aor_of(&Uri::parse(s).unwrap())
+    }
+
+    fn key(s: &str) -> String {
+        contact_key(&Uri::parse(s).unwrap())
+    }
+
+    #[test]
+    fn canonical_aor() {
+        for (uri, want) in [
+            ("sip:bob@biloxi.example.com", Some("sip:bob@biloxi.example.com")),
+            ("sip:bob@Biloxi.Example.COM:5070;transport=tcp?Subject=x", Some("sip:bob@biloxi.example.com")),
+            ("sips:Bob@example.com", Some("sips:Bob@example.com")),
+            ("sip:%62ob@example.com", Some("sip:bob@example.com")),
+            ("sip:a%40b@example.com", Some("sip:a%40b@example.com")),
+            ("sip:bob:secret@example.com;user=phone", Some("sip:bob@example.com")),
+            ("sip:example.com", Some("sip:example.com")),
+            ("sip:u@[2001:DB8:0::1]", Some("sip:u@[2001:db8::1]")),
+            ("tel:+1-201-555-0123", None),
+            ("isbn:2983792873", None),
+        ] {
+            assert_eq!(aor(uri).as_deref(), want, "{uri}");
+        }
+        assert_eq!(aor_for("bob", "Example.com"), "sip:bob@example.com");
+    }
+
+    #[test]
+    fn contact_keys_follow_19_1_4() {
+        let same = [
+            ("sip:bob@HOST.example.com;Transport=UDP", "sip:bob@host.example.com;transport=udp"),
+            ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+            ("sip:a@b;x=1;y=2", "sip:a@b;y=2;x=1"),
+            ("sip:a@b?h1=1&h2=2", "sip:a@b?h2=2&h1=1"),
+        ];
+        for (a, b) in same {
+            assert_eq!(key(a), key(b), "{a} vs {b}");
+        }
+        let differ = [
+            ("sip:alice@atlanta.com", "sip:ALICE@atlanta.com"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+            ("sip:a@b", "sips:a@b"),
+            ("sip:a@b;unknownparam", "sip:a@b"),
+        ];
+        for (a, b) in differ {
+            assert_ne!(key(a), key(b), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn q_values() {
+        for (q, s) in [(1000, "1"), (0, "0"), (500, "0.5"), (750, "0.75"), (5, "0.005"), (100, "0.1")] {
+            assert_eq!(format_q(q), s);
+        }
+    }
+}

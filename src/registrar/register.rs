@@ -1,0 +1,297 @@
+//! REGISTER processing, RFC 3261 §10.3 steps 1 to 8. [`Registrar::plan`] checks the request and
+//! decides every change without touching the table, so a refused request changes nothing;
+//! [`Registrar::apply`] then makes the changes and [`Registrar::ok_response`] answers.
+
+use super::binding::{aor_of, contact_key, format_q, Binding};
+use super::{sorted, Change, Outcome, RegisterError, Registrar};
+use crate::message::{percent_decode, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What a valid REGISTER asks for.
+#[derive(Debug)]
+struct Plan {
+    aor: String,
+    call_id: String,
+    cseq: u32,
+    action: Action,
+}
+
+#[derive(Debug)]
+enum Action {
+    /// No Contact: only list the bindings (§10.3 step 6, last paragraph).
+    Query,
+    /// `Contact: *` with `Expires: 0` (§10.3 step 6).
+    RemoveAll,
+    /// One operation per contact, in request order (§10.3 step 7).
+    Update(Vec<Op>),
+}
+
+#[derive(Debug)]
+struct Op {
+    key: String,
+    contact: String,
+    /// Granted seconds; 0 removes the binding.
+    expires: u32,
+    q_millis: u16,
+}
+
+// ===== impl Registrar =====
+
+impl Registrar {
+    /// Processes one REGISTER per RFC 3261 §10.3 and returns the final response with the binding
+    /// changes to persist. `source` is where the request came from (stored in each binding written).
+    /// `authorized_user` is the user the caller authenticated (steps 3 and 4), or `None` when
+    /// authentication is off; when given, it must equal the user part of the To AOR, else 403.
+    ///
+    /// A refused request changes nothing; its response carries the status of
+    /// [`RegisterError::status_code`] (423 adds `Min-Expires`, 420 adds `Unsupported`). A valid one
+    /// is answered 200 listing every binding of the AOR with its remaining `expires` and its `q`
+    /// (step 8), plus a Date header. Bindings of the AOR already lapsed at `now` are removed first.
+    pub fn handle_register(&mut self, req: &Message, source: SocketAddr, authorized_user: Option<&str>, now: Duration) -> Outcome {
+        let now = now.as_secs();
+        let tag = to_tag(req);
+        match self.plan(req, authorized_user, now) {
+            Ok(plan) => {
+                let changes = self.apply(&plan, source, now);
+                Outcome { response: self.ok_response(req, &plan.aor, &tag, now), changes, rejected: None }
+            }
+            Err(e) => {
+                let mut b = req.response_to(e.status_code(), &e.reason_phrase(), Some(&tag));
+                match &e {
+                    RegisterError::IntervalTooBrief { min_expires } => b.push(HeaderName::MinExpires, min_expires),
+                    RegisterError::BadExtension(tokens) => b.push(HeaderName::Unsupported, tokens.join(", ")),
+                    RegisterError::NotRegister => b.push(HeaderName::Allow, "REGISTER"),
+                    _ => {}
+                }
+                Outcome { response: b.finish(), changes: Vec::new(), rejected: Some(e) }
+            }
+        }
+    }
+
+    /// Steps 1 to 7 without side effects: every check, and what each contact will do.
+    fn plan(&self, req: &Message, authorized_user: Option<&str>, now: u64) -> Result<Plan, RegisterError> {
+        if req.method() != Some(&Method::Register) {
+            return Err(RegisterError::NotRegister);
+        }
+        // Step 1: is the Request-URI's domain ours? This registrar is not a proxy, so a foreign
+        // domain is answered 404 rather than forwarded.
+        let ruri = req.request_uri().ok_or(ParseError::new(ErrorKind::RequestUri, 0))?;
+        if !self.serves(&ruri) {
+            return Err(RegisterError::DomainNotServed);
+        }
+        // Step 2: no extension is supported, so any Require is refused.
+        let required = req.tokens(HeaderName::Require).map(|t| t.map(str::to_owned)).collect::<Result<Vec<_>, _>>()?;
+        if !required.is_empty() {
+            return Err(RegisterError::BadExtension(required));
+        }
+        let call_id = req.call_id()?.to_owned();
+        let cseq = req.cseq()?.seq;
+        // Step 5 (the AOR is needed for step 4): To must hold a SIP or SIPS URI.
+        let to = req.to()?;
+        let aor = aor_of(&to.uri).ok_or(RegisterError::AorNotSip)?;
+        // Step 4: the authenticated user may only register its own AOR.
+        if let Some(user) = authorized_user {
+            let aor_user = to.uri.as_sip().and_then(|s| s.user).map(percent_decode);
+            if aor_user.as_deref() != Some(user.as_bytes()) {
+                return Err(RegisterError::Forbidden);
+            }
+        }
+        // Step 5: the AOR must be in our domain.
+        if !self.serves(&to.uri) {
+            return Err(RegisterError::AorNotInDomain);
+        }
+        let action = self.contacts_action(req)?;
+        // Steps 6 and 7: an older request from the same UA (same Call-ID, CSeq not higher) must not
+        // undo what a newer one wrote.
+        let stale = |b: &Binding| !b.is_expired(now) && b.call_id == call_id && cseq <= b.cseq;
+        let entries = self.entries(&aor);
+        let out_of_order = match &action {
+            Action::Query => false,
+            Action::RemoveAll => entries.iter().any(|e| stale(&e.binding)),
+            Action::Update(ops) => ops.iter().any(|op| entries.iter().any(|e| e.key == op.key && stale(&e.binding))),
+        };
+        if out_of_order {
+            return Err(RegisterError::OutOfOrder);
+        }
+        Ok(Plan { aor, call_id, cseq, action })
+    }
+
+    /// Whether `uri` is in the configured domain (always, without one).
+    fn serves(&self, uri: &Uri<'_>) -> bool {
+        match (&self.config.domain, uri.as_sip()) {
+            (None, _) => true,
+            (Some(d), Some(sip)) => sip.host.as_str().eq_ignore_ascii_case(d),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Steps 6 and 7: the wildcard rules, then each contact's interval and q-value.
+    fn contacts_action(&self, req: &Message) -> Result<Action, RegisterError> {
+        let lines = req.header_values(HeaderName::Contact).count();
+        if lines == 0 {
+            return Ok(Action::Query);
+        }
+        if req.contact_is_star() {
+            return match (lines, req.expires()?) {
+                (1, Some(0)) => Ok(Action::RemoveAll),
+                _ => Err(RegisterError::InvalidWildcard),
+            };
+        }
+        let header_expires = req.expires()?;
+        let mut ops = Vec::new();
+        for c in req.contacts() {
+            // A `*` among other contacts fails to parse as an address; that is the step 6 error.
+            let c = c.map_err(|e| {
+                if req.header_values(HeaderName::Contact).any(is_star_in_list) {
+                    RegisterError::InvalidWildcard
+                } else {
+                    e.into()
+                }
+            })?;
+            let param = |name| c.params.contains(name);
+            let asked = match (param("expires"), c.expires()) {
+                (true, None) => return Err(RegisterError::BadContactParam),
+                (_, Some(secs)) => secs,
+                (false, None) => header_expires.unwrap_or(self.config.default_expires),
+            };
+            let q_millis = match (param("q"), c.q_millis()) {
+                (true, None) => return Err(RegisterError::BadContactParam),
+                (_, q) => q.unwrap_or(1000),
+            };
+            // Step 7: 0 removes; too brief is refused for the whole request; too long is shortened.
+            let expires = match asked {
+                0 => 0,
+                s if s < self.config.min_expires => return Err(RegisterError::IntervalTooBrief { min_expires: self.config.min_expires }),
+                s => s.min(self.config.max_expires),
+            };
+            ops.push(Op { key: contact_key(&c.uri), contact: c.uri_text.to_owned(), expires, q_millis });
+        }
+        Ok(Action::Update(ops))
+    }
+
+    /// Makes the planned changes: first drops the AOR's lapsed bindings, then steps 6 and 7.
+    fn apply(&mut self, plan: &Plan, source: SocketAddr, now: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let lapsed = |b: &Binding| b.is_expired(now);
+        while let Some(b) = self.take(&plan.aor, |e| lapsed(&e.binding)) {
+            changes.push(Change::Remove { aor: b.aor, contact: b.contact });
+        }
+        match &plan.action {
+            Action::Query => {}
+            Action::RemoveAll => {
+                while let Some(b) = self.take(&plan.aor, |_| true) {
+                    changes.push(Change::Remove { aor: b.aor, contact: b.contact });
+                }
+            }
+            Action::Update(ops) => {
+                for op in ops {
+                    if op.expires == 0 {
+                        if let Some(b) = self.take(&plan.aor, |e| e.key == op.key) {
+                            changes.push(Change::Remove { aor: b.aor, contact: b.contact });
+                        }
+                        continue;
+                    }
+                    let binding = Binding {
+                        aor: plan.aor.clone(),
+                        contact: op.contact.clone(),
+                        expires_at: now.saturating_add(u64::from(op.expires)),
+                        q_millis: op.q_millis,
+                        call_id: plan.call_id.clone(),
+                        cseq: plan.cseq,
+                        source,
+                        updated_at: now,
+                    };
+                    // The store keys bindings by contact text: if the UA now writes the same URI
+                    // differently (host case, parameter order), the old record goes.
+                    if let Some(old) = self.put(op.key.clone(), binding.clone()) {
+                        if old.contact != binding.contact {
+                            changes.push(Change::Remove { aor: old.aor, contact: old.contact });
+                        }
+                    }
+                    changes.push(Change::Put(binding));
+                }
+            }
+        }
+        changes
+    }
+
+    /// Step 8: 200 listing every binding of `aor`, best first, each with its remaining seconds.
+    fn ok_response(&self, req: &Message, aor: &str, tag: &str, now: u64) -> Message {
+        let mut b = req.response_to(200, "OK", Some(tag));
+        for binding in sorted(self.entries(aor)) {
+            let contact = format!("<{}>;expires={};q={}", binding.contact, binding.remaining(now), format_q(binding.q_millis));
+            b.push(HeaderName::Contact, contact);
+        }
+        b.push(HeaderName::Date, http_date(now));
+        b.finish()
+    }
+}
+
+/// Whether a Contact header line holds a `*` element among others (`*, <sip:a@b>`).
+fn is_star_in_list(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|e| e.trim_ascii() == b"*")
+}
+
+/// A To tag for the response. A registrar's response starts no dialog, so the tag only needs to
+/// differ between requests: a hash (FNV-1a) of Call-ID, CSeq and From. Deterministic, so no RNG is
+/// needed and tests can predict it.
+fn to_tag(req: &Message) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in [HeaderName::CallId, HeaderName::CSeq, HeaderName::From] {
+        for &b in req.header(name).unwrap_or_default().iter().chain(b"\n") {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// `rfc1123-date` (RFC 3261 §20.17), e.g. `Sat, 13 Nov 2010 23:29:00 GMT`, from Unix seconds.
+pub(crate) fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`), in unsigned form.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        for (secs, want) in [
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (1_289_690_940, "Sat, 13 Nov 2010 23:29:00 GMT"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 GMT"),
+        ] {
+            assert_eq!(http_date(secs), want);
+        }
+    }
+
+    #[test]
+    fn star_in_list() {
+        assert!(is_star_in_list(b"*, <sip:a@b>"));
+        assert!(is_star_in_list(b"<sip:a@b> , *"));
+        assert!(!is_star_in_list(b"<sip:a@b;x=*>"));
+    }
+}
