@@ -18,6 +18,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod call;
 pub mod dialog;
 pub mod driver;
@@ -28,6 +29,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod sdp;
 pub mod service;
+pub mod store;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

@@ -295,17 +295,11 @@ impl Proxy {
             .min()
     }
 
-    /// Forwards a request outside any transaction (an ACK for a 2xx, §16.11): pop our Route,
-    /// decrement Max-Forwards, add our Via, send to the next hop.
-    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, resolve: impl Fn(&str) -> Option<SocketAddr>) {
-        let routes: Vec<String> = ack.routes().filter_map(Result::ok).map(|r| r.uri_text.to_owned()).collect();
-        let pop_route = routes.first().is_some_and(|r| is_us(r, self.config.local));
-        let next = if pop_route { routes.get(1) } else { routes.first() };
+    /// Forwards a request outside any transaction (an ACK for a 2xx, §16.11) to `dest`, the next
+    /// hop the caller resolved: pop our Route, decrement Max-Forwards, add our Via.
+    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, dest: SocketAddr) {
+        let pop_route = routed_through(ack, self.config.local);
         let uri = ack.request_uri_str().unwrap_or_default().to_owned();
-        let Some(dest) = next.map(String::as_str).or(Some(uri.as_str())).and_then(&resolve) else {
-            tracing::debug!("ACK with no next hop dropped");
-            return;
-        };
         let branch = self.ids.branch();
         let msg = forward_request(
             ack,

@@ -1,3 +1,4 @@
 //! The service: registrar with digest auth, routing between registered phones, the echo user.
 
+pub mod app;
 pub mod config;

@@ -69,6 +69,12 @@ impl EchoUas {
         }
     }
 
+    /// Whether `msg` (a request or a response) belongs to one of the echo user's dialogs.
+    pub fn knows(&self, msg: &Message) -> bool {
+        let id = if msg.is_request() { DialogId::of_request(msg) } else { DialogId::of_response(msg) };
+        id.is_some_and(|id| self.ua.dialogs_ref().get(&id).is_some())
+    }
+
     /// Dialogs (and pending INVITEs) in progress.
     pub fn active_calls(&self) -> usize {
         self.ua.dialogs_ref().len()

@@ -1,0 +1,239 @@
+//! The server side: challenges and the check of credentials (RFC 3261 §22.2-§22.4, RFC 7616 §3.3,
+//! RFC 8760 §2.4).
+
+use super::credentials::Credentials;
+use super::digest::{ct_eq_ignore_case, quote, response, Algorithm};
+use super::nonce::{CountCheck, NonceCheck, NonceCounts, NonceKey};
+use crate::message::{HeaderName, Message, Uri};
+use std::time::Duration;
+
+/// How long a nonce stays good by default: five minutes, then the client is told `stale=true`.
+pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How many nonce-count entries are kept at most by default (see [`DigestServer::set_max_nonces`]).
+pub const DEFAULT_MAX_NONCES: usize = 65_536;
+
+/// What [`DigestServer::verify`] decided about a request, and so what to answer
+/// ([`DigestServer::answer`] builds that answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The credentials are good: go on with the request.
+    Authorized {
+        /// The authenticated user name (the digest `username`).
+        user: String,
+    },
+    /// No credentials for our realm (none at all, another realm, or another scheme, RFC 4475
+    /// §3.3.7): answer 401 / 407 with a challenge (RFC 3261 §22.2, §22.3).
+    Missing,
+    /// The digest was right but the nonce is expired, unknown to this secret, or no longer tracked:
+    /// answer a fresh challenge with `stale=true`, and the client retries without asking its user
+    /// (RFC 7616 §3.3).
+    Stale,
+    /// Unknown user or wrong response: answer 403 Forbidden (RFC 3261 §22.2 allows 403 or a new
+    /// challenge; 403 stops a client from looping on a bad password).
+    Wrong,
+    /// The digest was right but its `(nonce, nc)` pair was seen before, or `nc` did not increase
+    /// (RFC 7616 §3.4, §5.5): refuse the request.
+    Replay,
+    /// Credentials for our realm that cannot be read, a `-sess` or unknown algorithm, or a digest
+    /// `uri` that is not the Request-URI: answer 400 (RFC 2617 §3.2.2.5).
+    Malformed,
+}
+
+/// Digest authentication for one realm, as a UAS or registrar (`proxy = false`: WWW-Authenticate /
+/// Authorization, 401) or as a proxy (`proxy = true`: Proxy-Authenticate / Proxy-Authorization, 407).
+///
+/// Sans-IO: the caller passes `now` (wall-clock time since the Unix epoch) to every call. Nonces
+/// carry their issue time and a MAC keyed with `secret`, so a restart with the same secret keeps
+/// outstanding challenges valid; only the replay table (highest `nc` per nonce) lives in memory.
+///
+/// Use: for each request that needs authentication (never CANCEL or ACK, RFC 3261 §22.1), call
+/// [`DigestServer::verify`]; on anything but [`Verdict::Authorized`], send what
+/// [`DigestServer::answer`] returns. Call [`DigestServer::purge`] now and then, or rely on `verify`,
+/// which purges once per lifetime.
+#[derive(Debug)]
+pub struct DigestServer {
+    realm: String,
+    key: NonceKey,
+    opaque: String,
+    lifetime: Duration,
+    counts: NonceCounts,
+    exact_uri: bool,
+    last_purge_secs: u64,
+}
+
+// ===== impl DigestServer =====
+
+impl DigestServer {
+    /// A server for `realm`. `secret` keys the nonce MAC: keep it secret and the same across restarts
+    /// (draw it once from a CSPRNG and store it). `lifetime` is how long a nonce is accepted
+    /// ([`DEFAULT_NONCE_LIFETIME`] is a good value).
+    pub fn new(realm: impl Into<String>, secret: [u8; 32], lifetime: Duration) -> DigestServer {
+        let realm = realm.into();
+        let key = NonceKey::new(&secret, &realm);
+        let opaque = key.opaque();
+        DigestServer { realm, key, opaque, lifetime, counts: NonceCounts::new(DEFAULT_MAX_NONCES), exact_uri: true, last_purge_secs: 0 }
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Whether the digest `uri` must equal the Request-URI byte for byte (the default), or only
+    /// parse as a URI. Relax it for a UAS behind proxies that retarget the Request-URI; the digest
+    /// still covers the `uri` the client signed.
+    pub fn set_exact_uri(&mut self, exact: bool) {
+        self.exact_uri = exact;
+    }
+
+    /// Caps the replay table at `max` nonces (at least 1). When it is full and nothing has expired,
+    /// the oldest nonces are dropped and answered [`Verdict::Stale`] from then on.
+    pub fn set_max_nonces(&mut self, max: usize) {
+        self.counts = NonceCounts::new(max);
+    }
+
+    /// A fresh nonce issued at `now`.
+    pub fn new_nonce(&mut self, now: Duration) -> String {
+        self.key.mint(now)
+    }
+
+    /// Whether `nonce` was issued by this server (same secret and realm) and is still within its
+    /// lifetime at `now`.
+    pub fn check_nonce(&self, nonce: &str, now: Duration) -> NonceCheck {
+        self.key.check(nonce, now, self.lifetime).0
+    }
+
+    /// The challenge headers for a 401 (`proxy = false`, WWW-Authenticate) or 407 (`proxy = true`,
+    /// Proxy-Authenticate): one per algorithm, SHA-256 first (RFC 8760 §2.4), sharing one fresh
+    /// nonce, each with `realm`, `qop="auth"`, `nonce`, `opaque` and `algorithm`, plus `stale=true`
+    /// when `stale` (RFC 7616 §3.3).
+    pub fn challenge(&mut self, now: Duration, stale: bool, proxy: bool) -> Vec<(HeaderName, String)> {
+        let name = if proxy { HeaderName::ProxyAuthenticate } else { HeaderName::WwwAuthenticate };
+        let nonce = self.new_nonce(now);
+        Algorithm::PREFERENCE
+            .iter()
+            .map(|alg| {
+                let mut v = format!(
+                    "Digest realm={}, qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm={alg}",
+                    quote(&self.realm),
+                    self.opaque
+                );
+                if stale {
+                    v.push_str(", stale=true");
+                }
+                (name, v)
+            })
+            .collect()
+    }
+
+    /// Checks the credentials of `req` for this realm (RFC 3261 §22.4, RFC 7616 §3.4):
+    /// Authorization when `proxy` is false, Proxy-Authorization when true. `lookup(user, algorithm)`
+    /// returns the user's HA1 for that algorithm (see [`crate::auth::UserRecord`]), or `None` for an
+    /// unknown user. Records the `nc` of accepted credentials, so the same credentials pass once.
+    pub fn verify(&mut self, req: &Message, proxy: bool, now: Duration, lookup: impl Fn(&str, Algorithm) -> Option<String>) -> Verdict {
+        if now.as_secs().saturating_sub(self.last_purge_secs) >= self.lifetime.as_secs() {
+            self.purge(now);
+        }
+        let creds = match self.find_credentials(req, proxy) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Verdict::Missing,
+            Err(Unreadable) => return Verdict::Malformed,
+        };
+        let (Some(method), Some(request_uri)) = (req.method(), req.request_uri_str()) else {
+            return Verdict::Malformed;
+        };
+        if Uri::parse(&creds.uri).is_err() || (self.exact_uri && creds.uri != request_uri) {
+            return Verdict::Malformed;
+        }
+        let Some(ha1) = lookup(&creds.username, creds.algorithm) else {
+            return Verdict::Wrong;
+        };
+        let (nc_text, cnonce, qop) = match &creds.qop {
+            Some(q) => (q.nc_text.as_ref(), q.cnonce.as_ref(), Some(q.qop)),
+            None => ("", "", None),
+        };
+        let expected = response(creds.algorithm, &ha1, &creds.nonce, nc_text, cnonce, qop, method.as_str(), &creds.uri);
+        if !ct_eq_ignore_case(expected.as_bytes(), creds.response.as_bytes()) {
+            return Verdict::Wrong;
+        }
+        // The client knows the password: a bad nonce is now only stale (RFC 7616 §3.3 `stale`).
+        let (NonceCheck::Valid { .. }, Some(id)) = self.key.check(&creds.nonce, now, self.lifetime) else {
+            return Verdict::Stale;
+        };
+        // Without qop there is no nc: such a nonce is good for one request.
+        let nc = creds.qop.as_ref().map_or(1, |q| q.nc);
+        match self.counts.record(id, nc, now, self.lifetime) {
+            CountCheck::Fresh => Verdict::Authorized { user: creds.username.into_owned() },
+            CountCheck::Replay => Verdict::Replay,
+            CountCheck::Evicted => Verdict::Stale,
+        }
+    }
+
+    /// The response to send for `verdict` (`None` for [`Verdict::Authorized`]): 401 / 407 with a
+    /// challenge for `Missing`; a challenge with `stale=true` for `Stale` and `Replay` (the digest was
+    /// right, so `stale` is truthful, and an honest client whose count went wrong recovers; the
+    /// replayed request is refused all the same); 403 for `Wrong`; 400 for `Malformed`.
+    pub fn answer(&mut self, req: &Message, verdict: &Verdict, proxy: bool, now: Duration, to_tag: Option<&str>) -> Option<Message> {
+        let (code, reason) = match verdict {
+            Verdict::Authorized { .. } => return None,
+            Verdict::Wrong => return Some(req.response_to(403, "Forbidden", to_tag).finish()),
+            Verdict::Malformed => return Some(req.response_to(400, "Bad Request", to_tag).finish()),
+            Verdict::Missing | Verdict::Stale | Verdict::Replay if proxy => (407, "Proxy Authentication Required"),
+            Verdict::Missing | Verdict::Stale | Verdict::Replay => (401, "Unauthorized"),
+        };
+        let stale = !matches!(verdict, Verdict::Missing);
+        let mut b = req.response_to(code, reason, to_tag);
+        for (name, value) in self.challenge(now, stale, proxy) {
+            b.push(name, value);
+        }
+        Some(b.finish())
+    }
+
+    /// Forgets the replay state of nonces past their lifetime at `now` (they are refused as stale
+    /// anyway). `verify` calls it once per lifetime; call it from a timer to free memory sooner.
+    pub fn purge(&mut self, now: Duration) {
+        self.counts.purge(now, self.lifetime);
+        self.last_purge_secs = now.as_secs();
+    }
+
+    /// How many nonces the replay table holds (for metrics and tests).
+    pub fn tracked_nonces(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// The first Digest credentials for our realm. RFC 3261 §22.3: a server looks only at
+    /// credentials whose realm is its own; others (for another hop) and other schemes are ignored.
+    /// `Ok(None)` when there are none; `Err` when ours cannot be read, or when there are none but a
+    /// line that could not be read (it may have been ours).
+    fn find_credentials<'m>(&self, req: &'m Message, proxy: bool) -> Result<Option<Credentials<'m>>, Unreadable> {
+        let name = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
+        let mut unreadable = false;
+        for h in req.auth_headers(name) {
+            let Ok(h) = h else {
+                unreadable = true;
+                continue;
+            };
+            if !h.is_digest() {
+                continue;
+            }
+            match h.get("realm") {
+                Some(r) if r == self.realm => {}
+                Some(_) => continue,
+                None => {
+                    unreadable = true;
+                    continue;
+                }
+            }
+            return Credentials::parse(&h).map(Some).map_err(|_| Unreadable);
+        }
+        if unreadable {
+            Err(Unreadable)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Credentials that may be ours could not be read (see [`DigestServer::find_credentials`]).
+struct Unreadable;

@@ -1,0 +1,285 @@
+//! Persistence: users, registrar bindings, call records and call-recovery state.
+//!
+//! ```text
+//!   service (tokio)  --enqueue, never blocks-->  StoreWriter  --batches-->  dyn Store
+//!                                                (own OS thread)            SqliteStore | MemoryStore
+//! ```
+//!
+//! The [`Store`] trait is the engine boundary: [`SqliteStore`] is the embedded default (one file,
+//! `switchboard.sqlite3`, in the data directory, WAL journal, readable with the `sqlite3` shell while
+//! the service runs); [`MemoryStore`] keeps everything in memory for tests and `--data none` labs.
+//!
+//! # Lifecycle
+//!
+//! 1. Open the store and read what the service needs to start ([`Store::users`], [`Store::bindings`],
+//!    [`Store::call_states`]) directly, before anything else touches it.
+//! 2. Hand it to [`StoreWriter::spawn`]. From then on the service only enqueues writes
+//!    ([`StoreWriter::put_binding`] and friends return at once); the writer thread applies them in
+//!    batches, one transaction per batch.
+//! 3. At shutdown call [`StoreWriter::close`] (or drop the writer), which commits what is queued.
+//!
+//! Later reads (a CDR listing, a status page) open a second [`SqliteStore`] on the same directory:
+//! WAL lets readers run next to the writer.
+//!
+//! # What a crash can lose
+//!
+//! The service answers 200 to a REGISTER before its binding is written. The writer commits as soon
+//! as it has work: it takes everything queued (up to [`WriterConfig::max_batch`] ops) and commits it
+//! in one transaction; ops that arrive during that commit form the next batch. So:
+//!
+//! - **`kill -9`, a panic elsewhere, an OOM kill**: the ops not yet committed are lost, that is the
+//!   batch being written plus whatever queued behind it. On a healthy disk that is the last few
+//!   milliseconds of writes; [`WriterStats::max_queue_delay`] reports the worst wait seen from enqueue
+//!   to commit, which is exactly the loss window. A slow or stalled disk widens it: the queue is
+//!   unbounded so signalling never waits, and [`WriterStats::pending`] shows the backlog. Every
+//!   committed batch survives (it is in the WAL, which the OS keeps after the process dies), and no
+//!   batch is ever half applied.
+//! - **After [`StoreWriter::flush`] returns**: nothing enqueued before the call is lost to a process
+//!   crash. `tests/store_writer.rs` checks this by SIGKILLing a child process.
+//! - **Power loss or a kernel crash**: `synchronous=NORMAL` does not fsync each WAL commit, so the
+//!   commits since the last checkpoint may also roll back (the file stays consistent). `flush()` asks
+//!   for a passive checkpoint, which fsyncs, so a flushed store normally survives power loss too; this
+//!   part is best effort and not tested.
+//! - A batch that fails (disk full, read-only file) is retried op by op; ops that still fail are
+//!   dropped, counted in [`WriterStats::ops_failed`], logged, and reported by the next `flush()`.
+
+mod error;
+mod memory;
+mod sqlite;
+mod writer;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+pub use writer::{StoreWriter, WriterConfig, WriterStats};
+
+/// One user who may register and call, with the precomputed digest secrets (RFC 8760: HA1 for
+/// MD5 and for SHA-256, both `H(name:realm:password)` in lower-case hex). Keyed by `name`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// User part of the address of record, also the digest username.
+    pub name: String,
+    /// Digest realm the HA1 values were computed for.
+    pub realm: String,
+    /// `MD5(name:realm:password)`, hex.
+    pub ha1_md5: String,
+    /// `SHA-256(name:realm:password)`, hex.
+    pub ha1_sha256: String,
+}
+
+/// One registrar binding (RFC 3261 §10.3): a Contact registered for an address of record.
+/// Keyed by (`aor`, `contact`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindingRecord {
+    /// Address of record, as the registrar normalises it.
+    pub aor: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// When the binding expires, unix seconds.
+    pub expires_at: u64,
+    /// Contact `q` value times 1000 (0..=1000).
+    pub q_millis: u16,
+    /// Call-ID of the REGISTER that last refreshed the binding.
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: u32,
+    /// `ip:port` the REGISTER came from.
+    pub source: String,
+    /// When the binding was last written, unix seconds.
+    pub updated_at: u64,
+}
+
+/// One call detail record. Keyed by `id`; written at INVITE and rewritten as the call progresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRecord {
+    /// The service's own call id.
+    pub id: String,
+    /// Call-ID of the caller's dialog.
+    pub caller_call_id: String,
+    /// Call-ID of the callee's dialog, once one exists.
+    pub callee_call_id: Option<String>,
+    /// From of the incoming INVITE.
+    pub from: String,
+    /// To of the incoming INVITE.
+    pub to: String,
+    /// INVITE arrival, unix milliseconds.
+    pub invited_at: u64,
+    /// 200 OK time, unix milliseconds.
+    pub answered_at: Option<u64>,
+    /// End time (BYE, CANCEL, failure), unix milliseconds.
+    pub ended_at: Option<u64>,
+    /// Why the call ended, e.g. `bye` or `486`.
+    pub end_reason: Option<String>,
+    /// Which side ended it, e.g. `caller`, `callee`, `service`.
+    pub ended_by: Option<String>,
+    /// Negotiated codec, e.g. `PCMU/8000`.
+    pub codec: Option<String>,
+    /// RTP packets received from the caller.
+    pub caller_packets: u64,
+    /// Packets lost from the caller (RFC 3550 cumulative loss; negative with duplicates).
+    pub caller_lost: i64,
+    /// Interarrival jitter of the caller's stream, ms. NaN (no measurement) is stored as NULL.
+    pub caller_jitter_ms: f64,
+    /// RTP packets received from the callee.
+    pub callee_packets: u64,
+    /// Packets lost from the callee.
+    pub callee_lost: i64,
+    /// Interarrival jitter of the callee's stream, ms.
+    pub callee_jitter_ms: f64,
+}
+
+/// Opaque state the call layer writes so that calls can be recovered after a restart. Keyed by `id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallState {
+    /// The call id.
+    pub id: String,
+    /// JSON owned by the call layer; the store never looks inside.
+    pub data: String,
+}
+
+/// One write, as queued by [`StoreWriter`] and applied by [`Store::apply_batch`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreOp {
+    /// [`Store::put_user`].
+    PutUser(UserRecord),
+    /// [`Store::remove_user`] by name.
+    RemoveUser(String),
+    /// [`Store::put_binding`].
+    PutBinding(BindingRecord),
+    /// [`Store::remove_binding`].
+    RemoveBinding {
+        /// Address of record.
+        aor: String,
+        /// Contact URI.
+        contact: String,
+    },
+    /// [`Store::remove_bindings`] for one address of record.
+    RemoveBindings(String),
+    /// [`Store::put_call`].
+    PutCall(CallRecord),
+    /// [`Store::put_call_state`].
+    PutCallState(CallState),
+    /// [`Store::remove_call_state`] by call id.
+    RemoveCallState(String),
+}
+
+impl StoreOp {
+    /// Applies this op to `store` through the single-op methods.
+    pub fn apply<S: Store + ?Sized>(&self, store: &mut S) -> Result<(), StoreError> {
+        match self {
+            StoreOp::PutUser(u) => store.put_user(u),
+            StoreOp::RemoveUser(name) => store.remove_user(name).map(drop),
+            StoreOp::PutBinding(b) => store.put_binding(b),
+            StoreOp::RemoveBinding { aor, contact } => store.remove_binding(aor, contact).map(drop),
+            StoreOp::RemoveBindings(aor) => store.remove_bindings(aor).map(drop),
+            StoreOp::PutCall(c) => store.put_call(c),
+            StoreOp::PutCallState(s) => store.put_call_state(s),
+            StoreOp::RemoveCallState(id) => store.remove_call_state(id).map(drop),
+        }
+    }
+}
+
+/// A storage engine. Puts insert or replace by key; removes report whether anything was removed.
+///
+/// Every method may touch the disk: call them at startup or from [`StoreWriter`]'s thread, never
+/// from the signalling loop. Reads return rows in key order (calls by `invited_at`, then `id`).
+pub trait Store: Send {
+    /// All users, by name.
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Inserts or replaces the user with `user.name`.
+    fn put_user(&mut self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Removes the user `name`; `true` if it existed.
+    fn remove_user(&mut self, name: &str) -> Result<bool, StoreError>;
+
+    /// All bindings, by (aor, contact), expired ones included (the registrar decides).
+    fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError>;
+    /// Inserts or replaces the binding (`binding.aor`, `binding.contact`).
+    fn put_binding(&mut self, binding: &BindingRecord) -> Result<(), StoreError>;
+    /// Removes one binding; `true` if it existed.
+    fn remove_binding(&mut self, aor: &str, contact: &str) -> Result<bool, StoreError>;
+    /// Removes every binding of `aor` (REGISTER with `Contact: *`); returns how many.
+    fn remove_bindings(&mut self, aor: &str) -> Result<usize, StoreError>;
+
+    /// Call records with `invited_at >= since_ms` (all with `None`), oldest first.
+    fn calls(&self, since_ms: Option<u64>) -> Result<Vec<CallRecord>, StoreError>;
+    /// Inserts or replaces the call record `call.id`.
+    fn put_call(&mut self, call: &CallRecord) -> Result<(), StoreError>;
+
+    /// All saved call states, by id.
+    fn call_states(&self) -> Result<Vec<CallState>, StoreError>;
+    /// Inserts or replaces the state of call `state.id`.
+    fn put_call_state(&mut self, state: &CallState) -> Result<(), StoreError>;
+    /// Removes the state of call `id`; `true` if it existed.
+    fn remove_call_state(&mut self, id: &str) -> Result<bool, StoreError>;
+
+    /// Makes what was written so far as durable as the engine can (see the module doc).
+    fn flush(&mut self) -> Result<(), StoreError>;
+
+    /// Applies `ops` in order. Engines with transactions override this to apply all or nothing;
+    /// the default applies them one by one and stops at the first error.
+    fn apply_batch(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        ops.iter().try_for_each(|op| op.apply(self))
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/switchboard`, else `$HOME/.local/share/switchboard`,
+/// else `./switchboard-data`. A relative or empty `XDG_DATA_HOME` is ignored, as the XDG spec asks.
+pub fn default_data_dir() -> PathBuf {
+    data_dir_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+fn data_dir_from(xdg_data_home: Option<OsString>, home: Option<OsString>) -> PathBuf {
+    if let Some(xdg) = xdg_data_home.map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return xdg.join("switchboard");
+    }
+    match home.filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/switchboard"),
+        None => PathBuf::from("./switchboard-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_precedence() {
+        let os = |s: &str| Some(OsString::from(s));
+        let cases: &[(Option<OsString>, Option<OsString>, &str)] = &[
+            (os("/x/data"), os("/home/u"), "/x/data/switchboard"),
+            (os("relative"), os("/home/u"), "/home/u/.local/share/switchboard"),
+            (os(""), os("/home/u"), "/home/u/.local/share/switchboard"),
+            (None, os("/home/u"), "/home/u/.local/share/switchboard"),
+            (None, os(""), "./switchboard-data"),
+            (None, None, "./switchboard-data"),
+        ];
+        for (xdg, home, want) in cases {
+            assert_eq!(data_dir_from(xdg.clone(), home.clone()), PathBuf::from(want), "xdg={xdg:?} home={home:?}");
+        }
+    }
+
+    #[test]
+    fn default_batch_applies_in_order() {
+        let mut store = MemoryStore::new();
+        let b = BindingRecord {
+            aor: "sip:alice@example.com".into(),
+            contact: "sip:alice@192.0.2.1:5060".into(),
+            expires_at: 10,
+            q_millis: 1000,
+            call_id: "c1".into(),
+            cseq: 1,
+            source: "192.0.2.1:5060".into(),
+            updated_at: 5,
+        };
+        let ops = [
+            StoreOp::PutBinding(b.clone()),
+            StoreOp::RemoveBinding { aor: b.aor.clone(), contact: b.contact.clone() },
+            StoreOp::PutBinding(BindingRecord { cseq: 2, ..b.clone() }),
+        ];
+        store.apply_batch(&ops).unwrap();
+        assert_eq!(store.bindings().unwrap(), vec![BindingRecord { cseq: 2, ..b }]);
+    }
+}

@@ -1,0 +1,328 @@
+//! The embedded engine: one SQLite file in WAL mode.
+//!
+//! Tables (inspect with `sqlite3 <data-dir>/switchboard.sqlite3 .schema`): `schema_version`,
+//! `users`, `bindings`, `calls`, `call_states`. Times are integers (bindings: unix seconds, calls:
+//! unix milliseconds) so `datetime(expires_at, 'unixepoch')` works in the shell. The `from`/`to`
+//! fields of [`CallRecord`] are the columns `from_uri`/`to_uri` (both are SQL keywords).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::{BindingRecord, CallRecord, CallState, Store, StoreError, StoreOp, UserRecord};
+
+/// How long a write waits for another connection's lock (a `sqlite3` shell in a write
+/// transaction, a second process) before failing with [`StoreError::Busy`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name        TEXT PRIMARY KEY NOT NULL,
+    realm       TEXT NOT NULL,
+    ha1_md5     TEXT NOT NULL,
+    ha1_sha256  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bindings (
+    aor         TEXT NOT NULL,
+    contact     TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    q_millis    INTEGER NOT NULL,
+    call_id     TEXT NOT NULL,
+    cseq        INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (aor, contact)
+);
+CREATE INDEX IF NOT EXISTS bindings_by_expiry ON bindings (expires_at);
+CREATE TABLE IF NOT EXISTS calls (
+    id                TEXT PRIMARY KEY NOT NULL,
+    caller_call_id    TEXT NOT NULL,
+    callee_call_id    TEXT,
+    from_uri          TEXT NOT NULL,
+    to_uri            TEXT NOT NULL,
+    invited_at        INTEGER NOT NULL,
+    answered_at       INTEGER,
+    ended_at          INTEGER,
+    end_reason        TEXT,
+    ended_by          TEXT,
+    codec             TEXT,
+    caller_packets    INTEGER NOT NULL,
+    caller_lost       INTEGER NOT NULL,
+    caller_jitter_ms  REAL,
+    callee_packets    INTEGER NOT NULL,
+    callee_lost       INTEGER NOT NULL,
+    callee_jitter_ms  REAL
+);
+CREATE INDEX IF NOT EXISTS calls_by_invite ON calls (invited_at, id);
+CREATE INDEX IF NOT EXISTS calls_by_caller_call_id ON calls (caller_call_id);
+CREATE TABLE IF NOT EXISTS call_states (
+    id    TEXT PRIMARY KEY NOT NULL,
+    data  TEXT NOT NULL
+);
+";
+
+const CALL_COLUMNS: &str = "id, caller_call_id, callee_call_id, from_uri, to_uri, invited_at, answered_at, ended_at, \
+     end_reason, ended_by, codec, caller_packets, caller_lost, caller_jitter_ms, callee_packets, callee_lost, callee_jitter_ms";
+
+/// The SQLite [`Store`]: `switchboard.sqlite3` in the data directory, WAL journal,
+/// `synchronous=NORMAL`. Single puts and removes autocommit; [`Store::apply_batch`] is one
+/// transaction. Several `SqliteStore`s (and `sqlite3` shells) may open the same file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+// ===== impl SqliteStore =====
+
+impl SqliteStore {
+    /// File name of the database inside the data directory.
+    pub const FILE_NAME: &'static str = "switchboard.sqlite3";
+    /// Schema version this build writes; files with a newer one are refused.
+    pub const SCHEMA_VERSION: i64 = 1;
+
+    /// Opens (creating if needed) `dir/switchboard.sqlite3`, creating `dir` too. Switches the file to
+    /// WAL, creates missing tables and checks the schema version. Blocks on disk: call at startup.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+        let path = dir.join(Self::FILE_NAME);
+        let open_err = |source: rusqlite::Error| StoreError::Open { path: path.clone(), source };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::WalUnavailable { path });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        let found = migrate(&mut conn).map_err(open_err)?;
+        if found > Self::SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { found, supported: Self::SCHEMA_VERSION });
+        }
+        Ok(SqliteStore { conn, path })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates the tables and records the schema version, in one immediate transaction so two
+/// processes opening a fresh directory at once do not race. Returns the version found in the file;
+/// a newer one than ours leaves the file untouched.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             version INTEGER NOT NULL
+         );",
+    )?;
+    let found: Option<i64> = tx.query_row("SELECT version FROM schema_version WHERE id = 1", [], |r| r.get(0)).optional()?;
+    match found {
+        Some(v) if v > SqliteStore::SCHEMA_VERSION => return Ok(v),
+        // Version 1 is the first schema: nothing to migrate from yet.
+        Some(_) => tx.execute_batch(SCHEMA)?,
+        None => {
+            tx.execute_batch(SCHEMA)?;
+            tx.execute("INSERT INTO schema_version (id, version) VALUES (1, ?1)", [SqliteStore::SCHEMA_VERSION])?;
+        }
+    }
+    tx.commit()?;
+    Ok(found.unwrap_or(SqliteStore::SCHEMA_VERSION))
+}
+
+impl Store for SqliteStore {
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut st = self.conn.prepare_cached("SELECT name, realm, ha1_md5, ha1_sha256 FROM users ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok(UserRecord { name: r.get(0)?, realm: r.get(1)?, ha1_md5: r.get(2)?, ha1_sha256: r.get(3)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        put_user(&self.conn, user)
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        remove_user(&self.conn, name)
+    }
+
+    fn bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT aor, contact, expires_at, q_millis, call_id, cseq, source, updated_at FROM bindings ORDER BY aor, contact",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(BindingRecord {
+                aor: r.get(0)?,
+                contact: r.get(1)?,
+                expires_at: r.get(2)?,
+                q_millis: r.get(3)?,
+                call_id: r.get(4)?,
+                cseq: r.get(5)?,
+                source: r.get(6)?,
+                updated_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_binding(&mut self, binding: &BindingRecord) -> Result<(), StoreError> {
+        put_binding(&self.conn, binding)
+    }
+
+    fn remove_binding(&mut self, aor: &str, contact: &str) -> Result<bool, StoreError> {
+        remove_binding(&self.conn, aor, contact)
+    }
+
+    fn remove_bindings(&mut self, aor: &str) -> Result<usize, StoreError> {
+        remove_bindings(&self.conn, aor)
+    }
+
+    fn calls(&self, since_ms: Option<u64>) -> Result<Vec<CallRecord>, StoreError> {
+        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE invited_at >= ?1 ORDER BY invited_at, id");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map([since_ms.unwrap_or(0)], call_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_call(&mut self, call: &CallRecord) -> Result<(), StoreError> {
+        put_call(&self.conn, call)
+    }
+
+    fn call_states(&self) -> Result<Vec<CallState>, StoreError> {
+        let mut st = self.conn.prepare_cached("SELECT id, data FROM call_states ORDER BY id")?;
+        let rows = st.query_map([], |r| Ok(CallState { id: r.get(0)?, data: r.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_call_state(&mut self, state: &CallState) -> Result<(), StoreError> {
+        put_call_state(&self.conn, state)
+    }
+
+    fn remove_call_state(&mut self, id: &str) -> Result<bool, StoreError> {
+        remove_call_state(&self.conn, id)
+    }
+
+    /// Every write is already committed; this runs a passive WAL checkpoint (never waits for
+    /// readers), which fsyncs the WAL and the database so recent commits also survive power loss.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// All of `ops` in one transaction: either every op is committed or none is.
+    fn apply_batch(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for op in ops {
+            apply(&tx, op)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+// ===== statements, shared by autocommit calls and batches =====
+
+fn apply(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
+    match op {
+        StoreOp::PutUser(u) => put_user(conn, u),
+        StoreOp::RemoveUser(name) => remove_user(conn, name).map(drop),
+        StoreOp::PutBinding(b) => put_binding(conn, b),
+        StoreOp::RemoveBinding { aor, contact } => remove_binding(conn, aor, contact).map(drop),
+        StoreOp::RemoveBindings(aor) => remove_bindings(conn, aor).map(drop),
+        StoreOp::PutCall(c) => put_call(conn, c),
+        StoreOp::PutCallState(s) => put_call_state(conn, s),
+        StoreOp::RemoveCallState(id) => remove_call_state(conn, id).map(drop),
+    }
+}
+
+fn put_user(conn: &Connection, u: &UserRecord) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached("INSERT OR REPLACE INTO users (name, realm, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)")?;
+    st.execute(params![u.name, u.realm, u.ha1_md5, u.ha1_sha256])?;
+    Ok(())
+}
+
+fn remove_user(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn.prepare_cached("DELETE FROM users WHERE name = ?1")?.execute([name])? > 0)
+}
+
+fn put_binding(conn: &Connection, b: &BindingRecord) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR REPLACE INTO bindings (aor, contact, expires_at, q_millis, call_id, cseq, source, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    st.execute(params![b.aor, b.contact, b.expires_at, b.q_millis, b.call_id, b.cseq, b.source, b.updated_at])?;
+    Ok(())
+}
+
+fn remove_binding(conn: &Connection, aor: &str, contact: &str) -> Result<bool, StoreError> {
+    Ok(conn.prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND contact = ?2")?.execute([aor, contact])? > 0)
+}
+
+fn remove_bindings(conn: &Connection, aor: &str) -> Result<usize, StoreError> {
+    Ok(conn.prepare_cached("DELETE FROM bindings WHERE aor = ?1")?.execute([aor])?)
+}
+
+fn put_call(conn: &Connection, c: &CallRecord) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT OR REPLACE INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    st.execute(params![
+        c.id,
+        c.caller_call_id,
+        c.callee_call_id,
+        c.from,
+        c.to,
+        c.invited_at,
+        c.answered_at,
+        c.ended_at,
+        c.end_reason,
+        c.ended_by,
+        c.codec,
+        c.caller_packets,
+        c.caller_lost,
+        real(c.caller_jitter_ms),
+        c.callee_packets,
+        c.callee_lost,
+        real(c.callee_jitter_ms),
+    ])?;
+    Ok(())
+}
+
+fn call_from_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
+    Ok(CallRecord {
+        id: r.get(0)?,
+        caller_call_id: r.get(1)?,
+        callee_call_id: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        invited_at: r.get(5)?,
+        answered_at: r.get(6)?,
+        ended_at: r.get(7)?,
+        end_reason: r.get(8)?,
+        ended_by: r.get(9)?,
+        codec: r.get(10)?,
+        caller_packets: r.get(11)?,
+        caller_lost: r.get(12)?,
+        caller_jitter_ms: r.get::<_, Option<f64>>(13)?.unwrap_or(f64::NAN),
+        callee_packets: r.get(14)?,
+        callee_lost: r.get(15)?,
+        callee_jitter_ms: r.get::<_, Option<f64>>(16)?.unwrap_or(f64::NAN),
+    })
+}
+
+/// SQLite turns a NaN into NULL anyway; saying so keeps the mapping explicit (NULL reads as NaN).
+fn real(x: f64) -> Option<f64> {
+    (!x.is_nan()).then_some(x)
+}
+
+fn put_call_state(conn: &Connection, s: &CallState) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR REPLACE INTO call_states (id, data) VALUES (?1, ?2)")?.execute([&s.id, &s.data])?;
+    Ok(())
+}
+
+fn remove_call_state(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.prepare_cached("DELETE FROM call_states WHERE id = ?1")?.execute([id])? > 0)
+}

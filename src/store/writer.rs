@@ -1,0 +1,280 @@
+//! The writer thread: takes writes off the signalling path and commits them in batches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{BindingRecord, CallRecord, CallState, Store, StoreError, StoreOp, UserRecord};
+
+/// Tuning for [`StoreWriter`].
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Most ops in one transaction. Larger batches amortise the commit; smaller ones bound how long
+    /// a single commit holds the database lock against other connections.
+    pub max_batch: usize,
+    /// A commit slower than this is logged and counted in [`WriterStats::slow_commits`].
+    pub slow_commit: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig { max_batch: 1024, slow_commit: Duration::from_millis(50) }
+    }
+}
+
+/// A snapshot of the writer's counters, for a status view. See the module doc for how
+/// `max_queue_delay` relates to what a crash can lose.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriterStats {
+    /// Ops enqueued since start.
+    pub ops_queued: u64,
+    /// Ops committed.
+    pub ops_committed: u64,
+    /// Ops that could not be committed and were dropped.
+    pub ops_failed: u64,
+    /// Batches written (one transaction each, plus retries after a failure).
+    pub batches: u64,
+    /// Commits slower than [`WriterConfig::slow_commit`].
+    pub slow_commits: u64,
+    /// Ops in the last batch.
+    pub last_batch_ops: usize,
+    /// Time the last batch took to apply and commit.
+    pub last_commit_latency: Duration,
+    /// Worst commit time seen.
+    pub max_commit_latency: Duration,
+    /// In the last batch, time from the oldest op's enqueue to its commit.
+    pub last_queue_delay: Duration,
+    /// Worst enqueue-to-commit time seen: the loss window of a crash at the worst moment so far.
+    pub max_queue_delay: Duration,
+    /// Text of the last error that dropped ops.
+    pub last_error: Option<String>,
+}
+
+impl WriterStats {
+    /// Ops enqueued but neither committed nor dropped yet.
+    pub fn pending(&self) -> u64 {
+        self.ops_queued.saturating_sub(self.ops_committed + self.ops_failed)
+    }
+}
+
+// Ops are nearly every message, so boxing the big variant would only add an allocation per op.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Op(StoreOp, Instant),
+    Flush(SyncSender<Result<(), StoreError>>),
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Bumped by enqueuers without taking the lock.
+    queued: AtomicU64,
+    stats: Mutex<WriterStats>,
+}
+
+/// Owns a [`Store`] on a dedicated OS thread and applies writes to it in batches.
+///
+/// The enqueue methods (`put_*`, `remove_*`, [`StoreWriter::enqueue`]) never block: they push onto
+/// an unbounded queue, so a slow disk grows [`WriterStats::pending`] instead of stalling signalling.
+/// The thread takes everything queued (up to [`WriterConfig::max_batch`]), applies it with
+/// [`Store::apply_batch`] (one SQLite transaction) and repeats. If a batch fails it retries the ops
+/// one at a time, so one bad op does not drop its neighbours; replaying is safe because every op
+/// sets or deletes a key. Ops are applied in enqueue order.
+///
+/// [`flush`](StoreWriter::flush) and [`close`](StoreWriter::close) block, as does dropping the
+/// writer (it commits what is queued, then joins the thread); from async code call them through
+/// `spawn_blocking`. `StoreWriter` is `Sync`: share it with an `Arc`.
+#[derive(Debug)]
+pub struct StoreWriter {
+    tx: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<Box<dyn Store>>>,
+    shared: Arc<Shared>,
+}
+
+// ===== impl StoreWriter =====
+
+impl StoreWriter {
+    /// Starts the writer thread on `store`. Read what startup needs from the store before this.
+    pub fn spawn(store: Box<dyn Store>, config: WriterConfig) -> Result<StoreWriter, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("switchboard-store".into())
+            .spawn(move || run(store, rx, &thread_shared, &config))
+            .map_err(StoreError::Spawn)?;
+        Ok(StoreWriter { tx: Some(tx), thread: Some(thread), shared })
+    }
+
+    /// Queues `op`. Fails only if the writer thread has died.
+    pub fn enqueue(&self, op: StoreOp) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterStopped)?;
+        // Count before sending so a stats snapshot never shows more committed than queued.
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(Msg::Op(op, Instant::now())).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            StoreError::WriterStopped
+        })
+    }
+
+    /// Queues [`Store::put_user`].
+    pub fn put_user(&self, user: UserRecord) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::PutUser(user))
+    }
+
+    /// Queues [`Store::remove_user`].
+    pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::RemoveUser(name.to_owned()))
+    }
+
+    /// Queues [`Store::put_binding`].
+    pub fn put_binding(&self, binding: BindingRecord) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::PutBinding(binding))
+    }
+
+    /// Queues [`Store::remove_binding`].
+    pub fn remove_binding(&self, aor: &str, contact: &str) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::RemoveBinding { aor: aor.to_owned(), contact: contact.to_owned() })
+    }
+
+    /// Queues [`Store::remove_bindings`].
+    pub fn remove_bindings(&self, aor: &str) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::RemoveBindings(aor.to_owned()))
+    }
+
+    /// Queues [`Store::put_call`].
+    pub fn put_call(&self, call: CallRecord) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::PutCall(call))
+    }
+
+    /// Queues [`Store::put_call_state`].
+    pub fn put_call_state(&self, state: CallState) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::PutCallState(state))
+    }
+
+    /// Queues [`Store::remove_call_state`].
+    pub fn remove_call_state(&self, id: &str) -> Result<(), StoreError> {
+        self.enqueue(StoreOp::RemoveCallState(id.to_owned()))
+    }
+
+    /// Blocks until every op queued before this call is committed, then runs [`Store::flush`].
+    /// Returns [`StoreError::WriteFailed`] if ops were dropped since the previous flush.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterStopped)?;
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        tx.send(Msg::Flush(reply_tx)).map_err(|_| StoreError::WriterStopped)?;
+        reply_rx.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// The counters as of now.
+    pub fn stats(&self) -> WriterStats {
+        let stats = self.shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read the queued count under the lock, after the committed count it guards.
+        WriterStats { ops_queued: self.shared.queued.load(Ordering::Relaxed), ..stats.clone() }
+    }
+
+    /// Commits everything queued, stops the thread and hands the store back. Call
+    /// [`flush`](StoreWriter::flush) first to learn whether every op made it.
+    pub fn close(mut self) -> Result<Box<dyn Store>, StoreError> {
+        self.stop().ok_or(StoreError::WriterStopped)
+    }
+
+    fn stop(&mut self) -> Option<Box<dyn Store>> {
+        // Closing the channel ends the thread's loop once it has drained the queue.
+        drop(self.tx.take());
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ===== the thread =====
+
+fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &WriterConfig) -> Box<dyn Store> {
+    let max_batch = config.max_batch.max(1);
+    let mut ops = Vec::with_capacity(max_batch);
+    let mut dropped_since_flush = 0;
+    while let Ok(first) = rx.recv() {
+        let mut oldest = None;
+        let mut flush = None;
+        let mut next = Some(first);
+        // Take what is already queued, without waiting: under load the batch grows by itself
+        // while the previous commit runs; when idle an op is committed at once.
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Op(op, at) => {
+                    oldest.get_or_insert(at);
+                    ops.push(op);
+                }
+                // Ops queued after the flush request are not its business: commit and answer now.
+                Msg::Flush(reply) => {
+                    flush = Some(reply);
+                    break;
+                }
+            }
+            if ops.len() < max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Some(oldest) = oldest {
+            dropped_since_flush += commit(&mut *store, &ops, oldest, shared, config);
+            ops.clear();
+        }
+        if let Some(reply) = flush {
+            let flushed = store.flush();
+            let result = match std::mem::take(&mut dropped_since_flush) {
+                0 => flushed,
+                ops => Err(StoreError::WriteFailed { ops }),
+            };
+            // The caller may have given up waiting; nothing to do then.
+            let _ = reply.send(result);
+        }
+    }
+    store
+}
+
+/// Applies one batch, falling back to one op per transaction if it fails. Returns how many ops
+/// were dropped.
+fn commit(store: &mut dyn Store, ops: &[StoreOp], oldest: Instant, shared: &Shared, config: &WriterConfig) -> u64 {
+    let start = Instant::now();
+    let mut batches = 1;
+    let mut dropped = 0;
+    let mut last_error = None;
+    if let Err(e) = store.apply_batch(ops) {
+        tracing::warn!(error = %e, ops = ops.len(), "store batch failed; retrying op by op");
+        for op in ops {
+            batches += 1;
+            if let Err(e) = store.apply_batch(std::slice::from_ref(op)) {
+                dropped += 1;
+                last_error = Some(e.to_string());
+            }
+        }
+        if let Some(e) = &last_error {
+            tracing::error!(error = %e, dropped, "store writes dropped");
+        }
+    }
+    let done = Instant::now();
+    let latency = done - start;
+    if latency > config.slow_commit {
+        tracing::warn!(?latency, ops = ops.len(), "slow store commit");
+    }
+    let mut s = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+    s.ops_committed += ops.len() as u64 - dropped;
+    s.ops_failed += dropped;
+    s.batches += batches;
+    s.slow_commits += u64::from(latency > config.slow_commit);
+    s.last_batch_ops = ops.len();
+    s.last_commit_latency = latency;
+    s.max_commit_latency = s.max_commit_latency.max(latency);
+    s.last_queue_delay = done - oldest;
+    s.max_queue_delay = s.max_queue_delay.max(done - oldest);
+    if last_error.is_some() {
+        s.last_error = last_error;
+    }
+    dropped
+}
