@@ -34,6 +34,9 @@ pub struct EndpointConfig {
     pub supported: Vec<String>,
     /// Value of User-Agent / Server.
     pub user_agent: String,
+    /// Methods we handle (Allow, RFC 3261 §20.5); others get 501. Defaults to [`ALLOW`]; a
+    /// registrar adds REGISTER.
+    pub allow: String,
 }
 
 impl Default for EndpointConfig {
@@ -42,6 +45,7 @@ impl Default for EndpointConfig {
             timers: Config::default(),
             supported: vec!["timer".into()],
             user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
+            allow: ALLOW.to_owned(),
         }
     }
 }
@@ -303,8 +307,9 @@ impl Endpoint {
         if *method == Method::Ack {
             return false;
         }
-        let refusal: Option<Refusal> = if method.is_extension() || !ALLOW.contains(method.as_str()) {
-            Some((501, "Not Implemented", vec![(HeaderName::Allow, ALLOW.to_owned())]))
+        let allowed = self.config.allow.split(',').any(|m| m.trim() == method.as_str());
+        let refusal: Option<Refusal> = if method.is_extension() || !allowed {
+            Some((501, "Not Implemented", vec![(HeaderName::Allow, self.config.allow.clone())]))
         } else if !matches!(request.request_uri(), Some(Uri::Sip(_))) {
             Some((416, "Unsupported URI Scheme", vec![]))
         } else if request.max_forwards().ok().flatten() == Some(0) && *method != Method::Options {

@@ -18,7 +18,7 @@ impl Drop for Guard {
 
 fn serve(extra: &[&str]) -> (Guard, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--data", "none", "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -48,7 +48,7 @@ fn answering_softphone(args: &[&str]) -> (Proc, String) {
 /// `switchboard serve` on an ephemeral port; returns it and its echo URI.
 fn service(rtp_ports: &str) -> (Proc, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", rtp_ports]);
+    cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--rtp-ports", rtp_ports]);
     let svc = Proc::spawn("switchboard serve", &mut cmd);
     let line = svc.wait_line("switchboard listening on udp 127.0.0.1:", LIMIT).unwrap_or_else(|e| panic!("{e}"));
     let uri = line.split("; call ").nth(1).map(str::trim).filter(|u| u.starts_with("sip:echo@"));

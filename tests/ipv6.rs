@@ -11,7 +11,7 @@ fn call_to_echo_over_ipv6() {
         return;
     }
     let mut svc = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "[::1]:0", "--rtp-ports", "53000-53499"])
+        .args(["serve", "--data", "none", "--listen", "[::1]:0", "--rtp-ports", "53000-53499"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -20,7 +20,20 @@ fn call_to_echo_over_ipv6() {
     BufReader::new(svc.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
     let addr = line.split("udp ").nth(1).and_then(|r| r.split(';').next()).expect("address").trim().to_owned();
     let out = Command::new(env!("CARGO_BIN_EXE_softphone"))
-        .args(["--bind", "[::1]:0", "--tone", "440", "--summary", "json", "--rtp-ports", "53500-53999", "dial", &format!("sip:echo@{addr}"), "--duration", "1"])
+        .args([
+            "--bind",
+            "[::1]:0",
+            "--tone",
+            "440",
+            "--summary",
+            "json",
+            "--rtp-ports",
+            "53500-53999",
+            "dial",
+            &format!("sip:echo@{addr}"),
+            "--duration",
+            "1",
+        ])
         .output()
         .expect("softphone");
     let _ = svc.kill();

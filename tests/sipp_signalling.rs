@@ -28,7 +28,7 @@ struct Service {
 impl Service {
     fn start(extra: &[&str]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--data", "none", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -39,7 +39,14 @@ fn expect(rx: &mpsc::Receiver<String>, what: &str) -> String {
 
 #[test]
 fn prompt_dials_shows_status_holds_and_hangs_up() {
-    let mut svc = Guard(Command::new(env!("CARGO_BIN_EXE_switchboard")).args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "49000-49499"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve"));
+    let mut svc = Guard(
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--rtp-ports", "49000-49499"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
     let svc_out = lines(svc.0.stdout.take().expect("stdout"));
     let listening = expect(&svc_out, "listening on udp");
     let port = listening.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).expect("port").trim().to_owned();

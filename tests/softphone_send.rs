@@ -15,7 +15,7 @@ impl Drop for Service {
 
 fn serve() -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--data", "none", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -16,6 +16,7 @@ use switchboard::message::Uri;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::media::CallMediaConfig;
 use switchboard::ua::phone::{CallReport, Phone, PhoneConfig, SourceSpec};
+use switchboard::ua::register::RegisterConfig;
 
 #[path = "../cli/prompt.rs"]
 mod prompt;
@@ -59,6 +60,16 @@ struct Cli {
     /// Send these DTMF digits (0-9 * # A-D) once the call is answered.
     #[arg(long, global = true, value_name = "DIGITS")]
     dtmf: Option<String>,
+    /// Register with this registrar (e.g. sip:127.0.0.1:5060) as --user, refresh before expiry,
+    /// unregister on exit; calls then go through it (its address is the outbound proxy).
+    #[arg(long, global = true, value_name = "URI")]
+    register: Option<String>,
+    /// File whose first line is the password for digest challenges (REGISTER 401, INVITE 407).
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Registration lifetime asked for, in seconds.
+    #[arg(long, global = true, default_value_t = 300, value_name = "SECS")]
+    expires: u32,
     /// Seconds after the answer before --dtmf digits are sent.
     #[arg(long, global = true, default_value_t = 1.0, value_name = "SECS")]
     dtmf_after: f64,
@@ -189,7 +200,37 @@ fn phone_config(
         seed,
         ..MediaConfig::default()
     };
+    let password = match &cli.password_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            Some(text.lines().next().unwrap_or("").to_owned())
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| format!("{}: the first line is empty", p.display()))?
+                .into()
+        }
+        None => None,
+    };
+    let register = match &cli.register {
+        Some(uri) => {
+            let registrar = target_of(uri)?;
+            let Ok(Uri::Sip(u)) = Uri::parse(uri) else { return Err(format!("--register needs a sip: URI, got {uri}")) };
+            Some(RegisterConfig {
+                registrar_uri: uri.clone(),
+                registrar,
+                aor: format!("sip:{}@{}", cli.user, u.host),
+                contact: format!("sip:{}@{local}", cli.user),
+                expires: cli.expires.max(1),
+                local,
+            })
+        }
+        None => None,
+    };
+    if register.is_some() && password.is_none() {
+        return Err("--register needs --password-file".into());
+    }
     Ok(PhoneConfig {
+        register,
+        credentials: password.map(|p| (cli.user.clone(), p)),
         user: cli.user.clone(),
         local,
         media: CallMediaConfig {
@@ -246,7 +287,11 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
     let shutdown = switchboard::driver::interrupted();
     let phone = match &cli.command {
         Some(Command::Dial { uri, duration }) => {
-            let target = target_of(uri)?;
+            // Registered phones send their calls through the registrar (outbound proxy).
+            let target = match &cli.register {
+                Some(r) => target_of(r)?,
+                None => target_of(uri)?,
+            };
             let mut phone = Phone::new(phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?, Some(target));
             eprintln!("softphone: calling {uri} from {local}");
             phone.dial(uri, target);

@@ -1,6 +1,7 @@
 //! `switchboard`: the SIP service and its tools.
 //!
-//! Subcommands: `check` parses SIP message files and reports a verdict per file.
+//! Subcommands: `serve` runs the service, `users` manages its users, `registrations` lists what
+//! its store holds, `check` parses SIP message files and reports a verdict per file.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use std::process::ExitCode;
 mod check;
 #[path = "../cli/serve.rs"]
 mod serve;
+#[path = "../cli/users.rs"]
+mod users;
 
 /// switchboard: a SIP session initiation service over UDP.
 ///
@@ -25,12 +28,18 @@ struct Cli {
 enum Command {
     /// Run the SIP service on UDP.
     ///
-    /// Answers INVITEs to the built-in user `echo` (sip:echo@HOST) with 200 and an SDP answer,
-    /// OPTIONS with 200, BYE with 200, and other users with 404 until routing exists. Malformed
-    /// requests get 400 naming the bad header (505, 501, 483, 420, 416 where the RFC says so).
-    /// Ctrl-C sends BYE for live calls, then exits. Try it with sipp:
+    /// A registrar with digest authentication (REGISTER gets 401, INVITE 407), a stateful proxy
+    /// that forks calls to every registered contact of the called user (480 when none, 404 for
+    /// unknown users), and the built-in user `echo` (sip:echo@HOST, no authentication) that answers
+    /// and sends your RTP back. Registrations and users live in the data directory and survive a
+    /// restart. Malformed requests get 400 naming the bad header (505, 501, 483, 420, 416 where the
+    /// RFC says so). Ctrl-C sends BYE for live calls, then exits. Try it with sipp:
     /// `sipp -sn uac -s echo -r 10 -m 100 127.0.0.1:5060`.
     Serve(serve::ServeArgs),
+    /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext).
+    Users(users::UsersArgs),
+    /// List the registrations kept in the data directory, with their remaining expiry.
+    Registrations(users::RegistrationsArgs),
     /// Parse SIP message files and print a verdict per file.
     ///
     /// Each file holds one message as sent on the wire. A file is valid when it parses, every header
@@ -56,5 +65,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { files, json } => check::run(&files, json),
         Command::Serve(args) => serve::run(args),
+        Command::Users(args) => users::run(args),
+        Command::Registrations(args) => users::list_registrations(args),
     }
 }

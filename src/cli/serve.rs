@@ -1,58 +1,155 @@
-//! `switchboard serve`: the service on a UDP socket.
+//! `switchboard serve`: the service on a UDP socket, with its store.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use switchboard::auth::DigestServer;
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
+use switchboard::proxy::{Proxy, ProxyConfig};
+use switchboard::registrar::{Registrar, RegistrarConfig};
+use switchboard::service::app::{binding_of, Service, ServiceParts};
+use switchboard::service::config::{self, AuthMode, FileConfig};
+use switchboard::store::{SqliteStore, Store, StoreWriter, WriterConfig};
 use switchboard::transaction::Config;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::echo::{EchoConfig, EchoUas};
 use switchboard::ua::media::CallMediaConfig;
 
-/// Options of `switchboard serve`.
+/// Options of `switchboard serve`. Each overrides the same key of `--config`; unset ones fall back
+/// to the file, then to the built-in default shown.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// UDP address to listen on (IPv4 or [IPv6]:port; port 0 picks a free one and prints it).
-    #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR")]
-    listen: SocketAddr,
-    /// Seconds the echo user rings (180 Ringing) before it answers; 0 answers at once.
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-    answer_delay: f64,
-    /// RFC 3261 timer T1 in milliseconds (round-trip estimate; retransmissions start at T1).
-    #[arg(long, default_value_t = 500, value_name = "MS")]
-    t1_ms: u64,
-    /// RTP port range for calls the service answers: even ports RTP, the next odd one RTCP.
-    #[arg(long, default_value = "30000-39999", value_name = "FROM-TO")]
-    rtp_ports: String,
-    /// End a call with BYE when no RTP or RTCP arrives for this many seconds (0: never).
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    rtp_timeout: f64,
+    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
+    /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
+    /// branch_timeout_secs).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// UDP address to listen on, IPv4 or [IPv6]:port; port 0 picks a free one [default: 127.0.0.1:5060].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Our domain: REGISTER and calls for other domains are refused [default: any].
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) domain: Option<String>,
+    /// Where registrations, users and call records are kept (SQLite, readable with sqlite3);
+    /// `none` keeps them in memory only [default: the user's data dir, printed at start].
+    #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
+    pub(crate) data: Option<PathBuf>,
+    /// Turn digest authentication off (lab use only: anyone can register as anyone).
+    #[arg(long)]
+    pub(crate) no_auth: bool,
+    /// Seconds the echo user rings (180 Ringing) before it answers [default: 0, answer at once].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) answer_delay: Option<f64>,
+    /// RFC 3261 timer T1 in milliseconds; retransmissions start at T1 [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub(crate) t1_ms: Option<u64>,
+    /// RTP port range of calls the service answers: even ports RTP, the next odd one RTCP
+    /// [default: 30000-39999].
+    #[arg(long, value_name = "FROM-TO")]
+    pub(crate) rtp_ports: Option<String>,
+    /// End a call with BYE when no RTP or RTCP arrives for this many seconds; 0 never [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) rtp_timeout: Option<f64>,
+    /// Shortest registration accepted; shorter ones get 423 [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) min_expires: Option<u32>,
+    /// A forwarded request with no response at all for this long ends as 408 [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) branch_timeout: Option<f64>,
 }
 
-fn port_range(s: &str) -> Option<std::ops::RangeInclusive<u16>> {
-    let (a, b) = s.split_once('-')?;
-    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    (a >= 1024 && a < b).then_some(a..=b)
+/// Everything resolved, checked and ready.
+pub(crate) struct Resolved {
+    pub(crate) listen: SocketAddr,
+    pub(crate) domain: Option<String>,
+    pub(crate) auth: AuthMode,
+    pub(crate) data: Option<PathBuf>,
+    answer_delay: Duration,
+    t1: Duration,
+    rtp_ports: std::ops::RangeInclusive<u16>,
+    rtp_timeout: Duration,
+    min_expires: u32,
+    max_expires: u32,
+    nonce_lifetime: Duration,
+    branch_timeout: Duration,
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, String> {
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{name} must be between 0 and 86400 seconds, got {v}"))
+    }
+}
+
+/// The realm of digest authentication: the domain, or `switchboard`.
+pub(crate) fn realm(domain: Option<&str>) -> String {
+    domain.unwrap_or("switchboard").to_owned()
+}
+
+pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
+    let file = match &args.config {
+        Some(p) => config::load(p)?,
+        None => FileConfig::default(),
+    };
+    let t1_ms = args.t1_ms.or(file.t1_ms).unwrap_or(500);
+    if !(1..=10_000).contains(&t1_ms) {
+        return Err(format!("t1_ms must be between 1 and 10000, got {t1_ms}"));
+    }
+    let data = args.data.clone().or(file.data_dir).unwrap_or_else(switchboard::store::default_data_dir);
+    Ok(Resolved {
+        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
+        domain: args.domain.clone().or(file.domain),
+        auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
+        data: (data.as_os_str() != "none").then_some(data),
+        answer_delay: secs("answer delay", args.answer_delay.or(file.answer_delay_secs).unwrap_or(0.0))?,
+        t1: Duration::from_millis(t1_ms),
+        rtp_ports: config::port_range(args.rtp_ports.as_deref().or(file.rtp_ports.as_deref()).unwrap_or("30000-39999"))?,
+        rtp_timeout: secs("rtp timeout", args.rtp_timeout.or(file.rtp_timeout_secs).unwrap_or(30.0))?,
+        min_expires: args.min_expires.or(file.min_expires).unwrap_or(60),
+        max_expires: file.max_expires.unwrap_or(3600),
+        nonce_lifetime: Duration::from_secs(file.nonce_lifetime_secs.unwrap_or(300).max(10)),
+        branch_timeout: secs("branch timeout", args.branch_timeout.or(file.branch_timeout_secs).unwrap_or(10.0))?,
+    })
+}
+
+/// The 32-byte secret of the nonces, kept in the data directory so challenges outlive a restart.
+fn secret(data: Option<&std::path::Path>) -> Result<[u8; 32], String> {
+    let mut s = [0u8; 32];
+    let path = data.map(|d| d.join("nonce-secret"));
+    if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| b.len() == 32) {
+        s.copy_from_slice(&bytes);
+        return Ok(s);
+    }
+    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    std::io::Read::read_exact(&mut f, &mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    if let Some(p) = path {
+        std::fs::write(&p, s).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    Ok(s)
+}
+
+/// Opens the store (SQLite in `data`, or memory).
+pub(crate) fn open_store(data: Option<&std::path::Path>) -> Result<Box<dyn Store>, String> {
+    match data {
+        Some(d) => SqliteStore::open(d).map(|s| Box::new(s) as Box<dyn Store>).map_err(|e| e.to_string()),
+        None => Ok(Box::new(switchboard::store::MemoryStore::new())),
+    }
 }
 
 /// Runs the service until Ctrl-C.
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    if !(0.0..=3600.0).contains(&args.answer_delay) {
-        eprintln!("switchboard: --answer-delay must be between 0 and 3600 seconds");
-        return ExitCode::from(2);
-    }
-    if args.t1_ms == 0 || args.t1_ms > 10_000 {
-        eprintln!("switchboard: --t1-ms must be between 1 and 10000");
-        return ExitCode::from(2);
-    }
-    let Some(ports) = port_range(&args.rtp_ports) else {
-        eprintln!("switchboard: --rtp-ports must be FROM-TO with 1024 <= FROM < TO <= 65535, got {}", args.rtp_ports);
-        return ExitCode::from(2);
+    let r = match resolve(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if !(args.rtp_timeout.is_finite() && (0.0..=86_400.0).contains(&args.rtp_timeout)) {
-        eprintln!("switchboard: --rtp-timeout must be between 0 and 86400 seconds");
-        return ExitCode::from(2);
+    if r.auth == AuthMode::None {
+        tracing::warn!("authentication is off (--no-auth): anyone can register as anyone; lab use only");
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -61,33 +158,66 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
-        let transport = match UdpTransport::bind(args.listen).await {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("switchboard: cannot listen on {}: {e}", args.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        let local = transport.local_addr();
-        let t1 = Duration::from_millis(args.t1_ms);
-        let timers = Config { t1, ..Config::default() };
-        let endpoint = Endpoint::new(EndpointConfig { timers, ..EndpointConfig::default() });
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-        let rtp_timeout = Duration::from_secs_f64(args.rtp_timeout);
-        let session = MediaConfig {
-            inactivity_timeout: (!rtp_timeout.is_zero()).then_some(rtp_timeout),
-            cname: format!("echo@{}", local.ip()),
-            seed,
-            ..MediaConfig::default()
-        };
-        let media = CallMediaConfig { ip: local.ip(), ports, prefs: MediaPrefs::default(), session };
-        let app =
-            EchoUas::new(EchoConfig { local, answer_delay: Duration::from_secs_f64(args.answer_delay), t1, t2: timers.t2, media }, seed);
-        // The listening line goes to stdout so scripts (and tests) can read the chosen port.
-        println!("switchboard listening on udp {local}; call sip:echo@{local}");
-        tracing::info!(%local, "listening");
-        switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
-        ExitCode::SUCCESS
-    })
+    match rt.block_on(serve(r)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(r: Resolved) -> Result<(), String> {
+    let store = open_store(r.data.as_deref())?;
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let users = store.users().map_err(|e| e.to_string())?;
+    let bindings: Vec<_> = store.bindings().map_err(|e| e.to_string())?.iter().filter_map(binding_of).collect();
+    let mut registrar = Registrar::new(RegistrarConfig {
+        domain: r.domain.clone(),
+        min_expires: r.min_expires,
+        max_expires: r.max_expires,
+        ..RegistrarConfig::default()
+    });
+    let restored = bindings.len();
+    let dropped = registrar.restore(bindings, wall);
+    let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
+    for change in dropped {
+        if let switchboard::registrar::Change::Remove { aor, contact } = change {
+            let _ = writer.remove_binding(&aor, &contact);
+        }
+    }
+    let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
+    let local = transport.local_addr();
+    let timers = Config { t1: r.t1, ..Config::default() };
+    let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
+    let endpoint = Endpoint::new(EndpointConfig { timers, allow, ..EndpointConfig::default() });
+    let seed = wall.as_nanos() as u64;
+    let session = MediaConfig {
+        inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
+        cname: format!("echo@{}", local.ip()),
+        seed,
+        ..MediaConfig::default()
+    };
+    let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
+    let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, seed);
+    let auth = match r.auth {
+        AuthMode::Digest => Some(DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime)),
+        AuthMode::None => None,
+    };
+    let proxy = Proxy::new(ProxyConfig {
+        local,
+        branch_timeout: r.branch_timeout,
+        ringing_timeout: Duration::from_secs(181),
+        seed: seed ^ 0x5bd1_e995,
+    });
+    let service = Service::new(ServiceParts { local, echo, registrar, auth, users: users.clone(), proxy, store: Some(writer) });
+    // The listening line goes to stdout so scripts (and tests) can read the chosen port.
+    println!("switchboard listening on udp {local}; call sip:echo@{local}");
+    match &r.data {
+        Some(d) => eprintln!("switchboard: data in {} ({} users, {restored} registrations restored)", d.display(), users.len()),
+        None => eprintln!("switchboard: data in memory only (--data none)"),
+    }
+    tracing::info!(%local, auth = ?r.auth, "listening");
+    switchboard::driver::run(transport, endpoint, service, switchboard::driver::interrupted()).await;
+    Ok(())
 }

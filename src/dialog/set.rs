@@ -105,6 +105,12 @@ impl Dialogs {
         }
     }
 
+    /// Sets how our INVITEs answer 401/407 challenges (RFC 3261 §22.2): without one, a challenge
+    /// ends the INVITE like any failure.
+    pub fn set_authorizer(&mut self, authorizer: Authorizer) {
+        self.authorizer = AuthorizerSlot(Some(authorizer));
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DialogConfig {
         &self.config

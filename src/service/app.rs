@@ -12,7 +12,7 @@
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent};
-use crate::message::{HeaderName, Message, Method, Uri};
+use crate::message::{Message, Method, Uri};
 use crate::proxy::{self, Proxy, Target};
 use crate::registrar::{aor_of, Binding, Change, Registrar};
 use crate::store::{BindingRecord, StoreOp, StoreWriter, UserRecord};
@@ -174,22 +174,21 @@ impl Service {
             _ if in_dialog => {
                 let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
             }
-            _ if Self::is_echo(&request) || method == Some(Method::Options) && !self.addressed_to_user(&request) => {
-                self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now)
-            }
+            _ if Self::is_echo(&request) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
             Some(Method::Invite) => self.on_invite(io.endpoint, tx, &request, now),
-            _ => {
-                let _ = io.endpoint.respond(
-                    tx,
-                    request.response_to(405, "Method Not Allowed", Some("sb")).header(HeaderName::Allow, crate::endpoint::ALLOW).finish(),
-                    now,
-                );
-            }
+            // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
+            // is a keep-alive or capability query the service answers itself (§11.2).
+            _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
+                Some(targets) => {
+                    self.proxied.insert(tx, ());
+                    self.proxy.forward(io.endpoint, tx, &request, &targets, now);
+                }
+                None if method == Some(Method::Options) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
+                None => {
+                    let _ = io.endpoint.respond(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
+                }
+            },
         }
-    }
-
-    fn addressed_to_user(&self, req: &Message) -> bool {
-        req.request_uri().and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned))).is_some()
     }
 
     fn on_register(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, source: SocketAddr, now: Instant) {

@@ -59,6 +59,9 @@ pub struct UaCore {
     peers: HashMap<Box<str>, SocketAddr>,
     /// Where requests go when neither the next hop nor the Call-ID gives an address.
     default_peer: Option<SocketAddr>,
+    /// Outbound proxy (RFC 3261 §8.1.2): requests without a Route go there, whatever their
+    /// Request-URI says.
+    outbound: Option<SocketAddr>,
     events: VecDeque<UaEvent>,
 }
 
@@ -88,6 +91,7 @@ impl UaCore {
             awaiting_final: HashMap::new(),
             peers: HashMap::new(),
             default_peer,
+            outbound: None,
             events: VecDeque::new(),
         }
     }
@@ -95,6 +99,11 @@ impl UaCore {
     /// Sets where requests go when neither the next hop nor the Call-ID gives an address.
     pub fn set_default_peer(&mut self, peer: Option<SocketAddr>) {
         self.default_peer = peer;
+    }
+
+    /// Sends every request without a Route header to `proxy` (an outbound proxy, §8.1.2).
+    pub fn set_outbound_proxy(&mut self, proxy: Option<SocketAddr>) {
+        self.outbound = proxy;
     }
 
     /// The dialogs, for commands (`invite`, `accept`, `send_bye`, ...). Call [`UaCore::flush`] after.
@@ -239,6 +248,11 @@ impl UaCore {
     /// is used as is, a name falls back to the peer of the Call-ID, then the default peer.
     fn next_hop(&self, req: &Message) -> Option<SocketAddr> {
         let route = req.routes().next().and_then(Result::ok).map(|r| r.uri_text.to_owned());
+        if route.is_none() {
+            if let Some(p) = self.outbound {
+                return Some(p);
+            }
+        }
         let by_uri = route.as_deref().or(req.request_uri_str()).and_then(uri_addr);
         by_uri.or_else(|| req.call_id().ok().and_then(|c| self.peers.get(c).copied())).or(self.default_peer)
     }

@@ -7,3 +7,4 @@ pub mod core;
 pub mod echo;
 pub mod media;
 pub mod phone;
+pub mod register;

@@ -8,6 +8,7 @@
 
 use super::core::{UaCore, UaEvent};
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
+use super::register::{RegState, RegisterConfig, Registration};
 use crate::call::{MediaEvent, Source};
 use crate::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
 use crate::driver::{Application, FlowId, Io};
@@ -63,6 +64,10 @@ pub struct PhoneConfig {
     pub dtmf: Option<(String, Duration)>,
     /// Seed for tags, branches, SSRCs.
     pub seed: u64,
+    /// Register with a registrar (and unregister at the end).
+    pub register: Option<RegisterConfig>,
+    /// User name and password for digest challenges (REGISTER 401, INVITE 407).
+    pub credentials: Option<(String, String)>,
 }
 
 /// How a call ended, for the summary.
@@ -113,6 +118,7 @@ pub struct Phone {
     /// DTMF digits received, as (Call-ID, digit), for live display.
     pub digits: Vec<(String, char)>,
     stopping: bool,
+    registration: Option<Registration>,
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
     last_now: Option<Instant>,
     pending_dial: Option<(String, SocketAddr)>,
@@ -144,8 +150,29 @@ impl Phone {
             ..DialogConfig::default()
         };
         let media = CallMedia::new(config.media.clone());
+        let mut dialogs = Dialogs::new(dialog_config);
+        let mut registration = None;
+        let mut outbound_proxy = None;
+        if let Some((user, password)) = config.credentials.clone() {
+            // INVITEs answer 407/401 challenges with the same credentials (RFC 3261 §22.2).
+            let mut client = crate::auth::DigestClient::new(user.as_str(), password.as_str());
+            let mut n = config.seed;
+            dialogs.set_authorizer(Box::new(move |req, resp| {
+                client.handle_challenge(req, resp).ok()?;
+                n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let uri = req.request_uri_str()?.to_owned();
+                client.authorization(req.method()?.as_str(), &uri, &format!("{n:016x}"))
+            }));
+            if let Some(rc) = config.register.clone() {
+                outbound_proxy = Some(rc.registrar);
+                registration = Some(Registration::new(rc, &user, &password, config.seed ^ 0x2545_f491_4f6c_dd1d));
+            }
+        }
+        let mut ua = UaCore::new(dialogs, outbound);
+        ua.set_outbound_proxy(outbound_proxy);
         Phone {
-            ua: UaCore::new(Dialogs::new(dialog_config), outbound),
+            ua,
+            registration,
             media,
             calls: HashMap::new(),
             reports: Vec::new(),
@@ -323,6 +350,16 @@ impl Phone {
                 }
             }
             UaEvent::Dialog(ev) => self.on_dialog_event(io, ev, now),
+            UaEvent::Endpoint(EndpointEvent::Response { tx, response }) => {
+                if let Some(r) = self.registration.as_mut() {
+                    r.handle_response(io.endpoint, tx, &response, now);
+                }
+            }
+            UaEvent::Endpoint(EndpointEvent::Timeout { tx }) => {
+                if let Some(r) = self.registration.as_mut() {
+                    r.handle_timeout_of(tx);
+                }
+            }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
                 let (code, reason) = if request.method() == Some(&Method::Options) { (200, "OK") } else { (405, "Method Not Allowed") };
                 let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
@@ -449,8 +486,28 @@ impl Phone {
     }
 }
 
+impl Phone {
+    /// Once the calls asked for are done, removes the registration (§10.2.2) so the phone can exit.
+    fn unregister_when_finished(&mut self, io: &mut Io<'_>, now: Instant) {
+        let done = self.config.max_calls.is_some_and(|n| self.reports.len() as u32 >= n) && self.calls.is_empty();
+        if let Some(r) = self.registration.as_mut().filter(|r| done && r.state() == RegState::Registered && !r.is_pending()) {
+            r.unregister(io.endpoint, now);
+        }
+    }
+
+    /// The registration state, when registering.
+    pub fn registration(&self) -> Option<RegState> {
+        self.registration.as_ref().map(Registration::state)
+    }
+}
+
 impl Application for Phone {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
+        if let Some(r) = self.registration.as_mut() {
+            if r.state() == RegState::Pending && !r.is_pending() {
+                r.start(io.endpoint, now);
+            }
+        }
         if let Some((uri, _)) = self.pending_dial.take() {
             self.start_dial(io, uri, now);
         }
@@ -498,13 +555,18 @@ impl Application for Phone {
         }
         let events = self.media.handle_timeout(io, now);
         self.on_media_events(io, events, now);
+        if let Some(r) = self.registration.as_mut() {
+            r.handle_timeout(io.endpoint, now);
+        }
         self.ua.handle_timeout(io.endpoint, now);
         self.drain(io, now);
+        self.unregister_when_finished(io, now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().flat_map(|c| [c.ringing.as_ref().and_then(|r| r.1), c.hangup_at, c.dtmf_at]).flatten();
-        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).min()
+        let refresh = self.registration.as_ref().and_then(Registration::poll_timeout);
+        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).min()
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
@@ -515,11 +577,16 @@ impl Application for Phone {
         for key in keys {
             self.hangup_call(io, &key, None, now);
         }
+        if let Some(r) = self.registration.as_mut() {
+            r.unregister(io.endpoint, now);
+        }
         self.drain(io, now);
     }
 
     fn is_done(&self) -> bool {
-        let finished = self.calls.is_empty() && self.last_now.is_some_and(|now| self.ua.is_idle(now)) && self.pending_dial.is_none();
+        let registered = self.registration.as_ref().is_some_and(|r| r.is_pending() || r.state() == RegState::Registered);
+        let finished =
+            !registered && self.calls.is_empty() && self.last_now.is_some_and(|now| self.ua.is_idle(now)) && self.pending_dial.is_none();
         if self.stopping {
             return finished;
         }
