@@ -115,6 +115,11 @@ impl Dialogs {
         self.send_ack(slot, seq);
         self.apply_session(slot, session::from_response(resp), now);
         self.on_confirmed(slot, now);
+        // Forking (§13.2.2.4): the early dialogs of the other branches will never be confirmed
+        // now that the call is answered here; end them so nothing waits on them.
+        let others: Vec<Box<str>> =
+            self.invites.get(key).map(|i| i.remote_tags.iter().filter(|t| **t != id.remote_tag).cloned().collect()).unwrap_or_default();
+        self.end_early(key, &others, EndReason::Cancelled, now);
         if cancelled {
             self.bye(slot, EndReason::Cancelled, now);
         }

@@ -434,6 +434,10 @@ impl Phone {
 
     fn finish_call(&mut self, io: &mut Io<'_>, id: &DialogId, reason: EndReason, now: Instant) {
         let key = self.key_of(id);
+        // Another branch's early dialog of an answered call ended: not this call.
+        if self.calls.get(&key).is_some_and(|c| c.answered.is_some() && c.id != *id) {
+            return;
+        }
         let Some(call) = self.calls.remove(&key) else { return };
         let ended = self.media.end(io, &key);
         let (state, mut why) = describe(reason);
@@ -517,6 +521,7 @@ impl Application for Phone {
         self.last_now = Some(now);
         self.ua.handle_endpoint_event(io.endpoint, event, now);
         self.drain(io, now);
+        self.unregister_when_finished(io, now);
     }
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {

@@ -1,0 +1,222 @@
+//! Phones registered to `switchboard serve` call each other through it: digest auth on REGISTER and
+//! INVITE, proxy routing to the registered contact, media end to end; forking to two phones of one
+//! user (the first to answer wins, the other gets CANCEL and answers 487).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use switchboard::media::tone::analyse;
+use switchboard::media::wav::read_wav;
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sb-{name}-{}-{:?}", std::process::id(), Instant::now()).replace(['{', '}', ' ', ':'], ""));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn bin(name: &str) -> &'static str {
+    match name {
+        "switchboard" => env!("CARGO_BIN_EXE_switchboard"),
+        _ => env!("CARGO_BIN_EXE_softphone"),
+    }
+}
+
+/// Reads lines of a child's stdout on a thread.
+fn lines(out: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn expect(rx: &mpsc::Receiver<String>, what: &str, limit: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let left = limit.checked_sub(t0.elapsed()).unwrap_or_else(|| panic!("no line with '{what}'"));
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("no line with '{what}' within {limit:?}"),
+        }
+    }
+}
+
+/// A service with users alice and bob (passwords in files), on a fresh data directory.
+fn service(dir: &Path) -> (Guard, u16) {
+    for (user, pw) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
+        let ok = Command::new(bin("switchboard"))
+            .args(["users", "--data"])
+            .arg(dir)
+            .args(["add", user, "--password", pw])
+            .stdout(Stdio::null())
+            .status()
+            .expect("users add");
+        assert!(ok.success());
+        std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
+    }
+    let mut svc = Command::new(bin("switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "55000-55499", "--data"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let rx = lines(svc.stdout.take().expect("stdout"));
+    let l = expect(&rx, "listening on udp", Duration::from_secs(10));
+    let port = l.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
+    (Guard(svc), port)
+}
+
+/// `softphone --register ... answer --calls 1` for `user`; returns once it is registered.
+fn registered_answerer(
+    dir: &Path,
+    port: u16,
+    user: &str,
+    extra: &[&str],
+    ports: &str,
+    tag: &str,
+) -> (Guard, mpsc::Receiver<String>, PathBuf) {
+    let wav = dir.join(format!("{tag}.wav"));
+    let mut child = Command::new(bin("softphone"))
+        .args(["--user", user, "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
+        .arg(dir.join(format!("{user}.pw")))
+        .args(["--summary", "json", "--record"])
+        .arg(&wav)
+        .args(["--rtp-ports", ports])
+        .args(extra)
+        .args(["answer", "--calls", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("softphone answer");
+    let out = lines(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    expect(&err, "registered aor=", Duration::from_secs(15));
+    // Keep draining stderr so the phone never writes into a closed pipe.
+    std::thread::spawn(move || while err.recv().is_ok() {});
+    (Guard(child), out, wav)
+}
+
+fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn summary(rx: &mpsc::Receiver<String>) -> serde_json::Value {
+    serde_json::from_str(&expect(rx, "\"call_id\"", Duration::from_secs(40))).expect("summary JSON")
+}
+
+fn tone(path: &Path) -> (f64, f64) {
+    let wav = read_wav(&std::fs::read(path).expect("recording")).expect("WAV");
+    let a = analyse(&wav.samples, 8000);
+    (a.dominant.unwrap_or(0.0), a.active_seconds)
+}
+
+fn alice_dials(dir: &Path, port: u16, duration: &str) -> std::process::Output {
+    Command::new(bin("softphone"))
+        .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
+        .arg(dir.join("alice.pw"))
+        .args(["--summary", "json", "--tone", "440", "--record"])
+        .arg(dir.join("alice.wav"))
+        .args(["--rtp-ports", "56000-56499", "dial", "sip:bob@127.0.0.1", "--duration", duration])
+        .output()
+        .expect("softphone dial")
+}
+
+#[test]
+fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
+    let dir = tmpdir("svc-call");
+    let (_svc, port) = service(&dir);
+    let (_bob, bob_out, bob_wav) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "56500-56999", "bob");
+    let alice = alice_dials(&dir, port, "5");
+    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
+    assert!(alice.status.success(), "{alice_out}");
+    let a: serde_json::Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
+    assert_eq!(a["responses"][0], 407, "the INVITE was challenged first: {alice_out}");
+    let b = summary(&bob_out);
+    assert_eq!(a["call_id"], b["call_id"]);
+    assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("completed"), Some("completed")));
+    assert_eq!(b["reason"], "bye-remote", "alice's BYE reached bob through the service");
+    let (fa, active_a) = tone(&dir.join("alice.wav"));
+    let (fb, active_b) = tone(&bob_wav);
+    assert!((fa - 1000.0).abs() < 15.0 && active_a >= 4.5, "alice heard {fa} Hz for {active_a} s");
+    assert!((fb - 440.0).abs() < 15.0 && active_b >= 4.5, "bob heard {fb} Hz for {active_b} s");
+}
+
+#[test]
+fn bob_hangs_up_and_the_bye_reaches_alice() {
+    let dir = tmpdir("svc-bye");
+    let (_svc, port) = service(&dir);
+    // Bob answers with --duration 2: he hangs up first.
+    let (_bob, bob_out2, _) = registered_answerer_with_duration(&dir, port);
+    let alice = alice_dials(&dir, port, "30");
+    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
+    let a: serde_json::Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
+    assert_eq!(a["reason"], "bye-remote", "{alice_out}");
+    assert_eq!(summary(&bob_out2)["reason"], "bye-local");
+}
+
+fn registered_answerer_with_duration(dir: &Path, port: u16) -> (Guard, mpsc::Receiver<String>, PathBuf) {
+    let mut child = Command::new(bin("softphone"))
+        .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
+        .arg(dir.join("bob.pw"))
+        .args(["--summary", "json", "--rtp-ports", "57500-57999", "answer", "--calls", "1", "--duration", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("softphone answer");
+    let out = lines(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    expect(&err, "registered aor=", Duration::from_secs(15));
+    std::thread::spawn(move || while err.recv().is_ok() {});
+    (Guard(child), out, dir.join("unused.wav"))
+}
+
+#[test]
+fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
+    let dir = tmpdir("svc-fork");
+    let (_svc, port) = service(&dir);
+    // Two phones for bob: the first answers after 0.5 s, the second would only after 20 s.
+    let (_b1, out1, _) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "58000-58499", "bob1");
+    let mut b2 = Command::new(bin("softphone"))
+        .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
+        .arg(dir.join("bob.pw"))
+        .args(["--summary", "json", "--rtp-ports", "58500-58999", "answer", "--calls", "1", "--after", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("second phone");
+    let out2 = lines(b2.stdout.take().expect("stdout"));
+    let err2 = lines_of(b2.stderr.take().expect("stderr"));
+    expect(&err2, "registered aor=", Duration::from_secs(15));
+    std::thread::spawn(move || while err2.recv().is_ok() {});
+    let _b2 = Guard(b2);
+    let alice = alice_dials(&dir, port, "2");
+    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
+    assert!(alice.status.success(), "{alice_out}");
+    let first = summary(&out1);
+    assert_eq!(first["state"], "completed", "the first phone took the call");
+    let second = summary(&out2);
+    assert_eq!(second["state"], "cancelled", "the other phone got CANCEL: {second}");
+}
