@@ -220,3 +220,49 @@ fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
     let second = summary(&out2);
     assert_eq!(second["state"], "cancelled", "the other phone got CANCEL: {second}");
 }
+
+#[test]
+fn an_expired_nonce_gets_stale_and_the_softphone_re_authenticates_by_itself() {
+    let dir = tmpdir("svc-stale");
+    for (user, pw) in [("bob", "bob-secret")] {
+        let ok = Command::new(bin("switchboard"))
+            .args(["users", "--data"])
+            .arg(&dir)
+            .args(["add", user, "--password", pw])
+            .stdout(Stdio::null())
+            .status()
+            .expect("users add");
+        assert!(ok.success());
+        std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
+    }
+    // Nonces live 10 s; bob registers for 24 s and so refreshes after 12 s with a stale nonce.
+    let cfg = dir.join("switchboard.toml");
+    std::fs::write(&cfg, "nonce_lifetime_secs = 10\nmin_expires = 10\n").expect("config");
+    let mut svc = Command::new(bin("switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let rx = lines(svc.stdout.take().expect("stdout"));
+    let l = expect(&rx, "listening on udp", Duration::from_secs(10));
+    let port: u16 = l.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
+    let _svc = Guard(svc);
+    let mut bob = Command::new(bin("softphone"))
+        .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port}"), "--expires", "24", "--password-file"])
+        .arg(dir.join("bob.pw"))
+        .args(["--rtp-ports", "59000-59499", "answer"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("softphone");
+    let err = lines_of(bob.stderr.take().expect("stderr"));
+    let _bob = Guard(bob);
+    expect(&err, "registered aor=sip:bob@127.0.0.1", Duration::from_secs(15));
+    // The refresh meets a stale nonce (401 stale=true) and succeeds without any user action.
+    let line = expect(&err, "registration refreshed", Duration::from_secs(30));
+    assert!(line.contains("aor=sip:bob@127.0.0.1"), "{line}");
+}

@@ -157,7 +157,9 @@ impl Registration {
                 let granted = resp.contacts().filter_map(Result::ok).find(|c| c.uri_text == self.config.contact).and_then(|c| c.expires());
                 let secs = granted.or(resp.expires().ok().flatten()).unwrap_or(self.config.expires).max(2);
                 self.refresh_at = Some(now + Duration::from_secs(u64::from(secs)) / 2);
-                if self.state != RegState::Registered {
+                if self.state == RegState::Registered {
+                    tracing::info!(aor = %self.config.aor, expires = secs, "registration refreshed");
+                } else {
                     tracing::info!(aor = %self.config.aor, expires = secs, "registered");
                 }
                 self.state = RegState::Registered;
