@@ -5,7 +5,20 @@
 use std::path::{Path, PathBuf};
 
 /// Sans-IO modules: folders and single files under src/.
-const SANS_IO: &[&str] = &["message", "sdp", "transaction", "dialog", "endpoint", "endpoint.rs", "transport/mod.rs", "call", "media", "registrar", "auth", "proxy"];
+const SANS_IO: &[&str] = &[
+    "message",
+    "sdp",
+    "transaction",
+    "dialog",
+    "endpoint",
+    "endpoint.rs",
+    "transport/mod.rs",
+    "call",
+    "media",
+    "registrar",
+    "auth",
+    "proxy",
+];
 const FORBIDDEN: &[&str] = &["tokio", "std::net::UdpSocket", "UdpSocket", "Instant::now", "SystemTime::now"];
 
 fn rust_files(p: &Path, out: &mut Vec<PathBuf>) {
