@@ -224,17 +224,16 @@ fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
 #[test]
 fn an_expired_nonce_gets_stale_and_the_softphone_re_authenticates_by_itself() {
     let dir = tmpdir("svc-stale");
-    for (user, pw) in [("bob", "bob-secret")] {
-        let ok = Command::new(bin("switchboard"))
-            .args(["users", "--data"])
-            .arg(&dir)
-            .args(["add", user, "--password", pw])
-            .stdout(Stdio::null())
-            .status()
-            .expect("users add");
-        assert!(ok.success());
-        std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
-    }
+    let (user, pw) = ("bob", "bob-secret");
+    let ok = Command::new(bin("switchboard"))
+        .args(["users", "--data"])
+        .arg(&dir)
+        .args(["add", user, "--password", pw])
+        .stdout(Stdio::null())
+        .status()
+        .expect("users add");
+    assert!(ok.success());
+    std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
     // Nonces live 10 s; bob registers for 24 s and so refreshes after 12 s with a stale nonce.
     let cfg = dir.join("switchboard.toml");
     std::fs::write(&cfg, "nonce_lifetime_secs = 10\nmin_expires = 10\n").expect("config");
