@@ -40,7 +40,7 @@ pub fn is_us(uri_text: &str, local: SocketAddr) -> bool {
 }
 
 /// Writes every value of a comma-list header but the first, if any remain.
-fn push_rest_of_list(b: &mut MessageBuilder, name: HeaderName, value: &[u8]) {
+pub(crate) fn push_rest_of_list(b: &mut MessageBuilder, name: HeaderName, value: &[u8]) {
     let text = String::from_utf8_lossy(value);
     let mut depth_quote = false;
     let mut angle = false;
@@ -100,7 +100,7 @@ pub fn forward_request(req: &Message, spec: &ForwardSpec<'_>) -> Message {
 }
 
 /// Finishes `b` with the body and Content-Type of `original` (the builder writes Content-Length).
-fn finish_like(mut b: MessageBuilder, original: &Message) -> Message {
+pub(crate) fn finish_like(mut b: MessageBuilder, original: &Message) -> Message {
     let ct = original.header(HeaderName::ContentType).map(|v| String::from_utf8_lossy(v).into_owned());
     match ct {
         Some(ct) if !original.body().is_empty() => b.body(&ct, original.body()),

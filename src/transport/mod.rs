@@ -7,7 +7,7 @@
 
 pub mod udp;
 
-use crate::message::{Host, Message};
+use crate::message::{HeaderName, Host, Message};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 
@@ -53,7 +53,8 @@ pub fn classify(d: &[u8]) -> DatagramKind {
 }
 
 /// Adds `received` (when the sent-by host differs from the source address, §18.2.1) and fills an
-/// empty `rport` with the source port (RFC 3581 §4) in the top Via of a request. Returns the message
+/// empty `rport` with the source port (RFC 3581 §4) in the top Via of a request (or of the copy of
+/// its Via in a stateless answer to an unparsable request). Returns the message
 /// unchanged when nothing is needed.
 pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
     let Ok(via) = msg.via() else { return msg.clone() };
@@ -68,15 +69,54 @@ pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
         extra.push_str(&src.ip().to_string());
     }
     if wants_rport {
-        // The empty rport param is left in place and a valued one follows; strip the empty one by
-        // rewriting would need a second copy. RFC 3581 §4 parsers read the valued one first.
-        extra.push_str(&format!(";rport={}", src.port()));
+        // RFC 3581 §4: the empty `rport` gets the source port as its value, in place.
+        return with_top_via(msg, &rport_filled(&via, src, &extra));
     }
     if extra.is_empty() {
         msg.clone()
     } else {
         msg.append_to_top_via(&extra)
     }
+}
+
+/// The top Via value with `rport` set to the source port and `extra` (a `;received=`) appended.
+fn rport_filled(via: &crate::message::Via<'_>, src: SocketAddr, extra: &str) -> String {
+    let mut v = format!("{}/{}/{} {}", via.protocol, via.version, via.transport, via.host);
+    if let Some(p) = via.port {
+        v.push_str(&format!(":{p}"));
+    }
+    for (name, value) in via.params.iter() {
+        match value {
+            _ if name.eq_ignore_ascii_case("rport") => v.push_str(&format!(";rport={}", src.port())),
+            Some(value) => v.push_str(&format!(";{name}={value}")),
+            None => v.push_str(&format!(";{name}")),
+        }
+    }
+    v.push_str(extra);
+    v
+}
+
+/// A copy of `msg` whose first Via value is `top` (the values after it are kept).
+fn with_top_via(msg: &Message, top: &str) -> Message {
+    let mut b = match (msg.method().cloned(), msg.request_uri_str(), msg.status()) {
+        (Some(method), Some(uri), _) => Message::request(method, uri),
+        (_, _, Some(code)) => Message::response(code, &String::from_utf8_lossy(msg.reason().unwrap_or(b""))),
+        _ => return msg.clone(),
+    };
+    let mut done = false;
+    for h in msg.headers() {
+        let spelling = if h.name == HeaderName::Other { std::str::from_utf8(h.raw_name).unwrap_or("X-Invalid") } else { h.name.as_str() };
+        match h.name {
+            HeaderName::ContentLength | HeaderName::ContentType => {}
+            HeaderName::Via if !done => {
+                done = true;
+                b.push_raw(HeaderName::Via, "Via", top.as_bytes());
+                crate::proxy::forward::push_rest_of_list(&mut b, HeaderName::Via, h.value);
+            }
+            _ => b.push_raw(h.name, spelling, h.value),
+        }
+    }
+    crate::proxy::forward::finish_like(b, msg)
 }
 
 /// Where to send a response over UDP (§18.2.2, RFC 3581 §4): to `received` (else the sent-by host,
@@ -126,6 +166,8 @@ mod tests {
         let m = stamp_received(&req("SIP/2.0/UDP host.example.com:5060;branch=z9hG4bKa;rport, SIP/2.0/UDP other;branch=z9hG4bKb"), src);
         let via = m.via().unwrap();
         assert_eq!(via.received(), Some("192.0.2.9"));
+        let rports: Vec<Option<&str>> = via.params.iter().filter(|(n, _)| *n == "rport").map(|(_, v)| v).collect();
+        assert_eq!(rports, [Some("40000")], "the empty rport is filled in place (RFC 3581 §4)");
         assert_eq!(m.vias().count(), 2);
         assert_eq!(response_destination(&m), Some(src));
         m.validate().unwrap();
