@@ -60,6 +60,8 @@ pub struct DigestServer {
     counts: NonceCounts,
     exact_uri: bool,
     last_purge_secs: u64,
+    /// Algorithms challenged with, in order (default: SHA-256 then MD5).
+    algorithms: Vec<Algorithm>,
 }
 
 // ===== impl DigestServer =====
@@ -72,7 +74,25 @@ impl DigestServer {
         let realm = realm.into();
         let key = NonceKey::new(&secret, &realm);
         let opaque = key.opaque();
-        DigestServer { realm, key, opaque, lifetime, counts: NonceCounts::new(DEFAULT_MAX_NONCES), exact_uri: true, last_purge_secs: 0 }
+        DigestServer {
+            realm,
+            key,
+            opaque,
+            lifetime,
+            counts: NonceCounts::new(DEFAULT_MAX_NONCES),
+            exact_uri: true,
+            last_purge_secs: 0,
+            algorithms: Algorithm::PREFERENCE.to_vec(),
+        }
+    }
+
+    /// Sets which algorithms challenges offer, in order. Some clients (sipp 3.6, baresip 1.0) give
+    /// up on any challenge that is not MD5, so an operator may offer MD5 alone. An empty list is
+    /// ignored. Credentials in any supported algorithm are still checked.
+    pub fn set_algorithms(&mut self, algorithms: &[Algorithm]) {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms.to_vec();
+        }
     }
 
     /// The realm.
@@ -111,7 +131,7 @@ impl DigestServer {
     pub fn challenge(&mut self, now: Duration, stale: bool, proxy: bool) -> Vec<(HeaderName, String)> {
         let name = if proxy { HeaderName::ProxyAuthenticate } else { HeaderName::WwwAuthenticate };
         let nonce = self.new_nonce(now);
-        Algorithm::PREFERENCE
+        self.algorithms
             .iter()
             .map(|alg| {
                 let mut v = format!(

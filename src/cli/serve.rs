@@ -55,6 +55,11 @@ pub(crate) struct ServeArgs {
     /// Shortest registration accepted; shorter ones get 423 [default: 60].
     #[arg(long, value_name = "SECS")]
     pub(crate) min_expires: Option<u32>,
+    /// Digest algorithms to challenge with, in order: md5, sha-256, or e.g. sha-256,md5. MD5 alone
+    /// is the default because sipp 3.6 and baresip 1.0 give up on a SHA-256 challenge; credentials
+    /// in either algorithm are accepted [default: md5].
+    #[arg(long, value_name = "LIST")]
+    pub(crate) auth_algorithms: Option<String>,
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub(crate) branch_timeout: Option<f64>,
@@ -74,6 +79,7 @@ pub(crate) struct Resolved {
     max_expires: u32,
     nonce_lifetime: Duration,
     branch_timeout: Duration,
+    algorithms: Vec<switchboard::auth::Algorithm>,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, String> {
@@ -99,6 +105,11 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         return Err(format!("t1_ms must be between 1 and 10000, got {t1_ms}"));
     }
     let data = args.data.clone().or(file.data_dir).unwrap_or_else(switchboard::store::default_data_dir);
+    let algs = args.auth_algorithms.clone().or(file.auth_algorithms).unwrap_or_else(|| "md5".into());
+    let algorithms = algs
+        .split(',')
+        .map(|a| a.trim().parse::<switchboard::auth::Algorithm>().map_err(|_| format!("unknown digest algorithm {a:?} (md5, sha-256)")))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
@@ -112,6 +123,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         max_expires: file.max_expires.unwrap_or(3600),
         nonce_lifetime: Duration::from_secs(file.nonce_lifetime_secs.unwrap_or(300).max(10)),
         branch_timeout: secs("branch timeout", args.branch_timeout.or(file.branch_timeout_secs).unwrap_or(10.0))?,
+        algorithms,
     })
 }
 
@@ -201,7 +213,11 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
     let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, seed);
     let auth = match r.auth {
-        AuthMode::Digest => Some(DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime)),
+        AuthMode::Digest => {
+            let mut d = DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime);
+            d.set_algorithms(&r.algorithms);
+            Some(d)
+        }
         AuthMode::None => None,
     };
     let proxy = Proxy::new(ProxyConfig {

@@ -15,6 +15,7 @@
 //! max_expires = 3600
 //! nonce_lifetime_secs = 300
 //! branch_timeout_secs = 10
+//! auth_algorithms = "md5"          # or "sha-256,md5" (RFC 8760 order) for clients that handle it
 //! ```
 
 use serde::Deserialize;
@@ -69,6 +70,9 @@ pub struct FileConfig {
     pub nonce_lifetime_secs: Option<u64>,
     /// Proxy: a branch with no response ends as 408 after this.
     pub branch_timeout_secs: Option<f64>,
+    /// Digest algorithms challenged with, in order: `"md5"`, `"sha-256"` or both, e.g.
+    /// `"sha-256,md5"`.
+    pub auth_algorithms: Option<String>,
 }
 
 /// Reads a TOML config file; the error names the file and the problem in one line.
