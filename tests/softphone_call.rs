@@ -131,34 +131,41 @@ fn dtmf_digits_sent_by_one_softphone_are_reported_by_the_other() {
 
 #[test]
 fn a_peer_that_stops_sending_media_is_hung_up_with_a_reason() {
-    // The answerer gives up after 2 s without media. The caller is frozen (SIGSTOP) once the call
-    // is answered, so its RTP and RTCP stop as they would if the peer died or the path broke.
-    let (child, out, port) = answerer(&["--summary", "json", "--rtp-timeout", "2", "--rtp-ports", "45000-45999", "answer", "--calls", "1"]);
-    let mut caller = Command::new(env!("CARGO_BIN_EXE_softphone"))
-        .args([
-            "--summary",
-            "json",
-            "--rtp-timeout",
-            "0",
-            "--rtp-ports",
-            "46000-46999",
-            "dial",
-            &format!("sip:softphone@127.0.0.1:{port}"),
-            "--duration",
-            "60",
-        ])
+    // The answerer gives up after 2 s without media. The caller is frozen (SIGSTOP) once media
+    // flows (the answerer reports the caller's DTMF digit, so the ACK is long delivered), so its
+    // RTP and RTCP stop as they would if the peer died or the path broke.
+    let mut answer = Command::new(env!("CARGO_BIN_EXE_softphone"))
+        .args(["--summary", "json", "--rtp-timeout", "2", "--rtp-ports", "45000-45999", "answer", "--calls", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .expect("softphone answer");
+    let mut out = BufReader::new(answer.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("listening line");
+    let port: u16 =
+        first.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
+    let (tx, answer_log) = std::sync::mpsc::channel::<String>();
+    let answer_err = answer.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for l in BufReader::new(answer_err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let child = answer;
+    let mut caller = Command::new(env!("CARGO_BIN_EXE_softphone"))
+        .args(["--summary", "json", "--rtp-timeout", "0", "--rtp-ports", "46000-46999", "--dtmf", "5", "--dtmf-after", "0.3"])
+        .args(["dial", &format!("sip:softphone@127.0.0.1:{port}"), "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .expect("caller");
-    // Wait until the call is answered (the caller logs it), then freeze the caller.
-    let mut err = BufReader::new(caller.stderr.take().expect("stderr"));
     let t0 = Instant::now();
-    let mut line = String::new();
-    while !line.contains("call answered") {
-        line.clear();
-        assert!(err.read_line(&mut line).expect("caller log") > 0, "caller exited early");
-        assert!(t0.elapsed() < Duration::from_secs(20), "no answer");
+    loop {
+        let left = Duration::from_secs(20).checked_sub(t0.elapsed()).expect("no DTMF from the caller within 20 s");
+        if answer_log.recv_timeout(left).expect("answerer log").contains("DTMF received") {
+            break;
+        }
     }
     let stop = Command::new("kill").args(["-STOP", &caller.id().to_string()]).status().expect("kill -STOP");
     assert!(stop.success());
