@@ -5,8 +5,8 @@
 
 use super::error::{ErrorKind, ParseError, ValueError};
 use super::header::{check_date, parse_number, AddrForm, AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, TokenList, Via};
-use super::lex::{is_lws, trim, ListIter};
-use super::{Header, HeaderName, Message, StartLine};
+use super::lex::{has_space_or_ctl, trim, ListIter};
+use super::{Header, HeaderName, Lookup, Message, StartLine};
 
 impl Message {
     fn value_str<'a>(&'a self, h: &Header) -> Result<&'a str, ParseError> {
@@ -25,6 +25,12 @@ impl Message {
 
     /// The header `name` if present once, `None` if absent, an error if repeated.
     fn optional(&self, name: HeaderName) -> Result<Option<&Header>, ParseError> {
+        match self.index.get(name) {
+            Lookup::Absent => return Ok(None),
+            Lookup::Once(at) => return Ok(self.headers.get(at)),
+            // The error names the second line: find it.
+            Lookup::Repeated(_) | Lookup::Scan => {}
+        }
         let mut found = None;
         for h in self.headers.iter().filter(|h| h.name == name) {
             if found.is_some() {
@@ -53,12 +59,14 @@ impl Message {
 
     /// The topmost Via value (RFC 3261 §18.2.2 answers go where it says).
     pub fn via(&self) -> Result<Via<'_>, ParseError> {
-        let h = self.headers.iter().find(|h| h.name == HeaderName::Via).ok_or(ParseError::in_header(
-            ErrorKind::MissingHeader,
-            HeaderName::Via,
-            0,
-        ))?;
+        let h = self.first(HeaderName::Via).ok_or(ParseError::in_header(ErrorKind::MissingHeader, HeaderName::Via, 0))?;
         let s = self.value_str(h)?;
+        // One value on the line (the usual case): if the whole line is a `via-parm`, it holds no
+        // ',' or '<' outside a quoted parameter value, so the list split below would hand exactly this
+        // text to `Via::parse`; skip the split.
+        if let Ok(via) = Via::parse(s) {
+            return Ok(via);
+        }
         let (first, at) = ListIter::new(s).next().unwrap_or(Err(ValueError::at(0))).map_err(|e| Self::value_err(h, e))?;
         Via::parse(first).map_err(|e| Self::value_err(h, ValueError::at(at + e.offset)))
     }
@@ -84,7 +92,8 @@ impl Message {
     pub fn call_id(&self) -> Result<&str, ParseError> {
         let h = self.single(HeaderName::CallId)?;
         let s = self.value_str(h)?;
-        if s.is_empty() || s.bytes().any(|b| is_lws(b) || b < 0x21 || b == 0x7f) {
+        // LWS is all below 0x21.
+        if s.is_empty() || has_space_or_ctl(s.as_bytes()) {
             return Err(Self::value_err(h, ValueError::at(0)));
         }
         Ok(s)
@@ -93,6 +102,9 @@ impl Message {
     /// The CSeq (RFC 3261 §20.16).
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
         let h = self.single(HeaderName::CSeq)?;
+        if let Some(cseq) = CSeq::parse_known(h.value.of(&self.buf)) {
+            return Ok(cseq);
+        }
         CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))
     }
 
@@ -243,7 +255,7 @@ impl Message {
     pub fn check_required(&self) -> Result<(), ParseError> {
         for name in [HeaderName::To, HeaderName::From, HeaderName::CallId, HeaderName::CSeq, HeaderName::Via] {
             if name == HeaderName::Via {
-                if !self.headers.iter().any(|h| h.name == name) {
+                if self.first(name).is_none() {
                     return Err(ParseError::in_header(ErrorKind::MissingHeader, name, 0));
                 }
             } else {

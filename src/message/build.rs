@@ -4,7 +4,7 @@
 //! the parser records, so a built [`Message`] is indistinguishable from a parsed one and
 //! `Message::parse(m.as_bytes().clone()) == m`.
 
-use super::{Header, HeaderName, Message, Method, Span, StartLine};
+use super::{Header, HeaderIndex, HeaderName, Message, Method, Span, StartLine};
 use bytes::{BufMut, BytesMut};
 use std::fmt::{self, Write as _};
 
@@ -176,6 +176,7 @@ impl MessageBuilder {
         Message {
             buf: self.buf.freeze(),
             start: self.start,
+            index: HeaderIndex::of(&self.headers),
             headers: self.headers,
             body: Span::new(b0, b1),
             content_length: Some(body.len() as u32),
@@ -231,6 +232,7 @@ impl Message {
         };
         let headers = self.headers.iter().map(|h| Header { name: h.name, name_span: shift(h.name_span), value: shift(h.value) }).collect();
         let body = Span { start: self.body.start + n, end: self.body.end + n };
-        Message { buf: buf.freeze(), start, headers, body, content_length: self.content_length }
+        // The same lines in the same order, so the same index.
+        Message { buf: buf.freeze(), start, headers, body, content_length: self.content_length, index: self.index }
     }
 }

@@ -36,25 +36,175 @@ macro_rules! header_names {
             /// Looks a name up, ignoring ASCII case; compact forms included. Unknown names give
             /// [`HeaderName::Other`].
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                if name.len() == 1 {
-                    let c = name[0].to_ascii_lowercase() as char;
-                    $( $( if c == $compact { return HeaderName::$variant; } )? )*
-                    return HeaderName::Other;
+                match lookup(name) {
+                    Some(k) if name.eq_ignore_ascii_case(k.canon.as_bytes()) => k.name,
+                    Some(_) => HeaderName::Other,
+                    None if name.len() == 1 => compact_form(name[0]),
+                    None => HeaderName::Other,
                 }
-                // Compare the first byte before the whole name: most candidates fail there.
-                let first = name.first().map_or(0, u8::to_ascii_lowercase);
-                $(
-                    if name.len() == $canon.len()
-                        && first == $canon.as_bytes()[0].to_ascii_lowercase()
-                        && name.eq_ignore_ascii_case($canon.as_bytes())
-                    {
-                        return HeaderName::$variant;
-                    }
-                )*
-                HeaderName::Other
             }
         }
+
+        /// Every long name, in declaration order; [`TABLE`] indexes into it.
+        const KNOWN: &[Known] = &[ $( Known::new(HeaderName::$variant, $canon), )* ];
+
+        /// Compact forms by letter (`a` = 0); [`HeaderName::Other`] where there is none.
+        const COMPACT: [HeaderName; 26] = {
+            let mut t = [HeaderName::Other; 26];
+            $( $( t[($compact as u32 - 'a' as u32) as usize] = HeaderName::$variant; )? )*
+            t
+        };
     };
+}
+
+/// One known long name: the canonical spelling and, for the framing fast path, its lowercase bytes
+/// packed into little-endian words (zero-padded) with the case bit (0x20) of each letter.
+struct Known {
+    name: HeaderName,
+    canon: &'static str,
+    /// The lowercase name, zero-padded to 24 bytes, as little-endian words.
+    lower: [u64; 3],
+    /// 0x20 at each byte where the name has a letter.
+    case_bits: [u64; 3],
+    /// 0xff at each byte the name covers.
+    mask: [u64; 3],
+}
+
+impl Known {
+    const fn new(name: HeaderName, canon: &'static str) -> Known {
+        let b = canon.as_bytes();
+        assert!(!b.is_empty() && b.len() <= 24, "header names are 1 to 24 bytes");
+        let (mut lower, mut case_bits, mut mask) = ([0u64; 3], [0u64; 3], [0u64; 3]);
+        let mut i = 0;
+        while i < b.len() {
+            let shift = 8 * (i % 8);
+            lower[i / 8] |= (b[i].to_ascii_lowercase() as u64) << shift;
+            if b[i].is_ascii_alphabetic() {
+                case_bits[i / 8] |= 0x20 << shift;
+            }
+            mask[i / 8] |= 0xff << shift;
+            i += 1;
+        }
+        Known { name, canon, lower, case_bits, mask }
+    }
+
+    /// Whether the window words `w` (24 bytes, little-endian) start with this name, ASCII case
+    /// ignored: setting the case bit of exactly the bytes where the name has a letter folds case
+    /// there and nowhere else, so the comparison is exact for any input bytes.
+    #[inline]
+    fn starts(&self, w: [u64; 3]) -> bool {
+        let diff = |i: usize| (w[i] | self.case_bits[i]) & self.mask[i] ^ self.lower[i];
+        diff(0) | diff(1) | diff(2) == 0
+    }
+}
+
+/// 24 bytes as three little-endian words.
+#[inline]
+fn words(win: &[u8; 24]) -> [u64; 3] {
+    let word = |i: usize| u64::from_le_bytes([win[i], win[i + 1], win[i + 2], win[i + 3], win[i + 4], win[i + 5], win[i + 6], win[i + 7]]);
+    [word(0), word(8), word(16)]
+}
+
+/// Size of the perfect-hash table of long names (a power of two).
+const TABLE_SIZE: usize = 128;
+
+/// A hash of (length, first byte, last byte), case-folded with `| 0x20`. The multipliers were picked
+/// so that no two known names share a slot; [`TABLE`] fails to compile if a new name collides (then
+/// pick new multipliers).
+const fn slot(len: usize, first: u8, last: u8) -> usize {
+    (len.wrapping_mul(3) + (first | 0x20) as usize * 14 + (last | 0x20) as usize * 7) & (TABLE_SIZE - 1)
+}
+
+/// `slot` -> 1 + index into [`KNOWN`], or 0 for an empty slot.
+const TABLE: [u8; TABLE_SIZE] = {
+    let mut t = [0u8; TABLE_SIZE];
+    let mut i = 0;
+    while i < KNOWN.len() {
+        let b = KNOWN[i].canon.as_bytes();
+        let s = slot(b.len(), b[0], b[b.len() - 1]);
+        assert!(t[s] == 0, "two header names share a hash slot: change the multipliers in `slot`");
+        t[s] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The only known long name `name` can be (same hash slot and length), not yet compared.
+#[inline]
+fn lookup(name: &[u8]) -> Option<&'static Known> {
+    let (&first, &last) = (name.first()?, name.last()?);
+    let k = TABLE[slot(name.len(), first, last)];
+    let known = KNOWN.get(usize::from(k).checked_sub(1)?)?;
+    (known.canon.len() == name.len()).then_some(known)
+}
+
+/// A one-letter compact form (RFC 3261 §7.3.3), case-insensitive.
+#[inline]
+fn compact_form(c: u8) -> HeaderName {
+    match (c | 0x20).checked_sub(b'a') {
+        Some(i) if i < 26 => COMPACT[usize::from(i)],
+        _ => HeaderName::Other,
+    }
+}
+
+impl HeaderName {
+    /// The framing loop's fast path for a header line starting `win` (24 bytes of the buffer; the
+    /// first is a token character): when the first ':' lies in the window right after the name
+    /// (no WSP before it), returns the header and the offset of that ':'. A name other than a known
+    /// one comes back as [`HeaderName::Other`], not yet checked to be a token. `None` sends the
+    /// caller to the general path ([`HeaderName::from_bytes_in`] after a search for the ':'), which
+    /// gives the same answer.
+    #[inline]
+    pub(crate) fn at_line_start(win: &[u8; 24]) -> Option<(HeaderName, usize)> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        const COLON: u64 = ONES * b':' as u64;
+        let w = words(win);
+        // "Has a zero byte" after XOR with ':': the lowest set bit marks the first ':' of a word.
+        let hits = |x: u64| {
+            let x = x ^ COLON;
+            x.wrapping_sub(ONES) & !x & HIGH
+        };
+        let colon = match (hits(w[0]), hits(w[1]), hits(w[2])) {
+            (h, _, _) if h != 0 => h.trailing_zeros() / 8,
+            (_, h, _) if h != 0 => 8 + h.trailing_zeros() / 8,
+            (_, _, h) if h != 0 => 16 + h.trailing_zeros() / 8,
+            _ => return None,
+        } as usize;
+        // `win[0]` is a token character, so `colon >= 1`.
+        let last = *win.get(colon.checked_sub(1)?)?;
+        if last == b' ' || last == b'\t' {
+            return None;
+        }
+        let name = match TABLE[slot(colon, win[0], last)] {
+            _ if colon == 1 => compact_form(win[0]),
+            0 => HeaderName::Other,
+            k => match KNOWN.get(usize::from(k) - 1) {
+                Some(known) if known.canon.len() == colon && known.starts(w) => known.name,
+                _ => HeaderName::Other,
+            },
+        };
+        Some((name, colon))
+    }
+
+    /// [`HeaderName::from_bytes`] for the framing loop, on the name `buf[start..end]`: compared a
+    /// word at a time when the buffer holds 24 bytes from `start` (see [`Known::starts`]).
+    #[inline]
+    pub(crate) fn from_bytes_in(buf: &[u8], start: usize, end: usize) -> HeaderName {
+        let name = &buf[start..end];
+        let Some(k) = lookup(name) else {
+            return if name.len() == 1 { compact_form(name[0]) } else { HeaderName::Other };
+        };
+        let matched = match buf.get(start..).and_then(|w| w.first_chunk::<24>()) {
+            Some(win) => k.starts(words(win)),
+            None => name.eq_ignore_ascii_case(k.canon.as_bytes()),
+        };
+        if matched {
+            k.name
+        } else {
+            HeaderName::Other
+        }
+    }
 }
 
 header_names! {
@@ -201,5 +351,64 @@ mod tests {
         }
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"www-authenticate").as_str(), "WWW-Authenticate");
+    }
+
+    /// The plain definition the table lookups must agree with.
+    fn reference(name: &[u8]) -> HeaderName {
+        if name.len() == 1 {
+            return super::KNOWN
+                .iter()
+                .map(|k| k.name)
+                .find(|h| h.compact().is_some_and(|c| name[0].eq_ignore_ascii_case(&(c as u8))))
+                .unwrap_or(HeaderName::Other);
+        }
+        super::KNOWN.iter().find(|k| name.eq_ignore_ascii_case(k.canon.as_bytes())).map_or(HeaderName::Other, |k| k.name)
+    }
+
+    /// Every known name in several spellings and near misses (a byte changed, dropped or added,
+    /// `-` swapped for CR, which folds onto it under `| 0x20`), through every lookup path: the
+    /// public one, the framing one with and without 24 bytes of window, and the line-start one.
+    #[test]
+    fn fast_lookups_agree_with_the_definition() {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for k in super::KNOWN {
+            let c = k.canon.as_bytes();
+            names.push(c.to_vec());
+            names.push(c.to_ascii_lowercase());
+            names.push(c.to_ascii_uppercase());
+            names.push(c.iter().enumerate().map(|(i, b)| if i % 2 == 0 { b.to_ascii_uppercase() } else { *b }).collect());
+            for i in 0..c.len() {
+                for repl in [b'\r', b'\x0d' ^ 0x20, b'_', b'-', c[i] ^ 0x20, c[i] ^ 0x01, 0xc3] {
+                    let mut v = c.to_vec();
+                    v[i] = repl;
+                    names.push(v);
+                }
+                let mut v = c.to_vec();
+                v.remove(i);
+                names.push(v);
+            }
+            names.push([c, b"x"].concat());
+        }
+        for c in b'\0'..=b'\x7f' {
+            names.push(vec![c]);
+        }
+        for name in &names {
+            let want = reference(name);
+            assert_eq!(HeaderName::from_bytes(name), want, "{:?}", String::from_utf8_lossy(name));
+            // Framing path: name at the start of a buffer, with a short and a long tail.
+            for tail in [&b":"[..], b": value that is long enough for the window\r\n"] {
+                let line = [name.as_slice(), tail].concat();
+                assert_eq!(HeaderName::from_bytes_in(&line, 0, name.len()), want, "{:?}", String::from_utf8_lossy(&line));
+                if let Some(win) = line.first_chunk::<24>() {
+                    if name.contains(&b':') || name.ends_with(b" ") || name.ends_with(b"\t") {
+                        continue;
+                    }
+                    assert_eq!(HeaderName::at_line_start(win), Some((want, name.len())), "{:?}", String::from_utf8_lossy(&line));
+                }
+            }
+        }
+        // WSP before the ':' or no ':' in the window: the general path decides.
+        assert_eq!(HeaderName::at_line_start(b"Via :SIP/2.0/UDP host;br"), None);
+        assert_eq!(HeaderName::at_line_start(b"Proxy-Authorization-Extr"), None);
     }
 }

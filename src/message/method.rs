@@ -61,6 +61,28 @@ impl Method {
         })
     }
 
+    /// The standard methods by their bytes, without a UTF-8 check; `None` for anything else
+    /// (an extension or not a token).
+    pub(crate) fn from_known_bytes(b: &[u8]) -> Option<Method> {
+        Some(match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"REFER" => Method::Refer,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            _ => return None,
+        })
+    }
+
     /// The method name.
     pub fn as_str(&self) -> &str {
         match self {

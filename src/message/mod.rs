@@ -23,6 +23,7 @@ mod build;
 mod error;
 pub mod header;
 mod header_name;
+mod index;
 mod lex;
 mod method;
 mod params;
@@ -41,6 +42,7 @@ pub use salvage::error_response;
 pub use uri::{percent_decode, Host, SipUri, TelUri, Uri};
 
 use bytes::Bytes;
+use index::{HeaderIndex, Lookup};
 use std::fmt;
 
 /// A byte range of the message buffer. u32 is plenty: a UDP datagram is at most 64 KiB.
@@ -86,6 +88,8 @@ pub struct Message {
     headers: Vec<Header>,
     body: Span,
     content_length: Option<u32>,
+    /// Where the headers the hot accessors read sit in `headers`.
+    index: HeaderIndex,
 }
 
 /// A borrowed view of one header line.
@@ -169,7 +173,17 @@ impl Message {
 
     /// The raw value of the first header called `name`.
     pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.name == name).map(|h| h.value.of(&self.buf))
+        self.first(name).map(|h| h.value.of(&self.buf))
+    }
+
+    /// The first header line called `name`.
+    #[inline]
+    fn first(&self, name: HeaderName) -> Option<&Header> {
+        match self.index.get(name) {
+            Lookup::Absent => None,
+            Lookup::Once(at) | Lookup::Repeated(at) => self.headers.get(at),
+            Lookup::Scan => self.headers.iter().find(|h| h.name == name),
+        }
     }
 
     /// The raw values of every header called `name`, in order.
@@ -184,7 +198,7 @@ impl Message {
 
     /// The first value of `name` as an owned, zero-copy slice of the buffer.
     pub fn header_bytes(&self, name: HeaderName) -> Option<Bytes> {
-        let h = self.headers.iter().find(|h| h.name == name)?;
+        let h = self.first(name)?;
         Some(self.buf.slice(h.value.start as usize..h.value.end as usize))
     }
 

@@ -3,7 +3,7 @@
 //! allocation.
 
 use super::error::ValueError;
-use super::lex::{eq_ic, is_lws, is_token_char, quoted_len, trim, unquote};
+use super::lex::{byte_table, eq_ic, find_either, is_lws, is_token_char, quoted_len, token_char_rule, trim, unquote};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -26,16 +26,68 @@ pub struct Params<'a> {
 }
 
 /// `param-unreserved / unreserved / escaped` (RFC 3261 §25.1 `paramchar`).
+#[inline]
 fn is_uri_param_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b'%'
-        )
+    URI_PARAM[usize::from(b)]
 }
 
+static URI_PARAM: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
+    || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b'%'));
+
+/// A header parameter value without quotes: `token / host`, so also `:` `[` `]`.
+#[inline]
 fn is_header_value_char(b: u8) -> bool {
-    is_token_char(b) || matches!(b, b':' | b'[' | b']')
+    HEADER_VALUE[usize::from(b)]
+}
+
+static HEADER_VALUE: [bool; 256] = byte_table!(|b| token_char_rule(b) || matches!(b, b':' | b'[' | b']'));
+
+/// Where the `*( SEMI param )` list at the start of `b` ends. `HEADER` selects header parameters
+/// (LWS allowed around `;` and `=`, quoted values) over URI parameters.
+#[inline]
+fn list_end<const HEADER: bool>(b: &[u8]) -> Result<usize, ValueError> {
+    let lws = |mut i: usize| {
+        if HEADER {
+            while i < b.len() && is_lws(b[i]) {
+                i += 1;
+            }
+        }
+        i
+    };
+    let name_ok = |c: u8| if HEADER { is_token_char(c) } else { is_uri_param_char(c) };
+    let value_ok = |c: u8| if HEADER { is_header_value_char(c) } else { is_uri_param_char(c) };
+    let mut end = 0;
+    loop {
+        let mut j = lws(end);
+        if b.get(j) != Some(&b';') {
+            return Ok(end);
+        }
+        j = lws(j + 1);
+        let name_start = j;
+        while j < b.len() && name_ok(b[j]) {
+            j += 1;
+        }
+        if j == name_start {
+            return Err(ValueError::at(j));
+        }
+        end = j;
+        let mut k = lws(j);
+        if b.get(k) == Some(&b'=') {
+            k = lws(k + 1);
+            let vstart = k;
+            if HEADER && b.get(k) == Some(&b'"') {
+                k += quoted_len(&b[k..]).ok_or(ValueError::at(k))?;
+            } else {
+                while k < b.len() && value_ok(b[k]) {
+                    k += 1;
+                }
+            }
+            if k == vstart {
+                return Err(ValueError::at(k));
+            }
+            end = k;
+        }
+    }
 }
 
 // ===== impl Params =====
@@ -47,58 +99,11 @@ impl<'a> Params<'a> {
     /// Parses `*( SEMI param )` at the start of `s`, returning the list and the rest (which starts at
     /// the first byte that cannot continue the list, e.g. `,` or `?` or the end).
     pub(crate) fn parse(s: &'a str, syntax: ParamSyntax) -> Result<(Params<'a>, &'a str), ValueError> {
-        let b = s.as_bytes();
-        let lws = |i: &mut usize| {
-            if syntax == ParamSyntax::Header {
-                while *i < b.len() && is_lws(b[*i]) {
-                    *i += 1;
-                }
-            }
+        // One copy of the scanner per syntax, so the character tests are not re-decided per byte.
+        let end = match syntax {
+            ParamSyntax::Header => list_end::<true>(s.as_bytes())?,
+            ParamSyntax::Uri => list_end::<false>(s.as_bytes())?,
         };
-        let mut end = 0;
-        loop {
-            let mut j = end;
-            lws(&mut j);
-            if j >= b.len() || b[j] != b';' {
-                break;
-            }
-            j += 1;
-            lws(&mut j);
-            let name_start = j;
-            let name_ok = |c: u8| match syntax {
-                ParamSyntax::Header => is_token_char(c),
-                ParamSyntax::Uri => is_uri_param_char(c),
-            };
-            while j < b.len() && name_ok(b[j]) {
-                j += 1;
-            }
-            if j == name_start {
-                return Err(ValueError::at(j));
-            }
-            end = j;
-            let mut k = j;
-            lws(&mut k);
-            if k < b.len() && b[k] == b'=' {
-                k += 1;
-                lws(&mut k);
-                let vstart = k;
-                if syntax == ParamSyntax::Header && k < b.len() && b[k] == b'"' {
-                    k += quoted_len(&b[k..]).ok_or(ValueError::at(k))?;
-                } else {
-                    let ok = |c: u8| match syntax {
-                        ParamSyntax::Header => is_header_value_char(c),
-                        ParamSyntax::Uri => is_uri_param_char(c),
-                    };
-                    while k < b.len() && ok(b[k]) {
-                        k += 1;
-                    }
-                }
-                if k == vstart {
-                    return Err(ValueError::at(k));
-                }
-                end = k;
-            }
-        }
         Ok((Params { raw: &s[..end] }, &s[end..]))
     }
 
@@ -186,20 +191,21 @@ impl<'a> Iterator for ParamIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let b = self.rest.as_bytes();
-        // Skip to the next ';' (validated input: only LWS precedes it).
-        let start = memchr::memchr(b';', b)? + 1;
+        // Skip to the next ';' (validated input: only LWS precedes it). Parameters are short, so
+        // plain scans beat `memchr`'s per-call set-up here.
+        let start = b.iter().position(|&c| c == b';')? + 1;
         // Find the end of this param: next ';' outside a quoted string.
-        let mut i = start;
-        while i < b.len() && b[i] != b';' {
-            if b[i] == b'"' {
-                i += quoted_len(&b[i..]).unwrap_or(b.len() - i);
-            } else {
-                i += 1;
+        let mut from = start;
+        let end = loop {
+            match find_either(b, from, b';', b'"') {
+                Some(at) if b[at] == b'"' => from = at + quoted_len(&b[at..]).unwrap_or(b.len() - at),
+                Some(at) => break at,
+                None => break b.len(),
             }
-        }
-        let item = &self.rest[start..i];
-        self.rest = &self.rest[i..];
-        Some(match memchr::memchr(b'=', item.as_bytes()) {
+        };
+        let item = &self.rest[start..end];
+        self.rest = &self.rest[end..];
+        Some(match item.bytes().position(|c| c == b'=') {
             Some(eq) => (trim(&item[..eq]), Some(trim(&item[eq + 1..]))),
             None => (trim(item), None),
         })

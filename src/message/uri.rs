@@ -3,12 +3,10 @@
 //! on request ([`SipUri::user_decoded`]).
 
 use super::error::ValueError;
+use super::lex::{byte_table, find_byte};
 use super::params::{ParamSyntax, Params};
 use nom::bytes::complete::{tag, take_while1};
-use nom::character::complete::digit1;
-use nom::combinator::opt;
-use nom::sequence::preceded;
-use nom::{IResult, Parser};
+use nom::IResult;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -99,9 +97,13 @@ impl fmt::Display for Host<'_> {
     }
 }
 
-fn is_hostname_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'
+/// `alphanum / "-" / "." / "_"`: the characters a hostname or IPv4 address is made of.
+#[inline]
+fn is_hostname_byte(b: u8) -> bool {
+    HOSTNAME[usize::from(b)]
 }
+
+static HOSTNAME: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
 
 fn is_ipv6_char(c: char) -> bool {
     c.is_ascii_hexdigit() || c == ':' || c == '.'
@@ -114,59 +116,80 @@ fn host(i: &str) -> IResult<&str, Host<'_>, ()> {
         let (rest, _) = tag("]")(rest)?;
         return Ok((rest, Host::Ipv6(addr)));
     }
-    let (rest, name) = take_while1(is_hostname_char)(i)?;
-    let is_v4 =
-        name.split('.').count() == 4 && name.split('.').all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    Ok((rest, if is_v4 { Host::Ipv4(name) } else { Host::Domain(name) }))
+    // `take_while1(is_hostname_char)`, scanned as bytes (every hostname character is ASCII, so the
+    // split point is a char boundary), telling an IPv4address from a hostname on the way:
+    // `1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`.
+    let b = i.as_bytes();
+    let (mut n, mut dots, mut run, mut v4) = (0, 0, 0, true);
+    while n < b.len() && is_hostname_byte(b[n]) {
+        if v4 {
+            if b[n] == b'.' {
+                v4 = run > 0;
+                dots += 1;
+                run = 0;
+            } else {
+                v4 = b[n].is_ascii_digit() && run < 3;
+                run += 1;
+            }
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Err(nom::Err::Error(()));
+    }
+    let (name, rest) = i.split_at(n);
+    Ok((rest, if v4 && dots == 3 && run > 0 { Host::Ipv4(name) } else { Host::Domain(name) }))
 }
 
 /// `hostport = host [ ":" port ]`.
 pub(crate) fn hostport(i: &str) -> IResult<&str, (Host<'_>, Option<u16>), ()> {
     let (rest, h) = host(i)?;
-    let (rest, port) = opt(preceded(tag(":"), digit1)).parse(rest)?;
-    let port = match port {
-        Some(p) => Some(p.parse::<u16>().map_err(|_| nom::Err::Error(()))?),
-        None => None,
-    };
-    Ok((rest, (h, port)))
+    // `opt(preceded(tag(":"), digit1))` and the u16 conversion, scanned by hand on this hot path: a
+    // ':' without digits is left in `rest`; a port above 65535 fails.
+    let b = rest.as_bytes();
+    if b.first() != Some(&b':') {
+        return Ok((rest, (h, None)));
+    }
+    let (mut n, mut port) = (1, 0u32);
+    while n < b.len() && b[n].is_ascii_digit() {
+        // Saturates above 65535, so any number of digits is safe.
+        port = (port * 10 + u32::from(b[n] - b'0')).min(1 << 16);
+        n += 1;
+    }
+    if n == 1 {
+        return Ok((rest, (h, None)));
+    }
+    let port = u16::try_from(port).map_err(|_| nom::Err::Error(()))?;
+    Ok((&rest[n..], (h, Some(port))))
 }
 
 // ===== impl Uri =====
 
-fn is_scheme_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'
+fn is_scheme_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.'
 }
 
 /// Characters allowed in a user or password part: unreserved, escaped and `&=+$,;?/` (§25.1).
+#[inline]
 fn is_userinfo_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_'
-                | b'.'
-                | b'!'
-                | b'~'
-                | b'*'
-                | b'\''
-                | b'('
-                | b')'
-                | b'%'
-                | b'&'
-                | b'='
-                | b'+'
-                | b'$'
-                | b','
-                | b';'
-                | b'?'
-                | b'/'
-                | b':'
-        )
+    USERINFO[usize::from(b)]
 }
+
+static USERINFO: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
+    || matches!(
+        b,
+        b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b':'
+    ));
 
 impl<'a> Uri<'a> {
     /// Parses a whole URI. `s` must hold the URI and nothing else.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ValueError> {
-        let (rest, scheme) = take_while1::<_, _, ()>(is_scheme_char)(s).map_err(|_| ValueError::at(0))?;
+        // `take_while1(is_scheme_char)` as a byte scan (scheme characters are ASCII).
+        let n = s.bytes().position(|c| !is_scheme_byte(c)).unwrap_or(s.len());
+        if n == 0 {
+            return Err(ValueError::at(0));
+        }
+        let (scheme, rest) = s.split_at(n);
         let rest = rest.strip_prefix(':').ok_or(ValueError::at(scheme.len()))?;
         let base = scheme.len() + 1;
         if !scheme.as_bytes()[0].is_ascii_alphabetic() {
@@ -230,13 +253,13 @@ impl<'a> SipUri<'a> {
     fn parse_after_scheme(s: &'a str, secure: bool) -> Result<SipUri<'a>, ValueError> {
         // '@' cannot appear unescaped after the userinfo, so the first one ends it (RFC 4475 §3.1.1.9:
         // a ';' before it belongs to the user part).
-        let (user, password, hp_start) = match memchr::memchr(b'@', s.as_bytes()) {
+        let (user, password, hp_start) = match find_byte(s.as_bytes(), 0, b'@') {
             Some(at) => {
                 let info = &s[..at];
                 if let Some(p) = info.bytes().position(|b| !is_userinfo_char(b)) {
                     return Err(ValueError::at(p));
                 }
-                let (user, password) = match info.find(':') {
+                let (user, password) = match info.bytes().position(|b| b == b':') {
                     Some(c) => (&info[..c], Some(&info[c + 1..])),
                     None => (info, None),
                 };
@@ -369,6 +392,32 @@ mod tests {
         assert_eq!(sip("sip:[2001:db8:::192.0.2.1]").host.ip(), "2001:db8::192.0.2.1".parse().ok());
         assert!(Uri::parse("sip:user@2001:db8::10").is_err());
         assert!(Uri::parse("sip:host:99999").is_err());
+    }
+
+    #[test]
+    fn ports_and_ipv4_detection() {
+        assert_eq!(hostport("h:65535;x"), Ok((";x", (Host::Domain("h"), Some(65535)))));
+        assert_eq!(hostport("h:0000000000005060"), Ok(("", (Host::Domain("h"), Some(5060)))));
+        assert!(hostport("h:65536").is_err());
+        assert!(hostport("h:99999999999999999999").is_err());
+        assert_eq!(hostport("h:;x"), Ok((":;x", (Host::Domain("h"), None))));
+        for (s, v4) in [
+            ("1.2.3.4", true),
+            ("255.255.255.255", true),
+            ("01.02.03.004", true),
+            ("1.2.3", false),
+            ("1.2.3.4.5", false),
+            ("1234.1.1.1", false),
+            ("1..2.3", false),
+            (".1.2.3", false),
+            ("1.2.3.", false),
+            ("1.2.3.a", false),
+            ("1-2.3.4.5", false),
+        ] {
+            let (_, (h, _)) = hostport(s).unwrap();
+            assert_eq!(matches!(h, Host::Ipv4(_)), v4, "{s}");
+            assert_eq!(h.as_str(), s);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! parameters are read by name.
 
 use crate::message::error::ValueError;
-use crate::message::lex::{eq_ic, is_lws, is_token, is_token_char, quoted_len, trim, unquote, ListIter};
+use crate::message::lex::{eq_ic, is_lws, is_token, is_token_char, quoted_len, trim, trim_start, unquote, ListIter};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -22,7 +22,7 @@ impl<'a> AuthHeader<'a> {
     /// text after the scheme, which is kept.
     pub fn parse(s: &'a str) -> Result<AuthHeader<'a>, ValueError> {
         let t = trim(s);
-        let lead = s.len() - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8)).len();
+        let lead = s.len() - trim_start(s).len();
         let end = t.bytes().position(|b| !is_token_char(b)).unwrap_or(t.len());
         let scheme = &t[..end];
         if scheme.is_empty() {

@@ -9,7 +9,7 @@
 //! outside `<>` ends at the first `;` or LWS, and may not carry `?headers` (§20.10, RFC 4475 §3.1.2.13).
 
 use crate::message::error::ValueError;
-use crate::message::lex::{is_lws, is_token_char, quoted_len, trim_start, unquote};
+use crate::message::lex::{is_lws, is_token_char, quoted_len, trim_end, trim_start, unquote};
 use crate::message::params::{ParamSyntax, Params};
 use crate::message::uri::Uri;
 use std::borrow::Cow;
@@ -72,7 +72,7 @@ impl<'a> NameAddr<'a> {
                 j += 1;
             }
             if b.get(j) == Some(&b'<') {
-                let d = s[i..j].trim_end_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+                let d = trim_end(&s[i..j]);
                 display = (!d.is_empty()).then_some(d);
                 i = j;
             }

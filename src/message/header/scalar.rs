@@ -4,7 +4,7 @@
 //! (RFC 4028 §4-5), Reason (RFC 3326) and Date (§20.17, RFC 1123 in GMT).
 
 use crate::message::error::ValueError;
-use crate::message::lex::{is_lws, is_token, parse_u32, trim, ListIter};
+use crate::message::lex::{is_lws, is_token, parse_u32, parse_u32_bytes, trim, trim_end, trim_lws, trim_start, ListIter};
 use crate::message::method::Method;
 use crate::message::params::{ParamSyntax, Params};
 use std::fmt;
@@ -21,13 +21,27 @@ pub struct CSeq {
 impl CSeq {
     /// Parses a CSeq value. A number above 2^32-1 is an error (RFC 4475 §3.1.2.4).
     pub fn parse(s: &str) -> Result<CSeq, ValueError> {
-        let t = trim(s);
-        let lead = s.len() - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8)).len();
+        let t = trim_start(s);
+        let lead = s.len() - t.len();
+        let t = trim_end(t);
         let split = t.bytes().position(is_lws).ok_or(ValueError::at(lead + t.len()))?;
         let seq = parse_u32(&t[..split]).ok_or(ValueError::at(lead))?;
-        let m = trim(&t[split..]);
-        let method = Method::from_token(m).ok_or(ValueError::at(lead + split))?;
+        let m = trim_start(&t[split..]);
+        let method = Method::from_known_bytes(m.as_bytes()).or_else(|| Method::from_token(m)).ok_or(ValueError::at(lead + split))?;
         Ok(CSeq { seq, method })
+    }
+}
+
+impl CSeq {
+    /// [`CSeq::parse`] straight from the header bytes for the common case, a standard method: the
+    /// value is then all ASCII, so no UTF-8 check is needed. `None` for anything else (extension
+    /// methods, errors), which the caller sends through `CSeq::parse`.
+    pub(crate) fn parse_known(v: &[u8]) -> Option<CSeq> {
+        let t = trim_lws(v);
+        let split = t.iter().position(|&b| is_lws(b))?;
+        let seq = parse_u32_bytes(&t[..split])?;
+        let method = Method::from_known_bytes(trim_lws(&t[split..]))?;
+        Some(CSeq { seq, method })
     }
 }
 
@@ -59,7 +73,7 @@ impl<'a> MediaType<'a> {
         let slash = s.find('/').ok_or(ValueError::at(0))?;
         let kind = trim(&s[..slash]);
         let rest = &s[slash + 1..];
-        let t = rest.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+        let t = trim_start(rest);
         let end = t.find(|c: char| c == ';' || (c.is_ascii() && is_lws(c as u8))).unwrap_or(t.len());
         let subtype = &t[..end];
         if !is_token(kind) || !is_token(subtype) {
@@ -152,7 +166,7 @@ pub enum Refresher {
 impl<'a> DeltaWithParams<'a> {
     /// Parses `delta-seconds *(SEMI param)`.
     pub fn parse(s: &'a str) -> Result<DeltaWithParams<'a>, ValueError> {
-        let t = s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+        let t = trim_start(s);
         let lead = s.len() - t.len();
         let end = t.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(t.len());
         let seconds = parse_u32(&t[..end]).ok_or(ValueError::at(lead))?;
@@ -262,6 +276,24 @@ mod tests {
         assert!(CSeq::parse("1").is_err());
         assert!(CSeq::parse("x INVITE").is_err());
         assert_eq!(CSeq::parse(&CSeq::parse("4294967295 OPTIONS").unwrap().to_string()).unwrap().seq, u32::MAX);
+        // The byte fast path agrees with the text parser or declines.
+        for v in [
+            " 0009\r\n  INVITE ",
+            "1 INVITE",
+            "1\tBYE",
+            "1 invite",
+            "1 FOO",
+            "1",
+            "x INVITE",
+            "1 INVITE x",
+            "99999999999 ACK",
+            "1  REGISTER\t",
+        ] {
+            match CSeq::parse_known(v.as_bytes()) {
+                Some(c) => assert_eq!(Ok(c), CSeq::parse(v), "{v:?}"),
+                None => assert!(CSeq::parse(v).map_or(true, |c| matches!(c.method, Method::Extension(_))), "{v:?}"),
+            }
+        }
     }
 
     #[test]
