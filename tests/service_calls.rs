@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 use switchboard::media::tone::analyse;
 use switchboard::media::wav::read_wav;
 
+/// The tests here each run a service and two or three phones with media; run them one at a time
+/// so a loaded 2-core machine never starves one of them past its deadlines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Guard(Child);
 
 impl Drop for Guard {
@@ -146,6 +154,7 @@ fn alice_dials(dir: &Path, port: u16, duration: &str) -> std::process::Output {
 
 #[test]
 fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
+    let _serial = serial();
     let dir = tmpdir("svc-call");
     let (_svc, port) = service(&dir);
     let (_bob, bob_out, bob_wav) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "56500-56999", "bob");
@@ -166,6 +175,7 @@ fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
 
 #[test]
 fn bob_hangs_up_and_the_bye_reaches_alice() {
+    let _serial = serial();
     let dir = tmpdir("svc-bye");
     let (_svc, port) = service(&dir);
     // Bob answers with --duration 2: he hangs up first.
@@ -195,6 +205,7 @@ fn registered_answerer_with_duration(dir: &Path, port: u16) -> (Guard, mpsc::Rec
 
 #[test]
 fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
+    let _serial = serial();
     let dir = tmpdir("svc-fork");
     let (_svc, port) = service(&dir);
     // Two phones for bob: the first answers after 0.5 s, the second would only after 20 s.
@@ -223,6 +234,7 @@ fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
 
 #[test]
 fn an_expired_nonce_gets_stale_and_the_softphone_re_authenticates_by_itself() {
+    let _serial = serial();
     let dir = tmpdir("svc-stale");
     let (user, pw) = ("bob", "bob-secret");
     let ok = Command::new(bin("switchboard"))
