@@ -99,6 +99,7 @@ fn registered_answerer(
     extra: &[&str],
     ports: &str,
     tag: &str,
+    answer_args: &[&str],
 ) -> (Guard, mpsc::Receiver<String>, PathBuf) {
     let wav = dir.join(format!("{tag}.wav"));
     let mut child = Command::new(bin("softphone"))
@@ -109,6 +110,7 @@ fn registered_answerer(
         .args(["--rtp-ports", ports])
         .args(extra)
         .args(["answer", "--calls", "1"])
+        .args(answer_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -157,7 +159,7 @@ fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
     let _serial = serial();
     let dir = tmpdir("svc-call");
     let (_svc, port) = service(&dir);
-    let (_bob, bob_out, bob_wav) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "56500-56999", "bob");
+    let (_bob, bob_out, bob_wav) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "56500-56999", "bob", &[]);
     let alice = alice_dials(&dir, port, "5");
     let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
     assert!(alice.status.success(), "{alice_out}");
@@ -179,28 +181,12 @@ fn bob_hangs_up_and_the_bye_reaches_alice() {
     let dir = tmpdir("svc-bye");
     let (_svc, port) = service(&dir);
     // Bob answers with --duration 2: he hangs up first.
-    let (_bob, bob_out2, _) = registered_answerer_with_duration(&dir, port);
+    let (_bob, bob_out2, _) = registered_answerer(&dir, port, "bob", &[], "57500-57999", "bob", &["--duration", "2"]);
     let alice = alice_dials(&dir, port, "30");
     let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
     let a: serde_json::Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
     assert_eq!(a["reason"], "bye-remote", "{alice_out}");
     assert_eq!(summary(&bob_out2)["reason"], "bye-local");
-}
-
-fn registered_answerer_with_duration(dir: &Path, port: u16) -> (Guard, mpsc::Receiver<String>, PathBuf) {
-    let mut child = Command::new(bin("softphone"))
-        .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
-        .arg(dir.join("bob.pw"))
-        .args(["--summary", "json", "--rtp-ports", "57500-57999", "answer", "--calls", "1", "--duration", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("softphone answer");
-    let out = lines(child.stdout.take().expect("stdout"));
-    let err = lines_of(child.stderr.take().expect("stderr"));
-    expect(&err, "registered aor=", Duration::from_secs(15));
-    std::thread::spawn(move || while err.recv().is_ok() {});
-    (Guard(child), out, dir.join("unused.wav"))
 }
 
 #[test]
@@ -209,20 +195,8 @@ fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
     let dir = tmpdir("svc-fork");
     let (_svc, port) = service(&dir);
     // Two phones for bob: the first answers after 0.5 s, the second would only after 20 s.
-    let (_b1, out1, _) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "58000-58499", "bob1");
-    let mut b2 = Command::new(bin("softphone"))
-        .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
-        .arg(dir.join("bob.pw"))
-        .args(["--summary", "json", "--rtp-ports", "58500-58999", "answer", "--calls", "1", "--after", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("second phone");
-    let out2 = lines(b2.stdout.take().expect("stdout"));
-    let err2 = lines_of(b2.stderr.take().expect("stderr"));
-    expect(&err2, "registered aor=", Duration::from_secs(15));
-    std::thread::spawn(move || while err2.recv().is_ok() {});
-    let _b2 = Guard(b2);
+    let (_b1, out1, _) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "58000-58499", "bob1", &[]);
+    let (_b2, out2, _) = registered_answerer(&dir, port, "bob", &[], "58500-58999", "bob2", &["--after", "20"]);
     let alice = alice_dials(&dir, port, "2");
     let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
     assert!(alice.status.success(), "{alice_out}");
