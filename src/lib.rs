@@ -27,6 +27,7 @@ pub mod media;
 pub mod message;
 pub mod proxy;
 pub mod registrar;
+pub mod relay;
 pub mod sdp;
 pub mod service;
 pub mod store;

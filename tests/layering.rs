@@ -18,6 +18,7 @@ const SANS_IO: &[&str] = &[
     "registrar",
     "auth",
     "proxy",
+    "relay",
 ];
 const FORBIDDEN: &[&str] = &["tokio", "std::net::UdpSocket", "UdpSocket", "Instant::now", "SystemTime::now"];
 

@@ -1,0 +1,442 @@
+//! The B2BUA's RTP relay, sans-IO: for every call, two legs (caller phone ↔ service ↔ callee
+//! phone), each with its own relay port pair; every datagram from one leg's phone goes out of the
+//! other leg's port to the other phone, payload unchanged (the service relays only when both legs
+//! share a codec, so nothing is transcoded).
+//!
+//! ```text
+//!  caller phone ──RTP──▶ caller.rtp flow ─┐           ┌─▶ callee.rtp flow ──RTP──▶ callee phone
+//!               ◀──────────────────────── │  Relay    │ ◀────────────────────────
+//!               ──RTCP─▶ caller.rtcp flow ┘ classify, └─▶ callee.rtcp flow ─RTCP─▶
+//!                                           latch, count, block on hold
+//! ```
+//!
+//! - **Latching** (RFC 4961 symmetric RTP, the "comedia" behaviour for phones behind NAT): RTP to a
+//!   phone goes to its SDP address until the first RTP packet from that phone arrives on its leg's
+//!   RTP port, then to that packet's source. RTCP latches the same way, independently. A new SDP
+//!   address (re-INVITE) drops the latch. While a latched source keeps sending, packets from any
+//!   other source are dropped and counted as `stray`; another source takes over only after the
+//!   latched one has been silent for more than 1 s (10 s for RTCP, which is sent every ~5 s).
+//! - **Classification** (RFC 5761 §4): version 2 with a second octet of 192-223 is RTCP; otherwise a
+//!   well-formed RTP header on the RTP port is RTP; anything else (STUN, garbage) is dropped and
+//!   counted. RTCP on the RTP port is multiplexed RTCP and goes to the other leg's RTCP destination.
+//! - **Hold** (RFC 3264 §8.4): RTP towards a phone that said it does not receive (recvonly from its
+//!   side, inactive, or no address) is dropped and counted as `blocked`; RTCP still passes.
+//! - **Statistics**: per leg, RFC 3550 A.1/A.3/A.8 through [`crate::media::stats::ReceiverStats`];
+//!   a new SSRC starts a new stream instead of counting the jump as loss.
+//! - **Inactivity**: a leg expected to send that sends no RTP for [`RelayConfig::inactivity`] is
+//!   reported once by [`Relay::handle_timeout`]; one timer heap serves all relays.
+//!
+//! # Run loop
+//!
+//! Inputs are [`Relay::insert`], [`Relay::set_remote`] (after every SDP of a leg),
+//! [`Relay::handle_datagram`] (every datagram on a flow the relay [`Relay::owns`]: send what it
+//! returns with `MediaIo::send`) and [`Relay::handle_timeout`] once [`Relay::poll_timeout`] is
+//! due. The deadline may be early (an early call does nothing visible), never late. Times passed in
+//! must not go backwards. The relay owns no socket: [`Relay::remove`] returns the figures and the
+//! caller closes the flows.
+
+mod classify;
+mod leg;
+mod timer;
+
+use crate::driver::FlowId;
+use classify::{classify, Kind, Port};
+use leg::{LegState, RTCP_RELATCH_IDLE, RTP_RELATCH_IDLE};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use timer::{Entry, Timers};
+
+/// Settings of a [`Relay`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// How long a leg expected to send may go without RTP before it is reported; `None`: never.
+    pub inactivity: Option<Duration>,
+}
+
+impl Default for RelayConfig {
+    /// Inactivity after 30 s.
+    fn default() -> Self {
+        RelayConfig { inactivity: Some(Duration::from_secs(30)) }
+    }
+}
+
+/// Names one relayed call (chosen by the caller of [`Relay::insert`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelayId(pub u64);
+
+/// One side of a relayed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The phone that sent the INVITE.
+    Caller,
+    /// The phone the service called.
+    Callee,
+}
+
+impl Leg {
+    /// The opposite leg.
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::Caller => Leg::Callee,
+            Leg::Callee => Leg::Caller,
+        }
+    }
+}
+
+/// The relay's ports for one leg, as bound with `MediaIo::bind_pair`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegPorts {
+    /// The RTP flow this leg's phone sends to.
+    pub rtp: FlowId,
+    /// The RTCP flow (RTP port + 1), or `None` when RTCP is multiplexed on the RTP port.
+    pub rtcp: Option<FlowId>,
+    /// The relay's RTP address shown to this leg's phone in SDP.
+    pub local: SocketAddr,
+}
+
+/// What a leg's phone declared in its latest SDP (RFC 4566 c=/m=/a=rtcp, RFC 3264 §6.1 direction
+/// as seen from that phone).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemoteMedia {
+    /// Its RTP address; `None`: none yet, or c=0.0.0.0 (hold, RFC 3264 §8.4). An unspecified IP or
+    /// port 0 counts as `None`.
+    pub rtp: Option<SocketAddr>,
+    /// Its RTCP address: a=rtcp (RFC 3605), else RTP port + 1. Equal to `rtp` for a=rtcp-mux.
+    pub rtcp: Option<SocketAddr>,
+    /// It sends RTP (sendrecv or sendonly).
+    pub sends: bool,
+    /// It receives RTP (sendrecv or recvonly).
+    pub receives: bool,
+    /// RTP clock rate of its audio payload type, for jitter (8000 for G.711; 0 means 8000).
+    pub clock_rate: u32,
+}
+
+impl RemoteMedia {
+    /// A sendrecv G.711 phone at `rtp`, with RTCP on the next port.
+    pub fn sendrecv(rtp: SocketAddr) -> RemoteMedia {
+        let rtcp = rtp.port().checked_add(1).map(|p| SocketAddr::new(rtp.ip(), p));
+        RemoteMedia { rtp: Some(rtp), rtcp, sends: true, receives: true, clock_rate: crate::media::SAMPLE_RATE }
+    }
+
+    /// Unspecified addresses and a zero clock rate replaced by their meaning.
+    fn normalized(self) -> RemoteMedia {
+        let usable = |a: Option<SocketAddr>| a.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+        let clock_rate = if self.clock_rate == 0 { crate::media::SAMPLE_RATE } else { self.clock_rate };
+        RemoteMedia { rtp: usable(self.rtp), rtcp: usable(self.rtcp), clock_rate, ..self }
+    }
+}
+
+/// Figures of one leg: what its phone sent to the relay and what became of it.
+///
+/// Every RTP packet accepted from the phone (`packets`) is either `forwarded` or `blocked`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LegStats {
+    /// RTP packets received from this leg's phone (its latched source).
+    pub packets: u64,
+    /// Their bytes, header and payload (the whole datagram).
+    pub bytes: u64,
+    /// Cumulative packets lost of this leg's stream (RFC 3550 A.3), summed over its SSRCs.
+    pub lost: i64,
+    /// Interarrival jitter of the current SSRC in milliseconds (RFC 3550 A.8); 0 before two
+    /// packets of it arrived.
+    pub jitter_ms: f64,
+    /// RTP packets sent on to the other leg.
+    pub forwarded: u64,
+    /// RTP packets dropped because the other phone does not receive (hold) or has no address yet.
+    pub blocked: u64,
+    /// RTCP packets received from this leg's phone (latched source), multiplexed or not.
+    pub rtcp_packets: u64,
+    /// Of those, dropped because the other phone has no RTCP address yet.
+    pub rtcp_dropped: u64,
+    /// RTP or RTCP from a source other than the latched one while the latch holds: dropped.
+    pub stray: u64,
+    /// Datagrams that are neither RTP nor RTCP (STUN, garbage): dropped.
+    pub non_rtp_dropped: u64,
+    /// When the last RTP packet from the phone arrived.
+    pub last_packet: Option<Instant>,
+}
+
+/// Where a flow belongs.
+#[derive(Debug, Clone, Copy)]
+struct FlowRef {
+    slot: usize,
+    leg: Leg,
+    port: Port,
+}
+
+/// One relayed call.
+#[derive(Debug)]
+struct Slot {
+    id: RelayId,
+    /// Unique over the relay's lifetime, so timer entries of a removed call never hit the call
+    /// that reuses its slot.
+    incarnation: u64,
+    caller: LegState,
+    callee: LegState,
+}
+
+impl Slot {
+    fn leg(&self, leg: Leg) -> &LegState {
+        match leg {
+            Leg::Caller => &self.caller,
+            Leg::Callee => &self.callee,
+        }
+    }
+
+    fn leg_mut(&mut self, leg: Leg) -> &mut LegState {
+        match leg {
+            Leg::Caller => &mut self.caller,
+            Leg::Callee => &mut self.callee,
+        }
+    }
+
+    /// The leg a datagram came from, and the leg it goes to.
+    fn sender_receiver(&mut self, from: Leg) -> (&mut LegState, &mut LegState) {
+        match from {
+            Leg::Caller => (&mut self.caller, &mut self.callee),
+            Leg::Callee => (&mut self.callee, &mut self.caller),
+        }
+    }
+
+    fn stats(&self) -> (LegStats, LegStats) {
+        (self.caller.stats(), self.callee.stats())
+    }
+}
+
+/// The RTP relay of every call: routes each datagram by its flow, latches, counts, and watches for
+/// silent legs. See the [module documentation](self) for the rules and the run loop.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    /// Calls by slot; `None` slots are listed in `free`.
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    by_id: HashMap<RelayId, usize>,
+    flows: HashMap<FlowId, FlowRef>,
+    timers: Timers,
+    next_incarnation: u64,
+}
+
+// ===== impl Relay =====
+
+impl Relay {
+    /// An empty relay.
+    pub fn new(config: RelayConfig) -> Relay {
+        Relay {
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            flows: HashMap::new(),
+            timers: Timers::default(),
+            next_incarnation: 0,
+        }
+    }
+
+    /// Starts relaying a call between the flows of `caller` and `callee` (replacing a call with
+    /// the same id). Both legs are expected to send from `now` on; each phone's address comes with
+    /// [`Relay::set_remote`] or, before that, from its first packet.
+    pub fn insert(&mut self, id: RelayId, caller: LegPorts, callee: LegPorts, now: Instant) {
+        self.remove(id);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        for (leg, ports) in [(Leg::Caller, caller), (Leg::Callee, callee)] {
+            self.flows.insert(ports.rtp, FlowRef { slot, leg, port: Port::Rtp });
+            if let Some(rtcp) = ports.rtcp {
+                self.flows.insert(rtcp, FlowRef { slot, leg, port: Port::Rtcp });
+            }
+        }
+        self.next_incarnation += 1;
+        let mut call =
+            Slot { id, incarnation: self.next_incarnation, caller: LegState::new(caller, now), callee: LegState::new(callee, now) };
+        for leg in [Leg::Caller, Leg::Callee] {
+            arm(&mut self.timers, self.config.inactivity, slot, call.incarnation, leg, call.leg_mut(leg));
+        }
+        self.by_id.insert(id, slot);
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(call);
+        }
+    }
+
+    /// Takes what `leg`'s phone declared in its latest SDP (offer or answer, initial or re-INVITE).
+    /// A new address drops that leg's latch; the leg counts as active from `now`; a new clock rate
+    /// starts a new stream for the statistics. Unknown ids are ignored.
+    pub fn set_remote(&mut self, id: RelayId, leg: Leg, remote: RemoteMedia, now: Instant) {
+        let Some(&slot) = self.by_id.get(&id) else { return };
+        let Some(call) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
+        let incarnation = call.incarnation;
+        let state = call.leg_mut(leg);
+        state.set_remote(remote.normalized(), now);
+        arm(&mut self.timers, self.config.inactivity, slot, incarnation, leg, state);
+    }
+
+    /// One datagram that arrived on `flow` from `source` at `now`. Returns the flow to send it out
+    /// of and the address to send it to (unchanged: `media.send(flow, dest, payload)`), or `None`
+    /// when it is dropped (counted in that leg's [`LegStats`]) or the flow is not the relay's.
+    ///
+    /// Cost: one hash lookup and a few field updates; no allocation.
+    #[must_use]
+    pub fn handle_datagram(&mut self, flow: FlowId, source: SocketAddr, payload: &[u8], now: Instant) -> Option<(FlowId, SocketAddr)> {
+        let FlowRef { slot, leg, port } = *self.flows.get(&flow)?;
+        let call = self.slots.get_mut(slot)?.as_mut()?;
+        let incarnation = call.incarnation;
+        let (from, to) = call.sender_receiver(leg);
+        match classify(payload, port) {
+            Kind::Other => {
+                from.counts.non_rtp_dropped += 1;
+                None
+            }
+            Kind::Rtcp => {
+                let (latch, idle) = match port {
+                    Port::Rtp => (&mut from.rtp_latch, RTP_RELATCH_IDLE),
+                    Port::Rtcp => (&mut from.rtcp_latch, RTCP_RELATCH_IDLE),
+                };
+                if !latch.accept(source, now, idle) {
+                    from.counts.stray += 1;
+                    return None;
+                }
+                from.rtcp_muxed |= port == Port::Rtp;
+                from.counts.rtcp_packets += 1;
+                let route = to.rtcp_route();
+                from.counts.rtcp_dropped += u64::from(route.is_none());
+                route
+            }
+            Kind::Rtp(header) => {
+                if !from.rtp_latch.accept(source, now, RTP_RELATCH_IDLE) {
+                    from.counts.stray += 1;
+                    return None;
+                }
+                if from.record_rtp(&header, payload.len(), now) {
+                    arm(&mut self.timers, self.config.inactivity, slot, incarnation, leg, from);
+                }
+                let route = to.rtp_route();
+                match route {
+                    Some(_) => from.counts.forwarded += 1,
+                    None => from.counts.blocked += 1,
+                }
+                route
+            }
+        }
+    }
+
+    /// Whether `flow` is one of the relay's ports (so the application hands it to
+    /// [`Relay::handle_datagram`]).
+    pub fn owns(&self, flow: FlowId) -> bool {
+        self.flows.contains_key(&flow)
+    }
+
+    /// When to call [`Relay::handle_timeout`]: O(1). May be earlier than any leg's real deadline
+    /// (the phone sent meanwhile), never later.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Legs expected to send (they said so, or have not said yet) that have sent no RTP for
+    /// [`RelayConfig::inactivity`] since the later of insert, their last packet and their last
+    /// [`Relay::set_remote`], as (call, leg). Each silence is reported once; a packet or a new SDP
+    /// rearms the leg. A leg that does not send (hold) is never reported.
+    #[must_use]
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(RelayId, Leg)> {
+        let mut silent = Vec::new();
+        let Some(inactivity) = self.config.inactivity else { return silent };
+        while let Some(e) = self.timers.pop_due(now) {
+            let Some(call) = self.slots.get_mut(e.slot).and_then(Option::as_mut).filter(|c| c.incarnation == e.incarnation) else {
+                continue;
+            };
+            let id = call.id;
+            let state = call.leg_mut(e.leg);
+            state.silence.armed = false;
+            if state.silence.reported || !state.sends() {
+                continue;
+            }
+            match state.silence.since.checked_add(inactivity) {
+                Some(deadline) if deadline <= now => {
+                    state.silence.reported = true;
+                    silent.push((id, e.leg));
+                }
+                // Active meanwhile: back in at the real deadline.
+                Some(_) => arm(&mut self.timers, Some(inactivity), e.slot, e.incarnation, e.leg, state),
+                None => {}
+            }
+        }
+        silent
+    }
+
+    /// The figures of a call as (caller, callee).
+    pub fn stats(&self, id: RelayId) -> Option<(LegStats, LegStats)> {
+        self.call(id).map(Slot::stats)
+    }
+
+    /// Where RTP to `leg`'s phone goes: its latched source, else its SDP address (whether it is on
+    /// hold or not).
+    pub fn latched(&self, id: RelayId, leg: Leg) -> Option<SocketAddr> {
+        self.call(id)?.leg(leg).rtp_addr()
+    }
+
+    /// The ports of a call as (caller, callee).
+    pub fn ports(&self, id: RelayId) -> Option<(LegPorts, LegPorts)> {
+        self.call(id).map(|c| (c.caller.ports, c.callee.ports))
+    }
+
+    /// Stops relaying a call and returns its final figures as (caller, callee). The caller closes
+    /// the flows.
+    pub fn remove(&mut self, id: RelayId) -> Option<(LegStats, LegStats)> {
+        let slot = self.by_id.remove(&id)?;
+        let call = self.slots.get_mut(slot)?.take()?;
+        for ports in [call.caller.ports, call.callee.ports] {
+            for flow in std::iter::once(ports.rtp).chain(ports.rtcp) {
+                // Only if still ours: a later insert may have taken the flow over.
+                if self.flows.get(&flow).is_some_and(|f| f.slot == slot) {
+                    self.flows.remove(&flow);
+                }
+            }
+        }
+        self.free.push(slot);
+        self.compact_timers();
+        Some(call.stats())
+    }
+
+    /// Calls relayed.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// No call relayed.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The ids of the calls relayed, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = RelayId> + '_ {
+        self.by_id.keys().copied()
+    }
+
+    fn call(&self, id: RelayId) -> Option<&Slot> {
+        self.slots.get(*self.by_id.get(&id)?)?.as_ref()
+    }
+
+    /// Drops timer entries of removed calls once they outnumber the live ones (two per call)
+    /// threefold: amortized O(1) per removal.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 1024 + 6 * self.len() {
+            return;
+        }
+        let slots = &self.slots;
+        self.timers.retain(|e| slots.get(e.slot).and_then(Option::as_ref).is_some_and(|c| c.incarnation == e.incarnation));
+    }
+}
+
+/// Puts a leg in the timer heap at its real deadline if it needs watching and is not there yet.
+fn arm(timers: &mut Timers, inactivity: Option<Duration>, slot: usize, incarnation: u64, leg: Leg, state: &mut LegState) {
+    let Some(inactivity) = inactivity else { return };
+    if state.silence.armed || state.silence.reported || !state.sends() {
+        return;
+    }
+    if let Some(deadline) = state.silence.since.checked_add(inactivity) {
+        timers.push(Entry { deadline, slot, incarnation, leg });
+        state.silence.armed = true;
+    }
+}
