@@ -167,7 +167,7 @@ struct FlowRef {
 
 /// One relayed call.
 #[derive(Debug)]
-struct Slot {
+struct Call {
     id: RelayId,
     /// Unique over the relay's lifetime, so timer entries of a removed call never hit the call
     /// that reuses its slot.
@@ -176,7 +176,7 @@ struct Slot {
     callee: LegState,
 }
 
-impl Slot {
+impl Call {
     fn leg(&self, leg: Leg) -> &LegState {
         match leg {
             Leg::Caller => &self.caller,
@@ -210,7 +210,7 @@ impl Slot {
 pub struct Relay {
     config: RelayConfig,
     /// Calls by slot; `None` slots are listed in `free`.
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Call>>,
     free: Vec<usize>,
     by_id: HashMap<RelayId, usize>,
     flows: HashMap<FlowId, FlowRef>,
@@ -251,7 +251,7 @@ impl Relay {
         }
         self.next_incarnation += 1;
         let mut call =
-            Slot { id, incarnation: self.next_incarnation, caller: LegState::new(caller, now), callee: LegState::new(callee, now) };
+            Call { id, incarnation: self.next_incarnation, caller: LegState::new(caller, now), callee: LegState::new(callee, now) };
         for leg in [Leg::Caller, Leg::Callee] {
             arm(&mut self.timers, self.config.inactivity, slot, call.incarnation, leg, call.leg_mut(leg));
         }
@@ -367,7 +367,7 @@ impl Relay {
 
     /// The figures of a call as (caller, callee).
     pub fn stats(&self, id: RelayId) -> Option<(LegStats, LegStats)> {
-        self.call(id).map(Slot::stats)
+        self.call(id).map(Call::stats)
     }
 
     /// Where RTP to `leg`'s phone goes: its latched source, else its SDP address (whether it is on
@@ -414,7 +414,7 @@ impl Relay {
         self.by_id.keys().copied()
     }
 
-    fn call(&self, id: RelayId) -> Option<&Slot> {
+    fn call(&self, id: RelayId) -> Option<&Call> {
         self.slots.get(*self.by_id.get(&id)?)?.as_ref()
     }
 
