@@ -440,3 +440,23 @@ fn arm(timers: &mut Timers, inactivity: Option<Duration>, slot: usize, incarnati
         state.silence.armed = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legs_and_remote_media() {
+        assert_eq!((Leg::Caller.other(), Leg::Callee.other()), (Leg::Callee, Leg::Caller));
+        let phone: SocketAddr = "192.0.2.20:5000".parse().unwrap();
+        let r = RemoteMedia::sendrecv(phone);
+        assert_eq!(r.rtcp, Some("192.0.2.20:5001".parse().unwrap()));
+        assert_eq!(RemoteMedia::sendrecv("192.0.2.20:65535".parse().unwrap()).rtcp, None);
+        // c=0.0.0.0 and port 0 mean no address; clock rate 0 means G.711's.
+        let hold =
+            RemoteMedia { rtp: Some("0.0.0.0:5000".parse().unwrap()), rtcp: Some("192.0.2.20:0".parse().unwrap()), clock_rate: 0, ..r };
+        assert_eq!(hold.normalized(), RemoteMedia { rtp: None, rtcp: None, clock_rate: 8000, ..r });
+        assert_eq!(r.normalized(), r);
+        assert_eq!(RelayConfig::default().inactivity, Some(Duration::from_secs(30)));
+    }
+}
