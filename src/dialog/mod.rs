@@ -41,12 +41,15 @@ mod merge;
 mod responses;
 mod session;
 mod set;
+mod snapshot;
 mod state;
 mod timer;
 
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
 pub use set::{Authorizer, CallParams, Dialogs};
+pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
+pub(crate) use state::addr_without_tag;
 pub use state::{Dialog, DialogState, Role};
 pub use timer::DialogTimer;
 

@@ -140,7 +140,7 @@ fn body_of(msg: &Message) -> Option<Bytes> {
 // ===== impl Dialog =====
 
 impl Dialog {
-    fn blank(id: DialogId, role: Role, local_uri: Box<str>, remote_uri: Box<str>, target: Box<str>) -> Dialog {
+    pub(crate) fn blank(id: DialogId, role: Role, local_uri: Box<str>, remote_uri: Box<str>, target: Box<str>) -> Dialog {
         Dialog {
             id,
             role,

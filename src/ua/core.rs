@@ -62,6 +62,9 @@ pub struct UaCore {
     /// Outbound proxy (RFC 3261 §8.1.2): requests without a Route go there, whatever their
     /// Request-URI says.
     outbound: Option<SocketAddr>,
+    /// Fixed next hops per Call-ID (a B2BUA leg: the address the phone registered or called from,
+    /// which behind NAT is not the one in its Contact). Used when the request has no Route.
+    pinned: HashMap<Box<str>, SocketAddr>,
     events: VecDeque<UaEvent>,
 }
 
@@ -92,6 +95,7 @@ impl UaCore {
             peers: HashMap::new(),
             default_peer,
             outbound: None,
+            pinned: HashMap::new(),
             events: VecDeque::new(),
         }
     }
@@ -104,6 +108,23 @@ impl UaCore {
     /// Sends every request without a Route header to `proxy` (an outbound proxy, §8.1.2).
     pub fn set_outbound_proxy(&mut self, proxy: Option<SocketAddr>) {
         self.outbound = proxy;
+    }
+
+    /// Sends every request of Call-ID `call_id` that has no Route header to `peer`.
+    pub fn pin_peer(&mut self, call_id: &str, peer: SocketAddr) {
+        self.pinned.insert(call_id.into(), peer);
+    }
+
+    /// Forgets what [`UaCore::pin_peer`] and incoming messages taught about `call_id`.
+    pub fn forget_peer(&mut self, call_id: &str) {
+        self.pinned.remove(call_id);
+        self.peers.remove(call_id);
+    }
+
+    /// True if transaction `tx` is one of ours: a request we sent, or a request we received that a
+    /// dialog may still answer.
+    pub fn owns(&self, tx: TransactionId) -> bool {
+        self.client_req.contains_key(&tx) || self.server_keys.contains_key(&tx)
     }
 
     /// The dialogs, for commands (`invite`, `accept`, `send_bye`, ...). Call [`UaCore::flush`] after.
@@ -163,6 +184,9 @@ impl UaCore {
 
     /// Advances the dialogs' timers and sends what they produce.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        // A BYE past its grace no longer holds anything up (see `is_idle`); forget it so its
+        // deadline is not reported again.
+        self.awaiting_final.retain(|_, &mut (is_bye, sent)| !is_bye || now.saturating_duration_since(sent) < BYE_GRACE);
         self.dialogs.handle_timeout(now);
         self.flush(ep, now);
     }
@@ -249,7 +273,7 @@ impl UaCore {
     fn next_hop(&self, req: &Message) -> Option<SocketAddr> {
         let route = req.routes().next().and_then(Result::ok).map(|r| r.uri_text.to_owned());
         if route.is_none() {
-            if let Some(p) = self.outbound {
+            if let Some(p) = self.outbound.or_else(|| req.call_id().ok().and_then(|c| self.pinned.get(c).copied())) {
                 return Some(p);
             }
         }
