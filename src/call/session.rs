@@ -162,6 +162,8 @@ pub struct MediaSession {
     remote_rtp: Option<SocketAddr>,
     remote_rtcp: Option<SocketAddr>,
     latched: bool,
+    /// Holding the peer: no audio goes out (we have no music on hold), RTCP still does.
+    muted: bool,
     recording: Vec<i16>,
     last_activity: Instant,
     inactive_reported: bool,
@@ -197,6 +199,7 @@ impl MediaSession {
             remote_rtp: neg.remote_rtp,
             remote_rtcp: neg.remote_rtcp,
             latched: false,
+            muted: false,
             recording: Vec::new(),
             last_activity: now,
             inactive_reported: false,
@@ -218,6 +221,12 @@ impl MediaSession {
     /// What was negotiated (updated by [`MediaSession::update`]).
     pub fn negotiated(&self) -> &Negotiated {
         &self.neg
+    }
+
+    /// Stops (`true`) or restarts sending audio, e.g. while we hold the peer (RFC 3264 §8.4 lets
+    /// the holder send music on hold; we have none, so the held party hears nothing).
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
     }
 
     /// A new offer/answer result: hold, resume, new address or codec (RFC 3264 §8).
@@ -337,7 +346,7 @@ impl MediaSession {
 
     /// One 20 ms slot: a telephone event, an audio frame, or nothing (on hold, or echo mode).
     fn send_slot(&mut self) {
-        let dest = self.remote_rtp.filter(|_| self.neg.direction.sends());
+        let dest = self.remote_rtp.filter(|_| self.neg.direction.sends() && !self.muted);
         let Some(dest) = dest else {
             self.sender.skip_frame();
             return;

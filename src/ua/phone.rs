@@ -328,6 +328,9 @@ impl Phone {
         let sdp = self.media.reoffer(&id, direction).ok_or("no media")?;
         self.ua.dialogs().send_reinvite(&id, sdp, now).map_err(|_| "a re-INVITE is already in progress")?;
         call.held = hold;
+        if let Some(session) = self.media.session_mut(&id) {
+            session.set_muted(hold);
+        }
         self.ua.flush(io.endpoint, now);
         Ok(())
     }
