@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod b2bua;
 pub mod call;
 pub mod dialog;
 pub mod driver;

@@ -1,6 +1,7 @@
 //! Phones registered to `switchboard serve` call each other through it: digest auth on REGISTER and
-//! INVITE, proxy routing to the registered contact, media end to end; forking to two phones of one
-//! user (the first to answer wins, the other gets CANCEL and answers 487).
+//! INVITE, routing to the registered contact (as a proxy, and as a B2BUA), media end to end; forking
+//! to two phones of one user (the first to answer wins, the other gets CANCEL and answers 487).
+//! `tests/service_b2bua.rs` has the B2BUA's own checks (relay, records, hold, restart).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -65,8 +66,9 @@ fn expect(rx: &mpsc::Receiver<String>, what: &str, limit: Duration) -> String {
     }
 }
 
-/// A service with users alice and bob (passwords in files), on a fresh data directory.
-fn service(dir: &Path) -> (Guard, u16) {
+/// A service with users alice and bob (passwords in files), on a fresh data directory, in `mode`
+/// (`b2bua` or `proxy`).
+fn service(dir: &Path, mode: &str) -> (Guard, u16) {
     for (user, pw) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
         let ok = Command::new(bin("switchboard"))
             .args(["users", "--data"])
@@ -79,7 +81,7 @@ fn service(dir: &Path) -> (Guard, u16) {
         std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
     }
     let mut svc = Command::new(bin("switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "55000-55499", "--data"])
+        .args(["serve", "--mode", mode, "--listen", "127.0.0.1:0", "--rtp-ports", "55000-55499", "--data"])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -155,10 +157,10 @@ fn alice_dials(dir: &Path, port: u16, duration: &str) -> std::process::Output {
 }
 
 #[test]
-fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
+fn alice_calls_bob_through_the_proxy_and_they_hear_each_other() {
     let _serial = serial();
     let dir = tmpdir("svc-call");
-    let (_svc, port) = service(&dir);
+    let (_svc, port) = service(&dir, "proxy");
     let (_bob, bob_out, bob_wav) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "56500-56999", "bob", &[]);
     let alice = alice_dials(&dir, port, "5");
     let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
@@ -166,7 +168,7 @@ fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
     let a: serde_json::Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
     assert_eq!(a["responses"][0], 407, "the INVITE was challenged first: {alice_out}");
     let b = summary(&bob_out);
-    assert_eq!(a["call_id"], b["call_id"]);
+    assert_eq!(a["call_id"], b["call_id"], "a proxy keeps the one dialog");
     assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("completed"), Some("completed")));
     assert_eq!(b["reason"], "bye-remote", "alice's BYE reached bob through the service");
     let (fa, active_a) = tone(&dir.join("alice.wav"));
@@ -179,7 +181,7 @@ fn alice_calls_bob_through_the_service_and_they_hear_each_other() {
 fn bob_hangs_up_and_the_bye_reaches_alice() {
     let _serial = serial();
     let dir = tmpdir("svc-bye");
-    let (_svc, port) = service(&dir);
+    let (_svc, port) = service(&dir, "b2bua");
     // Bob answers with --duration 2: he hangs up first.
     let (_bob, bob_out2, _) = registered_answerer(&dir, port, "bob", &[], "57500-57999", "bob", &["--duration", "2"]);
     let alice = alice_dials(&dir, port, "30");
@@ -193,7 +195,7 @@ fn bob_hangs_up_and_the_bye_reaches_alice() {
 fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
     let _serial = serial();
     let dir = tmpdir("svc-fork");
-    let (_svc, port) = service(&dir);
+    let (_svc, port) = service(&dir, "b2bua");
     // Two phones for bob: the first answers after 0.5 s, the second would only after 20 s.
     let (_b1, out1, _) = registered_answerer(&dir, port, "bob", &["--tone", "1000"], "58000-58499", "bob1", &[]);
     let (_b2, out2, _) = registered_answerer(&dir, port, "bob", &[], "58500-58999", "bob2", &["--after", "20"]);

@@ -1,6 +1,6 @@
 //! `switchboard serve` as registrar and authenticating proxy, driven by peers we did not write:
 //! sipp 3.6.1 (REGISTER with `[authentication]`, 1,000 calls through the proxy with and without
-//! loss, 1,000 registrations that must survive `kill -9`) and baresip 1.0.0 (registers with a
+//! loss and through the B2BUA with loss, 1,000 registrations that must survive `kill -9`) and baresip 1.0.0 (registers with a
 //! password and calls a registered `softphone answer`, audio checked both ways).
 //!
 //! Everything runs on 127.0.0.1 with ephemeral ports and private temp dirs; every wait is on an
@@ -194,18 +194,18 @@ fn sipp_registers_with_digest_authentication() {
     drop(svc);
 }
 
-// ===== 2. Calls through the proxy =====
+// ===== 2. Calls through the proxy and the B2BUA =====
 
 /// bob registers (sipp, digest) and answers as a sipp UAS from the same port; a sipp UAC
 /// authenticates as alice (407, `[authentication]`) and makes `calls` calls to bob at `rate`/s
 /// through the service, holding each for 500 ms. `loss` is sipp's `-lost` percentage on both
 /// sides.
-fn calls_through_proxy(tag: &str, calls: u32, rate: u32, loss: Option<&str>) {
+fn calls_through_service(tag: &str, calls: u32, rate: u32, loss: Option<&str>, mode: &str) {
     let dir = TempDir::new(tag);
     let data = dir.join("data");
     add_user(&data, "alice", "alice-secret");
     add_user(&data, "bob", "bob-secret");
-    let svc = Service::start(&data, &[]);
+    let svc = Service::start(&data, &["--mode", mode]);
     let callee_relay = Md5OnlyRelay::start(svc.addr());
     let caller_relay = Md5OnlyRelay::start(svc.addr());
     let lost: Vec<String> = loss.map(|l| s(&["-lost", l])).unwrap_or_default();
@@ -236,7 +236,7 @@ fn calls_through_proxy(tag: &str, calls: u32, rate: u32, loss: Option<&str>) {
     // The UAS ends its last call with the BYE, then lingers 8 s for retransmissions.
     let uas_out = uas.finish(LIMIT);
     eprintln!(
-        "{tag}: {calls} calls at {rate}/s{}: caller {} ok / {} failed, {} retransmissions, {:.1} s; \
+        "{tag} ({mode}): {calls} calls at {rate}/s{}: caller {} ok / {} failed, {} retransmissions, {:.1} s; \
          callee {} ok / {} failed, {} retransmissions; challenges filtered {} + {}; \
          authenticated INVITEs re-challenged (407 datagrams) {}",
         loss.map(|l| format!(", {l}% loss")).unwrap_or_default(),
@@ -279,7 +279,7 @@ fn sipp_1000_authenticated_calls_through_the_proxy() {
         return;
     }
     let _one = exclusive();
-    calls_through_proxy("svc-calls", 1000, 100, None);
+    calls_through_service("svc-calls", 1000, 100, None, "proxy");
 }
 
 #[test]
@@ -288,7 +288,16 @@ fn sipp_1000_authenticated_calls_through_the_proxy_with_5_percent_loss() {
         return;
     }
     let _one = exclusive();
-    calls_through_proxy("svc-calls-lossy", 1000, 100, Some("5"));
+    calls_through_service("svc-calls-lossy", 1000, 100, Some("5"), "proxy");
+}
+
+#[test]
+fn sipp_1000_authenticated_calls_through_the_b2bua_with_5_percent_loss() {
+    if !sipp::available() {
+        return;
+    }
+    let _one = exclusive();
+    calls_through_service("svc-b2bua-lossy", 1000, 100, Some("5"), "b2bua");
 }
 
 // ===== 3. Registrations survive kill -9 =====

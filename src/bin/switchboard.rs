@@ -1,14 +1,19 @@
 //! `switchboard`: the SIP service and its tools.
 //!
 //! Subcommands: `serve` runs the service, `users` manages its users, `registrations` lists what
-//! its store holds, `check` parses SIP message files and reports a verdict per file.
+//! its store holds, `cdr` lists call records, `calls` shows live calls, `check` parses SIP message
+//! files and reports a verdict per file.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[path = "../cli/cdr.rs"]
+mod cdr;
 #[path = "../cli/check.rs"]
 mod check;
+#[path = "../cli/control.rs"]
+mod control;
 #[path = "../cli/serve.rs"]
 mod serve;
 #[path = "../cli/users.rs"]
@@ -28,18 +33,26 @@ struct Cli {
 enum Command {
     /// Run the SIP service on UDP.
     ///
-    /// A registrar with digest authentication (REGISTER gets 401, INVITE 407), a stateful proxy
-    /// that forks calls to every registered contact of the called user (480 when none, 404 for
-    /// unknown users), and the built-in user `echo` (sip:echo@HOST, no authentication) that answers
-    /// and sends your RTP back. Registrations and users live in the data directory and survive a
-    /// restart. Malformed requests get 400 naming the bad header (505, 501, 483, 420, 416 where the
-    /// RFC says so). Ctrl-C sends BYE for live calls, then exits. Try it with sipp:
+    /// A registrar with digest authentication (REGISTER gets 401, INVITE 407); calls between users
+    /// go to every registered contact of the called user (480 when none, 404 for unknown users),
+    /// through a B2BUA that relays their RTP and writes call records (`--mode b2bua`, the default)
+    /// or a stateful proxy (`--mode proxy`); the built-in user `echo` (sip:echo@HOST, no
+    /// authentication) answers and sends your RTP back. Registrations, users and established
+    /// calls live in the data directory and survive a restart, even `kill -9`. Malformed requests
+    /// get 400 naming the bad header (505, 501, 483, 420, 416 where the RFC says so). Ctrl-C sends
+    /// BYE for the echo user's calls and exits; B2BUA calls are kept for the next start. Try it:
     /// `sipp -sn uac -s echo -r 10 -m 100 127.0.0.1:5060`.
     Serve(serve::ServeArgs),
     /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext).
     Users(users::UsersArgs),
     /// List the registrations kept in the data directory, with their remaining expiry.
     Registrations(users::RegistrationsArgs),
+    /// List call records (B2BUA mode): both Call-IDs, from, to, times, duration, why and by whom
+    /// the call ended, codec, and per-leg RTP packets, loss and jitter.
+    Cdr(cdr::CdrArgs),
+    /// Show the calls in progress in the running service, with duration and live media figures
+    /// (asks the service over its control socket, `switchboard.sock` in the data directory).
+    Calls(cdr::CallsArgs),
     /// Parse SIP message files and print a verdict per file.
     ///
     /// Each file holds one message as sent on the wire. A file is valid when it parses, every header
@@ -67,5 +80,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Users(args) => users::run(args),
         Command::Registrations(args) => users::list_registrations(args),
+        Command::Cdr(args) => cdr::run_cdr(args),
+        Command::Calls(args) => cdr::run_calls(args),
     }
 }

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use switchboard::auth::DigestServer;
+use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
+use switchboard::relay::RelayConfig;
 use switchboard::service::app::{binding_of, Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::store::{SqliteStore, Store, StoreWriter, WriterConfig};
@@ -36,6 +38,11 @@ pub(crate) struct ServeArgs {
     /// `none` keeps them in memory only [default: the user's data dir, printed at start].
     #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
     pub(crate) data: Option<PathBuf>,
+    /// How calls between registered users are connected: `b2bua` (two dialogs per call, RTP relayed
+    /// through the service's ports, call records with media figures) or `proxy` (stateful RFC 3261
+    /// proxy with Record-Route; media flows phone to phone) [default: b2bua].
+    #[arg(long, value_name = "MODE")]
+    pub(crate) mode: Option<config::Mode>,
     /// Turn digest authentication off (lab use only: anyone can register as anyone).
     #[arg(long)]
     pub(crate) no_auth: bool,
@@ -60,6 +67,10 @@ pub(crate) struct ServeArgs {
     /// in either algorithm are accepted [default: md5].
     #[arg(long, value_name = "LIST")]
     pub(crate) auth_algorithms: Option<String>,
+    /// Control socket for `switchboard calls` [default: switchboard.sock in the data directory;
+    /// none with `--data none`].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) control: Option<PathBuf>,
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub(crate) branch_timeout: Option<f64>,
@@ -71,6 +82,8 @@ pub(crate) struct Resolved {
     pub(crate) domain: Option<String>,
     pub(crate) auth: AuthMode,
     pub(crate) data: Option<PathBuf>,
+    pub(crate) mode: config::Mode,
+    control: Option<PathBuf>,
     answer_delay: Duration,
     t1: Duration,
     rtp_ports: std::ops::RangeInclusive<u16>,
@@ -114,7 +127,9 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
-        data: (data.as_os_str() != "none").then_some(data),
+        data: (data.as_os_str() != "none").then(|| data.clone()),
+        mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
+        control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
         answer_delay: secs("answer delay", args.answer_delay.or(file.answer_delay_secs).unwrap_or(0.0))?,
         t1: Duration::from_millis(t1_ms),
         rtp_ports: config::port_range(args.rtp_ports.as_deref().or(file.rtp_ports.as_deref()).unwrap_or("30000-39999"))?,
@@ -191,6 +206,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ..RegistrarConfig::default()
     });
     let restored = bindings.len();
+    let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
     let dropped = registrar.restore(bindings, wall);
     let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
     for change in dropped {
@@ -226,14 +242,42 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ringing_timeout: Duration::from_secs(181),
         seed: seed ^ 0x5bd1_e995,
     });
-    let service = Service::new(ServiceParts { local, echo, registrar, auth, users: users.clone(), proxy, store: Some(writer) });
+    let b2bua = (r.mode == config::Mode::B2bua).then(|| {
+        B2bua::new(B2buaConfig {
+            local,
+            t1: r.t1,
+            t2: timers.t2,
+            media_ip: local.ip(),
+            rtp_ports: r.rtp_ports.clone(),
+            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout) },
+            no_answer: r.branch_timeout,
+            seed: seed ^ 0x0b2b_0a00,
+        })
+    });
+    let n_saved = saved_calls.len();
+    let parts =
+        ServiceParts { local, echo, registrar, auth, users: users.clone(), proxy, store: Some(writer), b2bua, recovered: saved_calls };
+    let service = Service::new(parts);
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
     match &r.data {
-        Some(d) => eprintln!("switchboard: data in {} ({} users, {restored} registrations restored)", d.display(), users.len()),
+        Some(d) => eprintln!(
+            "switchboard: data in {} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {:?}",
+            d.display(),
+            users.len(),
+            r.mode
+        ),
         None => eprintln!("switchboard: data in memory only (--data none)"),
     }
     tracing::info!(%local, auth = ?r.auth, "listening");
-    switchboard::driver::run(transport, endpoint, service, switchboard::driver::interrupted()).await;
+    let control = std::sync::Arc::new(crate::control::Control::default());
+    if let Some(path) = &r.control {
+        crate::control::listen(path, control.clone())?;
+    }
+    let app = crate::control::Published::new(service, control);
+    switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
+    if let Some(path) = &r.control {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }

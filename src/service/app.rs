@@ -10,12 +10,13 @@
 //! ```
 
 use crate::auth::{Algorithm, DigestServer, Verdict};
+use crate::b2bua::{B2bua, LiveCall};
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{self, Proxy, Target};
 use crate::registrar::{aor_of, Binding, Change, Registrar};
-use crate::store::{BindingRecord, StoreOp, StoreWriter, UserRecord};
+use crate::store::{BindingRecord, CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
 use bytes::Bytes;
@@ -40,6 +41,10 @@ pub struct ServiceParts {
     pub proxy: Proxy,
     /// Where changes are written (`None`: memory only).
     pub store: Option<StoreWriter>,
+    /// The B2BUA that connects calls between users (`--mode b2bua`); `None` proxies them.
+    pub b2bua: Option<B2bua>,
+    /// Calls saved before a restart, for the B2BUA to take back.
+    pub recovered: Vec<CallState>,
 }
 
 /// The service.
@@ -52,6 +57,8 @@ pub struct Service {
     users: HashMap<String, UserRecord>,
     proxy: Proxy,
     store: Option<StoreWriter>,
+    b2bua: Option<B2bua>,
+    recovered: Vec<CallState>,
     /// Wall-clock time at the latest input (registrar and nonces work in wall time).
     wall: Duration,
     last_now: Option<Instant>,
@@ -98,6 +105,8 @@ impl Service {
             users: parts.users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             proxy: parts.proxy,
             store: parts.store,
+            b2bua: parts.b2bua,
+            recovered: parts.recovered,
             wall: Duration::ZERO,
             last_now: None,
             stopping: false,
@@ -108,6 +117,31 @@ impl Service {
     /// The registrar (for status views).
     pub fn registrar(&self) -> &Registrar {
         &self.registrar
+    }
+
+    /// The B2BUA's calls in progress (empty in proxy mode).
+    pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
+        self.b2bua.as_ref().map(|b| b.live(now)).unwrap_or_default()
+    }
+
+    fn b2bua_knows(&self, msg: &Message) -> bool {
+        self.b2bua.as_ref().is_some_and(|b| b.knows(msg))
+    }
+
+    fn b2bua_owns(&self, tx: TransactionId) -> bool {
+        self.b2bua.as_ref().is_some_and(|b| b.owns(tx))
+    }
+
+    /// Hands the B2BUA's call records and states to the store writer.
+    fn write_calls(&mut self) {
+        let Some(b) = self.b2bua.as_mut() else { return };
+        while let Some(op) = b.poll_store() {
+            if let Some(store) = &self.store {
+                if let Err(e) = store.enqueue(op) {
+                    tracing::error!(error = %e, "store write failed");
+                }
+            }
+        }
     }
 
     fn persist(&self, changes: Vec<Change>) {
@@ -170,12 +204,17 @@ impl Service {
         match method {
             Some(Method::Register) => self.on_register(io.endpoint, tx, &request, source, now),
             _ if self.echo.knows(&request) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
+            _ if self.b2bua_knows(&request) => {
+                if let Some(b) = self.b2bua.as_mut() {
+                    b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
+                }
+            }
             _ if in_dialog && proxy::routed_through(&request, self.local) => self.forward_in_dialog(io.endpoint, tx, &request, now),
             _ if in_dialog => {
                 let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
             }
             _ if Self::is_echo(&request) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
-            Some(Method::Invite) => self.on_invite(io.endpoint, tx, &request, now),
+            Some(Method::Invite) => self.on_invite(io, tx, request, source, now),
             // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
             // is a keep-alive or capability query the service answers itself (§11.2).
             _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
@@ -204,7 +243,8 @@ impl Service {
         let _ = ep.respond(tx, outcome.response, now);
     }
 
-    fn on_invite(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, now: Instant) {
+    fn on_invite(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        let (ep, req) = (&mut *io.endpoint, &request);
         if proxy::is_loop(req, self.local) {
             let _ = ep.respond(tx, req.response_to(482, "Loop Detected", Some("sb")).finish(), now);
             return;
@@ -222,8 +262,13 @@ impl Service {
             let _ = ep.respond(tx, req.response_to(code, reason, Some("sb")).finish(), now);
             return;
         }
-        self.proxied.insert(tx, ());
-        self.proxy.forward(ep, tx, req, &targets, now);
+        match self.b2bua.as_mut() {
+            Some(b) => b.start_call(io, tx, request, source, targets, now),
+            None => {
+                self.proxied.insert(tx, ());
+                self.proxy.forward(ep, tx, req, &targets, now);
+            }
+        }
     }
 
     /// With auth off there is no user list: a user is known once any binding was seen for it.
@@ -268,6 +313,14 @@ impl Application for Service {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         self.wall = io.wall_clock;
         self.echo.start(io, now);
+        let saved = std::mem::take(&mut self.recovered);
+        if let Some(b) = self.b2bua.as_mut() {
+            if !saved.is_empty() {
+                let n = b.restore(io, &saved, now);
+                tracing::info!(recovered = n, saved = saved.len(), "calls taken back after a restart");
+            }
+        }
+        self.write_calls();
     }
 
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
@@ -277,14 +330,28 @@ impl Application for Service {
             EndpointEvent::Request { tx, request, source } => self.on_request(io, tx, request, source, now),
             EndpointEvent::Response { tx, response } if self.proxy.owns(tx) => self.proxy.handle_response(io.endpoint, tx, &response, now),
             EndpointEvent::Timeout { tx } if self.proxy.owns(tx) => self.proxy.handle_branch_timeout(io.endpoint, tx, now),
+            EndpointEvent::Response { tx, .. } | EndpointEvent::Timeout { tx } if self.b2bua_owns(tx) => {
+                if let Some(b) = self.b2bua.as_mut() {
+                    b.handle_event(io, event, now);
+                }
+            }
             EndpointEvent::Terminated { tx } => {
                 self.proxy.handle_terminated(tx);
                 self.proxied.remove(&tx);
+                if self.b2bua_owns(tx) {
+                    if let Some(b) = self.b2bua.as_mut() {
+                        b.handle_event(io, EndpointEvent::Terminated { tx }, now);
+                    }
+                }
                 self.echo.handle_event(io, EndpointEvent::Terminated { tx }, now);
             }
             EndpointEvent::Cancelled { tx, cancel } => {
                 if self.proxied.remove(&tx).is_some() {
                     self.proxy.handle_cancelled(io.endpoint, tx, now);
+                } else if self.b2bua_owns(tx) {
+                    if let Some(b) = self.b2bua.as_mut() {
+                        b.handle_event(io, EndpointEvent::Cancelled { tx, cancel }, now);
+                    }
                 } else {
                     self.echo.handle_event(io, EndpointEvent::Cancelled { tx, cancel }, now);
                 }
@@ -292,6 +359,8 @@ impl Application for Service {
             EndpointEvent::Ack { request, source } => {
                 if self.echo.knows(&request) {
                     self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now);
+                } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&request)) {
+                    b.handle_event(io, EndpointEvent::Ack { request, source }, now);
                 } else {
                     // §16.11: an ACK for a 2xx follows the Route set; ours comes off first.
                     let routes: Vec<String> = request.routes().filter_map(Result::ok).map(|r| r.uri_text.to_owned()).collect();
@@ -306,16 +375,22 @@ impl Application for Service {
             EndpointEvent::StrayResponse { response, source } => {
                 if self.echo.knows(&response) {
                     self.echo.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
+                } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&response)) {
+                    b.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
                 } else {
                     self.proxy.relay_stray(io.endpoint, &response);
                 }
             }
             other => self.echo.handle_event(io, other, now),
         }
+        self.write_calls();
     }
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
         self.after(now);
+        if self.b2bua.as_mut().is_some_and(|b| b.handle_media(io, flow, source, &payload, now)) {
+            return;
+        }
         self.echo.handle_media(io, flow, source, payload, now);
     }
 
@@ -328,12 +403,17 @@ impl Application for Service {
             self.persist(changes);
         }
         self.echo.handle_timeout(io, now);
+        if let Some(b) = self.b2bua.as_mut() {
+            b.handle_timeout(io, now);
+        }
+        self.write_calls();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         // The registrar's purge runs in wall time; check it once a second at most.
         let purge = self.registrar.next_expiry().and(self.last_now.map(|n| n + Duration::from_secs(1)));
-        [self.echo.poll_timeout(), self.proxy.poll_timeout(), purge].into_iter().flatten().min()
+        let b2bua = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
+        [self.echo.poll_timeout(), self.proxy.poll_timeout(), purge, b2bua].into_iter().flatten().min()
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {

@@ -5,7 +5,7 @@
 //! listen = "127.0.0.1:5060"
 //! domain = "example.com"          # accept REGISTER/INVITE for this domain only (default: any)
 //! auth = "digest"                 # or "none" (lab use)
-//! mode = "proxy"                  # how calls between users are routed
+//! mode = "b2bua"                  # how calls between users are routed: b2bua (default) or proxy
 //! data_dir = "/var/lib/switchboard"
 //! rtp_ports = "30000-39999"
 //! rtp_timeout_secs = 30
@@ -36,8 +36,21 @@ pub enum AuthMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Stateful proxy (RFC 3261 §16) with Record-Route.
+    /// Back-to-back user agent: two dialogs per call and an RTP relay between them (the default).
+    B2bua,
+    /// Stateful proxy (RFC 3261 §16) with Record-Route; media flows between the phones.
     Proxy,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "b2bua" => Ok(Mode::B2bua),
+            "proxy" => Ok(Mode::Proxy),
+            other => Err(format!("unknown mode {other:?} (b2bua, proxy)")),
+        }
+    }
 }
 
 /// The file's contents; every field optional.

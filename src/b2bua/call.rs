@@ -1,0 +1,144 @@
+//! One B2BUA call: the caller's dialog, the callee's (and, while it rings, every forked INVITE),
+//! the relay ports joining their media, and the call record being filled in.
+
+use super::sdp::LegOrigin;
+use crate::dialog::{DialogId, DialogSnapshot, EndReason};
+use crate::relay::{Leg, LegPorts, LegStats};
+use crate::store::CallRecord;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The caller's INVITE is forwarded; no callee has answered.
+    Setup,
+    /// A callee answered; both dialogs are confirmed.
+    Up,
+    /// One side ended it; the other leg is being ended.
+    Ending,
+}
+
+/// One call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) record: CallRecord,
+    pub(crate) phase: Phase,
+    pub(crate) caller: DialogId,
+    /// The callee dialog that answered.
+    pub(crate) callee: Option<DialogId>,
+    /// Our INVITEs (pending ids) that have not ended, one per target.
+    pub(crate) forks: Vec<DialogId>,
+    /// Forks to cancel as soon as they ring: a CANCEL may not precede the first provisional (§9.1).
+    pub(crate) cancel_when_ringing: Vec<DialogId>,
+    /// The best final response of the failed forks so far (§16.7 ranks them the same way).
+    pub(crate) best: Option<u16>,
+    pub(crate) caller_ports: LegPorts,
+    pub(crate) callee_ports: LegPorts,
+    pub(crate) caller_origin: LegOrigin,
+    pub(crate) callee_origin: LegOrigin,
+    /// Signalling addresses of the phones.
+    pub(crate) caller_peer: SocketAddr,
+    pub(crate) callee_peer: Option<SocketAddr>,
+    /// The leg whose re-INVITE is being passed to the other leg.
+    pub(crate) reoffer_from: Option<Leg>,
+    /// 180 sent to the caller.
+    pub(crate) rang: bool,
+    /// Restored from the store after a restart.
+    pub(crate) recovered: bool,
+    /// Call state written to the store (so it must be removed at the end).
+    pub(crate) saved: bool,
+    /// Every Call-ID of the call (caller leg, each fork), to forget when it is over.
+    pub(crate) call_ids: Vec<Box<str>>,
+}
+
+impl Call {
+    /// The dialog of `leg`, if it exists.
+    pub(crate) fn dialog(&self, leg: Leg) -> Option<&DialogId> {
+        match leg {
+            Leg::Caller => Some(&self.caller),
+            Leg::Callee => self.callee.as_ref(),
+        }
+    }
+
+    pub(crate) fn ports(&self, leg: Leg) -> LegPorts {
+        match leg {
+            Leg::Caller => self.caller_ports,
+            Leg::Callee => self.callee_ports,
+        }
+    }
+
+    pub(crate) fn origin(&mut self, leg: Leg) -> &mut LegOrigin {
+        match leg {
+            Leg::Caller => &mut self.caller_origin,
+            Leg::Callee => &mut self.callee_origin,
+        }
+    }
+
+    /// Notes a failed fork's final response, keeping the best (6xx first, then 4xx other than
+    /// 408, then 5xx, then 408: RFC 3261 §16.7 step 6).
+    pub(crate) fn note_failure(&mut self, code: u16) {
+        let rank = |c: u16| match c {
+            600..=699 => 0,
+            408 => 3,
+            400..=499 => 1,
+            500..=599 => 2,
+            _ => 4,
+        };
+        if self.best.is_none_or(|b| rank(code) < rank(b)) {
+            self.best = Some(code);
+        }
+    }
+
+    /// Copies the relay's per-leg figures into the record.
+    pub(crate) fn set_stats(&mut self, (caller, callee): (LegStats, LegStats)) {
+        let r = &mut self.record;
+        r.caller_packets = caller.packets;
+        r.caller_lost = caller.lost;
+        r.caller_jitter_ms = caller.jitter_ms;
+        r.callee_packets = callee.packets;
+        r.callee_lost = callee.lost;
+        r.callee_jitter_ms = callee.jitter_ms;
+    }
+}
+
+/// The call record's words for why a dialog ended.
+pub(crate) fn reason_text(reason: EndReason) -> String {
+    match reason {
+        EndReason::Bye(_) => "bye".into(),
+        EndReason::Cancelled => "cancel".into(),
+        EndReason::Timeout => "timeout".into(),
+        EndReason::NoAck => "no-ack".into(),
+        EndReason::SessionExpired => "session-expired".into(),
+        EndReason::Rejected(code) => code.to_string(),
+        EndReason::PingFailed => "ping-failed".into(),
+        EndReason::Gone => "gone".into(),
+    }
+}
+
+/// What is kept in the store of an established call, so a restarted service can take it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SavedCall {
+    pub(crate) id: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) invited_at: u64,
+    pub(crate) answered_at: Option<u64>,
+    pub(crate) codec: Option<String>,
+    pub(crate) caller: SavedLeg,
+    pub(crate) callee: SavedLeg,
+}
+
+/// One leg of a [`SavedCall`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SavedLeg {
+    pub(crate) dialog: DialogSnapshot,
+    /// The phone's signalling address.
+    pub(crate) peer: SocketAddr,
+    /// The relay's RTP address on this leg (RTCP on the next port).
+    pub(crate) relay: SocketAddr,
+    pub(crate) origin: LegOrigin,
+    /// Where the phone's RTP came from last (latching), if any came.
+    pub(crate) latched: Option<SocketAddr>,
+}

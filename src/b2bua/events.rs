@@ -1,0 +1,421 @@
+//! Translating one leg's dialog events to the other leg (RFC 3261 §12-15 on each side), and the
+//! call state saved for a restart.
+
+use super::call::{reason_text, Call, Phase, SavedCall, SavedLeg};
+use super::sdp::{self, LegOrigin};
+use super::{B2bua, Pending};
+use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
+use crate::driver::Io;
+use crate::message::Message;
+use crate::relay::{Leg, LegPorts, RelayId};
+use crate::store::{CallRecord, CallState, StoreOp};
+use std::time::Instant;
+
+impl B2bua {
+    fn lookup(&self, id: &DialogId) -> Option<(u64, Leg)> {
+        self.by_call_id.get(&*id.call_id).copied()
+    }
+
+    pub(super) fn on_dialog(&mut self, io: &mut Io<'_>, ev: Event, now: Instant) {
+        match ev {
+            Event::Incoming { id, request } => self.on_incoming(io, id, &request, now),
+            Event::Early { id } => self.on_early(io, &id, now),
+            Event::Established { id } => self.on_established(io, &id, now),
+            Event::Reoffer { id, request } => self.on_reoffer(&id, &request, now),
+            Event::Answered { id, response } => self.on_answered(&id, &response, now),
+            Event::ModifyFailed { id, code } => self.on_modify_failed(&id, code, now),
+            Event::Info { id, request } => {
+                if let Some(other) = self.lookup(&id).and_then(|(k, leg)| self.calls.get(&k)?.dialog(leg.other()).cloned()) {
+                    let ct = request.header(crate::message::HeaderName::ContentType).and_then(|v| std::str::from_utf8(v).ok());
+                    let ct = ct.unwrap_or("application/octet-stream").to_owned();
+                    let _ = self.ua.dialogs().send_info(&other, &ct, request.body_bytes(), now);
+                }
+            }
+            Event::Terminated { id, reason } => self.on_terminated(io, &id, reason, now),
+            _ => {}
+        }
+    }
+
+    fn on_incoming(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, now: Instant) {
+        let Some(p) = self.pending.remove(&*id.call_id) else {
+            let _ = self.ua.dialogs().reject(&id, 500, now);
+            return;
+        };
+        let Pending { targets, source, caller_ports, callee_ports } = p;
+        let key = self.next_key;
+        self.next_key += 1;
+        let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
+        let to = request.to().map(|t| addr_without_tag(&t).to_string()).unwrap_or_default();
+        let offer = sdp::audio_of(request.body());
+        let seed = self.config.seed.wrapping_add(key.wrapping_mul(0x9e37_79b9));
+        let mut call = Call {
+            record: CallRecord {
+                id: format!("{:08x}-{key}", (self.config.seed & 0xffff_ffff) as u32),
+                caller_call_id: id.call_id.to_string(),
+                callee_call_id: None,
+                from: from.clone(),
+                to: to.clone(),
+                invited_at: super::ms(self.wall),
+                answered_at: None,
+                ended_at: None,
+                end_reason: None,
+                ended_by: None,
+                codec: offer.as_ref().and_then(|o| o.codec.clone()),
+                caller_packets: 0,
+                caller_lost: 0,
+                caller_jitter_ms: f64::NAN,
+                callee_packets: 0,
+                callee_lost: 0,
+                callee_jitter_ms: f64::NAN,
+            },
+            phase: Phase::Setup,
+            caller: id.clone(),
+            callee: None,
+            forks: Vec::new(),
+            cancel_when_ringing: Vec::new(),
+            best: None,
+            caller_ports,
+            callee_ports,
+            caller_origin: LegOrigin { session_id: seed, version: 0 },
+            callee_origin: LegOrigin { session_id: seed ^ 1, version: 0 },
+            caller_peer: source,
+            callee_peer: None,
+            reoffer_from: None,
+            rang: false,
+            recovered: false,
+            saved: false,
+            call_ids: vec![id.call_id.clone()],
+        };
+        self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+        if let Some(o) = &offer {
+            self.relay.set_remote(RelayId(key), Leg::Caller, o.remote, now);
+        }
+        self.ua.pin_peer(&id.call_id, source);
+        self.by_call_id.insert(id.call_id.clone(), (key, Leg::Caller));
+        for t in &targets {
+            let body = sdp::rewrite(request.body(), callee_ports.local, &mut call.callee_origin);
+            let params = CallParams { from: from.clone(), to: to.clone(), target: Some(t.uri.clone()), routes: Vec::new(), sdp: body };
+            match self.ua.dialogs().invite(params, now) {
+                Ok(fork) => {
+                    self.ua.pin_peer(&fork.call_id, t.dest);
+                    self.by_call_id.insert(fork.call_id.clone(), (key, Leg::Callee));
+                    call.call_ids.push(fork.call_id.clone());
+                    call.forks.push(fork);
+                    call.callee_peer.get_or_insert(t.dest);
+                }
+                Err(e) => tracing::debug!(error = %e, target = %t.uri, "target not called"),
+            }
+        }
+        let no_fork = call.forks.is_empty();
+        self.calls.insert(key, call);
+        self.started.insert(key, now);
+        self.setup_deadlines.push(std::cmp::Reverse((now + self.config.no_answer, key)));
+        self.record_put(key);
+        if no_fork {
+            let _ = self.ua.dialogs().reject(&id, 480, now);
+            self.finish(io, key, "480", "service", now);
+        }
+    }
+
+    fn on_early(&mut self, io: &mut Io<'_>, id: &DialogId, now: Instant) {
+        let Some((key, leg)) = self.lookup(id) else { return };
+        if leg != Leg::Callee {
+            return;
+        }
+        let invite = id.invite_id();
+        let Some(c) = self.calls.get_mut(&key) else {
+            let _ = self.ua.cancel(io.endpoint, &invite, now);
+            return;
+        };
+        if let Some(i) = c.cancel_when_ringing.iter().position(|f| *f == invite) {
+            c.cancel_when_ringing.swap_remove(i);
+            let _ = self.ua.cancel(io.endpoint, &invite, now);
+        } else if c.phase == Phase::Setup && !c.rang {
+            c.rang = true;
+            let caller = c.caller.clone();
+            let _ = self.ua.dialogs().ring(&caller, now);
+        }
+    }
+
+    fn on_established(&mut self, io: &mut Io<'_>, id: &DialogId, now: Instant) {
+        let Some((key, leg)) = self.lookup(id) else { return };
+        if leg == Leg::Caller {
+            // Our 2xx went out: the call is up on both sides; keep it for a restart.
+            self.state_put(key);
+            return;
+        }
+        let winner = self.calls.get(&key).is_some_and(|c| c.phase == Phase::Setup);
+        if !winner {
+            // A fork that answered after another, or after the caller gave up (§13.2.2.4).
+            let _ = self.ua.dialogs().send_bye(id, now);
+            return;
+        }
+        let answer = self.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned());
+        let Some(c) = self.calls.get_mut(&key) else { return };
+        let invite = id.invite_id();
+        c.forks.retain(|f| *f != invite);
+        let losers = std::mem::take(&mut c.forks);
+        c.callee = Some(id.clone());
+        c.phase = Phase::Up;
+        c.record.callee_call_id = Some(id.call_id.to_string());
+        c.record.answered_at = Some(super::ms(self.wall));
+        let caller = c.caller.clone();
+        let relay_addr = c.caller_ports.local;
+        let stream = answer.as_deref().and_then(sdp::audio_of);
+        let body = answer.as_deref().and_then(|a| sdp::rewrite(a, relay_addr, &mut c.caller_origin));
+        if let Some(codec) = stream.as_ref().and_then(|s| s.codec.clone()) {
+            c.record.codec = Some(codec);
+        }
+        for f in losers {
+            self.cancel_fork(io, key, &f, now);
+        }
+        match (stream, body) {
+            (Some(s), Some(body)) => {
+                self.relay.set_remote(RelayId(key), Leg::Callee, s.remote, now);
+                let _ = self.ua.dialogs().accept(&caller, Some(body), now);
+                self.record_put(key);
+            }
+            _ => {
+                tracing::debug!(call = key, "callee answered without usable SDP");
+                let _ = self.ua.dialogs().send_bye(id, now);
+                let _ = self.ua.dialogs().reject(&caller, 488, now);
+                self.finish(io, key, "488", "callee", now);
+            }
+        }
+    }
+
+    fn on_reoffer(&mut self, id: &DialogId, request: &Message, now: Instant) {
+        let refuse = |me: &mut B2bua, code| {
+            let _ = me.ua.dialogs().reject(id, code, now);
+        };
+        let Some((key, leg)) = self.lookup(id) else { return refuse(self, 481) };
+        let Some(c) = self.calls.get_mut(&key) else { return refuse(self, 481) };
+        let Some(other) = c.dialog(leg.other()).cloned().filter(|_| c.phase == Phase::Up && c.reoffer_from.is_none()) else {
+            return refuse(self, 491);
+        };
+        let (Some(stream), Some(body)) = (sdp::audio_of(request.body()), {
+            let relay_addr = c.ports(leg.other()).local;
+            sdp::rewrite(request.body(), relay_addr, c.origin(leg.other()))
+        }) else {
+            return refuse(self, 488);
+        };
+        if self.ua.dialogs().send_reinvite(&other, body, now).is_err() {
+            return refuse(self, 491);
+        }
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.reoffer_from = Some(leg);
+        }
+        self.relay.set_remote(RelayId(key), leg, stream.remote, now);
+    }
+
+    fn on_answered(&mut self, id: &DialogId, response: &Message, now: Instant) {
+        let Some((key, leg)) = self.lookup(id) else { return };
+        let Some(c) = self.calls.get_mut(&key) else { return };
+        if c.reoffer_from != Some(leg.other()) {
+            return;
+        }
+        c.reoffer_from = None;
+        let Some(asker) = c.dialog(leg.other()).cloned() else { return };
+        let relay_addr = c.ports(leg.other()).local;
+        let body = sdp::rewrite(response.body(), relay_addr, c.origin(leg.other()));
+        if let Some(s) = sdp::audio_of(response.body()) {
+            self.relay.set_remote(RelayId(key), leg, s.remote, now);
+        }
+        match body {
+            Some(body) => {
+                let _ = self.ua.dialogs().accept(&asker, Some(body), now);
+            }
+            None => {
+                let _ = self.ua.dialogs().reject(&asker, 488, now);
+            }
+        }
+        self.state_put(key);
+    }
+
+    fn on_modify_failed(&mut self, id: &DialogId, code: u16, now: Instant) {
+        // 491: the dialog layer tries again after the §14.1 delay; the asker keeps waiting.
+        if code == 491 {
+            return;
+        }
+        let Some((key, leg)) = self.lookup(id) else { return };
+        let Some(c) = self.calls.get_mut(&key) else { return };
+        if c.reoffer_from != Some(leg.other()) {
+            return;
+        }
+        c.reoffer_from = None;
+        if let Some(asker) = c.dialog(leg.other()).cloned() {
+            let code = if (300..700).contains(&code) { code } else { 500 };
+            let _ = self.ua.dialogs().reject(&asker, code, now);
+        }
+    }
+
+    fn on_terminated(&mut self, io: &mut Io<'_>, id: &DialogId, reason: EndReason, now: Instant) {
+        let Some((key, leg)) = self.lookup(id) else { return };
+        let Some(c) = self.calls.get_mut(&key) else { return };
+        if c.phase == Phase::Ending {
+            return;
+        }
+        let by_peer = matches!(reason, EndReason::Bye(Side::Remote) | EndReason::Cancelled | EndReason::Rejected(_));
+        let who = |leg: Leg| if leg == Leg::Caller { "caller" } else { "callee" };
+        if leg == Leg::Callee && c.callee.as_ref().is_none_or(|d| d.call_id != id.call_id) {
+            // One fork of a ringing call failed.
+            let invite = id.invite_id();
+            c.forks.retain(|f| *f != invite);
+            match reason {
+                EndReason::Rejected(code) => c.note_failure(code),
+                EndReason::Timeout => c.note_failure(408),
+                _ => {}
+            }
+            if c.phase == Phase::Setup && c.forks.is_empty() {
+                let code = match c.best.unwrap_or(480) {
+                    401 | 407 => 403,
+                    code => code,
+                };
+                let caller = c.caller.clone();
+                let _ = self.ua.dialogs().reject(&caller, code, now);
+                self.finish(io, key, &code.to_string(), "callee", now);
+            }
+            return;
+        }
+        if matches!(reason, EndReason::Bye(Side::Local)) {
+            return;
+        }
+        c.phase = Phase::Ending;
+        let text = reason_text(reason);
+        let by = if by_peer { who(leg) } else { "service" };
+        let (caller, callee, forks) = (c.caller.clone(), c.callee.clone(), std::mem::take(&mut c.forks));
+        match leg {
+            Leg::Caller => {
+                if let Some(callee) = callee {
+                    let _ = self.ua.dialogs().send_bye(&callee, now);
+                }
+                for f in forks {
+                    self.cancel_fork(io, key, &f, now);
+                }
+            }
+            Leg::Callee => {
+                let _ = self.ua.dialogs().send_bye(&caller, now);
+            }
+        }
+        self.finish(io, key, &text, by, now);
+    }
+
+    /// The state of call `key` to save, once both dialogs are confirmed.
+    pub(super) fn saved(&self, key: u64) -> Option<SavedCall> {
+        let c = self.calls.get(&key)?;
+        let d = self.ua.dialogs_ref();
+        let leg = |dialog: &DialogId, peer, ports: LegPorts, origin, l| {
+            Some(SavedLeg { dialog: d.snapshot(dialog)?, peer, relay: ports.local, origin, latched: self.relay.latched(RelayId(key), l) })
+        };
+        Some(SavedCall {
+            id: c.record.id.clone(),
+            from: c.record.from.clone(),
+            to: c.record.to.clone(),
+            invited_at: c.record.invited_at,
+            answered_at: c.record.answered_at,
+            codec: c.record.codec.clone(),
+            caller: leg(&c.caller, c.caller_peer, c.caller_ports, c.caller_origin, Leg::Caller)?,
+            callee: leg(c.callee.as_ref()?, c.callee_peer?, c.callee_ports, c.callee_origin, Leg::Callee)?,
+        })
+    }
+
+    /// Takes back the calls saved before a restart: rebinds their relay ports, rebuilds both
+    /// dialogs, and lets media flow again. A call whose ports cannot be bound is closed with
+    /// `restart-failed`. Returns how many calls were recovered.
+    pub fn restore(&mut self, io: &mut Io<'_>, states: &[CallState], now: Instant) -> usize {
+        self.wall = io.wall_clock;
+        let mut recovered = 0;
+        for state in states {
+            let saved: SavedCall = match serde_json::from_str(&state.data) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(call = %state.id, error = %e, "saved call unreadable; dropped");
+                    self.store_ops.push_back(StoreOp::RemoveCallState(state.id.clone()));
+                    continue;
+                }
+            };
+            if self.restore_one(io, saved, now) {
+                recovered += 1;
+            }
+        }
+        recovered
+    }
+
+    fn rebind(io: &mut Io<'_>, addr: std::net::SocketAddr) -> Option<LegPorts> {
+        let port = addr.port();
+        let (rtp, rtcp, local) = io.media.bind_pair(addr.ip(), port..=port.saturating_add(1), true).ok()?;
+        Some(LegPorts { rtp, rtcp, local })
+    }
+
+    fn restore_one(&mut self, io: &mut Io<'_>, s: SavedCall, now: Instant) -> bool {
+        let key = self.next_key;
+        self.next_key += 1;
+        let record = CallRecord {
+            id: s.id.clone(),
+            caller_call_id: s.caller.dialog.call_id.clone(),
+            callee_call_id: Some(s.callee.dialog.call_id.clone()),
+            from: s.from.clone(),
+            to: s.to.clone(),
+            invited_at: s.invited_at,
+            answered_at: s.answered_at,
+            ended_at: None,
+            end_reason: None,
+            ended_by: None,
+            codec: s.codec.clone(),
+            caller_packets: 0,
+            caller_lost: 0,
+            caller_jitter_ms: f64::NAN,
+            callee_packets: 0,
+            callee_lost: 0,
+            callee_jitter_ms: f64::NAN,
+        };
+        let ports = Self::rebind(io, s.caller.relay).zip(Self::rebind(io, s.callee.relay));
+        let Some((caller_ports, callee_ports)) = ports else {
+            tracing::warn!(call = %s.id, "relay ports of a saved call are taken; call dropped");
+            let mut r = record;
+            r.ended_at = Some(super::ms(self.wall));
+            r.end_reason = Some("restart-failed".into());
+            r.ended_by = Some("service".into());
+            self.store_ops.push_back(StoreOp::PutCall(r));
+            self.store_ops.push_back(StoreOp::RemoveCallState(s.id));
+            return false;
+        };
+        let caller = self.ua.dialogs().restore(&s.caller.dialog);
+        let callee = self.ua.dialogs().restore(&s.callee.dialog);
+        self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+        for (leg, saved, l) in [(&s.caller, &caller, Leg::Caller), (&s.callee, &callee, Leg::Callee)] {
+            self.ua.pin_peer(&saved.call_id, leg.peer);
+            self.by_call_id.insert(saved.call_id.clone(), (key, l));
+            if let Some(mut m) = leg.dialog.remote_sdp.as_deref().and_then(|b| sdp::audio_of(b.as_bytes())) {
+                if leg.latched.is_some() && m.remote.rtp.is_some() {
+                    m.remote.rtp = leg.latched;
+                }
+                self.relay.set_remote(RelayId(key), l, m.remote, now);
+            }
+        }
+        let call = Call {
+            record,
+            phase: Phase::Up,
+            caller: caller.clone(),
+            callee: Some(callee.clone()),
+            forks: Vec::new(),
+            cancel_when_ringing: Vec::new(),
+            best: None,
+            caller_ports,
+            callee_ports,
+            caller_origin: s.caller.origin,
+            callee_origin: s.callee.origin,
+            caller_peer: s.caller.peer,
+            callee_peer: Some(s.callee.peer),
+            reoffer_from: None,
+            rang: true,
+            recovered: true,
+            saved: true,
+            call_ids: vec![caller.call_id.clone(), callee.call_id.clone()],
+        };
+        tracing::info!(call = %s.id, "call recovered after restart");
+        self.calls.insert(key, call);
+        self.started.insert(key, now);
+        true
+    }
+}

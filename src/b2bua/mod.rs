@@ -1,0 +1,450 @@
+//! The back-to-back user agent (RFC 3261 §6 "B2BUA", RFC 7092), sans-IO: the service's default way
+//! of connecting two phones.
+//!
+//! Each call has two independent dialogs, one with the caller (we are its UAS) and one with the
+//! callee (we are its UAC), with their own Call-IDs, tags and CSeqs, and an RTP relay between
+//! them. Every SDP is rewritten so that both phones send media to the service's relay ports.
+//!
+//! ```text
+//!   caller ──INVITE──► [UAS dialog] ── call ── [UAC dialog(s)] ──INVITE──► callee (every binding)
+//!          ◄──180/200─               translate                ◄─180/200──
+//!   RTP ──────────────► relay port A ════ Relay ════ relay port B ◄────────────── RTP
+//! ```
+//!
+//! What one leg does is translated to the other: provisional and final answers, CANCEL, BYE,
+//! re-INVITE offers and their answers (hold, resume, codec change), INFO. A leg that ends for
+//! another reason (no ACK, session timer expiry per RFC 4028, a 408/481 to a request) ends the
+//! other with BYE; so does media inactivity on the relay.
+//!
+//! Established calls are written to the store ([`crate::store::CallState`]); [`B2bua::restore`]
+//! takes them back after a restart: it rebinds the relay ports and rebuilds both dialogs, so media
+//! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
+
+mod call;
+mod events;
+pub mod sdp;
+
+pub use call::Phase;
+
+use crate::dialog::{DialogConfig, Dialogs};
+use crate::driver::{FlowId, Io};
+use crate::endpoint::EndpointEvent;
+use crate::message::Message;
+use crate::proxy::Target;
+use crate::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId};
+use crate::store::{CallState, StoreOp};
+use crate::transaction::TransactionId;
+use crate::ua::core::{UaCore, UaEvent};
+use bytes::Bytes;
+use call::Call;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+/// Settings of the B2BUA.
+#[derive(Debug, Clone)]
+pub struct B2buaConfig {
+    /// Our SIP address (Contact and Via of both legs).
+    pub local: SocketAddr,
+    /// RFC 3261 T1.
+    pub t1: Duration,
+    /// RFC 3261 T2.
+    pub t2: Duration,
+    /// Address the relay ports are bound on and shown in SDP.
+    pub media_ip: IpAddr,
+    /// Port range of the relay: two even/odd pairs per call.
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Relay settings (media inactivity timeout).
+    pub relay: RelayConfig,
+    /// A call whose callee leg sent no provisional answer with a tag (and no final one) for this
+    /// long is given up: the caller gets 408 (as a proxy's branch timeout, RFC 3261 §16.8).
+    pub no_answer: Duration,
+    /// Seed of tags, Call-IDs and SDP session ids.
+    pub seed: u64,
+}
+
+/// One call as `switchboard calls` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveCall {
+    /// The call record id.
+    pub id: String,
+    /// From of the caller's INVITE.
+    pub from: String,
+    /// To of the caller's INVITE.
+    pub to: String,
+    /// Where the call is.
+    pub phase: Phase,
+    /// Seconds since the INVITE.
+    pub age_secs: f64,
+    /// Seconds since the answer.
+    pub duration_secs: Option<f64>,
+    /// The codec.
+    pub codec: Option<String>,
+    /// Restored after a restart.
+    pub recovered: bool,
+    /// RTP figures of the caller's stream.
+    pub caller: LegFigures,
+    /// RTP figures of the callee's stream.
+    pub callee: LegFigures,
+}
+
+/// A leg's relay figures.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LegFigures {
+    /// RTP packets from the phone.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// RFC 3550 cumulative loss.
+    pub lost: i64,
+    /// Interarrival jitter, ms.
+    pub jitter_ms: f64,
+    /// Packets passed on to the other phone.
+    pub forwarded: u64,
+    /// Datagrams that were not RTP or RTCP.
+    pub non_rtp_dropped: u64,
+}
+
+impl From<LegStats> for LegFigures {
+    fn from(s: LegStats) -> LegFigures {
+        LegFigures {
+            packets: s.packets,
+            bytes: s.bytes,
+            lost: s.lost,
+            jitter_ms: if s.jitter_ms.is_finite() { s.jitter_ms } else { 0.0 },
+            forwarded: s.forwarded,
+            non_rtp_dropped: s.non_rtp_dropped,
+        }
+    }
+}
+
+/// An incoming INVITE waiting for its dialog to be created.
+#[derive(Debug)]
+struct Pending {
+    targets: Vec<Target>,
+    source: SocketAddr,
+    caller_ports: LegPorts,
+    callee_ports: LegPorts,
+}
+
+/// The B2BUA: every call, both legs' dialogs and the relay.
+#[derive(Debug)]
+pub struct B2bua {
+    config: B2buaConfig,
+    ua: UaCore,
+    relay: Relay,
+    calls: HashMap<u64, Call>,
+    /// Every Call-ID of ours (both legs, every fork) → call and leg. Entries stay 64*T1 after the
+    /// call, so late retransmissions still reach the dialogs.
+    by_call_id: HashMap<Box<str>, (u64, Leg)>,
+    linger: VecDeque<(Instant, Box<str>)>,
+    pending: HashMap<Box<str>, Pending>,
+    next_key: u64,
+    port_cursor: u16,
+    store_ops: VecDeque<StoreOp>,
+    /// Wall-clock time of the latest input (for call records).
+    wall: Duration,
+    started: HashMap<u64, Instant>,
+    /// Calls in setup by the time their callee must have answered (checked lazily).
+    setup_deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl B2bua {
+    /// A B2BUA with no calls.
+    pub fn new(config: B2buaConfig) -> B2bua {
+        let dialog = DialogConfig {
+            t1: config.t1,
+            t2: config.t2,
+            contact: format!("sip:sb@{}", config.local),
+            sent_by: config.local.to_string(),
+            rng_seed: config.seed,
+            // Each leg honours the session timer its phone asks for (RFC 4028 §9); we ask for none.
+            session_expires: None,
+            ..DialogConfig::default()
+        };
+        B2bua {
+            ua: UaCore::new(Dialogs::new(dialog), None),
+            relay: Relay::new(config.relay),
+            port_cursor: *config.rtp_ports.start(),
+            config,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            linger: VecDeque::new(),
+            pending: HashMap::new(),
+            next_key: 1,
+            store_ops: VecDeque::new(),
+            wall: Duration::ZERO,
+            started: HashMap::new(),
+            setup_deadlines: std::collections::BinaryHeap::new(),
+        }
+    }
+
+    /// Calls in progress (set up, up or ending).
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// True with no calls.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// True if `msg` belongs to one of our legs (by Call-ID).
+    pub fn knows(&self, msg: &Message) -> bool {
+        msg.call_id().is_ok_and(|c| self.by_call_id.contains_key(c))
+    }
+
+    /// True if transaction `tx` is one of ours.
+    pub fn owns(&self, tx: TransactionId) -> bool {
+        self.ua.owns(tx)
+    }
+
+    /// The next store write (call records and call states), to hand to the store writer.
+    pub fn poll_store(&mut self) -> Option<StoreOp> {
+        self.store_ops.pop_front()
+    }
+
+    /// Binds one relay port pair, going round the range so ports are not reused at once.
+    fn bind_leg(&mut self, io: &mut Io<'_>) -> Option<LegPorts> {
+        let (start, end) = (*self.config.rtp_ports.start(), *self.config.rtp_ports.end());
+        let ip = self.config.media_ip;
+        let from_cursor = self.port_cursor.clamp(start, end);
+        let bound = io.media.bind_pair(ip, from_cursor..=end, true).or_else(|_| io.media.bind_pair(ip, start..=end, true));
+        match bound {
+            Ok((rtp, rtcp, local)) => {
+                self.port_cursor = local.port().saturating_add(2);
+                if self.port_cursor >= end {
+                    self.port_cursor = start;
+                }
+                Some(LegPorts { rtp, rtcp, local })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no free relay port");
+                None
+            }
+        }
+    }
+
+    fn close_ports(io: &mut Io<'_>, ports: &LegPorts) {
+        io.media.close(ports.rtp);
+        if let Some(rtcp) = ports.rtcp {
+            io.media.close(rtcp);
+        }
+    }
+
+    /// Starts a call: `request` is an authorized INVITE for which `targets` are the callee's
+    /// contacts. Answers 488 to an INVITE without an SDP offer (the relay needs one) and 503 when
+    /// no relay port is free.
+    pub fn start_call(
+        &mut self,
+        io: &mut Io<'_>,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        targets: Vec<Target>,
+        now: Instant,
+    ) {
+        self.wall = io.wall_clock;
+        let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
+            let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
+        };
+        if sdp::audio_of(request.body()).is_none() {
+            tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
+            return refuse(io, 488, "Not Acceptable Here");
+        }
+        let Ok(call_id) = request.call_id().map(Box::<str>::from) else { return refuse(io, 400, "Bad Call-ID") };
+        let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
+        let Some(callee_ports) = self.bind_leg(io) else {
+            Self::close_ports(io, &caller_ports);
+            return refuse(io, 503, "Service Unavailable");
+        };
+        self.pending.insert(call_id, Pending { targets, source, caller_ports, callee_ports });
+        self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
+        self.drain(io, now);
+    }
+
+    /// An endpoint event for one of our legs (see [`B2bua::knows`] and [`B2bua::owns`]).
+    pub fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        self.wall = io.wall_clock;
+        self.ua.handle_endpoint_event(io.endpoint, event, now);
+        self.drain(io, now);
+    }
+
+    /// A datagram on a media flow; `false` if the flow is not a relay port.
+    pub fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: &Bytes, now: Instant) -> bool {
+        if !self.relay.owns(flow) {
+            return false;
+        }
+        if let Some((out, dest)) = self.relay.handle_datagram(flow, source, payload, now) {
+            io.media.send(out, dest, payload);
+        }
+        true
+    }
+
+    /// Dialog timers, relay inactivity and the end of lingering Call-IDs.
+    pub fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.wall = io.wall_clock;
+        self.ua.handle_timeout(io.endpoint, now);
+        for (id, leg) in self.relay.handle_timeout(now) {
+            tracing::info!(call = id.0, ?leg, "no media from a leg: ending the call");
+            self.end_both(io, id.0, "rtp-timeout", "service", Some("SIP;cause=408;text=\"RTP timeout\""), now);
+        }
+        while let Some(&std::cmp::Reverse((at, key))) = self.setup_deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.setup_deadlines.pop();
+            if self.calls.get(&key).is_some_and(|c| c.phase == Phase::Setup && !c.rang) {
+                tracing::debug!(call = key, "no answer from the callee leg: 408 to the caller");
+                self.give_up(io, key, now);
+            }
+        }
+        while self.linger.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, call_id)) = self.linger.pop_front() {
+                self.by_call_id.remove(&call_id);
+                self.ua.forget_peer(&call_id);
+            }
+        }
+        self.drain(io, now);
+    }
+
+    /// The earliest deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let setup = self.setup_deadlines.peek().map(|r| r.0 .0);
+        [self.ua.poll_timeout(), self.relay.poll_timeout(), self.linger.front().map(|(at, _)| *at), setup].into_iter().flatten().min()
+    }
+
+    /// The calls in progress with their live media figures.
+    pub fn live(&self, now: Instant) -> Vec<LiveCall> {
+        let mut out: Vec<LiveCall> = self
+            .calls
+            .iter()
+            .map(|(key, c)| {
+                let (a, b) = self.relay.stats(RelayId(*key)).unwrap_or_default();
+                let since = |t: Option<u64>| t.map(|t| ms(self.wall).saturating_sub(t) as f64 / 1000.0);
+                LiveCall {
+                    id: c.record.id.clone(),
+                    from: c.record.from.clone(),
+                    to: c.record.to.clone(),
+                    phase: c.phase,
+                    age_secs: self.started.get(key).map_or(0.0, |s| now.saturating_duration_since(*s).as_secs_f64()),
+                    duration_secs: since(c.record.answered_at),
+                    codec: c.record.codec.clone(),
+                    recovered: c.recovered,
+                    caller: a.into(),
+                    callee: b.into(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    fn drain(&mut self, io: &mut Io<'_>, now: Instant) {
+        while let Some(ev) = self.ua.poll_event() {
+            match ev {
+                UaEvent::Dialog(ev) => self.on_dialog(io, ev, now),
+                UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
+                    let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
+                }
+                _ => {}
+            }
+            self.ua.flush(io.endpoint, now);
+        }
+    }
+
+    fn record_put(&mut self, key: u64) {
+        if let Some(c) = self.calls.get(&key) {
+            self.store_ops.push_back(StoreOp::PutCall(c.record.clone()));
+        }
+    }
+
+    fn state_put(&mut self, key: u64) {
+        let Some(saved) = self.saved(key) else { return };
+        match serde_json::to_string(&saved) {
+            Ok(data) => {
+                self.store_ops.push_back(StoreOp::PutCallState(CallState { id: saved.id, data }));
+                if let Some(c) = self.calls.get_mut(&key) {
+                    c.saved = true;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "call state not saved"),
+        }
+    }
+
+    /// Ends the call `key` on both legs (BYE where a dialog is up, CANCEL or an error answer where
+    /// it is not) and closes its record.
+    fn end_both(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, bye_reason: Option<&str>, now: Instant) {
+        let Some(c) = self.calls.get(&key) else { return };
+        let caller = c.caller.clone();
+        let callee = c.callee.clone();
+        let forks = c.forks.clone();
+        let up = c.phase == Phase::Up;
+        let dialogs = self.ua.dialogs();
+        if up {
+            let _ = dialogs.send_bye_with_reason(&caller, bye_reason, now);
+        } else {
+            let _ = dialogs.reject(&caller, 480, now);
+        }
+        if let Some(callee) = &callee {
+            let _ = dialogs.send_bye_with_reason(callee, bye_reason, now);
+        }
+        for f in forks {
+            self.cancel_fork(io, key, &f, now);
+        }
+        self.ua.flush(io.endpoint, now);
+        self.finish(io, key, reason, by, now);
+    }
+
+    /// Ends a call in setup whose callee never answered: 408 to the caller, CANCEL to the forks
+    /// that rang by then (the others are cancelled if they still ring, §9.1).
+    fn give_up(&mut self, io: &mut Io<'_>, key: u64, now: Instant) {
+        let Some(c) = self.calls.get_mut(&key) else { return };
+        c.phase = Phase::Ending;
+        let (caller, forks) = (c.caller.clone(), std::mem::take(&mut c.forks));
+        let _ = self.ua.dialogs().reject(&caller, 408, now);
+        for f in forks {
+            self.cancel_fork(io, key, &f, now);
+        }
+        self.ua.flush(io.endpoint, now);
+        self.finish(io, key, "408", "service", now);
+    }
+
+    fn cancel_fork(&mut self, io: &mut Io<'_>, key: u64, fork: &crate::dialog::DialogId, now: Instant) {
+        if self.ua.cancel(io.endpoint, fork, now).is_err() {
+            if let Some(c) = self.calls.get_mut(&key) {
+                c.cancel_when_ringing.push(fork.clone());
+            }
+        }
+    }
+
+    /// Closes the record, frees the relay, forgets the call (its Call-IDs linger).
+    fn finish(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, now: Instant) {
+        let Some(mut c) = self.calls.remove(&key) else { return };
+        self.started.remove(&key);
+        if let Some(stats) = self.relay.remove(RelayId(key)) {
+            c.set_stats(stats);
+        }
+        Self::close_ports(io, &c.caller_ports);
+        Self::close_ports(io, &c.callee_ports);
+        let r = &mut c.record;
+        r.ended_at = Some(ms(self.wall));
+        r.end_reason = Some(if c.recovered && reason == "bye" { "restart-recovered".into() } else { reason.into() });
+        r.ended_by = Some(by.into());
+        tracing::info!(call = %r.id, reason = ?r.end_reason, by, "call ended");
+        self.store_ops.push_back(StoreOp::PutCall(r.clone()));
+        if c.saved {
+            self.store_ops.push_back(StoreOp::RemoveCallState(r.id.clone()));
+        }
+        let until = now + self.config.t1 * 64;
+        for id in c.call_ids {
+            self.linger.push_back((until, id));
+        }
+    }
+}

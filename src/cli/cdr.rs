@@ -1,0 +1,249 @@
+//! `switchboard cdr` (call records from the store) and `switchboard calls` (live calls from the
+//! running service's control socket).
+
+use crate::serve::open_store;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use switchboard::store::CallRecord;
+
+/// Options of `switchboard cdr`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CdrArgs {
+    /// The data directory of the service (as `serve --data`).
+    #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
+    data: Option<PathBuf>,
+    /// Only calls invited at or after T: unix seconds, `YYYY-MM-DD[THH:MM[:SS]]` (UTC), or an age
+    /// such as `30s`, `15m`, `2h`, `7d`.
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// One JSON object per call instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `switchboard calls`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CallsArgs {
+    /// The data directory of the running service; its control socket is `switchboard.sock` there.
+    #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
+    data: Option<PathBuf>,
+    /// The control socket (as `serve --control`), instead of the one in the data directory.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// One JSON object per call instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `--since`: unix seconds, a UTC date and time, or an age; returns unix seconds.
+pub(crate) fn parse_since(t: &str, now: u64) -> Result<u64, String> {
+    let bad = || format!("--since {t:?}: expected unix seconds, YYYY-MM-DD[THH:MM[:SS]] or an age like 15m");
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(secs);
+    }
+    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
+        if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
+            let mult = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => 86_400,
+            };
+            return Ok(now.saturating_sub(n.saturating_mul(mult)));
+        }
+    }
+    let (date, time) = t.split_once(['T', ' ']).unwrap_or((t, "00:00:00"));
+    let num = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let time = time.trim_end_matches('Z');
+    let mut h = time.splitn(3, ':');
+    let (hh, mm) = (num(h.next())?, num(h.next())?);
+    let ss = h.next().map_or(Ok(0), |s| num(Some(s)))?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..61).contains(&ss) {
+        return Err(bad());
+    }
+    u64::try_from(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss).map_err(|_| bad())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix milliseconds.
+fn utc(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(0);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn jitter(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!((v * 100.0).round() / 100.0)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+fn record_json(c: &CallRecord) -> serde_json::Value {
+    let duration = c.answered_at.zip(c.ended_at).map(|(a, e)| e.saturating_sub(a) as f64 / 1000.0);
+    serde_json::json!({
+        "id": c.id, "caller_call_id": c.caller_call_id, "callee_call_id": c.callee_call_id,
+        "from": c.from, "to": c.to, "invited_at": c.invited_at, "answered_at": c.answered_at, "ended_at": c.ended_at,
+        "duration_s": duration, "end_reason": c.end_reason, "ended_by": c.ended_by, "codec": c.codec,
+        "caller": {"packets": c.caller_packets, "lost": c.caller_lost, "jitter_ms": jitter(c.caller_jitter_ms)},
+        "callee": {"packets": c.callee_packets, "lost": c.callee_lost, "jitter_ms": jitter(c.callee_jitter_ms)},
+    })
+}
+
+pub(crate) fn run_cdr(args: CdrArgs) -> ExitCode {
+    let since = match args.since.as_deref().map(|t| parse_since(t, now_secs())).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let data = args.data.unwrap_or_else(switchboard::store::default_data_dir);
+    let calls = open_store(Some(&data)).and_then(|s| s.calls(since.map(|s| s.saturating_mul(1000))).map_err(|e| e.to_string()));
+    let calls = match calls {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<19} {:<28} {:<28} {:>8} {:<18} {:<7} {:<10} {:>20} {:>20}",
+            "id", "invited (UTC)", "from", "to", "duration", "end", "by", "codec", "caller pkts/lost/jit", "callee pkts/lost/jit"
+        );
+    }
+    for c in &calls {
+        if args.json {
+            let _ = writeln!(out, "{}", record_json(c));
+            continue;
+        }
+        let duration = c.answered_at.zip(c.ended_at).map_or("-".into(), |(a, e)| format!("{:.1}s", e.saturating_sub(a) as f64 / 1000.0));
+        let leg = |p: u64, l: i64, j: f64| format!("{p}/{l}/{}", if j.is_finite() { format!("{j:.1}") } else { "-".into() });
+        let _ = writeln!(
+            out,
+            "{:<20} {:<19} {:<28} {:<28} {:>8} {:<18} {:<7} {:<10} {:>20} {:>20}",
+            c.id,
+            utc(c.invited_at),
+            c.from,
+            c.to,
+            duration,
+            c.end_reason.as_deref().unwrap_or("in progress"),
+            c.ended_by.as_deref().unwrap_or("-"),
+            c.codec.as_deref().unwrap_or("-"),
+            leg(c.caller_packets, c.caller_lost, c.caller_jitter_ms),
+            leg(c.callee_packets, c.callee_lost, c.callee_jitter_ms),
+        );
+    }
+    eprintln!("{} call records in {}", calls.len(), data.display());
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn run_calls(args: CallsArgs) -> ExitCode {
+    let path =
+        args.control.unwrap_or_else(|| crate::control::default_path(&args.data.unwrap_or_else(switchboard::store::default_data_dir)));
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = std::os::unix::net::UnixStream::connect(&path)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        s.write_all(b"calls\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "switchboard: cannot reach the service at {}: {e} (is `switchboard serve` running with this data directory?)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let calls: Vec<serde_json::Value> = match serde_json::from_str(answer.trim()) {
+        Ok(serde_json::Value::Array(a)) => a,
+        _ => {
+            eprintln!("switchboard: the service answered: {}", answer.trim());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<28} {:<28} {:<7} {:>9} {:<10} {:>24} {:>24}",
+            "id", "from", "to", "phase", "duration", "codec", "caller pkts/lost/jitter", "callee pkts/lost/jitter"
+        );
+    }
+    for c in &calls {
+        if args.json {
+            let _ = writeln!(out, "{c}");
+            continue;
+        }
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        let leg = |l: &serde_json::Value| format!("{}/{}/{:.1}", l["packets"], l["lost"], l["jitter_ms"].as_f64().unwrap_or(0.0));
+        let dur = c["duration_secs"].as_f64().map_or("-".into(), |d| format!("{d:.1}s"));
+        let _ = writeln!(
+            out,
+            "{:<20} {:<28} {:<28} {:<7} {:>9} {:<10} {:>24} {:>24}",
+            s(&c["id"]),
+            s(&c["from"]),
+            s(&c["to"]),
+            s(&c["phase"]),
+            dur,
+            s(&c["codec"]),
+            leg(&c["caller"]),
+            leg(&c["callee"])
+        );
+    }
+    eprintln!("{} calls in progress", calls.len());
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(parse_since("1700000000", 0), Ok(1_700_000_000));
+        assert_eq!(parse_since("15m", 10_000), Ok(10_000 - 900));
+        assert_eq!(parse_since("2026-11-23", 0), Ok(1_795_392_000));
+        assert_eq!(parse_since("2026-11-23T10:30", 0), Ok(1_795_392_000 + 37_800));
+        assert!(parse_since("yesterday", 0).is_err());
+        assert!(parse_since("2026-13-01", 0).is_err());
+        assert_eq!(utc(1_795_392_000_000 + 37_800_000), "2026-11-23 10:30:00");
+    }
+}
