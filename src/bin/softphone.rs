@@ -274,7 +274,8 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::Load(args)) = &cli.command {
-        let globals = load::Globals { bind: cli.bind, user: &cli.user, password_file: cli.password_file.as_ref(), json: cli.summary.is_some() };
+        let globals =
+            load::Globals { bind: cli.bind, user: &cli.user, password_file: cli.password_file.as_ref(), json: cli.summary.is_some() };
         return load::run(args, &globals, target_of);
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -134,7 +134,18 @@ fn settings(a: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Result<Sock
     if concurrency < workers as u64 {
         return Err(format!("--concurrency must be at least the number of workers ({workers}), got {concurrency}"));
     }
-    Ok(Settings { uri: a.uri.clone(), target, rate: a.rate, calls: a.calls, concurrency, hold, workers, timeout, from: from.to_owned(), password })
+    Ok(Settings {
+        uri: a.uri.clone(),
+        target,
+        rate: a.rate,
+        calls: a.calls,
+        concurrency,
+        hold,
+        workers,
+        timeout,
+        from: from.to_owned(),
+        password,
+    })
 }
 
 /// Share `i` of `total` split `n` ways (the first `total % n` shares get one more).
@@ -240,7 +251,13 @@ fn plan(s: &Settings, ip: IpAddr, start: Instant, i: usize) -> Plan {
         concurrency: if s.concurrency == u64::MAX { u64::MAX } else { share(s.concurrency, s.workers, i) },
         hold: s.hold,
         bye_limit: T1 * 64 + Duration::from_secs(1),
-        params: CallParams { from: format!("<sip:{}@{ip}>", s.from), to: format!("<{}>", s.uri), target: None, routes: Vec::new(), sdp: Some(sdp) },
+        params: CallParams {
+            from: format!("<sip:{}@{ip}>", s.from),
+            to: format!("<{}>", s.uri),
+            target: None,
+            routes: Vec::new(),
+            sdp: Some(sdp),
+        },
     }
 }
 
@@ -319,7 +336,13 @@ fn worker_thread(
 
 /// Prints the progress line once a second until every worker is done; stops them on Ctrl-C or
 /// at the timeout. Returns what stopped the run early, if anything.
-fn supervise(s: &Settings, shared: &Arc<Shared>, handles: &[JoinHandle<WorkerResult>], stop: &watch::Sender<bool>, start: Instant) -> Option<&'static str> {
+fn supervise(
+    s: &Settings,
+    shared: &Arc<Shared>,
+    handles: &[JoinHandle<WorkerResult>],
+    stop: &watch::Sender<bool>,
+    start: Instant,
+) -> Option<&'static str> {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
