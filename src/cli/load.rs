@@ -1,11 +1,13 @@
 //! `softphone load URI --rate R --calls N`: a SIP load generator on the crate's own stack.
 //!
-//! W worker threads (default: the number of cores) each own a UDP socket, a current-thread tokio
-//! runtime, an [`Endpoint`] and a [`LoadWorker`]; they share nothing but the atomic counters of
-//! [`Shared`]. The offered rate, the calls and the concurrency cap are split evenly across them
+//! W worker threads (default: the number of cores) each own a UDP socket, an [`Endpoint`] and a
+//! [`LoadWorker`], run by a plain blocking loop (`load_loop.rs`); they share nothing but the
+//! atomic counters of [`Shared`] and the stop flag. The offered rate, the calls and the concurrency cap are split evenly across them
 //! and their calls interleave, so together they offer one evenly paced stream. The main thread
 //! prints the progress line, stops the workers on Ctrl-C or `--timeout`, and prints the table.
 
+#[path = "load_loop.rs"]
+mod blocking;
 #[path = "load_report.rs"]
 mod report;
 #[path = "load_worker.rs"]
@@ -15,6 +17,7 @@ use report::{Progress, Totals};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,9 +25,7 @@ use switchboard::call::{offer, MediaPrefs};
 use switchboard::dialog::{CallParams, DialogConfig, Dialogs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::sdp::Direction;
-use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::core::UaCore;
-use tokio::sync::watch;
 use worker::{LoadWorker, Plan, Shared, WorkerResult};
 
 /// Flags of `softphone load`.
@@ -164,7 +165,7 @@ pub(crate) fn run(args: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Re
         }
     };
     let shared = Arc::new(Shared::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     // A short head start so every worker has bound before the first call is due.
     let start = Instant::now() + Duration::from_millis(50);
@@ -188,12 +189,13 @@ pub(crate) fn run(args: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Re
             plan: plan(&s, g.bind.ip(), start, i),
             auth: s.password.clone().map(|p| (g.user.to_owned(), p)),
         };
-        let (shared, stop_rx, ready_tx) = (shared.clone(), stop_rx.clone(), ready_tx.clone());
-        let spawned = std::thread::Builder::new().name(format!("load-{i}")).spawn(move || worker_thread(setup, shared, stop_rx, ready_tx));
+        let (shared, worker_stop, ready_tx) = (shared.clone(), stop.clone(), ready_tx.clone());
+        let spawned =
+            std::thread::Builder::new().name(format!("load-{i}")).spawn(move || worker_thread(setup, shared, &worker_stop, ready_tx));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
-                let _ = stop_tx.send(true);
+                stop.store(true, Ordering::Relaxed);
                 eprintln!("softphone: cannot start worker {i}: {e}");
                 return ExitCode::FAILURE;
             }
@@ -205,14 +207,14 @@ pub(crate) fn run(args: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Re
         match r {
             Ok(addr) => locals.push(addr),
             Err(e) => {
-                let _ = stop_tx.send(true);
+                stop.store(true, Ordering::Relaxed);
                 eprintln!("softphone: {e}");
                 return ExitCode::from(2);
             }
         }
     }
     eprintln!("softphone: load {} from {} worker(s) ({}): {} calls at {} calls/s", s.uri, s.workers, list(&locals), s.calls, s.rate);
-    let stopped_by = supervise(&s, &shared, &handles, &stop_tx, start);
+    let stopped_by = supervise(&s, &shared, &handles, &stop, start);
     let mut results = Vec::with_capacity(handles.len());
     for h in handles {
         match h.join() {
@@ -280,58 +282,59 @@ struct WorkerSetup {
 fn worker_thread(
     setup: WorkerSetup,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
 ) -> WorkerResult {
     let WorkerSetup { index, bind, target, user, plan, auth } = setup;
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
+    let socket = match std::net::UdpSocket::bind(bind) {
+        Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot start a runtime: {e}")));
+            let _ = ready.send(Err(format!("cannot bind {bind}: {e}")));
             return WorkerResult::default();
         }
     };
-    rt.block_on(async move {
-        let transport = match UdpTransport::bind(bind).await {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = ready.send(Err(format!("cannot bind {bind}: {e}")));
-                return WorkerResult::default();
-            }
-        };
-        let local = transport.local_addr();
-        let _ = ready.send(Ok(local));
-        // Distinct per worker, so Call-IDs, tags and branches never collide across workers.
-        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-        let seed = clock ^ ((index as u64) << 56);
-        let config = DialogConfig {
-            t1: T1,
-            contact: format!("sip:{user}@{local}"),
-            sent_by: local.to_string(),
-            session_expires: None,
-            rng_seed: seed,
-            ..DialogConfig::default()
-        };
-        let mut dialogs = Dialogs::new(config);
-        if let Some((user, password)) = auth {
-            let mut client = switchboard::auth::DigestClient::new(user, password);
-            let mut n = seed;
-            dialogs.set_authorizer(Box::new(move |req, resp| {
-                client.handle_challenge(req, resp).ok()?;
-                n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                let uri = req.request_uri_str()?.to_owned();
-                client.authorization(req.method()?.as_str(), &uri, &format!("{n:016x}"))
-            }));
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot read the address bound for {bind}: {e}")));
+            return WorkerResult::default();
         }
-        let ua = UaCore::new(dialogs, Some(target));
-        let mut endpoint_config = EndpointConfig::default();
-        endpoint_config.timers.t1 = T1;
-        let app = LoadWorker::new(plan, ua, shared);
-        let stopped = async move {
-            let _ = stop.wait_for(|v| *v).await;
-        };
-        switchboard::driver::run(transport, Endpoint::new(endpoint_config), app, stopped).await.into_result()
-    })
+    };
+    let _ = ready.send(Ok(local));
+    // Distinct per worker, so Call-IDs, tags and branches never collide across workers.
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = clock ^ ((index as u64) << 56);
+    let config = DialogConfig {
+        t1: T1,
+        contact: format!("sip:{user}@{local}"),
+        sent_by: local.to_string(),
+        session_expires: None,
+        rng_seed: seed,
+        ..DialogConfig::default()
+    };
+    let mut dialogs = Dialogs::new(config);
+    if let Some((user, password)) = auth {
+        let mut client = switchboard::auth::DigestClient::new(user, password);
+        let mut n = seed;
+        dialogs.set_authorizer(Box::new(move |req, resp| {
+            client.handle_challenge(req, resp).ok()?;
+            n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let uri = req.request_uri_str()?.to_owned();
+            client.authorization(req.method()?.as_str(), &uri, &format!("{n:016x}"))
+        }));
+    }
+    let ua = UaCore::new(dialogs, Some(target));
+    let mut endpoint_config = EndpointConfig::default();
+    endpoint_config.timers.t1 = T1;
+    let app = LoadWorker::new(plan, ua, shared.clone());
+    match blocking::run(socket, Endpoint::new(endpoint_config), app, stop) {
+        Ok(app) => app.into_result(),
+        Err(e) => {
+            // Its calls are never attempted, so the run cannot end with exit status 0.
+            tracing::warn!(error = %e, worker = index, "worker socket failed; its calls are not placed");
+            WorkerResult::default()
+        }
+    }
 }
 
 /// Prints the progress line once a second until every worker is done; stops them on Ctrl-C or
@@ -340,14 +343,14 @@ fn supervise(
     s: &Settings,
     shared: &Arc<Shared>,
     handles: &[JoinHandle<WorkerResult>],
-    stop: &watch::Sender<bool>,
+    stop: &AtomicBool,
     start: Instant,
 ) -> Option<&'static str> {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("softphone: cannot start the runtime: {e}; stopping the workers");
-            let _ = stop.send(true);
+            stop.store(true, Ordering::Relaxed);
             return Some("error");
         }
     };
@@ -361,14 +364,14 @@ fn supervise(
             tokio::select! {
                 _ = &mut interrupted, if stopped_by.is_none() => {
                     stopped_by = Some("interrupted");
-                    let _ = stop.send(true);
+                    stop.store(true, Ordering::Relaxed);
                 }
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
             if stopped_by.is_none() && now >= start + s.timeout {
                 stopped_by = Some("timeout");
-                let _ = stop.send(true);
+                stop.store(true, Ordering::Relaxed);
             }
             if handles.iter().all(JoinHandle::is_finished) {
                 progress.finish(shared, now);
