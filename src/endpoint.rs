@@ -125,6 +125,9 @@ pub struct Stats {
     pub stray_responses: u64,
     /// Requests that matched an existing transaction (retransmissions).
     pub retransmitted_requests: u64,
+    /// Messages we resent on a transaction timer (A, E, G; RFC 3261 §17): a sign of loss or of a
+    /// peer slower than T1.
+    pub retransmissions: u64,
 }
 
 /// A refusal: status, reason phrase, extra headers.
@@ -165,7 +168,7 @@ impl Endpoint {
 
     /// The counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats { retransmissions: self.transactions.retransmissions(), ..self.stats }
     }
 
     /// The settings.

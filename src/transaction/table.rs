@@ -148,6 +148,8 @@ pub struct Transactions {
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     transmits: VecDeque<(TransactionId, Message)>,
     events: VecDeque<(TransactionId, Event)>,
+    /// Messages sent again by a timer (A, E, G): every transmit a timer produces is a retransmission.
+    retransmissions: u64,
 }
 
 // ===== impl Transactions =====
@@ -164,6 +166,7 @@ impl Transactions {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            retransmissions: 0,
         }
     }
 
@@ -175,6 +178,12 @@ impl Transactions {
     /// How many transactions are live (not yet terminated).
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// Requests and responses resent by Timers A, E and G so far (answers to a retransmitted
+    /// request are not counted: the peer retransmitted, not us).
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
     }
 
     /// True when no transaction is live.
@@ -274,6 +283,7 @@ impl Transactions {
 
     /// Fires every deadline due at `now`, across all transactions. Nothing due: nothing happens.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let queued = self.transmits.len();
         while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
             if at > now {
                 break;
@@ -288,6 +298,8 @@ impl Transactions {
             each!(&mut entry.machine, m => m.handle_timeout(now));
             self.settle(id);
         }
+        // Timers only ever send retransmissions (B, D, F, H, I, J, K send nothing).
+        self.retransmissions += self.transmits.len().saturating_sub(queued) as u64;
         self.prune();
     }
 
@@ -415,5 +427,32 @@ impl Transactions {
             }
             self.timers.pop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::HeaderName;
+    use std::time::Duration;
+
+    /// Timer A resends the INVITE at T1 and 3*T1: two retransmissions; the first send is not one.
+    #[test]
+    fn timer_retransmissions_are_counted() {
+        let invite = Message::request(Method::Invite, "sip:bob@127.0.0.1")
+            .header(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcount")
+            .header(HeaderName::MaxForwards, 70)
+            .header(HeaderName::To, "<sip:bob@127.0.0.1>")
+            .header(HeaderName::From, "<sip:alice@127.0.0.1>;tag=1")
+            .header(HeaderName::CallId, "count@127.0.0.1")
+            .header(HeaderName::CSeq, "1 INVITE")
+            .finish();
+        let t0 = Instant::now();
+        let mut table = Transactions::new(Config::default());
+        assert!(table.start_client(invite, t0).is_ok());
+        table.handle_timeout(t0 + Duration::from_millis(500));
+        table.handle_timeout(t0 + Duration::from_millis(1500));
+        assert_eq!(table.retransmissions(), 2);
+        assert_eq!(std::iter::from_fn(|| table.poll_transmit()).count(), 3);
     }
 }

@@ -1,0 +1,100 @@
+//! `softphone load` against `switchboard serve`'s echo user, on loopback with ephemeral ports.
+//!
+//! Setup: one `switchboard serve --data none --listen 127.0.0.1:0` (its first stdout line gives the
+//! port), then `softphone load sip:echo@127.0.0.1:PORT --rate 200 --calls 400` bounded by
+//! `--timeout` and by a process deadline. Asserts: exit 0, every table row present, ok == 400 and
+//! failed == 0, attempted == planned, percentiles in order. No timing assertions: the figures
+//! depend on the machine. A bad flag (`--rate 0`) gives one line on stderr and a non-zero exit.
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use procs::{Proc, Stream};
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A `switchboard serve` with no store on an ephemeral port, stopped on drop.
+struct Service {
+    proc: Proc,
+    port: u16,
+}
+
+impl Service {
+    fn start() -> Service {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0"]);
+        let proc = Proc::spawn("switchboard serve", &mut cmd);
+        let line = proc.wait_line("switchboard listening on udp 127.0.0.1:", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        let port = line
+            .split("udp 127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in: {line}"));
+        Service { proc, port }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.proc.terminate(Duration::from_secs(5));
+    }
+}
+
+fn softphone(args: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_softphone"));
+    cmd.args(args);
+    Proc::spawn("softphone load", &mut cmd)
+}
+
+/// The `name value` rows of the final table.
+fn table(p: &Proc) -> HashMap<String, String> {
+    p.lines(Stream::Stdout)
+        .iter()
+        .filter_map(|l| l.split_once(char::is_whitespace).map(|(k, v)| (k.to_owned(), v.trim().to_owned())))
+        .collect()
+}
+
+fn number(t: &HashMap<String, String>, name: &str, transcript: &str) -> f64 {
+    let v = t.get(name).unwrap_or_else(|| panic!("no {name} row:\n{transcript}"));
+    v.parse().unwrap_or_else(|_| panic!("{name} is not a number: {v}\n{transcript}"))
+}
+
+#[test]
+fn load_against_echo_completes_every_call() {
+    let service = Service::start();
+    let uri = format!("sip:echo@127.0.0.1:{}", service.port);
+    let mut load = softphone(&["load", &uri, "--rate", "200", "--calls", "400", "--timeout", "40"]);
+    let status = load.expect_exit(LIMIT);
+    let transcript = load.transcript();
+    assert!(status.success(), "softphone load failed:\n{transcript}");
+    let t = table(&load);
+    for row in ["target", "workers", "failures", "wall_s", "achieved_cps", "offered_cps", "retransmissions", "stopped_by"] {
+        assert!(t.contains_key(row), "no {row} row:\n{transcript}");
+    }
+    assert_eq!(number(&t, "planned", &transcript), 400.0);
+    assert_eq!(number(&t, "attempted", &transcript), 400.0);
+    assert_eq!(number(&t, "ok", &transcript), 400.0, "{transcript}");
+    assert_eq!(number(&t, "failed", &transcript), 0.0, "{transcript}");
+    assert_eq!(t["failures"], "-");
+    assert_eq!(t["stopped_by"], "-");
+    let p: Vec<f64> = ["setup_p50_ms", "setup_p90_ms", "setup_p99_ms", "setup_max_ms"].iter().map(|r| number(&t, r, &transcript)).collect();
+    assert!(p[0] > 0.0 && p.windows(2).all(|w| w[0] <= w[1]), "percentiles out of order: {p:?}\n{transcript}");
+    assert!(number(&t, "achieved_cps", &transcript) > 0.0);
+    // The progress line went to stderr at least once (the run takes about two seconds).
+    assert!(load.lines(Stream::Stderr).iter().any(|l| l.contains("offered 200/s")), "{transcript}");
+}
+
+#[test]
+fn load_refuses_a_zero_rate_in_one_line() {
+    let mut load = softphone(&["load", "sip:echo@127.0.0.1:5060", "--rate", "0", "--calls", "10"]);
+    let status = load.expect_exit(LIMIT);
+    assert!(!status.success());
+    let err = load.lines(Stream::Stderr);
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].contains("--rate"), "{err:?}");
+    assert!(load.lines(Stream::Stdout).is_empty());
+}
