@@ -13,6 +13,7 @@ use switchboard::registrar::{Registrar, RegistrarConfig};
 use switchboard::relay::RelayConfig;
 use switchboard::service::app::{binding_of, Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
+use switchboard::service::routes::StaticRoutes;
 use switchboard::store::{SqliteStore, Store, StoreWriter, WriterConfig};
 use switchboard::transaction::Config;
 use switchboard::transport::udp::UdpTransport;
@@ -25,7 +26,8 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs).
+    /// branch_timeout_secs, auth_algorithms; [[route]] tables with user, target, rewrite_host,
+    /// override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// UDP address to listen on, IPv4 or [IPv6]:port; port 0 picks a free one [default: 127.0.0.1:5060].
@@ -93,6 +95,7 @@ pub(crate) struct Resolved {
     nonce_lifetime: Duration,
     branch_timeout: Duration,
     algorithms: Vec<switchboard::auth::Algorithm>,
+    routes: StaticRoutes,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, String> {
@@ -139,6 +142,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         nonce_lifetime: Duration::from_secs(file.nonce_lifetime_secs.unwrap_or(300).max(10)),
         branch_timeout: secs("branch timeout", args.branch_timeout.or(file.branch_timeout_secs).unwrap_or(10.0))?,
         algorithms,
+        routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
     })
 }
 
@@ -255,8 +259,19 @@ async fn serve(r: Resolved) -> Result<(), String> {
         })
     });
     let n_saved = saved_calls.len();
-    let parts =
-        ServiceParts { local, echo, registrar, auth, users: users.clone(), proxy, store: Some(writer), b2bua, recovered: saved_calls };
+    let routes = r.routes;
+    let parts = ServiceParts {
+        local,
+        echo,
+        registrar,
+        auth,
+        users: users.clone(),
+        proxy,
+        store: Some(writer),
+        b2bua,
+        recovered: saved_calls,
+        routes,
+    };
     let service = Service::new(parts);
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");

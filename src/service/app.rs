@@ -6,6 +6,7 @@
 //!            ├─ INVITE/OPTIONS to echo ─────────────────────────► echo user (UaCore + media)
 //!            ├─ in an echo dialog (BYE, ACK, re-INVITE) ─────────► echo user
 //!            ├─ INVITE to a user ───── auth (407) ── bindings ──► proxy: fork to every binding
+//!            │                                 └─ none, or override: static route ──► proxy: next hop
 //!            └─ in-dialog, Route: us ───────────────────────────► proxy: next hop
 //! ```
 
@@ -16,6 +17,7 @@ use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{self, Proxy, Target};
 use crate::registrar::{aor_of, Binding, Change, Registrar};
+use crate::service::routes::StaticRoutes;
 use crate::store::{BindingRecord, CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
@@ -45,6 +47,8 @@ pub struct ServiceParts {
     pub b2bua: Option<B2bua>,
     /// Calls saved before a restart, for the B2BUA to take back.
     pub recovered: Vec<CallState>,
+    /// Static routes (`[[route]]`): next hops for users without bindings, or for every match.
+    pub routes: StaticRoutes,
 }
 
 /// The service.
@@ -59,6 +63,7 @@ pub struct Service {
     store: Option<StoreWriter>,
     b2bua: Option<B2bua>,
     recovered: Vec<CallState>,
+    routes: StaticRoutes,
     /// Wall-clock time at the latest input (registrar and nonces work in wall time).
     wall: Duration,
     last_now: Option<Instant>,
@@ -107,6 +112,7 @@ impl Service {
             store: parts.store,
             b2bua: parts.b2bua,
             recovered: parts.recovered,
+            routes: parts.routes,
             wall: Duration::ZERO,
             last_now: None,
             stopping: false,
@@ -254,7 +260,14 @@ impl Service {
             return;
         }
         let user = req.request_uri().and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned)));
-        let targets = self.targets_for(req).unwrap_or_default();
+        // Static routes: the first matching `[[route]]` applies when no phone is registered for the
+        // user, or before the registrar with `override = true`.
+        let route = self.routes.lookup(user.as_deref());
+        let overrides = route.is_some_and(|r| r.overrides);
+        let mut targets = if overrides { Vec::new() } else { self.targets_for(req).unwrap_or_default() };
+        if let Some(r) = route.filter(|_| targets.is_empty()) {
+            targets.push(Target { uri: r.request_uri(req.request_uri_str().unwrap_or_default(), user.as_deref()), dest: r.dest });
+        }
         if targets.is_empty() {
             let known = user.as_deref().is_some_and(|u| self.users.contains_key(u))
                 || self.auth.is_none() && user.is_some() && self.ever_registered(req);

@@ -16,6 +16,12 @@
 //! nonce_lifetime_secs = 300
 //! branch_timeout_secs = 10
 //! auth_algorithms = "md5"          # or "sha-256,md5" (RFC 8760 order) for clients that handle it
+//!
+//! [[route]]                       # static routes, first match wins (see `service::routes`)
+//! user = "1*"                     # glob on the Request-URI user part
+//! target = "sip:192.0.2.10:5080"  # next hop, sip:IP[:PORT]
+//! rewrite_host = false            # true: Request-URI becomes sip:USER@IP:PORT
+//! override = false                # true: route even when the user is registered
 //! ```
 
 use serde::Deserialize;
@@ -86,12 +92,37 @@ pub struct FileConfig {
     /// Digest algorithms challenged with, in order: `"md5"`, `"sha-256"` or both, e.g.
     /// `"sha-256,md5"`.
     pub auth_algorithms: Option<String>,
+    /// Static routes (`[[route]]` tables), in file order.
+    #[serde(default)]
+    pub route: Vec<RouteConfig>,
+}
+
+/// One `[[route]]` table as written; checked by [`crate::service::routes::StaticRoutes::from_config`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Glob on the Request-URI's user part: `*` any run, `?` one character, else exact.
+    pub user: String,
+    /// Next hop, `sip:IP[:PORT]`.
+    pub target: String,
+    /// Rewrite the Request-URI to `sip:USER@IP:PORT` (default: forward it unchanged).
+    pub rewrite_host: Option<bool>,
+    /// Take the route even when the user has live bindings (default: registered phones win).
+    #[serde(rename = "override")]
+    pub overrides: Option<bool>,
 }
 
 /// Reads a TOML config file; the error names the file and the problem in one line.
 pub fn load(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))
+    let file: FileConfig = toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), one_line(e.message())))?;
+    crate::service::routes::StaticRoutes::from_config(&file.route).map_err(|e| format!("config {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// Joins a multi-line message into one line (errors are printed as a single line).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Parses `FROM-TO` with 1024 ≤ FROM < TO.
@@ -120,5 +151,38 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);
         assert!(port_range("10-20").is_err());
+        assert!(c.route.is_empty());
+    }
+
+    #[test]
+    fn parses_route_tables_and_refuses_unknown_route_keys() {
+        let c: FileConfig = toml::from_str(
+            "[[route]]\nuser = \"1*\"\ntarget = \"sip:127.0.0.1:5080\"\n\n[[route]]\nuser = \"*\"\ntarget = \"sip:10.0.0.1\"\nrewrite_host = true\noverride = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.route.len(), 2);
+        assert_eq!(c.route[0], RouteConfig { user: "1*".into(), target: "sip:127.0.0.1:5080".into(), rewrite_host: None, overrides: None });
+        assert_eq!(c.route[1].rewrite_host, Some(true));
+        assert_eq!(c.route[1].overrides, Some(true));
+        assert!(toml::from_str::<FileConfig>("[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1\"\nrewrite = true\n").is_err());
+        assert!(toml::from_str::<FileConfig>("[[route]]\nuser = \"*\"\n").is_err(), "target is required");
+    }
+
+    #[test]
+    fn load_checks_routes_and_errors_in_one_line() {
+        let dir = std::env::temp_dir().join(format!("sb-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1:5080\"\n").unwrap();
+        assert_eq!(load(&good).unwrap().route.len(), 1);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[[route]]\nuser = \"*\"\ntarget = \"sip:trunk.example.com\"\n").unwrap();
+        let e = load(&bad).unwrap_err();
+        assert!(e.contains("[[route]] #1") && e.contains("host name") && !e.contains('\n'), "{e}");
+        let typo = dir.join("typo.toml");
+        std::fs::write(&typo, "[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1\"\nrewrite = true\n").unwrap();
+        let e = load(&typo).unwrap_err();
+        assert!(e.contains("rewrite") && !e.contains('\n'), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
