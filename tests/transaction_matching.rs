@@ -227,16 +227,29 @@ fn cancel_after_the_final_response_has_no_effect() {
     let routed = p.uas.handle_request(build_cancel(&inv).unwrap(), p.now).unwrap();
     assert!(matches!(routed, Routed::Cancel { target: CancelTarget::Answered(t), .. } if t == sid));
 
-    // After a 2xx the INVITE server transaction is gone: no match (answer 481).
+    // After a 2xx the INVITE server transaction is Accepted (RFC 6026 §7.1) for 64*T1: a CANCEL
+    // still finds it but has no effect, a retransmitted INVITE is absorbed instead of reaching the
+    // TU as a new request, and every ACK for the 2xx is the dialog's, whatever its branch.
     let inv2 = invite("z9hG4bKok");
     let Routed::New(sid2) = p.uas.handle_request(inv2.clone(), p.now).unwrap() else { panic!() };
     p.uas.send_response(sid2, answer(&inv2, 200), p.now).unwrap();
-    assert_eq!(p.uas.state(sid2), None);
+    assert_eq!(p.uas.state(sid2), Some(TransactionState::Accepted));
     let routed = p.uas.handle_request(build_cancel(&inv2).unwrap(), p.now).unwrap();
-    assert!(matches!(routed, Routed::Cancel { target: CancelTarget::NotFound, .. }));
-    // And the ACK for that 2xx is the dialog's: it matches no transaction.
+    assert!(matches!(routed, Routed::Cancel { target: CancelTarget::Answered(t), .. } if t == sid2));
+    while p.uas.poll_transmit().is_some() {}
+    assert_eq!(p.uas.handle_request(inv2.clone(), p.now).unwrap(), Routed::Matched(sid2));
+    assert!(p.uas.poll_transmit().is_none(), "a retransmitted INVITE is absorbed, not answered");
+    p.uas.send_response(sid2, answer(&inv2, 200), p.now).unwrap();
+    assert!(p.uas.poll_transmit().is_some(), "the dialog's 2xx retransmission goes out through the transaction");
     let ack2xx = request(Method::Ack, "z9hG4bKnewbranch", "pc33.atlanta.example.com", 314159);
     assert!(matches!(p.uas.handle_request(ack2xx, p.now).unwrap(), Routed::Stray(_)));
+    let ack_same_branch = request(Method::Ack, "z9hG4bKok", "pc33.atlanta.example.com", 314159);
+    assert!(matches!(p.uas.handle_request(ack_same_branch, p.now).unwrap(), Routed::Stray(_)));
+    // Timer L (64*T1) ends it.
+    p.uas.handle_timeout(p.now + Duration::from_millis(31_900));
+    assert_eq!(p.uas.state(sid2), Some(TransactionState::Accepted));
+    p.uas.handle_timeout(p.now + Duration::from_secs(32));
+    assert_eq!(p.uas.state(sid2), None);
 }
 
 fn rfc2543_ack(inv: &Message, to_tag: &str) -> Message {

@@ -117,6 +117,9 @@ pub enum TransactionState {
     Completed,
     /// INVITE server: the ACK for a non-2xx final response arrived (Figure 7).
     Confirmed,
+    /// INVITE server: a 2xx was sent; INVITE retransmissions are absorbed until Timer L
+    /// (RFC 6026 §7.1).
+    Accepted,
     /// Done: the transaction may be dropped.
     Terminated,
 }

@@ -8,21 +8,21 @@
 //!      1xx from TU: send  +---|  Proceeding   |<--+
 //!                         +-->|               |---+
 //!                             +---------------+
-//!                  300-699 from TU:  |     |   2xx from TU: send, done (the dialog
-//!                  send, G = T1 (UDP)|     |   layer retransmits the 2xx, §13.3.1.4)
-//!                  H = 64*T1         |     +----------------------------------+
-//!                                    v                                        |
-//!      INVITE: resend final   +---------------+   Timer H: tell TU (Timeout)  |
-//!      Timer G: resend,   +---|   Completed   |---------------------------+   |
-//!      G = min(2G, T2)    +-->|               |   transport error         |   |
-//!                             +---------------+                           |   |
-//!                                    | ACK                                |   |
-//!                                    v                                    |   |
-//!                             +---------------+                           |   |
-//!      ACK: absorbed      +---|   Confirmed   |   I = T4 (UDP), 0         |   |
-//!                         +-->|               |   (reliable)              |   |
-//!                             +---------------+                           |   |
-//!                                    | Timer I                            v   v
+//!                  300-699 from TU:  |     |   2xx from TU: send, L = 64*T1 (RFC 6026 §8.5)
+//!                  send, G = T1 (UDP)|     +-----------------------------+
+//!                  H = 64*T1         |                                   v
+//!                                    v                           +---------------+
+//!      INVITE: resend final   +---------------+  INVITE: absorbed|   Accepted    |
+//!      Timer G: resend,   +---|   Completed   |  2xx from TU:    |               |
+//!      G = min(2G, T2)    +-->|               |  send (§13.3.1.4)+---------------+
+//!                             +---------------+  ACK: to the TU          |
+//!                                    | ACK          Timer H: Timeout     | Timer L
+//!                                    v              transport error  |   |
+//!                             +---------------+                      |   |
+//!      ACK: absorbed      +---|   Confirmed   |   I = T4 (UDP), 0    |   |
+//!                         +-->|               |   (reliable)         |   |
+//!                             +---------------+                      |   |
+//!                                    | Timer I                       v   v
 //!                             +-----------------------------------------------+
 //!                             |                  Terminated                   |
 //!                             +-----------------------------------------------+
@@ -56,6 +56,9 @@ enum State {
     },
     /// The ACK arrived; later ACKs are absorbed until Timer I.
     Confirmed,
+    /// A 2xx went out (RFC 6026 §8.5): retransmitted INVITEs are absorbed instead of reaching the
+    /// TU as new requests, and the TU's 2xx retransmissions are sent, until Timer L.
+    Accepted,
     Terminated,
 }
 
@@ -96,6 +99,7 @@ impl ServerInvite {
             (Method::Invite, State::Proceeding { provisional: Provisional::Trying }) => self.core.transmit(self.trying()),
             (Method::Invite, State::Proceeding { provisional: Provisional::Tu(p) }) => self.core.transmit(p.clone()),
             (Method::Invite, State::Completed { response, .. }) => self.core.transmit(response.clone()),
+            (Method::Invite, State::Accepted) => {}
             (Method::Ack, State::Completed { .. }) => {
                 self.core.timers.stop(Timer::G);
                 self.core.timers.stop(Timer::H);
@@ -109,11 +113,16 @@ impl ServerInvite {
     }
 
     /// A response from the TU. In Proceeding: a 1xx is sent and remembered; a 2xx is sent and
-    /// ends the transaction (the dialog layer owns its retransmission, §13.3.1.4); a 300-699 is sent,
-    /// arms Timer G (UDP) and Timer H, and moves to Completed. Anything after the final response is
+    /// moves to Accepted with Timer L (RFC 6026 §8.5; the dialog layer owns the 2xx
+    /// retransmissions, §13.3.1.4, and they are sent from Accepted); a 300-699 is sent, arms Timer
+    /// G (UDP) and Timer H, and moves to Completed. Anything else after the final response is
     /// refused with [`Error::FinalAlreadySent`].
     pub fn handle_tu_response(&mut self, response: Message, now: Instant) -> Result<(), Error> {
         let code = response.status().ok_or(Error::NotAResponse)?;
+        if matches!(self.state, State::Accepted) && (200..300).contains(&code) {
+            self.core.transmit(response);
+            return Ok(());
+        }
         if !matches!(self.state, State::Proceeding { .. }) {
             return Err(Error::FinalAlreadySent);
         }
@@ -121,7 +130,10 @@ impl ServerInvite {
         self.core.transmit(response.clone());
         match code {
             100..=199 => self.state = State::Proceeding { provisional: Provisional::Tu(response) },
-            200..=299 => self.terminate(),
+            200..=299 => {
+                self.state = State::Accepted;
+                self.core.timers.set(Timer::L, now, self.core.config.timeout());
+            }
             _ => {
                 self.state = State::Completed { response, interval: self.core.config.t1 };
                 self.core.set_retransmit(Timer::G, now, self.core.config.t1);
@@ -150,7 +162,7 @@ impl ServerInvite {
                     self.core.event(Event::Timeout);
                     self.terminate();
                 }
-                Timer::I => self.terminate(),
+                Timer::I | Timer::L => self.terminate(),
                 _ => {}
             }
         }
@@ -191,12 +203,19 @@ impl ServerInvite {
         matches!(self.state, State::Proceeding { .. })
     }
 
+    /// True after a 2xx (RFC 6026 Accepted): an ACK that matches this transaction acknowledges the
+    /// 2xx and belongs to the TU's dialog, not to the transaction (RFC 6026 §8.6).
+    pub fn is_accepted(&self) -> bool {
+        matches!(self.state, State::Accepted)
+    }
+
     /// The current state (Figure 7 names).
     pub fn state(&self) -> TransactionState {
         match self.state {
             State::Proceeding { .. } => TransactionState::Proceeding,
             State::Completed { .. } => TransactionState::Completed,
             State::Confirmed => TransactionState::Confirmed,
+            State::Accepted => TransactionState::Accepted,
             State::Terminated => TransactionState::Terminated,
         }
     }

@@ -233,6 +233,11 @@ impl Transactions {
     pub fn handle_request(&mut self, request: Message, now: Instant) -> Result<Routed, Error> {
         let key = TransactionKey::server(&request)?;
         if let Some(id) = self.lookup(&key, &request) {
+            // An ACK reusing the INVITE's branch after a 2xx acknowledges the 2xx: the dialog's.
+            let accepted = matches!(self.entry(id).map(|e| &e.machine), Some(Machine::InviteServer(m)) if m.is_accepted());
+            if accepted && request.method() == Some(&Method::Ack) {
+                return Ok(Routed::Stray(request));
+            }
             self.drive(id, |m| m.handle_request(request, now))?;
             return Ok(Routed::Matched(id));
         }

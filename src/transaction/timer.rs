@@ -28,16 +28,19 @@ pub enum Timer {
     J,
     /// Non-INVITE client: linger in Completed to absorb response retransmissions, T4 on UDP.
     K,
+    /// INVITE server: linger in Accepted after a 2xx to absorb INVITE retransmissions and pass
+    /// 2xx retransmissions, `64*T1` [32 s] (RFC 6026 §8.7).
+    L,
     /// INVITE server: send `100 Trying` if the TU has not answered within 200 ms (§17.2.1).
     Trying100,
 }
 
 impl Timer {
-    const COUNT: usize = 11;
+    const COUNT: usize = 12;
 
     /// Every timer, in declaration order.
     pub const ALL: [Timer; Timer::COUNT] =
-        [Timer::A, Timer::B, Timer::D, Timer::E, Timer::F, Timer::G, Timer::H, Timer::I, Timer::J, Timer::K, Timer::Trying100];
+        [Timer::A, Timer::B, Timer::D, Timer::E, Timer::F, Timer::G, Timer::H, Timer::I, Timer::J, Timer::K, Timer::L, Timer::Trying100];
 }
 
 /// One optional deadline per [`Timer`].
