@@ -47,10 +47,7 @@ fn users(dir: &Path, names: &[&str]) {
 fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
     cmd.args(["serve", "--listen", listen, "--rtp-ports", RELAY_PORTS, "--data"]).arg(dir).args(extra);
-    let p = Proc::spawn("switchboard", &mut cmd);
-    let l = p.wait_line("listening on udp", Duration::from_secs(15)).expect("service starts");
-    let port = l.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
-    (p, port)
+    procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
 
 /// A softphone registered as `user` that answers; returns once it is registered.

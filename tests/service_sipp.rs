@@ -103,14 +103,7 @@ impl Service {
         // fail on it (they refuse any non-MD5 challenge) and works around it. The service's
         // default is MD5 alone for that reason; these tests keep both paths exercised.
         cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--auth-algorithms", "sha-256,md5"]).args(extra);
-        let proc = Proc::spawn("switchboard serve", &mut cmd);
-        let line = proc.wait_line("switchboard listening on udp 127.0.0.1:", LIMIT).unwrap_or_else(|e| panic!("{e}"));
-        let port = line
-            .split("udp 127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in: {line}"));
+        let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         Service { proc, port }
     }
 

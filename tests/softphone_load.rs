@@ -26,14 +26,7 @@ impl Service {
     fn start() -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0"]);
-        let proc = Proc::spawn("switchboard serve", &mut cmd);
-        let line = proc.wait_line("switchboard listening on udp 127.0.0.1:", LIMIT).unwrap_or_else(|e| panic!("{e}"));
-        let port = line
-            .split("udp 127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in: {line}"));
+        let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         Service { proc, port }
     }
 }

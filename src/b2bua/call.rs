@@ -103,6 +103,36 @@ impl Call {
     }
 }
 
+/// A fresh record: nothing answered, ended or counted yet.
+pub(crate) fn new_record(
+    id: String,
+    caller_call_id: String,
+    from: String,
+    to: String,
+    invited_at: u64,
+    codec: Option<String>,
+) -> CallRecord {
+    CallRecord {
+        id,
+        caller_call_id,
+        callee_call_id: None,
+        from,
+        to,
+        invited_at,
+        answered_at: None,
+        ended_at: None,
+        end_reason: None,
+        ended_by: None,
+        codec,
+        caller_packets: 0,
+        caller_lost: 0,
+        caller_jitter_ms: f64::NAN,
+        callee_packets: 0,
+        callee_lost: 0,
+        callee_jitter_ms: f64::NAN,
+    }
+}
+
 /// The call record's words for why a dialog ended.
 pub(crate) fn reason_text(reason: EndReason) -> String {
     match reason {

@@ -1,14 +1,14 @@
 //! Translating one leg's dialog events to the other leg (RFC 3261 §12-15 on each side), and the
 //! call state saved for a restart.
 
-use super::call::{reason_text, Call, Phase, SavedCall, SavedLeg};
+use super::call::{new_record, reason_text, Call, Phase, SavedCall, SavedLeg};
 use super::sdp::{self, LegOrigin};
 use super::{B2bua, Pending};
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::driver::Io;
 use crate::message::Message;
 use crate::relay::{Leg, LegPorts, RelayId};
-use crate::store::{CallRecord, CallState, StoreOp};
+use crate::store::{CallState, StoreOp};
 use std::time::Instant;
 
 impl B2bua {
@@ -49,25 +49,14 @@ impl B2bua {
         let offer = sdp::audio_of(request.body());
         let seed = self.config.seed.wrapping_add(key.wrapping_mul(0x9e37_79b9));
         let mut call = Call {
-            record: CallRecord {
-                id: format!("{:08x}-{key}", (self.config.seed & 0xffff_ffff) as u32),
-                caller_call_id: id.call_id.to_string(),
-                callee_call_id: None,
-                from: from.clone(),
-                to: to.clone(),
-                invited_at: super::ms(self.wall),
-                answered_at: None,
-                ended_at: None,
-                end_reason: None,
-                ended_by: None,
-                codec: offer.as_ref().and_then(|o| o.codec.clone()),
-                caller_packets: 0,
-                caller_lost: 0,
-                caller_jitter_ms: f64::NAN,
-                callee_packets: 0,
-                callee_lost: 0,
-                callee_jitter_ms: f64::NAN,
-            },
+            record: new_record(
+                format!("{:08x}-{key}", (self.config.seed & 0xffff_ffff) as u32),
+                id.call_id.to_string(),
+                from.clone(),
+                to.clone(),
+                super::ms(self.wall),
+                offer.as_ref().and_then(|o| o.codec.clone()),
+            ),
             phase: Phase::Setup,
             caller: id.clone(),
             callee: None,
@@ -350,25 +339,10 @@ impl B2bua {
     fn restore_one(&mut self, io: &mut Io<'_>, s: SavedCall, now: Instant) -> bool {
         let key = self.next_key;
         self.next_key += 1;
-        let record = CallRecord {
-            id: s.id.clone(),
-            caller_call_id: s.caller.dialog.call_id.clone(),
-            callee_call_id: Some(s.callee.dialog.call_id.clone()),
-            from: s.from.clone(),
-            to: s.to.clone(),
-            invited_at: s.invited_at,
-            answered_at: s.answered_at,
-            ended_at: None,
-            end_reason: None,
-            ended_by: None,
-            codec: s.codec.clone(),
-            caller_packets: 0,
-            caller_lost: 0,
-            caller_jitter_ms: f64::NAN,
-            callee_packets: 0,
-            callee_lost: 0,
-            callee_jitter_ms: f64::NAN,
-        };
+        let mut record =
+            new_record(s.id.clone(), s.caller.dialog.call_id.clone(), s.from.clone(), s.to.clone(), s.invited_at, s.codec.clone());
+        record.callee_call_id = Some(s.callee.dialog.call_id.clone());
+        record.answered_at = s.answered_at;
         let ports = Self::rebind(io, s.caller.relay).zip(Self::rebind(io, s.callee.relay));
         let Some((caller_ports, callee_ports)) = ports else {
             tracing::warn!(call = %s.id, "relay ports of a saved call are taken; call dropped");

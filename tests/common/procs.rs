@@ -298,3 +298,17 @@ pub fn free_udp_span(range: std::ops::RangeInclusive<u16>, span: u16) -> u16 {
     }
     panic!("no {span} free UDP ports in {range:?}");
 }
+
+/// Starts `switchboard serve ...` (`cmd`, listening on 127.0.0.1) and waits for its listening
+/// line; returns it and the UDP port it printed.
+pub fn spawn_service(cmd: &mut Command, limit: Duration) -> (Proc, u16) {
+    let proc = Proc::spawn("switchboard serve", cmd);
+    let line = proc.wait_line("switchboard listening on udp 127.0.0.1:", limit).unwrap_or_else(|e| panic!("{e}"));
+    let port = line
+        .split("udp 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in: {line}"));
+    (proc, port)
+}
