@@ -374,6 +374,7 @@ fn twenty_calls_survive_kill_9_of_the_service() {
         let status = c.expect_exit(Duration::from_secs(30));
         let s = summaries(c).pop().unwrap_or_default();
         assert!(status.success() && s["reason"] == "bye-local", "{}: {}", c.name(), c.transcript());
+        assert_eq!(s["bye_status"], 200, "{}'s BYE was answered after the restart: {}", c.name(), c.transcript());
     }
     bob.expect_exit(Duration::from_secs(20));
     let bob_ends: Vec<Value> = summaries(&bob);

@@ -350,7 +350,7 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
         );
         if cli.summary.is_some() {
             let v = serde_json::json!({
-                "call_id": r.call_id, "state": r.state, "reason": r.reason, "responses": r.responses,
+                "call_id": r.call_id, "state": r.state, "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
                 "setup_ms": r.setup.map(|s| s.as_millis() as u64), "duration_s": r.duration.map(|d| d.as_secs_f64()),
                 "codec": m.map(|m| codec_name(m.codec)), "rtp_sent": m.map_or(0, |m| m.packets_sent),
                 "rtp_received": m.map_or(0, |m| m.packets_received), "rtp_lost": m.map_or(0, |m| m.packets_lost),

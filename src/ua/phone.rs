@@ -85,6 +85,8 @@ pub struct CallReport {
     pub duration: Option<Duration>,
     /// Status codes of the responses to our INVITE.
     pub responses: Vec<u16>,
+    /// The final response to our BYE, when we hung up and it came.
+    pub bye_status: Option<u16>,
     /// Media figures, if media ran.
     pub media: Option<crate::call::MediaSummary>,
     /// Decoded received audio.
@@ -238,6 +240,7 @@ impl Phone {
             setup: None,
             duration: None,
             responses: vec![],
+            bye_status: None,
             media: None,
             recording: vec![],
         });
@@ -352,6 +355,13 @@ impl Phone {
                     c.responses.push(status);
                 }
             }
+            UaEvent::ResponseSeen { method: Method::Bye, status } if status >= 200 => {
+                // The dialog ended when the BYE left; its answer belongs to the oldest call we hung
+                // up that has none yet.
+                if let Some(r) = self.reports.iter_mut().find(|r| r.reason == "bye-local" && r.bye_status.is_none()) {
+                    r.bye_status = Some(status);
+                }
+            }
             UaEvent::Dialog(ev) => self.on_dialog_event(io, ev, now),
             UaEvent::Endpoint(EndpointEvent::Response { tx, response }) => {
                 if let Some(r) = self.registration.as_mut() {
@@ -459,6 +469,7 @@ impl Phone {
             setup: call.answered.map(|a| a.saturating_duration_since(call.started)),
             duration: call.answered.map(|a| now.saturating_duration_since(a)),
             responses: call.responses,
+            bye_status: None,
             media,
             recording,
         });
