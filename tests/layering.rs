@@ -19,6 +19,7 @@ const SANS_IO: &[&str] = &[
     "auth",
     "proxy",
     "relay",
+    "b2bua",
 ];
 const FORBIDDEN: &[&str] = &["tokio", "std::net::UdpSocket", "UdpSocket", "Instant::now", "SystemTime::now"];
 

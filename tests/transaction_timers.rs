@@ -308,10 +308,17 @@ fn invite_server_sends_no_100_when_tu_answers_first() {
     tx.handle_request(req.clone(), h.at(1_000)).unwrap();
     h.drain(&mut tx, h.at(1_000));
     assert_eq!(h.take(), sent(&[150, 1_000], "180"));
-    // A 2xx from the TU ends the transaction at once.
+    // A 2xx from the TU moves to Accepted (RFC 6026 §8.5): the INVITE retransmission at 3 s is
+    // absorbed, the TU's 2xx retransmission at 2.5 s goes out, Timer L ends it at 2 s + 64*T1.
     tx.handle_tu_response(response(&req, 200), h.at(2_000)).unwrap();
     h.drain(&mut tx, h.at(2_000));
-    assert_eq!(h.take(), vec![(2_000, Out::Sent("200".into())), (2_000, Out::Ev("terminated"))]);
+    assert_eq!(tx.next_timer(), Some((Timer::L, h.at(34_000))));
+    tx.handle_tu_response(response(&req, 200), h.at(2_500)).unwrap();
+    h.drain(&mut tx, h.at(2_500));
+    tx.handle_request(req.clone(), h.at(3_000)).unwrap();
+    h.drain(&mut tx, h.at(3_000));
+    h.run(&mut tx, 40_000);
+    assert_eq!(h.take(), vec![(2_000, Out::Sent("200".into())), (2_500, Out::Sent("200".into())), (34_000, Out::Ev("terminated"))]);
     assert!(tx.is_terminated());
 }
 
@@ -373,4 +380,24 @@ fn the_transaction_layer_never_reads_the_clock_or_touches_io() {
             assert!(!text.contains(banned), "{} mentions {banned}", path.display());
         }
     }
+}
+
+/// Timer A resends the INVITE at T1 and 3*T1: two retransmissions; the first send is not one.
+#[test]
+fn timer_retransmissions_are_counted() {
+    let invite = switchboard::message::Message::request(switchboard::message::Method::Invite, "sip:bob@127.0.0.1")
+        .header(switchboard::message::HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcount")
+        .header(switchboard::message::HeaderName::MaxForwards, 70)
+        .header(switchboard::message::HeaderName::To, "<sip:bob@127.0.0.1>")
+        .header(switchboard::message::HeaderName::From, "<sip:alice@127.0.0.1>;tag=1")
+        .header(switchboard::message::HeaderName::CallId, "count@127.0.0.1")
+        .header(switchboard::message::HeaderName::CSeq, "1 INVITE")
+        .finish();
+    let t0 = std::time::Instant::now();
+    let mut table = switchboard::transaction::Transactions::new(switchboard::transaction::Config::default());
+    assert!(table.start_client(invite, t0).is_ok());
+    table.handle_timeout(t0 + std::time::Duration::from_millis(500));
+    table.handle_timeout(t0 + std::time::Duration::from_millis(1500));
+    assert_eq!(table.retransmissions(), 2);
+    assert_eq!(std::iter::from_fn(|| table.poll_transmit()).count(), 3);
 }

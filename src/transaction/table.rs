@@ -434,30 +434,3 @@ impl Transactions {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::HeaderName;
-    use std::time::Duration;
-
-    /// Timer A resends the INVITE at T1 and 3*T1: two retransmissions; the first send is not one.
-    #[test]
-    fn timer_retransmissions_are_counted() {
-        let invite = Message::request(Method::Invite, "sip:bob@127.0.0.1")
-            .header(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcount")
-            .header(HeaderName::MaxForwards, 70)
-            .header(HeaderName::To, "<sip:bob@127.0.0.1>")
-            .header(HeaderName::From, "<sip:alice@127.0.0.1>;tag=1")
-            .header(HeaderName::CallId, "count@127.0.0.1")
-            .header(HeaderName::CSeq, "1 INVITE")
-            .finish();
-        let t0 = Instant::now();
-        let mut table = Transactions::new(Config::default());
-        assert!(table.start_client(invite, t0).is_ok());
-        table.handle_timeout(t0 + Duration::from_millis(500));
-        table.handle_timeout(t0 + Duration::from_millis(1500));
-        assert_eq!(table.retransmissions(), 2);
-        assert_eq!(std::iter::from_fn(|| table.poll_transmit()).count(), 3);
-    }
-}
