@@ -78,7 +78,18 @@ impl SipDriver {
         sock.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| format!("SIP socket: {e}"))?;
         let local = sock.local_addr().map_err(|e| format!("SIP socket: {e}"))?;
         let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Ok(SipDriver { sock, server, local, run, branch: 0, calls: Vec::new(), callee_ok: HashMap::new(), registered: false, current: 0, answer_sdp: String::new() })
+        Ok(SipDriver {
+            sock,
+            server,
+            local,
+            run,
+            branch: 0,
+            calls: Vec::new(),
+            callee_ok: HashMap::new(),
+            registered: false,
+            current: 0,
+            answer_sdp: String::new(),
+        })
     }
 
     fn via(&mut self) -> String {

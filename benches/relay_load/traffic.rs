@@ -213,7 +213,9 @@ struct Sent {
 }
 
 /// Sends packet after packet, round-robin over the streams at `rate` packets/s in total, until
-/// `to`; streams `2i` (caller of call i, to its A port) and `2i + 1` (callee, to its B port).
+/// `to`; streams `2i` (caller of call i, to its A port) and `2i + 1` (callee, to its B port). A
+/// sender that falls behind sends what is due back to back, and stops at `to` all the same: the
+/// offered rate it reached is then below the target, which the report shows.
 fn send(sock: &UdpSocket, t0: Instant, dests: &[SocketAddr], rate: f64, from: Duration, to: Duration, pid: Option<&str>) -> Sent {
     let n = dests.len() as u64;
     let mut pkt = [0xffu8; PACKET];
@@ -221,30 +223,32 @@ fn send(sock: &UdpSocket, t0: Instant, dests: &[SocketAddr], rate: f64, from: Du
     let mut start: Option<(Instant, Option<u64>, Option<u64>)> = None;
     let (from_ns, to_ns) = (from.as_nanos() as u64, to.as_nanos() as u64);
     let mut in_window = 0u64;
-    loop {
-        let now = t0.elapsed();
-        if now >= to {
-            break;
-        }
-        if start.is_none() && now >= from {
-            start = Some((Instant::now(), pid.and_then(cpu_ticks), cpu_ticks("self")));
-        }
-        let due = (now.as_secs_f64() * rate) as u64 + 1;
+    'run: loop {
+        let due = (t0.elapsed().as_secs_f64() * rate) as u64 + 1;
         while k < due {
-            let stream = k % n;
             let sent_ns = t0.elapsed().as_nanos() as u64;
+            if sent_ns >= to_ns {
+                break 'run;
+            }
+            if sent_ns >= from_ns {
+                if start.is_none() {
+                    start = Some((Instant::now(), pid.and_then(cpu_ticks), cpu_ticks("self")));
+                }
+                in_window += 1;
+            }
+            let stream = k % n;
             stamp(&mut pkt, stream as u32, k / n, sent_ns);
             // A failed send is loss like any other (the datagram never reaches the relay).
             let _ = sock.send_to(&pkt, dests[stream as usize]);
-            if (from_ns..to_ns).contains(&sent_ns) {
-                in_window += 1;
-            }
             k += 1;
         }
         let next = Duration::from_secs_f64(k as f64 / rate);
         let now = t0.elapsed();
+        if now >= to {
+            break;
+        }
         if next > now {
-            std::thread::sleep(next - now);
+            std::thread::sleep((next - now).min(to - now));
         }
     }
     let (relay1, tool1) = (pid.and_then(cpu_ticks), cpu_ticks("self"));
@@ -280,7 +284,11 @@ pub(crate) fn run(sock: &UdpSocket, calls: &[CallPorts], pps: u32, warmup: Durat
         sent: sent.in_window,
         received: h.count,
         window: sent.window.max(Duration::from_millis(1)),
-        latency: HistogramSummary { p50: h.quantile_us(0.50), p99: h.quantile_us(0.99), max: (h.count > 0).then(|| h.max_ns as f64 / 1000.0) },
+        latency: HistogramSummary {
+            p50: h.quantile_us(0.50),
+            p99: h.quantile_us(0.99),
+            max: (h.count > 0).then(|| h.max_ns as f64 / 1000.0),
+        },
         relay_cpu: sent.relay_ticks.map(|t| t as f64 / USER_HZ),
         tool_cpu: sent.tool_ticks.map(|t| t as f64 / USER_HZ),
         rcvbuf_errors: errors0.zip(errors1).map(|(a, b)| b.saturating_sub(a)),
