@@ -16,7 +16,8 @@
 # Usage: bench/relay.sh            (about 15 minutes)
 #        QUICK=1 bench/relay.sh    (under a minute once built: 50 and 200 calls, 1 run of 2 s, no ramp)
 # Environment: LOADS, RAMP, REPS, DURATION, RAMP_DURATION, WARMUP, PPS, LOSS_LIMIT, RELAYS
-# ("loopback switchboard rtpengine"), SWITCHBOARD_BIN, RELAY_LOAD_BIN (skip the builds), NO_INSTALL=1
+# ("loopback switchboard rtpengine"), SB_LOG (the service's RUST_LOG, default warn, as rtpengine's
+# --log-level=4), SWITCHBOARD_BIN, RELAY_LOAD_BIN (skip the builds), NO_INSTALL=1
 # (do not apt-get rtpengine-daemon), KEEP_WORK=1 (keep logs and RESULT lines).
 set -u
 # shellcheck source=bench/common.sh
@@ -99,7 +100,7 @@ start_switchboard() {
 	pick_port port
 	# Two port pairs per call, plus slack: ports just freed are skipped by the service's cursor.
 	pick_range lo $((calls * 4 + 200))
-	"$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
+	RUST_LOG=${SB_LOG:-warn} "$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
 		--rtp-ports "$lo-$((lo + calls * 4 + 199))" >"$dir/relay.log" 2>&1 &
 	RELAY_PID=$!
 	STARTED_PIDS+=("$RELAY_PID")

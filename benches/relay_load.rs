@@ -148,8 +148,11 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
     Ok(Some(a))
 }
 
+/// The calls' relay ports, and the backend that set them up (to tear them down), if any.
+type Calls = (Vec<CallPorts>, Option<Box<dyn Teardown>>);
+
 /// Sets up the calls with the backend, returning the ports and the backend (to tear down).
-fn setup(args: &Args, media: SocketAddr) -> Result<(Vec<CallPorts>, Option<Box<dyn Teardown>>), String> {
+fn setup(args: &Args, media: SocketAddr) -> Result<Calls, String> {
     match (args.backend, args.server) {
         (Backend::Switchboard, Some(server)) => {
             let mut s = sip::SipDriver::new(server, media.ip())?;
