@@ -119,6 +119,7 @@ fn main() {
         rtp_ports: 30000..=30999, // two port pairs per call: one facing each phone
         relay: RelayConfig { inactivity: None },
         no_answer: Duration::from_secs(10),
+        relay_media: true,
         seed: 42,
     });
     let mut w = World {

@@ -121,6 +121,10 @@ struct World {
 
 impl World {
     fn new(caller_se: Option<Duration>) -> World {
+        World::with_relay(caller_se, true)
+    }
+
+    fn with_relay(caller_se: Option<Duration>, relay_media: bool) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
@@ -129,6 +133,7 @@ impl World {
             rtp_ports: 30000..=30999,
             relay: RelayConfig { inactivity: None },
             no_answer: Duration::from_secs(10),
+            relay_media,
             seed: 42,
         });
         World {
@@ -417,4 +422,24 @@ fn a_callee_that_never_answers_times_out_for_the_caller() {
     // no-answer timeout, long before the caller's own Timer B (32 s).
     assert_eq!(w.caller.ended(), [EndReason::Timeout], "the B2BUA gives up after its no-answer timeout");
     assert_eq!(w.last_record().end_reason.as_deref(), Some("408"));
+}
+
+#[test]
+fn without_the_relay_the_sdp_passes_through_and_no_port_is_bound() {
+    let mut w = World::with_relay(None, false);
+    w.dial();
+    let callee = w.answer(offer(6000, "0", "sendrecv"));
+    let caller = w.caller.established().expect("up");
+    let sdp_of = |p: &Phone, id: &DialogId| {
+        String::from_utf8_lossy(&p.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned()).expect("sdp")).into_owned()
+    };
+    assert!(sdp_of(&w.callee, &callee).contains("m=audio 4000 "), "the callee sends straight to the caller");
+    assert!(sdp_of(&w.caller, &caller).contains("m=audio 6000 "), "and the caller to the callee");
+    assert!(w.media.open.is_empty(), "no relay port bound");
+    assert!(w.store.iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "the call is still saved for a restart");
+    w.caller.ua.dialogs().send_bye(&caller, w.now).expect("bye");
+    w.caller.ua.flush(&mut w.caller.ep, w.now);
+    w.run(1.0);
+    assert_eq!(w.callee.ended(), [EndReason::Bye(Side::Remote)]);
+    assert_eq!(w.last_record().caller_packets, 0);
 }

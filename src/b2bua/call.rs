@@ -34,8 +34,8 @@ pub(crate) struct Call {
     pub(crate) cancel_when_ringing: Vec<DialogId>,
     /// The best final response of the failed forks so far (§16.7 ranks them the same way).
     pub(crate) best: Option<u16>,
-    pub(crate) caller_ports: LegPorts,
-    pub(crate) callee_ports: LegPorts,
+    /// The relay ports of (caller, callee) legs; `None` without the relay (SDP passes through).
+    pub(crate) media: Option<(LegPorts, LegPorts)>,
     pub(crate) caller_origin: LegOrigin,
     pub(crate) callee_origin: LegOrigin,
     /// Signalling addresses of the phones.
@@ -62,10 +62,20 @@ impl Call {
         }
     }
 
-    pub(crate) fn ports(&self, leg: Leg) -> LegPorts {
-        match leg {
-            Leg::Caller => self.caller_ports,
-            Leg::Callee => self.callee_ports,
+    pub(crate) fn ports(&self, leg: Leg) -> Option<LegPorts> {
+        let (caller, callee) = self.media?;
+        Some(match leg {
+            Leg::Caller => caller,
+            Leg::Callee => callee,
+        })
+    }
+
+    /// The SDP for `leg`'s phone made from the other phone's `body`: pointed at `leg`'s relay
+    /// port, or passed through unchanged without the relay.
+    pub(crate) fn sdp_for(&mut self, leg: Leg, body: &[u8]) -> Option<bytes::Bytes> {
+        match self.ports(leg) {
+            Some(p) => super::sdp::rewrite(body, p.local, self.origin(leg)),
+            None => (!body.is_empty()).then(|| bytes::Bytes::copy_from_slice(body)),
         }
     }
 
@@ -166,8 +176,9 @@ pub(crate) struct SavedLeg {
     pub(crate) dialog: DialogSnapshot,
     /// The phone's signalling address.
     pub(crate) peer: SocketAddr,
-    /// The relay's RTP address on this leg (RTCP on the next port).
-    pub(crate) relay: SocketAddr,
+    /// The relay's RTP address on this leg (RTCP on the next port); `None` without the relay.
+    #[serde(default)]
+    pub(crate) relay: Option<SocketAddr>,
     pub(crate) origin: LegOrigin,
     /// Where the phone's RTP came from last (latching), if any came.
     pub(crate) latched: Option<SocketAddr>,

@@ -41,7 +41,7 @@ impl B2bua {
             let _ = self.ua.dialogs().reject(&id, 500, now);
             return;
         };
-        let Pending { targets, source, caller_ports, callee_ports } = p;
+        let Pending { targets, source, media } = p;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
@@ -63,8 +63,7 @@ impl B2bua {
             forks: Vec::new(),
             cancel_when_ringing: Vec::new(),
             best: None,
-            caller_ports,
-            callee_ports,
+            media,
             caller_origin: LegOrigin { session_id: seed, version: 0 },
             callee_origin: LegOrigin { session_id: seed ^ 1, version: 0 },
             caller_peer: source,
@@ -75,14 +74,16 @@ impl B2bua {
             saved: false,
             call_ids: vec![id.call_id.clone()],
         };
-        self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+        if let Some((caller_ports, callee_ports)) = media {
+            self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+        }
         if let Some(o) = &offer {
             self.relay.set_remote(RelayId(key), Leg::Caller, o.remote, now);
         }
         self.ua.pin_peer(&id.call_id, source);
         self.by_call_id.insert(id.call_id.clone(), (key, Leg::Caller));
         for t in &targets {
-            let body = sdp::rewrite(request.body(), callee_ports.local, &mut call.callee_origin);
+            let body = call.sdp_for(Leg::Callee, request.body());
             let params = CallParams { from: from.clone(), to: to.clone(), target: Some(t.uri.clone()), routes: Vec::new(), sdp: body };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {
@@ -149,9 +150,8 @@ impl B2bua {
         c.record.callee_call_id = Some(id.call_id.to_string());
         c.record.answered_at = Some(super::ms(self.wall));
         let caller = c.caller.clone();
-        let relay_addr = c.caller_ports.local;
         let stream = answer.as_deref().and_then(sdp::audio_of);
-        let body = answer.as_deref().and_then(|a| sdp::rewrite(a, relay_addr, &mut c.caller_origin));
+        let body = answer.as_deref().and_then(|a| c.sdp_for(Leg::Caller, a));
         if let Some(codec) = stream.as_ref().and_then(|s| s.codec.clone()) {
             c.record.codec = Some(codec);
         }
@@ -182,10 +182,7 @@ impl B2bua {
         let Some(other) = c.dialog(leg.other()).cloned().filter(|_| c.phase == Phase::Up && c.reoffer_from.is_none()) else {
             return refuse(self, 491);
         };
-        let (Some(stream), Some(body)) = (sdp::audio_of(request.body()), {
-            let relay_addr = c.ports(leg.other()).local;
-            sdp::rewrite(request.body(), relay_addr, c.origin(leg.other()))
-        }) else {
+        let (Some(stream), Some(body)) = (sdp::audio_of(request.body()), c.sdp_for(leg.other(), request.body())) else {
             return refuse(self, 488);
         };
         if self.ua.dialogs().send_reinvite(&other, body, now).is_err() {
@@ -205,8 +202,7 @@ impl B2bua {
         }
         c.reoffer_from = None;
         let Some(asker) = c.dialog(leg.other()).cloned() else { return };
-        let relay_addr = c.ports(leg.other()).local;
-        let body = sdp::rewrite(response.body(), relay_addr, c.origin(leg.other()));
+        let body = c.sdp_for(leg.other(), response.body());
         if let Some(s) = sdp::audio_of(response.body()) {
             self.relay.set_remote(RelayId(key), leg, s.remote, now);
         }
@@ -293,8 +289,9 @@ impl B2bua {
     pub(super) fn saved(&self, key: u64) -> Option<SavedCall> {
         let c = self.calls.get(&key)?;
         let d = self.ua.dialogs_ref();
-        let leg = |dialog: &DialogId, peer, ports: LegPorts, origin, l| {
-            Some(SavedLeg { dialog: d.snapshot(dialog)?, peer, relay: ports.local, origin, latched: self.relay.latched(RelayId(key), l) })
+        let leg = |dialog: &DialogId, peer, origin, l| {
+            let relay = c.ports(l).map(|p| p.local);
+            Some(SavedLeg { dialog: d.snapshot(dialog)?, peer, relay, origin, latched: self.relay.latched(RelayId(key), l) })
         };
         Some(SavedCall {
             id: c.record.id.clone(),
@@ -303,8 +300,8 @@ impl B2bua {
             invited_at: c.record.invited_at,
             answered_at: c.record.answered_at,
             codec: c.record.codec.clone(),
-            caller: leg(&c.caller, c.caller_peer, c.caller_ports, c.caller_origin, Leg::Caller)?,
-            callee: leg(c.callee.as_ref()?, c.callee_peer?, c.callee_ports, c.callee_origin, Leg::Callee)?,
+            caller: leg(&c.caller, c.caller_peer, c.caller_origin, Leg::Caller)?,
+            callee: leg(c.callee.as_ref()?, c.callee_peer?, c.callee_origin, Leg::Callee)?,
         })
     }
 
@@ -343,20 +340,31 @@ impl B2bua {
             new_record(s.id.clone(), s.caller.dialog.call_id.clone(), s.from.clone(), s.to.clone(), s.invited_at, s.codec.clone());
         record.callee_call_id = Some(s.callee.dialog.call_id.clone());
         record.answered_at = s.answered_at;
-        let ports = Self::rebind(io, s.caller.relay).zip(Self::rebind(io, s.callee.relay));
-        let Some((caller_ports, callee_ports)) = ports else {
-            tracing::warn!(call = %s.id, "relay ports of a saved call are taken; call dropped");
-            let mut r = record;
-            r.ended_at = Some(super::ms(self.wall));
-            r.end_reason = Some("restart-failed".into());
-            r.ended_by = Some("service".into());
-            self.store_ops.push_back(StoreOp::PutCall(r));
-            self.store_ops.push_back(StoreOp::RemoveCallState(s.id));
-            return false;
+        // Relayed calls get their ports back; a call saved without the relay has none to bind.
+        let media = match (s.caller.relay, s.callee.relay) {
+            (Some(a), Some(b)) => match (Self::rebind(io, a), Self::rebind(io, b)) {
+                (Some(x), Some(y)) => Some((x, y)),
+                (x, y) => {
+                    for p in [x, y].iter().flatten() {
+                        Self::close_ports(io, p);
+                    }
+                    tracing::warn!(call = %s.id, "relay ports of a saved call are taken; call dropped");
+                    let mut r = record;
+                    r.ended_at = Some(super::ms(self.wall));
+                    r.end_reason = Some("restart-failed".into());
+                    r.ended_by = Some("service".into());
+                    self.store_ops.push_back(StoreOp::PutCall(r));
+                    self.store_ops.push_back(StoreOp::RemoveCallState(s.id));
+                    return false;
+                }
+            },
+            _ => None,
         };
         let caller = self.ua.dialogs().restore(&s.caller.dialog);
         let callee = self.ua.dialogs().restore(&s.callee.dialog);
-        self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+        if let Some((caller_ports, callee_ports)) = media {
+            self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+        }
         for (leg, saved, l) in [(&s.caller, &caller, Leg::Caller), (&s.callee, &callee, Leg::Callee)] {
             self.ua.pin_peer(&saved.call_id, leg.peer);
             self.by_call_id.insert(saved.call_id.clone(), (key, l));
@@ -375,8 +383,7 @@ impl B2bua {
             forks: Vec::new(),
             cancel_when_ringing: Vec::new(),
             best: None,
-            caller_ports,
-            callee_ports,
+            media,
             caller_origin: s.caller.origin,
             callee_origin: s.callee.origin,
             caller_peer: s.caller.peer,

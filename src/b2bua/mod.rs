@@ -58,6 +58,9 @@ pub struct B2buaConfig {
     pub rtp_ports: RangeInclusive<u16>,
     /// Relay settings (media inactivity timeout).
     pub relay: RelayConfig,
+    /// Relay the media (the default). `false`: a signalling-only B2BUA; the SDPs pass through
+    /// unchanged and media flows phone to phone (no ports bound, no media figures).
+    pub relay_media: bool,
     /// A call whose callee leg sent no provisional answer with a tag (and no final one) for this
     /// long is given up: the caller gets 408 (as a proxy's branch timeout, RFC 3261 §16.8).
     pub no_answer: Duration,
@@ -125,8 +128,7 @@ impl From<LegStats> for LegFigures {
 struct Pending {
     targets: Vec<Target>,
     source: SocketAddr,
-    caller_ports: LegPorts,
-    callee_ports: LegPorts,
+    media: Option<(LegPorts, LegPorts)>,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -259,12 +261,17 @@ impl B2bua {
             return refuse(io, 488, "Not Acceptable Here");
         }
         let Ok(call_id) = request.call_id().map(Box::<str>::from) else { return refuse(io, 400, "Bad Call-ID") };
-        let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
-        let Some(callee_ports) = self.bind_leg(io) else {
-            Self::close_ports(io, &caller_ports);
-            return refuse(io, 503, "Service Unavailable");
+        let media = if self.config.relay_media {
+            let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
+            let Some(callee_ports) = self.bind_leg(io) else {
+                Self::close_ports(io, &caller_ports);
+                return refuse(io, 503, "Service Unavailable");
+            };
+            Some((caller_ports, callee_ports))
+        } else {
+            None
         };
-        self.pending.insert(call_id, Pending { targets, source, caller_ports, callee_ports });
+        self.pending.insert(call_id, Pending { targets, source, media });
         self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
         self.drain(io, now);
     }
@@ -431,8 +438,10 @@ impl B2bua {
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);
         }
-        Self::close_ports(io, &c.caller_ports);
-        Self::close_ports(io, &c.callee_ports);
+        if let Some((caller, callee)) = &c.media {
+            Self::close_ports(io, caller);
+            Self::close_ports(io, callee);
+        }
         let r = &mut c.record;
         r.ended_at = Some(ms(self.wall));
         r.end_reason = Some(if c.recovered && reason == "bye" { "restart-recovered".into() } else { reason.into() });

@@ -26,7 +26,7 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs, auth_algorithms; [[route]] tables with user, target, rewrite_host,
+    /// branch_timeout_secs, auth_algorithms, relay; [[route]] tables with user, target, rewrite_host,
     /// override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -45,6 +45,11 @@ pub(crate) struct ServeArgs {
     /// proxy with Record-Route; media flows phone to phone) [default: b2bua].
     #[arg(long, value_name = "MODE")]
     pub(crate) mode: Option<config::Mode>,
+    /// B2BUA without the RTP relay: SDPs pass through unchanged and media flows phone to phone; no
+    /// relay ports, no media figures in call records (a signalling-only B2BUA, for calls by the
+    /// hundred thousand: the relay needs 4 ports per call).
+    #[arg(long)]
+    pub(crate) no_relay: bool,
     /// Turn digest authentication off (lab use only: anyone can register as anyone).
     #[arg(long)]
     pub(crate) no_auth: bool,
@@ -85,6 +90,7 @@ pub(crate) struct Resolved {
     pub(crate) auth: AuthMode,
     pub(crate) data: Option<PathBuf>,
     pub(crate) mode: config::Mode,
+    relay_media: bool,
     control: Option<PathBuf>,
     answer_delay: Duration,
     t1: Duration,
@@ -132,6 +138,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
         data: (data.as_os_str() != "none").then(|| data.clone()),
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
+        relay_media: !args.no_relay && file.relay.unwrap_or(true),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
         answer_delay: secs("answer delay", args.answer_delay.or(file.answer_delay_secs).unwrap_or(0.0))?,
         t1: Duration::from_millis(t1_ms),
@@ -255,6 +262,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             rtp_ports: r.rtp_ports.clone(),
             relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout) },
             no_answer: r.branch_timeout,
+            relay_media: r.relay_media,
             seed: seed ^ 0x0b2b_0a00,
         })
     });

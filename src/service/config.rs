@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub auth: Option<AuthMode>,
     /// Routing mode.
     pub mode: Option<Mode>,
+    /// B2BUA mode: relay the media through the service (default true); false passes SDP through.
+    pub relay: Option<bool>,
     /// Where the store lives.
     pub data_dir: Option<PathBuf>,
     /// RTP port range `FROM-TO`.
