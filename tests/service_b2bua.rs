@@ -167,6 +167,10 @@ fn alice_and_bob_talk_through_the_relay_and_the_record_counts_every_packet() {
     // what each received came from it.
     let (sent_a, sent_b) = (n(&a["rtp_sent"]), n(&b["rtp_sent"]));
     let (relay_a, relay_b) = (n(&r["caller"]["packets"]), n(&r["callee"]["packets"]));
+    eprintln!(
+        "alice sent {sent_a} received {}; bob sent {sent_b} received {}; relay from alice {relay_a}, from bob {relay_b}",
+        a["rtp_received"], b["rtp_received"]
+    );
     assert!(sent_a > 200 && within_1pct(sent_a, relay_a), "alice sent {sent_a}, relay got {relay_a}");
     assert!(sent_b > 200 && within_1pct(sent_b, relay_b), "bob sent {sent_b}, relay got {relay_b}");
     assert!(within_1pct(n(&b["rtp_received"]), relay_a), "bob received {} of {relay_a}", b["rtp_received"]);
