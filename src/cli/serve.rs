@@ -285,7 +285,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
     match &r.data {
         Some(d) => eprintln!(
-            "switchboard: data in {} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {:?}",
+            "switchboard: data in {} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}",
             d.display(),
             users.len(),
             r.mode
