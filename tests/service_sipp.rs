@@ -11,7 +11,8 @@
 //!
 //! sipp and baresip reach the service through [`Md5OnlyRelay`] where they must answer a digest
 //! challenge: the service offers SHA-256 before MD5 and neither of them can answer that (see
-//! tests/common/md5_only.rs). The softphone talks to the service directly.
+//! tests/common/md5_only.rs). The softphone talks to the service directly, and so does sipp in
+//! `sipp_works_with_the_default_md5_challenge_directly`, against the default MD5-only challenge.
 
 #[path = "common/baresip.rs"]
 mod baresip;
@@ -123,14 +124,15 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-/// Registers `user` with digest auth from a fresh local port through `relay` (sipp
-/// register_auth.xml, one REGISTER -> 401 -> REGISTER with [authentication] -> 200); returns the
-/// port and sipp's outcome. Retries with another port when sipp could not bind its port.
-fn sipp_register(dir: &Path, tag: &str, relay: &Md5OnlyRelay, user: &str, password: &str) -> (u16, Outcome) {
+/// Registers `user` with digest auth from a fresh local port at `registrar` (the service, or a
+/// relay in front of it; sipp register_auth.xml, one REGISTER -> 401 -> REGISTER with
+/// [authentication] -> 200); returns the port and sipp's outcome. Retries with another port when
+/// sipp could not bind its port.
+fn sipp_register(dir: &Path, tag: &str, registrar: SocketAddr, user: &str, password: &str) -> (u16, Outcome) {
     for attempt in 1..=3 {
         let port = sipp::free_port();
         let mut args = s(&["-sf", &scenario("register_auth.xml"), "-s", user, "-au", user, "-ap", password]);
-        args.extend(s(&["-m", "1", "-l", "1", "-timeout", "30s", "-timeout_error", &relay.front().to_string()]));
+        args.extend(s(&["-m", "1", "-l", "1", "-timeout", "30s", "-timeout_error", &registrar.to_string()]));
         let mut reg = Sipp::spawn(&format!("{tag}-{attempt}"), dir, port, &args);
         let out = reg.finish(LIMIT);
         if attempt < 3 && !out.exited_ok() && out.errors.contains("Unable to bind") {
@@ -171,7 +173,7 @@ fn sipp_registers_with_digest_authentication() {
     let svc = Service::start(&data, &[]);
     let relay = Md5OnlyRelay::start(svc.addr());
 
-    let (port, out) = sipp_register(dir.path(), "register-alice", &relay, "alice", "alice-secret");
+    let (port, out) = sipp_register(dir.path(), "register-alice", relay.front(), "alice", "alice-secret");
     eprintln!("REGISTER with digest: {:?}, {} retransmissions", out.elapsed, out.retransmissions);
     assert!(relay.stripped() >= 1, "the 401 reached sipp without passing the relay's filter");
 
@@ -203,7 +205,7 @@ fn calls_through_service(tag: &str, calls: u32, rate: u32, loss: Option<&str>, m
     let caller_relay = Md5OnlyRelay::start(svc.addr());
     let lost: Vec<String> = loss.map(|l| s(&["-lost", l])).unwrap_or_default();
 
-    let (bob_port, _) = sipp_register(dir.path(), "register-bob", &callee_relay, "bob", "bob-secret");
+    let (bob_port, _) = sipp_register(dir.path(), "register-bob", callee_relay.front(), "bob", "bob-secret");
     // No -recv_timeout for the UAS: in sipp 3.6.1 an ACK that arrives after the BYE (the first one
     // was lost and the 2xx retransmission crossed the BYE) re-arms the receive timeout for the BYE,
     // and the call fails in its timewait. A call that really hangs keeps the UAS from exiting, and
@@ -291,6 +293,40 @@ fn sipp_1000_authenticated_calls_through_the_b2bua_with_5_percent_loss() {
     }
     let _one = exclusive();
     calls_through_service("svc-b2bua-lossy", 1000, 100, Some("5"), "b2bua");
+}
+
+/// The service's default challenge (MD5 alone) works for sipp with no relay in between: bob
+/// registers, alice makes 50 authenticated calls to him through the B2BUA, all complete.
+#[test]
+fn sipp_works_with_the_default_md5_challenge_directly() {
+    if !sipp::available() {
+        return;
+    }
+    let _one = exclusive();
+    let dir = TempDir::new("svc-md5-default");
+    let data = dir.join("data");
+    add_user(&data, "alice", "alice-secret");
+    add_user(&data, "bob", "bob-secret");
+    let mut cmd = switchboard();
+    cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
+    let svc = Service { proc, port };
+    let (bob_port, _) = sipp_register(dir.path(), "register-bob", svc.addr(), "bob", "bob-secret");
+    let mut uas = Sipp::spawn(
+        "uas-bob",
+        dir.path(),
+        bob_port,
+        &s(&["-sf", &scenario("uas_registered.xml"), "-s", "bob", "-m", "50", &svc.addr().to_string()]),
+    );
+    assert_bound(&mut uas);
+    let mut uac_args = s(&["-sf", &scenario("uac_auth.xml"), "-s", "bob", "-au", "alice", "-ap", "alice-secret"]);
+    uac_args.extend(s(&["-auth_uri", &format!("bob@{}", svc.addr()), "-d", "200", "-m", "50", "-r", "25"]));
+    uac_args.extend(s(&["-recv_timeout", "32s", "-timeout", "60s", "-timeout_error", &svc.addr().to_string()]));
+    let mut uac = Sipp::spawn("uac-alice", dir.path(), sipp::free_port(), &uac_args);
+    let out = uac.finish(LOAD_LIMIT);
+    let uas_out = uas.finish(LIMIT);
+    assert_eq!((out.successful, out.failed), (50, 0), "caller: {out:?}\n{}\nservice:\n{}", out.error_head(40), svc.proc.transcript());
+    assert_eq!((uas_out.successful, uas_out.failed), (50, 0), "callee: {uas_out:?}\n{}", uas_out.error_head(40));
 }
 
 // ===== 3. Registrations survive kill -9 =====
