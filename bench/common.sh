@@ -197,6 +197,11 @@ pss_kb() {
 	done
 	echo "$s"
 }
+# Datagrams the kernel dropped on the UDP socket(s) bound to 127.0.0.1:PORT (receive buffer full),
+# from the drops column of /proc/net/udp; 0 if none is bound.
+udp_port_drops() {
+	awk -v p="$(printf '%04X' "$1")" 'NR>1 { split($2, a, ":"); if (a[2]==p) d+=$NF } END{print d+0}' /proc/net/udp
+}
 udp_rcvbuf_errors() { awk '/^Udp:/{n++} /^Udp:/&&n==2{print $6}' /proc/net/snmp; }
 
 # Value of column NAME in the last line of a sipp -trace_stat csv.
@@ -322,6 +327,7 @@ run_one() {
 	# shellcheck disable=SC2086
 	c1=$(cpu_ticks $SRV_PIDS)
 	e1=$(udp_rcvbuf_errors)
+	SRV_DROPS=$(udp_port_drops "${SRV_ADDR##*:}")
 	"t_mem_$name"
 	"t_stop_$name" "$tag"
 	cpu=$(ticks_to_s $((c1 - c0)))
@@ -330,7 +336,7 @@ run_one() {
 	LAST_CPU10K=$(fdiv "$cpu" "$(fdiv "$calls" 10000)")
 	LAST_CPS=$UAC_CPS LAST_P50=$UAC_P50 LAST_P99=$UAC_P99 LAST_MEM=$MEM_MB LAST_MEMWHAT=$MEM_WHAT
 	echo "RESULT target=$name phase=$PHASE rate=$rate calls=$calls ok=$UAC_OK failed=$UAC_FAIL peer_failed=$PEER_FAIL" \
-		"achieved=$UAC_CPS wall_s=$UAC_WALL retrans=$UAC_RETRANS rcvbuf_errors=$((e1 - e0))" \
+		"achieved=$UAC_CPS wall_s=$UAC_WALL retrans=$UAC_RETRANS rcvbuf_errors=$((e1 - e0)) server_socket_drops=$SRV_DROPS" \
 		"server_cpu_s=$cpu server_cpu_per10k=$LAST_CPU10K core_util=$(fdiv "$cpu" "$UAC_WALL") uac_cpu_s=$UAC_CPU" \
 		"mem_mb=$MEM_MB($MEM_WHAT) p50_ms=$UAC_P50 p99_ms=$UAC_P99 pass=$PASS"
 }

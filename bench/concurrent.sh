@@ -22,10 +22,11 @@
 #    and ports: impossible on one IP address. See the next point for file descriptors.
 #  * The relay ends a call after --rtp-timeout without media (30 s by default): the service runs
 #    with --rtp-timeout 0 here, since no media flows.
-#  * File descriptors: 4 per B2BUA call. The script raises its own `ulimit -n` (soft to hard, and
+#  * File descriptors: 8 per B2BUA call (each relay socket is held twice: the reader task's tokio
+#    socket and a std clone for sending). The script raises its own `ulimit -n` (soft to hard, and
 #    the hard limit to NOFILE=200000 where that is allowed) for the processes it starts; N_B2BUA
-#    defaults to 95% of min(port range, (ulimit -n - 200) / 4). In a container whose hard limit is
-#    20,000 that is 4,702 calls.
+#    defaults to 95% of min(port range, (ulimit -n - 200) / 8). In a container whose hard limit is
+#    20,000 that is 2,351 calls.
 #  * sipp in UDP mono-socket mode uses one socket per process, so -max_socket does not apply;
 #    UACS > 1 splits the calls over several sipp pairs (each with its own route) if one is not
 #    enough.
@@ -56,7 +57,7 @@ sb_has_mode || die "this switchboard has no --mode flag"
 ulimit -Hn "$NOFILE" 2>/dev/null
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
 FDS=$(ulimit -n)
-FD_CAP=$(((FDS - 200) / 4))
+FD_CAP=$(((FDS - 200) / 8))
 : "${N_B2BUA:=$(((RTP_CAP < FD_CAP ? RTP_CAP : FD_CAP) * 95 / 100))}"
 
 # Sum of one column of the last line of every caller's -trace_counts csv.
@@ -92,9 +93,9 @@ run_mode() {
 			note="N capped from $n to the port range's $RTP_CAP;"
 			n=$RTP_CAP
 		fi
-		if [ $((n * 4 + 200)) -gt "$FDS" ]; then
+		if [ $((n * 8 + 200)) -gt "$FDS" ]; then
 			note="$note N capped by ulimit -n $FDS (hard limit);"
-			n=$(((FDS - 200) / 4))
+			n=$(((FDS - 200) / 8))
 		fi
 	fi
 	per=$(((n + UACS - 1) / UACS))
@@ -126,16 +127,22 @@ run_mode() {
 		STARTED_PIDS+=($!)
 	done
 	# Wait until every call is established and held (the callers sent N ACKs and hold N calls in
-	# the pause), a call failed, or the deadline passed.
+	# the pause) or failed, or the deadline passed. Failed calls are reported, and the figure is per
+	# call actually held.
 	deadline=$(($(date +%s) + ramp * 3 + 60))
 	while :; do
 		sleep 1
 		pause=$(counts_sum 5_Pause_Sessions)
 		fail=$(stat_sum "FailedCall(C)")
-		[ "$pause" -ge "$n" ] && break
-		[ "$fail" -gt 0 ] && { note="$note $fail failed during the ramp;"; break; }
+		[ $((pause + fail)) -ge "$n" ] && break
 		[ "$(date +%s)" -ge "$deadline" ] && { note="$note only $pause of $n held at the deadline;"; break; }
 	done
+	if [ "$fail" -gt 0 ]; then
+		note="$note $fail failed during the ramp;"
+		# Why: the first lines of sipp's unexpected-message log, and the service's warnings.
+		grep -ho "while expecting [^,]*, received '[^']\{0,30\}" "$WORK"/uac.*/errors.log 2>/dev/null | sort | uniq -c | sort -rn | head -3 | sed 's/^/# uac: /' >&2
+		grep -o 'WARN.*' "$WORK/$mode.sb.err" | sed 's/[0-9.]*ms//' | sort | uniq -c | sort -rn | head -3 | sed 's/^/# service: /' >&2
+	fi
 	t1=$(now)
 	sleep 2
 	rssn=$(proc_kb "$SB_PID" VmRSS)
