@@ -69,7 +69,7 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null 2>&1; then
 	echo
 	echo "== perf: top $TOP symbols of the service by self time ($SAMPLE s at $RATE calls/s) =="
 	perf report -q -i "$WORK/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
-		grep -E '^ +[0-9.]+%' | head -"$TOP" | sed 's/ *$//'
+		grep -E '^ +[0-9.]+%' | head -"$TOP" | sed -E 's/( +-)* *$//'
 	echo "# perf record -F 999 -g -p SB_PID; perf report --no-children --sort symbol"
 elif [ "$PERF" = 1 ]; then
 	echo "# perf not installed (apt-get install linux-perf): no profile"
