@@ -295,7 +295,7 @@ stop_kamailio() {
 	kill "$KP" 2>/dev/null
 	stop_pid "$KP" 15
 }
-kamailio_version() { "$KAMAILIO" -v 2>/dev/null | head -1 | awk '{print $1, $2}'; }
+kamailio_version() { "$KAMAILIO" -v 2>/dev/null | head -1 | awk '{print $2, $3}'; }
 sipp_version() { "$SIPP" -v 2>/dev/null | grep -o 'SIPp v[^ -]*' | head -1; }
 
 # ---- one step, the phases, the table -----------------------------------------------------------
