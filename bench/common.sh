@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# bench/common.sh — shared by bench/uas.sh, bench/proxy.sh and bench/register.sh (sourced).
+# bench/common.sh — shared by the bench/*.sh load scripts (sourced).
 #
 # The method and several helpers (CPU seconds from /proc/PID/stat, sipp statistics parsing, the
 # pass/fail judgement, the ascending sweep, starting Kamailio in the foreground under a scratch
@@ -17,6 +17,7 @@
 #   START STEP MAX     the ascending sweep; each step runs max(MIN_CALLS, SUSTAIN_S x rate) calls
 #   MIN_CALLS SUSTAIN_S
 #   SWEEP=0            skip the sweep (fixed phase only)
+#   SIP_PORTS          range the SIP ports of servers and sipp are picked from (20000-49999)
 #   SIPP_BUF           sipp socket buffers (default 4 MiB; the kernel caps it at rmem_max)
 #   SB_LOG             RUST_LOG of the service (default warn: errors-only, as Kamailio's debug=-1)
 #   SWITCHBOARD_BIN    use this binary instead of building one with cargo
@@ -38,9 +39,11 @@ if [ "${QUICK:-0}" = 1 ]; then
 	: "${FIXED_RATE:=50}" "${FIXED_CALLS:=100}" "${START:=100}" "${STEP:=100}" "${MAX:=200}"
 	: "${MIN_CALLS:=200}" "${SUSTAIN_S:=1}" "${KAM_SHM:=256}"
 fi
+: "${SIP_PORTS:=20000-49999}"
 : "${FIXED_RATE:=1000}" "${FIXED_CALLS:=20000}" "${MIN_CALLS:=20000}" "${SUSTAIN_S:=10}" "${SWEEP:=1}"
 
 WORK=$(mktemp -d -t sb-bench.XXXXXX)
+LOAD_AT_START=$(cut -d" " -f1-3 /proc/loadavg)
 STARTED_PIDS=()
 PICKED_PORTS=()
 
@@ -114,18 +117,14 @@ build_switchboard() {
 	SB_VERSION="$("$SB" --version 2>/dev/null) ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no git'))"
 }
 
-# The service lists --mode only once the proxy/B2BUA choice has landed; pass it when it exists.
-sb_mode_args() {
-	if "$SB" serve --help 2>/dev/null | grep -q -- '--mode'; then echo "--mode proxy"; fi
-}
-
 # ---- ports and processes -----------------------------------------------------------------------
 
-# pick_port VAR: a UDP port on 127.0.0.1 that nothing listens on and that we have not handed out.
+# pick_port VAR: a UDP port on 127.0.0.1 that nothing listens on and that we have not handed out,
+# from SIP_PORTS (default 20000-49999; keep media port ranges outside it).
 pick_port() {
-	local p i
+	local p i lo=${SIP_PORTS%-*} hi=${SIP_PORTS#*-}
 	for i in $(seq 1 500); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+		p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
 		[[ " ${PICKED_PORTS[*]:-} " == *" $p "* ]] && continue
 		ss -Hlun "sport = :$p" 2>/dev/null | grep -q . && continue
 		PICKED_PORTS+=("$p")
@@ -197,6 +196,11 @@ pss_kb() {
 		s=$((s + ${v:-0}))
 	done
 	echo "$s"
+}
+# Datagrams the kernel dropped on the UDP socket(s) bound to 127.0.0.1:PORT (receive buffer full),
+# from the drops column of /proc/net/udp; 0 if none is bound.
+udp_port_drops() {
+	awk -v p="$(printf '%04X' "$1")" 'NR>1 { split($2, a, ":"); if (a[2]==p) d+=$NF } END{print d+0}' /proc/net/udp
 }
 udp_rcvbuf_errors() { awk '/^Udp:/{n++} /^Udp:/&&n==2{print $6}' /proc/net/snmp; }
 
@@ -291,7 +295,7 @@ stop_kamailio() {
 	kill "$KP" 2>/dev/null
 	stop_pid "$KP" 15
 }
-kamailio_version() { "$KAMAILIO" -v 2>/dev/null | head -1 | awk '{print $1, $2}'; }
+kamailio_version() { "$KAMAILIO" -v 2>/dev/null | head -1 | awk '{print $2, $3}'; }
 sipp_version() { "$SIPP" -v 2>/dev/null | grep -o 'SIPp v[^ -]*' | head -1; }
 
 # ---- one step, the phases, the table -----------------------------------------------------------
@@ -323,6 +327,7 @@ run_one() {
 	# shellcheck disable=SC2086
 	c1=$(cpu_ticks $SRV_PIDS)
 	e1=$(udp_rcvbuf_errors)
+	SRV_DROPS=$(udp_port_drops "${SRV_ADDR##*:}")
 	"t_mem_$name"
 	"t_stop_$name" "$tag"
 	cpu=$(ticks_to_s $((c1 - c0)))
@@ -331,7 +336,7 @@ run_one() {
 	LAST_CPU10K=$(fdiv "$cpu" "$(fdiv "$calls" 10000)")
 	LAST_CPS=$UAC_CPS LAST_P50=$UAC_P50 LAST_P99=$UAC_P99 LAST_MEM=$MEM_MB LAST_MEMWHAT=$MEM_WHAT
 	echo "RESULT target=$name phase=$PHASE rate=$rate calls=$calls ok=$UAC_OK failed=$UAC_FAIL peer_failed=$PEER_FAIL" \
-		"achieved=$UAC_CPS wall_s=$UAC_WALL retrans=$UAC_RETRANS rcvbuf_errors=$((e1 - e0))" \
+		"achieved=$UAC_CPS wall_s=$UAC_WALL retrans=$UAC_RETRANS rcvbuf_errors=$((e1 - e0)) server_socket_drops=$SRV_DROPS" \
 		"server_cpu_s=$cpu server_cpu_per10k=$LAST_CPU10K core_util=$(fdiv "$cpu" "$UAC_WALL") uac_cpu_s=$UAC_CPU" \
 		"mem_mb=$MEM_MB($MEM_WHAT) p50_ms=$UAC_P50 p99_ms=$UAC_P99 pass=$PASS"
 }
@@ -361,25 +366,26 @@ bench_target() {
 	echo "SWEEP target=$name max_pass=${R_MAX[$name]}$note"
 }
 
-# print_table UNIT NAME... : one row per target, then the ratio of the first to the second.
+# print_table UNIT NAME... : one row per target, then the ratio of the first to each of the others.
 print_table() {
 	local unit=$1 n a b
 	shift
 	echo
 	echo "== $TITLE =="
-	echo "# $(date -u +%F), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); QUICK=${QUICK:-0}; fixed $FIXED_RATE $unit x $FIXED_CALLS; sweep ${START:-NA}..${MAX:-NA} step ${STEP:-NA} (>= max($MIN_CALLS, ${SUSTAIN_S}s) per step)"
+	echo "# $(date -u +%F), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average now $(cut -d" " -f1-3 /proc/loadavg) (at start $LOAD_AT_START); QUICK=${QUICK:-0}; fixed $FIXED_RATE $unit x $FIXED_CALLS; sweep ${START:-NA}..${MAX:-NA} step ${STEP:-NA} (>= max($MIN_CALLS, ${SUSTAIN_S}s) per step)"
 	printf '%-28s %12s %11s %11s %20s %12s %12s\n' target "max $unit" "cpu/10k@fix" "cpu/10k@max" "memory MB" "p50/p99@fix" "p50/p99@max"
 	for n in "$@"; do
 		printf '%-28s %12s %11s %11s %20s %12s %12s\n' "$n" "${R_MAX[$n]}" "${R_FIX_CPU[$n]}$([ "${R_FIX_OK[$n]}" = 1 ] || echo '!')" \
 			"${R_MAX_CPU[$n]}" "${R_MEM[$n]} ${R_MEMWHAT[$n]}" "${R_FIX_P50[$n]}/${R_FIX_P99[$n]}" "${R_MAX_P50[$n]}/${R_MAX_P99[$n]}"
 	done
-	if [ $# -ge 2 ]; then
-		a=$1 b=$2
+	a=$1
+	shift
+	for b in "$@"; do
 		printf '%-28s %12s %11s %11s %20s %12s %12s\n' "ratio $a/$b" "$(fdiv "${R_MAX[$a]}" "${R_MAX[$b]}")" \
 			"$(fdiv "${R_FIX_CPU[$a]}" "${R_FIX_CPU[$b]}")" "$(fdiv "${R_MAX_CPU[$a]}" "${R_MAX_CPU[$b]}")" \
 			"$(fdiv "${R_MEM[$a]}" "${R_MEM[$b]}")" "$(fdiv "${R_FIX_P50[$a]}" "${R_FIX_P50[$b]}")/$(fdiv "${R_FIX_P99[$a]}" "${R_FIX_P99[$b]}")" \
 			"$(fdiv "${R_MAX_P50[$a]}" "${R_MAX_P50[$b]}")/$(fdiv "${R_MAX_P99[$a]}" "${R_MAX_P99[$b]}")"
-	fi
+	done
 	echo "# max: highest step with 0 failed and >= 95% of the offered rate. cpu/10k: server CPU seconds (utime+stime," \
 		"all its processes) per 10,000 calls; '!' = the fixed run had failures. p50/p99: setup time in ms at the" \
 		"caller (sipp -trace_rtt, 1 ms resolution). Ratios > 1 mean the first target uses more (or reaches more, for max)."
