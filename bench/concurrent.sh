@@ -33,6 +33,7 @@
 #
 # Usage: bash bench/concurrent.sh                  (proxy: 100,000 calls; b2bua: port range cap)
 #        QUICK=1 bash bench/concurrent.sh          (1,000 calls per mode at 500/s, LATE=0, FINISH=0)
+# Env: NO_RELAY=1 runs the B2BUA signalling-only (--no-relay: no ports per call, so no caps).
 # Env: MODES ("proxy b2bua") N_PROXY (100000) N_B2BUA (95% of what ports and fds allow) RATE (1000)
 #      UACS (1) LATE (seconds to the second sample, 40) FINISH (1) RTP_PORTS (10000-60999)
 #      SIP_PORTS (61000-64999) NOFILE (200000) SIPP_BUF SB_LOG SWITCHBOARD_BIN KEEP_WORK NO_INSTALL
@@ -87,7 +88,11 @@ run_mode() {
 	local mode=$1 n=$2 k per rate_k hold_ms lim t0 t1 pause fail deadline rss0 rssn rssl c0 c1 routes="" extra=()
 	local uas_pids=() uac_pids=() uas_ports=() note=""
 	rm -rf "$WORK"/uac.*
-	if [ "$mode" = b2bua ]; then
+	if [ "$mode" = b2bua ] && [ "${NO_RELAY:-0}" = 1 ]; then
+		# Signalling-only B2BUA: no relay ports, so neither the port range nor the fd limit caps N.
+		extra=(--no-relay --rtp-timeout 0)
+		note="--no-relay;"
+	elif [ "$mode" = b2bua ]; then
 		extra=(--rtp-ports "$RTP_PORTS" --rtp-timeout 0)
 		if [ "$n" -gt "$RTP_CAP" ]; then
 			note="N capped from $n to the port range's $RTP_CAP;"
