@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod b2bua;
+pub mod calendar;
 pub mod call;
 pub mod dialog;
 pub mod driver;

@@ -5,6 +5,7 @@ use crate::serve::open_store;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use switchboard::calendar::{civil_from_days, days_from_civil};
 use switchboard::store::CallRecord;
 
 /// Options of `switchboard cdr`.
@@ -40,28 +41,6 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// `--since`: unix seconds, a UTC date and time, or an age; returns unix seconds.
 pub(crate) fn parse_since(t: &str, now: u64) -> Result<u64, String> {
     let bad = || format!("--since {t:?}: expected unix seconds, YYYY-MM-DD[THH:MM[:SS]] or an age like 15m");
@@ -83,6 +62,7 @@ pub(crate) fn parse_since(t: &str, now: u64) -> Result<u64, String> {
     let num = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
     let mut d = date.splitn(3, '-');
     let (y, m, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let (m, day) = (u32::try_from(m).map_err(|_| bad())?, u32::try_from(day).map_err(|_| bad())?);
     let time = time.trim_end_matches('Z');
     let mut h = time.splitn(3, ':');
     let (hh, mm) = (num(h.next())?, num(h.next())?);
