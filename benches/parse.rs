@@ -7,33 +7,13 @@
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, Criterion, Throughput};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use switchboard::message::Message;
 
-/// Counts every allocation made through the global allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator unchanged; the counter is a relaxed atomic increment.
-// `unsafe` is needed by the GlobalAlloc trait itself; this lives only in the benchmark binary.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/alloc.rs"]
+mod alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 const FILES: &[(&str, &str)] = &[
     ("invite", "fixtures/sip/invite.sip"),
@@ -79,11 +59,11 @@ fn report_allocations() {
         let b = load(path);
         parse_and_touch(&b);
         const N: usize = 1000;
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = alloc::allocations();
         for _ in 0..N {
             black_box(parse_and_touch(black_box(&b)));
         }
-        let per = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64;
+        let per = (alloc::allocations() - before) as f64 / N as f64;
         println!("  {name:<12} {:>5} bytes  {per:.2} allocations", b.len());
     }
 }

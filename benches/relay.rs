@@ -6,36 +6,16 @@
 //! packet (counted by a counting global allocator; expected 0).
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use switchboard::driver::FlowId;
 use switchboard::relay::{Leg, LegPorts, Relay, RelayConfig, RelayId, RemoteMedia};
 
-/// Counts every allocation made through the global allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator unchanged; the counter is a relaxed atomic increment.
-// `unsafe` is needed by the GlobalAlloc trait itself; this lives only in the benchmark binary.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/alloc.rs"]
+mod alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 const CALLS: u32 = 1_000;
 
@@ -124,13 +104,13 @@ fn bench_relay(c: &mut Criterion) {
 fn report_allocations() {
     let mut d = driver();
     const N: usize = 1_000_000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = alloc::allocations();
     let start = Instant::now();
     for _ in 0..N {
         black_box(d.step());
     }
     let elapsed = start.elapsed();
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = alloc::allocations() - before;
     println!("\n{N} packets over {CALLS} calls: {:.1} ns/packet, {allocations} heap allocations", elapsed.as_nanos() as f64 / N as f64);
     let (caller, callee) = d.relay.stats(RelayId(0)).expect("call 0 is live");
     println!("call 0: caller {} packets, {} lost; callee {} packets, {} lost", caller.packets, caller.lost, callee.packets, callee.lost);
