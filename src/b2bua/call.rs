@@ -51,6 +51,8 @@ pub(crate) struct Call {
     pub(crate) saved: bool,
     /// Every Call-ID of the call (caller leg, each fork), to forget when it is over.
     pub(crate) call_ids: Vec<Box<str>>,
+    /// When this process took the call on (the INVITE, or the restore after a restart).
+    pub(crate) started: std::time::Instant,
 }
 
 impl Call {

@@ -73,6 +73,7 @@ impl B2bua {
             recovered: false,
             saved: false,
             call_ids: vec![id.call_id.clone()],
+            started: now,
         };
         if let Some((caller_ports, callee_ports)) = media {
             self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
@@ -98,7 +99,6 @@ impl B2bua {
         }
         let no_fork = call.forks.is_empty();
         self.calls.insert(key, call);
-        self.started.insert(key, now);
         self.setup_deadlines.push(std::cmp::Reverse((now + self.config.no_answer, key)));
         self.record_put(key);
         if no_fork {
@@ -393,10 +393,10 @@ impl B2bua {
             recovered: true,
             saved: true,
             call_ids: vec![caller.call_id.clone(), callee.call_id.clone()],
+            started: now,
         };
         tracing::info!(call = %s.id, "call recovered after restart");
         self.calls.insert(key, call);
-        self.started.insert(key, now);
         true
     }
 }

@@ -148,7 +148,6 @@ pub struct B2bua {
     store_ops: VecDeque<StoreOp>,
     /// Wall-clock time of the latest input (for call records).
     wall: Duration,
-    started: HashMap<u64, Instant>,
     /// Calls in setup by the time their callee must have answered (checked lazily).
     setup_deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
 }
@@ -182,7 +181,6 @@ impl B2bua {
             next_key: 1,
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,
-            started: HashMap::new(),
             setup_deadlines: std::collections::BinaryHeap::new(),
         }
     }
@@ -340,7 +338,7 @@ impl B2bua {
                     from: c.record.from.clone(),
                     to: c.record.to.clone(),
                     phase: c.phase,
-                    age_secs: self.started.get(key).map_or(0.0, |s| now.saturating_duration_since(*s).as_secs_f64()),
+                    age_secs: now.saturating_duration_since(c.started).as_secs_f64(),
                     duration_secs: since(c.record.answered_at),
                     codec: c.record.codec.clone(),
                     recovered: c.recovered,
@@ -434,7 +432,6 @@ impl B2bua {
     /// Closes the record, frees the relay, forgets the call (its Call-IDs linger).
     fn finish(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, now: Instant) {
         let Some(mut c) = self.calls.remove(&key) else { return };
-        self.started.remove(&key);
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);
         }
