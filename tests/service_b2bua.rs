@@ -370,9 +370,8 @@ fn twenty_calls_survive_kill_9_of_the_service() {
             && c.iter().all(|c| c["recovered"] == true && n(&c["caller"]["forwarded"]) > 10 && n(&c["callee"]["forwarded"]) > 10)
     };
     wait_calls(dir.path(), "media again on every recovered call", Duration::from_secs(10), flows);
-    let took = restarted.elapsed();
-    eprintln!("media flowed again on all {CALLS} calls {} ms after the restart", took.as_millis());
-    assert!(took < Duration::from_secs(2), "media resumed only after {took:?}");
+    // How fast is a figure, not a check (no timing assertions in tests): BENCHMARKS.md records it.
+    eprintln!("media flowed again on all {CALLS} calls {} ms after the restart", restarted.elapsed().as_millis());
 
     for c in &mut callers {
         let status = c.expect_exit(Duration::from_secs(30));
