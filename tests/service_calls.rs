@@ -66,19 +66,24 @@ fn expect(rx: &mpsc::Receiver<String>, what: &str, limit: Duration) -> String {
     }
 }
 
+/// `switchboard users add USER` in `dir`, and the password in `dir/USER.pw` for the phone.
+fn add_user(dir: &Path, user: &str, pw: &str) {
+    let ok = Command::new(bin("switchboard"))
+        .args(["users", "--data"])
+        .arg(dir)
+        .args(["add", user, "--password", pw])
+        .stdout(Stdio::null())
+        .status()
+        .expect("users add");
+    assert!(ok.success());
+    std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
+}
+
 /// A service with users alice and bob (passwords in files), on a fresh data directory, in `mode`
 /// (`b2bua` or `proxy`).
 fn service(dir: &Path, mode: &str) -> (Guard, u16) {
     for (user, pw) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
-        let ok = Command::new(bin("switchboard"))
-            .args(["users", "--data"])
-            .arg(dir)
-            .args(["add", user, "--password", pw])
-            .stdout(Stdio::null())
-            .status()
-            .expect("users add");
-        assert!(ok.success());
-        std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
+        add_user(dir, user, pw);
     }
     let mut svc = Command::new(bin("switchboard"))
         .args(["serve", "--mode", mode, "--listen", "127.0.0.1:0", "--rtp-ports", "55000-55499", "--data"])
@@ -212,16 +217,7 @@ fn a_call_forks_to_both_phones_and_the_other_one_is_cancelled() {
 fn an_expired_nonce_gets_stale_and_the_softphone_re_authenticates_by_itself() {
     let _serial = serial();
     let dir = tmpdir("svc-stale");
-    let (user, pw) = ("bob", "bob-secret");
-    let ok = Command::new(bin("switchboard"))
-        .args(["users", "--data"])
-        .arg(&dir)
-        .args(["add", user, "--password", pw])
-        .stdout(Stdio::null())
-        .status()
-        .expect("users add");
-    assert!(ok.success());
-    std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
+    add_user(&dir, "bob", "bob-secret");
     // Nonces live 10 s; bob registers for 24 s and so refreshes after 12 s with a stale nonce.
     let cfg = dir.join("switchboard.toml");
     std::fs::write(&cfg, "nonce_lifetime_secs = 10\nmin_expires = 10\n").expect("config");
