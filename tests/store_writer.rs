@@ -160,6 +160,23 @@ fn writer_batches_what_queues_during_a_commit() {
 }
 
 #[test]
+fn group_commit_puts_ops_queued_within_the_window_in_one_transaction() {
+    let dir = TempDir::new("group");
+    // A window far longer than 500 enqueues take, so the figure does not depend on scheduling.
+    let config = WriterConfig { group_commit: Duration::from_millis(500), ..WriterConfig::default() };
+    let writer = StoreWriter::spawn(Box::new(SqliteStore::open(&dir.0).unwrap()), config).unwrap();
+    let started = Instant::now();
+    for i in 0..500 {
+        writer.put_binding(binding("sip:group@example.com", i)).unwrap();
+    }
+    let enqueued_in = started.elapsed();
+    writer.flush().unwrap();
+    let stats = writer.stats();
+    println!("500 ops enqueued in {enqueued_in:?}; {stats:?}");
+    assert_eq!((stats.batches, stats.ops_committed), (1, 500), "{stats:?}");
+}
+
+#[test]
 fn writer_applies_every_op_kind_in_order() {
     let memory = MemoryStore::new();
     let writer = StoreWriter::spawn(Box::new(memory.clone()), WriterConfig::default()).unwrap();

@@ -30,7 +30,8 @@
 //! - **`kill -9`, a panic elsewhere, an OOM kill**: the ops not yet committed are lost, that is the
 //!   batch being written plus whatever queued behind it. On a healthy disk that is the last few
 //!   milliseconds of writes; [`WriterStats::max_queue_delay`] reports the worst wait seen from enqueue
-//!   to commit, which is exactly the loss window. A slow or stalled disk widens it: the queue is
+//!   to commit, which is exactly the loss window; it includes the group-commit window
+//!   ([`WriterConfig::group_commit`], 10 ms by default). A slow or stalled disk widens it: the queue is
 //!   unbounded so signalling never waits, and [`WriterStats::pending`] shows the backlog. Every
 //!   committed batch survives (it is in the WAL, which the OS keeps after the process dies), and no
 //!   batch is ever half applied.
