@@ -191,10 +191,16 @@ impl Message {
     /// follow it), e.g. `;received=192.0.2.1;rport=5060` (RFC 3261 §18.2.1, RFC 3581 §4). One copy of
     /// the buffer; the header table is shifted, not re-parsed.
     pub fn append_to_top_via(&self, text: &str) -> Message {
-        let Some(idx) = self.headers.iter().position(|h| h.name == HeaderName::Via) else {
-            return self.clone();
-        };
-        let h = self.headers[idx];
+        match self.top_via_end() {
+            Some(end) => self.splice(&[(end, text.as_bytes())]),
+            None => self.clone(),
+        }
+    }
+
+    /// Buffer offset just after the first value of the first Via header (before a `,` that starts
+    /// the next value, and before trailing white space); `None` without a Via.
+    pub(crate) fn top_via_end(&self) -> Option<usize> {
+        let h = self.headers.iter().find(|h| h.name == HeaderName::Via)?;
         let value = h.value.of(&self.buf);
         // End of the first element: the first ',' outside quotes, else the end of the value.
         let mut end = value.len();
@@ -212,25 +218,40 @@ impl Message {
         while end > 0 && matches!(value[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
             end -= 1;
         }
-        self.splice(h.value.start as usize + end, text.as_bytes())
+        Some(h.value.start as usize + end)
     }
 
-    /// Inserts `bytes` at buffer offset `at` (inside or at the end of a header value) and shifts every
-    /// span that lies after it.
-    fn splice(&self, at: usize, bytes: &[u8]) -> Message {
-        let mut buf = BytesMut::with_capacity(self.buf.len() + bytes.len());
-        buf.put_slice(&self.buf[..at]);
-        buf.put_slice(bytes);
-        buf.put_slice(&self.buf[at..]);
-        let n = bytes.len() as u32;
-        let at = at as u32;
-        let shift =
-            |s: Span| Span { start: if s.start >= at { s.start + n } else { s.start }, end: if s.end >= at { s.end + n } else { s.end } };
+    /// Where `part`, a slice of this message's text (as handed out by the typed accessors, which
+    /// borrow from the buffer), starts in the buffer; `None` if it is not borrowed from it.
+    pub(crate) fn offset_of(&self, part: &str) -> Option<usize> {
+        let base = self.buf.as_ptr() as usize;
+        let at = (part.as_ptr() as usize).checked_sub(base)?;
+        (at + part.len() <= self.buf.len()).then_some(at)
+    }
+
+    /// Inserts each `(at, bytes)` at buffer offset `at` (inside or at the end of a header value;
+    /// offsets ascending, several at one offset go in the order given) and shifts every span that
+    /// lies after it. One copy of the buffer, however many inserts.
+    pub(crate) fn splice(&self, edits: &[(usize, &[u8])]) -> Message {
+        let added: usize = edits.iter().map(|(_, b)| b.len()).sum();
+        let mut buf = BytesMut::with_capacity(self.buf.len() + added);
+        let mut from = 0;
+        for &(at, bytes) in edits {
+            let at = at.clamp(from, self.buf.len());
+            buf.put_slice(&self.buf[from..at]);
+            buf.put_slice(bytes);
+            from = at;
+        }
+        buf.put_slice(&self.buf[from..]);
+        // How far an offset moves: the length of every insert at or before it.
+        let moved = |x: u32| -> u32 { edits.iter().filter(|(at, _)| *at as u32 <= x).map(|(_, b)| b.len() as u32).sum() };
+        let shift = |s: Span| Span { start: s.start + moved(s.start), end: s.end + moved(s.end) };
         let start = match &self.start {
             StartLine::Request { method, uri } => StartLine::Request { method: method.clone(), uri: shift(*uri) },
             StartLine::Response { code, reason } => StartLine::Response { code: *code, reason: shift(*reason) },
         };
         let headers = self.headers.iter().map(|h| Header { name: h.name, name_span: shift(h.name_span), value: shift(h.value) }).collect();
+        let n = added as u32;
         let body = Span { start: self.body.start + n, end: self.body.end + n };
         // The same lines in the same order, so the same index.
         Message { buf: buf.freeze(), start, headers, body, content_length: self.content_length, index: self.index }

@@ -56,30 +56,38 @@ pub fn classify(d: &[u8]) -> DatagramKind {
 /// empty `rport` with the source port (RFC 3581 §4) in the top Via of a request (or of the copy of
 /// its Via in a stateless answer to an unparsable request). Returns the message
 /// unchanged when nothing is needed.
+///
+/// Both go into the received bytes in place (one copy of the datagram, every other header left
+/// as it came): phones that ask for `rport` send it on every request, so this is on the hot path.
 pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
     let Ok(via) = msg.via() else { return msg.clone() };
+    let empty_rport = via.params.iter().find(|(n, v)| v.is_none() && n.eq_ignore_ascii_case("rport")).map(|(n, _)| n);
     let wants_rport = via.rport() == Some(None);
     let sent_by_is_src = match via.host {
         Host::Domain(_) => false,
         host => host.ip() == Some(src.ip()),
     };
-    let mut extra = String::new();
+    let mut received = String::new();
     if (!sent_by_is_src || wants_rport) && via.received().is_none() {
-        extra.push_str(";received=");
-        extra.push_str(&src.ip().to_string());
+        use std::fmt::Write;
+        let _ = write!(received, ";received={}", src.ip());
     }
-    if wants_rport {
+    let port = match (wants_rport, empty_rport.and_then(|n| msg.offset_of(n))) {
         // RFC 3581 §4: the empty `rport` gets the source port as its value, in place.
-        return with_top_via(msg, &rport_filled(&via, src, &extra));
-    }
-    if extra.is_empty() {
-        msg.clone()
-    } else {
-        msg.append_to_top_via(&extra)
+        (true, Some(at)) => Some((at + "rport".len(), format!("={}", src.port()))),
+        (true, None) => return with_top_via(msg, &rport_filled(&via, src, &received)),
+        (false, _) => None,
+    };
+    let via_end = msg.top_via_end();
+    match (port, via_end) {
+        (None, _) if received.is_empty() => msg.clone(),
+        (None, _) => msg.append_to_top_via(&received),
+        (Some((at, value)), Some(end)) if at <= end => msg.splice(&[(at, value.as_bytes()), (end, received.as_bytes())]),
+        _ => with_top_via(msg, &rport_filled(&via, src, &received)),
     }
 }
 
-/// The top Via value with `rport` set to the source port and `extra` (a `;received=`) appended.
+/// The slow path, for a Via whose text is not where the parser says: the top Via value with `rport` set to the source port and `extra` (a `;received=`) appended.
 fn rport_filled(via: &crate::message::Via<'_>, src: SocketAddr, extra: &str) -> String {
     let mut v = format!("{}/{}/{} {}", via.protocol, via.version, via.transport, via.host);
     if let Some(p) = via.port {
@@ -180,6 +188,34 @@ mod tests {
         // No port at all: 5060.
         let m3 = stamp_received(&req("SIP/2.0/UDP example.com;branch=z9hG4bKa"), src);
         assert_eq!(response_destination(&m3), Some("192.0.2.9:5060".parse().unwrap()));
+    }
+
+    #[test]
+    fn rport_and_received_go_into_the_bytes_in_place() {
+        let src: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        let cases = [
+            ("SIP/2.0/UDP h.example.com;branch=z9hG4bKa;rport", "SIP/2.0/UDP h.example.com;branch=z9hG4bKa;rport=40000;received=192.0.2.9"),
+            ("SIP/2.0/UDP h;rport;branch=z9hG4bKa", "SIP/2.0/UDP h;rport=40000;branch=z9hG4bKa;received=192.0.2.9"),
+            (
+                "SIP/2.0/UDP 192.0.2.9:5070;RPORT ;branch=z9hG4bKa",
+                "SIP/2.0/UDP 192.0.2.9:5070;RPORT=40000 ;branch=z9hG4bKa;received=192.0.2.9",
+            ),
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bKa;rport , SIP/2.0/UDP o;branch=z9hG4bKb",
+                "SIP/2.0/UDP h;branch=z9hG4bKa;rport=40000;received=192.0.2.9 , SIP/2.0/UDP o;branch=z9hG4bKb",
+            ),
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bKa;rport;received=198.51.100.1",
+                "SIP/2.0/UDP h;branch=z9hG4bKa;rport=40000;received=198.51.100.1",
+            ),
+            ("SIP/2.0/UDP h;branch=z9hG4bKa", "SIP/2.0/UDP h;branch=z9hG4bKa;received=192.0.2.9"),
+        ];
+        for (via, want) in cases {
+            let m = stamp_received(&req(via), src);
+            assert_eq!(m, req(want), "{via}");
+            assert_eq!(m.as_bytes(), req(want).as_bytes(), "{via}: every other byte as received");
+            m.validate().unwrap();
+        }
     }
 
     #[test]
