@@ -4,10 +4,10 @@
 //! earliest of them. Media sockets each have a small reader task that forwards datagrams to the
 //! driver; sending is a non-blocking `try_send_to` from the driver task.
 
+use crate::collections::HashMap;
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::transport::udp::UdpTransport;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -186,7 +186,7 @@ async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint
 pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endpoint, mut app: A, shutdown: impl Future<Output = ()>) -> A {
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel(1024);
-    let mut media = MediaSockets { sockets: HashMap::new(), next: 0, tx, send_drops: 0, cursor: 0 };
+    let mut media = MediaSockets { sockets: HashMap::default(), next: 0, tx, send_drops: 0, cursor: 0 };
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());

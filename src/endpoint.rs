@@ -14,11 +14,12 @@
 //! as `respond` / `send_request`), then drain `poll_transmit` and `poll_event` until both are empty,
 //! then sleep until `poll_timeout`. Every input takes `now`; nothing here reads a clock or a socket.
 
+use crate::collections::HashMap;
 use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
 use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, Transactions};
 use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -158,8 +159,8 @@ impl Endpoint {
         Endpoint {
             config,
             transactions,
-            peers: HashMap::new(),
-            to_tags: HashMap::new(),
+            peers: HashMap::default(),
+            to_tags: HashMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),

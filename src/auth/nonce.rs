@@ -7,9 +7,9 @@
 //! to 128 bits. Checking a nonce needs no memory and works across a restart, as long as the secret
 //! stays the same.
 
+use crate::collections::HashMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::time::Duration;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -164,7 +164,7 @@ pub(crate) enum CountCheck {
 
 impl NonceCounts {
     pub(crate) fn new(max: usize) -> NonceCounts {
-        NonceCounts { seen: HashMap::new(), floor_secs: None, max: max.max(1) }
+        NonceCounts { seen: HashMap::default(), floor_secs: None, max: max.max(1) }
     }
 
     /// Records `nc` for nonce `id` if it is above the highest count seen (a no-qop request counts

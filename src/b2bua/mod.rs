@@ -26,6 +26,7 @@ pub mod sdp;
 
 pub use call::Phase;
 
+use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, Dialogs};
 use crate::driver::{FlowId, Io};
 use crate::endpoint::EndpointEvent;
@@ -38,7 +39,7 @@ use crate::ua::core::{UaCore, UaEvent};
 use bytes::Bytes;
 use call::Call;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
@@ -174,10 +175,10 @@ impl B2bua {
             relay: Relay::new(config.relay),
             port_cursor: *config.rtp_ports.start(),
             config,
-            calls: HashMap::new(),
-            by_call_id: HashMap::new(),
+            calls: HashMap::default(),
+            by_call_id: HashMap::default(),
             linger: VecDeque::new(),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             next_key: 1,
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,

@@ -16,10 +16,11 @@
 //! Workers share only the atomic counters of [`Shared`]; latencies and failure reasons stay local
 //! and are returned in [`WorkerResult`] when the driver ends.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard::collections::HashMap;
 use switchboard::dialog::{CallParams, DialogId, EndReason, Event as DialogEvent};
 use switchboard::driver::{Application, Io};
 use switchboard::endpoint::EndpointEvent;
@@ -119,7 +120,7 @@ impl LoadWorker {
             plan,
             shared,
             ua,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             hangups: VecDeque::new(),
             bye_deadlines: VecDeque::new(),
             stopping: false,

@@ -2,8 +2,8 @@
 //! e.g. through a forking proxy whose branches converge. The copies share From tag, Call-ID and
 //! CSeq but carry different top Via branches; the second copy gets `482 Loop Detected`.
 
+use crate::collections::HashMap;
 use crate::message::{HeaderName, Message, Method};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Remembers requests without a To tag for a while and flags a copy that came by another branch.
@@ -35,7 +35,7 @@ impl MergeDetector {
     /// Remembers each request for `window`; 64*T1 (32 s) covers every retransmission of a request
     /// (the lifetime of a server transaction, §17.2).
     pub fn new(window: Duration) -> MergeDetector {
-        MergeDetector { window, seen: HashMap::new(), next_sweep: None }
+        MergeDetector { window, seen: HashMap::default(), next_sweep: None }
     }
 
     /// Checks `req`: `Some(482)` when a request with the same From tag, Call-ID and CSeq arrived

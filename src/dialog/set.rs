@@ -8,9 +8,10 @@ use super::session::{self, SessionTimer};
 use super::state::{Dialog, DialogState, Outgoing, Purpose, Role};
 use super::timer::{DialogTimer, TimerHeap};
 use super::{DialogConfig, EndReason, Event, RefreshMethod};
+use crate::collections::HashMap;
 use crate::message::{HeaderName, Message, MessageBuilder, Method};
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What [`Dialogs::invite`] needs to start a call.
@@ -94,9 +95,9 @@ impl Dialogs {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
-            invites: HashMap::new(),
-            uas_invites: HashMap::new(),
+            index: HashMap::default(),
+            invites: HashMap::default(),
+            uas_invites: HashMap::default(),
             timers: TimerHeap::default(),
             merge,
             transmits: VecDeque::new(),

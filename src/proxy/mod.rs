@@ -15,13 +15,13 @@
 
 pub mod forward;
 
+use crate::collections::HashMap;
 use crate::dialog::IdGen;
 use crate::endpoint::Endpoint;
 use crate::message::{Message, Method};
 use crate::transaction::TransactionId;
 use crate::transport::response_destination;
 use forward::{forward_request, is_us, strip_top_via, ForwardSpec};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -109,7 +109,7 @@ impl Proxy {
     /// A proxy with no transactions yet.
     pub fn new(config: ProxyConfig) -> Proxy {
         let ids = IdGen::new(config.seed);
-        Proxy { config, ids, contexts: HashMap::new(), branch_of: HashMap::new(), stats: ProxyStats::default() }
+        Proxy { config, ids, contexts: HashMap::default(), branch_of: HashMap::default(), stats: ProxyStats::default() }
     }
 
     /// The counters.

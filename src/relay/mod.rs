@@ -39,10 +39,10 @@ mod classify;
 mod leg;
 mod timer;
 
+use crate::collections::HashMap;
 use crate::driver::FlowId;
 use classify::{classify, Kind, Port};
 use leg::{LegState, RTCP_RELATCH_IDLE, RTP_RELATCH_IDLE};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use timer::{Entry, Timers};
@@ -227,8 +227,8 @@ impl Relay {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
-            flows: HashMap::new(),
+            by_id: HashMap::default(),
+            flows: HashMap::default(),
             timers: Timers::default(),
             next_incarnation: 0,
         }

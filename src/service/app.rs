@@ -12,6 +12,7 @@
 
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall};
+use crate::collections::HashMap;
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
@@ -22,7 +23,6 @@ use crate::store::{BindingRecord, CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -116,7 +116,7 @@ impl Service {
             wall: Duration::ZERO,
             last_now: None,
             stopping: false,
-            proxied: HashMap::new(),
+            proxied: HashMap::default(),
         }
     }
 

@@ -17,9 +17,10 @@
 //! A terminated machine is removed as soon as its output has been moved to the shared queues.
 
 use super::{ClientInvite, ClientNonInvite, Config, Error, Event, ServerInvite, ServerNonInvite, TransactionKey, TransactionState};
+use crate::collections::HashMap;
 use crate::message::{Message, Method};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
 /// A handle on one transaction in [`Transactions`]. Ids of terminated transactions are never
@@ -159,7 +160,7 @@ impl Transactions {
     pub fn new(config: Config) -> Transactions {
         Transactions {
             config,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,

@@ -14,12 +14,13 @@
 //! Inbound, requests and responses that belong to dialogs go to [`Dialogs`]; everything else is
 //! handed to the application as [`UaEvent::Endpoint`].
 
+use crate::collections::HashMap;
 use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
 use crate::transaction::TransactionId;
 use crate::transport::response_destination;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -88,14 +89,14 @@ impl UaCore {
     pub fn new(dialogs: Dialogs, default_peer: Option<SocketAddr>) -> UaCore {
         UaCore {
             dialogs,
-            server_tx: HashMap::new(),
-            server_keys: HashMap::new(),
-            client_req: HashMap::new(),
-            awaiting_final: HashMap::new(),
-            peers: HashMap::new(),
+            server_tx: HashMap::default(),
+            server_keys: HashMap::default(),
+            client_req: HashMap::default(),
+            awaiting_final: HashMap::default(),
+            peers: HashMap::default(),
             default_peer,
             outbound: None,
-            pinned: HashMap::new(),
+            pinned: HashMap::default(),
             events: VecDeque::new(),
         }
     }

@@ -7,11 +7,11 @@
 use super::core::{UaCore, UaEvent};
 use super::media::{CallKey, CallMedia, CallMediaConfig};
 use crate::call::{MediaEvent, Source};
+use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, DialogId, Dialogs, Event as DialogEvent};
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{EndpointEvent, ALLOW};
 use crate::message::{HeaderName, Message, Method, Uri};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,7 @@ impl EchoUas {
             media: CallMedia::new(config.media.clone()),
             config,
             ua: UaCore::new(Dialogs::new(dialog_config), None),
-            ringing: HashMap::new(),
+            ringing: HashMap::default(),
             stopping: false,
             last_now: None,
             answered: 0,

@@ -7,11 +7,11 @@
 //! ends, which frees the ports and returns the figures and the recording.
 
 use crate::call::{self, Channel, MediaConfig, MediaEvent, MediaPrefs, MediaSession, MediaSummary, Negotiated, NegotiationError, Source};
+use crate::collections::HashMap;
 use crate::dialog::DialogId;
 use crate::driver::{FlowId, Io};
 use crate::sdp::{Direction, SessionDescription};
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Instant;
@@ -85,7 +85,7 @@ impl CallMedia {
     /// No calls yet.
     pub fn new(config: CallMediaConfig) -> CallMedia {
         let seq = config.session.seed;
-        CallMedia { config, calls: HashMap::new(), flows: HashMap::new(), seq }
+        CallMedia { config, calls: HashMap::default(), flows: HashMap::default(), seq }
     }
 
     /// The settings.

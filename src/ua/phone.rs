@@ -10,6 +10,7 @@ use super::core::{UaCore, UaEvent};
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
 use super::register::{RegState, RegisterConfig, Registration};
 use crate::call::{MediaEvent, Source};
+use crate::collections::HashMap;
 use crate::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::EndpointEvent;
@@ -17,7 +18,6 @@ use crate::media::tone::ToneGenerator;
 use crate::message::{Message, Method};
 use crate::sdp::Direction;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -176,7 +176,7 @@ impl Phone {
             ua,
             registration,
             media,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             reports: Vec::new(),
             digits: Vec::new(),
             stopping: false,
