@@ -76,8 +76,9 @@ echo "# uac: sipp -sf fixtures/sipp/uac_rr.xml -s 1234 -d 0 ADDR -r RATE -m CALL
 ROWS=()
 for t in $TARGETS; do
 	case "$t" in
-	b2bua | proxy | kamailio) bench_target "$t" && ROWS+=("$t") ;;
+	b2bua | proxy | kamailio) ROWS+=("$t") ;;
 	*) die "unknown target $t (b2bua, proxy, kamailio)" ;;
 	esac
 done
+bench_rounds "${ROWS[@]}"
 print_table cps "${ROWS[@]}"

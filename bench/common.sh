@@ -17,6 +17,8 @@
 #   START STEP MAX     the ascending sweep; each step runs max(MIN_CALLS, SUSTAIN_S x rate) calls
 #   MIN_CALLS SUSTAIN_S
 #   SWEEP=0            skip the sweep (fixed phase only)
+#   REPS               rounds of the whole measurement (default 1); the table shows the median of
+#                      each column over the rounds, every round is printed as a ROUND line
 #   SIP_PORTS          range the SIP ports of servers and sipp are picked from (20000-49999)
 #   SIPP_BUF           sipp socket buffers (default 4 MiB; the kernel caps it at rmem_max)
 #   SB_LOG             RUST_LOG of the service (default warn: errors-only, as Kamailio's debug=-1)
@@ -366,13 +368,52 @@ bench_target() {
 	echo "SWEEP target=$name max_pass=${R_MAX[$name]}$note"
 }
 
+# median_of VALUE...: the middle of the numeric values (the lower middle for an even count), NA if none.
+median_of() {
+	printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]; else print "NA"}'
+}
+
+# bench_rounds NAME...: REPS rounds (default 1), each running bench_target for every NAME in turn,
+# interleaved so that drift in the machine's load hits every target alike. Each round is printed
+# as a ROUND line; afterwards the R_* tables hold the median over the rounds, per target and per
+# column (the fixed phase counts as passed only if it passed in every round).
+bench_rounds() {
+	local rep n col v vals
+	local -A seen=()
+	for rep in $(seq "${REPS:-1}"); do
+		for n in "$@"; do
+			echo "# round $rep of ${REPS:-1}: $n, $(date -u +%T), load average $(cut -d" " -f1-3 /proc/loadavg)"
+			bench_target "$n"
+			for col in R_MAX R_FIX_CPU R_MAX_CPU R_MEM R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK; do
+				local -n arr=$col
+				seen[$col,$n,$rep]=${arr[$n]}
+			done
+			echo "ROUND $rep target=$n max=${R_MAX[$n]} cpu10k_fix=${R_FIX_CPU[$n]} cpu10k_max=${R_MAX_CPU[$n]} mem_mb=${R_MEM[$n]} p50_p99_fix=${R_FIX_P50[$n]}/${R_FIX_P99[$n]} p50_p99_max=${R_MAX_P50[$n]}/${R_MAX_P99[$n]} fixed_pass=${R_FIX_OK[$n]}"
+		done
+	done
+	for n in "$@"; do
+		for col in R_MAX R_FIX_CPU R_MAX_CPU R_MEM R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK; do
+			vals=()
+			for rep in $(seq "${REPS:-1}"); do vals+=("${seen[$col,$n,$rep]}"); done
+			local -n arr=$col
+			if [ "$col" = R_FIX_OK ]; then
+				v=1
+				for rep in "${vals[@]}"; do [ "$rep" = 1 ] || v=0; done
+			else
+				v=$(median_of "${vals[@]}")
+			fi
+			arr[$n]=$v
+		done
+	done
+}
+
 # print_table UNIT NAME... : one row per target, then the ratio of the first to each of the others.
 print_table() {
 	local unit=$1 n a b
 	shift
 	echo
 	echo "== $TITLE =="
-	echo "# $(date -u +%F), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average now $(cut -d" " -f1-3 /proc/loadavg) (at start $LOAD_AT_START); QUICK=${QUICK:-0}; fixed $FIXED_RATE $unit x $FIXED_CALLS; sweep ${START:-NA}..${MAX:-NA} step ${STEP:-NA} (>= max($MIN_CALLS, ${SUSTAIN_S}s) per step)"
+	echo "# $(date -u +%F), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average now $(cut -d" " -f1-3 /proc/loadavg) (at start $LOAD_AT_START); QUICK=${QUICK:-0}; median of REPS=${REPS:-1} rounds; fixed $FIXED_RATE $unit x $FIXED_CALLS; sweep ${START:-NA}..${MAX:-NA} step ${STEP:-NA} (>= max($MIN_CALLS, ${SUSTAIN_S}s) per step)"
 	printf '%-28s %12s %11s %11s %20s %12s %12s\n' target "max $unit" "cpu/10k@fix" "cpu/10k@max" "memory MB" "p50/p99@fix" "p50/p99@max"
 	for n in "$@"; do
 		printf '%-28s %12s %11s %11s %20s %12s %12s\n' "$n" "${R_MAX[$n]}" "${R_FIX_CPU[$n]}$([ "${R_FIX_OK[$n]}" = 1 ] || echo '!')" \

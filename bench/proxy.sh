@@ -55,9 +55,9 @@ echo "# uac: sipp -sf fixtures/sipp/uac_rr.xml -s 1234 -d 0 ADDR -r RATE -m CALL
 ROWS=()
 for t in $TARGETS; do
 	case "$t" in
-	switchboard) bench_target switchboard && ROWS+=(switchboard) ;;
-	kamailio) bench_target kamailio && ROWS+=(kamailio) ;;
+	switchboard | kamailio) ROWS+=("$t") ;;
 	*) die "unknown target $t (switchboard, kamailio)" ;;
 	esac
 done
+bench_rounds "${ROWS[@]}"
 print_table cps "${ROWS[@]}"

@@ -61,6 +61,5 @@ t_stop_sipp_uas() {
 echo "# uas: $SB_VERSION, $(sipp_version), $(nproc) CPUs, $(date -u +%FT%TZ)"
 echo "# switchboard: RUST_LOG=${SB_LOG:-warn} switchboard serve --no-auth --data DIR --listen 127.0.0.1:PORT --rtp-ports $RTP_PORTS"
 echo "# uac: sipp -sn uac [-s echo] -d 0 ADDR -i 127.0.0.1 -p PORT -nostdin -buff_size $SIPP_BUF -r RATE -m CALLS -trace_rtt -rtt_freq 1 -trace_stat"
-bench_target switchboard
-bench_target sipp_uas
+bench_rounds switchboard sipp_uas
 print_table cps switchboard sipp_uas
