@@ -23,8 +23,10 @@
 # Env: FIXED_RATE FIXED_CALLS START STEP MAX MIN_CALLS SUSTAIN_S SWEEP SIPP_BUF SB_LOG
 #      SWITCHBOARD_BIN KEEP_WORK NO_INSTALL (bench/common.sh); KAM_CHILDREN KAM_SHM KAM_PKG KAM_MM
 #      (as bench/proxy.sh); RTP_PORTS (relay ports, 50000-59999: outside the 20000-49999 the
-#      scripts pick SIP ports from); TARGETS ("b2bua proxy kamailio", b2bua first: the ratios
-#      are b2bua/each other)
+#      scripts pick SIP ports from); TARGETS ("b2bua proxy kamailio", the first is the one the
+#      ratios divide: first/each other). Target b2bua_sig is the B2BUA with --no-relay (signalling
+#      only: SDP passes through, no ports bound), the configuration issue 7's target 3 is about:
+#      TARGETS="b2bua_sig b2bua proxy" gives the ratio to the proxy in one run.
 . "$(dirname "$0")/common.sh"
 
 : "${START:=1000}" "${STEP:=1000}" "${MAX:=20000}" "${RTP_PORTS:=50000-59999}"
@@ -44,6 +46,11 @@ t_start_b2bua() {
 	start_sb_routed "$1" b2bua "*=$UAS_PORT" --rtp-ports "$RTP_PORTS" || return 1
 	SRV_PIDS=$SB_PID SRV_ADDR=127.0.0.1:$SB_PORT UAC_ARGS=("${UAC_COMMON[@]}")
 }
+t_start_b2bua_sig() {
+	start_uas "$1" || return 1
+	start_sb_routed "$1" b2bua "*=$UAS_PORT" --no-relay || return 1
+	SRV_PIDS=$SB_PID SRV_ADDR=127.0.0.1:$SB_PORT UAC_ARGS=("${UAC_COMMON[@]}")
+}
 t_start_proxy() {
 	start_uas "$1" || return 1
 	start_sb_routed "$1" proxy "*=$UAS_PORT" || return 1
@@ -51,6 +58,8 @@ t_start_proxy() {
 }
 t_mem_b2bua() { MEM_MB=$(fdiv "$(proc_kb "$SB_PID" VmHWM)" 1024) MEM_WHAT=VmHWM; }
 t_mem_proxy() { t_mem_b2bua; }
+t_mem_b2bua_sig() { t_mem_b2bua; }
+t_stop_b2bua_sig() { t_stop_b2bua "$1"; }
 t_stop_proxy() {
 	stop_sb
 	stop_uas "$1"
@@ -69,15 +78,15 @@ t_stop_b2bua() {
 
 echo "# b2bua: $SB_VERSION, $(kamailio_version 2>/dev/null), $(sipp_version), $(nproc) CPUs, $(date -u +%FT%TZ), load average $LOAD_AT_START"
 echo "# b2bua: RUST_LOG=${SB_LOG:-warn} switchboard serve --no-auth --mode b2bua --rtp-ports $RTP_PORTS --config CFG --data DIR --listen 127.0.0.1:PORT; CFG: [[route]] user=\"*\" target=\"sip:127.0.0.1:UAS\""
-echo "# proxy: the same with --mode proxy (no --rtp-ports)"
+echo "# b2bua_sig: the same with --no-relay instead of --rtp-ports; proxy: the same with --mode proxy (no --rtp-ports)"
 echo "# kamailio: kamailio -f bench/kamailio-proxy.cfg -l udp:127.0.0.1:PORT -A UAS_ADDR=... -DD -E -n $KAM_CHILDREN -m $KAM_SHM -M $KAM_PKG ${KAM_MM:+-x $KAM_MM -X $KAM_MM}"
 echo "# uac: sipp -sf fixtures/sipp/uac_rr.xml -s 1234 -d 0 ADDR -r RATE -m CALLS -buff_size $SIPP_BUF -trace_rtt -rtt_freq 1; uas: sipp -sf fixtures/sipp/uas_rr.xml"
 [[ " $TARGETS " == *" kamailio "* ]] && kamailio_check
 ROWS=()
 for t in $TARGETS; do
 	case "$t" in
-	b2bua | proxy | kamailio) ROWS+=("$t") ;;
-	*) die "unknown target $t (b2bua, proxy, kamailio)" ;;
+	b2bua | b2bua_sig | proxy | kamailio) ROWS+=("$t") ;;
+	*) die "unknown target $t (b2bua, b2bua_sig, proxy, kamailio)" ;;
 	esac
 done
 bench_rounds "${ROWS[@]}"
