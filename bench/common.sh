@@ -187,6 +187,15 @@ cpu_ticks() {
 	done
 	echo "$s"
 }
+# Sum of stime alone (the kernel's share: system calls, packet delivery, scheduling).
+sys_ticks() {
+	local s=0 p t
+	for p in "$@"; do
+		t=$(awk '{print $15}' "/proc/$p/stat" 2>/dev/null) || t=0
+		s=$((s + ${t:-0}))
+	done
+	echo "$s"
+}
 ticks_to_s() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN{printf "%.3f", t/h}'; }
 # /proc/PID/status field in kB (VmRSS, VmHWM)
 proc_kb() { awk -v f="$2:" '$1==f{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -308,7 +317,7 @@ sipp_version() { "$SIPP" -v 2>/dev/null | grep -o 'SIPp v[^ -]*' | head -1; }
 #   t_mem_NAME       after the load, before stopping: set MEM_MB (peak memory figure) and MEM_WHAT
 #   t_stop_NAME TAG  stop everything it started; set PEER_FAIL (failed calls at the UAS, 0 if none)
 
-declare -A R_MAX R_FIX_CPU R_MAX_CPU R_MEM R_MEMWHAT R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK R_FIX_CPS
+declare -A R_FIX_SYS R_MAX R_FIX_CPU R_MAX_CPU R_MEM R_MEMWHAT R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK R_FIX_CPS
 PHASE=""
 
 # run_one NAME RATE CALLS: one bounded run; sets PASS and LAST_* and prints a RESULT line.
@@ -323,11 +332,11 @@ run_one() {
 	fi
 	pick_port lport
 	# shellcheck disable=SC2086
-	c0=$(cpu_ticks $SRV_PIDS)
+	c0=$(cpu_ticks $SRV_PIDS) k0=$(sys_ticks $SRV_PIDS)
 	e0=$(udp_rcvbuf_errors)
 	run_uac "$tag" "$rate" "$calls" "$lport" "$SRV_ADDR" "${UAC_ARGS[@]}"
 	# shellcheck disable=SC2086
-	c1=$(cpu_ticks $SRV_PIDS)
+	c1=$(cpu_ticks $SRV_PIDS) k1=$(sys_ticks $SRV_PIDS)
 	e1=$(udp_rcvbuf_errors)
 	SRV_DROPS=$(udp_port_drops "${SRV_ADDR##*:}")
 	"t_mem_$name"
@@ -336,10 +345,11 @@ run_one() {
 	judge "$rate" "$calls"
 	[ "${PEER_FAIL:-0}" = 0 ] || PASS=0
 	LAST_CPU10K=$(fdiv "$cpu" "$(fdiv "$calls" 10000)")
+	LAST_SYS10K=$(fdiv "$(ticks_to_s $((k1 - k0)))" "$(fdiv "$calls" 10000)")
 	LAST_CPS=$UAC_CPS LAST_P50=$UAC_P50 LAST_P99=$UAC_P99 LAST_MEM=$MEM_MB LAST_MEMWHAT=$MEM_WHAT
 	echo "RESULT target=$name phase=$PHASE rate=$rate calls=$calls ok=$UAC_OK failed=$UAC_FAIL peer_failed=$PEER_FAIL" \
 		"achieved=$UAC_CPS wall_s=$UAC_WALL retrans=$UAC_RETRANS rcvbuf_errors=$((e1 - e0)) server_socket_drops=$SRV_DROPS" \
-		"server_cpu_s=$cpu server_cpu_per10k=$LAST_CPU10K core_util=$(fdiv "$cpu" "$UAC_WALL") uac_cpu_s=$UAC_CPU" \
+		"server_cpu_s=$cpu server_cpu_per10k=$LAST_CPU10K server_sys_per10k=$LAST_SYS10K core_util=$(fdiv "$cpu" "$UAC_WALL") uac_cpu_s=$UAC_CPU" \
 		"mem_mb=$MEM_MB($MEM_WHAT) p50_ms=$UAC_P50 p99_ms=$UAC_P99 pass=$PASS"
 }
 
@@ -349,7 +359,7 @@ bench_target() {
 	local name=$1 r
 	PHASE=fixed
 	run_one "$name" "$FIXED_RATE" "$FIXED_CALLS"
-	R_FIX_OK[$name]=$PASS R_FIX_CPU[$name]=$LAST_CPU10K R_FIX_P50[$name]=$LAST_P50 R_FIX_P99[$name]=$LAST_P99
+	R_FIX_OK[$name]=$PASS R_FIX_CPU[$name]=$LAST_CPU10K R_FIX_SYS[$name]=$LAST_SYS10K R_FIX_P50[$name]=$LAST_P50 R_FIX_P99[$name]=$LAST_P99
 	R_FIX_CPS[$name]=$LAST_CPS R_MEM[$name]=$LAST_MEM R_MEMWHAT[$name]=$LAST_MEMWHAT
 	R_MAX[$name]=0 R_MAX_CPU[$name]=NA R_MAX_P50[$name]=NA R_MAX_P99[$name]=NA
 	[ "$SWEEP" = 1 ] || return 0
@@ -384,15 +394,15 @@ bench_rounds() {
 		for n in "$@"; do
 			echo "# round $rep of ${REPS:-1}: $n, $(date -u +%T), load average $(cut -d" " -f1-3 /proc/loadavg)"
 			bench_target "$n"
-			for col in R_MAX R_FIX_CPU R_MAX_CPU R_MEM R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK; do
+			for col in R_MAX R_FIX_CPU R_FIX_SYS R_MAX_CPU R_MEM R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK; do
 				local -n arr=$col
 				seen[$col,$n,$rep]=${arr[$n]}
 			done
-			echo "ROUND $rep target=$n max=${R_MAX[$n]} cpu10k_fix=${R_FIX_CPU[$n]} cpu10k_max=${R_MAX_CPU[$n]} mem_mb=${R_MEM[$n]} p50_p99_fix=${R_FIX_P50[$n]}/${R_FIX_P99[$n]} p50_p99_max=${R_MAX_P50[$n]}/${R_MAX_P99[$n]} fixed_pass=${R_FIX_OK[$n]}"
+			echo "ROUND $rep target=$n max=${R_MAX[$n]} cpu10k_fix=${R_FIX_CPU[$n]} sys10k_fix=${R_FIX_SYS[$n]} cpu10k_max=${R_MAX_CPU[$n]} mem_mb=${R_MEM[$n]} p50_p99_fix=${R_FIX_P50[$n]}/${R_FIX_P99[$n]} p50_p99_max=${R_MAX_P50[$n]}/${R_MAX_P99[$n]} fixed_pass=${R_FIX_OK[$n]}"
 		done
 	done
 	for n in "$@"; do
-		for col in R_MAX R_FIX_CPU R_MAX_CPU R_MEM R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK; do
+		for col in R_MAX R_FIX_CPU R_FIX_SYS R_MAX_CPU R_MEM R_FIX_P50 R_FIX_P99 R_MAX_P50 R_MAX_P99 R_FIX_OK; do
 			vals=()
 			for rep in $(seq "${REPS:-1}"); do vals+=("${seen[$col,$n,$rep]}"); done
 			local -n arr=$col
@@ -414,20 +424,20 @@ print_table() {
 	echo
 	echo "== $TITLE =="
 	echo "# $(date -u +%F), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average now $(cut -d" " -f1-3 /proc/loadavg) (at start $LOAD_AT_START); QUICK=${QUICK:-0}; median of REPS=${REPS:-1} rounds; fixed $FIXED_RATE $unit x $FIXED_CALLS; sweep ${START:-NA}..${MAX:-NA} step ${STEP:-NA} (>= max($MIN_CALLS, ${SUSTAIN_S}s) per step)"
-	printf '%-28s %12s %11s %11s %20s %12s %12s\n' target "max $unit" "cpu/10k@fix" "cpu/10k@max" "memory MB" "p50/p99@fix" "p50/p99@max"
+	printf '%-28s %12s %11s %11s %11s %20s %12s %12s\n' target "max $unit" "cpu/10k@fix" "sys/10k@fix" "cpu/10k@max" "memory MB" "p50/p99@fix" "p50/p99@max"
 	for n in "$@"; do
-		printf '%-28s %12s %11s %11s %20s %12s %12s\n' "$n" "${R_MAX[$n]}" "${R_FIX_CPU[$n]}$([ "${R_FIX_OK[$n]}" = 1 ] || echo '!')" \
-			"${R_MAX_CPU[$n]}" "${R_MEM[$n]} ${R_MEMWHAT[$n]}" "${R_FIX_P50[$n]}/${R_FIX_P99[$n]}" "${R_MAX_P50[$n]}/${R_MAX_P99[$n]}"
+		printf '%-28s %12s %11s %11s %11s %20s %12s %12s\n' "$n" "${R_MAX[$n]}" "${R_FIX_CPU[$n]}$([ "${R_FIX_OK[$n]}" = 1 ] || echo '!')" \
+			"${R_FIX_SYS[$n]}" "${R_MAX_CPU[$n]}" "${R_MEM[$n]} ${R_MEMWHAT[$n]}" "${R_FIX_P50[$n]}/${R_FIX_P99[$n]}" "${R_MAX_P50[$n]}/${R_MAX_P99[$n]}"
 	done
 	a=$1
 	shift
 	for b in "$@"; do
-		printf '%-28s %12s %11s %11s %20s %12s %12s\n' "ratio $a/$b" "$(fdiv "${R_MAX[$a]}" "${R_MAX[$b]}")" \
-			"$(fdiv "${R_FIX_CPU[$a]}" "${R_FIX_CPU[$b]}")" "$(fdiv "${R_MAX_CPU[$a]}" "${R_MAX_CPU[$b]}")" \
+		printf '%-28s %12s %11s %11s %11s %20s %12s %12s\n' "ratio $a/$b" "$(fdiv "${R_MAX[$a]}" "${R_MAX[$b]}")" \
+			"$(fdiv "${R_FIX_CPU[$a]}" "${R_FIX_CPU[$b]}")" "$(fdiv "${R_FIX_SYS[$a]}" "${R_FIX_SYS[$b]}")" "$(fdiv "${R_MAX_CPU[$a]}" "${R_MAX_CPU[$b]}")" \
 			"$(fdiv "${R_MEM[$a]}" "${R_MEM[$b]}")" "$(fdiv "${R_FIX_P50[$a]}" "${R_FIX_P50[$b]}")/$(fdiv "${R_FIX_P99[$a]}" "${R_FIX_P99[$b]}")" \
 			"$(fdiv "${R_MAX_P50[$a]}" "${R_MAX_P50[$b]}")/$(fdiv "${R_MAX_P99[$a]}" "${R_MAX_P99[$b]}")"
 	done
 	echo "# max: highest step with 0 failed and >= 95% of the offered rate. cpu/10k: server CPU seconds (utime+stime," \
-		"all its processes) per 10,000 calls; '!' = the fixed run had failures. p50/p99: setup time in ms at the" \
+		"all its processes) per 10,000 calls; sys: the kernel's part of it (stime); '!' = the fixed run had failures. p50/p99: setup time in ms at the" \
 		"caller (sipp -trace_rtt, 1 ms resolution). Ratios > 1 mean the first target uses more (or reaches more, for max)."
 }
