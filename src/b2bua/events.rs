@@ -98,7 +98,7 @@ impl B2bua {
             }
         }
         let no_fork = call.forks.is_empty();
-        self.calls.insert(key, call);
+        self.calls.insert(key, Box::new(call));
         self.setup_deadlines.push(std::cmp::Reverse((now + self.config.no_answer, key)));
         self.record_put(key);
         if no_fork {
@@ -396,7 +396,7 @@ impl B2bua {
             started: now,
         };
         tracing::info!(call = %s.id, "call recovered after restart");
-        self.calls.insert(key, call);
+        self.calls.insert(key, Box::new(call));
         true
     }
 }

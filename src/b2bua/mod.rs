@@ -138,7 +138,9 @@ pub struct B2bua {
     config: B2buaConfig,
     ua: UaCore,
     relay: Relay,
-    calls: HashMap<u64, Call>,
+    /// Boxed: the table keeps spare buckets (up to half of it after a resize), which would
+    /// otherwise each be a whole `Call` wide.
+    calls: HashMap<u64, Box<Call>>,
     /// Every Call-ID of ours (both legs, every fork) → call and leg. Entries stay 64*T1 after the
     /// call, so late retransmissions still reach the dialogs.
     by_call_id: HashMap<Box<str>, (u64, Leg)>,

@@ -57,7 +57,7 @@ impl Dialogs {
             credentials: None,
             auth_attempts: 0,
         };
-        self.invites.insert(id.clone(), inv);
+        self.invites.insert(id.clone(), Box::new(inv));
         self.push_transmit(request);
         Ok(id)
     }

@@ -96,10 +96,7 @@ impl Dialogs {
             Some(slot) => {
                 let d = self.dm(slot);
                 if d.state != DialogState::Early {
-                    if let Some((_, ack)) = d.last_ack.as_ref().filter(|(s, _)| *s == seq) {
-                        let ack = ack.clone();
-                        self.push_transmit(ack);
-                    }
+                    self.resend_ack(slot, seq);
                     return;
                 }
                 d.confirm_from_2xx(resp);
@@ -130,7 +127,16 @@ impl Dialogs {
         let branch = self.ids.branch();
         let (d, cfg) = self.dm_cfg(slot);
         let ack = d.ack(seq, &branch, cfg);
-        d.last_ack = Some((seq, ack.clone()));
+        d.last_ack = Some((seq, branch.into()));
+        self.push_transmit(ack);
+    }
+
+    /// The ACK of [`Dialogs::send_ack`] again, for a retransmission of the 2xx to INVITE `seq`
+    /// (§13.2.2.4): same branch, same headers, rebuilt from the dialog.
+    fn resend_ack(&mut self, slot: usize, seq: u32) {
+        let (d, cfg) = self.dm_cfg(slot);
+        let Some((_, branch)) = d.last_ack.as_ref().filter(|(s, _)| *s == seq) else { return };
+        let ack = d.ack(seq, branch, cfg);
         self.push_transmit(ack);
     }
 
@@ -215,10 +221,7 @@ impl Dialogs {
         let Some(pos) = d.outgoing.iter().position(|o| o.seq == seq && o.method == *method) else {
             // A retransmitted 2xx to a re-INVITE already ACKed: the same ACK again (§13.2.2.4).
             if *method == Method::Invite && (200..300).contains(&code) {
-                if let Some((_, ack)) = d.last_ack.as_ref().filter(|(s, _)| *s == seq) {
-                    let ack = ack.clone();
-                    self.push_transmit(ack);
-                }
+                self.resend_ack(slot, seq);
             }
             return;
         };

@@ -61,11 +61,14 @@ pub type Authorizer = Box<dyn FnMut(&Message, &Message) -> Option<(HeaderName, S
 pub struct Dialogs {
     pub(crate) config: DialogConfig,
     pub(crate) ids: IdGen,
-    slots: Vec<Option<Dialog>>,
+    /// Boxed: a slot vector grows by doubling, so inline dialogs would leave up to half of it as
+    /// empty dialog-sized slots; boxed, an empty slot costs one pointer.
+    slots: Vec<Option<Box<Dialog>>>,
     free: Vec<usize>,
     pub(crate) index: HashMap<DialogId, usize>,
     /// Our INVITEs by their pending id (empty remote tag).
-    pub(crate) invites: HashMap<DialogId, UacInvite>,
+    /// Boxed for the same reason as `slots` (a hash table keeps spare buckets).
+    pub(crate) invites: HashMap<DialogId, Box<UacInvite>>,
     /// The peer's dialog-creating INVITEs by (Call-ID, From tag): slot and CSeq, for CANCEL (§9.2).
     pub(crate) uas_invites: HashMap<(Box<str>, Box<str>), (usize, u32)>,
     timers: TimerHeap,
@@ -119,7 +122,7 @@ impl Dialogs {
 
     /// The dialog `id`, while it exists (terminated ones linger for 64*T1).
     pub fn get(&self, id: &DialogId) -> Option<&Dialog> {
-        self.slots.get(*self.index.get(id)?)?.as_ref()
+        self.slots.get(*self.index.get(id)?)?.as_deref()
     }
 
     /// Ids of every dialog held, in no particular order.
@@ -170,7 +173,7 @@ impl Dialogs {
                 break;
             }
             self.timers.pop();
-            let Some(d) = self.slots.get_mut(slot).and_then(Option::as_mut) else { continue };
+            let Some(d) = self.slots.get_mut(slot).and_then(Option::as_deref_mut) else { continue };
             if d.timers.get(t) != Some(at) {
                 continue; // stale: re-armed or stopped since
             }
@@ -183,7 +186,7 @@ impl Dialogs {
     /// Drops stale heap heads so `poll_timeout` is exact. Called at the end of every input.
     pub(crate) fn prune(&mut self) {
         let slots = &self.slots;
-        self.timers.prune(|slot, t, at| slots.get(slot).and_then(Option::as_ref).is_some_and(|d| d.timers.get(t) == Some(at)));
+        self.timers.prune(|slot, t, at| slots.get(slot).and_then(Option::as_deref).is_some_and(|d| d.timers.get(t) == Some(at)));
     }
 
     pub(crate) fn push_transmit(&mut self, msg: Message) {
@@ -198,11 +201,11 @@ impl Dialogs {
         let id = d.id.clone();
         let slot = match self.free.pop() {
             Some(s) => {
-                self.slots[s] = Some(d);
+                self.slots[s] = Some(Box::new(d));
                 s
             }
             None => {
-                self.slots.push(Some(d));
+                self.slots.push(Some(Box::new(d)));
                 self.slots.len() - 1
             }
         };
@@ -217,12 +220,12 @@ impl Dialogs {
     /// The dialog in `slot`. Only called with slots just found in `index` or `uas_invites`, which
     /// point at live slots until `purge` empties both.
     pub(crate) fn dm(&mut self, slot: usize) -> &mut Dialog {
-        self.slots[slot].as_mut().expect("invariant: indexed slots hold a dialog")
+        self.slots[slot].as_deref_mut().expect("invariant: indexed slots hold a dialog")
     }
 
     /// The dialog in `slot` together with the configuration (disjoint borrows).
     pub(crate) fn dm_cfg(&mut self, slot: usize) -> (&mut Dialog, &DialogConfig) {
-        (self.slots[slot].as_mut().expect("invariant: indexed slots hold a dialog"), &self.config)
+        (self.slots[slot].as_deref_mut().expect("invariant: indexed slots hold a dialog"), &self.config)
     }
 
     pub(crate) fn arm(&mut self, slot: usize, t: DialogTimer, at: Instant) {
@@ -264,7 +267,7 @@ impl Dialogs {
     ) {
         let branch = self.ids.branch();
         let Dialogs { slots, config, .. } = self;
-        let Some(d) = slots.get_mut(slot).and_then(Option::as_mut) else { return };
+        let Some(d) = slots.get_mut(slot).and_then(Option::as_deref_mut) else { return };
         d.local_seq = d.local_seq.wrapping_add(1).max(1);
         let seq = d.local_seq;
         let mut b = d.request(method.clone(), seq, &branch, config);

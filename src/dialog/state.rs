@@ -82,8 +82,10 @@ pub struct Dialog {
     pub(crate) awaiting_answer: Option<Message>,
     pub(crate) outgoing: Vec<Outgoing>,
     pub(crate) unacked: Option<Unacked>,
-    /// UAC: the ACK sent for the 2xx to INVITE number `.0`, sent again for every retransmission.
-    pub(crate) last_ack: Option<(u32, Message)>,
+    /// UAC: the CSeq number and Via branch of the ACK sent for the 2xx to INVITE number `.0`; every
+    /// retransmission of that 2xx gets the same ACK again (§13.2.2.4), rebuilt from the dialog
+    /// rather than kept: an established call would otherwise hold a whole message for its life.
+    pub(crate) last_ack: Option<(u32, Box<str>)>,
     /// The application asked for BYE before the ACK of our 2xx came (§15: wait for it).
     pub(crate) bye_after_ack: bool,
     /// Our 1xx with a tag went out (UAS), so `Event::Early` was sent.
@@ -133,8 +135,10 @@ fn is_secure(req: &Message) -> bool {
     sips && req.via().is_ok_and(|v| v.transport.eq_ignore_ascii_case("TLS"))
 }
 
+/// The body, copied: a slice (`body_bytes`) would pin the whole datagram or message it came from
+/// for as long as the dialog keeps the SDP, which is the life of the call.
 fn body_of(msg: &Message) -> Option<Bytes> {
-    (!msg.body().is_empty()).then(|| msg.body_bytes())
+    (!msg.body().is_empty()).then(|| Bytes::copy_from_slice(msg.body()))
 }
 
 // ===== impl Dialog =====

@@ -163,6 +163,15 @@ impl MessageBuilder {
     }
 
     fn finish_with(mut self, body: &[u8]) -> Message {
+        // Room for Content-Length, the blank line and the body, allocated exactly: growing the
+        // buffer in place doubles it, and a message kept for a dialog's life (our INVITE, §13.2.2)
+        // would hold that slack until the call ends.
+        let need = "Content-Length: \r\n\r\n".len() + 10 + body.len();
+        if self.buf.capacity() - self.buf.len() < need {
+            let mut exact = BytesMut::with_capacity(self.buf.len() + need);
+            exact.put_slice(&self.buf);
+            self.buf = exact;
+        }
         let n0 = self.buf.len();
         self.buf.put_slice(b"Content-Length");
         let n1 = self.buf.len();
