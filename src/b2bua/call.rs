@@ -73,11 +73,12 @@ impl Call {
     }
 
     /// The SDP for `leg`'s phone made from the other phone's `body`: pointed at `leg`'s relay
-    /// port, or passed through unchanged without the relay.
-    pub(crate) fn sdp_for(&mut self, leg: Leg, body: &[u8]) -> Option<bytes::Bytes> {
+    /// port, or passed through unchanged without the relay (then shared, not copied: `body` should
+    /// own its bytes rather than slice a datagram, as it is kept for the life of the dialog).
+    pub(crate) fn sdp_for(&mut self, leg: Leg, body: &bytes::Bytes) -> Option<bytes::Bytes> {
         match self.ports(leg) {
             Some(p) => super::sdp::rewrite(body, p.local, self.origin(leg)),
-            None => (!body.is_empty()).then(|| bytes::Bytes::copy_from_slice(body)),
+            None => (!body.is_empty()).then(|| body.clone()),
         }
     }
 

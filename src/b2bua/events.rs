@@ -9,6 +9,7 @@ use crate::driver::Io;
 use crate::message::Message;
 use crate::relay::{Leg, LegPorts, RelayId};
 use crate::store::{CallState, StoreOp};
+use bytes::Bytes;
 use std::time::Instant;
 
 impl B2bua {
@@ -83,8 +84,12 @@ impl B2bua {
         }
         self.ua.pin_peer(&id.call_id, source);
         self.by_call_id.insert(id.call_id.clone(), (key, Leg::Caller));
+        // The caller's offer as its dialog keeps it (a copy, not a slice of the datagram), so
+        // without the relay every fork's INVITE shares it.
+        let caller_offer =
+            self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned()).unwrap_or_else(|| Bytes::copy_from_slice(request.body()));
         for t in &targets {
-            let body = call.sdp_for(Leg::Callee, request.body());
+            let body = call.sdp_for(Leg::Callee, &caller_offer);
             let params = CallParams { from: from.clone(), to: to.clone(), target: Some(t.uri.clone()), routes: Vec::new(), sdp: body };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {
@@ -151,7 +156,7 @@ impl B2bua {
         c.record.answered_at = Some(super::ms(self.wall));
         let caller = c.caller.clone();
         let stream = answer.as_deref().and_then(sdp::audio_of);
-        let body = answer.as_deref().and_then(|a| c.sdp_for(Leg::Caller, a));
+        let body = answer.as_ref().and_then(|a| c.sdp_for(Leg::Caller, a));
         if let Some(codec) = stream.as_ref().and_then(|s| s.codec.clone()) {
             c.record.codec = Some(codec);
         }
@@ -182,7 +187,8 @@ impl B2bua {
         let Some(other) = c.dialog(leg.other()).cloned().filter(|_| c.phase == Phase::Up && c.reoffer_from.is_none()) else {
             return refuse(self, 491);
         };
-        let (Some(stream), Some(body)) = (sdp::audio_of(request.body()), c.sdp_for(leg.other(), request.body())) else {
+        let (Some(stream), Some(body)) = (sdp::audio_of(request.body()), c.sdp_for(leg.other(), &Bytes::copy_from_slice(request.body())))
+        else {
             return refuse(self, 488);
         };
         if self.ua.dialogs().send_reinvite(&other, body, now).is_err() {
@@ -202,7 +208,7 @@ impl B2bua {
         }
         c.reoffer_from = None;
         let Some(asker) = c.dialog(leg.other()).cloned() else { return };
-        let body = c.sdp_for(leg.other(), response.body());
+        let body = c.sdp_for(leg.other(), &Bytes::copy_from_slice(response.body()));
         if let Some(s) = sdp::audio_of(response.body()) {
             self.relay.set_remote(RelayId(key), leg, s.remote, now);
         }

@@ -209,7 +209,7 @@ impl Dialogs {
             self.answer_offer(slot, req, sdp, now);
             return;
         }
-        d.awaiting_answer = Some(req.clone());
+        d.awaiting_answer = Some(Box::new(req.clone()));
         let id = d.id.clone();
         self.push_event(Event::Reoffer { id, request: req.clone() });
     }
@@ -238,7 +238,7 @@ impl Dialogs {
         }
         let invite_seq = req.cseq().ok().filter(|c| c.method == Method::Invite).map(|c| c.seq);
         if let Some(seq) = invite_seq {
-            d.unacked = Some(Unacked { response: msg.clone(), seq, interval: t1 });
+            d.unacked = Some(Box::new(Unacked { response: msg.clone(), seq, interval: t1 }));
         }
         let id = d.id.clone();
         self.push_transmit(msg);

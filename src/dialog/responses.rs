@@ -268,7 +268,7 @@ impl Dialogs {
                 let at = now + self.glare_delay(role);
                 match out.purpose {
                     Purpose::Modify(sdp) => {
-                        self.dm(slot).retry = Some((out.method, sdp));
+                        self.dm(slot).retry = Some(Box::new((out.method, sdp)));
                         self.arm(slot, DialogTimer::GlareRetry, at);
                         let id = self.dm(slot).id.clone();
                         self.push_event(Event::ModifyFailed { id, code });

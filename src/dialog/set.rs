@@ -382,11 +382,12 @@ impl Dialogs {
     }
 
     fn on_glare_retry(&mut self, slot: usize, now: Instant) {
-        let Some((method, sdp)) = self.dm(slot).retry.take() else { return };
+        let Some(retry) = self.dm(slot).retry.take() else { return };
+        let (method, sdp) = *retry;
         if self.dm(slot).invite_in_progress() || self.dm(slot).offer_pending() {
             let role = self.dm(slot).role;
             let again = now + self.glare_delay(role);
-            self.dm(slot).retry = Some((method, sdp));
+            self.dm(slot).retry = Some(Box::new((method, sdp)));
             self.arm(slot, DialogTimer::GlareRetry, again);
             return;
         }

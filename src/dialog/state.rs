@@ -79,9 +79,11 @@ pub struct Dialog {
     pub(crate) remote_seq: Option<u32>,
     pub(crate) secure: bool,
     /// The peer's INVITE, re-INVITE or UPDATE-with-offer waiting for our final answer.
-    pub(crate) awaiting_answer: Option<Message>,
+    /// Boxed, as `unacked` and `retry`: rarely set, and a dialog lives as long as its call, so
+    /// inline they would widen every established dialog by a few hundred bytes.
+    pub(crate) awaiting_answer: Option<Box<Message>>,
     pub(crate) outgoing: Vec<Outgoing>,
-    pub(crate) unacked: Option<Unacked>,
+    pub(crate) unacked: Option<Box<Unacked>>,
     /// UAC: the CSeq number and Via branch of the ACK sent for the 2xx to INVITE number `.0`; every
     /// retransmission of that 2xx gets the same ACK again (§13.2.2.4), rebuilt from the dialog
     /// rather than kept: an established call would otherwise hold a whole message for its life.
@@ -91,7 +93,7 @@ pub struct Dialog {
     /// Our 1xx with a tag went out (UAS), so `Event::Early` was sent.
     pub(crate) provisional_sent: bool,
     /// A re-INVITE or UPDATE that met 491, to send again when [`DialogTimer::GlareRetry`] fires.
-    pub(crate) retry: Option<(Method, Option<Bytes>)>,
+    pub(crate) retry: Option<Box<(Method, Option<Bytes>)>>,
     pub(crate) local_sdp: Option<Bytes>,
     pub(crate) remote_sdp: Option<Bytes>,
     pub(crate) session: Option<SessionTimer>,
@@ -182,7 +184,7 @@ impl Dialog {
         d.remote_seq = Some(req.cseq().ok()?.seq);
         d.secure = is_secure(req);
         d.remote_sdp = body_of(req);
-        d.awaiting_answer = Some(req.clone());
+        d.awaiting_answer = Some(Box::new(req.clone()));
         Some(d)
     }
 
@@ -198,7 +200,8 @@ impl Dialog {
         d.route_set = record_routes(resp).into_iter().rev().collect();
         d.local_seq = resp.cseq().ok()?.seq;
         d.secure = is_secure(invite);
-        d.local_sdp = body_of(invite);
+        // A slice of our own INVITE, which its `UacInvite` keeps as long as this dialog anyway.
+        d.local_sdp = (!invite.body().is_empty()).then(|| invite.body_bytes());
         d.remote_sdp = body_of(resp);
         Some(d)
     }
