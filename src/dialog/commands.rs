@@ -48,7 +48,7 @@ impl Dialogs {
         let id = DialogId::new(&call_id, &tag, "");
         let inv = UacInvite {
             params,
-            request: request.clone(),
+            request: Some(request.clone()),
             seq: 1,
             cancelled: false,
             answered: false,
@@ -60,6 +60,17 @@ impl Dialogs {
         self.invites.insert(id.clone(), Box::new(inv));
         self.push_transmit(request);
         Ok(id)
+    }
+
+    /// Our INVITE `key` as sent (rebuilt from its parameters if it was dropped after the answer),
+    /// for dialogs its responses create.
+    pub(crate) fn invite_request(&mut self, key: &DialogId) -> Option<Message> {
+        let inv = self.invites.get(key)?;
+        if let Some(r) = &inv.request {
+            return Some(r.clone());
+        }
+        let (params, seq, min, creds) = (inv.params.clone(), inv.seq, inv.min_se_seen, inv.credentials.clone());
+        self.build_invite(&params, &key.call_id, &key.local_tag, seq, min, creds.as_ref()).ok()
     }
 
     /// Writes an initial INVITE; `min_se` is the largest Min-SE a 422 asked for (0 if none).

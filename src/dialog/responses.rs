@@ -78,8 +78,9 @@ impl Dialogs {
             }
             return;
         }
+        let Some(request) = self.invite_request(key) else { return };
         let Some(inv) = self.invites.get_mut(key) else { return };
-        let Some(d) = Dialog::uac(&inv.request, resp) else { return };
+        let Some(d) = Dialog::uac(&request, inv.params.sdp.clone(), resp) else { return };
         inv.remote_tags.push(id.remote_tag.clone());
         self.insert(d);
         self.push_event(Event::Early { id: id.clone() });
@@ -103,12 +104,17 @@ impl Dialogs {
                 slot
             }
             None => {
-                let Some(mut d) = Dialog::uac(&inv.request, resp) else { return };
+                let Some(request) = self.invite_request(key) else { return };
+                let Some(inv) = self.invites.get_mut(key) else { return };
+                let Some(mut d) = Dialog::uac(&request, inv.params.sdp.clone(), resp) else { return };
                 inv.remote_tags.push(id.remote_tag.clone());
                 d.confirm_from_2xx(resp);
                 self.insert(d)
             }
         };
+        if let Some(inv) = self.invites.get_mut(key) {
+            inv.request = None;
+        }
         self.send_ack(slot, seq);
         self.apply_session(slot, session::from_response(resp), now);
         self.on_confirmed(slot, now);
@@ -153,7 +159,7 @@ impl Dialogs {
         self.end_early(key, &tags, EndReason::Rejected(422), now);
         if let Some(inv) = self.invites.get_mut(key) {
             inv.seq = seq;
-            inv.request = msg.clone();
+            inv.request = Some(msg.clone());
             inv.min_se_seen = min;
             inv.remote_tags.clear();
         }
@@ -168,7 +174,7 @@ impl Dialogs {
         if inv.auth_attempts >= 2 {
             return false;
         }
-        let request = inv.request.clone();
+        let Some(request) = inv.request.clone() else { return false };
         let Some(creds) = self.authorizer.0.as_mut().and_then(|a| a(&request, resp)) else { return false };
         let Some(inv) = self.invites.get(key) else { return false };
         let (params, seq, tags, min) = (inv.params.clone(), inv.seq.wrapping_add(1), inv.remote_tags.clone(), inv.min_se_seen);
@@ -176,7 +182,7 @@ impl Dialogs {
         self.end_early(key, &tags, EndReason::Rejected(resp.status().unwrap_or(401)), now);
         if let Some(inv) = self.invites.get_mut(key) {
             inv.seq = seq;
-            inv.request = msg.clone();
+            inv.request = Some(msg.clone());
             inv.remote_tags.clear();
             inv.credentials = Some(creds);
             inv.auth_attempts += 1;

@@ -33,7 +33,10 @@ pub struct CallParams {
 #[derive(Debug, Clone)]
 pub(crate) struct UacInvite {
     pub(crate) params: CallParams,
-    pub(crate) request: Message,
+    /// The INVITE as sent; dropped once a 2xx confirmed a dialog, since an established call would
+    /// otherwise keep it for its whole life. A later 2xx from another fork (§13.2.2.4) gets it
+    /// rebuilt from `params` ([`Dialogs::invite_request`]).
+    pub(crate) request: Option<Message>,
     pub(crate) seq: u32,
     /// The application cancelled it (§9.1).
     pub(crate) cancelled: bool,

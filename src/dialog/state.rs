@@ -191,7 +191,8 @@ impl Dialog {
     /// The UAC dialog a 1xx with a To tag or a 2xx to our `invite` creates (§12.1.2): route set =
     /// Record-Route reversed, remote target = Contact (the Request-URI until one arrives), local
     /// CSeq = the INVITE's, remote CSeq empty.
-    pub(crate) fn uac(invite: &Message, resp: &Message) -> Option<Dialog> {
+    /// `sdp` is the INVITE's offer (shared with its `UacInvite`, not sliced from the message).
+    pub(crate) fn uac(invite: &Message, sdp: Option<Bytes>, resp: &Message) -> Option<Dialog> {
         let id = DialogId::of_response(resp).filter(|id| !id.remote_tag.is_empty())?;
         let from = resp.from().ok()?;
         let to = resp.to().ok()?;
@@ -200,8 +201,7 @@ impl Dialog {
         d.route_set = record_routes(resp).into_iter().rev().collect();
         d.local_seq = resp.cseq().ok()?.seq;
         d.secure = is_secure(invite);
-        // A slice of our own INVITE, which its `UacInvite` keeps as long as this dialog anyway.
-        d.local_sdp = (!invite.body().is_empty()).then(|| invite.body_bytes());
+        d.local_sdp = sdp.filter(|s| !s.is_empty());
         d.remote_sdp = body_of(resp);
         Some(d)
     }
@@ -227,6 +227,11 @@ impl Dialog {
 
     /// Takes the SDP of the peer's message, if any.
     pub(crate) fn take_remote_sdp(&mut self, msg: &Message) {
+        // The same SDP again (the INVITE's offer, kept since the dialog began): keep the copy we
+        // have, which others may share.
+        if self.remote_sdp.as_deref() == Some(msg.body()) {
+            return;
+        }
         if let Some(sdp) = body_of(msg) {
             self.remote_sdp = Some(sdp);
         }
