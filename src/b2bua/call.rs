@@ -35,7 +35,8 @@ pub(crate) struct Call {
     /// The best final response of the failed forks so far (§16.7 ranks them the same way).
     pub(crate) best: Option<u16>,
     /// The relay ports of (caller, callee) legs; `None` without the relay (SDP passes through).
-    pub(crate) media: Option<(LegPorts, LegPorts)>,
+    /// Boxed so that a signalling-only call does not carry their room.
+    pub(crate) media: Option<Box<(LegPorts, LegPorts)>>,
     pub(crate) caller_origin: LegOrigin,
     pub(crate) callee_origin: LegOrigin,
     /// Signalling addresses of the phones.
@@ -65,7 +66,7 @@ impl Call {
     }
 
     pub(crate) fn ports(&self, leg: Leg) -> Option<LegPorts> {
-        let (caller, callee) = self.media?;
+        let (caller, callee) = *self.media.as_deref()?;
         Some(match leg {
             Leg::Caller => caller,
             Leg::Callee => callee,

@@ -438,7 +438,7 @@ impl B2bua {
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);
         }
-        if let Some((caller, callee)) = &c.media {
+        if let Some((caller, callee)) = c.media.as_deref() {
             Self::close_ports(io, caller);
             Self::close_ports(io, callee);
         }
