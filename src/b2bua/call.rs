@@ -51,7 +51,7 @@ pub(crate) struct Call {
     /// Call state written to the store (so it must be removed at the end).
     pub(crate) saved: bool,
     /// Every Call-ID of the call (caller leg, each fork), to forget when it is over.
-    pub(crate) call_ids: Vec<Box<str>>,
+    pub(crate) call_ids: Vec<std::sync::Arc<str>>,
     /// When this process took the call on (the INVITE, or the restore after a restart).
     pub(crate) started: std::time::Instant,
 }

@@ -42,6 +42,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Settings of the B2BUA.
@@ -143,8 +144,9 @@ pub struct B2bua {
     calls: HashMap<u64, Box<Call>>,
     /// Every Call-ID of ours (both legs, every fork) → call and leg. Entries stay 64*T1 after the
     /// call, so late retransmissions still reach the dialogs.
-    by_call_id: HashMap<Box<str>, (u64, Leg)>,
-    linger: VecDeque<(Instant, Box<str>)>,
+    /// Keys share the dialog ids' Call-ID strings.
+    by_call_id: HashMap<Arc<str>, (u64, Leg)>,
+    linger: VecDeque<(Instant, Arc<str>)>,
     pending: HashMap<Box<str>, Pending>,
     next_key: u64,
     port_cursor: u16,

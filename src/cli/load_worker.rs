@@ -97,13 +97,13 @@ pub(crate) struct LoadWorker {
     shared: Arc<Shared>,
     ua: UaCore,
     /// Calls in progress by Call-ID.
-    calls: HashMap<Box<str>, Call>,
+    calls: HashMap<std::sync::Arc<str>, Call>,
     /// Calls still to start, and when the next one is due.
     remaining: u64,
     next_at: Instant,
     /// BYE due times and BYE answer deadlines, in order (every call holds and waits as long).
-    hangups: VecDeque<(Instant, Box<str>)>,
-    bye_deadlines: VecDeque<(Instant, Box<str>)>,
+    hangups: VecDeque<(Instant, std::sync::Arc<str>)>,
+    bye_deadlines: VecDeque<(Instant, std::sync::Arc<str>)>,
     stopping: bool,
     retransmissions_seen: u64,
     result: WorkerResult,
@@ -329,7 +329,8 @@ impl Application for LoadWorker {
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
         self.stopping = true;
         self.remaining = 0;
-        let holding: Vec<Box<str>> = self.calls.iter().filter(|(_, c)| matches!(c.phase, Phase::Holding)).map(|(k, _)| k.clone()).collect();
+        let holding: Vec<std::sync::Arc<str>> =
+            self.calls.iter().filter(|(_, c)| matches!(c.phase, Phase::Holding)).map(|(k, _)| k.clone()).collect();
         for call_id in holding {
             self.hang_up(&call_id, now);
         }

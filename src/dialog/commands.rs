@@ -48,7 +48,7 @@ impl Dialogs {
         let id = DialogId::new(&call_id, &tag, "");
         let inv = UacInvite {
             params,
-            request: Some(request.clone()),
+            request: Some(Box::new(request.clone())),
             seq: 1,
             cancelled: false,
             answered: false,
@@ -67,7 +67,7 @@ impl Dialogs {
     pub(crate) fn invite_request(&mut self, key: &DialogId) -> Option<Message> {
         let inv = self.invites.get(key)?;
         if let Some(r) = &inv.request {
-            return Some(r.clone());
+            return Some(Message::clone(r));
         }
         let (params, seq, min, creds) = (inv.params.clone(), inv.seq, inv.min_se_seen, inv.credentials.clone());
         self.build_invite(&params, &key.call_id, &key.local_tag, seq, min, creds.as_ref()).ok()

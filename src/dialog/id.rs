@@ -3,20 +3,25 @@
 
 use crate::message::{Message, BRANCH_COOKIE};
 use std::fmt;
+use std::sync::Arc;
 
 /// Identifies a dialog (RFC 3261 §12): the Call-ID plus the local and remote tags, seen from this
 /// side. For a UAS the local tag is the To tag; for a UAC it is the From tag.
 ///
 /// An INVITE we sent that has no answer with a To tag yet is named by an id whose `remote_tag` is
 /// empty (see [`DialogId::is_pending_invite`]); the dialogs it creates share its Call-ID and local tag.
+///
+/// The parts are shared (`Arc<str>`): an id is cloned into every table that names the dialog (the
+/// dialog itself, the index, the INVITE's entry, the B2BUA's call), and a clone should not be
+/// three more allocations kept for the life of the call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DialogId {
     /// The Call-ID (§20.8).
-    pub call_id: Box<str>,
+    pub call_id: Arc<str>,
     /// Our tag.
-    pub local_tag: Box<str>,
+    pub local_tag: Arc<str>,
     /// The peer's tag; empty for an INVITE not yet answered with a tag.
-    pub remote_tag: Box<str>,
+    pub remote_tag: Arc<str>,
 }
 
 // ===== impl DialogId =====

@@ -11,6 +11,7 @@ use super::timer::DialogTimer;
 use super::{EndReason, Event, InputError, Side};
 use crate::message::{HeaderName, Message, Method};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Instant;
 
 // ===== impl Dialogs: requests =====
@@ -106,7 +107,7 @@ impl Dialogs {
         let from = req.from().map_err(|_| InputError::Malformed)?;
         let from_tag = from.tag().ok_or(InputError::Malformed)?;
         let seq = req.cseq().map_err(|_| InputError::Malformed)?.seq;
-        let key: (Box<str>, Box<str>) = (call_id.into(), from_tag.into());
+        let key: (Arc<str>, Arc<str>) = (call_id.into(), from_tag.into());
         if self.uas_invites.get(&key).is_some_and(|&(_, s)| s == seq) {
             return Ok(()); // a retransmission the transaction layer let through
         }
@@ -118,7 +119,8 @@ impl Dialogs {
         let d = Dialog::uas(req, &tag).ok_or(InputError::Malformed)?;
         let id = d.id.clone();
         let slot = self.insert(d);
-        self.uas_invites.insert(key, (slot, seq));
+        // Keyed by the id's own strings (the remote tag is the From tag), shared rather than copied.
+        self.uas_invites.insert((id.call_id.clone(), id.remote_tag.clone()), (slot, seq));
         self.push_event(Event::Incoming { id, request: req.clone() });
         Ok(())
     }
@@ -129,7 +131,7 @@ impl Dialogs {
         let from = req.from().map_err(|_| InputError::Malformed)?;
         let from_tag = from.tag().ok_or(InputError::Malformed)?;
         let seq = req.cseq().map_err(|_| InputError::Malformed)?.seq;
-        let key: (Box<str>, Box<str>) = (call_id.into(), from_tag.into());
+        let key: (Arc<str>, Arc<str>) = (call_id.into(), from_tag.into());
         let Some(&(slot, invite_seq)) = self.uas_invites.get(&key) else {
             return Err(InputError::UnknownDialog);
         };

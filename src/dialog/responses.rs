@@ -120,7 +120,7 @@ impl Dialogs {
         self.on_confirmed(slot, now);
         // Forking (§13.2.2.4): the early dialogs of the other branches will never be confirmed
         // now that the call is answered here; end them so nothing waits on them.
-        let others: Vec<Box<str>> =
+        let others: Vec<std::sync::Arc<str>> =
             self.invites.get(key).map(|i| i.remote_tags.iter().filter(|t| **t != id.remote_tag).cloned().collect()).unwrap_or_default();
         self.end_early(key, &others, EndReason::Cancelled, now);
         if cancelled {
@@ -159,7 +159,7 @@ impl Dialogs {
         self.end_early(key, &tags, EndReason::Rejected(422), now);
         if let Some(inv) = self.invites.get_mut(key) {
             inv.seq = seq;
-            inv.request = Some(msg.clone());
+            inv.request = Some(Box::new(msg.clone()));
             inv.min_se_seen = min;
             inv.remote_tags.clear();
         }
@@ -174,7 +174,7 @@ impl Dialogs {
         if inv.auth_attempts >= 2 {
             return false;
         }
-        let Some(request) = inv.request.clone() else { return false };
+        let Some(request) = inv.request.as_deref().cloned() else { return false };
         let Some(creds) = self.authorizer.0.as_mut().and_then(|a| a(&request, resp)) else { return false };
         let Some(inv) = self.invites.get(key) else { return false };
         let (params, seq, tags, min) = (inv.params.clone(), inv.seq.wrapping_add(1), inv.remote_tags.clone(), inv.min_se_seen);
@@ -182,7 +182,7 @@ impl Dialogs {
         self.end_early(key, &tags, EndReason::Rejected(resp.status().unwrap_or(401)), now);
         if let Some(inv) = self.invites.get_mut(key) {
             inv.seq = seq;
-            inv.request = Some(msg.clone());
+            inv.request = Some(Box::new(msg.clone()));
             inv.remote_tags.clear();
             inv.credentials = Some(creds);
             inv.auth_attempts += 1;
@@ -206,7 +206,7 @@ impl Dialogs {
     }
 
     /// Ends the early dialogs among `tags`; returns how many.
-    fn end_early(&mut self, key: &DialogId, tags: &[Box<str>], reason: EndReason, now: Instant) -> usize {
+    fn end_early(&mut self, key: &DialogId, tags: &[std::sync::Arc<str>], reason: EndReason, now: Instant) -> usize {
         let mut n = 0;
         for tag in tags {
             let id = DialogId { remote_tag: tag.clone(), ..key.clone() };

@@ -12,6 +12,7 @@ use crate::collections::HashMap;
 use crate::message::{HeaderName, Message, MessageBuilder, Method};
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What [`Dialogs::invite`] needs to start a call.
@@ -36,7 +37,7 @@ pub(crate) struct UacInvite {
     /// The INVITE as sent; dropped once a 2xx confirmed a dialog, since an established call would
     /// otherwise keep it for its whole life. A later 2xx from another fork (§13.2.2.4) gets it
     /// rebuilt from `params` ([`Dialogs::invite_request`]).
-    pub(crate) request: Option<Message>,
+    pub(crate) request: Option<Box<Message>>,
     pub(crate) seq: u32,
     /// The application cancelled it (§9.1).
     pub(crate) cancelled: bool,
@@ -45,7 +46,7 @@ pub(crate) struct UacInvite {
     /// The largest Min-SE a 422 asked for (RFC 4028 §7.4); 0 before any 422.
     pub(crate) min_se_seen: u32,
     /// Remote tags of the dialogs it created (forking gives several, §13.2.2.4).
-    pub(crate) remote_tags: Vec<Box<str>>,
+    pub(crate) remote_tags: Vec<Arc<str>>,
     /// Authorization (or Proxy-Authorization) answering the last 401/407, and how many we sent.
     pub(crate) credentials: Option<(HeaderName, String)>,
     pub(crate) auth_attempts: u32,
@@ -73,7 +74,7 @@ pub struct Dialogs {
     /// Boxed for the same reason as `slots` (a hash table keeps spare buckets).
     pub(crate) invites: HashMap<DialogId, Box<UacInvite>>,
     /// The peer's dialog-creating INVITEs by (Call-ID, From tag): slot and CSeq, for CANCEL (§9.2).
-    pub(crate) uas_invites: HashMap<(Box<str>, Box<str>), (usize, u32)>,
+    pub(crate) uas_invites: HashMap<(Arc<str>, Arc<str>), (usize, u32)>,
     timers: TimerHeap,
     pub(crate) merge: MergeDetector,
     transmits: VecDeque<Message>,

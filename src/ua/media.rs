@@ -18,7 +18,7 @@ use std::time::Instant;
 
 /// A call, as media sees it: Call-ID and our tag (stable from the INVITE on, unlike the remote tag).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CallKey(Box<str>, Box<str>);
+pub struct CallKey(std::sync::Arc<str>, std::sync::Arc<str>);
 
 impl CallKey {
     /// The key of a dialog (or pending INVITE) id.
