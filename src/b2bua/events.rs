@@ -82,7 +82,7 @@ impl B2bua {
         if let Some(o) = &offer {
             self.relay.set_remote(RelayId(key), Leg::Caller, o.remote, now);
         }
-        self.ua.pin_peer(&id.call_id, source);
+        self.ua.pin_peer(id.call_id.clone(), source);
         self.by_call_id.insert(id.call_id.clone(), (key, Leg::Caller));
         // The caller's offer as its dialog keeps it (a copy, not a slice of the datagram), so
         // without the relay every fork's INVITE shares it.
@@ -93,7 +93,7 @@ impl B2bua {
             let params = CallParams { from: from.clone(), to: to.clone(), target: Some(t.uri.clone()), routes: Vec::new(), sdp: body };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {
-                    self.ua.pin_peer(&fork.call_id, t.dest);
+                    self.ua.pin_peer(fork.call_id.clone(), t.dest);
                     self.by_call_id.insert(fork.call_id.clone(), (key, Leg::Callee));
                     call.call_ids.push(fork.call_id.clone());
                     call.forks.push(fork);
@@ -372,7 +372,7 @@ impl B2bua {
             self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
         }
         for (leg, saved, l) in [(&s.caller, &caller, Leg::Caller), (&s.callee, &callee, Leg::Callee)] {
-            self.ua.pin_peer(&saved.call_id, leg.peer);
+            self.ua.pin_peer(saved.call_id.clone(), leg.peer);
             self.by_call_id.insert(saved.call_id.clone(), (key, l));
             if let Some(mut m) = leg.dialog.remote_sdp.as_deref().and_then(|b| sdp::audio_of(b.as_bytes())) {
                 if leg.latched.is_some() && m.remote.rtp.is_some() {

@@ -65,7 +65,8 @@ pub struct UaCore {
     outbound: Option<SocketAddr>,
     /// Fixed next hops per Call-ID (a B2BUA leg: the address the phone registered or called from,
     /// which behind NAT is not the one in its Contact). Used when the request has no Route.
-    pinned: HashMap<Box<str>, SocketAddr>,
+    /// Keyed by shared Call-IDs: a B2BUA pins both legs of every call for its whole life.
+    pinned: HashMap<std::sync::Arc<str>, SocketAddr>,
     events: VecDeque<UaEvent>,
 }
 
@@ -112,7 +113,9 @@ impl UaCore {
     }
 
     /// Sends every request of Call-ID `call_id` that has no Route header to `peer`.
-    pub fn pin_peer(&mut self, call_id: &str, peer: SocketAddr) {
+    ///
+    /// A `DialogId`'s `Arc<str>` Call-ID is shared rather than copied.
+    pub fn pin_peer(&mut self, call_id: impl Into<std::sync::Arc<str>>, peer: SocketAddr) {
         self.pinned.insert(call_id.into(), peer);
     }
 
