@@ -164,8 +164,8 @@ impl MessageBuilder {
 
     fn finish_with(mut self, body: &[u8]) -> Message {
         // Room for Content-Length, the blank line and the body, allocated exactly: growing the
-        // buffer in place doubles it, and a message kept for a dialog's life (our INVITE, §13.2.2)
-        // would hold that slack until the call ends.
+        // buffer in place doubles it, and a message that is kept (our INVITE until its answer,
+        // §13.2.2; our 2xx until its ACK, §13.3.1.4) would hold that slack all the while.
         let need = "Content-Length: \r\n\r\n".len() + 10 + body.len();
         if self.buf.capacity() - self.buf.len() < need {
             let mut exact = BytesMut::with_capacity(self.buf.len() + need);
