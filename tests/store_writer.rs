@@ -177,6 +177,36 @@ fn group_commit_puts_ops_queued_within_the_window_in_one_transaction() {
 }
 
 #[test]
+fn only_the_last_op_on_a_row_is_applied_and_the_result_is_the_same() {
+    let aor = "sip:carol@example.com";
+    let state = |id: &str| CallState { id: id.into(), data: "{}".into() };
+    let mut ops = vec![
+        StoreOp::PutBinding(binding(aor, 1)),
+        StoreOp::PutCallState(state("c1")),
+        StoreOp::PutBinding(binding(aor, 2)),
+        StoreOp::RemoveBinding { aor: aor.into(), contact: binding(aor, 1).contact },
+        StoreOp::RemoveCallState("c1".into()),
+        StoreOp::PutCallState(state("c2")),
+        StoreOp::RemoveBindings("sip:nobody@example.com".into()),
+        StoreOp::PutBinding(binding(aor, 2)),
+    ];
+    // Applied one by one, in order, to one store; deduplicated to another.
+    let mut all = MemoryStore::new();
+    for op in &ops {
+        op.apply(&mut all).unwrap();
+    }
+    StoreOp::keep_latest_per_key(&mut ops);
+    let kinds: Vec<String> = ops.iter().map(|o| format!("{o:?}").split(['(', ' ']).next().unwrap_or_default().to_owned()).collect();
+    assert_eq!(kinds, ["RemoveBinding", "RemoveCallState", "PutCallState", "RemoveBindings", "PutBinding"], "{ops:?}");
+    let mut latest = MemoryStore::new();
+    for op in &ops {
+        op.apply(&mut latest).unwrap();
+    }
+    assert_eq!(all.bindings().unwrap(), latest.bindings().unwrap());
+    assert_eq!(all.call_states().unwrap(), latest.call_states().unwrap());
+}
+
+#[test]
 fn writer_applies_every_op_kind_in_order() {
     let memory = MemoryStore::new();
     let writer = StoreWriter::spawn(Box::new(memory.clone()), WriterConfig::default()).unwrap();

@@ -234,7 +234,9 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &W
             }
         }
         if let Some(oldest) = oldest {
-            dropped_since_flush += commit(&mut *store, &ops, oldest, shared, config);
+            let queued = ops.len();
+            StoreOp::keep_latest_per_key(&mut ops);
+            dropped_since_flush += commit(&mut *store, &ops, queued, oldest, shared, config);
             ops.clear();
         }
         if let Some(reply) = flush {
@@ -252,7 +254,9 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &W
 
 /// Applies one batch, falling back to one op per transaction if it fails. Returns how many ops
 /// were dropped.
-fn commit(store: &mut dyn Store, ops: &[StoreOp], oldest: Instant, shared: &Shared, config: &WriterConfig) -> u64 {
+/// Applies `ops` (what is left of `queued` ops after [`StoreOp::keep_latest_per_key`]) in one
+/// transaction, else one by one; returns how many were dropped.
+fn commit(store: &mut dyn Store, ops: &[StoreOp], queued: usize, oldest: Instant, shared: &Shared, config: &WriterConfig) -> u64 {
     let start = Instant::now();
     let mut batches = 1;
     let mut dropped = 0;
@@ -276,11 +280,12 @@ fn commit(store: &mut dyn Store, ops: &[StoreOp], oldest: Instant, shared: &Shar
         tracing::warn!(?latency, ops = ops.len(), "slow store commit");
     }
     let mut s = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
-    s.ops_committed += ops.len() as u64 - dropped;
+    // Superseded ops count as committed: the store holds their effect (the later op's).
+    s.ops_committed += queued as u64 - dropped;
     s.ops_failed += dropped;
     s.batches += batches;
     s.slow_commits += u64::from(latency > config.slow_commit);
-    s.last_batch_ops = ops.len();
+    s.last_batch_ops = queued;
     s.last_commit_latency = latency;
     s.max_commit_latency = s.max_commit_latency.max(latency);
     s.last_queue_delay = done - oldest;
