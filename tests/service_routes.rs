@@ -4,7 +4,8 @@
 //! - precedence, seen on plain UDP sockets: a registered user's phone wins over a `*` route, an
 //!   `override` route wins over the registration (and `rewrite_host` rewrites the Request-URI), an
 //!   unregistered user follows the `*` route with the Request-URI kept;
-//! - with authentication on, a routed INVITE without credentials gets 407 like any call;
+//! - with authentication on, a routed INVITE without credentials gets 407 like any call, and once
+//!   it carries them, our realm's Proxy-Authorization stays with us while another realm's goes on;
 //! - a bad route target stops `serve` at start-up with a one-line error and a non-zero exit.
 //!
 //! Everything runs on 127.0.0.1 with ephemeral ports and private temp dirs; every wait is bounded
@@ -191,6 +192,55 @@ fn routed_invite_without_credentials_is_challenged() {
     let got = recv_starting(&caller, "SIP/2.0 4");
     assert!(got.starts_with("SIP/2.0 407"), "expected a 407 challenge: {got}");
     assert!(got.contains("Proxy-Authenticate: Digest"), "{got}");
+}
+
+/// The caller answers the 407 with credentials for our realm and adds a value for another realm
+/// (a proxy further on): the trunk gets the INVITE with only the other realm's value (RFC 3261
+/// §22.3; Kamailio's `consume_credentials()`).
+#[test]
+fn proxy_consumes_its_own_realms_credentials_only() {
+    use switchboard::auth::DigestClient;
+    use switchboard::message::{HeaderName, Message};
+
+    let dir = TempDir::new("routes-consume");
+    let data = dir.join("data");
+    let ok =
+        switchboard().args(["users", "--data", data.to_str().unwrap(), "add", "caller", "--password", "pw-1"]).output().expect("users add");
+    assert!(ok.status.success(), "users add: {}", String::from_utf8_lossy(&ok.stderr));
+    let (trunk, caller) = (socket(), socket());
+    let config = dir.join("switchboard.toml");
+    std::fs::write(&config, format!("[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1:{}\"\n", port_of(&trunk))).expect("write config");
+    let svc = Service::start(&config, &["--mode", "proxy", "--data", data.to_str().unwrap()]);
+    let (p, sp) = (port_of(&caller), svc.port);
+    let uri = format!("sip:1234@127.0.0.1:{sp}");
+    let request = |cseq: u32, extra: &str| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK-consume-{cseq};rport\r\n\
+             From: <sip:caller@127.0.0.1>;tag=cc\r\nTo: <sip:1234@127.0.0.1>\r\nCall-ID: consume@routes-test\r\n\
+             CSeq: {cseq} INVITE\r\nContact: <sip:caller@127.0.0.1:{p}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let first = request(1, "");
+    caller.send_to(first.as_bytes(), svc.addr()).expect("send INVITE");
+    let challenge = recv_starting(&caller, "SIP/2.0 4");
+    assert!(challenge.starts_with("SIP/2.0 407"), "expected a 407: {challenge}");
+    let parse = |text: &str| Message::parse(bytes::Bytes::from(text.to_owned())).expect("parse");
+    let mut client = DigestClient::new("caller", "pw-1");
+    client.handle_challenge(&parse(&first), &parse(&challenge)).expect("answerable challenge");
+    let realm = client.challenge().expect("challenge").realm.to_string();
+    let (name, ours) = client.authorization("INVITE", &uri, "cn-1").expect("credentials");
+    assert_eq!(name, HeaderName::ProxyAuthorization);
+    let theirs = format!("Digest username=\"caller\", realm=\"far.example.net\", nonce=\"n\", uri=\"{uri}\", response=\"00\"");
+    let second = request(2, &format!("Proxy-Authorization: {ours}\r\nProxy-Authorization: {theirs}\r\n"));
+    caller.send_to(second.as_bytes(), svc.addr()).expect("send INVITE with credentials");
+
+    let got = recv_starting(&trunk, "INVITE ");
+    let forwarded = parse(&got);
+    let realms: Vec<String> = forwarded
+        .auth_headers(HeaderName::ProxyAuthorization)
+        .map(|h| h.expect("Proxy-Authorization").get("realm").expect("realm").into_owned())
+        .collect();
+    assert_eq!(realms, ["far.example.net"], "our realm {realm:?} must not go on:\n{got}");
 }
 
 /// A route whose target is not `sip:IP[:PORT]` stops the service before it listens: exit status

@@ -19,6 +19,10 @@ pub struct ForwardSpec<'a> {
     pub record_route: bool,
     /// Remove the first Route value (it named us: loose routing, §16.4).
     pub pop_route: bool,
+    /// Our digest realm, if we authenticate requests: Proxy-Authorization values for this realm
+    /// were meant for us (§22.3) and are not sent on, as Kamailio's `consume_credentials()` does.
+    /// Values for other realms belong to proxies further on and are kept.
+    pub consume_realm: Option<&'a str>,
 }
 
 /// Our Record-Route / Route URI.
@@ -82,6 +86,7 @@ pub fn forward_request(req: &Message, spec: &ForwardSpec<'_>) -> Message {
                 route_popped = true;
                 push_rest_of_list(&mut b, HeaderName::Route, h.value);
             }
+            HeaderName::ProxyAuthorization if spec.consume_realm.is_some_and(|r| credentials_for(h.value, r)) => {}
             HeaderName::RecordRoute if !rr_added => {
                 rr_added = true;
                 b.push(HeaderName::RecordRoute, format_args!("<{}>", our_uri(spec.local)));
@@ -97,6 +102,14 @@ pub fn forward_request(req: &Message, spec: &ForwardSpec<'_>) -> Message {
         b.push(HeaderName::RecordRoute, format_args!("<{}>", our_uri(spec.local)));
     }
     finish_like(b, req)
+}
+
+/// Whether one Proxy-Authorization value carries credentials for `realm` (its `realm` parameter,
+/// compared exactly: realms are case-sensitive quoted strings, §22.4 / RFC 7616 §3.4). A value
+/// that does not parse is not ours to judge and is kept.
+fn credentials_for(value: &[u8], realm: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(value) else { return false };
+    crate::message::AuthHeader::parse(text.trim()).ok().and_then(|h| h.get("realm")).is_some_and(|r| r == realm)
 }
 
 /// Finishes `b` with the body and Content-Type of `original` (the builder writes Content-Length).
@@ -149,7 +162,14 @@ mod tests {
         assert!(is_us("sip:127.0.0.1:5060;lr", local));
         let f = forward_request(
             &invite(),
-            &ForwardSpec { request_uri: "sip:bob@192.0.2.7:5070", local, branch: "z9hG4bKnew", record_route: true, pop_route: true },
+            &ForwardSpec {
+                request_uri: "sip:bob@192.0.2.7:5070",
+                local,
+                branch: "z9hG4bKnew",
+                record_route: true,
+                pop_route: true,
+                consume_realm: None,
+            },
         );
         f.validate().unwrap();
         assert_eq!(f.request_uri_str(), Some("sip:bob@192.0.2.7:5070"));
@@ -160,6 +180,28 @@ mod tests {
         assert_eq!(routes, ["sip:192.0.2.9;lr"]);
         assert_eq!(f.record_routes().next().unwrap().unwrap().uri_text, "sip:127.0.0.1:5060;lr");
         assert_eq!(f.body(), b"v=0\n");
+    }
+
+    #[test]
+    fn our_realms_credentials_are_consumed_and_other_realms_kept() {
+        let wire = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa\r\nFrom: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c2\r\nCSeq: 2 INVITE\r\nProxy-Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"n1\", uri=\"sip:bob@example.com\", response=\"00\"\r\nProxy-Authorization: Digest username=\"alice\", realm=\"next.example.net\", nonce=\"n2\", uri=\"sip:bob@example.com\", response=\"11\"\r\nContent-Length: 0\r\n\r\n";
+        let req = Message::parse(Bytes::from(wire)).unwrap();
+        let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let spec = |consume_realm| ForwardSpec {
+            request_uri: "sip:bob@192.0.2.7",
+            local,
+            branch: "z9hG4bKn",
+            record_route: true,
+            pop_route: false,
+            consume_realm,
+        };
+        let realms = |m: &Message| -> Vec<String> {
+            m.auth_headers(HeaderName::ProxyAuthorization).map(|h| h.unwrap().get("realm").unwrap().into_owned()).collect()
+        };
+        assert_eq!(realms(&forward_request(&req, &spec(Some("example.com")))), ["next.example.net"]);
+        // Realms compare exactly, and without auth nothing is removed.
+        assert_eq!(realms(&forward_request(&req, &spec(Some("EXAMPLE.com")))), ["example.com", "next.example.net"]);
+        assert_eq!(realms(&forward_request(&req, &spec(None))), ["example.com", "next.example.net"]);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct ProxyConfig {
     pub ringing_timeout: Duration,
     /// Seed for branches.
     pub seed: u64,
+    /// The realm we challenge with, when the service authenticates: its Proxy-Authorization values
+    /// are removed before forwarding (see [`ForwardSpec::consume_realm`]).
+    pub realm: Option<String>,
 }
 
 /// Where to send a forwarded request: the target URI and the address to reach it (for a registered
@@ -140,7 +143,14 @@ impl Proxy {
         let mut ctx = Context { request: request.clone(), branches: Vec::new(), answered: false, finished: false };
         for t in targets {
             let branch = self.ids.branch();
-            let spec = ForwardSpec { request_uri: &t.uri, local: self.config.local, branch: &branch, record_route: is_invite, pop_route };
+            let spec = ForwardSpec {
+                request_uri: &t.uri,
+                local: self.config.local,
+                branch: &branch,
+                record_route: is_invite,
+                pop_route,
+                consume_realm: self.config.realm.as_deref(),
+            };
             let msg = forward_request(request, &spec);
             match ep.send_request(msg, t.dest, now) {
                 Ok(tx) => {
@@ -303,7 +313,14 @@ impl Proxy {
         let branch = self.ids.branch();
         let msg = forward_request(
             ack,
-            &ForwardSpec { request_uri: &uri, local: self.config.local, branch: &branch, record_route: false, pop_route },
+            &ForwardSpec {
+                request_uri: &uri,
+                local: self.config.local,
+                branch: &branch,
+                record_route: false,
+                pop_route,
+                consume_realm: self.config.realm.as_deref(),
+            },
         );
         ep.send_stateless(&msg, dest);
         self.stats.relayed += 1;
