@@ -116,7 +116,14 @@ build_switchboard() {
 		cp "$td/release/switchboard" "$WORK/switchboard" || die "no binary at $td/release/switchboard"
 	fi
 	SB=$WORK/switchboard
-	SB_VERSION="$("$SB" --version 2>/dev/null) ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no git'))"
+	# The checkout describes a binary built here; a given binary may come from another commit.
+	local origin
+	if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+		origin="SWITCHBOARD_BIN=$SWITCHBOARD_BIN"
+	else
+		origin=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no git')
+	fi
+	SB_VERSION="$("$SB" --version 2>/dev/null) ($origin)"
 }
 
 # ---- ports and processes -----------------------------------------------------------------------

@@ -11,7 +11,7 @@
 #
 # Usage:   bench/load.sh            (after cargo build --release --bin softphone --bin switchboard)
 # Env:     BIN=target/release  STEP_SECS=5  REPS=3  WORKERS=(cores)
-#          ECHO_RATES="500 750 1000 ..."  SINK_RATES="1000 2000 ..."
+#          ECHO_RATES="1000 2000 ... 14000"  SINK_RATES="1000 2000 ... 12000"
 # Needs:   sipp (Debian package sip-tester), bc.
 # Bounded: every generator runs with a timeout (STEP_SECS + 20 s), every process started here is
 # stopped by its PID, and nothing listens beyond 127.0.0.1.
@@ -21,8 +21,8 @@ BIN=${BIN:-target/release}
 STEP_SECS=${STEP_SECS:-5}
 REPS=${REPS:-3}
 WORKERS=${WORKERS:-$(nproc)}
-ECHO_RATES=${ECHO_RATES:-"500 750 1000 1250 1500 1750 2000 2500 3000 4000"}
-SINK_RATES=${SINK_RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 10000 12000"}
+ECHO_RATES=${ECHO_RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 10000 12000 14000"}
+SINK_RATES=${SINK_RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 12000"}
 LIMIT=$((STEP_SECS + 20))
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sb-load-bench.XXXXXX")
 TARGET_PID=""
