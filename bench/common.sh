@@ -185,24 +185,20 @@ children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | tr '\n' ' '; }
 
 # ---- measurements ------------------------------------------------------------------------------
 
-# Sum of utime+stime (clock ticks) over the given PIDs (all threads); missing PIDs count 0.
-cpu_ticks() {
-	local s=0 p t
+# stat_ticks EXPR PID...: the sum over the PIDs (all threads) of an awk expression of fields of
+# /proc/PID/stat ($14 utime, $15 stime, in clock ticks); missing PIDs count 0.
+stat_ticks() {
+	local expr=$1 s=0 p t
+	shift
 	for p in "$@"; do
-		t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null) || t=0
+		t=$(awk "{print $expr}" "/proc/$p/stat" 2>/dev/null) || t=0
 		s=$((s + ${t:-0}))
 	done
 	echo "$s"
 }
-# Sum of stime alone (the kernel's share: system calls, packet delivery, scheduling).
-sys_ticks() {
-	local s=0 p t
-	for p in "$@"; do
-		t=$(awk '{print $15}' "/proc/$p/stat" 2>/dev/null) || t=0
-		s=$((s + ${t:-0}))
-	done
-	echo "$s"
-}
+# utime+stime; stime alone (the kernel's share: system calls, packet delivery, scheduling).
+cpu_ticks() { stat_ticks '$14+$15' "$@"; }
+sys_ticks() { stat_ticks '$15' "$@"; }
 ticks_to_s() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN{printf "%.3f", t/h}'; }
 # /proc/PID/status field in kB (VmRSS, VmHWM)
 proc_kb() { awk -v f="$2:" '$1==f{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
