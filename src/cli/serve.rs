@@ -252,7 +252,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         branch_timeout: r.branch_timeout,
         ringing_timeout: Duration::from_secs(181),
         seed: seed ^ 0x5bd1_e995,
-        realm: auth.as_ref().map(|_| realm(r.domain.as_deref())),
+        realm: auth.as_ref().map(|d| d.realm().to_owned()),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
         B2bua::new(B2buaConfig {
