@@ -1,9 +1,10 @@
 //! Issue 14 point 5: caps on the state the network can create, each attacked through a real
 //! `switchboard serve` on loopback, with the legitimate use checked in the same test:
-//! - never-ACKed INVITEs to the public `echo` user from six addresses (127.0.0.2-7) would take
-//!   every relay port; with `unauth_port_share` (25%) and `max_echo_calls_per_source` (10) only a
-//!   quarter of the range is theirs, refusals carry Retry-After, and alice then calls bob through
-//!   the B2BUA relay with audio both ways;
+//! - never-ACKed INVITEs to the public `echo` user from six addresses (127.0.0.2-7) take every
+//!   relay port when the caps are lifted (a call between phones then gets 503); with
+//!   `unauth_port_share` (25%) and `max_echo_calls_per_source` (10) only a quarter of the range is
+//!   theirs, refusals carry Retry-After, and alice then calls bob through the B2BUA relay with
+//!   audio both ways while a second flood is refused;
 //! - an echo caller's slots come back once its never-ACKed calls end (no state left behind);
 //! - the eleventh contact of an AOR gets 503 "Too many registered contacts" with Retry-After, the
 //!   first contact still refreshes and still rings, and every REGISTER 200 fits 1,300 bytes;
@@ -19,7 +20,6 @@ mod raw_sip;
 
 use procs::{Proc, TempDir};
 use raw_sip::{addr_of, final_response, header, invite, register, sdp_offer, socket, socket_on, status, try_recv_starting};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -54,23 +54,16 @@ fn tone(path: &Path) -> (f64, f64) {
     (a.dominant.unwrap_or(0.0), a.active_seconds)
 }
 
-/// The relay range has 50 pairs: 12 (25%) for echo calls. 66 never-ACKed INVITEs from six
-/// addresses (11 each) would hold all 50; instead 12 are answered, the 11th of the first address
-/// gets 486, the rest 503, all with Retry-After. While those 12 calls still hold their ports
-/// (their 2xx is retransmitted for 64*T1 = 32 s), alice calls bob with audio both ways.
-#[test]
-fn echo_flood_leaves_relay_ports_for_alice_and_bob() {
-    let dir = TempDir::new("caps-echo-flood");
-    let data = dir.join("data");
-    add_users(&data, &["alice", "bob"]);
-    let (svc, service) = serve(&["--data", data.to_str().unwrap(), "--rtp-ports", "61000-61099"]);
-
+/// Never-ACKed INVITEs to echo, `per_host` from each of 127.0.0.`hosts`, one after the other; each
+/// final answer is awaited. Returns how many were answered 200 and the `(host, i, code)` of the
+/// refused, each checked for Retry-After.
+fn echo_flood(service: SocketAddr, hosts: std::ops::RangeInclusive<u8>, per_host: usize) -> (usize, Vec<(u8, usize, u16)>) {
     let mut answered = 0;
-    let mut codes = Vec::new();
-    for host in 2..=7 {
+    let mut refused = Vec::new();
+    for host in hosts {
         let attacker = socket_on(&format!("127.0.0.{host}"));
         let media = addr_of(&attacker);
-        for i in 0..11 {
+        for i in 0..per_host {
             let call_id = format!("flood-{host}-{i}");
             invite(&attacker, service, "echo", &call_id, &sdp_offer(media));
             let answer = final_response(&attacker, &call_id, LIMIT);
@@ -78,13 +71,29 @@ fn echo_flood_leaves_relay_ports_for_alice_and_bob() {
                 200 => answered += 1,
                 code @ (486 | 503) => {
                     assert!(header(&answer, "Retry-After").is_some_and(|v| v.parse::<u32>().is_ok()), "no Retry-After:\n{answer}");
-                    codes.push((host, i, code));
+                    refused.push((host, i, code));
                 }
-                other => panic!("unexpected {other} to {call_id}:\n{answer}\n{}", svc.transcript()),
+                other => panic!("unexpected {other} to {call_id}:\n{answer}"),
             }
         }
     }
-    assert_eq!(answered, 12, "a quarter of the 50 relay pairs; refusals {codes:?}");
+    (answered, refused)
+}
+
+/// The relay range has 50 pairs: 12 (25%) for echo calls. 66 never-ACKed INVITEs from six
+/// addresses (11 each) would hold all 50 (see the next test); instead 12 are answered, the 11th
+/// of the first address gets 486, the rest 503, all with Retry-After. While those 12 calls still
+/// hold their ports (their 2xx is retransmitted for 64*T1 = 32 s), alice calls bob, a second
+/// flood during the call is refused, and both hear each other.
+#[test]
+fn echo_flood_leaves_relay_ports_for_alice_and_bob() {
+    let dir = TempDir::new("caps-echo-flood");
+    let data = dir.join("data");
+    add_users(&data, &["alice", "bob"]);
+    let (svc, service) = serve(&["--data", data.to_str().unwrap(), "--rtp-ports", "61000-61099"]);
+
+    let (answered, codes) = echo_flood(service, 2..=7, 11);
+    assert_eq!(answered, 12, "a quarter of the 50 relay pairs; refusals {codes:?}\n{}", svc.transcript());
     assert_eq!(codes.first(), Some(&(2, 10, 486)), "the 11th call from one address is refused by the per-source cap");
     assert!(codes.iter().skip(1).all(|&(_, _, c)| c == 503), "then the port share: {codes:?}");
 
@@ -98,22 +107,41 @@ fn echo_flood_leaves_relay_ports_for_alice_and_bob() {
     let mut bob = Proc::spawn("bob", &mut bob);
     bob.wait_line("registered aor=", LIMIT).expect("bob registered");
     let alice_wav = dir.join("alice.wav");
-    let alice = Command::new(PHONE)
+    let mut alice = Command::new(PHONE);
+    alice
         .args(["--user", "alice", "--register", &format!("sip:{service}"), "--password-file"])
         .arg(data.join("alice.pw"))
         .args(["--summary", "json", "--tone", "440", "--record", alice_wav.to_str().unwrap(), "--rtp-ports", "61300-61399"])
-        .args(["dial", "sip:bob@127.0.0.1", "--duration", "3"])
-        .output()
-        .expect("softphone dial");
-    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
-    assert!(alice.status.success(), "alice's call failed:\n{alice_out}\n{}", String::from_utf8_lossy(&alice.stderr));
+        .args(["dial", "sip:bob@127.0.0.1", "--duration", "3"]);
+    let mut alice = Proc::spawn("alice", &mut alice);
+    alice.wait_line("call answered", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let (during, _) = echo_flood(service, 8..=8, 11);
+    assert_eq!(during, 0, "the share is still full during the call");
+    let status = alice.expect_exit(LIMIT);
+    assert!(status.success(), "alice's call failed:\n{}", alice.transcript());
     bob.expect_exit(LIMIT);
     let (fa, active_a) = tone(&alice_wav);
     let (fb, active_b) = tone(&bob_wav);
     assert!((fa - 1000.0).abs() < 15.0 && active_a >= 2.5, "alice heard {fa} Hz for {active_a} s");
     assert!((fb - 440.0).abs() < 15.0 && active_b >= 2.5, "bob heard {fb} Hz for {active_b} s");
-    let summary: Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
-    assert!(summary["rtp_received"].as_u64().is_some_and(|n| n > 100), "{summary}");
+}
+
+/// The attack itself, with the share and the per-source cap lifted: the same flood takes every
+/// relay pair (50 answered), and a call between two registered phones then gets 503 for want of
+/// ports. This is what the defaults above prevent.
+#[test]
+fn without_the_caps_the_echo_flood_takes_every_port() {
+    let args =
+        ["--data", "none", "--no-auth", "--rtp-ports", "61500-61599", "--unauth-port-share", "100", "--max-echo-calls-per-source", "0"];
+    let (svc, service) = serve(&args);
+    let (answered, refused) = echo_flood(service, 2..=7, 11);
+    assert_eq!(answered, 50, "{refused:?}\n{}", svc.transcript());
+    let bob = socket();
+    register(&bob, service, "bob", &format!("sip:bob@{}", addr_of(&bob)), "reg-bob", 1);
+    assert_eq!(status(&final_response(&bob, "reg-bob", LIMIT)), 200);
+    let alice = socket();
+    invite(&alice, service, "bob", "alice-bob", &sdp_offer(addr_of(&alice)));
+    assert_eq!(status(&final_response(&alice, "alice-bob", LIMIT)), 503, "no relay port left for a real call");
 }
 
 /// With `--t1-ms 20` a never-ACKed echo call ends after 64*T1 = 1.28 s (the service sends BYE):
