@@ -276,3 +276,14 @@ fn full_transaction_table_answers_503_statelessly() {
     }
     assert_eq!(status(&last), 200, "{last}\n{}", svc.transcript());
 }
+
+/// A cap that makes no sense stops `serve` before it listens, with one line naming the key.
+#[test]
+fn bad_cap_values_are_one_line_startup_errors() {
+    for (args, needle) in [(["--max-contacts", "0"], "max_contacts"), (["--unauth-port-share", "150"], "unauth_port_share")] {
+        let out = Command::new(SB).args(["serve", "--data", "none", "--listen", "127.0.0.1:0"]).args(args).output().expect("serve");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{args:?} started:\n{err}");
+        assert!(err.lines().count() == 1 && err.contains(needle), "{args:?}: {err}");
+    }
+}

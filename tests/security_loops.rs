@@ -52,6 +52,13 @@ fn calls(data: &Path) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("calls JSON")).collect()
 }
 
+/// How many call records the store in `data` holds.
+fn records(data: &Path) -> usize {
+    let out = Command::new(SB).args(["cdr", "--json", "--data"]).arg(data).output().expect("cdr");
+    assert!(out.status.success(), "cdr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
 /// Waits until the service on `data` has no call in progress.
 fn no_calls_left(data: &Path) {
     let t0 = Instant::now();
@@ -78,6 +85,12 @@ fn two_services_routing_to_each_other(mode: &str, extra: &[&str], want: u16) {
     assert_eq!(status(&answer), want, "{answer}\nA:\n{}\nB:\n{}", a.transcript(), b.transcript());
     no_calls_left(&data_a);
     no_calls_left(&data_b);
+    if mode == "b2bua" {
+        // One call record per hop: Max-Forwards 70 bounds the chain.
+        let hops = records(&data_a) + records(&data_b);
+        eprintln!("{mode} {extra:?}: the loop ended after {hops} B2BUA calls");
+        assert!((1..=70).contains(&hops), "{hops} calls in the loop");
+    }
     // The service is still there for everyone else.
     invite(&caller, service, "echo", "echo-after", &sdp_offer(addr_of(&caller)));
     assert_eq!(status(&final_response(&caller, "echo-after", LIMIT)), 200);
