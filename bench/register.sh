@@ -56,7 +56,7 @@ t_start_switchboard() {
 	pick_port SB_PORT
 	cp -a "$TEMPLATE" "$WORK/$1.data"
 	RUST_LOG=${SB_LOG:-warn} "$SB" serve --data "$WORK/$1.data" --listen "127.0.0.1:$SB_PORT" \
-		>"$WORK/$1.sb.out" 2>"$WORK/$1.sb.err" &
+		"${SB_CAPS_OFF[@]}" >"$WORK/$1.sb.out" 2>"$WORK/$1.sb.err" &
 	SB_PID=$!
 	STARTED_PIDS+=("$SB_PID")
 	wait_udp_port "$SB_PORT" || { cat "$WORK/$1.sb.err" >&2; return 1; }

@@ -27,7 +27,7 @@ t_start_switchboard() {
 	pick_port SB_PORT
 	mkdir -p "$dir"
 	RUST_LOG=${SB_LOG:-warn} "$SB" serve --no-auth --data "$dir" --listen "127.0.0.1:$SB_PORT" --rtp-ports "$RTP_PORTS" \
-		>"$WORK/$1.sb.out" 2>"$WORK/$1.sb.err" &
+		"${SB_CAPS_OFF[@]}" >"$WORK/$1.sb.out" 2>"$WORK/$1.sb.err" &
 	SB_PID=$!
 	STARTED_PIDS+=("$SB_PID")
 	wait_udp_port "$SB_PORT" || { cat "$WORK/$1.sb.err" >&2; return 1; }
@@ -59,7 +59,7 @@ t_stop_sipp_uas() {
 }
 
 echo "# uas: $SB_VERSION, $(sipp_version), $(nproc) CPUs, $(date -u +%FT%TZ)"
-echo "# switchboard: RUST_LOG=${SB_LOG:-warn} switchboard serve --no-auth --data DIR --listen 127.0.0.1:PORT --rtp-ports $RTP_PORTS"
+echo "# switchboard: RUST_LOG=${SB_LOG:-warn} switchboard serve --no-auth --data DIR --listen 127.0.0.1:PORT --rtp-ports $RTP_PORTS ${SB_CAPS_OFF[*]}"
 echo "# uac: sipp -sn uac [-s echo] -d 0 ADDR -i 127.0.0.1 -p PORT -nostdin -buff_size $SIPP_BUF -r RATE -m CALLS -trace_rtt -rtt_freq 1 -trace_stat"
 bench_rounds switchboard sipp_uas
 print_table cps switchboard sipp_uas

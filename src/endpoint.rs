@@ -38,6 +38,9 @@ pub struct EndpointConfig {
     /// Methods we handle (Allow, RFC 3261 §20.5); others get 501. Defaults to [`ALLOW`]; a
     /// registrar adds REGISTER.
     pub allow: String,
+    /// Live transactions at most: a new request beyond it gets a stateless 503 with Retry-After
+    /// (issue 14 point 5), so a flood cannot grow the table without bound.
+    pub max_transactions: usize,
 }
 
 impl Default for EndpointConfig {
@@ -47,6 +50,7 @@ impl Default for EndpointConfig {
             supported: vec!["timer".into()],
             user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
             allow: ALLOW.to_owned(),
+            max_transactions: 100_000,
         }
     }
 }
@@ -129,7 +133,13 @@ pub struct Stats {
     /// Messages we resent on a transaction timer (A, E, G; RFC 3261 §17): a sign of loss or of a
     /// peer slower than T1.
     pub retransmissions: u64,
+    /// New requests answered 503 statelessly because `max_transactions` were live.
+    pub overloaded: u64,
 }
+
+/// Retry-After of the 503 sent while the transaction table is full, in seconds: short, since the
+/// table drains as transactions end.
+const FULL_RETRY_AFTER: &str = "5";
 
 /// A refusal: status, reason phrase, extra headers.
 type Refusal = (u16, &'static str, Vec<(HeaderName, String)>);
@@ -155,7 +165,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// A new endpoint.
     pub fn new(config: EndpointConfig) -> Endpoint {
-        let transactions = Transactions::new(config.timers);
+        let mut transactions = Transactions::new(config.timers);
+        transactions.set_limit(config.max_transactions);
         Endpoint {
             config,
             transactions,
@@ -354,6 +365,12 @@ impl Endpoint {
                 self.handle_cancel(id, target, now);
             }
             Ok(Routed::Stray(ack)) => self.events.push_back(EndpointEvent::Ack { request: ack, source }),
+            Ok(Routed::Full(request)) => {
+                // §21.5.4: 503 with Retry-After; state frees as transactions end (at most 64*T1).
+                tracing::debug!(peer = %source, live = self.transactions.len(), "transaction table full: 503");
+                self.stats.overloaded += 1;
+                self.answer_stateless(&request, source, 503, "Service Unavailable", &[(HeaderName::RetryAfter, FULL_RETRY_AFTER)]);
+            }
             Err(e) => tracing::debug!(peer = %source, error = ?e, "request not routed"),
         }
     }

@@ -419,3 +419,69 @@ fn mutated_registers_never_panic() {
         }
     }
 }
+
+/// Issue 14 point 5: the eleventh contact of an AOR is refused with 503 and Retry-After (the
+/// seconds until the AOR's first binding lapses); nothing changes, the ten still refresh, and a
+/// request that swaps one contact for another keeps the count and goes through.
+#[test]
+fn max_contacts_refuses_one_more_but_refreshes_and_swaps_pass() {
+    let mut reg = registrar();
+    for i in 0..10u32 {
+        let c = format!("Contact: <sip:bob@192.0.2.{i}>;expires={}", 600 + i);
+        assert_eq!(status(&reg.handle_register(&register("bob", &format!("c{i}"), 1, &[&c]), src(), None, at(0))), 200);
+    }
+    let out = reg.handle_register(&register("bob", "c10", 1, &["Contact: <sip:bob@192.0.2.10>"]), src(), None, at(100));
+    assert_eq!((status(&out), out.response.reason()), (503, Some(&b"Too many registered contacts"[..])));
+    assert_eq!(out.response.header(HeaderName::RetryAfter), Some(&b"500"[..]));
+    assert!(out.changes.is_empty() && matches!(out.rejected, Some(RegisterError::TooManyContacts { retry_after: 500 })));
+    assert_eq!(reg.lookup(BOB).len(), 10);
+    let refresh = reg.handle_register(&register("bob", "c0", 2, &["Contact: <sip:bob@192.0.2.0>;expires=900"]), src(), None, at(100));
+    assert_eq!(status(&refresh), 200, "an existing contact refreshes");
+    assert_eq!(listed(&refresh).len(), 10);
+    let swap = reg.handle_register(
+        &register("bob", "c1", 2, &["Contact: <sip:bob@192.0.2.1>;expires=0", "Contact: <sip:bob@192.0.2.99>"]),
+        src(),
+        None,
+        at(100),
+    );
+    assert_eq!(status(&swap), 200, "one out, one in");
+    assert!(contacts(&reg, BOB).contains(&"sip:bob@192.0.2.99".to_owned()));
+    // Once one lapses, there is room again.
+    let later = reg.handle_register(&register("bob", "c11", 1, &["Contact: <sip:bob@192.0.2.11>"]), src(), None, at(603));
+    assert_eq!(status(&later), 200);
+}
+
+/// The registrar as a whole holds at most `max_bindings`.
+#[test]
+fn max_bindings_caps_the_table() {
+    let mut reg = Registrar::new(RegistrarConfig { max_bindings: 3, ..RegistrarConfig::default() });
+    for user in ["a", "b", "c"] {
+        assert_eq!(status(&reg.handle_register(&register(user, user, 1, &["Contact: <sip:x@192.0.2.1>"]), src(), None, at(0))), 200);
+    }
+    let out = reg.handle_register(&register("d", "d", 1, &["Contact: <sip:x@192.0.2.1>"]), src(), None, at(10));
+    assert_eq!(status(&out), 503);
+    assert_eq!(out.response.header(HeaderName::RetryAfter), Some(&b"3590"[..]));
+    assert_eq!(reg.len(), 3);
+    assert_eq!(status(&reg.handle_register(&register("a", "a", 2, &["Contact: <sip:x@192.0.2.1>"]), src(), None, at(10))), 200);
+}
+
+/// RFC 3261 §18.1.1: the 200 listing the contacts stays within 1,300 bytes. Long contacts fill the
+/// budget before ten do; the one that would overflow it is refused with 503, every 200 sent fits.
+#[test]
+fn the_200_listing_contacts_fits_a_udp_datagram() {
+    let mut reg = registrar();
+    let long = "x".repeat(200);
+    let mut accepted = 0;
+    for i in 0..10u32 {
+        let c = format!("Contact: <sip:bob@192.0.2.{i}:5060;{long}=1>");
+        let out = reg.handle_register(&register("bob", &format!("c{i}"), 1, &[&c]), src(), None, at(0));
+        assert!(out.response.as_bytes().len() <= 1300, "{} bytes:\n{:?}", out.response.as_bytes().len(), out.response);
+        match status(&out) {
+            200 => accepted += 1,
+            503 => assert!(out.response.header(HeaderName::RetryAfter).is_some()),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((3..10).contains(&accepted), "{accepted} long contacts accepted");
+    assert_eq!(reg.lookup(BOB).len(), accepted);
+}

@@ -25,7 +25,8 @@ struct Service {
 impl Service {
     fn start() -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0"]);
+        // 400 echo calls from one address: lift the per-source cap (issue 14 point 5).
+        cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--max-echo-calls-per-source", "0"]);
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         Service { proc, port }
     }

@@ -48,6 +48,9 @@ impl B2bua {
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
         let to = request.to().map(|t| addr_without_tag(&t).to_string()).unwrap_or_default();
         let offer = sdp::audio_of(request.body());
+        // Issue 14 point 9: the callee legs carry the caller's Max-Forwards minus one (§16.6 step
+        // 3 as a proxy would), so a loop between services ends with a 483 within that many hops.
+        let max_forwards = request.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1);
         let seed = self.config.seed.wrapping_add(key.wrapping_mul(0x9e37_79b9));
         let mut call = Call {
             record: new_record(
@@ -90,7 +93,14 @@ impl B2bua {
             self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned()).unwrap_or_else(|| Bytes::copy_from_slice(request.body()));
         for t in &targets {
             let body = call.sdp_for(Leg::Callee, &caller_offer);
-            let params = CallParams { from: from.clone(), to: to.clone(), target: Some(t.uri.clone()), routes: Vec::new(), sdp: body };
+            let params = CallParams {
+                from: from.clone(),
+                to: to.clone(),
+                target: Some(t.uri.clone()),
+                routes: Vec::new(),
+                sdp: body,
+                max_forwards: Some(max_forwards),
+            };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {
                     self.ua.pin_peer(fork.call_id.clone(), t.dest);

@@ -26,8 +26,9 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs, auth_algorithms, relay; [[route]] tables with user, target, rewrite_host,
-    /// override).
+    /// branch_timeout_secs, auth_algorithms, relay, max_contacts, max_bindings, max_transactions,
+    /// max_echo_calls_per_source, unauth_port_share; [[route]] tables with user, target,
+    /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// UDP address to listen on, IPv4 or [IPv6]:port; port 0 picks a free one [default: 127.0.0.1:5060].
@@ -81,6 +82,27 @@ pub(crate) struct ServeArgs {
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub(crate) branch_timeout: Option<f64>,
+    // ----- caps on state the network can create (issue 14 point 5; helper "caps") -----
+    /// Contacts one address-of-record may register; a REGISTER adding one more gets 503 "Too many
+    /// registered contacts" with Retry-After [default: 10].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_contacts: Option<usize>,
+    /// Registered contacts in all; a REGISTER adding one more gets 503 [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_bindings: Option<usize>,
+    /// Live SIP transactions; a new request beyond gets a stateless 503 with Retry-After
+    /// [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_transactions: Option<usize>,
+    /// Concurrent calls to echo from one source IP; one more gets 486 with Retry-After; 0 means no
+    /// limit (load tests from one address) [default: 10].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_echo_calls_per_source: Option<usize>,
+    /// Percent of the RTP port range that unauthenticated calls (echo) may hold, so they cannot
+    /// starve real calls of relay ports; beyond it they get 503 [default: 25].
+    #[arg(long, value_name = "PERCENT")]
+    pub(crate) unauth_port_share: Option<u8>,
+    // ----- end of caps -----
 }
 
 /// Everything resolved, checked and ready.
@@ -102,6 +124,32 @@ pub(crate) struct Resolved {
     branch_timeout: Duration,
     algorithms: Vec<switchboard::auth::Algorithm>,
     routes: StaticRoutes,
+    caps: Caps,
+}
+
+/// The caps of issue 14 point 5, resolved.
+struct Caps {
+    max_contacts: usize,
+    max_bindings: usize,
+    max_transactions: usize,
+    max_echo_calls_per_source: usize,
+    unauth_port_share: u8,
+}
+
+/// Resolves the caps: flag, then file, then default; each count must be at least 1.
+fn caps(args: &ServeArgs, file: &FileConfig) -> Result<Caps, String> {
+    let at_least_one = |name: &str, v: usize| if v == 0 { Err(format!("{name} must be at least 1, got 0")) } else { Ok(v) };
+    let share = args.unauth_port_share.or(file.unauth_port_share).unwrap_or(25);
+    if share > 100 {
+        return Err(format!("unauth_port_share is a percentage (0-100), got {share}"));
+    }
+    Ok(Caps {
+        max_contacts: at_least_one("max_contacts", args.max_contacts.or(file.max_contacts).unwrap_or(10))?,
+        max_bindings: at_least_one("max_bindings", args.max_bindings.or(file.max_bindings).unwrap_or(100_000))?,
+        max_transactions: at_least_one("max_transactions", args.max_transactions.or(file.max_transactions).unwrap_or(100_000))?,
+        max_echo_calls_per_source: args.max_echo_calls_per_source.or(file.max_echo_calls_per_source).unwrap_or(10),
+        unauth_port_share: share,
+    })
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, String> {
@@ -126,6 +174,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     if !(1..=10_000).contains(&t1_ms) {
         return Err(format!("t1_ms must be between 1 and 10000, got {t1_ms}"));
     }
+    let caps = caps(args, &file)?;
     let data = args.data.clone().or(file.data_dir).unwrap_or_else(switchboard::store::default_data_dir);
     let algs = args.auth_algorithms.clone().or(file.auth_algorithms).unwrap_or_else(|| "md5".into());
     let algorithms = algs
@@ -150,6 +199,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         branch_timeout: secs("branch timeout", args.branch_timeout.or(file.branch_timeout_secs).unwrap_or(10.0))?,
         algorithms,
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
+        caps,
     })
 }
 
@@ -214,6 +264,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         domain: r.domain.clone(),
         min_expires: r.min_expires,
         max_expires: r.max_expires,
+        max_contacts: r.caps.max_contacts,
+        max_bindings: r.caps.max_bindings,
         ..RegistrarConfig::default()
     });
     let restored = bindings.len();
@@ -229,7 +281,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let local = transport.local_addr();
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-    let endpoint = Endpoint::new(EndpointConfig { timers, allow, ..EndpointConfig::default() });
+    let endpoint = Endpoint::new(EndpointConfig { timers, allow, max_transactions: r.caps.max_transactions, ..EndpointConfig::default() });
     let seed = wall.as_nanos() as u64;
     let session = MediaConfig {
         inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
@@ -238,7 +290,18 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ..MediaConfig::default()
     };
     let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
-    let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, seed);
+    let echo = EchoUas::new(
+        EchoConfig {
+            local,
+            answer_delay: r.answer_delay,
+            t1: r.t1,
+            t2: timers.t2,
+            media,
+            max_calls_per_source: r.caps.max_echo_calls_per_source,
+            port_share: r.caps.unauth_port_share,
+        },
+        seed,
+    );
     let auth = match r.auth {
         AuthMode::Digest => {
             let mut d = DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime);

@@ -88,7 +88,7 @@ impl Dialogs {
         let cfg = &self.config;
         let mut b = Message::request(Method::Invite, target);
         b.push(HeaderName::Via, OurVia(cfg, &branch));
-        b.push(HeaderName::MaxForwards, 70);
+        b.push(HeaderName::MaxForwards, p.max_forwards.unwrap_or(70));
         for r in &p.routes {
             b.push(HeaderName::Route, r);
         }

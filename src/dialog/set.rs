@@ -28,6 +28,10 @@ pub struct CallParams {
     pub routes: Vec<String>,
     /// The SDP offer, if any.
     pub sdp: Option<Bytes>,
+    /// Max-Forwards of the INVITE (RFC 3261 §8.1.1.6); 70 when `None`. A B2BUA passes on the
+    /// incoming request's value minus one, so two services routing to each other cannot loop
+    /// forever (issue 14 point 9).
+    pub max_forwards: Option<u32>,
 }
 
 /// An INVITE we sent, from the request until its dialogs are gone (§12.1.2, §13.2.2).

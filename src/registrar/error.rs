@@ -37,6 +37,19 @@ pub enum RegisterError {
     /// older than what is stored. Answered 500, as RFC 3261 §12.2.2 does for an out-of-order
     /// in-dialog request, so the UA neither takes it for success nor retries it unchanged.
     OutOfOrder,
+    /// The AOR already holds `max_contacts` contacts, or one more would make the 200 listing them
+    /// longer than a UDP datagram may be (RFC 3261 §18.1.1): 503 with Retry-After, the seconds
+    /// until the AOR's first binding lapses.
+    TooManyContacts {
+        /// Seconds for Retry-After.
+        retry_after: u64,
+    },
+    /// The registrar holds `max_bindings` bindings: 503 with Retry-After, the seconds until the
+    /// next binding lapses.
+    TooManyBindings {
+        /// Seconds for Retry-After.
+        retry_after: u64,
+    },
 }
 
 // ===== impl RegisterError =====
@@ -53,6 +66,7 @@ impl RegisterError {
             RegisterError::Forbidden => 403,
             RegisterError::IntervalTooBrief { .. } => 423,
             RegisterError::OutOfOrder => 500,
+            RegisterError::TooManyContacts { .. } | RegisterError::TooManyBindings { .. } => 503,
         }
     }
 
@@ -70,6 +84,8 @@ impl RegisterError {
             RegisterError::BadContactParam => "Bad Contact Header",
             RegisterError::IntervalTooBrief { .. } => "Interval Too Brief",
             RegisterError::OutOfOrder => "Out Of Order CSeq",
+            RegisterError::TooManyContacts { .. } => "Too many registered contacts",
+            RegisterError::TooManyBindings { .. } => "Too many registrations",
         })
     }
 }

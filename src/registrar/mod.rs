@@ -34,6 +34,7 @@
 //! ```
 
 mod binding;
+mod caps;
 mod error;
 mod register;
 
@@ -57,11 +58,31 @@ pub struct RegistrarConfig {
     pub max_expires: u32,
     /// The interval used when neither the contact nor the request gives one (§10.3 step 7).
     pub default_expires: u32,
+    /// Contacts one address-of-record may hold; a REGISTER that would add one more is answered
+    /// 503 "Too many registered contacts" with Retry-After (as Kamailio's registrar does).
+    /// Refreshing or removing existing contacts is always allowed.
+    pub max_contacts: usize,
+    /// Bindings across all AORs; a REGISTER that would add one more is answered 503 with
+    /// Retry-After.
+    pub max_bindings: usize,
+    /// The largest 200 a REGISTER that adds a contact may be answered with: the 200 must list
+    /// every binding of the AOR (§10.3 step 8) and go in one UDP datagram of at most 1,300 bytes
+    /// (RFC 3261 §18.1.1), so a contact that would make the list longer is refused like one over
+    /// `max_contacts`.
+    pub max_response_bytes: usize,
 }
 
 impl Default for RegistrarConfig {
     fn default() -> Self {
-        RegistrarConfig { domain: None, min_expires: 60, max_expires: 3600, default_expires: 3600 }
+        RegistrarConfig {
+            domain: None,
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 10,
+            max_bindings: 100_000,
+            max_response_bytes: 1300,
+        }
     }
 }
 

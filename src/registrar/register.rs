@@ -10,15 +10,15 @@ use std::time::Duration;
 
 /// What a valid REGISTER asks for.
 #[derive(Debug)]
-struct Plan {
-    aor: String,
+pub(super) struct Plan {
+    pub(super) aor: String,
     call_id: String,
     cseq: u32,
-    action: Action,
+    pub(super) action: Action,
 }
 
 #[derive(Debug)]
-enum Action {
+pub(super) enum Action {
     /// No Contact: only list the bindings (§10.3 step 6, last paragraph).
     Query,
     /// `Contact: *` with `Expires: 0` (§10.3 step 6).
@@ -28,12 +28,12 @@ enum Action {
 }
 
 #[derive(Debug)]
-struct Op {
-    key: String,
-    contact: String,
+pub(super) struct Op {
+    pub(super) key: String,
+    pub(super) contact: String,
     /// Granted seconds; 0 removes the binding.
-    expires: u32,
-    q_millis: u16,
+    pub(super) expires: u32,
+    pub(super) q_millis: u16,
 }
 
 // ===== impl Registrar =====
@@ -51,7 +51,7 @@ impl Registrar {
     pub fn handle_register(&mut self, req: &Message, source: SocketAddr, authorized_user: Option<&str>, now: Duration) -> Outcome {
         let now = now.as_secs();
         let tag = to_tag(req);
-        match self.plan(req, authorized_user, now) {
+        match self.plan(req, authorized_user, now).and_then(|plan| self.check_caps(req, &tag, plan, now)) {
             Ok(plan) => {
                 let changes = self.apply(&plan, source, now);
                 Outcome { response: self.ok_response(req, &plan.aor, &tag, now), changes, rejected: None }
@@ -62,6 +62,9 @@ impl Registrar {
                     RegisterError::IntervalTooBrief { min_expires } => b.push(HeaderName::MinExpires, min_expires),
                     RegisterError::BadExtension(tokens) => b.push(HeaderName::Unsupported, tokens.join(", ")),
                     RegisterError::NotRegister => b.push(HeaderName::Allow, "REGISTER"),
+                    RegisterError::TooManyContacts { retry_after } | RegisterError::TooManyBindings { retry_after } => {
+                        b.push(HeaderName::RetryAfter, retry_after)
+                    }
                     _ => {}
                 }
                 Outcome { response: b.finish(), changes: Vec::new(), rejected: Some(e) }
@@ -218,14 +221,19 @@ impl Registrar {
 
     /// Step 8: 200 listing every binding of `aor`, best first, each with its remaining seconds.
     fn ok_response(&self, req: &Message, aor: &str, tag: &str, now: u64) -> Message {
-        let mut b = req.response_to(200, "OK", Some(tag));
-        for binding in sorted(self.entries(aor)) {
-            let contact = format!("<{}>;expires={};q={}", binding.contact, binding.remaining(now), format_q(binding.q_millis));
-            b.push(HeaderName::Contact, contact);
-        }
-        b.push(HeaderName::Date, http_date(now));
-        b.finish()
+        let listed = sorted(self.entries(aor)).into_iter().map(|b| (b.contact.as_str(), b.remaining(now), b.q_millis));
+        listing(req, tag, listed, now)
     }
+}
+
+/// The 200 of step 8 for the given `(contact, remaining seconds, q)`, in that order.
+pub(super) fn listing<'a>(req: &Message, tag: &str, contacts: impl Iterator<Item = (&'a str, u64, u16)>, now: u64) -> Message {
+    let mut b = req.response_to(200, "OK", Some(tag));
+    for (contact, remaining, q) in contacts {
+        b.push(HeaderName::Contact, format_args!("<{contact}>;expires={remaining};q={}", format_q(q)));
+    }
+    b.push(HeaderName::Date, http_date(now));
+    b.finish()
 }
 
 /// Whether a Contact header line holds a `*` element among others (`*, <sip:a@b>`).

@@ -207,6 +207,14 @@ impl Service {
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
         let method = request.method().cloned();
         let in_dialog = request.to().ok().is_some_and(|t| t.tag().is_some());
+        // §16.3 step 4, for every request and every mode (issue 14 point 9): one that already
+        // carries our Via went through us before, so it is a loop, answered 482 before it creates
+        // any state.
+        if proxy::is_loop(&request, self.local) {
+            tracing::debug!(peer = %source, "request already carries our Via: 482");
+            let _ = io.endpoint.respond(tx, request.response_to(482, "Loop Detected", Some("sb")).finish(), now);
+            return;
+        }
         match method {
             Some(Method::Register) => self.on_register(io.endpoint, tx, &request, source, now),
             _ if self.echo.knows(&request) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
@@ -251,10 +259,6 @@ impl Service {
 
     fn on_invite(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
         let (ep, req) = (&mut *io.endpoint, &request);
-        if proxy::is_loop(req, self.local) {
-            let _ = ep.respond(tx, req.response_to(482, "Loop Detected", Some("sb")).finish(), now);
-            return;
-        }
         if let Err(answer) = self.authenticate(req, true) {
             let _ = ep.respond(tx, answer, now);
             return;
@@ -374,6 +378,9 @@ impl Application for Service {
                     self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now);
                 } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&request)) {
                     b.handle_event(io, EndpointEvent::Ack { request, source }, now);
+                } else if proxy::is_loop(&request, self.local) {
+                    // It went through us before: relaying it again would loop (issue 14 point 9).
+                    tracing::debug!(peer = %source, "ACK carrying our Via dropped");
                 } else {
                     // §16.11: an ACK for a 2xx follows the Route set; ours comes off first.
                     let routes: Vec<String> = request.routes().filter_map(Result::ok).map(|r| r.uri_text.to_owned()).collect();

@@ -16,6 +16,12 @@
 //! nonce_lifetime_secs = 300
 //! branch_timeout_secs = 10
 //! auth_algorithms = "md5"          # or "sha-256,md5" (RFC 8760 order) for clients that handle it
+//! # caps on state the network can create (issue 14 point 5)
+//! max_contacts = 10               # contacts per address-of-record (503 beyond)
+//! max_bindings = 100000           # bindings in all (503 beyond)
+//! max_transactions = 100000       # live SIP transactions (stateless 503 beyond)
+//! max_echo_calls_per_source = 10  # concurrent calls to echo from one IP (486 beyond; 0: no limit)
+//! unauth_port_share = 25          # percent of rtp_ports that echo calls may hold (503 beyond)
 //!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
@@ -103,6 +109,18 @@ pub struct FileConfig {
     /// Digest algorithms challenged with, in order: `"md5"`, `"sha-256"` or both, e.g.
     /// `"sha-256,md5"`.
     pub auth_algorithms: Option<String>,
+    // ----- caps on state the network can create (issue 14 point 5; helper "caps") -----
+    /// Contacts per address-of-record; a REGISTER adding one more gets 503.
+    pub max_contacts: Option<usize>,
+    /// Bindings across all AORs; a REGISTER adding one more gets 503.
+    pub max_bindings: Option<usize>,
+    /// Live transactions; a new request beyond gets a stateless 503.
+    pub max_transactions: Option<usize>,
+    /// Concurrent calls to `echo` from one source IP (0: no limit); one more gets 486.
+    pub max_echo_calls_per_source: Option<usize>,
+    /// Percent of the RTP port range that unauthenticated (echo) calls may hold; beyond, 503.
+    pub unauth_port_share: Option<u8>,
+    // ----- end of caps -----
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
@@ -160,6 +178,12 @@ mod tests {
         assert_eq!(c.auth, Some(AuthMode::None));
         assert_eq!(c.listen, "127.0.0.1:5070".parse().ok());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        let caps: FileConfig = toml::from_str(
+            "max_contacts = 3\nmax_bindings = 50\nmax_transactions = 1000\nmax_echo_calls_per_source = 0\nunauth_port_share = 40\n",
+        )
+        .unwrap();
+        assert_eq!((caps.max_contacts, caps.max_bindings, caps.max_transactions), (Some(3), Some(50), Some(1000)));
+        assert_eq!((caps.max_echo_calls_per_source, caps.unauth_port_share), (Some(0), Some(40)));
         assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);
         assert!(port_range("10-20").is_err());
         assert!(c.route.is_empty());

@@ -51,6 +51,9 @@ pub enum Routed {
     /// Matches no transaction: an ACK for a 2xx (the dialog's, §13.3.1.4) or a response with no
     /// client transaction, e.g. a retransmitted 2xx (§17.1.1.2). Handed back to the caller.
     Stray(Message),
+    /// A new request while [`Transactions::set_limit`] transactions are live: no state was kept.
+    /// Handed back for a stateless 503 (RFC 3261 §21.5.4).
+    Full(Message),
 }
 
 /// The INVITE server transaction a CANCEL matches (§9.2).
@@ -146,6 +149,8 @@ pub struct Transactions {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// New server transactions are refused ([`Routed::Full`]) while this many are live.
+    limit: usize,
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     transmits: VecDeque<(TransactionId, Message)>,
     events: VecDeque<(TransactionId, Event)>,
@@ -164,6 +169,7 @@ impl Transactions {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            limit: usize::MAX,
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -174,6 +180,14 @@ impl Transactions {
     /// The timer values new transactions get.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Caps the live transactions: a new request while `limit` are live is handed back as
+    /// [`Routed::Full`] instead of opening a server transaction, so a flood of requests cannot
+    /// make the table grow without bound. A CANCEL of a pending INVITE still goes through (it ends
+    /// state). Client transactions are not refused: they answer requests already admitted.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// How many transactions are live (not yet terminated).
@@ -241,6 +255,13 @@ impl Transactions {
             }
             self.drive(id, |m| m.handle_request(request, now))?;
             return Ok(Routed::Matched(id));
+        }
+        if self.live >= self.limit && request.method() != Some(&Method::Ack) {
+            let cancels_pending =
+                request.method() == Some(&Method::Cancel) && matches!(self.cancel_target(&request), CancelTarget::Pending(_));
+            if !cancels_pending {
+                return Ok(Routed::Full(request));
+            }
         }
         let machine = match request.method() {
             Some(Method::Ack) => return Ok(Routed::Stray(request)),

@@ -12,7 +12,8 @@ use crate::dialog::{DialogConfig, DialogId, Dialogs, Event as DialogEvent};
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{EndpointEvent, ALLOW};
 use crate::message::{HeaderName, Message, Method, Uri};
-use std::net::SocketAddr;
+use crate::transaction::TransactionId;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Settings of the echo UAS.
@@ -28,7 +29,32 @@ pub struct EchoConfig {
     pub t2: Duration,
     /// Media: address, RTP port range, codecs, inactivity timeout.
     pub media: CallMediaConfig,
+    /// Calls from one source IP at most (anyone may call `echo`, unauthenticated); one more is
+    /// answered 486 with Retry-After. 0: no limit.
+    pub max_calls_per_source: usize,
+    /// The percentage of the RTP port range's pairs that echo calls may hold, so unauthenticated
+    /// calls cannot take the ports real calls need; one more call is answered 503 with
+    /// Retry-After. 100: the whole range.
+    pub port_share: u8,
 }
+
+impl EchoConfig {
+    /// The echo calls the port share allows: that share of the range's RTP/RTCP pairs, at least one
+    /// when the share is above 0.
+    pub fn max_calls(&self) -> usize {
+        let ports = usize::from(self.media.ports.end() - self.media.ports.start()) + 1;
+        let share = usize::from(self.port_share.min(100));
+        let calls = ports / 2 * share / 100;
+        if share > 0 {
+            calls.max(1)
+        } else {
+            0
+        }
+    }
+}
+
+/// Retry-After of a refused echo call, in seconds: a never-ACKed call holds its slot for 64*T1.
+const BUSY_RETRY_AFTER: u64 = 30;
 
 /// The echo UAS.
 #[derive(Debug)]
@@ -43,6 +69,13 @@ pub struct EchoUas {
     last_now: Option<Instant>,
     /// Calls answered so far.
     pub answered: u64,
+    /// Calls refused by `max_calls_per_source` or `port_share`.
+    pub refused: u64,
+    /// The source IP of each call, for `max_calls_per_source`.
+    sources: HashMap<DialogId, IpAddr>,
+    per_source: HashMap<IpAddr, usize>,
+    /// The source of the INVITE being handed to the dialogs, until its `Incoming` event.
+    incoming_source: Option<IpAddr>,
 }
 
 impl EchoUas {
@@ -66,6 +99,51 @@ impl EchoUas {
             stopping: false,
             last_now: None,
             answered: 0,
+            refused: 0,
+            sources: HashMap::default(),
+            per_source: HashMap::default(),
+            incoming_source: None,
+        }
+    }
+
+    /// Issue 14 point 5: refuses a new INVITE from `source` beyond the per-source cap (486) or the
+    /// port share (503), both with Retry-After. Returns true when it answered.
+    fn refuse_over_caps(&mut self, io: &mut Io<'_>, tx: TransactionId, request: &Message, source: SocketAddr, now: Instant) -> bool {
+        let new_call = request.method() == Some(&Method::Invite) && request.to().is_ok_and(|t| t.tag().is_none());
+        if !new_call {
+            return false;
+        }
+        let from_source = self.per_source.get(&source.ip()).copied().unwrap_or(0);
+        let per_source = self.config.max_calls_per_source;
+        let (code, reason) = if per_source > 0 && from_source >= per_source {
+            (486, "Too Many Calls From This Address")
+        } else if self.sources.len() >= self.config.max_calls() {
+            (503, "Unauthenticated Calls Hold Their Share Of Ports")
+        } else {
+            self.incoming_source = Some(source.ip());
+            return false;
+        };
+        tracing::debug!(peer = %source, code, calls = self.sources.len(), from_source, "echo call refused");
+        self.refused += 1;
+        let answer = request.response_to(code, reason, Some("echo")).header(HeaderName::RetryAfter, BUSY_RETRY_AFTER).finish();
+        let _ = io.endpoint.respond(tx, answer, now);
+        true
+    }
+
+    fn track(&mut self, id: &DialogId) {
+        if let Some(ip) = self.incoming_source.take() {
+            self.sources.insert(id.clone(), ip);
+            *self.per_source.entry(ip).or_default() += 1;
+        }
+    }
+
+    fn untrack(&mut self, id: &DialogId) {
+        let Some(ip) = self.sources.remove(id) else { return };
+        if let Some(n) = self.per_source.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
         }
     }
 
@@ -81,6 +159,7 @@ impl EchoUas {
     }
 
     fn on_incoming(&mut self, io: &mut Io<'_>, id: DialogId, request: Message, now: Instant) {
+        self.track(&id);
         let to_echo = matches!(request.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"));
         let d = self.ua.dialogs();
         if self.stopping {
@@ -124,6 +203,7 @@ impl EchoUas {
                 let media = self.media.end(io, &CallKey::of(&id));
                 tracing::debug!(call_id = %id.call_id, ?reason, echoed = media.map_or(0, |m| m.summary.packets_sent), "call ended");
                 self.ringing.remove(&id);
+                self.untrack(&id);
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
                 let ok = request.method() == Some(&Method::Options);
@@ -167,6 +247,12 @@ impl EchoUas {
 impl Application for EchoUas {
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         self.last_now = Some(now);
+        self.incoming_source = None;
+        if let EndpointEvent::Request { tx, request, source } = &event {
+            if self.refuse_over_caps(io, *tx, request, *source, now) {
+                return;
+            }
+        }
         self.ua.handle_endpoint_event(io.endpoint, event, now);
         self.drain(io, now);
     }

@@ -208,6 +208,7 @@ impl Phone {
             target: None,
             routes: Vec::new(),
             sdp: Some(sdp),
+            max_forwards: None,
         };
         match self.ua.dialogs().invite(params, now) {
             Ok(id) => {
