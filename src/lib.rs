@@ -34,6 +34,7 @@ pub mod relay;
 pub mod sdp;
 pub mod service;
 pub mod store;
+pub mod testing;
 pub mod transaction;
 pub mod transport;
 pub mod ua;
