@@ -8,15 +8,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[path = "../cli/cdr.rs"]
 mod cdr;
-#[path = "../cli/check.rs"]
 mod check;
-#[path = "../cli/control.rs"]
 mod control;
-#[path = "../cli/serve.rs"]
 mod serve;
-#[path = "../cli/users.rs"]
 mod users;
 
 /// switchboard: a SIP session initiation service over UDP.

@@ -18,11 +18,8 @@ use switchboard::ua::media::CallMediaConfig;
 use switchboard::ua::phone::{CallReport, Phone, PhoneConfig, SourceSpec};
 use switchboard::ua::register::RegisterConfig;
 
-#[path = "../cli/load.rs"]
 mod load;
-#[path = "../cli/prompt.rs"]
 mod prompt;
-#[path = "../cli/send.rs"]
 mod send;
 
 /// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
