@@ -22,6 +22,7 @@ pub mod auth;
 pub mod b2bua;
 pub mod calendar;
 pub mod call;
+pub mod cli;
 pub mod collections;
 pub mod dialog;
 pub mod driver;

@@ -255,11 +255,7 @@ fn phone_config(
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchboard::cli::init_tracing();
     let cli = Cli::parse();
     if let Some(Command::Send { file, to, wait }) = &cli.command {
         return match seconds("--wait", *wait) {
