@@ -45,7 +45,8 @@ fn sans_io_modules_do_no_io_and_read_no_clock() {
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap_or_default();
         for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
+            // A `#[cfg(feature = "tokio")]` gate names the feature, not the crate.
+            let code = line.split("//").next().unwrap_or("").replace("feature = \"tokio\"", "");
             for word in FORBIDDEN {
                 if code.contains(word) {
                     offences.push(format!("{}:{}: {word}: {}", f.display(), n + 1, line.trim()));
