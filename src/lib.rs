@@ -23,7 +23,6 @@
 //!   message     parse / build SIP messages (RFC 3261 §7, §20, §25), zero-copy over bytes::Bytes
 //!   sdp         session descriptions (RFC 4566)
 //!   media       G.711, RTP/RTCP, DTMF, jitter buffer, pacing, WAV, tones
-//!   calendar    civil dates for the Date header (RFC 3261 §20.17)
 //!   collections the hash map the protocol state lives in
 //! ```
 //!
@@ -48,7 +47,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod calendar;
 pub mod call;
 pub mod collections;
 pub mod dialog;
