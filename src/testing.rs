@@ -1,7 +1,7 @@
 //! Stand-ins for the driver's I/O, for tests and examples that run the sans-IO layers in memory.
 //!
 //! [`MemoryMedia`] is a [`MediaIo`] with no sockets: binds hand out flows and ports, sends are
-//! recorded, so a test drives a [`B2bua`](crate::b2bua::B2bua) or a relay on a virtual clock and
+//! recorded, so a test drives a `B2bua` or a relay on a virtual clock and
 //! then asserts which ports are open and where datagrams went.
 
 use crate::driver::{FlowId, MediaIo};
