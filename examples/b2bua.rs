@@ -6,42 +6,24 @@
 //! `cargo run --example b2bua`
 
 use bytes::Bytes;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::b2bua::{sdp::audio_of, B2bua, B2buaConfig};
 use switchboard::call::{answer, offer, MediaPrefs};
 use switchboard::dialog::{CallParams, DialogConfig, Dialogs, Event};
-use switchboard::driver::{FlowId, Io, MediaIo};
+use switchboard::driver::Io;
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::media::rtp::{RtpSender, SenderConfig};
 use switchboard::proxy::Target;
 use switchboard::relay::RelayConfig;
 use switchboard::sdp::{Direction, SessionDescription};
 use switchboard::store::StoreOp;
+use switchboard::testing::MemoryMedia;
 use switchboard::ua::core::{UaCore, UaEvent};
 
 const ADDRS: [&str; 3] = ["127.0.0.1:5061", "127.0.0.1:5062", "127.0.0.1:5060"]; // caller, callee, service
 fn addr(i: usize) -> SocketAddr {
     ADDRS[i].parse().expect("an address")
-}
-
-/// Media "sockets" in memory: each bind hands out the port it is asked for; sends are counted.
-#[derive(Default)]
-struct FakeMedia {
-    bound: Vec<(FlowId, SocketAddr)>,
-    sent: u64,
-}
-impl MediaIo for FakeMedia {
-    fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, _rtcp: bool) -> std::io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        let (n, local) = (self.bound.len() as u32 * 2, SocketAddr::new(ip, *ports.start()));
-        self.bound.push((FlowId(n), local));
-        Ok((FlowId(n), Some(FlowId(n + 1)), local))
-    }
-    fn send(&mut self, _flow: FlowId, _dest: SocketAddr, _payload: &[u8]) {
-        self.sent += 1;
-    }
-    fn close(&mut self, _flow: FlowId) {}
 }
 
 /// Three endpoints on an in-memory network: 0 and 1 are phones (UaCore each), 2 is the B2BUA.
@@ -50,7 +32,7 @@ struct World {
     phones: [UaCore; 2],
     events: [Vec<Event>; 2],
     b2b: B2bua,
-    media: FakeMedia,
+    media: MemoryMedia,
     now: Instant,
     t0: Instant,
 }
@@ -127,7 +109,7 @@ fn main() {
         phones: [UaCore::new(dialogs(0), None), UaCore::new(dialogs(1), None)],
         events: Default::default(),
         b2b,
-        media: FakeMedia::default(),
+        media: MemoryMedia::default(),
         now: t0,
         t0,
     };
@@ -166,7 +148,7 @@ fn main() {
     assert_eq!((alice_relay.port(), bob_relay.port()), (30000, 30002), "both phones send to the relay, not to each other");
 
     // 3. Two seconds of alice's RTP (50 packets/s) into her relay port: the relay passes it to bob.
-    let flow = w.media.bound.iter().find(|(_, a)| *a == alice_relay).map(|(f, _)| *f).expect("the relay port");
+    let flow = w.media.open.iter().find(|(_, a)| **a == alice_relay).map(|(f, _)| *f).expect("the relay port");
     let mut rtp = RtpSender::new(SenderConfig::from_seed(0, 7)).expect("PCMU is a valid payload type");
     for _ in 0..100 {
         w.now += Duration::from_millis(20);
@@ -186,8 +168,8 @@ fn main() {
     println!("call record {}: {} -> {}, codec {}", r.id, r.from, r.to, codec.unwrap_or("-"));
     println!("  Call-IDs: caller {}, callee {}", r.caller_call_id, r.callee_call_id.as_deref().unwrap_or("-"));
     println!("  ended: {} by {} after {:.1} s", reason.unwrap_or("-"), by.unwrap_or("-"), duration.unwrap_or(0.0));
-    println!("  RTP from alice: {} packets, {} lost; relayed to bob: {}", r.caller_packets, r.caller_lost, w.media.sent);
+    println!("  RTP from alice: {} packets, {} lost; relayed to bob: {}", r.caller_packets, r.caller_lost, w.media.sent.len());
     assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("bye"), Some("caller")));
-    assert_eq!((r.caller_packets, w.media.sent, duration), (100, 100, Some(2.0)));
+    assert_eq!((r.caller_packets, w.media.sent.len(), duration), (100, 100, Some(2.0)));
     assert!(w.events[1].iter().any(|e| matches!(e, Event::Terminated { .. })), "bob's leg ended too");
 }

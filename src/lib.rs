@@ -1,39 +1,84 @@
 //! # switchboard
 //!
-//! A SIP stack over UDP, in layers that each stand on their own:
+//! A SIP stack over UDP, in layers that each stand on their own. Every module, from the top
+//! (what the binaries run) to the bottom (bytes on the wire):
 //!
 //! ```text
-//!   ua          echo UAS, dialer            (sans-IO applications on the endpoint)
-//!   driver      tokio loop: socket + clock  (the only I/O, with transport::udp)
+//!   cli         what the two binaries share (log set-up)             [feature cli]
+//!   service     registrar + auth + routing + echo, as one app        [feature service]
+//!   store       users, bindings, call records (SQLite, I/O)          [feature service]
+//!   b2bua       back-to-back calls with relayed media (RFC 7092)     [feature service]
+//!   driver      tokio loop: sockets + clock (the only I/O)           [feature tokio]
+//!   testing     in-memory stand-ins for the driver's media sockets   [feature tokio]
+//!   ua          echo UAS, softphone, REGISTER client                 [feature tokio]
+//!   relay       RTP/RTCP relay between two legs                      [feature tokio]
+//!   proxy       stateful proxy core (RFC 3261 §16)
+//!   registrar   location service (RFC 3261 §10.3)
+//!   auth        digest authentication (RFC 3261 §22, RFC 8760)
+//!   call        SDP offer/answer for audio (RFC 3264), the media session of a call
+//!   dialog      dialogs, re-INVITE, session timers (RFC 3261 §12-15, RFC 4028)
 //!   endpoint    datagram -> transaction / application / stateless answer
 //!   transaction RFC 3261 §17 state machines, one timer heap
-//!   transport   RFC 3261 §18 / RFC 3581 rules; transport::udp is the socket
+//!   transport   RFC 3261 §18 / RFC 3581 rules; transport::udp is the socket [udp: feature tokio]
 //!   message     parse / build SIP messages (RFC 3261 §7, §20, §25), zero-copy over bytes::Bytes
 //!   sdp         session descriptions (RFC 4566)
+//!   media       G.711, RTP/RTCP, DTMF, jitter buffer, pacing, WAV, tones
+//!   collections the hash map the protocol state lives in
 //! ```
 //!
 //! Protocol layers are sans-IO: they take bytes and `now`, and return what to send and when to wake.
 //! Run loop (as in quinn-proto): give one input to the endpoint (`handle_datagram`, `handle_timeout`
 //! or a command), drain `poll_transmit` and `poll_event`, then sleep until `poll_timeout`.
+//!
+//! # Features
+//!
+//! `default = ["service", "cli"]`. With `default-features = false` the crate is the sans-IO stack
+//! (message, transport rules, transaction, endpoint, dialog, sdp, call, media, auth, registrar,
+//! proxy) without tokio, clap, toml, rusqlite or serde_json. `tokio` adds the driver, the UDP
+//! socket and what runs on them (`ua`, `relay`, `testing`); `serde` derives Serialize/Deserialize
+//! for [`dialog::DialogSnapshot`]; `service` adds the service, its store and the B2BUA; `cli` the
+//! binaries' shared parts.
+//!
+//! # The types most programs start from
+//!
+//! Re-exported here: [`Message`] (parse and build), [`Endpoint`] with its [`EndpointConfig`] and
+//! [`EndpointEvent`]s, the dialog layer [`Dialogs`], and [`SessionDescription`].
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod b2bua;
-pub mod calendar;
 pub mod call;
 pub mod collections;
 pub mod dialog;
-pub mod driver;
 pub mod endpoint;
 pub mod media;
 pub mod message;
 pub mod proxy;
 pub mod registrar;
-pub mod relay;
 pub mod sdp;
-pub mod service;
-pub mod store;
 pub mod transaction;
 pub mod transport;
+
+#[cfg(feature = "tokio")]
+pub mod driver;
+#[cfg(feature = "tokio")]
+pub mod relay;
+#[cfg(feature = "tokio")]
+pub mod testing;
+#[cfg(feature = "tokio")]
 pub mod ua;
+
+#[cfg(feature = "service")]
+pub mod b2bua;
+#[cfg(feature = "service")]
+pub mod service;
+#[cfg(feature = "service")]
+pub mod store;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use dialog::Dialogs;
+pub use endpoint::{Endpoint, EndpointConfig, EndpointEvent};
+pub use message::Message;
+pub use sdp::SessionDescription;

@@ -5,17 +5,16 @@
 //! expires on one leg, and a callee that never answers.
 
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event, Side};
-use switchboard::driver::{FlowId, Io, MediaIo};
+use switchboard::driver::Io;
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::proxy::Target;
 use switchboard::relay::RelayConfig;
 use switchboard::store::StoreOp;
+use switchboard::testing::MemoryMedia;
 use switchboard::ua::core::{UaCore, UaEvent};
 
 const CALLER: &str = "127.0.0.1:5061";
@@ -38,41 +37,6 @@ fn offer(port: u16, codecs: &str, dir: &str) -> Bytes {
     Bytes::from(format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {codecs}\r\n{rtpmaps}a={dir}\r\n"
     ))
-}
-
-/// Media sockets in memory: binds hand out flows, sends are recorded.
-#[derive(Default)]
-struct FakeMedia {
-    next: u32,
-    next_port: u16,
-    open: HashMap<FlowId, SocketAddr>,
-    sent: Vec<(FlowId, SocketAddr)>,
-}
-
-impl MediaIo for FakeMedia {
-    fn bind_pair(
-        &mut self,
-        ip: IpAddr,
-        ports: RangeInclusive<u16>,
-        with_rtcp: bool,
-    ) -> std::io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        let port = self.next_port.max(*ports.start());
-        self.next_port = port + 2;
-        self.next += 2;
-        let rtp = FlowId(self.next - 1);
-        let rtcp = with_rtcp.then_some(FlowId(self.next));
-        self.open.insert(rtp, SocketAddr::new(ip, port));
-        if let Some(r) = rtcp {
-            self.open.insert(r, SocketAddr::new(ip, port + 1));
-        }
-        Ok((rtp, rtcp, SocketAddr::new(ip, port)))
-    }
-    fn send(&mut self, flow: FlowId, dest: SocketAddr, _payload: &[u8]) {
-        self.sent.push((flow, dest));
-    }
-    fn close(&mut self, flow: FlowId) {
-        self.open.remove(&flow);
-    }
 }
 
 /// A phone: our own endpoint, UA core and dialogs.
@@ -113,7 +77,7 @@ struct World {
     callee: Phone,
     ep: Endpoint,
     b2b: B2bua,
-    media: FakeMedia,
+    media: MemoryMedia,
     store: Vec<StoreOp>,
     /// Datagrams from or to this address are lost.
     dead: Option<&'static str>,
@@ -142,13 +106,13 @@ impl World {
             callee: Phone::new(CALLEE, 2, None),
             ep: Endpoint::new(EndpointConfig::default()),
             b2b,
-            media: FakeMedia::default(),
+            media: MemoryMedia::default(),
             store: Vec::new(),
             dead: None,
         }
     }
 
-    fn io<'a>(ep: &'a mut Endpoint, media: &'a mut FakeMedia) -> Io<'a> {
+    fn io<'a>(ep: &'a mut Endpoint, media: &'a mut MemoryMedia) -> Io<'a> {
         Io { endpoint: ep, media, wall_clock: Duration::from_secs(1_800_000_000) }
     }
 

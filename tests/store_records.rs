@@ -41,7 +41,7 @@ fn binding(aor: &str, contact: &str, cseq: u32) -> BindingRecord {
         q_millis: 500,
         call_id: format!("reg-{cseq}@host"),
         cseq,
-        source: "192.0.2.10:5060".into(),
+        source: "192.0.2.10:5060".parse().unwrap(),
         updated_at: 1_700_000_000,
     }
 }

@@ -51,7 +51,7 @@ fn binding(aor: &str, i: u32) -> BindingRecord {
         q_millis: 1000,
         call_id: format!("reg-{i}"),
         cseq: i,
-        source: "192.0.2.1:5060".into(),
+        source: "192.0.2.1:5060".parse().unwrap(),
         updated_at: 1_700_000_000,
     }
 }

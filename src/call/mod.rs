@@ -2,7 +2,7 @@
 //!
 //! [`negotiate`] turns offers and answers into a [`Negotiated`] stream; [`MediaSession`] runs that
 //! stream: paced G.711 sending, jitter-buffered receiving, DTMF, RTCP and the inactivity check.
-//! The user agents in [`crate::ua`] tie one session to each dialog.
+//! The user agents in `crate::ua` (feature `tokio`) tie one session to each dialog.
 
 pub mod negotiate;
 pub mod session;

@@ -49,6 +49,7 @@ pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
 pub use set::{Authorizer, CallParams, Dialogs};
 pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
+#[cfg(feature = "service")]
 pub(crate) use state::addr_without_tag;
 pub use state::{Dialog, DialogState, Role};
 pub use timer::DialogTimer;

@@ -11,7 +11,6 @@ use super::id::DialogId;
 use super::set::Dialogs;
 use super::state::{Dialog, DialogState, Role};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 /// How far the local CSeq jumps on restore: requests sent after the snapshot was written (a
 /// session refresh, say) used numbers the snapshot does not know; §12.2.1.1 only asks that they
@@ -19,7 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const CSEQ_MARGIN: u32 = 100;
 
 /// The saved state of one confirmed dialog (RFC 3261 §12.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DialogSnapshot {
     /// Call-ID.
     pub call_id: String,

@@ -12,6 +12,13 @@
 //! `data` sizes when finished (or whenever [`WavWriter::update_header`] is called, so a killed
 //! recorder still leaves a readable file). Reading copes with a file whose sizes were never
 //! written: a `data` size of 0 or past the end of the file means "to the end".
+//!
+//! Why not `hound` (3.5.1, checked against this module's tests): it skips an odd-sized chunk
+//! without its RIFF pad byte (so a `LIST` of odd length before `data` derails it), refuses a
+//! `data` size that is odd (`u32::MAX` from an unfinished recorder) and reads a size of 0 as no
+//! samples, names neither µ-law nor ADPCM (`Unsupported`, no tag), and its writer seeks to
+//! absolute offsets and never gives the stream back. A wrapper keeping today's behaviour would
+//! walk the chunks itself, which is most of this reader.
 
 use super::SAMPLE_RATE;
 use std::fmt;

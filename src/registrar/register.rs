@@ -254,21 +254,13 @@ fn to_tag(req: &Message) -> String {
     format!("{h:016x}")
 }
 
-/// `rfc1123-date` (RFC 3261 §20.17), e.g. `Sat, 13 Nov 2010 23:29:00 GMT`, from Unix seconds.
+/// `rfc1123-date` (RFC 3261 §20.17), e.g. `Sat, 13 Nov 2010 23:29:00 GMT`, from Unix seconds: the
+/// IMF-fixdate of RFC 9110 §5.6.7, which is the same form. A time past the latest jiff represents
+/// (9999-12-30 22:00 UTC) is written as that (the grammar has four digits for the year).
 pub(crate) fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = crate::calendar::civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX).min(jiff::Timestamp::MAX.as_second());
+    let at = jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX);
+    jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&at).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -282,6 +274,7 @@ mod tests {
             (1_289_690_940, "Sat, 13 Nov 2010 23:29:00 GMT"),
             (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
             (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 GMT"),
+            (u64::MAX, "Thu, 30 Dec 9999 22:00:00 GMT"),
         ] {
             assert_eq!(http_date(secs), want);
         }

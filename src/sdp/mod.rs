@@ -44,6 +44,44 @@ pub use text::Text;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The `a=` accessors that a media description and a session description
+/// share (RFC 4566 §5.13, §6): both keep their attributes in `self.attributes`.
+macro_rules! attribute_access {
+    ($level:literal) => {
+        #[doc = concat!("Appends a ", $level, " attribute (an [`Attribute`], [`RtpMap`], [`Fmtp`] or [`Direction`]).")]
+        pub fn push_attribute(&mut self, attribute: impl Into<Attribute>) {
+            self.attributes.push(attribute.into());
+        }
+
+        #[doc = concat!("The first ", $level, " attribute called `name`.")]
+        pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+            self.attributes.iter().find(|a| a.name == name)
+        }
+
+        #[doc = concat!("All ", $level, " attributes called `name`, in order.")]
+        pub fn attributes_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attribute> {
+            self.attributes.iter().filter(move |a| a.name == name)
+        }
+
+        #[doc = concat!("Removes all ", $level, " attributes called `name`; returns how many there were.")]
+        pub fn remove_attributes(&mut self, name: &str) -> usize {
+            let before = self.attributes.len();
+            self.attributes.retain(|a| a.name != name);
+            before - self.attributes.len()
+        }
+
+        #[doc = concat!("The ", $level, " direction attribute, if any (RFC 4566 §6).")]
+        pub fn direction(&self) -> Option<Direction> {
+            attr::find_direction(&self.attributes)
+        }
+
+        #[doc = concat!("Sets the ", $level, " direction attribute, replacing any present.")]
+        pub fn set_direction(&mut self, direction: Direction) {
+            attr::set_direction(&mut self.attributes, direction);
+        }
+    };
+}
+
 /// The `o=` line (RFC 4566 §5.2): who created the session and its version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
@@ -291,38 +329,7 @@ impl MediaDescription {
         self.connection().or(session.connection.as_ref())
     }
 
-    /// Appends an attribute (an [`Attribute`], [`RtpMap`], [`Fmtp`] or
-    /// [`Direction`]).
-    pub fn push_attribute(&mut self, attribute: impl Into<Attribute>) {
-        self.attributes.push(attribute.into());
-    }
-
-    /// The first attribute called `name`.
-    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
-        self.attributes.iter().find(|a| a.name == name)
-    }
-
-    /// All attributes called `name`, in order.
-    pub fn attributes_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attribute> {
-        self.attributes.iter().filter(move |a| a.name == name)
-    }
-
-    /// Removes all attributes called `name`; returns how many there were.
-    pub fn remove_attributes(&mut self, name: &str) -> usize {
-        let before = self.attributes.len();
-        self.attributes.retain(|a| a.name != name);
-        before - self.attributes.len()
-    }
-
-    /// The media-level direction attribute, if any (RFC 4566 §6).
-    pub fn direction(&self) -> Option<Direction> {
-        attr::find_direction(&self.attributes)
-    }
-
-    /// Sets the media-level direction attribute, replacing any present.
-    pub fn set_direction(&mut self, direction: Direction) {
-        attr::set_direction(&mut self.attributes, direction);
-    }
+    attribute_access!("media-level");
 
     /// The direction in force for this stream: the media-level attribute,
     /// else the session-level one, else `sendrecv` (RFC 4566 §6,
@@ -412,36 +419,5 @@ impl SessionDescription {
         self.connection = connection.into();
     }
 
-    /// Appends a session-level attribute.
-    pub fn push_attribute(&mut self, attribute: impl Into<Attribute>) {
-        self.attributes.push(attribute.into());
-    }
-
-    /// The first session-level attribute called `name`.
-    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
-        self.attributes.iter().find(|a| a.name == name)
-    }
-
-    /// All session-level attributes called `name`, in order.
-    pub fn attributes_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attribute> {
-        self.attributes.iter().filter(move |a| a.name == name)
-    }
-
-    /// Removes all session-level attributes called `name`; returns how many
-    /// there were.
-    pub fn remove_attributes(&mut self, name: &str) -> usize {
-        let before = self.attributes.len();
-        self.attributes.retain(|a| a.name != name);
-        before - self.attributes.len()
-    }
-
-    /// The session-level direction attribute, if any (RFC 4566 §6).
-    pub fn direction(&self) -> Option<Direction> {
-        attr::find_direction(&self.attributes)
-    }
-
-    /// Sets the session-level direction attribute, replacing any present.
-    pub fn set_direction(&mut self, direction: Direction) {
-        attr::set_direction(&mut self.attributes, direction);
-    }
+    attribute_access!("session-level");
 }

@@ -17,9 +17,9 @@ use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{self, Proxy, Target};
-use crate::registrar::{aor_of, Binding, Change, Registrar};
+use crate::registrar::{aor_of, Change, Registrar};
 use crate::service::routes::StaticRoutes;
-use crate::store::{BindingRecord, CallState, StoreOp, StoreWriter, UserRecord};
+use crate::store::{CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
 use bytes::Bytes;
@@ -70,33 +70,6 @@ pub struct Service {
     stopping: bool,
     /// Server transactions the proxy forwarded, so a CANCEL reaches the proxy.
     proxied: HashMap<TransactionId, ()>,
-}
-
-fn binding_record(b: &Binding) -> BindingRecord {
-    BindingRecord {
-        aor: b.aor.clone(),
-        contact: b.contact.clone(),
-        expires_at: b.expires_at,
-        q_millis: b.q_millis,
-        call_id: b.call_id.clone(),
-        cseq: b.cseq,
-        source: b.source.to_string(),
-        updated_at: b.updated_at,
-    }
-}
-
-/// A stored binding back in the registrar's form (`None` if its source address is unreadable).
-pub fn binding_of(r: &BindingRecord) -> Option<Binding> {
-    Some(Binding {
-        aor: r.aor.clone(),
-        contact: r.contact.clone(),
-        expires_at: r.expires_at,
-        q_millis: r.q_millis,
-        call_id: r.call_id.clone(),
-        cseq: r.cseq,
-        source: r.source.parse().ok()?,
-        updated_at: r.updated_at,
-    })
 }
 
 impl Service {
@@ -154,7 +127,7 @@ impl Service {
         let Some(store) = &self.store else { return };
         for c in changes {
             let op = match c {
-                Change::Put(b) => StoreOp::PutBinding(binding_record(&b)),
+                Change::Put(b) => StoreOp::PutBinding(b),
                 Change::Remove { aor, contact } => StoreOp::RemoveBinding { aor, contact },
             };
             if let Err(e) = store.enqueue(op) {

@@ -71,27 +71,10 @@ pub struct UserRecord {
     pub ha1_sha256: String,
 }
 
-/// One registrar binding (RFC 3261 §10.3): a Contact registered for an address of record.
-/// Keyed by (`aor`, `contact`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct BindingRecord {
-    /// Address of record, as the registrar normalises it.
-    pub aor: String,
-    /// The Contact URI.
-    pub contact: String,
-    /// When the binding expires, unix seconds.
-    pub expires_at: u64,
-    /// Contact `q` value times 1000 (0..=1000).
-    pub q_millis: u16,
-    /// Call-ID of the REGISTER that last refreshed the binding.
-    pub call_id: String,
-    /// CSeq number of that REGISTER.
-    pub cseq: u32,
-    /// `ip:port` the REGISTER came from.
-    pub source: String,
-    /// When the binding was last written, unix seconds.
-    pub updated_at: u64,
-}
+/// One registrar binding (RFC 3261 §10.3), stored as the registrar keeps it: the store saves the
+/// registrar's own [`Binding`](crate::registrar::Binding), keyed by (`aor`, `contact`), so there is
+/// no second copy of its fields to convert to and from.
+pub type BindingRecord = crate::registrar::Binding;
 
 /// One call detail record. Keyed by `id`; written at INVITE and rewritten as the call progresses.
 #[derive(Clone, Debug, PartialEq)]
@@ -310,7 +293,7 @@ mod tests {
             q_millis: 1000,
             call_id: "c1".into(),
             cseq: 1,
-            source: "192.0.2.1:5060".into(),
+            source: "192.0.2.1:5060".parse().unwrap(),
             updated_at: 5,
         };
         let ops = [

@@ -153,18 +153,24 @@ impl Store for SqliteStore {
             "SELECT aor, contact, expires_at, q_millis, call_id, cseq, source, updated_at FROM bindings ORDER BY aor, contact",
         )?;
         let rows = st.query_map([], |r| {
-            Ok(BindingRecord {
+            let source: String = r.get(6)?;
+            let Ok(source) = source.parse() else {
+                tracing::warn!(aor = %r.get::<_, String>(0)?, %source, "stored binding with an unreadable source address skipped");
+                return Ok(None);
+            };
+            Ok(Some(BindingRecord {
                 aor: r.get(0)?,
                 contact: r.get(1)?,
                 expires_at: r.get(2)?,
                 q_millis: r.get(3)?,
                 call_id: r.get(4)?,
                 cseq: r.get(5)?,
-                source: r.get(6)?,
+                source,
                 updated_at: r.get(7)?,
-            })
+            }))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows: Vec<Option<BindingRecord>> = rows.collect::<Result<_, _>>()?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     fn put_binding(&mut self, binding: &BindingRecord) -> Result<(), StoreError> {
@@ -252,7 +258,7 @@ fn put_binding(conn: &Connection, b: &BindingRecord) -> Result<(), StoreError> {
         "INSERT OR REPLACE INTO bindings (aor, contact, expires_at, q_millis, call_id, cseq, source, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    st.execute(params![b.aor, b.contact, b.expires_at, b.q_millis, b.call_id, b.cseq, b.source, b.updated_at])?;
+    st.execute(params![b.aor, b.contact, b.expires_at, b.q_millis, b.call_id, b.cseq, b.source.to_string(), b.updated_at])?;
     Ok(())
 }
 

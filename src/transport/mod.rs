@@ -3,8 +3,9 @@
 //! What arrives: [`classify`] tells SIP from STUN and keep-alives, [`stamp_received`] adds
 //! `received`/`rport` to the top Via of a request (§18.2.1, RFC 3581 §4). What leaves:
 //! [`response_destination`] says where a response goes (§18.2.2, RFC 3581 §4), [`Transmit`] carries
-//! bytes and destination to the I/O driver. The socket itself lives in [`udp`].
+//! bytes and destination to the I/O driver. The socket itself lives in `udp` (feature `tokio`).
 
+#[cfg(feature = "tokio")]
 pub mod udp;
 
 use crate::message::{HeaderName, Host, Message};

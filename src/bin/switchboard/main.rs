@@ -8,15 +8,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[path = "../cli/cdr.rs"]
 mod cdr;
-#[path = "../cli/check.rs"]
 mod check;
-#[path = "../cli/control.rs"]
 mod control;
-#[path = "../cli/serve.rs"]
 mod serve;
-#[path = "../cli/users.rs"]
 mod users;
 
 /// switchboard: a SIP session initiation service over UDP.
@@ -70,11 +65,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchboard::cli::init_tracing();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files, json } => check::run(&files, json),

@@ -1,6 +1,6 @@
 //! One worker of `softphone load`: an [`Application`] that places paced calls through the crate's
 //! own stack (Endpoint transactions, [`Dialogs`] via [`UaCore`]) and runs on one thread with its own
-//! socket, driven by the blocking loop of `load_loop.rs`.
+//! socket, driven by the blocking loop of `load/blocking.rs`.
 //!
 //! Each call goes INVITE → 1xx → 200 → ACK (the dialog layer) → hold for `duration` → BYE → 200.
 //! Retransmissions, Timer B/F and 2xx ACK repeats are the transaction and dialog layers' work; this

@@ -5,7 +5,6 @@ use crate::serve::open_store;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchboard::calendar::{civil_from_days, days_from_civil};
 use switchboard::store::CallRecord;
 
 /// Options of `switchboard cdr`.
@@ -70,15 +69,21 @@ pub(crate) fn parse_since(t: &str, now: u64) -> Result<u64, String> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..61).contains(&ss) {
         return Err(bad());
     }
-    u64::try_from(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss).map_err(|_| bad())
+    // Counted from the 1st of the month, as before jiff: a day past the month's end (2026-02-30)
+    // runs on into the next month, and second 60 into the next minute.
+    let year = i16::try_from(y).map_err(|_| bad())?;
+    let first = jiff::civil::Date::new(year, m as i8, 1).map_err(|_| bad())?;
+    let first = jiff::tz::TimeZone::UTC.to_timestamp(first.to_datetime(jiff::civil::Time::midnight())).map_err(|_| bad())?;
+    u64::try_from(first.as_second() + (i64::from(day) - 1) * 86_400 + hh * 3600 + mm * 60 + ss).map_err(|_| bad())
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix milliseconds.
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix milliseconds (unix seconds with an `@` past the year 9999).
 fn utc(ms: u64) -> String {
-    let secs = i64::try_from(ms / 1000).unwrap_or(0);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(secs)
+        .ok()
+        .and_then(|t| jiff::fmt::strtime::format("%Y-%m-%d %H:%M:%S", t).ok())
+        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 fn jitter(v: f64) -> serde_json::Value {
@@ -225,5 +230,12 @@ mod tests {
         assert!(parse_since("yesterday", 0).is_err());
         assert!(parse_since("2026-13-01", 0).is_err());
         assert_eq!(utc(1_795_392_000_000 + 37_800_000), "2026-11-23 10:30:00");
+        // Leap days, and the tolerance kept from the hand-written calendar: days and seconds past the
+        // end of their month or minute run on.
+        assert_eq!(parse_since("2000-02-29", 0), Ok(951_782_400));
+        assert_eq!(parse_since("2026-02-30", 0), parse_since("2026-03-02", 0));
+        assert_eq!(parse_since("2026-11-23T10:29:60", 0), Ok(1_795_392_000 + 37_800));
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
     }
 }

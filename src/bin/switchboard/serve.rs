@@ -11,7 +11,7 @@ use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
 use switchboard::relay::RelayConfig;
-use switchboard::service::app::{binding_of, Service, ServiceParts};
+use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
 use switchboard::store::{SqliteStore, Store, StoreWriter, WriterConfig};
@@ -259,7 +259,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let store = open_store(r.data.as_deref())?;
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let users = store.users().map_err(|e| e.to_string())?;
-    let bindings: Vec<_> = store.bindings().map_err(|e| e.to_string())?.iter().filter_map(binding_of).collect();
+    let bindings = store.bindings().map_err(|e| e.to_string())?;
     let mut registrar = Registrar::new(RegistrarConfig {
         domain: r.domain.clone(),
         min_expires: r.min_expires,

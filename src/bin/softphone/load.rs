@@ -1,16 +1,13 @@
 //! `softphone load URI --rate R --calls N`: a SIP load generator on the crate's own stack.
 //!
 //! W worker threads (default: the number of cores) each own a UDP socket, an [`Endpoint`] and a
-//! [`LoadWorker`], run by a plain blocking loop (`load_loop.rs`); they share nothing but the
+//! [`LoadWorker`], run by a plain blocking loop (`load/blocking.rs`); they share nothing but the
 //! atomic counters of [`Shared`] and the stop flag. The offered rate, the calls and the concurrency cap are split evenly across them
 //! and their calls interleave, so together they offer one evenly paced stream. The main thread
 //! prints the progress line, stops the workers on Ctrl-C or `--timeout`, and prints the table.
 
-#[path = "load_loop.rs"]
 mod blocking;
-#[path = "load_report.rs"]
 mod report;
-#[path = "load_worker.rs"]
 mod worker;
 
 use report::{Progress, Totals};

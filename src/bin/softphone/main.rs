@@ -18,11 +18,8 @@ use switchboard::ua::media::CallMediaConfig;
 use switchboard::ua::phone::{CallReport, Phone, PhoneConfig, SourceSpec};
 use switchboard::ua::register::RegisterConfig;
 
-#[path = "../cli/load.rs"]
 mod load;
-#[path = "../cli/prompt.rs"]
 mod prompt;
-#[path = "../cli/send.rs"]
 mod send;
 
 /// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
@@ -258,11 +255,7 @@ fn phone_config(
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchboard::cli::init_tracing();
     let cli = Cli::parse();
     if let Some(Command::Send { file, to, wait }) = &cli.command {
         return match seconds("--wait", *wait) {

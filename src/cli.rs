@@ -1,0 +1,12 @@
+//! What the two binaries (`switchboard`, `softphone`) share; their commands live under
+//! `src/bin/<name>/`.
+
+/// Sends `tracing` logs to stderr, filtered by `RUST_LOG` (default `info`), in colour only when
+/// stderr is a terminal. Call once, first thing in `main`.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
