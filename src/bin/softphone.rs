@@ -201,12 +201,12 @@ fn phone_config(
             return Err(format!("--dtmf takes digits 0-9 * # A-D, got {d}"));
         }
     }
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = switchboard::dialog::IdGen::os_seed();
     let session = MediaConfig {
         inactivity_timeout: (!rtp_timeout.is_zero()).then_some(rtp_timeout),
         record: cli.record.is_some(),
         cname: format!("{}@{}", cli.user, local.ip()),
-        seed,
+        seed: switchboard::dialog::IdGen::os_seed(),
         ..MediaConfig::default()
     };
     let password = match &cli.password_file {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use switchboard::auth::DigestServer;
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
+use switchboard::dialog::IdGen;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
@@ -161,8 +162,7 @@ fn secret(data: Option<&std::path::Path>) -> Result<[u8; 32], String> {
         s.copy_from_slice(&bytes);
         return Ok(s);
     }
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-    std::io::Read::read_exact(&mut f, &mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    IdGen::os_fill(&mut s).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
     if let Some(p) = path {
         std::fs::write(&p, s).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
@@ -230,15 +230,16 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
     let endpoint = Endpoint::new(EndpointConfig { timers, allow, ..EndpointConfig::default() });
-    let seed = wall.as_nanos() as u64;
     let session = MediaConfig {
         inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
         cname: format!("echo@{}", local.ip()),
-        seed,
+        seed: IdGen::os_seed(),
         ..MediaConfig::default()
     };
     let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
-    let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, seed);
+    // Each part keys its own generator from the OS (see `IdGen`): ids seen on the wire tell
+    // nothing about the next ones.
+    let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, IdGen::os_seed());
     let auth = match r.auth {
         AuthMode::Digest => {
             let mut d = DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime);
@@ -251,7 +252,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         local,
         branch_timeout: r.branch_timeout,
         ringing_timeout: Duration::from_secs(181),
-        seed: seed ^ 0x5bd1_e995,
+        seed: IdGen::os_seed(),
         realm: auth.as_ref().map(|d| d.realm().to_owned()),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
@@ -264,7 +265,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout) },
             no_answer: r.branch_timeout,
             relay_media: r.relay_media,
-            seed: seed ^ 0x0b2b_0a00,
+            seed: IdGen::os_seed(),
         })
     });
     let n_saved = saved_calls.len();

@@ -52,7 +52,8 @@ pub struct Registration {
     refresh_at: Option<Instant>,
     state: RegState,
     unregistering: bool,
-    seq: u64,
+    /// Branches and cnonces.
+    ids: crate::dialog::IdGen,
 }
 
 impl Registration {
@@ -70,7 +71,7 @@ impl Registration {
             refresh_at: None,
             state: RegState::Pending,
             unregistering: false,
-            seq: seed,
+            ids,
         }
     }
 
@@ -85,8 +86,7 @@ impl Registration {
     }
 
     fn next_token(&mut self) -> String {
-        self.seq = self.seq.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        format!("{:016x}", self.seq)
+        format!("{:016x}", self.ids.next_u64())
     }
 
     fn send(&mut self, ep: &mut Endpoint, expires: u32, now: Instant) {
