@@ -88,6 +88,10 @@ pub(crate) fn listen(path: &Path, control: Arc<Control>) -> Result<(), String> {
         let _ = std::fs::remove_file(path);
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // Owner only: the socket changes users. In the data directory (0700) nobody else could reach it
+    // even before this; a socket placed elsewhere with --control relies on this alone.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(switchboard::store::files::FILE_MODE))
+        .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let control = control.clone();

@@ -154,17 +154,26 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     })
 }
 
-/// The 32-byte secret of the nonces, kept in the data directory so challenges outlive a restart.
+/// The 32-byte secret of the nonces, kept in the data directory (0600, see
+/// [`switchboard::store::files`]) so challenges outlive a restart.
 fn secret(data: Option<&std::path::Path>) -> Result<[u8; 32], String> {
     let mut s = [0u8; 32];
     let path = data.map(|d| d.join("nonce-secret"));
+    if let Some(p) = &path {
+        switchboard::store::files::narrow(p).map_err(|e| format!("cannot make {} private: {e}", p.display()))?;
+    }
     if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| b.len() == 32) {
         s.copy_from_slice(&bytes);
         return Ok(s);
     }
     IdGen::os_fill(&mut s).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
     if let Some(p) = path {
-        std::fs::write(&p, s).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        let write = |p: &std::path::Path| -> std::io::Result<()> {
+            let mut f = switchboard::store::files::create_private(p)?;
+            f.set_len(0)?;
+            std::io::Write::write_all(&mut f, &s)
+        };
+        write(&p).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     Ok(s)
 }

@@ -64,7 +64,10 @@ fn go(args: UsersArgs) -> Result<(), String> {
                 return Err(format!("not a valid user name: {name:?}"));
             }
             let password = match (password, password_stdin) {
-                (Some(p), _) => p,
+                (Some(p), _) => {
+                    eprintln!("switchboard: warning: a password on the command line can be read by other local users (ps, /proc, shell history); use --password-stdin");
+                    p
+                }
                 (None, true) => {
                     let mut line = String::new();
                     std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
