@@ -82,12 +82,22 @@ pub(crate) struct ServeArgs {
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub(crate) branch_timeout: Option<f64>,
+    // --- users (issue 14 point 11) ---
+    /// The digest realm to challenge with [default: the domain, else `switchboard`]. Users carry
+    /// the realm their hashes were made for: when the stored users' realm is not this one, `serve`
+    /// refuses to start, naming both; give the users' realm here to keep them, or re-add them with
+    /// `users add --domain`.
+    #[arg(long, value_name = "REALM")]
+    pub(crate) realm: Option<String>,
+    // --- end users ---
 }
 
 /// Everything resolved, checked and ready.
 pub(crate) struct Resolved {
     pub(crate) listen: SocketAddr,
     pub(crate) domain: Option<String>,
+    /// The realm `--realm` (or the file) chose, `None` when it follows the domain.
+    pub(crate) realm: Option<String>,
     pub(crate) auth: AuthMode,
     pub(crate) data: Option<PathBuf>,
     pub(crate) mode: config::Mode,
@@ -118,6 +128,32 @@ pub(crate) fn realm(domain: Option<&str>) -> String {
     domain.unwrap_or("switchboard").to_owned()
 }
 
+/// The users the service can authenticate with realm `challenge`. Stored users of another realm
+/// could never log in (their HA1 covers their realm): without `--realm` that refuses the start,
+/// naming both realms; with `--realm` they are left out with a warning.
+fn users_for_realm(
+    users: Vec<switchboard::store::UserRecord>,
+    challenge: &str,
+    chosen: bool,
+) -> Result<Vec<switchboard::store::UserRecord>, String> {
+    let mut others: Vec<&str> = users.iter().map(|u| u.realm.as_str()).filter(|r| *r != challenge).collect();
+    others.sort_unstable();
+    others.dedup();
+    if others.is_empty() {
+        return Ok(users);
+    }
+    let others = others.join(", ");
+    if !chosen {
+        return Err(format!(
+            "the stored users have realm {others} but this service would challenge with realm {challenge}: \
+             start with --realm {others} to keep them, or re-add them with `switchboard users add --domain {challenge}`"
+        ));
+    }
+    let (keep, left): (Vec<_>, Vec<_>) = users.into_iter().partition(|u| u.realm == challenge);
+    tracing::warn!("{} stored users of realm {others} cannot log in with realm {challenge} (--realm); left out", left.len());
+    Ok(keep)
+}
+
 pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     let file = match &args.config {
         Some(p) => config::load(p)?,
@@ -136,6 +172,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
+        realm: args.realm.clone().or(file.realm),
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
         data: (data.as_os_str() != "none").then(|| data.clone()),
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
@@ -217,7 +254,9 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 async fn serve(r: Resolved) -> Result<(), String> {
     let store = open_store(r.data.as_deref())?;
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let challenge_realm = r.realm.clone().unwrap_or_else(|| realm(r.domain.as_deref()));
     let users = store.users().map_err(|e| e.to_string())?;
+    let users = if r.auth == AuthMode::Digest { users_for_realm(users, &challenge_realm, r.realm.is_some())? } else { users };
     let bindings: Vec<_> = store.bindings().map_err(|e| e.to_string())?.iter().filter_map(binding_of).collect();
     let mut registrar = Registrar::new(RegistrarConfig {
         domain: r.domain.clone(),
@@ -251,7 +290,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, IdGen::os_seed());
     let auth = match r.auth {
         AuthMode::Digest => {
-            let mut d = DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime);
+            let mut d = DigestServer::new(challenge_realm, secret(r.data.as_deref())?, r.nonce_lifetime);
             d.set_algorithms(&r.algorithms);
             Some(d)
         }
@@ -292,6 +331,12 @@ async fn serve(r: Resolved) -> Result<(), String> {
         routes,
     };
     let service = Service::new(parts);
+    // The control socket is up before the listening line, so whoever waits for that line (a
+    // script, a test) can change users at once.
+    let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+    if let Some(path) = &r.control {
+        crate::control::listen(path, commands)?;
+    }
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
     match &r.data {
@@ -304,12 +349,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         None => eprintln!("switchboard: data in memory only (--data none)"),
     }
     tracing::info!(%local, auth = ?r.auth, "listening");
-    let control = std::sync::Arc::new(crate::control::Control::default());
-    if let Some(path) = &r.control {
-        crate::control::listen(path, control.clone())?;
-    }
-    let app = crate::control::Published::new(service, control);
-    switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
+    switchboard::driver::run_with_commands(transport, endpoint, service, switchboard::driver::interrupted(), commands_rx).await;
     if let Some(path) = &r.control {
         let _ = std::fs::remove_file(path);
     }

@@ -16,6 +16,7 @@
 //! nonce_lifetime_secs = 300
 //! branch_timeout_secs = 10
 //! auth_algorithms = "md5"          # or "sha-256,md5" (RFC 8760 order) for clients that handle it
+//! realm = "example.com"           # digest realm (default: domain, else "switchboard")
 //!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
@@ -103,6 +104,11 @@ pub struct FileConfig {
     /// Digest algorithms challenged with, in order: `"md5"`, `"sha-256"` or both, e.g.
     /// `"sha-256,md5"`.
     pub auth_algorithms: Option<String>,
+    // --- users (issue 14 point 11) ---
+    /// The digest realm to challenge with, when it is not the domain (default: the domain, else
+    /// `switchboard`). Stored users of another realm refuse `serve` unless this names theirs.
+    pub realm: Option<String>,
+    // --- end users ---
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
