@@ -6,8 +6,9 @@
 //!   registers.
 //! - `users passwd alice`: the old password is refused, the new one accepted.
 //! - `serve --domain` with users of another realm refuses to start with a one-line error naming
-//!   both realms and a non-zero exit; `--realm` names the users' realm and they log in; `users add`
-//!   with no `--domain` next to a running service takes the service's realm.
+//!   both realms and a non-zero exit; `--realm` names the users' realm and they log in (also the
+//!   softphone with `--domain`/`--realm`; with a wrong `--realm` it does not answer the challenge);
+//!   `users add` with no `--domain` next to a running service takes the service's realm.
 //!
 //! The phones are hand-made REGISTERs on a UDP socket answering 401 challenges with the library's
 //! `DigestClient`.
@@ -231,6 +232,23 @@ fn a_domain_that_is_not_the_users_realm_refuses_to_start_unless_realm_says_which
     let said = add(&data, "bob", &[]);
     assert!(said.contains("realm switchboard") && said.contains("the running service has it now"), "{said}");
     assert_eq!(Phone::new("bob", "pbx.test", port).register("bob-secret"), 200);
+    // The softphone under the domain, answering only the service's realm; a wrong --realm
+    // refuses to hand its credentials over.
+    std::fs::write(tmp.join("bob.pw"), "bob-secret\n").expect("password file");
+    let phone = |realm: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_softphone"));
+        cmd.args(["--user", "bob", "--domain", "pbx.test", "--realm", realm, "--register", &format!("sip:127.0.0.1:{port}")])
+            .arg("--password-file")
+            .arg(tmp.join("bob.pw"))
+            .args(["--rtp-ports", "53400-53449", "answer", "--calls", "1"]);
+        Proc::spawn("softphone", &mut cmd)
+    };
+    let mut good = phone("switchboard");
+    good.wait_line("registered aor=sip:bob@pbx.test", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    good.terminate(Duration::from_secs(5));
+    let mut wrong = phone("elsewhere");
+    wrong.wait_line("registration refused", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    wrong.terminate(Duration::from_secs(5));
     // An explicit other realm is refused before anything is written.
     let out = users(&data, &["add", "eve", "--domain", "other.test", "--password-stdin"], "eve-secret\n");
     assert!(!out.status.success());

@@ -25,6 +25,8 @@ pub struct RegisterConfig {
     pub expires: u32,
     /// Our SIP address (Via).
     pub local: SocketAddr,
+    /// Answer only digest challenges of this realm (`None`: any).
+    pub realm: Option<String>,
 }
 
 /// Registration state.
@@ -64,7 +66,10 @@ impl Registration {
         Registration {
             call_id: ids.call_id(&host),
             tag: ids.tag(),
-            digest: DigestClient::new(user, password),
+            digest: match config.realm.clone() {
+                Some(realm) => DigestClient::new(user, password).only_realm(realm),
+                None => DigestClient::new(user, password),
+            },
             config,
             cseq: 0,
             pending: None,
