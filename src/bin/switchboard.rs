@@ -43,7 +43,8 @@ enum Command {
     /// BYE for the echo user's calls and exits; B2BUA calls are kept for the next start. Try it:
     /// `sipp -sn uac -s echo -r 10 -m 100 127.0.0.1:5060`.
     Serve(serve::ServeArgs),
-    /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext).
+    /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext); a
+    /// running service takes each change at once, through its control socket.
     Users(users::UsersArgs),
     /// List the registrations kept in the data directory, with their remaining expiry.
     Registrations(users::RegistrationsArgs),

@@ -27,8 +27,8 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs, auth_algorithms, relay; [[route]] tables with user, target, rewrite_host,
-    /// override).
+    /// branch_timeout_secs, auth_algorithms, relay, realm; [[route]] tables with user, target,
+    /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// UDP address to listen on, IPv4 or [IPv6]:port; port 0 picks a free one [default: 127.0.0.1:5060].
@@ -75,8 +75,9 @@ pub(crate) struct ServeArgs {
     /// in either algorithm are accepted [default: md5].
     #[arg(long, value_name = "LIST")]
     pub(crate) auth_algorithms: Option<String>,
-    /// Control socket for `switchboard calls` [default: switchboard.sock in the data directory;
-    /// none with `--data none`].
+    /// Control socket (mode 0600) for `switchboard calls` and for `switchboard users`, whose
+    /// changes take effect at once [default: switchboard.sock in the data directory; none with
+    /// `--data none`].
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
