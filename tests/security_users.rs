@@ -101,7 +101,59 @@ impl Phone {
 
     /// Sends `req` (again every 500 ms) until a final response comes.
     fn exchange(&self, req: &Message) -> Message {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.final_within(req, Duration::from_secs(10)).unwrap_or_else(|| panic!("no final response to {} for {}", self.cseq, self.user))
+    }
+
+    /// An INVITE to `to` (a user of our domain), answering one 407 with `password`: the final
+    /// status, or `None` while the call is still proceeding after a few seconds (it was routed).
+    fn invite(&mut self, to: &str, password: &str) -> Option<u16> {
+        let uri = format!("sip:{to}@{}", self.domain);
+        let build = |me: &mut Phone, auth: Option<(String, String)>| {
+            let text = String::from_utf8_lossy(me.request(auth).as_bytes()).into_owned();
+            let local = me.sock.local_addr().expect("addr");
+            let sdp = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+                local.port() + 2
+            );
+            let text = text
+                .replacen(&format!("REGISTER sip:{} ", me.domain), &format!("INVITE {uri} "), 1)
+                .replace(" REGISTER\r\n", " INVITE\r\n")
+                .replacen(&format!("To: <sip:{}@{}>", me.user, me.domain), &format!("To: <{uri}>"), 1)
+                .replace("Expires: 300\r\n", "Content-Type: application/sdp\r\n")
+                .replace("Content-Length: 0\r\n\r\n", &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
+            Message::parse(Bytes::from(text)).expect("INVITE parses")
+        };
+        let first = build(self, None);
+        let resp = self.final_within(&first, Duration::from_secs(3))?;
+        if resp.status() != Some(407) {
+            return resp.status();
+        }
+        let mut client = DigestClient::new(self.user.clone(), password);
+        if client.handle_challenge(&first, &resp).is_err() {
+            return Some(407);
+        }
+        let auth = client.authorization("INVITE", &uri, &format!("i{}", self.cseq)).map(|(h, v)| (h.as_str().to_owned(), v));
+        let second = build(self, auth);
+        self.final_within(&second, Duration::from_secs(3)).and_then(|r| r.status())
+    }
+
+    /// Whether an INVITE reaches this phone's socket within `limit`.
+    fn rung_within(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"INVITE ") {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// [`Phone::exchange`] with a deadline: `None` when no final response came within `limit`.
+    fn final_within(&self, req: &Message, limit: Duration) -> Option<Message> {
+        let deadline = Instant::now() + limit;
         let mut buf = vec![0u8; 65536];
         let mut next_send = Instant::now();
         while Instant::now() < deadline {
@@ -113,10 +165,10 @@ impl Phone {
             let Ok(resp) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else { continue };
             let ours = resp.cseq().ok().is_some_and(|c| c.seq == self.cseq);
             if ours && resp.status().is_some_and(|s| s >= 200) {
-                return resp;
+                return Some(resp);
             }
         }
-        panic!("no final response to REGISTER {} for {}", self.cseq, self.user);
+        None
     }
 
     /// One REGISTER with `password`, answering one 401: the final status.
@@ -187,6 +239,14 @@ fn users_added_removed_and_changed_while_serving() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(alice.register("alice-secret"), 200, "alice still registers");
+    // ... and she can no longer call: her authenticated INVITE is challenged again, alice's phone
+    // never rings; the new user dave's call to alice does ring it.
+    let refused = carol.invite("alice", "carol-secret");
+    assert!(matches!(refused, Some(401 | 403 | 407)), "carol's INVITE got {refused:?}");
+    assert!(!alice.rung_within(Duration::from_secs(1)), "a removed user's call reached alice");
+    let routed = dave.invite("alice", "dave-secret");
+    assert!(routed.is_none_or(|s| s < 400), "dave's call got {routed:?}");
+    assert!(alice.rung_within(Duration::from_secs(5)), "dave's call never reached alice");
 
     // A new password for alice: the old one stops working at once.
     users_ok(&data, &["passwd", "alice", "--password-stdin"], "alice-new\n");
