@@ -48,10 +48,10 @@ impl B2bua {
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
         let to = request.to().map(|t| addr_without_tag(&t).to_string()).unwrap_or_default();
         let offer = sdp::audio_of(request.body());
-        let seed = self.config.seed.wrapping_add(key.wrapping_mul(0x9e37_79b9));
+        let session_id = self.session_ids.next_u64() >> 2;
         let mut call = Call {
             record: new_record(
-                format!("{:08x}-{key}", (self.config.seed & 0xffff_ffff) as u32),
+                format!("{:08x}-{key}", self.record_prefix),
                 id.call_id.to_string(),
                 from.clone(),
                 to.clone(),
@@ -65,8 +65,8 @@ impl B2bua {
             cancel_when_ringing: Vec::new(),
             best: None,
             media: media.map(Box::new),
-            caller_origin: LegOrigin { session_id: seed, version: 0 },
-            callee_origin: LegOrigin { session_id: seed ^ 1, version: 0 },
+            caller_origin: LegOrigin { session_id, version: 0 },
+            callee_origin: LegOrigin { session_id: session_id ^ 1, version: 0 },
             caller_peer: source,
             callee_peer: None,
             reoffer_from: None,
