@@ -180,10 +180,28 @@ async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint
     }
 }
 
+/// A command for the application from outside the loop (a control socket, a prompt): run on the
+/// driver task with I/O, between two inputs, and followed by a flush like any other input. It
+/// answers through whatever channel it captured.
+pub type Command<A> = Box<dyn FnOnce(&mut A, &mut Io<'_>, Instant) + Send>;
+
 /// Runs until the application is done. `shutdown` resolving asks the application to stop; after
 /// that the loop goes on until the application says it is done (or the grace period ends). Returns the
 /// application, so the caller can read what happened.
-pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endpoint, mut app: A, shutdown: impl Future<Output = ()>) -> A {
+pub async fn run<A: Application>(transport: UdpTransport, endpoint: Endpoint, app: A, shutdown: impl Future<Output = ()>) -> A {
+    // No sender: the command arm never fires.
+    let (_, commands) = mpsc::channel(1);
+    run_with_commands(transport, endpoint, app, shutdown, commands).await
+}
+
+/// [`run`], also taking [`Command`]s from `commands` as they arrive (no polling).
+pub async fn run_with_commands<A: Application>(
+    mut transport: UdpTransport,
+    mut endpoint: Endpoint,
+    mut app: A,
+    shutdown: impl Future<Output = ()>,
+    mut commands: mpsc::Receiver<Command<A>>,
+) -> A {
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel(1024);
     let mut media = MediaSockets { sockets: HashMap::default(), next: 0, tx, send_drops: 0, cursor: 0 };
@@ -220,6 +238,9 @@ pub async fn run<A: Application>(mut transport: UdpTransport, mut endpoint: Endp
                 while let Ok((flow, src, bytes)) = media_rx.try_recv() {
                     app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, flow, src, bytes, now);
                 }
+            }
+            Some(command) = commands.recv() => {
+                command(&mut app, &mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
             }
             _ = tokio::time::sleep_until(sleep_until) => {
                 let now = Instant::now();

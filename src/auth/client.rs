@@ -24,6 +24,9 @@ pub enum ClientError {
     /// The server challenged again, without `stale=true`, a request that carried credentials for
     /// that realm: the user name or password is wrong (stop rather than loop, RFC 3261 §22.2).
     Rejected,
+    /// The challenge names another realm than the one this client was limited to
+    /// ([`DigestClient::only_realm`]): the credentials are not for that server (RFC 3261 §22.1).
+    Realm,
 }
 
 /// One Digest challenge (WWW-Authenticate / Proxy-Authenticate), unquoted (RFC 7616 §3.3).
@@ -170,6 +173,8 @@ pub struct DigestClient {
     user: String,
     password: String,
     current: Option<Current>,
+    /// Answer only challenges of this realm.
+    realm: Option<String>,
 }
 
 #[derive(Clone)]
@@ -196,7 +201,14 @@ impl fmt::Debug for DigestClient {
 impl DigestClient {
     /// A client that answers challenges as `user` with `password`.
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> DigestClient {
-        DigestClient { user: user.into(), password: password.into(), current: None }
+        DigestClient { user: user.into(), password: password.into(), current: None, realm: None }
+    }
+
+    /// Answers only challenges of `realm`; others fail with [`ClientError::Realm`] (a phone that
+    /// knows its service's realm never hands a response to anyone else who challenges it).
+    pub fn only_realm(mut self, realm: impl Into<String>) -> DigestClient {
+        self.realm = Some(realm.into());
+        self
     }
 
     /// Takes the best challenge of `resp`, a 401 / 407 to `req` ([`best_challenge`]). Fails with
@@ -204,6 +216,9 @@ impl DigestClient {
     /// challenge lacks `stale=true`: the user name or password is wrong, and retrying would loop.
     pub fn handle_challenge(&mut self, req: &Message, resp: &Message) -> Result<(), ClientError> {
         let c = best_challenge(resp)?;
+        if self.realm.as_deref().is_some_and(|r| r != &*c.realm) {
+            return Err(ClientError::Realm);
+        }
         let challenge_name = if resp.status() == Some(407) { HeaderName::ProxyAuthenticate } else { HeaderName::WwwAuthenticate };
         let header = credentials_header(challenge_name);
         let sent = req.auth_headers(header).filter_map(Result::ok).any(|h| h.is_digest() && h.get("realm").as_deref() == Some(&*c.realm));
@@ -238,6 +253,7 @@ impl fmt::Display for ClientError {
             ClientError::Algorithm(e) => e.fmt(f),
             ClientError::Qop => f.write_str("challenge offers no qop=auth"),
             ClientError::Rejected => f.write_str("credentials rejected"),
+            ClientError::Realm => f.write_str("challenged for another realm than --realm"),
         }
     }
 }

@@ -51,10 +51,10 @@ impl B2bua {
         // Issue 14 point 9: the callee legs carry the caller's Max-Forwards minus one (§16.6 step
         // 3 as a proxy would), so a loop between services ends with a 483 within that many hops.
         let max_forwards = request.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1);
-        let seed = self.config.seed.wrapping_add(key.wrapping_mul(0x9e37_79b9));
+        let session_id = self.session_ids.next_u64() >> 2;
         let mut call = Call {
             record: new_record(
-                format!("{:08x}-{key}", (self.config.seed & 0xffff_ffff) as u32),
+                format!("{:08x}-{key}", self.record_prefix),
                 id.call_id.to_string(),
                 from.clone(),
                 to.clone(),
@@ -68,8 +68,8 @@ impl B2bua {
             cancel_when_ringing: Vec::new(),
             best: None,
             media: media.map(Box::new),
-            caller_origin: LegOrigin { session_id: seed, version: 0 },
-            callee_origin: LegOrigin { session_id: seed ^ 1, version: 0 },
+            caller_origin: LegOrigin { session_id, version: 0 },
+            callee_origin: LegOrigin { session_id: session_id ^ 1, version: 0 },
             caller_peer: source,
             callee_peer: None,
             reoffer_from: None,

@@ -27,7 +27,7 @@ pub mod sdp;
 pub use call::Phase;
 
 use crate::collections::HashMap;
-use crate::dialog::{DialogConfig, Dialogs};
+use crate::dialog::{DialogConfig, Dialogs, IdGen};
 use crate::driver::{FlowId, Io};
 use crate::endpoint::EndpointEvent;
 use crate::message::Message;
@@ -66,7 +66,7 @@ pub struct B2buaConfig {
     /// A call whose callee leg sent no provisional answer with a tag (and no final one) for this
     /// long is given up: the caller gets 408 (as a proxy's branch timeout, RFC 3261 §16.8).
     pub no_answer: Duration,
-    /// Seed of tags, Call-IDs and SDP session ids.
+    /// Seed of tags, Call-IDs and SDP session ids (see [`IdGen`]; the binaries take it from the OS).
     pub seed: u64,
 }
 
@@ -155,6 +155,11 @@ pub struct B2bua {
     wall: Duration,
     /// Calls in setup by the time their callee must have answered (checked lazily).
     setup_deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    /// SDP session ids, a stream apart from the dialogs' ids: session ids go on the wire, and
+    /// deriving them from the seed itself gave the seed (so every tag and Call-ID) away.
+    session_ids: IdGen,
+    /// Call record ids are `PREFIX-KEY`: a prefix per run keeps ids unique across restarts.
+    record_prefix: u32,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -174,7 +179,11 @@ impl B2bua {
             session_expires: None,
             ..DialogConfig::default()
         };
+        let mut session_ids = IdGen::new(config.seed ^ 0x5e55_1011_1d5e_ed00);
+        let record_prefix = session_ids.next_u64() as u32;
         B2bua {
+            session_ids,
+            record_prefix,
             ua: UaCore::new(Dialogs::new(dialog), None),
             relay: Relay::new(config.relay),
             port_cursor: *config.rtp_ports.start(),

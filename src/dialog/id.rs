@@ -1,7 +1,9 @@
-//! Dialog identifiers (RFC 3261 §12) and the seeded generator for tags, Call-IDs and branches
+//! Dialog identifiers (RFC 3261 §12) and the generator for tags, Call-IDs and branches
 //! (§8.1.1.4, §8.1.1.7, §19.3).
 
 use crate::message::{Message, BRANCH_COOKIE};
+use rand::rngs::{ChaCha12Rng, SysRng};
+use rand::{Rng, SeedableRng, TryRng};
 use std::fmt;
 use std::sync::Arc;
 
@@ -66,27 +68,59 @@ impl fmt::Display for DialogId {
     }
 }
 
-/// A small seeded generator (SplitMix64) for tags, Call-IDs and branches. Not cryptographic: these
-/// values must be unique (§8.1.1.4: "globally unique"; §19.3: at least 32 bits of randomness), and
-/// seeding from config keeps test runs reproducible.
-#[derive(Debug, Clone)]
+/// The generator of every identifier the stack mints: tags, Call-IDs, branches (RFC 3261
+/// §8.1.1.4, §8.1.1.7, §19.3), cnonces, SDP session ids and RTP SSRCs / first sequence numbers
+/// (RFC 3550 §5.1, §8). ChaCha12 (`rand`'s `ChaCha12Rng`), a CSPRNG: one tag seen on the wire tells
+/// nothing about the next Call-ID or branch, which a guessable id would give away to an attacker
+/// (forged CANCEL/BYE, dialog hijack).
+///
+/// Two ways to key it:
+/// - [`IdGen::from_os`]: 256 bits from the OS CSPRNG (`getrandom`), for a generator made on the spot;
+/// - [`IdGen::new`]: from a 64-bit seed, so equal seeds give equal sequences. Tests inject fixed
+///   seeds; the binaries pass [`IdGen::os_seed`] (64 bits from the OS) through the configs'
+///   `seed` fields, so recovering a generator's key from the ids it printed means searching 2^64
+///   ChaCha12 keys.
 pub struct IdGen {
-    state: u64,
+    rng: ChaCha12Rng,
+}
+
+impl fmt::Debug for IdGen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key or the stream position: they would give the next ids away.
+        f.debug_struct("IdGen").finish_non_exhaustive()
+    }
 }
 
 impl IdGen {
-    /// A generator seeded with `seed`; equal seeds give equal sequences.
+    /// A generator keyed from `seed`; equal seeds give equal sequences (tests, reproducible runs).
     pub fn new(seed: u64) -> IdGen {
-        IdGen { state: seed }
+        IdGen { rng: ChaCha12Rng::seed_from_u64(seed) }
+    }
+
+    /// A generator keyed with 256 bits from the OS CSPRNG.
+    pub fn from_os() -> IdGen {
+        IdGen { rng: ChaCha12Rng::from_seed(os_bytes()) }
+    }
+
+    /// 64 bits from the OS CSPRNG: the `seed` to put in a production config.
+    pub fn os_seed() -> u64 {
+        let b = os_bytes();
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+
+    /// Fills `dest` straight from the OS CSPRNG (`getrandom`), e.g. a secret key kept on disk.
+    pub fn os_fill(dest: &mut [u8]) -> Result<(), rand::rngs::SysError> {
+        SysRng.try_fill_bytes(dest)
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.next_u64()
+    }
+
+    /// Fills `dest` with random bytes (e.g. a key).
+    pub fn fill(&mut self, dest: &mut [u8]) {
+        self.rng.fill_bytes(dest);
     }
 
     /// A number in `0..n` (`0` when `n` is 0).
@@ -114,6 +148,16 @@ impl IdGen {
     }
 }
 
+/// 32 bytes from the OS CSPRNG (`getrandom`). Without an OS source nothing the service mints
+/// would be unpredictable, and no SIP stack can run there: that is a broken host, not an input.
+fn os_bytes() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    // Invariant: getrandom fails only where the OS has no entropy source at all (no getrandom(2),
+    // no /dev/urandom): refusing to start beats minting guessable ids.
+    SysRng.try_fill_bytes(&mut key).expect("the OS random number generator is unavailable");
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +173,13 @@ mod tests {
         assert!(a.call_id("h.example").ends_with("@h.example"));
         assert!(a.below(10) < 10);
         assert_eq!(a.below(0), 0);
+    }
+
+    #[test]
+    fn os_keyed_generators_differ() {
+        let (mut a, mut b) = (IdGen::from_os(), IdGen::from_os());
+        assert_ne!(a.tag(), b.tag());
+        assert_ne!(IdGen::os_seed(), IdGen::os_seed());
     }
 
     #[test]

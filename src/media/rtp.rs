@@ -165,15 +165,6 @@ fn build(payload_type: u8, marker: bool, sequence: u16, timestamp: u32, ssrc: u3
     buf
 }
 
-/// One step of splitmix64, to derive the random starting values from a seed.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// How an [`RtpSender`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderConfig {
@@ -193,12 +184,12 @@ impl SenderConfig {
     /// A configuration whose SSRC, first sequence number and first timestamp are drawn from
     /// `seed` (the core has no RNG of its own: seed it from the OS in the driver, fixed in tests).
     pub fn from_seed(payload_type: u8, seed: u64) -> SenderConfig {
-        let mut state = seed;
+        let mut ids = crate::dialog::IdGen::new(seed);
         SenderConfig {
             payload_type,
-            ssrc: splitmix64(&mut state) as u32,
-            initial_sequence: splitmix64(&mut state) as u16,
-            initial_timestamp: splitmix64(&mut state) as u32,
+            ssrc: ids.next_u64() as u32,
+            initial_sequence: ids.next_u64() as u16,
+            initial_timestamp: ids.next_u64() as u32,
             samples_per_frame: FRAME_SAMPLES as u32,
         }
     }

@@ -222,6 +222,20 @@ impl Registrar {
         changes
     }
 
+    /// Removes every binding of every AOR whose user part is `user`, under any host (a user taken
+    /// off the service loses all of them), and returns their removals for the store.
+    pub fn remove_user(&mut self, user: &str) -> Vec<Change> {
+        let of_user = |aor: &str| Uri::parse(aor).ok().and_then(|u| u.as_sip().and_then(|s| s.user).map(|u| u == user)).unwrap_or(false);
+        let aors: Vec<String> = self.by_aor.keys().filter(|a| of_user(a)).cloned().collect();
+        let mut changes = Vec::new();
+        for aor in aors {
+            while let Some(b) = self.take(&aor, |_| true) {
+                changes.push(Change::Remove { aor: b.aor, contact: b.contact });
+            }
+        }
+        changes
+    }
+
     /// Inserts or replaces the binding with `key` under `binding.aor`; returns the one replaced.
     fn put(&mut self, key: String, binding: Binding) -> Option<Binding> {
         let aor = binding.aor.clone();

@@ -299,6 +299,63 @@ impl Service {
     }
 }
 
+// ===== live user changes (issue 14 point 11) =====
+
+/// A user change the service refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserChangeError {
+    /// The HA1s were made for another realm than the one the service challenges with: the user
+    /// could never log in (RFC 3261 §22.4: HA1 covers the realm).
+    Realm {
+        /// The user's realm.
+        user: String,
+        /// The service's realm.
+        service: String,
+    },
+}
+
+impl std::fmt::Display for UserChangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserChangeError::Realm { user, service } => {
+                write!(f, "the user's realm is {user} but the service challenges with realm {service}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UserChangeError {}
+
+impl Service {
+    /// The realm the service challenges with (`None` with authentication off).
+    pub fn realm(&self) -> Option<&str> {
+        self.auth.as_ref().map(DigestServer::realm)
+    }
+
+    /// Adds a user or replaces their HA1s (`users add`, `users passwd` while serving): the next
+    /// REGISTER or INVITE is checked against them. Refused when the user's realm is not ours.
+    pub fn put_user(&mut self, user: UserRecord) -> Result<(), UserChangeError> {
+        if let Some(realm) = self.realm().filter(|r| *r != user.realm) {
+            return Err(UserChangeError::Realm { user: user.realm, service: realm.to_owned() });
+        }
+        tracing::info!(user = %user.name, "user added or changed");
+        self.users.insert(user.name.clone(), user);
+        Ok(())
+    }
+
+    /// Removes a user (`users remove` while serving): they can no longer register or call, and
+    /// their bindings are dropped (and removed from the store). Returns how many bindings went.
+    pub fn remove_user(&mut self, name: &str) -> usize {
+        let known = self.users.remove(name).is_some();
+        let changes = self.registrar.remove_user(name);
+        let dropped = changes.len();
+        self.persist(changes);
+        tracing::info!(user = %name, known, bindings = dropped, "user removed");
+        dropped
+    }
+}
+
 impl Application for Service {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         self.wall = io.wall_clock;

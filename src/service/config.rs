@@ -22,6 +22,7 @@
 //! max_transactions = 100000       # live SIP transactions (stateless 503 beyond)
 //! max_echo_calls_per_source = 10  # concurrent calls to echo from one IP (486 beyond; 0: no limit)
 //! unauth_port_share = 25          # percent of rtp_ports that echo calls may hold (503 beyond)
+//! realm = "example.com"           # digest realm (default: domain, else "switchboard")
 //!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
@@ -121,6 +122,11 @@ pub struct FileConfig {
     /// Percent of the RTP port range that unauthenticated (echo) calls may hold; beyond, 503.
     pub unauth_port_share: Option<u8>,
     // ----- end of caps -----
+    // --- users (issue 14 point 11) ---
+    /// The digest realm to challenge with, when it is not the domain (default: the domain, else
+    /// `switchboard`). Stored users of another realm refuse `serve` unless this names theirs.
+    pub realm: Option<String>,
+    // --- end users ---
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,

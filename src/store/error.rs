@@ -17,6 +17,14 @@ pub enum StoreError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A file or directory of the store could not be made private to its owner (issue 14: the
+    /// store holds HA1 hashes).
+    Permissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The database file could not be opened or configured (not a database, no permission, ...).
     Open {
         /// The database file.
@@ -75,6 +83,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::CreateDir { path, source } => write!(f, "cannot create data directory {}: {source}", path.display()),
+            StoreError::Permissions { path, source } => write!(f, "cannot make {} private to its owner: {source}", path.display()),
             StoreError::Open { path, source } => write!(f, "cannot open store {}: {source}", path.display()),
             StoreError::WalUnavailable { path } => write!(f, "WAL journal mode unavailable for {}", path.display()),
             StoreError::SchemaTooNew { found, supported } => {
@@ -96,6 +105,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::CreateDir { source, .. } => Some(source),
+            StoreError::Permissions { source, .. } => Some(source),
             StoreError::Open { source, .. } => Some(source),
             StoreError::Sqlite(e) => Some(e),
             StoreError::Spawn(e) => Some(e),

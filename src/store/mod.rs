@@ -45,6 +45,7 @@
 //!   dropped, counted in [`WriterStats::ops_failed`], logged, and reported by the next `flush()`.
 
 mod error;
+pub mod files;
 mod memory;
 mod sqlite;
 mod writer;

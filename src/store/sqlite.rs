@@ -84,9 +84,14 @@ impl SqliteStore {
 
     /// Opens (creating if needed) `dir/switchboard.sqlite3`, creating `dir` too. Switches the file to
     /// WAL, creates missing tables and checks the schema version. Blocks on disk: call at startup.
+    ///
+    /// The directory is made 0700 and the file 0600 when created (SQLite gives its `-wal` and
+    /// `-shm` files the database file's mode); looser existing ones are narrowed with a warning
+    /// (see [`super::files`]).
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+        super::files::private_dir(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(Self::FILE_NAME);
+        super::files::create_private(&path).map_err(|source| StoreError::Permissions { path: path.clone(), source })?;
         let open_err = |source: rusqlite::Error| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
@@ -98,6 +103,13 @@ impl SqliteStore {
         let found = migrate(&mut conn).map_err(open_err)?;
         if found > Self::SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew { found, supported: Self::SCHEMA_VERSION });
+        }
+        // WAL files left by an older version (or another umask) keep their mode: narrow them too.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            let side = PathBuf::from(side);
+            super::files::narrow(&side).map_err(|source| StoreError::Permissions { path: side.clone(), source })?;
         }
         Ok(SqliteStore { conn, path })
     }

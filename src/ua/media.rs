@@ -8,7 +8,7 @@
 
 use crate::call::{self, Channel, MediaConfig, MediaEvent, MediaPrefs, MediaSession, MediaSummary, Negotiated, NegotiationError, Source};
 use crate::collections::HashMap;
-use crate::dialog::DialogId;
+use crate::dialog::{DialogId, IdGen};
 use crate::driver::{FlowId, Io};
 use crate::sdp::{Direction, SessionDescription};
 use bytes::Bytes;
@@ -78,14 +78,15 @@ pub struct CallMedia {
     config: CallMediaConfig,
     calls: HashMap<CallKey, CallMediaState>,
     flows: HashMap<FlowId, (CallKey, Channel)>,
-    seq: u64,
+    /// Per-call seeds: SDP session ids and RTP SSRCs.
+    ids: IdGen,
 }
 
 impl CallMedia {
     /// No calls yet.
     pub fn new(config: CallMediaConfig) -> CallMedia {
-        let seq = config.session.seed;
-        CallMedia { config, calls: HashMap::default(), flows: HashMap::default(), seq }
+        let ids = IdGen::new(config.session.seed);
+        CallMedia { config, calls: HashMap::default(), flows: HashMap::default(), ids }
     }
 
     /// The settings.
@@ -98,8 +99,7 @@ impl CallMedia {
     }
 
     fn next_seed(&mut self) -> u64 {
-        self.seq = self.seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.seq
+        self.ids.next_u64()
     }
 
     fn insert(&mut self, key: CallKey, rtp: FlowId, rtcp: Option<FlowId>, local: SocketAddr, source: Source) {

@@ -48,6 +48,10 @@ impl SourceSpec {
 pub struct PhoneConfig {
     /// User name for From and Contact.
     pub user: String,
+    /// Host of our From (our address-of-record's domain); `None`: our SIP address.
+    pub domain: Option<String>,
+    /// Answer only digest challenges of this realm (`None`: any).
+    pub realm: Option<String>,
     /// Our SIP address.
     pub local: SocketAddr,
     /// Media ports, codecs and session settings.
@@ -158,12 +162,14 @@ impl Phone {
         if let Some((user, password)) = config.credentials.clone() {
             // INVITEs answer 407/401 challenges with the same credentials (RFC 3261 §22.2).
             let mut client = crate::auth::DigestClient::new(user.as_str(), password.as_str());
-            let mut n = config.seed;
+            if let Some(realm) = &config.realm {
+                client = client.only_realm(realm.as_str());
+            }
+            let mut cnonces = crate::dialog::IdGen::new(config.seed ^ 0x6a09_e667_f3bc_c908);
             dialogs.set_authorizer(Box::new(move |req, resp| {
                 client.handle_challenge(req, resp).ok()?;
-                n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 let uri = req.request_uri_str()?.to_owned();
-                client.authorization(req.method()?.as_str(), &uri, &format!("{n:016x}"))
+                client.authorization(req.method()?.as_str(), &uri, &format!("{:016x}", cnonces.next_u64()))
             }));
             if let Some(rc) = config.register.clone() {
                 outbound_proxy = Some(rc.registrar);
@@ -203,7 +209,10 @@ impl Phone {
             }
         };
         let params = CallParams {
-            from: format!("<sip:{}@{}>", self.config.user, self.config.local),
+            from: match &self.config.domain {
+                Some(d) => format!("<sip:{}@{d}>", self.config.user),
+                None => format!("<sip:{}@{}>", self.config.user, self.config.local),
+            },
             to: format!("<{uri}>"),
             target: None,
             routes: Vec::new(),

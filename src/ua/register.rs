@@ -25,6 +25,8 @@ pub struct RegisterConfig {
     pub expires: u32,
     /// Our SIP address (Via).
     pub local: SocketAddr,
+    /// Answer only digest challenges of this realm (`None`: any).
+    pub realm: Option<String>,
 }
 
 /// Registration state.
@@ -52,7 +54,8 @@ pub struct Registration {
     refresh_at: Option<Instant>,
     state: RegState,
     unregistering: bool,
-    seq: u64,
+    /// Branches and cnonces.
+    ids: crate::dialog::IdGen,
 }
 
 impl Registration {
@@ -63,14 +66,17 @@ impl Registration {
         Registration {
             call_id: ids.call_id(&host),
             tag: ids.tag(),
-            digest: DigestClient::new(user, password),
+            digest: match config.realm.clone() {
+                Some(realm) => DigestClient::new(user, password).only_realm(realm),
+                None => DigestClient::new(user, password),
+            },
             config,
             cseq: 0,
             pending: None,
             refresh_at: None,
             state: RegState::Pending,
             unregistering: false,
-            seq: seed,
+            ids,
         }
     }
 
@@ -85,8 +91,7 @@ impl Registration {
     }
 
     fn next_token(&mut self) -> String {
-        self.seq = self.seq.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        format!("{:016x}", self.seq)
+        format!("{:016x}", self.ids.next_u64())
     }
 
     fn send(&mut self, ep: &mut Endpoint, expires: u32, now: Instant) {

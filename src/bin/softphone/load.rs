@@ -300,8 +300,7 @@ fn worker_thread(
     };
     let _ = ready.send(Ok(local));
     // Distinct per worker, so Call-IDs, tags and branches never collide across workers.
-    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-    let seed = clock ^ ((index as u64) << 56);
+    let seed = switchboard::dialog::IdGen::os_seed();
     let config = DialogConfig {
         t1: T1,
         contact: format!("sip:{user}@{local}"),
@@ -313,12 +312,11 @@ fn worker_thread(
     let mut dialogs = Dialogs::new(config);
     if let Some((user, password)) = auth {
         let mut client = switchboard::auth::DigestClient::new(user, password);
-        let mut n = seed;
+        let mut cnonces = switchboard::dialog::IdGen::from_os();
         dialogs.set_authorizer(Box::new(move |req, resp| {
             client.handle_challenge(req, resp).ok()?;
-            n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let uri = req.request_uri_str()?.to_owned();
-            client.authorization(req.method()?.as_str(), &uri, &format!("{n:016x}"))
+            client.authorization(req.method()?.as_str(), &uri, &format!("{:016x}", cnonces.next_u64()))
         }));
     }
     let ua = UaCore::new(dialogs, Some(target));

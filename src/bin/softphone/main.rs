@@ -66,6 +66,14 @@ struct Cli {
     /// File whose first line is the password for digest challenges (REGISTER 401, INVITE 407).
     #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Our domain: the host of our address-of-record (REGISTER To/From) and of the From of our
+    /// calls, when the service has one (`serve --domain`) [default: the --register host].
+    #[arg(long, global = true, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// Answer digest challenges of this realm only (`serve --realm`, else its domain); a challenge
+    /// for another realm fails the request instead of being answered [default: any realm].
+    #[arg(long, global = true, value_name = "REALM")]
+    realm: Option<String>,
     /// Registration lifetime asked for, in seconds.
     #[arg(long, global = true, default_value_t = 300, value_name = "SECS")]
     expires: u32,
@@ -198,12 +206,12 @@ fn phone_config(
             return Err(format!("--dtmf takes digits 0-9 * # A-D, got {d}"));
         }
     }
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = switchboard::dialog::IdGen::os_seed();
     let session = MediaConfig {
         inactivity_timeout: (!rtp_timeout.is_zero()).then_some(rtp_timeout),
         record: cli.record.is_some(),
         cname: format!("{}@{}", cli.user, local.ip()),
-        seed,
+        seed: switchboard::dialog::IdGen::os_seed(),
         ..MediaConfig::default()
     };
     let password = match &cli.password_file {
@@ -221,12 +229,15 @@ fn phone_config(
             let registrar = target_of(uri)?;
             let Ok(Uri::Sip(u)) = Uri::parse(uri) else { return Err(format!("--register needs a sip: URI, got {uri}")) };
             Some(RegisterConfig {
-                registrar_uri: uri.clone(),
+                // With a domain, the Request-URI names it (RFC 3261 §10.2: the registrar's domain);
+                // the REGISTER still goes to the --register address.
+                registrar_uri: cli.domain.as_ref().map_or_else(|| uri.clone(), |d| format!("sip:{d}")),
                 registrar,
-                aor: format!("sip:{}@{}", cli.user, u.host),
+                aor: format!("sip:{}@{}", cli.user, cli.domain.as_deref().map_or_else(|| u.host.to_string(), str::to_owned)),
                 contact: format!("sip:{}@{local}", cli.user),
                 expires: cli.expires.max(1),
                 local,
+                realm: cli.realm.clone(),
             })
         }
         None => None,
@@ -238,6 +249,8 @@ fn phone_config(
         register,
         credentials: password.map(|p| (cli.user.clone(), p)),
         user: cli.user.clone(),
+        domain: cli.domain.clone(),
+        realm: cli.realm.clone(),
         local,
         media: CallMediaConfig {
             ip: local.ip(),

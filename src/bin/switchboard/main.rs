@@ -39,7 +39,8 @@ enum Command {
     /// `sipp -sn uac -s echo -r 10 -m 100 127.0.0.1:5060`.
     // Boxed: its many flags make it far larger than the other variants (clippy large_enum_variant).
     Serve(Box<serve::ServeArgs>),
-    /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext).
+    /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext); a
+    /// running service takes each change at once, through its control socket.
     Users(users::UsersArgs),
     /// List the registrations kept in the data directory, with their remaining expiry.
     Registrations(users::RegistrationsArgs),

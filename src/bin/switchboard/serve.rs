@@ -7,6 +7,7 @@ use std::time::Duration;
 use switchboard::auth::DigestServer;
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
+use switchboard::dialog::IdGen;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
@@ -26,7 +27,7 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs, auth_algorithms, relay, max_contacts, max_bindings, max_transactions,
+    /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
     /// max_echo_calls_per_source, unauth_port_share; [[route]] tables with user, target,
     /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
@@ -75,8 +76,9 @@ pub(crate) struct ServeArgs {
     /// in either algorithm are accepted [default: md5].
     #[arg(long, value_name = "LIST")]
     pub(crate) auth_algorithms: Option<String>,
-    /// Control socket for `switchboard calls` [default: switchboard.sock in the data directory;
-    /// none with `--data none`].
+    /// Control socket (mode 0600) for `switchboard calls` and for `switchboard users`, whose
+    /// changes take effect at once [default: switchboard.sock in the data directory; none with
+    /// `--data none`].
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
@@ -103,12 +105,22 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "PERCENT")]
     pub(crate) unauth_port_share: Option<u8>,
     // ----- end of caps -----
+    // --- users (issue 14 point 11) ---
+    /// The digest realm to challenge with [default: the domain, else `switchboard`]. Users carry
+    /// the realm their hashes were made for: when the stored users' realm is not this one, `serve`
+    /// refuses to start, naming both; give the users' realm here to keep them, or re-add them with
+    /// `users add --domain`.
+    #[arg(long, value_name = "REALM")]
+    pub(crate) realm: Option<String>,
+    // --- end users ---
 }
 
 /// Everything resolved, checked and ready.
 pub(crate) struct Resolved {
     pub(crate) listen: SocketAddr,
     pub(crate) domain: Option<String>,
+    /// The realm `--realm` (or the file) chose, `None` when it follows the domain.
+    pub(crate) realm: Option<String>,
     pub(crate) auth: AuthMode,
     pub(crate) data: Option<PathBuf>,
     pub(crate) mode: config::Mode,
@@ -165,6 +177,32 @@ pub(crate) fn realm(domain: Option<&str>) -> String {
     domain.unwrap_or("switchboard").to_owned()
 }
 
+/// The users the service can authenticate with realm `challenge`. Stored users of another realm
+/// could never log in (their HA1 covers their realm): without `--realm` that refuses the start,
+/// naming both realms; with `--realm` they are left out with a warning.
+fn users_for_realm(
+    users: Vec<switchboard::store::UserRecord>,
+    challenge: &str,
+    chosen: bool,
+) -> Result<Vec<switchboard::store::UserRecord>, String> {
+    let mut others: Vec<&str> = users.iter().map(|u| u.realm.as_str()).filter(|r| *r != challenge).collect();
+    others.sort_unstable();
+    others.dedup();
+    if others.is_empty() {
+        return Ok(users);
+    }
+    let others = others.join(", ");
+    if !chosen {
+        return Err(format!(
+            "the stored users have realm {others} but this service would challenge with realm {challenge}: \
+             start with --realm {others} to keep them, or re-add them with `switchboard users add --domain {challenge}`"
+        ));
+    }
+    let (keep, left): (Vec<_>, Vec<_>) = users.into_iter().partition(|u| u.realm == challenge);
+    tracing::warn!("{} stored users of realm {others} cannot log in with realm {challenge} (--realm); left out", left.len());
+    Ok(keep)
+}
+
 pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     let file = match &args.config {
         Some(p) => config::load(p)?,
@@ -184,6 +222,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
+        realm: args.realm.clone().or(file.realm),
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
         data: (data.as_os_str() != "none").then(|| data.clone()),
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
@@ -203,18 +242,26 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     })
 }
 
-/// The 32-byte secret of the nonces, kept in the data directory so challenges outlive a restart.
+/// The 32-byte secret of the nonces, kept in the data directory (0600, see
+/// [`switchboard::store::files`]) so challenges outlive a restart.
 fn secret(data: Option<&std::path::Path>) -> Result<[u8; 32], String> {
     let mut s = [0u8; 32];
     let path = data.map(|d| d.join("nonce-secret"));
+    if let Some(p) = &path {
+        switchboard::store::files::narrow(p).map_err(|e| format!("cannot make {} private: {e}", p.display()))?;
+    }
     if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| b.len() == 32) {
         s.copy_from_slice(&bytes);
         return Ok(s);
     }
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-    std::io::Read::read_exact(&mut f, &mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    IdGen::os_fill(&mut s).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
     if let Some(p) = path {
-        std::fs::write(&p, s).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        let write = |p: &std::path::Path| -> std::io::Result<()> {
+            let mut f = switchboard::store::files::create_private(p)?;
+            f.set_len(0)?;
+            std::io::Write::write_all(&mut f, &s)
+        };
+        write(&p).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     Ok(s)
 }
@@ -258,7 +305,9 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 async fn serve(r: Resolved) -> Result<(), String> {
     let store = open_store(r.data.as_deref())?;
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let challenge_realm = r.realm.clone().unwrap_or_else(|| realm(r.domain.as_deref()));
     let users = store.users().map_err(|e| e.to_string())?;
+    let users = if r.auth == AuthMode::Digest { users_for_realm(users, &challenge_realm, r.realm.is_some())? } else { users };
     let bindings = store.bindings().map_err(|e| e.to_string())?;
     let mut registrar = Registrar::new(RegistrarConfig {
         domain: r.domain.clone(),
@@ -282,14 +331,15 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
     let endpoint = Endpoint::new(EndpointConfig { timers, allow, max_transactions: r.caps.max_transactions, ..EndpointConfig::default() });
-    let seed = wall.as_nanos() as u64;
     let session = MediaConfig {
         inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
         cname: format!("echo@{}", local.ip()),
-        seed,
+        seed: IdGen::os_seed(),
         ..MediaConfig::default()
     };
     let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
+    // Each part keys its own generator from the OS (see `IdGen`): ids seen on the wire tell
+    // nothing about the next ones.
     let echo = EchoUas::new(
         EchoConfig {
             local,
@@ -300,11 +350,11 @@ async fn serve(r: Resolved) -> Result<(), String> {
             max_calls_per_source: r.caps.max_echo_calls_per_source,
             port_share: r.caps.unauth_port_share,
         },
-        seed,
+        IdGen::os_seed(),
     );
     let auth = match r.auth {
         AuthMode::Digest => {
-            let mut d = DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime);
+            let mut d = DigestServer::new(challenge_realm, secret(r.data.as_deref())?, r.nonce_lifetime);
             d.set_algorithms(&r.algorithms);
             Some(d)
         }
@@ -314,7 +364,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         local,
         branch_timeout: r.branch_timeout,
         ringing_timeout: Duration::from_secs(181),
-        seed: seed ^ 0x5bd1_e995,
+        seed: IdGen::os_seed(),
         realm: auth.as_ref().map(|d| d.realm().to_owned()),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
@@ -327,7 +377,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout) },
             no_answer: r.branch_timeout,
             relay_media: r.relay_media,
-            seed: seed ^ 0x0b2b_0a00,
+            seed: IdGen::os_seed(),
         })
     });
     let n_saved = saved_calls.len();
@@ -345,6 +395,12 @@ async fn serve(r: Resolved) -> Result<(), String> {
         routes,
     };
     let service = Service::new(parts);
+    // The control socket is up before the listening line, so whoever waits for that line (a
+    // script, a test) can change users at once.
+    let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+    if let Some(path) = &r.control {
+        crate::control::listen(path, commands)?;
+    }
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
     match &r.data {
@@ -357,12 +413,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         None => eprintln!("switchboard: data in memory only (--data none)"),
     }
     tracing::info!(%local, auth = ?r.auth, "listening");
-    let control = std::sync::Arc::new(crate::control::Control::default());
-    if let Some(path) = &r.control {
-        crate::control::listen(path, control.clone())?;
-    }
-    let app = crate::control::Published::new(service, control);
-    switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
+    switchboard::driver::run_with_commands(transport, endpoint, service, switchboard::driver::interrupted(), commands_rx).await;
     if let Some(path) = &r.control {
         let _ = std::fs::remove_file(path);
     }
