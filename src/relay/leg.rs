@@ -9,44 +9,154 @@ use crate::media::rtp::RtpPacket;
 use crate::media::stats::{ReceiverStats, Verdict};
 use crate::media::SAMPLE_RATE;
 use bytes::Bytes;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// How long a latched RTP source must be silent before another source may take the latch: a
-/// phone sends every 20-30 ms, so a second of silence means it moved (NAT rebinding, a restarted
-/// phone); a stray packet while it still talks is dropped instead of stealing the audio.
-pub(super) const RTP_RELATCH_IDLE: Duration = Duration::from_secs(1);
-
-/// The same for RTCP, which a phone sends only every 5 s on average, randomized up to 1.5 times
-/// that (RFC 3550 §6.2, §6.3.1): 10 s is longer than one interval.
+/// The shortest time a latched RTCP source must be silent before it counts as gone: a phone
+/// sends RTCP only every 5 s on average, randomized up to 1.5 times that (RFC 3550 §6.2, §6.3.1),
+/// so 10 s is longer than one interval. RTP uses the learning window itself.
 pub(super) const RTCP_RELATCH_IDLE: Duration = Duration::from_secs(10);
 
+/// How well a packet's source matches what the phone declared, best last (rtpengine's heuristic
+/// order, with the RTCP-only `RtpIp` step between "same IP" and "any").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Rank {
+    /// Nothing in common with the SDP: a NAT binding, or a stranger.
+    Any,
+    /// RTCP from the IP the leg's RTP is latched to (the phone's NAT, most likely).
+    RtpIp,
+    /// The SDP's IP, another port (a NAT that keeps the address and changes the port).
+    SdpIp,
+    /// Exactly the SDP's IP and port.
+    Sdp,
+}
+
+impl Rank {
+    fn of(source: SocketAddr, sdp: Option<SocketAddr>, rtp_ip: Option<IpAddr>) -> Rank {
+        match sdp {
+            Some(sdp) if sdp == source => Rank::Sdp,
+            Some(sdp) if sdp.ip() == source.ip() => Rank::SdpIp,
+            _ if rtp_ip == Some(source.ip()) => Rank::RtpIp,
+            _ => Rank::Any,
+        }
+    }
+}
+
+/// What a [`Latch`] weighs a packet against: the leg's SDP and hold state at that moment.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rules {
+    /// The address the phone's latest SDP names for this port (kept through a hold without one).
+    pub(super) sdp: Option<SocketAddr>,
+    /// For RTCP: the IP the leg's RTP is latched to.
+    pub(super) rtp_ip: Option<IpAddr>,
+    /// The learning window (`rtp_learning_ms`).
+    pub(super) window: Duration,
+    /// How long the latched source may be silent before another may be learned.
+    pub(super) idle: Duration,
+    /// The leg is on hold (not sendrecv): the latch does not move.
+    pub(super) frozen: bool,
+    /// Media has started (both phones' SDP known): until then nothing new is learned.
+    pub(super) started: bool,
+}
+
+/// A learning window in progress: the best source so far and when the window closes.
+#[derive(Debug, Clone, Copy)]
+struct Learning {
+    best: SocketAddr,
+    until: Instant,
+}
+
 /// Where one of the phone's ports sends from (RFC 4961 §4: a symmetric endpoint sends from the
-/// port it receives on, so its source is where to send it).
+/// port it receives on, so its source is where to send it), learned as the module doc says.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Latch {
     /// The latched source and when it was last heard.
     source: Option<(SocketAddr, Instant)>,
+    /// A window in progress: none latched yet, or the latched source went silent.
+    learning: Option<Learning>,
 }
 
 impl Latch {
-    /// Whether a packet from `source` comes from the phone. The first source latches; the
-    /// latched one is refreshed; another one takes over only after `idle` of silence.
-    pub(super) fn accept(&mut self, source: SocketAddr, now: Instant, idle: Duration) -> bool {
-        match &mut self.source {
-            Some((latched, heard)) if *latched == source => *heard = now,
-            Some((_, heard)) if now.saturating_duration_since(*heard) <= idle => return false,
-            slot => *slot = Some((source, now)),
+    /// Whether a packet from `source` at `now` comes from the phone (and is relayed). Settles a
+    /// window that is over first; see the module doc for the rules.
+    pub(super) fn accept(&mut self, source: SocketAddr, now: Instant, rules: &Rules) -> bool {
+        self.settle(now, rules.frozen);
+        let rank = Rank::of(source, rules.sdp, rules.rtp_ip);
+        let incumbent = match &mut self.source {
+            Some((latched, heard)) if *latched == source => {
+                // The phone is back (or never left): a challenger's window ends unanswered.
+                *heard = now;
+                self.learning = None;
+                return true;
+            }
+            Some(_) if rules.frozen => return false,
+            Some((latched, _)) if rank > Rank::of(*latched, rules.sdp, rules.rtp_ip) => {
+                // It would have won the window: a latch won by a worse match never locks out a
+                // better one (the phone itself, after a stranger won a window it did not send in).
+                self.source = Some((source, now));
+                self.learning = None;
+                return true;
+            }
+            Some((_, heard)) if now.saturating_duration_since(*heard) <= rules.idle => return false,
+            Some(_) => true,
+            None => false,
+        };
+        // On hold, only the SDP's own address may latch: nothing is learned from strangers while
+        // the phone is not expected to talk; nor before media has started.
+        if !rules.started || (rules.frozen && rank != Rank::Sdp) {
+            return false;
         }
-        true
+        let best = match &mut self.learning {
+            Some(l) if l.best == source => true,
+            Some(l) if rank > Rank::of(l.best, rules.sdp, rules.rtp_ip) => {
+                l.best = source;
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.learning = Some(Learning { best: source, until: now.checked_add(rules.window).unwrap_or(now) });
+                true
+            }
+        };
+        if best && rank == Rank::Sdp {
+            // Nothing can rank higher: no need to wait for the window (rtpengine 13.5's early return).
+            self.source = Some((source, now));
+            self.learning = None;
+            return true;
+        }
+        // The best candidate's packets pass while nothing is latched (the NAT case gets its
+        // outgoing audio from the first packet); while a silent incumbent holds the latch, a
+        // challenger passes nothing until it has won.
+        best && !incumbent
     }
 
+    /// Latches the best candidate once its window is over (not while on hold).
+    pub(super) fn settle(&mut self, now: Instant, frozen: bool) {
+        match self.learning {
+            Some(l) if !frozen && now >= l.until => {
+                self.source = Some((l.best, now));
+                self.learning = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The latched source, if any.
     pub(super) fn addr(&self) -> Option<SocketAddr> {
         self.source.map(|(a, _)| a)
     }
 
+    /// The phone signalled (a new SDP): its latched source counts as heard now, so it gets a whole
+    /// window to send again before anyone else may be learned (after a resume, say).
+    pub(super) fn refresh(&mut self, now: Instant) {
+        if let Some((_, heard)) = &mut self.source {
+            *heard = now;
+        }
+    }
+
+    /// Forgets the latch and any window: learning starts again with the next packet.
     pub(super) fn reset(&mut self) {
-        self.source = None;
+        *self = Latch::default();
     }
 }
 
@@ -132,10 +242,12 @@ pub(super) struct LegState {
     /// Counters; `lost` and `jitter_ms` are filled in by [`LegState::stats`].
     pub(super) counts: LegStats,
     pub(super) silence: Silence,
+    /// The learning window (`rtp_learning_ms`).
+    window: Duration,
 }
 
 impl LegState {
-    pub(super) fn new(ports: LegPorts, now: Instant) -> LegState {
+    pub(super) fn new(ports: LegPorts, now: Instant, window: Duration) -> LegState {
         LegState {
             ports,
             remote: None,
@@ -147,26 +259,30 @@ impl LegState {
             stream: StreamStats::new(SAMPLE_RATE),
             counts: LegStats::default(),
             silence: Silence { since: now, armed: false, reported: false },
+            window,
         }
     }
 
-    /// Takes a new SDP. A new RTP (RTCP) address drops the latch, so the next packet latches
-    /// afresh (a re-INVITE moved the phone); no address (hold with c=0.0.0.0) keeps it, so a resume
-    /// to the same address sends to the NAT binding at once.
+    /// Takes a new SDP. A new RTP (RTCP) address restarts learning ranked against it (a re-INVITE
+    /// moved the phone); the same address or none (hold with c=0.0.0.0) keeps the latch and counts it as
+    /// heard now, so a resume sends to the NAT binding at once and no stranger can take it over
+    /// before the phone had a window to talk again.
     pub(super) fn set_remote(&mut self, remote: RemoteMedia, now: Instant) {
         if let Some(new) = remote.rtp {
-            if self.last_sdp_rtp.is_some_and(|old| old != new) {
+            if self.last_sdp_rtp != Some(new) {
                 self.rtp_latch.reset();
                 self.rtcp_muxed = false;
             }
             self.last_sdp_rtp = Some(new);
         }
         if let Some(new) = remote.rtcp {
-            if self.last_sdp_rtcp.is_some_and(|old| old != new) {
+            if self.last_sdp_rtcp != Some(new) {
                 self.rtcp_latch.reset();
             }
             self.last_sdp_rtcp = Some(new);
         }
+        self.rtp_latch.refresh(now);
+        self.rtcp_latch.refresh(now);
         if remote.clock_rate != self.stream.clock_rate() {
             self.stream.restart(remote.clock_rate);
         }
@@ -179,6 +295,53 @@ impl LegState {
     /// set up and its SDP is on its way).
     pub(super) fn sends(&self) -> bool {
         self.remote.is_none_or(|r| r.sends)
+    }
+
+    /// The phone has given an SDP address (now or before a hold).
+    pub(super) fn has_sdp(&self) -> bool {
+        self.last_sdp_rtp.is_some()
+    }
+
+    /// On hold: the phone's latest SDP is not sendrecv with an address (RFC 3264 §8.4, from
+    /// either side). Its latches do not move meanwhile.
+    fn held(&self) -> bool {
+        self.remote.is_some_and(|r| !(r.sends && r.receives) || r.rtp.is_none())
+    }
+
+    /// Whether a packet on the RTP port (RTP, or RTCP multiplexed on it) from `source` is the
+    /// phone's; learns and latches (module doc). Before the phone's first SDP nothing is: there
+    /// is nothing to rank against, and the phone has not yet said it sends. `started`: the other
+    /// phone's SDP is known too, so this phone may have been told where to send.
+    pub(super) fn accept_on_rtp_port(&mut self, source: SocketAddr, now: Instant, started: bool) -> bool {
+        if self.last_sdp_rtp.is_none() {
+            return false;
+        }
+        let rules = Rules { sdp: self.last_sdp_rtp, rtp_ip: None, window: self.window, idle: self.window, frozen: self.held(), started };
+        self.rtp_latch.accept(source, now, &rules)
+    }
+
+    /// The same for the RTCP port, ranked against the SDP's RTCP address, then the IP RTP is
+    /// latched to.
+    pub(super) fn accept_on_rtcp_port(&mut self, source: SocketAddr, now: Instant, started: bool) -> bool {
+        if self.last_sdp_rtp.is_none() {
+            return false;
+        }
+        let rules = Rules {
+            sdp: self.last_sdp_rtcp,
+            rtp_ip: self.rtp_latch.addr().map(|a| a.ip()),
+            window: self.window,
+            idle: self.window.max(RTCP_RELATCH_IDLE),
+            frozen: self.held(),
+            started,
+        };
+        self.rtcp_latch.accept(source, now, &rules)
+    }
+
+    /// Latches what won a window that is over (before routing a packet to this phone).
+    pub(super) fn settle(&mut self, now: Instant) {
+        let held = self.held();
+        self.rtp_latch.settle(now, held);
+        self.rtcp_latch.settle(now, held);
     }
 
     /// Where RTP to the phone goes, ignoring hold: the latched source, else the SDP address.
