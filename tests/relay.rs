@@ -5,7 +5,7 @@
 //!
 //! Every call here has the caller's ports on flows 1 (RTP) and 2 (RTCP) and the callee's on 3 and 4.
 //! The caller's SDP says 10.0.0.5:4000 (a private address behind NAT) while its packets come from
-//! 203.0.113.7:31000; the callee at 192.0.2.20:5000 is reachable as declared.
+//! 203.0.113.7:31000, the address its SIP came from too; the callee at 192.0.2.20:5000 is reachable as declared.
 
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -75,6 +75,7 @@ fn call(config: RelayConfig, t0: Instant) -> Relay {
     relay.insert(ID, caller_ports, callee_ports, t0);
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0);
     relay.set_remote(ID, Leg::Callee, RemoteMedia::sendrecv(callee()), t0);
+    relay.set_peer_ip(ID, Leg::Caller, Some(caller_nat().ip()));
     relay
 }
 
@@ -110,13 +111,14 @@ fn latches_to_the_nat_source_not_the_sdp_address() {
     assert_eq!(relay.handle_datagram(CALLER_RTP, rebound, &rtp(1, 3, 320), last + W + ms(1)), None);
     assert_eq!(relay.handle_datagram(CALLER_RTP, rebound, &rtp(1, 4, 480), last + W * 2 + ms(1)), Some((CALLEE_RTP, callee())));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(rebound));
-    // A re-INVITE with a new address restarts learning: RTP goes there until the phone's packets
-    // have won a window.
+    // A re-INVITE from another network with a new address restarts learning: RTP goes there until
+    // the phone's packets (from the re-INVITE's source IP) have won a window.
     let at = last + W * 3;
     let moved = addr("10.0.0.6:4100");
+    let moved_nat = addr("203.0.113.8:40000");
+    relay.set_peer_ip(ID, Leg::Caller, Some(moved_nat.ip()));
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(moved), at);
     assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 4, 480), at + ms(20)), Some((CALLER_RTP, moved)));
-    let moved_nat = addr("203.0.113.8:40000");
     assert!(relay.handle_datagram(CALLER_RTP, moved_nat, &rtp(1, 5, 640), at + ms(40)).is_some());
     assert!(relay.handle_datagram(CALLER_RTP, moved_nat, &rtp(1, 6, 800), at + ms(40) + W).is_some());
     assert_eq!(relay.latched(ID, Leg::Caller), Some(moved_nat));
@@ -133,7 +135,7 @@ fn rtcp_passes_through_and_latches_on_its_own() {
     let t0 = Instant::now();
     let mut relay = call(RelayConfig::default(), t0);
     // Callee RTCP to the caller: its SDP RTCP address (RTP + 1) until the caller's RTCP latches,
-    // a window after its first RTCP packet (from the NAT: not the SDP address).
+    // a window after its first RTCP packet (from its SIP IP, not the SDP's, so not at once).
     assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t0), Some((CALLER_RTCP, addr("10.0.0.5:4001"))));
     assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t0), Some((CALLEE_RTCP, callee_rtcp())));
     assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t0 + ms(5)), Some((CALLER_RTCP, addr("10.0.0.5:4001"))));
@@ -149,7 +151,7 @@ fn rtcp_passes_through_and_latches_on_its_own() {
     assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rr(2), t + ms(7)), Some((CALLER_RTCP, caller_nat_rtcp())));
     assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t + ms(8)), Some((CALLEE_RTP, callee())));
     let (caller, callee_stats) = stats(&relay);
-    assert_eq!((caller.rtcp_packets, callee_stats.rtcp_packets), (2, 5));
+    assert_eq!((caller.rtcp_packets, callee_stats.rtcp_packets, caller.stray), (2, 5, 0));
     assert_eq!((caller.packets, callee_stats.packets, caller.non_rtp_dropped), (0, 0, 0));
 }
 
@@ -161,7 +163,8 @@ fn a_leg_without_rtcp_port_gets_rtcp_multiplexed() {
     let mux = RemoteMedia { rtcp: Some(callee()), ..RemoteMedia::sendrecv(callee()) };
     relay.set_remote(ID, Leg::Callee, mux, t0);
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0);
-    assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t0), Some((CALLEE_RTP, callee())));
+    let caller_rtcp = addr("10.0.0.5:4001");
+    assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_rtcp, &rr(1), t0), Some((CALLEE_RTP, callee())));
     assert!(!relay.owns(CALLEE_RTCP));
 }
 
@@ -253,6 +256,7 @@ fn hold_blocks_audio_to_the_held_phone_and_resume_restores_it() {
         t0,
     );
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0);
+    relay.set_peer_ip(ID, Leg::Caller, Some(caller_nat().ip()));
     // The callee has no address yet: before the answer nothing the caller's port gets passes
     // (the caller cannot know the relay's address yet: it is a stranger's).
     assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 1, 0), t0), None);
@@ -363,6 +367,7 @@ fn hundred_thousand_relays_keep_poll_timeout_correct() {
         let caller = ports(FlowId(f), Some(FlowId(f + 1)), "198.51.100.1:20000");
         relay.insert(RelayId(i), caller, ports(FlowId(f + 2), Some(FlowId(f + 3)), "198.51.100.1:20002"), at);
         relay.set_remote(RelayId(i), Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), at);
+        relay.set_peer_ip(RelayId(i), Leg::Caller, Some(caller_nat().ip()));
         relay.set_remote(RelayId(i), Leg::Callee, RemoteMedia::sendrecv(callee()), at);
     }
     let talk = t0 + Duration::from_secs(10);

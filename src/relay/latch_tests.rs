@@ -68,9 +68,9 @@ fn from(relay: &mut Relay, source: SocketAddr, at: Instant) -> bool {
 fn before_latching_audio_goes_only_to_the_sdp_address() {
     let t0 = Instant::now();
     let mut relay = call(t0);
-    // A stranger sprays before the phone's first packet: it opens the window, and the audio
-    // still goes to the SDP address, never to the stranger.
-    assert!(from(&mut relay, stranger(), t0 + ms(10)));
+    // A stranger sprays before the phone's first packet: it opens the window, passes nothing to
+    // the callee, and the audio still goes to the SDP address, never to the stranger.
+    assert!(!from(&mut relay, stranger(), t0 + ms(10)));
     assert_eq!(to_caller(&mut relay, t0 + ms(20)), Some(caller_sdp()));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_sdp()));
 }
@@ -79,14 +79,14 @@ fn before_latching_audio_goes_only_to_the_sdp_address() {
 fn the_sdp_address_latches_at_once_even_after_a_spray() {
     let t0 = Instant::now();
     let mut relay = call(t0);
-    assert!(from(&mut relay, stranger(), t0 + ms(10)));
+    assert!(!from(&mut relay, stranger(), t0 + ms(10)));
     assert!(from(&mut relay, caller_sdp(), t0 + ms(20)));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_sdp()));
     // From now on the stranger passes nothing, within the window and after it.
     assert!(!from(&mut relay, stranger(), t0 + ms(30)));
     assert!(!from(&mut relay, stranger(), t0 + ms(20) + WINDOW));
     assert_eq!(to_caller(&mut relay, t0 + ms(20) + WINDOW + ms(1)), Some(caller_sdp()));
-    assert_eq!(relay.stats(ID).unwrap().0.stray, 2);
+    assert_eq!(relay.stats(ID).unwrap().0.stray, 3);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn the_same_ip_beats_any_and_latches_when_the_window_is_over() {
     let t0 = Instant::now();
     let mut relay = call(t0);
     let same_ip = a("192.0.2.10:31000");
-    assert!(from(&mut relay, stranger(), t0 + ms(10)));
+    assert!(!from(&mut relay, stranger(), t0 + ms(10)));
     assert!(from(&mut relay, same_ip, t0 + ms(20)));
     // The replaced candidate passes nothing any more; the better one does.
     assert!(!from(&mut relay, stranger(), t0 + ms(30)));
@@ -111,12 +111,13 @@ fn a_nat_source_latches_only_when_nothing_better_came_in_the_window() {
     let t0 = Instant::now();
     let mut relay = call(t0);
     let nat = a("203.0.113.7:31000");
-    // The phone behind NAT: its audio passes from its first packet, but the audio to it goes to
-    // the SDP address until the window is over.
-    assert!(from(&mut relay, nat, t0 + ms(100)));
+    // The phone behind NAT: neither its audio nor the audio to it passes (that goes to the SDP
+    // address) until the window is over.
+    assert!(!from(&mut relay, nat, t0 + ms(100)));
     assert_eq!(to_caller(&mut relay, t0 + ms(120)), Some(caller_sdp()));
-    assert!(from(&mut relay, nat, t0 + ms(100) + WINDOW - ms(20)));
+    assert!(!from(&mut relay, nat, t0 + ms(100) + WINDOW - ms(20)));
     assert_eq!(to_caller(&mut relay, t0 + ms(100) + WINDOW), Some(nat));
+    assert!(from(&mut relay, nat, t0 + ms(100) + WINDOW));
     // A stranger of the same rank that came second never had a chance.
     assert!(!from(&mut relay, stranger(), t0 + ms(100) + WINDOW + ms(1)));
 }
@@ -150,7 +151,7 @@ fn a_gone_phone_is_replaced_after_a_second_window_nat_rebinding() {
     let mut relay = call(t0);
     let nat = a("203.0.113.7:31000");
     let rebound = a("203.0.113.7:31500");
-    assert!(from(&mut relay, nat, t0));
+    assert!(!from(&mut relay, nat, t0));
     assert_eq!(to_caller(&mut relay, t0 + WINDOW), Some(nat));
     // Silent for a window, then packets from a new binding: nothing passes during its window...
     let quiet = t0 + 2 * WINDOW + ms(1);
@@ -195,7 +196,7 @@ fn on_hold_before_latching_only_the_sdp_address_latches() {
     assert!(!from(&mut relay, stranger(), t0 + ms(10) + WINDOW * 2));
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0 + WINDOW * 3);
     // Nothing was learned on hold: the stranger only opens a window now, and loses it.
-    assert!(from(&mut relay, stranger(), t0 + WINDOW * 3 + ms(10)));
+    assert!(!from(&mut relay, stranger(), t0 + WINDOW * 3 + ms(10)));
     assert!(from(&mut relay, caller_sdp(), t0 + WINDOW * 3 + ms(20)));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_sdp()));
 }
@@ -211,7 +212,7 @@ fn a_new_sdp_address_restarts_learning_against_it() {
     let at = t0 + Duration::from_secs(10);
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(moved), at);
     assert_eq!(to_caller(&mut relay, at + ms(1)), Some(moved));
-    assert!(from(&mut relay, stranger(), at + ms(2)));
+    assert!(!from(&mut relay, stranger(), at + ms(2)));
     assert!(!from(&mut relay, caller_sdp(), at + ms(3)), "ranks no better than the stranger who came first");
     assert!(from(&mut relay, moved, at + ms(4)));
     assert!(!from(&mut relay, caller_sdp(), at + ms(5)));
@@ -248,14 +249,20 @@ fn rtcp_learns_the_same_way_and_prefers_the_ip_rtp_latched_to() {
     let nat_rtcp = a("203.0.113.7:31001");
     let rtcp = |relay: &mut Relay, source, at| relay.handle_datagram(CALLER_RTCP, source, &rr(), at).is_some();
     let to_caller_rtcp = |relay: &mut Relay, at| relay.handle_datagram(CALLEE_RTCP, a("192.0.2.20:5001"), &rr(), at).map(|(_, d)| d);
-    assert!(from(&mut relay, nat, t0));
+    assert!(!from(&mut relay, nat, t0));
     assert_eq!(to_caller(&mut relay, t0 + WINDOW), Some(nat));
-    // A stranger's RTCP first, then the phone's from the NAT's IP, which RTP is latched to.
-    assert!(rtcp(&mut relay, stranger(), t0 + WINDOW + ms(1)));
-    assert!(rtcp(&mut relay, nat_rtcp, t0 + WINDOW + ms(2)));
+    // A stranger's RTCP (sharing no IP with the SDP or the RTP latch) is never learned; the
+    // phone's from the NAT's IP, which RTP is latched to, is (and passes once it has won).
+    assert!(!rtcp(&mut relay, stranger(), t0 + WINDOW + ms(1)));
+    assert!(!rtcp(&mut relay, nat_rtcp, t0 + WINDOW + ms(2)));
     assert!(!rtcp(&mut relay, stranger(), t0 + WINDOW + ms(3)));
     assert_eq!(to_caller_rtcp(&mut relay, t0 + WINDOW + ms(4)), Some(a("192.0.2.10:4001")), "SDP's RTCP address until latched");
-    assert_eq!(to_caller_rtcp(&mut relay, t0 + WINDOW * 2 + ms(1)), Some(nat_rtcp));
+    assert_eq!(to_caller_rtcp(&mut relay, t0 + WINDOW * 2 + ms(2)), Some(nat_rtcp));
+    // A source with the SDP's IP outranks it, as for RTP.
+    assert!(rtcp(&mut relay, a("192.0.2.10:4001"), t0 + WINDOW * 2 + ms(3)));
+    assert!(!rtcp(&mut relay, nat_rtcp, t0 + WINDOW * 2 + ms(4)));
+    assert_eq!(to_caller_rtcp(&mut relay, t0 + WINDOW * 2 + ms(5)), Some(a("192.0.2.10:4001")));
+    let nat_rtcp = a("192.0.2.10:4001");
     // Latched RTCP is silent for 5 s (one RTCP interval): still not silence for RTCP.
     assert!(!rtcp(&mut relay, stranger(), t0 + WINDOW * 2 + Duration::from_secs(5)));
     assert_eq!(to_caller_rtcp(&mut relay, t0 + WINDOW * 3 + Duration::from_secs(5)), Some(nat_rtcp));
@@ -272,9 +279,9 @@ fn nothing_is_learned_before_the_answer() {
     assert!(!from(&mut relay, stranger(), t0 + ms(10)));
     assert!(!from(&mut relay, stranger(), t0 + ms(10) + WINDOW * 2));
     relay.set_remote(ID, Leg::Callee, RemoteMedia::sendrecv(callee()), t0 + WINDOW * 3);
-    // Answered: the stranger now only opens a window, which the caller's NAT packets can still win
-    // if they rank better, and its own SDP address wins at once.
-    assert!(from(&mut relay, stranger(), t0 + WINDOW * 3 + ms(1)));
+    // Answered: the stranger now only opens a window (passing nothing), and the caller's own SDP
+    // address wins at once.
+    assert!(!from(&mut relay, stranger(), t0 + WINDOW * 3 + ms(1)));
     assert!(from(&mut relay, caller_sdp(), t0 + WINDOW * 3 + ms(30)));
     assert!(!from(&mut relay, stranger(), t0 + WINDOW * 3 + ms(40)));
     assert_eq!(to_caller(&mut relay, t0 + WINDOW * 3 + ms(50)), Some(caller_sdp()));
@@ -286,7 +293,7 @@ fn a_better_match_takes_over_a_latch_won_by_a_worse_one() {
     let mut relay = call(t0);
     // The stranger sprays right after the answer, and the phone is slow to start: the stranger
     // wins the window.
-    assert!(from(&mut relay, stranger(), t0 + ms(1)));
+    assert!(!from(&mut relay, stranger(), t0 + ms(1)));
     assert!(from(&mut relay, stranger(), t0 + ms(1) + WINDOW));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(stranger()));
     // The phone's first packet from its SDP address takes the latch back at once, while the
@@ -297,7 +304,7 @@ fn a_better_match_takes_over_a_latch_won_by_a_worse_one() {
     // Same for a phone whose NAT keeps the IP: its port differs, its IP is the SDP's.
     let mut relay = call(t0);
     let same_ip = a("192.0.2.10:31000");
-    assert!(from(&mut relay, stranger(), t0 + ms(1)));
+    assert!(!from(&mut relay, stranger(), t0 + ms(1)));
     assert!(from(&mut relay, stranger(), t0 + ms(1) + WINDOW));
     assert!(from(&mut relay, same_ip, t0 + ms(10) + WINDOW));
     assert!(!from(&mut relay, stranger(), t0 + ms(11) + WINDOW));
@@ -310,4 +317,23 @@ fn a_better_match_takes_over_a_latch_won_by_a_worse_one() {
     relay.set_remote(ID, Leg::Caller, inactive, t0 + ms(2) + WINDOW);
     assert!(!from(&mut relay, caller_sdp(), t0 + ms(3) + WINDOW));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(same_ip));
+}
+
+#[test]
+fn the_sip_ip_ranks_between_the_sdp_ip_and_any() {
+    let t0 = Instant::now();
+    let mut relay = call(t0);
+    // The caller put its private address in the SDP; its SIP came from its NAT.
+    relay.set_peer_ip(ID, Leg::Caller, Some([203, 0, 113, 7].into()));
+    let nat = a("203.0.113.7:31000");
+    // A stranger first: it passes nothing; the NAT binding replaces it and is heard at once...
+    assert!(!from(&mut relay, stranger(), t0 + ms(1)));
+    assert!(from(&mut relay, nat, t0 + ms(2)));
+    assert!(!from(&mut relay, stranger(), t0 + ms(3)));
+    // ...and latches when the window (opened by the stranger) is over.
+    assert_eq!(to_caller(&mut relay, t0 + ms(4)), Some(caller_sdp()));
+    assert_eq!(to_caller(&mut relay, t0 + ms(1) + WINDOW), Some(nat));
+    // The SDP's IP still outranks it.
+    assert!(from(&mut relay, a("192.0.2.10:9"), t0 + ms(2) + WINDOW));
+    assert!(!from(&mut relay, nat, t0 + ms(3) + WINDOW));
 }

@@ -17,14 +17,18 @@ use std::time::{Duration, Instant};
 /// so 10 s is longer than one interval. RTP uses the learning window itself.
 pub(super) const RTCP_RELATCH_IDLE: Duration = Duration::from_secs(10);
 
-/// How well a packet's source matches what the phone declared, best last (rtpengine's heuristic
-/// order, with the RTCP-only `RtpIp` step between "same IP" and "any").
+/// How well a packet's source matches what the phone declared, best last: rtpengine's heuristic
+/// order (SDP address, SDP IP, any), with two steps it has no way to know between the last two:
+/// the IP the phone's SIP comes from, and for RTCP the IP the leg's RTP is latched to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Rank {
-    /// Nothing in common with the SDP: a NAT binding, or a stranger.
+    /// Nothing in common with the phone: a NAT binding the signalling did not show, or a stranger.
     Any,
-    /// RTCP from the IP the leg's RTP is latched to (the phone's NAT, most likely).
+    /// RTCP from the IP the leg's RTP is latched to.
     RtpIp,
+    /// The IP the phone's SIP messages come from (its NAT's public address, for a phone that
+    /// put its private address in the SDP).
+    PeerIp,
     /// The SDP's IP, another port (a NAT that keeps the address and changes the port).
     SdpIp,
     /// Exactly the SDP's IP and port.
@@ -32,11 +36,12 @@ pub(super) enum Rank {
 }
 
 impl Rank {
-    fn of(source: SocketAddr, sdp: Option<SocketAddr>, rtp_ip: Option<IpAddr>) -> Rank {
-        match sdp {
+    fn of(source: SocketAddr, rules: &Rules) -> Rank {
+        match rules.sdp {
             Some(sdp) if sdp == source => Rank::Sdp,
             Some(sdp) if sdp.ip() == source.ip() => Rank::SdpIp,
-            _ if rtp_ip == Some(source.ip()) => Rank::RtpIp,
+            _ if rules.peer_ip == Some(source.ip()) => Rank::PeerIp,
+            _ if rules.rtp_ip == Some(source.ip()) => Rank::RtpIp,
             _ => Rank::Any,
         }
     }
@@ -49,6 +54,8 @@ pub(super) struct Rules {
     pub(super) sdp: Option<SocketAddr>,
     /// For RTCP: the IP the leg's RTP is latched to.
     pub(super) rtp_ip: Option<IpAddr>,
+    /// The IP the phone's SIP messages come from.
+    pub(super) peer_ip: Option<IpAddr>,
     /// The learning window (`rtp_learning_ms`).
     pub(super) window: Duration,
     /// How long the latched source may be silent before another may be learned.
@@ -57,6 +64,9 @@ pub(super) struct Rules {
     pub(super) frozen: bool,
     /// Media has started (both phones' SDP known): until then nothing new is learned.
     pub(super) started: bool,
+    /// Sources ranked below this are never learned (RTCP: they must share an IP with the SDP or
+    /// with the RTP latch).
+    pub(super) min_rank: Rank,
 }
 
 /// A learning window in progress: the best source so far and when the window closes.
@@ -81,7 +91,7 @@ impl Latch {
     /// window that is over first; see the module doc for the rules.
     pub(super) fn accept(&mut self, source: SocketAddr, now: Instant, rules: &Rules) -> bool {
         self.settle(now, rules.frozen);
-        let rank = Rank::of(source, rules.sdp, rules.rtp_ip);
+        let rank = Rank::of(source, rules);
         let incumbent = match &mut self.source {
             Some((latched, heard)) if *latched == source => {
                 // The phone is back (or never left): a challenger's window ends unanswered.
@@ -90,7 +100,7 @@ impl Latch {
                 return true;
             }
             Some(_) if rules.frozen => return false,
-            Some((latched, _)) if rank > Rank::of(*latched, rules.sdp, rules.rtp_ip) => {
+            Some((latched, _)) if rank > Rank::of(*latched, rules) => {
                 // It would have won the window: a latch won by a worse match never locks out a
                 // better one (the phone itself, after a stranger won a window it did not send in).
                 self.source = Some((source, now));
@@ -103,12 +113,12 @@ impl Latch {
         };
         // On hold, only the SDP's own address may latch: nothing is learned from strangers while
         // the phone is not expected to talk; nor before media has started.
-        if !rules.started || (rules.frozen && rank != Rank::Sdp) {
+        if !rules.started || rank < rules.min_rank || (rules.frozen && rank != Rank::Sdp) {
             return false;
         }
         let best = match &mut self.learning {
             Some(l) if l.best == source => true,
-            Some(l) if rank > Rank::of(l.best, rules.sdp, rules.rtp_ip) => {
+            Some(l) if rank > Rank::of(l.best, rules) => {
                 l.best = source;
                 true
             }
@@ -124,10 +134,12 @@ impl Latch {
             self.learning = None;
             return true;
         }
-        // The best candidate's packets pass while nothing is latched (the NAT case gets its
-        // outgoing audio from the first packet); while a silent incumbent holds the latch, a
-        // challenger passes nothing until it has won.
-        best && !incumbent
+        // While nothing is latched, the best candidate's packets pass if it has the SDP's IP or
+        // the phone's SIP IP; one that shares neither (a stranger's spray racing the phone's first
+        // packet) passes nothing until it has won the window, so a stranger cannot talk into the
+        // call either. While a silent incumbent holds the latch, a challenger passes nothing until
+        // it has won.
+        best && !incumbent && rank >= Rank::PeerIp
     }
 
     /// Latches the best candidate once its window is over (not while on hold).
@@ -244,6 +256,8 @@ pub(super) struct LegState {
     pub(super) silence: Silence,
     /// The learning window (`rtp_learning_ms`).
     window: Duration,
+    /// The IP the phone's SIP messages come from, if the signalling layer said.
+    pub(super) peer_ip: Option<IpAddr>,
 }
 
 impl LegState {
@@ -260,6 +274,7 @@ impl LegState {
             counts: LegStats::default(),
             silence: Silence { since: now, armed: false, reported: false },
             window,
+            peer_ip: None,
         }
     }
 
@@ -316,12 +331,23 @@ impl LegState {
         if self.last_sdp_rtp.is_none() {
             return false;
         }
-        let rules = Rules { sdp: self.last_sdp_rtp, rtp_ip: None, window: self.window, idle: self.window, frozen: self.held(), started };
+        let rules = Rules {
+            sdp: self.last_sdp_rtp,
+            rtp_ip: None,
+            window: self.window,
+            idle: self.window,
+            frozen: self.held(),
+            started,
+            min_rank: Rank::Any,
+            peer_ip: self.peer_ip,
+        };
         self.rtp_latch.accept(source, now, &rules)
     }
 
-    /// The same for the RTCP port, ranked against the SDP's RTCP address, then the IP RTP is
-    /// latched to.
+    /// The same for the RTCP port, ranked against the SDP's RTCP address, the SIP IP, then the
+    /// IP RTP is latched to; a source with none of these IPs is never learned (RTCP goes where RTP goes, and a
+    /// stranger must not learn the other phone's SSRC and reports by winning an RTCP window
+    /// before the phone's first report).
     pub(super) fn accept_on_rtcp_port(&mut self, source: SocketAddr, now: Instant, started: bool) -> bool {
         if self.last_sdp_rtp.is_none() {
             return false;
@@ -333,6 +359,8 @@ impl LegState {
             idle: self.window.max(RTCP_RELATCH_IDLE),
             frozen: self.held(),
             started,
+            min_rank: Rank::RtpIp,
+            peer_ip: self.peer_ip,
         };
         self.rtcp_latch.accept(source, now, &rules)
     }

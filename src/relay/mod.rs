@@ -16,16 +16,19 @@
 //!   sends from.
 //!   - Until a port has latched, what goes to the phone goes to its SDP address only, never to
 //!     whoever sent first.
-//!   - Sources are ranked against the SDP: same IP and port, then same IP, then (RTCP only) the IP
-//!     RTP is latched to, then any. A source with the SDP's IP and port latches at once. Otherwise
+//!   - Sources are ranked against the SDP: same IP and port, then same IP, then the IP the phone's
+//!     SIP comes from ([`Relay::set_peer_ip`]; rtpengine cannot know it), then (RTCP only) the
+//!     IP RTP is latched to, then any. A source with the SDP's IP and port latches at once. Otherwise
 //!     the first packet opens a learning window of [`RelayConfig::learning`] (`rtp_learning_ms`,
 //!     3 s by default, as rtpengine): a better-ranked source replaces the candidate, and when the
 //!     window is over the best one latches (the NAT case: a private SDP address, packets from the
 //!     NAT). The window starts with the first packet and not with the SDP: a callee's SDP comes
 //!     long before it talks, and a window opened by the SDP would be over before the phone's
 //!     first packet. A spray before the phone's first packet therefore only wins if the phone's
-//!     own packets, within the window, rank no better. The best candidate's packets are relayed to
-//!     the other phone meanwhile.
+//!     own packets, within the window, rank no better. Meanwhile the best candidate's packets are
+//!     relayed to the other phone only if it has the SDP's IP or the SIP IP: a stranger racing
+//!     the phone's first packet cannot talk into the call (a NAT phone whose media leaves from
+//!     another IP than its SIP is unheard for its first window).
 //!   - Nothing is learned before both phones' SDP is known: neither phone can know where to send
 //!     before the answer (the caller learns the relay's address from it, the callee sends once it
 //!     has answered), so whatever arrives while the callee rings is a stranger's and is dropped.
@@ -39,10 +42,13 @@
 //!     the latched one takes over at once, as it would have won the window (a stranger that won
 //!     a window the phone did not send in never locks out the phone's own SDP address; whoever
 //!     forges that address cannot receive what is sent to it).
+//!   - RTCP learns the same way on its own latch, except that a source sharing its IP with
+//!     neither the SDP, the SIP nor the RTP latch is never learned: phones send RTCP only every ~5 s,
+//!     so a spray would otherwise win the RTCP window before the phone's first report.
 //!   - A new SDP address (re-INVITE) restarts learning against that address; the
 //!     same address or none (c=0.0.0.0) keeps the latch and counts it as heard, so a resumed
-//!     phone has a whole window to talk again. RTCP follows the same rules on its own latch. Who
-//!     may send a re-INVITE is the signalling layer's decision.
+//!     phone has a whole window to talk again. Who may send a re-INVITE is the signalling
+//!     layer's decision.
 //!   - Window ends need no timer: a latch settles at the next datagram of either leg.
 //! - **Classification** (RFC 5761 §4): version 2 with a second octet of 192-223 is RTCP; otherwise a
 //!   well-formed RTP header on the RTP port is RTP; anything else (STUN, garbage) is dropped and
@@ -57,7 +63,8 @@
 //! # Run loop
 //!
 //! Inputs are [`Relay::insert`], [`Relay::set_remote`] (after every SDP of a leg, offer or
-//! answer: the latches are ranked against it), [`Relay::handle_datagram`] (every datagram on a
+//! answer: the latches are ranked against it), [`Relay::set_peer_ip`] (where the leg's SIP comes
+//! from), [`Relay::handle_datagram`] (every datagram on a
 //! flow the relay [`Relay::owns`], with the time it arrived: send what it returns with
 //! `MediaIo::send`) and [`Relay::handle_timeout`] once [`Relay::poll_timeout`] is due. The deadline
 //! may be early (an early call does nothing visible), never late; learning windows need no
@@ -76,7 +83,7 @@ use crate::collections::HashMap;
 use crate::driver::FlowId;
 use classify::{classify, Kind, Port};
 use leg::LegState;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use timer::{Entry, Timers};
 
@@ -189,7 +196,8 @@ pub struct LegStats {
     pub rtcp_packets: u64,
     /// Of those, dropped because the other phone has no RTCP address yet.
     pub rtcp_dropped: u64,
-    /// RTP or RTCP from a source other than the latched one while the latch holds: dropped.
+    /// RTP or RTCP not taken as the phone's (another source while the latch holds, a candidate
+    /// a better one replaced, anything before both SDPs are known): dropped.
     pub stray: u64,
     /// Datagrams that are neither RTP nor RTCP (STUN, garbage): dropped.
     pub non_rtp_dropped: u64,
@@ -316,6 +324,16 @@ impl Relay {
         let state = call.leg_mut(leg);
         state.set_remote(remote.normalized(), now);
         arm(&mut self.timers, self.config.inactivity, slot, incarnation, leg, state);
+    }
+
+    /// Tells the relay the IP `leg`'s phone signals from (the source of its SIP requests and
+    /// responses); a source from it ranks just below the SDP's IP (module doc). Call it with the
+    /// SDP, and again when the dialog's peer moves. Unknown ids are ignored.
+    pub fn set_peer_ip(&mut self, id: RelayId, leg: Leg, ip: Option<IpAddr>) {
+        let Some(&slot) = self.by_id.get(&id) else { return };
+        if let Some(call) = self.slots.get_mut(slot).and_then(Option::as_mut) {
+            call.leg_mut(leg).peer_ip = ip;
+        }
     }
 
     /// One datagram that arrived on `flow` from `source` at `now`. Returns the flow to send it out
