@@ -73,6 +73,7 @@
 //! ports should be hard to guess: the driver's `MediaIo::bind_pair` draws them at random.
 
 mod classify;
+mod latch;
 mod leg;
 mod timer;
 
