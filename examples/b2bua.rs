@@ -99,7 +99,7 @@ fn main() {
         t2: Duration::from_secs(4),
         media_ip: [127, 0, 0, 1].into(),
         rtp_ports: 30000..=30999, // two port pairs per call: one facing each phone
-        relay: RelayConfig { inactivity: None },
+        relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
         no_answer: Duration::from_secs(10),
         relay_media: true,
         seed: 42,

@@ -95,7 +95,7 @@ impl World {
             t2: Duration::from_secs(4),
             media_ip: "127.0.0.1".parse().expect("ip"),
             rtp_ports: 30000..=30999,
-            relay: RelayConfig { inactivity: None },
+            relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
             no_answer: Duration::from_secs(10),
             relay_media,
             seed: 42,

@@ -24,6 +24,10 @@
 //! unauth_port_share = 25          # percent of rtp_ports that echo calls may hold (503 beyond)
 //! realm = "example.com"           # digest realm (default: domain, else "switchboard")
 //!
+//! # media latching (issue 14): the relay ranks RTP sources against the SDP for this long before
+//! # one that does not match latches, and a latched source that sent within it cannot be replaced
+//! rtp_learning_ms = 3000
+//!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
 //! target = "sip:192.0.2.10:5080"  # next hop, sip:IP[:PORT]
@@ -127,6 +131,10 @@ pub struct FileConfig {
     /// `switchboard`). Stored users of another realm refuse `serve` unless this names theirs.
     pub realm: Option<String>,
     // --- end users ---
+    // ----- media latching (issue 14) -----
+    /// The relay's learning window in milliseconds (see `relay`), default 3000.
+    pub rtp_learning_ms: Option<u64>,
+    // ----- end media latching -----
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
@@ -178,10 +186,11 @@ mod tests {
     #[test]
     fn parses_every_key_and_refuses_unknown_ones() {
         let c: FileConfig = toml::from_str(
-            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\n",
+            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\nrtp_learning_ms = 200\n",
         )
         .unwrap();
         assert_eq!(c.auth, Some(AuthMode::None));
+        assert_eq!(c.rtp_learning_ms, Some(200));
         assert_eq!(c.listen, "127.0.0.1:5070".parse().ok());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         let caps: FileConfig = toml::from_str(

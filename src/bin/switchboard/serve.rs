@@ -28,7 +28,7 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
-    /// max_echo_calls_per_source, unauth_port_share; [[route]] tables with user, target,
+    /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms; [[route]] tables with user, target,
     /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -113,6 +113,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "REALM")]
     pub(crate) realm: Option<String>,
     // --- end users ---
+    // ----- media latching (issue 14) -----
+    /// Relay learning window: RTP sources are ranked against the SDP for this long before one
+    /// that does not match it (a phone behind NAT) latches, and a latched source that sent within
+    /// it cannot be replaced (rtpengine's heuristic endpoint learning) [default: 3000].
+    #[arg(long, value_name = "MS")]
+    pub(crate) rtp_learning_ms: Option<u64>,
+    // ----- end media latching -----
 }
 
 /// Everything resolved, checked and ready.
@@ -130,6 +137,7 @@ pub(crate) struct Resolved {
     t1: Duration,
     rtp_ports: std::ops::RangeInclusive<u16>,
     rtp_timeout: Duration,
+    rtp_learning: Duration,
     min_expires: u32,
     max_expires: u32,
     nonce_lifetime: Duration,
@@ -169,6 +177,16 @@ fn secs(name: &str, v: f64) -> Result<Duration, String> {
         Ok(Duration::from_secs_f64(v))
     } else {
         Err(format!("{name} must be between 0 and 86400 seconds, got {v}"))
+    }
+}
+
+/// The relay's learning window: 1 ms to 60 s (0 would let the first source of any rank latch at
+/// once, which is what the window is there to prevent).
+fn rtp_learning(ms: Option<u64>) -> Result<Duration, String> {
+    match ms {
+        None => Ok(switchboard::relay::DEFAULT_LEARNING),
+        Some(ms @ 1..=60_000) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err(format!("rtp_learning_ms must be between 1 and 60000, got {ms}")),
     }
 }
 
@@ -232,6 +250,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         t1: Duration::from_millis(t1_ms),
         rtp_ports: config::port_range(args.rtp_ports.as_deref().or(file.rtp_ports.as_deref()).unwrap_or("30000-39999"))?,
         rtp_timeout: secs("rtp timeout", args.rtp_timeout.or(file.rtp_timeout_secs).unwrap_or(30.0))?,
+        rtp_learning: rtp_learning(args.rtp_learning_ms.or(file.rtp_learning_ms))?,
         min_expires: args.min_expires.or(file.min_expires).unwrap_or(60),
         max_expires: file.max_expires.unwrap_or(3600),
         nonce_lifetime: Duration::from_secs(file.nonce_lifetime_secs.unwrap_or(300).max(10)),
@@ -374,7 +393,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             t2: timers.t2,
             media_ip: local.ip(),
             rtp_ports: r.rtp_ports.clone(),
-            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout) },
+            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout), learning: r.rtp_learning },
             no_answer: r.branch_timeout,
             relay_media: r.relay_media,
             seed: IdGen::os_seed(),
