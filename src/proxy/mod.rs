@@ -173,11 +173,19 @@ impl Proxy {
         self.contexts.insert(server_tx, ctx);
     }
 
-    /// A response on one of our client transactions.
+    /// A response on one of our client transactions. A 2xx that arrives after the call was decided
+    /// (a retransmission, or another fork's answer, which the INVITE client transaction passes on
+    /// in its Accepted state, RFC 6026 §7.2) still goes upstream through the server transaction,
+    /// itself Accepted (§16.7 step 5).
     pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, response: &Message, now: Instant) {
         let Some(&server_tx) = self.branch_of.get(&tx) else { return };
         let Some(code) = response.status() else { return };
-        let Some(ctx) = self.contexts.get_mut(&server_tx) else { return };
+        let Some(ctx) = self.contexts.get_mut(&server_tx) else {
+            if (200..300).contains(&code) {
+                let _ = ep.respond(server_tx, strip_top_via(response), now);
+            }
+            return;
+        };
         let Some(branch) = ctx.branches.iter_mut().find(|b| b.tx == tx) else { return };
         match code {
             100 => {
