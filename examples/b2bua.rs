@@ -141,6 +141,7 @@ fn main() {
         target: to_sb,
         routes: Vec::new(),
         sdp: Some(offer(alice_rtp, &MediaPrefs::default(), Direction::SendRecv, 1, 1).to_bytes()),
+        asserted_identity: None,
     };
     w.phones[0].dialogs().invite(params, w.now).expect("an INVITE");
     w.settle();

@@ -259,6 +259,7 @@ impl World {
             target: Some(format!("sip:bob@{SB}")),
             routes: Vec::new(),
             sdp: Some(offer(4000, "0 8", "sendrecv")),
+            asserted_identity: None,
         };
         let id = self.caller.ua.dialogs().invite(params, self.now).expect("invite");
         self.caller.ua.flush(&mut self.caller.ep, self.now);

@@ -42,7 +42,7 @@ impl B2bua {
             let _ = self.ua.dialogs().reject(&id, 500, now);
             return;
         };
-        let Pending { targets, source, media } = p;
+        let Pending { targets, source, media, asserted } = p;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
@@ -90,7 +90,14 @@ impl B2bua {
             self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned()).unwrap_or_else(|| Bytes::copy_from_slice(request.body()));
         for t in &targets {
             let body = call.sdp_for(Leg::Callee, &caller_offer);
-            let params = CallParams { from: from.clone(), to: to.clone(), target: Some(t.uri.clone()), routes: Vec::new(), sdp: body };
+            let params = CallParams {
+                from: from.clone(),
+                to: to.clone(),
+                target: Some(t.uri.clone()),
+                routes: Vec::new(),
+                sdp: body,
+                asserted_identity: asserted.clone(),
+            };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {
                     self.ua.pin_peer(fork.call_id.clone(), t.dest);

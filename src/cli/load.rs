@@ -259,6 +259,7 @@ fn plan(s: &Settings, ip: IpAddr, start: Instant, i: usize) -> Plan {
             target: None,
             routes: Vec::new(),
             sdp: Some(sdp),
+            asserted_identity: None,
         },
     }
 }

@@ -8,9 +8,11 @@ use switchboard::auth::DigestServer;
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
+use switchboard::proxy::token::RouteKey;
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
 use switchboard::relay::RelayConfig;
+use switchboard::service::admit::{Admission, Cidr};
 use switchboard::service::app::{binding_of, Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
@@ -26,7 +28,7 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs, auth_algorithms, relay; [[route]] tables with user, target, rewrite_host,
+    /// branch_timeout_secs, auth_algorithms, relay, trusted; [[route]] tables with user, target, rewrite_host,
     /// override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -81,6 +83,12 @@ pub(crate) struct ServeArgs {
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub(crate) branch_timeout: Option<f64>,
+    // ----- trust (issue 14) -----
+    /// Trusted peers, IP or IP/BITS, comma-separated or repeated: their requests are not
+    /// challenged (gateways, static-route targets) [default: none].
+    #[arg(long, value_name = "IP/BITS", value_delimiter = ',')]
+    pub(crate) trusted: Vec<String>,
+    // ----- end trust -----
 }
 
 /// Everything resolved, checked and ready.
@@ -102,6 +110,7 @@ pub(crate) struct Resolved {
     branch_timeout: Duration,
     algorithms: Vec<switchboard::auth::Algorithm>,
     routes: StaticRoutes,
+    trusted: Vec<Cidr>,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, String> {
@@ -132,6 +141,8 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         .split(',')
         .map(|a| a.trim().parse::<switchboard::auth::Algorithm>().map_err(|_| format!("unknown digest algorithm {a:?} (md5, sha-256)")))
         .collect::<Result<Vec<_>, _>>()?;
+    let trusted = if args.trusted.is_empty() { file.trusted.unwrap_or_default() } else { args.trusted.clone() };
+    let trusted = trusted.iter().map(|t| t.parse::<Cidr>()).collect::<Result<Vec<_>, _>>()?;
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
@@ -150,6 +161,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         branch_timeout: secs("branch timeout", args.branch_timeout.or(file.branch_timeout_secs).unwrap_or(10.0))?,
         algorithms,
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
+        trusted,
     })
 }
 
@@ -239,9 +251,12 @@ async fn serve(r: Resolved) -> Result<(), String> {
     };
     let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
     let echo = EchoUas::new(EchoConfig { local, answer_delay: r.answer_delay, t1: r.t1, t2: timers.t2, media }, seed);
+    // One secret per deployment: the nonces' key, and (derived from it) the Record-Route tokens'.
+    let deployment_secret = secret(r.data.as_deref())?;
+    let route_key = RouteKey::derive(&deployment_secret);
     let auth = match r.auth {
         AuthMode::Digest => {
-            let mut d = DigestServer::new(realm(r.domain.as_deref()), secret(r.data.as_deref())?, r.nonce_lifetime);
+            let mut d = DigestServer::new(realm(r.domain.as_deref()), deployment_secret, r.nonce_lifetime);
             d.set_algorithms(&r.algorithms);
             Some(d)
         }
@@ -253,6 +268,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ringing_timeout: Duration::from_secs(181),
         seed: seed ^ 0x5bd1_e995,
         realm: auth.as_ref().map(|d| d.realm().to_owned()),
+        route_key: route_key.clone(),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
         B2bua::new(B2buaConfig {
@@ -280,6 +296,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         b2bua,
         recovered: saved_calls,
         routes,
+        admission: Admission::new(local, route_key, r.trusted),
     };
     let service = Service::new(parts);
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.

@@ -28,6 +28,9 @@ pub struct CallParams {
     pub routes: Vec<String>,
     /// The SDP offer, if any.
     pub sdp: Option<Bytes>,
+    /// `P-Asserted-Identity` to send (RFC 3325 §9.1): the caller's identity a B2BUA vouches for
+    /// on its callee leg.
+    pub asserted_identity: Option<String>,
 }
 
 /// An INVITE we sent, from the request until its dialogs are gone (§12.1.2, §13.2.2).

@@ -16,6 +16,7 @@
 //! nonce_lifetime_secs = 300
 //! branch_timeout_secs = 10
 //! auth_algorithms = "md5"          # or "sha-256,md5" (RFC 8760 order) for clients that handle it
+//! trusted = ["192.0.2.10/32"]     # peers that do not do digest (gateways, static-route targets)
 //!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
@@ -103,6 +104,11 @@ pub struct FileConfig {
     /// Digest algorithms challenged with, in order: `"md5"`, `"sha-256"` or both, e.g.
     /// `"sha-256,md5"`.
     pub auth_algorithms: Option<String>,
+    // ----- trust (issue 14: in-dialog trust, authenticated identity) -----
+    /// Peers whose requests are not challenged, `IP` or `IP/BITS` (gateways and static-route
+    /// targets, which do not do digest); their `P-Asserted-Identity` is passed on.
+    pub trusted: Option<Vec<String>>,
+    // ----- end trust -----
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
@@ -163,6 +169,8 @@ mod tests {
         assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);
         assert!(port_range("10-20").is_err());
         assert!(c.route.is_empty());
+        let t: FileConfig = toml::from_str("trusted = [\"192.0.2.10/32\", \"10.0.0.0/8\"]\n").unwrap();
+        assert_eq!(t.trusted.unwrap(), ["192.0.2.10/32", "10.0.0.0/8"]);
     }
 
     #[test]

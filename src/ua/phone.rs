@@ -208,6 +208,7 @@ impl Phone {
             target: None,
             routes: Vec::new(),
             sdp: Some(sdp),
+            asserted_identity: None,
         };
         match self.ua.dialogs().invite(params, now) {
             Ok(id) => {

@@ -69,6 +69,7 @@ pub fn call_params() -> CallParams {
         target: Some("sip:bob@192.0.2.2:5060".into()),
         routes: Vec::new(),
         sdp: Some(sdp(Who::Alice, 1, "sendrecv")),
+        asserted_identity: None,
     }
 }
 
