@@ -291,6 +291,90 @@ pub fn from_is(req: &Message, user: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    const LOCAL: &str = "127.0.0.1:5060";
+
+    fn admission() -> Admission {
+        Admission::new(LOCAL.parse().unwrap(), RouteKey::derive(&[1u8; 32]), vec!["192.0.2.0/24".parse().unwrap()])
+    }
+
+    /// A request with `to_tag` (in-dialog when set) and `routes`, Call-ID c1, From tag ft.
+    fn request(method: &str, uri: &str, to_tag: Option<&str>, routes: &[&str]) -> Message {
+        let mut m = format!("{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1\r\n");
+        for r in routes {
+            m.push_str(&format!("Route: <{r}>\r\n"));
+        }
+        let to = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        m.push_str(&format!(
+            "From: <sip:alice@example.com>;tag=ft\r\nTo: <sip:bob@example.com>{to}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        Message::parse(Bytes::from(m)).unwrap()
+    }
+
+    #[test]
+    fn in_dialog_requests_travel_only_along_our_tokened_record_route() {
+        let mut a = admission();
+        let stranger: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let token = RouteKey::derive(&[1u8; 32]).mint("c1", "ft");
+        let ours = format!("sip:{LOCAL};lr;sbt={token}");
+        let gw = "sip:+1555@203.0.113.9:5060";
+        let known = Known::default();
+        let verdict = |a: &mut Admission, routes: &[&str], to_tag| a.admit(&request("INVITE", gw, to_tag, routes), stranger, known);
+        assert_eq!(verdict(&mut a, &[&ours], Some("tt")), Admit::Forward { next: gw.into() });
+        // The callee's requests carry the caller's tag in To: the same token checks.
+        let from_callee = Message::parse(Bytes::from(
+            String::from_utf8_lossy(request("BYE", gw, Some("ft"), &[&ours]).as_bytes()).replace("tag=ft\r\nTo", "tag=tt\r\nTo"),
+        ))
+        .unwrap();
+        assert_eq!(a.admit(&from_callee, stranger, known), Admit::Forward { next: gw.into() });
+        assert_eq!(verdict(&mut a, &[&format!("sip:{LOCAL};lr")], Some("tt")), Admit::Reject(403, "Forbidden"));
+        let other_dialog = format!("sip:{LOCAL};lr;sbt={}", RouteKey::derive(&[1u8; 32]).mint("c2", "ft"));
+        assert_eq!(verdict(&mut a, &[&other_dialog], Some("tt")), Admit::Reject(403, "Forbidden"));
+        assert_eq!(verdict(&mut a, &[], Some("tt")), Admit::Reject(481, "Call/Transaction Does Not Exist"));
+        assert_eq!(verdict(&mut a, &["sip:203.0.113.1;lr"], Some("tt")), Admit::Reject(481, "Call/Transaction Does Not Exist"));
+        let us = format!("sip:{LOCAL};lr");
+        assert_eq!(verdict(&mut a, &[&ours, &us, &us], Some("tt")), Admit::Reject(482, "Loop Detected"));
+        // A dialog an owner knows is that owner's, whatever the routes say.
+        let b2bua = Known { b2bua: true, ..Known::default() };
+        assert_eq!(a.admit(&request("BYE", gw, Some("tt"), &[]), stranger, b2bua), Admit::B2bua);
+        let s = a.stats();
+        assert_eq!((s.bad_route_token, s.unknown_dialog, s.self_loops), (2, 2, 1));
+    }
+
+    #[test]
+    fn new_requests_are_authenticated_unless_trusted_echo_or_options_to_us() {
+        let mut a = admission();
+        let stranger: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let gateway: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        let known = Known::default();
+        for method in ["INVITE", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "SUBSCRIBE", "REFER"] {
+            let for_bob = Known { options_for_user: method == "OPTIONS", ..known };
+            let req = request(method, "sip:bob@example.com", None, &[]);
+            assert_eq!(a.admit(&req, stranger, for_bob), Admit::New { authenticate: true }, "{method}");
+            assert_eq!(a.admit(&req, gateway, for_bob), Admit::New { authenticate: false }, "{method} from a trusted peer");
+        }
+        assert_eq!(a.admit(&request("OPTIONS", "sip:example.com", None, &[]), stranger, known), Admit::New { authenticate: false });
+        assert_eq!(a.admit(&request("INVITE", "sip:echo@example.com", None, &[]), stranger, known), Admit::Echo);
+        assert_eq!(a.admit(&request("REGISTER", "sip:example.com", None, &[]), stranger, known), Admit::Register);
+    }
+
+    #[test]
+    fn acks_are_relayed_only_along_our_tokened_route() {
+        let mut a = admission();
+        let peer: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let token = RouteKey::derive(&[1u8; 32]).mint("c1", "ft");
+        let ours = format!("sip:{LOCAL};lr;sbt={token}");
+        let bob = "sip:bob@198.51.100.8:5062";
+        let known = Known::default();
+        assert_eq!(a.admit_ack(&request("ACK", bob, Some("tt"), &[&ours]), peer, known), AdmitAck::Relay { next: bob.into() });
+        assert!(matches!(a.admit_ack(&request("ACK", bob, Some("tt"), &[&format!("sip:{LOCAL};lr")]), peer, known), AdmitAck::Drop(_)));
+        assert!(matches!(a.admit_ack(&request("ACK", bob, Some("tt"), &[]), peer, known), AdmitAck::Drop(_)));
+        assert!(matches!(a.admit_ack(&request("ACK", &format!("sip:{LOCAL}"), Some("tt"), &[&ours]), peer, known), AdmitAck::Drop(_)));
+        let echo = Known { echo: true, ..known };
+        assert_eq!(a.admit_ack(&request("ACK", bob, Some("tt"), &[]), peer, echo), AdmitAck::Echo);
+        assert_eq!(a.stats().acks_dropped, 3);
+    }
 
     #[test]
     fn cidr_matching() {
