@@ -224,6 +224,7 @@ impl World {
             routes: Vec::new(),
             sdp: Some(offer(4000, "0 8", "sendrecv")),
             max_forwards: None,
+            asserted_identity: None,
         };
         let id = self.caller.ua.dialogs().invite(params, self.now).expect("invite");
         self.caller.ua.flush(&mut self.caller.ep, self.now);

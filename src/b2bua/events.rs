@@ -42,7 +42,7 @@ impl B2bua {
             let _ = self.ua.dialogs().reject(&id, 500, now);
             return;
         };
-        let Pending { targets, source, media } = p;
+        let Pending { targets, source, media, asserted } = p;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
@@ -101,6 +101,7 @@ impl B2bua {
                 routes: Vec::new(),
                 sdp: body,
                 max_forwards: Some(max_forwards),
+                asserted_identity: asserted.clone(),
             };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {

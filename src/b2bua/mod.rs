@@ -135,6 +135,8 @@ struct Pending {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
+    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325).
+    asserted: Option<String>,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -257,6 +259,22 @@ impl B2bua {
         targets: Vec<Target>,
         now: Instant,
     ) {
+        self.start_call_as(io, tx, request, source, targets, None, now);
+    }
+
+    /// [`B2bua::start_call`] for an authenticated caller: every callee leg's INVITE carries
+    /// `P-Asserted-Identity: asserted` (RFC 3325 §9.1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_call_as(
+        &mut self,
+        io: &mut Io<'_>,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        targets: Vec<Target>,
+        asserted: Option<String>,
+        now: Instant,
+    ) {
         self.wall = io.wall_clock;
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
             let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
@@ -276,7 +294,7 @@ impl B2bua {
         } else {
             None
         };
-        self.pending.insert(call_id, Pending { targets, source, media });
+        self.pending.insert(call_id, Pending { targets, source, media, asserted });
         self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
         self.drain(io, now);
     }

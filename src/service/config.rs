@@ -27,6 +27,7 @@
 //! # media latching (issue 14): the relay ranks RTP sources against the SDP for this long before
 //! # one that does not match latches, and a latched source that sent within it cannot be replaced
 //! rtp_learning_ms = 3000
+//! trusted = ["192.0.2.10/32"]     # peers that do not do digest (gateways, static-route targets)
 //!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
@@ -135,6 +136,11 @@ pub struct FileConfig {
     /// The relay's learning window in milliseconds (see `relay`), default 3000.
     pub rtp_learning_ms: Option<u64>,
     // ----- end media latching -----
+    // ----- trust (issue 14: in-dialog trust, authenticated identity) -----
+    /// Peers whose requests are not challenged, `IP` or `IP/BITS` (gateways and static-route
+    /// targets, which do not do digest); their `P-Asserted-Identity` is passed on.
+    pub trusted: Option<Vec<String>>,
+    // ----- end trust -----
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
@@ -202,6 +208,8 @@ mod tests {
         assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);
         assert!(port_range("10-20").is_err());
         assert!(c.route.is_empty());
+        let t: FileConfig = toml::from_str("trusted = [\"192.0.2.10/32\", \"10.0.0.0/8\"]\n").unwrap();
+        assert_eq!(t.trusted.unwrap(), ["192.0.2.10/32", "10.0.0.0/8"]);
     }
 
     #[test]

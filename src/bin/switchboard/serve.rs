@@ -9,9 +9,11 @@ use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::dialog::IdGen;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
+use switchboard::proxy::token::RouteKey;
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
 use switchboard::relay::RelayConfig;
+use switchboard::service::admit::{Admission, Cidr};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
@@ -28,7 +30,7 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
-    /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms; [[route]] tables with user, target,
+    /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted; [[route]] tables with user, target,
     /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -120,6 +122,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub(crate) rtp_learning_ms: Option<u64>,
     // ----- end media latching -----
+    // ----- trust (issue 14) -----
+    /// Trusted peers, IP or IP/BITS, comma-separated or repeated: their requests are not
+    /// challenged (gateways, static-route targets) [default: none].
+    #[arg(long, value_name = "IP/BITS", value_delimiter = ',')]
+    pub(crate) trusted: Vec<String>,
+    // ----- end trust -----
 }
 
 /// Everything resolved, checked and ready.
@@ -145,6 +153,7 @@ pub(crate) struct Resolved {
     algorithms: Vec<switchboard::auth::Algorithm>,
     routes: StaticRoutes,
     caps: Caps,
+    trusted: Vec<Cidr>,
 }
 
 /// The caps of issue 14 point 5, resolved.
@@ -237,6 +246,8 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         .split(',')
         .map(|a| a.trim().parse::<switchboard::auth::Algorithm>().map_err(|_| format!("unknown digest algorithm {a:?} (md5, sha-256)")))
         .collect::<Result<Vec<_>, _>>()?;
+    let trusted = if args.trusted.is_empty() { file.trusted.unwrap_or_default() } else { args.trusted.clone() };
+    let trusted = trusted.iter().map(|t| t.parse::<Cidr>()).collect::<Result<Vec<_>, _>>()?;
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
@@ -258,6 +269,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         algorithms,
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
         caps,
+        trusted,
     })
 }
 
@@ -371,9 +383,12 @@ async fn serve(r: Resolved) -> Result<(), String> {
         },
         IdGen::os_seed(),
     );
+    // One secret per deployment: the nonces' key, and (derived from it) the Record-Route tokens'.
+    let deployment_secret = secret(r.data.as_deref())?;
+    let route_key = RouteKey::derive(&deployment_secret);
     let auth = match r.auth {
         AuthMode::Digest => {
-            let mut d = DigestServer::new(challenge_realm, secret(r.data.as_deref())?, r.nonce_lifetime);
+            let mut d = DigestServer::new(challenge_realm, deployment_secret, r.nonce_lifetime);
             d.set_algorithms(&r.algorithms);
             Some(d)
         }
@@ -385,6 +400,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ringing_timeout: Duration::from_secs(181),
         seed: IdGen::os_seed(),
         realm: auth.as_ref().map(|d| d.realm().to_owned()),
+        route_key: route_key.clone(),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
         B2bua::new(B2buaConfig {
@@ -412,6 +428,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         b2bua,
         recovered: saved_calls,
         routes,
+        admission: Admission::new(local, route_key, r.trusted),
     };
     let service = Service::new(parts);
     // The control socket is up before the listening line, so whoever waits for that line (a
