@@ -28,7 +28,8 @@ struct Service {
 impl Service {
     fn start(extra: &[&str]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--data", "none", "--listen", "127.0.0.1:0"])
+            // Load from one address: the per-source rate limit is off (issue 14 point 4).
+            .args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -26,7 +26,7 @@ use switchboard::ua::media::CallMediaConfig;
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
-    /// branch_timeout_secs, auth_algorithms, relay; [[route]] tables with user, target, rewrite_host,
+    /// branch_timeout_secs, auth_algorithms, relay, rate_limit, auth_backoff_secs; [[route]] tables with user, target, rewrite_host,
     /// override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -81,6 +81,17 @@ pub(crate) struct ServeArgs {
     /// A forwarded request with no response at all for this long ends as 408 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub(crate) branch_timeout: Option<f64>,
+    // ----- limits (issue 14 point 4) -----
+    /// Requests per second accepted from one source IP, with bursts of twice that; the excess is
+    /// dropped and counted, with one log line per source per minute. 0 turns the limit off (load
+    /// tests from one address) [default: 200].
+    #[arg(long, value_name = "N")]
+    pub(crate) rate_limit: Option<u32>,
+    /// After 10 failed authentications in 60 s from one source IP (or one IP for one user), answer
+    /// 403 without checking for this many seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) auth_backoff: Option<u64>,
+    // ----- end limits -----
 }
 
 /// Everything resolved, checked and ready.
@@ -102,6 +113,8 @@ pub(crate) struct Resolved {
     branch_timeout: Duration,
     algorithms: Vec<switchboard::auth::Algorithm>,
     routes: StaticRoutes,
+    rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
+    guard: switchboard::service::guard::GuardConfig,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, String> {
@@ -150,6 +163,15 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         branch_timeout: secs("branch timeout", args.branch_timeout.or(file.branch_timeout_secs).unwrap_or(10.0))?,
         algorithms,
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
+        rate_limit: switchboard::transport::rate_limit::RateLimit::per_second(
+            args.rate_limit.or(file.rate_limit).unwrap_or(switchboard::transport::rate_limit::DEFAULT_RATE),
+        ),
+        guard: switchboard::service::guard::GuardConfig {
+            backoff: Duration::from_secs(
+                args.auth_backoff.or(file.auth_backoff_secs).unwrap_or(switchboard::service::guard::DEFAULT_BACKOFF_SECS).min(86_400),
+            ),
+            ..Default::default()
+        },
     })
 }
 
@@ -229,7 +251,11 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let local = transport.local_addr();
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-    let endpoint = Endpoint::new(EndpointConfig { timers, allow, ..EndpointConfig::default() });
+    let endpoint = Endpoint::new(EndpointConfig { timers, allow, rate_limit: r.rate_limit, ..EndpointConfig::default() });
+    match r.rate_limit {
+        Some(l) => tracing::info!("rate limit: {} requests/s per source IP, burst {}", l.rate, l.burst),
+        None => tracing::info!("rate limit: off (rate_limit = 0)"),
+    }
     let seed = wall.as_nanos() as u64;
     let session = MediaConfig {
         inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
@@ -280,6 +306,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         b2bua,
         recovered: saved_calls,
         routes,
+        guard: r.guard,
     };
     let service = Service::new(parts);
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.

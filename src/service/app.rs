@@ -14,10 +14,11 @@ use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall};
 use crate::collections::HashMap;
 use crate::driver::{Application, FlowId, Io};
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{self, Proxy, Target};
 use crate::registrar::{aor_of, Binding, Change, Registrar};
+use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
 use crate::service::routes::StaticRoutes;
 use crate::store::{BindingRecord, CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
@@ -49,6 +50,8 @@ pub struct ServiceParts {
     pub recovered: Vec<CallState>,
     /// Static routes (`[[route]]`): next hops for users without bindings, or for every match.
     pub routes: StaticRoutes,
+    /// Failed-authentication limits (`auth_backoff_secs`).
+    pub guard: GuardConfig,
 }
 
 /// The service.
@@ -70,6 +73,8 @@ pub struct Service {
     stopping: bool,
     /// Server transactions the proxy forwarded, so a CANCEL reaches the proxy.
     proxied: HashMap<TransactionId, ()>,
+    /// Failed authentications per (source IP, user) and per source IP.
+    guard: AuthGuard,
 }
 
 fn binding_record(b: &Binding) -> BindingRecord {
@@ -117,6 +122,7 @@ impl Service {
             last_now: None,
             stopping: false,
             proxied: HashMap::default(),
+            guard: AuthGuard::new(parts.guard),
         }
     }
 
@@ -163,9 +169,17 @@ impl Service {
         }
     }
 
-    /// Digest check (RFC 3261 §22): `Ok(user)` to go on (`None` when auth is off), `Err(answer)`.
-    fn authenticate(&mut self, req: &Message, proxy: bool) -> Result<Option<String>, Message> {
+    /// Digest check (RFC 3261 §22) under the failure limits of [`guard`]: `Ok(user)` to go on
+    /// (`None` when auth is off), `Err(answer)` to send with [`Endpoint::respond_stateless`], so a
+    /// challenge or a refusal keeps no state (issue 14 points 3 and 4). Known and unknown users get
+    /// the same answers: one challenge for all, 403 for any wrong credentials.
+    fn authenticate(&mut self, req: &Message, source: SocketAddr, proxy: bool, now: Instant) -> Result<Option<String>, Message> {
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
+        let claimed = auth.credentials_user(req, proxy);
+        if self.guard.blocked(source.ip(), claimed.as_deref(), now) {
+            tracing::debug!(peer = %source, "authentication refused unchecked: source or user backing off");
+            return Err(req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish());
+        }
         let users = &self.users;
         let verdict = auth.verify(req, proxy, self.wall, |user, alg| {
             users.get(user).map(|u| match alg {
@@ -173,15 +187,35 @@ impl Service {
                 Algorithm::Sha256 => u.ha1_sha256.clone(),
             })
         });
-        match verdict {
-            Verdict::Authorized { user } => Ok(Some(user)),
-            other => {
-                tracing::debug!(verdict = ?other, "request not authorized");
-                Err(auth
-                    .answer(req, &other, proxy, self.wall, Some("sb-auth"))
-                    .unwrap_or_else(|| req.response_to(403, "Forbidden", None).finish()))
+        let reason = match &verdict {
+            Verdict::Authorized { user } => return Ok(Some(user.clone())),
+            Verdict::Missing | Verdict::Stale => None,
+            Verdict::Wrong if claimed.as_deref().is_some_and(|u| users.contains_key(u)) => Some("wrong-password"),
+            Verdict::Wrong => Some("unknown-user"),
+            Verdict::Replay => Some("replay"),
+            Verdict::Malformed => Some("malformed"),
+        };
+        if let Some(reason) = reason {
+            guard::log_failure(source, claimed.as_deref(), auth.realm(), reason);
+            let scope = match self.guard.failed(source.ip(), claimed.as_deref(), now) {
+                Block::None => None,
+                Block::Pair => Some("pair"),
+                Block::Source => Some("source"),
+            };
+            if let Some(scope) = scope {
+                tracing::warn!(
+                    "auth blocked: src={} user={} scope={scope} secs={}",
+                    source.ip(),
+                    guard::log_safe(claimed.as_deref().unwrap_or("")),
+                    self.guard.config().backoff.as_secs()
+                );
             }
+        } else {
+            tracing::debug!(peer = %source, verdict = ?verdict, "challenged");
         }
+        Err(auth
+            .answer(req, &verdict, proxy, self.wall, Some(STATELESS_TAG))
+            .unwrap_or_else(|| req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish()))
     }
 
     fn is_echo(req: &Message) -> bool {
@@ -237,10 +271,10 @@ impl Service {
     }
 
     fn on_register(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, source: SocketAddr, now: Instant) {
-        let user = match self.authenticate(req, false) {
+        let user = match self.authenticate(req, source, false, now) {
             Ok(u) => u,
             Err(answer) => {
-                let _ = ep.respond(tx, answer, now);
+                let _ = ep.respond_stateless(tx, answer, now);
                 return;
             }
         };
@@ -255,8 +289,8 @@ impl Service {
             let _ = ep.respond(tx, req.response_to(482, "Loop Detected", Some("sb")).finish(), now);
             return;
         }
-        if let Err(answer) = self.authenticate(req, true) {
-            let _ = ep.respond(tx, answer, now);
+        if let Err(answer) = self.authenticate(req, source, true, now) {
+            let _ = ep.respond_stateless(tx, answer, now);
             return;
         }
         let user = req.request_uri().and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned)));

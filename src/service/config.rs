@@ -16,6 +16,9 @@
 //! nonce_lifetime_secs = 300
 //! branch_timeout_secs = 10
 //! auth_algorithms = "md5"          # or "sha-256,md5" (RFC 8760 order) for clients that handle it
+//! # limits (issue 14 point 4)
+//! rate_limit = 200                # requests/s per source IP, burst twice that; 0 turns it off
+//! auth_backoff_secs = 60          # 403 unchecked after 10 failed logins in 60 s (per IP+user, per IP)
 //!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
@@ -103,6 +106,13 @@ pub struct FileConfig {
     /// Digest algorithms challenged with, in order: `"md5"`, `"sha-256"` or both, e.g.
     /// `"sha-256,md5"`.
     pub auth_algorithms: Option<String>,
+    // ----- limits (issue 14 point 4) -----
+    /// Requests per second per source IP (burst twice that); 0 turns the limit off.
+    pub rate_limit: Option<u32>,
+    /// Seconds a (source IP, user) pair or a source IP is refused after 10 failed
+    /// authentications in 60 s.
+    pub auth_backoff_secs: Option<u64>,
+    // ----- end limits -----
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
@@ -154,10 +164,11 @@ mod tests {
     #[test]
     fn parses_every_key_and_refuses_unknown_ones() {
         let c: FileConfig = toml::from_str(
-            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\n",
+            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\nrate_limit = 0\nauth_backoff_secs = 30\n",
         )
         .unwrap();
         assert_eq!(c.auth, Some(AuthMode::None));
+        assert_eq!((c.rate_limit, c.auth_backoff_secs), (Some(0), Some(30)));
         assert_eq!(c.listen, "127.0.0.1:5070".parse().ok());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);

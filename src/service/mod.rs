@@ -2,4 +2,5 @@
 
 pub mod app;
 pub mod config;
+pub mod guard;
 pub mod routes;

@@ -5,6 +5,7 @@
 //! [`response_destination`] says where a response goes (§18.2.2, RFC 3581 §4), [`Transmit`] carries
 //! bytes and destination to the I/O driver. The socket itself lives in [`udp`].
 
+pub mod rate_limit;
 pub mod udp;
 
 use crate::message::{HeaderName, Host, Message};
