@@ -124,6 +124,13 @@ build_switchboard() {
 		origin=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no git')
 	fi
 	SB_VERSION="$("$SB" --version 2>/dev/null) ($origin)"
+	# Every load here comes from one address (127.0.0.1), and loopback is not exempt from the
+	# per-source rate limit (issue 14): turn it off, and say so. An older binary has no such flag.
+	SB_NO_LIMIT=()
+	if "$SB" serve --help 2>/dev/null | grep -q -- '--rate-limit'; then
+		SB_NO_LIMIT=(--rate-limit 0)
+		echo "# switchboard runs with rate_limit = 0 (--rate-limit 0): the load comes from one address"
+	fi
 }
 
 # ---- ports and processes -----------------------------------------------------------------------

@@ -55,7 +55,7 @@ UAC_COMMON=(-sf "$SCENARIOS/register_auth_inf.xml" -inf "$USERS_CSV")
 t_start_switchboard() {
 	pick_port SB_PORT
 	cp -a "$TEMPLATE" "$WORK/$1.data"
-	RUST_LOG=${SB_LOG:-warn} "$SB" serve --data "$WORK/$1.data" --listen "127.0.0.1:$SB_PORT" \
+	RUST_LOG=${SB_LOG:-warn} "$SB" serve --data "$WORK/$1.data" --listen "127.0.0.1:$SB_PORT" "${SB_NO_LIMIT[@]}" \
 		>"$WORK/$1.sb.out" 2>"$WORK/$1.sb.err" &
 	SB_PID=$!
 	STARTED_PIDS+=("$SB_PID")

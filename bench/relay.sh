@@ -101,7 +101,7 @@ start_switchboard() {
 	# Two port pairs per call, plus slack: ports just freed are skipped by the service's cursor.
 	pick_range lo $((calls * 4 + 200))
 	RUST_LOG=${SB_LOG:-warn} "$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
-		--rtp-ports "$lo-$((lo + calls * 4 + 199))" >"$dir/relay.log" 2>&1 &
+		--rtp-ports "$lo-$((lo + calls * 4 + 199))" "${SB_NO_LIMIT[@]}" >"$dir/relay.log" 2>&1 &
 	RELAY_PID=$!
 	STARTED_PIDS+=("$RELAY_PID")
 	RELAY_ADDR=127.0.0.1:$port

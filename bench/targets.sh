@@ -50,7 +50,7 @@ start_sb_routed() {
 	fi
 	mkdir -p "$WORK/$tag.data"
 	RUST_LOG=${SB_LOG:-warn} "$SB" serve --no-auth "${mode_args[@]}" --config "$WORK/$tag.toml" --data "$WORK/$tag.data" \
-		--listen "127.0.0.1:$SB_PORT" "$@" >"$WORK/$tag.sb.out" 2>"$WORK/$tag.sb.err" &
+		--listen "127.0.0.1:$SB_PORT" "${SB_NO_LIMIT[@]}" "$@" >"$WORK/$tag.sb.out" 2>"$WORK/$tag.sb.err" &
 	SB_PID=$!
 	STARTED_PIDS+=("$SB_PID")
 	wait_udp_port "$SB_PORT" || { cat "$WORK/$tag.sb.err" >&2; return 1; }

@@ -26,7 +26,7 @@ t_start_switchboard() {
 	local dir=$WORK/$1.data
 	pick_port SB_PORT
 	mkdir -p "$dir"
-	RUST_LOG=${SB_LOG:-warn} "$SB" serve --no-auth --data "$dir" --listen "127.0.0.1:$SB_PORT" --rtp-ports "$RTP_PORTS" \
+	RUST_LOG=${SB_LOG:-warn} "$SB" serve --no-auth --data "$dir" --listen "127.0.0.1:$SB_PORT" --rtp-ports "$RTP_PORTS" "${SB_NO_LIMIT[@]}" \
 		>"$WORK/$1.sb.out" 2>"$WORK/$1.sb.err" &
 	SB_PID=$!
 	STARTED_PIDS+=("$SB_PID")
