@@ -146,3 +146,27 @@ fn existing_and_unknown_users_are_answered_alike() {
     // And alice still registers.
     assert_eq!(Phone::new("127.0.0.1", service).register("alice", "alice-secret"), 200);
 }
+
+/// Bad limit settings stop `serve` before it listens, with one line naming the setting.
+#[test]
+fn bad_limit_settings_are_one_line_errors() {
+    let dir = TempDir::new("sec-bad");
+    let config = dir.join("bad.toml");
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&["--auth-backoff", "100000"], "", "auth_backoff_secs must be between 0 and 86400"),
+        (&[], "rate_limit = -1\n", "rate_limit"),
+        (&[], "rate_limits = 5\n", "rate_limits"),
+    ];
+    for (flags, file, needle) in cases {
+        std::fs::write(&config, file).expect("write config");
+        let mut cmd = std::process::Command::new(phone::SB);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data", "none", "--config", config.to_str().unwrap()]).args(flags);
+        let mut proc = Proc::spawn("switchboard serve (bad limits)", &mut cmd);
+        let status = proc.expect_exit(LIMIT);
+        assert!(!status.success(), "{needle}: serve started:\n{}", proc.transcript());
+        let err = proc.lines(Stream::Stderr);
+        assert_eq!(err.len(), 1, "{needle}: one line expected: {err:?}");
+        assert!(err[0].contains(needle), "{needle}: {}", err[0]);
+        assert!(proc.lines(Stream::Stdout).is_empty(), "{needle}: it must not start listening");
+    }
+}

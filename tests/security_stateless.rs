@@ -5,7 +5,8 @@
 //! endpoint's transaction count stays at 0 after each one, as with Kamailio's `sl_send_reply`);
 //! a retransmitted request is simply challenged again; the ACK for a stateless 407 is absorbed
 //! (nothing relayed, nothing answered); existing and unknown users get the same challenge and the
-//! same 403; and a REGISTER with good credentials still gets 200.
+//! same 403; and a REGISTER with good credentials still gets 200. Also the per-source rate limit on
+//! the bare endpoint: one source's flood is dropped unparsed and counted, another source passes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -20,6 +21,7 @@ use switchboard::registrar::{Registrar, RegistrarConfig};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::guard::GuardConfig;
 use switchboard::service::routes::StaticRoutes;
+use switchboard::transport::rate_limit::RateLimit;
 use switchboard::ua::echo::{EchoConfig, EchoUas};
 use switchboard::ua::media::CallMediaConfig;
 
@@ -240,4 +242,44 @@ fn existing_and_unknown_users_get_the_same_answers() {
     assert_eq!(answers[0].0, Some(403));
     assert_eq!(answers[0], answers[1], "same refusal");
     assert_eq!(h.ep.transaction_count(), 0);
+}
+
+#[test]
+fn rate_limit_drops_one_source_and_lets_another_through() {
+    let limit = RateLimit::per_second(10).expect("a limit");
+    let mut ep = Endpoint::new(EndpointConfig { rate_limit: Some(limit), ..EndpointConfig::default() });
+    let now = Instant::now();
+    let options = |i: u32| {
+        Message::request(Method::Options, "sip:127.0.0.1:5060")
+            .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.66:5000;branch=z9hG4bKo{i}"))
+            .header(HeaderName::MaxForwards, "70")
+            .header(HeaderName::From, format!("<sip:x@192.0.2.66>;tag=o{i}"))
+            .header(HeaderName::To, "<sip:127.0.0.1>")
+            .header(HeaderName::CallId, format!("o{i}@192.0.2.66"))
+            .header(HeaderName::CSeq, "1 OPTIONS")
+            .finish()
+    };
+    let flooder = SocketAddr::from(([192, 0, 2, 66], 5000));
+    let mut passed = 0;
+    for i in 0..1_000 {
+        ep.handle_datagram(flooder, options(i).as_bytes().clone(), now);
+        while let Some(ev) = ep.poll_event() {
+            passed += u32::from(matches!(ev, switchboard::endpoint::EndpointEvent::Request { .. }));
+        }
+    }
+    assert_eq!(passed, 20, "the burst (twice the rate) and nothing more at one instant");
+    assert_eq!(ep.stats().rate_limited, 980);
+    // Another source is not touched by the first one's flood.
+    ep.handle_datagram(phone(9), options(5_000).as_bytes().clone(), now);
+    assert!(matches!(ep.poll_event(), Some(switchboard::endpoint::EndpointEvent::Request { .. })));
+    // A second later the flooder has ten more.
+    let later = now + Duration::from_secs(1);
+    let mut more = 0;
+    for i in 0..100 {
+        ep.handle_datagram(flooder, options(10_000 + i).as_bytes().clone(), later);
+        while let Some(ev) = ep.poll_event() {
+            more += u32::from(matches!(ev, switchboard::endpoint::EndpointEvent::Request { .. }));
+        }
+    }
+    assert_eq!(more, 10);
 }

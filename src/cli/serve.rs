@@ -88,7 +88,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub(crate) rate_limit: Option<u32>,
     /// After 10 failed authentications in 60 s from one source IP (or one IP for one user), answer
-    /// 403 without checking for this many seconds [default: 60].
+    /// 403 without checking for this many seconds; 0: failures are only logged [default: 60].
     #[arg(long, value_name = "SECS")]
     pub(crate) auth_backoff: Option<u64>,
     // ----- end limits -----
@@ -167,9 +167,10 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
             args.rate_limit.or(file.rate_limit).unwrap_or(switchboard::transport::rate_limit::DEFAULT_RATE),
         ),
         guard: switchboard::service::guard::GuardConfig {
-            backoff: Duration::from_secs(
-                args.auth_backoff.or(file.auth_backoff_secs).unwrap_or(switchboard::service::guard::DEFAULT_BACKOFF_SECS).min(86_400),
-            ),
+            backoff: match args.auth_backoff.or(file.auth_backoff_secs).unwrap_or(switchboard::service::guard::DEFAULT_BACKOFF_SECS) {
+                s @ 0..=86_400 => Duration::from_secs(s),
+                s => return Err(format!("auth_backoff_secs must be between 0 and 86400 seconds, got {s}")),
+            },
             ..Default::default()
         },
     })

@@ -110,7 +110,7 @@ pub struct FileConfig {
     /// Requests per second per source IP (burst twice that); 0 turns the limit off.
     pub rate_limit: Option<u32>,
     /// Seconds a (source IP, user) pair or a source IP is refused after 10 failed
-    /// authentications in 60 s.
+    /// authentications in 60 s; 0 only logs the failures.
     pub auth_backoff_secs: Option<u64>,
     // ----- end limits -----
     /// Static routes (`[[route]]` tables), in file order.
@@ -136,9 +136,21 @@ pub struct RouteConfig {
 /// Reads a TOML config file; the error names the file and the problem in one line.
 pub fn load(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), one_line(e.message())))?;
+    let file: FileConfig =
+        toml::from_str(&text).map_err(|e| format!("config {}: {}{}", path.display(), at(&text, e.span()), one_line(e.message())))?;
     crate::service::routes::StaticRoutes::from_config(&file.route).map_err(|e| format!("config {}: {e}", path.display()))?;
     Ok(file)
+}
+
+/// `line N (KEY): ` for the line a TOML error points at, so a bad value names its key.
+fn at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(start) = span.map(|r| r.start).filter(|&s| s <= text.len() && text.is_char_boundary(s)) else { return String::new() };
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => format!("line {line_no} ({}): ", key.trim()),
+        _ => format!("line {line_no}: "),
+    }
 }
 
 /// Joins a multi-line message into one line (errors are printed as a single line).

@@ -35,7 +35,7 @@ pub struct GuardConfig {
     pub max_failures: u32,
     /// The counting window.
     pub window: Duration,
-    /// How long a block lasts (`auth_backoff_secs`).
+    /// How long a block lasts (`auth_backoff_secs`); zero never blocks (failures are only logged).
     pub backoff: Duration,
     /// Records per table at most.
     pub max_entries: usize,
@@ -71,7 +71,7 @@ impl Record {
             self.failures = 0;
         }
         self.failures += 1;
-        if self.failures >= cfg.max_failures && !self.blocked(now) {
+        if self.failures >= cfg.max_failures && !self.blocked(now) && !cfg.backoff.is_zero() {
             self.blocked_until = Some(now + cfg.backoff);
             self.failures = 0;
             self.window_start = now;
@@ -270,6 +270,16 @@ mod tests {
         assert_eq!(g.len(), 16);
         let _ = g.blocked(ip(1), None, t0 + Duration::from_secs(61));
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn zero_backoff_never_blocks() {
+        let t0 = Instant::now();
+        let mut g = AuthGuard::new(GuardConfig { backoff: Duration::ZERO, ..GuardConfig::default() });
+        for _ in 0..50 {
+            assert_eq!(g.failed(ip(1), Some("alice"), t0), Block::None);
+        }
+        assert!(!g.blocked(ip(1), Some("alice"), t0));
     }
 
     #[test]
