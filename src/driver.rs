@@ -300,6 +300,22 @@ pub async fn run_with_commands<A: Application>(
     if media.send_drops > 0 {
         tracing::info!(drops = media.send_drops, "media datagrams dropped on busy sockets");
     }
+    // What the per-source limit and the stateless answers did (bench/flood.sh reads this line);
+    // silent for applications that use neither (the softphone).
+    let s = endpoint.stats();
+    if s.rate_limited + s.stateless_answers + s.absorbed_acks == 0 {
+        return app;
+    }
+    tracing::info!(
+        "sip counters at exit: datagrams={} rate_limited={} stateless_answers={} absorbed_acks={} bad_requests={} refused_requests={} stray_responses={}",
+        s.datagrams,
+        s.rate_limited,
+        s.stateless_answers,
+        s.absorbed_acks,
+        s.bad_requests,
+        s.refused_requests,
+        s.stray_responses
+    );
     for flow in media.sockets.keys().copied().collect::<Vec<_>>() {
         media.close(flow);
     }

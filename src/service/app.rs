@@ -16,11 +16,12 @@ use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall};
 use crate::collections::HashMap;
 use crate::driver::{Application, FlowId, Io};
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
 use crate::registrar::{aor_of, Change, Registrar};
 use crate::service::admit::{self, Admission, Admit, AdmitAck, AdmitStats, Known};
+use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
 use crate::service::routes::StaticRoutes;
 use crate::store::{CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
@@ -54,6 +55,8 @@ pub struct ServiceParts {
     pub routes: StaticRoutes,
     /// The trust rules: who owns each request (see [`admit`]).
     pub admission: Admission,
+    /// Failed-authentication limits (`auth_backoff_secs`).
+    pub guard: GuardConfig,
 }
 
 /// The service.
@@ -76,6 +79,8 @@ pub struct Service {
     stopping: bool,
     /// Server transactions the proxy forwarded, so a CANCEL reaches the proxy.
     proxied: HashMap<TransactionId, ()>,
+    /// Failed authentications per (source IP, user) and per source IP.
+    guard: AuthGuard,
 }
 
 impl Service {
@@ -97,6 +102,7 @@ impl Service {
             last_now: None,
             stopping: false,
             proxied: HashMap::default(),
+            guard: AuthGuard::new(parts.guard),
         }
     }
 
@@ -148,9 +154,17 @@ impl Service {
         }
     }
 
-    /// Digest check (RFC 3261 §22): `Ok(user)` to go on (`None` when auth is off), `Err(answer)`.
-    fn authenticate(&mut self, req: &Message, proxy: bool) -> Result<Option<String>, Message> {
+    /// Digest check (RFC 3261 §22) under the failure limits of [`guard`]: `Ok(user)` to go on
+    /// (`None` when auth is off), `Err(answer)` to send with [`Endpoint::respond_stateless`], so a
+    /// challenge or a refusal keeps no state (issue 14 points 3 and 4). Known and unknown users get
+    /// the same answers: one challenge for all, 403 for any wrong credentials.
+    fn authenticate(&mut self, req: &Message, source: SocketAddr, proxy: bool, now: Instant) -> Result<Option<String>, Message> {
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
+        let claimed = auth.credentials_user(req, proxy);
+        if self.guard.blocked(source.ip(), claimed.as_deref(), now) {
+            tracing::debug!(peer = %source, "authentication refused unchecked: source or user backing off");
+            return Err(req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish());
+        }
         let users = &self.users;
         let verdict = auth.verify(req, proxy, self.wall, |user, alg| {
             users.get(user).map(|u| match alg {
@@ -158,15 +172,35 @@ impl Service {
                 Algorithm::Sha256 => u.ha1_sha256.clone(),
             })
         });
-        match verdict {
-            Verdict::Authorized { user } => Ok(Some(user)),
-            other => {
-                tracing::debug!(verdict = ?other, "request not authorized");
-                Err(auth
-                    .answer(req, &other, proxy, self.wall, Some("sb-auth"))
-                    .unwrap_or_else(|| req.response_to(403, "Forbidden", None).finish()))
+        let reason = match &verdict {
+            Verdict::Authorized { user } => return Ok(Some(user.clone())),
+            Verdict::Missing | Verdict::Stale => None,
+            Verdict::Wrong if claimed.as_deref().is_some_and(|u| users.contains_key(u)) => Some("wrong-password"),
+            Verdict::Wrong => Some("unknown-user"),
+            Verdict::Replay => Some("replay"),
+            Verdict::Malformed => Some("malformed"),
+        };
+        if let Some(reason) = reason {
+            guard::log_failure(source, claimed.as_deref(), auth.realm(), reason);
+            let scope = match self.guard.failed(source.ip(), claimed.as_deref(), now) {
+                Block::None => None,
+                Block::Pair => Some("pair"),
+                Block::Source => Some("source"),
+            };
+            if let Some(scope) = scope {
+                tracing::warn!(
+                    "auth blocked: src={} user={} scope={scope} secs={}",
+                    source.ip(),
+                    guard::log_safe(claimed.as_deref().unwrap_or("")),
+                    self.guard.config().backoff.as_secs()
+                );
             }
+        } else {
+            tracing::debug!(peer = %source, verdict = ?verdict, "challenged");
         }
+        Err(auth
+            .answer(req, &verdict, proxy, self.wall, Some(STATELESS_TAG))
+            .unwrap_or_else(|| req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish()))
     }
 
     /// The bindings for the Request-URI's user: by AOR, else (with no domain configured) by user
@@ -218,16 +252,16 @@ impl Service {
     fn on_new(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, authenticate: bool, now: Instant) {
         let method = request.method().cloned();
         let asserted = if authenticate {
-            match self.authenticate(&request, true) {
+            match self.authenticate(&request, source, true, now) {
                 Ok(Some(user)) if !admit::from_is(&request, &user) => {
                     tracing::debug!(peer = %source, user, "From is not the authenticated user");
                     let answer = request.response_to(403, "Forbidden (From is not the authenticated user)", Some("sb")).finish();
-                    let _ = io.endpoint.respond(tx, answer, now);
+                    let _ = io.endpoint.respond_stateless(tx, answer, now);
                     return;
                 }
                 Ok(user) => user.map(|u| self.asserted_identity(&request, &u)),
                 Err(answer) => {
-                    let _ = io.endpoint.respond(tx, answer, now);
+                    let _ = io.endpoint.respond_stateless(tx, answer, now);
                     return;
                 }
             }
@@ -273,10 +307,10 @@ impl Service {
     }
 
     fn on_register(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, source: SocketAddr, now: Instant) {
-        let user = match self.authenticate(req, false) {
+        let user = match self.authenticate(req, source, false, now) {
             Ok(u) => u,
             Err(answer) => {
-                let _ = ep.respond(tx, answer, now);
+                let _ = ep.respond_stateless(tx, answer, now);
                 return;
             }
         };

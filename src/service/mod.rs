@@ -3,4 +3,5 @@
 pub mod admit;
 pub mod app;
 pub mod config;
+pub mod guard;
 pub mod routes;

@@ -30,7 +30,7 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
-    /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted; [[route]] tables with user, target,
+    /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted, rate_limit, auth_backoff_secs; [[route]] tables with user, target,
     /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -128,6 +128,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "IP/BITS", value_delimiter = ',')]
     pub(crate) trusted: Vec<String>,
     // ----- end trust -----
+    // ----- limits (issue 14 point 4) -----
+    /// Requests per second accepted from one source IP, with bursts of twice that; the excess is
+    /// dropped and counted, with one log line per source per minute. 0 turns the limit off (load
+    /// tests from one address) [default: 200].
+    #[arg(long, value_name = "N")]
+    pub(crate) rate_limit: Option<u32>,
+    /// After 10 failed authentications in 60 s from one source IP (or one IP for one user), answer
+    /// 403 without checking for this many seconds; 0: failures are only logged [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) auth_backoff: Option<u64>,
+    // ----- end limits -----
 }
 
 /// Everything resolved, checked and ready.
@@ -154,6 +165,8 @@ pub(crate) struct Resolved {
     routes: StaticRoutes,
     caps: Caps,
     trusted: Vec<Cidr>,
+    rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
+    guard: switchboard::service::guard::GuardConfig,
 }
 
 /// The caps of issue 14 point 5, resolved.
@@ -270,6 +283,16 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
         caps,
         trusted,
+        rate_limit: switchboard::transport::rate_limit::RateLimit::per_second(
+            args.rate_limit.or(file.rate_limit).unwrap_or(switchboard::transport::rate_limit::DEFAULT_RATE),
+        ),
+        guard: switchboard::service::guard::GuardConfig {
+            backoff: match args.auth_backoff.or(file.auth_backoff_secs).unwrap_or(switchboard::service::guard::DEFAULT_BACKOFF_SECS) {
+                s @ 0..=86_400 => Duration::from_secs(s),
+                s => return Err(format!("auth_backoff_secs must be between 0 and 86400 seconds, got {s}")),
+            },
+            ..Default::default()
+        },
     })
 }
 
@@ -361,7 +384,17 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let local = transport.local_addr();
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-    let endpoint = Endpoint::new(EndpointConfig { timers, allow, max_transactions: r.caps.max_transactions, ..EndpointConfig::default() });
+    let endpoint = Endpoint::new(EndpointConfig {
+        timers,
+        allow,
+        max_transactions: r.caps.max_transactions,
+        rate_limit: r.rate_limit,
+        ..EndpointConfig::default()
+    });
+    match r.rate_limit {
+        Some(l) => tracing::info!("rate limit: {} requests/s per source IP, burst {}", l.rate, l.burst),
+        None => tracing::info!("rate limit: off (rate_limit = 0)"),
+    }
     let session = MediaConfig {
         inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
         cname: format!("echo@{}", local.ip()),
@@ -429,6 +462,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         recovered: saved_calls,
         routes,
         admission: Admission::new(local, route_key, r.trusted),
+        guard: r.guard,
     };
     let service = Service::new(parts);
     // The control socket is up before the listening line, so whoever waits for that line (a
