@@ -46,6 +46,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod application;
 pub mod auth;
 pub mod call;
 pub mod collections;
@@ -55,18 +56,15 @@ pub mod media;
 pub mod message;
 pub mod proxy;
 pub mod registrar;
+pub mod relay;
 pub mod sdp;
+pub mod testing;
 pub mod transaction;
 pub mod transport;
+pub mod ua;
 
 #[cfg(feature = "tokio")]
 pub mod driver;
-#[cfg(feature = "tokio")]
-pub mod relay;
-#[cfg(feature = "tokio")]
-pub mod testing;
-#[cfg(feature = "tokio")]
-pub mod ua;
 
 #[cfg(feature = "service")]
 pub mod b2bua;

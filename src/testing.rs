@@ -1,50 +1,73 @@
 //! Stand-ins for the driver's I/O, for tests and examples that run the sans-IO layers in memory.
 //!
-//! [`MemoryMedia`] is a [`MediaIo`] with no sockets: binds hand out flows and ports, sends are
-//! recorded, so a test drives a `B2bua` or a relay on a virtual clock and
-//! then asserts which ports are open and where datagrams went.
+//! [`MemoryMedia`] plays the driver's media part with no sockets: it holds the application's
+//! [`Media`] (so `Io { media: &mut memory_media, .. }` works) and [`MemoryMedia::apply`] carries
+//! out the queued [`MediaOutput`]s, recording sends and refusing binds on the ports a test says
+//! another process holds. A test drives a `B2bua` or a relay on a virtual clock and then asserts
+//! which ports are open and where datagrams went.
 
-use crate::driver::{FlowId, MediaIo};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use crate::application::{FlowId, Media, MediaOutput};
+use crate::dialog::IdGen;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 
-/// Media sockets in memory: each bind takes the next even port at or above the range's start
-/// (RTP on the even port, RTCP on the odd one above it, RFC 3550 §11); sends are recorded.
-#[derive(Debug, Default)]
+/// Media sockets in memory over a [`Media`] whose ports come from a seeded allocator.
+#[derive(Debug)]
 pub struct MemoryMedia {
-    next_flow: u32,
-    next_port: u16,
-    /// The flows bound and not yet closed, with their local addresses.
-    pub open: HashMap<FlowId, SocketAddr>,
-    /// Every datagram sent: from which flow, to where.
+    media: Media,
+    /// Every datagram sent (by [`MemoryMedia::apply`]): from which flow, to where.
     pub sent: Vec<(FlowId, SocketAddr)>,
+    /// Ports "another process" holds: binding one of them fails.
+    pub taken: HashSet<u16>,
 }
 
-impl MediaIo for MemoryMedia {
-    fn bind_pair(
-        &mut self,
-        ip: IpAddr,
-        ports: RangeInclusive<u16>,
-        with_rtcp: bool,
-    ) -> std::io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        let port = self.next_port.max(*ports.start());
-        self.next_port = port.saturating_add(2);
-        self.next_flow += 2;
-        let rtp = FlowId(self.next_flow - 1);
-        let rtcp = with_rtcp.then_some(FlowId(self.next_flow));
-        self.open.insert(rtp, SocketAddr::new(ip, port));
-        if let Some(r) = rtcp {
-            self.open.insert(r, SocketAddr::new(ip, port + 1));
+impl Default for MemoryMedia {
+    /// Ports drawn from a fixed seed.
+    fn default() -> MemoryMedia {
+        MemoryMedia::new(1)
+    }
+}
+
+impl MemoryMedia {
+    /// Ports drawn from `seed`.
+    pub fn new(seed: u64) -> MemoryMedia {
+        MemoryMedia { media: Media::new(IdGen::new(seed)), sent: Vec::new(), taken: HashSet::new() }
+    }
+
+    /// The open flows with their local addresses.
+    pub fn open(&self) -> HashMap<FlowId, SocketAddr> {
+        self.media.flows().collect()
+    }
+
+    /// Carries out what the application queued, as the driver does after each input. Returns the
+    /// flows whose bind failed (already forgotten by [`Media`]); hand each to the application's
+    /// `handle_bind_failed`.
+    pub fn apply(&mut self) -> Vec<FlowId> {
+        let mut failed = Vec::new();
+        while let Some(out) = self.media.poll_output() {
+            match out {
+                MediaOutput::Bind { flow, local } if self.taken.contains(&local.port()) => {
+                    self.media.handle_bind_failed(flow);
+                    failed.push(flow);
+                }
+                MediaOutput::Send { flow, dest, .. } => self.sent.push((flow, dest)),
+                MediaOutput::Bind { .. } | MediaOutput::Unbind { .. } => {}
+            }
         }
-        Ok((rtp, rtcp, SocketAddr::new(ip, port)))
+        failed
     }
+}
 
-    fn send(&mut self, flow: FlowId, dest: SocketAddr, _payload: &[u8]) {
-        self.sent.push((flow, dest));
+impl Deref for MemoryMedia {
+    type Target = Media;
+    fn deref(&self) -> &Media {
+        &self.media
     }
+}
 
-    fn close(&mut self, flow: FlowId) {
-        self.open.remove(&flow);
+impl DerefMut for MemoryMedia {
+    fn deref_mut(&mut self) -> &mut Media {
+        &mut self.media
     }
 }

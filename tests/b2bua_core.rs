@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use switchboard::application::Io;
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event, Side};
-use switchboard::driver::Io;
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::proxy::Target;
 use switchboard::relay::RelayConfig;
@@ -116,6 +116,26 @@ impl World {
         Io { endpoint: ep, media, wall_clock: Duration::from_secs(1_800_000_000) }
     }
 
+    /// What the driver does after each input: carry out the media outputs, and report the binds
+    /// that failed (a port "another process" holds) back to the B2BUA.
+    fn apply_media(&mut self) {
+        while let Some(flow) = self.media.apply().first().copied() {
+            let mut io = Self::io(&mut self.ep, &mut self.media);
+            self.b2b.handle_bind_failed(&mut io, flow, self.now);
+        }
+    }
+
+    /// The relay ports in the SDPs each phone was given: (the caller's, the callee's).
+    fn relay_ports(&self, caller: &DialogId, callee: &DialogId) -> (u16, u16) {
+        let port = |p: &Phone, id| {
+            let sdp = p.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned()).expect("an SDP");
+            let text = String::from_utf8_lossy(&sdp).into_owned();
+            let m = text.lines().find_map(|l| l.strip_prefix("m=audio ")).expect("an audio line").to_owned();
+            m.split(' ').next().and_then(|p| p.parse().ok()).expect("a port")
+        };
+        (port(&self.caller, caller), port(&self.callee, callee))
+    }
+
     /// Delivers every datagram and event until nothing moves.
     fn settle(&mut self) {
         for _ in 0..1000 {
@@ -167,6 +187,7 @@ impl World {
                     }
                     ev => self.b2b.handle_event(&mut io, ev, self.now),
                 }
+                self.apply_media();
             }
             while let Some(op) = self.b2b.poll_store() {
                 self.store.push(op);
@@ -264,9 +285,13 @@ fn the_answer_reaches_the_caller_with_the_relay_in_its_sdp() {
     assert_ne!(caller.call_id, callee.call_id, "two dialogs");
     let to_caller = w.caller.ua.dialogs_ref().get(&caller).and_then(|d| d.remote_sdp().cloned()).expect("answer SDP");
     let text = String::from_utf8_lossy(&to_caller);
-    assert!(text.contains("m=audio 30000 ") && text.contains("c=IN IP4 127.0.0.1"), "the caller sends to the relay: {text}");
-    let to_callee = w.callee.ua.dialogs_ref().get(&callee).and_then(|d| d.remote_sdp().cloned()).expect("offer SDP");
-    assert!(String::from_utf8_lossy(&to_callee).contains("m=audio 30002 "), "the callee sends to its own relay port");
+    assert!(text.contains("c=IN IP4 127.0.0.1"), "the caller sends to the relay: {text}");
+    // Each leg has its own relay port pair, picked at random in the range and bound.
+    let (to_caller, to_callee) = w.relay_ports(&caller, &callee);
+    assert_ne!(to_caller, to_callee);
+    let open: std::collections::BTreeSet<u16> = w.media.open().values().map(|a| a.port()).collect();
+    assert_eq!(open, [to_caller, to_caller + 1, to_callee, to_callee + 1].into(), "RTP and RTCP of both legs are open");
+    assert!([to_caller, to_callee].iter().all(|p| (30000..=30999).contains(p) && p % 2 == 0));
     let r = w.last_record();
     assert!(r.answered_at.is_some() && r.callee_call_id.as_deref() == Some(&*callee.call_id));
     assert_eq!(r.codec.as_deref(), Some("PCMU/8000"));
@@ -284,7 +309,7 @@ fn busy_on_the_callee_leg_is_busy_for_the_caller() {
     assert_eq!(w.caller.ended(), [EndReason::Rejected(486)]);
     let r = w.last_record();
     assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("486"), Some("callee")));
-    assert!(w.media.open.is_empty(), "relay ports closed");
+    assert!(w.media.open().is_empty(), "relay ports closed");
 }
 
 #[test]
@@ -326,6 +351,7 @@ fn bye_from_either_side_ends_both_legs() {
 #[test]
 fn a_reinvite_changing_the_codec_passes_through_and_the_relay_follows() {
     let (mut w, caller, callee) = established_call();
+    let (caller_relay, callee_relay) = w.relay_ports(&caller, &callee);
     w.caller.ua.dialogs().send_reinvite(&caller, offer(4100, "8", "sendrecv"), w.now).expect("re-INVITE");
     w.caller.ua.flush(&mut w.caller.ep, w.now);
     w.run(0.2);
@@ -333,7 +359,7 @@ fn a_reinvite_changing_the_codec_passes_through_and_the_relay_follows() {
         w.callee.events.iter().rev().find_map(|e| if let Event::Reoffer { request, .. } = e { Some(request.clone()) } else { None });
     let reoffer = reoffer.expect("the callee got the re-INVITE");
     let body = String::from_utf8_lossy(reoffer.body()).into_owned();
-    assert!(body.contains("m=audio 30002 RTP/AVP 8") && body.contains("o=switchboard"), "{body}");
+    assert!(body.contains(&format!("m=audio {callee_relay} RTP/AVP 8")) && body.contains("o=switchboard"), "{body}");
     w.callee.ua.dialogs().accept(&callee, Some(offer(6100, "8", "sendrecv")), w.now).expect("accept");
     w.callee.ua.flush(&mut w.callee.ep, w.now);
     w.run(0.5);
@@ -341,10 +367,11 @@ fn a_reinvite_changing_the_codec_passes_through_and_the_relay_follows() {
         w.caller.events.iter().rev().find_map(|e| if let Event::Answered { response, .. } = e { Some(response.clone()) } else { None });
     assert!(String::from_utf8_lossy(answered.expect("the caller got the answer").body()).contains("RTP/AVP 8"));
     // The relay now sends the caller's media to the callee's new port.
-    let caller_flow = *w.media.open.iter().find(|(_, a)| a.port() == 30000).map(|(f, _)| f).expect("caller relay flow");
+    let caller_flow = *w.media.open().iter().find(|(_, a)| a.port() == caller_relay).map(|(f, _)| f).expect("caller relay flow");
     let mut io = World::io(&mut w.ep, &mut w.media);
     let rtp = Bytes::from_static(&[0x80, 8, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xd5, 0xd5]);
     assert!(w.b2b.handle_media(&mut io, caller_flow, addr("127.0.0.1:4100"), &rtp, w.now));
+    w.apply_media();
     assert_eq!(w.media.sent.last().map(|(_, d)| *d), Some(addr("127.0.0.1:6100")));
 }
 
@@ -401,11 +428,56 @@ fn without_the_relay_the_sdp_passes_through_and_no_port_is_bound() {
     };
     assert!(sdp_of(&w.callee, &callee).contains("m=audio 4000 "), "the callee sends straight to the caller");
     assert!(sdp_of(&w.caller, &caller).contains("m=audio 6000 "), "and the caller to the callee");
-    assert!(w.media.open.is_empty(), "no relay port bound");
+    assert!(w.media.open().is_empty(), "no relay port bound");
     assert!(w.store.iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "the call is still saved for a restart");
     w.caller.ua.dialogs().send_bye(&caller, w.now).expect("bye");
     w.caller.ua.flush(&mut w.caller.ep, w.now);
     w.run(1.0);
     assert_eq!(w.callee.ended(), [EndReason::Bye(Side::Remote)]);
     assert_eq!(w.last_record().caller_packets, 0);
+}
+
+#[test]
+fn a_relay_port_another_process_holds_ends_that_call_and_the_next_call_gets_another() {
+    // Three port pairs in the range, one of them (30000) held by "another process": the allocator
+    // does not know until the driver fails to bind it. A call that drew it ends on both legs
+    // (the port was already in its SDP); the allocator skips the port from then on.
+    let mut w = World::new(None);
+    w.b2b = B2bua::new(B2buaConfig {
+        local: addr(SB),
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        media_ip: "127.0.0.1".parse().expect("ip"),
+        rtp_ports: 30000..=30005,
+        relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
+        no_answer: Duration::from_secs(10),
+        relay_media: true,
+        seed: 42,
+    });
+    w.media.taken.insert(30000);
+    let mut ended = 0;
+    for _ in 0..3 {
+        let before = w.caller.ended().len();
+        w.dial();
+        if w.caller.ended().len() > before {
+            // This call drew 30000: the caller got 480 (a CANCEL went after the callee's INVITE).
+            ended += 1;
+            assert_eq!(w.caller.ended().last(), Some(&EndReason::Rejected(480)));
+            assert_eq!(w.last_record().end_reason.as_deref(), Some("relay-port-taken"));
+            w.run(1.0);
+            assert!(w.media.open().is_empty(), "the call's other ports are closed");
+            continue;
+        }
+        // A call that got through holds two pairs of the three: not 30000.
+        w.answer(offer(6000, "0", "sendrecv"));
+        let caller = w.caller.established().expect("up");
+        assert!(w.media.open().values().all(|a| a.port() >= 30002), "{:?}", w.media.open());
+        w.caller.ua.dialogs().send_bye(&caller, w.now).expect("bye");
+        w.caller.ua.flush(&mut w.caller.ep, w.now);
+        w.run(1.0);
+        assert!(w.media.open().is_empty());
+        assert_eq!(ended, 1, "a taken port costs one call (with this seed, the first drew it)");
+        return;
+    }
+    panic!("no call got through");
 }

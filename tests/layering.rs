@@ -27,6 +27,7 @@ const SANS_IO: &[&str] = &[
     "ua",
     "service",
     "collections.rs",
+    "application",
     "testing.rs",
 ];
 /// Modules that do I/O (sockets, files, the clock, the terminal): the thin shells around the rest.

@@ -4,8 +4,8 @@
 use super::call::{new_record, reason_text, Call, Phase, SavedCall, SavedLeg};
 use super::sdp::{self, LegOrigin};
 use super::{B2bua, Pending};
+use crate::application::Io;
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
-use crate::driver::Io;
 use crate::message::Message;
 use crate::relay::{Leg, LegPorts, RelayId};
 use crate::store::{CallState, StoreOp};
@@ -348,8 +348,7 @@ impl B2bua {
     }
 
     fn rebind(io: &mut Io<'_>, addr: std::net::SocketAddr) -> Option<LegPorts> {
-        let port = addr.port();
-        let (rtp, rtcp, local) = io.media.bind_pair(addr.ip(), port..=port.saturating_add(1), true).ok()?;
+        let (rtp, rtcp, local) = io.media.bind_exact(addr, true)?;
         Some(LegPorts { rtp, rtcp, local })
     }
 

@@ -26,9 +26,9 @@ pub mod sdp;
 
 pub use call::Phase;
 
+use crate::application::{FlowId, Io};
 use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, Dialogs, IdGen};
-use crate::driver::{FlowId, Io};
 use crate::endpoint::EndpointEvent;
 use crate::message::Message;
 use crate::proxy::Target;
@@ -228,7 +228,7 @@ impl B2bua {
         self.store_ops.pop_front()
     }
 
-    /// Binds one relay port pair anywhere in the range (the driver draws it at random, so the
+    /// Binds one relay port pair anywhere in the range (the allocator draws it at random, so the
     /// next call's ports cannot be guessed from this one's).
     fn bind_leg(&mut self, io: &mut Io<'_>) -> Option<LegPorts> {
         match io.media.bind_pair(self.config.media_ip, self.config.rtp_ports.clone(), true) {
@@ -312,9 +312,32 @@ impl B2bua {
             return false;
         }
         if let Some((out, dest)) = self.relay.handle_datagram(flow, source, payload, now) {
-            io.media.send(out, dest, payload);
+            io.media.send(out, dest, payload.clone());
         }
         true
+    }
+
+    /// The driver could not bind relay flow `flow`: another process holds the port. The port is
+    /// already in an SDP on its way (it was picked without a round trip), so rather than move the
+    /// leg with a re-INVITE the call ends on both legs (CANCEL or 480 in setup, BYE once up) with
+    /// reason `relay-port-taken`; the allocator skips that port from now on. `false` if the flow
+    /// is not a relay port.
+    pub fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) -> bool {
+        self.wall = io.wall_clock;
+        let has = |m: &(LegPorts, LegPorts)| [&m.0, &m.1].iter().any(|p| p.rtp == flow || p.rtcp == Some(flow));
+        if let Some(key) = self.calls.iter().find(|(_, c)| c.media.as_deref().is_some_and(has)).map(|(k, _)| *k) {
+            tracing::warn!(call = key, "relay port taken by another process: ending the call");
+            self.end_both(io, key, "relay-port-taken", "service", Some("SIP;cause=503;text=\"relay port taken\""), now);
+            return true;
+        }
+        // A call whose INVITE the dialog layer answered itself never left `pending`.
+        let pending = self.pending.iter().find(|(_, p)| p.media.as_ref().is_some_and(has)).map(|(k, _)| k.clone());
+        if let Some((caller, callee)) = pending.and_then(|k| self.pending.remove(&k)).and_then(|p| p.media) {
+            Self::close_ports(io, &caller);
+            Self::close_ports(io, &callee);
+            return true;
+        }
+        false
     }
 
     /// Dialog timers, relay inactivity and the end of lingering Call-IDs.

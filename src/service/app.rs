@@ -12,10 +12,10 @@
 //!            └─ in-dialog, our Record-Route with a valid token ──► proxy: next hop
 //! ```
 
+use crate::application::{Application, FlowId, Io};
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall};
 use crate::collections::HashMap;
-use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
@@ -535,6 +535,15 @@ impl Application for Service {
             return;
         }
         self.echo.handle_media(io, flow, source, payload, now);
+    }
+
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.after(now);
+        if self.b2bua.as_mut().is_some_and(|b| b.handle_bind_failed(io, flow, now)) {
+            return;
+        }
+        self.echo.handle_bind_failed(io, flow, now);
+        self.write_calls();
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {

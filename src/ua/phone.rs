@@ -9,10 +9,10 @@
 use super::core::{UaCore, UaEvent};
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
 use super::register::{RegState, RegisterConfig, Registration};
+use crate::application::{Application, FlowId, Io};
 use crate::call::{MediaEvent, Source};
 use crate::collections::HashMap;
 use crate::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
-use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::EndpointEvent;
 use crate::media::tone::ToneGenerator;
 use crate::message::{Message, Method};
@@ -530,6 +530,9 @@ impl Phone {
     }
 }
 
+/// The Reason of a BYE for a call whose media port another process took (RFC 3326).
+const PORT_TAKEN: &str = "SIP;cause=503;text=\"media port taken\"";
+
 impl Application for Phone {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         if let Some(r) = self.registration.as_mut() {
@@ -554,6 +557,17 @@ impl Application for Phone {
         let events = self.media.handle_media(io, flow, source, payload, now);
         self.on_media_events(io, events, now);
         self.drain(io, now);
+    }
+
+    /// Our media port was taken by another process after we offered it: the call cannot carry
+    /// audio, so hang it up (CANCEL before the answer, BYE after; see [`crate::application`]).
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.last_now = Some(now);
+        if let Some(key) = self.media.call_of(flow).cloned() {
+            tracing::warn!(?flow, "media port taken by another process: hanging up");
+            self.hangup_call(io, &key, Some(PORT_TAKEN), now);
+            self.drain(io, now);
+        }
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {

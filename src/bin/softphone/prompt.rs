@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard::driver::{Application, FlowId, Io};
+use switchboard::application::{Application, FlowId, Io};
 use switchboard::endpoint::{Endpoint, EndpointEvent};
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::phone::Phone;
@@ -121,6 +121,11 @@ impl Application for PromptApp {
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: bytes::Bytes, now: Instant) {
         self.phone.handle_media(io, flow, source, payload, now);
+    }
+
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.phone.handle_bind_failed(io, flow, now);
+        self.news();
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
