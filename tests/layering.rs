@@ -27,7 +27,7 @@ const SANS_IO: &[&str] = &[
     "ua",
     "service",
     "collections.rs",
-    "testing.rs",
+    "testing",
 ];
 /// Modules that do I/O (sockets, files, the clock, the terminal): the thin shells around the rest.
 const IO: &[&str] = &["driver.rs", "transport/udp.rs", "store", "cli.rs", "bin", "lib.rs"];
