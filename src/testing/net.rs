@@ -98,6 +98,26 @@ struct Node {
     media: MemoryMedia,
     app: Box<dyn AnyApp>,
     span: tracing::Span,
+    /// The earliest of the endpoint's and the application's `poll_timeout`, as of the end of the
+    /// node's last input: they only change through inputs, so asking them before every step (a
+    /// third of a lossy run's time in debug builds) is not needed.
+    deadline: Option<Instant>,
+    /// Set by [`Net::app_mut`], which may change the application behind the cached deadline.
+    stale: bool,
+}
+
+impl Node {
+    fn poll_deadline(&self) -> Option<Instant> {
+        [self.endpoint.poll_timeout(), self.app.poll_timeout()].into_iter().flatten().min()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.stale {
+            self.poll_deadline()
+        } else {
+            self.deadline
+        }
+    }
 }
 
 /// A datagram in flight, ordered by arrival time and then by the order it was sent.
@@ -262,7 +282,8 @@ impl Net {
     pub fn add<A: Application + 'static>(&mut self, name: &str, sip: SocketAddr, endpoint: Endpoint, app: A) -> NodeId<A> {
         let index = self.nodes.len();
         let span = tracing::debug_span!("node", name);
-        self.nodes.push(Node { name: name.to_owned(), sip, endpoint, media: MemoryMedia::default(), app: Box::new(app), span });
+        let media = MemoryMedia::default();
+        self.nodes.push(Node { name: name.to_owned(), sip, endpoint, media, app: Box::new(app), span, deadline: None, stale: true });
         self.hosts.entry(sip.ip()).or_default().push(index);
         let now = self.now;
         self.input(index, |app, io| app.start(io, now));
@@ -303,6 +324,7 @@ impl Net {
 
     /// The application of `node`, to change it between inputs without I/O (see [`Net::with`]).
     pub fn app_mut<A: Application + 'static>(&mut self, node: NodeId<A>) -> &mut A {
+        self.nodes[node.index].stale = true;
         self.nodes[node.index].app.as_any_mut().downcast_mut().expect("a NodeId names a node of its own type")
     }
 
@@ -339,12 +361,8 @@ impl Net {
 
     /// The next instant something happens: a datagram arrives or a node's timer is due.
     pub fn next_event(&self) -> Option<Instant> {
-        let deadlines = self.nodes.iter().filter_map(Self::deadline);
+        let deadlines = self.nodes.iter().filter_map(Node::deadline);
         self.wire.next_arrival().into_iter().chain(deadlines).min()
-    }
-
-    fn deadline(node: &Node) -> Option<Instant> {
-        [node.endpoint.poll_timeout(), node.app.poll_timeout()].into_iter().flatten().min()
     }
 
     /// Does the next thing: delivers one datagram if one is due, else fires the timers that are due,
@@ -361,7 +379,7 @@ impl Net {
         }
         let now = self.now;
         for index in 0..self.nodes.len() {
-            if Self::deadline(&self.nodes[index]).is_some_and(|t| t <= now) {
+            if self.nodes[index].deadline().is_some_and(|t| t <= now) {
                 self.input(index, |app, io| {
                     io.endpoint.handle_timeout(now);
                     app.handle_timeout(io, now);
@@ -442,6 +460,8 @@ impl Net {
                 progressed = true;
             }
             if !progressed {
+                node.deadline = node.poll_deadline();
+                node.stale = false;
                 return r;
             }
         }
