@@ -98,3 +98,28 @@ fn a_host_cut_off_hears_nothing_until_it_is_back() {
     assert_eq!(net.app(b).got.len(), 3);
     assert_eq!(net.stats().lost, 3);
 }
+
+/// Asks to be woken at the same instant forever.
+#[derive(Debug)]
+struct Insomniac(Instant);
+
+impl Application for Insomniac {
+    fn handle_event(&mut self, _io: &mut Io<'_>, _event: switchboard::EndpointEvent, _now: Instant) {}
+    fn handle_timeout(&mut self, _io: &mut Io<'_>, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.0)
+    }
+    fn shutdown(&mut self, _io: &mut Io<'_>, _now: Instant) {}
+    fn is_done(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+#[should_panic(expected = "stuck")]
+fn a_node_that_never_lets_the_clock_move_is_reported() {
+    let mut net = Net::new(Instant::now(), 1);
+    let wake = net.now() + Duration::from_millis(5);
+    net.add("insomniac", "127.0.0.1:5060".parse().expect("addr"), Endpoint::new(Default::default()), Insomniac(wake));
+    net.run_for(Duration::from_secs(1));
+}
