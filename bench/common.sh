@@ -132,6 +132,14 @@ build_switchboard() {
 		SB_CAPS_OFF=(--max-echo-calls-per-source 0 --unauth-port-share 100 --max-transactions 2000000 --max-bindings 10000000)
 		echo "# switchboard caps lifted for one-address load: ${SB_CAPS_OFF[*]}"
 	fi
+	# Every load here comes from one address (127.0.0.1), and loopback is not exempt from the
+	# per-source rate limit (issue 14): turn it off, and say so. An older binary has no such flag.
+	SB_NO_LIMIT=()
+	if "$SB" serve --help 2>/dev/null | grep -q -- '--rate-limit'; then
+		SB_NO_LIMIT=(--rate-limit 0)
+		echo "# switchboard runs with rate_limit = 0 (--rate-limit 0): the load comes from one address"
+	fi
+	SB_CAPS_OFF+=("${SB_NO_LIMIT[@]}")
 }
 
 # ---- ports and processes -----------------------------------------------------------------------

@@ -99,7 +99,7 @@ fn main() {
         t2: Duration::from_secs(4),
         media_ip: [127, 0, 0, 1].into(),
         rtp_ports: 30000..=30999, // two port pairs per call: one facing each phone
-        relay: RelayConfig { inactivity: None },
+        relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
         no_answer: Duration::from_secs(10),
         relay_media: true,
         seed: 42,
@@ -124,6 +124,7 @@ fn main() {
         routes: Vec::new(),
         sdp: Some(offer(alice_rtp, &MediaPrefs::default(), Direction::SendRecv, 1, 1).to_bytes()),
         max_forwards: None,
+        asserted_identity: None,
     };
     w.phones[0].dialogs().invite(params, w.now).expect("an INVITE");
     w.settle();

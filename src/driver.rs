@@ -25,8 +25,9 @@ pub struct FlowId(pub u32);
 /// tokio sockets; tests can implement it in memory.
 pub trait MediaIo {
     /// Binds a UDP socket on `ip` at a free even port of `ports` (RTP convention, RFC 3550 §11;
-    /// the driver goes round the range rather than always taking the lowest), and, when `with_rtcp`, the odd port above it too. Returns the RTP flow (and the RTCP
-    /// flow) with the RTP address.
+    /// the driver picks it at random, so a stranger cannot guess the next call's relay port), and,
+    /// when `with_rtcp`, the odd port above it too. Returns the RTP flow (and the RTCP flow) with
+    /// the RTP address.
     fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)>;
     /// Sends one datagram from `flow` (dropped and counted if the socket is busy).
     fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]);
@@ -84,11 +85,48 @@ struct MediaSockets {
     tx: mpsc::Sender<(FlowId, SocketAddr, Bytes)>,
     /// Datagrams dropped because a socket was busy.
     send_drops: u64,
-    /// Where the next port search starts: just past the last port handed out, wrapping round the
-    /// range. Starting every search at the bottom made each new call try (socket, bind, close)
-    /// every port still held by a recent call first: quadratic, and at 2,000 calls/s to the echo
-    /// user it pegged the core on socket churn.
-    cursor: u16,
+    /// The addresses of our own sockets, so a port search skips them without a system call.
+    /// Starting every search at the bottom of the range made each new call try (socket, bind,
+    /// close) every port still held by a recent call first: quadratic, and at 2,000 calls/s to
+    /// the echo user it pegged the core on socket churn.
+    bound: crate::collections::HashSet<SocketAddr>,
+}
+
+/// Random tries at a port pair before the search walks the range from a random start.
+const RANDOM_TRIES: u32 = 16;
+
+/// The even ports of a search: `first + 2 * slot` for `slot < slots`.
+#[derive(Debug, Clone, Copy)]
+struct EvenPorts {
+    first: u16,
+    slots: u32,
+}
+
+impl EvenPorts {
+    /// The even ports of `ports` that leave room for an RTCP neighbour when `with_rtcp`.
+    fn of(ports: &RangeInclusive<u16>, with_rtcp: bool) -> Option<EvenPorts> {
+        let (start, end) = (*ports.start(), *ports.end());
+        let first = start.checked_add(start % 2)?;
+        let last = if with_rtcp { end.checked_sub(1)? } else { end };
+        (first <= last).then(|| EvenPorts { first, slots: u32::from((last - first) / 2) + 1 })
+    }
+
+    fn port(self, slot: u32) -> u16 {
+        // slot < slots, so this stays within `first..=last`.
+        self.first + ((slot % self.slots) * 2) as u16
+    }
+
+    /// The order a search tries ports in: [`RANDOM_TRIES`] random slots (cheap even when the range
+    /// is mostly taken: each try succeeds with the free share's odds), then every slot once from
+    /// a random start, so a free pair is always found. Each port costs a hash lookup, and a bind
+    /// only if no socket of ours holds it.
+    fn search(self) -> impl Iterator<Item = u16> {
+        use rand::RngExt;
+        let mut rng = rand::rng();
+        let start = rng.random_range(0..self.slots);
+        let random = (0..RANDOM_TRIES.min(self.slots)).map(move |_| rng.random_range(0..self.slots));
+        random.chain((0..self.slots).map(move |i| start.wrapping_add(i) % self.slots)).map(move |slot| self.port(slot))
+    }
 }
 
 impl MediaSockets {
@@ -111,21 +149,19 @@ impl MediaSockets {
             }
         });
         self.sockets.insert(flow, (sender, task));
+        self.bound.insert(local);
         Ok((flow, local))
     }
 }
 
 impl MediaIo for MediaSockets {
     fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        let (start, end) = (*ports.start(), *ports.end());
-        // Even ports from `start` up to the last one that leaves room for its RTCP neighbour.
-        let first = start.saturating_add(start % 2);
-        let last = if with_rtcp { end.saturating_sub(1) } else { end };
-        if first <= last {
-            let slots = u32::from((last - first) / 2) + 1;
-            let resume = if (first..=last).contains(&self.cursor) { u32::from((self.cursor - first) / 2) } else { 0 };
-            for i in 0..slots {
-                let port = first + (((resume + i) % slots) * 2) as u16;
+        if let Some(even) = EvenPorts::of(&ports, with_rtcp) {
+            for port in even.search() {
+                let ours = |p: u16| self.bound.contains(&SocketAddr::new(ip, p));
+                if ours(port) || (with_rtcp && ours(port + 1)) {
+                    continue;
+                }
                 let Ok((rtp, local)) = self.open(SocketAddr::new(ip, port)) else { continue };
                 let rtcp = if with_rtcp {
                     match self.open(SocketAddr::new(ip, port + 1)) {
@@ -138,11 +174,10 @@ impl MediaIo for MediaSockets {
                 } else {
                     None
                 };
-                self.cursor = port.saturating_add(2);
                 return Ok((rtp, rtcp, local));
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free media port pair in {start}-{end}")))
+        Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free media port pair in {}-{}", ports.start(), ports.end())))
     }
 
     fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]) {
@@ -154,7 +189,10 @@ impl MediaIo for MediaSockets {
     }
 
     fn close(&mut self, flow: FlowId) {
-        if let Some((_, task)) = self.sockets.remove(&flow) {
+        if let Some((socket, task)) = self.sockets.remove(&flow) {
+            if let Ok(local) = socket.local_addr() {
+                self.bound.remove(&local);
+            }
             task.abort();
         }
     }
@@ -204,7 +242,7 @@ pub async fn run_with_commands<A: Application>(
 ) -> A {
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel(1024);
-    let mut media = MediaSockets { sockets: HashMap::default(), next: 0, tx, send_drops: 0, cursor: 0 };
+    let mut media = MediaSockets { sockets: HashMap::default(), next: 0, tx, send_drops: 0, bound: Default::default() };
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
@@ -262,6 +300,22 @@ pub async fn run_with_commands<A: Application>(
     if media.send_drops > 0 {
         tracing::info!(drops = media.send_drops, "media datagrams dropped on busy sockets");
     }
+    // What the per-source limit and the stateless answers did (bench/flood.sh reads this line);
+    // silent for applications that use neither (the softphone).
+    let s = endpoint.stats();
+    if s.rate_limited + s.stateless_answers + s.absorbed_acks == 0 {
+        return app;
+    }
+    tracing::info!(
+        "sip counters at exit: datagrams={} rate_limited={} stateless_answers={} absorbed_acks={} bad_requests={} refused_requests={} stray_responses={}",
+        s.datagrams,
+        s.rate_limited,
+        s.stateless_answers,
+        s.absorbed_acks,
+        s.bad_requests,
+        s.refused_requests,
+        s.stray_responses
+    );
     for flow in media.sockets.keys().copied().collect::<Vec<_>>() {
         media.close(flow);
     }
@@ -294,5 +348,27 @@ pub fn interrupted() -> impl Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_search_covers_every_even_port_in_range_and_starts_at_random() {
+        let even = EvenPorts::of(&(30001..=30011), true).unwrap();
+        // 30002..=30010: the last even port leaves room for its RTCP neighbour.
+        let order: Vec<u16> = even.search().collect();
+        assert!(order.iter().all(|p| p % 2 == 0 && (30002..=30010).contains(p)));
+        let walk = &order[RANDOM_TRIES.min(5) as usize..];
+        assert_eq!(walk.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 5, "{order:?}");
+        assert_eq!(EvenPorts::of(&(30000..=30000), true).map(|e| e.slots), None);
+        assert_eq!(EvenPorts::of(&(30000..=30000), false).map(|e| e.slots), Some(1));
+        assert_eq!(EvenPorts::of(&(65534..=65535), true).map(|e| e.search().collect::<Vec<_>>()), Some(vec![65534, 65534]));
+        // A large range: the first pick is not always the same (chance of a false failure: 5000^-19).
+        let wide = EvenPorts::of(&(30000..=39999), true).unwrap();
+        let firsts: std::collections::HashSet<u16> = (0..20).filter_map(|_| wide.search().next()).collect();
+        assert!(firsts.len() > 1, "{firsts:?}");
     }
 }

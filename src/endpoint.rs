@@ -17,11 +17,18 @@
 use crate::collections::HashMap;
 use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
 use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, Transactions};
+use crate::transport::rate_limit::{self, RateLimit, RateLimiter};
 use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// The To-tag of every answer sent without a transaction ([`Endpoint::respond_stateless`] and the
+/// endpoint's own refusals). An ACK that matches no transaction and carries this To-tag acknowledges
+/// such a non-2xx answer (RFC 3261 §17.1.1.3): the endpoint absorbs it, as Kamailio's `sl` module
+/// does with the ACK for its stateless replies.
+pub const STATELESS_TAG: &str = "sb-sl";
 
 /// Methods this endpoint handles, for Allow (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -41,6 +48,9 @@ pub struct EndpointConfig {
     /// Live transactions at most: a new request beyond it gets a stateless 503 with Retry-After
     /// (issue 14 point 5), so a flood cannot grow the table without bound.
     pub max_transactions: usize,
+    /// Per-source-IP request rate limit (issue 14 point 4); `None` (the default here; the service
+    /// turns it on with its `rate_limit` setting) is no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for EndpointConfig {
@@ -51,6 +61,7 @@ impl Default for EndpointConfig {
             user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
             allow: ALLOW.to_owned(),
             max_transactions: 100_000,
+            rate_limit: None,
         }
     }
 }
@@ -135,6 +146,12 @@ pub struct Stats {
     pub retransmissions: u64,
     /// New requests answered 503 statelessly because `max_transactions` were live.
     pub overloaded: u64,
+    /// Requests dropped unparsed by the per-source rate limit.
+    pub rate_limited: u64,
+    /// Responses sent without keeping a transaction ([`Endpoint::respond_stateless`]).
+    pub stateless_answers: u64,
+    /// ACKs for stateless non-2xx answers, absorbed (§17.1.1.3).
+    pub absorbed_acks: u64,
 }
 
 /// Retry-After of the 503 sent while the transaction table is full, in seconds: short, since the
@@ -158,6 +175,7 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     stats: Stats,
+    limiter: Option<RateLimiter>,
 }
 
 // ===== impl Endpoint =====
@@ -167,6 +185,7 @@ impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
         let mut transactions = Transactions::new(config.timers);
         transactions.set_limit(config.max_transactions);
+        let limiter = config.rate_limit.map(RateLimiter::new);
         Endpoint {
             config,
             transactions,
@@ -175,6 +194,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            limiter,
         }
     }
 
@@ -205,6 +225,9 @@ impl Endpoint {
                 return self.stats.garbage += 1;
             }
         }
+        if !datagram.starts_with(b"SIP/") && !self.admit(source, now) {
+            return;
+        }
         match Message::parse(datagram.clone()) {
             Err(e) => self.refuse_unparsable(source, &datagram, &e),
             Ok(m) if m.is_request() => self.handle_request(source, m, now),
@@ -228,6 +251,29 @@ impl Endpoint {
         let r = self.transactions.send_response(tx, response, now);
         self.drain(now);
         r
+    }
+
+    /// Sends `response` on server transaction `tx` and forgets the transaction at once, so nothing
+    /// is kept for the request: no Timer J or H, no retransmission of the answer. For answers that
+    /// must cost no memory, like a 401/407 challenge (as Kamailio's `sl_send_reply`): a
+    /// retransmitted request is then a new request and is simply answered again (RFC 3261 §8.2.6
+    /// allows a UAS to answer statelessly). A non-2xx final response only; give it the To-tag
+    /// [`STATELESS_TAG`] so the ACK to an INVITE's answer is absorbed. A [`EndpointEvent::Terminated`]
+    /// for `tx` follows.
+    pub fn respond_stateless(&mut self, tx: TransactionId, response: Message, now: Instant) -> Result<(), crate::transaction::Error> {
+        if response.status().is_none_or(|s| s < 300) {
+            return Err(crate::transaction::Error::WrongMethod);
+        }
+        self.transactions.forget_server(tx)?;
+        let peer = self.peers.remove(&tx);
+        self.to_tags.remove(&tx);
+        if let Some(dest) = response_destination(&response).or(peer) {
+            self.stats.stateless_answers += 1;
+            self.send_stateless(&response, dest);
+        }
+        self.events.push_back(EndpointEvent::Terminated { tx });
+        self.drain(now);
+        Ok(())
     }
 
     /// Starts a client transaction for `request`, sent to `dest`.
@@ -296,7 +342,7 @@ impl Endpoint {
 
     /// Answers `request` statelessly with `code` (built per §8.2.6).
     fn answer_stateless(&mut self, request: &Message, source: SocketAddr, code: u16, reason: &str, extra: &[(HeaderName, &str)]) {
-        let mut b = request.response_to(code, reason, Some("sb-refused"));
+        let mut b = request.response_to(code, reason, Some(STATELESS_TAG));
         for (name, value) in extra {
             b.push(*name, value);
         }
@@ -364,6 +410,10 @@ impl Endpoint {
                 self.peers.insert(id, source);
                 self.handle_cancel(id, target, now);
             }
+            Ok(Routed::Stray(ack)) if ack.to().ok().and_then(|t| t.tag().map(|t| t == STATELESS_TAG)).unwrap_or(false) => {
+                tracing::trace!(peer = %source, "ACK for a stateless answer absorbed");
+                self.stats.absorbed_acks += 1;
+            }
             Ok(Routed::Stray(ack)) => self.events.push_back(EndpointEvent::Ack { request: ack, source }),
             Ok(Routed::Full(request)) => {
                 // §21.5.4: 503 with Retry-After; state frees as transactions end (at most 64*T1).
@@ -419,6 +469,26 @@ impl Endpoint {
             Err(e) => {
                 tracing::debug!(peer = %source, error = ?e, "dropped response");
                 self.stats.bad_responses += 1;
+            }
+        }
+    }
+
+    /// The per-source rate limit: false when the request from `source` is to be dropped unparsed.
+    fn admit(&mut self, source: SocketAddr, now: Instant) -> bool {
+        let Some(limiter) = self.limiter.as_mut() else { return true };
+        match limiter.check(source.ip(), now) {
+            rate_limit::Verdict::Admit => true,
+            rate_limit::Verdict::Drop { log, dropped } => {
+                if log {
+                    tracing::warn!(
+                        "rate limit: src={} dropped={dropped} limit={}/s burst={} (one line per source per minute)",
+                        source.ip(),
+                        limiter.limit().rate,
+                        limiter.limit().burst
+                    );
+                }
+                self.stats.rate_limited += 1;
+                false
             }
         }
     }

@@ -112,7 +112,7 @@ impl World {
             t2: Duration::from_secs(4),
             media_ip: addr(SB).ip(),
             rtp_ports: 30000..=30999,
-            relay: RelayConfig { inactivity: None },
+            relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
             no_answer: Duration::from_secs(10),
             relay_media,
             seed: 42,
@@ -151,6 +151,7 @@ impl World {
             routes: Vec::new(),
             sdp: Some(offer(4000, "0 8", "sendrecv")),
             max_forwards: None,
+            asserted_identity: None,
         };
         let id = self.command(self.caller, |d, now| d.invite(params, now)).expect("invite");
         self.net.run_for(Duration::from_millis(100));

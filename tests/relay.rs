@@ -1,10 +1,11 @@
 //! The B2BUA's RTP relay on a fake clock (one `Instant::now()` origin plus offsets): latching to a
-//! NAT source (RFC 4961), RTCP pass-through, classification, RFC 3550 loss and jitter figures, hold,
+//! NAT source (RFC 4961) after the learning window (each latching rule has its own test in
+//! `src/relay/latch_tests.rs`), RTCP pass-through, classification, RFC 3550 loss and jitter figures, hold,
 //! inactivity, 100,000 calls on one timer heap, and no panic on arbitrary bytes.
 //!
 //! Every call here has the caller's ports on flows 1 (RTP) and 2 (RTCP) and the callee's on 3 and 4.
 //! The caller's SDP says 10.0.0.5:4000 (a private address behind NAT) while its packets come from
-//! 203.0.113.7:31000; the callee at 192.0.2.20:5000 is reachable as declared.
+//! 203.0.113.7:31000, the address its SIP came from too; the callee at 192.0.2.20:5000 is reachable as declared.
 
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ fn addr(s: &str) -> SocketAddr {
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// The default learning window: a NAT source latches when it is over.
+const W: Duration = switchboard::relay::DEFAULT_LEARNING;
 
 fn caller_sdp() -> SocketAddr {
     addr("10.0.0.5:4000")
@@ -71,6 +75,7 @@ fn call(config: RelayConfig, t0: Instant) -> Relay {
     relay.insert(ID, caller_ports, callee_ports, t0);
     relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0);
     relay.set_remote(ID, Leg::Callee, RemoteMedia::sendrecv(callee()), t0);
+    relay.set_peer_ip(ID, Leg::Caller, Some(caller_nat().ip()));
     relay
 }
 
@@ -85,55 +90,68 @@ fn latches_to_the_nat_source_not_the_sdp_address() {
     // Before the caller sends, RTP to it goes to its SDP address.
     assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 1, 0), t0), Some((CALLER_RTP, caller_sdp())));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_sdp()));
-    // Its first packet comes from the NAT binding: forwarded to the callee, and latched.
+    // Its first packet comes from the NAT binding: forwarded to the callee, and learned; it
+    // latches when the learning window is over, as nothing better (the SDP address) came.
     assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 1, 0), t0), Some((CALLEE_RTP, callee())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 2, 160), t0 + ms(20)), Some((CALLER_RTP, caller_sdp())));
+    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 2, 160), t0 + W), Some((CALLEE_RTP, callee())));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_nat()));
-    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 2, 160), t0 + ms(20)), Some((CALLER_RTP, caller_nat())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 3, 320), t0 + W + ms(20)), Some((CALLER_RTP, caller_nat())));
     // A stray packet from elsewhere while the caller talks neither passes nor steals the latch.
     let stray = addr("203.0.113.66:1234");
-    assert_eq!(relay.handle_datagram(CALLER_RTP, stray, &rtp(9, 1, 0), t0 + ms(500)), None);
+    let last = t0 + W;
+    assert_eq!(relay.handle_datagram(CALLER_RTP, stray, &rtp(9, 1, 0), last + ms(500)), None);
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_nat()));
-    // Exactly a second after the last packet is not yet silence.
-    assert_eq!(relay.handle_datagram(CALLER_RTP, stray, &rtp(9, 2, 160), t0 + ms(1000)), None);
+    // Exactly a window after the last packet is not yet silence.
+    assert_eq!(relay.handle_datagram(CALLER_RTP, stray, &rtp(9, 2, 160), last + W), None);
     assert_eq!(stats(&relay).0.stray, 2);
-    // After more than a second of silence from the latched source, a new source takes over (NAT rebinding).
+    // After more than a window of silence, a new source (NAT rebinding) is learned: it passes
+    // nothing during its own window, then latches.
     let rebound = addr("203.0.113.7:31500");
-    assert_eq!(relay.handle_datagram(CALLER_RTP, rebound, &rtp(1, 2, 160), t0 + ms(1001)), Some((CALLEE_RTP, callee())));
+    assert_eq!(relay.handle_datagram(CALLER_RTP, rebound, &rtp(1, 3, 320), last + W + ms(1)), None);
+    assert_eq!(relay.handle_datagram(CALLER_RTP, rebound, &rtp(1, 4, 480), last + W * 2 + ms(1)), Some((CALLEE_RTP, callee())));
     assert_eq!(relay.latched(ID, Leg::Caller), Some(rebound));
-    // A re-INVITE with a new address drops the latch: RTP goes there until the phone sends again.
+    // A re-INVITE from another network with a new address restarts learning: RTP goes there until
+    // the phone's packets (from the re-INVITE's source IP) have won a window.
+    let at = last + W * 3;
     let moved = addr("10.0.0.6:4100");
-    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(moved), t0 + ms(1100));
-    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 3, 320), t0 + ms(1120)), Some((CALLER_RTP, moved)));
     let moved_nat = addr("203.0.113.8:40000");
-    assert!(relay.handle_datagram(CALLER_RTP, moved_nat, &rtp(1, 3, 320), t0 + ms(1140)).is_some());
+    relay.set_peer_ip(ID, Leg::Caller, Some(moved_nat.ip()));
+    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(moved), at);
+    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 4, 480), at + ms(20)), Some((CALLER_RTP, moved)));
+    assert!(relay.handle_datagram(CALLER_RTP, moved_nat, &rtp(1, 5, 640), at + ms(40)).is_some());
+    assert!(relay.handle_datagram(CALLER_RTP, moved_nat, &rtp(1, 6, 800), at + ms(40) + W).is_some());
     assert_eq!(relay.latched(ID, Leg::Caller), Some(moved_nat));
     // The same address again (a session refresh) keeps the latch.
-    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(moved), t0 + ms(1200));
+    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(moved), at + W * 2);
     assert_eq!(relay.latched(ID, Leg::Caller), Some(moved_nat));
     let (caller, callee_stats) = stats(&relay);
-    assert_eq!((caller.packets, caller.forwarded, caller.blocked, caller.bytes), (3, 3, 0, 3 * 172));
-    assert_eq!((callee_stats.packets, callee_stats.forwarded), (3, 3));
+    assert_eq!((caller.packets, caller.forwarded, caller.blocked, caller.bytes), (5, 5, 0, 5 * 172));
+    assert_eq!((callee_stats.packets, callee_stats.forwarded), (4, 4));
 }
 
 #[test]
 fn rtcp_passes_through_and_latches_on_its_own() {
     let t0 = Instant::now();
     let mut relay = call(RelayConfig::default(), t0);
-    // Callee RTCP to the caller: its SDP RTCP address (RTP + 1) until the caller's RTCP latches.
+    // Callee RTCP to the caller: its SDP RTCP address (RTP + 1) until the caller's RTCP latches,
+    // a window after its first RTCP packet (from its SIP IP, not the SDP's, so not at once).
     assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t0), Some((CALLER_RTCP, addr("10.0.0.5:4001"))));
     assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t0), Some((CALLEE_RTCP, callee_rtcp())));
-    assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t0 + ms(5)), Some((CALLER_RTCP, caller_nat_rtcp())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t0 + ms(5)), Some((CALLER_RTCP, addr("10.0.0.5:4001"))));
+    let t = t0 + W;
+    assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t), Some((CALLER_RTCP, caller_nat_rtcp())));
     // RTCP does not latch RTP.
     assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_sdp()));
     // Feedback (RFC 4585 PSFB, PT 206) passes too: the relay does not judge RTCP types.
     let pli = [0x81, 206, 0, 2, 0, 0, 0, 2, 0, 0, 0, 1];
-    assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &pli, t0 + ms(6)), Some((CALLER_RTCP, caller_nat_rtcp())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &pli, t + ms(6)), Some((CALLER_RTCP, caller_nat_rtcp())));
     // RTCP multiplexed on the callee's RTP port goes to the caller's RTCP destination, and from
     // then on RTCP to the callee goes to its RTP port (it shows it multiplexes).
-    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rr(2), t0 + ms(7)), Some((CALLER_RTCP, caller_nat_rtcp())));
-    assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t0 + ms(8)), Some((CALLEE_RTP, callee())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rr(2), t + ms(7)), Some((CALLER_RTCP, caller_nat_rtcp())));
+    assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t + ms(8)), Some((CALLEE_RTP, callee())));
     let (caller, callee_stats) = stats(&relay);
-    assert_eq!((caller.rtcp_packets, callee_stats.rtcp_packets), (2, 4));
+    assert_eq!((caller.rtcp_packets, callee_stats.rtcp_packets, caller.stray), (2, 5, 0));
     assert_eq!((caller.packets, callee_stats.packets, caller.non_rtp_dropped), (0, 0, 0));
 }
 
@@ -144,7 +162,9 @@ fn a_leg_without_rtcp_port_gets_rtcp_multiplexed() {
     relay.insert(ID, ports(CALLER_RTP, Some(CALLER_RTCP), "198.51.100.1:20000"), ports(CALLEE_RTP, None, "198.51.100.1:20002"), t0);
     let mux = RemoteMedia { rtcp: Some(callee()), ..RemoteMedia::sendrecv(callee()) };
     relay.set_remote(ID, Leg::Callee, mux, t0);
-    assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t0), Some((CALLEE_RTP, callee())));
+    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0);
+    let caller_rtcp = addr("10.0.0.5:4001");
+    assert_eq!(relay.handle_datagram(CALLER_RTCP, caller_rtcp, &rr(1), t0), Some((CALLEE_RTP, callee())));
     assert!(!relay.owns(CALLEE_RTCP));
 }
 
@@ -235,42 +255,50 @@ fn hold_blocks_audio_to_the_held_phone_and_resume_restores_it() {
         ports(CALLEE_RTP, Some(CALLEE_RTCP), "198.51.100.1:20002"),
         t0,
     );
-    // The callee has no address yet: the caller's early audio is blocked.
+    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0);
+    relay.set_peer_ip(ID, Leg::Caller, Some(caller_nat().ip()));
+    // The callee has no address yet: before the answer nothing the caller's port gets passes
+    // (the caller cannot know the relay's address yet: it is a stranger's).
     assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 1, 0), t0), None);
     relay.set_remote(ID, Leg::Callee, RemoteMedia::sendrecv(callee()), t0);
     assert!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 2, 160), t0 + ms(20)).is_some());
+    // A window later the caller's NAT binding has latched.
+    let t = t0 + ms(20) + W;
+    assert!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 3, 320), t).is_some());
+    assert_eq!(relay.latched(ID, Leg::Caller), Some(caller_nat()));
     // The caller puts the callee on hold: caller sendonly, callee answers recvonly.
     let sendonly = RemoteMedia { receives: false, ..RemoteMedia::sendrecv(caller_sdp()) };
     let recvonly = RemoteMedia { sends: false, ..RemoteMedia::sendrecv(callee()) };
-    relay.set_remote(ID, Leg::Caller, sendonly, t0 + ms(30));
-    relay.set_remote(ID, Leg::Callee, recvonly, t0 + ms(30));
+    relay.set_remote(ID, Leg::Caller, sendonly, t + ms(30));
+    relay.set_remote(ID, Leg::Callee, recvonly, t + ms(30));
     // Music on hold from the caller still reaches the callee; whatever the callee sends does not
     // reach the caller (who said it does not receive).
-    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 3, 320), t0 + ms(40)), Some((CALLEE_RTP, callee())));
-    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 1, 0), t0 + ms(40)), None);
-    // RTCP still passes both ways.
-    assert!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t0 + ms(41)).is_some());
-    assert!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t0 + ms(41)).is_some());
+    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 4, 480), t + ms(40)), Some((CALLEE_RTP, callee())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 1, 0), t + ms(40)), None);
+    // RTCP still passes both ways (the callee's from its SDP address latches at once; the
+    // caller's is the first RTCP on that port).
+    assert!(relay.handle_datagram(CALLEE_RTCP, callee_rtcp(), &rr(2), t + ms(41)).is_some());
+    assert!(relay.handle_datagram(CALLER_RTCP, caller_nat_rtcp(), &rr(1), t + ms(41)).is_none(), "on hold nothing new latches");
     // Hold the other way with c=0.0.0.0: no audio reaches the callee, whatever the caller sends.
     let zero = RemoteMedia { rtp: Some(addr("0.0.0.0:5000")), rtcp: None, sends: false, receives: false, clock_rate: 8000 };
-    relay.set_remote(ID, Leg::Callee, zero, t0 + ms(50));
-    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 4, 480), t0 + ms(60)), None);
+    relay.set_remote(ID, Leg::Callee, zero, t + ms(50));
+    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 5, 640), t + ms(60)), None);
     // Resume: audio flows again both ways, to the caller's NAT binding at once (the latch survived).
-    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t0 + ms(70));
-    relay.set_remote(ID, Leg::Callee, RemoteMedia::sendrecv(callee()), t0 + ms(70));
-    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 5, 640), t0 + ms(80)), Some((CALLEE_RTP, callee())));
-    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 2, 160), t0 + ms(80)), Some((CALLER_RTP, caller_nat())));
+    relay.set_remote(ID, Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), t + ms(70));
+    relay.set_remote(ID, Leg::Callee, RemoteMedia::sendrecv(callee()), t + ms(70));
+    assert_eq!(relay.handle_datagram(CALLER_RTP, caller_nat(), &rtp(1, 6, 800), t + ms(80)), Some((CALLEE_RTP, callee())));
+    assert_eq!(relay.handle_datagram(CALLEE_RTP, callee(), &rtp(2, 2, 160), t + ms(80)), Some((CALLER_RTP, caller_nat())));
     let (caller, callee_stats) = stats(&relay);
-    assert_eq!((caller.packets, caller.forwarded, caller.blocked), (5, 3, 2));
+    assert_eq!((caller.packets, caller.forwarded, caller.blocked), (5, 4, 1));
     assert_eq!((callee_stats.packets, callee_stats.forwarded, callee_stats.blocked), (2, 1, 1));
-    assert_eq!((caller.rtcp_packets, callee_stats.rtcp_packets), (1, 1));
+    assert_eq!((caller.rtcp_packets, callee_stats.rtcp_packets, caller.stray), (0, 1, 2));
 }
 
 #[test]
 fn inactivity_is_reported_once_per_leg_after_exactly_the_timeout() {
     let t0 = Instant::now();
     let timeout = Duration::from_secs(30);
-    let mut relay = call(RelayConfig { inactivity: Some(timeout) }, t0);
+    let mut relay = call(RelayConfig { inactivity: Some(timeout), ..RelayConfig::default() }, t0);
     // The caller talks for 5 s from t0 + 1 s; the callee never does.
     let mut last = t0;
     for i in 0..250u16 {
@@ -302,7 +330,7 @@ fn inactivity_is_reported_once_per_leg_after_exactly_the_timeout() {
 fn a_held_leg_is_never_reported_inactive() {
     let t0 = Instant::now();
     let timeout = Duration::from_secs(30);
-    let mut relay = call(RelayConfig { inactivity: Some(timeout) }, t0);
+    let mut relay = call(RelayConfig { inactivity: Some(timeout), ..RelayConfig::default() }, t0);
     // The caller holds: it says sendonly (and sends nothing), the callee answers recvonly.
     relay.set_remote(ID, Leg::Caller, RemoteMedia { receives: false, ..RemoteMedia::sendrecv(caller_sdp()) }, t0 + ms(10));
     relay.set_remote(ID, Leg::Callee, RemoteMedia { sends: false, ..RemoteMedia::sendrecv(callee()) }, t0 + ms(10));
@@ -320,7 +348,7 @@ fn a_held_leg_is_never_reported_inactive() {
     assert_eq!(relay.poll_timeout(), None);
     assert!(relay.handle_timeout(now + timeout * 10).is_empty());
     // No inactivity configured: no timers at all.
-    assert_eq!(call(RelayConfig { inactivity: None }, t0).poll_timeout(), None);
+    assert_eq!(call(RelayConfig { inactivity: None, ..RelayConfig::default() }, t0).poll_timeout(), None);
 }
 
 /// 100,000 calls inserted 1 µs apart; the caller of every even call sends once at 10 s; every
@@ -331,13 +359,15 @@ fn hundred_thousand_relays_keep_poll_timeout_correct() {
     const N: u64 = 100_000;
     let t0 = Instant::now();
     let timeout = Duration::from_secs(30);
-    let mut relay = Relay::new(RelayConfig { inactivity: Some(timeout) });
+    let mut relay = Relay::new(RelayConfig { inactivity: Some(timeout), ..RelayConfig::default() });
     let us = Duration::from_micros;
     for i in 0..N {
         let f = (i * 4) as u32;
         let at = t0 + us(i);
         let caller = ports(FlowId(f), Some(FlowId(f + 1)), "198.51.100.1:20000");
         relay.insert(RelayId(i), caller, ports(FlowId(f + 2), Some(FlowId(f + 3)), "198.51.100.1:20002"), at);
+        relay.set_remote(RelayId(i), Leg::Caller, RemoteMedia::sendrecv(caller_sdp()), at);
+        relay.set_peer_ip(RelayId(i), Leg::Caller, Some(caller_nat().ip()));
         relay.set_remote(RelayId(i), Leg::Callee, RemoteMedia::sendrecv(callee()), at);
     }
     let talk = t0 + Duration::from_secs(10);
@@ -371,7 +401,7 @@ fn hundred_thousand_relays_keep_poll_timeout_correct() {
 fn churn_does_not_lose_a_live_timer() {
     let t0 = Instant::now();
     let timeout = Duration::from_secs(30);
-    let mut relay = call(RelayConfig { inactivity: Some(timeout) }, t0);
+    let mut relay = call(RelayConfig { inactivity: Some(timeout), ..RelayConfig::default() }, t0);
     for i in 0..20_000u32 {
         let id = RelayId(1000 + u64::from(i));
         let f = 100 + 4 * i;

@@ -173,7 +173,7 @@ fn registrations_win_unless_the_route_overrides() {
     invite(&caller, svc.addr(), "9000");
     let got = recv_starting(&trunk, "INVITE ");
     assert!(got.starts_with(&format!("INVITE sip:9000@127.0.0.1:{t} SIP/2.0")), "override + rewrite_host: {got}");
-    assert!(got.contains(&format!("Record-Route: <sip:127.0.0.1:{sp};lr>")), "the service stays in the dialog: {got}");
+    assert!(got.contains(&format!("Record-Route: <sip:127.0.0.1:{sp};lr;sbt=")), "the service stays in the dialog (with its token): {got}");
 
     invite(&caller, svc.addr(), "5555");
     let got = recv_starting(&trunk, "INVITE ");

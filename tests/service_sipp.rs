@@ -104,6 +104,8 @@ impl Service {
         // fail on it (they refuse any non-MD5 challenge) and works around it. The service's
         // default is MD5 alone for that reason; these tests keep both paths exercised.
         cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--auth-algorithms", "sha-256,md5"]).args(extra);
+        // Load from one address (127.0.0.1): the per-source rate limit is off (issue 14 point 4).
+        cmd.args(["--rate-limit", "0"]);
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         Service { proc, port }
     }
@@ -308,7 +310,8 @@ fn sipp_works_with_the_default_md5_challenge_directly() {
     add_user(&data, "alice", "alice-secret");
     add_user(&data, "bob", "bob-secret");
     let mut cmd = switchboard();
-    cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    // 50 calls from one address as fast as sipp goes: the per-source rate limit is off.
+    cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--rate-limit", "0"]);
     let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
     let svc = Service { proc, port };
     let (bob_port, _) = sipp_register(dir.path(), "register-bob", svc.addr(), "bob", "bob-secret");

@@ -25,8 +25,9 @@ struct Service {
 impl Service {
     fn start() -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        // 400 echo calls from one address: lift the per-source cap (issue 14 point 5).
-        cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--max-echo-calls-per-source", "0"]);
+        // 400 echo calls from one address, 200 calls/s: lift the per-source cap (issue 14 point 5)
+        // and the per-source rate limit (point 4).
+        cmd.args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--max-echo-calls-per-source", "0", "--rate-limit", "0"]);
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         Service { proc, port }
     }

@@ -290,6 +290,28 @@ fn rfc2543_request_retransmission_and_ack_match_without_a_branch() {
 }
 
 #[test]
+fn every_2xx_of_a_forked_invite_matches_its_client_transaction_until_timer_m() {
+    // RFC 6026 §7.2: after the first 2xx the INVITE client transaction is Accepted, so a
+    // retransmitted 2xx and a second fork's 2xx (another To tag) are Matched, never Stray; a
+    // proxy or B2BUA receives them as responses on the transaction it started.
+    let base = Instant::now();
+    let mut uac = Transactions::new(Config::default());
+    let inv = invite("z9hG4bKforked");
+    let id = uac.start_client(inv.clone(), base).unwrap();
+    assert_eq!(uac.handle_response(wire(&answer(&inv, 200)), base).unwrap(), Routed::Matched(id));
+    assert_eq!(uac.state(id), Some(TransactionState::Accepted));
+    assert_eq!(uac.handle_response(wire(&answer(&inv, 200)), base).unwrap(), Routed::Matched(id));
+    let fork = inv.response_to(200, "OK", Some("second-fork")).finish();
+    assert_eq!(uac.handle_response(wire(&fork), base).unwrap(), Routed::Matched(id));
+    let responses = std::iter::from_fn(|| uac.poll_event()).filter(|(_, e)| matches!(e, Event::Response(_))).count();
+    assert_eq!(responses, 3, "each 2xx reaches the TU");
+    let after_m = base + Config::default().timeout() + Duration::from_millis(1);
+    uac.handle_timeout(after_m);
+    assert_eq!(uac.state(id), None, "Timer M ended it");
+    assert!(matches!(uac.handle_response(wire(&answer(&inv, 200)), after_m).unwrap(), Routed::Stray(_)));
+}
+
+#[test]
 fn responses_route_by_branch_and_method() {
     let base = Instant::now();
     let mut uac = Transactions::new(Config::default());

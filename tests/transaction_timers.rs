@@ -237,6 +237,41 @@ fn invite_client_timer_d_absorbs_final_retransmissions_for_32s() {
 }
 
 #[test]
+fn invite_client_accepted_passes_every_2xx_until_timer_m() {
+    // RFC 6026 §8.4: the first 2xx moves to Accepted with Timer M = 64*T1; a retransmitted 2xx
+    // and another fork's 2xx (other To tag) still go to the TU, a late 1xx or 486 is absorbed,
+    // and nothing is sent (the TU ACKs 2xx). Timer M applies on TCP too.
+    let mut h = Harness::new();
+    let req = request(Method::Invite, "UDP");
+    let mut tx = ClientInvite::new(req.clone(), h.base, &config()).unwrap();
+    h.drain(&mut tx, h.base);
+    tx.handle_response(response(&req, 200), h.at(300)).unwrap();
+    h.drain(&mut tx, h.at(300));
+    assert_eq!(tx.state(), TransactionState::Accepted);
+    assert_eq!(tx.next_timer(), Some((Timer::M, h.at(32_300))), "Timer A and B are stopped");
+    tx.handle_response(response(&req, 200), h.at(1_000)).unwrap();
+    let fork = req.response_to(200, "OK", Some("other-fork")).finish();
+    tx.handle_response(fork, h.at(1_200)).unwrap();
+    tx.handle_response(response(&req, 180), h.at(1_300)).unwrap();
+    tx.handle_response(response(&req, 486), h.at(1_400)).unwrap();
+    h.drain(&mut tx, h.at(1_400));
+    assert!(tx.cancel().is_err(), "no CANCEL after a 2xx");
+    h.run(&mut tx, 60_000);
+    let want = vec![
+        (0, Out::Sent("INVITE".into())),
+        (300, Out::Ev("response")),
+        (1_400, Out::Ev("response")),
+        (1_400, Out::Ev("response")),
+        (32_300, Out::Ev("terminated")),
+    ];
+    assert_eq!(h.take(), want);
+    let tcp = request(Method::Invite, "TCP");
+    let mut tx = ClientInvite::new(tcp.clone(), h.base, &config()).unwrap();
+    tx.handle_response(response(&tcp, 200), h.at(100)).unwrap();
+    assert_eq!(tx.next_timer(), Some((Timer::M, h.at(32_100))), "Timer M is not zero on a reliable transport");
+}
+
+#[test]
 fn non_invite_client_timer_k_absorbs_duplicates_for_t4() {
     let mut h = Harness::new();
     let req = request(Method::Options, "UDP");

@@ -166,15 +166,15 @@ impl DigestServer {
         if Uri::parse(&creds.uri).is_err() || (self.exact_uri && creds.uri != request_uri) {
             return Verdict::Malformed;
         }
-        let Some(ha1) = lookup(&creds.username, creds.algorithm) else {
-            return Verdict::Wrong;
-        };
+        // An unknown user costs the same hash as a known one, so timing does not tell them apart.
+        let known = lookup(&creds.username, creds.algorithm);
+        let ha1 = known.clone().unwrap_or_else(|| super::digest::ha1(creds.algorithm, &creds.username, &self.realm, ""));
         let (nc_text, cnonce, qop) = match &creds.qop {
             Some(q) => (q.nc_text.as_ref(), q.cnonce.as_ref(), Some(q.qop)),
             None => ("", "", None),
         };
         let expected = response(creds.algorithm, &ha1, &creds.nonce, nc_text, cnonce, qop, method.as_str(), &creds.uri);
-        if !ct_eq_ignore_case(expected.as_bytes(), creds.response.as_bytes()) {
+        if known.is_none() || !ct_eq_ignore_case(expected.as_bytes(), creds.response.as_bytes()) {
             return Verdict::Wrong;
         }
         // The client knows the password: a bad nonce is now only stale (RFC 7616 §3.3 `stale`).
@@ -215,6 +215,12 @@ impl DigestServer {
     pub fn purge(&mut self, now: Duration) {
         self.counts.purge(now, self.lifetime);
         self.last_purge_secs = now.as_secs();
+    }
+
+    /// The `username` of the request's credentials for our realm, if it has readable ones (for
+    /// logs and failure limits; it proves nothing).
+    pub fn credentials_user(&self, req: &Message, proxy: bool) -> Option<String> {
+        self.find_credentials(req, proxy).ok().flatten().map(|c| c.username.into_owned())
     }
 
     /// How many nonces the replay table holds (for metrics and tests).

@@ -42,7 +42,7 @@ impl B2bua {
             let _ = self.ua.dialogs().reject(&id, 500, now);
             return;
         };
-        let Pending { targets, source, media } = p;
+        let Pending { targets, source, media, asserted } = p;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
@@ -81,6 +81,7 @@ impl B2bua {
         };
         if let Some((caller_ports, callee_ports)) = media {
             self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
+            self.relay.set_peer_ip(RelayId(key), Leg::Caller, Some(source.ip()));
         }
         if let Some(o) = &offer {
             self.relay.set_remote(RelayId(key), Leg::Caller, o.remote, now);
@@ -100,6 +101,7 @@ impl B2bua {
                 routes: Vec::new(),
                 sdp: body,
                 max_forwards: Some(max_forwards),
+                asserted_identity: asserted.clone(),
             };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {
@@ -175,6 +177,8 @@ impl B2bua {
         }
         match (stream, body) {
             (Some(s), Some(body)) => {
+                let peer = self.ua.pinned_peer(&id.call_id).map(|p| p.ip());
+                self.relay.set_peer_ip(RelayId(key), Leg::Callee, peer);
                 self.relay.set_remote(RelayId(key), Leg::Callee, s.remote, now);
                 let _ = self.ua.dialogs().accept(&caller, Some(body), now);
                 self.record_put(key);
@@ -383,6 +387,7 @@ impl B2bua {
         }
         for (leg, saved, l) in [(&s.caller, &caller, Leg::Caller), (&s.callee, &callee, Leg::Callee)] {
             self.ua.pin_peer(saved.call_id.clone(), leg.peer);
+            self.relay.set_peer_ip(RelayId(key), l, Some(leg.peer.ip()));
             self.by_call_id.insert(saved.call_id.clone(), (key, l));
             if let Some(mut m) = leg.dialog.remote_sdp.as_deref().and_then(|b| sdp::audio_of(b.as_bytes())) {
                 if leg.latched.is_some() && m.remote.rtp.is_some() {

@@ -110,6 +110,9 @@ pub struct LegFigures {
     pub forwarded: u64,
     /// Datagrams that were not RTP or RTCP.
     pub non_rtp_dropped: u64,
+    /// RTP and RTCP from a source other than the phone's (a stranger's, or the phone's before its
+    /// latch was learned): dropped.
+    pub stray: u64,
 }
 
 impl From<LegStats> for LegFigures {
@@ -121,6 +124,7 @@ impl From<LegStats> for LegFigures {
             jitter_ms: if s.jitter_ms.is_finite() { s.jitter_ms } else { 0.0 },
             forwarded: s.forwarded,
             non_rtp_dropped: s.non_rtp_dropped,
+            stray: s.stray,
         }
     }
 }
@@ -131,6 +135,8 @@ struct Pending {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
+    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325).
+    asserted: Option<String>,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -149,7 +155,6 @@ pub struct B2bua {
     linger: VecDeque<(Instant, Arc<str>)>,
     pending: HashMap<Box<str>, Pending>,
     next_key: u64,
-    port_cursor: u16,
     store_ops: VecDeque<StoreOp>,
     /// Wall-clock time of the latest input (for call records).
     wall: Duration,
@@ -186,7 +191,6 @@ impl B2bua {
             record_prefix,
             ua: UaCore::new(Dialogs::new(dialog), None),
             relay: Relay::new(config.relay),
-            port_cursor: *config.rtp_ports.start(),
             config,
             calls: HashMap::default(),
             by_call_id: HashMap::default(),
@@ -224,20 +228,11 @@ impl B2bua {
         self.store_ops.pop_front()
     }
 
-    /// Binds one relay port pair, going round the range so ports are not reused at once.
+    /// Binds one relay port pair anywhere in the range (the driver draws it at random, so the
+    /// next call's ports cannot be guessed from this one's).
     fn bind_leg(&mut self, io: &mut Io<'_>) -> Option<LegPorts> {
-        let (start, end) = (*self.config.rtp_ports.start(), *self.config.rtp_ports.end());
-        let ip = self.config.media_ip;
-        let from_cursor = self.port_cursor.clamp(start, end);
-        let bound = io.media.bind_pair(ip, from_cursor..=end, true).or_else(|_| io.media.bind_pair(ip, start..=end, true));
-        match bound {
-            Ok((rtp, rtcp, local)) => {
-                self.port_cursor = local.port().saturating_add(2);
-                if self.port_cursor >= end {
-                    self.port_cursor = start;
-                }
-                Some(LegPorts { rtp, rtcp, local })
-            }
+        match io.media.bind_pair(self.config.media_ip, self.config.rtp_ports.clone(), true) {
+            Ok((rtp, rtcp, local)) => Some(LegPorts { rtp, rtcp, local }),
             Err(e) => {
                 tracing::warn!(error = %e, "no free relay port");
                 None
@@ -264,6 +259,22 @@ impl B2bua {
         targets: Vec<Target>,
         now: Instant,
     ) {
+        self.start_call_as(io, tx, request, source, targets, None, now);
+    }
+
+    /// [`B2bua::start_call`] for an authenticated caller: every callee leg's INVITE carries
+    /// `P-Asserted-Identity: asserted` (RFC 3325 §9.1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_call_as(
+        &mut self,
+        io: &mut Io<'_>,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        targets: Vec<Target>,
+        asserted: Option<String>,
+        now: Instant,
+    ) {
         self.wall = io.wall_clock;
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
             let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
@@ -283,7 +294,7 @@ impl B2bua {
         } else {
             None
         };
-        self.pending.insert(call_id, Pending { targets, source, media });
+        self.pending.insert(call_id, Pending { targets, source, media, asserted });
         self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
         self.drain(io, now);
     }

@@ -98,6 +98,9 @@ impl Dialogs {
         b.push(HeaderName::CSeq, format_args!("{seq} INVITE"));
         b.push(HeaderName::Contact, format_args!("<{}>", cfg.contact));
         b.push(HeaderName::Allow, ALLOW);
+        if let Some(pai) = &p.asserted_identity {
+            b.push_raw(HeaderName::Other, "P-Asserted-Identity", pai.as_bytes());
+        }
         if let Some((name, value)) = credentials {
             b.push(*name, value);
         }

@@ -32,6 +32,9 @@ pub struct CallParams {
     /// incoming request's value minus one, so two services routing to each other cannot loop
     /// forever (issue 14 point 9).
     pub max_forwards: Option<u32>,
+    /// `P-Asserted-Identity` to send (RFC 3325 §9.1): the caller's identity a B2BUA vouches for
+    /// on its callee leg.
+    pub asserted_identity: Option<String>,
 }
 
 /// An INVITE we sent, from the request until its dialogs are gone (§12.1.2, §13.2.2).

@@ -23,6 +23,11 @@ pub struct ForwardSpec<'a> {
     /// were meant for us (§22.3) and are not sent on, as Kamailio's `consume_credentials()` does.
     /// Values for other realms belong to proxies further on and are kept.
     pub consume_realm: Option<&'a str>,
+    /// The token of our Record-Route (see [`super::token`]), when `record_route` is set.
+    pub route_token: Option<&'a str>,
+    /// The caller's identity we vouch for (RFC 3325 §5): any `P-Asserted-Identity` the request
+    /// carried is replaced by this one. `None` passes the header on as it is.
+    pub asserted_identity: Option<&'a str>,
 }
 
 /// Our Record-Route / Route URI.
@@ -30,6 +35,14 @@ pub fn our_uri(local: SocketAddr) -> String {
     match local {
         SocketAddr::V4(a) => format!("sip:{}:{};lr", a.ip(), a.port()),
         SocketAddr::V6(a) => format!("sip:[{}]:{};lr", a.ip(), a.port()),
+    }
+}
+
+/// Our Record-Route URI, carrying `token` as its `sbt` parameter when there is one.
+pub fn our_rr_uri(local: SocketAddr, token: Option<&str>) -> String {
+    match token {
+        Some(t) => format!("{};{}={t}", our_uri(local), super::token::PARAM),
+        None => our_uri(local),
     }
 }
 
@@ -73,6 +86,10 @@ pub fn forward_request(req: &Message, spec: &ForwardSpec<'_>) -> Message {
     let mut route_popped = !spec.pop_route;
     let mut rr_added = !spec.record_route;
     let mut mf_seen = false;
+    let rr = our_rr_uri(spec.local, spec.route_token);
+    if let Some(pai) = spec.asserted_identity {
+        b.push_raw(HeaderName::Other, "P-Asserted-Identity", pai.as_bytes());
+    }
     for h in req.headers() {
         let spelling = if h.name == HeaderName::Other { std::str::from_utf8(h.raw_name).unwrap_or("X-Invalid") } else { h.name.as_str() };
         match h.name {
@@ -86,10 +103,11 @@ pub fn forward_request(req: &Message, spec: &ForwardSpec<'_>) -> Message {
                 route_popped = true;
                 push_rest_of_list(&mut b, HeaderName::Route, h.value);
             }
+            HeaderName::Other if spec.asserted_identity.is_some() && h.raw_name.eq_ignore_ascii_case(b"P-Asserted-Identity") => {}
             HeaderName::ProxyAuthorization if spec.consume_realm.is_some_and(|r| credentials_for(h.value, r)) => {}
             HeaderName::RecordRoute if !rr_added => {
                 rr_added = true;
-                b.push(HeaderName::RecordRoute, format_args!("<{}>", our_uri(spec.local)));
+                b.push(HeaderName::RecordRoute, format_args!("<{rr}>"));
                 b.push_raw(h.name, spelling, h.value);
             }
             _ => b.push_raw(h.name, spelling, h.value),
@@ -99,7 +117,7 @@ pub fn forward_request(req: &Message, spec: &ForwardSpec<'_>) -> Message {
         b.push(HeaderName::MaxForwards, 70);
     }
     if !rr_added {
-        b.push(HeaderName::RecordRoute, format_args!("<{}>", our_uri(spec.local)));
+        b.push(HeaderName::RecordRoute, format_args!("<{rr}>"));
     }
     finish_like(b, req)
 }
@@ -169,6 +187,8 @@ mod tests {
                 record_route: true,
                 pop_route: true,
                 consume_realm: None,
+                route_token: Some("00ff"),
+                asserted_identity: Some("<sip:alice@example.com>"),
             },
         );
         f.validate().unwrap();
@@ -178,7 +198,9 @@ mod tests {
         assert_eq!(f.max_forwards().unwrap(), Some(69));
         let routes: Vec<String> = f.routes().map(|r| r.unwrap().uri_text.to_owned()).collect();
         assert_eq!(routes, ["sip:192.0.2.9;lr"]);
-        assert_eq!(f.record_routes().next().unwrap().unwrap().uri_text, "sip:127.0.0.1:5060;lr");
+        assert_eq!(f.record_routes().next().unwrap().unwrap().uri_text, "sip:127.0.0.1:5060;lr;sbt=00ff");
+        let pai: Vec<&[u8]> = f.headers().filter(|h| h.raw_name.eq_ignore_ascii_case(b"P-Asserted-Identity")).map(|h| h.value).collect();
+        assert_eq!(pai, [b"<sip:alice@example.com>".as_slice()]);
         assert_eq!(f.body(), b"v=0\n");
     }
 
@@ -194,6 +216,8 @@ mod tests {
             record_route: true,
             pop_route: false,
             consume_realm,
+            route_token: None,
+            asserted_identity: None,
         };
         let realms = |m: &Message| -> Vec<String> {
             m.auth_headers(HeaderName::ProxyAuthorization).map(|h| h.unwrap().get("realm").unwrap().into_owned()).collect()

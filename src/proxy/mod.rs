@@ -14,13 +14,13 @@
 //! §16.8), ends as 408, so a caller never waits out the full Timer B in silence.
 
 pub mod forward;
+pub mod token;
 
 use crate::collections::HashMap;
 use crate::dialog::IdGen;
 use crate::endpoint::Endpoint;
 use crate::message::{Message, Method};
 use crate::transaction::TransactionId;
-use crate::transport::response_destination;
 use forward::{forward_request, is_us, strip_top_via, ForwardSpec};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -39,6 +39,9 @@ pub struct ProxyConfig {
     /// The realm we challenge with, when the service authenticates: its Proxy-Authorization values
     /// are removed before forwarding (see [`ForwardSpec::consume_realm`]).
     pub realm: Option<String>,
+    /// Mints the token of our Record-Route, checked when in-dialog requests come back
+    /// ([`token`]).
+    pub route_key: token::RouteKey,
 }
 
 /// Where to send a forwarded request: the target URI and the address to reach it (for a registered
@@ -81,7 +84,7 @@ pub struct ProxyStats {
     pub forwarded: u64,
     /// Branches that ended on our timeout (408).
     pub branch_timeouts: u64,
-    /// ACKs and stray responses relayed statelessly.
+    /// ACKs for 2xx relayed statelessly along a record-routed dialog (§16.11).
     pub relayed: u64,
 }
 
@@ -138,7 +141,27 @@ impl Proxy {
     /// Forwards `request` (received on server transaction `server_tx`) to every target in parallel
     /// (§16.6, forking). `targets` must not be empty.
     pub fn forward(&mut self, ep: &mut Endpoint, server_tx: TransactionId, request: &Message, targets: &[Target], now: Instant) {
+        self.forward_as(ep, server_tx, request, targets, None, now);
+    }
+
+    /// [`Proxy::forward`] on behalf of an authenticated caller: every branch carries
+    /// `P-Asserted-Identity: asserted` instead of any the request had (RFC 3325 §5).
+    pub fn forward_as(
+        &mut self,
+        ep: &mut Endpoint,
+        server_tx: TransactionId,
+        request: &Message,
+        targets: &[Target],
+        asserted: Option<&str>,
+        now: Instant,
+    ) {
         let is_invite = request.method() == Some(&Method::Invite);
+        // §16.6 step 4: our Record-Route carries a token for this dialog (see `token`).
+        let token = is_invite.then(|| {
+            let call_id = request.call_id().unwrap_or_default();
+            let from_tag = request.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
+            self.config.route_key.mint(call_id, &from_tag)
+        });
         let pop_route = request.routes().next().and_then(Result::ok).is_some_and(|r| is_us(r.uri_text, self.config.local));
         let mut ctx = Context { request: request.clone(), branches: Vec::new(), answered: false, finished: false };
         for t in targets {
@@ -150,6 +173,8 @@ impl Proxy {
                 record_route: is_invite,
                 pop_route,
                 consume_realm: self.config.realm.as_deref(),
+                route_token: token.as_deref(),
+                asserted_identity: asserted,
             };
             let msg = forward_request(request, &spec);
             match ep.send_request(msg, t.dest, now) {
@@ -173,11 +198,19 @@ impl Proxy {
         self.contexts.insert(server_tx, ctx);
     }
 
-    /// A response on one of our client transactions.
+    /// A response on one of our client transactions. A 2xx that arrives after the call was decided
+    /// (a retransmission, or another fork's answer, which the INVITE client transaction passes on
+    /// in its Accepted state, RFC 6026 §7.2) still goes upstream through the server transaction,
+    /// itself Accepted (§16.7 step 5).
     pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, response: &Message, now: Instant) {
         let Some(&server_tx) = self.branch_of.get(&tx) else { return };
         let Some(code) = response.status() else { return };
-        let Some(ctx) = self.contexts.get_mut(&server_tx) else { return };
+        let Some(ctx) = self.contexts.get_mut(&server_tx) else {
+            if (200..300).contains(&code) {
+                let _ = ep.respond(server_tx, strip_top_via(response), now);
+            }
+            return;
+        };
         let Some(branch) = ctx.branches.iter_mut().find(|b| b.tx == tx) else { return };
         match code {
             100 => {
@@ -320,27 +353,12 @@ impl Proxy {
                 record_route: false,
                 pop_route,
                 consume_realm: self.config.realm.as_deref(),
+                route_token: None,
+                asserted_identity: None,
             },
         );
         ep.send_stateless(&msg, dest);
         self.stats.relayed += 1;
-    }
-
-    /// A response no transaction claims (a 2xx retransmission after our client transaction ended):
-    /// if the top Via is ours, take it off and send it on (§16.7, stateless relay).
-    pub fn relay_stray(&mut self, ep: &mut Endpoint, response: &Message) {
-        let ours = response
-            .via()
-            .ok()
-            .is_some_and(|v| v.host.ip() == Some(self.config.local.ip()) && v.port.unwrap_or(5060) == self.config.local.port());
-        if !ours {
-            return;
-        }
-        let up = strip_top_via(response);
-        if let Some(dest) = response_destination(&up) {
-            ep.send_stateless(&up, dest);
-            self.stats.relayed += 1;
-        }
     }
 }
 

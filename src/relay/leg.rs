@@ -3,52 +3,15 @@
 //! [`ReceiverStats`]).
 
 use super::classify::RtpHeader;
+use super::latch::{Latch, Rank, Rules, RTCP_RELATCH_IDLE};
 use super::{LegPorts, LegStats, RemoteMedia};
 use crate::driver::FlowId;
 use crate::media::rtp::RtpPacket;
 use crate::media::stats::{ReceiverStats, Verdict};
 use crate::media::SAMPLE_RATE;
 use bytes::Bytes;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-
-/// How long a latched RTP source must be silent before another source may take the latch: a
-/// phone sends every 20-30 ms, so a second of silence means it moved (NAT rebinding, a restarted
-/// phone); a stray packet while it still talks is dropped instead of stealing the audio.
-pub(super) const RTP_RELATCH_IDLE: Duration = Duration::from_secs(1);
-
-/// The same for RTCP, which a phone sends only every 5 s on average, randomized up to 1.5 times
-/// that (RFC 3550 §6.2, §6.3.1): 10 s is longer than one interval.
-pub(super) const RTCP_RELATCH_IDLE: Duration = Duration::from_secs(10);
-
-/// Where one of the phone's ports sends from (RFC 4961 §4: a symmetric endpoint sends from the
-/// port it receives on, so its source is where to send it).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Latch {
-    /// The latched source and when it was last heard.
-    source: Option<(SocketAddr, Instant)>,
-}
-
-impl Latch {
-    /// Whether a packet from `source` comes from the phone. The first source latches; the
-    /// latched one is refreshed; another one takes over only after `idle` of silence.
-    pub(super) fn accept(&mut self, source: SocketAddr, now: Instant, idle: Duration) -> bool {
-        match &mut self.source {
-            Some((latched, heard)) if *latched == source => *heard = now,
-            Some((_, heard)) if now.saturating_duration_since(*heard) <= idle => return false,
-            slot => *slot = Some((source, now)),
-        }
-        true
-    }
-
-    pub(super) fn addr(&self) -> Option<SocketAddr> {
-        self.source.map(|(a, _)| a)
-    }
-
-    pub(super) fn reset(&mut self) {
-        self.source = None;
-    }
-}
 
 /// Loss and jitter of what a phone sends, across SSRC changes: [`ReceiverStats`] follows one
 /// SSRC, so a new SSRC (a re-INVITE, a restarted phone) closes the old stream's loss into `lost_before`
@@ -132,10 +95,14 @@ pub(super) struct LegState {
     /// Counters; `lost` and `jitter_ms` are filled in by [`LegState::stats`].
     pub(super) counts: LegStats,
     pub(super) silence: Silence,
+    /// The learning window (`rtp_learning_ms`).
+    window: Duration,
+    /// The IP the phone's SIP messages come from, if the signalling layer said.
+    pub(super) peer_ip: Option<IpAddr>,
 }
 
 impl LegState {
-    pub(super) fn new(ports: LegPorts, now: Instant) -> LegState {
+    pub(super) fn new(ports: LegPorts, now: Instant, window: Duration) -> LegState {
         LegState {
             ports,
             remote: None,
@@ -147,26 +114,31 @@ impl LegState {
             stream: StreamStats::new(SAMPLE_RATE),
             counts: LegStats::default(),
             silence: Silence { since: now, armed: false, reported: false },
+            window,
+            peer_ip: None,
         }
     }
 
-    /// Takes a new SDP. A new RTP (RTCP) address drops the latch, so the next packet latches
-    /// afresh (a re-INVITE moved the phone); no address (hold with c=0.0.0.0) keeps it, so a resume
-    /// to the same address sends to the NAT binding at once.
+    /// Takes a new SDP. A new RTP (RTCP) address restarts learning ranked against it (a re-INVITE
+    /// moved the phone); the same address or none (hold with c=0.0.0.0) keeps the latch and counts it as
+    /// heard now, so a resume sends to the NAT binding at once and no stranger can take it over
+    /// before the phone had a window to talk again.
     pub(super) fn set_remote(&mut self, remote: RemoteMedia, now: Instant) {
         if let Some(new) = remote.rtp {
-            if self.last_sdp_rtp.is_some_and(|old| old != new) {
+            if self.last_sdp_rtp != Some(new) {
                 self.rtp_latch.reset();
                 self.rtcp_muxed = false;
             }
             self.last_sdp_rtp = Some(new);
         }
         if let Some(new) = remote.rtcp {
-            if self.last_sdp_rtcp.is_some_and(|old| old != new) {
+            if self.last_sdp_rtcp != Some(new) {
                 self.rtcp_latch.reset();
             }
             self.last_sdp_rtcp = Some(new);
         }
+        self.rtp_latch.refresh(now);
+        self.rtcp_latch.refresh(now);
         if remote.clock_rate != self.stream.clock_rate() {
             self.stream.restart(remote.clock_rate);
         }
@@ -179,6 +151,66 @@ impl LegState {
     /// set up and its SDP is on its way).
     pub(super) fn sends(&self) -> bool {
         self.remote.is_none_or(|r| r.sends)
+    }
+
+    /// The phone has given an SDP address (now or before a hold).
+    pub(super) fn has_sdp(&self) -> bool {
+        self.last_sdp_rtp.is_some()
+    }
+
+    /// On hold: the phone's latest SDP is not sendrecv with an address (RFC 3264 §8.4, from
+    /// either side). Its latches do not move meanwhile.
+    fn held(&self) -> bool {
+        self.remote.is_some_and(|r| !(r.sends && r.receives) || r.rtp.is_none())
+    }
+
+    /// Whether a packet on the RTP port (RTP, or RTCP multiplexed on it) from `source` is the
+    /// phone's; learns and latches (module doc). Before the phone's first SDP nothing is: there
+    /// is nothing to rank against, and the phone has not yet said it sends. `started`: the other
+    /// phone's SDP is known too, so this phone may have been told where to send.
+    pub(super) fn accept_on_rtp_port(&mut self, source: SocketAddr, now: Instant, started: bool) -> bool {
+        if self.last_sdp_rtp.is_none() {
+            return false;
+        }
+        let rules = Rules {
+            sdp: self.last_sdp_rtp,
+            rtp_ip: None,
+            window: self.window,
+            idle: self.window,
+            frozen: self.held(),
+            started,
+            min_rank: Rank::Any,
+            peer_ip: self.peer_ip,
+        };
+        self.rtp_latch.accept(source, now, &rules)
+    }
+
+    /// The same for the RTCP port, ranked against the SDP's RTCP address, the SIP IP, then the
+    /// IP RTP is latched to; a source with none of these IPs is never learned (RTCP goes where RTP goes, and a
+    /// stranger must not learn the other phone's SSRC and reports by winning an RTCP window
+    /// before the phone's first report).
+    pub(super) fn accept_on_rtcp_port(&mut self, source: SocketAddr, now: Instant, started: bool) -> bool {
+        if self.last_sdp_rtp.is_none() {
+            return false;
+        }
+        let rules = Rules {
+            sdp: self.last_sdp_rtcp,
+            rtp_ip: self.rtp_latch.addr().map(|a| a.ip()),
+            window: self.window,
+            idle: self.window.max(RTCP_RELATCH_IDLE),
+            frozen: self.held(),
+            started,
+            min_rank: Rank::RtpIp,
+            peer_ip: self.peer_ip,
+        };
+        self.rtcp_latch.accept(source, now, &rules)
+    }
+
+    /// Latches what won a window that is over (before routing a packet to this phone).
+    pub(super) fn settle(&mut self, now: Instant) {
+        let held = self.held();
+        self.rtp_latch.settle(now, held);
+        self.rtcp_latch.settle(now, held);
     }
 
     /// Where RTP to the phone goes, ignoring hold: the latched source, else the SDP address.

@@ -10,12 +10,46 @@
 //!                                           latch, count, block on hold
 //! ```
 //!
-//! - **Latching** (RFC 4961 symmetric RTP, the "comedia" behaviour for phones behind NAT): RTP to a
-//!   phone goes to its SDP address until the first RTP packet from that phone arrives on its leg's
-//!   RTP port, then to that packet's source. RTCP latches the same way, independently. A new SDP
-//!   address (re-INVITE) drops the latch. While a latched source keeps sending, packets from any
-//!   other source are dropped and counted as `stray`; another source takes over only after the
-//!   latched one has been silent for more than 1 s (10 s for RTCP, which is sent every ~5 s).
+//! - **Latching** (RFC 4961 symmetric RTP, the "comedia" behaviour for phones behind NAT, made
+//!   safe against theft as rtpengine's `--endpoint-learning=heuristic` does; rtpengine(8) and its
+//!   `daemon/media_socket.c`): each of a leg's ports has a latch, the source its phone really
+//!   sends from.
+//!   - Until a port has latched, what goes to the phone goes to its SDP address only, never to
+//!     whoever sent first.
+//!   - Sources are ranked against the SDP: same IP and port, then same IP, then the IP the phone's
+//!     SIP comes from ([`Relay::set_peer_ip`]; rtpengine cannot know it), then (RTCP only) the
+//!     IP RTP is latched to, then any. A source with the SDP's IP and port latches at once. Otherwise
+//!     the first packet opens a learning window of [`RelayConfig::learning`] (`rtp_learning_ms`,
+//!     3 s by default, as rtpengine): a better-ranked source replaces the candidate, and when the
+//!     window is over the best one latches (the NAT case: a private SDP address, packets from the
+//!     NAT). The window starts with the first packet and not with the SDP: a callee's SDP comes
+//!     long before it talks, and a window opened by the SDP would be over before the phone's
+//!     first packet. A spray before the phone's first packet therefore only wins if the phone's
+//!     own packets, within the window, rank no better. Meanwhile the best candidate's packets are
+//!     relayed to the other phone only if it has the SDP's IP or the SIP IP: a stranger racing
+//!     the phone's first packet cannot talk into the call (a NAT phone whose media leaves from
+//!     another IP than its SIP is unheard for its first window).
+//!   - Nothing is learned before both phones' SDP is known: neither phone can know where to send
+//!     before the answer (the caller learns the relay's address from it, the callee sends once it
+//!     has answered), so whatever arrives while the callee rings is a stranger's and is dropped.
+//!     This keeps a spray from winning a whole window while the caller still waits for the answer.
+//!   - Once latched, a packet from another source is dropped (counted as `stray`) and moves
+//!     nothing while the latched source has sent within the last window (10 s at least for RTCP,
+//!     which is sent every ~5 s), and never while the leg is on hold (its SDP not sendrecv, or
+//!     with no address; only the SDP's exact address may latch then). After that silence, another
+//!     source opens a window as above, passing nothing until it wins; the latched source sending
+//!     again ends that window. One exception, off hold: a source that ranks strictly better than
+//!     the latched one takes over at once, as it would have won the window (a stranger that won
+//!     a window the phone did not send in never locks out the phone's own SDP address; whoever
+//!     forges that address cannot receive what is sent to it).
+//!   - RTCP learns the same way on its own latch, except that a source sharing its IP with
+//!     neither the SDP, the SIP nor the RTP latch is never learned: phones send RTCP only every ~5 s,
+//!     so a spray would otherwise win the RTCP window before the phone's first report.
+//!   - A new SDP address (re-INVITE) restarts learning against that address; the
+//!     same address or none (c=0.0.0.0) keeps the latch and counts it as heard, so a resumed
+//!     phone has a whole window to talk again. Who may send a re-INVITE is the signalling
+//!     layer's decision.
+//!   - Window ends need no timer: a latch settles at the next datagram of either leg.
 //! - **Classification** (RFC 5761 §4): version 2 with a second octet of 192-223 is RTCP; otherwise a
 //!   well-formed RTP header on the RTP port is RTP; anything else (STUN, garbage) is dropped and
 //!   counted. RTCP on the RTP port is multiplexed RTCP and goes to the other leg's RTCP destination.
@@ -28,22 +62,29 @@
 //!
 //! # Run loop
 //!
-//! Inputs are [`Relay::insert`], [`Relay::set_remote`] (after every SDP of a leg),
-//! [`Relay::handle_datagram`] (every datagram on a flow the relay [`Relay::owns`]: send what it
-//! returns with `MediaIo::send`) and [`Relay::handle_timeout`] once [`Relay::poll_timeout`] is
-//! due. The deadline may be early (an early call does nothing visible), never late. Times passed in
-//! must not go backwards. The relay owns no socket: [`Relay::remove`] returns the figures and the
-//! caller closes the flows.
+//! Inputs are [`Relay::insert`], [`Relay::set_remote`] (after every SDP of a leg, offer or
+//! answer: the latches are ranked against it), [`Relay::set_peer_ip`] (where the leg's SIP comes
+//! from), [`Relay::handle_datagram`] (every datagram on a
+//! flow the relay [`Relay::owns`], with the time it arrived: send what it returns with
+//! `MediaIo::send`) and [`Relay::handle_timeout`] once [`Relay::poll_timeout`] is due. The deadline
+//! may be early (an early call does nothing visible), never late; learning windows need no
+//! deadline (they settle on the next datagram). Times passed in must not go backwards. The relay
+//! owns no socket: [`Relay::remove`] returns the figures and the caller closes the flows. Relay
+//! ports should be hard to guess: the driver's `MediaIo::bind_pair` draws them at random.
 
 mod classify;
+mod latch;
 mod leg;
 mod timer;
+
+#[cfg(test)]
+mod latch_tests;
 
 use crate::collections::HashMap;
 use crate::driver::FlowId;
 use classify::{classify, Kind, Port};
-use leg::{LegState, RTCP_RELATCH_IDLE, RTP_RELATCH_IDLE};
-use std::net::SocketAddr;
+use leg::LegState;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use timer::{Entry, Timers};
 
@@ -52,12 +93,19 @@ use timer::{Entry, Timers};
 pub struct RelayConfig {
     /// How long a leg expected to send may go without RTP before it is reported; `None`: never.
     pub inactivity: Option<Duration>,
+    /// The learning window (`rtp_learning_ms`): how long sources are ranked before one that does
+    /// not match the SDP latches, and how long a latched source may be silent before another may
+    /// be learned. See the module doc.
+    pub learning: Duration,
 }
 
+/// rtpengine's learning window: 3 s.
+pub const DEFAULT_LEARNING: Duration = Duration::from_secs(3);
+
 impl Default for RelayConfig {
-    /// Inactivity after 30 s.
+    /// Inactivity after 30 s; a 3 s learning window.
     fn default() -> Self {
-        RelayConfig { inactivity: Some(Duration::from_secs(30)) }
+        RelayConfig { inactivity: Some(Duration::from_secs(30)), learning: DEFAULT_LEARNING }
     }
 }
 
@@ -149,7 +197,8 @@ pub struct LegStats {
     pub rtcp_packets: u64,
     /// Of those, dropped because the other phone has no RTCP address yet.
     pub rtcp_dropped: u64,
-    /// RTP or RTCP from a source other than the latched one while the latch holds: dropped.
+    /// RTP or RTCP not taken as the phone's (another source while the latch holds, a candidate
+    /// a better one replaced, anything before both SDPs are known): dropped.
     pub stray: u64,
     /// Datagrams that are neither RTP nor RTCP (STUN, garbage): dropped.
     pub non_rtp_dropped: u64,
@@ -236,7 +285,7 @@ impl Relay {
 
     /// Starts relaying a call between the flows of `caller` and `callee` (replacing a call with
     /// the same id). Both legs are expected to send from `now` on; each phone's address comes with
-    /// [`Relay::set_remote`] or, before that, from its first packet.
+    /// [`Relay::set_remote`], and its latch is learned as the module doc says.
     pub fn insert(&mut self, id: RelayId, caller: LegPorts, callee: LegPorts, now: Instant) {
         self.remove(id);
         let slot = self.free.pop().unwrap_or_else(|| {
@@ -250,8 +299,12 @@ impl Relay {
             }
         }
         self.next_incarnation += 1;
-        let mut call =
-            Call { id, incarnation: self.next_incarnation, caller: LegState::new(caller, now), callee: LegState::new(callee, now) };
+        let mut call = Call {
+            id,
+            incarnation: self.next_incarnation,
+            caller: LegState::new(caller, now, self.config.learning),
+            callee: LegState::new(callee, now, self.config.learning),
+        };
         for leg in [Leg::Caller, Leg::Callee] {
             arm(&mut self.timers, self.config.inactivity, slot, call.incarnation, leg, call.leg_mut(leg));
         }
@@ -262,8 +315,9 @@ impl Relay {
     }
 
     /// Takes what `leg`'s phone declared in its latest SDP (offer or answer, initial or re-INVITE).
-    /// A new address drops that leg's latch; the leg counts as active from `now`; a new clock rate
-    /// starts a new stream for the statistics. Unknown ids are ignored.
+    /// A new address restarts that leg's learning against it; the same address keeps the latch
+    /// (heard at `now`); the leg counts as active from `now`; a new clock rate starts a new stream
+    /// for the statistics. Unknown ids are ignored.
     pub fn set_remote(&mut self, id: RelayId, leg: Leg, remote: RemoteMedia, now: Instant) {
         let Some(&slot) = self.by_id.get(&id) else { return };
         let Some(call) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
@@ -271,6 +325,16 @@ impl Relay {
         let state = call.leg_mut(leg);
         state.set_remote(remote.normalized(), now);
         arm(&mut self.timers, self.config.inactivity, slot, incarnation, leg, state);
+    }
+
+    /// Tells the relay the IP `leg`'s phone signals from (the source of its SIP requests and
+    /// responses); a source from it ranks just below the SDP's IP (module doc). Call it with the
+    /// SDP, and again when the dialog's peer moves. Unknown ids are ignored.
+    pub fn set_peer_ip(&mut self, id: RelayId, leg: Leg, ip: Option<IpAddr>) {
+        let Some(&slot) = self.by_id.get(&id) else { return };
+        if let Some(call) = self.slots.get_mut(slot).and_then(Option::as_mut) {
+            call.leg_mut(leg).peer_ip = ip;
+        }
     }
 
     /// One datagram that arrived on `flow` from `source` at `now`. Returns the flow to send it out
@@ -284,20 +348,23 @@ impl Relay {
         let call = self.slots.get_mut(slot)?.as_mut()?;
         let incarnation = call.incarnation;
         let (from, to) = call.sender_receiver(leg);
+        // Neither phone can know where to send before the answer: learning starts with both SDPs.
+        let started = to.has_sdp();
         match classify(payload, port) {
             Kind::Other => {
                 from.counts.non_rtp_dropped += 1;
                 None
             }
             Kind::Rtcp => {
-                let (latch, idle) = match port {
-                    Port::Rtp => (&mut from.rtp_latch, RTP_RELATCH_IDLE),
-                    Port::Rtcp => (&mut from.rtcp_latch, RTCP_RELATCH_IDLE),
+                let accepted = match port {
+                    Port::Rtp => from.accept_on_rtp_port(source, now, started),
+                    Port::Rtcp => from.accept_on_rtcp_port(source, now, started),
                 };
-                if !latch.accept(source, now, idle) {
+                if !accepted {
                     from.counts.stray += 1;
                     return None;
                 }
+                to.settle(now);
                 from.rtcp_muxed |= port == Port::Rtp;
                 from.counts.rtcp_packets += 1;
                 let route = to.rtcp_route();
@@ -305,10 +372,11 @@ impl Relay {
                 route
             }
             Kind::Rtp(header) => {
-                if !from.rtp_latch.accept(source, now, RTP_RELATCH_IDLE) {
+                if !from.accept_on_rtp_port(source, now, started) {
                     from.counts.stray += 1;
                     return None;
                 }
+                to.settle(now);
                 if from.record_rtp(&header, payload.len(), now) {
                     arm(&mut self.timers, self.config.inactivity, slot, incarnation, leg, from);
                 }
@@ -371,7 +439,7 @@ impl Relay {
     }
 
     /// Where RTP to `leg`'s phone goes: its latched source, else its SDP address (whether it is on
-    /// hold or not).
+    /// hold or not). A learning window that is over is settled by the next datagram, not here.
     pub fn latched(&self, id: RelayId, leg: Leg) -> Option<SocketAddr> {
         self.call(id)?.leg(leg).rtp_addr()
     }

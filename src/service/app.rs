@@ -2,22 +2,26 @@
 //! routing between registered users, and the built-in `echo` user.
 //!
 //! ```text
-//!   request ─┬─ REGISTER ──────────── auth (401) ── registrar ── store (changes, off the loop)
+//!   request ── admission (who owns it, or the answer: see `admit`) ─┐
+//!            ┌─────────────────────────────────────────────────────┘
+//!            ├─ REGISTER ──────────── auth (401) ── registrar ── store (changes, off the loop)
 //!            ├─ INVITE/OPTIONS to echo ─────────────────────────► echo user (UaCore + media)
 //!            ├─ in an echo dialog (BYE, ACK, re-INVITE) ─────────► echo user
-//!            ├─ INVITE to a user ───── auth (407) ── bindings ──► proxy: fork to every binding
-//!            │                                 └─ none, or override: static route ──► proxy: next hop
-//!            └─ in-dialog, Route: us ───────────────────────────► proxy: next hop
+//!            ├─ new, to a user ── auth (407), From = user (403) ─ bindings ──► B2BUA or proxy,
+//!            │                        with P-Asserted-Identity     └─ none, or override: static route
+//!            └─ in-dialog, our Record-Route with a valid token ──► proxy: next hop
 //! ```
 
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall};
 use crate::collections::HashMap;
 use crate::driver::{Application, FlowId, Io};
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
-use crate::proxy::{self, Proxy, Target};
+use crate::proxy::{Proxy, Target};
 use crate::registrar::{aor_of, Change, Registrar};
+use crate::service::admit::{self, Admission, Admit, AdmitAck, AdmitStats, Known};
+use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
 use crate::service::routes::StaticRoutes;
 use crate::store::{CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
@@ -49,6 +53,10 @@ pub struct ServiceParts {
     pub recovered: Vec<CallState>,
     /// Static routes (`[[route]]`): next hops for users without bindings, or for every match.
     pub routes: StaticRoutes,
+    /// The trust rules: who owns each request (see [`admit`]).
+    pub admission: Admission,
+    /// Failed-authentication limits (`auth_backoff_secs`).
+    pub guard: GuardConfig,
 }
 
 /// The service.
@@ -64,12 +72,15 @@ pub struct Service {
     b2bua: Option<B2bua>,
     recovered: Vec<CallState>,
     routes: StaticRoutes,
+    admission: Admission,
     /// Wall-clock time at the latest input (registrar and nonces work in wall time).
     wall: Duration,
     last_now: Option<Instant>,
     stopping: bool,
     /// Server transactions the proxy forwarded, so a CANCEL reaches the proxy.
     proxied: HashMap<TransactionId, ()>,
+    /// Failed authentications per (source IP, user) and per source IP.
+    guard: AuthGuard,
 }
 
 impl Service {
@@ -86,16 +97,23 @@ impl Service {
             b2bua: parts.b2bua,
             recovered: parts.recovered,
             routes: parts.routes,
+            admission: parts.admission,
             wall: Duration::ZERO,
             last_now: None,
             stopping: false,
             proxied: HashMap::default(),
+            guard: AuthGuard::new(parts.guard),
         }
     }
 
     /// The registrar (for status views).
     pub fn registrar(&self) -> &Registrar {
         &self.registrar
+    }
+
+    /// What admission refused so far (forged routes, loops, ACKs and stray responses dropped).
+    pub fn admit_stats(&self) -> AdmitStats {
+        self.admission.stats()
     }
 
     /// The B2BUA's calls in progress (empty in proxy mode).
@@ -136,9 +154,17 @@ impl Service {
         }
     }
 
-    /// Digest check (RFC 3261 §22): `Ok(user)` to go on (`None` when auth is off), `Err(answer)`.
-    fn authenticate(&mut self, req: &Message, proxy: bool) -> Result<Option<String>, Message> {
+    /// Digest check (RFC 3261 §22) under the failure limits of [`guard`]: `Ok(user)` to go on
+    /// (`None` when auth is off), `Err(answer)` to send with [`Endpoint::respond_stateless`], so a
+    /// challenge or a refusal keeps no state (issue 14 points 3 and 4). Known and unknown users get
+    /// the same answers: one challenge for all, 403 for any wrong credentials.
+    fn authenticate(&mut self, req: &Message, source: SocketAddr, proxy: bool, now: Instant) -> Result<Option<String>, Message> {
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
+        let claimed = auth.credentials_user(req, proxy);
+        if self.guard.blocked(source.ip(), claimed.as_deref(), now) {
+            tracing::debug!(peer = %source, "authentication refused unchecked: source or user backing off");
+            return Err(req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish());
+        }
         let users = &self.users;
         let verdict = auth.verify(req, proxy, self.wall, |user, alg| {
             users.get(user).map(|u| match alg {
@@ -146,19 +172,35 @@ impl Service {
                 Algorithm::Sha256 => u.ha1_sha256.clone(),
             })
         });
-        match verdict {
-            Verdict::Authorized { user } => Ok(Some(user)),
-            other => {
-                tracing::debug!(verdict = ?other, "request not authorized");
-                Err(auth
-                    .answer(req, &other, proxy, self.wall, Some("sb-auth"))
-                    .unwrap_or_else(|| req.response_to(403, "Forbidden", None).finish()))
+        let reason = match &verdict {
+            Verdict::Authorized { user } => return Ok(Some(user.clone())),
+            Verdict::Missing | Verdict::Stale => None,
+            Verdict::Wrong if claimed.as_deref().is_some_and(|u| users.contains_key(u)) => Some("wrong-password"),
+            Verdict::Wrong => Some("unknown-user"),
+            Verdict::Replay => Some("replay"),
+            Verdict::Malformed => Some("malformed"),
+        };
+        if let Some(reason) = reason {
+            guard::log_failure(source, claimed.as_deref(), auth.realm(), reason);
+            let scope = match self.guard.failed(source.ip(), claimed.as_deref(), now) {
+                Block::None => None,
+                Block::Pair => Some("pair"),
+                Block::Source => Some("source"),
+            };
+            if let Some(scope) = scope {
+                tracing::warn!(
+                    "auth blocked: src={} user={} scope={scope} secs={}",
+                    source.ip(),
+                    guard::log_safe(claimed.as_deref().unwrap_or("")),
+                    self.guard.config().backoff.as_secs()
+                );
             }
+        } else {
+            tracing::debug!(peer = %source, verdict = ?verdict, "challenged");
         }
-    }
-
-    fn is_echo(req: &Message) -> bool {
-        matches!(req.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"))
+        Err(auth
+            .answer(req, &verdict, proxy, self.wall, Some(STATELESS_TAG))
+            .unwrap_or_else(|| req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish()))
     }
 
     /// The bindings for the Request-URI's user: by AOR, else (with no domain configured) by user
@@ -177,37 +219,63 @@ impl Service {
         Some(bindings.into_iter().filter(|b| !b.is_expired(now)).map(|b| Target { uri: b.contact.clone(), dest: b.source }).collect())
     }
 
+    /// What the owners know of `msg`, for admission.
+    fn known(&self, msg: &Message) -> Known {
+        let options_for_user = msg.method() == Some(&Method::Options) && self.names_user(msg);
+        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg), options_for_user }
+    }
+
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
-        let method = request.method().cloned();
-        let in_dialog = request.to().ok().is_some_and(|t| t.tag().is_some());
-        // §16.3 step 4, for every request and every mode (issue 14 point 9): one that already
-        // carries our Via went through us before, so it is a loop, answered 482 before it creates
-        // any state.
-        if proxy::is_loop(&request, self.local) {
-            tracing::debug!(peer = %source, "request already carries our Via: 482");
-            let _ = io.endpoint.respond(tx, request.response_to(482, "Loop Detected", Some("sb")).finish(), now);
-            return;
-        }
-        match method {
-            Some(Method::Register) => self.on_register(io.endpoint, tx, &request, source, now),
-            _ if self.echo.knows(&request) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
-            _ if self.b2bua_knows(&request) => {
+        let known = self.known(&request);
+        match self.admission.admit(&request, source, known) {
+            Admit::Register => self.on_register(io.endpoint, tx, &request, source, now),
+            Admit::Echo => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
+            Admit::B2bua => {
                 if let Some(b) = self.b2bua.as_mut() {
                     b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
                 }
             }
-            _ if in_dialog && proxy::routed_through(&request, self.local) => self.forward_in_dialog(io.endpoint, tx, &request, now),
-            _ if in_dialog => {
+            Admit::Forward { next } => self.forward_in_dialog(io.endpoint, tx, &request, &next, now),
+            Admit::Reject(481, _) => {
                 let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
             }
-            _ if Self::is_echo(&request) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
-            Some(Method::Invite) => self.on_invite(io, tx, request, source, now),
+            Admit::Reject(code, reason) => {
+                let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
+            }
+            Admit::New { authenticate } => self.on_new(io, tx, request, source, authenticate, now),
+        }
+    }
+
+    /// A new request from a caller (RFC 3261 §22.3, RFC 3325 §5): authenticated unless admission
+    /// says otherwise; its From user must be the authenticated user (403), whose identity the
+    /// callee leg then carries as `P-Asserted-Identity`.
+    fn on_new(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, authenticate: bool, now: Instant) {
+        let method = request.method().cloned();
+        let asserted = if authenticate {
+            match self.authenticate(&request, source, true, now) {
+                Ok(Some(user)) if !admit::from_is(&request, &user) => {
+                    tracing::debug!(peer = %source, user, "From is not the authenticated user");
+                    let answer = request.response_to(403, "Forbidden (From is not the authenticated user)", Some("sb")).finish();
+                    let _ = io.endpoint.respond_stateless(tx, answer, now);
+                    return;
+                }
+                Ok(user) => user.map(|u| self.asserted_identity(&request, &u)),
+                Err(answer) => {
+                    let _ = io.endpoint.respond_stateless(tx, answer, now);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        match method {
+            Some(Method::Invite) => self.on_invite(io, tx, request, source, asserted, now),
             // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
             // is a keep-alive or capability query the service answers itself (§11.2).
             _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
                 Some(targets) => {
                     self.proxied.insert(tx, ());
-                    self.proxy.forward(io.endpoint, tx, &request, &targets, now);
+                    self.proxy.forward_as(io.endpoint, tx, &request, &targets, asserted.as_deref(), now);
                 }
                 None if method == Some(Method::Options) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
                 None => {
@@ -217,11 +285,32 @@ impl Service {
         }
     }
 
+    /// Whether the Request-URI names one of our users (configured, or registered).
+    fn names_user(&self, req: &Message) -> bool {
+        let Some(Uri::Sip(u)) = req.request_uri() else { return false };
+        let Some(user) = u.user.filter(|u| !u.is_empty()) else { return false };
+        self.users.contains_key(user) || self.targets_for(req).is_some_and(|t| !t.is_empty())
+    }
+
+    /// `P-Asserted-Identity` for `user` (RFC 3325 §9.1): the From display name and
+    /// `sip:USER@DOMAIN`, with our domain when one is configured, else the From host.
+    fn asserted_identity(&self, req: &Message, user: &str) -> String {
+        let from = req.from().ok();
+        let host = self
+            .registrar
+            .config()
+            .domain
+            .clone()
+            .or_else(|| from.as_ref().and_then(|f| f.uri.as_sip().map(|u| u.host.as_str().to_owned())));
+        let display = from.as_ref().and_then(|f| f.display).map(|d| format!("{} ", d.trim())).unwrap_or_default();
+        format!("{display}<sip:{user}@{}>", host.unwrap_or_else(|| self.local.ip().to_string()))
+    }
+
     fn on_register(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, source: SocketAddr, now: Instant) {
-        let user = match self.authenticate(req, false) {
+        let user = match self.authenticate(req, source, false, now) {
             Ok(u) => u,
             Err(answer) => {
-                let _ = ep.respond(tx, answer, now);
+                let _ = ep.respond_stateless(tx, answer, now);
                 return;
             }
         };
@@ -230,12 +319,17 @@ impl Service {
         let _ = ep.respond(tx, outcome.response, now);
     }
 
-    fn on_invite(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+    /// An INVITE from an authenticated caller (`asserted`: its identity) or a trusted peer.
+    fn on_invite(
+        &mut self,
+        io: &mut Io<'_>,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        asserted: Option<String>,
+        now: Instant,
+    ) {
         let (ep, req) = (&mut *io.endpoint, &request);
-        if let Err(answer) = self.authenticate(req, true) {
-            let _ = ep.respond(tx, answer, now);
-            return;
-        }
         let user = req.request_uri().and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned)));
         // Static routes: the first matching `[[route]]` applies when no phone is registered for the
         // user, or before the registrar with `override = true`.
@@ -253,10 +347,10 @@ impl Service {
             return;
         }
         match self.b2bua.as_mut() {
-            Some(b) => b.start_call(io, tx, request, source, targets, now),
+            Some(b) => b.start_call_as(io, tx, request, source, targets, asserted, now),
             None => {
                 self.proxied.insert(tx, ());
-                self.proxy.forward(ep, tx, req, &targets, now);
+                self.proxy.forward_as(ep, tx, req, &targets, asserted.as_deref(), now);
             }
         }
     }
@@ -266,13 +360,14 @@ impl Service {
         req.request_uri().and_then(|u| aor_of(&u)).is_some_and(|aor| self.registrar.aors().any(|a| a == aor))
     }
 
-    /// An in-dialog request that came back through our Record-Route: forward it to its next hop.
-    fn forward_in_dialog(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, now: Instant) {
-        let routes: Vec<String> = req.routes().filter_map(Result::ok).map(|r| r.uri_text.to_owned()).collect();
+    /// An in-dialog request that came back through our Record-Route (admission checked its token):
+    /// forward it to its next hop, `next`, unless that is the service itself (482).
+    fn forward_in_dialog(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, next: &str, now: Instant) {
         let uri = req.request_uri_str().unwrap_or_default().to_owned();
-        let next = routes.get(1).map(String::as_str).unwrap_or(&uri);
-        let dest = self.resolve(next);
-        match dest {
+        match self.resolve(next) {
+            Some(dest) if self.admission.is_local(dest) => {
+                let _ = ep.respond(tx, req.response_to(482, "Loop Detected", None).finish(), now);
+            }
             Some(dest) => {
                 self.proxied.insert(tx, ());
                 self.proxy.forward(ep, tx, req, &[Target { uri, dest }], now);
@@ -404,22 +499,20 @@ impl Application for Service {
                 }
             }
             EndpointEvent::Ack { request, source } => {
-                if self.echo.knows(&request) {
-                    self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now);
-                } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&request)) {
-                    b.handle_event(io, EndpointEvent::Ack { request, source }, now);
-                } else if proxy::is_loop(&request, self.local) {
-                    // It went through us before: relaying it again would loop (issue 14 point 9).
-                    tracing::debug!(peer = %source, "ACK carrying our Via dropped");
-                } else {
+                let known = self.known(&request);
+                match self.admission.admit_ack(&request, source, known) {
+                    AdmitAck::Echo => self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now),
+                    AdmitAck::B2bua => {
+                        if let Some(b) = self.b2bua.as_mut() {
+                            b.handle_event(io, EndpointEvent::Ack { request, source }, now);
+                        }
+                    }
                     // §16.11: an ACK for a 2xx follows the Route set; ours comes off first.
-                    let routes: Vec<String> = request.routes().filter_map(Result::ok).map(|r| r.uri_text.to_owned()).collect();
-                    let skip = usize::from(routes.first().is_some_and(|r| proxy::forward::is_us(r, self.local)));
-                    let next = routes.get(skip).cloned().or_else(|| request.request_uri_str().map(str::to_owned));
-                    match next.and_then(|n| self.resolve(&n)) {
+                    AdmitAck::Relay { next } => match self.resolve(&next).filter(|d| !self.admission.is_local(*d)) {
                         Some(dest) => self.proxy.relay_ack(io.endpoint, &request, dest),
                         None => tracing::debug!(peer = %source, "ACK with no next hop dropped"),
-                    }
+                    },
+                    AdmitAck::Drop(_) => {}
                 }
             }
             EndpointEvent::StrayResponse { response, source } => {
@@ -428,7 +521,7 @@ impl Application for Service {
                 } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&response)) {
                     b.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
                 } else {
-                    self.proxy.relay_stray(io.endpoint, &response);
+                    self.admission.stray_response(&response, source);
                 }
             }
             other => self.echo.handle_event(io, other, now),

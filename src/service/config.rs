@@ -24,6 +24,14 @@
 //! unauth_port_share = 25          # percent of rtp_ports that echo calls may hold (503 beyond)
 //! realm = "example.com"           # digest realm (default: domain, else "switchboard")
 //!
+//! # media latching (issue 14): the relay ranks RTP sources against the SDP for this long before
+//! # one that does not match latches, and a latched source that sent within it cannot be replaced
+//! rtp_learning_ms = 3000
+//! trusted = ["192.0.2.10/32"]     # peers that do not do digest (gateways, static-route targets)
+//! # limits (issue 14 point 4)
+//! rate_limit = 200                # requests/s per source IP, burst twice that; 0 turns it off
+//! auth_backoff_secs = 60          # 403 unchecked after 10 failed logins in 60 s (per IP+user, per IP)
+//!
 //! [[route]]                       # static routes, first match wins (see `service::routes`)
 //! user = "1*"                     # glob on the Request-URI user part
 //! target = "sip:192.0.2.10:5080"  # next hop, sip:IP[:PORT]
@@ -127,6 +135,22 @@ pub struct FileConfig {
     /// `switchboard`). Stored users of another realm refuse `serve` unless this names theirs.
     pub realm: Option<String>,
     // --- end users ---
+    // ----- media latching (issue 14) -----
+    /// The relay's learning window in milliseconds (see `relay`), default 3000.
+    pub rtp_learning_ms: Option<u64>,
+    // ----- end media latching -----
+    // ----- trust (issue 14: in-dialog trust, authenticated identity) -----
+    /// Peers whose requests are not challenged, `IP` or `IP/BITS` (gateways and static-route
+    /// targets, which do not do digest); their `P-Asserted-Identity` is passed on.
+    pub trusted: Option<Vec<String>>,
+    // ----- end trust -----
+    // ----- limits (issue 14 point 4) -----
+    /// Requests per second per source IP (burst twice that); 0 turns the limit off.
+    pub rate_limit: Option<u32>,
+    /// Seconds a (source IP, user) pair or a source IP is refused after 10 failed
+    /// authentications in 60 s; 0 only logs the failures.
+    pub auth_backoff_secs: Option<u64>,
+    // ----- end limits -----
     /// Static routes (`[[route]]` tables), in file order.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
@@ -150,9 +174,21 @@ pub struct RouteConfig {
 /// Reads a TOML config file; the error names the file and the problem in one line.
 pub fn load(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), one_line(e.message())))?;
+    let file: FileConfig =
+        toml::from_str(&text).map_err(|e| format!("config {}: {}{}", path.display(), at(&text, e.span()), one_line(e.message())))?;
     crate::service::routes::StaticRoutes::from_config(&file.route).map_err(|e| format!("config {}: {e}", path.display()))?;
     Ok(file)
+}
+
+/// `line N (KEY): ` for the line a TOML error points at, so a bad value names its key.
+fn at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(start) = span.map(|r| r.start).filter(|&s| s <= text.len() && text.is_char_boundary(s)) else { return String::new() };
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => format!("line {line_no} ({}): ", key.trim()),
+        _ => format!("line {line_no}: "),
+    }
 }
 
 /// Joins a multi-line message into one line (errors are printed as a single line).
@@ -178,10 +214,12 @@ mod tests {
     #[test]
     fn parses_every_key_and_refuses_unknown_ones() {
         let c: FileConfig = toml::from_str(
-            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\n",
+            "listen = \"127.0.0.1:5070\"\ndomain = \"example.com\"\nauth = \"none\"\nmode = \"proxy\"\ndata_dir = \"/tmp/x\"\nrtp_ports = \"30000-30100\"\nrtp_timeout_secs = 10\nanswer_delay_secs = 1.5\nt1_ms = 250\nmin_expires = 30\nmax_expires = 600\nnonce_lifetime_secs = 60\nbranch_timeout_secs = 5\nrtp_learning_ms = 200\nrate_limit = 0\nauth_backoff_secs = 30\n",
         )
         .unwrap();
         assert_eq!(c.auth, Some(AuthMode::None));
+        assert_eq!(c.rtp_learning_ms, Some(200));
+        assert_eq!((c.rate_limit, c.auth_backoff_secs), (Some(0), Some(30)));
         assert_eq!(c.listen, "127.0.0.1:5070".parse().ok());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         let caps: FileConfig = toml::from_str(
@@ -193,6 +231,8 @@ mod tests {
         assert_eq!(port_range("30000-30100").unwrap(), 30000..=30100);
         assert!(port_range("10-20").is_err());
         assert!(c.route.is_empty());
+        let t: FileConfig = toml::from_str("trusted = [\"192.0.2.10/32\", \"10.0.0.0/8\"]\n").unwrap();
+        assert_eq!(t.trusted.unwrap(), ["192.0.2.10/32", "10.0.0.0/8"]);
     }
 
     #[test]

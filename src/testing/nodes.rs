@@ -6,13 +6,17 @@ use crate::auth::DigestServer;
 use crate::b2bua::{B2bua, B2buaConfig};
 use crate::call::{MediaConfig, MediaPrefs};
 use crate::endpoint::{Endpoint, EndpointConfig, ALLOW};
+use crate::proxy::token::RouteKey;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::registrar::{Registrar, RegistrarConfig};
 use crate::relay::RelayConfig;
+use crate::service::admit::Admission;
 use crate::service::app::ServiceParts;
+use crate::service::guard::GuardConfig;
 use crate::service::routes::StaticRoutes;
 use crate::store::UserRecord;
 use crate::transaction::Config;
+use crate::transport::rate_limit::{RateLimit, DEFAULT_RATE};
 use crate::ua::echo::{EchoConfig, EchoUas};
 use crate::ua::media::CallMediaConfig;
 use crate::ua::phone::{PhoneConfig, SourceSpec};
@@ -23,19 +27,27 @@ use std::time::Duration;
 /// The realm of [`service_parts`]' digest authentication.
 pub const REALM: &str = "switchboard";
 
-/// The service's endpoint: default timers (T1 500 ms), REGISTER allowed.
+/// The service's endpoint: default timers (T1 500 ms), REGISTER allowed, the default per-source
+/// rate limit.
 pub fn service_endpoint() -> Endpoint {
-    Endpoint::new(EndpointConfig { allow: format!("{ALLOW}, REGISTER"), ..EndpointConfig::default() })
+    Endpoint::new(EndpointConfig {
+        allow: format!("{ALLOW}, REGISTER"),
+        rate_limit: RateLimit::per_second(DEFAULT_RATE),
+        ..EndpointConfig::default()
+    })
 }
 
 /// The parts of a service at `local` in B2BUA mode with the relay (set `b2bua` to `None` for proxy
 /// mode), digest authentication for `users` (name, password) in realm [`REALM`], no store, no
-/// inactivity timeouts, media ports 30000-39999, every generator keyed from `seed`. Defaults are
-/// those of `switchboard serve`.
+/// inactivity timeouts, media ports 30000-39999, no trusted peers, every generator and key derived
+/// from `seed`. Defaults are those of `switchboard serve`.
 pub fn service_parts(local: SocketAddr, users: &[(&str, &str)], seed: u64) -> ServiceParts {
     let t1 = Duration::from_millis(500);
     let t2 = Config::default().t2;
     let ports = 30000..=39999;
+    // The deployment secret: the nonces' key and, derived from it, the Record-Route tokens' key.
+    let secret = [seed as u8; 32];
+    let route_key = RouteKey::derive(&secret);
     let session = MediaConfig { cname: format!("echo@{}", local.ip()), seed, ..MediaConfig::default() };
     let media = CallMediaConfig { ip: local.ip(), ports: ports.clone(), prefs: MediaPrefs::default(), session };
     let echo_config = EchoConfig { local, answer_delay: Duration::ZERO, t1, t2, media, max_calls_per_source: 10, port_share: 25 };
@@ -52,7 +64,7 @@ pub fn service_parts(local: SocketAddr, users: &[(&str, &str)], seed: u64) -> Se
         t2,
         media_ip: local.ip(),
         rtp_ports: ports,
-        relay: RelayConfig { inactivity: None },
+        relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
         relay_media: true,
         no_answer: Duration::from_secs(10),
         seed: seed ^ 1,
@@ -61,7 +73,7 @@ pub fn service_parts(local: SocketAddr, users: &[(&str, &str)], seed: u64) -> Se
         local,
         echo: EchoUas::new(echo_config, seed ^ 2),
         registrar: Registrar::new(RegistrarConfig::default()),
-        auth: Some(DigestServer::new(REALM, [7; 32], Duration::from_secs(300))),
+        auth: Some(DigestServer::new(REALM, secret, Duration::from_secs(300))),
         users,
         proxy: Proxy::new(ProxyConfig {
             local,
@@ -69,11 +81,14 @@ pub fn service_parts(local: SocketAddr, users: &[(&str, &str)], seed: u64) -> Se
             ringing_timeout: Duration::from_secs(181),
             seed: seed ^ 3,
             realm: Some(REALM.to_owned()),
+            route_key: route_key.clone(),
         }),
         store: None,
         b2bua: Some(b2bua),
         recovered: Vec::new(),
         routes: StaticRoutes::default(),
+        admission: Admission::new(local, route_key, Vec::new()),
+        guard: GuardConfig::default(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The INVITE client transaction (RFC 3261 §17.1.1, Figure 5).
+//! The INVITE client transaction (RFC 3261 §17.1.1, Figure 5, as updated by RFC 6026 §8.4, Figure 3).
 //!
 //! ```text
 //!                         new(): INVITE sent; A = T1 (UDP), B = 64*T1
@@ -15,21 +15,24 @@
 //!   1xx: to TU  +----|  Proceeding   ||                                    |     |
 //!               +--->|               |---- 2xx: to TU -------------------->+     |
 //!                    +---------------+|                                    |     |
-//!          300-699: send ACK, to TU |  |                                   |     |
-//!                                   v  v                                   |     |
-//!                    +---------------+                                     |     |
-//!   300-699:    +----|   Completed   |   D = 32 s (UDP), 0 (reliable)      |     |
-//!   resend ACK  +--->|               |                                     |     |
-//!                    +---------------+                                     |     |
-//!                            | Timer D                                     |     |
+//!          300-699: send ACK, to TU |  |                                   v     |
+//!                                   v  v                           +---------------+
+//!                    +---------------+             2xx: to TU +----|   Accepted    |
+//!   300-699:    +----|   Completed   |                        +--->|  M = 64*T1    |
+//!   resend ACK  +--->|               | D = 32 s (UDP),             +---------------+
+//!                    +---------------+ 0 (reliable)                        |     |
+//!                            | Timer D                            Timer M  |     |
 //!                            v                                             v     v
 //!                    +-----------------------------------------------------------+
 //!                    |                        Terminated                         |
 //!                    +-----------------------------------------------------------+
 //! ```
 //!
-//! The 2xx ends the transaction at once: the TU (dialog layer) ACKs it and absorbs its
-//! retransmissions (§13.2.2.4, §17.1.1.2). RFC 6026's Accepted state is not implemented.
+//! RFC 6026 §7.2: after a 2xx the transaction does not end at once but waits in Accepted for
+//! Timer M (`64*T1`, on every transport), passing each further 2xx to the TU: retransmissions of
+//! the first one, and the 2xx of other forks (another To tag). So a proxy keeps forwarding them
+//! upstream (§16.7 step 5) and a UAC's dialog layer ACKs each (§13.2.2.4), and none of them reaches
+//! the TU as a stray response. Provisional and 300-699 responses in Accepted are absorbed.
 
 use super::build::{build_ack, build_cancel};
 use super::machine::{machine_api, Core};
@@ -59,6 +62,8 @@ enum State {
     Completed {
         ack: Message,
     },
+    /// A 2xx arrived (RFC 6026 §7.2): further 2xx go to the TU until Timer M.
+    Accepted,
     Terminated,
 }
 
@@ -80,7 +85,8 @@ impl ClientInvite {
         Ok(ClientInvite { core, state: State::Calling { interval: config.t1 } })
     }
 
-    /// A response whose key matches this transaction (§17.1.3). 1xx and 2xx go to the TU; a 300-699
+    /// A response whose key matches this transaction (§17.1.3). 1xx and 2xx go to the TU; the first
+    /// 2xx moves to Accepted, where every further 2xx goes to the TU too (RFC 6026 §8.4); a 300-699
     /// is ACKed and goes to the TU once; its retransmissions are ACKed again and absorbed. Anything
     /// after Terminated is ignored.
     pub fn handle_response(&mut self, response: Message, now: Instant) -> Result<(), Error> {
@@ -93,12 +99,19 @@ impl ClientInvite {
                 self.core.event(Event::Response(response));
             }
             (State::Calling { .. } | State::Proceeding, 200..=299) => {
+                self.core.timers.stop(Timer::A);
+                self.core.timers.stop(Timer::B);
                 self.core.event(Event::Response(response));
-                self.terminate();
+                self.state = State::Accepted;
+                // Timer M is 64*T1 whatever the transport (RFC 6026 §8.4): forks answer late
+                // over TCP too.
+                self.core.timers.set(Timer::M, now, self.core.config.timeout());
             }
+            (State::Accepted, 200..=299) => self.core.event(Event::Response(response)),
             (State::Calling { .. } | State::Proceeding, _) => self.recv_failure(response, now)?,
             (State::Completed { ack }, 300..) => self.core.transmit(ack.clone()),
-            // Late provisional or 2xx in Completed, anything once Terminated: nothing to do.
+            // Late provisional or 2xx in Completed, 1xx or 300-699 in Accepted, anything once
+            // Terminated: nothing to do.
             _ => {}
         }
         Ok(())
@@ -117,7 +130,7 @@ impl ClientInvite {
     }
 
     /// Fires every timer due at `now`: A retransmits (interval doubling, no cap), B reports
-    /// [`Event::Timeout`] and terminates, D terminates. A call with nothing due does nothing.
+    /// [`Event::Timeout`] and terminates, D and M terminate. A call with nothing due does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((timer, due)) = self.core.timers.take_expired(now) {
             match timer {
@@ -133,7 +146,7 @@ impl ClientInvite {
                     self.core.event(Event::Timeout);
                     self.terminate();
                 }
-                Timer::D => self.terminate(),
+                Timer::D | Timer::M => self.terminate(),
                 _ => {}
             }
         }
@@ -146,7 +159,7 @@ impl ClientInvite {
         match self.state {
             State::Calling { .. } => Err(Error::CancelTooEarly),
             State::Proceeding => build_cancel(&self.core.request),
-            State::Completed { .. } | State::Terminated => Err(Error::CancelTooLate),
+            State::Completed { .. } | State::Accepted | State::Terminated => Err(Error::CancelTooLate),
         }
     }
 
@@ -156,6 +169,7 @@ impl ClientInvite {
             State::Calling { .. } => TransactionState::Calling,
             State::Proceeding => TransactionState::Proceeding,
             State::Completed { .. } => TransactionState::Completed,
+            State::Accepted => TransactionState::Accepted,
             State::Terminated => TransactionState::Terminated,
         }
     }

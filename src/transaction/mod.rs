@@ -92,8 +92,8 @@ pub enum Event {
     /// A request that opened a new server transaction ([`Transactions`] only; a standalone server
     /// machine is built from the request, so the TU already has it).
     Request(Message),
-    /// A response for the TU (client transactions). Retransmitted final responses are absorbed and
-    /// not reported again.
+    /// A response for the TU (client transactions). Retransmitted 300-699 responses are absorbed
+    /// and not reported again; every 2xx to an INVITE is reported (RFC 6026 Accepted state).
     Response(Message),
     /// Timer B, F or H fired: no final response (client) or no ACK (INVITE server) in `64*T1`.
     Timeout,
@@ -118,7 +118,8 @@ pub enum TransactionState {
     /// INVITE server: the ACK for a non-2xx final response arrived (Figure 7).
     Confirmed,
     /// INVITE server: a 2xx was sent; INVITE retransmissions are absorbed until Timer L
-    /// (RFC 6026 §7.1).
+    /// (RFC 6026 §7.1). INVITE client: a 2xx arrived; further 2xx go to the TU until Timer M
+    /// (RFC 6026 §7.2).
     Accepted,
     /// Done: the transaction may be dropped.
     Terminated,

@@ -294,6 +294,20 @@ impl Transactions {
         }
     }
 
+    /// Removes server transaction `id` at once, without output or event: the TU answered its
+    /// request statelessly ([`crate::endpoint::Endpoint::respond_stateless`]). Its deadlines left in
+    /// the heap are stale and skipped. Client transactions are refused ([`Error::WrongRole`]).
+    pub fn forget_server(&mut self, id: TransactionId) -> Result<(), Error> {
+        match self.entry(id).map(|e| &e.machine) {
+            Some(Machine::InviteServer(_) | Machine::NonInviteServer(_)) => {}
+            Some(_) => return Err(Error::WrongRole),
+            None => return Err(Error::UnknownTransaction),
+        }
+        self.remove(id);
+        self.prune();
+        Ok(())
+    }
+
     /// The TU answers server transaction `id` with `response` (see
     /// [`ServerInvite::handle_tu_response`], [`ServerNonInvite::handle_tu_response`]).
     pub fn send_response(&mut self, id: TransactionId, response: Message, now: Instant) -> Result<(), Error> {

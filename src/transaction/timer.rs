@@ -31,16 +31,32 @@ pub enum Timer {
     /// INVITE server: linger in Accepted after a 2xx to absorb INVITE retransmissions and pass
     /// 2xx retransmissions, `64*T1` [32 s] (RFC 6026 §8.7).
     L,
+    /// INVITE client: linger in Accepted after a 2xx to pass further 2xx (retransmissions, other
+    /// forks) to the TU, `64*T1` [32 s] (RFC 6026 §8.4).
+    M,
     /// INVITE server: send `100 Trying` if the TU has not answered within 200 ms (§17.2.1).
     Trying100,
 }
 
 impl Timer {
-    const COUNT: usize = 12;
+    const COUNT: usize = 13;
 
     /// Every timer, in declaration order.
-    pub const ALL: [Timer; Timer::COUNT] =
-        [Timer::A, Timer::B, Timer::D, Timer::E, Timer::F, Timer::G, Timer::H, Timer::I, Timer::J, Timer::K, Timer::L, Timer::Trying100];
+    pub const ALL: [Timer; Timer::COUNT] = [
+        Timer::A,
+        Timer::B,
+        Timer::D,
+        Timer::E,
+        Timer::F,
+        Timer::G,
+        Timer::H,
+        Timer::I,
+        Timer::J,
+        Timer::K,
+        Timer::L,
+        Timer::M,
+        Timer::Trying100,
+    ];
 }
 
 /// One optional deadline per [`Timer`].

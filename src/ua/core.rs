@@ -119,6 +119,11 @@ impl UaCore {
         self.pinned.insert(call_id.into(), peer);
     }
 
+    /// Where [`UaCore::pin_peer`] sends the requests of `call_id`.
+    pub fn pinned_peer(&self, call_id: &str) -> Option<SocketAddr> {
+        self.pinned.get(call_id).copied()
+    }
+
     /// Forgets what [`UaCore::pin_peer`] and incoming messages taught about `call_id`.
     pub fn forget_peer(&mut self, call_id: &str) {
         self.pinned.remove(call_id);

@@ -218,6 +218,7 @@ impl Phone {
             routes: Vec::new(),
             sdp: Some(sdp),
             max_forwards: None,
+            asserted_identity: None,
         };
         match self.ua.dialogs().invite(params, now) {
             Ok(id) => {

@@ -70,6 +70,7 @@ pub fn call_params() -> CallParams {
         routes: Vec::new(),
         sdp: Some(sdp(Who::Alice, 1, "sendrecv")),
         max_forwards: None,
+        asserted_identity: None,
     }
 }
 

@@ -257,6 +257,7 @@ fn plan(s: &Settings, ip: IpAddr, start: Instant, i: usize) -> Plan {
             routes: Vec::new(),
             sdp: Some(sdp),
             max_forwards: None,
+            asserted_identity: None,
         },
     }
 }

@@ -9,9 +9,11 @@ use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::dialog::IdGen;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
+use switchboard::proxy::token::RouteKey;
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
 use switchboard::relay::RelayConfig;
+use switchboard::service::admit::{Admission, Cidr};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
@@ -28,7 +30,7 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
-    /// max_echo_calls_per_source, unauth_port_share; [[route]] tables with user, target,
+    /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted, rate_limit, auth_backoff_secs; [[route]] tables with user, target,
     /// rewrite_host, override).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -113,6 +115,30 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "REALM")]
     pub(crate) realm: Option<String>,
     // --- end users ---
+    // ----- media latching (issue 14) -----
+    /// Relay learning window: RTP sources are ranked against the SDP for this long before one
+    /// that does not match it (a phone behind NAT) latches, and a latched source that sent within
+    /// it cannot be replaced (rtpengine's heuristic endpoint learning) [default: 3000].
+    #[arg(long, value_name = "MS")]
+    pub(crate) rtp_learning_ms: Option<u64>,
+    // ----- end media latching -----
+    // ----- trust (issue 14) -----
+    /// Trusted peers, IP or IP/BITS, comma-separated or repeated: their requests are not
+    /// challenged (gateways, static-route targets) [default: none].
+    #[arg(long, value_name = "IP/BITS", value_delimiter = ',')]
+    pub(crate) trusted: Vec<String>,
+    // ----- end trust -----
+    // ----- limits (issue 14 point 4) -----
+    /// Requests per second accepted from one source IP, with bursts of twice that; the excess is
+    /// dropped and counted, with one log line per source per minute. 0 turns the limit off (load
+    /// tests from one address) [default: 200].
+    #[arg(long, value_name = "N")]
+    pub(crate) rate_limit: Option<u32>,
+    /// After 10 failed authentications in 60 s from one source IP (or one IP for one user), answer
+    /// 403 without checking for this many seconds; 0: failures are only logged [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) auth_backoff: Option<u64>,
+    // ----- end limits -----
 }
 
 /// Everything resolved, checked and ready.
@@ -130,6 +156,7 @@ pub(crate) struct Resolved {
     t1: Duration,
     rtp_ports: std::ops::RangeInclusive<u16>,
     rtp_timeout: Duration,
+    rtp_learning: Duration,
     min_expires: u32,
     max_expires: u32,
     nonce_lifetime: Duration,
@@ -137,6 +164,9 @@ pub(crate) struct Resolved {
     algorithms: Vec<switchboard::auth::Algorithm>,
     routes: StaticRoutes,
     caps: Caps,
+    trusted: Vec<Cidr>,
+    rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
+    guard: switchboard::service::guard::GuardConfig,
 }
 
 /// The caps of issue 14 point 5, resolved.
@@ -169,6 +199,16 @@ fn secs(name: &str, v: f64) -> Result<Duration, String> {
         Ok(Duration::from_secs_f64(v))
     } else {
         Err(format!("{name} must be between 0 and 86400 seconds, got {v}"))
+    }
+}
+
+/// The relay's learning window: 1 ms to 60 s (0 would let the first source of any rank latch at
+/// once, which is what the window is there to prevent).
+fn rtp_learning(ms: Option<u64>) -> Result<Duration, String> {
+    match ms {
+        None => Ok(switchboard::relay::DEFAULT_LEARNING),
+        Some(ms @ 1..=60_000) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err(format!("rtp_learning_ms must be between 1 and 60000, got {ms}")),
     }
 }
 
@@ -219,6 +259,8 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         .split(',')
         .map(|a| a.trim().parse::<switchboard::auth::Algorithm>().map_err(|_| format!("unknown digest algorithm {a:?} (md5, sha-256)")))
         .collect::<Result<Vec<_>, _>>()?;
+    let trusted = if args.trusted.is_empty() { file.trusted.unwrap_or_default() } else { args.trusted.clone() };
+    let trusted = trusted.iter().map(|t| t.parse::<Cidr>()).collect::<Result<Vec<_>, _>>()?;
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
@@ -232,6 +274,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         t1: Duration::from_millis(t1_ms),
         rtp_ports: config::port_range(args.rtp_ports.as_deref().or(file.rtp_ports.as_deref()).unwrap_or("30000-39999"))?,
         rtp_timeout: secs("rtp timeout", args.rtp_timeout.or(file.rtp_timeout_secs).unwrap_or(30.0))?,
+        rtp_learning: rtp_learning(args.rtp_learning_ms.or(file.rtp_learning_ms))?,
         min_expires: args.min_expires.or(file.min_expires).unwrap_or(60),
         max_expires: file.max_expires.unwrap_or(3600),
         nonce_lifetime: Duration::from_secs(file.nonce_lifetime_secs.unwrap_or(300).max(10)),
@@ -239,6 +282,17 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         algorithms,
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
         caps,
+        trusted,
+        rate_limit: switchboard::transport::rate_limit::RateLimit::per_second(
+            args.rate_limit.or(file.rate_limit).unwrap_or(switchboard::transport::rate_limit::DEFAULT_RATE),
+        ),
+        guard: switchboard::service::guard::GuardConfig {
+            backoff: match args.auth_backoff.or(file.auth_backoff_secs).unwrap_or(switchboard::service::guard::DEFAULT_BACKOFF_SECS) {
+                s @ 0..=86_400 => Duration::from_secs(s),
+                s => return Err(format!("auth_backoff_secs must be between 0 and 86400 seconds, got {s}")),
+            },
+            ..Default::default()
+        },
     })
 }
 
@@ -330,7 +384,17 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let local = transport.local_addr();
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-    let endpoint = Endpoint::new(EndpointConfig { timers, allow, max_transactions: r.caps.max_transactions, ..EndpointConfig::default() });
+    let endpoint = Endpoint::new(EndpointConfig {
+        timers,
+        allow,
+        max_transactions: r.caps.max_transactions,
+        rate_limit: r.rate_limit,
+        ..EndpointConfig::default()
+    });
+    match r.rate_limit {
+        Some(l) => tracing::info!("rate limit: {} requests/s per source IP, burst {}", l.rate, l.burst),
+        None => tracing::info!("rate limit: off (rate_limit = 0)"),
+    }
     let session = MediaConfig {
         inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
         cname: format!("echo@{}", local.ip()),
@@ -352,9 +416,12 @@ async fn serve(r: Resolved) -> Result<(), String> {
         },
         IdGen::os_seed(),
     );
+    // One secret per deployment: the nonces' key, and (derived from it) the Record-Route tokens'.
+    let deployment_secret = secret(r.data.as_deref())?;
+    let route_key = RouteKey::derive(&deployment_secret);
     let auth = match r.auth {
         AuthMode::Digest => {
-            let mut d = DigestServer::new(challenge_realm, secret(r.data.as_deref())?, r.nonce_lifetime);
+            let mut d = DigestServer::new(challenge_realm, deployment_secret, r.nonce_lifetime);
             d.set_algorithms(&r.algorithms);
             Some(d)
         }
@@ -366,6 +433,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ringing_timeout: Duration::from_secs(181),
         seed: IdGen::os_seed(),
         realm: auth.as_ref().map(|d| d.realm().to_owned()),
+        route_key: route_key.clone(),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
         B2bua::new(B2buaConfig {
@@ -374,7 +442,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             t2: timers.t2,
             media_ip: local.ip(),
             rtp_ports: r.rtp_ports.clone(),
-            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout) },
+            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout), learning: r.rtp_learning },
             no_answer: r.branch_timeout,
             relay_media: r.relay_media,
             seed: IdGen::os_seed(),
@@ -393,6 +461,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         b2bua,
         recovered: saved_calls,
         routes,
+        admission: Admission::new(local, route_key, r.trusted),
+        guard: r.guard,
     };
     let service = Service::new(parts);
     // The control socket is up before the listening line, so whoever waits for that line (a

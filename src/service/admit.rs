@@ -1,0 +1,403 @@
+//! Admission: who owns an incoming request, or what the service answers it, decided in one place.
+//! Every trust rule of the service lives here (RFC 3261 §12.2.2, §16.3, §16.4, §16.11;
+//! RFC 3325 for trusted peers); the owners ([`super::app::Service`]'s registrar, echo, B2BUA and
+//! proxy) do what they are handed and never decide whether to trust the sender.
+//!
+//! ```text
+//!   request ─┬─ our Via in it already (a loop, §16.3) ─────────────────► 482
+//!            ├─ REGISTER ───────────────────────────────────────────► Register
+//!            ├─ in a dialog of echo / a B2BUA leg (Call-ID) ───────────► Echo / B2bua
+//!            ├─ To tag ─┬─ top Route us, token valid ─┬─ next hop us ─► 482 (never sent to ourselves)
+//!            │          │   (we record-routed it)     └─────────────────► Forward { next }
+//!            │          ├─ top Route us, no valid token ───────────────► 403
+//!            │          └─ anything else ──────────────────────────────► 481
+//!            ├─ to echo ───────────────────────────────────────────────► Echo
+//!            └─ new ─── trusted peer, or OPTIONS to the service ───────► New { authenticate: false }
+//!                       otherwise (INVITE, OPTIONS, INFO, UPDATE, ...) ─► New { authenticate: true }
+//!
+//!   ACK (no transaction) ─┬─ in a dialog of echo / a B2BUA leg ────────► Echo / B2bua
+//!                         ├─ top Route us, token valid, next hop not us ► Relay { next }
+//!                         └─ anything else ────────────────────────────► Drop (counted)
+//!   response (no transaction) ── not echo's or a B2BUA leg's ──────────► Drop (counted), never
+//!                                                                          relayed by its Via
+//! ```
+//!
+//! A CANCEL never gets here: the endpoint matches it to a live server transaction or answers 481
+//! (§9.2).
+
+use crate::message::{Message, Method, Uri};
+use crate::proxy::forward::is_us;
+use crate::proxy::token::{RouteKey, PARAM};
+use std::net::{IpAddr, SocketAddr};
+
+/// What the owners already know about a message (each answers by its own tables).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known {
+    /// It belongs to a dialog of the echo user.
+    pub echo: bool,
+    /// It belongs to a leg of a B2BUA call (by Call-ID).
+    pub b2bua: bool,
+    /// An OPTIONS whose Request-URI names one of our users (configured or registered); any other
+    /// OPTIONS is for the service itself.
+    pub options_for_user: bool,
+}
+
+/// Who gets a request, or the answer it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    /// The registrar (it authenticates REGISTER itself).
+    Register,
+    /// The echo user.
+    Echo,
+    /// The B2BUA (a request in one of its dialogs).
+    B2bua,
+    /// An in-dialog request along our Record-Route: forward it to `next`, the URI of the next hop
+    /// (the next Route, else the Request-URI).
+    Forward {
+        /// URI of the next hop.
+        next: String,
+    },
+    /// A new (out-of-dialog) request for the service's routing; `authenticate` says whether the
+    /// caller must prove who it is first (RFC 3261 §22.3).
+    New {
+        /// Challenge unless credentials check.
+        authenticate: bool,
+    },
+    /// Answer with this status.
+    Reject(u16, &'static str),
+}
+
+/// What becomes of an ACK that no transaction took (an ACK for a 2xx, §13.2.2.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmitAck {
+    /// The echo user's dialog.
+    Echo,
+    /// A B2BUA leg's dialog.
+    B2bua,
+    /// Along our Record-Route to `next` (§16.11).
+    Relay {
+        /// URI of the next hop.
+        next: String,
+    },
+    /// Not ours to pass on.
+    Drop(&'static str),
+}
+
+/// Counters of what admission refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmitStats {
+    /// In-dialog requests with a forged or missing Record-Route token (403).
+    pub bad_route_token: u64,
+    /// Requests whose next hop was the service itself (482).
+    pub self_loops: u64,
+    /// In-dialog requests for no dialog of ours (481).
+    pub unknown_dialog: u64,
+    /// ACKs not relayed (no dialog, no valid token, or a next hop that is us).
+    pub acks_dropped: u64,
+    /// Responses that matched no transaction and no dialog, dropped instead of relayed by Via.
+    pub strays_dropped: u64,
+}
+
+/// An IPv4 or IPv6 network `ADDR/BITS` (a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("trusted peer must be IP or IP/BITS, got {s:?}");
+        let (ip, bits) = match s.split_once('/') {
+            Some((ip, bits)) => (ip.trim(), Some(bits.trim())),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = ip.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, bits })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let (whole, rest) = (usize::from(bits / 8), bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || (a[whole] ^ b[whole]) >> (8 - rest) == 0
+}
+
+/// The admission rules of one service instance.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    local: SocketAddr,
+    key: RouteKey,
+    trusted: Vec<Cidr>,
+    stats: AdmitStats,
+}
+
+// ===== impl Admission =====
+
+impl Admission {
+    /// Rules for the service at `local`, checking Record-Route tokens with `key` and skipping
+    /// authentication for sources in `trusted` (gateways and static-route targets).
+    pub fn new(local: SocketAddr, key: RouteKey, trusted: Vec<Cidr>) -> Admission {
+        Admission { local, key, trusted, stats: AdmitStats::default() }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> AdmitStats {
+        self.stats
+    }
+
+    /// Whether requests from `source` come from a configured trusted peer.
+    pub fn is_trusted(&self, source: SocketAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(source.ip()))
+    }
+
+    /// Decides who owns `req` (received from `source`), or the answer it gets.
+    pub fn admit(&mut self, req: &Message, source: SocketAddr, known: Known) -> Admit {
+        let method = req.method();
+        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let verdict = match method {
+            // §16.3 step 4, for every method and mode (issue 14 point 9): a request that already
+            // carries our Via went through us before; a loop, answered before it creates any state.
+            _ if crate::proxy::is_loop(req, self.local) => {
+                self.stats.self_loops += 1;
+                Admit::Reject(482, "Loop Detected")
+            }
+            Some(Method::Register) => Admit::Register,
+            _ if known.echo => Admit::Echo,
+            _ if known.b2bua => Admit::B2bua,
+            _ if in_dialog => self.in_dialog(req),
+            _ if is_echo(req) => Admit::Echo,
+            _ => {
+                let to_service = method == Some(&Method::Options) && !known.options_for_user;
+                Admit::New { authenticate: !to_service && !self.is_trusted(source) }
+            }
+        };
+        if let Admit::Reject(code, _) = verdict {
+            tracing::debug!(peer = %source, code, method = ?method, "request refused by admission");
+        }
+        verdict
+    }
+
+    /// §16.4 and §12.2.2: an in-dialog request for no dialog of ours travels on only along a
+    /// Record-Route we inserted, proven by its token, and never to ourselves.
+    fn in_dialog(&mut self, req: &Message) -> Admit {
+        match self.record_routed(req) {
+            Routed::NotUs => {
+                self.stats.unknown_dialog += 1;
+                Admit::Reject(481, "Call/Transaction Does Not Exist")
+            }
+            Routed::BadToken => {
+                self.stats.bad_route_token += 1;
+                Admit::Reject(403, "Forbidden")
+            }
+            Routed::Loop => {
+                self.stats.self_loops += 1;
+                Admit::Reject(482, "Loop Detected")
+            }
+            Routed::Next(next) => Admit::Forward { next },
+        }
+    }
+
+    /// An ACK no transaction took (for a 2xx): its dialog's, or relayed along our Record-Route.
+    pub fn admit_ack(&mut self, ack: &Message, source: SocketAddr, known: Known) -> AdmitAck {
+        let verdict = if crate::proxy::is_loop(ack, self.local) {
+            AdmitAck::Drop("carries our Via: a loop")
+        } else if known.echo {
+            AdmitAck::Echo
+        } else if known.b2bua {
+            AdmitAck::B2bua
+        } else {
+            match self.record_routed(ack) {
+                Routed::Next(next) => AdmitAck::Relay { next },
+                Routed::NotUs => AdmitAck::Drop("no dialog of ours"),
+                Routed::BadToken => AdmitAck::Drop("no valid Record-Route token"),
+                Routed::Loop => AdmitAck::Drop("next hop is the service itself"),
+            }
+        };
+        if let AdmitAck::Drop(why) = verdict {
+            self.stats.acks_dropped += 1;
+            tracing::debug!(peer = %source, why, "ACK dropped");
+        }
+        verdict
+    }
+
+    /// Counts a response that matched no transaction and no dialog: it is dropped, never relayed
+    /// by its Via (with the INVITE client transaction's Accepted state, every legitimate 2xx
+    /// reaches its transaction, RFC 6026 §7.2).
+    pub fn stray_response(&mut self, response: &Message, source: SocketAddr) {
+        self.stats.strays_dropped += 1;
+        tracing::debug!(peer = %source, status = ?response.status(), "stray response dropped");
+    }
+
+    fn record_routed(&self, req: &Message) -> Routed {
+        let routes: Vec<&str> = req.routes().filter_map(Result::ok).map(|r| r.uri_text).collect();
+        let Some(top) = routes.first().filter(|r| is_us(r, self.local)) else { return Routed::NotUs };
+        if !self.token_valid(req, top) {
+            return Routed::BadToken;
+        }
+        let next = routes.get(1).copied().or_else(|| req.request_uri_str()).unwrap_or_default();
+        if is_us(next, self.local) {
+            return Routed::Loop;
+        }
+        Routed::Next(next.to_owned())
+    }
+
+    fn token_valid(&self, req: &Message, route: &str) -> bool {
+        let Ok(Uri::Sip(uri)) = Uri::parse(route) else { return false };
+        let Some(token) = uri.params.value(PARAM) else { return false };
+        let Ok(call_id) = req.call_id() else { return false };
+        let from = req.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
+        let to = req.to().ok().and_then(|t| t.tag().map(str::to_owned)).unwrap_or_default();
+        self.key.verify(call_id, &[&from, &to], token)
+    }
+
+    /// Whether `dest` is the service itself (a next hop that would loop, §16.3 step 4).
+    pub fn is_local(&self, dest: SocketAddr) -> bool {
+        dest == self.local
+    }
+}
+
+enum Routed {
+    NotUs,
+    BadToken,
+    Loop,
+    Next(String),
+}
+
+/// Whether the Request-URI names the public `echo` user.
+pub fn is_echo(req: &Message) -> bool {
+    matches!(req.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"))
+}
+
+/// Whether the From user of `req` is `user` (the identity an authenticated caller may use).
+pub fn from_is(req: &Message, user: &str) -> bool {
+    req.from().ok().is_some_and(|f| matches!(f.uri, Uri::Sip(u) if u.user == Some(user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const LOCAL: &str = "127.0.0.1:5060";
+
+    fn admission() -> Admission {
+        Admission::new(LOCAL.parse().unwrap(), RouteKey::derive(&[1u8; 32]), vec!["192.0.2.0/24".parse().unwrap()])
+    }
+
+    /// A request with `to_tag` (in-dialog when set) and `routes`, Call-ID c1, From tag ft.
+    fn request(method: &str, uri: &str, to_tag: Option<&str>, routes: &[&str]) -> Message {
+        let mut m = format!("{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1\r\n");
+        for r in routes {
+            m.push_str(&format!("Route: <{r}>\r\n"));
+        }
+        let to = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        m.push_str(&format!(
+            "From: <sip:alice@example.com>;tag=ft\r\nTo: <sip:bob@example.com>{to}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        Message::parse(Bytes::from(m)).unwrap()
+    }
+
+    #[test]
+    fn in_dialog_requests_travel_only_along_our_tokened_record_route() {
+        let mut a = admission();
+        let stranger: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let token = RouteKey::derive(&[1u8; 32]).mint("c1", "ft");
+        let ours = format!("sip:{LOCAL};lr;sbt={token}");
+        let gw = "sip:+1555@203.0.113.9:5060";
+        let known = Known::default();
+        let verdict = |a: &mut Admission, routes: &[&str], to_tag| a.admit(&request("INVITE", gw, to_tag, routes), stranger, known);
+        assert_eq!(verdict(&mut a, &[&ours], Some("tt")), Admit::Forward { next: gw.into() });
+        // The callee's requests carry the caller's tag in To: the same token checks.
+        let from_callee = Message::parse(Bytes::from(
+            String::from_utf8_lossy(request("BYE", gw, Some("ft"), &[&ours]).as_bytes()).replace("tag=ft\r\nTo", "tag=tt\r\nTo"),
+        ))
+        .unwrap();
+        assert_eq!(a.admit(&from_callee, stranger, known), Admit::Forward { next: gw.into() });
+        assert_eq!(verdict(&mut a, &[&format!("sip:{LOCAL};lr")], Some("tt")), Admit::Reject(403, "Forbidden"));
+        let other_dialog = format!("sip:{LOCAL};lr;sbt={}", RouteKey::derive(&[1u8; 32]).mint("c2", "ft"));
+        assert_eq!(verdict(&mut a, &[&other_dialog], Some("tt")), Admit::Reject(403, "Forbidden"));
+        assert_eq!(verdict(&mut a, &[], Some("tt")), Admit::Reject(481, "Call/Transaction Does Not Exist"));
+        assert_eq!(verdict(&mut a, &["sip:203.0.113.1;lr"], Some("tt")), Admit::Reject(481, "Call/Transaction Does Not Exist"));
+        let us = format!("sip:{LOCAL};lr");
+        assert_eq!(verdict(&mut a, &[&ours, &us, &us], Some("tt")), Admit::Reject(482, "Loop Detected"));
+        // A dialog an owner knows is that owner's, whatever the routes say.
+        let b2bua = Known { b2bua: true, ..Known::default() };
+        assert_eq!(a.admit(&request("BYE", gw, Some("tt"), &[]), stranger, b2bua), Admit::B2bua);
+        let s = a.stats();
+        assert_eq!((s.bad_route_token, s.unknown_dialog, s.self_loops), (2, 2, 1));
+    }
+
+    #[test]
+    fn new_requests_are_authenticated_unless_trusted_echo_or_options_to_us() {
+        let mut a = admission();
+        let stranger: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let gateway: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        let known = Known::default();
+        for method in ["INVITE", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "SUBSCRIBE", "REFER"] {
+            let for_bob = Known { options_for_user: method == "OPTIONS", ..known };
+            let req = request(method, "sip:bob@example.com", None, &[]);
+            assert_eq!(a.admit(&req, stranger, for_bob), Admit::New { authenticate: true }, "{method}");
+            assert_eq!(a.admit(&req, gateway, for_bob), Admit::New { authenticate: false }, "{method} from a trusted peer");
+        }
+        assert_eq!(a.admit(&request("OPTIONS", "sip:example.com", None, &[]), stranger, known), Admit::New { authenticate: false });
+        assert_eq!(a.admit(&request("INVITE", "sip:echo@example.com", None, &[]), stranger, known), Admit::Echo);
+        assert_eq!(a.admit(&request("REGISTER", "sip:example.com", None, &[]), stranger, known), Admit::Register);
+    }
+
+    #[test]
+    fn acks_are_relayed_only_along_our_tokened_route() {
+        let mut a = admission();
+        let peer: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let token = RouteKey::derive(&[1u8; 32]).mint("c1", "ft");
+        let ours = format!("sip:{LOCAL};lr;sbt={token}");
+        let bob = "sip:bob@198.51.100.8:5062";
+        let known = Known::default();
+        assert_eq!(a.admit_ack(&request("ACK", bob, Some("tt"), &[&ours]), peer, known), AdmitAck::Relay { next: bob.into() });
+        assert!(matches!(a.admit_ack(&request("ACK", bob, Some("tt"), &[&format!("sip:{LOCAL};lr")]), peer, known), AdmitAck::Drop(_)));
+        assert!(matches!(a.admit_ack(&request("ACK", bob, Some("tt"), &[]), peer, known), AdmitAck::Drop(_)));
+        assert!(matches!(a.admit_ack(&request("ACK", &format!("sip:{LOCAL}"), Some("tt"), &[&ours]), peer, known), AdmitAck::Drop(_)));
+        let echo = Known { echo: true, ..known };
+        assert_eq!(a.admit_ack(&request("ACK", bob, Some("tt"), &[]), peer, echo), AdmitAck::Echo);
+        assert_eq!(a.stats().acks_dropped, 3);
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let net: Cidr = "127.0.0.0/8".parse().unwrap();
+        assert!(net.contains("127.0.0.3".parse().unwrap()));
+        assert!(net.contains("::ffff:127.0.0.9".parse().unwrap()));
+        assert!(!net.contains("10.0.0.1".parse().unwrap()));
+        let host: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(host.contains("192.0.2.7".parse().unwrap()) && !host.contains("192.0.2.8".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/33".parse().unwrap();
+        assert!(v6.contains("2001:db8:7fff::1".parse().unwrap()) && !v6.contains("2001:db8:8000::1".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains("203.0.113.1".parse().unwrap()));
+        for bad in ["127.0.0.1/33", "host/8", "1.2.3.4/", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+}
