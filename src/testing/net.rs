@@ -205,6 +205,9 @@ impl Wire {
 ///    until neither gives anything;
 /// 3. sleep until the earliest of the endpoint's and the application's `poll_timeout`.
 ///
+/// Unlike the driver, which takes up to 64 queued datagrams before it drains, the net drains after
+/// each datagram: the contract allows both, and one at a time keeps a run's order exact.
+///
 /// The clock never sleeps: [`Net::step`] jumps to the next datagram arrival or the next deadline,
 /// whichever is first. Datagrams are delivered by destination address, to the node whose SIP
 /// address it is or that has a media flow bound there; each suffers [`Link`]'s loss, delay and
