@@ -9,9 +9,10 @@
 //!   store       users, bindings, call records (SQLite, I/O)          [feature service]
 //!   b2bua       back-to-back calls with relayed media (RFC 7092)     [feature service]
 //!   driver      tokio loop: sockets + clock (the only I/O)           [feature tokio]
-//!   testing     in-memory stand-ins for the driver's media sockets   [feature tokio]
-//!   ua          echo UAS, softphone, REGISTER client                 [feature tokio]
-//!   relay       RTP/RTCP relay between two legs                      [feature tokio]
+//!   testing     test harness: in-memory network, virtual clock, media
+//!   application the contract above the endpoint: Application, Io, media ports and flows
+//!   ua          echo UAS, softphone, REGISTER client
+//!   relay       RTP/RTCP relay between two legs
 //!   proxy       stateful proxy core (RFC 3261 §16)
 //!   registrar   location service (RFC 3261 §10.3)
 //!   auth        digest authentication (RFC 3261 §22, RFC 8760)
@@ -34,8 +35,8 @@
 //!
 //! `default = ["service", "cli"]`. With `default-features = false` the crate is the sans-IO stack
 //! (message, transport rules, transaction, endpoint, dialog, sdp, call, media, auth, registrar,
-//! proxy) without tokio, clap, toml, rusqlite or serde_json. `tokio` adds the driver, the UDP
-//! socket and what runs on them (`ua`, `relay`, `testing`); `serde` derives Serialize/Deserialize
+//! proxy, the application contract, ua, relay and the in-memory test harness) without tokio,
+//! clap, toml, rusqlite or serde_json. `tokio` adds the driver and the UDP socket; `serde` derives Serialize/Deserialize
 //! for [`dialog::DialogSnapshot`]; `service` adds the service, its store and the B2BUA; `cli` the
 //! binaries' shared parts.
 //!

@@ -1,5 +1,5 @@
-//! The B2BUA core without sockets: a caller phone and a callee phone built from the crate's own
-//! sans-IO layers (Endpoint + UaCore + Dialogs) talk to a [`B2bua`] over in-memory datagrams, on a
+//! The B2BUA core without sockets: two scripted user agents (`testing::DialogUa`: Endpoint +
+//! UaCore + Dialogs) talk to a [`B2bua`] on the in-memory network of `switchboard::testing`, on a
 //! virtual clock. Checks that what one leg does reaches the other: answers, busy, CANCEL, BYE from
 //! either side, a re-INVITE changing the codec (the relay follows), INFO, a session timer that
 //! expires on one leg, and a callee that never answers.
@@ -7,18 +7,17 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard::application::Io;
+use switchboard::application::{Application, FlowId, Io};
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event, Side};
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::proxy::Target;
 use switchboard::relay::RelayConfig;
 use switchboard::store::StoreOp;
-use switchboard::testing::MemoryMedia;
-use switchboard::ua::core::{UaCore, UaEvent};
+use switchboard::testing::{DialogUa, Net, NodeId};
 
-const CALLER: &str = "127.0.0.1:5061";
-const CALLEE: &str = "127.0.0.1:5062";
+const CALLER: &str = "127.0.0.2:5061";
+const CALLEE: &str = "127.0.0.3:5062";
 const SB: &str = "127.0.0.1:5060";
 
 fn addr(s: &str) -> SocketAddr {
@@ -39,48 +38,71 @@ fn offer(port: u16, codecs: &str, dir: &str) -> Bytes {
     ))
 }
 
-/// A phone: our own endpoint, UA core and dialogs.
-struct Phone {
-    ep: Endpoint,
-    ua: UaCore,
-    events: Vec<Event>,
+/// A phone that does what each test tells it.
+fn phone(me: &str, seed: u64, session_expires: Option<Duration>) -> DialogUa {
+    let cfg =
+        DialogConfig { contact: format!("sip:phone@{me}"), sent_by: me.into(), rng_seed: seed, session_expires, ..DialogConfig::default() };
+    DialogUa::new(Dialogs::new(cfg))
 }
 
-impl Phone {
-    fn new(me: &str, seed: u64, session_expires: Option<Duration>) -> Phone {
-        let cfg = DialogConfig {
-            contact: format!("sip:phone@{me}"),
-            sent_by: me.into(),
-            rng_seed: seed,
-            session_expires,
-            ..DialogConfig::default()
-        };
-        Phone { ep: Endpoint::new(EndpointConfig::default()), ua: UaCore::new(Dialogs::new(cfg), None), events: Vec::new() }
-    }
-
-    fn incoming(&self) -> Option<DialogId> {
-        self.events.iter().rev().find_map(|e| if let Event::Incoming { id, .. } = e { Some(id.clone()) } else { None })
-    }
-
-    fn established(&self) -> Option<DialogId> {
-        self.events.iter().rev().find_map(|e| if let Event::Established { id } = e { Some(id.clone()) } else { None })
-    }
-
-    fn ended(&self) -> Vec<EndReason> {
-        self.events.iter().filter_map(|e| if let Event::Terminated { reason, .. } = e { Some(*reason) } else { None }).collect()
-    }
-}
-
-struct World {
-    now: Instant,
-    caller: Phone,
-    callee: Phone,
-    ep: Endpoint,
+/// The B2BUA as the service runs it, sending every new call to bob at the callee phone, and
+/// keeping what it hands to the store.
+struct B2buaNode {
     b2b: B2bua,
-    media: MemoryMedia,
     store: Vec<StoreOp>,
-    /// Datagrams from or to this address are lost.
-    dead: Option<&'static str>,
+}
+
+impl B2buaNode {
+    fn keep_store(&mut self) {
+        while let Some(op) = self.b2b.poll_store() {
+            self.store.push(op);
+        }
+    }
+}
+
+impl Application for B2buaNode {
+    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        match event {
+            EndpointEvent::Request { tx, request, source } if !self.b2b.knows(&request) => {
+                let targets = vec![Target { uri: format!("sip:bob@{CALLEE}"), dest: addr(CALLEE) }];
+                self.b2b.start_call(io, tx, request, source, targets, now);
+            }
+            ev => self.b2b.handle_event(io, ev, now),
+        }
+        self.keep_store();
+    }
+
+    fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
+        self.b2b.handle_media(io, flow, source, &payload, now);
+    }
+
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.b2b.handle_bind_failed(io, flow, now);
+        self.keep_store();
+    }
+
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.b2b.handle_timeout(io, now);
+        self.keep_store();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.b2b.poll_timeout()
+    }
+
+    fn shutdown(&mut self, _io: &mut Io<'_>, _now: Instant) {}
+
+    fn is_done(&self) -> bool {
+        false
+    }
+}
+
+/// The caller, the B2BUA and the callee on a perfect in-memory network.
+struct World {
+    net: Net,
+    caller: NodeId<DialogUa>,
+    callee: NodeId<DialogUa>,
+    sb: NodeId<B2buaNode>,
 }
 
 impl World {
@@ -89,151 +111,44 @@ impl World {
     }
 
     fn with_relay(caller_se: Option<Duration>, relay_media: bool) -> World {
+        World::build(caller_se, relay_media, 30000..=30999)
+    }
+
+    fn build(caller_se: Option<Duration>, relay_media: bool, rtp_ports: std::ops::RangeInclusive<u16>) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
-            media_ip: "127.0.0.1".parse().expect("ip"),
-            rtp_ports: 30000..=30999,
+            media_ip: addr(SB).ip(),
+            rtp_ports,
             relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
             no_answer: Duration::from_secs(10),
             relay_media,
             seed: 42,
         });
-        World {
-            now: Instant::now(),
-            caller: Phone::new(CALLER, 1, caller_se),
-            callee: Phone::new(CALLEE, 2, None),
-            ep: Endpoint::new(EndpointConfig::default()),
-            b2b,
-            media: MemoryMedia::default(),
-            store: Vec::new(),
-            dead: None,
-        }
+        let mut net = Net::new(Instant::now(), 1);
+        let ep = || Endpoint::new(EndpointConfig::default());
+        let sb = net.add("switchboard", addr(SB), ep(), B2buaNode { b2b, store: Vec::new() });
+        let caller = net.add("caller", addr(CALLER), ep(), phone(CALLER, 1, caller_se));
+        let callee = net.add("callee", addr(CALLEE), ep(), phone(CALLEE, 2, None));
+        World { net, caller, callee, sb }
     }
 
-    fn io<'a>(ep: &'a mut Endpoint, media: &'a mut MemoryMedia) -> Io<'a> {
-        Io { endpoint: ep, media, wall_clock: Duration::from_secs(1_800_000_000) }
+    fn caller(&self) -> &DialogUa {
+        self.net.app(self.caller)
     }
 
-    /// What the driver does after each input: carry out the media outputs, and report the binds
-    /// that failed (a port "another process" holds) back to the B2BUA.
-    fn apply_media(&mut self) {
-        while let Some(flow) = self.media.apply().first().copied() {
-            let mut io = Self::io(&mut self.ep, &mut self.media);
-            self.b2b.handle_bind_failed(&mut io, flow, self.now);
-        }
+    fn callee(&self) -> &DialogUa {
+        self.net.app(self.callee)
     }
 
-    /// The relay ports in the SDPs each phone was given: (the caller's, the callee's).
-    fn relay_ports(&self, caller: &DialogId, callee: &DialogId) -> (u16, u16) {
-        let port = |p: &Phone, id| {
-            let sdp = p.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned()).expect("an SDP");
-            let text = String::from_utf8_lossy(&sdp).into_owned();
-            let m = text.lines().find_map(|l| l.strip_prefix("m=audio ")).expect("an audio line").to_owned();
-            m.split(' ').next().and_then(|p| p.parse().ok()).expect("a port")
-        };
-        (port(&self.caller, caller), port(&self.callee, callee))
-    }
-
-    /// Delivers every datagram and event until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            for who in 0..3 {
-                let (src, ep) = match who {
-                    0 => (CALLER, &mut self.caller.ep),
-                    1 => (CALLEE, &mut self.callee.ep),
-                    _ => (SB, &mut self.ep),
-                };
-                let mut out = Vec::new();
-                while let Some(t) = ep.poll_transmit() {
-                    out.push(t);
-                }
-                for t in out {
-                    moved = true;
-                    let dest = t.dest.to_string();
-                    if self.dead.is_some_and(|d| d == dest || d == src) {
-                        continue;
-                    }
-                    let target = if dest == CALLER {
-                        &mut self.caller.ep
-                    } else if dest == CALLEE {
-                        &mut self.callee.ep
-                    } else {
-                        &mut self.ep
-                    };
-                    target.handle_datagram(addr(src), t.payload, self.now);
-                }
-            }
-            for phone in [&mut self.caller, &mut self.callee] {
-                while let Some(ev) = phone.ep.poll_event() {
-                    moved = true;
-                    phone.ua.handle_endpoint_event(&mut phone.ep, ev, self.now);
-                }
-                while let Some(ev) = phone.ua.poll_event() {
-                    if let UaEvent::Dialog(ev) = ev {
-                        phone.events.push(ev);
-                    }
-                }
-            }
-            while let Some(ev) = self.ep.poll_event() {
-                moved = true;
-                let mut io = Self::io(&mut self.ep, &mut self.media);
-                match ev {
-                    EndpointEvent::Request { tx, request, source } if !self.b2b.knows(&request) => {
-                        let targets = vec![Target { uri: format!("sip:bob@{CALLEE}"), dest: addr(CALLEE) }];
-                        self.b2b.start_call(&mut io, tx, request, source, targets, self.now);
-                    }
-                    ev => self.b2b.handle_event(&mut io, ev, self.now),
-                }
-                self.apply_media();
-            }
-            while let Some(op) = self.b2b.poll_store() {
-                self.store.push(op);
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("the world never settles");
-    }
-
-    /// Moves the virtual clock forward by `secs`, firing every timer on the way.
-    fn run(&mut self, secs: f64) {
-        let end = self.now + Duration::from_secs_f64(secs);
-        loop {
-            self.settle();
-            let next = [
-                self.caller.ep.poll_timeout(),
-                self.caller.ua.poll_timeout(),
-                self.callee.ep.poll_timeout(),
-                self.callee.ua.poll_timeout(),
-                self.ep.poll_timeout(),
-                self.b2b.poll_timeout(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            match next {
-                Some(t) if t <= end => {
-                    self.now = self.now.max(t);
-                    let now = self.now;
-                    for p in [&mut self.caller, &mut self.callee] {
-                        p.ep.handle_timeout(now);
-                        p.ua.handle_timeout(&mut p.ep, now);
-                    }
-                    self.ep.handle_timeout(now);
-                    let mut io = Self::io(&mut self.ep, &mut self.media);
-                    self.b2b.handle_timeout(&mut io, now);
-                }
-                _ => {
-                    self.now = end;
-                    self.settle();
-                    return;
-                }
-            }
-        }
+    /// Gives `phone` a dialog command at the current instant and sends what it produced.
+    fn command<R>(&mut self, phone: NodeId<DialogUa>, f: impl FnOnce(&mut Dialogs, Instant) -> R) -> R {
+        self.net.with(phone, |p, io, now| {
+            let r = f(p.dialogs(), now);
+            p.flush(io, now);
+            r
+        })
     }
 
     /// The caller dials bob through the B2BUA.
@@ -247,27 +162,26 @@ impl World {
             max_forwards: None,
             asserted_identity: None,
         };
-        let id = self.caller.ua.dialogs().invite(params, self.now).expect("invite");
-        self.caller.ua.flush(&mut self.caller.ep, self.now);
-        self.run(0.1);
+        let id = self.command(self.caller, |d, now| d.invite(params, now)).expect("invite");
+        self.net.run_for(Duration::from_millis(100));
         id
     }
 
     /// The callee answers its incoming call with `sdp`.
     fn answer(&mut self, sdp: Bytes) -> DialogId {
-        let id = self.callee.incoming().expect("the callee got an INVITE");
-        self.callee.ua.dialogs().accept(&id, Some(sdp), self.now).expect("accept");
-        self.callee.ua.flush(&mut self.callee.ep, self.now);
-        self.run(0.2);
+        let id = self.callee().incoming().expect("the callee got an INVITE");
+        self.command(self.callee, |d, now| d.accept(&id, Some(sdp), now)).expect("accept");
+        self.net.run_for(Duration::from_millis(200));
         id
     }
 
-    fn records(&self) -> Vec<&switchboard::store::CallRecord> {
-        self.store.iter().filter_map(|op| if let StoreOp::PutCall(r) = op { Some(r) } else { None }).collect()
+    fn store(&self) -> &[StoreOp] {
+        &self.net.app(self.sb).store
     }
 
     fn last_record(&self) -> switchboard::store::CallRecord {
-        (*self.records().last().expect("a call record")).clone()
+        let mut records = self.store().iter().filter_map(|op| if let StoreOp::PutCall(r) = op { Some(r) } else { None });
+        records.next_back().expect("a call record").clone()
     }
 }
 
@@ -275,56 +189,63 @@ fn established_call() -> (World, DialogId, DialogId) {
     let mut w = World::new(None);
     w.dial();
     let callee = w.answer(offer(6000, "0", "sendrecv"));
-    let caller = w.caller.established().expect("the caller's call is up");
+    let caller = w.caller().established().expect("the caller's call is up");
     (w, caller, callee)
+}
+
+fn remote_sdp(p: &DialogUa, id: &DialogId) -> String {
+    String::from_utf8_lossy(&p.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned()).expect("sdp")).into_owned()
+}
+
+/// The audio port of an SDP.
+fn audio_port(sdp: &str) -> u16 {
+    let m = sdp.lines().find_map(|l| l.strip_prefix("m=audio ")).expect("an audio line");
+    m.split(' ').next().and_then(|p| p.parse().ok()).expect("a port")
 }
 
 #[test]
 fn the_answer_reaches_the_caller_with_the_relay_in_its_sdp() {
     let (w, caller, callee) = established_call();
     assert_ne!(caller.call_id, callee.call_id, "two dialogs");
-    let to_caller = w.caller.ua.dialogs_ref().get(&caller).and_then(|d| d.remote_sdp().cloned()).expect("answer SDP");
-    let text = String::from_utf8_lossy(&to_caller);
+    let text = remote_sdp(w.caller(), &caller);
     assert!(text.contains("c=IN IP4 127.0.0.1"), "the caller sends to the relay: {text}");
-    // Each leg has its own relay port pair, picked at random in the range and bound.
-    let (to_caller, to_callee) = w.relay_ports(&caller, &callee);
-    assert_ne!(to_caller, to_callee);
-    let open: std::collections::BTreeSet<u16> = w.media.open().values().map(|a| a.port()).collect();
-    assert_eq!(open, [to_caller, to_caller + 1, to_callee, to_callee + 1].into(), "RTP and RTCP of both legs are open");
+    // Each leg has its own relay port pair, picked at random in the range, and both are bound.
+    let (to_caller, to_callee) = (audio_port(&text), audio_port(&remote_sdp(w.callee(), &callee)));
+    assert_ne!(to_caller, to_callee, "the callee sends to its own relay port");
     assert!([to_caller, to_callee].iter().all(|p| (30000..=30999).contains(p) && p % 2 == 0));
+    let open: std::collections::BTreeSet<u16> = w.net.media(w.sb).open.values().map(|a| a.port()).collect();
+    assert_eq!(open, [to_caller, to_caller + 1, to_callee, to_callee + 1].into(), "RTP and RTCP of both legs are bound");
     let r = w.last_record();
     assert!(r.answered_at.is_some() && r.callee_call_id.as_deref() == Some(&*callee.call_id));
     assert_eq!(r.codec.as_deref(), Some("PCMU/8000"));
-    assert!(w.store.iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "an established call is saved for a restart");
+    assert!(w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "an established call is saved for a restart");
 }
 
 #[test]
 fn busy_on_the_callee_leg_is_busy_for_the_caller() {
     let mut w = World::new(None);
     w.dial();
-    let id = w.callee.incoming().expect("incoming");
-    w.callee.ua.dialogs().reject(&id, 486, w.now).expect("reject");
-    w.callee.ua.flush(&mut w.callee.ep, w.now);
-    w.run(1.0);
-    assert_eq!(w.caller.ended(), [EndReason::Rejected(486)]);
+    let id = w.callee().incoming().expect("incoming");
+    w.command(w.callee, |d, now| d.reject(&id, 486, now)).expect("reject");
+    w.net.run_for(Duration::from_secs(1));
+    assert_eq!(w.caller().ended(), [EndReason::Rejected(486)]);
     let r = w.last_record();
     assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("486"), Some("callee")));
-    assert!(w.media.open().is_empty(), "relay ports closed");
+    assert!(w.net.media(w.sb).open.is_empty(), "relay ports closed");
 }
 
 #[test]
 fn cancel_from_the_caller_cancels_the_callee() {
     let mut w = World::new(None);
     let pending = w.dial();
-    let id = w.callee.incoming().expect("incoming");
-    w.callee.ua.dialogs().ring(&id, w.now).expect("ring");
-    w.callee.ua.flush(&mut w.callee.ep, w.now);
-    w.run(0.2);
-    assert!(w.caller.events.iter().any(|e| matches!(e, Event::Early { .. })), "180 reached the caller");
-    w.caller.ua.cancel(&mut w.caller.ep, &pending, w.now).expect("cancel");
-    w.run(1.0);
-    assert_eq!(w.callee.ended(), [EndReason::Cancelled]);
-    assert_eq!(w.caller.ended(), [EndReason::Cancelled]);
+    let id = w.callee().incoming().expect("incoming");
+    w.command(w.callee, |d, now| d.ring(&id, now)).expect("ring");
+    w.net.run_for(Duration::from_millis(200));
+    assert!(w.caller().events.iter().any(|e| matches!(e, Event::Early { .. })), "180 reached the caller");
+    w.net.with(w.caller, |p, io, now| p.ua.cancel(io.endpoint, &pending, now)).expect("cancel");
+    w.net.run_for(Duration::from_secs(1));
+    assert_eq!(w.callee().ended(), [EndReason::Cancelled]);
+    assert_eq!(w.caller().ended(), [EndReason::Cancelled]);
     let r = w.last_record();
     assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("cancel"), Some("caller")));
 }
@@ -333,59 +254,52 @@ fn cancel_from_the_caller_cancels_the_callee() {
 fn bye_from_either_side_ends_both_legs() {
     for callee_hangs_up in [false, true] {
         let (mut w, caller, callee) = established_call();
-        let (phone, id) = if callee_hangs_up { (&mut w.callee, &callee) } else { (&mut w.caller, &caller) };
-        phone.ua.dialogs().send_bye(id, w.now).expect("bye");
-        phone.ua.flush(&mut phone.ep, w.now);
-        w.run(1.0);
+        let (phone, id) = if callee_hangs_up { (w.callee, callee) } else { (w.caller, caller) };
+        w.command(phone, |d, now| d.send_bye(&id, now)).expect("bye");
+        w.net.run_for(Duration::from_secs(1));
         let remote = [EndReason::Bye(Side::Remote)];
         let local = [EndReason::Bye(Side::Local)];
         let (c, e) = if callee_hangs_up { (remote, local) } else { (local, remote) };
-        assert_eq!((w.caller.ended(), w.callee.ended()), (c.to_vec(), e.to_vec()));
+        assert_eq!((w.caller().ended(), w.callee().ended()), (c.to_vec(), e.to_vec()));
         let r = w.last_record();
         assert_eq!(r.end_reason.as_deref(), Some("bye"));
         assert_eq!(r.ended_by.as_deref(), Some(if callee_hangs_up { "callee" } else { "caller" }));
-        assert!(w.store.iter().any(|op| matches!(op, StoreOp::RemoveCallState(_))), "the saved state goes");
+        assert!(w.store().iter().any(|op| matches!(op, StoreOp::RemoveCallState(_))), "the saved state goes");
     }
 }
 
 #[test]
 fn a_reinvite_changing_the_codec_passes_through_and_the_relay_follows() {
     let (mut w, caller, callee) = established_call();
-    let (caller_relay, callee_relay) = w.relay_ports(&caller, &callee);
-    w.caller.ua.dialogs().send_reinvite(&caller, offer(4100, "8", "sendrecv"), w.now).expect("re-INVITE");
-    w.caller.ua.flush(&mut w.caller.ep, w.now);
-    w.run(0.2);
+    let caller_relay = audio_port(&remote_sdp(w.caller(), &caller));
+    let callee_relay = audio_port(&remote_sdp(w.callee(), &callee));
+    w.command(w.caller, |d, now| d.send_reinvite(&caller, offer(4100, "8", "sendrecv"), now)).expect("re-INVITE");
+    w.net.run_for(Duration::from_millis(200));
     let reoffer =
-        w.callee.events.iter().rev().find_map(|e| if let Event::Reoffer { request, .. } = e { Some(request.clone()) } else { None });
+        w.callee().events.iter().rev().find_map(|e| if let Event::Reoffer { request, .. } = e { Some(request.clone()) } else { None });
     let reoffer = reoffer.expect("the callee got the re-INVITE");
     let body = String::from_utf8_lossy(reoffer.body()).into_owned();
     assert!(body.contains(&format!("m=audio {callee_relay} RTP/AVP 8")) && body.contains("o=switchboard"), "{body}");
-    w.callee.ua.dialogs().accept(&callee, Some(offer(6100, "8", "sendrecv")), w.now).expect("accept");
-    w.callee.ua.flush(&mut w.callee.ep, w.now);
-    w.run(0.5);
+    w.command(w.callee, |d, now| d.accept(&callee, Some(offer(6100, "8", "sendrecv")), now)).expect("accept");
+    w.net.run_for(Duration::from_millis(500));
     let answered =
-        w.caller.events.iter().rev().find_map(|e| if let Event::Answered { response, .. } = e { Some(response.clone()) } else { None });
+        w.caller().events.iter().rev().find_map(|e| if let Event::Answered { response, .. } = e { Some(response.clone()) } else { None });
     assert!(String::from_utf8_lossy(answered.expect("the caller got the answer").body()).contains("RTP/AVP 8"));
-    // The relay now sends the caller's media to the callee's new port.
-    let caller_flow = *w.media.open().iter().find(|(_, a)| a.port() == caller_relay).map(|(f, _)| f).expect("caller relay flow");
-    let mut io = World::io(&mut w.ep, &mut w.media);
+    // The relay now sends the caller's media to the callee's new port: an RTP packet from the
+    // caller's new port to its relay port comes out towards 6100.
     let rtp = Bytes::from_static(&[0x80, 8, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xd5, 0xd5]);
-    assert!(w.b2b.handle_media(&mut io, caller_flow, addr("127.0.0.1:4100"), &rtp, w.now));
-    w.apply_media();
-    assert_eq!(w.media.sent.last().map(|(_, d)| *d), Some(addr("127.0.0.1:6100")));
+    w.net.inject(addr("127.0.0.1:4100"), std::net::SocketAddr::new(addr(SB).ip(), caller_relay), rtp);
+    w.net.run_for(Duration::from_millis(1));
+    assert_eq!(w.net.media(w.sb).sent.last().map(|(_, d)| *d), Some(addr("127.0.0.1:6100")));
 }
 
 #[test]
 fn info_is_passed_on() {
     let (mut w, caller, _callee) = established_call();
-    w.caller
-        .ua
-        .dialogs()
-        .send_info(&caller, "application/dtmf-relay", Bytes::from_static(b"Signal=5\r\nDuration=160\r\n"), w.now)
-        .expect("info");
-    w.caller.ua.flush(&mut w.caller.ep, w.now);
-    w.run(0.5);
-    let info = w.callee.events.iter().find_map(|e| if let Event::Info { request, .. } = e { Some(request.clone()) } else { None });
+    let body = Bytes::from_static(b"Signal=5\r\nDuration=160\r\n");
+    w.command(w.caller, |d, now| d.send_info(&caller, "application/dtmf-relay", body, now)).expect("info");
+    w.net.run_for(Duration::from_millis(500));
+    let info = w.callee().events.iter().find_map(|e| if let Event::Info { request, .. } = e { Some(request.clone()) } else { None });
     assert_eq!(info.expect("INFO reached the callee").body(), b"Signal=5\r\nDuration=160\r\n");
 }
 
@@ -396,11 +310,11 @@ fn a_session_timer_expiring_on_one_leg_ends_the_other() {
     let mut w = World::new(Some(Duration::from_secs(90)));
     w.dial();
     w.answer(offer(6000, "0", "sendrecv"));
-    assert!(w.caller.established().is_some());
+    assert!(w.caller().established().is_some());
     // Every datagram to or from the caller is lost from now on.
-    w.dead = Some(CALLER);
-    w.run(200.0);
-    assert_eq!(w.callee.ended(), [EndReason::Bye(Side::Remote)]);
+    w.net.cut_off(addr(CALLER).ip(), true);
+    w.net.run_for(Duration::from_secs(200));
+    assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)]);
     let r = w.last_record();
     assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("session-expired"), Some("service")));
 }
@@ -408,12 +322,12 @@ fn a_session_timer_expiring_on_one_leg_ends_the_other() {
 #[test]
 fn a_callee_that_never_answers_times_out_for_the_caller() {
     let mut w = World::new(None);
-    w.dead = Some(CALLEE);
+    w.net.cut_off(addr(CALLEE).ip(), true);
     w.dial();
-    w.run(10.5);
+    w.net.run_for(Duration::from_secs_f64(10.5));
     // The dialog layer reports a 408 answer as Timeout; it came from the B2BUA after its 10 s
     // no-answer timeout, long before the caller's own Timer B (32 s).
-    assert_eq!(w.caller.ended(), [EndReason::Timeout], "the B2BUA gives up after its no-answer timeout");
+    assert_eq!(w.caller().ended(), [EndReason::Timeout], "the B2BUA gives up after its no-answer timeout");
     assert_eq!(w.last_record().end_reason.as_deref(), Some("408"));
 }
 
@@ -422,61 +336,45 @@ fn without_the_relay_the_sdp_passes_through_and_no_port_is_bound() {
     let mut w = World::with_relay(None, false);
     w.dial();
     let callee = w.answer(offer(6000, "0", "sendrecv"));
-    let caller = w.caller.established().expect("up");
-    let sdp_of = |p: &Phone, id: &DialogId| {
-        String::from_utf8_lossy(&p.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned()).expect("sdp")).into_owned()
-    };
-    assert!(sdp_of(&w.callee, &callee).contains("m=audio 4000 "), "the callee sends straight to the caller");
-    assert!(sdp_of(&w.caller, &caller).contains("m=audio 6000 "), "and the caller to the callee");
-    assert!(w.media.open().is_empty(), "no relay port bound");
-    assert!(w.store.iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "the call is still saved for a restart");
-    w.caller.ua.dialogs().send_bye(&caller, w.now).expect("bye");
-    w.caller.ua.flush(&mut w.caller.ep, w.now);
-    w.run(1.0);
-    assert_eq!(w.callee.ended(), [EndReason::Bye(Side::Remote)]);
+    let caller = w.caller().established().expect("up");
+    assert!(remote_sdp(w.callee(), &callee).contains("m=audio 4000 "), "the callee sends straight to the caller");
+    assert!(remote_sdp(w.caller(), &caller).contains("m=audio 6000 "), "and the caller to the callee");
+    assert!(w.net.media(w.sb).open.is_empty(), "no relay port bound");
+    assert!(w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "the call is still saved for a restart");
+    w.command(w.caller, |d, now| d.send_bye(&caller, now)).expect("bye");
+    w.net.run_for(Duration::from_secs(1));
+    assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)]);
     assert_eq!(w.last_record().caller_packets, 0);
 }
 
 #[test]
 fn a_relay_port_another_process_holds_ends_that_call_and_the_next_call_gets_another() {
     // Three port pairs in the range, one of them (30000) held by "another process": the allocator
-    // does not know until the driver fails to bind it. A call that drew it ends on both legs
-    // (the port was already in its SDP); the allocator skips the port from then on.
-    let mut w = World::new(None);
-    w.b2b = B2bua::new(B2buaConfig {
-        local: addr(SB),
-        t1: Duration::from_millis(500),
-        t2: Duration::from_secs(4),
-        media_ip: "127.0.0.1".parse().expect("ip"),
-        rtp_ports: 30000..=30005,
-        relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
-        no_answer: Duration::from_secs(10),
-        relay_media: true,
-        seed: 42,
-    });
-    w.media.taken.insert(30000);
+    // does not know until the driver fails to bind it. The call that drew it ends on both legs
+    // (the port was already in an SDP on its way); the allocator skips the port from then on.
+    let mut w = World::build(None, true, 30000..=30005);
+    w.net.media_mut(w.sb).taken.insert(30000);
     let mut ended = 0;
     for _ in 0..3 {
-        let before = w.caller.ended().len();
+        let before = w.caller().ended().len();
         w.dial();
-        if w.caller.ended().len() > before {
-            // This call drew 30000: the caller got 480 (a CANCEL went after the callee's INVITE).
+        if w.caller().ended().len() > before {
             ended += 1;
-            assert_eq!(w.caller.ended().last(), Some(&EndReason::Rejected(480)));
+            assert_eq!(w.caller().ended().last(), Some(&EndReason::Rejected(480)));
             assert_eq!(w.last_record().end_reason.as_deref(), Some("relay-port-taken"));
-            w.run(1.0);
-            assert!(w.media.open().is_empty(), "the call's other ports are closed");
+            w.net.run_for(Duration::from_secs(1));
+            assert!(w.net.media(w.sb).open.is_empty(), "the call's other ports are closed");
             continue;
         }
-        // A call that got through holds two pairs of the three: not 30000.
+        // A call that got through holds two of the three pairs: not 30000's.
         w.answer(offer(6000, "0", "sendrecv"));
-        let caller = w.caller.established().expect("up");
-        assert!(w.media.open().values().all(|a| a.port() >= 30002), "{:?}", w.media.open());
-        w.caller.ua.dialogs().send_bye(&caller, w.now).expect("bye");
-        w.caller.ua.flush(&mut w.caller.ep, w.now);
-        w.run(1.0);
-        assert!(w.media.open().is_empty());
-        assert_eq!(ended, 1, "a taken port costs one call (with this seed, the first drew it)");
+        let caller = w.caller().established().expect("up");
+        let open = &w.net.media(w.sb).open;
+        assert!(open.len() == 4 && open.values().all(|a| a.port() >= 30002), "{open:?}");
+        w.command(w.caller, |d, now| d.send_bye(&caller, now)).expect("bye");
+        w.net.run_for(Duration::from_secs(1));
+        assert!(w.net.media(w.sb).open.is_empty());
+        assert_eq!(ended, 1, "a taken port costs one call (with these seeds, the first drew it)");
         return;
     }
     panic!("no call got through");
