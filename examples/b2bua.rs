@@ -78,6 +78,8 @@ impl World {
                     }
                     ev => self.b2b.handle_event(&mut io, ev, now),
                 }
+                // What the driver does after each input: bind the relay ports the B2BUA picked.
+                assert!(self.media.apply().is_empty(), "no other process holds a port here");
             }
         }
     }
@@ -151,14 +153,14 @@ fn main() {
     assert_ne!(alice_relay, bob_relay, "one relay port per leg, not each other's");
 
     // 3. Two seconds of alice's RTP (50 packets/s) into her relay port: the relay passes it to bob.
-    let flow = w.media.open().iter().find(|(_, a)| **a == alice_relay).map(|(f, _)| *f).expect("the relay port");
+    let flow = w.media.open.iter().find(|(_, a)| **a == alice_relay).map(|(f, _)| *f).expect("the relay port");
     let mut rtp = RtpSender::new(SenderConfig::from_seed(0, 7)).expect("PCMU is a valid payload type");
     for _ in 0..100 {
         w.now += Duration::from_millis(20);
         let mut io = Io { endpoint: &mut w.eps[2], media: &mut w.media, wall_clock: Duration::from_secs(1_800_000_000) + (w.now - t0) };
         let packet = Bytes::from(rtp.send_audio(&[0xff; 160])); // 20 ms of µ-law silence
         assert!(w.b2b.handle_media(&mut io, flow, alice_rtp, &packet, w.now), "the relay owns this port");
-        w.media.apply(); // what the driver does after each input: here, record the relayed datagram
+        assert!(w.media.apply().is_empty()); // as the driver does after each input: send the relayed datagram
     }
 
     // 4. Alice hangs up (§15.1.1): the B2BUA answers her BYE, sends its own to bob, closes the record.

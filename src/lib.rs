@@ -14,6 +14,7 @@
 //!   ua          echo UAS, softphone, REGISTER client
 //!   relay       RTP/RTCP relay between two legs
 //!   proxy       stateful proxy core (RFC 3261 §16)
+//!   records     what the service writes to its store: rows, write ops, the sink it writes to
 //!   registrar   location service (RFC 3261 §10.3)
 //!   auth        digest authentication (RFC 3261 §22, RFC 8760)
 //!   call        SDP offer/answer for audio (RFC 3264), the media session of a call
@@ -56,6 +57,7 @@ pub mod endpoint;
 pub mod media;
 pub mod message;
 pub mod proxy;
+pub mod records;
 pub mod registrar;
 pub mod relay;
 pub mod sdp;

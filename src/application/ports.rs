@@ -94,7 +94,7 @@ impl PortAllocator {
                 let a = SocketAddr::new(ip, p);
                 self.held.contains(&a) || self.foreign.contains(&a)
             };
-            let found = even.search(&mut self.rng).find(|&p| !taken(p) && !(with_rtcp && taken(p + 1)));
+            let found = even.search(&mut self.rng).find(|&p| !(taken(p) || with_rtcp && taken(p + 1)));
             if let Some(port) = found {
                 let addr = SocketAddr::new(ip, port);
                 self.held.insert(addr);

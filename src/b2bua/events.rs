@@ -7,8 +7,8 @@ use super::{B2bua, Pending};
 use crate::application::Io;
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::message::Message;
+use crate::records::{CallState, StoreOp};
 use crate::relay::{Leg, LegPorts, RelayId};
-use crate::store::{CallState, StoreOp};
 use bytes::Bytes;
 use std::time::Instant;
 

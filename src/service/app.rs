@@ -19,11 +19,11 @@ use crate::collections::HashMap;
 use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
+use crate::records::{CallState, StoreOp, StoreSink, UserRecord};
 use crate::registrar::{aor_of, Change, Registrar};
 use crate::service::admit::{self, Admission, Admit, AdmitAck, AdmitStats, Known};
 use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
 use crate::service::routes::StaticRoutes;
-use crate::store::{CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
 use bytes::Bytes;
@@ -45,8 +45,8 @@ pub struct ServiceParts {
     pub users: Vec<UserRecord>,
     /// The proxy.
     pub proxy: Proxy,
-    /// Where changes are written (`None`: memory only).
-    pub store: Option<StoreWriter>,
+    /// Where changes are written (`None`: memory only); `switchboard serve` gives its store writer.
+    pub store: Option<Box<dyn StoreSink>>,
     /// The B2BUA that connects calls between users (`--mode b2bua`); `None` proxies them.
     pub b2bua: Option<B2bua>,
     /// Calls saved before a restart, for the B2BUA to take back.
@@ -68,7 +68,7 @@ pub struct Service {
     auth: Option<DigestServer>,
     users: HashMap<String, UserRecord>,
     proxy: Proxy,
-    store: Option<StoreWriter>,
+    store: Option<Box<dyn StoreSink>>,
     b2bua: Option<B2bua>,
     recovered: Vec<CallState>,
     routes: StaticRoutes,
