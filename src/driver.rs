@@ -24,6 +24,10 @@ use tokio::sync::mpsc;
 // programs written against the driver.
 pub use crate::application::{Application, FlowId, Io};
 
+/// Spare media port pairs kept bound per range: two B2BUA calls' worth (each takes two pairs),
+/// refilled after every input.
+const SPARE_PAIRS: usize = 4;
+
 fn wall_clock() -> std::time::Duration {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
@@ -84,13 +88,11 @@ impl MediaSockets {
             match out {
                 MediaOutput::Bind { flow, local } => {
                     if let Err(e) = self.bind(flow, local) {
-                        tracing::warn!(%local, error = %e, "media port taken by another process");
-                        media.handle_bind_failed(flow);
-                        app.handle_bind_failed(
-                            &mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() },
-                            flow,
-                            now,
-                        );
+                        tracing::debug!(%local, error = %e, "media port taken by another process");
+                        if media.handle_bind_failed(flow) {
+                            let io = &mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() };
+                            app.handle_bind_failed(io, flow, now);
+                        }
                     }
                 }
                 MediaOutput::Send { flow, dest, payload } => self.send(flow, dest, &payload),
@@ -155,8 +157,9 @@ pub async fn run_with_commands<A: Application>(
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel(1024);
     let mut sockets = MediaSockets { sockets: HashMap::default(), tx, send_drops: 0 };
-    // Ports at random, from the OS CSPRNG: a stranger cannot guess the next call's relay port.
-    let mut media = Media::new(IdGen::from_os());
+    // Ports at random, from the OS CSPRNG: a stranger cannot guess the next call's relay port. A
+    // few spare pairs stay bound, so a port another process holds costs a spare, not a call.
+    let mut media = Media::new(IdGen::from_os()).with_spares(SPARE_PAIRS);
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());

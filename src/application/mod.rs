@@ -17,12 +17,19 @@
 //!
 //! # When a bind fails
 //!
-//! Another process may hold the port the allocator picked. The driver then calls
-//! [`Media::handle_bind_failed`] (the allocator skips that port from then on) and
-//! [`Application::handle_bind_failed`]. The port is already in an SDP on its way (it was chosen
-//! without a round trip), so the application ends the call that owned the flow rather than
-//! retrying on another port (which would take a re-INVITE): the B2BUA ends both legs, the echo
-//! UAS and the softphone hang up. The next call picks another port.
+//! Another process may hold the port the allocator picked (on a host whose ephemeral port range
+//! overlaps the media range, any outgoing connection may). The driver then calls
+//! [`Media::handle_bind_failed`]; the allocator skips that port from then on.
+//!
+//! - With spares ([`Media::with_spares`], as the tokio driver runs it), [`Media::bind_pair`] hands
+//!   out pairs the driver has already bound, so the failure hits a spare: [`Media`] drops it and
+//!   picks another, and no call notices.
+//! - Otherwise (the first bind from a range, a burst that used every spare, [`Media::bind_exact`]
+//!   after a restart) the failed flow is the application's, and the driver also calls
+//!   [`Application::handle_bind_failed`]. The port is already in an SDP on its way (it was chosen
+//!   without a round trip), so the application ends the call that owned the flow rather than
+//!   retry on another port (which would take a re-INVITE): the B2BUA ends both legs (reason
+//!   `relay-port-taken`), the echo UAS and the softphone hang up.
 
 mod media;
 mod ports;

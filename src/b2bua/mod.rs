@@ -240,6 +240,13 @@ impl B2bua {
         }
     }
 
+    /// Has relay ports bound ahead of the first call (see [`crate::application::Media::reserve`]).
+    pub fn reserve(&self, io: &mut Io<'_>) {
+        if self.config.relay_media {
+            io.media.reserve(self.config.media_ip, self.config.rtp_ports.clone(), true);
+        }
+    }
+
     fn close_ports(io: &mut Io<'_>, ports: &LegPorts) {
         io.media.close(ports.rtp);
         if let Some(rtcp) = ports.rtcp {

@@ -446,14 +446,16 @@ impl Service {
 impl Application for Service {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         self.wall = io.wall_clock;
-        self.echo.start(io, now);
         let saved = std::mem::take(&mut self.recovered);
+        // The saved calls' ports first, then the spare ports (which must not take one of them).
         if let Some(b) = self.b2bua.as_mut() {
             if !saved.is_empty() {
                 let n = b.restore(io, &saved, now);
                 tracing::info!(recovered = n, saved = saved.len(), "calls taken back after a restart");
             }
+            b.reserve(io);
         }
+        self.echo.start(io, now);
         self.write_calls();
     }
 

@@ -66,16 +66,17 @@ impl MemoryMedia {
     }
 
     /// Carries out what the application queued, as the driver does after each input. Returns the
-    /// flows whose bind failed (already forgotten by [`Media`]); the caller hands each to the
-    /// application's `handle_bind_failed`.
+    /// application's flows whose bind failed (already forgotten by [`Media`]; spares are replaced
+    /// there); the caller hands each to the application's `handle_bind_failed`.
     #[must_use]
     pub fn apply(&mut self) -> Vec<FlowId> {
         let mut failed = Vec::new();
         while let Some(out) = self.media.poll_output() {
             match out {
                 MediaOutput::Bind { flow, local } if self.taken.contains(&local.port()) || self.by_addr.contains_key(&local) => {
-                    self.media.handle_bind_failed(flow);
-                    failed.push(flow);
+                    if self.media.handle_bind_failed(flow) {
+                        failed.push(flow);
+                    }
                 }
                 MediaOutput::Bind { flow, local } => {
                     self.open.insert(flow, local);

@@ -245,6 +245,10 @@ impl EchoUas {
 }
 
 impl Application for EchoUas {
+    fn start(&mut self, io: &mut Io<'_>, _now: Instant) {
+        self.media.reserve(io);
+    }
+
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         self.last_now = Some(now);
         self.incoming_source = None;

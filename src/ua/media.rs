@@ -258,6 +258,17 @@ impl CallMedia {
         std::iter::from_fn(|| s.poll_event()).map(|e| (key.clone(), e)).collect()
     }
 
+    /// Has spare ports of our range bound ahead of the first call ([`crate::application::Media::reserve`]).
+    pub fn reserve(&self, io: &mut Io<'_>) {
+        io.media.reserve(self.config.ip, self.config.ports.clone(), true);
+    }
+
+    /// True if a call's ports can be had now already bound (see
+    /// [`crate::application::Media::ready_to_bind`]).
+    pub fn ready(&self, io: &Io<'_>) -> bool {
+        io.media.ready_to_bind(self.config.ip, self.config.ports.clone(), true)
+    }
+
     /// The call a flow belongs to.
     pub fn call_of(&self, flow: FlowId) -> Option<&CallKey> {
         self.flows.get(&flow).map(|(key, _)| key)

@@ -128,6 +128,9 @@ pub struct Phone {
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
     last_now: Option<Instant>,
     pending_dial: Option<(String, SocketAddr)>,
+    /// When the pending dial goes out: at start, if no media port pair is bound ahead yet, on the
+    /// next input (the driver binds the spares in between).
+    dial_at: Option<Instant>,
 }
 
 /// Maps a dialog's end to (state, reason) of the summary.
@@ -188,6 +191,7 @@ impl Phone {
             stopping: false,
             last_now: None,
             pending_dial: None,
+            dial_at: None,
             config,
         }
     }
@@ -540,7 +544,10 @@ impl Application for Phone {
                 r.start(io.endpoint, now);
             }
         }
-        if let Some((uri, _)) = self.pending_dial.take() {
+        self.media.reserve(io);
+        if self.pending_dial.is_some() && !self.media.ready(io) {
+            self.dial_at = Some(now);
+        } else if let Some((uri, _)) = self.pending_dial.take() {
             self.start_dial(io, uri, now);
         }
     }
@@ -572,6 +579,12 @@ impl Application for Phone {
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.last_now = Some(now);
+        if self.dial_at.is_some_and(|t| t <= now) {
+            self.dial_at = None;
+            if let Some((uri, _)) = self.pending_dial.take() {
+                self.start_dial(io, uri, now);
+            }
+        }
         let due_answer: Vec<CallKey> = self
             .calls
             .iter()
@@ -610,13 +623,14 @@ impl Application for Phone {
     fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().flat_map(|c| [c.ringing.as_ref().and_then(|r| r.1), c.hangup_at, c.dtmf_at]).flatten();
         let refresh = self.registration.as_ref().and_then(Registration::poll_timeout);
-        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).min()
+        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).chain(self.dial_at).min()
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
         self.last_now = Some(now);
         self.stopping = true;
         self.pending_dial = None;
+        self.dial_at = None;
         let keys: Vec<CallKey> = self.calls.keys().cloned().collect();
         for key in keys {
             self.hangup_call(io, &key, None, now);
