@@ -7,8 +7,8 @@
 //! again with mallory's own valid credentials), a BYE and an ACK in alice's leg, and a BYE in
 //! bob's.
 //!
-//! Asserts: the service followed alice (its log says so) and the relay forwards both ways after
-//! the move; the stranger's re-INVITE and BYEs get 407 (mallory's, authenticated as herself,
+//! Asserts: the service followed alice (its log says so), her new contact replaced the old one in
+//! the registrar, and the relay forwards both ways after the move; the stranger's re-INVITE and BYEs get 407 (mallory's, authenticated as herself,
 //! 403) and change nothing: the call stays up, the
 //! relay keeps forwarding both ways, the stranger's media socket receives nothing; at the end
 //! alice hears bob's 1000 Hz and bob hears alice's 440 Hz for far longer than the second before
@@ -51,6 +51,18 @@ fn calls(dir: &Path) -> Vec<Value> {
     let out = Command::new(SB).args(["calls", "--json", "--data"]).arg(dir).output().expect("calls");
     assert!(out.status.success(), "calls: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("calls JSON")).collect()
+}
+
+/// Alice's registered contacts, from `switchboard registrations --json`.
+fn alice_contacts(dir: &Path) -> Vec<String> {
+    let out = Command::new(SB).args(["registrations", "--json", "--data"]).arg(dir).output().expect("registrations");
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    let bindings: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).expect("registrations JSON")).collect();
+    bindings
+        .iter()
+        .filter(|b| b["aor"].as_str().is_some_and(|a| a.contains("alice")))
+        .filter_map(|b| b["contact"].as_str().map(str::to_owned))
+        .collect()
 }
 
 fn n(v: &Value) -> u64 {
@@ -190,6 +202,16 @@ fn a_phone_that_changes_network_keeps_its_call_and_a_strangers_reinvite_or_bye_c
     assert!(field(&moved, "local").starts_with("127.0.0.5:"), "{moved}");
     svc.wait_line("phone moved", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}\n{}", alice.transcript()));
     alice.wait_line("registration refreshed", Duration::from_secs(10)).expect("alice registered her new contact");
+    // Her new contact replaced the old one (the store is written off the service's loop: poll).
+    let t0 = Instant::now();
+    loop {
+        let contacts = alice_contacts(dir.path());
+        if contacts.len() == 1 && contacts[0].starts_with("sip:alice@127.0.0.5:") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "alice's bindings after the move: {contacts:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let after_move = flowing(dir.path(), (0, 0), 0, "after the move", &[&alice, &bob]);
     let after_move = flowing(dir.path(), after_move, 50, "after the move", &[&alice, &bob]);
 

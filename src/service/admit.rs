@@ -419,6 +419,29 @@ mod tests {
     }
 
     #[test]
+    fn a_b2bua_legs_requests_from_another_address_are_challenged_and_its_acks_dropped() {
+        let mut a = admission();
+        let phone: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let moved: SocketAddr = "198.51.100.7:5062".parse().unwrap();
+        let gateway: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        let leg = Known { b2bua: true, peer: Some(phone), ..Known::default() };
+        for method in ["INVITE", "BYE", "UPDATE", "REFER", "INFO"] {
+            let req = request(method, "sip:sb@127.0.0.1:5060", Some("tt"), &[]);
+            assert_eq!(a.admit(&req, phone, leg), Admit::B2bua, "{method} from the leg's phone");
+            assert_eq!(a.admit(&req, moved, leg), Admit::Challenge, "{method} from another port");
+            assert_eq!(a.admit(&req, gateway, leg), Admit::B2bua, "{method} from a trusted peer");
+            // A call that is over has no peer: its dialogs answer (481) as before.
+            assert_eq!(a.admit(&req, moved, Known { peer: None, ..leg }), Admit::B2bua, "{method} after the call");
+        }
+        assert_eq!(a.stats().foreign_in_dialog, 5);
+        let ack = request("ACK", "sip:sb@127.0.0.1:5060", Some("tt"), &[]);
+        assert_eq!(a.admit_ack(&ack, phone, leg), AdmitAck::B2bua);
+        assert!(matches!(a.admit_ack(&ack, moved, leg), AdmitAck::Drop(_)), "an ACK cannot be challenged");
+        assert_eq!(a.admit_ack(&ack, moved, Known { awaited_ack: true, ..leg }), AdmitAck::B2bua, "the ACK our 2xx waits for");
+        assert_eq!(a.stats().acks_dropped, 1);
+    }
+
+    #[test]
     fn cidr_matching() {
         let net: Cidr = "127.0.0.0/8".parse().unwrap();
         assert!(net.contains("127.0.0.3".parse().unwrap()));

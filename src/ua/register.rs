@@ -235,3 +235,42 @@ impl Registration {
         self.refresh_at
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::EndpointConfig;
+
+    /// The REGISTER the endpoint sends next.
+    fn sent(ep: &mut Endpoint) -> Message {
+        let t = ep.poll_transmit().expect("a REGISTER");
+        Message::parse(t.payload.clone()).expect("parses")
+    }
+
+    #[test]
+    fn a_move_registers_the_new_contact_and_removes_the_old_in_the_same_registration() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let config = RegisterConfig {
+            registrar_uri: "sip:127.0.0.1:5060".into(),
+            registrar: "127.0.0.1:5060".parse().unwrap(),
+            aor: "sip:alice@127.0.0.1".into(),
+            contact: "sip:alice@127.0.0.1:40000".into(),
+            expires: 300,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            realm: None,
+        };
+        let mut r = Registration::new(config, "alice", "pw", 7);
+        r.start(&mut ep, now);
+        let first = sent(&mut ep);
+        let new: SocketAddr = "127.0.0.5:41000".parse().unwrap();
+        r.move_to(&mut ep, new, "sip:alice@127.0.0.5:41000".into(), now);
+        let moved = sent(&mut ep);
+        assert_eq!(moved.call_id().unwrap(), first.call_id().unwrap(), "the same registration (§10.2.4)");
+        assert_eq!(moved.cseq().unwrap().seq, 2);
+        let via = moved.via().unwrap();
+        assert_eq!((via.host.as_str(), via.port), ("127.0.0.5", Some(41000)));
+        let contacts: Vec<String> = moved.contacts().map(|c| c.unwrap().to_string()).collect();
+        assert_eq!(contacts, ["<sip:alice@127.0.0.5:41000>", "<sip:alice@127.0.0.1:40000>;expires=0"]);
+    }
+}
