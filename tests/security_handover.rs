@@ -53,16 +53,31 @@ fn calls(dir: &Path) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("calls JSON")).collect()
 }
 
-/// Alice's registered contacts, from `switchboard registrations --json`.
-fn alice_contacts(dir: &Path) -> Vec<String> {
+/// `user`'s registered contacts, from `switchboard registrations --json`.
+fn contacts(dir: &Path, user: &str) -> Vec<String> {
     let out = Command::new(SB).args(["registrations", "--json", "--data"]).arg(dir).output().expect("registrations");
     let lines = String::from_utf8_lossy(&out.stdout).into_owned();
     let bindings: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).expect("registrations JSON")).collect();
+    let aor = format!("sip:{user}@");
     bindings
         .iter()
-        .filter(|b| b["aor"].as_str().is_some_and(|a| a.contains("alice")))
+        .filter(|b| b["aor"].as_str().is_some_and(|a| a.starts_with(&aor)))
         .filter_map(|b| b["contact"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// Waits until `user`'s only registered contact is at `ip` (the store is written off the
+/// service's loop: poll).
+fn registered_only_at(dir: &Path, user: &str, ip: &str) {
+    let t0 = Instant::now();
+    loop {
+        let now = contacts(dir, user);
+        if now.len() == 1 && now[0].starts_with(&format!("sip:{user}@{ip}:")) {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{user}'s bindings after the move: {now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn n(v: &Value) -> u64 {
@@ -202,16 +217,7 @@ fn a_phone_that_changes_network_keeps_its_call_and_a_strangers_reinvite_or_bye_c
     assert!(field(&moved, "local").starts_with("127.0.0.5:"), "{moved}");
     svc.wait_line("phone moved", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}\n{}", alice.transcript()));
     alice.wait_line("registration refreshed", Duration::from_secs(10)).expect("alice registered her new contact");
-    // Her new contact replaced the old one (the store is written off the service's loop: poll).
-    let t0 = Instant::now();
-    loop {
-        let contacts = alice_contacts(dir.path());
-        if contacts.len() == 1 && contacts[0].starts_with("sip:alice@127.0.0.5:") {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10), "alice's bindings after the move: {contacts:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    registered_only_at(dir.path(), "alice", "127.0.0.5");
     let after_move = flowing(dir.path(), (0, 0), 0, "after the move", &[&alice, &bob]);
     let after_move = flowing(dir.path(), after_move, 50, "after the move", &[&alice, &bob]);
 
@@ -257,6 +263,62 @@ fn a_phone_that_changes_network_keeps_its_call_and_a_strangers_reinvite_or_bye_c
     assert_eq!(a["reason"], "bye-remote", "{a:#}\n{}", alice.transcript());
     assert_eq!((b["state"].as_str(), b["bye_status"].as_u64()), (Some("completed"), Some(200)), "{b:#}\n{}", bob.transcript());
     // One second of the call was before the move: audio heard for well over that came after it.
+    let (fa, active_a) = tone(&alice_wav);
+    let (fb, active_b) = tone(&bob_wav);
+    eprintln!("alice heard {fa:.0} Hz for {active_a:.1} s, bob heard {fb:.0} Hz for {active_b:.1} s");
+    assert!((fa - 1000.0).abs() < 15.0 && active_a >= 2.5, "alice heard {fa} Hz for {active_a} s: {a:#}");
+    assert!((fb - 440.0).abs() < 15.0 && active_b >= 2.5, "bob heard {fb} Hz for {active_b} s: {b:#}");
+}
+
+/// The callee's side of the same: bob answers and moves to 127.0.0.7 one second in; the callee leg
+/// (bob's, as the called user) follows him, audio flows both ways after it, alice's BYE reaches him
+/// at his new address.
+#[test]
+fn the_callee_changes_network_and_keeps_the_call() {
+    let dir = TempDir::new("security-handover-callee");
+    users(dir.path(), &["alice", "bob"]);
+    let mut cmd = Command::new(SB);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "62020-62039", "--rtp-learning-ms", "300", "--data"]).arg(dir.path());
+    let (svc, port) = procs::spawn_service(&mut cmd, Duration::from_secs(15));
+    let registrar = format!("sip:127.0.0.1:{port}");
+    let bob_wav = dir.join("bob.wav");
+    let mut bob_cmd = Command::new(PHONE);
+    bob_cmd
+        .args(["--user", "bob", "--register", &registrar, "--password-file"])
+        .arg(dir.join("bob.pw"))
+        .args(["--summary", "json", "--tone", "1000", "--record", bob_wav.to_str().unwrap(), "--rtp-ports", "62300-62399"])
+        .args(["answer", "--calls", "1", "--move-after", "1", "--move-to", "127.0.0.7"]);
+    let mut bob = Proc::spawn("bob", &mut bob_cmd);
+    bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered");
+    let alice_wav = dir.join("alice.wav");
+    let mut alice_cmd = Command::new(PHONE);
+    alice_cmd
+        .args(["--user", "alice", "--register", &registrar, "--password-file"])
+        .arg(dir.join("alice.pw"))
+        .args(["--summary", "json", "--tone", "440", "--record", alice_wav.to_str().unwrap(), "--rtp-ports", "62400-62499"])
+        .args(["dial", "sip:bob@127.0.0.1", "--duration", "60"]);
+    let mut alice = Proc::spawn("alice", &mut alice_cmd);
+
+    let moved = bob.wait_line("moved to a new address", Duration::from_secs(20)).expect("bob moved");
+    assert!(field(&moved, "local").starts_with("127.0.0.7:"), "{moved}");
+    let leg = svc.wait_line("phone moved", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}\n{}", bob.transcript()));
+    assert!(leg.contains("Callee"), "{leg}");
+    registered_only_at(dir.path(), "bob", "127.0.0.7");
+    let after_move = flowing(dir.path(), (0, 0), 0, "after the move", &[&alice, &bob]);
+    flowing(dir.path(), after_move, 100, "after the move", &[&alice, &bob]);
+
+    // Alice hangs up: the service's BYE reaches bob at his new address.
+    alice.terminate(Duration::from_secs(15));
+    let bob_status = bob.expect_exit(Duration::from_secs(20));
+    assert!(bob_status.success(), "{}", bob.transcript());
+    let summary = |p: &Proc| -> Value {
+        let line =
+            p.lines(Stream::Stdout).into_iter().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("summary\n{}", p.transcript()));
+        serde_json::from_str(&line).expect("summary JSON")
+    };
+    let (a, b) = (summary(&alice), summary(&bob));
+    assert_eq!(b["reason"], "bye-remote", "{b:#}\n{}", bob.transcript());
+    assert_eq!(a["reason"], "bye-local", "{a:#}\n{}", alice.transcript());
     let (fa, active_a) = tone(&alice_wav);
     let (fb, active_b) = tone(&bob_wav);
     eprintln!("alice heard {fa:.0} Hz for {active_a:.1} s, bob heard {fb:.0} Hz for {active_b:.1} s");

@@ -126,6 +126,13 @@ enum Command {
         /// Hang up this many seconds after answering (default: wait for the caller's BYE).
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// Seconds after the first answer before moving to --move-to.
+        #[arg(long, value_name = "SECS", requires = "move_to")]
+        move_after: Option<f64>,
+        /// Change network mid-call, as `dial --move-to` does, --move-after seconds after the first
+        /// answer.
+        #[arg(long, value_name = "ADDR", requires = "move_after")]
+        move_to: Option<String>,
     },
     /// Send a raw SIP message file over UDP, byte for byte, and print every reply.
     ///
@@ -168,6 +175,16 @@ fn move_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
         .map_err(|_| format!("the address to move to must be IP or IP:PORT, got {s}"))
+}
+
+/// `--move-after SECS --move-to ADDR` (clap makes them come together).
+fn move_plan(after: Option<f64>, to: Option<&str>, local: SocketAddr) -> Result<Option<(Duration, SocketAddr)>, String> {
+    let (Some(after), Some(to)) = (after, to) else { return Ok(None) };
+    let to = move_addr(to).map_err(|e| format!("--move-to: {e}"))?;
+    if to.is_ipv4() != local.is_ipv4() {
+        return Err(format!("--move-to {to} is not of the same address family as --bind {local}"));
+    }
+    Ok(Some((seconds("--move-after", after)?, to)))
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, String> {
@@ -328,21 +345,17 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
                 None => target_of(uri)?,
             };
             let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
-            if let (Some(after), Some(to)) = (move_after, move_to) {
-                let to = move_addr(to).map_err(|e| format!("--move-to: {e}"))?;
-                if to.is_ipv4() != local.is_ipv4() {
-                    return Err(format!("--move-to {to} is not of the same address family as --bind {local}"));
-                }
-                config.move_after = Some((seconds("--move-after", *after)?, to));
-            }
+            config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
             let mut phone = Phone::new(config, Some(target));
             eprintln!("softphone: calling {uri} from {local}");
             phone.dial(uri, target);
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
-        Some(Command::Answer { calls, after, duration }) => {
+        Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
-            let phone = Phone::new(phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?, None);
+            let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
+            config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
+            let phone = Phone::new(config, None);
             // Scripts read the address from this line.
             println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
