@@ -22,9 +22,11 @@
 
 mod call;
 mod events;
+mod handover;
 pub mod sdp;
 
 pub use call::Phase;
+pub use handover::Parties;
 
 use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, Dialogs, IdGen};
@@ -135,8 +137,9 @@ struct Pending {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
-    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325).
-    asserted: Option<String>,
+    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325), and the
+    /// users of both legs.
+    parties: Parties,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -259,11 +262,12 @@ impl B2bua {
         targets: Vec<Target>,
         now: Instant,
     ) {
-        self.start_call_as(io, tx, request, source, targets, None, now);
+        self.start_call_as(io, tx, request, source, targets, Parties::default(), now);
     }
 
     /// [`B2bua::start_call`] for an authenticated caller: every callee leg's INVITE carries
-    /// `P-Asserted-Identity: asserted` (RFC 3325 §9.1).
+    /// `P-Asserted-Identity: parties.asserted` (RFC 3325 §9.1), and a leg's phone that moves must
+    /// authenticate as that leg's user in `parties` (see [`Parties`]).
     #[allow(clippy::too_many_arguments)]
     pub fn start_call_as(
         &mut self,
@@ -272,7 +276,7 @@ impl B2bua {
         request: Message,
         source: SocketAddr,
         targets: Vec<Target>,
-        asserted: Option<String>,
+        parties: Parties,
         now: Instant,
     ) {
         self.wall = io.wall_clock;
@@ -294,7 +298,7 @@ impl B2bua {
         } else {
             None
         };
-        self.pending.insert(call_id, Pending { targets, source, media, asserted });
+        self.pending.insert(call_id, Pending { targets, source, media, parties });
         self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
         self.drain(io, now);
     }
