@@ -7,3 +7,6 @@
 
 /// `std::collections::HashMap` with foldhash. Build with `HashMap::default()`.
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// `std::collections::HashSet` with foldhash. Build with `HashSet::default()`.
+pub type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
