@@ -336,7 +336,7 @@ impl World {
         self.run(300.0);
     }
 
-    fn callee_events_clear(&mut self) {
+    fn clear_events(&mut self) {
         self.callee.events.clear();
         self.caller.events.clear();
     }
@@ -350,19 +350,19 @@ fn echo_calls(w: &mut World) {
     w.caller_hangs_up();
     assert!(matches!(w.caller.last_end(), Some(EndReason::Bye(_))), "echo call ended by BYE: {:?}", w.caller.last_end());
     // Refused: no SDP offer to answer.
-    w.callee_events_clear();
+    w.clear_events();
     w.dial("echo", None);
     w.run(1.5);
     assert!(matches!(w.caller.last_end(), Some(EndReason::Rejected(_))), "echo call without SDP refused: {:?}", w.caller.last_end());
     // Cancelled while ringing.
-    w.callee_events_clear();
+    w.clear_events();
     let pending = w.dial("echo", Some(offer(4000)));
     w.caller_cancels(&pending);
     w.run(1.0);
     assert_eq!(w.caller.last_end(), Some(EndReason::Cancelled), "echo call cancelled");
     // Timed out: the caller's ACKs are lost; the echo user retransmits its 2xx, then gives up
     // after 64*T1 and ends the call with a BYE (§13.3.1.4).
-    w.callee_events_clear();
+    w.clear_events();
     w.lose_acks = true;
     w.dial("echo", Some(offer(4000)));
     w.run(40.0);
@@ -383,29 +383,29 @@ fn echo_calls(w: &mut World) {
 /// Calls to bob, a static route to the callee phone: through the B2BUA or the proxy.
 fn routed_calls(w: &mut World) {
     // Answered, then hung up by the caller.
-    w.callee_events_clear();
+    w.clear_events();
     w.dial("bob", Some(offer(4000)));
     w.callee_does(|d, id, now| d.accept(id, Some(offer(6000)), now).expect("accept"));
     w.caller_hangs_up();
     assert!(matches!(w.caller.last_end(), Some(EndReason::Bye(_))), "routed call ended by BYE: {:?}", w.caller.last_end());
     // Answered, then hung up by the callee.
-    w.callee_events_clear();
+    w.clear_events();
     w.dial("bob", Some(offer(4000)));
     w.callee_does(|d, id, now| d.accept(id, Some(offer(6000)), now).expect("accept"));
     w.callee_does(|d, id, now| d.send_bye(id, now).expect("bye"));
     // Refused by the callee.
-    w.callee_events_clear();
+    w.clear_events();
     w.dial("bob", Some(offer(4000)));
     w.callee_does(|d, id, now| d.reject(id, 486, now).expect("reject"));
     assert_eq!(w.caller.last_end(), Some(EndReason::Rejected(486)), "busy reaches the caller");
     // Cancelled while ringing.
-    w.callee_events_clear();
+    w.clear_events();
     let pending = w.dial("bob", Some(offer(4000)));
     w.callee_does(|d, id, now| d.ring(id, now).expect("ring"));
     w.caller_cancels(&pending);
     assert_eq!(w.caller.last_end(), Some(EndReason::Cancelled), "routed call cancelled");
     // Timed out: the callee is gone.
-    w.callee_events_clear();
+    w.clear_events();
     w.dead = Some(CALLEE);
     w.dial("bob", Some(offer(4000)));
     w.run(40.0);
