@@ -85,6 +85,23 @@ pub struct Service {
     guard: AuthGuard,
 }
 
+/// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
+/// endpoint's are [`crate::endpoint::Endpoint::table_sizes`]): all are back to their idle sizes
+/// once every call has ended and its timers have run (issue 13).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Server transactions the proxy forwarded.
+    pub proxied: usize,
+    /// The proxy's contexts (forwarded requests in progress).
+    pub proxy_contexts: usize,
+    /// The proxy's client transactions.
+    pub proxy_branches: usize,
+    /// The echo user's tables.
+    pub echo: crate::ua::echo::TableSizes,
+    /// The B2BUA's tables (`None` in proxy mode).
+    pub b2bua: Option<crate::b2bua::TableSizes>,
+}
+
 impl Service {
     /// Assembles the service.
     pub fn new(parts: ServiceParts) -> Service {
@@ -105,6 +122,18 @@ impl Service {
             stopping: false,
             proxied: HashMap::default(),
             guard: AuthGuard::new(parts.guard),
+        }
+    }
+
+    /// The sizes of the per-call tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        let (proxy_contexts, proxy_branches) = self.proxy.table_sizes();
+        TableSizes {
+            proxied: self.proxied.len(),
+            proxy_contexts,
+            proxy_branches,
+            echo: self.echo.table_sizes(),
+            b2bua: self.b2bua.as_ref().map(B2bua::table_sizes),
         }
     }
 

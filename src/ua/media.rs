@@ -305,6 +305,11 @@ impl CallMedia {
         self.calls.len()
     }
 
+    /// Entries of the tables as (calls, flows), for leak tests.
+    pub fn table_sizes(&self) -> (usize, usize) {
+        (self.calls.len(), self.flows.len())
+    }
+
     /// True when no call has media state.
     pub fn is_empty(&self) -> bool {
         self.calls.is_empty()
