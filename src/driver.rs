@@ -132,6 +132,34 @@ async fn flush<A: Application>(
     }
 }
 
+/// Moves the SIP socket where the application asks ([`Application::poll_move`]), then sends what
+/// it queued in answer.
+async fn rebind<A: Application>(
+    transport: &mut UdpTransport,
+    endpoint: &mut Endpoint,
+    media: &mut Media,
+    sockets: &mut MediaSockets,
+    app: &mut A,
+) {
+    while let Some(addr) = app.poll_move() {
+        let local = match UdpTransport::bind(addr).await {
+            Ok(t) => {
+                let local = t.local_addr();
+                *transport = t;
+                tracing::info!(%local, "SIP socket moved");
+                Ok(local)
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot move the SIP socket");
+                Err(e)
+            }
+        };
+        let now = Instant::now();
+        app.moved(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, local, now);
+        flush(transport, endpoint, media, sockets, app, now).await;
+    }
+}
+
 /// A command for the application from outside the loop (a control socket, a prompt): run on the
 /// driver task with I/O, between two inputs, and followed by a flush like any other input. It
 /// answers through whatever channel it captured.
@@ -213,6 +241,7 @@ pub async fn run_with_commands<A: Application>(
             }
         }
         flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, Instant::now()).await;
+        rebind(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app).await;
     }
     for flow in sockets.sockets.keys().copied().collect::<Vec<_>>() {
         sockets.close(flow);

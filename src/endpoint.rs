@@ -154,6 +154,23 @@ pub struct Stats {
     pub absorbed_acks: u64,
 }
 
+/// How many entries each table of the endpoint holds ([`Endpoint::table_sizes`]): all are back to
+/// 0 once every transaction has ended and its timers have run (issue 13, "nothing per call
+/// outlives the call").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Live transactions.
+    pub transactions: usize,
+    /// Transaction keys indexed.
+    pub transaction_keys: usize,
+    /// Items in the transactions' timer heap (stale ones until they come due).
+    pub transaction_timers: usize,
+    /// Addresses per transaction.
+    pub peers: usize,
+    /// To tags per INVITE server transaction.
+    pub to_tags: usize,
+}
+
 /// Retry-After of the 503 sent while the transaction table is full, in seconds: short, since the
 /// table drains as transactions end.
 const FULL_RETRY_AFTER: &str = "5";
@@ -213,6 +230,18 @@ impl Endpoint {
         self.transactions.len()
     }
 
+    /// The sizes of the endpoint's tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        let (transaction_keys, transaction_timers) = self.transactions.index_sizes();
+        TableSizes {
+            transactions: self.transactions.len(),
+            transaction_keys,
+            transaction_timers,
+            peers: self.peers.len(),
+            to_tags: self.to_tags.len(),
+        }
+    }
+
     /// Feeds one received datagram.
     pub fn handle_datagram(&mut self, source: SocketAddr, datagram: Bytes, now: Instant) {
         self.stats.datagrams += 1;
@@ -245,10 +274,19 @@ impl Endpoint {
     /// Sends `response` on server transaction `tx`. Fails when the transaction is gone or has
     /// already sent its final response.
     pub fn respond(&mut self, tx: TransactionId, response: Message, now: Instant) -> Result<(), crate::transaction::Error> {
+        let mut tag_added = false;
         if let Some(tag) = response.to().ok().and_then(|t| t.tag().map(str::to_owned)) {
-            self.to_tags.entry(tx).or_insert(tag);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.to_tags.entry(tx) {
+                e.insert(tag);
+                tag_added = true;
+            }
         }
         let r = self.transactions.send_response(tx, response, now);
+        if r.is_err() && tag_added {
+            // A transaction that is gone (e.g. a forked 2xx relayed after the first one ended the
+            // INVITE server transaction) sends no Terminated again: keep nothing for it.
+            self.to_tags.remove(&tx);
+        }
         self.drain(now);
         r
     }

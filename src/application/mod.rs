@@ -90,4 +90,15 @@ pub trait Application {
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant);
     /// True when the driver may return.
     fn is_done(&self) -> bool;
+    /// A local address the application wants its SIP socket moved to (a phone that changed
+    /// network, issue 14 point 7; port 0 picks a free one). The driver asks after every input,
+    /// binds it, drops the old socket and answers with [`Application::moved`].
+    fn poll_move(&mut self) -> Option<SocketAddr> {
+        None
+    }
+    /// The SIP socket now listens and sends at `local` (or binding failed, and the old socket
+    /// stays).
+    fn moved(&mut self, io: &mut Io<'_>, local: std::io::Result<SocketAddr>, now: Instant) {
+        let _ = (io, local, now);
+    }
 }

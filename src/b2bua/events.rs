@@ -3,7 +3,7 @@
 
 use super::call::{new_record, reason_text, Call, Phase, SavedCall, SavedLeg};
 use super::sdp::{self, LegOrigin};
-use super::{B2bua, Pending};
+use super::{B2bua, Parties, Pending};
 use crate::application::Io;
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::message::Message;
@@ -42,7 +42,8 @@ impl B2bua {
             let _ = self.ua.dialogs().reject(&id, 500, now);
             return;
         };
-        let Pending { targets, source, media, asserted } = p;
+        let Pending { targets, source, media, parties } = p;
+        let Parties { asserted, caller: caller_user, callee: callee_user } = parties;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
@@ -72,6 +73,8 @@ impl B2bua {
             callee_origin: LegOrigin { session_id: session_id ^ 1, version: 0 },
             caller_peer: source,
             callee_peer: None,
+            caller_user,
+            callee_user,
             reoffer_from: None,
             rang: false,
             recovered: false,
@@ -320,6 +323,8 @@ impl B2bua {
             invited_at: c.record.invited_at,
             answered_at: c.record.answered_at,
             codec: c.record.codec.clone(),
+            caller_user: c.caller_user.clone(),
+            callee_user: c.callee_user.clone(),
             caller: leg(&c.caller, c.caller_peer, c.caller_origin, Leg::Caller)?,
             callee: leg(c.callee.as_ref()?, c.callee_peer?, c.callee_origin, Leg::Callee)?,
         })
@@ -408,6 +413,8 @@ impl B2bua {
             callee_origin: s.callee.origin,
             caller_peer: s.caller.peer,
             callee_peer: Some(s.callee.peer),
+            caller_user: s.caller_user.clone(),
+            callee_user: s.callee_user.clone(),
             reoffer_from: None,
             rang: true,
             recovered: true,

@@ -22,9 +22,11 @@
 
 mod call;
 mod events;
+mod handover;
 pub mod sdp;
 
 pub use call::Phase;
+pub use handover::Parties;
 
 use crate::application::{FlowId, Io};
 use crate::collections::HashMap;
@@ -129,14 +131,41 @@ impl From<LegStats> for LegFigures {
     }
 }
 
+/// How many entries each table of the [`B2bua`] holds ([`B2bua::table_sizes`]): all are back to 0
+/// once every call has ended, its Call-IDs have lingered 64*T1 and its timers have run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Calls.
+    pub calls: usize,
+    /// Call-IDs of our legs, lingering ones included.
+    pub by_call_id: usize,
+    /// Call-IDs waiting to be forgotten.
+    pub linger: usize,
+    /// INVITEs waiting for their dialog.
+    pub pending: usize,
+    /// Setup deadlines (checked lazily, so they stay until due).
+    pub setup_deadlines: usize,
+    /// Store writes not yet polled.
+    pub store_ops: usize,
+    /// Calls in the relay.
+    pub relay_calls: usize,
+    /// Relay ports (RTP and RTCP flows).
+    pub relay_flows: usize,
+    /// Relay inactivity timers (stale ones until due).
+    pub relay_timers: usize,
+    /// The UA core's tables (both legs' dialogs).
+    pub ua: crate::ua::core::TableSizes,
+}
+
 /// An incoming INVITE waiting for its dialog to be created.
 #[derive(Debug)]
 struct Pending {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
-    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325).
-    asserted: Option<String>,
+    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325), and the
+    /// users of both legs.
+    parties: Parties,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -213,6 +242,23 @@ impl B2bua {
         self.calls.is_empty()
     }
 
+    /// The sizes of the tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        let (relay_calls, relay_flows, relay_timers) = self.relay.table_sizes();
+        TableSizes {
+            calls: self.calls.len(),
+            by_call_id: self.by_call_id.len(),
+            linger: self.linger.len(),
+            pending: self.pending.len(),
+            setup_deadlines: self.setup_deadlines.len(),
+            store_ops: self.store_ops.len(),
+            relay_calls,
+            relay_flows,
+            relay_timers,
+            ua: self.ua.table_sizes(),
+        }
+    }
+
     /// True if `msg` belongs to one of our legs (by Call-ID).
     pub fn knows(&self, msg: &Message) -> bool {
         msg.call_id().is_ok_and(|c| self.by_call_id.contains_key(c))
@@ -266,11 +312,12 @@ impl B2bua {
         targets: Vec<Target>,
         now: Instant,
     ) {
-        self.start_call_as(io, tx, request, source, targets, None, now);
+        self.start_call_as(io, tx, request, source, targets, Parties::default(), now);
     }
 
     /// [`B2bua::start_call`] for an authenticated caller: every callee leg's INVITE carries
-    /// `P-Asserted-Identity: asserted` (RFC 3325 §9.1).
+    /// `P-Asserted-Identity: parties.asserted` (RFC 3325 §9.1), and a leg's phone that moves must
+    /// authenticate as that leg's user in `parties` (see [`Parties`]).
     #[allow(clippy::too_many_arguments)]
     pub fn start_call_as(
         &mut self,
@@ -279,7 +326,7 @@ impl B2bua {
         request: Message,
         source: SocketAddr,
         targets: Vec<Target>,
-        asserted: Option<String>,
+        parties: Parties,
         now: Instant,
     ) {
         self.wall = io.wall_clock;
@@ -301,9 +348,21 @@ impl B2bua {
         } else {
             None
         };
-        self.pending.insert(call_id, Pending { targets, source, media, asserted });
+        self.pending.insert(call_id, Pending { targets, source, media, parties });
         self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
         self.drain(io, now);
+        // The dialog's `Incoming` took its entry during the drain. One still here was answered by
+        // the dialog layer itself (422 Session Interval Too Small, 482 merged request, ...): no
+        // call will start, so its relay ports go now (issue 13: nothing outlives the call).
+        if !self.pending.is_empty() {
+            for (_, p) in self.pending.drain() {
+                tracing::debug!(peer = %p.source, "INVITE answered by the dialog layer: relay ports freed");
+                if let Some((caller, callee)) = &p.media {
+                    Self::close_ports(io, caller);
+                    Self::close_ports(io, callee);
+                }
+            }
+        }
     }
 
     /// An endpoint event for one of our legs (see [`B2bua::knows`] and [`B2bua::owns`]).

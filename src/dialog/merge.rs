@@ -81,6 +81,18 @@ impl MergeDetector {
         self.seen.is_empty()
     }
 
+    /// When [`MergeDetector::handle_timeout`] should next run: the next sweep while anything is
+    /// remembered, so the table empties once requests stop coming (issue 13: nothing per call
+    /// outlives the call), not only when the next request arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep.filter(|_| !self.seen.is_empty())
+    }
+
+    /// Forgets expired entries if a sweep is due. Calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.sweep(now);
+    }
+
     /// Forgets expired entries, at most once per window.
     fn sweep(&mut self, now: Instant) {
         if self.next_sweep.is_some_and(|t| now < t) {

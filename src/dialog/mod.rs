@@ -47,7 +47,7 @@ mod timer;
 
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
-pub use set::{Authorizer, CallParams, Dialogs};
+pub use set::{Authorizer, CallParams, Dialogs, TableSizes};
 pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
 #[cfg(feature = "service")]
 pub(crate) use state::addr_without_tag;

@@ -89,6 +89,22 @@ pub struct Dialogs {
     pub(crate) authorizer: AuthorizerSlot,
 }
 
+/// How many entries each table of [`Dialogs`] holds ([`Dialogs::table_sizes`]): all are back to 0
+/// once every dialog has ended and been purged (64*T1 later) and the merge window has passed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Dialogs held, terminated ones included until purged.
+    pub dialogs: usize,
+    /// Our INVITEs.
+    pub invites: usize,
+    /// The peer's dialog-creating INVITEs (for CANCEL).
+    pub uas_invites: usize,
+    /// Requests remembered for merge detection (§8.2.2.2).
+    pub merge: usize,
+    /// Items in the timer heap (stale ones until they come due).
+    pub timers: usize,
+}
+
 /// Holds the [`Authorizer`] (a closure has no `Debug`).
 pub(crate) struct AuthorizerSlot(pub(crate) Option<Authorizer>);
 
@@ -126,6 +142,14 @@ impl Dialogs {
         self.authorizer = AuthorizerSlot(Some(authorizer));
     }
 
+    /// Our new address after a change of network (issue 14 point 7): the Contact and Via sent-by
+    /// of every request and answer from now on, so the next re-INVITE refreshes the peer's
+    /// remote target (RFC 3261 §12.2.1.1, §12.2.2).
+    pub fn set_local(&mut self, contact: String, sent_by: String) {
+        self.config.contact = contact;
+        self.config.sent_by = sent_by;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DialogConfig {
         &self.config
@@ -151,6 +175,17 @@ impl Dialogs {
         self.index.is_empty()
     }
 
+    /// The sizes of the tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            dialogs: self.index.len(),
+            invites: self.invites.len(),
+            uas_invites: self.uas_invites.len(),
+            merge: self.merge.len(),
+            timers: self.timers.len(),
+        }
+    }
+
     /// The next message to send. Requests go to a new client transaction (ACK: straight to the
     /// transport), responses to the server transaction of their request (2xx retransmissions:
     /// straight to the transport).
@@ -165,10 +200,11 @@ impl Dialogs {
         self.events.pop_front()
     }
 
-    /// When [`Dialogs::handle_timeout`] should next be called; `None` when no timer runs.
+    /// When [`Dialogs::handle_timeout`] should next be called; `None` when no timer runs. Besides
+    /// the dialogs' timers, the merge detector's sweep while it remembers requests.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timeout().map(|(at, _, _)| at)
+        self.next_timeout().map(|(at, _, _)| at).into_iter().chain(self.merge.poll_timeout()).min()
     }
 
     /// The next deadline with the dialog and the timer it belongs to (for logs and tests).
@@ -191,6 +227,7 @@ impl Dialogs {
             d.timers.stop(t);
             self.on_timer(slot, t, now);
         }
+        self.merge.handle_timeout(now);
         self.prune();
     }
 

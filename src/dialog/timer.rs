@@ -93,6 +93,11 @@ impl TimerHeap {
         self.heap.peek().map(|Reverse(item)| *item)
     }
 
+    /// Items held, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
     /// Removes the earliest item.
     pub(crate) fn pop(&mut self) -> Option<(Instant, usize, DialogTimer)> {
         self.heap.pop().map(|Reverse(item)| item)

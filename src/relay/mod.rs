@@ -472,6 +472,12 @@ impl Relay {
         self.by_id.len()
     }
 
+    /// Entries of the relay's tables as (calls, flows, timer heap items), for leak tests: all 0
+    /// once every call is removed and the stale timers have come due.
+    pub fn table_sizes(&self) -> (usize, usize, usize) {
+        (self.by_id.len(), self.flows.len(), self.timers.len())
+    }
+
     /// No call relayed.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()

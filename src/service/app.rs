@@ -9,12 +9,14 @@
 //!            ├─ in an echo dialog (BYE, ACK, re-INVITE) ─────────► echo user
 //!            ├─ new, to a user ── auth (407), From = user (403) ─ bindings ──► B2BUA or proxy,
 //!            │                        with P-Asserted-Identity     └─ none, or override: static route
+//!            ├─ in a B2BUA leg from another address ── auth (407) as the leg's user ──► the leg
+//!            │                                          moves there (issue 14 point 7), else 403
 //!            └─ in-dialog, our Record-Route with a valid token ──► proxy: next hop
 //! ```
 
 use crate::application::{Application, FlowId, Io};
 use crate::auth::{Algorithm, DigestServer, Verdict};
-use crate::b2bua::{B2bua, LiveCall};
+use crate::b2bua::{B2bua, LiveCall, Parties};
 use crate::collections::HashMap;
 use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
@@ -83,6 +85,23 @@ pub struct Service {
     guard: AuthGuard,
 }
 
+/// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
+/// endpoint's are [`crate::endpoint::Endpoint::table_sizes`]): all are back to their idle sizes
+/// once every call has ended and its timers have run (issue 13).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Server transactions the proxy forwarded.
+    pub proxied: usize,
+    /// The proxy's contexts (forwarded requests in progress).
+    pub proxy_contexts: usize,
+    /// The proxy's client transactions.
+    pub proxy_branches: usize,
+    /// The echo user's tables.
+    pub echo: crate::ua::echo::TableSizes,
+    /// The B2BUA's tables (`None` in proxy mode).
+    pub b2bua: Option<crate::b2bua::TableSizes>,
+}
+
 impl Service {
     /// Assembles the service.
     pub fn new(parts: ServiceParts) -> Service {
@@ -103,6 +122,18 @@ impl Service {
             stopping: false,
             proxied: HashMap::default(),
             guard: AuthGuard::new(parts.guard),
+        }
+    }
+
+    /// The sizes of the per-call tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        let (proxy_contexts, proxy_branches) = self.proxy.table_sizes();
+        TableSizes {
+            proxied: self.proxied.len(),
+            proxy_contexts,
+            proxy_branches,
+            echo: self.echo.table_sizes(),
+            b2bua: self.b2bua.as_ref().map(B2bua::table_sizes),
         }
     }
 
@@ -221,7 +252,10 @@ impl Service {
 
     /// What the owners know of `msg`, for admission.
     fn known(&self, msg: &Message) -> Known {
-        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg) }
+        let b2bua = self.b2bua.as_ref();
+        let peer = b2bua.and_then(|b| b.leg_peer(msg));
+        let awaited_ack = msg.method() == Some(&Method::Ack) && b2bua.is_some_and(|b| b.awaits_ack(msg));
+        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg), peer, awaited_ack }
     }
 
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
@@ -234,6 +268,7 @@ impl Service {
                     b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
                 }
             }
+            Admit::Challenge => self.on_foreign_in_dialog(io, tx, request, source, now),
             Admit::Forward { next } => self.forward_in_dialog(io.endpoint, tx, &request, &next, now),
             Admit::Reject(481, _) => {
                 let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
@@ -245,11 +280,36 @@ impl Service {
         }
     }
 
+    /// Issue 14 point 7: a request in a B2BUA leg from another address than the leg's phone. It
+    /// must authenticate (407, RFC 3261 §22.1) as the leg's user; then the leg follows the phone
+    /// to `source` (a phone that changed network keeps its call) and the B2BUA handles the
+    /// request. Anyone else gets the challenge, or 403, and nothing changes. With authentication
+    /// off there is no one to ask: the leg follows.
+    fn on_foreign_in_dialog(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        let refusal = match self.authenticate(&request, source, true, now) {
+            Err(answer) => Some(answer),
+            Ok(Some(user)) if self.b2bua.as_ref().and_then(|b| b.leg_user(&request)) != Some(user.as_str()) => {
+                tracing::info!(peer = %source, user = guard::log_safe(&user), "in-dialog request from a new address by another user: 403");
+                Some(request.response_to(403, "Forbidden (not this call's user)", Some(STATELESS_TAG)).finish())
+            }
+            Ok(_) => None,
+        };
+        if let Some(answer) = refusal {
+            let _ = io.endpoint.respond_stateless(tx, answer, now);
+            return;
+        }
+        if let Some(b) = self.b2bua.as_mut() {
+            b.move_peer(&request, source, now);
+            b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
+        }
+    }
+
     /// A new request from a caller (RFC 3261 §22.3, RFC 3325 §5): authenticated unless admission
     /// says otherwise; its From user must be the authenticated user (403), whose identity the
     /// callee leg then carries as `P-Asserted-Identity`.
     fn on_new(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, authenticate: bool, now: Instant) {
         let method = request.method().cloned();
+        let mut caller = None;
         let asserted = if authenticate {
             match self.authenticate(&request, source, true, now) {
                 Ok(Some(user)) if !admit::from_is(&request, &user) => {
@@ -258,7 +318,10 @@ impl Service {
                     let _ = io.endpoint.respond_stateless(tx, answer, now);
                     return;
                 }
-                Ok(user) => user.map(|u| self.asserted_identity(&request, &u)),
+                Ok(user) => {
+                    caller.clone_from(&user);
+                    user.map(|u| self.asserted_identity(&request, &u))
+                }
                 Err(answer) => {
                     let _ = io.endpoint.respond_stateless(tx, answer, now);
                     return;
@@ -268,7 +331,7 @@ impl Service {
             None
         };
         match method {
-            Some(Method::Invite) => self.on_invite(io, tx, request, source, asserted, now),
+            Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
             // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
             // is a keep-alive or capability query the service answers itself (§11.2).
             _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
@@ -311,16 +374,8 @@ impl Service {
         let _ = ep.respond(tx, outcome.response, now);
     }
 
-    /// An INVITE from an authenticated caller (`asserted`: its identity) or a trusted peer.
-    fn on_invite(
-        &mut self,
-        io: &mut Io<'_>,
-        tx: TransactionId,
-        request: Message,
-        source: SocketAddr,
-        asserted: Option<String>,
-        now: Instant,
-    ) {
+    /// An INVITE from an authenticated caller (`parties`: its identity and user) or a trusted peer.
+    fn on_invite(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, mut parties: Parties, now: Instant) {
         let (ep, req) = (&mut *io.endpoint, &request);
         let user = req.request_uri().and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned)));
         // Static routes: the first matching `[[route]]` applies when no phone is registered for the
@@ -339,10 +394,14 @@ impl Service {
             return;
         }
         match self.b2bua.as_mut() {
-            Some(b) => b.start_call_as(io, tx, request, source, targets, asserted, now),
+            Some(b) => {
+                // The callee leg belongs to the called user (whose registered phone answers).
+                parties.callee = user;
+                b.start_call_as(io, tx, request, source, targets, parties, now)
+            }
             None => {
                 self.proxied.insert(tx, ());
-                self.proxy.forward_as(ep, tx, req, &targets, asserted.as_deref(), now);
+                self.proxy.forward_as(ep, tx, req, &targets, parties.asserted.as_deref(), now);
             }
         }
     }

@@ -201,6 +201,12 @@ impl Transactions {
         self.retransmissions
     }
 
+    /// Keys indexed and items in the timer heap (stale ones included), for leak tests: both are
+    /// back to 0 once every transaction has ended and its last timer has run.
+    pub fn index_sizes(&self) -> (usize, usize) {
+        (self.keys.len(), self.timers.len())
+    }
+
     /// True when no transaction is live.
     pub fn is_empty(&self) -> bool {
         self.live == 0

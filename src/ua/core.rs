@@ -47,6 +47,29 @@ pub const BYE_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
 /// Server transactions by (Call-ID, CSeq number, method), so a dialog's response finds its request.
 type ServerKey = (Box<str>, u32, Method);
 
+/// How many entries each table of a [`UaCore`] holds ([`UaCore::table_sizes`]): all are back to 0
+/// once every call has ended and its timers have run (`pinned` is its owner's: a B2BUA forgets
+/// its Call-IDs 64*T1 after the call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Server transactions by (Call-ID, CSeq, method).
+    pub server_tx: usize,
+    /// The same, by transaction.
+    pub server_keys: usize,
+    /// Requests of our client transactions.
+    pub client_req: usize,
+    /// Client transactions waiting for a final response.
+    pub awaiting_final: usize,
+    /// Addresses learned per Call-ID.
+    pub peers: usize,
+    /// Pinned next hops per Call-ID.
+    pub pinned: usize,
+    /// Events not yet polled.
+    pub events: usize,
+    /// The dialogs' tables.
+    pub dialogs: crate::dialog::TableSizes,
+}
+
 /// The glue between [`Endpoint`] and [`Dialogs`].
 #[derive(Debug)]
 pub struct UaCore {
@@ -57,7 +80,11 @@ pub struct UaCore {
     /// Client transactions still waiting for a final response.
     awaiting_final: HashMap<TransactionId, (bool, Instant)>,
     /// Last address heard from, per Call-ID: where to send when the next hop is a domain name.
+    /// Only a dialog's requests and 2xx retransmissions read it, so an entry is kept while a
+    /// dialog of its Call-ID is held, and swept after (issue 13: ~120 bytes per call grew for good).
     peers: HashMap<Box<str>, SocketAddr>,
+    /// When `peers` is next swept of the Call-IDs no dialog holds (every 64*T1 while it has entries).
+    peer_sweep: Option<Instant>,
     /// Where requests go when neither the next hop nor the Call-ID gives an address.
     default_peer: Option<SocketAddr>,
     /// Outbound proxy (RFC 3261 §8.1.2): requests without a Route go there, whatever their
@@ -95,6 +122,7 @@ impl UaCore {
             client_req: HashMap::default(),
             awaiting_final: HashMap::default(),
             peers: HashMap::default(),
+            peer_sweep: None,
             default_peer,
             outbound: None,
             pinned: HashMap::default(),
@@ -173,6 +201,20 @@ impl UaCore {
         !waiting && self.dialogs.ids().all(|id| self.dialogs.get(id).is_none_or(|d| d.state() == crate::dialog::DialogState::Terminated))
     }
 
+    /// The sizes of the tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            server_tx: self.server_tx.len(),
+            server_keys: self.server_keys.len(),
+            client_req: self.client_req.len(),
+            awaiting_final: self.awaiting_final.len(),
+            peers: self.peers.len(),
+            pinned: self.pinned.len(),
+            events: self.events.len(),
+            dialogs: self.dialogs.table_sizes(),
+        }
+    }
+
     /// The dialogs, read-only.
     pub fn dialogs_ref(&self) -> &Dialogs {
         &self.dialogs
@@ -184,11 +226,11 @@ impl UaCore {
         self.events.pop_front()
     }
 
-    /// The dialogs' next deadline.
+    /// The dialogs' next deadline (and the sweep of learned peers).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let bye_grace = self.awaiting_final.values().filter(|(is_bye, _)| *is_bye).map(|(_, sent)| *sent + BYE_GRACE);
-        self.dialogs.poll_timeout().into_iter().chain(bye_grace).min()
+        self.dialogs.poll_timeout().into_iter().chain(bye_grace).chain(self.peer_sweep).min()
     }
 
     /// Advances the dialogs' timers and sends what they produce.
@@ -197,7 +239,20 @@ impl UaCore {
         // deadline is not reported again.
         self.awaiting_final.retain(|_, &mut (is_bye, sent)| !is_bye || now.saturating_duration_since(sent) < BYE_GRACE);
         self.dialogs.handle_timeout(now);
+        if self.peer_sweep.is_some_and(|at| at <= now) {
+            self.sweep_peers(now);
+        }
         self.flush(ep, now);
+    }
+
+    /// Forgets the peers of Call-IDs that no dialog holds any more (terminated dialogs linger
+    /// 64*T1 first, so late requests still find their way), and the peers of requests that never
+    /// made a dialog (OPTIONS, a refused INVITE). One pass over the dialogs every 64*T1 while any
+    /// peer is known: nothing is added to the per-call path.
+    fn sweep_peers(&mut self, now: Instant) {
+        let held: crate::collections::HashSet<&str> = self.dialogs.ids().map(|id| &*id.call_id).collect();
+        self.peers.retain(|call_id, _| held.contains(&**call_id));
+        self.peer_sweep = (!self.peers.is_empty()).then(|| now + self.dialogs.config().t1 * 64);
     }
 
     /// Feeds one endpoint event.
@@ -205,7 +260,7 @@ impl UaCore {
         match event {
             EndpointEvent::Request { tx, request, source } => self.on_request(ep, tx, request, source, now),
             EndpointEvent::Ack { request, source } => {
-                self.remember_peer(&request, source);
+                self.remember_peer(&request, source, now);
                 let _ = self.dialogs.handle_request(&request, now);
             }
             EndpointEvent::Cancelled { tx, cancel } => {
@@ -248,10 +303,13 @@ impl UaCore {
         self.flush(ep, now);
     }
 
-    fn remember_peer(&mut self, msg: &Message, source: SocketAddr) {
+    fn remember_peer(&mut self, msg: &Message, source: SocketAddr, now: Instant) {
         if let Ok(call_id) = msg.call_id() {
             if !self.peers.contains_key(call_id) {
                 self.peers.insert(call_id.into(), source);
+                if self.peer_sweep.is_none() {
+                    self.peer_sweep = Some(now + self.dialogs.config().t1 * 64);
+                }
             }
         }
     }
@@ -263,7 +321,7 @@ impl UaCore {
     }
 
     fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
-        self.remember_peer(&request, source);
+        self.remember_peer(&request, source, now);
         if let Some(key) = server_key(&request) {
             self.server_keys.insert(tx, key.clone());
             self.server_tx.insert(key, tx);

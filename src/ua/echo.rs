@@ -56,6 +56,24 @@ impl EchoConfig {
 /// Retry-After of a refused echo call, in seconds: a never-ACKed call holds its slot for 64*T1.
 const BUSY_RETRY_AFTER: u64 = 30;
 
+/// How many entries each table of the [`EchoUas`] holds ([`EchoUas::table_sizes`]): all are back
+/// to 0 once every call has ended and its timers have run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Calls ringing.
+    pub ringing: usize,
+    /// Source IP per call.
+    pub sources: usize,
+    /// Calls per source IP.
+    pub per_source: usize,
+    /// Calls with media state.
+    pub media_calls: usize,
+    /// Media flows (RTP and RTCP ports).
+    pub media_flows: usize,
+    /// The UA core's tables.
+    pub ua: super::core::TableSizes,
+}
+
 /// The echo UAS.
 #[derive(Debug)]
 pub struct EchoUas {
@@ -151,6 +169,19 @@ impl EchoUas {
     pub fn knows(&self, msg: &Message) -> bool {
         let id = if msg.is_request() { DialogId::of_request(msg) } else { DialogId::of_response(msg) };
         id.is_some_and(|id| self.ua.dialogs_ref().get(&id).is_some())
+    }
+
+    /// The sizes of the tables (cheap: a few lengths).
+    pub fn table_sizes(&self) -> TableSizes {
+        let (media_calls, media_flows) = self.media.table_sizes();
+        TableSizes {
+            ringing: self.ringing.len(),
+            sources: self.sources.len(),
+            per_source: self.per_source.len(),
+            media_calls,
+            media_flows,
+            ua: self.ua.table_sizes(),
+        }
     }
 
     /// Dialogs (and pending INVITEs) in progress.
