@@ -37,14 +37,15 @@
 //! `default = ["service", "cli"]`. With `default-features = false` the crate is the sans-IO stack
 //! (message, transport rules, transaction, endpoint, dialog, sdp, call, media, auth, registrar,
 //! proxy, the application contract, ua, relay and the in-memory test harness) without tokio,
-//! clap, toml, rusqlite or serde_json. `tokio` adds the driver and the UDP socket; `serde` derives Serialize/Deserialize
-//! for [`dialog::DialogSnapshot`]; `service` adds the service, its store and the B2BUA; `cli` the
-//! binaries' shared parts.
+//! clap, toml, rusqlite or serde_json. `tokio` adds the driver and the UDP socket; `serde` derives
+//! Serialize/Deserialize for [`dialog::DialogSnapshot`]; `service` adds the service, its store and
+//! the B2BUA (no tokio); `cli` the binaries' shared parts and the driver they run on.
 //!
 //! # The types most programs start from
 //!
 //! Re-exported here: [`Message`] (parse and build), [`Endpoint`] with its [`EndpointConfig`] and
-//! [`EndpointEvent`]s, the dialog layer [`Dialogs`], and [`SessionDescription`].
+//! [`EndpointEvent`]s, the dialog layer [`Dialogs`], [`SessionDescription`], and the contract of
+//! what runs above the endpoint: [`Application`], the [`Io`] it gets and its [`Media`] flows.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
@@ -79,6 +80,7 @@ pub mod store;
 #[cfg(feature = "cli")]
 pub mod cli;
 
+pub use application::{Application, Io, Media};
 pub use dialog::Dialogs;
 pub use endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 pub use message::Message;
