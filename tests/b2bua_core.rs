@@ -2,7 +2,9 @@
 //! sans-IO layers (Endpoint + UaCore + Dialogs) talk to a [`B2bua`] over in-memory datagrams, on a
 //! virtual clock. Checks that what one leg does reaches the other: answers, busy, CANCEL, BYE from
 //! either side, a re-INVITE changing the codec (the relay follows), INFO, a session timer that
-//! expires on one leg, and a callee that never answers.
+//! expires on one leg, and a callee that never answers. Then that a call's setup state (its relay
+//! flows, its call entry) ends with the caller's INVITE whatever the answer was: 422, 482, 488,
+//! CANCEL, Timer B, and a retry on the same Call-ID.
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ struct Phone {
     ep: Endpoint,
     ua: UaCore,
     events: Vec<Event>,
+    /// Status codes of the responses its dialogs received.
+    statuses: Vec<u16>,
 }
 
 impl Phone {
@@ -55,7 +59,12 @@ impl Phone {
             session_expires,
             ..DialogConfig::default()
         };
-        Phone { ep: Endpoint::new(EndpointConfig::default()), ua: UaCore::new(Dialogs::new(cfg), None), events: Vec::new() }
+        Phone {
+            ep: Endpoint::new(EndpointConfig::default()),
+            ua: UaCore::new(Dialogs::new(cfg), None),
+            events: Vec::new(),
+            statuses: Vec::new(),
+        }
     }
 
     fn incoming(&self) -> Option<DialogId> {
@@ -89,6 +98,10 @@ impl World {
     }
 
     fn with_relay(caller_se: Option<Duration>, relay_media: bool) -> World {
+        World::with(caller_se, relay_media, Duration::from_secs(10))
+    }
+
+    fn with(caller_se: Option<Duration>, relay_media: bool, no_answer: Duration) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
@@ -96,7 +109,7 @@ impl World {
             media_ip: "127.0.0.1".parse().expect("ip"),
             rtp_ports: 30000..=30999,
             relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
-            no_answer: Duration::from_secs(10),
+            no_answer,
             relay_media,
             seed: 42,
         });
@@ -152,8 +165,14 @@ impl World {
                     phone.ua.handle_endpoint_event(&mut phone.ep, ev, self.now);
                 }
                 while let Some(ev) = phone.ua.poll_event() {
-                    if let UaEvent::Dialog(ev) = ev {
-                        phone.events.push(ev);
+                    match ev {
+                        UaEvent::Dialog(ev) => phone.events.push(ev),
+                        UaEvent::ResponseSeen { status, .. } => phone.statuses.push(status),
+                        // Answers to raw requests a test sent from the phone's address.
+                        UaEvent::Endpoint(EndpointEvent::StrayResponse { response, .. }) => {
+                            phone.statuses.extend(response.status().filter(|&c| c >= 200));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -408,4 +427,112 @@ fn without_the_relay_the_sdp_passes_through_and_no_port_is_bound() {
     w.run(1.0);
     assert_eq!(w.callee.ended(), [EndReason::Bye(Side::Remote)]);
     assert_eq!(w.last_record().caller_packets, 0);
+}
+
+// ===== The B2BUA's setup state ends with the caller's INVITE transaction =====
+//
+// Issue 13 point 2: whatever the answer to the caller's INVITE (one the dialog layer writes
+// itself, a refusal, a CANCEL, a callee that never answers), nothing of the call is left: no
+// relay flow open and no call entry. A retry on the same Call-ID orphans nothing either.
+
+impl World {
+    /// Nothing of any call is left: every relay flow closed, no call in the B2BUA.
+    fn assert_nothing_left(&self, case: &str) {
+        assert!(self.media.open.is_empty(), "{case}: relay flows left open: {:?}", self.media.open);
+        assert!(self.b2b.is_empty(), "{case}: {} call entries left", self.b2b.len());
+    }
+
+    /// Hands a raw INVITE from the caller's address straight to the B2BUA's endpoint.
+    fn raw_invite(&mut self, call_id: &str, branch: &str, cseq: u32, headers: &str, sdp: &str) {
+        let msg = format!(
+            "INVITE sip:bob@{SB} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=raw1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:alice@{CALLER}>\r\n{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        self.ep.handle_datagram(addr(CALLER), Bytes::from(msg), self.now);
+        self.run(0.1);
+    }
+}
+
+#[test]
+fn a_422_and_the_retry_on_the_same_call_id_leave_nothing_behind() {
+    // The caller asks for a 30 s session: the B2BUA's dialog layer answers 422 (Min-SE 90,
+    // RFC 4028 §9) on its own, and the caller retries at once with the same Call-ID.
+    let mut w = World::new(Some(Duration::from_secs(30)));
+    let pending = w.dial();
+    assert!(w.caller.statuses.contains(&422), "the first INVITE got 422: {:?}", w.caller.statuses);
+    assert_eq!(w.media.open.len(), 4, "only the retry's call holds relay ports");
+    let callee = w.answer(offer(6000, "0", "sendrecv"));
+    let caller = w.caller.established().expect("the retry is answered");
+    assert_eq!(caller.call_id, pending.call_id, "the retry kept the Call-ID");
+    w.callee.ua.dialogs().send_bye(&callee, w.now).expect("bye");
+    w.callee.ua.flush(&mut w.callee.ep, w.now);
+    w.run(1.0);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("bye"));
+    w.assert_nothing_left("422 then retry");
+}
+
+#[test]
+fn a_merged_invite_gets_482_and_leaves_nothing_behind() {
+    // The same INVITE by two paths (§8.2.2.2). Its first copy asks for too short a session and
+    // gets 422 (RFC 4028 §9), so no call knows its Call-ID and the second copy is a new call for
+    // the B2BUA too: the dialog layer answers it 482 itself.
+    let mut w = World::new(None);
+    let sdp = String::from_utf8_lossy(&offer(4000, "0", "sendrecv")).into_owned();
+    w.raw_invite("merged@example.com", "path1", 1, "Supported: timer\r\nSession-Expires: 30\r\n", &sdp);
+    w.raw_invite("merged@example.com", "path2", 1, "Supported: timer\r\nSession-Expires: 30\r\n", &sdp);
+    assert_eq!(w.caller.statuses, [422, 482], "422 to the first copy, 482 to the second");
+    w.assert_nothing_left("482");
+    // A retry on the same Call-ID (next CSeq, no short session) is a call; it ends as usual.
+    w.raw_invite("merged@example.com", "path3", 2, "", &sdp);
+    assert_eq!((w.b2b.len(), w.media.open.len()), (1, 4), "the retry is a call with its relay ports");
+    let id = w.callee.incoming().expect("the retry reached the callee");
+    w.callee.ua.dialogs().reject(&id, 486, w.now).expect("reject");
+    w.callee.ua.flush(&mut w.callee.ep, w.now);
+    w.run(1.0);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("486"));
+    w.assert_nothing_left("482 then retry");
+}
+
+#[test]
+fn a_488_leaves_nothing_behind() {
+    // No SDP offer from the caller: refused before any port is bound.
+    let mut w = World::new(None);
+    w.raw_invite("no-sdp@example.com", "nosdp", 1, "", "");
+    w.assert_nothing_left("488 to an INVITE without SDP");
+    // The callee answers with no audio: BYE to it, 488 to the caller.
+    let mut w = World::new(None);
+    w.dial();
+    w.answer(Bytes::from_static(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n"));
+    assert_eq!(w.caller.ended(), [EndReason::Rejected(488)]);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("488"));
+    w.assert_nothing_left("488 from an answer without audio");
+}
+
+#[test]
+fn a_cancel_leaves_nothing_behind() {
+    let mut w = World::new(None);
+    let pending = w.dial();
+    let id = w.callee.incoming().expect("incoming");
+    w.callee.ua.dialogs().ring(&id, w.now).expect("ring");
+    w.callee.ua.flush(&mut w.callee.ep, w.now);
+    w.run(0.2);
+    w.caller.ua.cancel(&mut w.caller.ep, &pending, w.now).expect("cancel");
+    w.run(1.0);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("cancel"));
+    w.assert_nothing_left("CANCEL");
+}
+
+#[test]
+fn timer_b_on_the_callee_leg_leaves_nothing_behind() {
+    // The callee never answers and the B2BUA's no-answer timeout is longer than Timer B (64*T1 =
+    // 32 s): the callee leg's INVITE transaction times out and the caller gets 408.
+    let mut w = World::with(None, true, Duration::from_secs(120));
+    w.dead = Some(CALLEE);
+    w.dial();
+    w.run(40.0);
+    assert_eq!(w.caller.ended(), [EndReason::Timeout]);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("408"));
+    w.assert_nothing_left("Timer B");
 }

@@ -3,7 +3,7 @@
 
 use super::call::{new_record, reason_text, Call, Phase, SavedCall, SavedLeg};
 use super::sdp::{self, LegOrigin};
-use super::{B2bua, Pending};
+use super::{B2bua, Setup};
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::driver::Io;
 use crate::message::Message;
@@ -19,7 +19,12 @@ impl B2bua {
 
     pub(super) fn on_dialog(&mut self, io: &mut Io<'_>, ev: Event, now: Instant) {
         match ev {
-            Event::Incoming { id, request } => self.on_incoming(io, id, &request, now),
+            Event::Incoming { id, .. } => {
+                // Calls start in `start_call` (which takes the dialog id directly); a new INVITE
+                // that reached an existing leg's dialogs has no call to join.
+                tracing::debug!(call_id = %id.call_id, "INVITE without a call refused");
+                let _ = self.ua.dialogs().reject(&id, 500, now);
+            }
             Event::Early { id } => self.on_early(io, &id, now),
             Event::Established { id } => self.on_established(io, &id, now),
             Event::Reoffer { id, request } => self.on_reoffer(&id, &request, now),
@@ -37,12 +42,10 @@ impl B2bua {
         }
     }
 
-    fn on_incoming(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, now: Instant) {
-        let Some(p) = self.pending.remove(&*id.call_id) else {
-            let _ = self.ua.dialogs().reject(&id, 500, now);
-            return;
-        };
-        let Pending { targets, source, media, asserted } = p;
+    /// Starts the call of the caller's new dialog `id`: the call record, the relay, and one
+    /// INVITE per target.
+    pub(super) fn begin_call(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, setup: Setup, now: Instant) {
+        let Setup { targets, source, media, asserted } = setup;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();

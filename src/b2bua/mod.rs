@@ -27,7 +27,7 @@ pub mod sdp;
 pub use call::Phase;
 
 use crate::collections::HashMap;
-use crate::dialog::{DialogConfig, Dialogs, IdGen};
+use crate::dialog::{DialogConfig, Dialogs, IdGen, NotAccepted};
 use crate::driver::{FlowId, Io};
 use crate::endpoint::EndpointEvent;
 use crate::message::Message;
@@ -129,9 +129,9 @@ impl From<LegStats> for LegFigures {
     }
 }
 
-/// An incoming INVITE waiting for its dialog to be created.
+/// What a new call starts from, besides the caller's dialog and INVITE.
 #[derive(Debug)]
-struct Pending {
+struct Setup {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
@@ -153,7 +153,6 @@ pub struct B2bua {
     /// Keys share the dialog ids' Call-ID strings.
     by_call_id: HashMap<Arc<str>, (u64, Leg)>,
     linger: VecDeque<(Instant, Arc<str>)>,
-    pending: HashMap<Box<str>, Pending>,
     next_key: u64,
     store_ops: VecDeque<StoreOp>,
     /// Wall-clock time of the latest input (for call records).
@@ -195,7 +194,6 @@ impl B2bua {
             calls: HashMap::default(),
             by_call_id: HashMap::default(),
             linger: VecDeque::new(),
-            pending: HashMap::default(),
             next_key: 1,
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,
@@ -283,7 +281,6 @@ impl B2bua {
             tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
             return refuse(io, 488, "Not Acceptable Here");
         }
-        let Ok(call_id) = request.call_id().map(Box::<str>::from) else { return refuse(io, 400, "Bad Call-ID") };
         let media = if self.config.relay_media {
             let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
             let Some(callee_ports) = self.bind_leg(io) else {
@@ -294,8 +291,22 @@ impl B2bua {
         } else {
             None
         };
-        self.pending.insert(call_id, Pending { targets, source, media, asserted });
-        self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
+        // The dialog is created (or refused) here and now: the ports just bound belong to the
+        // call it starts, or are closed before this returns, whatever the dialog layer answered.
+        match self.ua.accept_invite(io.endpoint, tx, &request, source, now) {
+            Ok(id) => {
+                self.begin_call(io, id, &request, Setup { targets, source, media, asserted }, now);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %source, error = %e, "INVITE created no call");
+                for p in media.iter().flat_map(|(a, b)| [a, b]) {
+                    Self::close_ports(io, p);
+                }
+                if let NotAccepted::Input(_) = e {
+                    refuse(io, 400, "Bad Request");
+                }
+            }
+        }
         self.drain(io, now);
     }
 
@@ -376,7 +387,9 @@ impl B2bua {
         out
     }
 
+    /// Sends what the dialogs produced, and acts on the UA core's events until none is left.
     fn drain(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.ua.flush(io.endpoint, now);
         while let Some(ev) = self.ua.poll_event() {
             match ev {
                 UaEvent::Dialog(ev) => self.on_dialog(io, ev, now),

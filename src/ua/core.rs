@@ -15,7 +15,7 @@
 //! handed to the application as [`UaEvent::Endpoint`].
 
 use crate::collections::HashMap;
-use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError};
+use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError, NotAccepted};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
 use crate::transaction::TransactionId;
@@ -262,12 +262,35 @@ impl UaCore {
         }
     }
 
-    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
-        self.remember_peer(&request, source);
-        if let Some(key) = server_key(&request) {
+    /// Takes in a dialog-creating INVITE on server transaction `tx` (see
+    /// [`Dialogs::accept_invite`]) and returns the id of the dialog that its answers create; answer
+    /// through [`UaCore::dialogs`], then [`UaCore::flush`]. A 422 or 482 the dialog layer wrote
+    /// itself is already sent on `tx` when this returns; every other error left `tx` unanswered.
+    pub fn accept_invite(
+        &mut self,
+        ep: &mut Endpoint,
+        tx: TransactionId,
+        request: &Message,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Result<crate::dialog::DialogId, NotAccepted> {
+        self.bind_server_tx(tx, request, source);
+        let result = self.dialogs.accept_invite(request, now);
+        self.flush(ep, now);
+        result
+    }
+
+    /// Remembers `request`'s server transaction so the dialog's answers go out on it.
+    fn bind_server_tx(&mut self, tx: TransactionId, request: &Message, source: SocketAddr) {
+        self.remember_peer(request, source);
+        if let Some(key) = server_key(request) {
             self.server_keys.insert(tx, key.clone());
             self.server_tx.insert(key, tx);
         }
+    }
+
+    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        self.bind_server_tx(tx, &request, source);
         match self.dialogs.handle_request(&request, now) {
             Ok(()) => {}
             Err(InputError::UnknownDialog) => {
