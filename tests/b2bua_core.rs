@@ -536,3 +536,24 @@ fn timer_b_on_the_callee_leg_leaves_nothing_behind() {
     assert_eq!(w.last_record().end_reason.as_deref(), Some("408"));
     w.assert_nothing_left("Timer B");
 }
+
+#[test]
+fn a_cancel_crossing_the_callees_200_leaves_nothing_behind() {
+    // The caller cancels while the callee answers (§9.2, §15): the answer finds no call, and
+    // the callee's dialog gets a BYE (§13.2.2.4).
+    let mut w = World::new(None);
+    let pending = w.dial();
+    let id = w.callee.incoming().expect("incoming");
+    w.callee.ua.dialogs().ring(&id, w.now).expect("ring");
+    w.callee.ua.flush(&mut w.callee.ep, w.now);
+    w.run(0.2);
+    w.caller.ua.cancel(&mut w.caller.ep, &pending, w.now).expect("cancel");
+    w.callee.ua.dialogs().accept(&id, Some(offer(6000, "0", "sendrecv")), w.now).expect("accept");
+    w.callee.ua.flush(&mut w.callee.ep, w.now);
+    w.run(2.0);
+    assert_eq!(w.caller.ended(), [EndReason::Cancelled]);
+    assert_eq!(w.callee.ended(), [EndReason::Bye(Side::Remote)]);
+    let r = w.last_record();
+    assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("cancel"), Some("caller")));
+    w.assert_nothing_left("CANCEL crossing 200");
+}

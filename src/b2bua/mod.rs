@@ -21,10 +21,12 @@
 //! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
 
 mod call;
+mod end;
 mod events;
 pub mod sdp;
 
 pub use call::Phase;
+pub use end::{CallEnd, Cause, Party};
 
 use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, Dialogs, IdGen, NotAccepted};
@@ -166,6 +168,15 @@ pub struct B2bua {
     record_prefix: u32,
 }
 
+/// Logs at debug a command on a leg's dialog that could not be carried out. Nothing more is done:
+/// the leg ended or moved on meanwhile (a crossing BYE or CANCEL, a timeout), and that end comes as
+/// the leg's own `Terminated` event, which is what ends the call.
+fn or_log<E: std::fmt::Display>(result: Result<(), E>, what: &str, leg: &crate::dialog::DialogId) {
+    if let Err(e) = result {
+        tracing::debug!(call_id = %leg.call_id, error = %e, "{what}: not sent");
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -275,7 +286,9 @@ impl B2bua {
     ) {
         self.wall = io.wall_clock;
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
-            let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
+            if let Err(e) = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now) {
+                tracing::debug!(peer = %source, code, error = ?e, "refusal of an INVITE not sent");
+            }
         };
         if sdp::audio_of(request.body()).is_none() {
             tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
@@ -334,7 +347,7 @@ impl B2bua {
         self.ua.handle_timeout(io.endpoint, now);
         for (id, leg) in self.relay.handle_timeout(now) {
             tracing::info!(call = id.0, ?leg, "no media from a leg: ending the call");
-            self.end_both(io, id.0, "rtp-timeout", "service", Some("SIP;cause=408;text=\"RTP timeout\""), now);
+            self.end_both(io, id.0, CallEnd::new(Cause::RtpTimeout, Party::Service), now);
         }
         while let Some(&std::cmp::Reverse((at, key))) = self.setup_deadlines.peek() {
             if at > now {
@@ -394,7 +407,9 @@ impl B2bua {
             match ev {
                 UaEvent::Dialog(ev) => self.on_dialog(io, ev, now),
                 UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                    let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
+                    if let Err(e) = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now) {
+                        tracing::debug!(error = ?e, "481 not sent");
+                    }
                 }
                 _ => {}
             }
@@ -423,26 +438,27 @@ impl B2bua {
 
     /// Ends the call `key` on both legs (BYE where a dialog is up, CANCEL or an error answer where
     /// it is not) and closes its record.
-    fn end_both(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, bye_reason: Option<&str>, now: Instant) {
+    fn end_both(&mut self, io: &mut Io<'_>, key: u64, end: CallEnd, now: Instant) {
         let Some(c) = self.calls.get(&key) else { return };
         let caller = c.caller.clone();
         let callee = c.callee.clone();
         let forks = c.forks.clone();
         let up = c.phase == Phase::Up;
         let dialogs = self.ua.dialogs();
+        let bye_reason = end.bye_reason();
         if up {
-            let _ = dialogs.send_bye_with_reason(&caller, bye_reason, now);
+            or_log(dialogs.send_bye_with_reason(&caller, bye_reason, now), "BYE to the caller", &caller);
         } else {
-            let _ = dialogs.reject(&caller, 480, now);
+            or_log(dialogs.reject(&caller, 480, now), "480 to the caller", &caller);
         }
         if let Some(callee) = &callee {
-            let _ = dialogs.send_bye_with_reason(callee, bye_reason, now);
+            or_log(dialogs.send_bye_with_reason(callee, bye_reason, now), "BYE to the callee", callee);
         }
         for f in forks {
             self.cancel_fork(io, key, &f, now);
         }
         self.ua.flush(io.endpoint, now);
-        self.finish(io, key, reason, by, now);
+        self.finish(io, key, end, now);
     }
 
     /// Ends a call in setup whose callee never answered: 408 to the caller, CANCEL to the forks
@@ -451,12 +467,12 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&key) else { return };
         c.phase = Phase::Ending;
         let (caller, forks) = (c.caller.clone(), std::mem::take(&mut c.forks));
-        let _ = self.ua.dialogs().reject(&caller, 408, now);
+        or_log(self.ua.dialogs().reject(&caller, 408, now), "408 to the caller", &caller);
         for f in forks {
             self.cancel_fork(io, key, &f, now);
         }
         self.ua.flush(io.endpoint, now);
-        self.finish(io, key, "408", "service", now);
+        self.finish(io, key, CallEnd::new(Cause::Status(408), Party::Service), now);
     }
 
     fn cancel_fork(&mut self, io: &mut Io<'_>, key: u64, fork: &crate::dialog::DialogId, now: Instant) {
@@ -468,7 +484,7 @@ impl B2bua {
     }
 
     /// Closes the record, frees the relay, forgets the call (its Call-IDs linger).
-    fn finish(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, now: Instant) {
+    fn finish(&mut self, io: &mut Io<'_>, key: u64, mut end: CallEnd, now: Instant) {
         let Some(mut c) = self.calls.remove(&key) else { return };
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);
@@ -477,11 +493,14 @@ impl B2bua {
             Self::close_ports(io, caller);
             Self::close_ports(io, callee);
         }
+        if c.recovered && end.cause == Cause::Bye {
+            end.cause = Cause::RestartRecovered;
+        }
         let r = &mut c.record;
         r.ended_at = Some(ms(self.wall));
-        r.end_reason = Some(if c.recovered && reason == "bye" { "restart-recovered".into() } else { reason.into() });
-        r.ended_by = Some(by.into());
-        tracing::info!(call = %r.id, reason = ?r.end_reason, by, "call ended");
+        r.end_reason = Some(end.cause.to_string());
+        r.ended_by = Some(end.by.to_string());
+        tracing::info!(call = %r.id, reason = %end.cause, by = %end.by, "call ended");
         self.store_ops.push_back(StoreOp::PutCall(r.clone()));
         if c.saved {
             self.store_ops.push_back(StoreOp::RemoveCallState(r.id.clone()));

@@ -206,12 +206,18 @@ impl UaCore {
             EndpointEvent::Request { tx, request, source } => self.on_request(ep, tx, request, source, now),
             EndpointEvent::Ack { request, source } => {
                 self.remember_peer(&request, source);
-                let _ = self.dialogs.handle_request(&request, now);
+                // An ACK is never answered (§17.2.3): one the dialogs cannot take is dropped.
+                if let Err(e) = self.dialogs.handle_request(&request, now) {
+                    tracing::debug!(peer = %source, error = %e, "ACK dropped");
+                }
             }
             EndpointEvent::Cancelled { tx, cancel } => {
                 // The endpoint already answered 200 and 487 (§9.2); the dialog ends its early state.
                 self.forget_server_tx(tx);
-                let _ = self.dialogs.handle_request(&cancel, now);
+                // Already answered; a CANCEL for no dialog of ours (a proxied INVITE) has nothing to end.
+                if let Err(e) = self.dialogs.handle_request(&cancel, now) {
+                    tracing::debug!(error = %e, "CANCEL ends no dialog");
+                }
             }
             EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
                 Some(req) => {
@@ -221,7 +227,9 @@ impl UaCore {
                     if let (Some(method), Some(status)) = (req.method().cloned(), response.status()) {
                         self.events.push_back(UaEvent::ResponseSeen { method, status });
                     }
-                    let _ = self.dialogs.handle_response(&response, now);
+                    if let Err(e) = self.dialogs.handle_response(&response, now) {
+                        tracing::debug!(?tx, error = %e, "response to our request dropped");
+                    }
                 }
                 None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response })),
             },
@@ -235,7 +243,9 @@ impl UaCore {
                 Some(req) => {
                     self.awaiting_final.remove(&tx);
                     let req = req.clone();
-                    let _ = self.dialogs.handle_request_timeout(&req, now);
+                    if let Err(e) = self.dialogs.handle_request_timeout(&req, now) {
+                        tracing::debug!(?tx, error = %e, "timeout of a request no dialog waits for");
+                    }
                 }
                 None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx })),
             },
@@ -294,7 +304,9 @@ impl UaCore {
         match self.dialogs.handle_request(&request, now) {
             Ok(()) => {}
             Err(InputError::UnknownDialog) => {
-                let _ = ep.respond(tx, reject_unknown(&request), now);
+                if let Err(e) = ep.respond(tx, reject_unknown(&request), now) {
+                    tracing::debug!(peer = %source, error = ?e, "481 not sent");
+                }
             }
             Err(_) => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Request { tx, request, source })),
         }
@@ -343,7 +355,10 @@ impl UaCore {
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "request not sent");
-                let _ = self.dialogs.handle_request_timeout(&msg, now);
+                // As if it timed out: the dialog ends or retries as it would (§12.2.1.2).
+                if let Err(e) = self.dialogs.handle_request_timeout(&msg, now) {
+                    tracing::debug!(error = %e, "no dialog waits for the unsent request");
+                }
             }
         }
     }
