@@ -4,12 +4,13 @@
 use super::call::{new_record, Call, Phase, SavedCall, SavedLeg};
 use super::end::{CallEnd, Cause, Party};
 use super::sdp::{self, LegOrigin};
-use super::{or_log, B2bua, Setup};
+use super::{B2bua, Setup};
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::driver::Io;
 use crate::message::Message;
 use crate::relay::{Leg, LegPorts, RelayId};
 use crate::store::{CallState, StoreOp};
+use crate::ua::log_unsent;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -24,7 +25,7 @@ impl B2bua {
                 // Calls start in `start_call` (which takes the dialog id directly); a new INVITE
                 // that reached an existing leg's dialogs has no call to join.
                 tracing::debug!(call_id = %id.call_id, "INVITE without a call refused");
-                or_log(self.ua.dialogs().reject(&id, 500, now), "500 to a stray INVITE", &id);
+                log_unsent(self.ua.dialogs().reject(&id, 500, now), "500 to a stray INVITE", &id);
             }
             Event::Early { id } => self.on_early(io, &id, now),
             Event::Established { id } => self.on_established(io, &id, now),
@@ -35,7 +36,7 @@ impl B2bua {
                 if let Some(other) = self.lookup(&id).and_then(|(k, leg)| self.calls.get(&k)?.dialog(leg.other()).cloned()) {
                     let ct = request.header(crate::message::HeaderName::ContentType).and_then(|v| std::str::from_utf8(v).ok());
                     let ct = ct.unwrap_or("application/octet-stream").to_owned();
-                    or_log(self.ua.dialogs().send_info(&other, &ct, request.body_bytes(), now), "INFO to the other leg", &other);
+                    log_unsent(self.ua.dialogs().send_info(&other, &ct, request.body_bytes(), now), "INFO to the other leg", &other);
                 }
             }
             Event::Terminated { id, reason } => self.on_terminated(io, &id, reason, now),
@@ -123,7 +124,7 @@ impl B2bua {
         self.setup_deadlines.push(std::cmp::Reverse((now + self.config.no_answer, key)));
         self.record_put(key);
         if no_fork {
-            or_log(self.ua.dialogs().reject(&id, 480, now), "480 with no target called", &id);
+            log_unsent(self.ua.dialogs().reject(&id, 480, now), "480 with no target called", &id);
             self.finish(io, key, CallEnd::new(Cause::Status(480), Party::Service), now);
         }
     }
@@ -136,16 +137,16 @@ impl B2bua {
         let invite = id.invite_id();
         let Some(c) = self.calls.get_mut(&key) else {
             // A fork ringing after its call ended: cancelled now that it may be (§9.1).
-            or_log(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a fork of an ended call", &invite);
+            log_unsent(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a fork of an ended call", &invite);
             return;
         };
         if let Some(i) = c.cancel_when_ringing.iter().position(|f| *f == invite) {
             c.cancel_when_ringing.swap_remove(i);
-            or_log(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a losing fork", &invite);
+            log_unsent(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a losing fork", &invite);
         } else if c.phase == Phase::Setup && !c.rang {
             c.rang = true;
             let caller = c.caller.clone();
-            or_log(self.ua.dialogs().ring(&caller, now), "180 to the caller", &caller);
+            log_unsent(self.ua.dialogs().ring(&caller, now), "180 to the caller", &caller);
         }
     }
 
@@ -159,7 +160,7 @@ impl B2bua {
         let winner = self.calls.get(&key).is_some_and(|c| c.phase == Phase::Setup);
         if !winner {
             // A fork that answered after another, or after the caller gave up (§13.2.2.4).
-            or_log(self.ua.dialogs().send_bye(id, now), "BYE to a fork that answered late", id);
+            log_unsent(self.ua.dialogs().send_bye(id, now), "BYE to a fork that answered late", id);
             return;
         }
         let answer = self.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned());
@@ -196,8 +197,8 @@ impl B2bua {
             }
             _ => {
                 tracing::debug!(call = key, "callee answered without usable SDP");
-                or_log(self.ua.dialogs().send_bye(id, now), "BYE to a callee without usable SDP", id);
-                or_log(self.ua.dialogs().reject(&caller, 488, now), "488 to the caller", &caller);
+                log_unsent(self.ua.dialogs().send_bye(id, now), "BYE to a callee without usable SDP", id);
+                log_unsent(self.ua.dialogs().reject(&caller, 488, now), "488 to the caller", &caller);
                 self.finish(io, key, CallEnd::new(Cause::Status(488), Party::Callee), now);
             }
         }
@@ -205,7 +206,7 @@ impl B2bua {
 
     fn on_reoffer(&mut self, id: &DialogId, request: &Message, now: Instant) {
         let refuse = |me: &mut B2bua, code| {
-            or_log(me.ua.dialogs().reject(id, code, now), "refusal of a re-offer", id);
+            log_unsent(me.ua.dialogs().reject(id, code, now), "refusal of a re-offer", id);
         };
         let Some((key, leg)) = self.lookup(id) else { return refuse(self, 481) };
         let Some(c) = self.calls.get_mut(&key) else { return refuse(self, 481) };
@@ -239,10 +240,10 @@ impl B2bua {
         }
         match body {
             Some(body) => {
-                or_log(self.ua.dialogs().accept(&asker, Some(body), now), "answer to the re-offer", &asker);
+                log_unsent(self.ua.dialogs().accept(&asker, Some(body), now), "answer to the re-offer", &asker);
             }
             None => {
-                or_log(self.ua.dialogs().reject(&asker, 488, now), "488 to the re-offer", &asker);
+                log_unsent(self.ua.dialogs().reject(&asker, 488, now), "488 to the re-offer", &asker);
             }
         }
         self.state_put(key);
@@ -261,7 +262,7 @@ impl B2bua {
         c.reoffer_from = None;
         if let Some(asker) = c.dialog(leg.other()).cloned() {
             let code = if (300..700).contains(&code) { code } else { 500 };
-            or_log(self.ua.dialogs().reject(&asker, code, now), "refusal of the re-offer", &asker);
+            log_unsent(self.ua.dialogs().reject(&asker, code, now), "refusal of the re-offer", &asker);
         }
     }
 
@@ -288,7 +289,7 @@ impl B2bua {
                     code => code,
                 };
                 let caller = c.caller.clone();
-                or_log(self.ua.dialogs().reject(&caller, code, now), "the forks' best answer to the caller", &caller);
+                log_unsent(self.ua.dialogs().reject(&caller, code, now), "the forks' best answer to the caller", &caller);
                 self.finish(io, key, CallEnd::new(Cause::Status(code), Party::Callee), now);
             }
             return;
@@ -302,14 +303,14 @@ impl B2bua {
         match leg {
             Leg::Caller => {
                 if let Some(callee) = callee {
-                    or_log(self.ua.dialogs().send_bye(&callee, now), "BYE to the callee", &callee);
+                    log_unsent(self.ua.dialogs().send_bye(&callee, now), "BYE to the callee", &callee);
                 }
                 for f in forks {
                     self.cancel_fork(io, key, &f, now);
                 }
             }
             Leg::Callee => {
-                or_log(self.ua.dialogs().send_bye(&caller, now), "BYE to the caller", &caller);
+                log_unsent(self.ua.dialogs().send_bye(&caller, now), "BYE to the caller", &caller);
             }
         }
         self.finish(io, key, end, now);

@@ -38,6 +38,7 @@ use crate::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId};
 use crate::store::{CallState, StoreOp};
 use crate::transaction::TransactionId;
 use crate::ua::core::{UaCore, UaEvent};
+use crate::ua::log_unsent;
 use bytes::Bytes;
 use call::Call;
 use serde::Serialize;
@@ -166,15 +167,6 @@ pub struct B2bua {
     session_ids: IdGen,
     /// Call record ids are `PREFIX-KEY`: a prefix per run keeps ids unique across restarts.
     record_prefix: u32,
-}
-
-/// Logs at debug a command on a leg's dialog that could not be carried out. Nothing more is done:
-/// the leg ended or moved on meanwhile (a crossing BYE or CANCEL, a timeout), and that end comes as
-/// the leg's own `Terminated` event, which is what ends the call.
-fn or_log<E: std::fmt::Display>(result: Result<(), E>, what: &str, leg: &crate::dialog::DialogId) {
-    if let Err(e) = result {
-        tracing::debug!(call_id = %leg.call_id, error = %e, "{what}: not sent");
-    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -447,12 +439,12 @@ impl B2bua {
         let dialogs = self.ua.dialogs();
         let bye_reason = end.bye_reason();
         if up {
-            or_log(dialogs.send_bye_with_reason(&caller, bye_reason, now), "BYE to the caller", &caller);
+            log_unsent(dialogs.send_bye_with_reason(&caller, bye_reason, now), "BYE to the caller", &caller);
         } else {
-            or_log(dialogs.reject(&caller, 480, now), "480 to the caller", &caller);
+            log_unsent(dialogs.reject(&caller, 480, now), "480 to the caller", &caller);
         }
         if let Some(callee) = &callee {
-            or_log(dialogs.send_bye_with_reason(callee, bye_reason, now), "BYE to the callee", callee);
+            log_unsent(dialogs.send_bye_with_reason(callee, bye_reason, now), "BYE to the callee", callee);
         }
         for f in forks {
             self.cancel_fork(io, key, &f, now);
@@ -467,7 +459,7 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&key) else { return };
         c.phase = Phase::Ending;
         let (caller, forks) = (c.caller.clone(), std::mem::take(&mut c.forks));
-        or_log(self.ua.dialogs().reject(&caller, 408, now), "408 to the caller", &caller);
+        log_unsent(self.ua.dialogs().reject(&caller, 408, now), "408 to the caller", &caller);
         for f in forks {
             self.cancel_fork(io, key, &f, now);
         }
