@@ -339,6 +339,7 @@ impl B2bua {
     /// Takes back the calls saved before a restart: rebinds their relay ports, rebuilds both
     /// dialogs, and lets media flow again. A call whose ports cannot be bound is closed with
     /// `restart-failed`. Returns how many calls were recovered.
+    #[must_use]
     pub fn restore(&mut self, io: &mut Io<'_>, states: &[CallState], now: Instant) -> usize {
         self.wall = io.wall_clock;
         let mut recovered = 0;

@@ -278,9 +278,7 @@ impl B2bua {
     ) {
         self.wall = io.wall_clock;
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
-            if let Err(e) = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now) {
-                tracing::debug!(peer = %source, code, error = ?e, "refusal of an INVITE not sent");
-            }
+            io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("sb")).finish(), now);
         };
         if sdp::audio_of(request.body()).is_none() {
             tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
@@ -323,6 +321,7 @@ impl B2bua {
     }
 
     /// A datagram on a media flow; `false` if the flow is not a relay port.
+    #[must_use]
     pub fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: &Bytes, now: Instant) -> bool {
         if !self.relay.owns(flow) {
             return false;
@@ -399,9 +398,7 @@ impl B2bua {
             match ev {
                 UaEvent::Dialog(ev) => self.on_dialog(io, ev, now),
                 UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                    if let Err(e) = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now) {
-                        tracing::debug!(error = ?e, "481 not sent");
-                    }
+                    io.endpoint.respond_or_log(tx, crate::dialog::reject_unknown(&request), now);
                 }
                 _ => {}
             }

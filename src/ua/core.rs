@@ -304,9 +304,7 @@ impl UaCore {
         match self.dialogs.handle_request(&request, now) {
             Ok(()) => {}
             Err(InputError::UnknownDialog) => {
-                if let Err(e) = ep.respond(tx, reject_unknown(&request), now) {
-                    tracing::debug!(peer = %source, error = ?e, "481 not sent");
-                }
+                ep.respond_or_log(tx, reject_unknown(&request), now);
             }
             Err(_) => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Request { tx, request, source })),
         }

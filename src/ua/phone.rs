@@ -443,9 +443,7 @@ impl Phone {
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
                 let (code, reason) = if request.method() == Some(&Method::Options) { (200, "OK") } else { (405, "Method Not Allowed") };
-                if let Err(e) = io.endpoint.respond(tx, request.response_to(code, reason, Some("softphone")).finish(), now) {
-                    tracing::debug!(error = ?e, code, "answer to an out-of-dialog request not sent");
-                }
+                io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
             }
             _ => {}
         }
