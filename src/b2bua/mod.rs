@@ -16,6 +16,12 @@
 //! another reason (no ACK, session timer expiry per RFC 4028, a 408/481 to a request) ends the
 //! other with BYE; so does media inactivity on the relay.
 //!
+//! A call starts in [`B2bua::start_call`]: the relay ports are bound, then the caller's dialog is
+//! created by [`crate::ua::core::UaCore::accept_invite`], whose id comes straight back. When the
+//! dialog layer answers the INVITE itself instead (422, RFC 4028 §9; 482, RFC 3261 §8.2.2.2) the
+//! ports are closed before `start_call` returns: no setup state outlives the INVITE's answer. How a
+//! call ended is a [`CallEnd`]; its words are the call record's.
+//!
 //! Established calls are written to the store ([`crate::store::CallState`]); [`B2bua::restore`]
 //! takes them back after a restart: it rebinds the relay ports and rebuilds both dialogs, so media
 //! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
