@@ -9,7 +9,7 @@
 //!   store       users, bindings, call records (SQLite, I/O)          [feature service]
 //!   b2bua       back-to-back calls with relayed media (RFC 7092)     [feature service]
 //!   driver      tokio loop: sockets + clock (the only I/O)           [feature tokio]
-//!   testing     in-memory stand-ins for the driver's media sockets   [feature tokio]
+//!   testing     test harness: in-memory network, virtual clock, media [feature tokio]
 //!   ua          echo UAS, softphone, REGISTER client                 [feature tokio]
 //!   relay       RTP/RTCP relay between two legs                      [feature tokio]
 //!   proxy       stateful proxy core (RFC 3261 §16)

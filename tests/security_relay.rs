@@ -322,7 +322,8 @@ fn relay_attacks_fail_and_the_call_still_works(mode: &str) {
         "OPTIONS sip:{sp} SIP/2.0\r\nVia: SIP/2.0/UDP {st};branch=z9hG4bK-keepalive;rport\r\nMax-Forwards: 70\r\n\
          From: <sip:stranger@127.0.0.9>;tag=p2\r\nTo: <sip:{sp}>\r\nCall-ID: keepalive@security\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
-    assert_eq!(status(&ask(keepalive)), "200");
+    let r = ask(keepalive);
+    assert_eq!(status(&r), "200", "{r}");
 
     // 5. The From spoof: alice authenticates but claims to be bob.
     let spoof = |from: &'static str, call_id: &'static str, contact: String| {

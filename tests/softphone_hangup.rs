@@ -1,117 +1,41 @@
-//! The softphone's hang-up before any answer, sans-IO on a virtual clock: a CANCEL may not be
-//! sent before a provisional response (RFC 3261 §9.1), so a hang-up that comes first is carried
-//! out as soon as the callee rings instead of being lost. The phone talks to a scripted callee
-//! whose datagrams the test writes by hand.
+//! The softphone's hang-up before any answer, on the in-memory network of `switchboard::testing`
+//! with a virtual clock: a CANCEL may not be sent before a provisional response (RFC 3261 §9.1),
+//! so a hang-up that comes first is carried out once one came (here bob's 100 Trying) instead of
+//! being lost. The callee is a scripted user agent (`testing::DialogUa`).
 
-use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard::call::MediaConfig;
-use switchboard::driver::{Application, Io};
+use switchboard::dialog::{DialogConfig, Dialogs, EndReason};
+use switchboard::driver::Application;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
-use switchboard::message::Message;
-use switchboard::testing::MemoryMedia;
-use switchboard::ua::media::CallMediaConfig;
-use switchboard::ua::phone::{EndState, Phone, PhoneConfig, SourceSpec};
-
-const PHONE: &str = "127.0.0.1:5071";
-const CALLEE: &str = "127.0.0.1:5072";
+use switchboard::testing::{self, DialogUa, Net};
+use switchboard::ua::phone::{EndState, Phone};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("address")
 }
 
-struct World {
-    now: Instant,
-    ep: Endpoint,
-    media: MemoryMedia,
-    phone: Phone,
-    /// Requests the phone sent to the callee.
-    sent: Vec<Message>,
-}
-
-impl World {
-    fn new() -> World {
-        let config = PhoneConfig {
-            user: "alice".into(),
-            domain: None,
-            realm: None,
-            local: addr(PHONE),
-            media: CallMediaConfig {
-                ip: "127.0.0.1".parse().expect("ip"),
-                ports: 40000..=40999,
-                prefs: Default::default(),
-                session: MediaConfig::default(),
-            },
-            source: SourceSpec::Silence,
-            duration: None,
-            auto_answer: None,
-            max_calls: Some(1),
-            dtmf: None,
-            seed: 7,
-            register: None,
-            credentials: None,
-        };
-        let mut phone = Phone::new(config, None);
-        phone.dial(&format!("sip:bob@{CALLEE}"), addr(CALLEE));
-        World { now: Instant::now(), ep: Endpoint::new(EndpointConfig::default()), media: MemoryMedia::default(), phone, sent: Vec::new() }
-    }
-
-    fn io<'a>(ep: &'a mut Endpoint, media: &'a mut MemoryMedia) -> Io<'a> {
-        Io { endpoint: ep, media, wall_clock: Duration::from_secs(1_800_000_000) }
-    }
-
-    /// Delivers the phone's endpoint events and collects what it sent.
-    fn settle(&mut self) {
-        while let Some(ev) = self.ep.poll_event() {
-            let mut io = Self::io(&mut self.ep, &mut self.media);
-            self.phone.handle_event(&mut io, ev, self.now);
-        }
-        while let Some(t) = self.ep.poll_transmit() {
-            if let Ok(m) = Message::parse(t.payload) {
-                self.sent.push(m);
-            }
-        }
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now += by;
-        self.ep.handle_timeout(self.now);
-        let mut io = Self::io(&mut self.ep, &mut self.media);
-        self.phone.handle_timeout(&mut io, self.now);
-        self.settle();
-    }
-
-    fn sent_methods(&self) -> Vec<String> {
-        self.sent.iter().filter_map(|m| m.method().map(|m| m.to_string())).collect()
-    }
-
-    /// The callee answers the phone's INVITE with `code`.
-    fn callee_answers(&mut self, code: u16, reason: &str) {
-        let invite = self.sent.iter().find(|m| m.method().is_some_and(|m| m.to_string() == "INVITE")).expect("INVITE").clone();
-        let response = invite.response_to(code, reason, Some("bob1")).finish();
-        self.ep.handle_datagram(addr(CALLEE), Bytes::copy_from_slice(response.as_bytes()), self.now);
-        self.settle();
-    }
-}
-
 #[test]
-fn a_hangup_before_the_callee_rings_is_sent_once_it_rings() {
-    let mut w = World::new();
-    let mut io = World::io(&mut w.ep, &mut w.media);
-    w.phone.start(&mut io, w.now);
-    w.settle();
-    assert_eq!(w.sent_methods(), ["INVITE"]);
-    // Hang up at once: no provisional response yet, so no CANCEL may go out (§9.1).
-    let mut io = World::io(&mut w.ep, &mut w.media);
-    w.phone.hangup(&mut io, w.now).expect("a call to hang up");
-    w.settle();
-    assert!(!w.sent_methods().contains(&"CANCEL".to_string()), "no CANCEL before a provisional: {:?}", w.sent_methods());
-    w.callee_answers(180, "Ringing");
-    w.advance(Duration::from_secs(1));
-    assert!(w.sent_methods().contains(&"CANCEL".to_string()), "the hang-up went out once the callee rang: {:?}", w.sent_methods());
-    w.callee_answers(487, "Request Terminated");
-    w.advance(Duration::from_secs(1));
-    let report = w.phone.reports.last().expect("the call ended");
+fn a_hangup_before_any_provisional_is_sent_once_one_comes() {
+    let (alice_at, bob_at) = (addr("127.0.0.2:5060"), addr("127.0.0.3:5060"));
+    let mut net = Net::new(Instant::now(), 1);
+    let mut config = testing::phone_config("alice", "pw", alice_at, bob_at, 2);
+    config.register = None;
+    let ep = || Endpoint::new(EndpointConfig::default());
+    let alice = net.add("alice", alice_at, ep(), Phone::new(config, None));
+    let bob_dialogs = DialogConfig { contact: format!("sip:bob@{bob_at}"), sent_by: bob_at.to_string(), ..DialogConfig::default() };
+    let bob = net.add("bob", bob_at, ep(), DialogUa::new(Dialogs::new(bob_dialogs)));
+    // Alice dials and hangs up at the same instant: her INVITE is on the wire and no provisional
+    // response (not even bob's 100 Trying) has come back, so no CANCEL may go out yet (§9.1).
+    net.with(alice, |phone, io, now| {
+        phone.dial(&format!("sip:bob@{bob_at}"), bob_at);
+        phone.start(io, now);
+        phone.hangup(io, now)
+    })
+    .expect("a call to hang up");
+    net.run_for(Duration::from_secs(2));
+    assert!(net.app(bob).incoming().is_some(), "bob got the INVITE");
+    assert_eq!(net.app(bob).ended(), [EndReason::Cancelled], "the hang-up went out once bob's 100 came");
+    let report = net.app(alice).reports.last().expect("alice's call ended");
     assert_eq!((report.state, report.reason.as_str()), (EndState::Cancelled, "cancel"));
 }

@@ -37,9 +37,6 @@ pub struct Known {
     pub echo: bool,
     /// It belongs to a leg of a B2BUA call (by Call-ID).
     pub b2bua: bool,
-    /// An OPTIONS whose Request-URI names one of our users (configured or registered); any other
-    /// OPTIONS is for the service itself.
-    pub options_for_user: bool,
 }
 
 /// Who gets a request, or the answer it gets.
@@ -191,7 +188,10 @@ impl Admission {
             _ if in_dialog => self.in_dialog(req),
             _ if is_echo(req) => Admit::Echo,
             _ => {
-                let to_service = method == Some(&Method::Options) && !known.options_for_user;
+                // An OPTIONS with no user part is for the service itself (a keep-alive or capability
+                // query, §11.2). One naming a user is challenged whether or not the user exists, so
+                // the answer tells a prober nothing about who is configured or registered.
+                let to_service = method == Some(&Method::Options) && !names_a_user(req);
                 Admit::New { authenticate: !to_service && !self.is_trusted(source) }
             }
         };
@@ -297,6 +297,11 @@ pub fn from_is(req: &Message, user: &str) -> bool {
     req.from().ok().is_some_and(|f| matches!(f.uri, Uri::Sip(u) if u.user == Some(user)))
 }
 
+/// Whether the Request-URI has a user part (`sip:bob@host`, not `sip:host`).
+fn names_a_user(req: &Message) -> bool {
+    matches!(req.request_uri(), Some(Uri::Sip(u)) if u.user.is_some_and(|u| !u.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,7 +363,7 @@ mod tests {
         let gateway: SocketAddr = "192.0.2.10:5060".parse().unwrap();
         let known = Known::default();
         for method in ["INVITE", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "SUBSCRIBE", "REFER"] {
-            let for_bob = Known { options_for_user: method == "OPTIONS", ..known };
+            let for_bob = known;
             let req = request(method, "sip:bob@example.com", None, &[]);
             assert_eq!(a.admit(&req, stranger, for_bob), Admit::New { authenticate: true }, "{method}");
             assert_eq!(a.admit(&req, gateway, for_bob), Admit::New { authenticate: false }, "{method} from a trusted peer");

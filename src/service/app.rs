@@ -221,8 +221,7 @@ impl Service {
 
     /// What the owners know of `msg`, for admission.
     fn known(&self, msg: &Message) -> Known {
-        let options_for_user = msg.method() == Some(&Method::Options) && self.names_user(msg);
-        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg), options_for_user }
+        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg) }
     }
 
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
@@ -283,13 +282,6 @@ impl Service {
                 }
             },
         }
-    }
-
-    /// Whether the Request-URI names one of our users (configured, or registered).
-    fn names_user(&self, req: &Message) -> bool {
-        let Some(Uri::Sip(u)) = req.request_uri() else { return false };
-        let Some(user) = u.user.filter(|u| !u.is_empty()) else { return false };
-        self.users.contains_key(user) || self.targets_for(req).is_some_and(|t| !t.is_empty())
     }
 
     /// `P-Asserted-Identity` for `user` (RFC 3325 §9.1): the From display name and

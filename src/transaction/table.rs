@@ -271,7 +271,11 @@ impl Transactions {
         };
         let target = (request.method() == Some(&Method::Cancel)).then(|| self.cancel_target(&request));
         let id = self.insert(machine)?;
-        self.events.push_back((id, Event::Request(request)));
+        // A CANCEL is answered by the endpoint itself (§9.2, `Routed::Cancel`); the TU hears of it
+        // only through the INVITE it cancels, never as a new request it could answer a second time.
+        if target.is_none() {
+            self.events.push_back((id, Event::Request(request)));
+        }
         Ok(match target {
             Some(target) => Routed::Cancel { id, target },
             None => Routed::New(id),
