@@ -72,6 +72,17 @@ pub trait Application {
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant);
     /// True when the driver may return.
     fn is_done(&self) -> bool;
+    /// A local address the application wants its SIP socket moved to (a phone that changed
+    /// network, issue 14 point 7; port 0 picks a free one). The driver asks after every input,
+    /// binds it, drops the old socket and answers with [`Application::moved`].
+    fn poll_move(&mut self) -> Option<SocketAddr> {
+        None
+    }
+    /// The SIP socket now listens and sends at `local` (or binding failed, and the old socket
+    /// stays).
+    fn moved(&mut self, io: &mut Io<'_>, local: io::Result<SocketAddr>, now: Instant) {
+        let _ = (io, local, now);
+    }
 }
 
 /// The driver's media sockets.
@@ -218,6 +229,28 @@ async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint
     }
 }
 
+/// Moves the SIP socket where the application asks ([`Application::poll_move`]), then sends what
+/// it queued in answer.
+async fn rebind<A: Application>(transport: &mut UdpTransport, endpoint: &mut Endpoint, media: &mut MediaSockets, app: &mut A) {
+    while let Some(addr) = app.poll_move() {
+        let local = match UdpTransport::bind(addr).await {
+            Ok(t) => {
+                let local = t.local_addr();
+                *transport = t;
+                tracing::info!(%local, "SIP socket moved");
+                Ok(local)
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot move the SIP socket");
+                Err(e)
+            }
+        };
+        let now = Instant::now();
+        app.moved(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, local, now);
+        flush(transport, endpoint, media, app, now).await;
+    }
+}
+
 /// A command for the application from outside the loop (a control socket, a prompt): run on the
 /// driver task with I/O, between two inputs, and followed by a flush like any other input. It
 /// answers through whatever channel it captured.
@@ -296,6 +329,7 @@ pub async fn run_with_commands<A: Application>(
             }
         }
         flush(&transport, &mut endpoint, &mut media, &mut app, Instant::now()).await;
+        rebind(&mut transport, &mut endpoint, &mut media, &mut app).await;
     }
     if media.send_drops > 0 {
         tracing::info!(drops = media.send_drops, "media datagrams dropped on busy sockets");

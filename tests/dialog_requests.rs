@@ -346,3 +346,39 @@ fn early_dialogs_per_to_tag_and_the_2xx_confirms_one() {
     let ack = alice.poll_transmit().unwrap();
     assert_eq!(ack.request_uri_str(), Some("sip:bob@192.0.2.12"));
 }
+
+/// §22.2 (and §22.1: a proxy may challenge any request, as the service does for a phone that
+/// signals from a new address, issue 14 point 7): a 407 to our re-INVITE is answered with the same
+/// offer, credentials and the next CSeq; twice in a row at most, then the re-INVITE fails.
+#[test]
+fn a_challenged_reinvite_is_sent_again_with_credentials() {
+    let mut p = Pair::default_pair();
+    let (alice_id, _) = p.establish();
+    p.alice.set_authorizer(Box::new(|req, resp| {
+        assert_eq!(resp.status(), Some(407));
+        Some((HeaderName::ProxyAuthorization, format!("Digest username=\"alice\", cseq-was=\"{}\"", req.cseq().ok()?.seq)))
+    }));
+    let challenge = |req: &Message| {
+        let mut b = req.response_to(407, "Proxy Authentication Required", None);
+        b.push(HeaderName::ProxyAuthenticate, "Digest realm=\"sb\", nonce=\"n\"");
+        b.finish()
+    };
+    p.alice.send_reinvite(&alice_id, sdp(Who::Alice, 2, "sendrecv"), p.now).unwrap();
+    let first = p.alice.poll_transmit().expect("the re-INVITE");
+    assert_eq!(first.cseq().unwrap().to_string(), "2 INVITE");
+    p.alice.handle_response(&challenge(&first), p.now).unwrap();
+    let again = p.alice.poll_transmit().expect("sent again");
+    assert_eq!(again.cseq().unwrap().to_string(), "3 INVITE");
+    assert_eq!(again.to().unwrap().tag(), Some(&*alice_id.remote_tag), "in the same dialog");
+    assert_eq!(again.body(), first.body(), "the same offer");
+    let creds = again.header(HeaderName::ProxyAuthorization).map(|v| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(creds.as_deref(), Some("Digest username=\"alice\", cseq-was=\"2\""));
+    p.alice.handle_response(&challenge(&again), p.now).unwrap();
+    let third = p.alice.poll_transmit().expect("a stale nonce gets one more try");
+    assert_eq!(third.cseq().unwrap().seq, 4);
+    p.alice.handle_response(&challenge(&third), p.now).unwrap();
+    assert!(p.alice.poll_transmit().is_none(), "no third try");
+    let failed = std::iter::from_fn(|| p.alice.poll_event()).any(|e| matches!(e, Event::ModifyFailed { code: 407, .. }));
+    assert!(failed, "the re-INVITE failed with 407");
+    assert_eq!(p.alice.get(&alice_id).unwrap().state(), DialogState::Confirmed, "the call goes on");
+}

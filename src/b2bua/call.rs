@@ -42,6 +42,9 @@ pub(crate) struct Call {
     /// Signalling addresses of the phones.
     pub(crate) caller_peer: SocketAddr,
     pub(crate) callee_peer: Option<SocketAddr>,
+    /// The users of the legs, whose phones may move (issue 14 point 7; see `handover`).
+    pub(crate) caller_user: Option<String>,
+    pub(crate) callee_user: Option<String>,
     /// The leg whose re-INVITE is being passed to the other leg.
     pub(crate) reoffer_from: Option<Leg>,
     /// 180 sent to the caller.
@@ -156,6 +159,11 @@ pub(crate) struct SavedCall {
     pub(crate) invited_at: u64,
     pub(crate) answered_at: Option<u64>,
     pub(crate) codec: Option<String>,
+    /// The users of the legs (see `Call`); absent in states saved before handover existed.
+    #[serde(default)]
+    pub(crate) caller_user: Option<String>,
+    #[serde(default)]
+    pub(crate) callee_user: Option<String>,
     pub(crate) caller: SavedLeg,
     pub(crate) callee: SavedLeg,
 }

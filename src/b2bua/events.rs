@@ -4,7 +4,7 @@
 use super::call::{new_record, Call, Phase, SavedCall, SavedLeg};
 use super::end::{CallEnd, Cause, Party};
 use super::sdp::{self, LegOrigin};
-use super::{B2bua, Setup};
+use super::{B2bua, Parties, Setup};
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::driver::Io;
 use crate::message::Message;
@@ -47,7 +47,8 @@ impl B2bua {
     /// Starts the call of the caller's new dialog `id`: the call record, the relay, and one
     /// INVITE per target.
     pub(super) fn begin_call(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, setup: Setup, now: Instant) {
-        let Setup { targets, source, media, asserted } = setup;
+        let Setup { targets, source, media, parties } = setup;
+        let Parties { asserted, caller: caller_user, callee: callee_user } = parties;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
@@ -77,6 +78,8 @@ impl B2bua {
             callee_origin: LegOrigin { session_id: session_id ^ 1, version: 0 },
             caller_peer: source,
             callee_peer: None,
+            caller_user,
+            callee_user,
             reoffer_from: None,
             rang: false,
             recovered: false,
@@ -331,6 +334,8 @@ impl B2bua {
             invited_at: c.record.invited_at,
             answered_at: c.record.answered_at,
             codec: c.record.codec.clone(),
+            caller_user: c.caller_user.clone(),
+            callee_user: c.callee_user.clone(),
             caller: leg(&c.caller, c.caller_peer, c.caller_origin, Leg::Caller)?,
             callee: leg(c.callee.as_ref()?, c.callee_peer?, c.callee_origin, Leg::Callee)?,
         })
@@ -421,6 +426,8 @@ impl B2bua {
             callee_origin: s.callee.origin,
             caller_peer: s.caller.peer,
             callee_peer: Some(s.callee.peer),
+            caller_user: s.caller_user.clone(),
+            callee_user: s.callee_user.clone(),
             reoffer_from: None,
             rang: true,
             recovered: true,

@@ -29,10 +29,12 @@
 mod call;
 mod end;
 mod events;
+mod handover;
 pub mod sdp;
 
 pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
+pub use handover::Parties;
 
 use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, Dialogs, IdGen, NotAccepted};
@@ -144,8 +146,9 @@ struct Setup {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
-    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325).
-    asserted: Option<String>,
+    /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325), and the
+    /// users of both legs.
+    parties: Parties,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -266,11 +269,12 @@ impl B2bua {
         targets: Vec<Target>,
         now: Instant,
     ) {
-        self.start_call_as(io, tx, request, source, targets, None, now);
+        self.start_call_as(io, tx, request, source, targets, Parties::default(), now);
     }
 
     /// [`B2bua::start_call`] for an authenticated caller: every callee leg's INVITE carries
-    /// `P-Asserted-Identity: asserted` (RFC 3325 §9.1).
+    /// `P-Asserted-Identity: parties.asserted` (RFC 3325 §9.1), and a leg's phone that moves must
+    /// authenticate as that leg's user in `parties` (see [`Parties`]).
     #[allow(clippy::too_many_arguments)]
     pub fn start_call_as(
         &mut self,
@@ -279,7 +283,7 @@ impl B2bua {
         request: Message,
         source: SocketAddr,
         targets: Vec<Target>,
-        asserted: Option<String>,
+        parties: Parties,
         now: Instant,
     ) {
         self.wall = io.wall_clock;
@@ -304,7 +308,7 @@ impl B2bua {
         // call it starts, or are closed before this returns, whatever the dialog layer answered.
         match self.ua.accept_invite(io.endpoint, tx, &request, source, now) {
             Ok(id) => {
-                self.begin_call(io, id, &request, Setup { targets, source, media, asserted }, now);
+                self.begin_call(io, id, &request, Setup { targets, source, media, parties }, now);
             }
             Err(e) => {
                 tracing::debug!(peer = %source, error = %e, "INVITE created no call");

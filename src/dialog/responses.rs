@@ -234,7 +234,7 @@ impl Dialogs {
         let out = d.outgoing.remove(pos);
         match (code, resp) {
             (200..=299, Some(resp)) => self.on_dialog_2xx(slot, out, resp, now),
-            _ => self.on_dialog_failure(slot, out, code, now),
+            _ => self.on_dialog_failure(slot, out, code, resp, now),
         }
     }
 
@@ -243,6 +243,7 @@ impl Dialogs {
             self.send_ack(slot, out.seq);
         }
         let d = self.dm(slot);
+        d.auth_tries = 0;
         if d.state == DialogState::Terminated || !matches!(out.method, Method::Invite | Method::Update) {
             return;
         }
@@ -262,7 +263,12 @@ impl Dialogs {
         }
     }
 
-    fn on_dialog_failure(&mut self, slot: usize, out: Outgoing, code: u16, now: Instant) {
+    fn on_dialog_failure(&mut self, slot: usize, out: Outgoing, code: u16, resp: Option<&Message>, now: Instant) {
+        if let (401 | 407, Some(resp)) = (code, resp) {
+            if self.retry_in_dialog_auth(slot, &out, resp) {
+                return;
+            }
+        }
         let ping = out.purpose == Purpose::Ping;
         match code {
             // §12.2.1.2: the peer has no such dialog; nothing to say BYE to.
@@ -290,5 +296,29 @@ impl Dialogs {
                 }
             }
         }
+    }
+
+    /// 401/407 to our re-INVITE or UPDATE (RFC 3261 §22.2; §22.1 lets a proxy challenge any
+    /// request, and the service does for a phone that signals from a new address, issue 14
+    /// point 7): the same offer again with credentials from the authorizer and a new CSeq; at most
+    /// twice in a row (a second challenge may say the nonce was stale).
+    fn retry_in_dialog_auth(&mut self, slot: usize, out: &Outgoing, resp: &Message) -> bool {
+        let Purpose::Modify(sdp) = &out.purpose else { return false };
+        let (d, cfg) = self.dm_cfg(slot);
+        if d.state != DialogState::Confirmed || d.auth_tries >= 2 {
+            return false;
+        }
+        // The challenged request as sent (method, Request-URI): what the digest covers.
+        let challenged = d.request(out.method.clone(), out.seq, "z9hG4bKchallenged", cfg).finish();
+        let Some((name, value)) = self.authorizer.0.as_mut().and_then(|a| a(&challenged, resp)) else { return false };
+        self.dm(slot).auth_tries += 1;
+        let current = self.dm(slot).session;
+        let offer = session::offer(&self.config, current, 0);
+        let body = sdp.clone().map(|s| ("application/sdp", s));
+        self.send_request(slot, out.method.clone(), Purpose::Modify(sdp.clone()), body, |b| {
+            session::write_request(b, offer);
+            b.push(name, value);
+        });
+        true
     }
 }

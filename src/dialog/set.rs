@@ -126,6 +126,14 @@ impl Dialogs {
         self.authorizer = AuthorizerSlot(Some(authorizer));
     }
 
+    /// Our new address after a change of network (issue 14 point 7): the Contact and Via sent-by
+    /// of every request and answer from now on, so the next re-INVITE refreshes the peer's
+    /// remote target (RFC 3261 §12.2.1.1, §12.2.2).
+    pub fn set_local(&mut self, contact: String, sent_by: String) {
+        self.config.contact = contact;
+        self.config.sent_by = sent_by;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DialogConfig {
         &self.config

@@ -94,6 +94,8 @@ pub struct Dialog {
     pub(crate) provisional_sent: bool,
     /// A re-INVITE or UPDATE that met 491, to send again when [`DialogTimer::GlareRetry`] fires.
     pub(crate) retry: Option<Box<(Method, Option<Bytes>)>>,
+    /// Challenges answered in a row for in-dialog requests (401/407, §22.2).
+    pub(crate) auth_tries: u8,
     pub(crate) local_sdp: Option<Bytes>,
     pub(crate) remote_sdp: Option<Bytes>,
     pub(crate) session: Option<SessionTimer>,
@@ -165,6 +167,7 @@ impl Dialog {
             bye_after_ack: false,
             provisional_sent: false,
             retry: None,
+            auth_tries: 0,
             local_sdp: None,
             remote_sdp: None,
             session: None,
@@ -262,6 +265,11 @@ impl Dialog {
     /// Whether we were the UAC or the UAS of the INVITE.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Whether our 2xx to the peer's INVITE still waits for its ACK (§13.3.1.4).
+    pub fn awaiting_ack(&self) -> bool {
+        self.unacked.is_some()
     }
 
     /// Early, Confirmed or Terminated.

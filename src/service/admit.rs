@@ -6,7 +6,9 @@
 //! ```text
 //!   request ─┬─ our Via in it already (a loop, §16.3) ─────────────────► 482
 //!            ├─ REGISTER ───────────────────────────────────────────► Register
-//!            ├─ in a dialog of echo / a B2BUA leg (Call-ID) ───────────► Echo / B2bua
+//!            ├─ in a dialog of echo (Call-ID) ─────────────────────────► Echo
+//!            ├─ in a B2BUA leg (Call-ID) ─┬─ from the leg's phone, or trusted ► B2bua
+//!            │                            └─ from another address ─────► Challenge (point 7)
 //!            ├─ To tag ─┬─ top Route us, token valid ─┬─ next hop us ─► 482 (never sent to ourselves)
 //!            │          │   (we record-routed it)     └─────────────────► Forward { next }
 //!            │          ├─ top Route us, no valid token ───────────────► 403
@@ -16,6 +18,7 @@
 //!                       otherwise (INVITE, OPTIONS, INFO, UPDATE, ...) ─► New { authenticate: true }
 //!
 //!   ACK (no transaction) ─┬─ in a dialog of echo / a B2BUA leg ────────► Echo / B2bua
+//!                         │   (a leg's, from another address: only for our 2xx awaiting it)
 //!                         ├─ top Route us, token valid, next hop not us ► Relay { next }
 //!                         └─ anything else ────────────────────────────► Drop (counted)
 //!   response (no transaction) ── not echo's or a B2BUA leg's ──────────► Drop (counted), never
@@ -37,6 +40,10 @@ pub struct Known {
     pub echo: bool,
     /// It belongs to a leg of a B2BUA call (by Call-ID).
     pub b2bua: bool,
+    /// The address of that leg's phone, while the call is live.
+    pub peer: Option<SocketAddr>,
+    /// An ACK that our 2xx in its B2BUA dialog waits for.
+    pub awaited_ack: bool,
 }
 
 /// Who gets a request, or the answer it gets.
@@ -48,6 +55,10 @@ pub enum Admit {
     Echo,
     /// The B2BUA (a request in one of its dialogs).
     B2bua,
+    /// A request in a B2BUA dialog from another address than the leg's phone (issue 14 point 7):
+    /// challenge it (407, RFC 3261 §22.1), and only if it authenticates as the leg's user move the
+    /// leg there and hand it to the B2BUA (a phone that changed network); else refuse it.
+    Challenge,
     /// An in-dialog request along our Record-Route: forward it to `next`, the URI of the next hop
     /// (the next Route, else the Request-URI).
     Forward {
@@ -93,6 +104,8 @@ pub struct AdmitStats {
     pub acks_dropped: u64,
     /// Responses that matched no transaction and no dialog, dropped instead of relayed by Via.
     pub strays_dropped: u64,
+    /// In-dialog requests of a B2BUA leg from another address than its phone, challenged.
+    pub foreign_in_dialog: u64,
 }
 
 /// An IPv4 or IPv6 network `ADDR/BITS` (a bare address is a single host).
@@ -184,7 +197,7 @@ impl Admission {
             }
             Some(Method::Register) => Admit::Register,
             _ if known.echo => Admit::Echo,
-            _ if known.b2bua => Admit::B2bua,
+            _ if known.b2bua => self.b2bua_leg(source, known),
             _ if in_dialog => self.in_dialog(req),
             _ if is_echo(req) => Admit::Echo,
             _ => {
@@ -199,6 +212,19 @@ impl Admission {
             tracing::debug!(peer = %source, code, method = ?method, "request refused by admission");
         }
         verdict
+    }
+
+    /// Issue 14 point 7: a request in a B2BUA leg from another address than the leg's phone (or a
+    /// trusted peer) may be a phone that changed network or a stranger's hijack; it is challenged
+    /// (§22.1 allows it for every method but ACK and CANCEL) before it can end or move the call.
+    fn b2bua_leg(&mut self, source: SocketAddr, known: Known) -> Admit {
+        match known.peer {
+            Some(peer) if peer != source && !self.is_trusted(source) => {
+                self.stats.foreign_in_dialog += 1;
+                Admit::Challenge
+            }
+            _ => Admit::B2bua,
+        }
     }
 
     /// §16.4 and §12.2.2: an in-dialog request for no dialog of ours travels on only along a
@@ -228,7 +254,14 @@ impl Admission {
         } else if known.echo {
             AdmitAck::Echo
         } else if known.b2bua {
-            AdmitAck::B2bua
+            // An ACK cannot be challenged (§22.1): from another address than the leg's phone it
+            // passes only when it is the one our 2xx waits for (issue 14 point 7).
+            match known.peer {
+                Some(peer) if peer != source && !known.awaited_ack && !self.is_trusted(source) => {
+                    AdmitAck::Drop("from another address than the leg's phone, for no 2xx of ours")
+                }
+                _ => AdmitAck::B2bua,
+            }
         } else {
             match self.record_routed(ack) {
                 Routed::Next(next) => AdmitAck::Relay { next },
@@ -388,6 +421,29 @@ mod tests {
         let echo = Known { echo: true, ..known };
         assert_eq!(a.admit_ack(&request("ACK", bob, Some("tt"), &[]), peer, echo), AdmitAck::Echo);
         assert_eq!(a.stats().acks_dropped, 3);
+    }
+
+    #[test]
+    fn a_b2bua_legs_requests_from_another_address_are_challenged_and_its_acks_dropped() {
+        let mut a = admission();
+        let phone: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let moved: SocketAddr = "198.51.100.7:5062".parse().unwrap();
+        let gateway: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        let leg = Known { b2bua: true, peer: Some(phone), ..Known::default() };
+        for method in ["INVITE", "BYE", "UPDATE", "REFER", "INFO"] {
+            let req = request(method, "sip:sb@127.0.0.1:5060", Some("tt"), &[]);
+            assert_eq!(a.admit(&req, phone, leg), Admit::B2bua, "{method} from the leg's phone");
+            assert_eq!(a.admit(&req, moved, leg), Admit::Challenge, "{method} from another port");
+            assert_eq!(a.admit(&req, gateway, leg), Admit::B2bua, "{method} from a trusted peer");
+            // A call that is over has no peer: its dialogs answer (481) as before.
+            assert_eq!(a.admit(&req, moved, Known { peer: None, ..leg }), Admit::B2bua, "{method} after the call");
+        }
+        assert_eq!(a.stats().foreign_in_dialog, 5);
+        let ack = request("ACK", "sip:sb@127.0.0.1:5060", Some("tt"), &[]);
+        assert_eq!(a.admit_ack(&ack, phone, leg), AdmitAck::B2bua);
+        assert!(matches!(a.admit_ack(&ack, moved, leg), AdmitAck::Drop(_)), "an ACK cannot be challenged");
+        assert_eq!(a.admit_ack(&ack, moved, Known { awaited_ack: true, ..leg }), AdmitAck::B2bua, "the ACK our 2xx waits for");
+        assert_eq!(a.stats().acks_dropped, 1);
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //!            ├─ in an echo dialog (BYE, ACK, re-INVITE) ─────────► echo user
 //!            ├─ new, to a user ── auth (407), From = user (403) ─ bindings ──► B2BUA or proxy,
 //!            │                        with P-Asserted-Identity     └─ none, or override: static route
+//!            ├─ in a B2BUA leg from another address ── auth (407) as the leg's user ──► the leg
+//!            │                                          moves there (issue 14 point 7), else 403
 //!            └─ in-dialog, our Record-Route with a valid token ──► proxy: next hop
 //! ```
 
 use crate::auth::{Algorithm, DigestServer, Verdict};
-use crate::b2bua::{B2bua, LiveCall};
+use crate::b2bua::{B2bua, LiveCall, Parties};
 use crate::collections::HashMap;
 use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
@@ -221,7 +223,10 @@ impl Service {
 
     /// What the owners know of `msg`, for admission.
     fn known(&self, msg: &Message) -> Known {
-        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg) }
+        let b2bua = self.b2bua.as_ref();
+        let peer = b2bua.and_then(|b| b.leg_peer(msg));
+        let awaited_ack = msg.method() == Some(&Method::Ack) && b2bua.is_some_and(|b| b.awaits_ack(msg));
+        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg), peer, awaited_ack }
     }
 
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
@@ -234,6 +239,7 @@ impl Service {
                     b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
                 }
             }
+            Admit::Challenge => self.on_foreign_in_dialog(io, tx, request, source, now),
             Admit::Forward { next } => self.forward_in_dialog(io.endpoint, tx, &request, &next, now),
             Admit::Reject(481, _) => {
                 io.endpoint.respond_or_log(tx, crate::dialog::reject_unknown(&request), now);
@@ -245,11 +251,36 @@ impl Service {
         }
     }
 
+    /// Issue 14 point 7: a request in a B2BUA leg from another address than the leg's phone. It
+    /// must authenticate (407, RFC 3261 §22.1) as the leg's user; then the leg follows the phone
+    /// to `source` (a phone that changed network keeps its call) and the B2BUA handles the
+    /// request. Anyone else gets the challenge, or 403, and nothing changes. With authentication
+    /// off there is no one to ask: the leg follows.
+    fn on_foreign_in_dialog(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        let refusal = match self.authenticate(&request, source, true, now) {
+            Err(answer) => Some(answer),
+            Ok(Some(user)) if self.b2bua.as_ref().and_then(|b| b.leg_user(&request)) != Some(user.as_str()) => {
+                tracing::info!(peer = %source, user = guard::log_safe(&user), "in-dialog request from a new address by another user: 403");
+                Some(request.response_to(403, "Forbidden (not this call's user)", Some(STATELESS_TAG)).finish())
+            }
+            Ok(_) => None,
+        };
+        if let Some(answer) = refusal {
+            Self::respond_stateless(io.endpoint, tx, answer, now);
+            return;
+        }
+        if let Some(b) = self.b2bua.as_mut() {
+            b.move_peer(&request, source, now);
+            b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
+        }
+    }
+
     /// A new request from a caller (RFC 3261 §22.3, RFC 3325 §5): authenticated unless admission
     /// says otherwise; its From user must be the authenticated user (403), whose identity the
     /// callee leg then carries as `P-Asserted-Identity`.
     fn on_new(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, authenticate: bool, now: Instant) {
         let method = request.method().cloned();
+        let mut caller = None;
         let asserted = if authenticate {
             match self.authenticate(&request, source, true, now) {
                 Ok(Some(user)) if !admit::from_is(&request, &user) => {
@@ -258,7 +289,10 @@ impl Service {
                     Self::respond_stateless(io.endpoint, tx, answer, now);
                     return;
                 }
-                Ok(user) => user.map(|u| self.asserted_identity(&request, &u)),
+                Ok(user) => {
+                    caller.clone_from(&user);
+                    user.map(|u| self.asserted_identity(&request, &u))
+                }
                 Err(answer) => {
                     Self::respond_stateless(io.endpoint, tx, answer, now);
                     return;
@@ -268,7 +302,7 @@ impl Service {
             None
         };
         match method {
-            Some(Method::Invite) => self.on_invite(io, tx, request, source, asserted, now),
+            Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
             // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
             // is a keep-alive or capability query the service answers itself (§11.2).
             _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
@@ -320,16 +354,8 @@ impl Service {
         ep.respond_or_log(tx, outcome.response, now);
     }
 
-    /// An INVITE from an authenticated caller (`asserted`: its identity) or a trusted peer.
-    fn on_invite(
-        &mut self,
-        io: &mut Io<'_>,
-        tx: TransactionId,
-        request: Message,
-        source: SocketAddr,
-        asserted: Option<String>,
-        now: Instant,
-    ) {
+    /// An INVITE from an authenticated caller (`parties`: its identity and user) or a trusted peer.
+    fn on_invite(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, mut parties: Parties, now: Instant) {
         let (ep, req) = (&mut *io.endpoint, &request);
         let user = req.request_uri().and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned)));
         // Static routes: the first matching `[[route]]` applies when no phone is registered for the
@@ -348,10 +374,14 @@ impl Service {
             return;
         }
         match self.b2bua.as_mut() {
-            Some(b) => b.start_call_as(io, tx, request, source, targets, asserted, now),
+            Some(b) => {
+                // The callee leg belongs to the called user (whose registered phone answers).
+                parties.callee = user;
+                b.start_call_as(io, tx, request, source, targets, parties, now)
+            }
             None => {
                 self.proxied.insert(tx, ());
-                self.proxy.forward_as(ep, tx, req, &targets, asserted.as_deref(), now);
+                self.proxy.forward_as(ep, tx, req, &targets, parties.asserted.as_deref(), now);
             }
         }
     }

@@ -120,5 +120,6 @@ pub fn phone_config(user: &str, password: &str, local: SocketAddr, registrar: So
             realm: None,
         }),
         credentials: Some((user.to_owned(), password.to_owned())),
+        move_after: None,
     }
 }

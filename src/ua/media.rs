@@ -188,6 +188,32 @@ impl CallMedia {
         Ok(sdp.to_bytes())
     }
 
+    /// Moves every call's media to new ports on `ip` (the phone changed network, issue 14 point 7):
+    /// the old ports close, the sessions go on, and the next [`CallMedia::reoffer`] names the new
+    /// address. Returns how many calls could not move (no free port: they keep their old ports).
+    pub fn rebind(&mut self, io: &mut Io<'_>, ip: IpAddr) -> usize {
+        self.config.ip = ip;
+        let keys: Vec<CallKey> = self.calls.keys().cloned().collect();
+        let mut failed = 0;
+        for key in keys {
+            let Ok((rtp, rtcp, local)) = self.bind(io) else {
+                failed += 1;
+                continue;
+            };
+            let Some(c) = self.calls.get_mut(&key) else { continue };
+            for f in std::iter::once(c.rtp).chain(c.rtcp) {
+                io.media.close(f);
+                self.flows.remove(&f);
+            }
+            (c.rtp, c.rtcp, c.local) = (rtp, rtcp, local);
+            self.flows.insert(rtp, (key.clone(), Channel::Rtp));
+            if let Some(f) = rtcp {
+                self.flows.insert(f, (key.clone(), Channel::Rtcp));
+            }
+        }
+        failed
+    }
+
     /// A new offer from us on the same port with `direction` (hold: `SendOnly`, resume: `SendRecv`).
     pub fn reoffer(&mut self, id: &DialogId, direction: Direction) -> Option<Bytes> {
         let c = self.calls.get_mut(&CallKey::of(id))?;

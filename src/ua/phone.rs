@@ -5,6 +5,13 @@
 //! to end (tone, WAV or silence out; recording in), optional DTMF after the answer, hang-up after a
 //! duration, hold/resume by re-INVITE, and a BYE with a Reason when the peer's media stops for the
 //! inactivity timeout. Each ended call leaves a [`CallReport`].
+//!
+//! A phone that changes network mid-call ([`Phone::move_to`], or [`PhoneConfig::move_after`])
+//! asks the driver to move its SIP socket ([`Application::poll_move`]); once moved, it binds new
+//! media ports on the new address, registers the new contact (removing the old one) and sends a
+//! re-INVITE on every answered call with the new SDP address (RFC 3261 §12.2.1.1 target refresh,
+//! RFC 3264 §8). The service challenges that re-INVITE (it comes from an address the call does
+//! not know, issue 14 point 7); the dialog layer answers with our credentials.
 
 use super::core::{UaCore, UaEvent};
 use super::log_unsent;
@@ -73,6 +80,9 @@ pub struct PhoneConfig {
     pub register: Option<RegisterConfig>,
     /// User name and password for digest challenges (REGISTER 401, INVITE 407).
     pub credentials: Option<(String, String)>,
+    /// Move to this local address this long after the first call is answered (`--move-after`,
+    /// `--move-to`; port 0 picks a free one): a phone changing network mid-call.
+    pub move_after: Option<(Duration, SocketAddr)>,
 }
 
 /// How a call ended, in one word: the summary's `state`.
@@ -181,6 +191,10 @@ pub struct Phone {
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
     last_now: Option<Instant>,
     pending_dial: Option<(String, SocketAddr)>,
+    /// When to move, and where ([`PhoneConfig::move_after`]).
+    move_at: Option<(Instant, SocketAddr)>,
+    /// A move asked for, for the driver ([`Application::poll_move`]).
+    pending_move: Option<SocketAddr>,
 }
 
 /// Maps a dialog's end to (state, reason) of the summary.
@@ -241,6 +255,8 @@ impl Phone {
             stopping: false,
             last_now: None,
             pending_dial: None,
+            move_at: None,
+            pending_move: None,
             config,
         }
     }
@@ -405,6 +421,39 @@ impl Phone {
         Ok(())
     }
 
+    /// Moves the phone to the local address `to` (prompt `move ADDR`; port 0 picks a free one): the
+    /// driver rebinds the SIP socket, then [`Application::moved`] moves media, registration and
+    /// calls there (see the module doc).
+    pub fn move_to(&mut self, to: SocketAddr) {
+        self.pending_move = Some(to);
+    }
+
+    /// The SIP socket moved to `local`: new media ports there, the new contact registered, and a
+    /// re-INVITE with the new SDP on every answered call.
+    fn on_moved(&mut self, io: &mut Io<'_>, local: SocketAddr, now: Instant) {
+        self.config.local = local;
+        let contact = format!("sip:{}@{local}", self.config.user);
+        self.ua.dialogs().set_local(contact.clone(), local.to_string());
+        let stuck = self.media.rebind(io, local.ip());
+        if stuck > 0 {
+            tracing::warn!(calls = stuck, "no free media ports on the new address: those calls keep the old ones");
+        }
+        if let Some(r) = self.registration.as_mut() {
+            r.move_to(io.endpoint, local, contact, now);
+        }
+        let answered: Vec<(DialogId, bool)> =
+            self.calls.values().filter(|c| c.answered.is_some()).map(|c| (c.id.clone(), c.held)).collect();
+        for (id, held) in &answered {
+            let direction = if *held { Direction::SendOnly } else { Direction::SendRecv };
+            let Some(sdp) = self.media.reoffer(id, direction) else { continue };
+            if let Err(e) = self.ua.dialogs().send_reinvite(id, sdp, now) {
+                tracing::warn!(call_id = %id.call_id, error = ?e, "no re-INVITE after the move");
+            }
+        }
+        self.ua.flush(io.endpoint, now);
+        tracing::info!(%local, calls = answered.len(), "moved to a new address");
+    }
+
     /// Sends DTMF digits on the current call (prompt `dtmf 123#`).
     pub fn send_dtmf(&mut self, io: &mut Io<'_>, digits: &str) -> Result<(), &'static str> {
         let key = self.current().ok_or("no call")?;
@@ -482,10 +531,13 @@ impl Phone {
                 }
                 call.id = id.clone();
                 call.answered = Some(now);
+                if let Some((after, to)) = self.config.move_after.take() {
+                    self.move_at = Some((now + after, to));
+                }
                 call.hangup_at = self.config.duration.map(|d| now + d);
                 call.dtmf_at = self.config.dtmf.as_ref().map(|(_, after)| now + *after);
                 let setup_ms = now.saturating_duration_since(call.started).as_millis() as u64;
-                tracing::info!(call_id = %id.call_id, setup_ms, "call answered");
+                tracing::info!(call_id = %id.call_id, local_tag = %id.local_tag, remote_tag = %id.remote_tag, setup_ms, "call answered");
                 if call.outgoing {
                     match remote_sdp {
                         Some(sdp) => {
@@ -642,6 +694,10 @@ impl Application for Phone {
                 }
             }
         }
+        if let Some((_, to)) = self.move_at.filter(|(at, _)| *at <= now) {
+            self.move_at = None;
+            self.pending_move = Some(to);
+        }
         let events = self.media.handle_timeout(io, now);
         self.on_media_events(io, events, now);
         if let Some(r) = self.registration.as_mut() {
@@ -655,7 +711,21 @@ impl Application for Phone {
     fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().flat_map(|c| [c.ringing.as_ref().and_then(|r| r.1), c.hangup_at, c.dtmf_at]).flatten();
         let refresh = self.registration.as_ref().and_then(Registration::poll_timeout);
-        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).min()
+        let moving = self.move_at.map(|(at, _)| at);
+        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).chain(moving).min()
+    }
+
+    fn poll_move(&mut self) -> Option<SocketAddr> {
+        self.pending_move.take().filter(|_| !self.stopping)
+    }
+
+    fn moved(&mut self, io: &mut Io<'_>, local: std::io::Result<SocketAddr>, now: Instant) {
+        self.last_now = Some(now);
+        match local {
+            Ok(local) => self.on_moved(io, local, now),
+            Err(e) => tracing::warn!(error = %e, "not moved: the new address cannot be bound"),
+        }
+        self.drain(io, now);
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {

@@ -54,6 +54,9 @@ pub struct Registration {
     refresh_at: Option<Instant>,
     state: RegState,
     unregistering: bool,
+    /// Our contact before a move, removed (`expires=0`) along with the new one's REGISTER until
+    /// that succeeds.
+    old_contact: Option<String>,
     /// Branches and cnonces.
     ids: crate::dialog::IdGen,
 }
@@ -76,6 +79,7 @@ impl Registration {
             refresh_at: None,
             state: RegState::Pending,
             unregistering: false,
+            old_contact: None,
             ids,
         }
     }
@@ -105,6 +109,9 @@ impl Registration {
         b.push(HeaderName::CallId, &self.call_id);
         b.push(HeaderName::CSeq, format_args!("{} REGISTER", self.cseq));
         b.push(HeaderName::Contact, format_args!("<{}>", self.config.contact));
+        if let Some(old) = self.old_contact.as_deref().filter(|_| expires > 0) {
+            b.push(HeaderName::Contact, format_args!("<{old}>;expires=0"));
+        }
         b.push(HeaderName::Expires, expires);
         let cnonce = self.next_token();
         if let Some((name, value)) = self.digest.authorization("REGISTER", &self.config.registrar_uri, &cnonce) {
@@ -136,6 +143,20 @@ impl Registration {
         }
     }
 
+    /// Registers again from our new SIP address `local` with `contact` (the phone changed
+    /// network, issue 14 point 7): the same registration (Call-ID and CSeq go on, §10.2.4), the old
+    /// contact removed in the same request (`expires=0`, §10.2.2), so calls reach the new one only.
+    pub fn move_to(&mut self, ep: &mut Endpoint, local: SocketAddr, contact: String, now: Instant) {
+        let old = std::mem::replace(&mut self.config.contact, contact);
+        if old != self.config.contact {
+            self.old_contact = Some(old);
+        }
+        self.config.local = local;
+        self.refresh_at = None;
+        self.unregistering = false;
+        self.send(ep, self.config.expires, now);
+    }
+
     /// Whether `tx` is ours.
     pub fn owns(&self, tx: TransactionId) -> bool {
         self.pending.as_ref().is_some_and(|(t, _)| *t == tx)
@@ -158,6 +179,7 @@ impl Registration {
                 tracing::info!(aor = %self.config.aor, "unregistered");
             }
             200..=299 => {
+                self.old_contact = None;
                 // The registrar may shorten the lifetime: take what it granted for our contact.
                 let granted = resp.contacts().filter_map(Result::ok).find(|c| c.uri_text == self.config.contact).and_then(|c| c.expires());
                 let secs = granted.or(resp.expires().ok().flatten()).unwrap_or(self.config.expires).max(2);
@@ -211,5 +233,44 @@ impl Registration {
     /// The refresh deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.refresh_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::EndpointConfig;
+
+    /// The REGISTER the endpoint sends next.
+    fn sent(ep: &mut Endpoint) -> Message {
+        let t = ep.poll_transmit().expect("a REGISTER");
+        Message::parse(t.payload.clone()).expect("parses")
+    }
+
+    #[test]
+    fn a_move_registers_the_new_contact_and_removes_the_old_in_the_same_registration() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let config = RegisterConfig {
+            registrar_uri: "sip:127.0.0.1:5060".into(),
+            registrar: "127.0.0.1:5060".parse().unwrap(),
+            aor: "sip:alice@127.0.0.1".into(),
+            contact: "sip:alice@127.0.0.1:40000".into(),
+            expires: 300,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            realm: None,
+        };
+        let mut r = Registration::new(config, "alice", "pw", 7);
+        r.start(&mut ep, now);
+        let first = sent(&mut ep);
+        let new: SocketAddr = "127.0.0.5:41000".parse().unwrap();
+        r.move_to(&mut ep, new, "sip:alice@127.0.0.5:41000".into(), now);
+        let moved = sent(&mut ep);
+        assert_eq!(moved.call_id().unwrap(), first.call_id().unwrap(), "the same registration (§10.2.4)");
+        assert_eq!(moved.cseq().unwrap().seq, 2);
+        let via = moved.via().unwrap();
+        assert_eq!((via.host.as_str(), via.port), ("127.0.0.5", Some(41000)));
+        let contacts: Vec<String> = moved.contacts().map(|c| c.unwrap().to_string()).collect();
+        assert_eq!(contacts, ["<sip:alice@127.0.0.5:41000>", "<sip:alice@127.0.0.1:40000>;expires=0"]);
     }
 }

@@ -175,6 +175,11 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the process said (its last 150 lines), so a failure in CI
+        // can be read without running it again.
+        if std::thread::panicking() {
+            eprintln!("--- output of {} (test failed) ---\n{}", self.name, self.transcript());
+        }
     }
 }
 
@@ -282,17 +287,25 @@ pub fn free_port_udp_tcp() -> u16 {
 }
 
 /// An even port in `range` from which `span` consecutive ports are free for UDP right now. The
-/// search starts at a varying offset, so concurrent test runs seldom pick the same ports; the
-/// caller must still cope with losing a race (retry when the bind fails).
+/// search starts at a varying offset, so concurrent test runs seldom pick the same ports, and a
+/// span never overlaps one this process handed out before (tests of one binary run in parallel,
+/// and a service binds its relay ports only when a call comes); the caller must still cope with
+/// losing a race to another process (retry when the bind fails).
 pub fn free_udp_span(range: std::ops::RangeInclusive<u16>, span: u16) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let first = *range.start() + range.start() % 2;
     let slots = (range.end().saturating_sub(span - 1).saturating_sub(first)) / 2 + 1;
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) ^ std::process::id();
     for i in 0..u32::from(slots) {
         let base = first + 2 * ((seed.wrapping_add(i) % u32::from(slots)) as u16);
+        if given.iter().any(|&(b, n)| base < b + n && b < base + span) {
+            continue;
+        }
         let held: Vec<_> = (base..base + span).map_while(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
         if held.len() == usize::from(span) {
+            given.push((base, span));
             return base;
         }
     }

@@ -25,7 +25,7 @@ mod send;
 /// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them. Without a command it
-/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, status, quit).
+/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, move, status, quit).
 #[derive(Debug, Parser)]
 #[command(name = "softphone", version, about, long_about = None)]
 struct Cli {
@@ -104,6 +104,13 @@ enum Command {
         /// Seconds to stay in the call once answered.
         #[arg(long, default_value_t = 5.0, value_name = "SECS")]
         duration: f64,
+        /// Seconds after the answer before moving to --move-to.
+        #[arg(long, value_name = "SECS", requires = "move_to")]
+        move_after: Option<f64>,
+        /// Change network mid-call: rebind SIP and media to this local IP (or IP:PORT), register
+        /// the new contact and re-INVITE, --move-after seconds after the answer.
+        #[arg(long, value_name = "ADDR", requires = "move_after")]
+        move_to: Option<String>,
     },
     /// Answer incoming calls automatically.
     ///
@@ -119,6 +126,13 @@ enum Command {
         /// Hang up this many seconds after answering (default: wait for the caller's BYE).
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// Seconds after the first answer before moving to --move-to.
+        #[arg(long, value_name = "SECS", requires = "move_to")]
+        move_after: Option<f64>,
+        /// Change network mid-call, as `dial --move-to` does, --move-after seconds after the first
+        /// answer.
+        #[arg(long, value_name = "ADDR", requires = "move_after")]
+        move_to: Option<String>,
     },
     /// Send a raw SIP message file over UDP, byte for byte, and print every reply.
     ///
@@ -154,6 +168,23 @@ fn target_of(uri: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("no address for {host}"))
+}
+
+/// `IP` or `IP:PORT` (no port or port 0: a free one), where `--move-to` and the prompt's `move` go.
+fn move_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+        .map_err(|_| format!("the address to move to must be IP or IP:PORT, got {s}"))
+}
+
+/// `--move-after SECS --move-to ADDR` (clap makes them come together).
+fn move_plan(after: Option<f64>, to: Option<&str>, local: SocketAddr) -> Result<Option<(Duration, SocketAddr)>, String> {
+    let (Some(after), Some(to)) = (after, to) else { return Ok(None) };
+    let to = move_addr(to).map_err(|e| format!("--move-to: {e}"))?;
+    if to.is_ipv4() != local.is_ipv4() {
+        return Err(format!("--move-to {to} is not of the same address family as --bind {local}"));
+    }
+    Ok(Some((seconds("--move-after", after)?, to)))
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, String> {
@@ -264,6 +295,7 @@ fn phone_config(
         max_calls,
         dtmf: cli.dtmf.clone().map(|d| (d.to_uppercase(), Duration::from_secs_f64(cli.dtmf_after.clamp(0.0, 3600.0)))),
         seed,
+        move_after: None,
     })
 }
 
@@ -306,20 +338,24 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
     let endpoint = Endpoint::new(EndpointConfig::default());
     let shutdown = switchboard::driver::interrupted();
     let phone = match &cli.command {
-        Some(Command::Dial { uri, duration }) => {
+        Some(Command::Dial { uri, duration, move_after, move_to }) => {
             // Registered phones send their calls through the registrar (outbound proxy).
             let target = match &cli.register {
                 Some(r) => target_of(r)?,
                 None => target_of(uri)?,
             };
-            let mut phone = Phone::new(phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?, Some(target));
+            let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
+            config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
+            let mut phone = Phone::new(config, Some(target));
             eprintln!("softphone: calling {uri} from {local}");
             phone.dial(uri, target);
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
-        Some(Command::Answer { calls, after, duration }) => {
+        Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
-            let phone = Phone::new(phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?, None);
+            let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
+            config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
+            let phone = Phone::new(config, None);
             // Scripts read the address from this line.
             println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
             switchboard::driver::run(transport, endpoint, phone, shutdown).await

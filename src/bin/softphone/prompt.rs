@@ -1,7 +1,7 @@
 //! The softphone's interactive prompt: reads commands from stdin while calls run.
 //!
-//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `status`, `help`,
-//! `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and picked up every 100 ms.
+//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `move ADDR`,
+//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and picked up every 100 ms.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::phone::Phone;
 use tokio::sync::mpsc;
 
-const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | status | quit";
+const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | move ADDR | status | quit";
 const TICK: Duration = Duration::from_millis(100);
 
 struct PromptApp {
@@ -47,6 +47,8 @@ impl PromptApp {
             (Some("resume"), _) => self.phone.hold(io, false, now).map_err(String::from),
             (Some("dtmf"), Some(d)) => self.phone.send_dtmf(io, d).map_err(String::from),
             (Some("dtmf"), None) => Err("usage: dtmf 123#".into()),
+            (Some("move"), Some(addr)) => super::move_addr(addr).map(|to| self.phone.move_to(to)),
+            (Some("move"), None) => Err("usage: move IP[:PORT] (the phone's new local address)".into()),
             (Some("status"), _) => {
                 self.status(now);
                 Ok(())
@@ -151,6 +153,19 @@ impl Application for PromptApp {
 
     fn is_done(&self) -> bool {
         self.quitting && self.phone.is_done()
+    }
+
+    fn poll_move(&mut self) -> Option<SocketAddr> {
+        self.phone.poll_move()
+    }
+
+    fn moved(&mut self, io: &mut Io<'_>, local: std::io::Result<SocketAddr>, now: Instant) {
+        match &local {
+            Ok(addr) => say(&format!("moved to udp {addr}; re-registering and re-inviting")),
+            Err(e) => say(&format!("error: cannot move: {e}")),
+        }
+        self.phone.moved(io, local, now);
+        self.news();
     }
 }
 
