@@ -291,6 +291,16 @@ impl Endpoint {
         r
     }
 
+    /// [`Endpoint::respond`] for an answer whose failure leaves the caller nothing to do (the
+    /// transaction timed out or was answered meanwhile, e.g. by a CANCEL's 487): a failure is logged
+    /// at debug with the transaction and the status instead of being returned.
+    pub fn respond_or_log(&mut self, tx: TransactionId, response: Message, now: Instant) {
+        let status = response.status();
+        if let Err(e) = self.respond(tx, response, now) {
+            tracing::debug!(?tx, ?status, error = %e, "answer not sent");
+        }
+    }
+
     /// Sends `response` on server transaction `tx` and forgets the transaction at once, so nothing
     /// is kept for the request: no Timer J or H, no retransmission of the answer. For answers that
     /// must cost no memory, like a 401/407 challenge (as Kamailio's `sl_send_reply`): a
@@ -471,21 +481,24 @@ impl Endpoint {
             CancelTarget::NotFound => None,
         };
         let tag = target_tag.or_else(|| cancel.to().ok().and_then(|t| t.tag().map(str::to_owned))).unwrap_or_else(|| "sb-cancel".into());
+        let invite = match target {
+            CancelTarget::Pending(invite_tx) => self.transactions.request(invite_tx).cloned(),
+            _ => None,
+        };
+        // Both transactions are live here (the CANCEL's was just created, the INVITE's matched as
+        // pending), so a failure would be a bug in the transaction layer: logged, not returned.
+        let mut send = |tx: TransactionId, r: Message| {
+            if let Err(e) = self.transactions.send_response(tx, r, now) {
+                tracing::debug!(?tx, error = %e, "answer for a CANCEL not sent");
+            }
+        };
         match target {
-            CancelTarget::NotFound => {
-                let r = cancel.response_to(481, "Call/Transaction Does Not Exist", Some(&tag)).finish();
-                let _ = self.transactions.send_response(cancel_tx, r, now);
-            }
-            CancelTarget::Answered(_) => {
-                let r = cancel.response_to(200, "OK", Some(&tag)).finish();
-                let _ = self.transactions.send_response(cancel_tx, r, now);
-            }
+            CancelTarget::NotFound => send(cancel_tx, cancel.response_to(481, "Call/Transaction Does Not Exist", Some(&tag)).finish()),
+            CancelTarget::Answered(_) => send(cancel_tx, cancel.response_to(200, "OK", Some(&tag)).finish()),
             CancelTarget::Pending(invite_tx) => {
-                let r = cancel.response_to(200, "OK", Some(&tag)).finish();
-                let _ = self.transactions.send_response(cancel_tx, r, now);
-                if let Some(invite) = self.transactions.request(invite_tx).cloned() {
-                    let r = invite.response_to(487, "Request Terminated", Some(&tag)).finish();
-                    let _ = self.transactions.send_response(invite_tx, r, now);
+                send(cancel_tx, cancel.response_to(200, "OK", Some(&tag)).finish());
+                if let Some(invite) = invite {
+                    send(invite_tx, invite.response_to(487, "Request Terminated", Some(&tag)).finish());
                 }
                 self.events.push_back(EndpointEvent::Cancelled { tx: invite_tx, cancel });
             }

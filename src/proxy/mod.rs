@@ -111,6 +111,13 @@ fn best_status(codes: &[u16]) -> u16 {
     }
 }
 
+/// CANCEL for a ringing branch (§16.10). A failure means the branch's transaction has just ended
+/// (a final response crossed the CANCEL): nothing left to cancel, so it is only logged.
+fn cancel_branch(ep: &mut Endpoint, tx: TransactionId, now: Instant) {
+    if let Err(e) = ep.cancel(tx, now) {
+        tracing::debug!(?tx, error = %e, "CANCEL of a branch not sent");
+    }
+}
 impl Proxy {
     /// A proxy with no transactions yet.
     pub fn new(config: ProxyConfig) -> Proxy {
@@ -198,7 +205,7 @@ impl Proxy {
             }
         }
         if ctx.branches.is_empty() {
-            let _ = ep.respond(server_tx, request.response_to(500, "Server Internal Error", None).finish(), now);
+            ep.respond_or_log(server_tx, request.response_to(500, "Server Internal Error", None).finish(), now);
             return;
         }
         self.contexts.insert(server_tx, ctx);
@@ -213,7 +220,7 @@ impl Proxy {
         let Some(code) = response.status() else { return };
         let Some(ctx) = self.contexts.get_mut(&server_tx) else {
             if (200..300).contains(&code) {
-                let _ = ep.respond(server_tx, strip_top_via(response), now);
+                ep.respond_or_log(server_tx, strip_top_via(response), now);
             }
             return;
         };
@@ -229,13 +236,13 @@ impl Proxy {
                 branch.state = BranchState::Ringing;
                 branch.deadline = now + self.config.ringing_timeout;
                 if !ctx.finished {
-                    let _ = ep.respond(server_tx, strip_top_via(response), now);
+                    ep.respond_or_log(server_tx, strip_top_via(response), now);
                 }
             }
             200..=299 => {
                 branch.state = BranchState::Done(code);
                 // Every 2xx goes upstream (§16.7 step 5); the first one ends the other branches.
-                let _ = ep.respond(server_tx, strip_top_via(response), now);
+                ep.respond_or_log(server_tx, strip_top_via(response), now);
                 if !ctx.answered {
                     ctx.answered = true;
                     ctx.finished = true;
@@ -285,7 +292,7 @@ impl Proxy {
         for b in ctx.branches.iter_mut().filter(|b| b.state == BranchState::Ringing || b.state == BranchState::Trying) {
             // §9.1: a CANCEL only after a provisional response; a silent branch just ends.
             if b.state == BranchState::Ringing {
-                let _ = ep.cancel(b.tx, now);
+                cancel_branch(ep, b.tx, now);
             }
             b.state = BranchState::Done(487);
         }
@@ -309,7 +316,7 @@ impl Proxy {
                     ctx.request.response_to(best, reason, Some("proxy")).finish()
                 }
             };
-            let _ = ep.respond(server_tx, response, now);
+            ep.respond_or_log(server_tx, response, now);
         }
         // The branch mappings stay until each client transaction terminates, so a late 2xx still
         // finds its way upstream.
@@ -322,7 +329,7 @@ impl Proxy {
         for (&server_tx, ctx) in &mut self.contexts {
             for b in ctx.branches.iter_mut().filter(|b| !matches!(b.state, BranchState::Done(_)) && b.deadline <= now) {
                 if b.state == BranchState::Ringing {
-                    let _ = ep.cancel(b.tx, now);
+                    cancel_branch(ep, b.tx, now);
                 }
                 b.state = BranchState::Done(408);
                 self.stats.branch_timeouts += 1;

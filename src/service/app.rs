@@ -271,10 +271,10 @@ impl Service {
             Admit::Challenge => self.on_foreign_in_dialog(io, tx, request, source, now),
             Admit::Forward { next } => self.forward_in_dialog(io.endpoint, tx, &request, &next, now),
             Admit::Reject(481, _) => {
-                let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
+                io.endpoint.respond_or_log(tx, crate::dialog::reject_unknown(&request), now);
             }
             Admit::Reject(code, reason) => {
-                let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
+                io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("sb")).finish(), now);
             }
             Admit::New { authenticate } => self.on_new(io, tx, request, source, authenticate, now),
         }
@@ -295,7 +295,7 @@ impl Service {
             Ok(_) => None,
         };
         if let Some(answer) = refusal {
-            let _ = io.endpoint.respond_stateless(tx, answer, now);
+            Self::respond_stateless(io.endpoint, tx, answer, now);
             return;
         }
         if let Some(b) = self.b2bua.as_mut() {
@@ -315,7 +315,7 @@ impl Service {
                 Ok(Some(user)) if !admit::from_is(&request, &user) => {
                     tracing::debug!(peer = %source, user, "From is not the authenticated user");
                     let answer = request.response_to(403, "Forbidden (From is not the authenticated user)", Some("sb")).finish();
-                    let _ = io.endpoint.respond_stateless(tx, answer, now);
+                    Self::respond_stateless(io.endpoint, tx, answer, now);
                     return;
                 }
                 Ok(user) => {
@@ -323,7 +323,7 @@ impl Service {
                     user.map(|u| self.asserted_identity(&request, &u))
                 }
                 Err(answer) => {
-                    let _ = io.endpoint.respond_stateless(tx, answer, now);
+                    Self::respond_stateless(io.endpoint, tx, answer, now);
                     return;
                 }
             }
@@ -341,7 +341,7 @@ impl Service {
                 }
                 None if method == Some(Method::Options) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
                 None => {
-                    let _ = io.endpoint.respond(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
+                    io.endpoint.respond_or_log(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
                 }
             },
         }
@@ -361,17 +361,26 @@ impl Service {
         format!("{display}<sip:{user}@{}>", host.unwrap_or_else(|| self.local.ip().to_string()))
     }
 
+    /// A challenge or refusal sent without keeping the transaction; a failure (the transaction
+    /// already answered) is logged at debug: the request needs nothing more.
+    fn respond_stateless(ep: &mut Endpoint, tx: TransactionId, answer: Message, now: Instant) {
+        let status = answer.status();
+        if let Err(e) = ep.respond_stateless(tx, answer, now) {
+            tracing::debug!(?tx, ?status, error = %e, "stateless answer not sent");
+        }
+    }
+
     fn on_register(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, source: SocketAddr, now: Instant) {
         let user = match self.authenticate(req, source, false, now) {
             Ok(u) => u,
             Err(answer) => {
-                let _ = ep.respond_stateless(tx, answer, now);
+                Self::respond_stateless(ep, tx, answer, now);
                 return;
             }
         };
         let outcome = self.registrar.handle_register(req, source, user.as_deref(), self.wall);
         self.persist(outcome.changes);
-        let _ = ep.respond(tx, outcome.response, now);
+        ep.respond_or_log(tx, outcome.response, now);
     }
 
     /// An INVITE from an authenticated caller (`parties`: its identity and user) or a trusted peer.
@@ -390,7 +399,7 @@ impl Service {
             let known = user.as_deref().is_some_and(|u| self.users.contains_key(u))
                 || self.auth.is_none() && user.is_some() && self.ever_registered(req);
             let (code, reason) = if known { (480, "Temporarily Unavailable") } else { (404, "Not Found") };
-            let _ = ep.respond(tx, req.response_to(code, reason, Some("sb")).finish(), now);
+            ep.respond_or_log(tx, req.response_to(code, reason, Some("sb")).finish(), now);
             return;
         }
         match self.b2bua.as_mut() {
@@ -417,14 +426,14 @@ impl Service {
         let uri = req.request_uri_str().unwrap_or_default().to_owned();
         match self.resolve(next) {
             Some(dest) if self.admission.is_local(dest) => {
-                let _ = ep.respond(tx, req.response_to(482, "Loop Detected", None).finish(), now);
+                ep.respond_or_log(tx, req.response_to(482, "Loop Detected", None).finish(), now);
             }
             Some(dest) => {
                 self.proxied.insert(tx, ());
                 self.proxy.forward(ep, tx, req, &[Target { uri, dest }], now);
             }
             None => {
-                let _ = ep.respond(tx, req.response_to(404, "Not Found", None).finish(), now);
+                ep.respond_or_log(tx, req.response_to(404, "Not Found", None).finish(), now);
             }
         }
     }

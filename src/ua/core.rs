@@ -15,7 +15,7 @@
 //! handed to the application as [`UaEvent::Endpoint`].
 
 use crate::collections::HashMap;
-use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError};
+use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError, NotAccepted};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::message::{Message, Method, Uri};
 use crate::transaction::TransactionId;
@@ -261,12 +261,18 @@ impl UaCore {
             EndpointEvent::Request { tx, request, source } => self.on_request(ep, tx, request, source, now),
             EndpointEvent::Ack { request, source } => {
                 self.remember_peer(&request, source, now);
-                let _ = self.dialogs.handle_request(&request, now);
+                // An ACK is never answered (§17.2.3): one the dialogs cannot take is dropped.
+                if let Err(e) = self.dialogs.handle_request(&request, now) {
+                    tracing::debug!(peer = %source, error = %e, "ACK dropped");
+                }
             }
             EndpointEvent::Cancelled { tx, cancel } => {
                 // The endpoint already answered 200 and 487 (§9.2); the dialog ends its early state.
                 self.forget_server_tx(tx);
-                let _ = self.dialogs.handle_request(&cancel, now);
+                // Already answered; a CANCEL for no dialog of ours (a proxied INVITE) has nothing to end.
+                if let Err(e) = self.dialogs.handle_request(&cancel, now) {
+                    tracing::debug!(error = %e, "CANCEL ends no dialog");
+                }
             }
             EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
                 Some(req) => {
@@ -276,7 +282,9 @@ impl UaCore {
                     if let (Some(method), Some(status)) = (req.method().cloned(), response.status()) {
                         self.events.push_back(UaEvent::ResponseSeen { method, status });
                     }
-                    let _ = self.dialogs.handle_response(&response, now);
+                    if let Err(e) = self.dialogs.handle_response(&response, now) {
+                        tracing::debug!(?tx, error = %e, "response to our request dropped");
+                    }
                 }
                 None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response })),
             },
@@ -290,7 +298,9 @@ impl UaCore {
                 Some(req) => {
                     self.awaiting_final.remove(&tx);
                     let req = req.clone();
-                    let _ = self.dialogs.handle_request_timeout(&req, now);
+                    if let Err(e) = self.dialogs.handle_request_timeout(&req, now) {
+                        tracing::debug!(?tx, error = %e, "timeout of a request no dialog waits for");
+                    }
                 }
                 None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx })),
             },
@@ -320,16 +330,39 @@ impl UaCore {
         }
     }
 
-    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
-        self.remember_peer(&request, source, now);
-        if let Some(key) = server_key(&request) {
+    /// Takes in a dialog-creating INVITE on server transaction `tx` (see
+    /// [`Dialogs::accept_invite`]) and returns the id of the dialog that its answers create; answer
+    /// through [`UaCore::dialogs`], then [`UaCore::flush`]. A 422 or 482 the dialog layer wrote
+    /// itself is already sent on `tx` when this returns; every other error left `tx` unanswered.
+    pub fn accept_invite(
+        &mut self,
+        ep: &mut Endpoint,
+        tx: TransactionId,
+        request: &Message,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Result<crate::dialog::DialogId, NotAccepted> {
+        self.bind_server_tx(tx, request, source, now);
+        let result = self.dialogs.accept_invite(request, now);
+        self.flush(ep, now);
+        result
+    }
+
+    /// Remembers `request`'s server transaction so the dialog's answers go out on it.
+    fn bind_server_tx(&mut self, tx: TransactionId, request: &Message, source: SocketAddr, now: Instant) {
+        self.remember_peer(request, source, now);
+        if let Some(key) = server_key(request) {
             self.server_keys.insert(tx, key.clone());
             self.server_tx.insert(key, tx);
         }
+    }
+
+    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        self.bind_server_tx(tx, &request, source, now);
         match self.dialogs.handle_request(&request, now) {
             Ok(()) => {}
             Err(InputError::UnknownDialog) => {
-                let _ = ep.respond(tx, reject_unknown(&request), now);
+                ep.respond_or_log(tx, reject_unknown(&request), now);
             }
             Err(_) => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Request { tx, request, source })),
         }
@@ -378,7 +411,10 @@ impl UaCore {
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "request not sent");
-                let _ = self.dialogs.handle_request_timeout(&msg, now);
+                // As if it timed out: the dialog ends or retries as it would (§12.2.1.2).
+                if let Err(e) = self.dialogs.handle_request_timeout(&msg, now) {
+                    tracing::debug!(error = %e, "no dialog waits for the unsent request");
+                }
             }
         }
     }
