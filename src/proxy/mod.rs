@@ -18,7 +18,7 @@ pub mod token;
 
 use crate::collections::HashMap;
 use crate::dialog::IdGen;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Owner};
 use crate::message::{Message, Method};
 use crate::transaction::TransactionId;
 use forward::{forward_request, is_us, strip_top_via, ForwardSpec};
@@ -133,11 +133,6 @@ impl Proxy {
         self.contexts.is_empty()
     }
 
-    /// Whether `tx` is one of our client transactions (its responses are ours).
-    pub fn owns(&self, tx: TransactionId) -> bool {
-        self.branch_of.contains_key(&tx)
-    }
-
     /// Forwards `request` (received on server transaction `server_tx`) to every target in parallel
     /// (§16.6, forking). `targets` must not be empty.
     pub fn forward(&mut self, ep: &mut Endpoint, server_tx: TransactionId, request: &Message, targets: &[Target], now: Instant) {
@@ -177,7 +172,7 @@ impl Proxy {
                 asserted_identity: asserted,
             };
             let msg = forward_request(request, &spec);
-            match ep.send_request(msg, t.dest, now) {
+            match ep.send_request(msg, t.dest, Owner::Proxy, now) {
                 Ok(tx) => {
                     self.branch_of.insert(tx, server_tx);
                     ctx.branches.push(Branch {

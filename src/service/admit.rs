@@ -28,6 +28,7 @@
 //! A CANCEL never gets here: the endpoint matches it to a live server transaction or answers 481
 //! (§9.2).
 
+use crate::endpoint::Owner;
 use crate::message::{Message, Method, Uri};
 use crate::proxy::forward::is_us;
 use crate::proxy::token::{RouteKey, PARAM};
@@ -73,6 +74,22 @@ pub enum Admit {
     },
     /// Answer with this status.
     Reject(u16, &'static str),
+}
+
+impl Admit {
+    /// The owner this verdict hands the request's transaction to; `None` for a new request, whose
+    /// owner its routing names (the B2BUA or the proxy for a user, echo for an OPTIONS to the
+    /// service), and for a refusal, which the service answers itself.
+    pub fn owner(&self) -> Option<Owner> {
+        match self {
+            Admit::Register => Some(Owner::Registrar),
+            Admit::Echo => Some(Owner::Echo),
+            Admit::B2bua => Some(Owner::B2bua),
+            Admit::Forward { .. } => Some(Owner::Proxy),
+            // A challenge becomes the B2BUA's only once the sender proves it is the leg's user.
+            Admit::Challenge | Admit::New { .. } | Admit::Reject(..) => None,
+        }
+    }
 }
 
 /// What becomes of an ACK that no transaction took (an ACK for a 2xx, §13.2.2.4).

@@ -16,7 +16,7 @@
 
 use crate::collections::HashMap;
 use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError};
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::endpoint::{Endpoint, EndpointEvent, Owner};
 use crate::message::{Message, Method, Uri};
 use crate::transaction::TransactionId;
 use crate::transport::response_destination;
@@ -67,6 +67,8 @@ pub struct UaCore {
     /// which behind NAT is not the one in its Contact). Used when the request has no Route.
     /// Keyed by shared Call-IDs: a B2BUA pins both legs of every call for its whole life.
     pinned: HashMap<std::sync::Arc<str>, SocketAddr>,
+    /// Whom the endpoint names as the owner of the client transactions this core starts.
+    owner: Owner,
     events: VecDeque<UaEvent>,
 }
 
@@ -98,8 +100,17 @@ impl UaCore {
             default_peer,
             outbound: None,
             pinned: HashMap::default(),
+            owner: Owner::Phone,
             events: VecDeque::new(),
         }
+    }
+
+    /// Names the owner of the client transactions this core starts ([`Owner::Phone`] unless
+    /// set): the endpoint's events for them carry it, so an application with several cores hands
+    /// each event to the right one.
+    pub fn with_owner(mut self, owner: Owner) -> UaCore {
+        self.owner = owner;
+        self
     }
 
     /// Sets where requests go when neither the next hop nor the Call-ID gives an address.
@@ -208,12 +219,12 @@ impl UaCore {
                 self.remember_peer(&request, source);
                 let _ = self.dialogs.handle_request(&request, now);
             }
-            EndpointEvent::Cancelled { tx, cancel } => {
+            EndpointEvent::Cancelled { tx, cancel, .. } => {
                 // The endpoint already answered 200 and 487 (§9.2); the dialog ends its early state.
                 self.forget_server_tx(tx);
                 let _ = self.dialogs.handle_request(&cancel, now);
             }
-            EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
+            EndpointEvent::Response { tx, response, owner } => match self.client_req.get(&tx) {
                 Some(req) => {
                     if response.status().is_some_and(|c| c >= 200) {
                         self.awaiting_final.remove(&tx);
@@ -223,7 +234,7 @@ impl UaCore {
                     }
                     let _ = self.dialogs.handle_response(&response, now);
                 }
-                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response })),
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response, owner })),
             },
             EndpointEvent::StrayResponse { response, source } => {
                 // A 2xx retransmission: the dialog sends its ACK again (§13.2.2.4).
@@ -231,15 +242,15 @@ impl UaCore {
                     self.events.push_back(UaEvent::Endpoint(EndpointEvent::StrayResponse { response, source }));
                 }
             }
-            EndpointEvent::Timeout { tx } => match self.client_req.get(&tx) {
+            EndpointEvent::Timeout { tx, owner } => match self.client_req.get(&tx) {
                 Some(req) => {
                     self.awaiting_final.remove(&tx);
                     let req = req.clone();
                     let _ = self.dialogs.handle_request_timeout(&req, now);
                 }
-                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx })),
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx, owner })),
             },
-            EndpointEvent::Terminated { tx } => {
+            EndpointEvent::Terminated { tx, .. } => {
                 self.client_req.remove(&tx);
                 self.awaiting_final.remove(&tx);
                 self.forget_server_tx(tx);
@@ -313,7 +324,7 @@ impl UaCore {
             ep.send_stateless(&msg, dest);
             return;
         }
-        match ep.send_request(msg.clone(), dest, now) {
+        match ep.send_request(msg.clone(), dest, self.owner, now) {
             Ok(tx) => {
                 self.awaiting_final.insert(tx, (msg.method() == Some(&Method::Bye), now));
                 self.client_req.insert(tx, msg);
