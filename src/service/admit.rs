@@ -27,6 +27,12 @@
 //!
 //! A CANCEL never gets here: the endpoint matches it to a live server transaction or answers 481
 //! (§9.2).
+//!
+//! The verdict names the owner of the request's transaction ([`Admit::owner`]: Register is the
+//! registrar's, Echo the echo user's, B2bua the B2BUA's, Forward the proxy's), which the service
+//! records on the endpoint at once; for New, the routing that follows names it (the B2BUA or the
+//! proxy). The endpoint then hands a CANCEL, a timeout or the end of the transaction to that owner
+//! alone.
 
 use crate::endpoint::Owner;
 use crate::message::{Message, Method, Uri};

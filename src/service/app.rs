@@ -13,6 +13,20 @@
 //!            │                                          moves there (issue 14 point 7), else 403
 //!            └─ in-dialog, our Record-Route with a valid token ──► proxy: next hop
 //! ```
+//!
+//! The part a request goes to becomes its transaction's [`Owner`], recorded on the endpoint
+//! ([`Endpoint::set_owner`]) before anyone answers; the client transactions each part starts carry
+//! its owner from creation. Every later event of a transaction names that owner, so
+//! [`Service::handle_event`](Application::handle_event) is one match on it:
+//!
+//! ```text
+//!   event ─┬─ no transaction owner yet: new request ──► admission (above)
+//!          │                            ACK, stray response ──► its dialog (echo, B2BUA), relay or drop
+//!          ├─ Owner::Proxy ────► proxy (responses, Timer B/F, CANCEL, end of a branch)
+//!          ├─ Owner::B2bua ────► B2BUA
+//!          ├─ Owner::Echo ─────► echo user
+//!          └─ Registrar, Service (answered already) ──► nothing to do
+//! ```
 
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall, Parties};
