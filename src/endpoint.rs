@@ -90,8 +90,13 @@ pub enum Owner {
     Echo,
     /// The back-to-back user agent (both legs of its calls).
     B2bua,
-    /// The stateful proxy (a forwarded request and its branches).
-    Proxy,
+    /// The stateful proxy: a request it forwards (`upstream: None`), or a branch of the request
+    /// received on server transaction `upstream` (RFC 3261 §16.6), so a response finds the way
+    /// back up without a table of branches.
+    Proxy {
+        /// The server transaction a branch belongs to; `None` on that server transaction itself.
+        upstream: Option<TransactionId>,
+    },
     /// A phone's user agent (the softphone, examples, tests).
     Phone,
 }

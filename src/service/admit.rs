@@ -91,7 +91,7 @@ impl Admit {
             Admit::Register => Some(Owner::Registrar),
             Admit::Echo => Some(Owner::Echo),
             Admit::B2bua => Some(Owner::B2bua),
-            Admit::Forward { .. } => Some(Owner::Proxy),
+            Admit::Forward { .. } => Some(Owner::Proxy { upstream: None }),
             // A challenge becomes the B2BUA's only once the sender proves it is the leg's user.
             Admit::Challenge | Admit::New { .. } | Admit::Reject(..) => None,
         }

@@ -22,7 +22,8 @@
 //! ```text
 //!   event ─┬─ no transaction owner yet: new request ──► admission (above)
 //!          │                            ACK, stray response ──► its dialog (echo, B2BUA), relay or drop
-//!          ├─ Owner::Proxy ────► proxy (responses, Timer B/F, CANCEL, end of a branch)
+//!          ├─ Owner::Proxy ────► proxy (a branch's responses and Timer B/F, by its upstream
+//!          │                     server transaction; the CANCEL of a forwarded request)
 //!          ├─ Owner::B2bua ────► B2BUA
 //!          ├─ Owner::Echo ─────► echo user
 //!          └─ Registrar, Service (answered already) ──► nothing to do
@@ -319,7 +320,7 @@ impl Service {
             // is a keep-alive or capability query the service answers itself (§11.2).
             _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
                 Some(targets) => {
-                    io.endpoint.set_owner(tx, Owner::Proxy);
+                    io.endpoint.set_owner(tx, Owner::Proxy { upstream: None });
                     self.proxy.forward_as(io.endpoint, tx, &request, &targets, asserted.as_deref(), now);
                 }
                 None if method == Some(Method::Options) => {
@@ -387,7 +388,7 @@ impl Service {
                 b.start_call_as(io, tx, request, source, targets, parties, now)
             }
             None => {
-                ep.set_owner(tx, Owner::Proxy);
+                ep.set_owner(tx, Owner::Proxy { upstream: None });
                 self.proxy.forward_as(ep, tx, req, &targets, parties.asserted.as_deref(), now);
             }
         }
@@ -461,14 +462,14 @@ impl Service {
         }
     }
 
-    /// An event of a transaction the proxy owns: a forwarded request (CANCEL, end) or a branch
-    /// (response, Timer B/F, end).
-    fn on_proxy_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, now: Instant) {
-        match event {
-            EndpointEvent::Response { tx, response, .. } => self.proxy.handle_response(ep, tx, &response, now),
-            EndpointEvent::Timeout { tx, .. } => self.proxy.handle_branch_timeout(ep, tx, now),
-            EndpointEvent::Cancelled { tx, .. } => self.proxy.handle_cancelled(ep, tx, now),
-            EndpointEvent::Terminated { tx, .. } => self.proxy.handle_terminated(tx),
+    /// An event of a transaction the proxy owns: a forwarded request (`upstream: None`: its
+    /// CANCEL) or a branch of `upstream` (a response, Timer B/F). Their ends leave nothing to do:
+    /// a branch lives in its server transaction's context.
+    fn on_proxy_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, upstream: Option<TransactionId>, now: Instant) {
+        match (event, upstream) {
+            (EndpointEvent::Response { tx, response, .. }, Some(server)) => self.proxy.handle_response(ep, tx, server, &response, now),
+            (EndpointEvent::Timeout { tx, .. }, Some(server)) => self.proxy.handle_branch_timeout(ep, tx, server, now),
+            (EndpointEvent::Cancelled { tx, .. }, None) => self.proxy.handle_cancelled(ep, tx, now),
             _ => {}
         }
     }
@@ -554,7 +555,7 @@ impl Application for Service {
         self.after(now);
         match event.owner() {
             None => self.on_unowned(io, event, now),
-            Some(Owner::Proxy) => self.on_proxy_event(io.endpoint, event, now),
+            Some(Owner::Proxy { upstream }) => self.on_proxy_event(io.endpoint, event, upstream, now),
             Some(Owner::B2bua) => {
                 if let Some(b) = self.b2bua.as_mut() {
                     b.handle_event(io, event, now);
