@@ -8,7 +8,8 @@
 //! owner of its INVITE (recorded at admission, not guessed), which cancels bob's leg (bob's call
 //! ends `cancelled`; the caller, a scripted UA as authentication is off there, too); a callee that never answers ends in its owner's Timer B or branch timeout (alice's
 //! call fails); and in every case, once the timers have run, the service holds no transaction, no
-//! call and no relay port.
+//! call and no relay port. And a softphone that had to authenticate first cancels the INVITE that
+//! is pending, not the one the 407 answered (the UA core picked either, by map order).
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -110,6 +111,24 @@ fn cancel_while_ringing(mode: impl FnOnce(&mut ServiceParts)) {
     w.assert_nothing_left();
 }
 
+/// A softphone that had to authenticate (407, then the INVITE again) hangs up while bob rings:
+/// its CANCEL goes on the INVITE that is still pending, not on the answered first one, whatever
+/// order the UA core's table yields them in.
+fn softphone_cancels_after_a_challenge(mode: impl FnOnce(&mut ServiceParts)) {
+    let mut w = world(mode);
+    w.dial();
+    let (alice, bob) = (w.alice, w.bob);
+    assert!(w.net.run_until(Duration::from_secs(10), |n| !n.app(bob).status(n.now()).is_empty()), "bob rings");
+    let ringing = |n: &Net| n.app(alice).reports.is_empty() && n.app(bob).status(n.now()).iter().all(|s| s.1 == "ringing");
+    w.net.run_for(Duration::from_millis(500));
+    assert!(ringing(&w.net), "still ringing");
+    w.net.with(alice, |phone, io, now| phone.hangup(io, now)).expect("alice hangs up");
+    assert!(w.net.run_until(Duration::from_secs(40), |n| !n.app(bob).reports.is_empty()), "bob's call ends");
+    assert_eq!(w.net.app(bob).reports[0].state, "cancelled");
+    w.assert_nothing_left();
+    assert_eq!(w.net.app(alice).reports[0].state, "cancelled");
+}
+
 fn callee_never_answers_the_invite(mode: impl FnOnce(&mut ServiceParts)) {
     let mut w = world(mode);
     // Bob's phone is gone: the service's INVITE to him gets no answer at all (Timer B, §17.1.1.2,
@@ -140,4 +159,13 @@ fn an_unanswered_leg_times_out_in_the_b2bua() {
 #[test]
 fn an_unanswered_branch_times_out_in_the_proxy() {
     callee_never_answers_the_invite(|parts| parts.b2bua = None);
+}
+
+#[test]
+fn a_softphone_cancels_the_pending_invite_after_a_challenge() {
+    // Several rounds: the UA core's map order differs from one map to the next.
+    for _ in 0..8 {
+        softphone_cancels_after_a_challenge(|_| {});
+        softphone_cancels_after_a_challenge(|parts| parts.b2bua = None);
+    }
 }

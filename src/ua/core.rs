@@ -156,10 +156,16 @@ impl UaCore {
     /// INVITE's client transaction (same branch). Fails when the INVITE was answered or is unknown.
     pub fn cancel(&mut self, ep: &mut Endpoint, id: &crate::dialog::DialogId, now: Instant) -> Result<(), crate::dialog::DialogError> {
         self.dialogs.cancel(id, now)?;
+        // The INVITE still waiting for its final response: after a 401/407 the answered first
+        // INVITE of the same Call-ID lingers (Timer D) and cannot be cancelled.
         let invite_tx = self
             .client_req
             .iter()
-            .find(|(_, req)| req.method() == Some(&Method::Invite) && req.call_id().is_ok_and(|c| c == &*id.call_id))
+            .find(|(tx, req)| {
+                req.method() == Some(&Method::Invite)
+                    && req.call_id().is_ok_and(|c| c == &*id.call_id)
+                    && self.awaiting_final.contains_key(*tx)
+            })
             .map(|(tx, _)| *tx);
         match invite_tx {
             Some(tx) => match ep.cancel(tx, now) {
