@@ -224,7 +224,7 @@ impl B2bua {
         B2bua {
             session_ids,
             record_prefix,
-            ua: UaCore::new(Dialogs::new(dialog), None),
+            ua: UaCore::new(Dialogs::new(dialog), None).with_owner(crate::endpoint::Owner::B2bua),
             relay: Relay::new(config.relay),
             config,
             calls: HashMap::default(),

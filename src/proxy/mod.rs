@@ -9,6 +9,10 @@
 //!   best  ◄── when all branches ended ── 3xx-6xx, 408 on timeout (§16.7 best response)
 //! ```
 //!
+//! Each branch is a client transaction owned by [`Owner::Proxy`] with its server transaction as
+//! `upstream`: the endpoint's events for it name where its responses go, so the proxy keeps no
+//! table of branches beside its contexts.
+//!
 //! Routing decisions (which targets) are the caller's: [`Proxy::forward`] takes them. A branch
 //! without any response for `branch_timeout`, or without a final one for `ringing_timeout` (Timer C,
 //! §16.8), ends as 408, so a caller never waits out the full Timer B in silence.
@@ -18,7 +22,7 @@ pub mod token;
 
 use crate::collections::HashMap;
 use crate::dialog::IdGen;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Owner};
 use crate::message::{Message, Method};
 use crate::transaction::TransactionId;
 use forward::{forward_request, is_us, strip_top_via, ForwardSpec};
@@ -94,7 +98,6 @@ pub struct Proxy {
     config: ProxyConfig,
     ids: IdGen,
     contexts: HashMap<TransactionId, Context>,
-    branch_of: HashMap<TransactionId, TransactionId>,
     stats: ProxyStats,
 }
 
@@ -122,7 +125,7 @@ impl Proxy {
     /// A proxy with no transactions yet.
     pub fn new(config: ProxyConfig) -> Proxy {
         let ids = IdGen::new(config.seed);
-        Proxy { config, ids, contexts: HashMap::default(), branch_of: HashMap::default(), stats: ProxyStats::default() }
+        Proxy { config, ids, contexts: HashMap::default(), stats: ProxyStats::default() }
     }
 
     /// The counters.
@@ -140,15 +143,10 @@ impl Proxy {
         self.contexts.is_empty()
     }
 
-    /// Entries of the tables as (contexts, `branch_of`), for leak tests: both 0 once every
-    /// forwarded request is answered and its client transactions have ended.
-    pub fn table_sizes(&self) -> (usize, usize) {
-        (self.contexts.len(), self.branch_of.len())
-    }
-
-    /// Whether `tx` is one of our client transactions (its responses are ours).
-    pub fn owns(&self, tx: TransactionId) -> bool {
-        self.branch_of.contains_key(&tx)
+    /// Forwarded requests in progress, for leak tests: 0 once every forwarded request is answered.
+    /// (A branch's client transaction is owned through the endpoint: `Owner::Proxy`.)
+    pub fn table_sizes(&self) -> usize {
+        self.contexts.len()
     }
 
     /// Forwards `request` (received on server transaction `server_tx`) to every target in parallel
@@ -190,9 +188,8 @@ impl Proxy {
                 asserted_identity: asserted,
             };
             let msg = forward_request(request, &spec);
-            match ep.send_request(msg, t.dest, now) {
+            match ep.send_request(msg, t.dest, Owner::Proxy { upstream: Some(server_tx) }, now) {
                 Ok(tx) => {
-                    self.branch_of.insert(tx, server_tx);
                     ctx.branches.push(Branch {
                         tx,
                         state: BranchState::Trying,
@@ -211,12 +208,15 @@ impl Proxy {
         self.contexts.insert(server_tx, ctx);
     }
 
-    /// A response on one of our client transactions. A 2xx that arrives after the call was decided
-    /// (a retransmission, or another fork's answer, which the INVITE client transaction passes on
-    /// in its Accepted state, RFC 6026 §7.2) still goes upstream through the server transaction,
-    /// itself Accepted (§16.7 step 5).
-    pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, response: &Message, now: Instant) {
-        let Some(&server_tx) = self.branch_of.get(&tx) else { return };
+    /// A response on our client transaction `tx`, a branch of server transaction `server_tx` (its
+    /// owner's `upstream`). A 2xx that arrives after the call was decided (a retransmission, or
+    /// another fork's answer, which the INVITE client transaction passes on in its Accepted state,
+    /// RFC 6026 §7.2) still goes upstream through the server transaction, itself Accepted (§16.7
+    /// step 5). The answer to a CANCEL we sent on a branch (§9.1) goes nowhere.
+    pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, server_tx: TransactionId, response: &Message, now: Instant) {
+        if response.cseq().is_ok_and(|c| c.method == Method::Cancel) {
+            return;
+        }
         let Some(code) = response.status() else { return };
         let Some(ctx) = self.contexts.get_mut(&server_tx) else {
             if (200..300).contains(&code) {
@@ -260,21 +260,15 @@ impl Proxy {
         self.maybe_finish(ep, server_tx, now);
     }
 
-    /// Our client transaction `tx` timed out (Timer B/F) or failed: the branch ends as 408.
-    pub fn handle_branch_timeout(&mut self, ep: &mut Endpoint, tx: TransactionId, now: Instant) {
-        let Some(&server_tx) = self.branch_of.get(&tx) else { return };
-        if let Some(b) = self.contexts.get_mut(&server_tx).and_then(|c| c.branches.iter_mut().find(|b| b.tx == tx)) {
-            if !matches!(b.state, BranchState::Done(_)) {
-                b.state = BranchState::Done(408);
-                self.stats.branch_timeouts += 1;
-            }
+    /// Our client transaction `tx`, a branch of `server_tx`, timed out (Timer B/F) or failed: the
+    /// branch ends as 408.
+    pub fn handle_branch_timeout(&mut self, ep: &mut Endpoint, tx: TransactionId, server_tx: TransactionId, now: Instant) {
+        let Some(b) = self.contexts.get_mut(&server_tx).and_then(|c| c.branches.iter_mut().find(|b| b.tx == tx)) else { return };
+        if !matches!(b.state, BranchState::Done(_)) {
+            b.state = BranchState::Done(408);
+            self.stats.branch_timeouts += 1;
         }
         self.maybe_finish(ep, server_tx, now);
-    }
-
-    /// Our client transaction is gone.
-    pub fn handle_terminated(&mut self, tx: TransactionId) {
-        self.branch_of.remove(&tx);
     }
 
     /// The caller CANCELled the INVITE of `server_tx` (the endpoint answered it): cancel the
@@ -282,9 +276,6 @@ impl Proxy {
     pub fn handle_cancelled(&mut self, ep: &mut Endpoint, server_tx: TransactionId, now: Instant) {
         if let Some(mut ctx) = self.contexts.remove(&server_tx) {
             Self::cancel_pending(ep, &mut ctx, now);
-            for b in &ctx.branches {
-                self.branch_of.remove(&b.tx);
-            }
         }
     }
 
@@ -318,8 +309,7 @@ impl Proxy {
             };
             ep.respond_or_log(server_tx, response, now);
         }
-        // The branch mappings stay until each client transaction terminates, so a late 2xx still
-        // finds its way upstream.
+        // A late 2xx still finds its way upstream: its branch's owner names the server transaction.
         self.contexts.remove(&server_tx);
     }
 

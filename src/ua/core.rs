@@ -16,7 +16,7 @@
 
 use crate::collections::HashMap;
 use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError, NotAccepted};
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::endpoint::{Endpoint, EndpointEvent, Owner};
 use crate::message::{Message, Method, Uri};
 use crate::transaction::TransactionId;
 use crate::transport::response_destination;
@@ -94,6 +94,8 @@ pub struct UaCore {
     /// which behind NAT is not the one in its Contact). Used when the request has no Route.
     /// Keyed by shared Call-IDs: a B2BUA pins both legs of every call for its whole life.
     pinned: HashMap<std::sync::Arc<str>, SocketAddr>,
+    /// Whom the endpoint names as the owner of the client transactions this core starts.
+    owner: Owner,
     events: VecDeque<UaEvent>,
 }
 
@@ -126,8 +128,17 @@ impl UaCore {
             default_peer,
             outbound: None,
             pinned: HashMap::default(),
+            owner: Owner::Phone,
             events: VecDeque::new(),
         }
+    }
+
+    /// Names the owner of the client transactions this core starts ([`Owner::Phone`] unless
+    /// set): the endpoint's events for them carry it, so an application with several cores hands
+    /// each event to the right one.
+    pub fn with_owner(mut self, owner: Owner) -> UaCore {
+        self.owner = owner;
+        self
     }
 
     /// Sets where requests go when neither the next hop nor the Call-ID gives an address.
@@ -173,10 +184,16 @@ impl UaCore {
     /// INVITE's client transaction (same branch). Fails when the INVITE was answered or is unknown.
     pub fn cancel(&mut self, ep: &mut Endpoint, id: &crate::dialog::DialogId, now: Instant) -> Result<(), crate::dialog::DialogError> {
         self.dialogs.cancel(id, now)?;
+        // The INVITE still waiting for its final response: after a 401/407 the answered first
+        // INVITE of the same Call-ID lingers (Timer D) and cannot be cancelled.
         let invite_tx = self
             .client_req
             .iter()
-            .find(|(_, req)| req.method() == Some(&Method::Invite) && req.call_id().is_ok_and(|c| c == &*id.call_id))
+            .find(|(tx, req)| {
+                req.method() == Some(&Method::Invite)
+                    && req.call_id().is_ok_and(|c| c == &*id.call_id)
+                    && self.awaiting_final.contains_key(*tx)
+            })
             .map(|(tx, _)| *tx);
         match invite_tx {
             Some(tx) => match ep.cancel(tx, now) {
@@ -266,7 +283,7 @@ impl UaCore {
                     tracing::debug!(peer = %source, error = %e, "ACK dropped");
                 }
             }
-            EndpointEvent::Cancelled { tx, cancel } => {
+            EndpointEvent::Cancelled { tx, cancel, .. } => {
                 // The endpoint already answered 200 and 487 (§9.2); the dialog ends its early state.
                 self.forget_server_tx(tx);
                 // Already answered; a CANCEL for no dialog of ours (a proxied INVITE) has nothing to end.
@@ -274,7 +291,7 @@ impl UaCore {
                     tracing::debug!(error = %e, "CANCEL ends no dialog");
                 }
             }
-            EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
+            EndpointEvent::Response { tx, response, owner } => match self.client_req.get(&tx) {
                 Some(req) => {
                     if response.status().is_some_and(|c| c >= 200) {
                         self.awaiting_final.remove(&tx);
@@ -286,7 +303,7 @@ impl UaCore {
                         tracing::debug!(?tx, error = %e, "response to our request dropped");
                     }
                 }
-                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response })),
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response, owner })),
             },
             EndpointEvent::StrayResponse { response, source } => {
                 // A 2xx retransmission: the dialog sends its ACK again (§13.2.2.4).
@@ -294,7 +311,7 @@ impl UaCore {
                     self.events.push_back(UaEvent::Endpoint(EndpointEvent::StrayResponse { response, source }));
                 }
             }
-            EndpointEvent::Timeout { tx } => match self.client_req.get(&tx) {
+            EndpointEvent::Timeout { tx, owner } => match self.client_req.get(&tx) {
                 Some(req) => {
                     self.awaiting_final.remove(&tx);
                     let req = req.clone();
@@ -302,9 +319,9 @@ impl UaCore {
                         tracing::debug!(?tx, error = %e, "timeout of a request no dialog waits for");
                     }
                 }
-                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx })),
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx, owner })),
             },
-            EndpointEvent::Terminated { tx } => {
+            EndpointEvent::Terminated { tx, .. } => {
                 self.client_req.remove(&tx);
                 self.awaiting_final.remove(&tx);
                 self.forget_server_tx(tx);
@@ -404,7 +421,7 @@ impl UaCore {
             ep.send_stateless(&msg, dest);
             return;
         }
-        match ep.send_request(msg.clone(), dest, now) {
+        match ep.send_request(msg.clone(), dest, self.owner, now) {
             Ok(tx) => {
                 self.awaiting_final.insert(tx, (msg.method() == Some(&Method::Bye), now));
                 self.client_req.insert(tx, msg);

@@ -113,7 +113,7 @@ impl EchoUas {
         EchoUas {
             media: CallMedia::new(config.media.clone()),
             config,
-            ua: UaCore::new(Dialogs::new(dialog_config), None),
+            ua: UaCore::new(Dialogs::new(dialog_config), None).with_owner(crate::endpoint::Owner::Echo),
             ringing: HashMap::default(),
             stopping: false,
             last_now: None,

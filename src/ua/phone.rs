@@ -480,12 +480,12 @@ impl Phone {
                 }
             }
             UaEvent::Dialog(ev) => self.on_dialog_event(io, ev, now),
-            UaEvent::Endpoint(EndpointEvent::Response { tx, response }) => {
+            UaEvent::Endpoint(EndpointEvent::Response { tx, response, .. }) => {
                 if let Some(r) = self.registration.as_mut() {
                     r.handle_response(io.endpoint, tx, &response, now);
                 }
             }
-            UaEvent::Endpoint(EndpointEvent::Timeout { tx }) => {
+            UaEvent::Endpoint(EndpointEvent::Timeout { tx, .. }) => {
                 if let Some(r) = self.registration.as_mut() {
                     r.handle_timeout_of(tx);
                 }
