@@ -3,12 +3,19 @@
 //!
 //! ```text
 //!  datagram ─► classify ─► parse ─► checks ─► Transactions ─► events ─► application
-//!                  │          │        │            │
-//!                  ▼          ▼        ▼            ▼
-//!            STUN/CRLF    400/505   400/416/   retransmissions,
-//!            counted      or drop   420/483/   timers, ACK for
-//!                                   501        non-2xx
+//!                  │          │        │            │              │      (by owner)
+//!                  ▼          ▼        ▼            ▼              ▼
+//!            STUN/CRLF    400/505   400/416/   retransmissions,  each carries the owner
+//!            counted      or drop   420/483/   timers, ACK for   and the transaction's peer
+//!                                   501        non-2xx           kept beside it
 //! ```
+//!
+//! Every transaction has an [`Owner`], the transaction user it belongs to (RFC 3261 §17: "the
+//! TU"): a client transaction gets it when it is started ([`Endpoint::send_request`]; a CANCEL
+//! inherits its INVITE's), a server transaction when the application's admission names it
+//! ([`Endpoint::set_owner`], before the first answer). Its Response, Timeout, Cancelled and
+//! Terminated events carry that owner, so the application hands each to one owner without
+//! asking anyone whether the transaction is theirs.
 //!
 //! Run loop, like quinn-proto: feed one input (`handle_datagram`, `handle_timeout`, or a command such
 //! as `respond` / `send_request`), then drain `poll_transmit` and `poll_event` until both are empty,
@@ -66,6 +73,47 @@ impl Default for EndpointConfig {
     }
 }
 
+/// The transaction user a transaction belongs to (RFC 3261 §17), recorded by the endpoint beside
+/// the transaction and carried on its events. The endpoint itself gives it no meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Owner {
+    /// A new server transaction whose request the application has not assigned yet.
+    #[default]
+    Unassigned,
+    /// The application itself: it answered the request (a refusal, 404, a challenge) and nothing
+    /// else follows.
+    Service,
+    /// The registrar (REGISTER).
+    Registrar,
+    /// The built-in echo user.
+    Echo,
+    /// The back-to-back user agent (both legs of its calls).
+    B2bua,
+    /// The stateful proxy: a request it forwards (`upstream: None`), or a branch of the request
+    /// received on server transaction `upstream` (RFC 3261 §16.6), so a response finds the way
+    /// back up without a table of branches.
+    Proxy {
+        /// The server transaction a branch belongs to; `None` on that server transaction itself.
+        upstream: Option<TransactionId>,
+    },
+    /// A phone's user agent (the softphone, examples, tests).
+    Phone,
+}
+
+/// What the endpoint keeps beside each live transaction, by [`TransactionId`].
+#[derive(Debug)]
+struct TxMeta {
+    /// Where it sends: the server for a client transaction, the source of the request for a
+    /// server transaction (used when the Via gives no address, §18.2.2).
+    peer: SocketAddr,
+    /// Whose it is.
+    owner: Owner,
+    /// The To tag an INVITE server transaction answered with, so a CANCEL's 200 and the 487 carry
+    /// the same tag as the provisional responses before them (§9.2).
+    to_tag: Option<String>,
+}
+
 /// What the endpoint reports to the application.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -93,6 +141,8 @@ pub enum EndpointEvent {
         tx: TransactionId,
         /// The CANCEL, for layers that keep their own state about the INVITE (dialogs).
         cancel: Message,
+        /// The INVITE's owner.
+        owner: Owner,
     },
     /// A response on client transaction `tx`.
     Response {
@@ -100,6 +150,8 @@ pub enum EndpointEvent {
         tx: TransactionId,
         /// The response.
         response: Message,
+        /// Whose transaction it is.
+        owner: Owner,
     },
     /// A response no transaction claims, e.g. a retransmitted 2xx to an INVITE (the dialog ACKs it).
     StrayResponse {
@@ -112,12 +164,30 @@ pub enum EndpointEvent {
     Timeout {
         /// The transaction.
         tx: TransactionId,
+        /// Whose transaction it is.
+        owner: Owner,
     },
     /// The transaction is gone.
     Terminated {
         /// The transaction.
         tx: TransactionId,
+        /// Whose transaction it was.
+        owner: Owner,
     },
+}
+
+impl EndpointEvent {
+    /// The owner of the event's transaction; `None` for events outside any transaction (Ack,
+    /// StrayResponse) and for a new request, which has none until the application assigns it.
+    pub fn owner(&self) -> Option<Owner> {
+        match self {
+            EndpointEvent::Cancelled { owner, .. }
+            | EndpointEvent::Response { owner, .. }
+            | EndpointEvent::Timeout { owner, .. }
+            | EndpointEvent::Terminated { owner, .. } => Some(*owner),
+            EndpointEvent::Request { .. } | EndpointEvent::Ack { .. } | EndpointEvent::StrayResponse { .. } => None,
+        }
+    }
 }
 
 /// Counters of what arrived and what was refused. Everything dropped is counted somewhere here.
@@ -183,12 +253,9 @@ type Refusal = (u16, &'static str, Vec<(HeaderName, String)>);
 pub struct Endpoint {
     config: EndpointConfig,
     transactions: Transactions,
-    /// Where each transaction sends: the server for client transactions, the source of the
-    /// request for server transactions (used when the Via gives no address).
-    peers: HashMap<TransactionId, SocketAddr>,
-    /// The To tag each INVITE server transaction answered with, so a CANCEL's 200 and the 487 carry
-    /// the same tag as the provisional responses before them (§9.2).
-    to_tags: HashMap<TransactionId, String>,
+    /// Peer, owner and To tag of each live transaction, entered when it starts and removed with
+    /// its Terminated event.
+    meta: HashMap<TransactionId, TxMeta>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     stats: Stats,
@@ -206,8 +273,7 @@ impl Endpoint {
         Endpoint {
             config,
             transactions,
-            peers: HashMap::default(),
-            to_tags: HashMap::default(),
+            meta: HashMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -237,9 +303,26 @@ impl Endpoint {
             transactions: self.transactions.len(),
             transaction_keys,
             transaction_timers,
-            peers: self.peers.len(),
-            to_tags: self.to_tags.len(),
+            peers: self.meta.len(),
+            to_tags: self.meta.values().filter(|m| m.to_tag.is_some()).count(),
         }
+    }
+
+    /// Records `owner` as the owner of live transaction `tx` (a new server transaction, once the
+    /// application knows whose its request is). Do it before answering: a stateless answer
+    /// terminates the transaction at once. False when `tx` is gone.
+    pub fn set_owner(&mut self, tx: TransactionId, owner: Owner) -> bool {
+        self.meta.get_mut(&tx).map(|m| m.owner = owner).is_some()
+    }
+
+    /// The owner of live transaction `tx`.
+    pub fn owner(&self, tx: TransactionId) -> Option<Owner> {
+        self.meta.get(&tx).map(|m| m.owner)
+    }
+
+    /// The peer of live transaction `tx`: where its request came from (server) or went (client).
+    pub fn peer(&self, tx: TransactionId) -> Option<SocketAddr> {
+        self.meta.get(&tx).map(|m| m.peer)
     }
 
     /// Feeds one received datagram.
@@ -274,21 +357,24 @@ impl Endpoint {
     /// Sends `response` on server transaction `tx`. Fails when the transaction is gone or has
     /// already sent its final response.
     pub fn respond(&mut self, tx: TransactionId, response: Message, now: Instant) -> Result<(), crate::transaction::Error> {
-        let mut tag_added = false;
-        if let Some(tag) = response.to().ok().and_then(|t| t.tag().map(str::to_owned)) {
-            if let std::collections::hash_map::Entry::Vacant(e) = self.to_tags.entry(tx) {
-                e.insert(tag);
-                tag_added = true;
-            }
+        if let Some(meta) = self.meta.get_mut(&tx).filter(|m| m.to_tag.is_none()) {
+            meta.to_tag = response.to().ok().and_then(|t| t.tag().map(str::to_owned));
         }
+        // A transaction that is gone (e.g. a forked 2xx relayed after the first one ended the
+        // INVITE server transaction) has no entry, so nothing is kept for it.
         let r = self.transactions.send_response(tx, response, now);
-        if r.is_err() && tag_added {
-            // A transaction that is gone (e.g. a forked 2xx relayed after the first one ended the
-            // INVITE server transaction) sends no Terminated again: keep nothing for it.
-            self.to_tags.remove(&tx);
-        }
         self.drain(now);
         r
+    }
+
+    /// [`Endpoint::respond`] for an answer whose failure leaves the caller nothing to do (the
+    /// transaction timed out or was answered meanwhile, e.g. by a CANCEL's 487): a failure is logged
+    /// at debug with the transaction and the status instead of being returned.
+    pub fn respond_or_log(&mut self, tx: TransactionId, response: Message, now: Instant) {
+        let status = response.status();
+        if let Err(e) = self.respond(tx, response, now) {
+            tracing::debug!(?tx, ?status, error = %e, "answer not sent");
+        }
     }
 
     /// Sends `response` on server transaction `tx` and forgets the transaction at once, so nothing
@@ -303,30 +389,38 @@ impl Endpoint {
             return Err(crate::transaction::Error::WrongMethod);
         }
         self.transactions.forget_server(tx)?;
-        let peer = self.peers.remove(&tx);
-        self.to_tags.remove(&tx);
-        if let Some(dest) = response_destination(&response).or(peer) {
+        let meta = self.meta.remove(&tx);
+        if let Some(dest) = response_destination(&response).or(meta.as_ref().map(|m| m.peer)) {
             self.stats.stateless_answers += 1;
             self.send_stateless(&response, dest);
         }
-        self.events.push_back(EndpointEvent::Terminated { tx });
+        let owner = meta.map(|m| m.owner).unwrap_or_default();
+        self.events.push_back(EndpointEvent::Terminated { tx, owner });
         self.drain(now);
         Ok(())
     }
 
-    /// Starts a client transaction for `request`, sent to `dest`.
-    pub fn send_request(&mut self, request: Message, dest: SocketAddr, now: Instant) -> Result<TransactionId, crate::transaction::Error> {
+    /// Starts a client transaction for `request`, sent to `dest`, on behalf of `owner` (whom its
+    /// events go to).
+    pub fn send_request(
+        &mut self,
+        request: Message,
+        dest: SocketAddr,
+        owner: Owner,
+        now: Instant,
+    ) -> Result<TransactionId, crate::transaction::Error> {
         let id = self.transactions.start_client(request, now)?;
-        self.peers.insert(id, dest);
+        self.meta.insert(id, TxMeta { peer: dest, owner, to_tag: None });
         self.drain(now);
         Ok(id)
     }
 
-    /// Sends CANCEL for client INVITE transaction `tx` (§9.1).
+    /// Sends CANCEL for client INVITE transaction `tx` (§9.1), to the INVITE's peer and owned by
+    /// the INVITE's owner.
     pub fn cancel(&mut self, tx: TransactionId, now: Instant) -> Result<TransactionId, crate::transaction::Error> {
         let id = self.transactions.cancel(tx, now)?;
-        if let Some(&dest) = self.peers.get(&tx) {
-            self.peers.insert(id, dest);
+        if let Some(&TxMeta { peer, owner, .. }) = self.meta.get(&tx) {
+            self.meta.insert(id, TxMeta { peer, owner, to_tag: None });
         }
         self.drain(now);
         Ok(id)
@@ -441,11 +535,16 @@ impl Endpoint {
         }
         match self.transactions.handle_request(request, now) {
             Ok(Routed::New(id)) => {
-                self.peers.insert(id, source);
+                self.meta.insert(id, TxMeta { peer: source, owner: Owner::Unassigned, to_tag: None });
             }
             Ok(Routed::Matched(_)) => self.stats.retransmitted_requests += 1,
             Ok(Routed::Cancel { id, target }) => {
-                self.peers.insert(id, source);
+                // The CANCEL's own transaction belongs to whoever owns the INVITE it cancels.
+                let owner = match target {
+                    CancelTarget::Pending(t) | CancelTarget::Answered(t) => self.owner(t).unwrap_or_default(),
+                    CancelTarget::NotFound => Owner::Unassigned,
+                };
+                self.meta.insert(id, TxMeta { peer: source, owner, to_tag: None });
                 self.handle_cancel(id, target, now);
             }
             Ok(Routed::Stray(ack)) if ack.to().ok().and_then(|t| t.tag().map(|t| t == STATELESS_TAG)).unwrap_or(false) => {
@@ -467,27 +566,31 @@ impl Endpoint {
     fn handle_cancel(&mut self, cancel_tx: TransactionId, target: CancelTarget, now: Instant) {
         let Some(cancel) = self.transactions.request(cancel_tx).cloned() else { return };
         let target_tag = match target {
-            CancelTarget::Pending(t) | CancelTarget::Answered(t) => self.to_tags.get(&t).cloned(),
+            CancelTarget::Pending(t) | CancelTarget::Answered(t) => self.meta.get(&t).and_then(|m| m.to_tag.clone()),
             CancelTarget::NotFound => None,
         };
         let tag = target_tag.or_else(|| cancel.to().ok().and_then(|t| t.tag().map(str::to_owned))).unwrap_or_else(|| "sb-cancel".into());
+        let invite = match target {
+            CancelTarget::Pending(invite_tx) => self.transactions.request(invite_tx).cloned(),
+            _ => None,
+        };
+        // Both transactions are live here (the CANCEL's was just created, the INVITE's matched as
+        // pending), so a failure would be a bug in the transaction layer: logged, not returned.
+        let mut send = |tx: TransactionId, r: Message| {
+            if let Err(e) = self.transactions.send_response(tx, r, now) {
+                tracing::debug!(?tx, error = %e, "answer for a CANCEL not sent");
+            }
+        };
         match target {
-            CancelTarget::NotFound => {
-                let r = cancel.response_to(481, "Call/Transaction Does Not Exist", Some(&tag)).finish();
-                let _ = self.transactions.send_response(cancel_tx, r, now);
-            }
-            CancelTarget::Answered(_) => {
-                let r = cancel.response_to(200, "OK", Some(&tag)).finish();
-                let _ = self.transactions.send_response(cancel_tx, r, now);
-            }
+            CancelTarget::NotFound => send(cancel_tx, cancel.response_to(481, "Call/Transaction Does Not Exist", Some(&tag)).finish()),
+            CancelTarget::Answered(_) => send(cancel_tx, cancel.response_to(200, "OK", Some(&tag)).finish()),
             CancelTarget::Pending(invite_tx) => {
-                let r = cancel.response_to(200, "OK", Some(&tag)).finish();
-                let _ = self.transactions.send_response(cancel_tx, r, now);
-                if let Some(invite) = self.transactions.request(invite_tx).cloned() {
-                    let r = invite.response_to(487, "Request Terminated", Some(&tag)).finish();
-                    let _ = self.transactions.send_response(invite_tx, r, now);
+                send(cancel_tx, cancel.response_to(200, "OK", Some(&tag)).finish());
+                if let Some(invite) = invite {
+                    send(invite_tx, invite.response_to(487, "Request Terminated", Some(&tag)).finish());
                 }
-                self.events.push_back(EndpointEvent::Cancelled { tx: invite_tx, cancel });
+                let owner = self.owner(invite_tx).unwrap_or_default();
+                self.events.push_back(EndpointEvent::Cancelled { tx: invite_tx, cancel, owner });
             }
         }
     }
@@ -534,28 +637,28 @@ impl Endpoint {
     /// Moves the transactions' output into our queues.
     fn drain(&mut self, _now: Instant) {
         while let Some((id, msg)) = self.transactions.poll_transmit() {
-            let dest = if msg.is_request() {
-                self.peers.get(&id).copied()
-            } else {
-                response_destination(&msg).or_else(|| self.peers.get(&id).copied())
-            };
+            let peer = self.peer(id);
+            let dest = if msg.is_request() { peer } else { response_destination(&msg).or(peer) };
             match dest {
                 Some(dest) => self.transmits.push_back(Transmit { dest, payload: msg.as_bytes().clone() }),
                 None => tracing::debug!(?id, "no destination for message"),
             }
         }
         while let Some((tx, ev)) = self.transactions.poll_event() {
+            // Every transaction gets its entry as it starts (`handle_request`, `send_request`,
+            // `cancel`), before any of its events can be drained.
+            let Some(meta) = self.meta.get(&tx) else {
+                tracing::debug!(?tx, "event of a transaction with no entry dropped");
+                continue;
+            };
+            let (source, owner) = (meta.peer, meta.owner);
             let ev = match ev {
-                Event::Request(request) => {
-                    let source = self.peers.get(&tx).copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    EndpointEvent::Request { tx, request, source }
-                }
-                Event::Response(response) => EndpointEvent::Response { tx, response },
-                Event::Timeout | Event::TransportError => EndpointEvent::Timeout { tx },
+                Event::Request(request) => EndpointEvent::Request { tx, request, source },
+                Event::Response(response) => EndpointEvent::Response { tx, response, owner },
+                Event::Timeout | Event::TransportError => EndpointEvent::Timeout { tx, owner },
                 Event::Terminated => {
-                    self.peers.remove(&tx);
-                    self.to_tags.remove(&tx);
-                    EndpointEvent::Terminated { tx }
+                    self.meta.remove(&tx);
+                    EndpointEvent::Terminated { tx, owner }
                 }
             };
             self.events.push_back(ev);

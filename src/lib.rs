@@ -19,7 +19,7 @@
 //!   auth        digest authentication (RFC 3261 §22, RFC 8760)
 //!   call        SDP offer/answer for audio (RFC 3264), the media session of a call
 //!   dialog      dialogs, re-INVITE, session timers (RFC 3261 §12-15, RFC 4028)
-//!   endpoint    datagram -> transaction / application / stateless answer
+//!   endpoint    datagram -> transaction (and its owner) / application / stateless answer
 //!   transaction RFC 3261 §17 state machines, one timer heap
 //!   transport   RFC 3261 §18 / RFC 3581 rules; transport::udp is the socket [udp: feature tokio]
 //!   message     parse / build SIP messages (RFC 3261 §7, §20, §25), zero-copy over bytes::Bytes
@@ -82,6 +82,6 @@ pub mod cli;
 
 pub use application::{Application, Io, Media};
 pub use dialog::Dialogs;
-pub use endpoint::{Endpoint, EndpointConfig, EndpointEvent};
+pub use endpoint::{Endpoint, EndpointConfig, EndpointEvent, Owner};
 pub use message::Message;
 pub use sdp::SessionDescription;

@@ -2,7 +2,9 @@
 //! UaCore + Dialogs) talk to a [`B2bua`] on the in-memory network of `switchboard::testing`, on a
 //! virtual clock. Checks that what one leg does reaches the other: answers, busy, CANCEL, BYE from
 //! either side, a re-INVITE changing the codec (the relay follows), INFO, a session timer that
-//! expires on one leg, and a callee that never answers.
+//! expires on one leg, and a callee that never answers. Then that a call's setup state (its relay
+//! flows, its call entry) ends with the caller's INVITE whatever the answer was: 422, 482, 488,
+//! CANCEL, Timer B, and a retry on the same Call-ID.
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -73,7 +75,8 @@ impl Application for B2buaNode {
     }
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
-        self.b2b.handle_media(io, flow, source, &payload, now);
+        // Every flow of this node is a relay port; one closed meanwhile just drops the datagram.
+        let _relayed = self.b2b.handle_media(io, flow, source, &payload, now);
     }
 
     fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
@@ -111,10 +114,14 @@ impl World {
     }
 
     fn with_relay(caller_se: Option<Duration>, relay_media: bool) -> World {
-        World::build(caller_se, relay_media, 30000..=30999)
+        World::with(caller_se, relay_media, Duration::from_secs(10))
     }
 
-    fn build(caller_se: Option<Duration>, relay_media: bool, rtp_ports: std::ops::RangeInclusive<u16>) -> World {
+    fn with(caller_se: Option<Duration>, relay_media: bool, no_answer: Duration) -> World {
+        World::build(caller_se, relay_media, no_answer, 30000..=30999)
+    }
+
+    fn build(caller_se: Option<Duration>, relay_media: bool, no_answer: Duration, rtp_ports: std::ops::RangeInclusive<u16>) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
@@ -122,7 +129,7 @@ impl World {
             media_ip: addr(SB).ip(),
             rtp_ports,
             relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
-            no_answer: Duration::from_secs(10),
+            no_answer,
             relay_media,
             seed: 42,
         });
@@ -352,7 +359,7 @@ fn a_relay_port_another_process_holds_ends_that_call_and_the_next_call_gets_anot
     // Three port pairs in the range, one of them (30000) held by "another process": the allocator
     // does not know until the driver fails to bind it. The call that drew it ends on both legs
     // (the port was already in an SDP on its way); the allocator skips the port from then on.
-    let mut w = World::build(None, true, 30000..=30005);
+    let mut w = World::build(None, true, Duration::from_secs(10), 30000..=30005);
     w.net.media_mut(w.sb).taken.insert(30000);
     let mut ended = 0;
     for _ in 0..3 {
@@ -378,4 +385,147 @@ fn a_relay_port_another_process_holds_ends_that_call_and_the_next_call_gets_anot
         return;
     }
     panic!("no call got through");
+}
+
+// ===== The B2BUA's setup state ends with the caller's INVITE transaction =====
+//
+// Issue 13 point 2: whatever the answer to the caller's INVITE (one the dialog layer writes
+// itself, a refusal, a CANCEL, a callee that never answers), nothing of the call is left: no
+// relay flow open and no call entry. A retry on the same Call-ID orphans nothing either.
+
+impl World {
+    /// Nothing of any call is left: every relay flow closed, no call in the B2BUA.
+    fn assert_nothing_left(&self, case: &str) {
+        let open = &self.net.media(self.sb).open;
+        assert!(open.is_empty(), "{case}: relay flows left open: {open:?}");
+        let b2b = &self.net.app(self.sb).b2b;
+        assert!(b2b.is_empty(), "{case}: {} call entries left", b2b.len());
+    }
+
+    fn open_flows(&self) -> usize {
+        self.net.media(self.sb).open.len()
+    }
+
+    /// Puts a raw INVITE from the caller's address on the wire to the B2BUA; its answers reach
+    /// the caller's endpoint as stray responses.
+    fn raw_invite(&mut self, call_id: &str, branch: &str, cseq: u32, headers: &str, sdp: &str) {
+        let msg = format!(
+            "INVITE sip:bob@{SB} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=raw1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:alice@{CALLER}>\r\n{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        self.net.inject(addr(CALLER), addr(SB), Bytes::from(msg));
+        self.net.run_for(Duration::from_millis(100));
+    }
+
+    /// Final status codes of the answers to the raw INVITEs.
+    fn raw_answers(&self) -> Vec<u16> {
+        let stray = |e: &EndpointEvent| match e {
+            EndpointEvent::StrayResponse { response, .. } => response.status().filter(|&c| c >= 200),
+            _ => None,
+        };
+        self.caller().others.iter().filter_map(stray).collect()
+    }
+}
+
+#[test]
+fn a_422_and_the_retry_on_the_same_call_id_leave_nothing_behind() {
+    // The caller asks for a 30 s session: the B2BUA's dialog layer answers 422 (Min-SE 90,
+    // RFC 4028 §9) on its own, and the caller's dialog layer retries at once with the same Call-ID
+    // and a new CSeq (RFC 4028 §7.4).
+    let mut w = World::new(Some(Duration::from_secs(30)));
+    let pending = w.dial();
+    assert!(w.caller().statuses.contains(&422), "the first INVITE got 422: {:?}", w.caller().statuses);
+    assert_eq!(w.open_flows(), 4, "only the retry's call holds relay ports");
+    let callee = w.answer(offer(6000, "0", "sendrecv"));
+    let caller = w.caller().established().expect("the retry is answered");
+    assert_eq!(caller.call_id, pending.call_id, "the retry kept the Call-ID");
+    w.command(w.callee, |d, now| d.send_bye(&callee, now)).expect("bye");
+    w.net.run_for(Duration::from_secs(1));
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("bye"));
+    w.assert_nothing_left("422 then retry");
+}
+
+#[test]
+fn a_merged_invite_gets_482_and_leaves_nothing_behind() {
+    // The same INVITE by two paths (§8.2.2.2). Its first copy asks for too short a session and
+    // gets 422 (RFC 4028 §9), so no call knows its Call-ID and the second copy is a new call for
+    // the B2BUA too: the dialog layer answers it 482 itself.
+    let mut w = World::new(None);
+    let sdp = String::from_utf8_lossy(&offer(4000, "0", "sendrecv")).into_owned();
+    let short = "Supported: timer\r\nSession-Expires: 30\r\n";
+    w.raw_invite("merged@example.com", "path1", 1, short, &sdp);
+    w.raw_invite("merged@example.com", "path2", 1, short, &sdp);
+    assert_eq!(w.raw_answers(), [422, 482], "422 to the first copy, 482 to the second");
+    w.assert_nothing_left("482");
+    // A retry on the same Call-ID (next CSeq, no short session) is a call; it ends as usual.
+    w.raw_invite("merged@example.com", "path3", 2, "", &sdp);
+    assert_eq!((w.net.app(w.sb).b2b.len(), w.open_flows()), (1, 4), "the retry is a call with its relay ports");
+    let id = w.callee().incoming().expect("the retry reached the callee");
+    w.command(w.callee, |d, now| d.reject(&id, 486, now)).expect("reject");
+    w.net.run_for(Duration::from_secs(1));
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("486"));
+    w.assert_nothing_left("482 then retry");
+}
+
+#[test]
+fn a_488_leaves_nothing_behind() {
+    // No SDP offer from the caller: refused before any port is bound.
+    let mut w = World::new(None);
+    w.raw_invite("no-sdp@example.com", "nosdp", 1, "", "");
+    assert_eq!(w.raw_answers(), [488]);
+    w.assert_nothing_left("488 to an INVITE without SDP");
+    // The callee answers with no audio: BYE to it, 488 to the caller.
+    let mut w = World::new(None);
+    w.dial();
+    w.answer(Bytes::from_static(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n"));
+    assert_eq!(w.caller().ended(), [EndReason::Rejected(488)]);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("488"));
+    w.assert_nothing_left("488 from an answer without audio");
+}
+
+#[test]
+fn a_cancel_leaves_nothing_behind() {
+    let mut w = World::new(None);
+    let pending = w.dial();
+    let id = w.callee().incoming().expect("incoming");
+    w.command(w.callee, |d, now| d.ring(&id, now)).expect("ring");
+    w.net.run_for(Duration::from_millis(200));
+    w.net.with(w.caller, |p, io, now| p.ua.cancel(io.endpoint, &pending, now)).expect("cancel");
+    w.net.run_for(Duration::from_secs(1));
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("cancel"));
+    w.assert_nothing_left("CANCEL");
+}
+
+#[test]
+fn a_cancel_crossing_the_callees_200_leaves_nothing_behind() {
+    // The caller cancels while the callee answers (§9.2, §15): the answer finds no call, and
+    // the callee's dialog gets a BYE (§13.2.2.4).
+    let mut w = World::new(None);
+    let pending = w.dial();
+    let id = w.callee().incoming().expect("incoming");
+    w.command(w.callee, |d, now| d.ring(&id, now)).expect("ring");
+    w.net.run_for(Duration::from_millis(200));
+    w.net.with(w.caller, |p, io, now| p.ua.cancel(io.endpoint, &pending, now)).expect("cancel");
+    w.command(w.callee, |d, now| d.accept(&id, Some(offer(6000, "0", "sendrecv")), now)).expect("accept");
+    w.net.run_for(Duration::from_secs(2));
+    assert_eq!(w.caller().ended(), [EndReason::Cancelled]);
+    assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)]);
+    let r = w.last_record();
+    assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("cancel"), Some("caller")));
+    w.assert_nothing_left("CANCEL crossing 200");
+}
+
+#[test]
+fn timer_b_on_the_callee_leg_leaves_nothing_behind() {
+    // The callee never answers and the B2BUA's no-answer timeout is longer than Timer B (64*T1 =
+    // 32 s): the callee leg's INVITE transaction times out and the caller gets 408.
+    let mut w = World::with(None, true, Duration::from_secs(120));
+    w.net.cut_off(addr(CALLEE).ip(), true);
+    w.dial();
+    w.net.run_for(Duration::from_secs(40));
+    assert_eq!(w.caller().ended(), [EndReason::Timeout]);
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("408"));
+    w.assert_nothing_left("Timer B");
 }

@@ -8,7 +8,7 @@ mod support;
 
 use bytes::{Bytes, BytesMut};
 use support::{call_params, sdp, secs, wire, Pair, Who};
-use switchboard::dialog::{reject_unknown, DialogId, DialogState, Dialogs, EndReason, Event, InputError, Role, Side};
+use switchboard::dialog::{reject_unknown, DialogId, DialogState, Dialogs, EndReason, Event, InputError, NotAccepted, Role, Side};
 use switchboard::message::{HeaderName, Message, Method};
 
 /// A proxy pair on the INVITE path: each adds itself to Record-Route (p2 is nearer Bob).
@@ -234,6 +234,24 @@ fn merged_request_gets_482() {
     assert_eq!(r.via().unwrap().branch(), Some("z9hG4bKpath2"));
     assert!(bob.poll_event().is_none());
     assert_eq!(bob.len(), 1);
+}
+
+#[test]
+fn accept_invite_returns_the_dialog_id_or_says_who_answered() {
+    // The typed entry for a new INVITE: the id comes back (no Incoming event); a 482 the dialog
+    // layer writes itself is reported as such, and so is a retransmission.
+    let mut bob = Dialogs::new(support::bob_config());
+    let now = std::time::Instant::now();
+    let id = bob.accept_invite(&invite_via("z9hG4bKpath1"), now).expect("a dialog");
+    assert_eq!((&*id.call_id, &*id.remote_tag), ("merged@x", "A"));
+    assert!(bob.poll_event().is_none(), "no Incoming: the caller has the id");
+    assert_eq!(bob.accept_invite(&invite_via("z9hG4bKpath1"), now), Err(NotAccepted::Retransmission));
+    assert_eq!(bob.accept_invite(&invite_via("z9hG4bKpath2"), now), Err(NotAccepted::Answered(482)));
+    assert_eq!(bob.poll_transmit().and_then(|r| r.status()), Some(482));
+    let bye = wire("BYE sip:bob@x SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKb\nFrom: <sip:a@x>;tag=A\nTo: <sip:bob@x>;tag=B\nCall-ID: c@x\nCSeq: 2 BYE\nContent-Length: 0\n\n");
+    assert_eq!(bob.accept_invite(&bye, now), Err(NotAccepted::Input(InputError::OutOfDialog)));
+    bob.reject(&id, 486, now).expect("the id answers the INVITE");
+    assert_eq!(bob.poll_transmit().and_then(|r| r.status()), Some(486));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::testing::{self, Link, Net, NodeId};
-use switchboard::ua::phone::Phone;
+use switchboard::ua::phone::{EndState, Phone};
 use switchboard::ua::register::RegState;
 
 fn addr(s: &str) -> SocketAddr {
@@ -24,7 +24,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn completed(net: &Net, phone: NodeId<Phone>) -> usize {
-    net.app(phone).reports.iter().filter(|r| r.state == "completed").count()
+    net.app(phone).reports.iter().filter(|r| r.state == EndState::Completed).count()
 }
 
 /// Runs `calls` calls from alice to bob through a service built by `mode` from the default
@@ -60,7 +60,7 @@ fn run(calls: usize, mode: impl FnOnce(&mut ServiceParts)) -> (Net, NodeId<Servi
     net.run_until(Duration::from_secs(120), |n| {
         n.app(service).live_calls(n.now()).is_empty() && n.endpoint(service).transaction_count() == 0 && completed(n, bob) == calls
     });
-    let failed: Vec<_> = net.app(alice).reports.iter().filter(|r| r.state != "completed").map(|r| (&r.state, &r.reason)).collect();
+    let failed: Vec<_> = net.app(alice).reports.iter().filter(|r| r.state != EndState::Completed).map(|r| (&r.state, &r.reason)).collect();
     println!(
         "{calls} calls at 10% loss (seed {seed}): {} completed by alice, {} by bob, {} failed {failed:?}; {:.0} s of virtual time in {:.2} s wall; network {:?}",
         completed(&net, alice),

@@ -2,7 +2,7 @@
 //! the relay ports joining their media, and the call record being filled in.
 
 use super::sdp::LegOrigin;
-use crate::dialog::{DialogId, DialogSnapshot, EndReason};
+use crate::dialog::{DialogId, DialogSnapshot};
 use crate::records::CallRecord;
 use crate::relay::{Leg, LegPorts, LegStats};
 use serde::{Deserialize, Serialize};
@@ -147,20 +147,6 @@ pub(crate) fn new_record(
         callee_packets: 0,
         callee_lost: 0,
         callee_jitter_ms: f64::NAN,
-    }
-}
-
-/// The call record's words for why a dialog ended.
-pub(crate) fn reason_text(reason: EndReason) -> String {
-    match reason {
-        EndReason::Bye(_) => "bye".into(),
-        EndReason::Cancelled => "cancel".into(),
-        EndReason::Timeout => "timeout".into(),
-        EndReason::NoAck => "no-ack".into(),
-        EndReason::SessionExpired => "session-expired".into(),
-        EndReason::Rejected(code) => code.to_string(),
-        EndReason::PingFailed => "ping-failed".into(),
-        EndReason::Gone => "gone".into(),
     }
 }
 

@@ -1,14 +1,16 @@
 //! Translating one leg's dialog events to the other leg (RFC 3261 §12-15 on each side), and the
 //! call state saved for a restart.
 
-use super::call::{new_record, reason_text, Call, Phase, SavedCall, SavedLeg};
+use super::call::{new_record, Call, Phase, SavedCall, SavedLeg};
+use super::end::{CallEnd, Cause, Party};
 use super::sdp::{self, LegOrigin};
-use super::{B2bua, Parties, Pending};
+use super::{B2bua, Parties, Setup};
 use crate::application::Io;
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
 use crate::message::Message;
 use crate::records::{CallState, StoreOp};
 use crate::relay::{Leg, LegPorts, RelayId};
+use crate::ua::log_unsent;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -19,7 +21,12 @@ impl B2bua {
 
     pub(super) fn on_dialog(&mut self, io: &mut Io<'_>, ev: Event, now: Instant) {
         match ev {
-            Event::Incoming { id, request } => self.on_incoming(io, id, &request, now),
+            Event::Incoming { id, .. } => {
+                // Calls start in `start_call` (which takes the dialog id directly); a new INVITE
+                // that reached an existing leg's dialogs has no call to join.
+                tracing::debug!(call_id = %id.call_id, "INVITE without a call refused");
+                log_unsent(self.ua.dialogs().reject(&id, 500, now), "500 to a stray INVITE", &id);
+            }
             Event::Early { id } => self.on_early(io, &id, now),
             Event::Established { id } => self.on_established(io, &id, now),
             Event::Reoffer { id, request } => self.on_reoffer(&id, &request, now),
@@ -29,7 +36,7 @@ impl B2bua {
                 if let Some(other) = self.lookup(&id).and_then(|(k, leg)| self.calls.get(&k)?.dialog(leg.other()).cloned()) {
                     let ct = request.header(crate::message::HeaderName::ContentType).and_then(|v| std::str::from_utf8(v).ok());
                     let ct = ct.unwrap_or("application/octet-stream").to_owned();
-                    let _ = self.ua.dialogs().send_info(&other, &ct, request.body_bytes(), now);
+                    log_unsent(self.ua.dialogs().send_info(&other, &ct, request.body_bytes(), now), "INFO to the other leg", &other);
                 }
             }
             Event::Terminated { id, reason } => self.on_terminated(io, &id, reason, now),
@@ -37,12 +44,10 @@ impl B2bua {
         }
     }
 
-    fn on_incoming(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, now: Instant) {
-        let Some(p) = self.pending.remove(&*id.call_id) else {
-            let _ = self.ua.dialogs().reject(&id, 500, now);
-            return;
-        };
-        let Pending { targets, source, media, parties } = p;
+    /// Starts the call of the caller's new dialog `id`: the call record, the relay, and one
+    /// INVITE per target.
+    pub(super) fn begin_call(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, setup: Setup, now: Instant) {
+        let Setup { targets, source, media, parties } = setup;
         let Parties { asserted, caller: caller_user, callee: callee_user } = parties;
         let key = self.next_key;
         self.next_key += 1;
@@ -122,8 +127,8 @@ impl B2bua {
         self.setup_deadlines.push(std::cmp::Reverse((now + self.config.no_answer, key)));
         self.record_put(key);
         if no_fork {
-            let _ = self.ua.dialogs().reject(&id, 480, now);
-            self.finish(io, key, "480", "service", now);
+            log_unsent(self.ua.dialogs().reject(&id, 480, now), "480 with no target called", &id);
+            self.finish(io, key, CallEnd::new(Cause::Status(480), Party::Service), now);
         }
     }
 
@@ -134,16 +139,17 @@ impl B2bua {
         }
         let invite = id.invite_id();
         let Some(c) = self.calls.get_mut(&key) else {
-            let _ = self.ua.cancel(io.endpoint, &invite, now);
+            // A fork ringing after its call ended: cancelled now that it may be (§9.1).
+            log_unsent(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a fork of an ended call", &invite);
             return;
         };
         if let Some(i) = c.cancel_when_ringing.iter().position(|f| *f == invite) {
             c.cancel_when_ringing.swap_remove(i);
-            let _ = self.ua.cancel(io.endpoint, &invite, now);
+            log_unsent(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a losing fork", &invite);
         } else if c.phase == Phase::Setup && !c.rang {
             c.rang = true;
             let caller = c.caller.clone();
-            let _ = self.ua.dialogs().ring(&caller, now);
+            log_unsent(self.ua.dialogs().ring(&caller, now), "180 to the caller", &caller);
         }
     }
 
@@ -157,7 +163,7 @@ impl B2bua {
         let winner = self.calls.get(&key).is_some_and(|c| c.phase == Phase::Setup);
         if !winner {
             // A fork that answered after another, or after the caller gave up (§13.2.2.4).
-            let _ = self.ua.dialogs().send_bye(id, now);
+            log_unsent(self.ua.dialogs().send_bye(id, now), "BYE to a fork that answered late", id);
             return;
         }
         let answer = self.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned());
@@ -183,21 +189,27 @@ impl B2bua {
                 let peer = self.ua.pinned_peer(&id.call_id).map(|p| p.ip());
                 self.relay.set_peer_ip(RelayId(key), Leg::Callee, peer);
                 self.relay.set_remote(RelayId(key), Leg::Callee, s.remote, now);
-                let _ = self.ua.dialogs().accept(&caller, Some(body), now);
+                if let Err(e) = self.ua.dialogs().accept(&caller, Some(body), now) {
+                    // The caller's INVITE ended while the callee answered (a CANCEL crossing the
+                    // 200, §9.2): there is nobody to connect the callee to.
+                    tracing::debug!(call = key, error = %e, "the caller left as the callee answered: ending the call");
+                    self.end_both(io, key, CallEnd::new(Cause::Gone, Party::Caller), now);
+                    return;
+                }
                 self.record_put(key);
             }
             _ => {
                 tracing::debug!(call = key, "callee answered without usable SDP");
-                let _ = self.ua.dialogs().send_bye(id, now);
-                let _ = self.ua.dialogs().reject(&caller, 488, now);
-                self.finish(io, key, "488", "callee", now);
+                log_unsent(self.ua.dialogs().send_bye(id, now), "BYE to a callee without usable SDP", id);
+                log_unsent(self.ua.dialogs().reject(&caller, 488, now), "488 to the caller", &caller);
+                self.finish(io, key, CallEnd::new(Cause::Status(488), Party::Callee), now);
             }
         }
     }
 
     fn on_reoffer(&mut self, id: &DialogId, request: &Message, now: Instant) {
         let refuse = |me: &mut B2bua, code| {
-            let _ = me.ua.dialogs().reject(id, code, now);
+            log_unsent(me.ua.dialogs().reject(id, code, now), "refusal of a re-offer", id);
         };
         let Some((key, leg)) = self.lookup(id) else { return refuse(self, 481) };
         let Some(c) = self.calls.get_mut(&key) else { return refuse(self, 481) };
@@ -231,10 +243,10 @@ impl B2bua {
         }
         match body {
             Some(body) => {
-                let _ = self.ua.dialogs().accept(&asker, Some(body), now);
+                log_unsent(self.ua.dialogs().accept(&asker, Some(body), now), "answer to the re-offer", &asker);
             }
             None => {
-                let _ = self.ua.dialogs().reject(&asker, 488, now);
+                log_unsent(self.ua.dialogs().reject(&asker, 488, now), "488 to the re-offer", &asker);
             }
         }
         self.state_put(key);
@@ -253,7 +265,7 @@ impl B2bua {
         c.reoffer_from = None;
         if let Some(asker) = c.dialog(leg.other()).cloned() {
             let code = if (300..700).contains(&code) { code } else { 500 };
-            let _ = self.ua.dialogs().reject(&asker, code, now);
+            log_unsent(self.ua.dialogs().reject(&asker, code, now), "refusal of the re-offer", &asker);
         }
     }
 
@@ -264,7 +276,7 @@ impl B2bua {
             return;
         }
         let by_peer = matches!(reason, EndReason::Bye(Side::Remote) | EndReason::Cancelled | EndReason::Rejected(_));
-        let who = |leg: Leg| if leg == Leg::Caller { "caller" } else { "callee" };
+        let who = |leg: Leg| if leg == Leg::Caller { Party::Caller } else { Party::Callee };
         if leg == Leg::Callee && c.callee.as_ref().is_none_or(|d| d.call_id != id.call_id) {
             // One fork of a ringing call failed.
             let invite = id.invite_id();
@@ -280,8 +292,8 @@ impl B2bua {
                     code => code,
                 };
                 let caller = c.caller.clone();
-                let _ = self.ua.dialogs().reject(&caller, code, now);
-                self.finish(io, key, &code.to_string(), "callee", now);
+                log_unsent(self.ua.dialogs().reject(&caller, code, now), "the forks' best answer to the caller", &caller);
+                self.finish(io, key, CallEnd::new(Cause::Status(code), Party::Callee), now);
             }
             return;
         }
@@ -289,23 +301,22 @@ impl B2bua {
             return;
         }
         c.phase = Phase::Ending;
-        let text = reason_text(reason);
-        let by = if by_peer { who(leg) } else { "service" };
+        let end = CallEnd::new(Cause::of(reason), if by_peer { who(leg) } else { Party::Service });
         let (caller, callee, forks) = (c.caller.clone(), c.callee.clone(), std::mem::take(&mut c.forks));
         match leg {
             Leg::Caller => {
                 if let Some(callee) = callee {
-                    let _ = self.ua.dialogs().send_bye(&callee, now);
+                    log_unsent(self.ua.dialogs().send_bye(&callee, now), "BYE to the callee", &callee);
                 }
                 for f in forks {
                     self.cancel_fork(io, key, &f, now);
                 }
             }
             Leg::Callee => {
-                let _ = self.ua.dialogs().send_bye(&caller, now);
+                log_unsent(self.ua.dialogs().send_bye(&caller, now), "BYE to the caller", &caller);
             }
         }
-        self.finish(io, key, &text, by, now);
+        self.finish(io, key, end, now);
     }
 
     /// The state of call `key` to save, once both dialogs are confirmed.
@@ -333,6 +344,7 @@ impl B2bua {
     /// Takes back the calls saved before a restart: rebinds their relay ports, rebuilds both
     /// dialogs, and lets media flow again. A call whose ports cannot be bound is closed with
     /// `restart-failed`. Returns how many calls were recovered.
+    #[must_use]
     pub fn restore(&mut self, io: &mut Io<'_>, states: &[CallState], now: Instant) -> usize {
         self.wall = io.wall_clock;
         let mut recovered = 0;
@@ -375,8 +387,8 @@ impl B2bua {
                     tracing::warn!(call = %s.id, "relay ports of a saved call are taken; call dropped");
                     let mut r = record;
                     r.ended_at = Some(super::ms(self.wall));
-                    r.end_reason = Some("restart-failed".into());
-                    r.ended_by = Some("service".into());
+                    r.end_reason = Some(Cause::RestartFailed.to_string());
+                    r.ended_by = Some(Party::Service.to_string());
                     self.store_ops.push_back(StoreOp::PutCall(r));
                     self.store_ops.push_back(StoreOp::RemoveCallState(s.id));
                     return false;

@@ -16,21 +16,29 @@
 //! another reason (no ACK, session timer expiry per RFC 4028, a 408/481 to a request) ends the
 //! other with BYE; so does media inactivity on the relay.
 //!
+//! A call starts in [`B2bua::start_call`]: the relay ports are bound, then the caller's dialog is
+//! created by [`crate::ua::core::UaCore::accept_invite`], whose id comes straight back. When the
+//! dialog layer answers the INVITE itself instead (422, RFC 4028 §9; 482, RFC 3261 §8.2.2.2) the
+//! ports are closed before `start_call` returns: no setup state outlives the INVITE's answer. How a
+//! call ended is a [`CallEnd`]; its words are the call record's.
+//!
 //! Established calls are written to the store ([`crate::store::CallState`]); [`B2bua::restore`]
 //! takes them back after a restart: it rebinds the relay ports and rebuilds both dialogs, so media
 //! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
 
 mod call;
+mod end;
 mod events;
 mod handover;
 pub mod sdp;
 
 pub use call::Phase;
+pub use end::{CallEnd, Cause, Party};
 pub use handover::Parties;
 
 use crate::application::{FlowId, Io};
 use crate::collections::HashMap;
-use crate::dialog::{DialogConfig, Dialogs, IdGen};
+use crate::dialog::{DialogConfig, Dialogs, IdGen, NotAccepted};
 use crate::endpoint::EndpointEvent;
 use crate::message::Message;
 use crate::proxy::Target;
@@ -38,6 +46,7 @@ use crate::records::{CallState, StoreOp};
 use crate::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId};
 use crate::transaction::TransactionId;
 use crate::ua::core::{UaCore, UaEvent};
+use crate::ua::log_unsent;
 use bytes::Bytes;
 use call::Call;
 use serde::Serialize;
@@ -141,8 +150,6 @@ pub struct TableSizes {
     pub by_call_id: usize,
     /// Call-IDs waiting to be forgotten.
     pub linger: usize,
-    /// INVITEs waiting for their dialog.
-    pub pending: usize,
     /// Setup deadlines (checked lazily, so they stay until due).
     pub setup_deadlines: usize,
     /// Store writes not yet polled.
@@ -157,9 +164,9 @@ pub struct TableSizes {
     pub ua: crate::ua::core::TableSizes,
 }
 
-/// An incoming INVITE waiting for its dialog to be created.
+/// What a new call starts from, besides the caller's dialog and INVITE.
 #[derive(Debug)]
-struct Pending {
+struct Setup {
     targets: Vec<Target>,
     source: SocketAddr,
     media: Option<(LegPorts, LegPorts)>,
@@ -182,7 +189,6 @@ pub struct B2bua {
     /// Keys share the dialog ids' Call-ID strings.
     by_call_id: HashMap<Arc<str>, (u64, Leg)>,
     linger: VecDeque<(Instant, Arc<str>)>,
-    pending: HashMap<Box<str>, Pending>,
     next_key: u64,
     store_ops: VecDeque<StoreOp>,
     /// Wall-clock time of the latest input (for call records).
@@ -218,13 +224,12 @@ impl B2bua {
         B2bua {
             session_ids,
             record_prefix,
-            ua: UaCore::new(Dialogs::new(dialog), None),
+            ua: UaCore::new(Dialogs::new(dialog), None).with_owner(crate::endpoint::Owner::B2bua),
             relay: Relay::new(config.relay),
             config,
             calls: HashMap::default(),
             by_call_id: HashMap::default(),
             linger: VecDeque::new(),
-            pending: HashMap::default(),
             next_key: 1,
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,
@@ -249,7 +254,6 @@ impl B2bua {
             calls: self.calls.len(),
             by_call_id: self.by_call_id.len(),
             linger: self.linger.len(),
-            pending: self.pending.len(),
             setup_deadlines: self.setup_deadlines.len(),
             store_ops: self.store_ops.len(),
             relay_calls,
@@ -331,13 +335,12 @@ impl B2bua {
     ) {
         self.wall = io.wall_clock;
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
-            let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
+            io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("sb")).finish(), now);
         };
         if sdp::audio_of(request.body()).is_none() {
             tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
             return refuse(io, 488, "Not Acceptable Here");
         }
-        let Ok(call_id) = request.call_id().map(Box::<str>::from) else { return refuse(io, 400, "Bad Call-ID") };
         let media = if self.config.relay_media {
             let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
             let Some(callee_ports) = self.bind_leg(io) else {
@@ -348,21 +351,23 @@ impl B2bua {
         } else {
             None
         };
-        self.pending.insert(call_id, Pending { targets, source, media, parties });
-        self.ua.handle_endpoint_event(io.endpoint, EndpointEvent::Request { tx, request, source }, now);
-        self.drain(io, now);
-        // The dialog's `Incoming` took its entry during the drain. One still here was answered by
-        // the dialog layer itself (422 Session Interval Too Small, 482 merged request, ...): no
-        // call will start, so its relay ports go now (issue 13: nothing outlives the call).
-        if !self.pending.is_empty() {
-            for (_, p) in self.pending.drain() {
-                tracing::debug!(peer = %p.source, "INVITE answered by the dialog layer: relay ports freed");
-                if let Some((caller, callee)) = &p.media {
-                    Self::close_ports(io, caller);
-                    Self::close_ports(io, callee);
+        // The dialog is created (or refused) here and now: the ports just bound belong to the
+        // call it starts, or are closed before this returns, whatever the dialog layer answered.
+        match self.ua.accept_invite(io.endpoint, tx, &request, source, now) {
+            Ok(id) => {
+                self.begin_call(io, id, &request, Setup { targets, source, media, parties }, now);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %source, error = %e, "INVITE created no call");
+                for p in media.iter().flat_map(|(a, b)| [a, b]) {
+                    Self::close_ports(io, p);
+                }
+                if let NotAccepted::Input(_) = e {
+                    refuse(io, 400, "Bad Request");
                 }
             }
         }
+        self.drain(io, now);
     }
 
     /// An endpoint event for one of our legs (see [`B2bua::knows`] and [`B2bua::owns`]).
@@ -373,6 +378,7 @@ impl B2bua {
     }
 
     /// A datagram on a media flow; `false` if the flow is not a relay port.
+    #[must_use]
     pub fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: &Bytes, now: Instant) -> bool {
         if !self.relay.owns(flow) {
             return false;
@@ -391,19 +397,10 @@ impl B2bua {
     pub fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) -> bool {
         self.wall = io.wall_clock;
         let has = |m: &(LegPorts, LegPorts)| [&m.0, &m.1].iter().any(|p| p.rtp == flow || p.rtcp == Some(flow));
-        if let Some(key) = self.calls.iter().find(|(_, c)| c.media.as_deref().is_some_and(has)).map(|(k, _)| *k) {
-            tracing::warn!(call = key, "relay port taken by another process: ending the call");
-            self.end_both(io, key, "relay-port-taken", "service", Some("SIP;cause=503;text=\"relay port taken\""), now);
-            return true;
-        }
-        // A call whose INVITE the dialog layer answered itself never left `pending`.
-        let pending = self.pending.iter().find(|(_, p)| p.media.as_ref().is_some_and(has)).map(|(k, _)| k.clone());
-        if let Some((caller, callee)) = pending.and_then(|k| self.pending.remove(&k)).and_then(|p| p.media) {
-            Self::close_ports(io, &caller);
-            Self::close_ports(io, &callee);
-            return true;
-        }
-        false
+        let Some(key) = self.calls.iter().find(|(_, c)| c.media.as_deref().is_some_and(has)).map(|(k, _)| *k) else { return false };
+        tracing::warn!(call = key, "relay port taken by another process: ending the call");
+        self.end_both(io, key, CallEnd::new(Cause::RelayPortTaken, Party::Service), now);
+        true
     }
 
     /// Dialog timers, relay inactivity and the end of lingering Call-IDs.
@@ -412,7 +409,7 @@ impl B2bua {
         self.ua.handle_timeout(io.endpoint, now);
         for (id, leg) in self.relay.handle_timeout(now) {
             tracing::info!(call = id.0, ?leg, "no media from a leg: ending the call");
-            self.end_both(io, id.0, "rtp-timeout", "service", Some("SIP;cause=408;text=\"RTP timeout\""), now);
+            self.end_both(io, id.0, CallEnd::new(Cause::RtpTimeout, Party::Service), now);
         }
         while let Some(&std::cmp::Reverse((at, key))) = self.setup_deadlines.peek() {
             if at > now {
@@ -465,12 +462,14 @@ impl B2bua {
         out
     }
 
+    /// Sends what the dialogs produced, and acts on the UA core's events until none is left.
     fn drain(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.ua.flush(io.endpoint, now);
         while let Some(ev) = self.ua.poll_event() {
             match ev {
                 UaEvent::Dialog(ev) => self.on_dialog(io, ev, now),
                 UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                    let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
+                    io.endpoint.respond_or_log(tx, crate::dialog::reject_unknown(&request), now);
                 }
                 _ => {}
             }
@@ -499,26 +498,27 @@ impl B2bua {
 
     /// Ends the call `key` on both legs (BYE where a dialog is up, CANCEL or an error answer where
     /// it is not) and closes its record.
-    fn end_both(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, bye_reason: Option<&str>, now: Instant) {
+    fn end_both(&mut self, io: &mut Io<'_>, key: u64, end: CallEnd, now: Instant) {
         let Some(c) = self.calls.get(&key) else { return };
         let caller = c.caller.clone();
         let callee = c.callee.clone();
         let forks = c.forks.clone();
         let up = c.phase == Phase::Up;
         let dialogs = self.ua.dialogs();
+        let bye_reason = end.bye_reason();
         if up {
-            let _ = dialogs.send_bye_with_reason(&caller, bye_reason, now);
+            log_unsent(dialogs.send_bye_with_reason(&caller, bye_reason, now), "BYE to the caller", &caller);
         } else {
-            let _ = dialogs.reject(&caller, 480, now);
+            log_unsent(dialogs.reject(&caller, 480, now), "480 to the caller", &caller);
         }
         if let Some(callee) = &callee {
-            let _ = dialogs.send_bye_with_reason(callee, bye_reason, now);
+            log_unsent(dialogs.send_bye_with_reason(callee, bye_reason, now), "BYE to the callee", callee);
         }
         for f in forks {
             self.cancel_fork(io, key, &f, now);
         }
         self.ua.flush(io.endpoint, now);
-        self.finish(io, key, reason, by, now);
+        self.finish(io, key, end, now);
     }
 
     /// Ends a call in setup whose callee never answered: 408 to the caller, CANCEL to the forks
@@ -527,12 +527,12 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&key) else { return };
         c.phase = Phase::Ending;
         let (caller, forks) = (c.caller.clone(), std::mem::take(&mut c.forks));
-        let _ = self.ua.dialogs().reject(&caller, 408, now);
+        log_unsent(self.ua.dialogs().reject(&caller, 408, now), "408 to the caller", &caller);
         for f in forks {
             self.cancel_fork(io, key, &f, now);
         }
         self.ua.flush(io.endpoint, now);
-        self.finish(io, key, "408", "service", now);
+        self.finish(io, key, CallEnd::new(Cause::Status(408), Party::Service), now);
     }
 
     fn cancel_fork(&mut self, io: &mut Io<'_>, key: u64, fork: &crate::dialog::DialogId, now: Instant) {
@@ -544,7 +544,7 @@ impl B2bua {
     }
 
     /// Closes the record, frees the relay, forgets the call (its Call-IDs linger).
-    fn finish(&mut self, io: &mut Io<'_>, key: u64, reason: &str, by: &str, now: Instant) {
+    fn finish(&mut self, io: &mut Io<'_>, key: u64, mut end: CallEnd, now: Instant) {
         let Some(mut c) = self.calls.remove(&key) else { return };
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);
@@ -553,11 +553,14 @@ impl B2bua {
             Self::close_ports(io, caller);
             Self::close_ports(io, callee);
         }
+        if c.recovered && end.cause == Cause::Bye {
+            end.cause = Cause::RestartRecovered;
+        }
         let r = &mut c.record;
         r.ended_at = Some(ms(self.wall));
-        r.end_reason = Some(if c.recovered && reason == "bye" { "restart-recovered".into() } else { reason.into() });
-        r.ended_by = Some(by.into());
-        tracing::info!(call = %r.id, reason = ?r.end_reason, by, "call ended");
+        r.end_reason = Some(end.cause.to_string());
+        r.ended_by = Some(end.by.to_string());
+        tracing::info!(call = %r.id, reason = %end.cause, by = %end.by, "call ended");
         self.store_ops.push_back(StoreOp::PutCall(r.clone()));
         if c.saved {
             self.store_ops.push_back(StoreOp::RemoveCallState(r.id.clone()));

@@ -284,7 +284,8 @@ impl MediaSession {
             return;
         }
         if self.config.record {
-            let _ = self.jitter.push(packet, now);
+            // What became of it (buffered, late, duplicate, overflow) is in the buffer's stats.
+            self.jitter.push(packet, now);
         }
     }
 

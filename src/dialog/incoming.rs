@@ -8,7 +8,7 @@ use super::session::{self, Negotiated};
 use super::set::Dialogs;
 use super::state::{Dialog, DialogState, Unacked};
 use super::timer::DialogTimer;
-use super::{EndReason, Event, InputError, Side};
+use super::{EndReason, Event, InputError, NotAccepted, Side};
 use crate::message::{HeaderName, Message, Method};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -43,13 +43,13 @@ impl Dialogs {
         }
         let to = req.to().map_err(|_| InputError::Malformed)?;
         if to.tag().is_none() {
-            if let Some(loop_detected) = self.merge.check(req, now) {
-                self.push_transmit(loop_detected);
-                return Ok(());
-            }
-            return match method {
-                Method::Invite => self.on_new_invite(req, now),
-                _ => Err(InputError::OutOfDialog),
+            return match self.new_invite(req, now) {
+                Ok(id) => {
+                    self.push_event(Event::Incoming { id, request: req.clone() });
+                    Ok(())
+                }
+                Err(NotAccepted::Input(e)) => Err(e),
+                Err(NotAccepted::Answered(_) | NotAccepted::Retransmission) => Ok(()),
             };
         }
         let id = DialogId::of_request(req).ok_or(InputError::Malformed)?;
@@ -100,29 +100,52 @@ impl Dialogs {
         }
     }
 
-    /// A dialog-creating INVITE (§12.1.1): choose our tag, negotiate the session timer, and hold the
-    /// request for the application's answer.
-    fn on_new_invite(&mut self, req: &Message, _now: Instant) -> Result<(), InputError> {
+    /// Takes in a dialog-creating INVITE (§12.1.1) and returns the id of the dialog its answers
+    /// create; the caller answers it with [`Dialogs::ring`], [`Dialogs::accept`] or
+    /// [`Dialogs::reject`]. No [`Event::Incoming`] is produced: the id is the answer, so an
+    /// application that keeps state per call knows at once whether there is a call to keep it for.
+    ///
+    /// [`NotAccepted::Answered`] means the dialog layer answered the INVITE itself (422 when its
+    /// Session-Expires is below our Min-SE, RFC 4028 §9; 482 for a merged copy, §8.2.2.2); the
+    /// answer is in [`Dialogs::poll_transmit`]. Every other error means no answer was written.
+    pub fn accept_invite(&mut self, req: &Message, now: Instant) -> Result<DialogId, NotAccepted> {
+        if req.method() != Some(&Method::Invite) || req.to().map_err(|_| InputError::Malformed)?.tag().is_some() {
+            return Err(NotAccepted::Input(InputError::OutOfDialog));
+        }
+        let result = self.new_invite(req, now);
+        self.prune();
+        result
+    }
+
+    /// An INVITE without To tag: the merge check (§8.2.2.2), then choose our tag, negotiate the
+    /// session timer, and hold the request for the application's answer.
+    fn new_invite(&mut self, req: &Message, now: Instant) -> Result<DialogId, NotAccepted> {
+        if let Some(loop_detected) = self.merge.check(req, now) {
+            self.push_transmit(loop_detected);
+            return Err(NotAccepted::Answered(482));
+        }
+        if req.method() != Some(&Method::Invite) {
+            return Err(NotAccepted::Input(InputError::OutOfDialog));
+        }
         let call_id = req.call_id().map_err(|_| InputError::Malformed)?;
         let from = req.from().map_err(|_| InputError::Malformed)?;
         let from_tag = from.tag().ok_or(InputError::Malformed)?;
         let seq = req.cseq().map_err(|_| InputError::Malformed)?.seq;
         let key: (Arc<str>, Arc<str>) = (call_id.into(), from_tag.into());
         if self.uas_invites.get(&key).is_some_and(|&(_, s)| s == seq) {
-            return Ok(()); // a retransmission the transaction layer let through
+            return Err(NotAccepted::Retransmission);
         }
         let tag = self.ids.tag();
         if let Negotiated::TooSmall(min) = session::negotiate_uas(req, &self.config) {
             self.push_transmit(session::too_small(req, &tag, min));
-            return Ok(());
+            return Err(NotAccepted::Answered(422));
         }
         let d = Dialog::uas(req, &tag).ok_or(InputError::Malformed)?;
         let id = d.id.clone();
         let slot = self.insert(d);
         // Keyed by the id's own strings (the remote tag is the From tag), shared rather than copied.
         self.uas_invites.insert((id.call_id.clone(), id.remote_tag.clone()), (slot, seq));
-        self.push_event(Event::Incoming { id, request: req.clone() });
-        Ok(())
+        Ok(id)
     }
 
     /// CANCEL (§9.2): matched to the peer's INVITE by Call-ID, From tag and CSeq number.

@@ -20,7 +20,8 @@
 //! Nothing here reads a clock, draws OS randomness or touches a socket. Every input carries `now`,
 //! and tags, Call-IDs and branches come from an [`IdGen`] seeded from [`DialogConfig::rng_seed`].
 //!
-//! 1. feed one input: [`Dialogs::handle_request`], [`Dialogs::handle_response`],
+//! 1. feed one input: [`Dialogs::handle_request`] (or [`Dialogs::accept_invite`] for a new INVITE
+//!    whose dialog id the caller wants back), [`Dialogs::handle_response`],
 //!    [`Dialogs::handle_request_timeout`], [`Dialogs::handle_timeout`], or a command
 //!    ([`Dialogs::invite`], [`Dialogs::accept`], [`Dialogs::send_bye`], ...);
 //! 2. drain [`Dialogs::poll_transmit`] (messages to send: new requests go to a client transaction,
@@ -150,8 +151,10 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A new INVITE (we are UAS). Answer with [`Dialogs::ring`], [`Dialogs::accept`] or
-    /// [`Dialogs::reject`].
+    /// A new INVITE (we are UAS) that came in through [`Dialogs::handle_request`]. Answer with
+    /// [`Dialogs::ring`], [`Dialogs::accept`] or [`Dialogs::reject`]. An application that needs
+    /// the id at once (to attach per-call state) takes the INVITE with [`Dialogs::accept_invite`]
+    /// instead, which returns the id and produces no event.
     Incoming {
         /// The dialog the answers will create.
         id: DialogId,
@@ -284,6 +287,38 @@ impl fmt::Display for InputError {
 }
 
 impl std::error::Error for InputError {}
+
+/// Why [`Dialogs::accept_invite`] created no dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotAccepted {
+    /// The dialog layer answered the INVITE itself with this status (422, RFC 4028 §9; 482,
+    /// RFC 3261 §8.2.2.2); the response waits in [`Dialogs::poll_transmit`].
+    Answered(u16),
+    /// The INVITE already has its dialog (a retransmission the transaction layer let through):
+    /// nothing to do.
+    Retransmission,
+    /// Not a dialog-creating INVITE, or its headers do not parse: nothing was answered.
+    Input(InputError),
+}
+
+impl From<InputError> for NotAccepted {
+    fn from(e: InputError) -> NotAccepted {
+        NotAccepted::Input(e)
+    }
+}
+
+impl fmt::Display for NotAccepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotAccepted::Answered(code) => write!(f, "answered {code} by the dialog layer"),
+            NotAccepted::Retransmission => f.write_str("a retransmission of an INVITE with a dialog"),
+            NotAccepted::Input(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for NotAccepted {}
 
 /// The `481 Call/Transaction Does Not Exist` for a request that names no dialog we know
 /// (RFC 3261 §12.2.2), or a CANCEL that matches nothing (§9.2). Never answer an ACK.

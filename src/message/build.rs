@@ -17,6 +17,8 @@ pub struct MessageBuilder {
     headers: Vec<Header>,
 }
 
+/// `fmt::Write` into the message buffer. It never fails, so the `let _ = write!(Writer(..))`
+/// below discard nothing.
 struct Writer<'a>(&'a mut BytesMut);
 
 impl fmt::Write for Writer<'_> {

@@ -9,6 +9,10 @@
 //!   best  ◄── when all branches ended ── 3xx-6xx, 408 on timeout (§16.7 best response)
 //! ```
 //!
+//! Each branch is a client transaction owned by [`Owner::Proxy`] with its server transaction as
+//! `upstream`: the endpoint's events for it name where its responses go, so the proxy keeps no
+//! table of branches beside its contexts.
+//!
 //! Routing decisions (which targets) are the caller's: [`Proxy::forward`] takes them. A branch
 //! without any response for `branch_timeout`, or without a final one for `ringing_timeout` (Timer C,
 //! §16.8), ends as 408, so a caller never waits out the full Timer B in silence.
@@ -18,7 +22,7 @@ pub mod token;
 
 use crate::collections::HashMap;
 use crate::dialog::IdGen;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Owner};
 use crate::message::{Message, Method};
 use crate::transaction::TransactionId;
 use forward::{forward_request, is_us, strip_top_via, ForwardSpec};
@@ -94,7 +98,6 @@ pub struct Proxy {
     config: ProxyConfig,
     ids: IdGen,
     contexts: HashMap<TransactionId, Context>,
-    branch_of: HashMap<TransactionId, TransactionId>,
     stats: ProxyStats,
 }
 
@@ -111,11 +114,18 @@ fn best_status(codes: &[u16]) -> u16 {
     }
 }
 
+/// CANCEL for a ringing branch (§16.10). A failure means the branch's transaction has just ended
+/// (a final response crossed the CANCEL): nothing left to cancel, so it is only logged.
+fn cancel_branch(ep: &mut Endpoint, tx: TransactionId, now: Instant) {
+    if let Err(e) = ep.cancel(tx, now) {
+        tracing::debug!(?tx, error = %e, "CANCEL of a branch not sent");
+    }
+}
 impl Proxy {
     /// A proxy with no transactions yet.
     pub fn new(config: ProxyConfig) -> Proxy {
         let ids = IdGen::new(config.seed);
-        Proxy { config, ids, contexts: HashMap::default(), branch_of: HashMap::default(), stats: ProxyStats::default() }
+        Proxy { config, ids, contexts: HashMap::default(), stats: ProxyStats::default() }
     }
 
     /// The counters.
@@ -133,15 +143,10 @@ impl Proxy {
         self.contexts.is_empty()
     }
 
-    /// Entries of the tables as (contexts, `branch_of`), for leak tests: both 0 once every
-    /// forwarded request is answered and its client transactions have ended.
-    pub fn table_sizes(&self) -> (usize, usize) {
-        (self.contexts.len(), self.branch_of.len())
-    }
-
-    /// Whether `tx` is one of our client transactions (its responses are ours).
-    pub fn owns(&self, tx: TransactionId) -> bool {
-        self.branch_of.contains_key(&tx)
+    /// Forwarded requests in progress, for leak tests: 0 once every forwarded request is answered.
+    /// (A branch's client transaction is owned through the endpoint: `Owner::Proxy`.)
+    pub fn table_sizes(&self) -> usize {
+        self.contexts.len()
     }
 
     /// Forwards `request` (received on server transaction `server_tx`) to every target in parallel
@@ -183,9 +188,8 @@ impl Proxy {
                 asserted_identity: asserted,
             };
             let msg = forward_request(request, &spec);
-            match ep.send_request(msg, t.dest, now) {
+            match ep.send_request(msg, t.dest, Owner::Proxy { upstream: Some(server_tx) }, now) {
                 Ok(tx) => {
-                    self.branch_of.insert(tx, server_tx);
                     ctx.branches.push(Branch {
                         tx,
                         state: BranchState::Trying,
@@ -198,22 +202,25 @@ impl Proxy {
             }
         }
         if ctx.branches.is_empty() {
-            let _ = ep.respond(server_tx, request.response_to(500, "Server Internal Error", None).finish(), now);
+            ep.respond_or_log(server_tx, request.response_to(500, "Server Internal Error", None).finish(), now);
             return;
         }
         self.contexts.insert(server_tx, ctx);
     }
 
-    /// A response on one of our client transactions. A 2xx that arrives after the call was decided
-    /// (a retransmission, or another fork's answer, which the INVITE client transaction passes on
-    /// in its Accepted state, RFC 6026 §7.2) still goes upstream through the server transaction,
-    /// itself Accepted (§16.7 step 5).
-    pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, response: &Message, now: Instant) {
-        let Some(&server_tx) = self.branch_of.get(&tx) else { return };
+    /// A response on our client transaction `tx`, a branch of server transaction `server_tx` (its
+    /// owner's `upstream`). A 2xx that arrives after the call was decided (a retransmission, or
+    /// another fork's answer, which the INVITE client transaction passes on in its Accepted state,
+    /// RFC 6026 §7.2) still goes upstream through the server transaction, itself Accepted (§16.7
+    /// step 5). The answer to a CANCEL we sent on a branch (§9.1) goes nowhere.
+    pub fn handle_response(&mut self, ep: &mut Endpoint, tx: TransactionId, server_tx: TransactionId, response: &Message, now: Instant) {
+        if response.cseq().is_ok_and(|c| c.method == Method::Cancel) {
+            return;
+        }
         let Some(code) = response.status() else { return };
         let Some(ctx) = self.contexts.get_mut(&server_tx) else {
             if (200..300).contains(&code) {
-                let _ = ep.respond(server_tx, strip_top_via(response), now);
+                ep.respond_or_log(server_tx, strip_top_via(response), now);
             }
             return;
         };
@@ -229,13 +236,13 @@ impl Proxy {
                 branch.state = BranchState::Ringing;
                 branch.deadline = now + self.config.ringing_timeout;
                 if !ctx.finished {
-                    let _ = ep.respond(server_tx, strip_top_via(response), now);
+                    ep.respond_or_log(server_tx, strip_top_via(response), now);
                 }
             }
             200..=299 => {
                 branch.state = BranchState::Done(code);
                 // Every 2xx goes upstream (§16.7 step 5); the first one ends the other branches.
-                let _ = ep.respond(server_tx, strip_top_via(response), now);
+                ep.respond_or_log(server_tx, strip_top_via(response), now);
                 if !ctx.answered {
                     ctx.answered = true;
                     ctx.finished = true;
@@ -253,21 +260,15 @@ impl Proxy {
         self.maybe_finish(ep, server_tx, now);
     }
 
-    /// Our client transaction `tx` timed out (Timer B/F) or failed: the branch ends as 408.
-    pub fn handle_branch_timeout(&mut self, ep: &mut Endpoint, tx: TransactionId, now: Instant) {
-        let Some(&server_tx) = self.branch_of.get(&tx) else { return };
-        if let Some(b) = self.contexts.get_mut(&server_tx).and_then(|c| c.branches.iter_mut().find(|b| b.tx == tx)) {
-            if !matches!(b.state, BranchState::Done(_)) {
-                b.state = BranchState::Done(408);
-                self.stats.branch_timeouts += 1;
-            }
+    /// Our client transaction `tx`, a branch of `server_tx`, timed out (Timer B/F) or failed: the
+    /// branch ends as 408.
+    pub fn handle_branch_timeout(&mut self, ep: &mut Endpoint, tx: TransactionId, server_tx: TransactionId, now: Instant) {
+        let Some(b) = self.contexts.get_mut(&server_tx).and_then(|c| c.branches.iter_mut().find(|b| b.tx == tx)) else { return };
+        if !matches!(b.state, BranchState::Done(_)) {
+            b.state = BranchState::Done(408);
+            self.stats.branch_timeouts += 1;
         }
         self.maybe_finish(ep, server_tx, now);
-    }
-
-    /// Our client transaction is gone.
-    pub fn handle_terminated(&mut self, tx: TransactionId) {
-        self.branch_of.remove(&tx);
     }
 
     /// The caller CANCELled the INVITE of `server_tx` (the endpoint answered it): cancel the
@@ -275,9 +276,6 @@ impl Proxy {
     pub fn handle_cancelled(&mut self, ep: &mut Endpoint, server_tx: TransactionId, now: Instant) {
         if let Some(mut ctx) = self.contexts.remove(&server_tx) {
             Self::cancel_pending(ep, &mut ctx, now);
-            for b in &ctx.branches {
-                self.branch_of.remove(&b.tx);
-            }
         }
     }
 
@@ -285,7 +283,7 @@ impl Proxy {
         for b in ctx.branches.iter_mut().filter(|b| b.state == BranchState::Ringing || b.state == BranchState::Trying) {
             // §9.1: a CANCEL only after a provisional response; a silent branch just ends.
             if b.state == BranchState::Ringing {
-                let _ = ep.cancel(b.tx, now);
+                cancel_branch(ep, b.tx, now);
             }
             b.state = BranchState::Done(487);
         }
@@ -309,10 +307,9 @@ impl Proxy {
                     ctx.request.response_to(best, reason, Some("proxy")).finish()
                 }
             };
-            let _ = ep.respond(server_tx, response, now);
+            ep.respond_or_log(server_tx, response, now);
         }
-        // The branch mappings stay until each client transaction terminates, so a late 2xx still
-        // finds its way upstream.
+        // A late 2xx still finds its way upstream: its branch's owner names the server transaction.
         self.contexts.remove(&server_tx);
     }
 
@@ -322,7 +319,7 @@ impl Proxy {
         for (&server_tx, ctx) in &mut self.contexts {
             for b in ctx.branches.iter_mut().filter(|b| !matches!(b.state, BranchState::Done(_)) && b.deadline <= now) {
                 if b.state == BranchState::Ringing {
-                    let _ = ep.cancel(b.tx, now);
+                    cancel_branch(ep, b.tx, now);
                 }
                 b.state = BranchState::Done(408);
                 self.stats.branch_timeouts += 1;

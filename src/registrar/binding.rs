@@ -94,7 +94,7 @@ pub(crate) fn contact_key(uri: &Uri<'_>) -> String {
     }
     push_host(&mut out, &sip.host);
     if let Some(port) = sip.port {
-        let _ = write!(out, ":{port}");
+        let _ = write!(out, ":{port}"); // into a String: cannot fail
     }
     push_sorted(&mut out, ';', params_of(sip));
     if let Some(h) = sip.headers {
@@ -129,7 +129,7 @@ fn push_sorted(out: &mut String, sep: char, pairs: Vec<(&str, &str)>) {
 fn push_host(out: &mut String, host: &Host<'_>) {
     match (host, host.ip()) {
         (Host::Ipv6(_), Some(ip)) => {
-            let _ = write!(out, "[{ip}]");
+            let _ = write!(out, "[{ip}]"); // into a String: cannot fail
         }
         // Host text is ASCII by its grammar (`Display` adds the brackets of an IPv6 reference).
         _ => out.push_str(&host.to_string().to_ascii_lowercase()),
@@ -152,7 +152,7 @@ fn push_escaped(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
         if keep(b) {
             out.push(char::from(b));
         } else {
-            let _ = write!(out, "%{b:02X}");
+            let _ = write!(out, "%{b:02X}"); // into a String: cannot fail
         }
     }
 }

@@ -27,7 +27,14 @@
 //!
 //! A CANCEL never gets here: the endpoint matches it to a live server transaction or answers 481
 //! (§9.2).
+//!
+//! The verdict names the owner of the request's transaction ([`Admit::owner`]: Register is the
+//! registrar's, Echo the echo user's, B2bua the B2BUA's, Forward the proxy's), which the service
+//! records on the endpoint at once; for New, the routing that follows names it (the B2BUA or the
+//! proxy). The endpoint then hands a CANCEL, a timeout or the end of the transaction to that owner
+//! alone.
 
+use crate::endpoint::Owner;
 use crate::message::{Message, Method, Uri};
 use crate::proxy::forward::is_us;
 use crate::proxy::token::{RouteKey, PARAM};
@@ -73,6 +80,22 @@ pub enum Admit {
     },
     /// Answer with this status.
     Reject(u16, &'static str),
+}
+
+impl Admit {
+    /// The owner this verdict hands the request's transaction to; `None` for a new request, whose
+    /// owner its routing names (the B2BUA or the proxy for a user, echo for an OPTIONS to the
+    /// service), and for a refusal, which the service answers itself.
+    pub fn owner(&self) -> Option<Owner> {
+        match self {
+            Admit::Register => Some(Owner::Registrar),
+            Admit::Echo => Some(Owner::Echo),
+            Admit::B2bua => Some(Owner::B2bua),
+            Admit::Forward { .. } => Some(Owner::Proxy { upstream: None }),
+            // A challenge becomes the B2BUA's only once the sender proves it is the leg's user.
+            Admit::Challenge | Admit::New { .. } | Admit::Reject(..) => None,
+        }
+    }
 }
 
 /// What becomes of an ACK that no transaction took (an ACK for a 2xx, §13.2.2.4).

@@ -13,12 +13,27 @@
 //!            │                                          moves there (issue 14 point 7), else 403
 //!            └─ in-dialog, our Record-Route with a valid token ──► proxy: next hop
 //! ```
+//!
+//! The part a request goes to becomes its transaction's [`Owner`], recorded on the endpoint
+//! ([`Endpoint::set_owner`]) before anyone answers; the client transactions each part starts carry
+//! its owner from creation. Every later event of a transaction names that owner, so
+//! [`Service::handle_event`](Application::handle_event) is one match on it:
+//!
+//! ```text
+//!   event ─┬─ no transaction owner yet: new request ──► admission (above)
+//!          │                            ACK, stray response ──► its dialog (echo, B2BUA), relay or drop
+//!          ├─ Owner::Proxy ────► proxy (a branch's responses and Timer B/F, by its upstream
+//!          │                     server transaction; the CANCEL of a forwarded request)
+//!          ├─ Owner::B2bua ────► B2BUA
+//!          ├─ Owner::Echo ─────► echo user
+//!          └─ Registrar, Service (answered already) ──► nothing to do
+//! ```
 
 use crate::application::{Application, FlowId, Io};
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall, Parties};
 use crate::collections::HashMap;
-use crate::endpoint::{Endpoint, EndpointEvent, STATELESS_TAG};
+use crate::endpoint::{Endpoint, EndpointEvent, Owner, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
 use crate::records::{CallState, StoreOp, StoreSink, UserRecord};
@@ -79,8 +94,6 @@ pub struct Service {
     wall: Duration,
     last_now: Option<Instant>,
     stopping: bool,
-    /// Server transactions the proxy forwarded, so a CANCEL reaches the proxy.
-    proxied: HashMap<TransactionId, ()>,
     /// Failed authentications per (source IP, user) and per source IP.
     guard: AuthGuard,
 }
@@ -90,12 +103,9 @@ pub struct Service {
 /// once every call has ended and its timers have run (issue 13).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableSizes {
-    /// Server transactions the proxy forwarded.
-    pub proxied: usize,
-    /// The proxy's contexts (forwarded requests in progress).
+    /// The proxy's contexts (forwarded requests in progress; its branches are owned through the
+    /// endpoint, `Owner::Proxy`).
     pub proxy_contexts: usize,
-    /// The proxy's client transactions.
-    pub proxy_branches: usize,
     /// The echo user's tables.
     pub echo: crate::ua::echo::TableSizes,
     /// The B2BUA's tables (`None` in proxy mode).
@@ -120,18 +130,14 @@ impl Service {
             wall: Duration::ZERO,
             last_now: None,
             stopping: false,
-            proxied: HashMap::default(),
             guard: AuthGuard::new(parts.guard),
         }
     }
 
     /// The sizes of the per-call tables (cheap: a few lengths).
     pub fn table_sizes(&self) -> TableSizes {
-        let (proxy_contexts, proxy_branches) = self.proxy.table_sizes();
         TableSizes {
-            proxied: self.proxied.len(),
-            proxy_contexts,
-            proxy_branches,
+            proxy_contexts: self.proxy.table_sizes(),
             echo: self.echo.table_sizes(),
             b2bua: self.b2bua.as_ref().map(B2bua::table_sizes),
         }
@@ -154,10 +160,6 @@ impl Service {
 
     fn b2bua_knows(&self, msg: &Message) -> bool {
         self.b2bua.as_ref().is_some_and(|b| b.knows(msg))
-    }
-
-    fn b2bua_owns(&self, tx: TransactionId) -> bool {
-        self.b2bua.as_ref().is_some_and(|b| b.owns(tx))
     }
 
     /// Hands the B2BUA's call records and states to the store writer.
@@ -260,7 +262,11 @@ impl Service {
 
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
         let known = self.known(&request);
-        match self.admission.admit(&request, source, known) {
+        let verdict = self.admission.admit(&request, source, known);
+        // The owner is recorded before anyone answers (a stateless answer ends the transaction at
+        // once); a new request's owner is named by its routing (`on_new`), the service's until then.
+        io.endpoint.set_owner(tx, verdict.owner().unwrap_or(Owner::Service));
+        match verdict {
             Admit::Register => self.on_register(io.endpoint, tx, &request, source, now),
             Admit::Echo => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
             Admit::B2bua => {
@@ -271,10 +277,10 @@ impl Service {
             Admit::Challenge => self.on_foreign_in_dialog(io, tx, request, source, now),
             Admit::Forward { next } => self.forward_in_dialog(io.endpoint, tx, &request, &next, now),
             Admit::Reject(481, _) => {
-                let _ = io.endpoint.respond(tx, crate::dialog::reject_unknown(&request), now);
+                io.endpoint.respond_or_log(tx, crate::dialog::reject_unknown(&request), now);
             }
             Admit::Reject(code, reason) => {
-                let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("sb")).finish(), now);
+                io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("sb")).finish(), now);
             }
             Admit::New { authenticate } => self.on_new(io, tx, request, source, authenticate, now),
         }
@@ -295,10 +301,11 @@ impl Service {
             Ok(_) => None,
         };
         if let Some(answer) = refusal {
-            let _ = io.endpoint.respond_stateless(tx, answer, now);
+            Self::respond_stateless(io.endpoint, tx, answer, now);
             return;
         }
         if let Some(b) = self.b2bua.as_mut() {
+            io.endpoint.set_owner(tx, Owner::B2bua);
             b.move_peer(&request, source, now);
             b.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
         }
@@ -315,7 +322,7 @@ impl Service {
                 Ok(Some(user)) if !admit::from_is(&request, &user) => {
                     tracing::debug!(peer = %source, user, "From is not the authenticated user");
                     let answer = request.response_to(403, "Forbidden (From is not the authenticated user)", Some("sb")).finish();
-                    let _ = io.endpoint.respond_stateless(tx, answer, now);
+                    Self::respond_stateless(io.endpoint, tx, answer, now);
                     return;
                 }
                 Ok(user) => {
@@ -323,7 +330,7 @@ impl Service {
                     user.map(|u| self.asserted_identity(&request, &u))
                 }
                 Err(answer) => {
-                    let _ = io.endpoint.respond_stateless(tx, answer, now);
+                    Self::respond_stateless(io.endpoint, tx, answer, now);
                     return;
                 }
             }
@@ -336,12 +343,15 @@ impl Service {
             // is a keep-alive or capability query the service answers itself (§11.2).
             _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
                 Some(targets) => {
-                    self.proxied.insert(tx, ());
+                    io.endpoint.set_owner(tx, Owner::Proxy { upstream: None });
                     self.proxy.forward_as(io.endpoint, tx, &request, &targets, asserted.as_deref(), now);
                 }
-                None if method == Some(Method::Options) => self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now),
+                None if method == Some(Method::Options) => {
+                    io.endpoint.set_owner(tx, Owner::Echo);
+                    self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
+                }
                 None => {
-                    let _ = io.endpoint.respond(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
+                    io.endpoint.respond_or_log(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
                 }
             },
         }
@@ -361,17 +371,26 @@ impl Service {
         format!("{display}<sip:{user}@{}>", host.unwrap_or_else(|| self.local.ip().to_string()))
     }
 
+    /// A challenge or refusal sent without keeping the transaction; a failure (the transaction
+    /// already answered) is logged at debug: the request needs nothing more.
+    fn respond_stateless(ep: &mut Endpoint, tx: TransactionId, answer: Message, now: Instant) {
+        let status = answer.status();
+        if let Err(e) = ep.respond_stateless(tx, answer, now) {
+            tracing::debug!(?tx, ?status, error = %e, "stateless answer not sent");
+        }
+    }
+
     fn on_register(&mut self, ep: &mut Endpoint, tx: TransactionId, req: &Message, source: SocketAddr, now: Instant) {
         let user = match self.authenticate(req, source, false, now) {
             Ok(u) => u,
             Err(answer) => {
-                let _ = ep.respond_stateless(tx, answer, now);
+                Self::respond_stateless(ep, tx, answer, now);
                 return;
             }
         };
         let outcome = self.registrar.handle_register(req, source, user.as_deref(), self.wall);
         self.persist(outcome.changes);
-        let _ = ep.respond(tx, outcome.response, now);
+        ep.respond_or_log(tx, outcome.response, now);
     }
 
     /// An INVITE from an authenticated caller (`parties`: its identity and user) or a trusted peer.
@@ -390,17 +409,18 @@ impl Service {
             let known = user.as_deref().is_some_and(|u| self.users.contains_key(u))
                 || self.auth.is_none() && user.is_some() && self.ever_registered(req);
             let (code, reason) = if known { (480, "Temporarily Unavailable") } else { (404, "Not Found") };
-            let _ = ep.respond(tx, req.response_to(code, reason, Some("sb")).finish(), now);
+            ep.respond_or_log(tx, req.response_to(code, reason, Some("sb")).finish(), now);
             return;
         }
         match self.b2bua.as_mut() {
             Some(b) => {
                 // The callee leg belongs to the called user (whose registered phone answers).
                 parties.callee = user;
+                io.endpoint.set_owner(tx, Owner::B2bua);
                 b.start_call_as(io, tx, request, source, targets, parties, now)
             }
             None => {
-                self.proxied.insert(tx, ());
+                ep.set_owner(tx, Owner::Proxy { upstream: None });
                 self.proxy.forward_as(ep, tx, req, &targets, parties.asserted.as_deref(), now);
             }
         }
@@ -417,14 +437,13 @@ impl Service {
         let uri = req.request_uri_str().unwrap_or_default().to_owned();
         match self.resolve(next) {
             Some(dest) if self.admission.is_local(dest) => {
-                let _ = ep.respond(tx, req.response_to(482, "Loop Detected", None).finish(), now);
+                ep.respond_or_log(tx, req.response_to(482, "Loop Detected", None).finish(), now);
             }
             Some(dest) => {
-                self.proxied.insert(tx, ());
                 self.proxy.forward(ep, tx, req, &[Target { uri, dest }], now);
             }
             None => {
-                let _ = ep.respond(tx, req.response_to(404, "Not Found", None).finish(), now);
+                ep.respond_or_log(tx, req.response_to(404, "Not Found", None).finish(), now);
             }
         }
     }
@@ -438,6 +457,53 @@ impl Service {
             return by_contact.or(Some(SocketAddr::new(ip, u.port.unwrap_or(crate::transport::DEFAULT_PORT))));
         }
         None
+    }
+
+    /// Events outside any owned transaction: a new request (admission names its owner), an ACK
+    /// for a 2xx and a response with no transaction (their dialog's, by Call-ID, or dropped).
+    fn on_unowned(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
+        match event {
+            EndpointEvent::Request { tx, request, source } => self.on_request(io, tx, request, source, now),
+            EndpointEvent::Ack { request, source } => {
+                let known = self.known(&request);
+                match self.admission.admit_ack(&request, source, known) {
+                    AdmitAck::Echo => self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now),
+                    AdmitAck::B2bua => {
+                        if let Some(b) = self.b2bua.as_mut() {
+                            b.handle_event(io, EndpointEvent::Ack { request, source }, now);
+                        }
+                    }
+                    // §16.11: an ACK for a 2xx follows the Route set; ours comes off first.
+                    AdmitAck::Relay { next } => match self.resolve(&next).filter(|d| !self.admission.is_local(*d)) {
+                        Some(dest) => self.proxy.relay_ack(io.endpoint, &request, dest),
+                        None => tracing::debug!(peer = %source, "ACK with no next hop dropped"),
+                    },
+                    AdmitAck::Drop(_) => {}
+                }
+            }
+            EndpointEvent::StrayResponse { response, source } => {
+                if self.echo.knows(&response) {
+                    self.echo.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
+                } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&response)) {
+                    b.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
+                } else {
+                    self.admission.stray_response(&response, source);
+                }
+            }
+            other => tracing::debug!(event = ?other, "owned event with no owner dropped"),
+        }
+    }
+
+    /// An event of a transaction the proxy owns: a forwarded request (`upstream: None`: its
+    /// CANCEL) or a branch of `upstream` (a response, Timer B/F). Their ends leave nothing to do:
+    /// a branch lives in its server transaction's context.
+    fn on_proxy_event(&mut self, ep: &mut Endpoint, event: EndpointEvent, upstream: Option<TransactionId>, now: Instant) {
+        match (event, upstream) {
+            (EndpointEvent::Response { tx, response, .. }, Some(server)) => self.proxy.handle_response(ep, tx, server, &response, now),
+            (EndpointEvent::Timeout { tx, .. }, Some(server)) => self.proxy.handle_branch_timeout(ep, tx, server, now),
+            (EndpointEvent::Cancelled { tx, .. }, None) => self.proxy.handle_cancelled(ep, tx, now),
+            _ => {}
+        }
     }
 
     fn after(&mut self, now: Instant) {
@@ -521,63 +587,17 @@ impl Application for Service {
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         self.wall = io.wall_clock;
         self.after(now);
-        match event {
-            EndpointEvent::Request { tx, request, source } => self.on_request(io, tx, request, source, now),
-            EndpointEvent::Response { tx, response } if self.proxy.owns(tx) => self.proxy.handle_response(io.endpoint, tx, &response, now),
-            EndpointEvent::Timeout { tx } if self.proxy.owns(tx) => self.proxy.handle_branch_timeout(io.endpoint, tx, now),
-            EndpointEvent::Response { tx, .. } | EndpointEvent::Timeout { tx } if self.b2bua_owns(tx) => {
+        match event.owner() {
+            None => self.on_unowned(io, event, now),
+            Some(Owner::Proxy { upstream }) => self.on_proxy_event(io.endpoint, event, upstream, now),
+            Some(Owner::B2bua) => {
                 if let Some(b) = self.b2bua.as_mut() {
                     b.handle_event(io, event, now);
                 }
             }
-            EndpointEvent::Terminated { tx } => {
-                self.proxy.handle_terminated(tx);
-                self.proxied.remove(&tx);
-                if self.b2bua_owns(tx) {
-                    if let Some(b) = self.b2bua.as_mut() {
-                        b.handle_event(io, EndpointEvent::Terminated { tx }, now);
-                    }
-                }
-                self.echo.handle_event(io, EndpointEvent::Terminated { tx }, now);
-            }
-            EndpointEvent::Cancelled { tx, cancel } => {
-                if self.proxied.remove(&tx).is_some() {
-                    self.proxy.handle_cancelled(io.endpoint, tx, now);
-                } else if self.b2bua_owns(tx) {
-                    if let Some(b) = self.b2bua.as_mut() {
-                        b.handle_event(io, EndpointEvent::Cancelled { tx, cancel }, now);
-                    }
-                } else {
-                    self.echo.handle_event(io, EndpointEvent::Cancelled { tx, cancel }, now);
-                }
-            }
-            EndpointEvent::Ack { request, source } => {
-                let known = self.known(&request);
-                match self.admission.admit_ack(&request, source, known) {
-                    AdmitAck::Echo => self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now),
-                    AdmitAck::B2bua => {
-                        if let Some(b) = self.b2bua.as_mut() {
-                            b.handle_event(io, EndpointEvent::Ack { request, source }, now);
-                        }
-                    }
-                    // §16.11: an ACK for a 2xx follows the Route set; ours comes off first.
-                    AdmitAck::Relay { next } => match self.resolve(&next).filter(|d| !self.admission.is_local(*d)) {
-                        Some(dest) => self.proxy.relay_ack(io.endpoint, &request, dest),
-                        None => tracing::debug!(peer = %source, "ACK with no next hop dropped"),
-                    },
-                    AdmitAck::Drop(_) => {}
-                }
-            }
-            EndpointEvent::StrayResponse { response, source } => {
-                if self.echo.knows(&response) {
-                    self.echo.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
-                } else if let Some(b) = self.b2bua.as_mut().filter(|b| b.knows(&response)) {
-                    b.handle_event(io, EndpointEvent::StrayResponse { response, source }, now);
-                } else {
-                    self.admission.stray_response(&response, source);
-                }
-            }
-            other => self.echo.handle_event(io, other, now),
+            Some(Owner::Echo) => self.echo.handle_event(io, event, now),
+            // The registrar and the service answered and keep nothing; phones are not ours.
+            Some(owner) => tracing::trace!(?owner, ?event, "event for an owner with nothing to do"),
         }
         self.write_calls();
     }

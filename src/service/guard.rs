@@ -135,6 +135,7 @@ impl AuthGuard {
     }
 
     /// Whether a request from `ip` (with credentials for `user`, if any) is to get 403 unchecked.
+    #[must_use]
     pub fn blocked(&mut self, ip: IpAddr, user: Option<&str>, now: Instant) -> bool {
         self.sweep(now);
         let by_source = self.sources.get(&ip).is_some_and(|r| r.blocked(now));

@@ -18,12 +18,15 @@ pub struct DialogUa {
     pub events: Vec<Event>,
     /// Endpoint events that were not about a dialog, oldest first.
     pub others: Vec<EndpointEvent>,
+    /// Status codes of the responses to the requests its dialogs sent, oldest first (a 422 the
+    /// dialog layer retried by itself shows here and nowhere else).
+    pub statuses: Vec<u16>,
 }
 
 impl DialogUa {
     /// A user agent over `dialogs`.
     pub fn new(dialogs: Dialogs) -> DialogUa {
-        DialogUa { ua: UaCore::new(dialogs, None), events: Vec::new(), others: Vec::new() }
+        DialogUa { ua: UaCore::new(dialogs, None), events: Vec::new(), others: Vec::new(), statuses: Vec::new() }
     }
 
     /// The dialogs, for a command; call [`DialogUa::flush`] after it.
@@ -57,7 +60,7 @@ impl DialogUa {
             match ev {
                 UaEvent::Dialog(ev) => self.events.push(ev),
                 UaEvent::Endpoint(ev) => self.others.push(ev),
-                _ => {}
+                UaEvent::ResponseSeen { status, .. } => self.statuses.push(status),
             }
         }
     }

@@ -72,7 +72,7 @@ pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
     let mut received = String::new();
     if (!sent_by_is_src || wants_rport) && via.received().is_none() {
         use std::fmt::Write;
-        let _ = write!(received, ";received={}", src.ip());
+        let _ = write!(received, ";received={}", src.ip()); // into a String: cannot fail
     }
     let port = match (wants_rport, empty_rport.and_then(|n| msg.offset_of(n))) {
         // RFC 3581 §4: the empty `rport` gets the source port as its value, in place.

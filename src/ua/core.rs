@@ -15,8 +15,8 @@
 //! handed to the application as [`UaEvent::Endpoint`].
 
 use crate::collections::HashMap;
-use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError};
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::dialog::{reject_unknown, Dialogs, Event as DialogEvent, InputError, NotAccepted};
+use crate::endpoint::{Endpoint, EndpointEvent, Owner};
 use crate::message::{Message, Method, Uri};
 use crate::transaction::TransactionId;
 use crate::transport::response_destination;
@@ -94,6 +94,8 @@ pub struct UaCore {
     /// which behind NAT is not the one in its Contact). Used when the request has no Route.
     /// Keyed by shared Call-IDs: a B2BUA pins both legs of every call for its whole life.
     pinned: HashMap<std::sync::Arc<str>, SocketAddr>,
+    /// Whom the endpoint names as the owner of the client transactions this core starts.
+    owner: Owner,
     events: VecDeque<UaEvent>,
 }
 
@@ -126,8 +128,17 @@ impl UaCore {
             default_peer,
             outbound: None,
             pinned: HashMap::default(),
+            owner: Owner::Phone,
             events: VecDeque::new(),
         }
+    }
+
+    /// Names the owner of the client transactions this core starts ([`Owner::Phone`] unless
+    /// set): the endpoint's events for them carry it, so an application with several cores hands
+    /// each event to the right one.
+    pub fn with_owner(mut self, owner: Owner) -> UaCore {
+        self.owner = owner;
+        self
     }
 
     /// Sets where requests go when neither the next hop nor the Call-ID gives an address.
@@ -173,10 +184,16 @@ impl UaCore {
     /// INVITE's client transaction (same branch). Fails when the INVITE was answered or is unknown.
     pub fn cancel(&mut self, ep: &mut Endpoint, id: &crate::dialog::DialogId, now: Instant) -> Result<(), crate::dialog::DialogError> {
         self.dialogs.cancel(id, now)?;
+        // The INVITE still waiting for its final response: after a 401/407 the answered first
+        // INVITE of the same Call-ID lingers (Timer D) and cannot be cancelled.
         let invite_tx = self
             .client_req
             .iter()
-            .find(|(_, req)| req.method() == Some(&Method::Invite) && req.call_id().is_ok_and(|c| c == &*id.call_id))
+            .find(|(tx, req)| {
+                req.method() == Some(&Method::Invite)
+                    && req.call_id().is_ok_and(|c| c == &*id.call_id)
+                    && self.awaiting_final.contains_key(*tx)
+            })
             .map(|(tx, _)| *tx);
         match invite_tx {
             Some(tx) => match ep.cancel(tx, now) {
@@ -261,14 +278,20 @@ impl UaCore {
             EndpointEvent::Request { tx, request, source } => self.on_request(ep, tx, request, source, now),
             EndpointEvent::Ack { request, source } => {
                 self.remember_peer(&request, source, now);
-                let _ = self.dialogs.handle_request(&request, now);
+                // An ACK is never answered (§17.2.3): one the dialogs cannot take is dropped.
+                if let Err(e) = self.dialogs.handle_request(&request, now) {
+                    tracing::debug!(peer = %source, error = %e, "ACK dropped");
+                }
             }
-            EndpointEvent::Cancelled { tx, cancel } => {
+            EndpointEvent::Cancelled { tx, cancel, .. } => {
                 // The endpoint already answered 200 and 487 (§9.2); the dialog ends its early state.
                 self.forget_server_tx(tx);
-                let _ = self.dialogs.handle_request(&cancel, now);
+                // Already answered; a CANCEL for no dialog of ours (a proxied INVITE) has nothing to end.
+                if let Err(e) = self.dialogs.handle_request(&cancel, now) {
+                    tracing::debug!(error = %e, "CANCEL ends no dialog");
+                }
             }
-            EndpointEvent::Response { tx, response } => match self.client_req.get(&tx) {
+            EndpointEvent::Response { tx, response, owner } => match self.client_req.get(&tx) {
                 Some(req) => {
                     if response.status().is_some_and(|c| c >= 200) {
                         self.awaiting_final.remove(&tx);
@@ -276,9 +299,11 @@ impl UaCore {
                     if let (Some(method), Some(status)) = (req.method().cloned(), response.status()) {
                         self.events.push_back(UaEvent::ResponseSeen { method, status });
                     }
-                    let _ = self.dialogs.handle_response(&response, now);
+                    if let Err(e) = self.dialogs.handle_response(&response, now) {
+                        tracing::debug!(?tx, error = %e, "response to our request dropped");
+                    }
                 }
-                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response })),
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Response { tx, response, owner })),
             },
             EndpointEvent::StrayResponse { response, source } => {
                 // A 2xx retransmission: the dialog sends its ACK again (§13.2.2.4).
@@ -286,15 +311,17 @@ impl UaCore {
                     self.events.push_back(UaEvent::Endpoint(EndpointEvent::StrayResponse { response, source }));
                 }
             }
-            EndpointEvent::Timeout { tx } => match self.client_req.get(&tx) {
+            EndpointEvent::Timeout { tx, owner } => match self.client_req.get(&tx) {
                 Some(req) => {
                     self.awaiting_final.remove(&tx);
                     let req = req.clone();
-                    let _ = self.dialogs.handle_request_timeout(&req, now);
+                    if let Err(e) = self.dialogs.handle_request_timeout(&req, now) {
+                        tracing::debug!(?tx, error = %e, "timeout of a request no dialog waits for");
+                    }
                 }
-                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx })),
+                None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx, owner })),
             },
-            EndpointEvent::Terminated { tx } => {
+            EndpointEvent::Terminated { tx, .. } => {
                 self.client_req.remove(&tx);
                 self.awaiting_final.remove(&tx);
                 self.forget_server_tx(tx);
@@ -320,16 +347,39 @@ impl UaCore {
         }
     }
 
-    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
-        self.remember_peer(&request, source, now);
-        if let Some(key) = server_key(&request) {
+    /// Takes in a dialog-creating INVITE on server transaction `tx` (see
+    /// [`Dialogs::accept_invite`]) and returns the id of the dialog that its answers create; answer
+    /// through [`UaCore::dialogs`], then [`UaCore::flush`]. A 422 or 482 the dialog layer wrote
+    /// itself is already sent on `tx` when this returns; every other error left `tx` unanswered.
+    pub fn accept_invite(
+        &mut self,
+        ep: &mut Endpoint,
+        tx: TransactionId,
+        request: &Message,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Result<crate::dialog::DialogId, NotAccepted> {
+        self.bind_server_tx(tx, request, source, now);
+        let result = self.dialogs.accept_invite(request, now);
+        self.flush(ep, now);
+        result
+    }
+
+    /// Remembers `request`'s server transaction so the dialog's answers go out on it.
+    fn bind_server_tx(&mut self, tx: TransactionId, request: &Message, source: SocketAddr, now: Instant) {
+        self.remember_peer(request, source, now);
+        if let Some(key) = server_key(request) {
             self.server_keys.insert(tx, key.clone());
             self.server_tx.insert(key, tx);
         }
+    }
+
+    fn on_request(&mut self, ep: &mut Endpoint, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
+        self.bind_server_tx(tx, &request, source, now);
         match self.dialogs.handle_request(&request, now) {
             Ok(()) => {}
             Err(InputError::UnknownDialog) => {
-                let _ = ep.respond(tx, reject_unknown(&request), now);
+                ep.respond_or_log(tx, reject_unknown(&request), now);
             }
             Err(_) => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Request { tx, request, source })),
         }
@@ -371,14 +421,17 @@ impl UaCore {
             ep.send_stateless(&msg, dest);
             return;
         }
-        match ep.send_request(msg.clone(), dest, now) {
+        match ep.send_request(msg.clone(), dest, self.owner, now) {
             Ok(tx) => {
                 self.awaiting_final.insert(tx, (msg.method() == Some(&Method::Bye), now));
                 self.client_req.insert(tx, msg);
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "request not sent");
-                let _ = self.dialogs.handle_request_timeout(&msg, now);
+                // As if it timed out: the dialog ends or retries as it would (§12.2.1.2).
+                if let Err(e) = self.dialogs.handle_request_timeout(&msg, now) {
+                    tracing::debug!(error = %e, "no dialog waits for the unsent request");
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 //! (§13.3.1.4) are the dialog layer's ([`crate::dialog`]), reached through [`UaCore`].
 
 use super::core::{UaCore, UaEvent};
+use super::log_unsent;
 use super::media::{CallKey, CallMedia, CallMediaConfig};
 use crate::application::{Application, FlowId, Io};
 use crate::call::{MediaEvent, Source};
@@ -112,7 +113,7 @@ impl EchoUas {
         EchoUas {
             media: CallMedia::new(config.media.clone()),
             config,
-            ua: UaCore::new(Dialogs::new(dialog_config), None),
+            ua: UaCore::new(Dialogs::new(dialog_config), None).with_owner(crate::endpoint::Owner::Echo),
             ringing: HashMap::default(),
             stopping: false,
             last_now: None,
@@ -144,7 +145,7 @@ impl EchoUas {
         tracing::debug!(peer = %source, code, calls = self.sources.len(), from_source, "echo call refused");
         self.refused += 1;
         let answer = request.response_to(code, reason, Some("echo")).header(HeaderName::RetryAfter, BUSY_RETRY_AFTER).finish();
-        let _ = io.endpoint.respond(tx, answer, now);
+        io.endpoint.respond_or_log(tx, answer, now);
         true
     }
 
@@ -194,13 +195,13 @@ impl EchoUas {
         let to_echo = matches!(request.request_uri(), Some(Uri::Sip(u)) if u.user == Some("echo"));
         let d = self.ua.dialogs();
         if self.stopping {
-            let _ = d.reject(&id, 503, now);
+            log_unsent(d.reject(&id, 503, now), "503 while stopping", &id);
         } else if !to_echo {
-            let _ = d.reject(&id, 404, now);
+            log_unsent(d.reject(&id, 404, now), "404 to a call not for the echo", &id);
         } else if self.config.answer_delay.is_zero() {
             self.answer(io, &id, &request, now);
         } else {
-            let _ = d.ring(&id, now);
+            log_unsent(d.ring(&id, now), "180", &id);
             self.ringing.insert(id, (now + self.config.answer_delay, request));
         }
     }
@@ -215,7 +216,7 @@ impl EchoUas {
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "cannot answer: 488");
-                let _ = self.ua.dialogs().reject(id, 488, now);
+                log_unsent(self.ua.dialogs().reject(id, 488, now), "488", id);
             }
         }
     }
@@ -248,7 +249,7 @@ impl EchoUas {
                 } else {
                     request.response_to(405, "Method Not Allowed", Some("echo")).header(HeaderName::Allow, ALLOW).finish()
                 };
-                let _ = io.endpoint.respond(tx, answer, now);
+                io.endpoint.respond_or_log(tx, answer, now);
             }
             _ => {}
         }
@@ -267,7 +268,8 @@ impl EchoUas {
                 let id = self.ua.dialogs_ref().ids().find(|id| CallKey::of(id) == key).cloned();
                 if let Some(id) = id {
                     tracing::info!(call_id = %id.call_id, "no media from the caller: hanging up");
-                    let _ = self.ua.dialogs().send_bye_with_reason(&id, Some("SIP;cause=408;text=\"RTP timeout\""), now);
+                    let bye = self.ua.dialogs().send_bye_with_reason(&id, Some("SIP;cause=408;text=\"RTP timeout\""), now);
+                    log_unsent(bye, "BYE after the RTP timeout", &id);
                 }
             }
         }
@@ -337,9 +339,9 @@ impl Application for EchoUas {
         let ids: Vec<DialogId> = self.ua.dialogs_ref().ids().cloned().collect();
         for id in ids {
             if self.ringing.remove(&id).is_some() {
-                let _ = self.ua.dialogs().reject(&id, 480, now);
+                log_unsent(self.ua.dialogs().reject(&id, 480, now), "480 at shutdown", &id);
             } else {
-                let _ = self.ua.dialogs().send_bye(&id, now);
+                log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE at shutdown", &id);
             }
         }
         self.ua.flush(io.endpoint, now);

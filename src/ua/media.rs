@@ -251,6 +251,7 @@ impl CallMedia {
     }
 
     /// Advances every session's timers; returns events.
+    #[must_use]
     pub fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) -> Vec<(CallKey, MediaEvent)> {
         let due: Vec<CallKey> = self
             .calls
@@ -269,6 +270,7 @@ impl CallMedia {
     }
 
     /// Sends what a session queued (call after commands such as DTMF).
+    #[must_use]
     pub fn flush(&mut self, io: &mut Io<'_>, key: &CallKey) -> Vec<(CallKey, MediaEvent)> {
         let Some(c) = self.calls.get_mut(key) else { return Vec::new() };
         let Some(s) = c.session.as_mut() else { return Vec::new() };
@@ -306,6 +308,7 @@ impl CallMedia {
     }
 
     /// Ends a call's media: closes its ports and returns its figures and recording.
+    #[must_use]
     pub fn end(&mut self, io: &mut Io<'_>, key: &CallKey) -> Option<EndedMedia> {
         let mut c = self.calls.remove(key)?;
         for f in std::iter::once(c.rtp).chain(c.rtcp) {

@@ -14,12 +14,13 @@
 //! not know, issue 14 point 7); the dialog layer answers with our credentials.
 
 use super::core::{UaCore, UaEvent};
+use super::log_unsent;
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
 use super::register::{RegState, RegisterConfig, Registration};
 use crate::application::{Application, FlowId, Io};
 use crate::call::{MediaEvent, Source};
 use crate::collections::HashMap;
-use crate::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
+use crate::dialog::{CallParams, DialogConfig, DialogError, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
 use crate::endpoint::EndpointEvent;
 use crate::media::tone::ToneGenerator;
 use crate::message::{Message, Method};
@@ -84,13 +85,65 @@ pub struct PhoneConfig {
     pub move_after: Option<(Duration, SocketAddr)>,
 }
 
+/// How a call ended, in one word: the summary's `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndState {
+    /// Answered, then ended by a BYE from either side.
+    Completed,
+    /// The INVITE got a non-2xx final response.
+    Rejected,
+    /// The INVITE was cancelled (§9).
+    Cancelled,
+    /// Anything else: a timeout, a session expiry, a call that could not start.
+    Failed,
+}
+
+impl EndState {
+    /// `completed`, `rejected`, `cancelled` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndState::Completed => "completed",
+            EndState::Rejected => "rejected",
+            EndState::Cancelled => "cancelled",
+            EndState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for EndState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a call in progress is: what [`Phone::status`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveState {
+    /// Not answered yet (either direction).
+    Ringing,
+    /// Answered, media flowing.
+    Active,
+    /// Answered and put on hold.
+    Held,
+}
+
+impl std::fmt::Display for LiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LiveState::Ringing => "ringing",
+            LiveState::Active => "active",
+            LiveState::Held => "held",
+        })
+    }
+}
+
 /// How a call ended, for the summary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallReport {
     /// Call-ID.
     pub call_id: String,
-    /// `completed`, `rejected`, `cancelled` or `failed`.
-    pub state: &'static str,
+    /// In one word.
+    pub state: EndState,
     /// Why: `bye-local`, `bye-remote`, `486`, `timeout`, `cancel`, `rtp-timeout`, ...
     pub reason: String,
     /// From INVITE to answer.
@@ -148,17 +201,17 @@ pub struct Phone {
 }
 
 /// Maps a dialog's end to (state, reason) of the summary.
-fn describe(reason: EndReason) -> (&'static str, String) {
+fn describe(reason: EndReason) -> (EndState, String) {
     match reason {
-        EndReason::Bye(Side::Local) => ("completed", "bye-local".into()),
-        EndReason::Bye(Side::Remote) => ("completed", "bye-remote".into()),
-        EndReason::Rejected(code) => ("rejected", code.to_string()),
-        EndReason::Cancelled => ("cancelled", "cancel".into()),
-        EndReason::Timeout => ("failed", "timeout".into()),
-        EndReason::NoAck => ("failed", "no-ack".into()),
-        EndReason::SessionExpired => ("failed", "session-expired".into()),
-        EndReason::PingFailed => ("failed", "ping-failed".into()),
-        EndReason::Gone => ("failed", "gone".into()),
+        EndReason::Bye(Side::Local) => (EndState::Completed, "bye-local".into()),
+        EndReason::Bye(Side::Remote) => (EndState::Completed, "bye-remote".into()),
+        EndReason::Rejected(code) => (EndState::Rejected, code.to_string()),
+        EndReason::Cancelled => (EndState::Cancelled, "cancel".into()),
+        EndReason::Timeout => (EndState::Failed, "timeout".into()),
+        EndReason::NoAck => (EndState::Failed, "no-ack".into()),
+        EndReason::SessionExpired => (EndState::Failed, "session-expired".into()),
+        EndReason::PingFailed => (EndState::Failed, "ping-failed".into()),
+        EndReason::Gone => (EndState::Failed, "gone".into()),
     }
 }
 
@@ -266,7 +319,7 @@ impl Phone {
     fn push_failed(&mut self, reason: String) {
         self.reports.push(CallReport {
             call_id: String::new(),
-            state: "failed",
+            state: EndState::Failed,
             reason,
             setup: None,
             duration: None,
@@ -277,17 +330,18 @@ impl Phone {
         });
     }
 
-    /// Calls in progress: id, state (`ringing`, `active`, `held`), time in that call, media figures.
-    pub fn status(&self, now: Instant) -> Vec<(DialogId, &'static str, Duration, Option<crate::call::MediaSummary>)> {
+    /// Calls in progress: id, state, time since the answer (since the start while ringing), media
+    /// figures.
+    pub fn status(&self, now: Instant) -> Vec<(DialogId, LiveState, Duration, Option<crate::call::MediaSummary>)> {
         self.calls
             .values()
             .map(|c| {
                 let state = if c.answered.is_none() {
-                    "ringing"
+                    LiveState::Ringing
                 } else if c.held {
-                    "held"
+                    LiveState::Held
                 } else {
-                    "active"
+                    LiveState::Active
                 };
                 let since = c.answered.unwrap_or(c.started);
                 (c.id.clone(), state, now.saturating_duration_since(since), self.media.session(&c.id).map(|s| s.summary()))
@@ -317,12 +371,10 @@ impl Phone {
         let id = call.id.clone();
         let offer = invite.body_bytes();
         match self.media.answer_offer(io, &id, &offer, self.config.source.make(), now) {
-            Ok(sdp) => {
-                let _ = self.ua.dialogs().accept(&id, Some(sdp), now);
-            }
+            Ok(sdp) => log_unsent(self.ua.dialogs().accept(&id, Some(sdp), now), "200 to the INVITE", &id),
             Err(e) => {
                 tracing::info!(error = ?e, "cannot answer the offer: 488");
-                let _ = self.ua.dialogs().reject(&id, 488, now);
+                log_unsent(self.ua.dialogs().reject(&id, 488, now), "488 to the INVITE", &id);
             }
         }
         self.ua.flush(io.endpoint, now);
@@ -340,12 +392,16 @@ impl Phone {
         let id = call.id.clone();
         call.hangup_at = None;
         if call.answered.is_some() {
-            let _ = self.ua.dialogs().send_bye_with_reason(&id, reason, now);
+            log_unsent(self.ua.dialogs().send_bye_with_reason(&id, reason, now), "BYE", &id);
         } else if call.outgoing {
-            let _ = self.ua.cancel(io.endpoint, &id, now);
+            match self.ua.cancel(io.endpoint, &id, now) {
+                // §9.1: no CANCEL before a provisional response; try again a T1 later.
+                Err(DialogError::WrongState) => call.hangup_at = Some(now + self.ua.dialogs_ref().config().t1),
+                r => log_unsent(r, "CANCEL", &id),
+            }
         } else {
             call.ringing = None;
-            let _ = self.ua.dialogs().reject(&id, 486, now);
+            log_unsent(self.ua.dialogs().reject(&id, 486, now), "486 to the INVITE", &id);
         }
         self.ua.flush(io.endpoint, now);
     }
@@ -407,6 +463,7 @@ impl Phone {
         let key = self.current().ok_or("no call")?;
         let id = self.calls.get(&key).ok_or("no call")?.id.clone();
         self.media.session_mut(&id).ok_or("no media yet")?.send_dtmf(digits).map_err(|_| "digits are 0-9 * # A-D")?;
+        // A command queues no media event (events come from inputs, whose handlers drain them).
         let _ = self.media.flush(io, &key);
         Ok(())
     }
@@ -427,19 +484,19 @@ impl Phone {
                 }
             }
             UaEvent::Dialog(ev) => self.on_dialog_event(io, ev, now),
-            UaEvent::Endpoint(EndpointEvent::Response { tx, response }) => {
+            UaEvent::Endpoint(EndpointEvent::Response { tx, response, .. }) => {
                 if let Some(r) = self.registration.as_mut() {
                     r.handle_response(io.endpoint, tx, &response, now);
                 }
             }
-            UaEvent::Endpoint(EndpointEvent::Timeout { tx }) => {
+            UaEvent::Endpoint(EndpointEvent::Timeout { tx, .. }) => {
                 if let Some(r) = self.registration.as_mut() {
                     r.handle_timeout_of(tx);
                 }
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
                 let (code, reason) = if request.method() == Some(&Method::Options) { (200, "OK") } else { (405, "Method Not Allowed") };
-                let _ = io.endpoint.respond(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
+                io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
             }
             _ => {}
         }
@@ -449,10 +506,10 @@ impl Phone {
         match ev {
             DialogEvent::Incoming { id, request } => {
                 if self.stopping {
-                    let _ = self.ua.dialogs().reject(&id, 480, now);
+                    log_unsent(self.ua.dialogs().reject(&id, 480, now), "480 while stopping", &id);
                     return;
                 }
-                let _ = self.ua.dialogs().ring(&id, now);
+                log_unsent(self.ua.dialogs().ring(&id, now), "180", &id);
                 tracing::info!(call_id = %id.call_id, from = %String::from_utf8_lossy(request.header(crate::message::HeaderName::From).unwrap_or(b"")), "incoming call");
                 let answer_at = self.config.auto_answer.map(|d| now + d);
                 let call = Call {
@@ -491,7 +548,7 @@ impl Phone {
                             if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
                                 tracing::warn!(error = ?e, "unusable answer: hanging up");
                                 call.end_reason = Some("488".into());
-                                let _ = self.ua.dialogs().send_bye(&id, now);
+                                log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
                             }
                         }
                         None => tracing::warn!("answer without SDP: no media"),
@@ -524,7 +581,7 @@ impl Phone {
         if let Some(r) = call.end_reason {
             why = r;
         }
-        tracing::info!(call_id = %id.call_id, state, reason = %why, "call ended");
+        tracing::info!(call_id = %id.call_id, %state, reason = %why, "call ended");
         let (media, recording) = match ended {
             Some(e) => (Some(e.summary), e.recording),
             None => (None, Vec::new()),
@@ -658,7 +715,9 @@ impl Application for Phone {
                 c.dtmf_at = None;
                 let id = c.id.clone();
                 if let Some(s) = self.media.session_mut(&id) {
-                    let _ = s.send_dtmf(digits);
+                    if let Err(e) = s.send_dtmf(digits) {
+                        tracing::warn!(error = ?e, %digits, "DTMF not sent");
+                    }
                 }
             }
         }

@@ -118,7 +118,7 @@ impl Registration {
             b.push(name, value);
         }
         let req = b.finish();
-        match ep.send_request(req.clone(), self.config.registrar, now) {
+        match ep.send_request(req.clone(), self.config.registrar, crate::endpoint::Owner::Phone, now) {
             Ok(tx) => self.pending = Some((tx, req)),
             Err(e) => {
                 tracing::warn!(error = ?e, "REGISTER not sent");

@@ -15,7 +15,7 @@ use switchboard::media::g711::Codec;
 use switchboard::message::Uri;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::media::CallMediaConfig;
-use switchboard::ua::phone::{CallReport, Phone, PhoneConfig, SourceSpec};
+use switchboard::ua::phone::{CallReport, EndState, Phone, PhoneConfig, SourceSpec};
 use switchboard::ua::register::RegisterConfig;
 
 mod load;
@@ -373,7 +373,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
 fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
     let mut ok = !reports.is_empty();
     for (i, r) in reports.iter().enumerate() {
-        ok &= r.state == "completed";
+        ok &= r.state == EndState::Completed;
         let m = r.media.as_ref();
         println!(
             "call {}: {} ({}); responses {:?}; setup {}; duration {}; codec {}; rtp sent {} received {} lost {}; jitter {:.1} ms; dtmf {:?}",
@@ -392,7 +392,7 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
         );
         if cli.summary.is_some() {
             let v = serde_json::json!({
-                "call_id": r.call_id, "state": r.state, "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
+                "call_id": r.call_id, "state": r.state.as_str(), "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
                 "setup_ms": r.setup.map(|s| s.as_millis() as u64), "duration_s": r.duration.map(|d| d.as_secs_f64()),
                 "codec": m.map(|m| codec_name(m.codec)), "rtp_sent": m.map_or(0, |m| m.packets_sent),
                 "rtp_received": m.map_or(0, |m| m.packets_received), "rtp_lost": m.map_or(0, |m| m.packets_lost),

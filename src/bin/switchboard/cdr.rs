@@ -122,6 +122,7 @@ pub(crate) fn run_cdr(args: CdrArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A write error (a closed pipe, as in `cdr | head`) leaves nothing to report: ignored below.
     let mut out = std::io::stdout().lock();
     if !args.json {
         let _ = writeln!(
@@ -184,6 +185,7 @@ pub(crate) fn run_calls(args: CallsArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A write error (a closed pipe, as in `cdr | head`) leaves nothing to report: ignored below.
     let mut out = std::io::stdout().lock();
     if !args.json {
         let _ = writeln!(

@@ -377,7 +377,9 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
     for change in dropped {
         if let switchboard::registrar::Change::Remove { aor, contact } = change {
-            let _ = writer.remove_binding(&aor, &contact);
+            if let Err(e) = writer.remove_binding(&aor, &contact) {
+                tracing::warn!(%aor, %contact, error = %e, "expired binding not removed from the store");
+            }
         }
     }
     let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;

@@ -205,7 +205,9 @@ impl LoadWorker {
                 let Some(call) = self.calls.get_mut(&id.call_id) else { return };
                 if !matches!(call.phase, Phase::Inviting) {
                     // A second 2xx from a fork: the dialog layer ACKed it; end that dialog too.
-                    let _ = self.ua.dialogs().send_bye(&id, now);
+                    if let Err(e) = self.ua.dialogs().send_bye(&id, now) {
+                        tracing::debug!(call_id = %id.call_id, error = %e, "BYE to a second fork not sent");
+                    }
                     return;
                 }
                 let setup = now.saturating_duration_since(call.started);
@@ -256,7 +258,7 @@ impl LoadWorker {
                 UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
                     // Out-of-dialog requests (OPTIONS, a stray INVITE) are not what a load run is about.
                     let answer = request.response_to(405, "Method Not Allowed", Some("load")).finish();
-                    let _ = io.endpoint.respond(tx, answer, now);
+                    io.endpoint.respond_or_log(tx, answer, now);
                 }
                 _ => {}
             }
