@@ -8,7 +8,7 @@
 use criterion::{black_box, criterion_group, Criterion, Throughput};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard::driver::FlowId;
+use switchboard::application::FlowId;
 use switchboard::relay::{Leg, LegPorts, Relay, RelayConfig, RelayId, RemoteMedia};
 
 #[path = "common/alloc.rs"]

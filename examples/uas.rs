@@ -7,9 +7,10 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use switchboard::application::{Application, Io};
 use switchboard::call::{answer, offer, MediaPrefs};
 use switchboard::dialog::{DialogConfig, Dialogs, EndReason, Event, Side};
-use switchboard::driver::{self, Application, Io};
+use switchboard::driver;
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::message::{HeaderName, Message, Method};
 use switchboard::sdp::{Direction, SessionDescription};
@@ -30,7 +31,7 @@ impl Uas {
         while let Some(event) = self.ua.poll_event() {
             match event {
                 UaEvent::Dialog(Event::Incoming { id, request }) => {
-                    // Answer the offer (RFC 3264 §6) from an RTP port bound by the driver.
+                    // Answer the offer (RFC 3264 §6) from an RTP port: picked now, bound by the driver next.
                     let (_, _, rtp) = io.media.bind_pair([127, 0, 0, 1].into(), 40000..=40999, true).expect("a free RTP port");
                     println!("  UAS: INVITE for {}, answering with media on {rtp}", request.request_uri_str().unwrap_or("?"));
                     let sdp = SessionDescription::parse(&request.body_bytes()).ok();

@@ -10,3 +10,11 @@ pub fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+/// Reads and parses the TOML config file at `path` (`serve --config`, `users --config`); the error
+/// names the file and the problem in one line. The parsing is the service's
+/// ([`crate::service::config::parse`]); the reading is I/O, so it is here.
+pub fn load_config(path: &std::path::Path) -> Result<crate::service::config::FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    crate::service::config::parse(&text, path)
+}

@@ -1,154 +1,56 @@
 //! The tokio driver (I/O): one task owns the SIP socket, the media sockets, the clock and the sans-IO
 //! [`Endpoint`], and runs an [`Application`] on top. Timers of every transaction, dialog and media
 //! flow live in the endpoint's and the application's own structures; the driver sleeps until the
-//! earliest of them. Media sockets each have a small reader task that forwards datagrams to the
-//! driver; sending is a non-blocking `try_send_to` from the driver task.
+//! earliest of them. After every input it carries out the application's [`MediaOutput`]s (the
+//! sans-IO [`Media`] picked the ports), then drains the endpoint. Media sockets each have a small
+//! reader task that forwards datagrams to the driver; sending is a non-blocking `send_to` from the
+//! driver task. Commands from outside (control socket, prompt) arrive on a channel ([`Command`]).
 
+use crate::application::{Media, MediaOutput};
 use crate::collections::HashMap;
-use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::dialog::IdGen;
+use crate::endpoint::Endpoint;
 use crate::transport::udp::UdpTransport;
 use bytes::Bytes;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// Identifies one bound media socket (an RTP or RTCP port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowId(pub u32);
+// The application contract lives in the sans-IO `application` module; named here too for the
+// programs written against the driver.
+pub use crate::application::{Application, FlowId, Io};
 
-/// Media sockets as the application sees them: bind, send, close. The driver implements it over
-/// tokio sockets; tests can implement it in memory.
-pub trait MediaIo {
-    /// Binds a UDP socket on `ip` at a free even port of `ports` (RTP convention, RFC 3550 §11;
-    /// the driver picks it at random, so a stranger cannot guess the next call's relay port), and,
-    /// when `with_rtcp`, the odd port above it too. Returns the RTP flow (and the RTCP flow) with
-    /// the RTP address.
-    fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)>;
-    /// Sends one datagram from `flow` (dropped and counted if the socket is busy).
-    fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]);
-    /// Closes a flow; its port is free again.
-    fn close(&mut self, flow: FlowId);
-}
-
-/// What the application may use while it handles an input: the endpoint and the media sockets.
-#[allow(missing_debug_implementations)]
-pub struct Io<'a> {
-    /// The SIP endpoint.
-    pub endpoint: &'a mut Endpoint,
-    /// Media sockets.
-    pub media: &'a mut dyn MediaIo,
-    /// Wall-clock time (since the Unix epoch) at the `now` of the current input, for RTCP
-    /// timestamps and call records; the sans-IO layers read no clock themselves.
-    pub wall_clock: std::time::Duration,
-}
+/// Spare media port pairs kept bound per range: two B2BUA calls' worth (each takes two pairs),
+/// refilled after every input.
+const SPARE_PAIRS: usize = 4;
 
 fn wall_clock() -> std::time::Duration {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
-/// The logic above the endpoint (a UAS, a softphone, the service), also sans-IO: it reacts to
-/// endpoint events, media datagrams and its own timers by calling endpoint and media commands.
-pub trait Application {
-    /// Called once when the driver starts, with I/O available (e.g. to bind media and dial).
-    fn start(&mut self, io: &mut Io<'_>, now: Instant) {
-        let _ = (io, now);
-    }
-    /// An event from the endpoint.
-    fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant);
-    /// A datagram arrived on media flow `flow`.
-    fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
-        let _ = (io, flow, source, payload, now);
-    }
-    /// The application's own timers (answer delays, call durations, media pacing).
-    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant);
-    /// The application's next deadline.
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// Asked to stop (Ctrl-C): end live calls (BYE) and report when done via [`Application::is_done`].
-    fn shutdown(&mut self, io: &mut Io<'_>, now: Instant);
-    /// True when the driver may return.
-    fn is_done(&self) -> bool;
-    /// A local address the application wants its SIP socket moved to (a phone that changed
-    /// network, issue 14 point 7; port 0 picks a free one). The driver asks after every input,
-    /// binds it, drops the old socket and answers with [`Application::moved`].
-    fn poll_move(&mut self) -> Option<SocketAddr> {
-        None
-    }
-    /// The SIP socket now listens and sends at `local` (or binding failed, and the old socket
-    /// stays).
-    fn moved(&mut self, io: &mut Io<'_>, local: io::Result<SocketAddr>, now: Instant) {
-        let _ = (io, local, now);
-    }
-}
-
-/// The driver's media sockets.
+/// The driver's media sockets: it carries out the [`MediaOutput`]s of the application's
+/// [`Media`] (which picked the ports).
 #[derive(Debug)]
 struct MediaSockets {
     /// Per flow: a std handle of the socket for sending (a plain non-blocking `send_to`, which
     /// works from the first packet; tokio's `try_send_to` refuses until the reactor has seen the
     /// new socket writable) and the reader task.
     sockets: HashMap<FlowId, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
-    next: u32,
     tx: mpsc::Sender<(FlowId, SocketAddr, Bytes)>,
     /// Datagrams dropped because a socket was busy.
     send_drops: u64,
-    /// The addresses of our own sockets, so a port search skips them without a system call.
-    /// Starting every search at the bottom of the range made each new call try (socket, bind,
-    /// close) every port still held by a recent call first: quadratic, and at 2,000 calls/s to
-    /// the echo user it pegged the core on socket churn.
-    bound: crate::collections::HashSet<SocketAddr>,
-}
-
-/// Random tries at a port pair before the search walks the range from a random start.
-const RANDOM_TRIES: u32 = 16;
-
-/// The even ports of a search: `first + 2 * slot` for `slot < slots`.
-#[derive(Debug, Clone, Copy)]
-struct EvenPorts {
-    first: u16,
-    slots: u32,
-}
-
-impl EvenPorts {
-    /// The even ports of `ports` that leave room for an RTCP neighbour when `with_rtcp`.
-    fn of(ports: &RangeInclusive<u16>, with_rtcp: bool) -> Option<EvenPorts> {
-        let (start, end) = (*ports.start(), *ports.end());
-        let first = start.checked_add(start % 2)?;
-        let last = if with_rtcp { end.checked_sub(1)? } else { end };
-        (first <= last).then(|| EvenPorts { first, slots: u32::from((last - first) / 2) + 1 })
-    }
-
-    fn port(self, slot: u32) -> u16 {
-        // slot < slots, so this stays within `first..=last`.
-        self.first + ((slot % self.slots) * 2) as u16
-    }
-
-    /// The order a search tries ports in: [`RANDOM_TRIES`] random slots (cheap even when the range
-    /// is mostly taken: each try succeeds with the free share's odds), then every slot once from
-    /// a random start, so a free pair is always found. Each port costs a hash lookup, and a bind
-    /// only if no socket of ours holds it.
-    fn search(self) -> impl Iterator<Item = u16> {
-        use rand::RngExt;
-        let mut rng = rand::rng();
-        let start = rng.random_range(0..self.slots);
-        let random = (0..RANDOM_TRIES.min(self.slots)).map(move |_| rng.random_range(0..self.slots));
-        random.chain((0..self.slots).map(move |i| start.wrapping_add(i) % self.slots)).map(move |slot| self.port(slot))
-    }
 }
 
 impl MediaSockets {
-    fn open(&mut self, addr: SocketAddr) -> io::Result<(FlowId, SocketAddr)> {
-        let std_socket = std::net::UdpSocket::bind(addr)?;
+    fn bind(&mut self, flow: FlowId, local: SocketAddr) -> io::Result<()> {
+        let std_socket = std::net::UdpSocket::bind(local)?;
         std_socket.set_nonblocking(true)?;
         let sender = std_socket.try_clone()?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let local = socket.local_addr()?;
-        self.next += 1;
-        let flow = FlowId(self.next);
         let reader = socket.clone();
         let tx = self.tx.clone();
         let task = tokio::spawn(async move {
@@ -160,35 +62,7 @@ impl MediaSockets {
             }
         });
         self.sockets.insert(flow, (sender, task));
-        self.bound.insert(local);
-        Ok((flow, local))
-    }
-}
-
-impl MediaIo for MediaSockets {
-    fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        if let Some(even) = EvenPorts::of(&ports, with_rtcp) {
-            for port in even.search() {
-                let ours = |p: u16| self.bound.contains(&SocketAddr::new(ip, p));
-                if ours(port) || (with_rtcp && ours(port + 1)) {
-                    continue;
-                }
-                let Ok((rtp, local)) = self.open(SocketAddr::new(ip, port)) else { continue };
-                let rtcp = if with_rtcp {
-                    match self.open(SocketAddr::new(ip, port + 1)) {
-                        Ok((rtcp, _)) => Some(rtcp),
-                        Err(_) => {
-                            self.close(rtp);
-                            continue;
-                        }
-                    }
-                } else {
-                    None
-                };
-                return Ok((rtp, rtcp, local));
-            }
-        }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free media port pair in {}-{}", ports.start(), ports.end())))
+        Ok(())
     }
 
     fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]) {
@@ -200,21 +74,50 @@ impl MediaIo for MediaSockets {
     }
 
     fn close(&mut self, flow: FlowId) {
-        if let Some((socket, task)) = self.sockets.remove(&flow) {
-            if let Ok(local) = socket.local_addr() {
-                self.bound.remove(&local);
-            }
+        if let Some((_, task)) = self.sockets.remove(&flow) {
             task.abort();
         }
     }
+
+    /// Carries out what the application queued; a bind that fails is reported back to the
+    /// application (see [`Application::handle_bind_failed`]). True if there was anything.
+    fn apply<A: Application>(&mut self, endpoint: &mut Endpoint, media: &mut Media, app: &mut A, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(out) = media.poll_output() {
+            any = true;
+            match out {
+                MediaOutput::Bind { flow, local } => {
+                    if let Err(e) = self.bind(flow, local) {
+                        tracing::debug!(%local, error = %e, "media port taken by another process");
+                        if media.handle_bind_failed(flow) {
+                            let io = &mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() };
+                            app.handle_bind_failed(io, flow, now);
+                        }
+                    }
+                }
+                MediaOutput::Send { flow, dest, payload } => self.send(flow, dest, &payload),
+                MediaOutput::Unbind { flow } => self.close(flow),
+            }
+        }
+        any
+    }
 }
 
-/// Drains the endpoint: events to the application, datagrams to the SIP socket.
-async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint, media: &mut MediaSockets, app: &mut A, now: Instant) {
+/// Drains the application's media outputs and the endpoint: binds before the datagrams that
+/// name the ports, events to the application, datagrams to the SIP socket.
+async fn flush<A: Application>(
+    transport: &UdpTransport,
+    endpoint: &mut Endpoint,
+    media: &mut Media,
+    sockets: &mut MediaSockets,
+    app: &mut A,
+    now: Instant,
+) {
     loop {
-        let mut progressed = false;
+        let mut progressed = sockets.apply(endpoint, media, app, now);
         while let Some(ev) = endpoint.poll_event() {
             app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
+            sockets.apply(endpoint, media, app, now);
             progressed = true;
         }
         while let Some(t) = endpoint.poll_transmit() {
@@ -231,7 +134,13 @@ async fn flush<A: Application>(transport: &UdpTransport, endpoint: &mut Endpoint
 
 /// Moves the SIP socket where the application asks ([`Application::poll_move`]), then sends what
 /// it queued in answer.
-async fn rebind<A: Application>(transport: &mut UdpTransport, endpoint: &mut Endpoint, media: &mut MediaSockets, app: &mut A) {
+async fn rebind<A: Application>(
+    transport: &mut UdpTransport,
+    endpoint: &mut Endpoint,
+    media: &mut Media,
+    sockets: &mut MediaSockets,
+    app: &mut A,
+) {
     while let Some(addr) = app.poll_move() {
         let local = match UdpTransport::bind(addr).await {
             Ok(t) => {
@@ -247,7 +156,7 @@ async fn rebind<A: Application>(transport: &mut UdpTransport, endpoint: &mut End
         };
         let now = Instant::now();
         app.moved(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, local, now);
-        flush(transport, endpoint, media, app, now).await;
+        flush(transport, endpoint, media, sockets, app, now).await;
     }
 }
 
@@ -275,12 +184,15 @@ pub async fn run_with_commands<A: Application>(
 ) -> A {
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel(1024);
-    let mut media = MediaSockets { sockets: HashMap::default(), next: 0, tx, send_drops: 0, bound: Default::default() };
+    let mut sockets = MediaSockets { sockets: HashMap::default(), tx, send_drops: 0 };
+    // Ports at random, from the OS CSPRNG: a stranger cannot guess the next call's relay port. A
+    // few spare pairs stay bound, so a port another process holds costs a spare, not a call.
+    let mut media = Media::new(IdGen::from_os()).with_spares(SPARE_PAIRS);
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
     // Whatever the application queued before the loop (e.g. an INVITE) goes out now.
-    flush(&transport, &mut endpoint, &mut media, &mut app, Instant::now()).await;
+    flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, Instant::now()).await;
     loop {
         if app.is_done() {
             break;
@@ -328,11 +240,14 @@ pub async fn run_with_commands<A: Application>(
                 break;
             }
         }
-        flush(&transport, &mut endpoint, &mut media, &mut app, Instant::now()).await;
-        rebind(&mut transport, &mut endpoint, &mut media, &mut app).await;
+        flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, Instant::now()).await;
+        rebind(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app).await;
     }
-    if media.send_drops > 0 {
-        tracing::info!(drops = media.send_drops, "media datagrams dropped on busy sockets");
+    for flow in sockets.sockets.keys().copied().collect::<Vec<_>>() {
+        sockets.close(flow);
+    }
+    if sockets.send_drops > 0 {
+        tracing::info!(drops = sockets.send_drops, "media datagrams dropped on busy sockets");
     }
     // What the per-source limit and the stateless answers did (bench/flood.sh reads this line);
     // silent for applications that use neither (the softphone).
@@ -350,9 +265,6 @@ pub async fn run_with_commands<A: Application>(
         s.refused_requests,
         s.stray_responses
     );
-    for flow in media.sockets.keys().copied().collect::<Vec<_>>() {
-        media.close(flow);
-    }
     app
 }
 /// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
@@ -382,27 +294,5 @@ pub fn interrupted() -> impl Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_search_covers_every_even_port_in_range_and_starts_at_random() {
-        let even = EvenPorts::of(&(30001..=30011), true).unwrap();
-        // 30002..=30010: the last even port leaves room for its RTCP neighbour.
-        let order: Vec<u16> = even.search().collect();
-        assert!(order.iter().all(|p| p % 2 == 0 && (30002..=30010).contains(p)));
-        let walk = &order[RANDOM_TRIES.min(5) as usize..];
-        assert_eq!(walk.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 5, "{order:?}");
-        assert_eq!(EvenPorts::of(&(30000..=30000), true).map(|e| e.slots), None);
-        assert_eq!(EvenPorts::of(&(30000..=30000), false).map(|e| e.slots), Some(1));
-        assert_eq!(EvenPorts::of(&(65534..=65535), true).map(|e| e.search().collect::<Vec<_>>()), Some(vec![65534, 65534]));
-        // A large range: the first pick is not always the same (chance of a false failure: 5000^-19).
-        let wide = EvenPorts::of(&(30000..=39999), true).unwrap();
-        let firsts: std::collections::HashSet<u16> = (0..20).filter_map(|_| wide.search().next()).collect();
-        assert!(firsts.len() > 1, "{firsts:?}");
     }
 }

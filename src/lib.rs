@@ -9,10 +9,12 @@
 //!   store       users, bindings, call records (SQLite, I/O)          [feature service]
 //!   b2bua       back-to-back calls with relayed media (RFC 7092)     [feature service]
 //!   driver      tokio loop: sockets + clock (the only I/O)           [feature tokio]
-//!   testing     test harness: in-memory network, virtual clock, media [feature tokio]
-//!   ua          echo UAS, softphone, REGISTER client                 [feature tokio]
-//!   relay       RTP/RTCP relay between two legs                      [feature tokio]
+//!   testing     test harness: in-memory network, virtual clock, media
+//!   application the contract above the endpoint: Application, Io, media ports and flows
+//!   ua          echo UAS, softphone, REGISTER client
+//!   relay       RTP/RTCP relay between two legs
 //!   proxy       stateful proxy core (RFC 3261 §16)
+//!   records     what the service writes to its store: rows, write ops, the sink it writes to
 //!   registrar   location service (RFC 3261 §10.3)
 //!   auth        digest authentication (RFC 3261 §22, RFC 8760)
 //!   call        SDP offer/answer for audio (RFC 3264), the media session of a call
@@ -34,18 +36,20 @@
 //!
 //! `default = ["service", "cli"]`. With `default-features = false` the crate is the sans-IO stack
 //! (message, transport rules, transaction, endpoint, dialog, sdp, call, media, auth, registrar,
-//! proxy) without tokio, clap, toml, rusqlite or serde_json. `tokio` adds the driver, the UDP
-//! socket and what runs on them (`ua`, `relay`, `testing`); `serde` derives Serialize/Deserialize
-//! for [`dialog::DialogSnapshot`]; `service` adds the service, its store and the B2BUA; `cli` the
-//! binaries' shared parts.
+//! proxy, the application contract, ua, relay and the in-memory test harness) without tokio,
+//! clap, toml, rusqlite or serde_json. `tokio` adds the driver and the UDP socket; `serde` derives
+//! Serialize/Deserialize for [`dialog::DialogSnapshot`]; `service` adds the service, its store and
+//! the B2BUA (no tokio); `cli` the binaries' shared parts and the driver they run on.
 //!
 //! # The types most programs start from
 //!
 //! Re-exported here: [`Message`] (parse and build), [`Endpoint`] with its [`EndpointConfig`] and
-//! [`EndpointEvent`]s, the dialog layer [`Dialogs`], and [`SessionDescription`].
+//! [`EndpointEvent`]s, the dialog layer [`Dialogs`], [`SessionDescription`], and the contract of
+//! what runs above the endpoint: [`Application`], the [`Io`] it gets and its [`Media`] flows.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod application;
 pub mod auth;
 pub mod call;
 pub mod collections;
@@ -54,19 +58,17 @@ pub mod endpoint;
 pub mod media;
 pub mod message;
 pub mod proxy;
+pub mod records;
 pub mod registrar;
+pub mod relay;
 pub mod sdp;
+pub mod testing;
 pub mod transaction;
 pub mod transport;
+pub mod ua;
 
 #[cfg(feature = "tokio")]
 pub mod driver;
-#[cfg(feature = "tokio")]
-pub mod relay;
-#[cfg(feature = "tokio")]
-pub mod testing;
-#[cfg(feature = "tokio")]
-pub mod ua;
 
 #[cfg(feature = "service")]
 pub mod b2bua;
@@ -78,6 +80,7 @@ pub mod store;
 #[cfg(feature = "cli")]
 pub mod cli;
 
+pub use application::{Application, Io, Media};
 pub use dialog::Dialogs;
 pub use endpoint::{Endpoint, EndpointConfig, EndpointEvent, Owner};
 pub use message::Message;

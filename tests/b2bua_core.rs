@@ -9,9 +9,9 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use switchboard::application::{Application, FlowId, Io};
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event, Side};
-use switchboard::driver::{Application, FlowId, Io};
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::proxy::Target;
 use switchboard::relay::RelayConfig;
@@ -79,6 +79,11 @@ impl Application for B2buaNode {
         let _relayed = self.b2b.handle_media(io, flow, source, &payload, now);
     }
 
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.b2b.handle_bind_failed(io, flow, now);
+        self.keep_store();
+    }
+
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.b2b.handle_timeout(io, now);
         self.keep_store();
@@ -113,12 +118,16 @@ impl World {
     }
 
     fn with(caller_se: Option<Duration>, relay_media: bool, no_answer: Duration) -> World {
+        World::build(caller_se, relay_media, no_answer, 30000..=30999)
+    }
+
+    fn build(caller_se: Option<Duration>, relay_media: bool, no_answer: Duration, rtp_ports: std::ops::RangeInclusive<u16>) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             media_ip: addr(SB).ip(),
-            rtp_ports: 30000..=30999,
+            rtp_ports,
             relay: RelayConfig { inactivity: None, ..RelayConfig::default() },
             no_answer,
             relay_media,
@@ -195,13 +204,24 @@ fn remote_sdp(p: &DialogUa, id: &DialogId) -> String {
     String::from_utf8_lossy(&p.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp().cloned()).expect("sdp")).into_owned()
 }
 
+/// The audio port of an SDP.
+fn audio_port(sdp: &str) -> u16 {
+    let m = sdp.lines().find_map(|l| l.strip_prefix("m=audio ")).expect("an audio line");
+    m.split(' ').next().and_then(|p| p.parse().ok()).expect("a port")
+}
+
 #[test]
 fn the_answer_reaches_the_caller_with_the_relay_in_its_sdp() {
     let (w, caller, callee) = established_call();
     assert_ne!(caller.call_id, callee.call_id, "two dialogs");
     let text = remote_sdp(w.caller(), &caller);
-    assert!(text.contains("m=audio 30000 ") && text.contains("c=IN IP4 127.0.0.1"), "the caller sends to the relay: {text}");
-    assert!(remote_sdp(w.callee(), &callee).contains("m=audio 30002 "), "the callee sends to its own relay port");
+    assert!(text.contains("c=IN IP4 127.0.0.1"), "the caller sends to the relay: {text}");
+    // Each leg has its own relay port pair, picked at random in the range, and both are bound.
+    let (to_caller, to_callee) = (audio_port(&text), audio_port(&remote_sdp(w.callee(), &callee)));
+    assert_ne!(to_caller, to_callee, "the callee sends to its own relay port");
+    assert!([to_caller, to_callee].iter().all(|p| (30000..=30999).contains(p) && p % 2 == 0));
+    let open: std::collections::BTreeSet<u16> = w.net.media(w.sb).open.values().map(|a| a.port()).collect();
+    assert_eq!(open, [to_caller, to_caller + 1, to_callee, to_callee + 1].into(), "RTP and RTCP of both legs are bound");
     let r = w.last_record();
     assert!(r.answered_at.is_some() && r.callee_call_id.as_deref() == Some(&*callee.call_id));
     assert_eq!(r.codec.as_deref(), Some("PCMU/8000"));
@@ -258,13 +278,15 @@ fn bye_from_either_side_ends_both_legs() {
 #[test]
 fn a_reinvite_changing_the_codec_passes_through_and_the_relay_follows() {
     let (mut w, caller, callee) = established_call();
+    let caller_relay = audio_port(&remote_sdp(w.caller(), &caller));
+    let callee_relay = audio_port(&remote_sdp(w.callee(), &callee));
     w.command(w.caller, |d, now| d.send_reinvite(&caller, offer(4100, "8", "sendrecv"), now)).expect("re-INVITE");
     w.net.run_for(Duration::from_millis(200));
     let reoffer =
         w.callee().events.iter().rev().find_map(|e| if let Event::Reoffer { request, .. } = e { Some(request.clone()) } else { None });
     let reoffer = reoffer.expect("the callee got the re-INVITE");
     let body = String::from_utf8_lossy(reoffer.body()).into_owned();
-    assert!(body.contains("m=audio 30002 RTP/AVP 8") && body.contains("o=switchboard"), "{body}");
+    assert!(body.contains(&format!("m=audio {callee_relay} RTP/AVP 8")) && body.contains("o=switchboard"), "{body}");
     w.command(w.callee, |d, now| d.accept(&callee, Some(offer(6100, "8", "sendrecv")), now)).expect("accept");
     w.net.run_for(Duration::from_millis(500));
     let answered =
@@ -273,7 +295,7 @@ fn a_reinvite_changing_the_codec_passes_through_and_the_relay_follows() {
     // The relay now sends the caller's media to the callee's new port: an RTP packet from the
     // caller's new port to its relay port comes out towards 6100.
     let rtp = Bytes::from_static(&[0x80, 8, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xd5, 0xd5]);
-    w.net.inject(addr("127.0.0.1:4100"), addr("127.0.0.1:30000"), rtp);
+    w.net.inject(addr("127.0.0.1:4100"), std::net::SocketAddr::new(addr(SB).ip(), caller_relay), rtp);
     w.net.run_for(Duration::from_millis(1));
     assert_eq!(w.net.media(w.sb).sent.last().map(|(_, d)| *d), Some(addr("127.0.0.1:6100")));
 }
@@ -330,6 +352,39 @@ fn without_the_relay_the_sdp_passes_through_and_no_port_is_bound() {
     w.net.run_for(Duration::from_secs(1));
     assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)]);
     assert_eq!(w.last_record().caller_packets, 0);
+}
+
+#[test]
+fn a_relay_port_another_process_holds_ends_that_call_and_the_next_call_gets_another() {
+    // Three port pairs in the range, one of them (30000) held by "another process": the allocator
+    // does not know until the driver fails to bind it. The call that drew it ends on both legs
+    // (the port was already in an SDP on its way); the allocator skips the port from then on.
+    let mut w = World::build(None, true, Duration::from_secs(10), 30000..=30005);
+    w.net.media_mut(w.sb).taken.insert(30000);
+    let mut ended = 0;
+    for _ in 0..3 {
+        let before = w.caller().ended().len();
+        w.dial();
+        if w.caller().ended().len() > before {
+            ended += 1;
+            assert_eq!(w.caller().ended().last(), Some(&EndReason::Rejected(480)));
+            assert_eq!(w.last_record().end_reason.as_deref(), Some("relay-port-taken"));
+            w.net.run_for(Duration::from_secs(1));
+            assert!(w.net.media(w.sb).open.is_empty(), "the call's other ports are closed");
+            continue;
+        }
+        // A call that got through holds two of the three pairs: not 30000's.
+        w.answer(offer(6000, "0", "sendrecv"));
+        let caller = w.caller().established().expect("up");
+        let open = &w.net.media(w.sb).open;
+        assert!(open.len() == 4 && open.values().all(|a| a.port() >= 30002), "{open:?}");
+        w.command(w.caller, |d, now| d.send_bye(&caller, now)).expect("bye");
+        w.net.run_for(Duration::from_secs(1));
+        assert!(w.net.media(w.sb).open.is_empty());
+        assert_eq!(ended, 1, "a taken port costs one call (with these seeds, the first drew it)");
+        return;
+    }
+    panic!("no call got through");
 }
 
 // ===== The B2BUA's setup state ends with the caller's INVITE transaction =====

@@ -7,14 +7,12 @@
 //! to the size it had before the first call, and every media port closed. Sizes, not RSS.
 
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use switchboard::application::{Application, Io};
 use switchboard::b2bua::{B2bua, B2buaConfig};
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, EndReason, Event};
-use switchboard::driver::{Application, FlowId, Io, MediaIo};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::{Proxy, ProxyConfig};
 use switchboard::registrar::{Registrar, RegistrarConfig};
@@ -22,6 +20,7 @@ use switchboard::relay::RelayConfig;
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::RouteConfig;
 use switchboard::service::routes::StaticRoutes;
+use switchboard::testing::MemoryMedia;
 use switchboard::ua::core::{UaCore, UaEvent};
 use switchboard::ua::echo::{EchoConfig, EchoUas};
 use switchboard::ua::media::CallMediaConfig;
@@ -39,38 +38,6 @@ fn offer(port: u16) -> Bytes {
     Bytes::from(format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
     ))
-}
-
-/// Media sockets in memory: binds hand out flows on consecutive ports, sends are dropped.
-#[derive(Default)]
-struct MemoryMedia {
-    next: u32,
-    next_port: u16,
-    open: HashMap<FlowId, SocketAddr>,
-}
-
-impl MediaIo for MemoryMedia {
-    fn bind_pair(
-        &mut self,
-        ip: IpAddr,
-        ports: RangeInclusive<u16>,
-        with_rtcp: bool,
-    ) -> std::io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        let port = self.next_port.max(*ports.start());
-        self.next_port = port + 2;
-        self.next += 2;
-        let rtp = FlowId(self.next - 1);
-        let rtcp = with_rtcp.then_some(FlowId(self.next));
-        self.open.insert(rtp, SocketAddr::new(ip, port));
-        if let Some(r) = rtcp {
-            self.open.insert(r, SocketAddr::new(ip, port + 1));
-        }
-        Ok((rtp, rtcp, SocketAddr::new(ip, port)))
-    }
-    fn send(&mut self, _flow: FlowId, _dest: SocketAddr, _payload: &[u8]) {}
-    fn close(&mut self, flow: FlowId) {
-        self.open.remove(&flow);
-    }
 }
 
 /// A phone: its own endpoint, UA core and dialogs.
@@ -191,6 +158,7 @@ impl World {
         };
         let now = w.now;
         w.svc.start(&mut Io { endpoint: &mut w.ep, media: &mut w.media, wall_clock: Duration::from_secs(1_800_000_000) }, now);
+        assert!(w.media.apply().is_empty());
         w
     }
 
@@ -251,6 +219,8 @@ impl World {
                 moved = true;
                 let mut io = Io { endpoint: &mut self.ep, media: &mut self.media, wall_clock: Duration::from_secs(1_800_000_000) };
                 self.svc.handle_event(&mut io, ev, self.now);
+                // What the driver does after each input: bind, send, close.
+                assert!(self.media.apply().is_empty(), "no port is taken here");
             }
             if !moved {
                 return;
@@ -286,6 +256,7 @@ impl World {
                     self.ep.handle_timeout(now);
                     let mut io = Io { endpoint: &mut self.ep, media: &mut self.media, wall_clock: Duration::from_secs(1_800_000_000) };
                     self.svc.handle_timeout(&mut io, now);
+                    assert!(self.media.apply().is_empty(), "no port is taken here");
                 }
                 _ => {
                     self.now = end;

@@ -51,7 +51,7 @@ fn run(calls: usize, mode: impl FnOnce(&mut ServiceParts)) -> (Net, NodeId<Servi
     for call in 0..calls {
         net.with(alice, |phone, io, now| {
             phone.dial(&format!("sip:bob@{}", sb.ip()), sb);
-            switchboard::driver::Application::start(phone, io, now);
+            switchboard::application::Application::start(phone, io, now);
         });
         let ended = net.run_until(Duration::from_secs(120), |n| n.app(alice).reports.len() > call);
         assert!(ended, "call {call} ended: {net:?}");

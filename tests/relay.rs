@@ -10,7 +10,7 @@
 use proptest::prelude::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard::driver::FlowId;
+use switchboard::application::FlowId;
 use switchboard::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId, RemoteMedia};
 
 const ID: RelayId = RelayId(7);

@@ -8,12 +8,11 @@
 //! same 403; and a REGISTER with good credentials still gets 200. Also the per-source rate limit on
 //! the bare endpoint: one source's flood is dropped unparsed and counted, another source passes.
 
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use switchboard::application::{Application, Io, Media};
 use switchboard::auth::{DigestClient, DigestServer, UserRecord};
 use switchboard::call::{MediaConfig, MediaPrefs};
-use switchboard::driver::{Application, FlowId, Io, MediaIo};
 use switchboard::endpoint::{Endpoint, EndpointConfig, STATELESS_TAG};
 use switchboard::message::{HeaderName, Message, Method};
 use switchboard::proxy::{Proxy, ProxyConfig};
@@ -28,19 +27,10 @@ use switchboard::ua::media::CallMediaConfig;
 const REALM: &str = "switchboard";
 const WALL: Duration = Duration::from_secs(1_800_000_000);
 
-/// No media is ever bound here (nothing gets past the challenge but REGISTER).
-struct NoMedia;
-
-impl MediaIo for NoMedia {
-    fn bind_pair(&mut self, _: IpAddr, _: RangeInclusive<u16>, _: bool) -> std::io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        Err(std::io::Error::other("no media in this test"))
-    }
-    fn send(&mut self, _: FlowId, _: SocketAddr, _: &[u8]) {}
-    fn close(&mut self, _: FlowId) {}
-}
-
 struct Harness {
     ep: Endpoint,
+    /// No media is ever bound here (nothing gets past the challenge but REGISTER).
+    media: Media,
     svc: Service,
     now: Instant,
 }
@@ -91,7 +81,12 @@ impl Harness {
             admission: switchboard::service::admit::Admission::new(local, route_key, Vec::new()),
         };
         let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-        Harness { ep: Endpoint::new(EndpointConfig { allow, ..EndpointConfig::default() }), svc: Service::new(parts), now: Instant::now() }
+        Harness {
+            ep: Endpoint::new(EndpointConfig { allow, ..EndpointConfig::default() }),
+            media: Media::disabled(),
+            svc: Service::new(parts),
+            now: Instant::now(),
+        }
     }
 
     /// Feeds one datagram from `src`, runs the service, returns what was sent.
@@ -106,7 +101,7 @@ impl Harness {
         loop {
             let mut progressed = false;
             while let Some(ev) = self.ep.poll_event() {
-                let mut io = Io { endpoint: &mut self.ep, media: &mut NoMedia, wall_clock: WALL };
+                let mut io = Io { endpoint: &mut self.ep, media: &mut self.media, wall_clock: WALL };
                 self.svc.handle_event(&mut io, ev, self.now);
                 progressed = true;
             }

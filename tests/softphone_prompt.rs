@@ -68,15 +68,18 @@ fn prompt_dials_shows_status_holds_and_hangs_up() {
     say("status");
     expect(&out, "no calls");
     say(&format!("dial sip:echo@127.0.0.1:{port}"));
-    // Poll status until the call is active and media flows both ways.
+    // Poll status until the call is active and media flows both ways (for up to 15 s: the prompt
+    // answers each line at once, so the pace is ours).
     let mut active = String::new();
-    for _ in 0..50 {
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < until {
         say("status");
         let l = expect(&out, "@127.0.0.1");
         if l.contains(" active ") && !l.contains("received 0 ") {
             active = l;
             break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(active.contains("rtp sent"), "live media figures: {active}");
     say("hold");

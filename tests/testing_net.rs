@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard::driver::{Application, FlowId, Io};
+use switchboard::application::{Application, FlowId, Io};
 use switchboard::testing::{Link, Net, NodeId};
 use switchboard::Endpoint;
 
@@ -24,7 +24,7 @@ impl Application for Mirror {
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
         self.got.push((now, payload.clone()));
         if payload.first() == Some(&b'?') {
-            io.media.send(flow, source, b"!");
+            io.media.send(flow, source, Bytes::from_static(b"!"));
         }
     }
     fn handle_timeout(&mut self, _io: &mut Io<'_>, _now: Instant) {}

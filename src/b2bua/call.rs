@@ -3,8 +3,8 @@
 
 use super::sdp::LegOrigin;
 use crate::dialog::{DialogId, DialogSnapshot};
+use crate::records::CallRecord;
 use crate::relay::{Leg, LegPorts, LegStats};
-use crate::store::CallRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 

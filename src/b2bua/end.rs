@@ -33,6 +33,9 @@ pub enum Cause {
     RestartRecovered,
     /// A call saved before a restart could not be taken back (its relay ports were taken).
     RestartFailed,
+    /// Another process held a relay port the call had already offered (the driver could not bind
+    /// it; see `crate::application`).
+    RelayPortTaken,
 }
 
 impl Cause {
@@ -58,6 +61,7 @@ impl Cause {
             Cause::Cancel => Some(487),
             Cause::Timeout | Cause::NoAck | Cause::SessionExpired | Cause::PingFailed | Cause::RtpTimeout => Some(408),
             Cause::Gone => Some(481),
+            Cause::RelayPortTaken => Some(503),
             Cause::Bye | Cause::RestartRecovered | Cause::RestartFailed => None,
         }
     }
@@ -77,6 +81,7 @@ impl fmt::Display for Cause {
             Cause::RtpTimeout => "rtp-timeout",
             Cause::RestartRecovered => "restart-recovered",
             Cause::RestartFailed => "restart-failed",
+            Cause::RelayPortTaken => "relay-port-taken",
         })
     }
 }
@@ -122,6 +127,7 @@ impl CallEnd {
     pub fn bye_reason(self) -> Option<&'static str> {
         match (self.by, self.cause) {
             (Party::Service, Cause::RtpTimeout) => Some("SIP;cause=408;text=\"RTP timeout\""),
+            (Party::Service, Cause::RelayPortTaken) => Some("SIP;cause=503;text=\"relay port taken\""),
             _ => None,
         }
     }
@@ -153,6 +159,7 @@ mod tests {
             (Cause::RtpTimeout, "rtp-timeout"),
             (Cause::RestartRecovered, "restart-recovered"),
             (Cause::RestartFailed, "restart-failed"),
+            (Cause::RelayPortTaken, "relay-port-taken"),
         ];
         for (cause, word) in words {
             assert_eq!(cause.to_string(), word);

@@ -5,11 +5,11 @@ use super::call::{new_record, Call, Phase, SavedCall, SavedLeg};
 use super::end::{CallEnd, Cause, Party};
 use super::sdp::{self, LegOrigin};
 use super::{B2bua, Parties, Setup};
+use crate::application::Io;
 use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
-use crate::driver::Io;
 use crate::message::Message;
+use crate::records::{CallState, StoreOp};
 use crate::relay::{Leg, LegPorts, RelayId};
-use crate::store::{CallState, StoreOp};
 use crate::ua::log_unsent;
 use bytes::Bytes;
 use std::time::Instant;
@@ -365,8 +365,7 @@ impl B2bua {
     }
 
     fn rebind(io: &mut Io<'_>, addr: std::net::SocketAddr) -> Option<LegPorts> {
-        let port = addr.port();
-        let (rtp, rtcp, local) = io.media.bind_pair(addr.ip(), port..=port.saturating_add(1), true).ok()?;
+        let (rtp, rtcp, local) = io.media.bind_exact(addr, true)?;
         Some(LegPorts { rtp, rtcp, local })
     }
 

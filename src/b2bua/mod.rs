@@ -36,14 +36,14 @@ pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
 pub use handover::Parties;
 
+use crate::application::{FlowId, Io};
 use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, Dialogs, IdGen, NotAccepted};
-use crate::driver::{FlowId, Io};
 use crate::endpoint::EndpointEvent;
 use crate::message::Message;
 use crate::proxy::Target;
+use crate::records::{CallState, StoreOp};
 use crate::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId};
-use crate::store::{CallState, StoreOp};
 use crate::transaction::TransactionId;
 use crate::ua::core::{UaCore, UaEvent};
 use crate::ua::log_unsent;
@@ -278,7 +278,7 @@ impl B2bua {
         self.store_ops.pop_front()
     }
 
-    /// Binds one relay port pair anywhere in the range (the driver draws it at random, so the
+    /// Binds one relay port pair anywhere in the range (the allocator draws it at random, so the
     /// next call's ports cannot be guessed from this one's).
     fn bind_leg(&mut self, io: &mut Io<'_>) -> Option<LegPorts> {
         match io.media.bind_pair(self.config.media_ip, self.config.rtp_ports.clone(), true) {
@@ -287,6 +287,13 @@ impl B2bua {
                 tracing::warn!(error = %e, "no free relay port");
                 None
             }
+        }
+    }
+
+    /// Has relay ports bound ahead of the first call (see [`crate::application::Media::reserve`]).
+    pub fn reserve(&self, io: &mut Io<'_>) {
+        if self.config.relay_media {
+            io.media.reserve(self.config.media_ip, self.config.rtp_ports.clone(), true);
         }
     }
 
@@ -377,8 +384,22 @@ impl B2bua {
             return false;
         }
         if let Some((out, dest)) = self.relay.handle_datagram(flow, source, payload, now) {
-            io.media.send(out, dest, payload);
+            io.media.send(out, dest, payload.clone());
         }
+        true
+    }
+
+    /// The driver could not bind relay flow `flow`: another process holds the port. The port is
+    /// already in an SDP on its way (it was picked without a round trip), so rather than move the
+    /// leg with a re-INVITE the call ends on both legs (CANCEL or 480 in setup, BYE once up) with
+    /// reason `relay-port-taken`; the allocator skips that port from now on. `false` if the flow
+    /// is not a relay port.
+    pub fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) -> bool {
+        self.wall = io.wall_clock;
+        let has = |m: &(LegPorts, LegPorts)| [&m.0, &m.1].iter().any(|p| p.rtp == flow || p.rtcp == Some(flow));
+        let Some(key) = self.calls.iter().find(|(_, c)| c.media.as_deref().is_some_and(has)).map(|(k, _)| *k) else { return false };
+        tracing::warn!(call = key, "relay port taken by another process: ending the call");
+        self.end_both(io, key, CallEnd::new(Cause::RelayPortTaken, Party::Service), now);
         true
     }
 

@@ -5,7 +5,7 @@
 use super::classify::RtpHeader;
 use super::latch::{Latch, Rank, Rules, RTCP_RELATCH_IDLE};
 use super::{LegPorts, LegStats, RemoteMedia};
-use crate::driver::FlowId;
+use crate::application::FlowId;
 use crate::media::rtp::RtpPacket;
 use crate::media::stats::{ReceiverStats, Verdict};
 use crate::media::SAMPLE_RATE;

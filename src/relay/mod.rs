@@ -66,11 +66,11 @@
 //! answer: the latches are ranked against it), [`Relay::set_peer_ip`] (where the leg's SIP comes
 //! from), [`Relay::handle_datagram`] (every datagram on a
 //! flow the relay [`Relay::owns`], with the time it arrived: send what it returns with
-//! `MediaIo::send`) and [`Relay::handle_timeout`] once [`Relay::poll_timeout`] is due. The deadline
+//! `Media::send`) and [`Relay::handle_timeout`] once [`Relay::poll_timeout`] is due. The deadline
 //! may be early (an early call does nothing visible), never late; learning windows need no
 //! deadline (they settle on the next datagram). Times passed in must not go backwards. The relay
 //! owns no socket: [`Relay::remove`] returns the figures and the caller closes the flows. Relay
-//! ports should be hard to guess: the driver's `MediaIo::bind_pair` draws them at random.
+//! ports should be hard to guess: `application::Media::bind_pair` draws them at random.
 
 mod classify;
 mod latch;
@@ -80,8 +80,8 @@ mod timer;
 #[cfg(test)]
 mod latch_tests;
 
+use crate::application::FlowId;
 use crate::collections::HashMap;
-use crate::driver::FlowId;
 use classify::{classify, Kind, Port};
 use leg::LegState;
 use std::net::{IpAddr, SocketAddr};
@@ -132,7 +132,7 @@ impl Leg {
     }
 }
 
-/// The relay's ports for one leg, as bound with `MediaIo::bind_pair`.
+/// The relay's ports for one leg, as bound with `application::Media::bind_pair`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LegPorts {
     /// The RTP flow this leg's phone sends to.

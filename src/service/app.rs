@@ -29,18 +29,18 @@
 //!          └─ Registrar, Service (answered already) ──► nothing to do
 //! ```
 
+use crate::application::{Application, FlowId, Io};
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall, Parties};
 use crate::collections::HashMap;
-use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{Endpoint, EndpointEvent, Owner, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
+use crate::records::{CallState, StoreOp, StoreSink, UserRecord};
 use crate::registrar::{aor_of, Change, Registrar};
 use crate::service::admit::{self, Admission, Admit, AdmitAck, AdmitStats, Known};
 use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
 use crate::service::routes::StaticRoutes;
-use crate::store::{CallState, StoreOp, StoreWriter, UserRecord};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
 use bytes::Bytes;
@@ -62,8 +62,8 @@ pub struct ServiceParts {
     pub users: Vec<UserRecord>,
     /// The proxy.
     pub proxy: Proxy,
-    /// Where changes are written (`None`: memory only).
-    pub store: Option<StoreWriter>,
+    /// Where changes are written (`None`: memory only); `switchboard serve` gives its store writer.
+    pub store: Option<Box<dyn StoreSink>>,
     /// The B2BUA that connects calls between users (`--mode b2bua`); `None` proxies them.
     pub b2bua: Option<B2bua>,
     /// Calls saved before a restart, for the B2BUA to take back.
@@ -85,7 +85,7 @@ pub struct Service {
     auth: Option<DigestServer>,
     users: HashMap<String, UserRecord>,
     proxy: Proxy,
-    store: Option<StoreWriter>,
+    store: Option<Box<dyn StoreSink>>,
     b2bua: Option<B2bua>,
     recovered: Vec<CallState>,
     routes: StaticRoutes,
@@ -571,14 +571,16 @@ impl Service {
 impl Application for Service {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         self.wall = io.wall_clock;
-        self.echo.start(io, now);
         let saved = std::mem::take(&mut self.recovered);
+        // The saved calls' ports first, then the spare ports (which must not take one of them).
         if let Some(b) = self.b2bua.as_mut() {
             if !saved.is_empty() {
                 let n = b.restore(io, &saved, now);
                 tracing::info!(recovered = n, saved = saved.len(), "calls taken back after a restart");
             }
+            b.reserve(io);
         }
+        self.echo.start(io, now);
         self.write_calls();
     }
 
@@ -606,6 +608,15 @@ impl Application for Service {
             return;
         }
         self.echo.handle_media(io, flow, source, payload, now);
+    }
+
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.after(now);
+        if self.b2bua.as_mut().is_some_and(|b| b.handle_bind_failed(io, flow, now)) {
+            return;
+        }
+        self.echo.handle_bind_failed(io, flow, now);
+        self.write_calls();
     }
 
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {

@@ -171,11 +171,11 @@ pub struct RouteConfig {
     pub overrides: Option<bool>,
 }
 
-/// Reads a TOML config file; the error names the file and the problem in one line.
-pub fn load(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+/// Parses the text of the TOML config file `path` (read by the binary: `cli::load_config`); the
+/// error names the file and the problem in one line.
+pub fn parse(text: &str, path: &Path) -> Result<FileConfig, String> {
     let file: FileConfig =
-        toml::from_str(&text).map_err(|e| format!("config {}: {}{}", path.display(), at(&text, e.span()), one_line(e.message())))?;
+        toml::from_str(text).map_err(|e| format!("config {}: {}{}", path.display(), at(text, e.span()), one_line(e.message())))?;
     crate::service::routes::StaticRoutes::from_config(&file.route).map_err(|e| format!("config {}: {e}", path.display()))?;
     Ok(file)
 }
@@ -250,20 +250,14 @@ mod tests {
     }
 
     #[test]
-    fn load_checks_routes_and_errors_in_one_line() {
-        let dir = std::env::temp_dir().join(format!("sb-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("good.toml");
-        std::fs::write(&good, "[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1:5080\"\n").unwrap();
-        assert_eq!(load(&good).unwrap().route.len(), 1);
-        let bad = dir.join("bad.toml");
-        std::fs::write(&bad, "[[route]]\nuser = \"*\"\ntarget = \"sip:trunk.example.com\"\n").unwrap();
-        let e = load(&bad).unwrap_err();
-        assert!(e.contains("[[route]] #1") && e.contains("host name") && !e.contains('\n'), "{e}");
-        let typo = dir.join("typo.toml");
-        std::fs::write(&typo, "[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1\"\nrewrite = true\n").unwrap();
-        let e = load(&typo).unwrap_err();
+    fn parse_checks_routes_and_errors_in_one_line() {
+        let good = "[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1:5080\"\n";
+        assert_eq!(parse(good, Path::new("good.toml")).unwrap().route.len(), 1);
+        let bad = "[[route]]\nuser = \"*\"\ntarget = \"sip:trunk.example.com\"\n";
+        let e = parse(bad, Path::new("bad.toml")).unwrap_err();
+        assert!(e.contains("bad.toml") && e.contains("[[route]] #1") && e.contains("host name") && !e.contains('\n'), "{e}");
+        let typo = "[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1\"\nrewrite = true\n";
+        let e = parse(typo, Path::new("typo.toml")).unwrap_err();
         assert!(e.contains("rewrite") && !e.contains('\n'), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -194,6 +194,16 @@ impl StoreWriter {
     }
 }
 
+impl crate::records::StoreSink for StoreWriter {
+    fn enqueue(&self, op: StoreOp) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        StoreWriter::enqueue(self, op).map_err(Into::into)
+    }
+
+    fn flush(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        StoreWriter::flush(self).map_err(Into::into)
+    }
+}
+
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.stop();

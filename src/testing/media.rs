@@ -1,12 +1,12 @@
 //! [`MemoryMedia`]: the driver's media sockets in memory.
 
+use crate::application::{FlowId, Media, MediaOutput};
 use crate::collections::HashMap;
-use crate::driver::{FlowId, MediaIo};
+use crate::dialog::IdGen;
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 
 /// One media datagram a flow sent, waiting for the network ([`MemoryMedia::poll_transmit`]).
 #[derive(Debug, Clone)]
@@ -19,28 +19,83 @@ pub struct MediaTransmit {
     pub payload: Bytes,
 }
 
-/// Media sockets in memory. Each bind takes a free even port of the range asked for, going round
-/// the range from just past the last port handed out, as the driver does (RTP on the even port,
-/// RTCP on the odd one above it, RFC 3550 §11); a bind fails with `AddrInUse` when the range is
-/// full. Sends are recorded in [`MemoryMedia::sent`] and queued for [`MemoryMedia::poll_transmit`],
-/// which is how [`super::Net`] carries them to the node bound at the destination.
-#[derive(Debug, Default)]
+/// Media sockets in memory: the driver's part for the application's [`Media`] (which it holds,
+/// so `Io { media: &mut memory_media, .. }` works; its ports come from a seeded allocator).
+/// [`MemoryMedia::apply`] carries out the queued [`MediaOutput`]s as the driver does after each
+/// input: binds (refused on the ports in [`MemoryMedia::taken`], as if another process held
+/// them), closes, and sends, which are recorded in [`MemoryMedia::sent`] and queued for
+/// [`MemoryMedia::poll_transmit`], which is how [`super::Net`] carries them to the node bound at
+/// the destination.
+#[derive(Debug)]
 pub struct MemoryMedia {
-    next_flow: u32,
-    cursor: u16,
+    media: Media,
     /// The flows bound and not yet closed, with their local addresses.
     pub open: HashMap<FlowId, SocketAddr>,
     /// The same flows by local address, to deliver a datagram that arrives there.
     by_addr: HashMap<SocketAddr, FlowId>,
     /// Every datagram sent: from which flow, to where.
     pub sent: Vec<(FlowId, SocketAddr)>,
+    /// Ports "another process" holds: a bind there fails.
+    pub taken: HashSet<u16>,
     outbox: VecDeque<MediaTransmit>,
 }
 
+impl Default for MemoryMedia {
+    /// Ports drawn from a fixed seed.
+    fn default() -> MemoryMedia {
+        MemoryMedia::new(1)
+    }
+}
+
 impl MemoryMedia {
+    /// Ports drawn from `seed`.
+    pub fn new(seed: u64) -> MemoryMedia {
+        MemoryMedia {
+            media: Media::new(IdGen::new(seed)),
+            open: HashMap::default(),
+            by_addr: HashMap::default(),
+            sent: Vec::new(),
+            taken: HashSet::new(),
+            outbox: VecDeque::new(),
+        }
+    }
+
     /// The flow bound at `local`, if any: where a datagram to that address is delivered.
     pub fn flow_at(&self, local: SocketAddr) -> Option<FlowId> {
         self.by_addr.get(&local).copied()
+    }
+
+    /// Carries out what the application queued, as the driver does after each input. Returns the
+    /// application's flows whose bind failed (already forgotten by [`Media`]; spares are replaced
+    /// there); the caller hands each to the application's `handle_bind_failed`.
+    #[must_use]
+    pub fn apply(&mut self) -> Vec<FlowId> {
+        let mut failed = Vec::new();
+        while let Some(out) = self.media.poll_output() {
+            match out {
+                MediaOutput::Bind { flow, local } if self.taken.contains(&local.port()) || self.by_addr.contains_key(&local) => {
+                    if self.media.handle_bind_failed(flow) {
+                        failed.push(flow);
+                    }
+                }
+                MediaOutput::Bind { flow, local } => {
+                    self.open.insert(flow, local);
+                    self.by_addr.insert(local, flow);
+                }
+                MediaOutput::Send { flow, dest, payload } => {
+                    self.sent.push((flow, dest));
+                    if let Some(&source) = self.open.get(&flow) {
+                        self.outbox.push_back(MediaTransmit { source, dest, payload });
+                    }
+                }
+                MediaOutput::Unbind { flow } => {
+                    if let Some(addr) = self.open.remove(&flow) {
+                        self.by_addr.remove(&addr);
+                    }
+                }
+            }
+        }
+        failed
     }
 
     /// The next datagram a flow sent, oldest first. Without a network to drain them they pile up
@@ -49,74 +104,44 @@ impl MemoryMedia {
     pub fn poll_transmit(&mut self) -> Option<MediaTransmit> {
         self.outbox.pop_front()
     }
+}
 
-    fn bind(&mut self, addr: SocketAddr) -> FlowId {
-        self.next_flow += 1;
-        let flow = FlowId(self.next_flow);
-        self.open.insert(flow, addr);
-        self.by_addr.insert(addr, flow);
-        flow
-    }
-
-    fn is_free(&self, addr: SocketAddr) -> bool {
-        !self.by_addr.contains_key(&addr)
+impl Deref for MemoryMedia {
+    type Target = Media;
+    fn deref(&self) -> &Media {
+        &self.media
     }
 }
 
-impl MediaIo for MemoryMedia {
-    fn bind_pair(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        let (start, end) = (*ports.start(), *ports.end());
-        let first = start.saturating_add(start % 2);
-        let last = if with_rtcp { end.saturating_sub(1) } else { end };
-        if first <= last {
-            let slots = u32::from((last - first) / 2) + 1;
-            let resume = if (first..=last).contains(&self.cursor) { u32::from((self.cursor - first) / 2) } else { 0 };
-            for i in 0..slots {
-                // In range: `first + 2 * (slots - 1)` is at most `last`.
-                let port = first + (((resume + i) % slots) * 2) as u16;
-                let (rtp_addr, rtcp_addr) = (SocketAddr::new(ip, port), SocketAddr::new(ip, port.wrapping_add(1)));
-                if !self.is_free(rtp_addr) || with_rtcp && !self.is_free(rtcp_addr) {
-                    continue;
-                }
-                let rtp = self.bind(rtp_addr);
-                let rtcp = with_rtcp.then(|| self.bind(rtcp_addr));
-                self.cursor = port.saturating_add(2);
-                return Ok((rtp, rtcp, rtp_addr));
-            }
-        }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free media port pair in {start}-{end}")))
-    }
-
-    fn send(&mut self, flow: FlowId, dest: SocketAddr, payload: &[u8]) {
-        self.sent.push((flow, dest));
-        if let Some(&source) = self.open.get(&flow) {
-            self.outbox.push_back(MediaTransmit { source, dest, payload: Bytes::copy_from_slice(payload) });
-        }
-    }
-
-    fn close(&mut self, flow: FlowId) {
-        if let Some(addr) = self.open.remove(&flow) {
-            self.by_addr.remove(&addr);
-        }
+impl DerefMut for MemoryMedia {
+    fn deref_mut(&mut self) -> &mut Media {
+        &mut self.media
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
-    fn binds_go_round_the_range_and_skip_open_ports() {
+    fn binds_take_effect_when_applied_and_a_taken_port_fails() {
         let mut m = MemoryMedia::default();
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let (a, _, at) = m.bind_pair(ip, 1000..=1005, true).expect("first pair");
-        assert_eq!(at.port(), 1000);
-        let (_, _, at) = m.bind_pair(ip, 1000..=1005, true).expect("second pair");
-        assert_eq!(at.port(), 1002);
+        let (a, rtcp, at) = m.bind_pair(ip, 1000..=1005, true).expect("first pair");
+        assert_eq!(m.flow_at(at), None, "not bound before the driver's turn");
+        assert!(m.apply().is_empty());
+        assert_eq!(m.flow_at(at), Some(a));
+        m.send(a, "127.0.0.1:9".parse().expect("address"), Bytes::from_static(b"x"));
         m.close(a);
-        let (_, _, at) = m.bind_pair(ip, 1000..=1005, true).expect("third pair");
-        assert_eq!(at.port(), 1004, "round the range, not back to the lowest at once");
-        assert!(m.bind_pair(ip, 1000..=1005, true).is_err(), "1000's RTCP port is still open");
-        assert_eq!(m.flow_at(SocketAddr::new(ip, 1000)), None);
+        assert!(m.apply().is_empty());
+        assert_eq!((m.flow_at(at), m.poll_transmit().map(|t| t.source)), (None, Some(at)));
+        assert_eq!(m.open.values().copied().collect::<Vec<_>>(), vec![SocketAddr::new(ip, at.port() + 1)]);
+        // Another process holds the next pick: the bind fails and the flow is forgotten.
+        m.close(rtcp.expect("rtcp"));
+        m.taken.extend([1000, 1001, 1002, 1003, 1004, 1005]);
+        let (b, _, _) = m.bind_pair(ip, 1000..=1005, true).expect("a pick");
+        assert!(m.apply().contains(&b));
+        assert_eq!(m.local(b), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The test harness: the sans-IO layers run in memory, on a virtual clock, with no socket.
 //!
 //! - [`Net`]: nodes (an [`Endpoint`](crate::endpoint::Endpoint) and an
-//!   [`Application`](crate::driver::Application) each: the service, a softphone, a bare UA) on a
+//!   [`Application`](crate::application::Application) each: the service, a softphone, a bare UA) on a
 //!   network with seeded loss, latency, jitter, reordering and duplication ([`Link`]). It keeps
 //!   the driver's run-loop contract and jumps its clock to the next arrival or deadline.
 //! - [`MemoryMedia`]: the driver's media sockets in memory; in a [`Net`] its flows are bound to
@@ -12,8 +12,7 @@
 //!
 //! It lives in the library (not in `tests/common/`) so the library's own unit tests, the
 //! integration tests and the examples share one harness; it is sans-IO like the layers it drives
-//! (`tests/layering.rs` checks it). It sits behind the `tokio` feature only because the
-//! application contract it drives is still declared in [`crate::driver`].
+//! (`tests/layering.rs` checks it), and builds without the `tokio` feature.
 
 mod media;
 mod net;

@@ -2,8 +2,8 @@
 //! virtual clock and seeded loss, latency, jitter, reordering and duplication.
 
 use super::media::MemoryMedia;
+use crate::application::{Application, Io};
 use crate::collections::HashMap;
-use crate::driver::{Application, Io};
 use crate::endpoint::Endpoint;
 use bytes::Bytes;
 use rand::rngs::ChaCha8Rng;
@@ -107,6 +107,22 @@ struct Node {
 }
 
 impl Node {
+    /// Carries out the application's media outputs; a bind that failed goes back to the
+    /// application (which may queue more). True if a bind failed.
+    fn apply_media(&mut self, wall_clock: std::time::Duration, now: Instant) -> bool {
+        let mut any = false;
+        loop {
+            let failed = self.media.apply();
+            if failed.is_empty() {
+                return any;
+            }
+            any = true;
+            for flow in failed {
+                self.app.handle_bind_failed(&mut Io { endpoint: &mut self.endpoint, media: &mut self.media, wall_clock }, flow, now);
+            }
+        }
+    }
+
     fn poll_deadline(&self) -> Option<Instant> {
         [self.endpoint.poll_timeout(), self.app.poll_timeout()].into_iter().flatten().min()
     }
@@ -193,7 +209,7 @@ impl Wire {
 
 /// Nodes on an in-memory network, driven on a virtual clock: quinn-proto's `Pair` for any number of
 /// SIP hosts, with str0m's netem on the wire. Each node is what the tokio driver
-/// ([`crate::driver::run`]) runs for one process: an [`Endpoint`] with its SIP address, an
+/// (`driver::run`) runs for one process: an [`Endpoint`] with its SIP address, an
 /// [`Application`] on top, and media flows ([`MemoryMedia`]) bound to addresses of the same
 /// network. The run-loop contract is the driver's:
 ///
@@ -346,13 +362,18 @@ impl Net {
         &self.nodes[node.index].media
     }
 
+    /// The media flows of `node`, to change (e.g. which ports "another process" holds).
+    pub fn media_mut<A>(&mut self, node: NodeId<A>) -> &mut MemoryMedia {
+        &mut self.nodes[node.index].media
+    }
+
     /// The SIP address of `node`.
     pub fn addr<A>(&self, node: NodeId<A>) -> SocketAddr {
         self.nodes[node.index].sip
     }
 
     /// Runs `command` on `node`'s application with I/O at the current instant, then drains what it
-    /// produced: the driver's [`crate::driver::Command`] (a prompt line, a control-socket request).
+    /// produced: the driver's `driver::Command` (a prompt line, a control-socket request).
     pub fn with<A: Application + 'static, R>(&mut self, node: NodeId<A>, command: impl FnOnce(&mut A, &mut Io<'_>, Instant) -> R) -> R {
         let now = self.now;
         self.input(node.index, |app, io| {
@@ -455,9 +476,11 @@ impl Net {
         let _entered = node.span.clone().entered();
         let r = f(&mut *node.app, &mut Io { endpoint: &mut node.endpoint, media: &mut node.media, wall_clock });
         loop {
-            let mut progressed = false;
+            // Binds before the datagrams that name the ports, as the driver does.
+            let mut progressed = node.apply_media(wall_clock, now);
             while let Some(ev) = node.endpoint.poll_event() {
                 node.app.handle_event(&mut Io { endpoint: &mut node.endpoint, media: &mut node.media, wall_clock }, ev, now);
+                node.apply_media(wall_clock, now);
                 progressed = true;
             }
             while let Some(t) = node.endpoint.poll_transmit() {

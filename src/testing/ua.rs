@@ -1,8 +1,8 @@
 //! [`DialogUa`]: a bare user agent (an [`UaCore`] and nothing more) for tests that script each
 //! dialog step themselves.
 
+use crate::application::{Application, Io};
 use crate::dialog::{DialogId, Dialogs, EndReason, Event};
-use crate::driver::{Application, Io};
 use crate::endpoint::EndpointEvent;
 use crate::ua::core::{UaCore, UaEvent};
 use std::time::Instant;

@@ -7,10 +7,10 @@
 use super::core::{UaCore, UaEvent};
 use super::log_unsent;
 use super::media::{CallKey, CallMedia, CallMediaConfig};
+use crate::application::{Application, FlowId, Io};
 use crate::call::{MediaEvent, Source};
 use crate::collections::HashMap;
 use crate::dialog::{DialogConfig, DialogId, Dialogs, Event as DialogEvent};
-use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::{EndpointEvent, ALLOW};
 use crate::message::{HeaderName, Message, Method, Uri};
 use crate::transaction::TransactionId;
@@ -278,6 +278,10 @@ impl EchoUas {
 }
 
 impl Application for EchoUas {
+    fn start(&mut self, io: &mut Io<'_>, _now: Instant) {
+        self.media.reserve(io);
+    }
+
     fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         self.last_now = Some(now);
         self.incoming_source = None;
@@ -294,6 +298,20 @@ impl Application for EchoUas {
         self.last_now = Some(now);
         let events = self.media.handle_media(io, flow, source, payload, now);
         self.on_media_events(io, events, now);
+        self.drain(io, now);
+    }
+
+    /// Our media port was taken by another process after the 200 named it: the call cannot echo,
+    /// so end it with BYE (sent once the ACK is in, §15; see [`crate::application`]).
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.last_now = Some(now);
+        let Some(key) = self.media.call_of(flow).cloned() else { return };
+        let id = self.ua.dialogs_ref().ids().find(|id| CallKey::of(id) == key).cloned();
+        if let Some(id) = id {
+            tracing::warn!(call_id = %id.call_id, "media port taken by another process: hanging up");
+            let _ = self.ua.dialogs().send_bye_with_reason(&id, Some("SIP;cause=503;text=\"media port taken\""), now);
+        }
+        self.ua.flush(io.endpoint, now);
         self.drain(io, now);
     }
 

@@ -6,10 +6,10 @@
 //! datagram, [`CallMedia::handle_timeout`] on its deadline, and [`CallMedia::end`] when the dialog
 //! ends, which frees the ports and returns the figures and the recording.
 
+use crate::application::{FlowId, Io};
 use crate::call::{self, Channel, MediaConfig, MediaEvent, MediaPrefs, MediaSession, MediaSummary, Negotiated, NegotiationError, Source};
 use crate::collections::HashMap;
 use crate::dialog::{DialogId, IdGen};
-use crate::driver::{FlowId, Io};
 use crate::sdp::{Direction, SessionDescription};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
@@ -65,7 +65,7 @@ pub struct EndedMedia {
 #[non_exhaustive]
 pub enum MediaSetupError {
     /// No ports free in the range.
-    Ports(std::io::Error),
+    Ports(crate::application::NoFreePort),
     /// Offer/answer failed: answer 488.
     Negotiation(NegotiationError),
     /// The SDP did not parse: answer 488 (or 400).
@@ -280,10 +280,26 @@ impl CallMedia {
                 Channel::Rtcp => c.rtcp,
             };
             if let Some(flow) = flow {
-                io.media.send(flow, t.dest, &t.payload);
+                io.media.send(flow, t.dest, t.payload.into());
             }
         }
         std::iter::from_fn(|| s.poll_event()).map(|e| (key.clone(), e)).collect()
+    }
+
+    /// Has spare ports of our range bound ahead of the first call ([`crate::application::Media::reserve`]).
+    pub fn reserve(&self, io: &mut Io<'_>) {
+        io.media.reserve(self.config.ip, self.config.ports.clone(), true);
+    }
+
+    /// True if a call's ports can be had now already bound (see
+    /// [`crate::application::Media::ready_to_bind`]).
+    pub fn ready(&self, io: &Io<'_>) -> bool {
+        io.media.ready_to_bind(self.config.ip, self.config.ports.clone(), true)
+    }
+
+    /// The call a flow belongs to.
+    pub fn call_of(&self, flow: FlowId) -> Option<&CallKey> {
+        self.flows.get(&flow).map(|(key, _)| key)
     }
 
     /// The earliest media deadline.

@@ -17,10 +17,10 @@ use super::core::{UaCore, UaEvent};
 use super::log_unsent;
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
 use super::register::{RegState, RegisterConfig, Registration};
+use crate::application::{Application, FlowId, Io};
 use crate::call::{MediaEvent, Source};
 use crate::collections::HashMap;
 use crate::dialog::{CallParams, DialogConfig, DialogError, DialogId, Dialogs, EndReason, Event as DialogEvent, Side};
-use crate::driver::{Application, FlowId, Io};
 use crate::endpoint::EndpointEvent;
 use crate::media::tone::ToneGenerator;
 use crate::message::{Message, Method};
@@ -191,6 +191,9 @@ pub struct Phone {
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
     last_now: Option<Instant>,
     pending_dial: Option<(String, SocketAddr)>,
+    /// When the pending dial goes out: at start, if no media port pair is bound ahead yet, on the
+    /// next input (the driver binds the spares in between).
+    dial_at: Option<Instant>,
     /// When to move, and where ([`PhoneConfig::move_after`]).
     move_at: Option<(Instant, SocketAddr)>,
     /// A move asked for, for the driver ([`Application::poll_move`]).
@@ -255,6 +258,7 @@ impl Phone {
             stopping: false,
             last_now: None,
             pending_dial: None,
+            dial_at: None,
             move_at: None,
             pending_move: None,
             config,
@@ -639,6 +643,9 @@ impl Phone {
     }
 }
 
+/// The Reason of a BYE for a call whose media port another process took (RFC 3326).
+const PORT_TAKEN: &str = "SIP;cause=503;text=\"media port taken\"";
+
 impl Application for Phone {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         if let Some(r) = self.registration.as_mut() {
@@ -646,7 +653,10 @@ impl Application for Phone {
                 r.start(io.endpoint, now);
             }
         }
-        if let Some((uri, _)) = self.pending_dial.take() {
+        self.media.reserve(io);
+        if self.pending_dial.is_some() && !self.media.ready(io) {
+            self.dial_at = Some(now);
+        } else if let Some((uri, _)) = self.pending_dial.take() {
             self.start_dial(io, uri, now);
         }
     }
@@ -665,8 +675,25 @@ impl Application for Phone {
         self.drain(io, now);
     }
 
+    /// Our media port was taken by another process after we offered it: the call cannot carry
+    /// audio, so hang it up (CANCEL before the answer, BYE after; see [`crate::application`]).
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.last_now = Some(now);
+        if let Some(key) = self.media.call_of(flow).cloned() {
+            tracing::warn!(?flow, "media port taken by another process: hanging up");
+            self.hangup_call(io, &key, Some(PORT_TAKEN), now);
+            self.drain(io, now);
+        }
+    }
+
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.last_now = Some(now);
+        if self.dial_at.is_some_and(|t| t <= now) {
+            self.dial_at = None;
+            if let Some((uri, _)) = self.pending_dial.take() {
+                self.start_dial(io, uri, now);
+            }
+        }
         let due_answer: Vec<CallKey> = self
             .calls
             .iter()
@@ -712,7 +739,7 @@ impl Application for Phone {
         let calls = self.calls.values().flat_map(|c| [c.ringing.as_ref().and_then(|r| r.1), c.hangup_at, c.dtmf_at]).flatten();
         let refresh = self.registration.as_ref().and_then(Registration::poll_timeout);
         let moving = self.move_at.map(|(at, _)| at);
-        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).chain(moving).min()
+        calls.chain(self.media.poll_timeout()).chain(self.ua.poll_timeout()).chain(refresh).chain(moving).chain(self.dial_at).min()
     }
 
     fn poll_move(&mut self) -> Option<SocketAddr> {
@@ -732,6 +759,7 @@ impl Application for Phone {
         self.last_now = Some(now);
         self.stopping = true;
         self.pending_dial = None;
+        self.dial_at = None;
         let keys: Vec<CallKey> = self.calls.keys().cloned().collect();
         for key in keys {
             self.hangup_call(io, &key, None, now);

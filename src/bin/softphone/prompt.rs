@@ -1,23 +1,23 @@
 //! The softphone's interactive prompt: reads commands from stdin while calls run.
 //!
 //! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `move ADDR`,
-//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and picked up every 100 ms.
+//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and sent
+//! to the driver as [`Command`]s through its channel, so each runs as soon as it is typed (no
+//! polling).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-use switchboard::driver::{Application, FlowId, Io};
+use std::time::Instant;
+use switchboard::application::{Application, FlowId, Io};
+use switchboard::driver::Command;
 use switchboard::endpoint::{Endpoint, EndpointEvent};
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::phone::Phone;
 use tokio::sync::mpsc;
 
 const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | move ADDR | status | quit";
-const TICK: Duration = Duration::from_millis(100);
 
 struct PromptApp {
     phone: Phone,
-    lines: mpsc::Receiver<String>,
-    next_tick: Instant,
     quitting: bool,
     reported: usize,
     digits_seen: usize,
@@ -66,6 +66,7 @@ impl PromptApp {
         if let Err(e) = result {
             say(&format!("error: {e}"));
         }
+        self.news();
     }
 
     fn status(&self, now: Instant) {
@@ -125,26 +126,18 @@ impl Application for PromptApp {
         self.phone.handle_media(io, flow, source, payload, now);
     }
 
+    fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
+        self.phone.handle_bind_failed(io, flow, now);
+        self.news();
+    }
+
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.phone.handle_timeout(io, now);
-        if now >= self.next_tick {
-            self.next_tick = now + TICK;
-            loop {
-                match self.lines.try_recv() {
-                    Ok(line) => self.command(io, line.trim(), now),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        self.quit(io, now);
-                        break;
-                    }
-                }
-            }
-        }
         self.news();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [self.phone.poll_timeout(), Some(self.next_tick)].into_iter().flatten().min()
+        self.phone.poll_timeout()
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
@@ -171,19 +164,23 @@ impl Application for PromptApp {
 
 /// Runs the prompt until `quit`, end of input or Ctrl-C; returns the phone for the summary.
 pub(crate) async fn run(transport: UdpTransport, endpoint: Endpoint, phone: Phone, local: SocketAddr, user: &str) -> Phone {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel::<Command<PromptApp>>(16);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut line = String::new();
         while stdin.read_line(&mut line).is_ok_and(|n| n > 0) {
-            if tx.blocking_send(std::mem::take(&mut line)).is_err() {
-                break;
+            let typed = std::mem::take(&mut line);
+            let command: Command<PromptApp> = Box::new(move |app, io, now| app.command(io, typed.trim(), now));
+            if tx.blocking_send(command).is_err() {
+                return;
             }
         }
+        // End of input: quit like `quit` (if the driver has ended already, there is nothing to quit).
+        let _ = tx.blocking_send(Box::new(|app: &mut PromptApp, io: &mut Io<'_>, now| app.quit(io, now)));
     });
     say(&format!("softphone on udp {local}; others call sip:{user}@{local}"));
     say(HELP);
-    let app = PromptApp { phone, lines: rx, next_tick: Instant::now(), quitting: false, reported: 0, digits_seen: 0 };
-    let app = switchboard::driver::run(transport, endpoint, app, switchboard::driver::interrupted()).await;
+    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0 };
+    let app = switchboard::driver::run_with_commands(transport, endpoint, app, switchboard::driver::interrupted(), rx).await;
     app.phone
 }

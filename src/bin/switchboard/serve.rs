@@ -245,7 +245,7 @@ fn users_for_realm(
 
 pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
     let file = match &args.config {
-        Some(p) => config::load(p)?,
+        Some(p) => switchboard::cli::load_config(p)?,
         None => FileConfig::default(),
     };
     let t1_ms = args.t1_ms.or(file.t1_ms).unwrap_or(500);
@@ -459,7 +459,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         auth,
         users: users.clone(),
         proxy,
-        store: Some(writer),
+        store: Some(Box::new(writer)),
         b2bua,
         recovered: saved_calls,
         routes,

@@ -154,7 +154,7 @@ fn realm_for_new(
 ) -> Result<String, String> {
     let (realm_flag, domain_flag, config) = flags;
     let file = match config {
-        Some(p) => switchboard::service::config::load(p)?,
+        Some(p) => switchboard::cli::load_config(p)?,
         None => switchboard::service::config::FileConfig::default(),
     };
     let explicit = realm_flag.or(domain_flag).or(file.realm).or(file.domain);

@@ -8,11 +8,10 @@
 //! per wake-up), which on a loaded machine is call rate.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
-use std::ops::RangeInclusive;
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use switchboard::driver::{Application, FlowId, Io, MediaIo};
+use switchboard::application::{Application, Io, Media};
 use switchboard::endpoint::Endpoint;
 
 /// Longest wait for a datagram before timers are checked again.
@@ -20,33 +19,16 @@ const POLL: Duration = Duration::from_millis(1);
 /// After `stop`, how long live calls get to end (the driver's grace period too).
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Load calls carry no media: every bind fails, so nothing is ever sent.
-#[derive(Debug)]
-struct NoMedia;
-
-impl MediaIo for NoMedia {
-    fn bind_pair(
-        &mut self,
-        _ip: std::net::IpAddr,
-        _ports: RangeInclusive<u16>,
-        _rtcp: bool,
-    ) -> std::io::Result<(FlowId, Option<FlowId>, SocketAddr)> {
-        Err(std::io::Error::new(ErrorKind::Unsupported, "load workers have no media"))
-    }
-    fn send(&mut self, _flow: FlowId, _dest: SocketAddr, _payload: &[u8]) {}
-    fn close(&mut self, _flow: FlowId) {}
-}
-
 fn wall_clock() -> Duration {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Sends what the endpoint queued and hands its events to the application, until both are empty.
-fn flush<A: Application>(socket: &UdpSocket, endpoint: &mut Endpoint, app: &mut A, now: Instant) {
+fn flush<A: Application>(socket: &UdpSocket, endpoint: &mut Endpoint, media: &mut Media, app: &mut A, now: Instant) {
     loop {
         let mut progressed = false;
         while let Some(ev) = endpoint.poll_event() {
-            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut NoMedia, wall_clock: wall_clock() }, ev, now);
+            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
             progressed = true;
         }
         while let Some(t) = endpoint.poll_transmit() {
@@ -69,15 +51,17 @@ pub(crate) fn run<A: Application>(socket: UdpSocket, mut endpoint: Endpoint, mut
     socket.set_read_timeout(Some(POLL))?;
     let mut buf = vec![0u8; switchboard::transport::udp::MAX_DATAGRAM];
     let mut stopping: Option<Instant> = None;
+    // Load calls carry no media: every bind fails, so nothing is ever sent.
+    let mut media = Media::disabled();
     let now = Instant::now();
-    app.start(&mut Io { endpoint: &mut endpoint, media: &mut NoMedia, wall_clock: wall_clock() }, now);
-    flush(&socket, &mut endpoint, &mut app, now);
+    app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, now);
+    flush(&socket, &mut endpoint, &mut media, &mut app, now);
     while !app.is_done() {
         if stopping.is_none() && stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             stopping = Some(now + GRACE);
-            app.shutdown(&mut Io { endpoint: &mut endpoint, media: &mut NoMedia, wall_clock: wall_clock() }, now);
-            flush(&socket, &mut endpoint, &mut app, now);
+            app.shutdown(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, now);
+            flush(&socket, &mut endpoint, &mut media, &mut app, now);
         }
         if stopping.is_some_and(|until| Instant::now() >= until) {
             tracing::debug!("grace period over; leaving calls");
@@ -87,7 +71,7 @@ pub(crate) fn run<A: Application>(socket: UdpSocket, mut endpoint: Endpoint, mut
             Ok((n, src)) => {
                 let now = Instant::now();
                 endpoint.handle_datagram(src, bytes::Bytes::copy_from_slice(&buf[..n]), now);
-                flush(&socket, &mut endpoint, &mut app, now);
+                flush(&socket, &mut endpoint, &mut media, &mut app, now);
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
             // ICMP port unreachable from an earlier send shows up here on Linux; keep going.
@@ -97,8 +81,8 @@ pub(crate) fn run<A: Application>(socket: UdpSocket, mut endpoint: Endpoint, mut
         let due = [endpoint.poll_timeout(), app.poll_timeout()].into_iter().flatten().min().is_some_and(|at| at <= now);
         if due {
             endpoint.handle_timeout(now);
-            app.handle_timeout(&mut Io { endpoint: &mut endpoint, media: &mut NoMedia, wall_clock: wall_clock() }, now);
-            flush(&socket, &mut endpoint, &mut app, now);
+            app.handle_timeout(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, now);
+            flush(&socket, &mut endpoint, &mut media, &mut app, now);
         }
     }
     Ok(app)

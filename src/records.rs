@@ -1,0 +1,150 @@
+//! What the service writes to its store (sans-IO): the rows (users, registrar bindings, call
+//! records, saved call states) and the write ops, with [`StoreSink`], the one thing the service
+//! asks of a store: take an op, never block. The store itself (SQLite, the writer thread) is I/O
+//! and lives in `store`, which implements [`StoreSink`] for its writer.
+
+use std::fmt;
+
+/// Where the service hands its writes: a queue in front of the store (the store writer's thread in
+/// `switchboard serve`). `enqueue` returns at once; `flush` waits until what was queued is written
+/// (used once, at shutdown).
+pub trait StoreSink: fmt::Debug + Send {
+    /// Queues one write. Fails only if the store has stopped.
+    fn enqueue(&self, op: StoreOp) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    /// Waits until every write queued so far is committed.
+    fn flush(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// One user who may register and call, with the precomputed digest secrets (RFC 8760: HA1 for
+/// MD5 and for SHA-256, both `H(name:realm:password)` in lower-case hex). Keyed by `name`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// User part of the address of record, also the digest username.
+    pub name: String,
+    /// Digest realm the HA1 values were computed for.
+    pub realm: String,
+    /// `MD5(name:realm:password)`, hex.
+    pub ha1_md5: String,
+    /// `SHA-256(name:realm:password)`, hex.
+    pub ha1_sha256: String,
+}
+
+/// One registrar binding (RFC 3261 §10.3), stored as the registrar keeps it: the store saves the
+/// registrar's own [`Binding`](crate::registrar::Binding), keyed by (`aor`, `contact`), so there is
+/// no second copy of its fields to convert to and from.
+pub type BindingRecord = crate::registrar::Binding;
+
+/// One call detail record. Keyed by `id`; written at INVITE and rewritten as the call progresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRecord {
+    /// The service's own call id.
+    pub id: String,
+    /// Call-ID of the caller's dialog.
+    pub caller_call_id: String,
+    /// Call-ID of the callee's dialog, once one exists.
+    pub callee_call_id: Option<String>,
+    /// From of the incoming INVITE.
+    pub from: String,
+    /// To of the incoming INVITE.
+    pub to: String,
+    /// INVITE arrival, unix milliseconds.
+    pub invited_at: u64,
+    /// 200 OK time, unix milliseconds.
+    pub answered_at: Option<u64>,
+    /// End time (BYE, CANCEL, failure), unix milliseconds.
+    pub ended_at: Option<u64>,
+    /// Why the call ended, e.g. `bye` or `486`.
+    pub end_reason: Option<String>,
+    /// Which side ended it, e.g. `caller`, `callee`, `service`.
+    pub ended_by: Option<String>,
+    /// Negotiated codec, e.g. `PCMU/8000`.
+    pub codec: Option<String>,
+    /// RTP packets received from the caller.
+    pub caller_packets: u64,
+    /// Packets lost from the caller (RFC 3550 cumulative loss; negative with duplicates).
+    pub caller_lost: i64,
+    /// Interarrival jitter of the caller's stream, ms. NaN (no measurement) is stored as NULL.
+    pub caller_jitter_ms: f64,
+    /// RTP packets received from the callee.
+    pub callee_packets: u64,
+    /// Packets lost from the callee.
+    pub callee_lost: i64,
+    /// Interarrival jitter of the callee's stream, ms.
+    pub callee_jitter_ms: f64,
+}
+
+/// Opaque state the call layer writes so that calls can be recovered after a restart. Keyed by `id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallState {
+    /// The call id.
+    pub id: String,
+    /// JSON owned by the call layer; the store never looks inside.
+    pub data: String,
+}
+
+/// One write, as queued by the store writer (`store::StoreWriter`) and applied by the store
+/// (`store::Store::apply_batch`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreOp {
+    /// `Store::put_user`.
+    PutUser(UserRecord),
+    /// `Store::remove_user` by name.
+    RemoveUser(String),
+    /// `Store::put_binding`.
+    PutBinding(BindingRecord),
+    /// `Store::remove_binding`.
+    RemoveBinding {
+        /// Address of record.
+        aor: String,
+        /// Contact URI.
+        contact: String,
+    },
+    /// `Store::remove_bindings` for one address of record.
+    RemoveBindings(String),
+    /// `Store::put_call`.
+    PutCall(CallRecord),
+    /// `Store::put_call_state`.
+    PutCallState(CallState),
+    /// `Store::remove_call_state` by call id.
+    RemoveCallState(String),
+}
+
+impl StoreOp {
+    /// The one row this op sets or deletes, for [`StoreOp::latest_per_key`]; `None` for an op that
+    /// touches several rows (`RemoveBindings`).
+    fn key(&self) -> Option<(u8, &str, &str)> {
+        match self {
+            StoreOp::PutUser(u) => Some((0, &u.name, "")),
+            StoreOp::RemoveUser(name) => Some((0, name, "")),
+            StoreOp::PutBinding(b) => Some((1, &b.aor, &b.contact)),
+            StoreOp::RemoveBinding { aor, contact } => Some((1, aor, contact)),
+            StoreOp::RemoveBindings(_) => None,
+            StoreOp::PutCall(c) => Some((2, &c.id, "")),
+            StoreOp::PutCallState(s) => Some((3, &s.id, "")),
+            StoreOp::RemoveCallState(id) => Some((3, id, "")),
+        }
+    }
+
+    /// Drops the ops of a batch that no longer matter, keeping the order of the rest: of several ops
+    /// on the same row only the last stays, since every op sets or deletes its row outright.
+    /// Applying the result leaves the store exactly as applying them all would (ops on different
+    /// rows commute, and an op on many rows keeps its place). A short B2BUA call writes its record
+    /// twice and its state twice (put, then remove) within one group-commit window: two statements
+    /// instead of four.
+    pub fn keep_latest_per_key(ops: &mut Vec<StoreOp>) {
+        let mut seen = crate::collections::HashMap::default();
+        let mut keep = vec![true; ops.len()];
+        for (i, op) in ops.iter().enumerate().rev() {
+            if let Some(k) = op.key() {
+                if seen.insert(k, ()).is_some() {
+                    keep[i] = false;
+                }
+            }
+        }
+        let mut i = 0;
+        ops.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+}
