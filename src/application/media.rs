@@ -251,7 +251,11 @@ impl Media {
             self.spare_of.remove(&f);
             self.close(f);
         }
-        self.top_up(key);
+        // Not replaced here: the next `bind_pair` tops the pool up. Replacing it at once let a
+        // range whose ports are all taken (by other processes, or by our own sockets the driver
+        // has closed but the runtime has not dropped yet) bind, fail and replace for ever inside
+        // one turn of the driver, which then never got to drop those sockets (a livelock at 100%
+        // CPU that ignored SIGTERM).
         false
     }
 
@@ -340,13 +344,20 @@ mod tests {
         let (second, _, local) = m.bind_pair(ip, 30000..=30999, true).unwrap();
         assert!(binds.contains(&MediaOutput::Bind { flow: second, local }), "a spare the driver bound already");
         assert_ne!(first, second);
-        // The replacement's RTP bind fails: the pair goes, another is queued, and the application
-        // is not told.
+        // The replacement's RTP bind fails: the pair goes and the application is not told. It is
+        // not replaced within this turn (a range whose ports are all taken would bind, fail and
+        // replace for ever): the next `bind_pair` tops the pool up.
         let Some(MediaOutput::Bind { flow: taken, .. }) = m.poll_output() else { panic!("a bind") };
         assert!(!m.handle_bind_failed(taken));
         let rest: Vec<MediaOutput> = std::iter::from_fn(|| m.poll_output()).collect();
-        assert_eq!(rest.iter().filter(|o| matches!(o, MediaOutput::Bind { .. })).count(), 3, "{rest:?}");
-        assert_eq!((m.len(), m.spares_ready()), (4, 2));
+        assert_eq!(rest.iter().filter(|o| matches!(o, MediaOutput::Bind { .. })).count(), 1, "only the dead pair's RTCP: {rest:?}");
+        assert_eq!((m.len(), m.spares_ready()), (4, 1));
+        // The next call takes the last spare and tops the pool up to two again.
+        let (third, _, _) = m.bind_pair(ip, 30000..=30999, true).unwrap();
+        assert!(![first, second].contains(&third));
+        let topped: Vec<MediaOutput> = std::iter::from_fn(|| m.poll_output()).collect();
+        assert_eq!(topped.iter().filter(|o| matches!(o, MediaOutput::Bind { .. })).count(), 4, "{topped:?}");
+        assert_eq!((m.len(), m.spares_ready()), (6, 2));
         // Reserved at start: ready once the driver has carried out the binds.
         let mut m = Media::new(IdGen::new(9)).with_spares(1);
         m.reserve(ip, 40000..=40999, true);
@@ -354,5 +365,23 @@ mod tests {
         while m.poll_output().is_some() {}
         assert!(m.ready_to_bind(ip, 40000..=40999, true));
         assert!(Media::new(IdGen::new(9)).ready_to_bind(ip, 40000..=40999, true), "nothing to wait for without spares");
+    }
+
+    #[test]
+    fn a_range_whose_every_port_is_taken_ends_within_one_turn() {
+        // Every bind fails (another process, or our own sockets not dropped yet, holds each port
+        // of a small range): the driver's turn must end, or it never drops those sockets.
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut m = Media::new(IdGen::new(3)).with_spares(4);
+        let _ = m.bind_pair(ip, 30000..=30015, true);
+        let mut steps = 0;
+        while let Some(out) = m.poll_output() {
+            steps += 1;
+            assert!(steps < 1_000, "the driver's turn never ends");
+            if let MediaOutput::Bind { flow, .. } = out {
+                let _ = m.handle_bind_failed(flow);
+            }
+        }
+        assert!(steps < 100, "{steps} outputs in one turn");
     }
 }
