@@ -88,6 +88,23 @@ impl PortAllocator {
     /// When every pair is held or foreign, the foreign marks are forgotten and the search runs
     /// once more: another process may have let its ports go since.
     pub fn allocate(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> Result<SocketAddr, NoFreePort> {
+        self.allocate_with(ip, ports, with_rtcp, true)
+    }
+
+    /// [`PortAllocator::allocate`] that keeps the foreign marks when every pair is held or
+    /// foreign: for replacing a pair whose bind just failed, so that a range whose every port is
+    /// taken ends the search instead of starting it again and again within one driver turn.
+    pub fn allocate_unmarked(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> Result<SocketAddr, NoFreePort> {
+        self.allocate_with(ip, ports, with_rtcp, false)
+    }
+
+    fn allocate_with(
+        &mut self,
+        ip: IpAddr,
+        ports: RangeInclusive<u16>,
+        with_rtcp: bool,
+        forget_foreign: bool,
+    ) -> Result<SocketAddr, NoFreePort> {
         let Some(even) = EvenPorts::of(&ports, with_rtcp) else { return Err(NoFreePort { ports }) };
         for _ in 0..2 {
             let taken = |p: u16| {
@@ -103,7 +120,7 @@ impl PortAllocator {
                 }
                 return Ok(addr);
             }
-            if self.foreign.is_empty() {
+            if !forget_foreign || self.foreign.is_empty() {
                 break;
             }
             self.foreign.clear();
