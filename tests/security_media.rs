@@ -13,49 +13,20 @@
 
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/service_cli.rs"]
+mod service_cli;
 
 use procs::{Proc, Stream, TempDir};
 use serde_json::Value;
+use service_cli::{calls, n, tone, users, PHONE, SB};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard::media::tone::analyse;
-use switchboard::media::wav::read_wav;
-
-const SB: &str = env!("CARGO_BIN_EXE_switchboard");
-const PHONE: &str = env!("CARGO_BIN_EXE_softphone");
 
 /// The relay range: 10 RTP/RTCP pairs, above Linux's ephemeral ports, used by no other test.
 const RELAY: std::ops::RangeInclusive<u16> = 61000..=61019;
-
-fn users(dir: &Path, names: &[&str]) {
-    for user in names {
-        let pw = format!("{user}-secret");
-        let ok = Command::new(SB).args(["users", "--data"]).arg(dir).args(["add", user, "--password", &pw]).stdout(Stdio::null()).status();
-        assert!(ok.expect("users add").success());
-        std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
-    }
-}
-
-/// `switchboard calls --json` of the service running on `dir`.
-fn calls(dir: &Path) -> Vec<Value> {
-    let out = Command::new(SB).args(["calls", "--json", "--data"]).arg(dir).output().expect("calls");
-    assert!(out.status.success(), "calls: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("calls JSON")).collect()
-}
-
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
-fn tone(path: &Path) -> (f64, f64) {
-    let wav = read_wav(&std::fs::read(path).expect("recording")).expect("WAV");
-    let a = analyse(&wav.samples, 8000);
-    (a.dominant.unwrap_or(0.0), a.active_seconds)
-}
 
 /// A stranger at `ip` spraying RTP at every even port of [`RELAY`] and RTCP at every odd one,
 /// every 10 ms, and counting whatever comes back.

@@ -10,15 +10,16 @@
 mod pcap;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/service_cli.rs"]
+mod service_cli;
 
 use procs::{skip_or_fail, tool_available, Proc, Stream, TempDir};
 use serde_json::Value;
+use service_cli::{calls, n, tone, users, PHONE, SB};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use switchboard::media::tone::analyse;
-use switchboard::media::wav::read_wav;
 
 /// The tests each run a service and several phones with media: one at a time, so a loaded 2-core
 /// machine never starves one of them past its deadlines.
@@ -28,20 +29,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const SB: &str = env!("CARGO_BIN_EXE_switchboard");
-const PHONE: &str = env!("CARGO_BIN_EXE_softphone");
-
 /// Relay ports of the service in these tests.
 const RELAY_PORTS: &str = "52000-52999";
-
-fn users(dir: &Path, names: &[&str]) {
-    for user in names {
-        let pw = format!("{user}-secret");
-        let ok = Command::new(SB).args(["users", "--data"]).arg(dir).args(["add", user, "--password", &pw]).stdout(Stdio::null()).status();
-        assert!(ok.expect("users add").success());
-        std::fs::write(dir.join(format!("{user}.pw")), format!("{pw}\n")).expect("password file");
-    }
-}
 
 /// `switchboard serve` on `listen` with its data in `dir`; returns it and its port.
 fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, u16) {
@@ -69,12 +58,6 @@ fn summaries(p: &Proc) -> Vec<Value> {
     p.lines(Stream::Stdout).iter().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn tone(path: &Path) -> (f64, f64) {
-    let wav = read_wav(&std::fs::read(path).expect("recording")).expect("WAV");
-    let a = analyse(&wav.samples, 8000);
-    (a.dominant.unwrap_or(0.0), a.active_seconds)
-}
-
 /// `switchboard cdr --json` of `dir`.
 fn cdr(dir: &Path) -> Vec<Value> {
     let out = Command::new(SB).args(["cdr", "--json", "--data"]).arg(dir).output().expect("cdr");
@@ -95,13 +78,6 @@ fn closed_records(dir: &Path, n: usize, limit: Duration) -> Vec<Value> {
     }
 }
 
-/// `switchboard calls --json` of the service running on `dir`.
-fn calls(dir: &Path) -> Vec<Value> {
-    let out = Command::new(SB).args(["calls", "--json", "--data"]).arg(dir).output().expect("calls");
-    assert!(out.status.success(), "calls: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("calls JSON")).collect()
-}
-
 /// Polls `calls` until `ok` holds for the list, or panics after `limit`.
 fn wait_calls(dir: &Path, what: &str, limit: Duration, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let t0 = Instant::now();
@@ -113,10 +89,6 @@ fn wait_calls(dir: &Path, what: &str, limit: Duration, ok: impl Fn(&[Value]) -> 
         assert!(t0.elapsed() < limit, "{what} within {limit:?}: {c:#?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
 }
 
 fn within_1pct(a: u64, b: u64) -> bool {
