@@ -38,6 +38,7 @@ mod build;
 mod commands;
 mod id;
 mod incoming;
+mod late_offer;
 mod merge;
 mod responses;
 mod session;
