@@ -309,9 +309,10 @@ fn an_ack_without_the_answer_ends_the_call_with_bye() {
     let (mut phone, phone_port) = softphone_answer(dir.path(), &[]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer_no_answer.xml", "softphone", phone_port, &[]);
     assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
-    phone.expect_exit(Duration::from_secs(20));
+    let status = phone.expect_exit(Duration::from_secs(20));
     let summary = summaries(&phone).pop().expect("summary");
-    assert_eq!(summary["reason"], "no-answer-in-ack", "{summary}");
+    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("failed"), Some("no-answer-in-ack")), "{summary}");
+    assert!(!status.success(), "a call without an answer is a failure: {}", phone.transcript());
 
     let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &[]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer_no_answer.xml", "bob", port, &[]);
@@ -322,6 +323,33 @@ fn an_ack_without_the_answer_ends_the_call_with_bye() {
     // ACK first and hang up itself: either way the leg ended at once.
     assert!(matches!(b["reason"].as_str(), Some("bye-remote" | "no-answer-in-ack")), "the callee leg ended: {b}");
     assert!(b["duration_s"].as_f64().is_some_and(|d| d < 5.0), "{b}");
+}
+
+/// `softphone dial --late-offer` to a callee whose 200 has no offer either: the softphone
+/// acknowledges the 200 without a body, hangs up with BYE (Reason 488), both checked by sipp, and
+/// exits non-zero with reason `488`.
+#[test]
+fn a_late_offer_caller_hangs_up_on_a_200_without_offer() {
+    if !sipp::available() {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new("late-no-offer");
+    let port = sipp::free_port();
+    let args = s(&["-sf", &scenario("uas_late_offer_no_offer.xml"), "-s", "bob", "-m", "1", "-timeout", "30s", "-timeout_error"]);
+    let mut uas = Sipp::spawn("uas", dir.path(), port, &args);
+    uas.wait_bound(LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let phone = Command::new(PHONE)
+        .args(["--summary", "json", "--rtp-ports", "47500-47999"])
+        .args(["dial", &format!("sip:bob@127.0.0.1:{port}"), "--duration", "1", "--late-offer"])
+        .output()
+        .expect("softphone dial");
+    let stdout = String::from_utf8_lossy(&phone.stdout).into_owned();
+    let out = uas.finish(LIMIT);
+    assert_sipp_ok("the callee without offer", &uas, &out, &[]);
+    assert!(!phone.status.success(), "exit status {}: {stdout}", phone.status);
+    let summary: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
+    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("failed"), Some("488")), "{summary}");
 }
 
 // ===== SAVP lines =====

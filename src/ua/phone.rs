@@ -598,8 +598,12 @@ impl Phone {
         }
         let Some(call) = self.calls.remove(&key) else { return };
         let ended = self.media.end(io, &key);
-        let (state, mut why) = describe(reason);
+        let (mut state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {
+            // We hung up because the SDP exchange failed: the call did not work.
+            if matches!(r.as_str(), "488" | "no-answer-in-ack") {
+                state = EndState::Failed;
+            }
             why = r;
         }
         tracing::info!(call_id = %id.call_id, %state, reason = %why, "call ended");
