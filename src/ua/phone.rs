@@ -578,13 +578,7 @@ impl Phone {
                     tracing::warn!(error = ?e, "unusable answer to our re-INVITE");
                 }
             }
-            DialogEvent::Acked { id } => {
-                if super::late_offer::on_acked(&mut self.ua, &mut self.media, io, &id, now).is_err() {
-                    if let Some(c) = self.calls.get_mut(&self.key_of(&id)) {
-                        c.end_reason = Some("no-answer-in-ack".into());
-                    }
-                }
-            }
+            DialogEvent::Acked { id } => self.on_acked(io, &id, now),
             DialogEvent::Terminated { id, reason } => self.finish_call(io, &id, reason, now),
             _ => {}
         }

@@ -22,6 +22,16 @@ impl Phone {
         self.dial(uri, target);
     }
 
+    /// The ACK for our 2xx: after our late offer it brings the answer; without one the call ends
+    /// (reason `no-answer-in-ack`).
+    pub(super) fn on_acked(&mut self, io: &mut Io<'_>, id: &DialogId, now: Instant) {
+        if crate::ua::late_offer::on_acked(&mut self.ua, &mut self.media, io, id, now).is_err() {
+            if let Some(c) = self.calls.get_mut(&self.key_of(id)) {
+                c.end_reason = Some("no-answer-in-ack".into());
+            }
+        }
+    }
+
     /// The 2xx to our INVITE without SDP arrived with `offer` (its body, if any): answer it in the
     /// ACK and start media, or ACK without a body and hang up.
     pub(super) fn answer_late_offer(&mut self, io: &mut Io<'_>, id: &DialogId, offer: Option<Bytes>, now: Instant) {
