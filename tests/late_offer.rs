@@ -58,7 +58,7 @@ fn serve(dir: &Path, extra: &[&str]) -> (Proc, u16) {
 }
 
 /// A `softphone answer` on its own port (no registrar) for one call; returns it and its port.
-fn softphone_answer(dir: &Path, args: &[&str]) -> (Proc, u16) {
+fn softphone_answer(args: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(PHONE);
     cmd.args(["--summary", "json", "--rtp-ports", "47000-47499"]).args(args).args(["answer", "--calls", "1"]);
     let p = Proc::spawn("softphone answer", &mut cmd);
@@ -69,7 +69,6 @@ fn softphone_answer(dir: &Path, args: &[&str]) -> (Proc, u16) {
         .and_then(|r| r.split(';').next())
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("no port in: {line}"));
-    let _ = dir;
     (p, port)
 }
 
@@ -167,7 +166,7 @@ fn late_offer_to_the_softphone() {
     let _serial = serial();
     let dir = TempDir::new("late-phone");
     let wav = dir.join("phone.wav");
-    let (mut phone, port) = softphone_answer(dir.path(), &["--record", wav.to_str().unwrap()]);
+    let (mut phone, port) = softphone_answer(&["--record", wav.to_str().unwrap()]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer.xml", "softphone", port, &["-d", "3000"]);
     assert_sipp_ok("late offer to the softphone", &sipp, &out, &[&phone]);
     let status = phone.expect_exit(Duration::from_secs(20));
@@ -306,7 +305,7 @@ fn an_ack_without_the_answer_ends_the_call_with_bye() {
     let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer_no_answer.xml", "echo", port, &[]);
     assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-    let (mut phone, phone_port) = softphone_answer(dir.path(), &[]);
+    let (mut phone, phone_port) = softphone_answer(&[]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer_no_answer.xml", "softphone", phone_port, &[]);
     assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
     let status = phone.expect_exit(Duration::from_secs(20));
@@ -366,7 +365,7 @@ fn an_savp_only_offer_is_refused_with_488() {
     let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_only.xml", "echo", port, &[]);
     assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-    let (mut phone, phone_port) = softphone_answer(dir.path(), &[]);
+    let (mut phone, phone_port) = softphone_answer(&[]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_only.xml", "softphone", phone_port, &[]);
     assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
     phone.expect_exit(Duration::from_secs(20));
@@ -387,7 +386,7 @@ fn a_mixed_offer_gets_the_avp_line_answered() {
     let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_mixed.xml", "echo", port, &["-d", "500"]);
     assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-    let (mut phone, phone_port) = softphone_answer(dir.path(), &["--rtp-timeout", "0"]);
+    let (mut phone, phone_port) = softphone_answer(&["--rtp-timeout", "0"]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_mixed.xml", "softphone", phone_port, &["-d", "500"]);
     assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
     phone.expect_exit(Duration::from_secs(20));
