@@ -160,12 +160,17 @@ impl World {
 
     /// The caller dials bob through the B2BUA.
     fn dial(&mut self) -> DialogId {
+        self.dial_with(Some(offer(4000, "0 8", "sendrecv")))
+    }
+
+    /// The caller dials bob through the B2BUA with `sdp` (`None`: a late offer).
+    fn dial_with(&mut self, sdp: Option<Bytes>) -> DialogId {
         let params = CallParams {
             from: "<sip:alice@example.com>".into(),
             to: "<sip:bob@example.com>".into(),
             target: Some(format!("sip:bob@{SB}")),
             routes: Vec::new(),
-            sdp: Some(offer(4000, "0 8", "sendrecv")),
+            sdp,
             max_forwards: None,
             asserted_identity: None,
         };
@@ -471,11 +476,13 @@ fn a_merged_invite_gets_482_and_leaves_nothing_behind() {
 
 #[test]
 fn a_488_leaves_nothing_behind() {
-    // No SDP offer from the caller: refused before any port is bound.
+    // An SDP offer without audio from the caller: refused before any port is bound. (No SDP at
+    // all is a late offer, see `a_late_offer_passes_through_both_legs`.)
     let mut w = World::new(None);
-    w.raw_invite("no-sdp@example.com", "nosdp", 1, "", "");
+    let video = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n";
+    w.raw_invite("no-audio@example.com", "noaudio", 1, "", video);
     assert_eq!(w.raw_answers(), [488]);
-    w.assert_nothing_left("488 to an INVITE without SDP");
+    w.assert_nothing_left("488 to an INVITE without audio");
     // The callee answers with no audio: BYE to it, 488 to the caller.
     let mut w = World::new(None);
     w.dial();
@@ -528,4 +535,88 @@ fn timer_b_on_the_callee_leg_leaves_nothing_behind() {
     assert_eq!(w.caller().ended(), [EndReason::Timeout]);
     assert_eq!(w.last_record().end_reason.as_deref(), Some("408"));
     w.assert_nothing_left("Timer B");
+}
+
+// ===== late offer (RFC 3261 §13.3.1.4, §13.2.2.4, RFC 3264 §4) =====
+
+/// The INVITE the callee got.
+fn incoming_invite(p: &DialogUa) -> switchboard::message::Message {
+    p.events.iter().rev().find_map(|e| if let Event::Incoming { request, .. } = e { Some(request.clone()) } else { None }).expect("INVITE")
+}
+
+#[test]
+fn a_late_offer_passes_through_both_legs() {
+    for relay in [true, false] {
+        let mut w = World::with_relay(None, relay);
+        w.dial_with(None);
+        assert!(incoming_invite(w.callee()).body().is_empty(), "relay {relay}: the callee's INVITE has no SDP either");
+        // The callee offers in its 200; the caller gets it (at the relay) in the B2BUA's 200.
+        let callee = w.answer(offer(6000, "0 8", "sendrecv"));
+        let caller = w.caller().established().expect("the caller got the 200");
+        let offer_text = remote_sdp(w.caller(), &caller);
+        let to_callee_relay = if relay {
+            assert!(offer_text.contains("c=IN IP4 127.0.0.1") && audio_port(&offer_text) != 6000, "rewritten to the relay: {offer_text}");
+            audio_port(&offer_text)
+        } else {
+            assert_eq!(audio_port(&offer_text), 6000, "passed through unchanged without the relay: {offer_text}");
+            6000
+        };
+        let d = w.caller().ua.dialogs_ref().get(&caller).expect("dialog");
+        assert!(d.awaits_late_ack(), "the caller's ACK waits for its answer");
+        // The callee's ACK waits for the caller's: the callee keeps retransmitting its 200.
+        assert!(!w.callee().events.iter().any(|e| matches!(e, Event::Acked { .. })), "relay {relay}: no ACK to the callee yet");
+        w.net.run_for(Duration::from_secs(2));
+        assert!(!w.callee().events.iter().any(|e| matches!(e, Event::Acked { .. })));
+        // The caller answers in its ACK; the callee gets that answer (at the relay) in its ACK.
+        w.command(w.caller, |d, now| d.send_late_ack(&caller, Some(offer(4000, "8", "sendrecv")), now)).expect("late ACK");
+        w.net.run_for(Duration::from_millis(200));
+        assert!(w.callee().events.iter().any(|e| matches!(e, Event::Acked { id } if *id == callee)), "relay {relay}: the callee's ACK");
+        let answer = remote_sdp(w.callee(), &callee);
+        assert!(answer.contains("RTP/AVP 8"), "the caller's answer: {answer}");
+        if relay {
+            let port = audio_port(&answer);
+            assert!(port != 4000 && port != to_callee_relay, "the callee sends to its own relay port: {answer}");
+        } else {
+            assert_eq!(audio_port(&answer), 4000, "{answer}");
+        }
+        w.command(w.caller, |d, now| d.send_bye(&caller, now)).expect("bye");
+        w.net.run_for(Duration::from_secs(1));
+        assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)], "relay {relay}");
+        assert_eq!(w.last_record().end_reason.as_deref(), Some("bye"));
+        w.net.run_for(Duration::from_secs(40));
+        w.assert_nothing_left("late offer");
+    }
+}
+
+#[test]
+fn a_late_offer_without_answer_in_the_ack_ends_both_legs() {
+    let mut w = World::new(None);
+    w.dial_with(None);
+    let callee = w.answer(offer(6000, "0", "sendrecv"));
+    let caller = w.caller().established().expect("the caller got the 200");
+    // The caller's ACK brings no answer: BYE to both (the callee's 200 acknowledged first).
+    w.command(w.caller, |d, now| d.send_late_ack(&caller, None, now)).expect("ACK");
+    w.net.run_for(Duration::from_secs(1));
+    assert!(w.callee().events.iter().any(|e| matches!(e, Event::Acked { id } if *id == callee)), "the callee's 200 was acknowledged");
+    assert_eq!(w.callee().ua.dialogs_ref().get(&callee).and_then(|d| d.remote_sdp().cloned()), None, "without a body");
+    assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)]);
+    assert_eq!(w.caller().ended(), [EndReason::Bye(Side::Remote)]);
+    let r = w.last_record();
+    assert_eq!((r.end_reason.as_deref(), r.ended_by.as_deref()), (Some("488"), Some("service")));
+    w.net.run_for(Duration::from_secs(40));
+    w.assert_nothing_left("late offer without answer");
+}
+
+#[test]
+fn a_caller_that_never_acks_a_late_offer_ends_the_callee_leg_too() {
+    let mut w = World::new(None);
+    w.dial_with(None);
+    w.answer(offer(6000, "0", "sendrecv"));
+    // The caller never ACKs: the B2BUA's 200 to it times out after 64*T1 (§13.3.1.4), and so does
+    // the callee's 200, which waited for that ACK; both legs end and nothing is left.
+    w.net.run_for(Duration::from_secs(40));
+    assert_eq!(w.callee().ended().len(), 1, "the callee leg ended: {:?}", w.callee().ended());
+    assert_eq!(w.last_record().end_reason.as_deref(), Some("no-ack"));
+    w.net.run_for(Duration::from_secs(40));
+    w.assert_nothing_left("late offer never acknowledged");
 }

@@ -325,11 +325,22 @@ fn echo_calls(w: &mut World) {
     w.run(1.5);
     w.caller_hangs_up();
     assert!(matches!(w.caller.last_end(), Some(EndReason::Bye(_))), "echo call ended by BYE: {:?}", w.caller.last_end());
-    // Refused: no SDP offer to answer.
+    // Refused: an offer without audio.
+    w.clear_events();
+    let video = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\n";
+    w.dial("echo", Some(Bytes::from_static(video.as_bytes())));
+    w.run(1.5);
+    assert!(matches!(w.caller.last_end(), Some(EndReason::Rejected(488))), "echo call without audio refused: {:?}", w.caller.last_end());
+    // A late offer (no SDP in the INVITE, the offer in the 200) whose ACK brings no answer: the
+    // echo user hangs up (RFC 3264 §4) and its ports and tables go.
     w.clear_events();
     w.dial("echo", None);
     w.run(1.5);
-    assert!(matches!(w.caller.last_end(), Some(EndReason::Rejected(_))), "echo call without SDP refused: {:?}", w.caller.last_end());
+    let id = w.caller.established().expect("the late offer is answered with an offer");
+    w.caller.ua.dialogs().send_late_ack(&id, None, w.now).expect("ACK without answer");
+    w.caller.ua.flush(&mut w.caller.ep, w.now);
+    w.run(1.0);
+    assert_eq!(w.caller.last_end(), Some(EndReason::Bye(switchboard::dialog::Side::Remote)), "the echo user hung up");
     // Cancelled while ringing.
     w.clear_events();
     let pending = w.dial("echo", Some(offer(4000)));

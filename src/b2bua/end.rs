@@ -128,6 +128,8 @@ impl CallEnd {
         match (self.by, self.cause) {
             (Party::Service, Cause::RtpTimeout) => Some("SIP;cause=408;text=\"RTP timeout\""),
             (Party::Service, Cause::RelayPortTaken) => Some("SIP;cause=503;text=\"relay port taken\""),
+            // Late offer: the caller's ACK brought no usable answer (see `late_offer.rs`).
+            (Party::Service, Cause::Status(488)) => Some(crate::ua::late_offer::NO_ANSWER_IN_ACK),
             _ => None,
         }
     }

@@ -39,6 +39,7 @@ impl B2bua {
                     log_unsent(self.ua.dialogs().send_info(&other, &ct, request.body_bytes(), now), "INFO to the other leg", &other);
                 }
             }
+            Event::Acked { id } => self.on_acked(io, &id, now),
             Event::Terminated { id, reason } => self.on_terminated(io, &id, reason, now),
             _ => {}
         }

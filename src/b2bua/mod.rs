@@ -30,6 +30,7 @@ mod call;
 mod end;
 mod events;
 mod handover;
+mod late_offer;
 pub mod sdp;
 
 pub use call::Phase;
@@ -305,8 +306,8 @@ impl B2bua {
     }
 
     /// Starts a call: `request` is an authorized INVITE for which `targets` are the callee's
-    /// contacts. Answers 488 to an INVITE without an SDP offer (the relay needs one) and 503 when
-    /// no relay port is free.
+    /// contacts. Answers 488 to an INVITE whose SDP has no audio offer and 503 when no relay port
+    /// is free; an INVITE without SDP is a late offer (see `late_offer.rs`).
     pub fn start_call(
         &mut self,
         io: &mut Io<'_>,
@@ -337,7 +338,7 @@ impl B2bua {
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
             io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("sb")).finish(), now);
         };
-        if sdp::audio_of(request.body()).is_none() {
+        if !Self::invite_sdp_acceptable(request.body()) {
             tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
             return refuse(io, 488, "Not Acceptable Here");
         }

@@ -2,7 +2,11 @@
 //!
 //! The answerer picks the codec by its own preference (§6.1), keeps the offerer's dynamic payload type
 //! for telephone-event, answers every other m-line with port 0 (§6: same number of m-lines), and
-//! mirrors the direction (§6.1: sendonly is answered recvonly or inactive). Hold is `sendonly` /
+//! mirrors the direction (§6.1: sendonly is answered recvonly or inactive). Secure RTP lines
+//! (`RTP/SAVP`, `RTP/SAVPF`, `UDP/TLS/RTP/SAVP`, ...) are taken only when SRTP is allowed
+//! ([`MediaPrefs::srtp`]); otherwise they are refused with port 0 like any stream we cannot carry,
+//! an `RTP/AVP` line beside them is the one answered, and an offer with nothing else is 488
+//! ([`choose_audio`]). Hold is `sendonly` /
 //! `inactive` or a `0.0.0.0` connection address (RFC 3264 §8.4, RFC 2543 style).
 
 use crate::media::g711::Codec;
@@ -19,12 +23,15 @@ pub struct MediaPrefs {
     pub dtmf_payload_type: Option<u8>,
     /// Packet time we offer, in ms.
     pub ptime: u32,
+    /// Secure RTP (`SAVP`) lines may be answered (`--srtp optional|required`); `false` (the
+    /// default, `--srtp off`): they are refused with port 0 (RFC 3264 §6).
+    pub srtp: bool,
 }
 
 impl Default for MediaPrefs {
     /// PCMU then PCMA, telephone-event on 101, 20 ms.
     fn default() -> Self {
-        MediaPrefs { codecs: vec![Codec::Pcmu, Codec::Pcma], dtmf_payload_type: Some(101), ptime: 20 }
+        MediaPrefs { codecs: vec![Codec::Pcmu, Codec::Pcma], dtmf_payload_type: Some(101), ptime: 20, srtp: false }
     }
 }
 
@@ -53,6 +60,8 @@ pub enum NegotiationError {
     NoAudio,
     /// None of the offered (or answered) codecs is one we have.
     NoCommonCodec,
+    /// The only audio offered is secure RTP (`SAVP`), and SRTP is not allowed.
+    SrtpOnly,
 }
 
 impl fmt::Display for NegotiationError {
@@ -60,6 +69,7 @@ impl fmt::Display for NegotiationError {
         f.write_str(match self {
             NegotiationError::NoAudio => "no usable audio stream",
             NegotiationError::NoCommonCodec => "no common codec",
+            NegotiationError::SrtpOnly => "only secure RTP (SAVP) offered, and SRTP is off",
         })
     }
 }
@@ -131,8 +141,27 @@ fn telephone_event(m: &MediaDescription) -> Option<u8> {
         .find(|&pt| m.codec(pt).is_some_and(|c| c.encoding_name.as_str().eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000))
 }
 
-fn audio_index(sdp: &SessionDescription) -> Option<usize> {
-    sdp.media.iter().position(|m| m.media.as_str() == "audio" && m.port != 0 && m.is_rtp())
+/// Whether an m-line's transport is secure RTP (RFC 3711 `RTP/SAVP`, RFC 5124 `RTP/SAVPF`,
+/// RFC 5764 `UDP/TLS/RTP/SAVP(F)`).
+pub fn is_srtp(m: &MediaDescription) -> bool {
+    m.proto.as_str().to_ascii_uppercase().contains("/SAVP")
+}
+
+/// The audio m-line to use of an offer or answer (RFC 3264 §6): the first audio RTP line with a
+/// non-zero port whose transport we may take. Without `srtp_allowed` an SAVP line is never taken
+/// (it is refused with port 0 in the answer), so an offer with an SAVP and an AVP line gets the
+/// AVP line answered. With it, an SAVP line is preferred over a plain one. The one place this rule
+/// lives: the echo user, the softphone and the B2BUA's own answers all go through it.
+pub fn choose_audio(sdp: &SessionDescription, srtp_allowed: bool) -> Result<usize, NegotiationError> {
+    let usable = |m: &&MediaDescription| m.media.as_str() == "audio" && m.port != 0 && m.is_rtp();
+    let lines: Vec<(usize, bool)> = sdp.media.iter().enumerate().filter(|(_, m)| usable(m)).map(|(i, m)| (i, is_srtp(m))).collect();
+    let pick = |secure: bool| lines.iter().find(|(_, s)| *s == secure).map(|(i, _)| *i);
+    let chosen = if srtp_allowed { pick(true).or_else(|| pick(false)) } else { pick(false) };
+    match chosen {
+        Some(i) => Ok(i),
+        None if lines.is_empty() => Err(NegotiationError::NoAudio),
+        None => Err(NegotiationError::SrtpOnly),
+    }
 }
 
 /// Answers `offer` from `local`, choosing by our preference. `wish` is the direction we want (e.g.
@@ -144,7 +173,7 @@ pub fn answer(
     wish: Direction,
     session_id: u64,
 ) -> Result<(SessionDescription, Negotiated), NegotiationError> {
-    let idx = audio_index(offer).ok_or(NegotiationError::NoAudio)?;
+    let idx = choose_audio(offer, prefs.srtp)?;
     let m = &offer.media[idx];
     let offered: Vec<u8> = m.payload_types().collect();
     let codec = prefs.codecs.iter().copied().find(|c| offered.contains(&c.payload_type())).ok_or(NegotiationError::NoCommonCodec)?;
@@ -169,7 +198,7 @@ pub fn answer(
 
 /// Reads the peer's answer to our offer (RFC 3264 §7).
 pub fn apply_answer(answer: &SessionDescription, prefs: &MediaPrefs) -> Result<Negotiated, NegotiationError> {
-    let idx = audio_index(answer).ok_or(NegotiationError::NoAudio)?;
+    let idx = choose_audio(answer, prefs.srtp)?;
     let m = &answer.media[idx];
     let codec = m
         .payload_types()
@@ -258,5 +287,45 @@ mod tests {
         assert_eq!(ours.remote_rtp, Some(local()));
         assert_eq!(theirs.remote_rtp, "127.0.0.1:20000".parse().ok());
         assert_eq!(ours.dtmf_payload_type, Some(101));
+    }
+
+    const SAVP_ONLY: &str = "v=0\no=a 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 4000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\n";
+
+    #[test]
+    fn an_srtp_only_offer_is_488_whatever_its_transport() {
+        for proto in ["RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVP", "UDP/TLS/RTP/SAVPF"] {
+            let o = parse(&SAVP_ONLY.replace("RTP/SAVP", proto));
+            let err = answer(&o, local(), &MediaPrefs::default(), Direction::SendRecv, 1).unwrap_err();
+            assert_eq!(err, NegotiationError::SrtpOnly, "{proto}");
+            assert_eq!(choose_audio(&o, false), Err(NegotiationError::SrtpOnly));
+        }
+        // With SRTP allowed (the srtp helper's --srtp optional), the line is usable.
+        assert_eq!(choose_audio(&parse(SAVP_ONLY), true), Ok(0));
+    }
+
+    #[test]
+    fn a_mixed_offer_gets_the_avp_line_and_the_savp_line_port_zero() {
+        // The SAVP line first, as phones with optional SRTP (best-effort, two m-lines) offer it.
+        let o = parse(&format!("{SAVP_ONLY}m=audio 4002 RTP/AVP 8 0\n"));
+        let (a, n) = answer(&o, local(), &MediaPrefs::default(), Direction::SendRecv, 1).unwrap();
+        assert_eq!(a.media.len(), 2, "RFC 3264 §6: one m-line per offered stream");
+        assert_eq!((a.media[0].port, a.media[0].proto.as_str()), (0, "RTP/SAVP"), "SAVP refused with port 0");
+        assert_eq!((a.media[1].port, a.media[1].proto.as_str()), (30000, "RTP/AVP"));
+        assert!(a.media[0].attributes.iter().all(|x| x.name.as_str() != "crypto"), "no key material answered");
+        assert_eq!(n.remote_rtp, "192.0.2.1:4002".parse().ok(), "media goes to the AVP line's port");
+        // The AVP line first: the same choice.
+        let o = parse(&format!(
+            "v=0\no=a 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 4002 RTP/AVP 0\n{}",
+            &SAVP_ONLY[SAVP_ONLY.find("m=").unwrap()..]
+        ));
+        let (a, n) = answer(&o, local(), &MediaPrefs::default(), Direction::SendRecv, 1).unwrap();
+        assert_eq!((a.media[0].port, a.media[1].port), (30000, 0));
+        assert_eq!(n.remote_rtp, "192.0.2.1:4002".parse().ok());
+    }
+
+    #[test]
+    fn an_srtp_answer_to_our_plain_offer_is_unusable() {
+        let a = parse(SAVP_ONLY);
+        assert_eq!(apply_answer(&a, &MediaPrefs::default()).unwrap_err(), NegotiationError::SrtpOnly);
     }
 }

@@ -74,8 +74,13 @@ impl Dialog {
 
     /// The ACK for a 2xx to INVITE number `seq` (§13.2.2.4): built like an in-dialog request, with
     /// the INVITE's CSeq number, method ACK, the same route set and a new branch.
+    /// After a late offer the ACK carries our answer (RFC 3264 §4).
     pub(crate) fn ack(&self, seq: u32, branch: &str, cfg: &DialogConfig) -> Message {
-        self.request(Method::Ack, seq, branch, cfg).finish()
+        let b = self.request(Method::Ack, seq, branch, cfg);
+        match self.local_sdp.as_ref().filter(|_| self.late_offer == Some(super::state::LateOffer::Acked(seq))) {
+            Some(sdp) => b.body("application/sdp", sdp),
+            None => b.finish(),
+        }
     }
 
     /// Starts our response to the peer's `req`, with our tag in To (§8.2.6.2). A 101-299 to an

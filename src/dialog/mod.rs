@@ -38,6 +38,7 @@ mod build;
 mod commands;
 mod id;
 mod incoming;
+mod late_offer;
 mod merge;
 mod responses;
 mod session;
@@ -166,7 +167,9 @@ pub enum Event {
         /// The early dialog.
         id: DialogId,
     },
-    /// The dialog is confirmed (§12.1): our 2xx went out, or a 2xx came in and was ACKed.
+    /// The dialog is confirmed (§12.1): our 2xx went out, or a 2xx came in and was ACKed. After
+    /// our INVITE without SDP the 2xx carries the offer and is not ACKed yet: see
+    /// [`Dialog::awaits_late_ack`] and [`Dialogs::send_late_ack`] (late offer, RFC 3264 §4).
     Established {
         /// The dialog.
         id: DialogId,

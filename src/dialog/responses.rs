@@ -112,10 +112,16 @@ impl Dialogs {
                 self.insert(d)
             }
         };
+        let late = self.invites.get(key).is_some_and(|i| i.params.sdp.is_none());
         if let Some(inv) = self.invites.get_mut(key) {
             inv.request = None;
         }
-        self.send_ack(slot, seq);
+        if late {
+            // RFC 3264 §4: the 2xx carries the offer; the ACK waits for the application's answer.
+            self.dm(slot).late_offer = Some(super::state::LateOffer::Pending(seq));
+        } else {
+            self.send_ack(slot, seq);
+        }
         self.apply_session(slot, session::from_response(resp), now);
         self.on_confirmed(slot, now);
         // Forking (§13.2.2.4): the early dialogs of the other branches will never be confirmed
@@ -129,7 +135,7 @@ impl Dialogs {
     }
 
     /// Builds, remembers and sends the ACK for the 2xx to INVITE `seq` (§13.2.2.4).
-    fn send_ack(&mut self, slot: usize, seq: u32) {
+    pub(crate) fn send_ack(&mut self, slot: usize, seq: u32) {
         let branch = self.ids.branch();
         let (d, cfg) = self.dm_cfg(slot);
         let ack = d.ack(seq, &branch, cfg);

@@ -313,6 +313,9 @@ impl Dialogs {
         body: Option<(&str, Bytes)>,
         extra: impl FnOnce(&mut MessageBuilder),
     ) {
+        if method == Method::Bye {
+            self.ack_before_bye(slot);
+        }
         let branch = self.ids.branch();
         let Dialogs { slots, config, .. } = self;
         let Some(d) = slots.get_mut(slot).and_then(Option::as_deref_mut) else { return };

@@ -51,6 +51,17 @@ pub(crate) struct Outgoing {
     pub(crate) purpose: Purpose,
 }
 
+/// The ACK of a late offer (UAC, RFC 3264 §4): the 2xx to our INVITE without SDP carries the
+/// offer, the ACK the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LateOffer {
+    /// The 2xx to INVITE number `.0` came; the ACK waits for the application's answer.
+    Pending(u32),
+    /// The ACK for INVITE number `.0` went out with our answer (`local_sdp`): its copies for
+    /// retransmitted 2xx carry it too.
+    Acked(u32),
+}
+
 /// Our 2xx to an INVITE, retransmitted until the ACK (§13.3.1.4).
 #[derive(Debug, Clone)]
 pub(crate) struct Unacked {
@@ -90,6 +101,10 @@ pub struct Dialog {
     pub(crate) last_ack: Option<(u32, Box<str>)>,
     /// The application asked for BYE before the ACK of our 2xx came (§15: wait for it).
     pub(crate) bye_after_ack: bool,
+    /// Late offer (UAC): the 2xx to our INVITE number `.0`, sent without an offer, carried the
+    /// offer, so its ACK carries our answer (RFC 3261 §13.2.2.4, RFC 3264 §4); see
+    /// `dialog/late_offer.rs`.
+    pub(crate) late_offer: Option<LateOffer>,
     /// Our 1xx with a tag went out (UAS), so `Event::Early` was sent.
     pub(crate) provisional_sent: bool,
     /// A re-INVITE or UPDATE that met 491, to send again when [`DialogTimer::GlareRetry`] fires.
@@ -165,6 +180,7 @@ impl Dialog {
             unacked: None,
             last_ack: None,
             bye_after_ack: false,
+            late_offer: None,
             provisional_sent: false,
             retry: None,
             auth_tries: 0,
@@ -247,7 +263,10 @@ impl Dialog {
 
     /// Any INVITE transaction in progress in either direction (§14.1).
     pub(crate) fn invite_in_progress(&self) -> bool {
-        self.outgoing.iter().any(|o| o.method == Method::Invite) || self.awaiting_answer.is_some() || self.unacked.is_some()
+        self.outgoing.iter().any(|o| o.method == Method::Invite)
+            || self.awaiting_answer.is_some()
+            || self.unacked.is_some()
+            || self.awaits_late_ack()
     }
 
     /// Ends the dialog: state Terminated, every timer stopped (the caller arms Purge).
@@ -265,6 +284,12 @@ impl Dialog {
     /// Whether we were the UAC or the UAS of the INVITE.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Late offer (UAC): the 2xx to our INVITE without an offer came, and its ACK waits for the
+    /// answer from [`crate::dialog::Dialogs::send_late_ack`] (RFC 3261 §13.2.2.4).
+    pub fn awaits_late_ack(&self) -> bool {
+        matches!(self.late_offer, Some(LateOffer::Pending(_)))
     }
 
     /// Whether our 2xx to the peer's INVITE still waits for its ACK (§13.3.1.4).

@@ -1,7 +1,9 @@
 //! The service's built-in `echo` user (sans-IO): answers INVITEs to `sip:echo@...` with 200 and an
 //! SDP answer (after 180 Ringing when an answer delay is set), re-INVITEs (hold, resume) with the
 //! matching answer, out-of-dialog OPTIONS with 200 and Allow/Supported, and other users with 404
-//! until routing exists. BYE, CANCEL, 2xx retransmission until the ACK and the BYE when no ACK comes
+//! until routing exists. An INVITE without SDP gets our offer in the 200 and its ACK the answer
+//! (late offer, RFC 3264 §4; [`super::late_offer`]); secure RTP lines are refused with port 0 and
+//! an offer of nothing else with 488 ([`crate::call::negotiate::choose_audio`]). BYE, CANCEL, 2xx retransmission until the ACK and the BYE when no ACK comes
 //! (§13.3.1.4) are the dialog layer's ([`crate::dialog`]), reached through [`UaCore`].
 
 use super::core::{UaCore, UaEvent};
@@ -206,9 +208,10 @@ impl EchoUas {
         }
     }
 
-    /// Answers with media that sends back what arrives (RTP echo).
+    /// Answers with media that sends back what arrives (RTP echo). An INVITE without SDP gets our
+    /// offer in the 200 and the answer comes in the ACK (late offer, RFC 3261 §13.3.1.4).
     fn answer(&mut self, io: &mut Io<'_>, id: &DialogId, request: &Message, now: Instant) {
-        match self.media.answer_offer(io, id, &request.body_bytes(), Source::Echo, now) {
+        match self.media.answer_or_offer(io, id, &request.body_bytes(), Source::Echo, now) {
             Ok(sdp) => {
                 if self.ua.dialogs().accept(id, Some(sdp), now).is_ok() {
                     self.answered += 1;
@@ -230,6 +233,9 @@ impl EchoUas {
                     Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
                     Err(_) => drop(self.ua.dialogs().reject(&id, 488, now)),
                 }
+            }
+            UaEvent::Dialog(DialogEvent::Acked { id }) => {
+                let _ = super::late_offer::on_acked(&mut self.ua, &mut self.media, io, &id, now);
             }
             UaEvent::Dialog(DialogEvent::Terminated { id, reason }) => {
                 let media = self.media.end(io, &CallKey::of(&id));

@@ -16,6 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Instant;
 
+mod late_offer;
+
 /// A call, as media sees it: Call-ID and our tag (stable from the INVITE on, unlike the remote tag).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CallKey(std::sync::Arc<str>, std::sync::Arc<str>);

@@ -5,6 +5,7 @@
 
 pub mod core;
 pub mod echo;
+pub mod late_offer;
 pub mod media;
 pub mod phone;
 pub mod register;

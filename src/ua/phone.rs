@@ -30,6 +30,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod late_offer;
+
 /// What the phone sends.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
@@ -198,6 +200,9 @@ pub struct Phone {
     move_at: Option<(Instant, SocketAddr)>,
     /// A move asked for, for the driver ([`Application::poll_move`]).
     pending_move: Option<SocketAddr>,
+    /// Our INVITEs carry no SDP: the offer comes in the 2xx and our answer goes in the ACK
+    /// (`dial --late-offer`, RFC 3261 §13.2.2.4; see `phone/late_offer.rs`).
+    late_offer: bool,
 }
 
 /// Maps a dialog's end to (state, reason) of the summary.
@@ -261,6 +266,7 @@ impl Phone {
             dial_at: None,
             move_at: None,
             pending_move: None,
+            late_offer: false,
             config,
         }
     }
@@ -273,8 +279,10 @@ impl Phone {
     }
 
     fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) {
-        let (prepared, sdp): (PreparedOffer, Bytes) = match self.media.prepare_offer(io) {
-            Ok(x) => x,
+        let prepared = if self.late_offer { Ok(None) } else { self.media.prepare_offer(io).map(Some) };
+        let (prepared, sdp): (Option<PreparedOffer>, Option<Bytes>) = match prepared {
+            Ok(Some((p, sdp))) => (Some(p), Some(sdp)),
+            Ok(None) => (None, None),
             Err(e) => {
                 tracing::error!(error = ?e, "no media ports");
                 self.push_failed(format!("media: {e:?}"));
@@ -289,13 +297,15 @@ impl Phone {
             to: format!("<{uri}>"),
             target: None,
             routes: Vec::new(),
-            sdp: Some(sdp),
+            sdp,
             max_forwards: None,
             asserted_identity: None,
         };
         match self.ua.dialogs().invite(params, now) {
             Ok(id) => {
-                self.media.attach(&id, prepared, self.config.source.make());
+                if let Some(prepared) = prepared {
+                    self.media.attach(&id, prepared, self.config.source.make());
+                }
                 let call = Call {
                     id: id.clone(),
                     outgoing: true,
@@ -370,7 +380,8 @@ impl Phone {
         let Some((invite, _)) = call.ringing.take() else { return };
         let id = call.id.clone();
         let offer = invite.body_bytes();
-        match self.media.answer_offer(io, &id, &offer, self.config.source.make(), now) {
+        // An INVITE without SDP gets our offer; the ACK brings the answer (late offer, §13.3.1.4).
+        match self.media.answer_or_offer(io, &id, &offer, self.config.source.make(), now) {
             Ok(sdp) => log_unsent(self.ua.dialogs().accept(&id, Some(sdp), now), "200 to the INVITE", &id),
             Err(e) => {
                 tracing::info!(error = ?e, "cannot answer the offer: 488");
@@ -528,6 +539,7 @@ impl Phone {
             }
             DialogEvent::Established { id } => {
                 let key = self.key_of(&id);
+                let late = self.ua.dialogs_ref().get(&id).is_some_and(|d| d.awaits_late_ack());
                 let remote_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned());
                 let Some(call) = self.calls.get_mut(&key) else { return };
                 if call.answered.is_some() {
@@ -542,7 +554,9 @@ impl Phone {
                 call.dtmf_at = self.config.dtmf.as_ref().map(|(_, after)| now + *after);
                 let setup_ms = now.saturating_duration_since(call.started).as_millis() as u64;
                 tracing::info!(call_id = %id.call_id, local_tag = %id.local_tag, remote_tag = %id.remote_tag, setup_ms, "call answered");
-                if call.outgoing {
+                if call.outgoing && late {
+                    self.answer_late_offer(io, &id, remote_sdp, now);
+                } else if call.outgoing {
                     match remote_sdp {
                         Some(sdp) => {
                             if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
@@ -564,6 +578,7 @@ impl Phone {
                     tracing::warn!(error = ?e, "unusable answer to our re-INVITE");
                 }
             }
+            DialogEvent::Acked { id } => self.on_acked(io, &id, now),
             DialogEvent::Terminated { id, reason } => self.finish_call(io, &id, reason, now),
             _ => {}
         }
@@ -577,8 +592,12 @@ impl Phone {
         }
         let Some(call) = self.calls.remove(&key) else { return };
         let ended = self.media.end(io, &key);
-        let (state, mut why) = describe(reason);
+        let (mut state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {
+            // We hung up because the SDP exchange failed: the call did not work.
+            if matches!(r.as_str(), "488" | "no-answer-in-ack") {
+                state = EndState::Failed;
+            }
             why = r;
         }
         tracing::info!(call_id = %id.call_id, %state, reason = %why, "call ended");

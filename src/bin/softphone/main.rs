@@ -111,6 +111,10 @@ enum Command {
         /// the new contact and re-INVITE, --move-after seconds after the answer.
         #[arg(long, value_name = "ADDR", requires = "move_after")]
         move_to: Option<String>,
+        /// Send the INVITE without SDP: the callee offers in its 200 and our answer goes in the
+        /// ACK (late offer, RFC 3261 §13.2.2.4).
+        #[arg(long)]
+        late_offer: bool,
     },
     /// Answer incoming calls automatically.
     ///
@@ -338,7 +342,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
     let endpoint = Endpoint::new(EndpointConfig::default());
     let shutdown = switchboard::driver::interrupted();
     let phone = match &cli.command {
-        Some(Command::Dial { uri, duration, move_after, move_to }) => {
+        Some(Command::Dial { uri, duration, move_after, move_to, late_offer }) => {
             // Registered phones send their calls through the registrar (outbound proxy).
             let target = match &cli.register {
                 Some(r) => target_of(r)?,
@@ -348,7 +352,11 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
             let mut phone = Phone::new(config, Some(target));
             eprintln!("softphone: calling {uri} from {local}");
-            phone.dial(uri, target);
+            if *late_offer {
+                phone.dial_late_offer(uri, target);
+            } else {
+                phone.dial(uri, target);
+            }
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
         Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
