@@ -13,6 +13,8 @@
 //! RFC 3264 §8). The service challenges that re-INVITE (it comes from an address the call does
 //! not know, issue 14 point 7); the dialog layer answers with our credentials.
 
+mod early;
+
 use super::core::{UaCore, UaEvent};
 use super::log_unsent;
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
@@ -158,6 +160,8 @@ pub struct CallReport {
     pub media: Option<crate::call::MediaSummary>,
     /// Decoded received audio.
     pub recording: Vec<i16>,
+    /// An 18x with SDP started media before the answer (early media, see `early`).
+    pub early_media: bool,
 }
 
 #[derive(Debug)]
@@ -173,6 +177,8 @@ struct Call {
     responses: Vec<u16>,
     end_reason: Option<String>,
     held: bool,
+    /// Media started on an 18x with SDP.
+    early_media: bool,
 }
 
 /// The phone.
@@ -307,6 +313,7 @@ impl Phone {
                     responses: Vec::new(),
                     end_reason: None,
                     held: false,
+                    early_media: false,
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
@@ -327,6 +334,7 @@ impl Phone {
             bye_status: None,
             media: None,
             recording: vec![],
+            early_media: false,
         });
     }
 
@@ -523,6 +531,7 @@ impl Phone {
                     responses: Vec::new(),
                     end_reason: None,
                     held: false,
+                    early_media: false,
                 };
                 self.calls.insert(self.key_of(&id), call);
             }
@@ -555,6 +564,7 @@ impl Phone {
                     }
                 }
             }
+            DialogEvent::EarlyMedia { id, code, sdp } => self.on_early_media(io, &id, code, &sdp, now),
             DialogEvent::Reoffer { id, request } => match self.media.answer_reoffer(&id, &request.body_bytes()) {
                 Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
                 Err(_) => drop(self.ua.dialogs().reject(&id, 488, now)),
@@ -596,6 +606,7 @@ impl Phone {
             bye_status: None,
             media,
             recording,
+            early_media: call.early_media,
         });
     }
 
