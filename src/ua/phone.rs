@@ -563,6 +563,12 @@ impl Phone {
                         None => tracing::warn!("answer without SDP: no media"),
                     }
                 }
+                if call.early_media {
+                    // The silence of a callee that rang with SDP but sent nothing counts from now.
+                    if let Some(s) = self.media.session_mut(&id) {
+                        s.restart_inactivity(now);
+                    }
+                }
             }
             DialogEvent::EarlyMedia { id, code, sdp } => self.on_early_media(io, &id, code, &sdp, now),
             DialogEvent::Reoffer { id, request } => match self.media.answer_reoffer(&id, &request.body_bytes()) {
@@ -618,6 +624,9 @@ impl Phone {
                     if let Some(c) = self.calls.get(&key) {
                         self.digits.push((c.id.call_id.to_string(), d));
                     }
+                }
+                MediaEvent::Inactive if self.calls.get(&key).is_some_and(|c| c.answered.is_none()) => {
+                    tracing::debug!("no early media for a while: the call still rings");
                 }
                 MediaEvent::Inactive => {
                     tracing::info!("no media from the peer: hanging up");
