@@ -34,22 +34,32 @@ pub(crate) struct EarlyAnswer {
 }
 
 impl B2bua {
-    /// True if the callee branch's new early dialog `id` came with a usable SDP: its 18x goes to the
-    /// caller with that SDP ([`B2bua::on_early_media`]), so no bare 180 is sent first.
+    /// True if the callee branch's new early dialog `id` came with a usable SDP that will be passed
+    /// on: its 18x goes to the caller with that SDP ([`B2bua::on_early_media`]), so no bare 180 is
+    /// sent first.
     pub(super) fn early_media_follows(&self, id: &DialogId) -> bool {
-        self.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp()).is_some_and(|b| sdp::audio_of(b).is_some())
+        let usable = self.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp()).is_some_and(|b| sdp::audio_of(b).is_some());
+        usable && self.by_call_id.get(&*id.call_id).and_then(|(key, _)| self.calls.get(key)).is_some_and(|c| self.caller_offered(c))
+    }
+
+    /// The caller's INVITE carried an offer, so an SDP in a callee's 18x is an answer the caller
+    /// may get as early media (RFC 3261 §13.2.1: an unreliable 1xx carries no offer).
+    fn caller_offered(&self, c: &Call) -> bool {
+        self.ua.dialogs_ref().get(&c.caller).is_some_and(|d| d.remote_sdp().is_some())
     }
 
     /// A callee branch's 1xx with `body` (dialog event `EarlyMedia`): passed on to the caller with
     /// the same status code and the SDP rewritten to the caller's relay port; the relay's callee leg
-    /// follows it. Ignored once the call is answered or ending, from the caller's leg, and when the
-    /// body has no RTP audio stream (the caller then hears the ringing of [`B2bua::on_early`]).
+    /// follows it. Ignored once the call is answered or ending, from the caller's leg, when the
+    /// caller's INVITE had no offer, and when the body has no RTP audio stream (the caller then
+    /// hears the ringing of [`B2bua::on_early`]).
     pub(super) fn on_early_media(&mut self, id: &DialogId, code: u16, body: &Bytes, now: Instant) {
         let Some(&(key, Leg::Callee)) = self.by_call_id.get(&*id.call_id) else { return };
-        let Some(c) = self.calls.get_mut(&key) else { return };
-        if c.phase != Phase::Setup || !c.forks.contains(&id.invite_id()) {
+        let Some(c) = self.calls.get(&key) else { return };
+        if c.phase != Phase::Setup || !c.forks.contains(&id.invite_id()) || !self.caller_offered(c) {
             return;
         }
+        let Some(c) = self.calls.get_mut(&key) else { return };
         let Some(stream) = sdp::audio_of(body) else {
             tracing::debug!(call = key, "18x with an SDP without RTP audio: not passed on");
             return;

@@ -15,8 +15,10 @@ impl Phone {
     /// A 1xx with SDP on our outgoing call's early dialog `id` (any branch: the latest wins, and
     /// the session follows where the media comes from, RFC 4961).
     pub(super) fn on_early_media(&mut self, io: &mut Io<'_>, id: &DialogId, code: u16, sdp: &Bytes, now: Instant) {
+        // Without our offer in the INVITE, an SDP in an unreliable 1xx is no answer (§13.2.1).
+        let offered = self.ua.dialogs_ref().get(id).is_some_and(|d| d.local_sdp().is_some());
         let Some(call) = self.calls.get_mut(&CallKey::of(id)) else { return };
-        if !call.outgoing || call.answered.is_some() {
+        if !call.outgoing || call.answered.is_some() || !offered {
             return;
         }
         match self.media.apply_answer(io, id, sdp, now) {
