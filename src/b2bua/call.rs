@@ -47,8 +47,10 @@ pub(crate) struct Call {
     pub(crate) callee_user: Option<String>,
     /// The leg whose re-INVITE is being passed to the other leg.
     pub(crate) reoffer_from: Option<Leg>,
-    /// 180 sent to the caller.
+    /// 180 (or an 18x with early media) sent to the caller.
     pub(crate) rang: bool,
+    /// The early media passed to the caller last (see `early`).
+    pub(crate) early: Option<Box<super::early::EarlyAnswer>>,
     /// Restored from the store after a restart.
     pub(crate) recovered: bool,
     /// Call state written to the store (so it must be removed at the end).

@@ -28,6 +28,7 @@ impl B2bua {
                 log_unsent(self.ua.dialogs().reject(&id, 500, now), "500 to a stray INVITE", &id);
             }
             Event::Early { id } => self.on_early(io, &id, now),
+            Event::EarlyMedia { id, code, sdp } => self.on_early_media(&id, code, &sdp, now),
             Event::Established { id } => self.on_established(io, &id, now),
             Event::Reoffer { id, request } => self.on_reoffer(&id, &request, now),
             Event::Answered { id, response } => self.on_answered(&id, &response, now),
@@ -83,6 +84,7 @@ impl B2bua {
             callee_user,
             reoffer_from: None,
             rang: false,
+            early: None,
             recovered: false,
             saved: false,
             call_ids: vec![id.call_id.clone()],
@@ -139,6 +141,7 @@ impl B2bua {
             return;
         }
         let invite = id.invite_id();
+        let early_media = self.early_media_follows(id);
         let Some(c) = self.calls.get_mut(&key) else {
             // A fork ringing after its call ended: cancelled now that it may be (§9.1).
             log_unsent(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a fork of an ended call", &invite);
@@ -147,7 +150,7 @@ impl B2bua {
         if let Some(i) = c.cancel_when_ringing.iter().position(|f| *f == invite) {
             c.cancel_when_ringing.swap_remove(i);
             log_unsent(self.ua.cancel(io.endpoint, &invite, now), "CANCEL of a losing fork", &invite);
-        } else if c.phase == Phase::Setup && !c.rang {
+        } else if c.phase == Phase::Setup && !c.rang && !early_media {
             c.rang = true;
             let caller = c.caller.clone();
             log_unsent(self.ua.dialogs().ring(&caller, now), "180 to the caller", &caller);
@@ -178,7 +181,7 @@ impl B2bua {
         c.record.answered_at = Some(super::ms(self.wall));
         let caller = c.caller.clone();
         let stream = answer.as_deref().and_then(sdp::audio_of);
-        let body = answer.as_ref().and_then(|a| c.sdp_for(Leg::Caller, a));
+        let body = answer.as_ref().and_then(|a| c.answer_for_caller(id, a));
         if let Some(codec) = stream.as_ref().and_then(|s| s.codec.clone()) {
             c.record.codec = Some(codec);
         }
@@ -430,6 +433,7 @@ impl B2bua {
             callee_user: s.callee_user.clone(),
             reoffer_from: None,
             rang: true,
+            early: None,
             recovered: true,
             saved: true,
             call_ids: vec![caller.call_id.clone(), callee.call_id.clone()],

@@ -11,7 +11,8 @@
 //!   RTP ──────────────► relay port A ════ Relay ════ relay port B ◄────────────── RTP
 //! ```
 //!
-//! What one leg does is translated to the other: provisional and final answers, CANCEL, BYE,
+//! What one leg does is translated to the other: provisional and final answers (an 18x with SDP
+//! as early media, relayed before the answer: `early`), CANCEL, BYE,
 //! re-INVITE offers and their answers (hold, resume, codec change), INFO. A leg that ends for
 //! another reason (no ACK, session timer expiry per RFC 4028, a 408/481 to a request) ends the
 //! other with BYE; so does media inactivity on the relay.
@@ -27,6 +28,7 @@
 //! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
 
 mod call;
+mod early;
 mod end;
 mod events;
 mod handover;

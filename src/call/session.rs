@@ -241,6 +241,13 @@ impl MediaSession {
         self.neg = neg;
     }
 
+    /// Counts the peer's silence from `now` again: a call answered after early media (RFC 3960),
+    /// whose callee may have sent nothing while it rang, gets a whole inactivity timeout.
+    pub fn restart_inactivity(&mut self, now: Instant) {
+        self.last_activity = now;
+        self.inactive_reported = false;
+    }
+
     /// Queues DTMF digits (`0-9 * # A-D`) to send as telephone events.
     pub fn send_dtmf(&mut self, digits: &str) -> Result<(), crate::media::dtmf::DtmfError> {
         self.dtmf_tx.send_digits(digits)

@@ -167,6 +167,18 @@ pub enum Event {
         /// The early dialog.
         id: DialogId,
     },
+    /// A provisional response with a To tag to our INVITE carried an SDP body: early media
+    /// (RFC 3261 §13.2.1 lets a 1xx carry the answer's preview; RFC 3960 §2: the UAC plays it).
+    /// Sent for every such 1xx, after the [`Event::Early`] of its dialog; the dialog's
+    /// [`Dialog::remote_sdp`] is then this body. With forking, each early dialog reports its own.
+    EarlyMedia {
+        /// The early dialog (its remote tag names the branch).
+        id: DialogId,
+        /// The status code (180, 183, ...).
+        code: u16,
+        /// The SDP body.
+        sdp: bytes::Bytes,
+    },
     /// The dialog is confirmed (§12.1): our 2xx went out, or a 2xx came in and was ACKed. After
     /// our INVITE without SDP the 2xx carries the offer and is not ACKed yet: see
     /// [`Dialog::awaits_late_ack`] and [`Dialogs::send_late_ack`] (late offer, RFC 3264 §4).

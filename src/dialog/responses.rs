@@ -69,21 +69,30 @@ impl Dialogs {
         Ok(())
     }
 
-    /// A 1xx with a To tag: an early dialog for that tag (§12.1.2, §13.2.2.1).
+    /// A 1xx with a To tag: an early dialog for that tag (§12.1.2, §13.2.2.1). One with an SDP
+    /// body is early media ([`Event::EarlyMedia`]); the early dialog keeps that SDP.
     fn early_dialog(&mut self, key: &DialogId, id: &DialogId, resp: &Message) {
         if let Some(slot) = self.slot_of(id) {
             let d = self.dm(slot);
-            if d.state == DialogState::Early {
-                d.refresh_target(resp);
+            if d.state != DialogState::Early {
+                return;
             }
-            return;
+            d.refresh_target(resp);
+            d.take_remote_sdp(resp);
+        } else {
+            let Some(request) = self.invite_request(key) else { return };
+            let Some(inv) = self.invites.get_mut(key) else { return };
+            let Some(d) = Dialog::uac(&request, inv.params.sdp.clone(), resp) else { return };
+            inv.remote_tags.push(id.remote_tag.clone());
+            self.insert(d);
+            self.push_event(Event::Early { id: id.clone() });
         }
-        let Some(request) = self.invite_request(key) else { return };
-        let Some(inv) = self.invites.get_mut(key) else { return };
-        let Some(d) = Dialog::uac(&request, inv.params.sdp.clone(), resp) else { return };
-        inv.remote_tags.push(id.remote_tag.clone());
-        self.insert(d);
-        self.push_event(Event::Early { id: id.clone() });
+        if let (Some(code), false) = (resp.status(), resp.body().is_empty()) {
+            let sdp = self.slot_of(id).and_then(|s| self.dm(s).remote_sdp.clone());
+            if let Some(sdp) = sdp {
+                self.push_event(Event::EarlyMedia { id: id.clone(), code, sdp });
+            }
+        }
     }
 
     /// A 2xx to our INVITE (§13.2.2.4): confirm or create the dialog of its tag and ACK it; a

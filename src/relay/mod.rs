@@ -32,6 +32,8 @@
 //!   - Nothing is learned before both phones' SDP is known: neither phone can know where to send
 //!     before the answer (the caller learns the relay's address from it, the callee sends once it
 //!     has answered), so whatever arrives while the callee rings is a stranger's and is dropped.
+//!     An early answer (an 18x with SDP, RFC 3960 early media) counts as the callee's SDP: from it
+//!     on, both phones may send, and the same rules apply as after the answer.
 //!     This keeps a spray from winning a whole window while the caller still waits for the answer.
 //!   - Once latched, a packet from another source is dropped (counted as `stray`) and moves
 //!     nothing while the latched source has sent within the last window (10 s at least for RTCP,

@@ -13,6 +13,8 @@
 //! RFC 3264 §8). The service challenges that re-INVITE (it comes from an address the call does
 //! not know, issue 14 point 7); the dialog layer answers with our credentials.
 
+mod early;
+
 use super::core::{UaCore, UaEvent};
 use super::log_unsent;
 use super::media::{CallKey, CallMedia, CallMediaConfig, PreparedOffer};
@@ -160,6 +162,8 @@ pub struct CallReport {
     pub media: Option<crate::call::MediaSummary>,
     /// Decoded received audio.
     pub recording: Vec<i16>,
+    /// An 18x with SDP started media before the answer (early media, see `early`).
+    pub early_media: bool,
 }
 
 #[derive(Debug)]
@@ -175,6 +179,8 @@ struct Call {
     responses: Vec<u16>,
     end_reason: Option<String>,
     held: bool,
+    /// Media started on an 18x with SDP.
+    early_media: bool,
 }
 
 /// The phone.
@@ -317,6 +323,7 @@ impl Phone {
                     responses: Vec::new(),
                     end_reason: None,
                     held: false,
+                    early_media: false,
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
@@ -337,6 +344,7 @@ impl Phone {
             bye_status: None,
             media: None,
             recording: vec![],
+            early_media: false,
         });
     }
 
@@ -534,6 +542,7 @@ impl Phone {
                     responses: Vec::new(),
                     end_reason: None,
                     held: false,
+                    early_media: false,
                 };
                 self.calls.insert(self.key_of(&id), call);
             }
@@ -568,7 +577,14 @@ impl Phone {
                         None => tracing::warn!("answer without SDP: no media"),
                     }
                 }
+                if call.early_media {
+                    // The silence of a callee that rang with SDP but sent nothing counts from now.
+                    if let Some(s) = self.media.session_mut(&id) {
+                        s.restart_inactivity(now);
+                    }
+                }
             }
+            DialogEvent::EarlyMedia { id, code, sdp } => self.on_early_media(io, &id, code, &sdp, now),
             DialogEvent::Reoffer { id, request } => match self.media.answer_reoffer(&id, &request.body_bytes()) {
                 Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
                 Err(_) => drop(self.ua.dialogs().reject(&id, 488, now)),
@@ -615,6 +631,7 @@ impl Phone {
             bye_status: None,
             media,
             recording,
+            early_media: call.early_media,
         });
     }
 
@@ -626,6 +643,9 @@ impl Phone {
                     if let Some(c) = self.calls.get(&key) {
                         self.digits.push((c.id.call_id.to_string(), d));
                     }
+                }
+                MediaEvent::Inactive if self.calls.get(&key).is_some_and(|c| c.answered.is_none()) => {
+                    tracing::debug!("no early media for a while: the call still rings");
                 }
                 MediaEvent::Inactive => {
                     tracing::info!("no media from the peer: hanging up");

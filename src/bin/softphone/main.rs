@@ -384,7 +384,7 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
         ok &= r.state == EndState::Completed;
         let m = r.media.as_ref();
         println!(
-            "call {}: {} ({}); responses {:?}; setup {}; duration {}; codec {}; rtp sent {} received {} lost {}; jitter {:.1} ms; dtmf {:?}",
+            "call {}: {} ({}); responses {:?}; setup {}; duration {}; codec {}; rtp sent {} received {} lost {}; jitter {:.1} ms; dtmf {:?}{}",
             r.call_id,
             r.state,
             r.reason,
@@ -397,6 +397,7 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
             m.map_or(0, |m| m.packets_lost),
             m.map_or(0.0, |m| m.jitter_ms),
             m.map_or("", |m| m.dtmf_received.as_str()),
+            if r.early_media { "; early media" } else { "" },
         );
         if cli.summary.is_some() {
             let v = serde_json::json!({
@@ -405,7 +406,7 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
                 "codec": m.map(|m| codec_name(m.codec)), "rtp_sent": m.map_or(0, |m| m.packets_sent),
                 "rtp_received": m.map_or(0, |m| m.packets_received), "rtp_lost": m.map_or(0, |m| m.packets_lost),
                 "jitter_ms": m.map_or(0.0, |m| m.jitter_ms), "dtmf_received": m.map_or("", |m| m.dtmf_received.as_str()),
-                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped),
+                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped), "early_media": r.early_media,
             });
             println!("{v}");
         }
