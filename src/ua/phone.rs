@@ -563,6 +563,7 @@ impl Phone {
                 call.dtmf_at = self.config.dtmf.as_ref().map(|(_, after)| now + *after);
                 let setup_ms = now.saturating_duration_since(call.started).as_millis() as u64;
                 tracing::info!(call_id = %id.call_id, local_tag = %id.local_tag, remote_tag = %id.remote_tag, setup_ms, "call answered");
+                let early_media = call.early_media;
                 if call.outgoing && late {
                     self.answer_late_offer(io, &id, remote_sdp, now);
                 } else if call.outgoing {
@@ -577,7 +578,7 @@ impl Phone {
                         None => tracing::warn!("answer without SDP: no media"),
                     }
                 }
-                if call.early_media {
+                if early_media {
                     // The silence of a callee that rang with SDP but sent nothing counts from now.
                     if let Some(s) = self.media.session_mut(&id) {
                         s.restart_inactivity(now);
