@@ -83,6 +83,9 @@ pub struct PhoneConfig {
     /// Move to this local address this long after the first call is answered (`--move-after`,
     /// `--move-to`; port 0 picks a free one): a phone changing network mid-call.
     pub move_after: Option<(Duration, SocketAddr)>,
+    /// RFC 3261 T1 (§17.1.1.1, default 500 ms) of our dialogs; the endpoint's transactions take
+    /// theirs from [`crate::endpoint::EndpointConfig`] (the softphone's `--t1-ms` sets both).
+    pub t1: Duration,
 }
 
 /// How a call ended, in one word: the summary's `state`.
@@ -223,6 +226,7 @@ impl Phone {
             sent_by: config.local.to_string(),
             rng_seed: config.seed,
             session_expires: None,
+            t1: config.t1,
             ..DialogConfig::default()
         };
         let media = CallMedia::new(config.media.clone());

@@ -22,12 +22,22 @@ mod load;
 mod prompt;
 mod send;
 
-/// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
+/// A SIP phone for the command line: calls, answers, plays and records G.711 audio over UDP.
 ///
-/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them. Without a command it
-/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, move, status, quit).
+/// `softphone dial URI` places one call and exits when it ends; `softphone answer` answers
+/// incoming calls; `softphone send FILE --to HOST:PORT` sends a raw SIP message and prints the
+/// replies; `softphone load URI` places calls at a steady rate. Without a command it opens an
+/// interactive prompt (dial, answer, hangup, hold, resume, dtmf, move, status, quit).
+///
+/// The options below apply to the prompt; they may also be given before a command. Each command's
+/// own help (`softphone dial --help`) lists only the options that command takes. Logs go to
+/// stderr (RUST_LOG=debug for more); a failure exits non-zero with its reason on one line.
 #[derive(Debug, Parser)]
-#[command(name = "softphone", version, about, long_about = None)]
+#[command(
+    name = "softphone",
+    version,
+    after_help = "Examples:\n  softphone dial sip:echo@127.0.0.1:5060 --duration 5 --tone 440\n  softphone answer --calls 1 --record in.wav\n  softphone send fixtures/sip/options.sip --to 127.0.0.1:5060"
+)]
 struct Cli {
     /// Local UDP address for SIP (port 0 picks a free one).
     #[arg(long, global = true, default_value = "127.0.0.1:0", value_name = "ADDR")]
@@ -80,6 +90,10 @@ struct Cli {
     /// Seconds after the answer before --dtmf digits are sent.
     #[arg(long, global = true, default_value_t = 1.0, value_name = "SECS")]
     dtmf_after: f64,
+    /// RFC 3261 T1 in milliseconds: the first retransmission interval; a request with no answer
+    /// times out after 64*T1 (32 s at the default). Small values make timeout tests fast.
+    #[arg(long, global = true, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    t1_ms: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -157,6 +171,44 @@ enum Command {
     Load(load::LoadArgs),
 }
 
+/// The global options that the commands which are not calls take; a command not listed here
+/// (dial, answer, and any new call command) takes every global option. Every global option is
+/// still *accepted* by every command, before or after its name, as it always was (scripts rely on
+/// it); this only decides what each command's `--help` shows.
+fn global_options_of(command: &str) -> Option<&'static [&'static str]> {
+    match command {
+        "send" => Some(&["bind"]),
+        "load" => Some(&["bind", "user", "password_file", "summary"]),
+        _ => None,
+    }
+}
+
+/// The parser: [`Cli`], with each command's help scoped to the global options it takes
+/// ([`global_options_of`]). A global option a command does not take gets a hidden local copy
+/// under the same id in that command: clap then neither shows the global one in its help nor
+/// loses a value given there (it is propagated to the top level like any global's).
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        let Some(takes) = global_options_of(&name) else { continue };
+        for arg in globals.iter().filter(|a| !takes.contains(&a.get_id().as_str())) {
+            let hidden = arg.clone().global(false).hide(true);
+            cmd = cmd.mut_subcommand(&name, |c| c.arg(hidden));
+        }
+    }
+    cmd
+}
+
+/// Parses the command line (exits with clap's message on an error, or after `--help`).
+fn parse_cli() -> Cli {
+    use clap::FromArgMatches;
+    let mut matches = command().get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Resolves the host:port a SIP URI points at.
 fn target_of(uri: &str) -> Result<SocketAddr, String> {
     let parsed = Uri::parse(uri).map_err(|_| format!("not a SIP URI: {uri}"))?;
@@ -185,6 +237,19 @@ fn move_plan(after: Option<f64>, to: Option<&str>, local: SocketAddr) -> Result<
         return Err(format!("--move-to {to} is not of the same address family as --bind {local}"));
     }
     Ok(Some((seconds("--move-after", after)?, to)))
+}
+
+/// `--t1-ms`.
+fn t1_of(cli: &Cli) -> Duration {
+    Duration::from_millis(cli.t1_ms)
+}
+
+/// The endpoint's settings: the transaction timers follow `--t1-ms` (T2 at least T1, §17.1.2.2).
+fn endpoint_config(cli: &Cli) -> EndpointConfig {
+    let mut config = EndpointConfig::default();
+    config.timers.t1 = t1_of(cli);
+    config.timers.t2 = config.timers.t2.max(config.timers.t1);
+    config
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, String> {
@@ -296,12 +361,13 @@ fn phone_config(
         dtmf: cli.dtmf.clone().map(|d| (d.to_uppercase(), Duration::from_secs_f64(cli.dtmf_after.clamp(0.0, 3600.0)))),
         seed,
         move_after: None,
+        t1: t1_of(cli),
     })
 }
 
 fn main() -> ExitCode {
     switchboard::cli::init_tracing();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     if let Some(Command::Send { file, to, wait }) = &cli.command {
         return match seconds("--wait", *wait) {
             Ok(w) if !w.is_zero() => send::run(file, to, cli.bind, w),
@@ -335,7 +401,7 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> Result<ExitCode, String> {
     let transport = UdpTransport::bind(cli.bind).await.map_err(|e| format!("cannot bind {}: {e}", cli.bind))?;
     let local = transport.local_addr();
-    let endpoint = Endpoint::new(EndpointConfig::default());
+    let endpoint = Endpoint::new(endpoint_config(cli));
     let shutdown = switchboard::driver::interrupted();
     let phone = match &cli.command {
         Some(Command::Dial { uri, duration, move_after, move_to }) => {
