@@ -489,6 +489,12 @@ impl Endpoint {
     fn refuse(&mut self, request: &Message, source: SocketAddr) -> bool {
         let Some(method) = request.method() else { return false };
         if let Err(e) = request.validate().and_then(|()| request.check_required()) {
+            // An ACK is never answered (§17.1.1.3, §17.2.3): a malformed one is dropped.
+            if *method == Method::Ack {
+                tracing::debug!(peer = %source, error = %e, "malformed ACK dropped");
+                self.stats.bad_requests += 1;
+                return true;
+            }
             // A CSeq that names another method is first of all an unknown method (§8.2.1).
             if !(e.kind() == ErrorKind::CSeqMethodMismatch && method.is_extension()) {
                 tracing::debug!(peer = %source, error = %e, "bad request");
@@ -601,6 +607,15 @@ impl Endpoint {
             self.stats.bad_responses += 1;
             return;
         }
+        if is_tagless_2xx_to_invite(&response) {
+            // A UAS puts a tag in the To of every response but 100 (§8.2.6.2), and a 2xx to an
+            // INVITE without one can create no dialog (§12.1.2): malformed. Dropped before the
+            // transaction sees it, so the INVITE goes on being retransmitted and times out
+            // (Timer B) instead of waiting forever for a dialog that cannot exist.
+            tracing::debug!(peer = %source, "dropped a 2xx to INVITE without a To tag");
+            self.stats.bad_responses += 1;
+            return;
+        }
         match self.transactions.handle_response(response, now) {
             Ok(Routed::Stray(response)) => {
                 self.stats.stray_responses += 1;
@@ -664,4 +679,11 @@ impl Endpoint {
             self.events.push_back(ev);
         }
     }
+}
+
+/// A 2xx to an INVITE whose To has no tag (see [`Endpoint::handle_datagram`]).
+fn is_tagless_2xx_to_invite(response: &Message) -> bool {
+    response.status().is_some_and(|c| (200..300).contains(&c))
+        && response.cseq().is_ok_and(|c| c.method == Method::Invite)
+        && response.to().ok().is_some_and(|t| t.tag().is_none_or(str::is_empty))
 }

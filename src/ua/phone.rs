@@ -161,6 +161,9 @@ pub struct CallReport {
     pub media: Option<crate::call::MediaSummary>,
     /// Decoded received audio.
     pub recording: Vec<i16>,
+    /// When the phone itself gave up on the call (an unusable 2xx, an ICMP error): why, in one
+    /// sentence (`reason` has the short word).
+    pub detail: Option<String>,
 }
 
 #[derive(Debug)]
@@ -176,6 +179,8 @@ struct Call {
     responses: Vec<u16>,
     end_reason: Option<String>,
     held: bool,
+    /// The phone gave up on the call (short reason, sentence): it ends as [`EndState::Failed`].
+    failure: Option<(String, String)>,
 }
 
 /// The phone.
@@ -311,6 +316,7 @@ impl Phone {
                     responses: Vec::new(),
                     end_reason: None,
                     held: false,
+                    failure: None,
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
@@ -331,6 +337,7 @@ impl Phone {
             bye_status: None,
             media: None,
             recording: vec![],
+            detail: None,
         });
     }
 
@@ -527,15 +534,23 @@ impl Phone {
                     responses: Vec::new(),
                     end_reason: None,
                     held: false,
+                    failure: None,
                 };
                 self.calls.insert(self.key_of(&id), call);
             }
             DialogEvent::Established { id } => {
                 let key = self.key_of(&id);
                 let remote_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned());
+                let local_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.local_sdp().cloned());
                 let Some(call) = self.calls.get_mut(&key) else { return };
                 if call.answered.is_some() {
-                    return; // a second 2xx of a forked INVITE
+                    if call.id != id {
+                        // A 2xx from another branch of a forked INVITE (§13.2.2.4): the dialog
+                        // layer ACKed it; we keep the first dialog and end this one with a BYE.
+                        tracing::info!(call_id = %id.call_id, remote_tag = %id.remote_tag, "2xx from another fork: BYE to the extra dialog");
+                        log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE to the extra forked dialog", &id);
+                    }
+                    return;
                 }
                 call.id = id.clone();
                 call.answered = Some(now);
@@ -547,11 +562,20 @@ impl Phone {
                 let setup_ms = now.saturating_duration_since(call.started).as_millis() as u64;
                 tracing::info!(call_id = %id.call_id, local_tag = %id.local_tag, remote_tag = %id.remote_tag, setup_ms, "call answered");
                 if call.outgoing {
+                    // An answer we cannot use (none, or SRTP to a plain offer): ACKed by the dialog
+                    // layer already; BYE, and the call fails (issue 15 point 7).
+                    if let Err(problem) = super::answer_check::check_answer(local_sdp.as_ref(), remote_sdp.as_ref()) {
+                        tracing::warn!(%problem, "unusable answer in the 2xx: hanging up");
+                        call.failure = Some((problem.reason().to_owned(), problem.to_string()));
+                        log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
+                        return;
+                    }
                     match remote_sdp {
                         Some(sdp) => {
                             if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
                                 tracing::warn!(error = ?e, "unusable answer: hanging up");
                                 call.end_reason = Some("488".into());
+                                call.failure = Some(("488".into(), format!("unusable SDP answer in the 2xx: {e:?}")));
                                 log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
                             }
                         }
@@ -581,9 +605,13 @@ impl Phone {
         }
         let Some(call) = self.calls.remove(&key) else { return };
         let ended = self.media.end(io, &key);
-        let (state, mut why) = describe(reason);
+        let (mut state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {
             why = r;
+        }
+        let mut detail = None;
+        if let Some((short, sentence)) = call.failure {
+            (state, why, detail) = (EndState::Failed, short, Some(sentence));
         }
         tracing::info!(call_id = %id.call_id, %state, reason = %why, "call ended");
         let (media, recording) = match ended {
@@ -600,6 +628,7 @@ impl Phone {
             bye_status: None,
             media,
             recording,
+            detail,
         });
     }
 

@@ -222,6 +222,30 @@ fn target_of(uri: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("no address for {host}"))
 }
 
+/// The address a call to `uri` goes to from our socket at `local`: of the socket's address family
+/// (a name with both an IPv4 and an IPv6 address gives the one we can reach). A literal of the
+/// other family is refused at once, in one line, rather than after 64*T1 of silent failed sends.
+fn target_from(uri: &str, local: SocketAddr) -> Result<SocketAddr, String> {
+    let parsed = Uri::parse(uri).map_err(|_| format!("not a SIP URI: {uri}"))?;
+    let Uri::Sip(sip) = parsed else { return Err(format!("not a sip: URI: {uri}")) };
+    let port = sip.port.unwrap_or(5060);
+    let host = sip.host.as_str();
+    let all: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let family = |a: &SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+    match all.iter().find(|a| a.is_ipv4() == local.is_ipv4()) {
+        Some(a) => Ok(*a),
+        None => match all.first() {
+            Some(a) => Err(format!(
+                "cannot call {a} ({}) from {local} (an {} socket); use --bind with an {} address",
+                family(a),
+                family(&local),
+                family(a)
+            )),
+            None => Err(format!("no address for {host}")),
+        },
+    }
+}
+
 /// `IP` or `IP:PORT` (no port or port 0: a free one), where `--move-to` and the prompt's `move` go.
 fn move_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
@@ -407,23 +431,30 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
         Some(Command::Dial { uri, duration, move_after, move_to }) => {
             // Registered phones send their calls through the registrar (outbound proxy).
             let target = match &cli.register {
-                Some(r) => target_of(r)?,
-                None => target_of(uri)?,
+                Some(r) => target_from(r, local)?,
+                None => target_from(uri, local)?,
             };
             let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
             let mut phone = Phone::new(config, Some(target));
             eprintln!("softphone: calling {uri} from {local}");
             phone.dial(uri, target);
-            switchboard::driver::run(transport, endpoint, phone, shutdown).await
+            let phone = switchboard::driver::run(transport, endpoint, phone, shutdown).await;
+            return Ok(report(cli, &phone.reports, Some(target)));
         }
         Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
             let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
             let phone = Phone::new(config, None);
-            // Scripts read the address from this line.
-            println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
+            // Scripts read the address from this line (on stderr with --summary json, whose
+            // stdout is JSON only).
+            let listening = format!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
+            if cli.summary.is_some() {
+                eprintln!("{listening}");
+            } else {
+                println!("{listening}");
+            }
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
         Some(Command::Send { .. } | Command::Load(_)) => return Ok(ExitCode::SUCCESS),
@@ -432,16 +463,42 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             prompt::run(transport, endpoint, phone, local, &cli.user).await
         }
     };
-    Ok(report(cli, &phone.reports))
+    Ok(report(cli, &phone.reports, None))
+}
+
+/// Why a call failed, in one line for stderr: `target` is where a dialled call went.
+fn failure(r: &CallReport, target: Option<SocketAddr>, t1: Duration) -> String {
+    let to = target.map_or_else(String::new, |t| format!(" from {t}"));
+    let what = match (r.state, r.reason.as_str()) {
+        _ if r.detail.is_some() => r.detail.clone().unwrap_or_default(),
+        (_, reason) if reason.starts_with("refused:") => format!("connection refused by {}", &reason["refused:".len()..]),
+        (EndState::Failed, "timeout") => {
+            format!("no response{to} within {:.1} s (64*T1; ICMP errors, if any, were not reported by the socket)", (t1 * 64).as_secs_f64())
+        }
+        (EndState::Rejected, code) => format!("rejected with {code}"),
+        (_, reason) => reason.to_owned(),
+    };
+    if r.call_id.is_empty() {
+        format!("softphone: call failed: {what}")
+    } else {
+        format!("softphone: call {} {}: {what}", r.call_id, r.state)
+    }
 }
 
 /// Prints one line (and a JSON object with --summary json) per call and writes the recordings.
-fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
+/// With --summary json stdout carries the JSON only; the human lines go to stderr. A call that
+/// failed gets one line saying why on stderr, and the exit status is non-zero.
+fn report(cli: &Cli, reports: &[CallReport], target: Option<SocketAddr>) -> ExitCode {
     let mut ok = !reports.is_empty();
+    let json = cli.summary.is_some();
+    let human = |line: String| if json { eprintln!("{line}") } else { println!("{line}") };
     for (i, r) in reports.iter().enumerate() {
         ok &= r.state == EndState::Completed;
+        if r.state != EndState::Completed {
+            eprintln!("{}", failure(r, target, t1_of(cli)));
+        }
         let m = r.media.as_ref();
-        println!(
+        human(format!(
             "call {}: {} ({}); responses {:?}; setup {}; duration {}; codec {}; rtp sent {} received {} lost {}; jitter {:.1} ms; dtmf {:?}",
             r.call_id,
             r.state,
@@ -455,15 +512,15 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
             m.map_or(0, |m| m.packets_lost),
             m.map_or(0.0, |m| m.jitter_ms),
             m.map_or("", |m| m.dtmf_received.as_str()),
-        );
-        if cli.summary.is_some() {
+        ));
+        if json {
             let v = serde_json::json!({
-                "call_id": r.call_id, "state": r.state.as_str(), "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
+                "type": "call", "call_id": r.call_id, "state": r.state.as_str(), "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
                 "setup_ms": r.setup.map(|s| s.as_millis() as u64), "duration_s": r.duration.map(|d| d.as_secs_f64()),
                 "codec": m.map(|m| codec_name(m.codec)), "rtp_sent": m.map_or(0, |m| m.packets_sent),
                 "rtp_received": m.map_or(0, |m| m.packets_received), "rtp_lost": m.map_or(0, |m| m.packets_lost),
                 "jitter_ms": m.map_or(0.0, |m| m.jitter_ms), "dtmf_received": m.map_or("", |m| m.dtmf_received.as_str()),
-                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped),
+                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped), "detail": r.detail,
             });
             println!("{v}");
         }
@@ -477,6 +534,9 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
                 ok = false;
             }
         }
+    }
+    if reports.is_empty() {
+        eprintln!("softphone: no call was made or answered");
     }
     if ok {
         ExitCode::SUCCESS
