@@ -23,7 +23,7 @@
 
 use crate::collections::HashMap;
 use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
-use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, Transactions};
+use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, TransactionState, Transactions};
 use crate::transport::rate_limit::{self, RateLimit, RateLimiter};
 use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
 use bytes::Bytes;
@@ -260,6 +260,8 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     stats: Stats,
     limiter: Option<RateLimiter>,
+    /// Destinations an ICMP error reported unreachable ([`Endpoint::handle_unreachable`]).
+    unreachable: Vec<SocketAddr>,
 }
 
 // ===== impl Endpoint =====
@@ -278,6 +280,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             limiter,
+            unreachable: Vec::new(),
         }
     }
 
@@ -446,6 +449,44 @@ impl Endpoint {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()
+    }
+
+    /// An ICMP error said `dest` is unreachable (RFC 3261 §18.4: "treated as a transport
+    /// error"): every client transaction sending to `dest` that has heard nothing back yet fails
+    /// at once with a transport error (§17.1.4), reported as [`EndpointEvent::Timeout`], instead
+    /// of retransmitting until Timer B or F. [`Endpoint::was_unreachable`] then says why.
+    pub fn handle_unreachable(&mut self, dest: SocketAddr, now: Instant) {
+        let failing: Vec<TransactionId> = self
+            .meta
+            .iter()
+            .filter(|(_, m)| m.peer == dest)
+            .map(|(id, _)| *id)
+            .filter(|id| matches!(self.transactions.state(*id), Some(TransactionState::Calling | TransactionState::Trying)))
+            .filter(|id| {
+                let key = self.transactions.request(*id).and_then(|r| crate::transaction::TransactionKey::client(r).ok());
+                key.and_then(|k| self.transactions.find(&k)) == Some(*id)
+            })
+            .collect();
+        if failing.is_empty() {
+            return;
+        }
+        tracing::debug!(%dest, transactions = failing.len(), "destination unreachable: transport error");
+        if self.unreachable.len() >= 16 {
+            self.unreachable.remove(0);
+        }
+        self.unreachable.push(dest);
+        for id in failing {
+            if let Err(e) = self.transactions.handle_transport_error(id, now) {
+                tracing::debug!(?id, error = ?e, "transport error not taken");
+            }
+        }
+        self.drain(now);
+    }
+
+    /// True when an ICMP error reported `dest` unreachable while a request of ours was waiting
+    /// for it ([`Endpoint::handle_unreachable`]; the last 16 such destinations are kept).
+    pub fn was_unreachable(&self, dest: SocketAddr) -> bool {
+        self.unreachable.contains(&dest)
     }
 
     /// When to call [`Endpoint::handle_timeout`] next.

@@ -22,8 +22,13 @@ const PHONE: &str = env!("CARGO_BIN_EXE_softphone");
 
 /// `softphone --summary json --t1-ms 20 ... dial sip:peer@ADDR --duration SECS`.
 fn dial(to: SocketAddr, ports: &str, duration: &str) -> Proc {
+    dial_t1(to, ports, duration, "20")
+}
+
+/// [`dial`] with `--t1-ms T1`.
+fn dial_t1(to: SocketAddr, ports: &str, duration: &str, t1: &str) -> Proc {
     let mut cmd = Command::new(PHONE);
-    cmd.args(["--summary", "json", "--t1-ms", "20", "--rtp-timeout", "0", "--rtp-ports", ports]).args([
+    cmd.args(["--summary", "json", "--t1-ms", t1, "--rtp-timeout", "0", "--rtp-ports", ports]).args([
         "dial",
         &format!("sip:peer@{to}"),
         "--duration",
@@ -269,7 +274,8 @@ fn a_call_to_a_dead_port_reports_connection_refused() {
         let s = socket();
         s.local_addr().expect("addr")
     };
-    let mut phone = dial(dead, "33500-33599", "1");
+    // The default T1: without the ICMP error the INVITE would time out after 32 s, past LIMIT.
+    let mut phone = dial_t1(dead, "33500-33599", "1", "500");
     assert_failed_with(&mut phone, &format!("connection refused by {dead}"));
     assert_eq!(call_summary(&phone)["state"], "failed");
 }

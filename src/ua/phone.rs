@@ -181,6 +181,8 @@ struct Call {
     held: bool,
     /// The phone gave up on the call (short reason, sentence): it ends as [`EndState::Failed`].
     failure: Option<(String, String)>,
+    /// Where our INVITE went (outgoing calls), to tell an ICMP error from a plain timeout.
+    peer: Option<SocketAddr>,
 }
 
 /// The phone.
@@ -281,7 +283,7 @@ impl Phone {
         self.pending_dial = Some((uri.to_owned(), target));
     }
 
-    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) {
+    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, peer: Option<SocketAddr>, now: Instant) {
         let (prepared, sdp): (PreparedOffer, Bytes) = match self.media.prepare_offer(io) {
             Ok(x) => x,
             Err(e) => {
@@ -317,6 +319,7 @@ impl Phone {
                     end_reason: None,
                     held: false,
                     failure: None,
+                    peer,
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
@@ -516,6 +519,7 @@ impl Phone {
     fn on_dialog_event(&mut self, io: &mut Io<'_>, ev: DialogEvent, now: Instant) {
         match ev {
             DialogEvent::Incoming { id, request } => {
+                let peer = None;
                 if self.stopping {
                     log_unsent(self.ua.dialogs().reject(&id, 480, now), "480 while stopping", &id);
                     return;
@@ -535,6 +539,7 @@ impl Phone {
                     end_reason: None,
                     held: false,
                     failure: None,
+                    peer,
                 };
                 self.calls.insert(self.key_of(&id), call);
             }
@@ -610,6 +615,12 @@ impl Phone {
             why = r;
         }
         let mut detail = None;
+        let refused = call.peer.filter(|p| reason == EndReason::Timeout && call.answered.is_none() && io.endpoint.was_unreachable(*p));
+        if let Some(peer) = refused {
+            // The INVITE failed on an ICMP error, not on Timer B (RFC 3261 §18.4, §17.1.4).
+            (state, why, detail) =
+                (EndState::Failed, format!("refused:{peer}"), Some(format!("connection refused by {peer} (ICMP unreachable)")));
+        }
         if let Some((short, sentence)) = call.failure {
             (state, why, detail) = (EndState::Failed, short, Some(sentence));
         }
@@ -689,8 +700,8 @@ impl Application for Phone {
         self.media.reserve(io);
         if self.pending_dial.is_some() && !self.media.ready(io) {
             self.dial_at = Some(now);
-        } else if let Some((uri, _)) = self.pending_dial.take() {
-            self.start_dial(io, uri, now);
+        } else if let Some((uri, target)) = self.pending_dial.take() {
+            self.start_dial(io, uri, Some(target), now);
         }
     }
 
@@ -723,8 +734,8 @@ impl Application for Phone {
         self.last_now = Some(now);
         if self.dial_at.is_some_and(|t| t <= now) {
             self.dial_at = None;
-            if let Some((uri, _)) = self.pending_dial.take() {
-                self.start_dial(io, uri, now);
+            if let Some((uri, target)) = self.pending_dial.take() {
+                self.start_dial(io, uri, Some(target), now);
             }
         }
         let due_answer: Vec<CallKey> = self

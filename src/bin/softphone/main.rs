@@ -423,7 +423,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<ExitCode, String> {
-    let transport = UdpTransport::bind(cli.bind).await.map_err(|e| format!("cannot bind {}: {e}", cli.bind))?;
+    let mut transport = UdpTransport::bind(cli.bind).await.map_err(|e| format!("cannot bind {}: {e}", cli.bind))?;
+    // A request to a dead port then fails at once on the ICMP error, not after 64*T1.
+    if let Err(e) = transport.report_unreachable() {
+        tracing::debug!(error = %e, "ICMP errors will not be reported");
+    }
     let local = transport.local_addr();
     let endpoint = Endpoint::new(endpoint_config(cli));
     let shutdown = switchboard::driver::interrupted();
