@@ -301,3 +301,26 @@ fn a_call_across_address_families_is_refused_at_once() {
         assert!(err.contains("127.0.0.1:5060") && err.contains("IPv6"), "{err}");
     }
 }
+
+#[test]
+fn load_with_summary_json_prints_json_only_on_stdout() {
+    // A peer that never answers: the run ends at --timeout with the call counted as failed.
+    let silent = socket();
+    let mut cmd = Command::new(PHONE);
+    cmd.args(["--summary", "json", "load", &format!("sip:peer@{}", silent.local_addr().expect("addr"))]).args([
+        "--rate",
+        "1",
+        "--calls",
+        "1",
+        "--workers",
+        "1",
+        "--timeout",
+        "1",
+    ]);
+    let mut load = Proc::spawn("softphone load", &mut cmd);
+    let status = load.expect_exit(LIMIT);
+    assert!(!status.success(), "a failed call fails the run:\n{}", load.transcript());
+    let objects = json_only(&load);
+    assert_eq!(objects.len(), 1, "one JSON object:\n{}", load.transcript());
+    assert!(load.lines(Stream::Stderr).iter().any(|l| l.starts_with("failed")), "the table went to stderr:\n{}", load.transcript());
+}
