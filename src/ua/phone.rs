@@ -547,7 +547,11 @@ impl Phone {
                 let key = self.key_of(&id);
                 let remote_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned());
                 let local_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.local_sdp().cloned());
-                let Some(call) = self.calls.get_mut(&key) else { return };
+                let Some(call) = self.calls.get_mut(&key) else {
+                    // A late 2xx from another fork after the call ended: nothing wants this dialog.
+                    log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE to a dialog of an ended call", &id);
+                    return;
+                };
                 if call.answered.is_some() {
                     if call.id != id {
                         // A 2xx from another branch of a forked INVITE (§13.2.2.4): the dialog

@@ -476,9 +476,10 @@ fn failure(r: &CallReport, target: Option<SocketAddr>, t1: Duration) -> String {
     let what = match (r.state, r.reason.as_str()) {
         _ if r.detail.is_some() => r.detail.clone().unwrap_or_default(),
         (_, reason) if reason.starts_with("refused:") => format!("connection refused by {}", &reason["refused:".len()..]),
-        (EndState::Failed, "timeout") => {
+        (EndState::Failed, "timeout") if r.responses.is_empty() => {
             format!("no response{to} within {:.1} s (64*T1; ICMP errors, if any, were not reported by the socket)", (t1 * 64).as_secs_f64())
         }
+        (EndState::Failed, "timeout") => format!("no final response{to} (responses so far: {:?})", r.responses),
         (EndState::Rejected, code) => format!("rejected with {code}"),
         (_, reason) => reason.to_owned(),
     };
@@ -561,4 +562,35 @@ fn numbered(path: &std::path::Path, n: usize) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
     path.with_file_name(format!("{stem}-{n}{ext}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the parser, with the hidden per-command copies of global options.
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    /// Values of a global option given before or after a command reach the same field, also for
+    /// a command whose help hides it.
+    #[test]
+    fn global_options_parse_before_and_after_any_command() {
+        use clap::FromArgMatches;
+        let parse = |args: &[&str]| {
+            let mut m = command().try_get_matches_from(args).expect("parses");
+            Cli::from_arg_matches_mut(&mut m).expect("builds")
+        };
+        for args in [
+            &["softphone", "--tone", "440", "--t1-ms", "20", "send", "f.sip", "--to", "127.0.0.1:5060"][..],
+            &["softphone", "send", "f.sip", "--to", "127.0.0.1:5060", "--tone", "440", "--t1-ms", "20"][..],
+            &["softphone", "dial", "sip:a@127.0.0.1", "--tone", "440", "--t1-ms", "20"][..],
+        ] {
+            let cli = parse(args);
+            assert_eq!((cli.tone, cli.t1_ms), (Some(440.0), 20), "{args:?}");
+        }
+        assert_eq!(parse(&["softphone", "answer"]).t1_ms, 500);
+    }
 }
