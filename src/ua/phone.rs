@@ -519,7 +519,6 @@ impl Phone {
     fn on_dialog_event(&mut self, io: &mut Io<'_>, ev: DialogEvent, now: Instant) {
         match ev {
             DialogEvent::Incoming { id, request } => {
-                let peer = None;
                 if self.stopping {
                     log_unsent(self.ua.dialogs().reject(&id, 480, now), "480 while stopping", &id);
                     return;
@@ -539,7 +538,7 @@ impl Phone {
                     end_reason: None,
                     held: false,
                     failure: None,
-                    peer,
+                    peer: None,
                 };
                 self.calls.insert(self.key_of(&id), call);
             }
