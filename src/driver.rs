@@ -214,6 +214,10 @@ pub async fn run_with_commands<A: Application>(
                         _ => break,
                     }
                 }
+                // ICMP errors the socket reported (UdpTransport::report_unreachable).
+                for dest in transport.take_unreachable() {
+                    endpoint.handle_unreachable(dest, now);
+                }
             }
             Some((flow, src, bytes)) = media_rx.recv() => {
                 let now = Instant::now();

@@ -23,7 +23,7 @@
 
 use crate::collections::HashMap;
 use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
-use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, Transactions};
+use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, TransactionState, Transactions};
 use crate::transport::rate_limit::{self, RateLimit, RateLimiter};
 use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
 use bytes::Bytes;
@@ -260,6 +260,8 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     stats: Stats,
     limiter: Option<RateLimiter>,
+    /// Destinations an ICMP error reported unreachable ([`Endpoint::handle_unreachable`]).
+    unreachable: Vec<SocketAddr>,
 }
 
 // ===== impl Endpoint =====
@@ -278,6 +280,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             limiter,
+            unreachable: Vec::new(),
         }
     }
 
@@ -448,6 +451,44 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// An ICMP error said `dest` is unreachable (RFC 3261 §18.4: "treated as a transport
+    /// error"): every client transaction sending to `dest` that has heard nothing back yet fails
+    /// at once with a transport error (§17.1.4), reported as [`EndpointEvent::Timeout`], instead
+    /// of retransmitting until Timer B or F. [`Endpoint::was_unreachable`] then says why.
+    pub fn handle_unreachable(&mut self, dest: SocketAddr, now: Instant) {
+        let failing: Vec<TransactionId> = self
+            .meta
+            .iter()
+            .filter(|(_, m)| m.peer == dest)
+            .map(|(id, _)| *id)
+            .filter(|id| matches!(self.transactions.state(*id), Some(TransactionState::Calling | TransactionState::Trying)))
+            .filter(|id| {
+                let key = self.transactions.request(*id).and_then(|r| crate::transaction::TransactionKey::client(r).ok());
+                key.and_then(|k| self.transactions.find(&k)) == Some(*id)
+            })
+            .collect();
+        if failing.is_empty() {
+            return;
+        }
+        tracing::debug!(%dest, transactions = failing.len(), "destination unreachable: transport error");
+        if self.unreachable.len() >= 16 {
+            self.unreachable.remove(0);
+        }
+        self.unreachable.push(dest);
+        for id in failing {
+            if let Err(e) = self.transactions.handle_transport_error(id, now) {
+                tracing::debug!(?id, error = ?e, "transport error not taken");
+            }
+        }
+        self.drain(now);
+    }
+
+    /// True when an ICMP error reported `dest` unreachable while a request of ours was waiting
+    /// for it ([`Endpoint::handle_unreachable`]; the last 16 such destinations are kept).
+    pub fn was_unreachable(&self, dest: SocketAddr) -> bool {
+        self.unreachable.contains(&dest)
+    }
+
     /// When to call [`Endpoint::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -489,6 +530,12 @@ impl Endpoint {
     fn refuse(&mut self, request: &Message, source: SocketAddr) -> bool {
         let Some(method) = request.method() else { return false };
         if let Err(e) = request.validate().and_then(|()| request.check_required()) {
+            // An ACK is never answered (§17.1.1.3, §17.2.3): a malformed one is dropped.
+            if *method == Method::Ack {
+                tracing::debug!(peer = %source, error = %e, "malformed ACK dropped");
+                self.stats.bad_requests += 1;
+                return true;
+            }
             // A CSeq that names another method is first of all an unknown method (§8.2.1).
             if !(e.kind() == ErrorKind::CSeqMethodMismatch && method.is_extension()) {
                 tracing::debug!(peer = %source, error = %e, "bad request");
@@ -601,6 +648,15 @@ impl Endpoint {
             self.stats.bad_responses += 1;
             return;
         }
+        if is_tagless_2xx_to_invite(&response) {
+            // A UAS puts a tag in the To of every response but 100 (§8.2.6.2), and a 2xx to an
+            // INVITE without one can create no dialog (§12.1.2): malformed. Dropped before the
+            // transaction sees it, so the INVITE goes on being retransmitted and times out
+            // (Timer B) instead of waiting forever for a dialog that cannot exist.
+            tracing::debug!(peer = %source, "dropped a 2xx to INVITE without a To tag");
+            self.stats.bad_responses += 1;
+            return;
+        }
         match self.transactions.handle_response(response, now) {
             Ok(Routed::Stray(response)) => {
                 self.stats.stray_responses += 1;
@@ -664,4 +720,11 @@ impl Endpoint {
             self.events.push_back(ev);
         }
     }
+}
+
+/// A 2xx to an INVITE whose To has no tag (see [`Endpoint::handle_datagram`]).
+fn is_tagless_2xx_to_invite(response: &Message) -> bool {
+    response.status().is_some_and(|c| (200..300).contains(&c))
+        && response.cseq().is_ok_and(|c| c.method == Method::Invite)
+        && response.to().ok().is_some_and(|t| t.tag().is_none_or(str::is_empty))
 }

@@ -22,12 +22,14 @@ fn silent_caller_gets_bye_with_reason_after_rtp_timeout() {
     let mut phone = Command::new(env!("CARGO_BIN_EXE_softphone"))
         .args(["--summary", "json", "--rtp-timeout", "2", "--rtp-ports", "47000-47999", "answer", "--calls", "1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("softphone");
     let mut out = BufReader::new(phone.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("listening line");
+    // With --summary json the listening line is on stderr (stdout is JSON only).
+    let mut err = BufReader::new(phone.stderr.take().expect("stderr")).lines();
+    let line = err.by_ref().map_while(Result::ok).find(|l| l.contains("listening on udp")).expect("listening line");
+    std::thread::spawn(move || err.for_each(drop));
     let port: u16 =
         line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
     let scenario = format!("{}/fixtures/sipp/uac_silent.xml", env!("CARGO_MANIFEST_DIR"));

@@ -14,19 +14,26 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// Starts `softphone ... answer ...` and returns it with the port from its first stdout line.
+/// The port of a `softphone listening on udp 127.0.0.1:PORT; ...` line.
+fn listening_port(line: &str) -> u16 {
+    line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port")
+}
+
+/// Starts `softphone --summary json ... answer ...` and returns it with the port from its
+/// listening line (on stderr: with `--summary json` stdout carries JSON only); the rest of stderr
+/// is drained in the background.
 fn answerer(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_softphone"))
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("softphone answer");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("listening line");
-    let port = line.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
-    (child, out, port)
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = err.by_ref().map_while(Result::ok).find(|l| l.contains("listening on udp")).expect("listening line");
+    std::thread::spawn(move || err.for_each(drop));
+    (child, out, listening_port(&line))
 }
 
 fn finish(mut child: Child, mut out: BufReader<std::process::ChildStdout>, limit: Duration) -> (bool, String) {
@@ -140,11 +147,7 @@ fn a_peer_that_stops_sending_media_is_hung_up_with_a_reason() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("softphone answer");
-    let mut out = BufReader::new(answer.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    out.read_line(&mut first).expect("listening line");
-    let port: u16 =
-        first.split("udp 127.0.0.1:").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()).expect("port");
+    let out = BufReader::new(answer.stdout.take().expect("stdout"));
     let (tx, answer_log) = std::sync::mpsc::channel::<String>();
     let answer_err = answer.stderr.take().expect("stderr");
     std::thread::spawn(move || {
@@ -152,6 +155,14 @@ fn a_peer_that_stops_sending_media_is_hung_up_with_a_reason() {
             let _ = tx.send(l);
         }
     });
+    // With --summary json the listening line is on stderr (stdout is JSON only).
+    let first = loop {
+        let l = answer_log.recv_timeout(Duration::from_secs(10)).expect("listening line");
+        if l.contains("listening on udp") {
+            break l;
+        }
+    };
+    let port = listening_port(&first);
     let child = answer;
     let mut caller = Command::new(env!("CARGO_BIN_EXE_softphone"))
         .args(["--summary", "json", "--rtp-timeout", "0", "--rtp-ports", "46000-46999", "--dtmf", "5", "--dtmf-after", "0.3"])

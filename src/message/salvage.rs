@@ -14,6 +14,10 @@ pub fn error_response(datagram: &[u8], err: &ParseError) -> Option<Message> {
     if start.len() >= 4 && start[..4].eq_ignore_ascii_case(b"SIP/") {
         return None;
     }
+    // An ACK is never answered (RFC 3261 §17.1.1.3, §17.2.3), however broken.
+    if start.len() >= 4 && start[..4].eq_ignore_ascii_case(b"ACK ") {
+        return None;
+    }
     // Collect header lines, joining folds, up to the empty line.
     let mut headers: Vec<(HeaderName, Vec<u8>)> = Vec::new();
     for line in lines {

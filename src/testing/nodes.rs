@@ -110,6 +110,7 @@ pub fn phone_config(user: &str, password: &str, local: SocketAddr, registrar: So
         max_calls: None,
         dtmf: None,
         seed,
+        t1: std::time::Duration::from_millis(500),
         register: Some(RegisterConfig {
             registrar_uri: format!("sip:{registrar}"),
             registrar,

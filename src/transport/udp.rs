@@ -20,7 +20,13 @@ pub struct UdpTransport {
     socket: UdpSocket,
     local: SocketAddr,
     buf: Vec<u8>,
+    /// Destinations an ICMP error said are unreachable, not yet taken
+    /// ([`UdpTransport::take_unreachable`]); only with [`UdpTransport::report_unreachable`].
+    unreachable: Vec<SocketAddr>,
 }
+
+/// At most this many unreachable destinations are kept between two takes.
+const MAX_UNREACHABLE: usize = 64;
 
 impl UdpTransport {
     /// Binds `addr` (port 0 picks an ephemeral port) with [`SOCKET_BUFFER`]-sized kernel buffers.
@@ -34,7 +40,7 @@ impl UdpTransport {
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
         let local = socket.local_addr()?;
-        Ok(UdpTransport { socket, local, buf: vec![0; MAX_DATAGRAM] })
+        Ok(UdpTransport { socket, local, buf: vec![0; MAX_DATAGRAM], unreachable: Vec::new() })
     }
 
     /// The bound address.
@@ -42,11 +48,69 @@ impl UdpTransport {
         self.local
     }
 
+    /// Asks the kernel to report ICMP errors (port or host unreachable) for what this socket
+    /// sends. An unconnected UDP socket on Linux drops them otherwise; with `IP_RECVERR` /
+    /// `IPV6_RECVERR` (ip(7), ipv6(7)) the next receive fails with ECONNREFUSED and the error
+    /// queue names the destination, which [`UdpTransport::take_unreachable`] then returns.
+    /// Elsewhere this is a no-op (Ok): requests to a dead port time out as before.
+    pub fn report_unreachable(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use nix::sys::socket::{setsockopt, sockopt};
+            let set = if self.local.is_ipv4() {
+                setsockopt(&self.socket, sockopt::Ipv4RecvErr, &true)
+            } else {
+                setsockopt(&self.socket, sockopt::Ipv6RecvErr, &true)
+            };
+            set.map_err(io::Error::from)?;
+        }
+        Ok(())
+    }
+
+    /// The destinations reported unreachable since the last call (see
+    /// [`UdpTransport::report_unreachable`]).
+    pub fn take_unreachable(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.unreachable)
+    }
+
+    /// After a receive error that an ICMP error causes: reads the socket's error queue, noting the
+    /// original destination of each message that bounced (the queue holds kernel memory until
+    /// read, so it is always drained).
+    fn drain_errors(&mut self, e: &io::Error) {
+        if !matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable) {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let sock = socket2::SockRef::from(&self.socket);
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+            // Bounded: the queue is finite, but a flood of ICMP must not hold the loop here.
+            for _ in 0..256 {
+                match sock.recv_from_with_flags(&mut buf, nix::libc::MSG_ERRQUEUE) {
+                    Ok((_, addr)) => {
+                        if let Some(dest) = addr.as_socket() {
+                            tracing::debug!(%dest, error = %e, "ICMP error for a datagram we sent");
+                            if self.unreachable.len() < MAX_UNREACHABLE && !self.unreachable.contains(&dest) {
+                                self.unreachable.push(dest);
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
     /// Receives one datagram into a `Bytes` of exactly its size: one copy out of the reused 64 KiB
     /// receive buffer, so a message kept by a transaction holds only its own bytes.
     pub async fn recv(&mut self) -> io::Result<(Bytes, SocketAddr)> {
-        let (n, src) = self.socket.recv_from(&mut self.buf).await?;
-        Ok((Bytes::copy_from_slice(&self.buf[..n]), src))
+        match self.socket.recv_from(&mut self.buf).await {
+            Ok((n, src)) => Ok((Bytes::copy_from_slice(&self.buf[..n]), src)),
+            Err(e) => {
+                self.drain_errors(&e);
+                Err(e)
+            }
+        }
     }
 
     /// Like [`UdpTransport::recv`] but without waiting: `None` when no datagram is queued.
@@ -54,7 +118,10 @@ impl UdpTransport {
         match self.socket.try_recv_from(&mut self.buf) {
             Ok((n, src)) => Ok(Some((Bytes::copy_from_slice(&self.buf[..n]), src))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => {
+                self.drain_errors(&e);
+                Err(e)
+            }
         }
     }
 

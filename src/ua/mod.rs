@@ -3,6 +3,7 @@
 //! session, and on them stand the service's echo user ([`echo::EchoUas`]) and the softphone
 //! ([`phone::Phone`]). Both implement [`crate::application::Application`].
 
+pub mod answer_check;
 pub mod core;
 pub mod echo;
 pub mod late_offer;

@@ -87,6 +87,9 @@ pub struct PhoneConfig {
     /// Move to this local address this long after the first call is answered (`--move-after`,
     /// `--move-to`; port 0 picks a free one): a phone changing network mid-call.
     pub move_after: Option<(Duration, SocketAddr)>,
+    /// RFC 3261 T1 (§17.1.1.1, default 500 ms) of our dialogs; the endpoint's transactions take
+    /// theirs from [`crate::endpoint::EndpointConfig`] (the softphone's `--t1-ms` sets both).
+    pub t1: Duration,
 }
 
 /// How a call ended, in one word: the summary's `state`.
@@ -164,6 +167,9 @@ pub struct CallReport {
     pub recording: Vec<i16>,
     /// An 18x with SDP started media before the answer (early media, see `early`).
     pub early_media: bool,
+    /// When the phone itself gave up on the call (an unusable 2xx, an ICMP error): why, in one
+    /// sentence (`reason` has the short word).
+    pub detail: Option<String>,
 }
 
 #[derive(Debug)]
@@ -181,6 +187,10 @@ struct Call {
     held: bool,
     /// Media started on an 18x with SDP.
     early_media: bool,
+    /// The phone gave up on the call (short reason, sentence): it ends as [`EndState::Failed`].
+    failure: Option<(String, String)>,
+    /// Where our INVITE went (outgoing calls), to tell an ICMP error from a plain timeout.
+    peer: Option<SocketAddr>,
 }
 
 /// The phone.
@@ -234,6 +244,7 @@ impl Phone {
             sent_by: config.local.to_string(),
             rng_seed: config.seed,
             session_expires: None,
+            t1: config.t1,
             ..DialogConfig::default()
         };
         let media = CallMedia::new(config.media.clone());
@@ -284,7 +295,7 @@ impl Phone {
         self.pending_dial = Some((uri.to_owned(), target));
     }
 
-    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) {
+    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, peer: Option<SocketAddr>, now: Instant) {
         let prepared = if self.late_offer { Ok(None) } else { self.media.prepare_offer(io).map(Some) };
         let (prepared, sdp): (Option<PreparedOffer>, Option<Bytes>) = match prepared {
             Ok(Some((p, sdp))) => (Some(p), Some(sdp)),
@@ -324,6 +335,8 @@ impl Phone {
                     end_reason: None,
                     held: false,
                     early_media: false,
+                    failure: None,
+                    peer,
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
@@ -345,6 +358,7 @@ impl Phone {
             media: None,
             recording: vec![],
             early_media: false,
+            detail: None,
         });
     }
 
@@ -543,6 +557,8 @@ impl Phone {
                     end_reason: None,
                     held: false,
                     early_media: false,
+                    failure: None,
+                    peer: None,
                 };
                 self.calls.insert(self.key_of(&id), call);
             }
@@ -550,9 +566,20 @@ impl Phone {
                 let key = self.key_of(&id);
                 let late = self.ua.dialogs_ref().get(&id).is_some_and(|d| d.awaits_late_ack());
                 let remote_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned());
-                let Some(call) = self.calls.get_mut(&key) else { return };
+                let local_sdp = self.ua.dialogs_ref().get(&id).and_then(|d| d.local_sdp().cloned());
+                let Some(call) = self.calls.get_mut(&key) else {
+                    // A late 2xx from another fork after the call ended: nothing wants this dialog.
+                    log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE to a dialog of an ended call", &id);
+                    return;
+                };
                 if call.answered.is_some() {
-                    return; // a second 2xx of a forked INVITE
+                    if call.id != id {
+                        // A 2xx from another branch of a forked INVITE (§13.2.2.4): the dialog
+                        // layer ACKed it; we keep the first dialog and end this one with a BYE.
+                        tracing::info!(call_id = %id.call_id, remote_tag = %id.remote_tag, "2xx from another fork: BYE to the extra dialog");
+                        log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE to the extra forked dialog", &id);
+                    }
+                    return;
                 }
                 call.id = id.clone();
                 call.answered = Some(now);
@@ -567,11 +594,20 @@ impl Phone {
                 if call.outgoing && late {
                     self.answer_late_offer(io, &id, remote_sdp, now);
                 } else if call.outgoing {
+                    // An answer we cannot use (none, or SRTP to a plain offer): ACKed by the dialog
+                    // layer already; BYE, and the call fails (issue 15 point 7).
+                    if let Err(problem) = super::answer_check::check_answer(local_sdp.as_ref(), remote_sdp.as_ref()) {
+                        tracing::warn!(%problem, "unusable answer in the 2xx: hanging up");
+                        call.failure = Some((problem.reason().to_owned(), problem.to_string()));
+                        log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
+                        return;
+                    }
                     match remote_sdp {
                         Some(sdp) => {
                             if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
                                 tracing::warn!(error = ?e, "unusable answer: hanging up");
                                 call.end_reason = Some("488".into());
+                                call.failure = Some(("488".into(), format!("unusable SDP answer in the 2xx: {e:?}")));
                                 log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
                             }
                         }
@@ -617,6 +653,16 @@ impl Phone {
             }
             why = r;
         }
+        let mut detail = None;
+        let refused = call.peer.filter(|p| reason == EndReason::Timeout && call.answered.is_none() && io.endpoint.was_unreachable(*p));
+        if let Some(peer) = refused {
+            // The INVITE failed on an ICMP error, not on Timer B (RFC 3261 §18.4, §17.1.4).
+            (state, why, detail) =
+                (EndState::Failed, format!("refused:{peer}"), Some(format!("connection refused by {peer} (ICMP unreachable)")));
+        }
+        if let Some((short, sentence)) = call.failure {
+            (state, why, detail) = (EndState::Failed, short, Some(sentence));
+        }
         tracing::info!(call_id = %id.call_id, %state, reason = %why, "call ended");
         let (media, recording) = match ended {
             Some(e) => (Some(e.summary), e.recording),
@@ -633,6 +679,7 @@ impl Phone {
             media,
             recording,
             early_media: call.early_media,
+            detail,
         });
     }
 
@@ -696,8 +743,8 @@ impl Application for Phone {
         self.media.reserve(io);
         if self.pending_dial.is_some() && !self.media.ready(io) {
             self.dial_at = Some(now);
-        } else if let Some((uri, _)) = self.pending_dial.take() {
-            self.start_dial(io, uri, now);
+        } else if let Some((uri, target)) = self.pending_dial.take() {
+            self.start_dial(io, uri, Some(target), now);
         }
     }
 
@@ -730,8 +777,8 @@ impl Application for Phone {
         self.last_now = Some(now);
         if self.dial_at.is_some_and(|t| t <= now) {
             self.dial_at = None;
-            if let Some((uri, _)) = self.pending_dial.take() {
-                self.start_dial(io, uri, now);
+            if let Some((uri, target)) = self.pending_dial.take() {
+                self.start_dial(io, uri, Some(target), now);
             }
         }
         let due_answer: Vec<CallKey> = self

@@ -224,7 +224,7 @@ pub(crate) fn run(args: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Re
     }
     let wall = start.elapsed();
     let totals = Totals::merge(results, &shared, s.calls, s.rate, wall, s.workers, stopped_by);
-    totals.print_table(&s.uri);
+    totals.print_table(&s.uri, g.json);
     if g.json {
         println!("{}", totals.json(&s.uri));
     }

@@ -22,12 +22,22 @@ mod load;
 mod prompt;
 mod send;
 
-/// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
+/// A SIP phone for the command line: calls, answers, plays and records G.711 audio over UDP.
 ///
-/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them. Without a command it
-/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, move, status, quit).
+/// `softphone dial URI` places one call and exits when it ends; `softphone answer` answers
+/// incoming calls; `softphone send FILE --to HOST:PORT` sends a raw SIP message and prints the
+/// replies; `softphone load URI` places calls at a steady rate. Without a command it opens an
+/// interactive prompt (dial, answer, hangup, hold, resume, dtmf, move, status, quit).
+///
+/// The options below apply to the prompt; they may also be given before a command. Each command's
+/// own help (`softphone dial --help`) lists only the options that command takes. Logs go to
+/// stderr (RUST_LOG=debug for more); a failure exits non-zero with its reason on one line.
 #[derive(Debug, Parser)]
-#[command(name = "softphone", version, about, long_about = None)]
+#[command(
+    name = "softphone",
+    version,
+    after_help = "Examples:\n  softphone dial sip:echo@127.0.0.1:5060 --duration 5 --tone 440\n  softphone answer --calls 1 --record in.wav\n  softphone send fixtures/sip/options.sip --to 127.0.0.1:5060"
+)]
 struct Cli {
     /// Local UDP address for SIP (port 0 picks a free one).
     #[arg(long, global = true, default_value = "127.0.0.1:0", value_name = "ADDR")]
@@ -80,6 +90,10 @@ struct Cli {
     /// Seconds after the answer before --dtmf digits are sent.
     #[arg(long, global = true, default_value_t = 1.0, value_name = "SECS")]
     dtmf_after: f64,
+    /// RFC 3261 T1 in milliseconds: the first retransmission interval; a request with no answer
+    /// times out after 64*T1 (32 s at the default). Small values make timeout tests fast.
+    #[arg(long, global = true, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    t1_ms: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -161,6 +175,44 @@ enum Command {
     Load(load::LoadArgs),
 }
 
+/// The global options that the commands which are not calls take; a command not listed here
+/// (dial, answer, and any new call command) takes every global option. Every global option is
+/// still *accepted* by every command, before or after its name, as it always was (scripts rely on
+/// it); this only decides what each command's `--help` shows.
+fn global_options_of(command: &str) -> Option<&'static [&'static str]> {
+    match command {
+        "send" => Some(&["bind"]),
+        "load" => Some(&["bind", "user", "password_file", "summary"]),
+        _ => None,
+    }
+}
+
+/// The parser: [`Cli`], with each command's help scoped to the global options it takes
+/// ([`global_options_of`]). A global option a command does not take gets a hidden local copy
+/// under the same id in that command: clap then neither shows the global one in its help nor
+/// loses a value given there (it is propagated to the top level like any global's).
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        let Some(takes) = global_options_of(&name) else { continue };
+        for arg in globals.iter().filter(|a| !takes.contains(&a.get_id().as_str())) {
+            let hidden = arg.clone().global(false).hide(true);
+            cmd = cmd.mut_subcommand(&name, |c| c.arg(hidden));
+        }
+    }
+    cmd
+}
+
+/// Parses the command line (exits with clap's message on an error, or after `--help`).
+fn parse_cli() -> Cli {
+    use clap::FromArgMatches;
+    let mut matches = command().get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Resolves the host:port a SIP URI points at.
 fn target_of(uri: &str) -> Result<SocketAddr, String> {
     let parsed = Uri::parse(uri).map_err(|_| format!("not a SIP URI: {uri}"))?;
@@ -172,6 +224,30 @@ fn target_of(uri: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("no address for {host}"))
+}
+
+/// The address a call to `uri` goes to from our socket at `local`: of the socket's address family
+/// (a name with both an IPv4 and an IPv6 address gives the one we can reach). A literal of the
+/// other family is refused at once, in one line, rather than after 64*T1 of silent failed sends.
+fn target_from(uri: &str, local: SocketAddr) -> Result<SocketAddr, String> {
+    let parsed = Uri::parse(uri).map_err(|_| format!("not a SIP URI: {uri}"))?;
+    let Uri::Sip(sip) = parsed else { return Err(format!("not a sip: URI: {uri}")) };
+    let port = sip.port.unwrap_or(5060);
+    let host = sip.host.as_str();
+    let all: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let family = |a: &SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+    match all.iter().find(|a| a.is_ipv4() == local.is_ipv4()) {
+        Some(a) => Ok(*a),
+        None => match all.first() {
+            Some(a) => Err(format!(
+                "cannot call {a} ({}) from {local} (an {} socket); use --bind with an {} address",
+                family(a),
+                family(&local),
+                family(a)
+            )),
+            None => Err(format!("no address for {host}")),
+        },
+    }
 }
 
 /// `IP` or `IP:PORT` (no port or port 0: a free one), where `--move-to` and the prompt's `move` go.
@@ -189,6 +265,19 @@ fn move_plan(after: Option<f64>, to: Option<&str>, local: SocketAddr) -> Result<
         return Err(format!("--move-to {to} is not of the same address family as --bind {local}"));
     }
     Ok(Some((seconds("--move-after", after)?, to)))
+}
+
+/// `--t1-ms`.
+fn t1_of(cli: &Cli) -> Duration {
+    Duration::from_millis(cli.t1_ms)
+}
+
+/// The endpoint's settings: the transaction timers follow `--t1-ms` (T2 at least T1, §17.1.2.2).
+fn endpoint_config(cli: &Cli) -> EndpointConfig {
+    let mut config = EndpointConfig::default();
+    config.timers.t1 = t1_of(cli);
+    config.timers.t2 = config.timers.t2.max(config.timers.t1);
+    config
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, String> {
@@ -300,12 +389,13 @@ fn phone_config(
         dtmf: cli.dtmf.clone().map(|d| (d.to_uppercase(), Duration::from_secs_f64(cli.dtmf_after.clamp(0.0, 3600.0)))),
         seed,
         move_after: None,
+        t1: t1_of(cli),
     })
 }
 
 fn main() -> ExitCode {
     switchboard::cli::init_tracing();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     if let Some(Command::Send { file, to, wait }) = &cli.command {
         return match seconds("--wait", *wait) {
             Ok(w) if !w.is_zero() => send::run(file, to, cli.bind, w),
@@ -337,16 +427,20 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<ExitCode, String> {
-    let transport = UdpTransport::bind(cli.bind).await.map_err(|e| format!("cannot bind {}: {e}", cli.bind))?;
+    let mut transport = UdpTransport::bind(cli.bind).await.map_err(|e| format!("cannot bind {}: {e}", cli.bind))?;
+    // A request to a dead port then fails at once on the ICMP error, not after 64*T1.
+    if let Err(e) = transport.report_unreachable() {
+        tracing::debug!(error = %e, "ICMP errors will not be reported");
+    }
     let local = transport.local_addr();
-    let endpoint = Endpoint::new(EndpointConfig::default());
+    let endpoint = Endpoint::new(endpoint_config(cli));
     let shutdown = switchboard::driver::interrupted();
     let phone = match &cli.command {
         Some(Command::Dial { uri, duration, move_after, move_to, late_offer }) => {
             // Registered phones send their calls through the registrar (outbound proxy).
             let target = match &cli.register {
-                Some(r) => target_of(r)?,
-                None => target_of(uri)?,
+                Some(r) => target_from(r, local)?,
+                None => target_from(uri, local)?,
             };
             let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
@@ -357,15 +451,22 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             } else {
                 phone.dial(uri, target);
             }
-            switchboard::driver::run(transport, endpoint, phone, shutdown).await
+            let phone = switchboard::driver::run(transport, endpoint, phone, shutdown).await;
+            return Ok(report(cli, &phone.reports, Some(target)));
         }
         Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
             let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
             let phone = Phone::new(config, None);
-            // Scripts read the address from this line.
-            println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
+            // Scripts read the address from this line (on stderr with --summary json, whose
+            // stdout is JSON only).
+            let listening = format!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
+            if cli.summary.is_some() {
+                eprintln!("{listening}");
+            } else {
+                println!("{listening}");
+            }
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
         Some(Command::Send { .. } | Command::Load(_)) => return Ok(ExitCode::SUCCESS),
@@ -374,16 +475,43 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             prompt::run(transport, endpoint, phone, local, &cli.user).await
         }
     };
-    Ok(report(cli, &phone.reports))
+    Ok(report(cli, &phone.reports, None))
+}
+
+/// Why a call failed, in one line for stderr: `target` is where a dialled call went.
+fn failure(r: &CallReport, target: Option<SocketAddr>, t1: Duration) -> String {
+    let to = target.map_or_else(String::new, |t| format!(" from {t}"));
+    let what = match (r.state, r.reason.as_str()) {
+        _ if r.detail.is_some() => r.detail.clone().unwrap_or_default(),
+        (_, reason) if reason.starts_with("refused:") => format!("connection refused by {}", &reason["refused:".len()..]),
+        (EndState::Failed, "timeout") if r.responses.is_empty() => {
+            format!("no response{to} within {:.1} s (64*T1; ICMP errors, if any, were not reported by the socket)", (t1 * 64).as_secs_f64())
+        }
+        (EndState::Failed, "timeout") => format!("no final response{to} (responses so far: {:?})", r.responses),
+        (EndState::Rejected, code) => format!("rejected with {code}"),
+        (_, reason) => reason.to_owned(),
+    };
+    if r.call_id.is_empty() {
+        format!("softphone: call failed: {what}")
+    } else {
+        format!("softphone: call {} {}: {what}", r.call_id, r.state)
+    }
 }
 
 /// Prints one line (and a JSON object with --summary json) per call and writes the recordings.
-fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
+/// With --summary json stdout carries the JSON only; the human lines go to stderr. A call that
+/// failed gets one line saying why on stderr, and the exit status is non-zero.
+fn report(cli: &Cli, reports: &[CallReport], target: Option<SocketAddr>) -> ExitCode {
     let mut ok = !reports.is_empty();
+    let json = cli.summary.is_some();
+    let human = |line: String| if json { eprintln!("{line}") } else { println!("{line}") };
     for (i, r) in reports.iter().enumerate() {
         ok &= r.state == EndState::Completed;
+        if r.state != EndState::Completed {
+            eprintln!("{}", failure(r, target, t1_of(cli)));
+        }
         let m = r.media.as_ref();
-        println!(
+        human(format!(
             "call {}: {} ({}); responses {:?}; setup {}; duration {}; codec {}; rtp sent {} received {} lost {}; jitter {:.1} ms; dtmf {:?}{}",
             r.call_id,
             r.state,
@@ -398,15 +526,15 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
             m.map_or(0.0, |m| m.jitter_ms),
             m.map_or("", |m| m.dtmf_received.as_str()),
             if r.early_media { "; early media" } else { "" },
-        );
-        if cli.summary.is_some() {
+        ));
+        if json {
             let v = serde_json::json!({
-                "call_id": r.call_id, "state": r.state.as_str(), "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
+                "type": "call", "call_id": r.call_id, "state": r.state.as_str(), "reason": r.reason, "responses": r.responses, "bye_status": r.bye_status,
                 "setup_ms": r.setup.map(|s| s.as_millis() as u64), "duration_s": r.duration.map(|d| d.as_secs_f64()),
                 "codec": m.map(|m| codec_name(m.codec)), "rtp_sent": m.map_or(0, |m| m.packets_sent),
                 "rtp_received": m.map_or(0, |m| m.packets_received), "rtp_lost": m.map_or(0, |m| m.packets_lost),
                 "jitter_ms": m.map_or(0.0, |m| m.jitter_ms), "dtmf_received": m.map_or("", |m| m.dtmf_received.as_str()),
-                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped), "early_media": r.early_media,
+                "non_rtp_dropped": m.map_or(0, |m| m.non_rtp_dropped), "early_media": r.early_media, "detail": r.detail,
             });
             println!("{v}");
         }
@@ -420,6 +548,9 @@ fn report(cli: &Cli, reports: &[CallReport]) -> ExitCode {
                 ok = false;
             }
         }
+    }
+    if reports.is_empty() {
+        eprintln!("softphone: no call was made or answered");
     }
     if ok {
         ExitCode::SUCCESS
@@ -440,4 +571,35 @@ fn numbered(path: &std::path::Path, n: usize) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
     path.with_file_name(format!("{stem}-{n}{ext}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the parser, with the hidden per-command copies of global options.
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    /// Values of a global option given before or after a command reach the same field, also for
+    /// a command whose help hides it.
+    #[test]
+    fn global_options_parse_before_and_after_any_command() {
+        use clap::FromArgMatches;
+        let parse = |args: &[&str]| {
+            let mut m = command().try_get_matches_from(args).expect("parses");
+            Cli::from_arg_matches_mut(&mut m).expect("builds")
+        };
+        for args in [
+            &["softphone", "--tone", "440", "--t1-ms", "20", "send", "f.sip", "--to", "127.0.0.1:5060"][..],
+            &["softphone", "send", "f.sip", "--to", "127.0.0.1:5060", "--tone", "440", "--t1-ms", "20"][..],
+            &["softphone", "dial", "sip:a@127.0.0.1", "--tone", "440", "--t1-ms", "20"][..],
+        ] {
+            let cli = parse(args);
+            assert_eq!((cli.tone, cli.t1_ms), (Some(440.0), 20), "{args:?}");
+        }
+        assert_eq!(parse(&["softphone", "answer"]).t1_ms, 500);
+    }
 }

@@ -21,6 +21,8 @@ struct PromptApp {
     quitting: bool,
     reported: usize,
     digits_seen: usize,
+    /// Our SIP address: a dialled URI must resolve to an address of its family.
+    local: SocketAddr,
 }
 
 fn say(s: &str) {
@@ -32,7 +34,7 @@ impl PromptApp {
         let mut words = line.split_whitespace();
         let result = match (words.next(), words.next()) {
             (None, _) => Ok(()),
-            (Some("dial"), Some(uri)) => match super::target_of(uri) {
+            (Some("dial"), Some(uri)) => match super::target_from(uri, self.local) {
                 Ok(target) => {
                     self.phone.dial(uri, target);
                     self.phone.start(io, now);
@@ -180,7 +182,7 @@ pub(crate) async fn run(transport: UdpTransport, endpoint: Endpoint, phone: Phon
     });
     say(&format!("softphone on udp {local}; others call sip:{user}@{local}"));
     say(HELP);
-    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0 };
+    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0, local };
     let app = switchboard::driver::run_with_commands(transport, endpoint, app, switchboard::driver::interrupted(), rx).await;
     app.phone
 }

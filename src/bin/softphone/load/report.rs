@@ -146,8 +146,9 @@ impl Totals {
         self.failures.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join("; ")
     }
 
-    /// The final table, one `name value` row per line, for people and scripts alike.
-    pub(crate) fn print_table(&self, uri: &str) {
+    /// The final table, one `name value` row per line, for people and scripts alike: on stdout,
+    /// or on stderr with `--summary json` (`to_stderr`), whose stdout is the JSON object only.
+    pub(crate) fn print_table(&self, uri: &str, to_stderr: bool) {
         let ms = |p: f64| percentile_ms(&self.setup_us, p).map_or("-".into(), |v| format!("{v:.3}"));
         let rows: Vec<(&str, String)> = vec![
             ("target", uri.to_owned()),
@@ -167,7 +168,7 @@ impl Totals {
             ("retransmissions", self.retransmissions.to_string()),
             ("stopped_by", self.stopped_by.unwrap_or("-").to_owned()),
         ];
-        let mut out = std::io::stdout().lock();
+        let mut out: Box<dyn Write> = if to_stderr { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
         for (name, value) in rows {
             let _ = writeln!(out, "{name:<16}{value}");
         }
