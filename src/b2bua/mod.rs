@@ -30,6 +30,7 @@ mod call;
 mod end;
 mod events;
 mod handover;
+mod prack;
 pub mod sdp;
 
 pub use call::Phase;
