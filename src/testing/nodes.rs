@@ -110,6 +110,7 @@ pub fn phone_config(user: &str, password: &str, local: SocketAddr, registrar: So
         max_calls: None,
         dtmf: None,
         seed,
+        rel100: crate::dialog::Rel100::default(),
         register: Some(RegisterConfig {
             registrar_uri: format!("sip:{registrar}"),
             registrar,

@@ -83,6 +83,8 @@ pub struct PhoneConfig {
     /// Move to this local address this long after the first call is answered (`--move-after`,
     /// `--move-to`; port 0 picks a free one): a phone changing network mid-call.
     pub move_after: Option<(Duration, SocketAddr)>,
+    /// Reliable provisional responses (RFC 3262, `--100rel`): `Supported: 100rel` by default.
+    pub rel100: crate::dialog::Rel100,
 }
 
 /// How a call ended, in one word: the summary's `state`.
@@ -223,6 +225,7 @@ impl Phone {
             sent_by: config.local.to_string(),
             rng_seed: config.seed,
             session_expires: None,
+            rel100: config.rel100,
             ..DialogConfig::default()
         };
         let media = CallMedia::new(config.media.clone());

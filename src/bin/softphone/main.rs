@@ -80,6 +80,11 @@ struct Cli {
     /// Seconds after the answer before --dtmf digits are sent.
     #[arg(long, global = true, default_value_t = 1.0, value_name = "SECS")]
     dtmf_after: f64,
+    /// Reliable provisional responses (RFC 3262): `supported` says `Supported: 100rel` and PRACKs
+    /// reliable 18x; `required` also sends our 18x reliably and refuses (421) a caller without
+    /// 100rel; `off` does neither and refuses (420) a caller that requires it.
+    #[arg(long = "100rel", global = true, default_value = "supported", value_name = "MODE", value_parser = ["off", "supported", "required"])]
+    rel100: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -296,6 +301,7 @@ fn phone_config(
         dtmf: cli.dtmf.clone().map(|d| (d.to_uppercase(), Duration::from_secs_f64(cli.dtmf_after.clamp(0.0, 3600.0)))),
         seed,
         move_after: None,
+        rel100: cli.rel100.parse()?,
     })
 }
 
