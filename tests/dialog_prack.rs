@@ -330,3 +330,31 @@ fn update_while_the_previous_offer_is_unanswered_gets_500_with_retry_after() {
     p.flush();
     assert!(p.alice_events.iter().any(|e| matches!(e, Event::Answered { .. })));
 }
+
+#[test]
+fn a_cancel_ends_an_invite_whose_2xx_waits_for_the_prack() {
+    let mut p = bob_requires();
+    p.drop = Box::new(|from, m| from == Who::Alice && is_prack(m));
+    let bob_id = call(&mut p);
+    p.bob.progress(&bob_id, 183, Some(sdp(Who::Bob, 1, "sendrecv")), p.now).unwrap();
+    p.bob.accept(&bob_id, Some(sdp(Who::Bob, 1, "sendrecv")), p.now).unwrap();
+    p.flush();
+    assert!(p.sent_by(Who::Bob, "SIP/2.0 200").is_empty(), "held until the PRACK");
+    // Alice's CANCEL (§9.1): the INVITE's start line, Via, From, To, Call-ID and CSeq number.
+    let invite = String::from_utf8_lossy(p.sent_by(Who::Alice, "INVITE")[0].msg.as_bytes()).into_owned();
+    let head: String = invite
+        .split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .filter(|l| ["INVITE ", "Via:", "From:", "To:", "Call-ID:", "CSeq:", "Max-Forwards:"].iter().any(|h| l.starts_with(h)))
+        .map(|l| l.replacen("INVITE ", "CANCEL ", 1).replace("1 INVITE", "1 CANCEL") + "\r\n")
+        .collect();
+    let cancel = Message::parse(Bytes::from(head + "Content-Length: 0\r\n\r\n")).unwrap();
+    p.bob.handle_request(&cancel, p.now).unwrap();
+    p.run_until(40.0);
+    let r487 = p.sent_by(Who::Bob, "SIP/2.0 487");
+    assert_eq!(r487.len(), 1);
+    assert_eq!(r487[0].msg.cseq().unwrap().method, Method::Invite);
+    assert_eq!(p.terminations(Who::Bob), [EndReason::Cancelled]);
+    assert!(p.sent_by(Who::Bob, "SIP/2.0 200").iter().all(|s| s.msg.cseq().unwrap().method != Method::Invite), "no 2xx after the CANCEL");
+    assert_eq!(times(&p, Who::Bob, "SIP/2.0 183"), [0.0], "the retransmissions stopped with the dialog");
+}

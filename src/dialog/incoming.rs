@@ -169,7 +169,7 @@ impl Dialogs {
         let (d, cfg) = self.dm_cfg(slot);
         // §9.2: the CANCEL's response carries the same To tag as the INVITE's responses.
         let ok = req.response_to(200, "OK", Some(&d.id.local_tag)).finish();
-        let pending = if d.state == DialogState::Early { d.awaiting_answer.take() } else { None };
+        let pending = if d.state == DialogState::Early { d.awaiting_answer.take().or_else(|| d.take_held_invite()) } else { None };
         let terminated = pending.as_ref().map(|inv| d.answer(inv, 487, cfg).finish());
         self.push_transmit(ok);
         if let Some(msg) = terminated {

@@ -193,6 +193,11 @@ impl Dialog {
         update || (self.awaiting_answer.is_some() && !self.early_offer_answer_done())
     }
 
+    /// The INVITE whose 2xx waits for a PRACK, taken (a CANCEL ends it with 487 instead, §9.2).
+    pub(crate) fn take_held_invite(&mut self) -> Option<Box<Message>> {
+        self.rel.as_deref_mut().and_then(|r| r.held.take()).map(|(invite, _)| invite)
+    }
+
     /// Our reliable 1xx with an offer (the INVITE had none) still waits for the PRACK's answer.
     pub(crate) fn own_reliable_offer_pending(&self) -> bool {
         let no_offer = self.awaiting_answer.as_ref().is_some_and(|r| r.body().is_empty());
