@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::application::{Application, FlowId, Io};
 use switchboard::b2bua::{B2bua, B2buaConfig};
-use switchboard::dialog::{CallParams, DialogConfig, DialogId, DialogState, Dialogs, Event, Rel100};
+use switchboard::dialog::{CallParams, DialogConfig, DialogId, DialogState, Dialogs, Event, RefreshMethod, Rel100};
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::message::{Message, Method};
 use switchboard::proxy::Target;
@@ -89,6 +89,10 @@ struct World {
 
 impl World {
     fn new(caller: Rel100, callee: Rel100) -> World {
+        World::with_caller(phone(CALLER, 1, caller), callee)
+    }
+
+    fn with_caller(caller: DialogUa, callee: Rel100) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
@@ -103,7 +107,7 @@ impl World {
         let mut net = Net::new(Instant::now(), 1);
         let ep = || Endpoint::new(EndpointConfig::default());
         net.add("switchboard", addr(SB), ep(), Node(b2b));
-        let caller = net.add("caller", addr(CALLER), ep(), phone(CALLER, 1, caller));
+        let caller = net.add("caller", addr(CALLER), ep(), caller);
         let callee = net.add("callee", addr(CALLEE), ep(), phone(CALLEE, 2, callee));
         World { net, caller, callee }
     }
@@ -250,4 +254,31 @@ fn an_early_update_from_the_callee_is_answered_from_the_relay() {
     w.command(w.callee, |d, now| d.accept(&callee_id, Some(offer(6200, "sendrecv")), now)).expect("accept");
     w.net.run_for(Duration::from_secs(1));
     assert!(w.caller().established().is_some());
+}
+
+#[test]
+fn a_caller_refreshing_its_session_by_update_keeps_the_call_up() {
+    // RFC 4028 §10 with UPDATE as the refresh: the caller asks for a 90 s session that it refreshes
+    // itself with bodyless UPDATEs; the caller's leg answers them, the callee never sees them.
+    let cfg = DialogConfig {
+        contact: format!("sip:phone@{CALLER}"),
+        sent_by: CALLER.into(),
+        rng_seed: 1,
+        session_expires: Some(Duration::from_secs(90)),
+        refresh_method: RefreshMethod::Update,
+        ..DialogConfig::default()
+    };
+    let mut w = World::with_caller(DialogUa::new(Dialogs::new(cfg)), Rel100::Supported);
+    let callee_id = w.dial();
+    w.command(w.callee, |d, now| d.accept(&callee_id, Some(offer(6000, "sendrecv")), now)).expect("accept");
+    w.net.run_for(Duration::from_secs(300));
+    let refreshed = w.caller().events.iter().filter(|e| matches!(e, Event::Refreshed { .. })).count();
+    assert!(refreshed >= 5, "a refresh every 45 s: {refreshed} in 300 s");
+    assert!(
+        w.caller().statuses.iter().filter(|s| **s == 200).count() >= 6,
+        "the INVITE's and the UPDATEs' 200s: {:?}",
+        w.caller().statuses
+    );
+    assert!(w.callee().events.iter().all(|e| !matches!(e, Event::Reoffer { .. })), "refreshes stay on their leg");
+    assert!(w.caller().ended().is_empty() && w.callee().ended().is_empty(), "the session never expired");
 }
