@@ -37,10 +37,17 @@ impl B2bua {
     /// INVITE supports 100rel and the callee's 18x was reliable, plain otherwise (the dialog layer
     /// still sends it reliably if the caller requires 100rel).
     pub(super) fn ring_caller(&mut self, caller: &DialogId, callee: &DialogId, now: Instant) {
+        self.progress_to_caller(caller, callee, 180, None, now);
+    }
+
+    /// Sends the caller provisional `code` (with early-media `sdp`, already pointed at the relay)
+    /// for what callee dialog `callee` sent, with the reliability rule of [`B2bua::ring_caller`].
+    /// A reliable 18x with SDP makes the caller's 2xx wait for its PRACK (RFC 3262 §3).
+    pub(super) fn progress_to_caller(&mut self, caller: &DialogId, callee: &DialogId, code: u16, sdp: Option<Bytes>, now: Instant) {
         let d = self.ua.dialogs();
         let reliable = d.get(callee).is_some_and(|c| c.peer_sent_reliable()) && d.peer_supports_100rel(caller);
-        let sent = if reliable { d.progress_reliable(caller, 180, None, now) } else { d.ring(caller, now) };
-        log_unsent(sent, "180 to the caller", caller);
+        let sent = if reliable { d.progress_reliable(caller, code, sdp, now) } else { d.progress(caller, code, sdp, now) };
+        log_unsent(sent, "18x to the caller", caller);
     }
 
     /// The peer's UPDATE with an offer in dialog `id` (see the module doc).
