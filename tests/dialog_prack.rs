@@ -152,7 +152,7 @@ fn the_2xx_waits_for_the_prack_of_an_18x_with_sdp() {
 }
 
 #[test]
-fn a_2xx_after_an_18x_without_sdp_goes_at_once_and_ends_the_retransmissions() {
+fn a_2xx_after_an_18x_without_sdp_goes_at_once_and_a_crossing_prack_still_gets_200() {
     let mut p = bob_requires();
     p.drop = Box::new(|from, m| from == Who::Alice && is_prack(m));
     let bob_id = call(&mut p);
@@ -163,6 +163,14 @@ fn a_2xx_after_an_18x_without_sdp_goes_at_once_and_ends_the_retransmissions() {
     assert_eq!(times(&p, Who::Bob, "SIP/2.0 180"), [0.0]);
     assert_eq!(times(&p, Who::Bob, "SIP/2.0 200"), [0.0]);
     assert!(p.bob_events.iter().any(|e| matches!(e, Event::Acked { .. })));
+    // Alice's PRACK, delayed past the 2xx, still matches the 180 and gets 200 (RFC 3262 §3).
+    let prack = p.sent_by(Who::Alice, "PRACK")[0].msg.clone();
+    p.bob.handle_request(&prack, p.now).unwrap();
+    let r = p.bob.poll_transmit().expect("an answer to the PRACK");
+    assert_eq!((r.status(), r.cseq().unwrap().method), (Some(200), Method::Prack));
+    // Another copy (the transaction layer would absorb it) matches nothing any more.
+    p.bob.handle_request(&prack, p.now).unwrap();
+    assert_eq!(p.bob.poll_transmit().and_then(|r| r.status()), Some(481));
 }
 
 #[test]

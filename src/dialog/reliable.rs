@@ -172,9 +172,9 @@ impl Dialog {
         self.rel.as_ref().is_some_and(|r| r.seen)
     }
 
-    /// Whether a reliable 1xx of ours waits for its PRACK (UAS).
+    /// Whether a reliable 1xx of ours is being retransmitted until its PRACK (UAS, early dialog).
     pub fn awaiting_prack(&self) -> bool {
-        self.rel.as_ref().is_some_and(|r| r.pending.is_some())
+        self.state == DialogState::Early && self.rel.as_ref().is_some_and(|r| r.pending.is_some())
     }
 
     /// The INVITE's offer/answer completed reliably, so UPDATE may be sent or taken while the
@@ -362,8 +362,9 @@ impl Dialogs {
     }
 
     /// Before our 2xx to the INVITE (RFC 3262 §3): held while a reliable 1xx that carried SDP waits
-    /// for its PRACK (returns `None`); otherwise the retransmissions of reliable 1xx stop and the
-    /// request and SDP come back to be answered now.
+    /// for its PRACK (returns `None`); otherwise the retransmissions of reliable 1xx stop (a PRACK
+    /// that crosses the 2xx still gets its 200; queued ones are never sent) and the request and
+    /// SDP come back to be answered now.
     pub(crate) fn hold_2xx(&mut self, slot: usize, req: Box<Message>, sdp: Option<Bytes>) -> Option<(Box<Message>, Option<Bytes>)> {
         let d = self.dm(slot);
         let is_invite = req.method() == Some(&Method::Invite);
@@ -372,7 +373,6 @@ impl Dialogs {
             rel.held = Some((req, sdp));
             return None;
         }
-        rel.pending = None;
         rel.queued.clear();
         self.disarm(slot, DialogTimer::RetransmitRel);
         Some((req, sdp))
