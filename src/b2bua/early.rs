@@ -18,7 +18,6 @@ use super::sdp;
 use super::B2bua;
 use crate::dialog::DialogId;
 use crate::relay::{Leg, RelayId};
-use crate::ua::log_unsent;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -72,7 +71,8 @@ impl B2bua {
         let caller = c.caller.clone();
         c.rang = true;
         c.early = Some(Box::new(EarlyAnswer { branch: id.clone(), received: body.clone(), sent: sent.clone() }));
-        log_unsent(self.ua.dialogs().progress(&caller, code, Some(sent), now), "early media to the caller", &caller);
+        // Reliable to the caller under the same rule as its ringing (RFC 3262; see `prack`).
+        self.progress_to_caller(&caller, id, code, Some(sent), now);
         tracing::debug!(call = key, code, remote_tag = %id.remote_tag, "early media passed to the caller");
         let peer = self.ua.pinned_peer(&id.call_id).map(|p| p.ip());
         self.relay.set_peer_ip(RelayId(key), Leg::Callee, peer);

@@ -153,7 +153,7 @@ impl B2bua {
         } else if c.phase == Phase::Setup && !c.rang && !early_media {
             c.rang = true;
             let caller = c.caller.clone();
-            log_unsent(self.ua.dialogs().ring(&caller, now), "180 to the caller", &caller);
+            self.ring_caller(&caller, id, now);
         }
     }
 
@@ -212,6 +212,9 @@ impl B2bua {
     }
 
     fn on_reoffer(&mut self, id: &DialogId, request: &Message, now: Instant) {
+        if request.method() == Some(&crate::message::Method::Update) {
+            return self.on_update(id, request, now);
+        }
         let refuse = |me: &mut B2bua, code| {
             log_unsent(me.ua.dialogs().reject(id, code, now), "refusal of a re-offer", id);
         };

@@ -33,6 +33,7 @@ mod end;
 mod events;
 mod handover;
 mod late_offer;
+mod prack;
 pub mod sdp;
 
 pub use call::Phase;

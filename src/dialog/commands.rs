@@ -104,6 +104,7 @@ impl Dialogs {
         if let Some((name, value)) = credentials {
             b.push(*name, value);
         }
+        super::reliable::write_invite(&mut b, cfg.rel100);
         session::write_request(&mut b, session::offer(cfg, None, min_se));
         Ok(match &p.sdp {
             Some(sdp) => b.body("application/sdp", sdp),
@@ -129,12 +130,18 @@ impl Dialogs {
     }
 
     /// Sends a provisional response (101-199) with our tag, Contact and optional early-media SDP
-    /// for the peer's INVITE (§13.3.1.1), creating the early dialog.
-    pub fn progress(&mut self, id: &DialogId, code: u16, sdp: Option<Bytes>, _now: Instant) -> Result<(), DialogError> {
+    /// for the peer's INVITE (§13.3.1.1), creating the early dialog. It goes reliably (RFC 3262)
+    /// when the INVITE requires 100rel, or we do and the INVITE supports it.
+    pub fn progress(&mut self, id: &DialogId, code: u16, sdp: Option<Bytes>, now: Instant) -> Result<(), DialogError> {
         if !(101..200).contains(&code) {
             return Err(DialogError::BadStatus);
         }
         let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        if self.rel_wanted(id, code) {
+            let sent = self.send_reliable(slot, code, sdp, now);
+            self.prune();
+            return sent;
+        }
         let (d, cfg) = self.dm_cfg(slot);
         if d.state != DialogState::Early || d.role != Role::Uas {
             return Err(DialogError::WrongState);
@@ -158,8 +165,17 @@ impl Dialogs {
     /// is retransmitted until the ACK comes.
     pub fn accept(&mut self, id: &DialogId, sdp: Option<Bytes>, now: Instant) -> Result<(), DialogError> {
         let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        // The peer's UPDATE in the early dialog is answered first (RFC 3311 §5.2).
+        if let Some(update) = self.take_early_update(slot) {
+            self.answer_offer(slot, &update, sdp, now);
+            self.prune();
+            return Ok(());
+        }
         let req = self.dm(slot).awaiting_answer.take().ok_or(DialogError::NothingToAnswer)?;
-        self.answer_offer(slot, &req, sdp, now);
+        // RFC 3262 §3: the 2xx may wait for the PRACK of a reliable 1xx that carried SDP.
+        if let Some((req, sdp)) = self.hold_2xx(slot, req, sdp) {
+            self.answer_offer(slot, &req, sdp, now);
+        }
         self.prune();
         Ok(())
     }
@@ -171,7 +187,14 @@ impl Dialogs {
             return Err(DialogError::BadStatus);
         }
         let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
+        let update = self.take_early_update(slot);
         let (d, cfg) = self.dm_cfg(slot);
+        if let Some(update) = update {
+            // The peer's early UPDATE (RFC 3311 §5.2): refused, the INVITE still waits.
+            let msg = d.answer(&update, code, cfg).finish();
+            self.push_transmit(msg);
+            return Ok(());
+        }
         let req = d.awaiting_answer.take().ok_or(DialogError::NothingToAnswer)?;
         let msg = d.answer(&req, code, cfg).finish();
         let initial = d.state == DialogState::Early;
@@ -233,12 +256,13 @@ impl Dialogs {
     fn modify(&mut self, id: &DialogId, method: Method, sdp: Option<Bytes>, _now: Instant) -> Result<(), DialogError> {
         let slot = self.slot_of(id).ok_or(DialogError::UnknownDialog)?;
         let d = self.dm(slot);
-        if d.state != DialogState::Confirmed {
+        // UPDATE also in an early dialog whose offer/answer completed reliably (RFC 3311 §5.1).
+        if d.state != DialogState::Confirmed && !(method == Method::Update && d.early_offer_answer_done()) {
             return Err(DialogError::WrongState);
         }
         let busy = match method {
             Method::Invite => d.invite_in_progress() || d.offer_pending(),
-            _ => sdp.is_some() && (d.offer_pending() || d.awaiting_answer.is_some()),
+            _ => sdp.is_some() && (d.offer_pending() || d.peer_offer_unanswered()),
         };
         if busy {
             return Err(DialogError::RequestPending);

@@ -76,6 +76,7 @@ impl Dialogs {
         match method {
             Method::Bye => self.on_bye(slot, req, now),
             Method::Invite | Method::Update => self.on_offer(slot, req, now),
+            Method::Prack => self.on_prack(slot, req, now),
             _ => self.on_other(slot, req, id),
         }
         Ok(())
@@ -136,6 +137,10 @@ impl Dialogs {
             return Err(NotAccepted::Retransmission);
         }
         let tag = self.ids.tag();
+        if let Some((code, msg)) = Dialogs::rel_refusal(req, &self.config, &tag) {
+            self.push_transmit(msg);
+            return Err(NotAccepted::Answered(code));
+        }
         if let Negotiated::TooSmall(min) = session::negotiate_uas(req, &self.config) {
             self.push_transmit(session::too_small(req, &tag, min));
             return Err(NotAccepted::Answered(422));
@@ -164,7 +169,7 @@ impl Dialogs {
         let (d, cfg) = self.dm_cfg(slot);
         // §9.2: the CANCEL's response carries the same To tag as the INVITE's responses.
         let ok = req.response_to(200, "OK", Some(&d.id.local_tag)).finish();
-        let pending = if d.state == DialogState::Early { d.awaiting_answer.take() } else { None };
+        let pending = if d.state == DialogState::Early { d.awaiting_answer.take().or_else(|| d.take_held_invite()) } else { None };
         let terminated = pending.as_ref().map(|inv| d.answer(inv, 487, cfg).finish());
         self.push_transmit(ok);
         if let Some(msg) = terminated {
@@ -212,10 +217,10 @@ impl Dialogs {
         let retry_after = self.ids.below(11);
         let (d, cfg) = self.dm_cfg(slot);
         let offers = is_invite || has_body;
-        let reply = if offers && d.offer_pending() {
+        let reply = if offers && (d.offer_pending() || d.own_reliable_offer_pending()) {
             // §14.2: our own offer is in flight; the peer retries after a random wait.
             Some(d.answer(req, 491, cfg).finish())
-        } else if offers && (d.awaiting_answer.is_some() || (is_invite && d.unacked.is_some())) {
+        } else if offers && (d.peer_offer_unanswered() || (is_invite && d.unacked.is_some())) {
             // §14.2: the peer's previous INVITE is not finished yet.
             Some(d.answer(req, 500, cfg).header(HeaderName::RetryAfter, retry_after).finish())
         } else if let Negotiated::TooSmall(min) = session::negotiate_uas(req, cfg) {
@@ -234,8 +239,13 @@ impl Dialogs {
             self.answer_offer(slot, req, sdp, now);
             return;
         }
-        d.awaiting_answer = Some(Box::new(req.clone()));
         let id = d.id.clone();
+        if d.state == DialogState::Early {
+            // An UPDATE in the early dialog (RFC 3311 §5.1): the INVITE keeps waiting beside it.
+            self.keep_early_update(slot, req);
+        } else {
+            d.awaiting_answer = Some(Box::new(req.clone()));
+        }
         self.push_event(Event::Reoffer { id, request: req.clone() });
     }
 
@@ -255,7 +265,8 @@ impl Dialogs {
             Some(s) => b.body("application/sdp", s),
             None => b.finish(),
         };
-        let initial = d.state == DialogState::Early;
+        // An UPDATE in the early dialog answers an offer but confirms nothing (RFC 3311 §5.1).
+        let initial = d.state == DialogState::Early && req.method() == Some(&Method::Invite);
         d.refresh_target(req);
         d.take_remote_sdp(req);
         if sdp.is_some() {

@@ -40,6 +40,7 @@ mod id;
 mod incoming;
 mod late_offer;
 mod merge;
+mod reliable;
 mod responses;
 mod session;
 mod set;
@@ -49,6 +50,7 @@ mod timer;
 
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
+pub use reliable::Rel100;
 pub use set::{Authorizer, CallParams, Dialogs, TableSizes};
 pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
 #[cfg(feature = "service")]
@@ -87,10 +89,14 @@ pub struct DialogConfig {
     pub transport: String,
     /// Seed of the generator for tags, Call-IDs and branches.
     pub rng_seed: u64,
+    /// Reliable provisional responses (RFC 3262): what our INVITEs say and when our 1xx are sent
+    /// reliably.
+    pub rel100: Rel100,
 }
 
 impl Default for DialogConfig {
-    /// T1 = 500 ms, T2 = 4 s, Session-Expires 1800 s, Min-SE 90 s, refresh by re-INVITE, no pings.
+    /// T1 = 500 ms, T2 = 4 s, Session-Expires 1800 s, Min-SE 90 s, refresh by re-INVITE, no pings,
+    /// `Supported: 100rel`.
     fn default() -> DialogConfig {
         DialogConfig {
             t1: Duration::from_millis(500),
@@ -104,6 +110,7 @@ impl Default for DialogConfig {
             sent_by: "127.0.0.1:5060".into(),
             transport: "UDP".into(),
             rng_seed: 0x5157_6974_6368,
+            rel100: Rel100::Supported,
         }
     }
 }
@@ -361,6 +368,8 @@ pub(crate) fn reason_phrase(code: u16) -> &'static str {
         200 => "OK",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        420 => "Bad Extension",
+        421 => "Extension Required",
         422 => "Session Interval Too Small",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",

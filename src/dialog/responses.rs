@@ -55,7 +55,10 @@ impl Dialogs {
         if cseq.method == Method::Invite && self.invites.get(&key).is_some_and(|i| i.seq == cseq.seq) {
             match code {
                 100..=199 if id.remote_tag.is_empty() || code == 100 => {}
-                100..=199 => self.early_dialog(&key, &id, resp),
+                100..=199 => {
+                    self.early_dialog(&key, &id, resp);
+                    self.on_provisional(&id, resp);
+                }
                 200..=299 if id.remote_tag.is_empty() => return Err(InputError::Malformed),
                 200..=299 => self.invite_2xx(&key, &id, resp, now),
                 422 if self.retry_422(&key, resp, now) => {}

@@ -417,6 +417,7 @@ impl Dialogs {
             }
             DialogTimer::GlareRetry => self.on_glare_retry(slot, now),
             DialogTimer::Purge => self.purge(slot),
+            DialogTimer::RetransmitRel => self.on_rel_timer(slot, now),
         }
     }
 

@@ -115,6 +115,8 @@ pub struct Dialog {
     pub(crate) remote_sdp: Option<Bytes>,
     pub(crate) session: Option<SessionTimer>,
     pub(crate) timers: TimerTable,
+    /// Reliable provisional responses and early UPDATE (RFC 3262, RFC 3311), once used.
+    pub(crate) rel: Option<Box<super::reliable::Rel>>,
 }
 
 /// `[display] <uri>;params` without the `tag` parameter.
@@ -188,6 +190,7 @@ impl Dialog {
             remote_sdp: None,
             session: None,
             timers: TimerTable::default(),
+            rel: None,
         }
     }
 

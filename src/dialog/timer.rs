@@ -29,10 +29,13 @@ pub enum DialogTimer {
     GlareRetry,
     /// Forget a terminated dialog (it lingers 64*T1 to absorb stragglers).
     Purge,
+    /// Retransmit our reliable provisional response: T1, 2*T1, 4*T1 ... until its PRACK, giving
+    /// up after 64*T1 (RFC 3262 §3).
+    RetransmitRel,
 }
 
 impl DialogTimer {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
     const ALL: [DialogTimer; DialogTimer::COUNT] = [
         DialogTimer::Retransmit2xx,
         DialogTimer::NoAck,
@@ -41,6 +44,7 @@ impl DialogTimer {
         DialogTimer::Ping,
         DialogTimer::GlareRetry,
         DialogTimer::Purge,
+        DialogTimer::RetransmitRel,
     ];
 
     fn index(self) -> usize {

@@ -111,6 +111,7 @@ pub fn phone_config(user: &str, password: &str, local: SocketAddr, registrar: So
         dtmf: None,
         seed,
         t1: std::time::Duration::from_millis(500),
+        rel100: crate::dialog::Rel100::default(),
         register: Some(RegisterConfig {
             registrar_uri: format!("sip:{registrar}"),
             registrar,

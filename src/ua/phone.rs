@@ -90,6 +90,8 @@ pub struct PhoneConfig {
     /// RFC 3261 T1 (§17.1.1.1, default 500 ms) of our dialogs; the endpoint's transactions take
     /// theirs from [`crate::endpoint::EndpointConfig`] (the softphone's `--t1-ms` sets both).
     pub t1: Duration,
+    /// Reliable provisional responses (RFC 3262, `--100rel`): `Supported: 100rel` by default.
+    pub rel100: crate::dialog::Rel100,
 }
 
 /// How a call ended, in one word: the summary's `state`.
@@ -245,6 +247,7 @@ impl Phone {
             rng_seed: config.seed,
             session_expires: None,
             t1: config.t1,
+            rel100: config.rel100,
             ..DialogConfig::default()
         };
         let media = CallMedia::new(config.media.clone());

@@ -94,6 +94,11 @@ struct Cli {
     /// times out after 64*T1 (32 s at the default). Small values make timeout tests fast.
     #[arg(long, global = true, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     t1_ms: u64,
+    /// Reliable provisional responses (RFC 3262): `supported` says `Supported: 100rel` and PRACKs
+    /// reliable 18x; `required` also sends our 18x reliably and refuses (421) a caller without
+    /// 100rel; `off` does neither and refuses (420) a caller that requires it.
+    #[arg(long = "100rel", global = true, default_value = "supported", value_name = "MODE", value_parser = ["off", "supported", "required"])]
+    rel100: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -390,6 +395,7 @@ fn phone_config(
         seed,
         move_after: None,
         t1: t1_of(cli),
+        rel100: cli.rel100.parse()?,
     })
 }
 
