@@ -8,6 +8,7 @@ pub mod echo;
 pub mod media;
 pub mod phone;
 pub mod register;
+mod srtp_end;
 
 use crate::dialog::{DialogError, DialogId};
 

@@ -265,6 +265,11 @@ impl Phone {
         }
     }
 
+    /// Sets whether calls protect their media with SDES-SRTP (`--srtp`, see [`crate::call::sdes`]).
+    pub fn set_srtp(&mut self, mode: crate::call::sdes::SrtpMode) {
+        self.media.set_srtp(mode);
+    }
+
     /// Asks to call `uri` at `target`; the INVITE goes out when the driver starts the application
     /// ([`Application::start`]), where media ports can be bound.
     pub fn dial(&mut self, uri: &str, target: SocketAddr) {
@@ -547,7 +552,7 @@ impl Phone {
                         Some(sdp) => {
                             if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
                                 tracing::warn!(error = ?e, "unusable answer: hanging up");
-                                call.end_reason = Some("488".into());
+                                call.end_reason = Some(super::srtp_end::unusable_answer(&e).into());
                                 log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
                             }
                         }
@@ -577,8 +582,9 @@ impl Phone {
         }
         let Some(call) = self.calls.remove(&key) else { return };
         let ended = self.media.end(io, &key);
-        let (state, mut why) = describe(reason);
+        let (mut state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {
+            state = super::srtp_end::state_after(state, &r);
             why = r;
         }
         tracing::info!(call_id = %id.call_id, %state, reason = %why, "call ended");
