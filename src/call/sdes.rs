@@ -198,11 +198,7 @@ pub fn offer(
 
 /// Reads the peer's answer to our offer made in `mode` (RFC 3264 §7, RFC 4568 §7.1.3): the
 /// stream, and the peer's key when the media is to be protected.
-pub fn apply_answer(
-    answer: &SessionDescription,
-    prefs: &MediaPrefs,
-    mode: SrtpMode,
-) -> Result<(Negotiated, Option<MasterKey>), SdesError> {
+pub fn apply_answer(answer: &SessionDescription, prefs: &MediaPrefs, mode: SrtpMode) -> Result<(Negotiated, Option<MasterKey>), SdesError> {
     let neg = negotiate::apply_answer(answer, prefs).map_err(SdesError::Negotiation)?;
     // The line apply_answer read: the first audio line with a port.
     let m = answer.media.iter().find(|m| m.media.as_str() == "audio" && m.port != 0 && m.is_rtp());
@@ -277,8 +273,7 @@ pub fn answer(
             m.proto = "RTP/AVP".into();
         }
     }
-    let (mut sdp, negotiated) =
-        negotiate::answer(&only, local, prefs, wish, session_id).map_err(SdesError::Negotiation)?;
+    let (mut sdp, negotiated) = negotiate::answer(&only, local, prefs, wish, session_id).map_err(SdesError::Negotiation)?;
     let Some(line) = sdp.media.get_mut(idx) else { return Err(SdesError::NoAcceptableLine) };
     line.proto = offer.media[idx].proto.clone();
     if let Some((c, ours)) = &crypto {
@@ -366,7 +361,8 @@ mod tests {
         let plain = parse(&(head() + &line("RTP/AVP", 4000, false)));
         let mixed = parse(&(head() + &line("RTP/SAVP", 4000, true) + &line("RTP/AVP", 4002, false)));
         use SrtpMode::*;
-        let cases: &[(&SessionDescription, SrtpMode, Option<(usize, bool)>)] = &[
+        type Case<'a> = (&'a SessionDescription, SrtpMode, Option<(usize, bool)>);
+        let cases: &[Case] = &[
             (&savp, Off, None),
             (&savp, Optional, Some((0, true))),
             (&savp, Required, Some((0, true))),

@@ -176,11 +176,7 @@ impl SrtpSession {
     pub fn protect(&mut self, rtcp_port: bool, datagram: &[u8]) -> Option<Bytes> {
         #[cfg(feature = "srtp")]
         {
-            let out = if rtcp_port || looks_like_rtcp(datagram) {
-                self.tx.encrypt_rtcp(datagram)
-            } else {
-                self.tx.encrypt_rtp(datagram)
-            };
+            let out = if rtcp_port || looks_like_rtcp(datagram) { self.tx.encrypt_rtcp(datagram) } else { self.tx.encrypt_rtp(datagram) };
             match out {
                 Ok(b) => Some(b),
                 Err(e) => {
@@ -212,11 +208,7 @@ impl SrtpSession {
                 self.dropped += 1;
                 return None;
             }
-            let out = if rtcp {
-                self.rx.decrypt_rtcp(datagram)
-            } else {
-                self.rx.decrypt_rtp(datagram)
-            };
+            let out = if rtcp { self.rx.decrypt_rtcp(datagram) } else { self.rx.decrypt_rtp(datagram) };
             match out {
                 Ok(b) => Some(b),
                 Err(e) => {
