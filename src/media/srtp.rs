@@ -22,6 +22,7 @@ pub const MASTER_SALT_LEN: usize = 14;
 pub const KEY_SALT_LEN: usize = MASTER_KEY_LEN + MASTER_SALT_LEN;
 
 /// Replay window for SRTP and SRTCP (RFC 3711 §3.3.2: at least 64).
+#[cfg_attr(not(feature = "srtp"), allow(dead_code))]
 const REPLAY_WINDOW: usize = 64;
 
 /// A master key and salt (RFC 3711 §8.1). Its `Debug` never shows the bytes.
