@@ -424,6 +424,18 @@ mod with_baresip {
     use super::*;
     use crate::baresip::{self, Baresip};
 
+    /// baresip with its srtp module (in Debian's baresip package), else skip (or fail in CI).
+    fn available() -> bool {
+        if !baresip::available() {
+            return false;
+        }
+        let found = baresip::module_path().is_some_and(|m| m.join("srtp.so").is_file());
+        if !found {
+            procs::skip_or_fail("baresip's srtp.so module not found (apt-get install baresip)");
+        }
+        found
+    }
+
     fn baresip_secure(bs: &Baresip) {
         let line = bs.proc.wait_line("SRTP is Enabled", Duration::ZERO);
         assert!(line.is_ok(), "baresip did not enable SRTP:\n{}", bs.proc.transcript());
@@ -438,7 +450,7 @@ mod with_baresip {
     /// `softphone dial --srtp required` (440 Hz) to baresip auto-answering with `srtp-mand` (1000 Hz).
     #[test]
     fn softphone_dials_baresip_with_srtp() {
-        if !baresip::available() {
+        if !available() {
             return;
         }
         let _s = serial();
@@ -479,7 +491,7 @@ mod with_baresip {
     /// `-t 10` ends the call.
     #[test]
     fn baresip_dials_softphone_with_srtp() {
-        if !baresip::available() {
+        if !available() {
             return;
         }
         let _s = serial();
@@ -524,7 +536,7 @@ mod with_baresip {
     /// and both protect the media.
     #[test]
     fn srtp_optional_matches_baresips_best_effort_mode() {
-        if !baresip::available() {
+        if !available() {
             return;
         }
         let _s = serial();
