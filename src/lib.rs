@@ -34,12 +34,14 @@
 //!
 //! # Features
 //!
-//! `default = ["service", "cli"]`. With `default-features = false` the crate is the sans-IO stack
+//! `default = ["service", "cli", "srtp"]`. With `default-features = false` the crate is the sans-IO stack
 //! (message, transport rules, transaction, endpoint, dialog, sdp, call, media, auth, registrar,
 //! proxy, the application contract, ua, relay and the in-memory test harness) without tokio,
 //! clap, toml, rusqlite or serde_json. `tokio` adds the driver and the UDP socket; `serde` derives
 //! Serialize/Deserialize for [`dialog::DialogSnapshot`]; `service` adds the service, its store and
-//! the B2BUA (no tokio); `cli` the binaries' shared parts and the driver they run on.
+//! the B2BUA (no tokio); `cli` the binaries' shared parts and the driver they run on; `srtp` the
+//! SRTP contexts of [`media::srtp`] (webrtc-srtp; without it a call that negotiates SRTP
+//! fails).
 //!
 //! # The types most programs start from
 //!

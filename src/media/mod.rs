@@ -37,6 +37,7 @@ pub mod jitter;
 pub mod pacer;
 pub mod rtcp;
 pub mod rtp;
+pub mod srtp;
 pub mod stats;
 pub mod tone;
 pub mod wav;

@@ -9,8 +9,11 @@
 //! Unlike [`crate::media::rtp::classify`], which answers for a media endpoint that only reads
 //! SR/RR/SDES/BYE/APP, a relay passes every RTCP type through (feedback 205/206 of RFC 4585, XR
 //! 207 of RFC 3611): the phones at both ends decide what they understand.
-
-use rtp_rs::RtpReader;
+//!
+//! Nothing past the RTP header is read, so SRTP (RFC 3711) passes as it is: its header is in
+//! clear, while the payload, the padding (whose count octet would be the datagram's last) and the
+//! authentication tag that ends the datagram are the phones' business. SRTCP keeps the RTCP
+//! common header in clear too, with the index and tag after the compound.
 
 /// The RTP header fields the relay's statistics need (RFC 3550 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +57,29 @@ pub(super) fn classify(datagram: &[u8], port: Port) -> Kind {
     if port == Port::Rtcp {
         return Kind::Other;
     }
-    match RtpReader::new(datagram) {
-        Ok(r) => Kind::Rtp(RtpHeader {
-            payload_type: r.payload_type(),
-            sequence: r.sequence_number().into(),
-            timestamp: r.timestamp(),
-            ssrc: r.ssrc(),
-        }),
-        Err(_) => Kind::Other,
+    rtp_header(datagram).map_or(Kind::Other, Kind::Rtp)
+}
+
+/// The fixed header, the CSRC list and the header extension, if they fit in the datagram (RFC 3550
+/// §5.1, §5.3.1). The padding flag is not followed: under SRTP the last octet is the
+/// authentication tag's, not the padding count (RFC 3711 §3.1).
+fn rtp_header(d: &[u8]) -> Option<RtpHeader> {
+    let fixed: &[u8; 12] = d.get(..12)?.try_into().ok()?;
+    let mut len = 12 + 4 * usize::from(fixed[0] & 0x0f);
+    if fixed[0] & 0x10 != 0 {
+        let words = d.get(len + 2..len + 4)?;
+        len += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
     }
+    if len > d.len() {
+        return None;
+    }
+    let [_, m_pt, s0, s1, t0, t1, t2, t3, c0, c1, c2, c3] = *fixed;
+    Some(RtpHeader {
+        payload_type: m_pt & 0x7f,
+        sequence: u16::from_be_bytes([s0, s1]),
+        timestamp: u32::from_be_bytes([t0, t1, t2, t3]),
+        ssrc: u32::from_be_bytes([c0, c1, c2, c3]),
+    })
 }
 
 /// The first packet of a compound fits: its length field (RFC 3550 §6.4.1, in 32-bit words minus
@@ -94,6 +111,10 @@ mod tests {
         let pli = [0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
         let stun = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let header = RtpHeader { payload_type: 8, sequence: 7, timestamp: 160, ssrc: 0xDEAD_BEEF };
+        let mut srtp_padded = rtp(8, 7);
+        srtp_padded[0] |= 0x20;
+        srtp_padded.extend_from_slice(&[0x5A; 9]);
+        srtp_padded.push(0xF3);
         let cases: &[(&[u8], Port, Kind)] = &[
             (&rtp(8, 7), Port::Rtp, Kind::Rtp(header)),
             (&rtp(0x80 | 8, 7), Port::Rtp, Kind::Rtp(header)), // marker set
@@ -106,6 +127,11 @@ mod tests {
             (&stun, Port::Rtp, Kind::Other),
             (&[0x8F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Port::Rtp, Kind::Other), // 15 CSRCs missing
             (&[0x80, 0, 0], Port::Rtp, Kind::Other),
+            // SRTP with the padding flag: the last octet is the tag's, larger than the payload.
+            (&srtp_padded, Port::Rtp, Kind::Rtp(header)),
+            // A header extension that does not fit; one that does.
+            (&[0x90, 8, 0, 7, 0, 0, 0, 160, 0xDE, 0xAD, 0xBE, 0xEF, 0xBE, 0xDE, 0, 2, 0, 0, 0, 0], Port::Rtp, Kind::Other),
+            (&[0x90, 8, 0, 7, 0, 0, 0, 160, 0xDE, 0xAD, 0xBE, 0xEF, 0xBE, 0xDE, 0, 1, 0, 0, 0, 0], Port::Rtp, Kind::Rtp(header)),
             (&[0x40; 12], Port::Rtp, Kind::Other),
             (&[], Port::Rtp, Kind::Other),
         ];

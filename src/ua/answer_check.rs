@@ -41,6 +41,8 @@ impl AnswerProblem {
             AnswerProblem::NoSdp => "answer-without-sdp",
             AnswerProblem::Unparsable => "bad-answer-sdp",
             AnswerProblem::TransportChanged { answered, .. } if is_srtp(answered) => "srtp-not-allowed",
+            // `--srtp required`: a plain answer to our RTP/SAVP offer (RFC 4568 §7.1.3).
+            AnswerProblem::TransportChanged { offered, .. } if is_srtp(offered) => "srtp-refused",
             AnswerProblem::TransportChanged { .. } => "answer-transport-mismatch",
         }
     }
@@ -55,6 +57,9 @@ impl std::fmt::Display for AnswerProblem {
                 f,
                 "the answer accepts media line {index} as SRTP ({answered}), but we offered {offered}: SRTP is not allowed (RFC 3264 §6)"
             ),
+            AnswerProblem::TransportChanged { index, offered, answered } if is_srtp(offered) => {
+                write!(f, "the answer refuses SRTP: media line {index} offered as {offered} was answered {answered} (RFC 4568 §7.1.3)")
+            }
             AnswerProblem::TransportChanged { index, offered, answered } => {
                 write!(f, "the answer changes media line {index} from {offered} to {answered} (RFC 3264 §6)")
             }

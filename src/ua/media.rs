@@ -7,9 +7,11 @@
 //! ends, which frees the ports and returns the figures and the recording.
 
 use crate::application::{FlowId, Io};
+use crate::call::sdes::{self, SdesError, SrtpMode};
 use crate::call::{self, Channel, MediaConfig, MediaEvent, MediaPrefs, MediaSession, MediaSummary, Negotiated, NegotiationError, Source};
 use crate::collections::HashMap;
 use crate::dialog::{DialogId, IdGen};
+use crate::media::srtp::{MasterKey, SrtpError, SrtpSession};
 use crate::sdp::{Direction, SessionDescription};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +53,10 @@ struct CallMediaState {
     source: Option<Source>,
     version: u64,
     session_id: u64,
+    /// Our SRTP key for this call (`None` with SRTP off), and the SRTP contexts once both keys are
+    /// known (`None`: plain RTP).
+    key: Option<MasterKey>,
+    srtp: Option<SrtpSession>,
 }
 
 /// A finished call's media figures and recording.
@@ -72,6 +78,10 @@ pub enum MediaSetupError {
     Negotiation(NegotiationError),
     /// The SDP did not parse: answer 488 (or 400).
     BadSdp,
+    /// The offer or answer does not fit our `--srtp` mode: answer 488 / hang up.
+    Sdes(SdesError),
+    /// No SRTP key could be drawn, or the SRTP contexts could not be made.
+    Srtp(SrtpError),
 }
 
 /// All calls' media.
@@ -82,18 +92,38 @@ pub struct CallMedia {
     flows: HashMap<FlowId, (CallKey, Channel)>,
     /// Per-call seeds: SDP session ids and RTP SSRCs.
     ids: IdGen,
+    /// Whether calls protect their media (SDES-SRTP, [`CallMedia::set_srtp`]).
+    srtp: SrtpMode,
 }
 
 impl CallMedia {
     /// No calls yet.
     pub fn new(config: CallMediaConfig) -> CallMedia {
         let ids = IdGen::new(config.session.seed);
-        CallMedia { config, calls: HashMap::default(), flows: HashMap::default(), ids }
+        CallMedia { config, calls: HashMap::default(), flows: HashMap::default(), ids, srtp: SrtpMode::Off }
     }
 
     /// The settings.
     pub fn config(&self) -> &CallMediaConfig {
         &self.config
+    }
+
+    /// Sets the SRTP mode of the calls set up from now on (`--srtp`, see [`crate::call::sdes`]).
+    pub fn set_srtp(&mut self, mode: SrtpMode) {
+        self.srtp = mode;
+    }
+
+    /// Our SRTP key for a new call: none with SRTP off.
+    fn new_key(&self) -> Result<Option<MasterKey>, MediaSetupError> {
+        match self.srtp {
+            SrtpMode::Off => Ok(None),
+            _ => MasterKey::generate().map(Some).map_err(MediaSetupError::Srtp),
+        }
+    }
+
+    /// True when the call's media is protected by SRTP.
+    pub fn is_protected(&self, id: &DialogId) -> bool {
+        self.calls.get(&CallKey::of(id)).is_some_and(|c| c.srtp.is_some())
     }
 
     fn bind(&mut self, io: &mut Io<'_>) -> Result<(FlowId, Option<FlowId>, SocketAddr), MediaSetupError> {
@@ -104,26 +134,33 @@ impl CallMedia {
         self.ids.next_u64()
     }
 
-    fn insert(&mut self, key: CallKey, rtp: FlowId, rtcp: Option<FlowId>, local: SocketAddr, source: Source) {
+    fn insert(&mut self, key: CallKey, rtp: FlowId, rtcp: Option<FlowId>, local: SocketAddr, source: Source, srtp_key: Option<MasterKey>) {
         self.flows.insert(rtp, (key.clone(), Channel::Rtp));
         if let Some(f) = rtcp {
             self.flows.insert(f, (key.clone(), Channel::Rtcp));
         }
         let session_id = self.next_seed() >> 1;
-        self.calls.insert(key, CallMediaState { rtp, rtcp, local, session: None, source: Some(source), version: 1, session_id });
+        self.calls.insert(
+            key,
+            CallMediaState { rtp, rtcp, local, session: None, source: Some(source), version: 1, session_id, key: srtp_key, srtp: None },
+        );
     }
 
     /// Binds ports and builds our offer (UAC). Call [`CallMedia::attach`] with the INVITE's id.
     pub fn prepare_offer(&mut self, io: &mut Io<'_>) -> Result<(PreparedOffer, Bytes), MediaSetupError> {
+        let key = self.new_key()?;
         let (rtp, rtcp, local) = self.bind(io)?;
         let sid = self.next_seed() >> 1;
-        let sdp = call::offer(local, &self.config.prefs, Direction::SendRecv, sid, 1);
-        Ok((PreparedOffer { rtp, rtcp, local }, sdp.to_bytes()))
+        let mut sdp = call::offer(local, &self.config.prefs, Direction::SendRecv, sid, 1);
+        if let Some(k) = &key {
+            sdes::secure_offer(&mut sdp, self.srtp, k);
+        }
+        Ok((PreparedOffer { rtp, rtcp, local, key }, sdp.to_bytes()))
     }
 
     /// Ties a prepared offer to the INVITE `id`, with what we will send once answered.
     pub fn attach(&mut self, id: &DialogId, offer: PreparedOffer, source: Source) {
-        self.insert(CallKey::of(id), offer.rtp, offer.rtcp, offer.local, source);
+        self.insert(CallKey::of(id), offer.rtp, offer.rtcp, offer.local, source, offer.key);
     }
 
     /// Binds ports, answers `offer` (UAS) and starts media. Returns the SDP answer.
@@ -136,21 +173,31 @@ impl CallMedia {
         now: Instant,
     ) -> Result<Bytes, MediaSetupError> {
         let offer = SessionDescription::parse(offer).map_err(|_| MediaSetupError::BadSdp)?;
+        let srtp_key = self.new_key()?;
         let (rtp, rtcp, local) = self.bind(io)?;
         let sid = self.next_seed() >> 1;
-        match call::answer(&offer, local, &self.config.prefs, Direction::SendRecv, sid) {
-            Ok((sdp, neg)) => {
+        let answered = sdes::answer(&offer, local, &self.config.prefs, Direction::SendRecv, sid, self.srtp, srtp_key.as_ref())
+            .map_err(MediaSetupError::Sdes)
+            .and_then(|a| Ok((protect(srtp_key.as_ref(), a.peer_key.as_ref())?, a)));
+        match answered {
+            Ok((srtp, a)) => {
                 let key = CallKey::of(id);
-                self.insert(key.clone(), rtp, rtcp, local, source);
-                self.start(&key, neg, io, now);
-                Ok(sdp.to_bytes())
+                self.insert(key.clone(), rtp, rtcp, local, source, srtp_key);
+                if let Some(c) = self.calls.get_mut(&key) {
+                    if srtp.is_some() {
+                        tracing::info!("SRTP: media protected ({})", sdes::SUITE);
+                    }
+                    c.srtp = srtp;
+                }
+                self.start(&key, a.negotiated, io, now);
+                Ok(a.sdp.to_bytes())
             }
             Err(e) => {
                 io.media.close(rtp);
                 if let Some(f) = rtcp {
                     io.media.close(f);
                 }
-                Err(MediaSetupError::Negotiation(e))
+                Err(e)
             }
         }
     }
@@ -166,8 +213,11 @@ impl CallMedia {
     /// The peer's answer to our offer arrived (UAC): start media, or update it (re-INVITE).
     pub fn apply_answer(&mut self, io: &Io<'_>, id: &DialogId, answer: &Bytes, now: Instant) -> Result<(), MediaSetupError> {
         let sdp = SessionDescription::parse(answer).map_err(|_| MediaSetupError::BadSdp)?;
-        let neg = call::apply_answer(&sdp, &self.config.prefs).map_err(MediaSetupError::Negotiation)?;
+        let (neg, peer_key) = sdes::apply_answer(&sdp, &self.config.prefs, self.srtp).map_err(MediaSetupError::Sdes)?;
         let key = CallKey::of(id);
+        if let Some(c) = self.calls.get_mut(&key) {
+            rekey(c, peer_key.as_ref())?;
+        }
         match self.calls.get_mut(&key).and_then(|c| c.session.as_mut()) {
             Some(s) => s.update(neg),
             None => self.start(&key, neg, io, now),
@@ -180,9 +230,10 @@ impl CallMedia {
         let offer = SessionDescription::parse(offer).map_err(|_| MediaSetupError::BadSdp)?;
         let c = self.calls.get_mut(&CallKey::of(id)).ok_or(MediaSetupError::BadSdp)?;
         c.version += 1;
-        let (sdp, neg) =
-            call::answer(&offer, c.local, &self.config.prefs, Direction::SendRecv, c.session_id).map_err(MediaSetupError::Negotiation)?;
-        let mut sdp = sdp;
+        let a = sdes::answer(&offer, c.local, &self.config.prefs, Direction::SendRecv, c.session_id, self.srtp, c.key.as_ref())
+            .map_err(MediaSetupError::Sdes)?;
+        rekey(c, a.peer_key.as_ref())?;
+        let (mut sdp, neg) = (a.sdp, a.negotiated);
         sdp.origin.session_version = c.version;
         if let Some(s) = c.session.as_mut() {
             s.update(neg);
@@ -220,7 +271,11 @@ impl CallMedia {
     pub fn reoffer(&mut self, id: &DialogId, direction: Direction) -> Option<Bytes> {
         let c = self.calls.get_mut(&CallKey::of(id))?;
         c.version += 1;
-        Some(call::offer(c.local, &self.config.prefs, direction, c.session_id, c.version).to_bytes())
+        let mut sdp = call::offer(c.local, &self.config.prefs, direction, c.session_id, c.version);
+        if let Some(k) = &c.key {
+            sdes::secure_offer(&mut sdp, self.srtp, k);
+        }
+        Some(sdp.to_bytes())
     }
 
     /// The media session of a call, if started.
@@ -243,7 +298,16 @@ impl CallMedia {
         now: Instant,
     ) -> Vec<(CallKey, MediaEvent)> {
         let Some((key, channel)) = self.flows.get(&flow).cloned() else { return Vec::new() };
-        if let Some(s) = self.calls.get_mut(&key).and_then(|c| c.session.as_mut()) {
+        let Some(c) = self.calls.get_mut(&key) else { return Vec::new() };
+        // An SRTP call reads only what authenticates under the peer's key (RFC 3711 §3.3).
+        let payload = match c.srtp.as_mut() {
+            Some(srtp) => match srtp.unprotect(channel == Channel::Rtcp, &payload) {
+                Some(p) => p,
+                None => return Vec::new(),
+            },
+            None => payload,
+        };
+        if let Some(s) = c.session.as_mut() {
             match channel {
                 Channel::Rtp => s.handle_rtp(source, payload, now),
                 Channel::Rtcp => s.handle_rtcp(source, payload, now),
@@ -281,8 +345,15 @@ impl CallMedia {
                 Channel::Rtp => Some(c.rtp),
                 Channel::Rtcp => c.rtcp,
             };
+            let payload: Bytes = match c.srtp.as_mut() {
+                Some(srtp) => match srtp.protect(t.channel == Channel::Rtcp, &t.payload) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                None => t.payload.into(),
+            };
             if let Some(flow) = flow {
-                io.media.send(flow, t.dest, t.payload.into());
+                io.media.send(flow, t.dest, payload);
             }
         }
         std::iter::from_fn(|| s.poll_event()).map(|e| (key.clone(), e)).collect()
@@ -338,9 +409,30 @@ impl CallMedia {
 }
 
 /// Ports bound and an offer built, waiting for the INVITE's id.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PreparedOffer {
     rtp: FlowId,
     rtcp: Option<FlowId>,
     local: SocketAddr,
+    key: Option<MasterKey>,
+}
+
+/// SRTP contexts for a call whose offer/answer gave both keys; `None` for plain RTP.
+fn protect(ours: Option<&MasterKey>, theirs: Option<&MasterKey>) -> Result<Option<SrtpSession>, MediaSetupError> {
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) => SrtpSession::new(ours, theirs).map(Some).map_err(MediaSetupError::Srtp),
+        _ => Ok(None),
+    }
+}
+
+/// Keeps a call's SRTP contexts when the peer's key is unchanged (a re-INVITE for hold), makes new
+/// ones for a new key (RFC 4568 §7.1.4), drops them when the new offer/answer is plain.
+fn rekey(c: &mut CallMediaState, peer_key: Option<&MasterKey>) -> Result<(), MediaSetupError> {
+    if c.srtp.as_ref().map(SrtpSession::peer_key) != peer_key {
+        c.srtp = protect(c.key.as_ref(), peer_key)?;
+        if c.srtp.is_some() {
+            tracing::info!("SRTP: media protected ({})", sdes::SUITE);
+        }
+    }
+    Ok(())
 }

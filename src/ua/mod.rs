@@ -10,6 +10,7 @@ pub mod late_offer;
 pub mod media;
 pub mod phone;
 pub mod register;
+mod srtp_end;
 
 use crate::dialog::{DialogError, DialogId};
 

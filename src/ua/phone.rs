@@ -291,6 +291,11 @@ impl Phone {
         }
     }
 
+    /// Sets whether calls protect their media with SDES-SRTP (`--srtp`, see [`crate::call::sdes`]).
+    pub fn set_srtp(&mut self, mode: crate::call::sdes::SrtpMode) {
+        self.media.set_srtp(mode);
+    }
+
     /// Asks to call `uri` at `target`; the INVITE goes out when the driver starts the application
     /// ([`Application::start`]), where media ports can be bound.
     pub fn dial(&mut self, uri: &str, target: SocketAddr) {
@@ -609,8 +614,9 @@ impl Phone {
                         Some(sdp) => {
                             if let Err(e) = self.media.apply_answer(io, &id, &sdp, now) {
                                 tracing::warn!(error = ?e, "unusable answer: hanging up");
-                                call.end_reason = Some("488".into());
-                                call.failure = Some(("488".into(), format!("unusable SDP answer in the 2xx: {e:?}")));
+                                let short = super::srtp_end::unusable_answer(&e);
+                                call.end_reason = Some(short.into());
+                                call.failure = Some((short.into(), format!("unusable SDP answer in the 2xx: {e:?}")));
                                 log_unsent(self.ua.dialogs().send_bye(&id, now), "BYE after an unusable answer", &id);
                             }
                         }
@@ -650,10 +656,7 @@ impl Phone {
         let ended = self.media.end(io, &key);
         let (mut state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {
-            // We hung up because the SDP exchange failed: the call did not work.
-            if matches!(r.as_str(), "488" | "no-answer-in-ack") {
-                state = EndState::Failed;
-            }
+            state = super::srtp_end::state_after(state, &r);
             why = r;
         }
         let mut detail = None;

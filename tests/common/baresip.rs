@@ -74,6 +74,12 @@ impl Baresip {
     /// (SIP socket bound, accounts loaded). A SIP port taken in the meantime is retried with
     /// another one.
     pub fn start(dir: &TempDir, o: &Options, limit: Duration) -> Baresip {
+        Baresip::start_with(dir, o, "", limit)
+    }
+
+    /// As [`Baresip::start`], with `account_params` appended to the account line (e.g.
+    /// `;mediaenc=srtp-mand`); a `mediaenc=srtp...` parameter loads the `srtp` module too.
+    pub fn start_with(dir: &TempDir, o: &Options, account_params: &str, limit: Duration) -> Baresip {
         let modules = module_path().expect("baresip modules");
         let tone = dir.join("tone.wav");
         write_tone_wav(&tone, o.tone_hz, o.quit_after + 10);
@@ -82,9 +88,13 @@ impl Baresip {
         let mut last_err = String::new();
         for _attempt in 0..3 {
             let port = super::procs::free_port_udp_tcp();
-            std::fs::write(dir.join("config"), config(&modules, port, &tone, &snd, o.rtp_ports)).expect("write config");
+            let mut conf = config(&modules, port, &tone, &snd, o.rtp_ports);
+            if account_params.contains("mediaenc=srtp") {
+                conf.push_str("module srtp.so\n");
+            }
+            std::fs::write(dir.join("config"), conf).expect("write config");
             let answer = if o.auto_answer { ";answermode=auto" } else { "" };
-            let account = format!("<sip:{}@127.0.0.1:{port}>;regint=0{answer};audio_codecs=PCMU,PCMA\n", o.user);
+            let account = format!("<sip:{}@127.0.0.1:{port}>;regint=0{answer};audio_codecs=PCMU,PCMA{account_params}\n", o.user);
             std::fs::write(dir.join("accounts"), account).expect("write accounts");
             std::fs::write(dir.join("contacts"), "").expect("write contacts");
             let mut cmd = Command::new("baresip");

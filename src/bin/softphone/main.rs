@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard::call::sdes::SrtpMode;
 use switchboard::call::{MediaConfig, MediaPrefs};
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::media::g711::Codec;
@@ -99,6 +100,11 @@ struct Cli {
     /// 100rel; `off` does neither and refuses (420) a caller that requires it.
     #[arg(long = "100rel", global = true, default_value = "supported", value_name = "MODE", value_parser = ["off", "supported", "required"])]
     rel100: String,
+    /// SRTP with SDES keys (AES_CM_128_HMAC_SHA1_80): off offers RTP/AVP and refuses RTP/SAVP;
+    /// optional offers RTP/AVP with a=crypto (best effort) and protects media when the peer
+    /// answers with a key; required offers RTP/SAVP and hangs up on a plain answer (exit 1).
+    #[arg(long, global = true, value_enum, default_value = "off", value_name = "MODE")]
+    srtp: SrtpArg,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -109,6 +115,26 @@ enum CodecArg {
     Pcmu,
     /// G.711 A-law (payload type 8).
     Pcma,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SrtpArg {
+    /// Plain RTP only.
+    Off,
+    /// SRTP when the peer has it.
+    Optional,
+    /// SRTP or no call.
+    Required,
+}
+
+impl SrtpArg {
+    fn mode(self) -> SrtpMode {
+        match self {
+            SrtpArg::Off => SrtpMode::Off,
+            SrtpArg::Optional => SrtpMode::Optional,
+            SrtpArg::Required => SrtpMode::Required,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,6 +477,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
             let mut phone = Phone::new(config, Some(target));
+            phone.set_srtp(cli.srtp.mode());
             eprintln!("softphone: calling {uri} from {local}");
             if *late_offer {
                 phone.dial_late_offer(uri, target);
@@ -464,7 +491,8 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
             let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
-            let phone = Phone::new(config, None);
+            let mut phone = Phone::new(config, None);
+            phone.set_srtp(cli.srtp.mode());
             // Scripts read the address from this line (on stderr with --summary json, whose
             // stdout is JSON only).
             let listening = format!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
@@ -477,7 +505,8 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
         }
         Some(Command::Send { .. } | Command::Load(_)) => return Ok(ExitCode::SUCCESS),
         None => {
-            let phone = Phone::new(phone_config(cli, local, None, None, None)?, None);
+            let mut phone = Phone::new(phone_config(cli, local, None, None, None)?, None);
+            phone.set_srtp(cli.srtp.mode());
             prompt::run(transport, endpoint, phone, local, &cli.user).await
         }
     };
