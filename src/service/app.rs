@@ -47,6 +47,9 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[path = "message.rs"]
+mod message;
+
 /// The service's parts, built by the binary from its configuration.
 #[derive(Debug)]
 pub struct ServiceParts {
@@ -339,21 +342,8 @@ impl Service {
         };
         match method {
             Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
-            // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
-            // is a keep-alive or capability query the service answers itself (§11.2).
-            _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
-                Some(targets) => {
-                    io.endpoint.set_owner(tx, Owner::Proxy { upstream: None });
-                    self.proxy.forward_as(io.endpoint, tx, &request, &targets, asserted.as_deref(), now);
-                }
-                None if method == Some(Method::Options) => {
-                    io.endpoint.set_owner(tx, Owner::Echo);
-                    self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
-                }
-                None => {
-                    io.endpoint.respond_or_log(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
-                }
-            },
+            // MESSAGE, OPTIONS, SUBSCRIBE, ...: see `message`.
+            _ => self.on_other_new(io, tx, request, source, asserted, now),
         }
     }
 

@@ -238,16 +238,15 @@ impl EchoUas {
                 self.untrack(&id);
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                let ok = request.method() == Some(&Method::Options);
-                let answer = if ok {
-                    request
+                let answer = match request.method() {
+                    Some(Method::Options) => request
                         .response_to(200, "OK", Some("echo"))
                         .header(HeaderName::Allow, ALLOW)
                         .header(HeaderName::Supported, "timer")
                         .header(HeaderName::Accept, "application/sdp")
-                        .finish()
-                } else {
-                    request.response_to(405, "Method Not Allowed", Some("echo")).header(HeaderName::Allow, ALLOW).finish()
+                        .finish(),
+                    // MESSAGE, SUBSCRIBE (489), UPDATE/INFO outside a dialog (481): as a phone.
+                    _ => crate::ua::message::answer_out_of_dialog(&request, "echo").0,
                 };
                 io.endpoint.respond_or_log(tx, answer, now);
             }

@@ -6,6 +6,7 @@
 pub mod core;
 pub mod echo;
 pub mod media;
+pub mod message;
 pub mod phone;
 pub mod register;
 

@@ -186,6 +186,8 @@ pub struct Phone {
     pub reports: Vec<CallReport>,
     /// DTMF digits received, as (Call-ID, digit), for live display.
     pub digits: Vec<(String, char)>,
+    /// MESSAGEs received (RFC 3428), oldest first, for live display.
+    pub messages: Vec<super::message::ReceivedMessage>,
     stopping: bool,
     registration: Option<Registration>,
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
@@ -255,6 +257,7 @@ impl Phone {
             calls: HashMap::default(),
             reports: Vec::new(),
             digits: Vec::new(),
+            messages: Vec::new(),
             stopping: false,
             last_now: None,
             pending_dial: None,
@@ -495,8 +498,12 @@ impl Phone {
                 }
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                let (code, reason) = if request.method() == Some(&Method::Options) { (200, "OK") } else { (405, "Method Not Allowed") };
-                io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
+                let (answer, message) = super::message::answer_out_of_dialog(&request, "softphone");
+                io.endpoint.respond_or_log(tx, answer, now);
+                if let Some(m) = message {
+                    tracing::info!(from = %m.from, "message received");
+                    self.messages.push(m);
+                }
             }
             _ => {}
         }

@@ -19,6 +19,7 @@ use switchboard::ua::phone::{CallReport, EndState, Phone, PhoneConfig, SourceSpe
 use switchboard::ua::register::RegisterConfig;
 
 mod load;
+mod message;
 mod prompt;
 mod send;
 
@@ -147,6 +148,16 @@ enum Command {
         /// Seconds to wait for further replies after the last one.
         #[arg(long, default_value_t = 2.0, value_name = "SECS")]
         wait: f64,
+    },
+    /// Send one instant message (SIP MESSAGE, RFC 3428) to URI and exit.
+    ///
+    /// Through the registrar with --register (answering its challenge with --password-file).
+    /// Exit status 0 when a 2xx came, 1 with the reason on one line otherwise.
+    Message {
+        /// Who to send it to: sip:user@host[:port].
+        uri: String,
+        /// The text (sent as text/plain; charset=UTF-8).
+        text: String,
     },
     /// Place calls at a steady rate and report how they went (a SIP load generator).
     ///
@@ -349,7 +360,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             let mut phone = Phone::new(config, Some(target));
             eprintln!("softphone: calling {uri} from {local}");
             phone.dial(uri, target);
-            switchboard::driver::run(transport, endpoint, phone, shutdown).await
+            switchboard::driver::run(transport, endpoint, message::Printing::new(phone, cli.summary.is_some()), shutdown).await.phone
         }
         Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
@@ -358,7 +369,28 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             let phone = Phone::new(config, None);
             // Scripts read the address from this line.
             println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
-            switchboard::driver::run(transport, endpoint, phone, shutdown).await
+            switchboard::driver::run(transport, endpoint, message::Printing::new(phone, cli.summary.is_some()), shutdown).await.phone
+        }
+        Some(Command::Message { uri, text }) => {
+            let dest = match &cli.register {
+                Some(r) => target_of(r)?,
+                None => target_of(uri)?,
+            };
+            let config = phone_config(cli, local, None, None, None)?;
+            let from = match (&config.register, &config.domain) {
+                (Some(r), _) => r.aor.clone(),
+                (None, Some(d)) => format!("sip:{}@{d}", config.user),
+                (None, None) => format!("sip:{}@{local}", config.user),
+            };
+            let msg = switchboard::ua::message::MessageConfig {
+                to: uri.clone(),
+                from,
+                dest,
+                local,
+                text: text.clone(),
+                content_type: "text/plain; charset=UTF-8".into(),
+            };
+            return Ok(message::send(transport, msg, config.credentials, config.realm).await);
         }
         Some(Command::Send { .. } | Command::Load(_)) => return Ok(ExitCode::SUCCESS),
         None => {

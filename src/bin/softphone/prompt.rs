@@ -21,6 +21,7 @@ struct PromptApp {
     quitting: bool,
     reported: usize,
     digits_seen: usize,
+    messages_seen: usize,
 }
 
 fn say(s: &str) {
@@ -105,6 +106,10 @@ impl PromptApp {
             say(&format!("dtmf {d} on {call}"));
         }
         self.digits_seen = self.phone.digits.len();
+        for m in &self.phone.messages[self.messages_seen..] {
+            say(&super::message::line(m, false));
+        }
+        self.messages_seen = self.phone.messages.len();
     }
 }
 
@@ -180,7 +185,7 @@ pub(crate) async fn run(transport: UdpTransport, endpoint: Endpoint, phone: Phon
     });
     say(&format!("softphone on udp {local}; others call sip:{user}@{local}"));
     say(HELP);
-    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0 };
+    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0, messages_seen: 0 };
     let app = switchboard::driver::run_with_commands(transport, endpoint, app, switchboard::driver::interrupted(), rx).await;
     app.phone
 }
