@@ -30,6 +30,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "refer.rs"]
+mod refer;
+
 /// What the phone sends.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
@@ -188,6 +191,10 @@ pub struct Phone {
     pub digits: Vec<(String, char)>,
     /// MESSAGEs received (RFC 3428), oldest first, for live display.
     pub messages: Vec<super::message::ReceivedMessage>,
+    /// Transfer progress lines (REFER answers, NOTIFYs, transfers done), for live display.
+    pub transfer_news: Vec<String>,
+    /// Calls placed for a REFER, by new call → the referring call (see `refer`).
+    transfers: refer::Transfers,
     stopping: bool,
     registration: Option<Registration>,
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
@@ -258,6 +265,8 @@ impl Phone {
             reports: Vec::new(),
             digits: Vec::new(),
             messages: Vec::new(),
+            transfer_news: Vec::new(),
+            transfers: refer::Transfers::default(),
             stopping: false,
             last_now: None,
             pending_dial: None,
@@ -275,13 +284,13 @@ impl Phone {
         self.pending_dial = Some((uri.to_owned(), target));
     }
 
-    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) {
+    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) -> Option<CallKey> {
         let (prepared, sdp): (PreparedOffer, Bytes) = match self.media.prepare_offer(io) {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = ?e, "no media ports");
                 self.push_failed(format!("media: {e:?}"));
-                return;
+                return None;
             }
         };
         let params = CallParams {
@@ -296,7 +305,7 @@ impl Phone {
             max_forwards: None,
             asserted_identity: None,
         };
-        match self.ua.dialogs().invite(params, now) {
+        let placed = match self.ua.dialogs().invite(params, now) {
             Ok(id) => {
                 self.media.attach(&id, prepared, self.config.source.make());
                 let call = Call {
@@ -313,10 +322,15 @@ impl Phone {
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
+                Some(CallKey::of(&id))
             }
-            Err(e) => self.push_failed(format!("invite: {e:?}")),
-        }
+            Err(e) => {
+                self.push_failed(format!("invite: {e:?}"));
+                None
+            }
+        };
         self.ua.flush(io.endpoint, now);
+        placed
     }
 
     fn push_failed(&mut self, reason: String) {
@@ -479,6 +493,7 @@ impl Phone {
                     c.responses.push(status);
                 }
             }
+            UaEvent::ResponseSeen { method: Method::Refer, status } => self.on_refer_answer(status),
             UaEvent::ResponseSeen { method: Method::Bye, status } if status >= 200 => {
                 // The dialog ended when the BYE left; its answer belongs to the oldest call we hung
                 // up that has none yet.
@@ -561,6 +576,7 @@ impl Phone {
                         None => tracing::warn!("answer without SDP: no media"),
                     }
                 }
+                self.transfer_answered(io, &id, now);
             }
             DialogEvent::Reoffer { id, request } => match self.media.answer_reoffer(&id, &request.body_bytes()) {
                 Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
@@ -572,6 +588,8 @@ impl Phone {
                 }
             }
             DialogEvent::Terminated { id, reason } => self.finish_call(io, &id, reason, now),
+            DialogEvent::Refer { id, request } => self.on_refer(io, id, &request, now),
+            DialogEvent::Notify { id, request } => self.on_refer_notify(&id, &request),
             _ => {}
         }
     }
@@ -583,6 +601,7 @@ impl Phone {
             return;
         }
         let Some(call) = self.calls.remove(&key) else { return };
+        self.transfer_failed(io, &key, reason, now);
         let ended = self.media.end(io, &key);
         let (state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {

@@ -1,6 +1,6 @@
 //! The softphone's interactive prompt: reads commands from stdin while calls run.
 //!
-//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `move ADDR`,
+//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `transfer URI`, `move ADDR`,
 //! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and sent
 //! to the driver as [`Command`]s through its channel, so each runs as soon as it is typed (no
 //! polling).
@@ -14,7 +14,7 @@ use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::phone::Phone;
 use tokio::sync::mpsc;
 
-const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | move ADDR | status | quit";
+const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | transfer URI | move ADDR | status | quit";
 
 struct PromptApp {
     phone: Phone,
@@ -22,6 +22,7 @@ struct PromptApp {
     reported: usize,
     digits_seen: usize,
     messages_seen: usize,
+    transfers_seen: usize,
 }
 
 fn say(s: &str) {
@@ -48,6 +49,8 @@ impl PromptApp {
             (Some("resume"), _) => self.phone.hold(io, false, now).map_err(String::from),
             (Some("dtmf"), Some(d)) => self.phone.send_dtmf(io, d).map_err(String::from),
             (Some("dtmf"), None) => Err("usage: dtmf 123#".into()),
+            (Some("transfer"), Some(uri)) => self.phone.transfer(io, uri, now).map_err(String::from),
+            (Some("transfer"), None) => Err("usage: transfer sip:user@host[:port] (blind transfer of the call)".into()),
             (Some("move"), Some(addr)) => super::move_addr(addr).map(|to| self.phone.move_to(to)),
             (Some("move"), None) => Err("usage: move IP[:PORT] (the phone's new local address)".into()),
             (Some("status"), _) => {
@@ -110,6 +113,10 @@ impl PromptApp {
             say(&super::message::line(m, false));
         }
         self.messages_seen = self.phone.messages.len();
+        for l in &self.phone.transfer_news[self.transfers_seen..] {
+            say(l);
+        }
+        self.transfers_seen = self.phone.transfer_news.len();
     }
 }
 
@@ -185,7 +192,7 @@ pub(crate) async fn run(transport: UdpTransport, endpoint: Endpoint, phone: Phon
     });
     say(&format!("softphone on udp {local}; others call sip:{user}@{local}"));
     say(HELP);
-    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0, messages_seen: 0 };
+    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0, messages_seen: 0, transfers_seen: 0 };
     let app = switchboard::driver::run_with_commands(transport, endpoint, app, switchboard::driver::interrupted(), rx).await;
     app.phone
 }
