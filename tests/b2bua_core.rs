@@ -168,6 +168,7 @@ impl World {
             sdp: Some(offer(4000, "0 8", "sendrecv")),
             max_forwards: None,
             asserted_identity: None,
+            referred_by: None,
         };
         let id = self.command(self.caller, |d, now| d.invite(params, now)).expect("invite");
         self.net.run_for(Duration::from_millis(100));

@@ -31,10 +31,12 @@ mod end;
 mod events;
 mod handover;
 pub mod sdp;
+mod transfer;
 
 pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
 pub use handover::Parties;
+pub use transfer::{TransferAsk, TransferParties};
 
 use crate::application::{FlowId, Io};
 use crate::collections::HashMap;
@@ -200,6 +202,9 @@ pub struct B2bua {
     session_ids: IdGen,
     /// Call record ids are `PREFIX-KEY`: a prefix per run keeps ids unique across restarts.
     record_prefix: u32,
+    /// Transfers in progress, by call (see `transfer`), and REFERs waiting for the service.
+    transfers: HashMap<u64, transfer::Transfer>,
+    transfer_asks: VecDeque<TransferAsk>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -234,6 +239,8 @@ impl B2bua {
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,
             setup_deadlines: std::collections::BinaryHeap::new(),
+            transfers: HashMap::default(),
+            transfer_asks: VecDeque::new(),
         }
     }
 

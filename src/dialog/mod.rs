@@ -49,7 +49,7 @@ mod timer;
 
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
-pub use refer::{sipfrag_status, subscription_terminated};
+pub use refer::{refer_target, sipfrag_status, subscription_terminated};
 pub use set::{Authorizer, CallParams, Dialogs, TableSizes};
 pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
 #[cfg(feature = "service")]

@@ -28,6 +28,23 @@ pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
     rest.split_whitespace().next()?.parse().ok().filter(|c| (100..700).contains(c))
 }
 
+/// The URI a REFER asks the referee to call (its Refer-To, without URI headers); `Err` with the
+/// status for the final NOTIFY when it cannot be called: no SIP URI (400, 416), or `?Replaces=`
+/// (attended transfer, RFC 3891, not carried out here: 501).
+pub fn refer_target(req: &Message) -> Result<String, (u16, &'static str)> {
+    let raw = req.header(HeaderName::ReferTo).ok_or((400, "Bad Request"))?;
+    let text = std::str::from_utf8(raw).map_err(|_| (400, "Bad Request"))?;
+    let addr = crate::message::NameAddr::parse(text).map_err(|_| (400, "Bad Request"))?;
+    let (uri, headers) = addr.uri_text.split_once('?').unwrap_or((addr.uri_text, ""));
+    if headers.to_ascii_lowercase().contains("replaces=") {
+        return Err((501, "Not Implemented"));
+    }
+    if !uri.to_ascii_lowercase().starts_with("sip:") {
+        return Err((416, "Unsupported URI Scheme"));
+    }
+    Ok(uri.to_owned())
+}
+
 /// Whether a NOTIFY's Subscription-State says the subscription ended (RFC 6665 §8.2.3).
 pub fn subscription_terminated(req: &Message) -> bool {
     req.other_header("Subscription-State")

@@ -49,6 +49,8 @@ use std::time::{Duration, Instant};
 
 #[path = "message.rs"]
 mod message;
+#[path = "transfer.rs"]
+mod transfer;
 
 /// The service's parts, built by the binary from its configuration.
 #[derive(Debug)]
@@ -242,8 +244,12 @@ impl Service {
     /// The bindings for the Request-URI's user: by AOR, else (with no domain configured) by user
     /// name under any host.
     fn targets_for(&self, req: &Message) -> Option<Vec<Target>> {
-        let uri = req.request_uri()?;
-        let aor = aor_of(&uri)?;
+        self.targets_for_uri(&req.request_uri()?)
+    }
+
+    /// [`Service::targets_for`] a URI (a REFER's Refer-To, see `transfer`).
+    fn targets_for_uri(&self, uri: &Uri<'_>) -> Option<Vec<Target>> {
+        let aor = aor_of(uri)?;
         let mut bindings = self.registrar.lookup(&aor);
         if bindings.is_empty() && self.registrar.config().domain.is_none() {
             let user = uri.as_sip().and_then(|u| u.user)?;
@@ -589,6 +595,7 @@ impl Application for Service {
             // The registrar and the service answered and keep nothing; phones are not ours.
             Some(owner) => tracing::trace!(?owner, ?event, "event for an owner with nothing to do"),
         }
+        self.route_transfers(io, now);
         self.write_calls();
     }
 

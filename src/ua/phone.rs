@@ -195,6 +195,8 @@ pub struct Phone {
     pub transfer_news: Vec<String>,
     /// Calls placed for a REFER, by new call → the referring call (see `refer`).
     transfers: refer::Transfers,
+    /// `Referred-By` for the next call placed (the REFER it carries out, RFC 3892).
+    transfers_by: Option<String>,
     stopping: bool,
     registration: Option<Registration>,
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
@@ -267,6 +269,7 @@ impl Phone {
             messages: Vec::new(),
             transfer_news: Vec::new(),
             transfers: refer::Transfers::default(),
+            transfers_by: None,
             stopping: false,
             last_now: None,
             pending_dial: None,
@@ -304,6 +307,7 @@ impl Phone {
             sdp: Some(sdp),
             max_forwards: None,
             asserted_identity: None,
+            referred_by: self.transfers_by.take(),
         };
         let placed = match self.ua.dialogs().invite(params, now) {
             Ok(id) => {

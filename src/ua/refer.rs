@@ -16,8 +16,8 @@
 
 use super::Phone;
 use crate::application::Io;
-use crate::dialog::{sipfrag_status, subscription_terminated, DialogId, EndReason};
-use crate::message::{HeaderName, Message, NameAddr};
+use crate::dialog::{refer_target, sipfrag_status, subscription_terminated, DialogId, EndReason};
+use crate::message::{HeaderName, Message};
 use crate::ua::log_unsent;
 use crate::ua::media::CallKey;
 use std::time::Instant;
@@ -25,22 +25,6 @@ use std::time::Instant;
 /// The transfers this phone carries out as transferee: the new call's key → the dialog of the
 /// call whose REFER asked for it (where its NOTIFYs go).
 pub(super) type Transfers = crate::collections::HashMap<CallKey, DialogId>;
-
-/// The URI a REFER asks us to call, without URI headers; `Err` with the status for the final
-/// NOTIFY when we cannot call it (no SIP URI: 400; `?Replaces=`: attended transfer, 501).
-fn refer_target(req: &Message) -> Result<String, (u16, &'static str)> {
-    let raw = req.header(HeaderName::ReferTo).ok_or((400, "Bad Request"))?;
-    let text = std::str::from_utf8(raw).map_err(|_| (400, "Bad Request"))?;
-    let addr = NameAddr::parse(text).map_err(|_| (400, "Bad Request"))?;
-    let (uri, headers) = addr.uri_text.split_once('?').unwrap_or((addr.uri_text, ""));
-    if headers.to_ascii_lowercase().contains("replaces=") {
-        return Err((501, "Not Implemented"));
-    }
-    if !uri.starts_with("sip:") {
-        return Err((416, "Unsupported URI Scheme"));
-    }
-    Ok(uri.to_owned())
-}
 
 impl Phone {
     /// Blind transfer of the current answered call to `uri` (prompt `transfer URI`): a REFER
@@ -105,6 +89,7 @@ impl Phone {
         tracing::info!(call_id = %id.call_id, %target, referred_by = %by, "transfer asked: calling the target");
         self.transfer_news.push(format!("transferred by {} to {target}", by.trim()));
         log_unsent(self.ua.dialogs().send_refer_notify(&id, 100, "Trying", false, now), "NOTIFY 100", &id);
+        self.transfers_by = Some(by.trim().to_owned()).filter(|b| !b.is_empty());
         match self.start_dial(io, target, now) {
             Some(new) => {
                 self.transfers.insert(new, id);
