@@ -280,3 +280,67 @@ fn the_callee_transfers_and_the_new_leg_carries_the_transferee_and_referrer() {
     bob.expect("ended: completed (bye-remote)");
     bob.say("quit");
 }
+
+#[path = "common/sipp.rs"]
+mod sipp;
+
+/// sipp as the referrer (fixtures/sipp/refer_blind.xml): calls bob through the B2BUA, REFERs him
+/// to carol, gets 202, NOTIFYs up to "SIP/2.0 200" and the B2BUA's BYE; bob and carol (softphones)
+/// then talk until carol hangs up.
+#[test]
+fn sipp_refers_bob_to_carol_through_the_b2bua() {
+    if !sipp::available() {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new("b2bua-transfer-sipp");
+    users(dir.path(), &["alice", "bob", "carol"]);
+    let (svc, port) = serve(dir.path());
+    let carol_wav = dir.join("carol.wav");
+    let mut bob = answerer(dir.path(), port, "bob", &["--tone", "440", "--rtp-ports", "59200-59299", "answer", "--calls", "1"]);
+    let mut carol = answerer(
+        dir.path(),
+        port,
+        "carol",
+        &[
+            "--tone",
+            "1000",
+            "--rtp-ports",
+            "59300-59399",
+            "--record",
+            carol_wav.to_str().unwrap(),
+            "answer",
+            "--calls",
+            "1",
+            "--duration",
+            "3",
+        ],
+    );
+    let svc_addr = format!("127.0.0.1:{port}");
+    let args: Vec<String> =
+        ["-sf", &sipp::scenario("refer_blind.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
+            .into_iter()
+            .chain([
+                "-auth_uri",
+                &format!("bob@{svc_addr}"),
+                "-d",
+                "1000",
+                "-m",
+                "1",
+                "-recv_timeout",
+                "15s",
+                "-timeout",
+                "40s",
+                "-timeout_error",
+            ])
+            .chain([svc_addr.as_str()])
+            .map(String::from)
+            .collect();
+    let mut uac = sipp::Sipp::spawn("uac-refer", dir.path(), sipp::free_port(), &args);
+    let out = uac.finish(Duration::from_secs(50));
+    assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
+    assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}", carol.transcript());
+    assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
+    let (fc, active_c) = tail_tone(&carol_wav, 3.0);
+    assert!((fc - 440.0).abs() < 15.0 && active_c >= 2.0, "carol heard {fc} Hz for {active_c} s");
+}

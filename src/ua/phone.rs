@@ -593,7 +593,7 @@ impl Phone {
             }
             DialogEvent::Terminated { id, reason } => self.finish_call(io, &id, reason, now),
             DialogEvent::Refer { id, request } => self.on_refer(io, id, &request, now),
-            DialogEvent::Notify { id, request } => self.on_refer_notify(&id, &request),
+            DialogEvent::Notify { id, request } => self.on_refer_notify(&id, &request, now),
             _ => {}
         }
     }

@@ -26,6 +26,10 @@ use std::time::Instant;
 /// call whose REFER asked for it (where its NOTIFYs go).
 pub(super) type Transfers = crate::collections::HashMap<CallKey, DialogId>;
 
+/// How long the transferor waits, after the final 2xx NOTIFY, for the transferee's BYE before
+/// hanging up itself.
+pub(super) const TRANSFER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Phone {
     /// Blind transfer of the current answered call to `uri` (prompt `transfer URI`): a REFER
     /// naming us in Referred-By. Progress arrives as NOTIFYs ([`Phone::transfer_news`]); the
@@ -60,14 +64,21 @@ impl Phone {
         }
     }
 
-    /// A NOTIFY of our REFER's subscription: the transferee's progress, as its sipfrag says.
-    pub(super) fn on_refer_notify(&mut self, id: &DialogId, request: &Message) {
+    /// A NOTIFY of our REFER's subscription: the transferee's progress, as its sipfrag says. On
+    /// the final 2xx the transfer is done: the transferee (or a B2BUA) normally hangs up at once;
+    /// if it has not within [`TRANSFER_GRACE`], we do (RFC 5589 §6.1), without crossing its BYE.
+    pub(super) fn on_refer_notify(&mut self, id: &DialogId, request: &Message, now: Instant) {
         let body = request.body();
         let line = String::from_utf8_lossy(body).lines().next().unwrap_or("").trim().to_owned();
         let status = sipfrag_status(body);
         tracing::info!(call_id = %id.call_id, sipfrag = %line, "transfer progress");
         let done = if subscription_terminated(request) { " (final)" } else { "" };
         self.transfer_news.push(format!("transfer: {line}{done}"));
+        if status.is_some_and(|s| (200..300).contains(&s)) && subscription_terminated(request) {
+            if let Some(c) = self.calls.get_mut(&CallKey::of(id)) {
+                c.hangup_at = Some(now + TRANSFER_GRACE);
+            }
+        }
         if status.is_some_and(|s| s >= 300) && subscription_terminated(request) {
             self.transfer_news.push(format!("transfer failed ({line}); the call goes on"));
         }
