@@ -344,3 +344,73 @@ fn sipp_refers_bob_to_carol_through_the_b2bua() {
     let (fc, active_c) = tail_tone(&carol_wav, 3.0);
     assert!((fc - 440.0).abs() < 15.0 && active_c >= 2.0, "carol heard {fc} Hz for {active_c} s");
 }
+
+/// sipp refers bob to carol and hangs up right after the first NOTIFY
+/// (fixtures/sipp/refer_then_bye.xml): the B2BUA keeps bob's leg, calls carol (who rings 2 s)
+/// and connects them; they talk until carol hangs up.
+#[test]
+fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
+    if !sipp::available() {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new("b2bua-transfer-bye");
+    users(dir.path(), &["alice", "bob", "carol"]);
+    let (svc, port) = serve(dir.path());
+    let (bob_wav, carol_wav) = (dir.join("bob.wav"), dir.join("carol.wav"));
+    let mut bob = answerer(
+        dir.path(),
+        port,
+        "bob",
+        &["--tone", "440", "--rtp-ports", "59200-59299", "--record", bob_wav.to_str().unwrap(), "answer", "--calls", "1"],
+    );
+    let mut carol = answerer(
+        dir.path(),
+        port,
+        "carol",
+        &[
+            "--tone",
+            "1000",
+            "--rtp-ports",
+            "59300-59399",
+            "--record",
+            carol_wav.to_str().unwrap(),
+            "answer",
+            "--calls",
+            "1",
+            "--after",
+            "2",
+            "--duration",
+            "3",
+        ],
+    );
+    let svc_addr = format!("127.0.0.1:{port}");
+    let args: Vec<String> =
+        ["-sf", &sipp::scenario("refer_then_bye.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
+            .into_iter()
+            .chain([
+                "-auth_uri",
+                &format!("bob@{svc_addr}"),
+                "-d",
+                "1000",
+                "-m",
+                "1",
+                "-recv_timeout",
+                "15s",
+                "-timeout",
+                "40s",
+                "-timeout_error",
+            ])
+            .chain([svc_addr.as_str()])
+            .map(String::from)
+            .collect();
+    let mut uac = sipp::Sipp::spawn("uac-refer-bye", dir.path(), sipp::free_port(), &args);
+    let out = uac.finish(Duration::from_secs(50));
+    assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
+    assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}\nservice:\n{}", carol.transcript(), svc.transcript());
+    assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
+    let (fc, active_c) = tail_tone(&carol_wav, 3.0);
+    assert!((fc - 440.0).abs() < 15.0 && active_c >= 2.0, "carol heard {fc} Hz for {active_c} s");
+    let (fb, active_b) = tail_tone(&bob_wav, 2.5);
+    assert!((fb - 1000.0).abs() < 15.0 && active_b >= 2.0, "bob heard {fb} Hz for {active_b} s at the end");
+}

@@ -3,7 +3,8 @@
 //! connects the remaining party to it.
 //!
 //! ```text
-//!   referrer ── REFER Refer-To: T ──► B2BUA: 202, NOTIFY 100 (implicit subscription, §2.4.4)
+//!   referrer ── REFER Refer-To: T ──► B2BUA: 202, NOTIFY 100 (implicit subscription, §2.4.4;
+//!                                     the next NOTIFY is the final one)
 //!                                     the service routes T as an INVITE from the referrer's user
 //!                                     (TransferAsk) ─┬─ refused ─► final NOTIFY 403/404/480
 //!                                                    └─ targets ─► INVITE T on the referrer's
@@ -188,13 +189,9 @@ impl B2bua {
         let Some(t) = self.transfers.get_mut(&key) else { return false };
         let is_new = t.pending.as_ref().is_some_and(|p| p.call_id == id.call_id);
         match ev {
-            Event::Early { .. } if is_new => {
-                let referrer = t.referrer.clone();
-                if !t.referrer_gone {
-                    self.notify(&referrer, 180, "Ringing", false, now);
-                }
-                true
-            }
+            // The referrer hears 100 and the final status only (RFC 3515 §2.4.5 needs no more):
+            // a referrer that hangs up after the 202 gets no NOTIFY racing its BYE.
+            Event::Early { .. } if is_new => true,
             Event::Established { id } if is_new => {
                 self.complete_transfer(io, key, id, now);
                 true
