@@ -552,6 +552,7 @@ impl B2bua {
 
     /// Closes the record, frees the relay, forgets the call (its Call-IDs linger).
     fn finish(&mut self, io: &mut Io<'_>, key: u64, mut end: CallEnd, now: Instant) {
+        self.drop_transfer(io, key, now);
         let Some(mut c) = self.calls.remove(&key) else { return };
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);

@@ -185,7 +185,15 @@ impl B2bua {
             Event::Early { id } | Event::Established { id } | Event::Terminated { id, .. } => id,
             _ => return false,
         };
-        let Some((key, _)) = self.by_call_id.get(&*id.call_id).copied() else { return false };
+        let Some((key, leg)) = self.by_call_id.get(&*id.call_id).copied() else { return false };
+        // On the caller's side only a transfer makes a dialog of ours as UAC.
+        let transfer_leg = leg == Leg::Caller && self.ua.dialogs_ref().get(id).is_some_and(|d| d.role == crate::dialog::Role::Uac);
+        if matches!(ev, Event::Established { .. }) && transfer_leg && !self.calls.contains_key(&key) {
+            // A transfer target that answered after its call ended (its CANCEL came too early,
+            // §9.1, or crossed the 200): nobody to connect it to.
+            log_unsent(self.ua.dialogs().send_bye(id, now), "BYE to a transfer target of an ended call", id);
+            return true;
+        }
         let Some(t) = self.transfers.get_mut(&key) else { return false };
         let is_new = t.pending.as_ref().is_some_and(|p| p.call_id == id.call_id);
         match ev {
@@ -221,6 +229,13 @@ impl B2bua {
                 false
             }
             _ => false,
+        }
+    }
+
+    /// Call `key` ends: a transfer still in progress goes with it (its INVITE cancelled).
+    pub(super) fn drop_transfer(&mut self, io: &mut Io<'_>, key: u64, now: Instant) {
+        if let Some(p) = self.transfers.remove(&key).and_then(|t| t.pending) {
+            log_unsent(self.ua.cancel(io.endpoint, &p, now), "CANCEL of the transfer target", &p);
         }
     }
 

@@ -224,6 +224,12 @@ impl EchoUas {
     fn on_ua_event(&mut self, io: &mut Io<'_>, event: UaEvent, now: Instant) {
         match event {
             UaEvent::Dialog(DialogEvent::Incoming { id, request }) => self.on_incoming(io, id, request, now),
+            // The echo user transfers nowhere: the REFER's subscription ends at once (RFC 3515).
+            UaEvent::Dialog(DialogEvent::Refer { id, .. }) => {
+                if let Err(e) = self.ua.dialogs().send_refer_notify(&id, 603, "Declined", true, now) {
+                    tracing::debug!(call_id = %id.call_id, error = %e, "NOTIFY 603 not sent");
+                }
+            }
             UaEvent::Dialog(DialogEvent::Reoffer { id, request }) => {
                 // Hold, resume, codec change: answer the new offer on the same port.
                 match self.media.answer_reoffer(&id, &request.body_bytes()) {
