@@ -101,7 +101,7 @@ fn alice_messages_bob_through_the_service_and_bob_prints_it_as_json() {
 }
 
 #[test]
-fn a_prompt_phone_prints_a_message_in_one_line() {
+fn an_answering_phone_without_json_prints_a_message_in_one_line() {
     let _serial = serial();
     let dir = TempDir::new("message-plain");
     users(dir.path(), &["alice", "bob"]);
@@ -173,4 +173,29 @@ fn sipp_out_of_dialog_requests_to_the_softphone_and_the_echo_user() {
     }
     phone.wait_line("message from sip:sipp@", LIMIT).expect("the softphone printed sipp's MESSAGE");
     phone.terminate(Duration::from_secs(10));
+}
+
+#[path = "common/phone.rs"]
+mod phone;
+
+/// UPDATE and INFO outside a dialog, to a registered user through the service: challenged like
+/// any new request, then 481 from the service itself (they exist only inside a dialog), not 405.
+#[test]
+fn out_of_dialog_update_and_info_through_the_service_get_481() {
+    let _serial = serial();
+    let dir = TempDir::new("ood-service");
+    users(dir.path(), &["alice", "bob"]);
+    let (_svc, port) = serve(dir.path());
+    let mut bob = answerer(dir.path(), port, "bob", &[]);
+    let mut alice = phone::Phone::new("127.0.0.1", std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    for method in [switchboard::message::Method::Update, switchboard::message::Method::Info] {
+        let req = alice.request(method.clone(), "alice", None);
+        let challenge = alice.transact(&req);
+        assert_eq!(challenge.status(), Some(407), "{method:?}");
+        let creds = alice.credentials(&req, &challenge, "alice", "alice-secret");
+        let authorized = alice.request(method.clone(), "alice", Some(creds));
+        let answer = alice.transact(&authorized);
+        assert_eq!(answer.status(), Some(481), "{method:?}");
+    }
+    bob.terminate(Duration::from_secs(10));
 }
