@@ -30,9 +30,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[path = "refer.rs"]
-mod refer;
-
 /// What the phone sends.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
@@ -287,13 +284,13 @@ impl Phone {
         self.pending_dial = Some((uri.to_owned(), target));
     }
 
-    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) -> Option<CallKey> {
+    fn start_dial(&mut self, io: &mut Io<'_>, uri: String, now: Instant) {
         let (prepared, sdp): (PreparedOffer, Bytes) = match self.media.prepare_offer(io) {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = ?e, "no media ports");
                 self.push_failed(format!("media: {e:?}"));
-                return None;
+                return;
             }
         };
         let params = CallParams {
@@ -309,7 +306,7 @@ impl Phone {
             asserted_identity: None,
             referred_by: self.transfers_by.take(),
         };
-        let placed = match self.ua.dialogs().invite(params, now) {
+        match self.ua.dialogs().invite(params, now) {
             Ok(id) => {
                 self.media.attach(&id, prepared, self.config.source.make());
                 let call = Call {
@@ -326,15 +323,10 @@ impl Phone {
                 };
                 self.calls.insert(CallKey::of(&id), call);
                 tracing::info!(call_id = %id.call_id, %uri, "calling");
-                Some(CallKey::of(&id))
             }
-            Err(e) => {
-                self.push_failed(format!("invite: {e:?}"));
-                None
-            }
-        };
+            Err(e) => self.push_failed(format!("invite: {e:?}")),
+        }
         self.ua.flush(io.endpoint, now);
-        placed
     }
 
     fn push_failed(&mut self, reason: String) {
@@ -529,6 +521,9 @@ impl Phone {
     }
 
     fn on_dialog_event(&mut self, io: &mut Io<'_>, ev: DialogEvent, now: Instant) {
+        if let DialogEvent::Established { id } = &ev {
+            self.transfer_answered(io, id, now);
+        }
         match ev {
             DialogEvent::Incoming { id, request } => {
                 if self.stopping {
@@ -580,7 +575,6 @@ impl Phone {
                         None => tracing::warn!("answer without SDP: no media"),
                     }
                 }
-                self.transfer_answered(io, &id, now);
             }
             DialogEvent::Reoffer { id, request } => match self.media.answer_reoffer(&id, &request.body_bytes()) {
                 Ok(sdp) => drop(self.ua.dialogs().accept(&id, Some(sdp), now)),
@@ -813,3 +807,7 @@ impl Application for Phone {
         }
     }
 }
+
+/// Call transfer (REFER) in both roles: src/ua/refer.rs.
+#[path = "refer.rs"]
+mod refer;

@@ -101,7 +101,9 @@ impl Phone {
         self.transfer_news.push(format!("transferred by {} to {target}", by.trim()));
         log_unsent(self.ua.dialogs().send_refer_notify(&id, 100, "Trying", false, now), "NOTIFY 100", &id);
         self.transfers_by = Some(by.trim().to_owned()).filter(|b| !b.is_empty());
-        match self.start_dial(io, target, now) {
+        let before: Vec<CallKey> = self.calls.keys().cloned().collect();
+        self.start_dial(io, target, now);
+        match self.calls.keys().find(|k| !before.contains(k)).cloned() {
             Some(new) => {
                 self.transfers.insert(new, id);
             }
