@@ -357,19 +357,19 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             };
             let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
-            let mut phone = Phone::new(config, Some(target));
+            let mut phone = message::Printing::new(Phone::new(config, Some(target)), cli.summary.is_some());
             eprintln!("softphone: calling {uri} from {local}");
             phone.dial(uri, target);
-            switchboard::driver::run(transport, endpoint, message::Printing::new(phone, cli.summary.is_some()), shutdown).await.phone
+            switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
         Some(Command::Answer { calls, after, duration, move_after, move_to }) => {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
             let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
-            let phone = Phone::new(config, None);
+            let phone = message::Printing::new(Phone::new(config, None), cli.summary.is_some());
             // Scripts read the address from this line.
             println!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
-            switchboard::driver::run(transport, endpoint, message::Printing::new(phone, cli.summary.is_some()), shutdown).await.phone
+            switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
         Some(Command::Message { uri, text }) => {
             let dest = match &cli.register {
@@ -395,7 +395,8 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
         Some(Command::Send { .. } | Command::Load(_)) => return Ok(ExitCode::SUCCESS),
         None => {
             let phone = Phone::new(phone_config(cli, local, None, None, None)?, None);
-            prompt::run(transport, endpoint, phone, local, &cli.user).await
+            // The prompt prints messages itself, between its other lines.
+            message::Printing::quiet(prompt::run(transport, endpoint, phone, local, &cli.user).await)
         }
     };
     Ok(report(cli, &phone.reports))

@@ -36,11 +36,29 @@ impl Printing {
         Printing { phone, printed: 0, json }
     }
 
+    /// A phone whose messages were shown already (the prompt's, for the summary).
+    pub(crate) fn quiet(phone: Phone) -> Printing {
+        Printing { printed: phone.messages.len(), phone, json: false }
+    }
+
     fn news(&mut self) {
         for m in &self.phone.messages[self.printed..] {
             println!("{}", line(m, self.json));
         }
         self.printed = self.phone.messages.len();
+    }
+}
+
+impl std::ops::Deref for Printing {
+    type Target = Phone;
+    fn deref(&self) -> &Phone {
+        &self.phone
+    }
+}
+
+impl std::ops::DerefMut for Printing {
+    fn deref_mut(&mut self) -> &mut Phone {
+        &mut self.phone
     }
 }
 
