@@ -26,7 +26,7 @@ mod send;
 /// softphone: a command-line SIP phone over UDP (G.711, DTMF, WAV and tones).
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to control them. Without a command it
-/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, transfer, move, status, quit).
+/// opens an interactive prompt (dial, answer, hangup, hold, resume, dtmf, move, status, quit).
 #[derive(Debug, Parser)]
 #[command(name = "softphone", version, about, long_about = None)]
 struct Cli {
