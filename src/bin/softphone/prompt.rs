@@ -1,7 +1,7 @@
 //! The softphone's interactive prompt: reads commands from stdin while calls run.
 //!
-//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `transfer URI`, `move ADDR`,
-//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and sent
+//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `transfer URI`,
+//! `move ADDR`,//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and sent
 //! to the driver as [`Command`]s through its channel, so each runs as soon as it is typed (no
 //! polling).
 
@@ -21,8 +21,6 @@ struct PromptApp {
     quitting: bool,
     reported: usize,
     digits_seen: usize,
-    messages_seen: usize,
-    transfers_seen: usize,
 }
 
 fn say(s: &str) {
@@ -109,14 +107,13 @@ impl PromptApp {
             say(&format!("dtmf {d} on {call}"));
         }
         self.digits_seen = self.phone.digits.len();
-        for m in &self.phone.messages[self.messages_seen..] {
-            say(&super::message::line(m, false));
+        // Shown once, then dropped: the prompt is their only reader.
+        for m in std::mem::take(&mut self.phone.messages) {
+            say(&super::message::line(&m, false));
         }
-        self.messages_seen = self.phone.messages.len();
-        for l in &self.phone.transfer_news[self.transfers_seen..] {
-            say(l);
+        for l in std::mem::take(&mut self.phone.transfer_news) {
+            say(&l);
         }
-        self.transfers_seen = self.phone.transfer_news.len();
     }
 }
 
@@ -192,7 +189,7 @@ pub(crate) async fn run(transport: UdpTransport, endpoint: Endpoint, phone: Phon
     });
     say(&format!("softphone on udp {local}; others call sip:{user}@{local}"));
     say(HELP);
-    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0, messages_seen: 0, transfers_seen: 0 };
+    let app = PromptApp { phone, quitting: false, reported: 0, digits_seen: 0 };
     let app = switchboard::driver::run_with_commands(transport, endpoint, app, switchboard::driver::interrupted(), rx).await;
     app.phone
 }
