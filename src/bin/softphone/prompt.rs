@@ -1,9 +1,9 @@
 //! The softphone's interactive prompt: reads commands from stdin while calls run.
 //!
 //! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `transfer URI`,
-//! `move ADDR`,//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and sent
-//! to the driver as [`Command`]s through its channel, so each runs as soon as it is typed (no
-//! polling).
+//! `move ADDR`, `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a
+//! thread and sent to the driver as [`Command`]s through its channel, so each runs as soon as it
+//! is typed (no polling).
 
 use std::net::SocketAddr;
 use std::time::Instant;
