@@ -127,6 +127,7 @@ fn main() {
         sdp: Some(offer(alice_rtp, &MediaPrefs::default(), Direction::SendRecv, 1, 1).to_bytes()),
         max_forwards: None,
         asserted_identity: None,
+        referred_by: None,
     };
     w.phones[0].dialogs().invite(params, w.now).expect("an INVITE");
     w.settle();

@@ -38,7 +38,7 @@ use std::time::Instant;
 pub const STATELESS_TAG: &str = "sb-sl";
 
 /// Methods this endpoint handles, for Allow (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, SUBSCRIBE, NOTIFY, REFER";
 
 /// Endpoint settings.
 #[derive(Debug, Clone)]

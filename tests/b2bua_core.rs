@@ -173,6 +173,7 @@ impl World {
             sdp,
             max_forwards: None,
             asserted_identity: None,
+            referred_by: None,
         };
         let id = self.command(self.caller, |d, now| d.invite(params, now)).expect("invite");
         self.net.run_for(Duration::from_millis(100));

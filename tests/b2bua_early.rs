@@ -134,6 +134,7 @@ impl World {
             sdp: Some(sdp("127.0.0.2:4000", 1)),
             max_forwards: None,
             asserted_identity: None,
+            referred_by: None,
         };
         self.command(self.caller, |d, now| d.invite(params, now)).expect("invite");
         self.net.run_for(Duration::from_millis(100));

@@ -138,6 +138,7 @@ impl World {
             sdp: Some(offer(4000, "sendrecv")),
             max_forwards: None,
             asserted_identity: None,
+            referred_by: None,
         };
         self.command(self.caller, |d, now| d.invite(params, now)).expect("invite");
         self.net.run_for(Duration::from_millis(100));

@@ -277,6 +277,7 @@ impl World {
             sdp,
             max_forwards: None,
             asserted_identity: None,
+            referred_by: None,
         };
         let id = self.caller.ua.dialogs().invite(params, self.now).expect("invite");
         self.caller.ua.flush(&mut self.caller.ep, self.now);

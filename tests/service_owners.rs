@@ -93,6 +93,7 @@ fn cancel_while_ringing(mode: impl FnOnce(&mut ServiceParts)) {
         )),
         max_forwards: None,
         asserted_identity: None,
+        referred_by: None,
     };
     let pending = w.net.with(caller, |p, io, now| {
         let id = p.dialogs().invite(params, now);

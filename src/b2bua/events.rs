@@ -20,7 +20,11 @@ impl B2bua {
     }
 
     pub(super) fn on_dialog(&mut self, io: &mut Io<'_>, ev: Event, now: Instant) {
+        if self.transfer_event(io, &ev, now) {
+            return;
+        }
         match ev {
+            Event::Refer { id, request } => self.on_refer(io, id, &request, now),
             Event::Incoming { id, .. } => {
                 // Calls start in `start_call` (which takes the dialog id directly); a new INVITE
                 // that reached an existing leg's dialogs has no call to join.
@@ -113,6 +117,7 @@ impl B2bua {
                 sdp: body,
                 max_forwards: Some(max_forwards),
                 asserted_identity: asserted.clone(),
+                referred_by: None,
             };
             match self.ua.dialogs().invite(params, now) {
                 Ok(fork) => {

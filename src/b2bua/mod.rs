@@ -35,10 +35,12 @@ mod handover;
 mod late_offer;
 mod prack;
 pub mod sdp;
+mod transfer;
 
 pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
 pub use handover::Parties;
+pub use transfer::{TransferAsk, TransferParties};
 
 use crate::application::{FlowId, Io};
 use crate::collections::HashMap;
@@ -204,6 +206,9 @@ pub struct B2bua {
     session_ids: IdGen,
     /// Call record ids are `PREFIX-KEY`: a prefix per run keeps ids unique across restarts.
     record_prefix: u32,
+    /// Transfers in progress, by call (see `transfer`), and REFERs waiting for the service.
+    transfers: HashMap<u64, transfer::Transfer>,
+    transfer_asks: VecDeque<TransferAsk>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -238,6 +243,8 @@ impl B2bua {
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,
             setup_deadlines: std::collections::BinaryHeap::new(),
+            transfers: HashMap::default(),
+            transfer_asks: VecDeque::new(),
         }
     }
 
@@ -549,6 +556,7 @@ impl B2bua {
 
     /// Closes the record, frees the relay, forgets the call (its Call-IDs linger).
     fn finish(&mut self, io: &mut Io<'_>, key: u64, mut end: CallEnd, now: Instant) {
+        self.drop_transfer(io, key, now);
         let Some(mut c) = self.calls.remove(&key) else { return };
         if let Some(stats) = self.relay.remove(RelayId(key)) {
             c.set_stats(stats);

@@ -7,7 +7,7 @@ use crate::message::{HeaderName, Message, MessageBuilder, Method, NameAddr};
 use std::fmt;
 
 /// The methods a dialog of ours handles (Allow, §20.5).
-pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK";
+pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, SUBSCRIBE, NOTIFY, REFER";
 
 /// Our Via value with a fresh branch (§8.1.1.7); `rport` asks for symmetric responses (RFC 3581).
 pub(crate) struct OurVia<'a>(pub(crate) &'a DialogConfig, pub(crate) &'a str);

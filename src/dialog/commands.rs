@@ -101,6 +101,9 @@ impl Dialogs {
         if let Some(pai) = &p.asserted_identity {
             b.push_raw(HeaderName::Other, "P-Asserted-Identity", pai.as_bytes());
         }
+        if let Some(by) = &p.referred_by {
+            b.push(HeaderName::ReferredBy, by);
+        }
         if let Some((name, value)) = credentials {
             b.push(*name, value);
         }

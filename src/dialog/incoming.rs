@@ -84,6 +84,9 @@ impl Dialogs {
 
     /// OPTIONS (§11: 200 with what we support), INFO (200 and [`Event::Info`]), and 405 for the rest.
     fn on_other(&mut self, slot: usize, req: &Message, id: DialogId) {
+        if matches!(req.method(), Some(Method::Refer | Method::Notify)) {
+            return self.on_refer_or_notify(slot, req, id);
+        }
         let (d, cfg) = self.dm_cfg(slot);
         let msg = match req.method() {
             Some(Method::Options) => d

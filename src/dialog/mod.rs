@@ -41,6 +41,7 @@ mod incoming;
 mod late_offer;
 mod merge;
 mod reliable;
+mod refer;
 mod responses;
 mod session;
 mod set;
@@ -51,6 +52,7 @@ mod timer;
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
 pub use reliable::Rel100;
+pub use refer::{refer_target, sipfrag_status, subscription_terminated};
 pub use set::{Authorizer, CallParams, Dialogs, TableSizes};
 pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
 #[cfg(feature = "service")]
@@ -226,6 +228,22 @@ pub enum Event {
         /// The dialog.
         id: DialogId,
         /// The INFO.
+        request: Message,
+    },
+    /// A REFER arrived (RFC 3515) and was answered 202: call its Refer-To and report progress
+    /// with [`Dialogs::send_refer_notify`].
+    Refer {
+        /// The dialog.
+        id: DialogId,
+        /// The REFER.
+        request: Message,
+    },
+    /// A NOTIFY of the `refer` event arrived in the dialog (RFC 3515 §2.4.4) and was answered 200;
+    /// its body is the sipfrag of the referee's call ([`sipfrag_status`]).
+    Notify {
+        /// The dialog.
+        id: DialogId,
+        /// The NOTIFY.
         request: Message,
     },
     /// The refresh interval passed: as refresher we sent a session refresh (RFC 4028 §10).

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What [`Dialogs::invite`] needs to start a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallParams {
     /// Our address for From, without tag, e.g. `"Alice" <sip:alice@example.com>`.
     pub from: String,
@@ -35,6 +35,8 @@ pub struct CallParams {
     /// `P-Asserted-Identity` to send (RFC 3325 §9.1): the caller's identity a B2BUA vouches for
     /// on its callee leg.
     pub asserted_identity: Option<String>,
+    /// `Referred-By` to send (RFC 3892): who asked for this call with a REFER (a transfer).
+    pub referred_by: Option<String>,
 }
 
 /// An INVITE we sent, from the request until its dialogs are gone (§12.1.2, §13.2.2).

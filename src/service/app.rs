@@ -47,6 +47,11 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[path = "message.rs"]
+mod message;
+#[path = "transfer.rs"]
+mod transfer;
+
 /// The service's parts, built by the binary from its configuration.
 #[derive(Debug)]
 pub struct ServiceParts {
@@ -239,8 +244,12 @@ impl Service {
     /// The bindings for the Request-URI's user: by AOR, else (with no domain configured) by user
     /// name under any host.
     fn targets_for(&self, req: &Message) -> Option<Vec<Target>> {
-        let uri = req.request_uri()?;
-        let aor = aor_of(&uri)?;
+        self.targets_for_uri(&req.request_uri()?)
+    }
+
+    /// [`Service::targets_for`] a URI (a REFER's Refer-To, see `transfer`).
+    fn targets_for_uri(&self, uri: &Uri<'_>) -> Option<Vec<Target>> {
+        let aor = aor_of(uri)?;
         let mut bindings = self.registrar.lookup(&aor);
         if bindings.is_empty() && self.registrar.config().domain.is_none() {
             let user = uri.as_sip().and_then(|u| u.user)?;
@@ -339,21 +348,8 @@ impl Service {
         };
         match method {
             Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
-            // OPTIONS, MESSAGE, ... for a registered user go to its phones; OPTIONS for anyone else
-            // is a keep-alive or capability query the service answers itself (§11.2).
-            _ => match self.targets_for(&request).filter(|t| !t.is_empty()) {
-                Some(targets) => {
-                    io.endpoint.set_owner(tx, Owner::Proxy { upstream: None });
-                    self.proxy.forward_as(io.endpoint, tx, &request, &targets, asserted.as_deref(), now);
-                }
-                None if method == Some(Method::Options) => {
-                    io.endpoint.set_owner(tx, Owner::Echo);
-                    self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now);
-                }
-                None => {
-                    io.endpoint.respond_or_log(tx, request.response_to(404, "Not Found", Some("sb")).finish(), now);
-                }
-            },
+            // MESSAGE, OPTIONS, SUBSCRIBE, ...: see `message`.
+            _ => self.on_other_new(io, tx, request, source, asserted, now),
         }
     }
 
@@ -599,6 +595,7 @@ impl Application for Service {
             // The registrar and the service answered and keep nothing; phones are not ours.
             Some(owner) => tracing::trace!(?owner, ?event, "event for an owner with nothing to do"),
         }
+        self.route_transfers(io, now);
         self.write_calls();
     }
 

@@ -227,6 +227,12 @@ impl EchoUas {
     fn on_ua_event(&mut self, io: &mut Io<'_>, event: UaEvent, now: Instant) {
         match event {
             UaEvent::Dialog(DialogEvent::Incoming { id, request }) => self.on_incoming(io, id, request, now),
+            // The echo user transfers nowhere: the REFER's subscription ends at once (RFC 3515).
+            UaEvent::Dialog(DialogEvent::Refer { id, .. }) => {
+                if let Err(e) = self.ua.dialogs().send_refer_notify(&id, 603, "Declined", true, now) {
+                    tracing::debug!(call_id = %id.call_id, error = %e, "NOTIFY 603 not sent");
+                }
+            }
             UaEvent::Dialog(DialogEvent::Reoffer { id, request }) => {
                 // Hold, resume, codec change: answer the new offer on the same port.
                 match self.media.answer_reoffer(&id, &request.body_bytes()) {
@@ -244,16 +250,15 @@ impl EchoUas {
                 self.untrack(&id);
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                let ok = request.method() == Some(&Method::Options);
-                let answer = if ok {
-                    request
+                let answer = match request.method() {
+                    Some(Method::Options) => request
                         .response_to(200, "OK", Some("echo"))
                         .header(HeaderName::Allow, ALLOW)
                         .header(HeaderName::Supported, "timer")
                         .header(HeaderName::Accept, "application/sdp")
-                        .finish()
-                } else {
-                    request.response_to(405, "Method Not Allowed", Some("echo")).header(HeaderName::Allow, ALLOW).finish()
+                        .finish(),
+                    // MESSAGE, SUBSCRIBE (489), UPDATE/INFO outside a dialog (481): as a phone.
+                    _ => crate::ua::message::answer_out_of_dialog(&request, "echo").0,
                 };
                 io.endpoint.respond_or_log(tx, answer, now);
             }

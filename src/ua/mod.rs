@@ -8,6 +8,7 @@ pub mod core;
 pub mod echo;
 pub mod late_offer;
 pub mod media;
+pub mod message;
 pub mod phone;
 pub mod register;
 mod srtp_end;

@@ -206,6 +206,14 @@ pub struct Phone {
     pub reports: Vec<CallReport>,
     /// DTMF digits received, as (Call-ID, digit), for live display.
     pub digits: Vec<(String, char)>,
+    /// MESSAGEs received (RFC 3428), oldest first, for live display.
+    pub messages: Vec<super::message::ReceivedMessage>,
+    /// Transfer progress lines (REFER answers, NOTIFYs, transfers done), for live display.
+    pub transfer_news: Vec<String>,
+    /// Calls placed for a REFER, by new call → the referring call (see `refer`).
+    transfers: refer::Transfers,
+    /// `Referred-By` for the next call placed (the REFER it carries out, RFC 3892).
+    transfers_by: Option<String>,
     stopping: bool,
     registration: Option<Registration>,
     /// The `now` of the latest input, for checks made without one ([`Application::is_done`]).
@@ -280,6 +288,10 @@ impl Phone {
             calls: HashMap::default(),
             reports: Vec::new(),
             digits: Vec::new(),
+            messages: Vec::new(),
+            transfer_news: Vec::new(),
+            transfers: refer::Transfers::default(),
+            transfers_by: None,
             stopping: false,
             last_now: None,
             pending_dial: None,
@@ -325,6 +337,7 @@ impl Phone {
             sdp,
             max_forwards: None,
             asserted_identity: None,
+            referred_by: self.transfers_by.take(),
         };
         match self.ua.dialogs().invite(params, now) {
             Ok(id) => {
@@ -517,6 +530,7 @@ impl Phone {
                     c.responses.push(status);
                 }
             }
+            UaEvent::ResponseSeen { method: Method::Refer, status } => self.on_refer_answer(status),
             UaEvent::ResponseSeen { method: Method::Bye, status } if status >= 200 => {
                 // The dialog ended when the BYE left; its answer belongs to the oldest call we hung
                 // up that has none yet.
@@ -536,14 +550,21 @@ impl Phone {
                 }
             }
             UaEvent::Endpoint(EndpointEvent::Request { tx, request, .. }) => {
-                let (code, reason) = if request.method() == Some(&Method::Options) { (200, "OK") } else { (405, "Method Not Allowed") };
-                io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("softphone")).finish(), now);
+                let (answer, message) = super::message::answer_out_of_dialog(&request, "softphone");
+                io.endpoint.respond_or_log(tx, answer, now);
+                if let Some(m) = message {
+                    tracing::info!(from = %m.from, "message received");
+                    self.messages.push(m);
+                }
             }
             _ => {}
         }
     }
 
     fn on_dialog_event(&mut self, io: &mut Io<'_>, ev: DialogEvent, now: Instant) {
+        if let DialogEvent::Established { id } = &ev {
+            self.transfer_answered(io, id, now);
+        }
         match ev {
             DialogEvent::Incoming { id, request } => {
                 if self.stopping {
@@ -642,6 +663,8 @@ impl Phone {
             }
             DialogEvent::Acked { id } => self.on_acked(io, &id, now),
             DialogEvent::Terminated { id, reason } => self.finish_call(io, &id, reason, now),
+            DialogEvent::Refer { id, request } => self.on_refer(io, id, &request, now),
+            DialogEvent::Notify { id, request } => self.on_refer_notify(&id, &request, now),
             _ => {}
         }
     }
@@ -653,6 +676,7 @@ impl Phone {
             return;
         }
         let Some(call) = self.calls.remove(&key) else { return };
+        self.transfer_failed(io, &key, reason, now);
         let ended = self.media.end(io, &key);
         let (mut state, mut why) = describe(reason);
         if let Some(r) = call.end_reason {
@@ -876,3 +900,7 @@ impl Application for Phone {
         }
     }
 }
+
+/// Call transfer (REFER) in both roles: src/ua/refer.rs.
+#[path = "refer.rs"]
+mod refer;

@@ -71,6 +71,7 @@ pub fn call_params() -> CallParams {
         sdp: Some(sdp(Who::Alice, 1, "sendrecv")),
         max_forwards: None,
         asserted_identity: None,
+        referred_by: None,
     }
 }
 

@@ -258,6 +258,7 @@ fn plan(s: &Settings, ip: IpAddr, start: Instant, i: usize) -> Plan {
             sdp: Some(sdp),
             max_forwards: None,
             asserted_identity: None,
+            referred_by: None,
         },
     }
 }

@@ -20,6 +20,7 @@ use switchboard::ua::phone::{CallReport, EndState, Phone, PhoneConfig, SourceSpe
 use switchboard::ua::register::RegisterConfig;
 
 mod load;
+mod message;
 mod prompt;
 mod send;
 
@@ -197,6 +198,16 @@ enum Command {
         #[arg(long, default_value_t = 2.0, value_name = "SECS")]
         wait: f64,
     },
+    /// Send one instant message (SIP MESSAGE, RFC 3428) to URI and exit.
+    ///
+    /// Through the registrar with --register (answering its challenge with --password-file).
+    /// Exit status 0 when a 2xx came, 1 with the reason on one line otherwise.
+    Message {
+        /// Who to send it to: sip:user@host[:port].
+        uri: String,
+        /// The text (sent as text/plain; charset=UTF-8).
+        text: String,
+    },
     /// Place calls at a steady rate and report how they went (a SIP load generator).
     ///
     /// Each call is INVITE, 200, ACK, --duration seconds, BYE, 200, on the crate's own transaction
@@ -214,6 +225,7 @@ fn global_options_of(command: &str) -> Option<&'static [&'static str]> {
     match command {
         "send" => Some(&["bind"]),
         "load" => Some(&["bind", "user", "password_file", "summary"]),
+        "message" => Some(&["bind", "user", "register", "password_file", "domain", "realm"]),
         _ => None,
     }
 }
@@ -476,8 +488,9 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             };
             let mut config = phone_config(cli, local, Some(seconds("--duration", *duration)?), None, Some(1))?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
-            let mut phone = Phone::new(config, Some(target));
-            phone.set_srtp(cli.srtp.mode());
+            let mut inner = Phone::new(config, Some(target));
+            inner.set_srtp(cli.srtp.mode());
+            let mut phone = message::Printing::new(inner, cli.summary.is_some());
             eprintln!("softphone: calling {uri} from {local}");
             if *late_offer {
                 phone.dial_late_offer(uri, target);
@@ -491,8 +504,9 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             let duration = duration.map(|d| seconds("--duration", d)).transpose()?;
             let mut config = phone_config(cli, local, duration, Some(seconds("--after", *after)?), *calls)?;
             config.move_after = move_plan(*move_after, move_to.as_deref(), local)?;
-            let mut phone = Phone::new(config, None);
-            phone.set_srtp(cli.srtp.mode());
+            let mut inner = Phone::new(config, None);
+            inner.set_srtp(cli.srtp.mode());
+            let phone = message::Printing::new(inner, cli.summary.is_some());
             // Scripts read the address from this line (on stderr with --summary json, whose
             // stdout is JSON only).
             let listening = format!("softphone listening on udp {local}; call sip:{}@{local}", cli.user);
@@ -503,11 +517,33 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             }
             switchboard::driver::run(transport, endpoint, phone, shutdown).await
         }
+        Some(Command::Message { uri, text }) => {
+            let dest = match &cli.register {
+                Some(r) => target_from(r, local)?,
+                None => target_from(uri, local)?,
+            };
+            let config = phone_config(cli, local, None, None, None)?;
+            let from = match (&config.register, &config.domain) {
+                (Some(r), _) => r.aor.clone(),
+                (None, Some(d)) => format!("sip:{}@{d}", config.user),
+                (None, None) => format!("sip:{}@{local}", config.user),
+            };
+            let msg = switchboard::ua::message::MessageConfig {
+                to: uri.clone(),
+                from,
+                dest,
+                local,
+                text: text.clone(),
+                content_type: "text/plain; charset=UTF-8".into(),
+            };
+            return Ok(message::send(transport, msg, config.credentials, config.realm).await);
+        }
         Some(Command::Send { .. } | Command::Load(_)) => return Ok(ExitCode::SUCCESS),
         None => {
             let mut phone = Phone::new(phone_config(cli, local, None, None, None)?, None);
             phone.set_srtp(cli.srtp.mode());
-            prompt::run(transport, endpoint, phone, local, &cli.user).await
+            // The prompt prints messages itself, between its other lines.
+            message::Printing::quiet(prompt::run(transport, endpoint, phone, local, &cli.user).await)
         }
     };
     Ok(report(cli, &phone.reports, None))

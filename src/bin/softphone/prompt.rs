@@ -1,9 +1,9 @@
 //! The softphone's interactive prompt: reads commands from stdin while calls run.
 //!
-//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `move ADDR`,
-//! `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a thread and sent
-//! to the driver as [`Command`]s through its channel, so each runs as soon as it is typed (no
-//! polling).
+//! Commands: `dial URI`, `answer`, `hangup`, `hold`, `resume`, `dtmf DIGITS`, `transfer URI`,
+//! `move ADDR`, `status`, `help`, `quit`. End of input (Ctrl-D) quits too. Lines are read by a
+//! thread and sent to the driver as [`Command`]s through its channel, so each runs as soon as it
+//! is typed (no polling).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::phone::Phone;
 use tokio::sync::mpsc;
 
-const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | move ADDR | status | quit";
+const HELP: &str = "commands: dial URI | answer | hangup | hold | resume | dtmf DIGITS | transfer URI | move ADDR | status | quit";
 
 struct PromptApp {
     phone: Phone,
@@ -49,6 +49,8 @@ impl PromptApp {
             (Some("resume"), _) => self.phone.hold(io, false, now).map_err(String::from),
             (Some("dtmf"), Some(d)) => self.phone.send_dtmf(io, d).map_err(String::from),
             (Some("dtmf"), None) => Err("usage: dtmf 123#".into()),
+            (Some("transfer"), Some(uri)) => self.phone.transfer(io, uri, now).map_err(String::from),
+            (Some("transfer"), None) => Err("usage: transfer sip:user@host[:port] (blind transfer of the call)".into()),
             (Some("move"), Some(addr)) => super::move_addr(addr).map(|to| self.phone.move_to(to)),
             (Some("move"), None) => Err("usage: move IP[:PORT] (the phone's new local address)".into()),
             (Some("status"), _) => {
@@ -107,6 +109,13 @@ impl PromptApp {
             say(&format!("dtmf {d} on {call}"));
         }
         self.digits_seen = self.phone.digits.len();
+        // Shown once, then dropped: the prompt is their only reader.
+        for m in std::mem::take(&mut self.phone.messages) {
+            say(&super::message::line(&m, false));
+        }
+        for l in std::mem::take(&mut self.phone.transfer_news) {
+            say(&l);
+        }
     }
 }
 
