@@ -94,12 +94,12 @@ fn completed_register_transactions_cost_little() {
 
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
-    for i in 0..N {
+    for (i, slot) in ids.iter_mut().enumerate() {
         let at = arrival(i);
         let datagram = register_datagram(i);
         request_bytes += datagram.len();
         let Ok(Routed::New(id)) = table.handle_request(parse(datagram), at) else { panic!("REGISTER {i} opens a transaction") };
-        ids[i] = Some(id);
+        *slot = Some(id);
         index_of.insert(id, i);
         match table.poll_event() {
             Some((got, Event::Request(request))) if got == id => {
