@@ -104,9 +104,10 @@ fn invite_server_completed_matches_its_ack_then_confirmed_absorbs_until_timer_i(
     let busy = invite.response_to(486, "Busy Here", Some("uas486")).finish();
     table.send_response(id, busy.clone(), base).unwrap();
     sent(&mut table);
-    // Completed keeps the whole machine (Timer G resends, the ACK is awaited): a retransmitted
-    // INVITE gets the 486 again and the ACK for it is matched (§17.2.1).
+    // Completed, in the short form: a retransmitted INVITE gets the same 486 again and the ACK
+    // for it is matched (§17.2.1).
     assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert!(table.request(id).is_none());
     assert_eq!(table.handle_request(wire(&invite), base), Ok(Routed::Matched(id)));
     assert_eq!(sent(&mut table).iter().map(|(_, m)| m.as_bytes().clone()).collect::<Vec<_>>(), vec![busy.as_bytes().clone()]);
     let ack = build_ack(&invite, &busy).unwrap();
@@ -130,6 +131,42 @@ fn invite_server_completed_matches_its_ack_then_confirmed_absorbs_until_timer_i(
     }
     assert_eq!(table.state(id), None, "Timer I ended it");
     assert!(events(&mut table).iter().any(|(i, e)| *i == id && *e == Event::Terminated));
+}
+
+#[test]
+fn invite_server_completed_resends_by_timer_g_doubling_to_t2_until_timer_h() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let invite = request(Method::Invite, "z9hG4bKinv603");
+    let id = open(&mut table, &invite, base);
+    let decline = invite.response_to(603, "Decline", Some("uas603")).finish();
+    table.send_response(id, decline.clone(), base).unwrap();
+    sent(&mut table);
+    assert!(table.request(id).is_none(), "Completed is in the short form");
+    // No ACK: Timer G at T1, 2*T1, 4*T1, then every T2 (§17.2.1), each the same bytes, until Timer
+    // H at 64*T1 reports the timeout and ends the transaction.
+    let (mut resent, mut expected, mut interval) = (Vec::new(), Vec::new(), config.t1);
+    let mut g = base + config.t1;
+    while g < base + config.timeout() {
+        expected.push(g);
+        interval = (interval * 2).min(config.t2);
+        g += interval;
+    }
+    let mut ended = Vec::new();
+    while let Some(due) = table.poll_timeout() {
+        table.handle_timeout(due);
+        for (i, msg) in sent(&mut table) {
+            assert_eq!((i, msg.as_bytes()), (id, decline.as_bytes()));
+            resent.push(due);
+        }
+        ended.extend(events(&mut table).into_iter().map(|(i, e)| (i, e, due)));
+    }
+    assert_eq!(resent, expected, "Timer G fired at T1, 3*T1, 7*T1, then every T2");
+    assert_eq!(resent.len(), 10);
+    let at_h = base + config.timeout();
+    assert_eq!(ended, vec![(id, Event::Timeout, at_h), (id, Event::Terminated, at_h)]);
+    assert_eq!(table.retransmissions(), 10);
+    assert!(table.is_empty() && table.index_sizes() == (0, 0));
 }
 
 #[test]
@@ -199,4 +236,23 @@ fn a_reliable_transport_ends_completed_transactions_at_once() {
     table.send_response(id, tcp.response_to(200, "OK", Some("t1")).finish(), base).unwrap();
     assert_eq!(table.state(id), None);
     assert!(table.is_empty());
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    sent(&mut table);
+    // An INVITE's 486 over TCP: no Timer G; the ACK ends the transaction at once (Timer I = 0).
+    let tcp_invite = |method: Method| {
+        Message::parse(Bytes::from(
+            String::from_utf8_lossy(request(method, "z9hG4bKtcp2").as_bytes()).replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+        ))
+        .unwrap()
+    };
+    let invite = tcp_invite(Method::Invite);
+    let id = open(&mut table, &invite, base);
+    let busy = invite.response_to(486, "Busy Here", Some("t2")).finish();
+    table.send_response(id, busy.clone(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert_eq!(table.poll_timeout(), Some(base + Config::default().timeout()), "only Timer H");
+    assert_eq!(table.handle_request(wire(&build_ack(&invite, &busy).unwrap()), base), Ok(Routed::Matched(id)));
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    assert!(table.is_empty() && table.poll_timeout().is_none());
 }

@@ -305,7 +305,9 @@ fn hundred_thousand_concurrent_invite_server_transactions_complete_and_report_me
                     }
                     Input::Ack(i) => {
                         let id = book.ids[i].expect("ACKed after it arrived");
-                        let ack = ack_datagram(table.request(id).expect("live in Completed"), i);
+                        // Completed keeps no request (issue 16 point 4): the UAC's copy of the INVITE.
+                        let invite = Message::parse(invite_datagram(i)).expect("the INVITE parses");
+                        let ack = ack_datagram(&invite, i);
                         assert_eq!(table.handle_request(ack, at), Ok(Routed::Matched(id)), "ACK {i} matches its INVITE");
                         acks += 1;
                     }

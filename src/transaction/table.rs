@@ -16,12 +16,12 @@
 //! when it surfaces.
 //! A terminated machine is removed as soon as its output has been moved to the shared queues.
 //!
-//! A machine that enters a state where it only waits out its last timer (Completed with Timer J
-//! or K, Confirmed, Accepted; see [`Lingering`]) is swapped at once for that short form: its key
-//! and, for a non-INVITE server, the bytes of its final response. A completed REGISTER then costs
+//! A machine that has sent (server) or received (non-INVITE client) its final response is swapped
+//! at once for a short form ([`Lingering`]): its key and, for a server's Completed, the bytes of
+//! its final response. A completed REGISTER then costs
 //! a few hundred bytes instead of a few KiB (BENCHMARKS.md, "Issue 16").
 
-use super::lingering::{Lingering, Output};
+use super::lingering::{Lingering, Queues};
 use super::{ClientInvite, ClientNonInvite, Config, Error, Event, ServerInvite, ServerNonInvite, TransactionKey, TransactionState};
 use crate::collections::HashMap;
 use crate::message::{Message, Method};
@@ -192,21 +192,6 @@ struct Slot {
     held: Option<Held>,
 }
 
-/// Queues what a lingering transaction sent or reported.
-fn queue(
-    transmits: &mut VecDeque<(TransactionId, Message)>,
-    events: &mut VecDeque<(TransactionId, Event)>,
-    id: TransactionId,
-    out: Output,
-) {
-    if let Some(msg) = out.transmit {
-        transmits.push_back((id, msg));
-    }
-    if let Some(event) = out.event {
-        events.push_back((id, event));
-    }
-}
-
 /// Every transaction of one endpoint (RFC 3261 §17). Inputs are `handle_*` and
 /// [`Transactions::start_client`] / [`Transactions::send_response`]; after each, drain
 /// [`Transactions::poll_transmit`] and [`Transactions::poll_event`], then sleep until
@@ -290,8 +275,8 @@ impl Transactions {
         }
     }
 
-    /// The request of a live transaction; `None` once it only lingers (Completed with Timer J or
-    /// K, Confirmed, Accepted): the short form keeps no request (see the module docs).
+    /// The request of a live transaction; `None` once it lingers in the short form (a server
+    /// after its final response, a non-INVITE client in Completed): that keeps no request.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
         self.entry(id).map(|e| each!(&e.machine, m => m.request()))
     }
@@ -430,7 +415,8 @@ impl Transactions {
                 }
                 Held::Lingering(l) => {
                     l.scheduled = None;
-                    queue(&mut self.transmits, &mut self.events, id, l.handle_timeout(now));
+                    let mut q = Queues { id, transmits: &mut self.transmits, events: &mut self.events };
+                    l.handle_timeout(now, &self.config, &mut q);
                 }
             }
             self.settle(id);
@@ -540,13 +526,16 @@ impl Transactions {
                 }
             }
             Held::Lingering(l) => {
-                let outs = match input {
-                    Input::Request(msg) => l.handle_request(&msg).map(|o| [o, Output::default()]),
-                    Input::Response(msg) => l.handle_response(&msg).map(|o| [o, Output::default()]),
-                    Input::TuResponse(msg) => l.handle_tu_response(msg).map(|o| [o, Output::default()]),
-                    Input::TransportError => Ok(l.handle_transport_error()),
-                };
-                outs.map(|outs| outs.into_iter().for_each(|out| queue(&mut self.transmits, &mut self.events, id, out)))
+                let mut q = Queues { id, transmits: &mut self.transmits, events: &mut self.events };
+                match input {
+                    Input::Request(msg) => l.handle_request(&msg, now, &self.config, &mut q),
+                    Input::Response(msg) => l.handle_response(&msg),
+                    Input::TuResponse(msg) => l.handle_tu_response(msg, &mut q),
+                    Input::TransportError => {
+                        l.handle_transport_error(&mut q);
+                        Ok(())
+                    }
+                }
             }
         };
         self.settle(id);
