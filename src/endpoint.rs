@@ -429,8 +429,9 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// The request of a live transaction; `None` once the transaction only lingers (Completed with
-    /// Timer J or K, Confirmed, Accepted: see [`Transactions::request`]).
+    /// The request of a live transaction; `None` once it lingers in the short form (a server
+    /// transaction after its final response, a non-INVITE client in Completed: see
+    /// [`Transactions::request`]).
     pub fn transaction_request(&self, tx: TransactionId) -> Option<Message> {
         self.transactions.request(tx).cloned()
     }
