@@ -360,7 +360,10 @@ impl Endpoint {
     /// Sends `response` on server transaction `tx`. Fails when the transaction is gone or has
     /// already sent its final response.
     pub fn respond(&mut self, tx: TransactionId, response: Message, now: Instant) -> Result<(), crate::transaction::Error> {
-        if let Some(meta) = self.meta.get_mut(&tx).filter(|m| m.to_tag.is_none()) {
+        // Only an INVITE can be cancelled (§9.2), so only its To tag is kept: a completed REGISTER
+        // holds no copy of its tag while it waits out Timer J (issue 16 point 4).
+        let invite = response.cseq().is_ok_and(|c| c.method == Method::Invite);
+        if let Some(meta) = self.meta.get_mut(&tx).filter(|m| invite && m.to_tag.is_none()) {
             meta.to_tag = response.to().ok().and_then(|t| t.tag().map(str::to_owned));
         }
         // A transaction that is gone (e.g. a forked 2xx relayed after the first one ended the
@@ -429,7 +432,9 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// The request of a live transaction.
+    /// The request of a live transaction; `None` once it lingers in the short form (a server
+    /// transaction after its final response, a non-INVITE client in Completed: see
+    /// [`Transactions::request`]).
     pub fn transaction_request(&self, tx: TransactionId) -> Option<Message> {
         self.transactions.request(tx).cloned()
     }

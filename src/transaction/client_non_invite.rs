@@ -26,6 +26,7 @@
 //!                         +-----------------------------------------------------+
 //! ```
 
+use super::lingering::Lingering;
 use super::machine::{check_non_invite, machine_api, Core};
 use super::{Config, Error, Event, Timer, TransactionKey, TransactionState};
 use crate::message::Message;
@@ -125,3 +126,14 @@ impl ClientNonInvite {
 }
 
 machine_api!(ClientNonInvite);
+
+// ----- the short form (issue 16 point 4) -----
+
+impl ClientNonInvite {
+    /// This transaction in the short form [`Transactions`](super::Transactions) keeps while it
+    /// waits for Timer K in Completed: its key. `None` in any other state.
+    pub(crate) fn lingering(&self) -> Option<Lingering> {
+        let State::Completed = self.state else { return None };
+        Some(Lingering::non_invite_client(&self.core.key, self.core.timers.get(Timer::K)?))
+    }
+}

@@ -167,6 +167,47 @@ impl TransactionKey {
     }
 }
 
+/// Where `part` (a view into `msg`'s buffer) sits in `onto`, a byte-for-byte copy of that buffer.
+fn moved(msg: &Message, onto: &Bytes, part: &[u8]) -> Option<Bytes> {
+    let start = (part.as_ptr() as usize).checked_sub(msg.as_bytes().as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= msg.as_bytes().len() && onto.len() == msg.as_bytes().len()).then(|| onto.slice(start..end))
+}
+
+// ----- keys for transactions that only linger (issue 16 point 4) -----
+
+impl TransactionKey {
+    /// This RFC 3261 server key with its strings taken from `onto`, a copy of the bytes of `msg` (a
+    /// response the transaction sent, whose top Via is the request's, §8.2.6.2): the key then holds
+    /// the kept response's buffer instead of the request's, which can be freed. `None` if `msg`
+    /// does not yield this same key.
+    pub(crate) fn rebased(&self, msg: &Message, onto: &Bytes) -> Option<TransactionKey> {
+        let Inner::Server { method, .. } = &self.0 else { return None };
+        let via = msg.via().ok()?;
+        let branch = moved(msg, onto, via.branch()?.as_bytes())?;
+        let host = moved(msg, onto, via.host.as_str().as_bytes())?;
+        let key = TransactionKey(Inner::Server { branch, sent_by: SentBy { host: NoCase(host), port: via.port }, method: method.clone() });
+        (key == *self).then_some(key)
+    }
+
+    /// This key with its strings copied into one small buffer of their own, so that it no longer
+    /// holds the buffer of the message it was read from. RFC 2543 keys are returned as they are
+    /// (legacy peers: such transactions never linger in the short form).
+    pub(crate) fn detached(&self) -> TransactionKey {
+        match &self.0 {
+            Inner::Client { branch, method } => {
+                TransactionKey(Inner::Client { branch: Bytes::copy_from_slice(branch), method: method.clone() })
+            }
+            Inner::Server { branch, sent_by, method } => {
+                let both = Bytes::from([&branch[..], &sent_by.host.0[..]].concat());
+                let (branch, host) = (both.slice(..branch.len()), both.slice(branch.len()..));
+                TransactionKey(Inner::Server { branch, sent_by: SentBy { host: NoCase(host), port: sent_by.port }, method: method.clone() })
+            }
+            Inner::Rfc2543(_) => self.clone(),
+        }
+    }
+}
+
 /// The To tag of a message, as bytes (`None` without a tag). Used for the RFC 2543 To-tag check.
 pub(crate) fn to_tag_of(msg: &Message) -> Result<Option<&[u8]>, ParseError> {
     Ok(msg.to()?.tag().map(str::as_bytes))

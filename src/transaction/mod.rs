@@ -34,6 +34,7 @@ mod build;
 mod client_invite;
 mod client_non_invite;
 mod key;
+mod lingering;
 mod machine;
 mod server_invite;
 mod server_non_invite;

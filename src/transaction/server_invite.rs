@@ -29,6 +29,7 @@
 //! ```
 
 use super::key::to_tag_of;
+use super::lingering::Lingering;
 use super::machine::{machine_api, Core};
 use super::{Config, Error, Event, Timer, TransactionKey, TransactionState};
 use crate::message::{HeaderName, Message, Method};
@@ -222,3 +223,29 @@ impl ServerInvite {
 }
 
 machine_api!(ServerInvite);
+
+// ----- the short form (issue 16 point 4) -----
+
+impl ServerInvite {
+    /// This transaction in the short form [`Transactions`](super::Transactions) keeps once its
+    /// final response is sent: key and 300-699 bytes in Completed (Timers G, H), key alone in
+    /// Confirmed (Timer I) and Accepted (Timer L). `None` in Proceeding and for an RFC 2543 key.
+    pub(crate) fn lingering(&self) -> Option<Lingering> {
+        if self.core.key.is_rfc2543() {
+            return None;
+        }
+        match &self.state {
+            State::Completed { response, interval } => Some(Lingering::invite_server_completed(
+                &self.core.key,
+                response,
+                self.core.timers.get(Timer::G),
+                *interval,
+                self.core.timers.get(Timer::H)?,
+                self.core.reliable,
+            )),
+            State::Confirmed => Some(Lingering::invite_server_confirmed(&self.core.key, self.core.timers.get(Timer::I)?)),
+            State::Accepted => Some(Lingering::invite_server_accepted(&self.core.key, self.core.timers.get(Timer::L)?)),
+            _ => None,
+        }
+    }
+}

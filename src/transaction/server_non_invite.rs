@@ -27,6 +27,7 @@
 //! ```
 
 use super::key::to_tag_of;
+use super::lingering::Lingering;
 use super::machine::{check_non_invite, machine_api, Core};
 use super::{Config, Error, Timer, TransactionKey, TransactionState};
 use crate::message::Message;
@@ -133,3 +134,16 @@ impl ServerNonInvite {
 }
 
 machine_api!(ServerNonInvite);
+
+// ----- the short form (issue 16 point 4) -----
+
+impl ServerNonInvite {
+    /// This transaction in the short form [`Transactions`](super::Transactions) keeps while it
+    /// waits for Timer J in Completed: key and response bytes. `None` in any other state, on a
+    /// reliable transport (no Timer J) and for an RFC 2543 key.
+    pub(crate) fn lingering(&self) -> Option<Lingering> {
+        let State::Completed { response } = &self.state else { return None };
+        let end = self.core.timers.get(Timer::J).filter(|_| !self.core.key.is_rfc2543())?;
+        Some(Lingering::non_invite_server(&self.core.key, response, end))
+    }
+}

@@ -15,7 +15,13 @@
 //! the new one is pushed and the old entry is left behind, to be recognised as stale and skipped
 //! when it surfaces.
 //! A terminated machine is removed as soon as its output has been moved to the shared queues.
+//!
+//! A machine that has sent (server) or received (non-INVITE client) its final response is swapped
+//! at once for a short form ([`Lingering`]): its key and, for a server's Completed, the bytes of
+//! its final response. A completed REGISTER then costs
+//! a few hundred bytes instead of a few KiB (BENCHMARKS.md, "Issue 16").
 
+use super::lingering::{Lingering, Queues};
 use super::{ClientInvite, ClientNonInvite, Config, Error, Event, ServerInvite, ServerNonInvite, TransactionKey, TransactionState};
 use crate::collections::HashMap;
 use crate::message::{Message, Method};
@@ -112,6 +118,16 @@ impl Machine {
         }
     }
 
+    /// The machine's short form, if it only lingers now (see [`Lingering`]).
+    fn lingering(&self) -> Option<Lingering> {
+        match self {
+            Machine::NonInviteServer(m) => m.lingering(),
+            Machine::InviteServer(m) => m.lingering(),
+            Machine::NonInviteClient(m) => m.lingering(),
+            Machine::InviteClient(_) => None,
+        }
+    }
+
     /// The RFC 2543 To-tag check after a key hit (§17.2.3); clients have nothing to check.
     fn accepts(&self, request: &Message) -> bool {
         match self {
@@ -122,6 +138,14 @@ impl Machine {
     }
 }
 
+/// One input for a transaction, for [`Transactions::drive`].
+enum Input {
+    Request(Message),
+    Response(Message),
+    TuResponse(Message),
+    TransportError,
+}
+
 #[derive(Debug)]
 struct Entry {
     machine: Machine,
@@ -129,12 +153,43 @@ struct Entry {
     scheduled: Option<Instant>,
 }
 
+/// What a slot holds: the whole machine, or its short form once it only lingers.
+#[derive(Debug)]
+enum Held {
+    Live(Box<Entry>),
+    Lingering(Box<Lingering>),
+}
+
+impl Held {
+    fn key(&self) -> &TransactionKey {
+        match self {
+            Held::Live(e) => each!(&e.machine, m => m.key()),
+            Held::Lingering(l) => l.key(),
+        }
+    }
+
+    /// The deadline this transaction has in the heap.
+    fn scheduled(&self) -> Option<Instant> {
+        match self {
+            Held::Live(e) => e.scheduled,
+            Held::Lingering(l) => l.scheduled,
+        }
+    }
+
+    fn is_server(&self) -> bool {
+        match self {
+            Held::Live(e) => matches!(e.machine, Machine::InviteServer(_) | Machine::NonInviteServer(_)),
+            Held::Lingering(l) => l.is_server(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     generation: u32,
-    /// Boxed: a slot is then 16 bytes, not the ~700 of a machine, so the `Vec`'s spare capacity
+    /// Boxed: a slot is then 24 bytes, not the ~700 of a machine, so the `Vec`'s spare capacity
     /// and its moves when it grows stay small (BENCHMARKS.md, "Transactions").
-    entry: Option<Box<Entry>>,
+    held: Option<Held>,
 }
 
 /// Every transaction of one endpoint (RFC 3261 §17). Inputs are `handle_*` and
@@ -214,10 +269,14 @@ impl Transactions {
 
     /// The state of a live transaction.
     pub fn state(&self, id: TransactionId) -> Option<TransactionState> {
-        self.entry(id).map(|e| each!(&e.machine, m => m.state()))
+        match self.held(id)? {
+            Held::Live(e) => Some(each!(&e.machine, m => m.state())),
+            Held::Lingering(l) => Some(l.state()),
+        }
     }
 
-    /// The request of a live transaction.
+    /// The request of a live transaction; `None` once it lingers in the short form (a server
+    /// after its final response, a non-INVITE client in Completed): that keeps no request.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
         self.entry(id).map(|e| each!(&e.machine, m => m.request()))
     }
@@ -244,6 +303,7 @@ impl Transactions {
         let cancel = match self.entry(invite).map(|e| &e.machine) {
             Some(Machine::InviteClient(m)) => m.cancel()?,
             Some(_) => return Err(Error::WrongRole),
+            None if self.held(invite).is_some() => return Err(Error::WrongRole),
             None => return Err(Error::UnknownTransaction),
         };
         self.start_client(cancel, now)
@@ -255,11 +315,15 @@ impl Transactions {
         let key = TransactionKey::server(&request)?;
         if let Some(id) = self.lookup(&key, &request) {
             // An ACK reusing the INVITE's branch after a 2xx acknowledges the 2xx: the dialog's.
-            let accepted = matches!(self.entry(id).map(|e| &e.machine), Some(Machine::InviteServer(m)) if m.is_accepted());
+            let accepted = match self.held(id) {
+                Some(Held::Live(e)) => matches!(&e.machine, Machine::InviteServer(m) if m.is_accepted()),
+                Some(Held::Lingering(l)) => l.is_accepted(),
+                None => false,
+            };
             if accepted && request.method() == Some(&Method::Ack) {
                 return Ok(Routed::Stray(request));
             }
-            self.drive(id, |m| m.handle_request(request, now))?;
+            self.drive(id, Input::Request(request), now)?;
             return Ok(Routed::Matched(id));
         }
         if self.live >= self.limit && request.method() != Some(&Method::Ack) {
@@ -297,7 +361,7 @@ impl Transactions {
         let key = TransactionKey::for_response(&response)?;
         match self.keys.get(&key).copied() {
             Some(id) => {
-                self.drive(id, |m| m.handle_response(response, now))?;
+                self.drive(id, Input::Response(response), now)?;
                 Ok(Routed::Matched(id))
             }
             None => Ok(Routed::Stray(response)),
@@ -308,8 +372,8 @@ impl Transactions {
     /// request statelessly ([`crate::endpoint::Endpoint::respond_stateless`]). Its deadlines left in
     /// the heap are stale and skipped. Client transactions are refused ([`Error::WrongRole`]).
     pub fn forget_server(&mut self, id: TransactionId) -> Result<(), Error> {
-        match self.entry(id).map(|e| &e.machine) {
-            Some(Machine::InviteServer(_) | Machine::NonInviteServer(_)) => {}
+        match self.held(id) {
+            Some(held) if held.is_server() => {}
             Some(_) => return Err(Error::WrongRole),
             None => return Err(Error::UnknownTransaction),
         }
@@ -321,15 +385,12 @@ impl Transactions {
     /// The TU answers server transaction `id` with `response` (see
     /// [`ServerInvite::handle_tu_response`], [`ServerNonInvite::handle_tu_response`]).
     pub fn send_response(&mut self, id: TransactionId, response: Message, now: Instant) -> Result<(), Error> {
-        self.drive(id, |m| m.handle_tu_response(response, now))
+        self.drive(id, Input::TuResponse(response), now)
     }
 
     /// The transport failed to send for transaction `id` (§17.1.4, §17.2.4).
     pub fn handle_transport_error(&mut self, id: TransactionId, now: Instant) -> Result<(), Error> {
-        self.drive(id, |m| {
-            each!(m, m => m.handle_transport_error(now));
-            Ok(())
-        })
+        self.drive(id, Input::TransportError, now)
     }
 
     /// Fires every deadline due at `now`, across all transactions. Nothing due: nothing happens.
@@ -341,12 +402,23 @@ impl Transactions {
             }
             self.timers.pop();
             let id = TransactionId { index, generation };
-            let Some(entry) = self.entry_mut(id) else { continue };
-            if entry.scheduled != Some(at) {
+            let Some(held) = self.slots.get_mut(index as usize).filter(|s| s.generation == generation).and_then(|s| s.held.as_mut()) else {
+                continue;
+            };
+            if held.scheduled() != Some(at) {
                 continue; // stale: the deadline moved since this item was pushed
             }
-            entry.scheduled = None;
-            each!(&mut entry.machine, m => m.handle_timeout(now));
+            match held {
+                Held::Live(entry) => {
+                    entry.scheduled = None;
+                    each!(&mut entry.machine, m => m.handle_timeout(now));
+                }
+                Held::Lingering(l) => {
+                    l.scheduled = None;
+                    let mut q = Queues { id, transmits: &mut self.transmits, events: &mut self.events };
+                    l.handle_timeout(now, &self.config, &mut q);
+                }
+            }
             self.settle(id);
         }
         // Timers only ever send retransmissions (B, D, F, H, I, J, K send nothing).
@@ -375,26 +447,37 @@ impl Transactions {
 
     // ----- internals -----
 
-    fn entry(&self, id: TransactionId) -> Option<&Entry> {
-        self.slots.get(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_deref()
+    fn held(&self, id: TransactionId) -> Option<&Held> {
+        self.slots.get(id.index as usize).filter(|s| s.generation == id.generation)?.held.as_ref()
     }
 
-    fn entry_mut(&mut self, id: TransactionId) -> Option<&mut Entry> {
-        self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation)?.entry.as_deref_mut()
+    /// The whole machine of a live transaction that does not linger yet.
+    fn entry(&self, id: TransactionId) -> Option<&Entry> {
+        match self.held(id)? {
+            Held::Live(e) => Some(e),
+            Held::Lingering(_) => None,
+        }
     }
 
     /// A key hit, with the RFC 2543 To-tag check (§17.2.3).
     fn lookup(&self, key: &TransactionKey, request: &Message) -> Option<TransactionId> {
         let id = *self.keys.get(key)?;
-        let entry = self.entry(id)?;
-        (!key.is_rfc2543() || entry.machine.accepts(request)).then_some(id)
+        match self.held(id)? {
+            Held::Live(e) => (!key.is_rfc2543() || e.machine.accepts(request)).then_some(id),
+            // RFC 2543 keys never linger in the short form.
+            Held::Lingering(_) => Some(id),
+        }
     }
 
     fn cancel_target(&self, cancel: &Message) -> CancelTarget {
         let Ok(key) = TransactionKey::cancel_target(cancel) else { return CancelTarget::NotFound };
-        match self.lookup(&key, cancel).and_then(|id| Some((id, &self.entry(id)?.machine))) {
-            Some((id, Machine::InviteServer(m))) if m.is_proceeding() => CancelTarget::Pending(id),
-            Some((id, Machine::InviteServer(_))) => CancelTarget::Answered(id),
+        match self.lookup(&key, cancel).and_then(|id| Some((id, self.held(id)?))) {
+            Some((id, Held::Live(e))) => match &e.machine {
+                Machine::InviteServer(m) if m.is_proceeding() => CancelTarget::Pending(id),
+                Machine::InviteServer(_) => CancelTarget::Answered(id),
+                _ => CancelTarget::NotFound,
+            },
+            Some((id, Held::Lingering(l))) if l.is_invite_server() => CancelTarget::Answered(id),
             _ => CancelTarget::NotFound,
         }
     }
@@ -413,7 +496,7 @@ impl Transactions {
             }
         };
         let slot = self.slots.get_mut(index as usize).ok_or(Error::UnknownTransaction)?;
-        slot.entry = Some(Box::new(Entry { machine, scheduled: None }));
+        slot.held = Some(Held::Live(Box::new(Entry { machine, scheduled: None })));
         let id = TransactionId { index, generation: slot.generation };
         self.keys.insert(key, id);
         self.live += 1;
@@ -422,37 +505,91 @@ impl Transactions {
     }
 
     /// Runs one input on transaction `id`, then settles it.
-    fn drive(&mut self, id: TransactionId, f: impl FnOnce(&mut Machine) -> Result<(), Error>) -> Result<(), Error> {
-        let entry = self.entry_mut(id).ok_or(Error::UnknownTransaction)?;
-        let result = f(&mut entry.machine);
+    fn drive(&mut self, id: TransactionId, input: Input, now: Instant) -> Result<(), Error> {
+        let held = self
+            .slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .and_then(|s| s.held.as_mut())
+            .ok_or(Error::UnknownTransaction)?;
+        let result = match held {
+            Held::Live(entry) => {
+                let m = &mut entry.machine;
+                match input {
+                    Input::Request(msg) => m.handle_request(msg, now),
+                    Input::Response(msg) => m.handle_response(msg, now),
+                    Input::TuResponse(msg) => m.handle_tu_response(msg, now),
+                    Input::TransportError => {
+                        each!(m, m => m.handle_transport_error(now));
+                        Ok(())
+                    }
+                }
+            }
+            Held::Lingering(l) => {
+                let mut q = Queues { id, transmits: &mut self.transmits, events: &mut self.events };
+                match input {
+                    Input::Request(msg) => l.handle_request(&msg, now, &self.config, &mut q),
+                    Input::Response(msg) => l.handle_response(&msg),
+                    Input::TuResponse(msg) => l.handle_tu_response(msg, &mut q),
+                    Input::TransportError => {
+                        l.handle_transport_error(&mut q);
+                        Ok(())
+                    }
+                }
+            }
+        };
         self.settle(id);
         result
     }
 
-    /// After an input: move the machine's output to the shared queues, push its new deadline, and
-    /// remove it if it terminated.
+    /// After an input: move the machine's output to the shared queues, push its new deadline, swap
+    /// it for its short form if it only lingers now, and remove it if it terminated.
     fn settle(&mut self, id: TransactionId) {
-        let Some(entry) =
-            self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.entry.as_deref_mut())
+        let Some(held) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.held.as_mut())
         else {
             return;
         };
-        each!(&mut entry.machine, m => {
-            while let Some(msg) = m.poll_transmit() {
-                self.transmits.push_back((id, msg));
+        let terminated = match held {
+            Held::Live(entry) => {
+                each!(&mut entry.machine, m => {
+                    while let Some(msg) = m.poll_transmit() {
+                        self.transmits.push_back((id, msg));
+                    }
+                    while let Some(event) = m.poll_event() {
+                        self.events.push_back((id, event));
+                    }
+                });
+                let next = each!(&entry.machine, m => m.poll_timeout());
+                if next != entry.scheduled {
+                    entry.scheduled = next;
+                    if let Some(at) = next {
+                        self.timers.push(Reverse((at, id.index, id.generation)));
+                    }
+                }
+                let terminated = each!(&entry.machine, m => m.is_terminated());
+                // The short form takes over only with the same deadline, so the heap needs no
+                // new item; its key replaces the indexed one, which held the request's bytes.
+                if let Some(mut short) = entry.machine.lingering().filter(|l| !terminated && l.poll_timeout() == next) {
+                    short.scheduled = entry.scheduled;
+                    if self.keys.remove(short.key()).is_some() {
+                        self.keys.insert(short.key().clone(), id);
+                    }
+                    *held = Held::Lingering(Box::new(short));
+                }
+                terminated
             }
-            while let Some(event) = m.poll_event() {
-                self.events.push_back((id, event));
+            Held::Lingering(l) => {
+                let next = l.poll_timeout();
+                if next != l.scheduled {
+                    l.scheduled = next;
+                    if let Some(at) = next {
+                        self.timers.push(Reverse((at, id.index, id.generation)));
+                    }
+                }
+                l.is_terminated()
             }
-        });
-        let next = each!(&entry.machine, m => m.poll_timeout());
-        if next != entry.scheduled {
-            entry.scheduled = next;
-            if let Some(at) = next {
-                self.timers.push(Reverse((at, id.index, id.generation)));
-            }
-        }
-        if each!(&entry.machine, m => m.is_terminated()) {
+        };
+        if terminated {
             self.remove(id);
         }
         self.prune();
@@ -460,9 +597,9 @@ impl Transactions {
 
     fn remove(&mut self, id: TransactionId) {
         let Some(slot) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation) else { return };
-        let Some(entry) = slot.entry.take() else { return };
+        let Some(held) = slot.held.take() else { return };
         slot.generation = slot.generation.wrapping_add(1);
-        let key = each!(&entry.machine, m => m.key());
+        let key = held.key();
         if self.keys.get(key) == Some(&id) {
             self.keys.remove(key);
         }
@@ -473,7 +610,7 @@ impl Transactions {
     /// Drops stale items from the top of the heap, so [`Transactions::poll_timeout`] is exact.
     fn prune(&mut self) {
         while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
-            if self.entry(TransactionId { index, generation }).is_some_and(|e| e.scheduled == Some(at)) {
+            if self.held(TransactionId { index, generation }).is_some_and(|h| h.scheduled() == Some(at)) {
                 break;
             }
             self.timers.pop();

@@ -80,6 +80,11 @@ impl TimerTable {
         self.deadlines[timer as usize] = next;
     }
 
+    /// The deadline of `timer`, if armed.
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
     /// Disarms `timer`.
     pub(crate) fn stop(&mut self, timer: Timer) {
         self.deadlines[timer as usize] = None;

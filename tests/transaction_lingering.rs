@@ -1,0 +1,258 @@
+//! Transactions that only wait out their last timer, in the table's short form (issue 16 point 4):
+//! each behaves as its figure says (RFC 3261 §17, RFC 6026) while holding only its key and, for a
+//! non-INVITE server, the bytes of its final response.
+//!
+//! Setup: one `Transactions` table per test on a virtual clock (a base `Instant` plus offsets);
+//! every received message is serialized and parsed again, as a datagram would be. Asserts: what
+//! is sent (byte for byte for a retransmitted answer), how each message is routed, the state, the
+//! request no longer being kept, and the timer that ends each transaction.
+
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+use switchboard::message::{CSeq, HeaderName, Message, Method};
+use switchboard::transaction::{build_ack, CancelTarget, Config, Error, Event, Routed, TransactionId, TransactionState, Transactions};
+
+fn request(method: Method, branch: &str) -> Message {
+    Message::request(method.clone(), "sip:bob@biloxi.example.com")
+        .header(HeaderName::Via, format!("SIP/2.0/UDP pc33.atlanta.example.com:5060;branch={branch};rport"))
+        .header(HeaderName::MaxForwards, 70)
+        .header(HeaderName::To, "Bob <sip:bob@biloxi.example.com>")
+        .header(HeaderName::From, "Alice <sip:alice@atlanta.example.com>;tag=1928301774")
+        .header(HeaderName::CallId, format!("{branch}@pc33.atlanta.example.com"))
+        .header(HeaderName::CSeq, CSeq { seq: 1, method })
+        .header(HeaderName::Contact, "<sip:alice@pc33.atlanta.example.com>")
+        .finish()
+}
+
+/// As a datagram: serialize and parse again.
+fn wire(msg: &Message) -> Message {
+    Message::parse(Bytes::copy_from_slice(msg.as_bytes())).expect("what we send parses")
+}
+
+fn sent(table: &mut Transactions) -> Vec<(TransactionId, Message)> {
+    std::iter::from_fn(|| table.poll_transmit()).collect()
+}
+
+fn events(table: &mut Transactions) -> Vec<(TransactionId, Event)> {
+    std::iter::from_fn(|| table.poll_event()).collect()
+}
+
+/// A new server transaction for `req` at `now`, its Request event drained.
+fn open(table: &mut Transactions, req: &Message, now: Instant) -> TransactionId {
+    let Ok(Routed::New(id)) = table.handle_request(wire(req), now) else { panic!("a new transaction") };
+    assert!(matches!(events(table).as_slice(), [(i, Event::Request(_))] if *i == id));
+    id
+}
+
+#[test]
+fn completed_non_invite_server_answers_retransmissions_with_the_same_bytes_until_timer_j() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let options = request(Method::Options, "z9hG4bKopt1");
+    let id = open(&mut table, &options, base);
+    let ok = options.response_to(200, "OK", Some("uas1")).header(HeaderName::Allow, "INVITE, ACK, BYE, OPTIONS").finish();
+    table.send_response(id, ok.clone(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    // Completed, in the short form: no request kept.
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert!(table.request(id).is_none(), "the short form keeps no request");
+    // Each retransmission gets the identical bytes (§17.2.2), and nothing reaches the TU.
+    for k in 1..=3 {
+        let at = base + Duration::from_secs(k);
+        assert_eq!(table.handle_request(wire(&options), at), Ok(Routed::Matched(id)));
+        let out = sent(&mut table);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0, out[0].1.as_bytes()), (id, ok.as_bytes()), "retransmission {k}: the same 200, byte for byte");
+        assert!(events(&mut table).is_empty());
+    }
+    // The TU cannot answer again; a stateless forget still works.
+    assert_eq!(table.send_response(id, options.response_to(500, "Oops", Some("uas1")).finish(), base), Err(Error::FinalAlreadySent));
+    // Timer J ends it 64*T1 after the 200, not before.
+    assert_eq!(table.poll_timeout(), Some(base + config.timeout()));
+    table.handle_timeout(base + config.timeout() - Duration::from_millis(1));
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    table.handle_timeout(base + config.timeout());
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    assert!(table.is_empty() && table.poll_timeout().is_none() && table.index_sizes() == (0, 0));
+    // A retransmission after Timer J is a new transaction.
+    assert!(matches!(table.handle_request(wire(&options), base + config.timeout()), Ok(Routed::New(_))));
+}
+
+#[test]
+fn lingering_server_transactions_end_on_transport_error_or_when_forgotten() {
+    let base = Instant::now();
+    let mut table = Transactions::new(Config::default());
+    let (a, b) = (request(Method::Register, "z9hG4bKreg1"), request(Method::Register, "z9hG4bKreg2"));
+    let (ida, idb) = (open(&mut table, &a, base), open(&mut table, &b, base));
+    table.send_response(ida, a.response_to(200, "OK", Some("r1")).finish(), base).unwrap();
+    table.send_response(idb, b.response_to(200, "OK", Some("r2")).finish(), base).unwrap();
+    sent(&mut table);
+    table.handle_transport_error(ida, base).unwrap();
+    let ev: Vec<_> = events(&mut table).into_iter().map(|(_, e)| e).collect();
+    assert_eq!(ev, vec![Event::TransportError, Event::Terminated]);
+    table.forget_server(idb).unwrap();
+    assert!(events(&mut table).is_empty(), "forgetting reports nothing");
+    assert!(table.is_empty() && table.index_sizes().0 == 0);
+}
+
+#[test]
+fn invite_server_completed_matches_its_ack_then_confirmed_absorbs_until_timer_i() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let invite = request(Method::Invite, "z9hG4bKinv486");
+    let id = open(&mut table, &invite, base);
+    let busy = invite.response_to(486, "Busy Here", Some("uas486")).finish();
+    table.send_response(id, busy.clone(), base).unwrap();
+    sent(&mut table);
+    // Completed, in the short form: a retransmitted INVITE gets the same 486 again and the ACK
+    // for it is matched (§17.2.1).
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert!(table.request(id).is_none());
+    assert_eq!(table.handle_request(wire(&invite), base), Ok(Routed::Matched(id)));
+    assert_eq!(sent(&mut table).iter().map(|(_, m)| m.as_bytes().clone()).collect::<Vec<_>>(), vec![busy.as_bytes().clone()]);
+    let ack = build_ack(&invite, &busy).unwrap();
+    let acked = base + Duration::from_millis(100);
+    assert_eq!(table.handle_request(wire(&ack), acked), Ok(Routed::Matched(id)));
+    // Confirmed, in the short form: further ACKs and INVITEs are absorbed, nothing is sent.
+    assert_eq!(table.state(id), Some(TransactionState::Confirmed));
+    assert!(table.request(id).is_none());
+    assert_eq!(table.handle_request(wire(&ack), acked), Ok(Routed::Matched(id)));
+    assert_eq!(table.handle_request(wire(&invite), acked), Ok(Routed::Matched(id)));
+    assert!(sent(&mut table).is_empty() && events(&mut table).is_empty());
+    // A CANCEL now finds the INVITE answered (§9.2).
+    let Ok(Routed::Cancel { target, .. }) = table.handle_request(wire(&request(Method::Cancel, "z9hG4bKinv486")), acked) else {
+        panic!("a CANCEL opens its own transaction")
+    };
+    assert_eq!(target, CancelTarget::Answered(id));
+    // Timer I (T4) ends it.
+    let timer_i = acked + config.t4;
+    while let Some(due) = table.poll_timeout().filter(|&d| d <= timer_i) {
+        table.handle_timeout(due);
+    }
+    assert_eq!(table.state(id), None, "Timer I ended it");
+    assert!(events(&mut table).iter().any(|(i, e)| *i == id && *e == Event::Terminated));
+}
+
+#[test]
+fn invite_server_completed_resends_by_timer_g_doubling_to_t2_until_timer_h() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let invite = request(Method::Invite, "z9hG4bKinv603");
+    let id = open(&mut table, &invite, base);
+    let decline = invite.response_to(603, "Decline", Some("uas603")).finish();
+    table.send_response(id, decline.clone(), base).unwrap();
+    sent(&mut table);
+    assert!(table.request(id).is_none(), "Completed is in the short form");
+    // No ACK: Timer G at T1, 2*T1, 4*T1, then every T2 (§17.2.1), each the same bytes, until Timer
+    // H at 64*T1 reports the timeout and ends the transaction.
+    let (mut resent, mut expected, mut interval) = (Vec::new(), Vec::new(), config.t1);
+    let mut g = base + config.t1;
+    while g < base + config.timeout() {
+        expected.push(g);
+        interval = (interval * 2).min(config.t2);
+        g += interval;
+    }
+    let mut ended = Vec::new();
+    while let Some(due) = table.poll_timeout() {
+        table.handle_timeout(due);
+        for (i, msg) in sent(&mut table) {
+            assert_eq!((i, msg.as_bytes()), (id, decline.as_bytes()));
+            resent.push(due);
+        }
+        ended.extend(events(&mut table).into_iter().map(|(i, e)| (i, e, due)));
+    }
+    assert_eq!(resent, expected, "Timer G fired at T1, 3*T1, 7*T1, then every T2");
+    assert_eq!(resent.len(), 10);
+    let at_h = base + config.timeout();
+    assert_eq!(ended, vec![(id, Event::Timeout, at_h), (id, Event::Terminated, at_h)]);
+    assert_eq!(table.retransmissions(), 10);
+    assert!(table.is_empty() && table.index_sizes() == (0, 0));
+}
+
+#[test]
+fn invite_server_accepted_absorbs_invites_passes_2xx_and_leaves_the_ack_to_the_dialog() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let invite = request(Method::Invite, "z9hG4bKinv200");
+    let id = open(&mut table, &invite, base);
+    let ok = invite.response_to(200, "OK", Some("uas200")).finish();
+    table.send_response(id, ok.clone(), base).unwrap();
+    sent(&mut table);
+    assert_eq!(table.state(id), Some(TransactionState::Accepted));
+    assert!(table.request(id).is_none());
+    // RFC 6026 §8.7: a retransmitted INVITE is absorbed, not a new request.
+    assert_eq!(table.handle_request(wire(&invite), base), Ok(Routed::Matched(id)));
+    assert!(sent(&mut table).is_empty() && events(&mut table).is_empty());
+    // The TU's 2xx retransmission (§13.3.1.4) is sent; a non-2xx is refused.
+    table.send_response(id, ok.clone(), base + Duration::from_millis(500)).unwrap();
+    assert_eq!(sent(&mut table).into_iter().map(|(i, m)| (i, m.status())).collect::<Vec<_>>(), vec![(id, Some(200))]);
+    assert_eq!(table.send_response(id, invite.response_to(500, "Oops", Some("uas200")).finish(), base), Err(Error::FinalAlreadySent));
+    // An ACK reusing the INVITE's branch acknowledges the 2xx: the dialog's, handed back (RFC 6026
+    // §8.6).
+    let ack = request(Method::Ack, "z9hG4bKinv200");
+    assert!(matches!(table.handle_request(wire(&ack), base), Ok(Routed::Stray(_))));
+    // Timer L (64*T1) ends it.
+    table.handle_timeout(base + config.timeout());
+    assert_eq!(table.state(id), None, "Timer L ended it");
+    assert!(table.is_empty() && table.poll_timeout().is_none());
+}
+
+#[test]
+fn completed_non_invite_client_absorbs_response_retransmissions_until_timer_k() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let bye = request(Method::Bye, "z9hG4bKbye1");
+    let id = table.start_client(bye.clone(), base).unwrap();
+    sent(&mut table);
+    let ok = bye.response_to(200, "OK", Some("uas1")).finish();
+    let at = base + Duration::from_millis(50);
+    assert_eq!(table.handle_response(wire(&ok), at), Ok(Routed::Matched(id)));
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Response(_))] if *i == id));
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert!(table.request(id).is_none());
+    // The retransmitted 200 is absorbed: matched, not reported again (§17.1.2.2).
+    assert_eq!(table.handle_response(wire(&ok), at), Ok(Routed::Matched(id)));
+    assert!(events(&mut table).is_empty() && sent(&mut table).is_empty());
+    assert_eq!(table.cancel(id, at), Err(Error::WrongRole));
+    // Timer K (T4) ends it.
+    assert_eq!(table.poll_timeout(), Some(at + config.t4));
+    table.handle_timeout(at + config.t4);
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    assert!(table.is_empty() && table.index_sizes() == (0, 0));
+}
+
+#[test]
+fn a_reliable_transport_ends_completed_transactions_at_once() {
+    // Table 4: Timers J, I and K are zero on TCP, so nothing lingers and no short form is made.
+    let base = Instant::now();
+    let mut table = Transactions::new(Config::default());
+    let tcp = wire(
+        &Message::parse(Bytes::from(
+            String::from_utf8_lossy(request(Method::Options, "z9hG4bKtcp1").as_bytes()).replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+        ))
+        .unwrap(),
+    );
+    let id = open(&mut table, &tcp, base);
+    table.send_response(id, tcp.response_to(200, "OK", Some("t1")).finish(), base).unwrap();
+    assert_eq!(table.state(id), None);
+    assert!(table.is_empty());
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    sent(&mut table);
+    // An INVITE's 486 over TCP: no Timer G; the ACK ends the transaction at once (Timer I = 0).
+    let tcp_invite = |method: Method| {
+        Message::parse(Bytes::from(
+            String::from_utf8_lossy(request(method, "z9hG4bKtcp2").as_bytes()).replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+        ))
+        .unwrap()
+    };
+    let invite = tcp_invite(Method::Invite);
+    let id = open(&mut table, &invite, base);
+    let busy = invite.response_to(486, "Busy Here", Some("t2")).finish();
+    table.send_response(id, busy.clone(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert_eq!(table.poll_timeout(), Some(base + Config::default().timeout()), "only Timer H");
+    assert_eq!(table.handle_request(wire(&build_ack(&invite, &busy).unwrap()), base), Ok(Routed::Matched(id)));
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    assert!(table.is_empty() && table.poll_timeout().is_none());
+}
