@@ -198,6 +198,7 @@ impl B2bua {
                 let peer = self.ua.pinned_peer(&id.call_id).map(|p| p.ip());
                 self.relay.set_peer_ip(RelayId(key), Leg::Callee, peer);
                 self.relay.set_remote(RelayId(key), Leg::Callee, s.remote, now);
+                self.follow_accepted_line(key, Leg::Caller, &s, now);
                 if let Err(e) = self.ua.dialogs().accept(&caller, Some(body), now) {
                     // The caller's INVITE ended while the callee answered (a CANCEL crossing the
                     // 200, §9.2): there is nobody to connect the callee to.
@@ -252,6 +253,7 @@ impl B2bua {
         let body = c.sdp_for(leg.other(), &Bytes::copy_from_slice(response.body()));
         if let Some(s) = sdp::audio_of(response.body()) {
             self.relay.set_remote(RelayId(key), leg, s.remote, now);
+            self.follow_accepted_line(key, leg.other(), &s, now);
         }
         match body {
             Some(body) => {
