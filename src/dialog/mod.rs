@@ -40,8 +40,8 @@ mod id;
 mod incoming;
 mod late_offer;
 mod merge;
-mod reliable;
 mod refer;
+mod reliable;
 mod responses;
 mod session;
 mod set;
@@ -51,8 +51,8 @@ mod timer;
 
 pub use id::{DialogId, IdGen};
 pub use merge::MergeDetector;
-pub use reliable::Rel100;
 pub use refer::{refer_target, sipfrag_status, subscription_terminated};
+pub use reliable::Rel100;
 pub use set::{Authorizer, CallParams, Dialogs, TableSizes};
 pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
 #[cfg(feature = "service")]
