@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::application::{Application, FlowId, Io};
 use switchboard::b2bua::{B2bua, B2buaConfig};
-use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, Event};
+use switchboard::dialog::{CallParams, DialogConfig, DialogId, Dialogs, Event, Rel100};
 use switchboard::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
 use switchboard::proxy::Target;
 use switchboard::relay::RelayConfig;
@@ -53,8 +53,8 @@ fn rtp(seq: u8) -> Bytes {
     Bytes::from(vec![0x80, 0, 0, seq, 0, 0, 0, 160, 0, 0, 0, 7, 0xff, 0xff])
 }
 
-fn phone(me: &str, seed: u64) -> DialogUa {
-    let cfg = DialogConfig { contact: format!("sip:phone@{me}"), sent_by: me.into(), rng_seed: seed, ..DialogConfig::default() };
+fn phone(me: &str, seed: u64, rel100: Rel100) -> DialogUa {
+    let cfg = DialogConfig { contact: format!("sip:phone@{me}"), sent_by: me.into(), rng_seed: seed, rel100, ..DialogConfig::default() };
     DialogUa::new(Dialogs::new(cfg))
 }
 
@@ -104,6 +104,10 @@ struct World {
 
 impl World {
     fn new(relay_media: bool) -> World {
+        World::with_rel100(relay_media, Rel100::default(), Rel100::default())
+    }
+
+    fn with_rel100(relay_media: bool, caller_rel100: Rel100, callee_rel100: Rel100) -> World {
         let b2b = B2bua::new(B2buaConfig {
             local: addr(SB),
             t1: Duration::from_millis(500),
@@ -118,8 +122,8 @@ impl World {
         let mut net = Net::new(Instant::now(), 1);
         let ep = || Endpoint::new(EndpointConfig::default());
         let sb = net.add("switchboard", addr(SB), ep(), Node { b2b });
-        let caller = net.add("caller", addr(CALLER), ep(), phone(CALLER, 1));
-        let callee = net.add("callee", addr(CALLEE), ep(), phone(CALLEE, 2));
+        let caller = net.add("caller", addr(CALLER), ep(), phone(CALLER, 1, caller_rel100));
+        let callee = net.add("callee", addr(CALLEE), ep(), phone(CALLEE, 2, callee_rel100));
         World { net, caller, callee, sb }
     }
 
@@ -296,6 +300,35 @@ fn a_mixed_late_offer_in_the_200_is_answered_in_the_ack_and_the_relay_follows_th
     let callee_relay = assert_avp_at_the_relay(&w.remote_sdp(w.callee));
     assert_eq!(w.relay("127.0.0.2:4000", caller_relay, 1), Some(addr("127.0.0.3:6000")), "caller to the callee's AVP line, not 6002");
     assert_eq!(w.relay("127.0.0.3:6000", callee_relay, 1), Some(addr("127.0.0.2:4000")), "callee to caller");
+}
+
+/// The callee requires 100rel, the caller has none: the caller's leg cannot take an early UPDATE,
+/// so the service answers the callee's mixed UPDATE itself, accepting the AVP line only (it has
+/// no SRTP key to answer the SAVP line with), and the relay follows that line.
+#[test]
+fn an_early_mixed_update_answered_by_the_service_accepts_the_avp_line_only() {
+    let mut w = World::with_rel100(true, Rel100::Off, Rel100::Required);
+    w.dial(Some(mixed("127.0.0.2", 4002, 4000, 1)));
+    let callee_relay = assert_both_lines_at_the_relay(&w.callee_offer());
+    let id = w.incoming();
+    w.command(w.callee, |d, now| d.progress(&id, 183, Some(avp_answer("127.0.0.3", 6000, 1)), now)).expect("183");
+    w.net.run_for(Duration::from_millis(300));
+    let early = w.app(w.caller).events.iter().find_map(|e| match e {
+        Event::EarlyMedia { sdp, .. } => Some(String::from_utf8_lossy(sdp).into_owned()),
+        _ => None,
+    });
+    let caller_relay = assert_avp_at_the_relay(&early.expect("early media reached the caller"));
+    w.command(w.callee, |d, now| d.send_update(&id, Some(mixed("127.0.0.3", 6202, 6200, 2)), now)).expect("early UPDATE");
+    w.net.run_for(Duration::from_millis(300));
+    let answer = w.app(w.callee).events.iter().rev().find_map(|e| match e {
+        Event::Answered { response, .. } => Some(String::from_utf8_lossy(response.body()).into_owned()),
+        _ => None,
+    });
+    let answer = answer.expect("the early UPDATE was answered");
+    assert!(!w.app(w.caller).events.iter().any(|e| matches!(e, Event::Reoffer { .. })), "answered by the service, not the caller");
+    assert_eq!(assert_avp_at_the_relay(&answer), callee_relay, "{answer}");
+    assert!(!answer.contains("crypto"), "no key echoed back: {answer}");
+    assert_eq!(w.relay("127.0.0.2:4000", caller_relay, 1), Some(addr("127.0.0.3:6200")), "to the AVP line, not 6202");
 }
 
 #[test]

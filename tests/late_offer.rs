@@ -409,8 +409,13 @@ fn a_mixed_offer_through_the_b2bua_reaches_a_callee_without_srtp() {
     let dir = TempDir::new("savp-mixed-b2bua");
     let (svc, port) = serve(dir.path(), &[]);
     let wav = dir.join("bob.wav");
-    let mut bob =
-        registered_answerer(dir.path(), port, "bob", "47000-47499", &["--srtp", "off", "--tone", "1000", "--record", wav.to_str().unwrap()]);
+    let mut bob = registered_answerer(
+        dir.path(),
+        port,
+        "bob",
+        "47000-47499",
+        &["--srtp", "off", "--tone", "1000", "--record", wav.to_str().unwrap()],
+    );
     let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_savp_mixed.xml", "bob", port, &["-d", "3000", "-rtp_echo"]);
     assert_sipp_ok("mixed offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
     bob.expect_exit(Duration::from_secs(20));

@@ -110,6 +110,32 @@ pub fn rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option
     Some(sdp.to_bytes())
 }
 
+/// The audio line the service itself accepts in an offer it answers (see `prack`): the first
+/// plain RTP audio line (`RTP/AVP`, `RTP/AVPF`) with a non-zero port, as the service holds no SRTP
+/// key of its own to answer an `RTP/SAVP` line with; else the line [`audio_of`] reads.
+pub fn line_to_accept(offer: &[u8]) -> Option<AudioStream> {
+    let sdp = SessionDescription::parse(&Bytes::copy_from_slice(offer)).ok()?;
+    let plain = sdp.media.iter().position(|m| m.media.as_str() == "audio" && m.port != 0 && m.proto.as_str().starts_with("RTP/AVP"));
+    match plain {
+        Some(line) => audio_at(offer, line),
+        None => audio_of(offer),
+    }
+}
+
+/// `body` with every audio line but `line` refused (port 0, without the offer's SDES keys): an
+/// answer accepts at most one of the alternative audio lines of an offer (RFC 3264 §6). `None`
+/// if `body` is no SDP.
+pub fn accept_only(body: &[u8], line: usize) -> Option<Bytes> {
+    let mut sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    for (i, m) in sdp.media.iter_mut().enumerate() {
+        if i != line && m.media.as_str() == "audio" {
+            m.reject();
+            m.remove_attributes("crypto");
+        }
+    }
+    Some(sdp.to_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +214,17 @@ m=video 0 RTP/AVP 96\r\n";
         let none = answer.replace("m=audio 6000 RTP/AVP", "m=audio 0 RTP/AVP");
         let refused = audio_of(none.as_bytes()).unwrap();
         assert_eq!((refused.line, refused.remote.rtp, refused.remote.sends), (0, None, false));
+    }
+
+    #[test]
+    fn the_service_accepts_one_plain_line() {
+        let line = line_to_accept(MIXED.as_bytes()).unwrap();
+        assert_eq!((line.line, line.remote.rtp), (1, Some("192.0.2.20:6000".parse().unwrap())));
+        let only = accept_only(MIXED.as_bytes(), line.line).unwrap();
+        let text = std::str::from_utf8(&only).unwrap();
+        assert!(text.contains("m=audio 0 RTP/SAVP 0\r\n") && text.contains("m=audio 6000 RTP/AVP 0\r\n"), "{text}");
+        assert!(!text.contains("crypto"), "{text}");
+        let savp_only = MIXED.replace("m=audio 6000 RTP/AVP", "m=audio 0 RTP/AVP");
+        assert_eq!(line_to_accept(savp_only.as_bytes()).unwrap().line, 0);
     }
 }
