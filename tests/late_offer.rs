@@ -10,7 +10,8 @@
 //! - an ACK without the answer ends the call with BYE (`uac_late_offer_no_answer.xml`).
 //! - an offer of `RTP/SAVP` only is refused with 488 (`uac_savp_only.xml`); an offer of an SAVP
 //!   and an AVP line gets the AVP line answered and the SAVP line refused with port 0
-//!   (`uac_savp_mixed.xml`).
+//!   (`uac_savp_mixed.xml`), from the echo user, a softphone, and through the B2BUA (both lines
+//!   reach the callee at the relay; media checked both ways with sipp echoing it).
 //!
 //! A missing sipp skips the sipp tests with a printed reason, or fails them when `CI` is set.
 //! Every wait is on an output line, a process exit or a bound socket, each with a deadline.
@@ -392,4 +393,33 @@ fn a_mixed_offer_gets_the_avp_line_answered() {
     phone.expect_exit(Duration::from_secs(20));
     let summary = summaries(&phone).pop().expect("summary");
     assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
+}
+
+/// The same mixed offer through the B2BUA to bob, a registered softphone with `--srtp off`: bob
+/// gets both lines at the relay, answers the AVP line and refuses the SAVP line, and sipp gets
+/// that answer (200, not 488; checked in its body) with the AVP line at the relay. sipp echoes
+/// the RTP it gets (`-rtp_echo`), so bob's recording has its own tone: media went through the
+/// relay both ways.
+#[test]
+fn a_mixed_offer_through_the_b2bua_reaches_a_callee_without_srtp() {
+    if !sipp::available() {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new("savp-mixed-b2bua");
+    let (svc, port) = serve(dir.path(), &[]);
+    let wav = dir.join("bob.wav");
+    let mut bob = registered_answerer(
+        dir.path(),
+        port,
+        "bob",
+        "47000-47499",
+        &["--srtp", "off", "--tone", "1000", "--record", wav.to_str().unwrap()],
+    );
+    let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_savp_mixed.xml", "bob", port, &["-d", "3000", "-rtp_echo"]);
+    assert_sipp_ok("mixed offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
+    bob.expect_exit(Duration::from_secs(20));
+    let summary = summaries(&bob).pop().expect("bob's summary");
+    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
+    assert_heard("bob (its tone echoed by sipp through the relay)", &wav, 1000.0, 1.5);
 }

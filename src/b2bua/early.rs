@@ -77,6 +77,7 @@ impl B2bua {
         let peer = self.ua.pinned_peer(&id.call_id).map(|p| p.ip());
         self.relay.set_peer_ip(RelayId(key), Leg::Callee, peer);
         self.relay.set_remote(RelayId(key), Leg::Callee, stream.remote, now);
+        self.follow_accepted_line(key, Leg::Caller, &stream, now);
     }
 }
 

@@ -198,6 +198,7 @@ impl B2bua {
                 let peer = self.ua.pinned_peer(&id.call_id).map(|p| p.ip());
                 self.relay.set_peer_ip(RelayId(key), Leg::Callee, peer);
                 self.relay.set_remote(RelayId(key), Leg::Callee, s.remote, now);
+                self.follow_accepted_line(key, Leg::Caller, &s, now);
                 if let Err(e) = self.ua.dialogs().accept(&caller, Some(body), now) {
                     // The caller's INVITE ended while the callee answered (a CANCEL crossing the
                     // 200, §9.2): there is nobody to connect the callee to.
@@ -250,12 +251,17 @@ impl B2bua {
         c.reoffer_from = None;
         let Some(asker) = c.dialog(leg.other()).cloned() else { return };
         let body = c.sdp_for(leg.other(), &Bytes::copy_from_slice(response.body()));
-        if let Some(s) = sdp::audio_of(response.body()) {
+        let stream = sdp::audio_of(response.body());
+        if let Some(s) = &stream {
             self.relay.set_remote(RelayId(key), leg, s.remote, now);
         }
         match body {
             Some(body) => {
                 log_unsent(self.ua.dialogs().accept(&asker, Some(body), now), "answer to the re-offer", &asker);
+                // Answered, the asker's dialog holds its re-offer as the remote SDP.
+                if let Some(s) = &stream {
+                    self.follow_accepted_line(key, leg.other(), s, now);
+                }
             }
             None => {
                 log_unsent(self.ua.dialogs().reject(&asker, 488, now), "488 to the re-offer", &asker);

@@ -45,6 +45,7 @@ impl B2bua {
         match (stream, body) {
             (Some(s), Some(body)) => {
                 self.relay.set_remote(RelayId(key), Leg::Caller, s.remote, now);
+                self.follow_accepted_line(key, Leg::Callee, &s, now);
                 log_unsent(self.ua.dialogs().send_late_ack(&callee, Some(body), now), "ACK with the caller's answer", &callee);
                 // Saved once more, now with the caller's media (the 200 was saved without it).
                 self.state_put(key);

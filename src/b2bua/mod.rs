@@ -27,6 +27,7 @@
 //! takes them back after a restart: it rebinds the relay ports and rebuilds both dialogs, so media
 //! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
 
+mod accepted;
 mod call;
 mod early;
 mod end;

@@ -87,7 +87,10 @@ impl B2bua {
             let code = if c.phase == Phase::Up { 491 } else { 500 };
             return refuse(self, code);
         }
-        let Some(answer) = c.sdp_for(leg, &offer).map(mirrored) else { return refuse(self, 488) };
+        // One of alternative audio lines (e.g. RTP/SAVP and RTP/AVP) is accepted (RFC 3264 §6).
+        let stream = sdp::line_to_accept(&offer).unwrap_or(stream);
+        let answer = c.sdp_for(leg, &offer).and_then(|b| sdp::accept_only(&b, stream.line)).map(mirrored);
+        let Some(answer) = answer else { return refuse(self, 488) };
         self.relay.set_remote(RelayId(key), leg, stream.remote, now);
         log_unsent(self.ua.dialogs().accept(id, Some(answer), now), "answer to an early UPDATE", id);
     }

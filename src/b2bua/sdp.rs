@@ -2,7 +2,7 @@
 //! and the description the service sends the other phone, pointing at the relay (RFC 3264 §5, §8).
 
 use crate::relay::RemoteMedia;
-use crate::sdp::{Connection, Direction, Origin, SessionDescription};
+use crate::sdp::{Connection, Direction, MediaDescription, Origin, SessionDescription};
 use bytes::Bytes;
 use std::net::SocketAddr;
 
@@ -23,13 +23,35 @@ pub struct AudioStream {
     pub remote: RemoteMedia,
     /// The first codec, e.g. `PCMU/8000`.
     pub codec: Option<String>,
+    /// The index of its `m=` line among all of the description's (answer lines correspond to
+    /// offer lines by index, RFC 3264 §6).
+    pub line: usize,
 }
 
-/// Reads the first audio stream of `body`; `None` if it does not parse or has no RTP audio.
+/// Reads the audio stream of `body` the relay carries: the first RTP audio line with a non-zero
+/// port, else the first RTP audio line (refused: no address, inactive). An offer may carry the
+/// same audio as alternatives (an `RTP/SAVP` line with `a=crypto` and an `RTP/AVP` line, as phones
+/// with optional SRTP offer it); the answer accepts one of them and refuses the others with port 0
+/// (RFC 3264 §6), so in an answer this is the accepted line. `None` if `body` does not parse or
+/// has no RTP audio.
 pub fn audio_of(body: &[u8]) -> Option<AudioStream> {
     let sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
-    let m = sdp.media.iter().find(|m| m.media.as_str() == "audio" && m.is_rtp())?;
-    let ip = m.effective_connection(&sdp).and_then(|c| c.ip()).filter(|ip| !ip.is_unspecified());
+    let audio = |m: &&MediaDescription| m.media.as_str() == "audio" && m.is_rtp();
+    let m = sdp.media.iter().filter(audio).find(|m| m.port != 0).or_else(|| sdp.media.iter().find(audio))?;
+    let line = sdp.media.iter().position(|x| std::ptr::eq(x, m))?;
+    Some(stream(&sdp, m, line))
+}
+
+/// Reads the RTP audio stream on `m=` line `line` of `body` (the offered line an answer's
+/// accepted line corresponds to); `None` if it is no RTP audio line or `body` does not parse.
+pub fn audio_at(body: &[u8], line: usize) -> Option<AudioStream> {
+    let sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    let m = sdp.media.get(line).filter(|m| m.media.as_str() == "audio" && m.is_rtp())?;
+    Some(stream(&sdp, m, line))
+}
+
+fn stream(sdp: &SessionDescription, m: &MediaDescription, line: usize) -> AudioStream {
+    let ip = m.effective_connection(sdp).and_then(|c| c.ip()).filter(|ip| !ip.is_unspecified());
     let (rtp, rtcp) = match ip {
         Some(ip) if m.port != 0 => {
             let rtcp_port = m.rtcp_port().unwrap_or(m.port.saturating_add(1));
@@ -37,20 +59,26 @@ pub fn audio_of(body: &[u8]) -> Option<AudioStream> {
         }
         _ => (None, None),
     };
-    let dir = if m.port == 0 { Direction::Inactive } else { m.effective_direction(&sdp) };
+    let dir = if m.port == 0 { Direction::Inactive } else { m.effective_direction(sdp) };
     let first = m.payload_types().next();
     let codec = first.and_then(|pt| m.codec(pt));
     let clock_rate = codec.as_ref().map_or(8000, |c| c.clock_rate);
-    Some(AudioStream {
+    AudioStream {
         remote: RemoteMedia { rtp, rtcp, sends: dir.sends(), receives: dir.receives(), clock_rate },
         codec: codec.map(|c| format!("{}/{}", c.encoding_name.as_str(), c.clock_rate)),
-    })
+        line,
+    }
 }
 
 /// The description for the other leg: `body` with our origin (version raised), our relay address
-/// in every `c=` and as the audio port, and what would bypass the relay removed (`a=rtcp`, ICE
-/// candidates). Other streams (video, ...) are refused with port 0: the relay carries one audio
-/// stream. A held stream (`c=0.0.0.0`, RFC 3264 §8.4) stays held. `None` if `body` is no SDP.
+/// in every `c=` and as the port of every RTP audio line with a non-zero port, and what would
+/// bypass the relay removed (`a=rtcp`, ICE candidates). Lines with port 0 stay refused; other
+/// streams (video, ...) are refused with port 0: the relay carries one audio stream. Several
+/// audio lines in an offer are alternatives of that stream (e.g. `RTP/SAVP` and `RTP/AVP`): they
+/// all name the same relay port, which forwards whatever arrives (SRTP included, its `a=crypto`
+/// untouched), and the answerer accepts one of them (RFC 3264 §6), which the relay then follows
+/// (see [`audio_of`], [`audio_at`]). A held stream (`c=0.0.0.0`, RFC 3264 §8.4) stays held. `None`
+/// if `body` is no SDP.
 pub fn rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option<Bytes> {
     let mut sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
     origin.version += 1;
@@ -62,16 +90,14 @@ pub fn rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option
     for name in ["candidate", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite"] {
         sdp.remove_attributes(name);
     }
-    let mut audio_done = false;
     for m in &mut sdp.media {
         for name in ["rtcp", "candidate", "ice-ufrag", "ice-pwd", "rtcp-mux"] {
             m.remove_attributes(name);
         }
-        if audio_done || m.media.as_str() != "audio" || !m.is_rtp() {
+        if m.media.as_str() != "audio" || !m.is_rtp() {
             m.reject();
             continue;
         }
-        audio_done = true;
         if m.port == 0 {
             continue;
         }
@@ -80,6 +106,32 @@ pub fn rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option
             m.set_connection(Connection::new(relay.ip()));
         }
         m.set_port(relay.port());
+    }
+    Some(sdp.to_bytes())
+}
+
+/// The audio line the service itself accepts in an offer it answers (see `prack`): the first
+/// plain RTP audio line (`RTP/AVP`, `RTP/AVPF`) with a non-zero port, as the service holds no SRTP
+/// key of its own to answer an `RTP/SAVP` line with; else the line [`audio_of`] reads.
+pub fn line_to_accept(offer: &[u8]) -> Option<AudioStream> {
+    let sdp = SessionDescription::parse(&Bytes::copy_from_slice(offer)).ok()?;
+    let plain = sdp.media.iter().position(|m| m.media.as_str() == "audio" && m.port != 0 && m.proto.as_str().starts_with("RTP/AVP"));
+    match plain {
+        Some(line) => audio_at(offer, line),
+        None => audio_of(offer),
+    }
+}
+
+/// `body` with every audio line but `line` refused (port 0, without the offer's SDES keys): an
+/// answer accepts at most one of the alternative audio lines of an offer (RFC 3264 §6). `None`
+/// if `body` is no SDP.
+pub fn accept_only(body: &[u8], line: usize) -> Option<Bytes> {
+    let mut sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    for (i, m) in sdp.media.iter_mut().enumerate() {
+        if i != line && m.media.as_str() == "audio" {
+            m.reject();
+            m.remove_attributes("crypto");
+        }
     }
     Some(sdp.to_bytes())
 }
@@ -124,5 +176,55 @@ m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
         let out = rewrite(held.as_bytes(), "127.0.0.1:30002".parse().unwrap(), &mut o).unwrap();
         assert_eq!(audio_of(&out).unwrap().remote.rtp, None);
         assert!(rewrite(b"garbage", "127.0.0.1:1".parse().unwrap(), &mut o).is_none());
+    }
+
+    const MIXED: &str = "v=0\r\no=bob 1 1 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\n\
+m=audio 6002 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n\
+m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+m=video 0 RTP/AVP 96\r\n";
+
+    #[test]
+    fn every_offered_audio_line_names_the_relay_and_keeps_its_key() {
+        let mut o = LegOrigin { session_id: 7, version: 1 };
+        let out = rewrite(MIXED.as_bytes(), "127.0.0.1:30002".parse().unwrap(), &mut o).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains("m=audio 30002 RTP/SAVP 0\r\n"), "{text}");
+        assert!(text.contains("m=audio 30002 RTP/AVP 0\r\n"), "{text}");
+        assert!(text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"), "{text}");
+        assert!(text.contains("m=video 0 "), "{text}");
+        assert!(!text.contains("192.0.2.20"), "{text}");
+        let first = audio_of(MIXED.as_bytes()).unwrap();
+        assert_eq!((first.line, first.remote.rtp), (0, Some("192.0.2.20:6002".parse().unwrap())));
+        let second = audio_at(MIXED.as_bytes(), 1).unwrap();
+        assert_eq!((second.line, second.remote.rtp), (1, Some("192.0.2.20:6000".parse().unwrap())));
+        assert!(audio_at(MIXED.as_bytes(), 2).is_none() && audio_at(MIXED.as_bytes(), 9).is_none());
+    }
+
+    #[test]
+    fn an_answer_accepting_the_second_line_keeps_the_first_refused() {
+        let answer = MIXED.replace("m=audio 6002 RTP/SAVP", "m=audio 0 RTP/SAVP");
+        let accepted = audio_of(answer.as_bytes()).unwrap();
+        assert_eq!((accepted.line, accepted.remote.rtp), (1, Some("192.0.2.20:6000".parse().unwrap())));
+        let mut o = LegOrigin { session_id: 7, version: 1 };
+        let out = rewrite(answer.as_bytes(), "127.0.0.1:30004".parse().unwrap(), &mut o).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains("m=audio 0 RTP/SAVP 0\r\n") && text.contains("m=audio 30004 RTP/AVP 0\r\n"), "{text}");
+        assert_eq!(audio_of(&out).unwrap().line, 1);
+        // Every audio line refused: the first one is read, without an address.
+        let none = answer.replace("m=audio 6000 RTP/AVP", "m=audio 0 RTP/AVP");
+        let refused = audio_of(none.as_bytes()).unwrap();
+        assert_eq!((refused.line, refused.remote.rtp, refused.remote.sends), (0, None, false));
+    }
+
+    #[test]
+    fn the_service_accepts_one_plain_line() {
+        let line = line_to_accept(MIXED.as_bytes()).unwrap();
+        assert_eq!((line.line, line.remote.rtp), (1, Some("192.0.2.20:6000".parse().unwrap())));
+        let only = accept_only(MIXED.as_bytes(), line.line).unwrap();
+        let text = std::str::from_utf8(&only).unwrap();
+        assert!(text.contains("m=audio 0 RTP/SAVP 0\r\n") && text.contains("m=audio 6000 RTP/AVP 0\r\n"), "{text}");
+        assert!(!text.contains("crypto"), "{text}");
+        let savp_only = MIXED.replace("m=audio 6000 RTP/AVP", "m=audio 0 RTP/AVP");
+        assert_eq!(line_to_accept(savp_only.as_bytes()).unwrap().line, 0);
     }
 }
