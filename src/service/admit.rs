@@ -210,7 +210,8 @@ impl Admission {
     /// Decides who owns `req` (received from `source`), or the answer it gets.
     pub fn admit(&mut self, req: &Message, source: SocketAddr, known: Known) -> Admit {
         let method = req.method();
-        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        // Parsed only when the rules above it have not decided (a To tag means an in-dialog request).
+        let in_dialog = || req.to().ok().is_some_and(|t| t.tag().is_some());
         let verdict = match method {
             // §16.3 step 4, for every method and mode (issue 14 point 9): a request that already
             // carries our Via went through us before; a loop, answered before it creates any state.
@@ -221,7 +222,7 @@ impl Admission {
             Some(Method::Register) => Admit::Register,
             _ if known.echo => Admit::Echo,
             _ if known.b2bua => self.b2bua_leg(source, known),
-            _ if in_dialog => self.in_dialog(req),
+            _ if in_dialog() => self.in_dialog(req),
             _ if is_echo(req) => Admit::Echo,
             _ => {
                 // An OPTIONS with no user part is for the service itself (a keep-alive or capability
