@@ -160,7 +160,10 @@ impl Media {
 
     /// Spare binds the driver polled without reporting a failure since: done.
     fn confirm_polled(&mut self) {
-        for flow in std::mem::take(&mut self.polled) {
+        // Indexed rather than taken, so the list keeps its buffer: the driver polls after every
+        // input, and most polls find nothing to confirm.
+        for i in 0..self.polled.len() {
+            let flow = self.polled[i];
             let Some(&(key, rtp)) = self.spare_of.get(&flow) else { continue };
             let Some(pool) = self.pools.get_mut(&key) else { continue };
             if let Some((pair, left)) = pool.pending.get_mut(&rtp) {
@@ -172,6 +175,7 @@ impl Media {
                 }
             }
         }
+        self.polled.clear();
     }
 
     /// Picks a free even port of `ports` on `ip` at random (RTP convention, RFC 3550 §11; a
@@ -275,7 +279,9 @@ impl Media {
 
     /// The next thing for the driver to do.
     pub fn poll_output(&mut self) -> Option<MediaOutput> {
-        self.confirm_polled();
+        if !self.polled.is_empty() {
+            self.confirm_polled();
+        }
         let out = self.out.pop_front()?;
         if let MediaOutput::Bind { flow, .. } = out {
             if self.spare_of.contains_key(&flow) {

@@ -63,8 +63,15 @@ impl RouteKey {
 
     /// The token for the dialog of an INVITE with this Call-ID and From tag.
     pub fn mint(&self, call_id: &str, from_tag: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let tag = self.mac_of(call_id, from_tag).finalize().into_bytes();
-        tag[..LEN].iter().map(|b| format!("{b:02x}")).collect()
+        // One allocation (a `format!` per byte cost ~10,000 instructions per INVITE).
+        let mut out = String::with_capacity(2 * LEN);
+        for b in &tag[..LEN] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out
     }
 
     /// Whether `token` was minted for `call_id` and one of `tags` (compared in constant time).

@@ -35,7 +35,7 @@
 //! alone.
 
 use crate::endpoint::Owner;
-use crate::message::{Message, Method, Uri};
+use crate::message::{Message, Method, SipUri, Uri};
 use crate::proxy::forward::is_us;
 use crate::proxy::token::{RouteKey, PARAM};
 use std::net::{IpAddr, SocketAddr};
@@ -210,7 +210,8 @@ impl Admission {
     /// Decides who owns `req` (received from `source`), or the answer it gets.
     pub fn admit(&mut self, req: &Message, source: SocketAddr, known: Known) -> Admit {
         let method = req.method();
-        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        // Parsed only when the rules above it have not decided (a To tag means an in-dialog request).
+        let in_dialog = || req.to().ok().is_some_and(|t| t.tag().is_some());
         let verdict = match method {
             // §16.3 step 4, for every method and mode (issue 14 point 9): a request that already
             // carries our Via went through us before; a loop, answered before it creates any state.
@@ -221,7 +222,7 @@ impl Admission {
             Some(Method::Register) => Admit::Register,
             _ if known.echo => Admit::Echo,
             _ if known.b2bua => self.b2bua_leg(source, known),
-            _ if in_dialog => self.in_dialog(req),
+            _ if in_dialog() => self.in_dialog(req),
             _ if is_echo(req) => Admit::Echo,
             _ => {
                 // An OPTIONS with no user part is for the service itself (a keep-alive or capability
@@ -309,25 +310,30 @@ impl Admission {
     }
 
     fn record_routed(&self, req: &Message) -> Routed {
-        let routes: Vec<&str> = req.routes().filter_map(Result::ok).map(|r| r.uri_text).collect();
-        let Some(top) = routes.first().filter(|r| is_us(r, self.local)) else { return Routed::NotUs };
-        if !self.token_valid(req, top) {
+        // Parsed once, lazily: the top Route names us and carries the token, the next one (if
+        // any) is the next hop.
+        let mut routes = req.routes().filter_map(Result::ok);
+        let Some(top) = routes.next() else { return Routed::NotUs };
+        let Uri::Sip(uri) = &top.uri else { return Routed::NotUs };
+        if uri.host.ip() != Some(self.local.ip()) || uri.port.unwrap_or(crate::transport::DEFAULT_PORT) != self.local.port() {
+            return Routed::NotUs;
+        }
+        if !self.token_valid(req, uri) {
             return Routed::BadToken;
         }
-        let next = routes.get(1).copied().or_else(|| req.request_uri_str()).unwrap_or_default();
+        let next = routes.next().map(|r| r.uri_text).or_else(|| req.request_uri_str()).unwrap_or_default();
         if is_us(next, self.local) {
             return Routed::Loop;
         }
         Routed::Next(next.to_owned())
     }
 
-    fn token_valid(&self, req: &Message, route: &str) -> bool {
-        let Ok(Uri::Sip(uri)) = Uri::parse(route) else { return false };
-        let Some(token) = uri.params.value(PARAM) else { return false };
+    fn token_valid(&self, req: &Message, route: &SipUri<'_>) -> bool {
+        let Some(token) = route.params.value(PARAM) else { return false };
         let Ok(call_id) = req.call_id() else { return false };
-        let from = req.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
-        let to = req.to().ok().and_then(|t| t.tag().map(str::to_owned)).unwrap_or_default();
-        self.key.verify(call_id, &[&from, &to], token)
+        let from = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
+        let to = req.to().ok().and_then(|t| t.tag()).unwrap_or_default();
+        self.key.verify(call_id, &[from, to], token)
     }
 
     /// Whether `dest` is the service itself (a next hop that would loop, §16.3 step 4).

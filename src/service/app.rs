@@ -163,10 +163,6 @@ impl Service {
         self.b2bua.as_ref().map(|b| b.live(now)).unwrap_or_default()
     }
 
-    fn b2bua_knows(&self, msg: &Message) -> bool {
-        self.b2bua.as_ref().is_some_and(|b| b.knows(msg))
-    }
-
     /// Hands the B2BUA's call records and states to the store writer.
     fn write_calls(&mut self) {
         let Some(b) = self.b2bua.as_mut() else { return };
@@ -262,15 +258,19 @@ impl Service {
     }
 
     /// What the owners know of `msg`, for admission.
-    fn known(&self, msg: &Message) -> Known {
-        let b2bua = self.b2bua.as_ref();
+    /// The leg's phone matters only for a request in a B2BUA leg, and the awaited ACK only for an
+    /// ACK in one from another address than that phone (admission reads them for nothing else), so
+    /// each is looked up only then: both cost a parse of the dialog identity, per request.
+    fn known(&self, msg: &Message, source: SocketAddr) -> Known {
+        let b2bua = self.b2bua.as_ref().filter(|b| b.knows(msg));
         let peer = b2bua.and_then(|b| b.leg_peer(msg));
-        let awaited_ack = msg.method() == Some(&Method::Ack) && b2bua.is_some_and(|b| b.awaits_ack(msg));
-        Known { echo: self.echo.knows(msg), b2bua: self.b2bua_knows(msg), peer, awaited_ack }
+        let awaited_ack =
+            msg.method() == Some(&Method::Ack) && peer.is_some_and(|p| p != source) && b2bua.is_some_and(|b| b.awaits_ack(msg));
+        Known { echo: self.echo.knows(msg), b2bua: b2bua.is_some(), peer, awaited_ack }
     }
 
     fn on_request(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, now: Instant) {
-        let known = self.known(&request);
+        let known = self.known(&request, source);
         let verdict = self.admission.admit(&request, source, known);
         // The owner is recorded before anyone answers (a stateless answer ends the transaction at
         // once); a new request's owner is named by its routing (`on_new`), the service's until then.
@@ -461,7 +461,7 @@ impl Service {
         match event {
             EndpointEvent::Request { tx, request, source } => self.on_request(io, tx, request, source, now),
             EndpointEvent::Ack { request, source } => {
-                let known = self.known(&request);
+                let known = self.known(&request, source);
                 match self.admission.admit_ack(&request, source, known) {
                     AdmitAck::Echo => self.echo.handle_event(io, EndpointEvent::Ack { request, source }, now),
                     AdmitAck::B2bua => {

@@ -170,6 +170,10 @@ impl EchoUas {
 
     /// Whether `msg` (a request or a response) belongs to one of the echo user's dialogs.
     pub fn knows(&self, msg: &Message) -> bool {
+        // No dialog (the B2BUA's and the proxy's traffic): nothing to parse the identity for.
+        if self.ua.dialogs_ref().is_empty() {
+            return false;
+        }
         let id = if msg.is_request() { DialogId::of_request(msg) } else { DialogId::of_response(msg) };
         id.is_some_and(|id| self.ua.dialogs_ref().get(&id).is_some())
     }
