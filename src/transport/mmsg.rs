@@ -4,11 +4,16 @@
 //!
 //! `nix` keeps the `mmsghdr` array in a [`MultiHeaders`] that is not `Send` (it holds raw
 //! pointers), so the driver's future could not own one; each thread keeps its own here instead,
-//! allocated once and reused by every call on that thread. Receiving keeps one per address family:
-//! the kernel shortens `msg_namelen` to the family's address size and `nix` does not reset it.
+//! allocated once and reused by every call on that thread. Sources are received as the socket
+//! family's own `sockaddr_in`/`sockaddr_in6` (16 or 28 bytes, not a 128-byte `sockaddr_storage`
+//! copied per datagram). Destinations are `sockaddr_storage`, written only for the datagrams of
+//! the call into a reused vector (`nix` reads the send headers' address slots as initialised,
+//! which only a union type makes sound when the kernel never wrote them).
 
 use super::Transmit;
-use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
+};
 use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
@@ -17,43 +22,77 @@ use std::os::fd::RawFd;
 /// Datagrams moved by one system call at most.
 pub(super) const BATCH: usize = 32;
 
-#[derive(Default)]
-struct Headers {
-    recv_v4: Option<MultiHeaders<SockaddrStorage>>,
-    recv_v6: Option<MultiHeaders<SockaddrStorage>>,
-    send: Option<MultiHeaders<SockaddrStorage>>,
+/// One address family's receive headers.
+struct Family<S> {
+    recv: MultiHeaders<S>,
+}
+
+impl<S: Copy + SockaddrLike> Family<S> {
+    fn new() -> Family<S> {
+        Family { recv: MultiHeaders::preallocate(BATCH, None) }
+    }
+}
+
+/// The send headers and the destinations of one call.
+struct Send {
+    headers: MultiHeaders<SockaddrStorage>,
+    addrs: Vec<Option<SockaddrStorage>>,
 }
 
 thread_local! {
-    static HEADERS: RefCell<Headers> = RefCell::new(Headers::default());
+    static V4: RefCell<Option<Family<SockaddrIn>>> = const { RefCell::new(None) };
+    static V6: RefCell<Option<Family<SockaddrIn6>>> = const { RefCell::new(None) };
+    static SEND: RefCell<Option<Send>> = const { RefCell::new(None) };
 }
 
 fn busy() -> io::Error {
     io::Error::other("mmsg headers in use")
 }
 
-fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::from(*v4));
+/// A source address of the socket's family, as the family's sockaddr (see the module docs).
+trait Addr: Copy + SockaddrLike + Sized + 'static {
+    fn to_std(&self) -> SocketAddr;
+    fn with<R>(f: impl FnOnce(&mut Family<Self>) -> io::Result<R>) -> io::Result<R>;
+}
+
+impl Addr for SockaddrIn {
+    fn to_std(&self) -> SocketAddr {
+        SocketAddr::from(*self)
     }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+    fn with<R>(f: impl FnOnce(&mut Family<Self>) -> io::Result<R>) -> io::Result<R> {
+        V4.with(|h| f(h.try_borrow_mut().map_err(|_| busy())?.get_or_insert_with(Family::new)))
+    }
+}
+
+impl Addr for SockaddrIn6 {
+    fn to_std(&self) -> SocketAddr {
+        SocketAddr::from(*self)
+    }
+    fn with<R>(f: impl FnOnce(&mut Family<Self>) -> io::Result<R>) -> io::Result<R> {
+        V6.with(|h| f(h.try_borrow_mut().map_err(|_| busy())?.get_or_insert_with(Family::new)))
+    }
 }
 
 /// Receives up to [`BATCH`] datagrams in one `recvmmsg`: datagram `i` lands at the start of
 /// `buf[i * slot..]`; its slot, length and source are pushed to `meta`. `WouldBlock` when none is
-/// queued (the socket is non-blocking). A datagram without a readable source is skipped.
+/// queued (the socket is non-blocking). `v6`: the socket's family.
 pub(super) fn recv(fd: RawFd, v6: bool, buf: &mut [u8], slot: usize, meta: &mut Vec<(usize, usize, SocketAddr)>) -> io::Result<usize> {
-    HEADERS.with(|h| {
-        let mut h = h.try_borrow_mut().map_err(|_| busy())?;
+    if v6 {
+        recv_as::<SockaddrIn6>(fd, buf, slot, meta)
+    } else {
+        recv_as::<SockaddrIn>(fd, buf, slot, meta)
+    }
+}
+
+fn recv_as<S: Addr>(fd: RawFd, buf: &mut [u8], slot: usize, meta: &mut Vec<(usize, usize, SocketAddr)>) -> io::Result<usize> {
+    S::with(|family| {
         let mut chunks = buf.chunks_mut(slot.max(1));
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-        let slot_headers = if v6 { &mut h.recv_v6 } else { &mut h.recv_v4 };
-        let headers = slot_headers.get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
-        let results = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::empty(), None)?;
+        let results = recvmmsg(fd, &mut family.recv, iovs.iter_mut(), MsgFlags::empty(), None)?;
         let mut n = 0;
         for (i, r) in results.enumerate() {
-            if let Some(src) = r.address.as_ref().and_then(to_std) {
-                meta.push((i, r.bytes, src));
+            if let Some(src) = r.address {
+                meta.push((i, r.bytes, src.to_std()));
             }
             n += 1;
         }
@@ -64,17 +103,18 @@ pub(super) fn recv(fd: RawFd, v6: bool, buf: &mut [u8], slot: usize, meta: &mut 
 /// Sends the first [`BATCH`] (at most) of `batch` in one `sendmmsg`: how many went (the first
 /// failure stops a call; `Err` only if the first datagram failed).
 pub(super) fn send(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
-    let n = batch.len().min(BATCH);
-    if n == 0 {
+    let batch = &batch[..batch.len().min(BATCH)];
+    if batch.is_empty() {
         return Ok(0);
     }
-    HEADERS.with(|h| {
+    SEND.with(|h| {
         let mut h = h.try_borrow_mut().map_err(|_| busy())?;
+        let s = h.get_or_insert_with(|| Send { headers: MultiHeaders::preallocate(BATCH, None), addrs: Vec::with_capacity(BATCH) });
+        s.addrs.clear();
+        s.addrs.extend(batch.iter().map(|t| Some(SockaddrStorage::from(t.dest))));
         let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| [IoSlice::new(batch.get(i).map_or(&[][..], |t| &t.payload[..]))]);
-        let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|i| batch.get(i).map(|t| SockaddrStorage::from(t.dest)));
-        let headers = h.send.get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
         let no_cmsgs: [ControlMessage<'_>; 0] = [];
-        let sent = sendmmsg(fd, headers, iovs[..n].iter(), &addrs[..n], no_cmsgs, MsgFlags::empty())?;
+        let sent = sendmmsg(fd, &mut s.headers, iovs[..batch.len()].iter(), &s.addrs, no_cmsgs, MsgFlags::empty())?;
         Ok(sent.count())
     })
 }
