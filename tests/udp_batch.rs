@@ -93,7 +93,7 @@ fn a_burst_of_500_options_is_all_answered() {
     let me = client.local_addr().unwrap();
     const N: usize = 500;
     let options = |i: usize| {
-        Message::request(switchboard::message::Method::Options, &format!("sip:{service}"))
+        Message::request(switchboard::message::Method::Options, format!("sip:{service}"))
             .header(HeaderName::Via, format!("SIP/2.0/UDP {me};rport;branch=z9hG4bKburst{i}"))
             .header(HeaderName::MaxForwards, "70")
             .header(HeaderName::From, format!("<sip:probe@{}>;tag=b{i}", me.ip()))
