@@ -110,7 +110,7 @@ impl MediaSockets {
 /// name the ports, events to the application, datagrams to the SIP socket (gathered in `outbox`,
 /// sent together at the end).
 async fn flush<A: Application>(
-    transport: &UdpTransport,
+    transport: &mut UdpTransport,
     endpoint: &mut Endpoint,
     media: &mut Media,
     sockets: &mut MediaSockets,
@@ -118,24 +118,36 @@ async fn flush<A: Application>(
     outbox: &mut Vec<Transmit>,
     now: Instant,
 ) {
-    outbox.clear();
-    loop {
-        let mut progressed = sockets.apply(endpoint, media, app, now);
-        while let Some(ev) = endpoint.poll_event() {
-            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
-            sockets.apply(endpoint, media, app, now);
-            progressed = true;
+    // A send can report an ICMP error (UdpTransport::report_unreachable): the endpoint hears of
+    // it at once and what it does in answer goes out in another round. A few rounds at most; what
+    // is left is taken at the next receive.
+    for _ in 0..4 {
+        outbox.clear();
+        loop {
+            let mut progressed = sockets.apply(endpoint, media, app, now);
+            while let Some(ev) = endpoint.poll_event() {
+                app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
+                sockets.apply(endpoint, media, app, now);
+                progressed = true;
+            }
+            while let Some(t) = endpoint.poll_transmit() {
+                outbox.push(t);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
         }
-        while let Some(t) = endpoint.poll_transmit() {
-            outbox.push(t);
-            progressed = true;
-        }
-        if !progressed {
+        transport.send_batch(outbox, |t, e| tracing::debug!(dest = %t.dest, error = %e, "send failed")).await;
+        outbox.clear();
+        let gone = transport.take_unreachable();
+        if gone.is_empty() {
             break;
         }
+        for dest in gone {
+            endpoint.handle_unreachable(dest, now);
+        }
     }
-    transport.send_batch(outbox, |t, e| tracing::debug!(dest = %t.dest, error = %e, "send failed")).await;
-    outbox.clear();
 }
 
 /// Moves the SIP socket where the application asks ([`Application::poll_move`]), then sends what
@@ -202,7 +214,7 @@ pub async fn run_with_commands<A: Application>(
     let mut outbox: Vec<Transmit> = Vec::with_capacity(udp::BATCH);
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
     // Whatever the application queued before the loop (e.g. an INVITE) goes out now.
-    flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
+    flush(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
     loop {
         if app.is_done() {
             break;
@@ -251,7 +263,7 @@ pub async fn run_with_commands<A: Application>(
                 break;
             }
         }
-        flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
+        flush(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
         rebind(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox).await;
     }
     for flow in sockets.sockets.keys().copied().collect::<Vec<_>>() {

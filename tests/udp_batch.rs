@@ -65,7 +65,7 @@ async fn queued_datagrams_come_in_batches_with_their_bytes_and_sources() {
 
 #[tokio::test]
 async fn a_batch_of_transmits_arrives_whole_and_an_unreachable_one_fails_alone() {
-    let t = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+    let mut t = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
     let peer = roomy_socket();
     let to = peer.local_addr().unwrap();
     const N: usize = 3 * BATCH + 5;

@@ -212,7 +212,10 @@ impl UdpTransport {
 
     /// Sends every datagram of `batch`, up to [`BATCH`] per system call on Linux, waiting while the
     /// socket's buffer is full. A datagram that cannot be sent is reported to `failed` and skipped.
-    pub async fn send_batch(&self, batch: &[Transmit], mut failed: impl FnMut(&Transmit, io::Error)) {
+    /// A send can fail with the error an ICMP message left on the socket (Linux reports a pending
+    /// socket error to whichever call comes first): the error queue is then read as after a
+    /// receive, so [`UdpTransport::take_unreachable`] names the destination.
+    pub async fn send_batch(&mut self, batch: &[Transmit], mut failed: impl FnMut(&Transmit, io::Error)) {
         let mut next = 0;
         while let Some(rest) = batch.get(next..).filter(|r| !r.is_empty()) {
             match self.send_some(rest) {
@@ -224,6 +227,7 @@ impl UdpTransport {
                     }
                 }
                 Err(e) => {
+                    self.drain_errors(&e);
                     if let Some(t) = rest.first() {
                         failed(t, e);
                     }
