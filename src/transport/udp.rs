@@ -10,7 +10,6 @@ use super::Transmit;
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Largest datagram we accept (RFC 3261 §18.1.1: UDP messages can be up to 65,535 bytes).
@@ -188,7 +187,7 @@ impl UdpTransport {
         let fd = self.socket.as_raw_fd();
         let v6 = self.local.is_ipv6();
         let (buf, meta) = (&mut self.buf, &mut self.meta);
-        self.socket.try_io(Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta)).map(drop)
+        self.socket.try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta)).map(drop)
     }
 
     /// `recv_from` into each slot until none is queued.
@@ -242,7 +241,7 @@ impl UdpTransport {
     fn send_some(&self, rest: &[Transmit]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let fd = self.socket.as_raw_fd();
-        self.socket.try_io(Interest::WRITABLE, || super::mmsg::send(fd, rest))
+        self.socket.try_io(tokio::io::Interest::WRITABLE, || super::mmsg::send(fd, rest))
     }
 
     /// Sends from the start of `rest` (non-blocking), one `send_to` each: how many went.
