@@ -2,7 +2,9 @@
 //! [`Endpoint`], and runs an [`Application`] on top. Timers of every transaction, dialog and media
 //! flow live in the endpoint's and the application's own structures; the driver sleeps until the
 //! earliest of them. After every input it carries out the application's [`MediaOutput`]s (the
-//! sans-IO [`Media`] picked the ports), then drains the endpoint. Media sockets each have a small
+//! sans-IO [`Media`] picked the ports), then drains the endpoint. SIP datagrams move in batches:
+//! one wake-up takes every queued datagram (up to [`udp::BATCH`], one `recvmmsg` on Linux) before
+//! the endpoint is drained, and what the drain queued leaves in one `sendmmsg`. Media sockets each have a small
 //! reader task that forwards datagrams to the driver; sending is a non-blocking `send_to` from the
 //! driver task. Commands from outside (control socket, prompt) arrive on a channel ([`Command`]).
 
@@ -10,7 +12,8 @@ use crate::application::{Media, MediaOutput};
 use crate::collections::HashMap;
 use crate::dialog::IdGen;
 use crate::endpoint::Endpoint;
-use crate::transport::udp::UdpTransport;
+use crate::transport::udp::{self, UdpTransport};
+use crate::transport::Transmit;
 use bytes::Bytes;
 use std::future::Future;
 use std::io;
@@ -104,30 +107,45 @@ impl MediaSockets {
 }
 
 /// Drains the application's media outputs and the endpoint: binds before the datagrams that
-/// name the ports, events to the application, datagrams to the SIP socket.
+/// name the ports, events to the application, datagrams to the SIP socket (gathered in `outbox`,
+/// sent together at the end).
 async fn flush<A: Application>(
-    transport: &UdpTransport,
+    transport: &mut UdpTransport,
     endpoint: &mut Endpoint,
     media: &mut Media,
     sockets: &mut MediaSockets,
     app: &mut A,
+    outbox: &mut Vec<Transmit>,
     now: Instant,
 ) {
-    loop {
-        let mut progressed = sockets.apply(endpoint, media, app, now);
-        while let Some(ev) = endpoint.poll_event() {
-            app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
-            sockets.apply(endpoint, media, app, now);
-            progressed = true;
-        }
-        while let Some(t) = endpoint.poll_transmit() {
-            if let Err(e) = transport.send(&t).await {
-                tracing::debug!(dest = %t.dest, error = %e, "send failed");
+    // A send can report an ICMP error (UdpTransport::report_unreachable): the endpoint hears of
+    // it at once and what it does in answer goes out in another round. A few rounds at most; what
+    // is left is taken at the next receive.
+    for _ in 0..4 {
+        outbox.clear();
+        loop {
+            let mut progressed = sockets.apply(endpoint, media, app, now);
+            while let Some(ev) = endpoint.poll_event() {
+                app.handle_event(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, ev, now);
+                sockets.apply(endpoint, media, app, now);
+                progressed = true;
             }
-            progressed = true;
+            while let Some(t) = endpoint.poll_transmit() {
+                outbox.push(t);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
         }
-        if !progressed {
+        transport.send_batch(outbox, |t, e| tracing::debug!(dest = %t.dest, error = %e, "send failed")).await;
+        outbox.clear();
+        let gone = transport.take_unreachable();
+        if gone.is_empty() {
             break;
+        }
+        for dest in gone {
+            endpoint.handle_unreachable(dest, now);
         }
     }
 }
@@ -140,6 +158,7 @@ async fn rebind<A: Application>(
     media: &mut Media,
     sockets: &mut MediaSockets,
     app: &mut A,
+    outbox: &mut Vec<Transmit>,
 ) {
     while let Some(addr) = app.poll_move() {
         let local = match UdpTransport::bind(addr).await {
@@ -156,7 +175,7 @@ async fn rebind<A: Application>(
         };
         let now = Instant::now();
         app.moved(&mut Io { endpoint: &mut *endpoint, media: &mut *media, wall_clock: wall_clock() }, local, now);
-        flush(transport, endpoint, media, sockets, app, now).await;
+        flush(transport, endpoint, media, sockets, app, outbox, now).await;
     }
 }
 
@@ -190,9 +209,12 @@ pub async fn run_with_commands<A: Application>(
     let mut media = Media::new(IdGen::from_os()).with_spares(SPARE_PAIRS);
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut stopping: Option<tokio::time::Instant> = None;
+    // Reused across wake-ups: the datagrams of one receive batch, the transmits of one flush.
+    let mut inbox: Vec<(Bytes, SocketAddr)> = Vec::with_capacity(udp::BATCH);
+    let mut outbox: Vec<Transmit> = Vec::with_capacity(udp::BATCH);
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
     // Whatever the application queued before the loop (e.g. an INVITE) goes out now.
-    flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, Instant::now()).await;
+    flush(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
     loop {
         if app.is_done() {
             break;
@@ -201,18 +223,15 @@ pub async fn run_with_commands<A: Application>(
         let sleep_until = deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far);
         let grace = stopping.unwrap_or_else(far);
         tokio::select! {
-            r = transport.recv() => {
+            // Every queued datagram (up to a batch) is taken before the flush, so a burst is
+            // handled in one wake-up and answered in one send.
+            r = transport.recv_batch(&mut inbox) => {
                 let now = Instant::now();
-                match r {
-                    Ok((bytes, src)) => endpoint.handle_datagram(src, bytes, now),
-                    Err(e) => tracing::debug!(error = %e, "recv failed"),
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "recv failed");
                 }
-                // Take whatever else is queued before flushing, so bursts are handled together.
-                for _ in 0..64 {
-                    match transport.try_recv() {
-                        Ok(Some((bytes, src))) => endpoint.handle_datagram(src, bytes, now),
-                        _ => break,
-                    }
+                for (bytes, src) in inbox.drain(..) {
+                    endpoint.handle_datagram(src, bytes, now);
                 }
                 // ICMP errors the socket reported (UdpTransport::report_unreachable).
                 for dest in transport.take_unreachable() {
@@ -244,8 +263,8 @@ pub async fn run_with_commands<A: Application>(
                 break;
             }
         }
-        flush(&transport, &mut endpoint, &mut media, &mut sockets, &mut app, Instant::now()).await;
-        rebind(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app).await;
+        flush(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
+        rebind(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox).await;
     }
     for flow in sockets.sockets.keys().copied().collect::<Vec<_>>() {
         sockets.close(flow);

@@ -5,6 +5,8 @@
 //! [`response_destination`] says where a response goes (§18.2.2, RFC 3581 §4), [`Transmit`] carries
 //! bytes and destination to the I/O driver. The socket itself lives in `udp` (feature `tokio`).
 
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+mod mmsg;
 pub mod rate_limit;
 #[cfg(feature = "tokio")]
 pub mod udp;

@@ -1,0 +1,120 @@
+//! Batched datagram system calls on Linux: `recvmmsg(2)` and `sendmmsg(2)` through `nix` (the
+//! `unsafe` lives in that crate; ours stays `forbid(unsafe_code)`). One call moves up to
+//! [`BATCH`] datagrams, where `recv_from`/`send_to` take one call each.
+//!
+//! `nix` keeps the `mmsghdr` array in a [`MultiHeaders`] that is not `Send` (it holds raw
+//! pointers), so the driver's future could not own one; each thread keeps its own here instead,
+//! allocated once and reused by every call on that thread. Sources are received as the socket
+//! family's own `sockaddr_in`/`sockaddr_in6` (16 or 28 bytes, not a 128-byte `sockaddr_storage`
+//! copied per datagram). Destinations are `sockaddr_storage`, written only for the datagrams of
+//! the call into a reused vector (`nix` reads the send headers' address slots as initialised,
+//! which only a union type makes sound when the kernel never wrote them).
+
+use super::Transmit;
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
+};
+use std::cell::RefCell;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+/// Datagrams moved by one system call at most.
+pub(super) const BATCH: usize = 32;
+
+/// One address family's receive headers.
+struct Family<S> {
+    recv: MultiHeaders<S>,
+}
+
+impl<S: Copy + SockaddrLike> Family<S> {
+    fn new() -> Family<S> {
+        Family { recv: MultiHeaders::preallocate(BATCH, None) }
+    }
+}
+
+/// The send headers and the destinations of one call.
+struct Send {
+    headers: MultiHeaders<SockaddrStorage>,
+    addrs: Vec<Option<SockaddrStorage>>,
+}
+
+thread_local! {
+    static V4: RefCell<Option<Family<SockaddrIn>>> = const { RefCell::new(None) };
+    static V6: RefCell<Option<Family<SockaddrIn6>>> = const { RefCell::new(None) };
+    static SEND: RefCell<Option<Send>> = const { RefCell::new(None) };
+}
+
+fn busy() -> io::Error {
+    io::Error::other("mmsg headers in use")
+}
+
+/// A source address of the socket's family, as the family's sockaddr (see the module docs).
+trait Addr: Copy + SockaddrLike + Sized + 'static {
+    fn to_std(&self) -> SocketAddr;
+    fn with<R>(f: impl FnOnce(&mut Family<Self>) -> io::Result<R>) -> io::Result<R>;
+}
+
+impl Addr for SockaddrIn {
+    fn to_std(&self) -> SocketAddr {
+        SocketAddr::from(*self)
+    }
+    fn with<R>(f: impl FnOnce(&mut Family<Self>) -> io::Result<R>) -> io::Result<R> {
+        V4.with(|h| f(h.try_borrow_mut().map_err(|_| busy())?.get_or_insert_with(Family::new)))
+    }
+}
+
+impl Addr for SockaddrIn6 {
+    fn to_std(&self) -> SocketAddr {
+        SocketAddr::from(*self)
+    }
+    fn with<R>(f: impl FnOnce(&mut Family<Self>) -> io::Result<R>) -> io::Result<R> {
+        V6.with(|h| f(h.try_borrow_mut().map_err(|_| busy())?.get_or_insert_with(Family::new)))
+    }
+}
+
+/// Receives up to [`BATCH`] datagrams in one `recvmmsg`: datagram `i` lands at the start of
+/// `buf[i * slot..]`; its slot, length and source are pushed to `meta`. `WouldBlock` when none is
+/// queued (the socket is non-blocking). `v6`: the socket's family.
+pub(super) fn recv(fd: RawFd, v6: bool, buf: &mut [u8], slot: usize, meta: &mut Vec<(usize, usize, SocketAddr)>) -> io::Result<usize> {
+    if v6 {
+        recv_as::<SockaddrIn6>(fd, buf, slot, meta)
+    } else {
+        recv_as::<SockaddrIn>(fd, buf, slot, meta)
+    }
+}
+
+fn recv_as<S: Addr>(fd: RawFd, buf: &mut [u8], slot: usize, meta: &mut Vec<(usize, usize, SocketAddr)>) -> io::Result<usize> {
+    S::with(|family| {
+        let mut chunks = buf.chunks_mut(slot.max(1));
+        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+        let results = recvmmsg(fd, &mut family.recv, iovs.iter_mut(), MsgFlags::empty(), None)?;
+        let mut n = 0;
+        for (i, r) in results.enumerate() {
+            if let Some(src) = r.address {
+                meta.push((i, r.bytes, src.to_std()));
+            }
+            n += 1;
+        }
+        Ok(n)
+    })
+}
+
+/// Sends the first [`BATCH`] (at most) of `batch` in one `sendmmsg`: how many went (the first
+/// failure stops a call; `Err` only if the first datagram failed).
+pub(super) fn send(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
+    let batch = &batch[..batch.len().min(BATCH)];
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    SEND.with(|h| {
+        let mut h = h.try_borrow_mut().map_err(|_| busy())?;
+        let s = h.get_or_insert_with(|| Send { headers: MultiHeaders::preallocate(BATCH, None), addrs: Vec::with_capacity(BATCH) });
+        s.addrs.clear();
+        s.addrs.extend(batch.iter().map(|t| Some(SockaddrStorage::from(t.dest))));
+        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| [IoSlice::new(batch.get(i).map_or(&[][..], |t| &t.payload[..]))]);
+        let no_cmsgs: [ControlMessage<'_>; 0] = [];
+        let sent = sendmmsg(fd, &mut s.headers, iovs[..batch.len()].iter(), &s.addrs, no_cmsgs, MsgFlags::empty())?;
+        Ok(sent.count())
+    })
+}
