@@ -406,6 +406,18 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Forgets server transaction `tx` without answering it: a stateful proxy whose branches of a
+    /// non-INVITE request all timed out sends no 408 (RFC 4320 §4.2: the client's own transaction
+    /// has expired by then, and a late 408 only adds to the storm). A retransmission of the
+    /// request after this is a new request. A [`EndpointEvent::Terminated`] for `tx` follows.
+    pub fn abandon_server(&mut self, tx: TransactionId, now: Instant) -> Result<(), crate::transaction::Error> {
+        self.transactions.forget_server(tx)?;
+        let owner = self.meta.remove(&tx).map(|m| m.owner).unwrap_or_default();
+        self.events.push_back(EndpointEvent::Terminated { tx, owner });
+        self.drain(now);
+        Ok(())
+    }
+
     /// Starts a client transaction for `request`, sent to `dest`, on behalf of `owner` (whom its
     /// events go to).
     pub fn send_request(

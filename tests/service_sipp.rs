@@ -230,7 +230,7 @@ fn calls_through_service(tag: &str, calls: u32, rate: u32, loss: Option<&str>, m
 
     let t0 = Instant::now();
     let uac_out = uac.finish(LOAD_LIMIT);
-    // The UAS ends its last call with the BYE, then lingers 8 s for retransmissions.
+    // The UAS ends its last call with the BYE, then lingers 16 s for retransmissions.
     let uas_out = uas.finish(LIMIT);
     eprintln!(
         "{tag} ({mode}): {calls} calls at {rate}/s{}: caller {} ok / {} failed, {} retransmissions, {:.1} s; \

@@ -13,9 +13,12 @@
 //! `upstream`: the endpoint's events for it name where its responses go, so the proxy keeps no
 //! table of branches beside its contexts.
 //!
-//! Routing decisions (which targets) are the caller's: [`Proxy::forward`] takes them. A branch
-//! without any response for `branch_timeout`, or without a final one for `ringing_timeout` (Timer C,
-//! §16.8), ends as 408, so a caller never waits out the full Timer B in silence.
+//! Routing decisions (which targets) are the caller's: [`Proxy::forward`] takes them. An INVITE
+//! branch without any response for `branch_timeout`, or without a final one for `ringing_timeout`
+//! (Timer C, §16.8), ends as 408, so a caller never waits out the full Timer B in silence. A
+//! non-INVITE branch runs until its own Timer F (64*T1), retransmitting all along, and when every
+//! branch of a non-INVITE request timed out we send no 408 (RFC 4320 §4.2): the request's server
+//! transaction is dropped, as the client's has expired by then.
 
 pub mod forward;
 pub mod token;
@@ -69,7 +72,8 @@ enum BranchState {
 struct Branch {
     tx: TransactionId,
     state: BranchState,
-    deadline: Instant,
+    /// Our own timeout (INVITE only: a non-INVITE branch ends on its transaction's Timer F).
+    deadline: Option<Instant>,
     response: Option<Message>,
 }
 
@@ -193,7 +197,7 @@ impl Proxy {
                     ctx.branches.push(Branch {
                         tx,
                         state: BranchState::Trying,
-                        deadline: now + self.config.branch_timeout,
+                        deadline: is_invite.then(|| now + self.config.branch_timeout),
                         response: None,
                     });
                     self.stats.forwarded += 1;
@@ -224,17 +228,18 @@ impl Proxy {
             }
             return;
         };
+        let ringing_deadline = (ctx.request.method() == Some(&Method::Invite)).then(|| now + self.config.ringing_timeout);
         let Some(branch) = ctx.branches.iter_mut().find(|b| b.tx == tx) else { return };
         match code {
             100 => {
                 if branch.state == BranchState::Trying {
                     branch.state = BranchState::Ringing;
-                    branch.deadline = now + self.config.ringing_timeout;
+                    branch.deadline = ringing_deadline;
                 }
             }
             101..=199 => {
                 branch.state = BranchState::Ringing;
-                branch.deadline = now + self.config.ringing_timeout;
+                branch.deadline = ringing_deadline;
                 if !ctx.finished {
                     ep.respond_or_log(server_tx, strip_top_via(response), now);
                 }
@@ -300,7 +305,16 @@ impl Proxy {
             let codes: Vec<u16> =
                 ctx.branches.iter().filter_map(|b| if let BranchState::Done(c) = b.state { Some(c) } else { None }).collect();
             let best = best_status(&codes);
-            let response = match ctx.branches.iter().find_map(|b| b.response.as_ref().filter(|r| r.status() == Some(best))) {
+            let heard = ctx.branches.iter().find_map(|b| b.response.as_ref().filter(|r| r.status() == Some(best)));
+            if heard.is_none() && best == 408 && ctx.request.method() != Some(&Method::Invite) {
+                // RFC 4320 §4.2: no 408 to a non-INVITE request; its sender has timed out too.
+                if let Err(e) = ep.abandon_server(server_tx, now) {
+                    tracing::debug!(?server_tx, error = %e, "timed-out request not dropped");
+                }
+                self.contexts.remove(&server_tx);
+                return;
+            }
+            let response = match heard {
                 Some(r) => strip_top_via(r),
                 None => {
                     let reason = if best == 408 { "Request Timeout" } else { "Server Internal Error" };
@@ -317,7 +331,7 @@ impl Proxy {
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
         let mut due = Vec::new();
         for (&server_tx, ctx) in &mut self.contexts {
-            for b in ctx.branches.iter_mut().filter(|b| !matches!(b.state, BranchState::Done(_)) && b.deadline <= now) {
+            for b in ctx.branches.iter_mut().filter(|b| !matches!(b.state, BranchState::Done(_)) && b.deadline.is_some_and(|d| d <= now)) {
                 if b.state == BranchState::Ringing {
                     cancel_branch(ep, b.tx, now);
                 }
@@ -337,7 +351,7 @@ impl Proxy {
             .values()
             .flat_map(|c| c.branches.iter())
             .filter(|b| !matches!(b.state, BranchState::Done(_)))
-            .map(|b| b.deadline)
+            .filter_map(|b| b.deadline)
             .min()
     }
 
