@@ -99,6 +99,8 @@ pub struct FileConfig {
     pub relay: Option<bool>,
     /// Where the store lives.
     pub data_dir: Option<PathBuf>,
+    /// A shared store instead of the data directory's SQLite file: `redis://HOST:PORT/DB`.
+    pub store: Option<String>,
     /// RTP port range `FROM-TO`.
     pub rtp_ports: Option<String>,
     /// RTP inactivity timeout.
