@@ -124,13 +124,22 @@ fn redis_store_keeps_what_sqlite_keeps_and_shares_it() {
     a.put_call(&call("c1", 1000)).unwrap();
     a.put_call(&call("c0", 2000)).unwrap();
     // Rewritten as the call progresses: the answer time appears, then the end clears nothing else.
-    let done = CallRecord { answered_at: Some(1500), ended_at: Some(9000), end_reason: Some("bye".into()), caller_jitter_ms: 1.5, ..call("c1", 1000) };
+    let done = CallRecord {
+        answered_at: Some(1500),
+        ended_at: Some(9000),
+        end_reason: Some("bye".into()),
+        caller_jitter_ms: 1.5,
+        ..call("c1", 1000)
+    };
     a.put_call(&done).unwrap();
     let ids = |v: Vec<CallRecord>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
     assert_eq!(ids(b.calls(None).unwrap()), ["c1", "c0", "c2"]);
     assert_eq!(ids(b.calls(Some(2000)).unwrap()), ["c0", "c2"]);
     let got = b.calls(None).unwrap().remove(0);
-    assert_eq!((got.answered_at, got.ended_at, got.end_reason.as_deref(), got.caller_jitter_ms), (Some(1500), Some(9000), Some("bye"), 1.5));
+    assert_eq!(
+        (got.answered_at, got.ended_at, got.end_reason.as_deref(), got.caller_jitter_ms),
+        (Some(1500), Some(9000), Some("bye"), 1.5)
+    );
     assert!(got.callee_jitter_ms.is_nan());
 
     a.put_call_state(&CallState { id: "c0".into(), data: "{\"x\":1}".into() }).unwrap();
@@ -242,7 +251,7 @@ fn two_services_on_one_redis_share_users_registrations_and_records() {
     let listen_b = format!("127.0.0.1:{}", procs::free_port_udp_tcp());
     let (svc_b, port_b) = serve(url, &dir_b, &listen_b, "45000-45999");
     svc_b.wait_line("1 registrations restored", Duration::from_secs(5)).expect("B read bob's binding from Redis");
-    let a = dial(&dir, port_b, "2");
+    let a = dial(dir.path(), port_b, "2");
     assert_eq!(a["responses"][0], 407, "the INVITE was challenged: {a:#}");
     assert_eq!(a["reason"], "bye-local", "{a:#}");
     let records = closed_records(url, 1, Duration::from_secs(10));
@@ -255,10 +264,11 @@ fn two_services_on_one_redis_share_users_registrations_and_records() {
     drop(svc_b);
     let (_svc_b2, port_b2) = serve(url, &dir_b, &listen_b, "45000-45999");
     assert_eq!(port_b2, port_b);
-    let a2 = dial(&dir, port_b2, "1");
+    let a2 = dial(dir.path(), port_b2, "1");
     assert_eq!(a2["reason"], "bye-local", "bob was called after the restart: {a2:#}");
     bob.expect_exit(Duration::from_secs(20));
-    let ends: Vec<Value> = bob.lines(Stream::Stdout).iter().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let ends: Vec<Value> =
+        bob.lines(Stream::Stdout).iter().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert_eq!(ends.len(), 2, "{}", bob.transcript());
     assert!(ends.iter().all(|s| s["reason"] == "bye-remote"), "{ends:#?}");
     let records = closed_records(url, 2, Duration::from_secs(10));

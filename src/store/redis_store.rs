@@ -142,9 +142,9 @@ impl RedisStore {
     /// yet (first start), else the stored one. The nonces are keyed with it and the Record-Route
     /// token key is derived from it, so any instance verifies any other's nonce and token.
     pub fn shared_secret(&self, fresh: [u8; 32]) -> Result<[u8; 32], StoreError> {
-        let stored: Vec<u8> = self.run(|c| {
-            redis::pipe().cmd("SET").arg(SECRET).arg(&fresh[..]).arg("NX").ignore().cmd("GET").arg(SECRET).query::<(Vec<u8>,)>(c)
-        })?.0;
+        let stored: Vec<u8> = self
+            .run(|c| redis::pipe().cmd("SET").arg(SECRET).arg(&fresh[..]).arg("NX").ignore().cmd("GET").arg(SECRET).query::<(Vec<u8>,)>(c))?
+            .0;
         stored.try_into().map_err(|v: Vec<u8>| StoreError::BadData(format!("{SECRET} holds {} bytes, not 32", v.len())))
     }
 
@@ -375,7 +375,12 @@ impl Store for RedisStore {
         let mut users = Vec::with_capacity(names.len());
         for (name, h) in names.into_iter().zip(hashes) {
             let user = (|| {
-                Some(UserRecord { name: name.clone(), realm: h.get("realm")?.clone(), ha1_md5: h.get("ha1_md5")?.clone(), ha1_sha256: h.get("ha1_sha256")?.clone() })
+                Some(UserRecord {
+                    name: name.clone(),
+                    realm: h.get("realm")?.clone(),
+                    ha1_md5: h.get("ha1_md5")?.clone(),
+                    ha1_sha256: h.get("ha1_sha256")?.clone(),
+                })
             })();
             match user {
                 Some(u) => users.push(u),
@@ -433,7 +438,8 @@ impl Store for RedisStore {
 
     fn calls(&self, since_ms: Option<u64>) -> Result<Vec<CallRecord>, StoreError> {
         // Equal scores come back in member order: (invited_at, id), as SQLite sorts them.
-        let ids: Vec<String> = self.run(|c| redis::cmd("ZRANGE").arg(CALLS).arg(since_ms.unwrap_or(0)).arg("+inf").arg("BYSCORE").query(c))?;
+        let ids: Vec<String> =
+            self.run(|c| redis::cmd("ZRANGE").arg(CALLS).arg(since_ms.unwrap_or(0)).arg("+inf").arg("BYSCORE").query(c))?;
         let keys: Vec<String> = ids.iter().map(|id| call_key(id)).collect();
         let mut out = Vec::with_capacity(ids.len());
         for (id, h) in ids.iter().zip(self.hashes(&keys)?) {

@@ -121,7 +121,8 @@ pub(crate) fn run_cdr(args: CdrArgs) -> ExitCode {
         }
     };
     let data = args.data.unwrap_or_else(switchboard::store::default_data_dir);
-    let calls = open_store(args.store.as_deref(), Some(&data)).and_then(|s| s.calls(since.map(|s| s.saturating_mul(1000))).map_err(|e| e.to_string()));
+    let calls = open_store(args.store.as_deref(), Some(&data))
+        .and_then(|s| s.calls(since.map(|s| s.saturating_mul(1000))).map_err(|e| e.to_string()));
     let calls = match calls {
         Ok(c) => c,
         Err(e) => {

@@ -379,6 +379,10 @@ async fn serve(r: Resolved) -> Result<(), String> {
             let mut fresh = [0u8; 32];
             IdGen::os_fill(&mut fresh).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
             let s = redis.shared_secret(fresh).map_err(|e| e.to_string())?;
+            // The data directory still holds the control socket.
+            if let Some(d) = &r.data {
+                switchboard::store::files::private_dir(d).map_err(|e| format!("cannot create data directory {}: {e}", d.display()))?;
+            }
             (Box::new(redis) as Box<dyn Store>, s)
         }
         None => (open_store(None, r.data.as_deref())?, secret(r.data.as_deref())?),

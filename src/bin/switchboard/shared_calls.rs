@@ -29,7 +29,8 @@ pub(crate) fn list(url: &str, json: bool) -> ExitCode {
         let answered = v.get("answered_at").and_then(Value::as_u64);
         let duration = answered.map(|a| now_ms.saturating_sub(a) / 1000);
         if json {
-            let line = serde_json::json!({"id": s.id, "from": text("from"), "to": text("to"), "codec": text("codec"), "duration": duration});
+            let line =
+                serde_json::json!({"id": s.id, "from": text("from"), "to": text("to"), "codec": text("codec"), "duration": duration});
             let _ = writeln!(out, "{line}");
         } else {
             let d = duration.map_or("-".into(), |d| format!("{d}s"));
