@@ -242,7 +242,15 @@ fn two_services_on_one_redis_share_users_registrations_and_records() {
             .args(["--summary", "json", "--rtp-ports", "46000-46499", "answer", "--calls", "2"]),
     );
     bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered through A");
-    let regs = json_lines(&sb(&["registrations", "--json"], url));
+    // The 200 goes out before the writer thread has sent the binding (a few ms): poll for it.
+    let t0 = Instant::now();
+    let regs = loop {
+        let regs = json_lines(&sb(&["registrations", "--json"], url));
+        if !regs.is_empty() || t0.elapsed() > Duration::from_secs(5) {
+            break regs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(regs.len(), 1, "{regs:#?}");
     assert!(regs[0]["aor"].as_str().is_some_and(|a| a.contains("bob")), "{regs:#?}");
 
