@@ -6,7 +6,7 @@
 //! ```text
 //!   cli         what the two binaries share (log set-up)             [feature cli]
 //!   service     registrar + auth + routing + echo, as one app        [feature service]
-//!   store       users, bindings, call records (SQLite, I/O)          [feature service]
+//!   store       users, bindings, call records (SQLite/Redis, I/O)    [feature service]
 //!   b2bua       back-to-back calls with relayed media (RFC 7092)     [feature service]
 //!   driver      tokio loop: sockets + clock (the only I/O)           [feature tokio]
 //!   testing     test harness: in-memory network, virtual clock, media

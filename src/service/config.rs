@@ -7,6 +7,7 @@
 //! auth = "digest"                 # or "none" (lab use)
 //! mode = "b2bua"                  # how calls between users are routed: b2bua (default) or proxy
 //! data_dir = "/var/lib/switchboard"
+//! # store = "redis://127.0.0.1:6379/0"   # share the state in Redis instead of data_dir's SQLite
 //! rtp_ports = "30000-39999"
 //! rtp_timeout_secs = 30
 //! answer_delay_secs = 0
@@ -99,6 +100,8 @@ pub struct FileConfig {
     pub relay: Option<bool>,
     /// Where the store lives.
     pub data_dir: Option<PathBuf>,
+    /// A shared store instead of the data directory's SQLite file: `redis://HOST:PORT/DB`.
+    pub store: Option<String>,
     /// RTP port range `FROM-TO`.
     pub rtp_ports: Option<String>,
     /// RTP inactivity timeout.
@@ -233,6 +236,8 @@ mod tests {
         assert!(c.route.is_empty());
         let t: FileConfig = toml::from_str("trusted = [\"192.0.2.10/32\", \"10.0.0.0/8\"]\n").unwrap();
         assert_eq!(t.trusted.unwrap(), ["192.0.2.10/32", "10.0.0.0/8"]);
+        let r: FileConfig = toml::from_str("store = \"redis://127.0.0.1:6379/2\"\n").unwrap();
+        assert_eq!(r.store.as_deref(), Some("redis://127.0.0.1:6379/2"));
     }
 
     #[test]

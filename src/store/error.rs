@@ -63,6 +63,23 @@ pub enum StoreError {
         /// Number of dropped ops.
         ops: u64,
     },
+    /// The Redis store could not be reached (or the URL is not a Redis URL).
+    RedisConnect {
+        /// The URL, without its password.
+        url: String,
+        /// What the client said.
+        source: redis::RedisError,
+    },
+    /// A Redis command failed (connection lost and not re-opened, a command refused).
+    Redis(redis::RedisError),
+    /// The store holds a value this build cannot read.
+    BadData(String),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Redis(e)
+    }
 }
 
 // ===== impl StoreError =====
@@ -97,6 +114,9 @@ impl fmt::Display for StoreError {
             StoreError::Spawn(e) => write!(f, "cannot start store writer thread: {e}"),
             StoreError::WriterStopped => f.write_str("store writer thread has stopped"),
             StoreError::WriteFailed { ops } => write!(f, "{ops} store writes could not be committed"),
+            StoreError::RedisConnect { url, source } => write!(f, "cannot open Redis store {url}: {source}"),
+            StoreError::Redis(e) => write!(f, "redis: {e}"),
+            StoreError::BadData(what) => write!(f, "unreadable store data: {what}"),
         }
     }
 }
@@ -109,6 +129,8 @@ impl std::error::Error for StoreError {
             StoreError::Open { source, .. } => Some(source),
             StoreError::Sqlite(e) => Some(e),
             StoreError::Spawn(e) => Some(e),
+            StoreError::RedisConnect { source, .. } => Some(source),
+            StoreError::Redis(e) => Some(e),
             _ => None,
         }
     }

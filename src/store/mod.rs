@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!   service (tokio)  --enqueue, never blocks-->  StoreWriter  --batches-->  dyn Store
-//!                                                (own OS thread)            SqliteStore | MemoryStore
+//!                                                (own OS thread)            SqliteStore | RedisStore | MemoryStore
 //! ```
 //!
 //! The [`Store`] trait is the engine boundary: [`SqliteStore`] is the embedded default (one file,
 //! `switchboard.sqlite3`, in the data directory, WAL journal, readable with the `sqlite3` shell while
-//! the service runs); [`MemoryStore`] keeps everything in memory for tests and `--data none` labs.
+//! the service runs); [`RedisStore`] is the shared one (`--store redis://HOST:PORT/DB`: several
+//! instances see the same users, bindings, calls and deployment secret); [`MemoryStore`] keeps
+//! everything in memory for tests and `--data none` labs.
 //!
 //! # Lifecycle
 //!
@@ -47,6 +49,7 @@
 mod error;
 pub mod files;
 mod memory;
+mod redis_store;
 mod sqlite;
 mod writer;
 
@@ -55,6 +58,7 @@ use std::path::PathBuf;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use redis_store::{redact as redact_url, RedisStore};
 pub use sqlite::SqliteStore;
 pub use writer::{StoreWriter, WriterConfig, WriterStats};
 

@@ -1,7 +1,7 @@
 //! `switchboard cdr` (call records from the store) and `switchboard calls` (live calls from the
 //! running service's control socket).
 
-use crate::serve::open_store;
+use crate::serve::{open_store, store_name};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +13,9 @@ pub(crate) struct CdrArgs {
     /// The data directory of the service (as `serve --data`).
     #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
     data: Option<PathBuf>,
+    /// The shared store of the service (as `serve --store redis://HOST:PORT/DB`).
+    #[arg(long = "store", value_name = "URL", env = "SWITCHBOARD_STORE")]
+    store: Option<String>,
     /// Only calls invited at or after T: unix seconds, `YYYY-MM-DD[THH:MM[:SS]]` (UTC), or an age
     /// such as `30s`, `15m`, `2h`, `7d`.
     #[arg(long, value_name = "T")]
@@ -31,6 +34,10 @@ pub(crate) struct CallsArgs {
     /// The control socket (as `serve --control`), instead of the one in the data directory.
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
+    /// Instead of asking one running service: list the established calls saved in this shared
+    /// store (`redis://HOST:PORT/DB`), whichever instance holds them.
+    #[arg(long = "store", value_name = "URL", conflicts_with = "control")]
+    store: Option<String>,
     /// One JSON object per call instead of a table.
     #[arg(long)]
     json: bool,
@@ -114,7 +121,8 @@ pub(crate) fn run_cdr(args: CdrArgs) -> ExitCode {
         }
     };
     let data = args.data.unwrap_or_else(switchboard::store::default_data_dir);
-    let calls = open_store(Some(&data)).and_then(|s| s.calls(since.map(|s| s.saturating_mul(1000))).map_err(|e| e.to_string()));
+    let calls = open_store(args.store.as_deref(), Some(&data))
+        .and_then(|s| s.calls(since.map(|s| s.saturating_mul(1000))).map_err(|e| e.to_string()));
     let calls = match calls {
         Ok(c) => c,
         Err(e) => {
@@ -153,11 +161,14 @@ pub(crate) fn run_cdr(args: CdrArgs) -> ExitCode {
             leg(c.callee_packets, c.callee_lost, c.callee_jitter_ms),
         );
     }
-    eprintln!("{} call records in {}", calls.len(), data.display());
+    eprintln!("{} call records in {}", calls.len(), store_name(args.store.as_deref(), &data));
     ExitCode::SUCCESS
 }
 
 pub(crate) fn run_calls(args: CallsArgs) -> ExitCode {
+    if let Some(url) = &args.store {
+        return crate::shared_calls::list(url, args.json);
+    }
     let path =
         args.control.unwrap_or_else(|| crate::control::default_path(&args.data.unwrap_or_else(switchboard::store::default_data_dir)));
     let answer = (|| -> std::io::Result<String> {

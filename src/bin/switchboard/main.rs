@@ -12,6 +12,7 @@ mod cdr;
 mod check;
 mod control;
 mod serve;
+mod shared_calls;
 mod users;
 
 /// switchboard: a SIP session initiation service over UDP.

@@ -17,7 +17,7 @@ use switchboard::service::admit::{Admission, Cidr};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
-use switchboard::store::{SqliteStore, Store, StoreWriter, WriterConfig};
+use switchboard::store::{RedisStore, SqliteStore, Store, StoreWriter, WriterConfig};
 use switchboard::transaction::Config;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::ua::echo::{EchoConfig, EchoUas};
@@ -27,7 +27,7 @@ use switchboard::ua::media::CallMediaConfig;
 /// to the file, then to the built-in default shown.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, rtp_ports,
+    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, store, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
     /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted, rate_limit, auth_backoff_secs; [[route]] tables with user, target,
@@ -44,6 +44,11 @@ pub(crate) struct ServeArgs {
     /// `none` keeps them in memory only [default: the user's data dir, printed at start].
     #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
     pub(crate) data: Option<PathBuf>,
+    /// A shared store instead of the SQLite file: `redis://HOST:PORT/DB`. Users, registrations,
+    /// established calls, call records and the nonce secret then live in Redis, shared by every
+    /// instance started with the same URL; the data directory keeps only the control socket.
+    #[arg(long = "store", value_name = "URL", env = "SWITCHBOARD_STORE")]
+    pub(crate) store: Option<String>,
     /// How calls between registered users are connected: `b2bua` (two dialogs per call, RTP relayed
     /// through the service's ports, call records with media figures) or `proxy` (stateful RFC 3261
     /// proxy with Record-Route; media flows phone to phone) [default: b2bua].
@@ -149,6 +154,8 @@ pub(crate) struct Resolved {
     pub(crate) realm: Option<String>,
     pub(crate) auth: AuthMode,
     pub(crate) data: Option<PathBuf>,
+    /// `--store` (or `store` in the file): the Redis URL.
+    pub(crate) store: Option<String>,
     pub(crate) mode: config::Mode,
     relay_media: bool,
     control: Option<PathBuf>,
@@ -267,6 +274,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         realm: args.realm.clone().or(file.realm),
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
         data: (data.as_os_str() != "none").then(|| data.clone()),
+        store: args.store.clone().or(file.store),
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
         relay_media: !args.no_relay && file.relay.unwrap_or(true),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
@@ -320,12 +328,18 @@ fn secret(data: Option<&std::path::Path>) -> Result<[u8; 32], String> {
     Ok(s)
 }
 
-/// Opens the store (SQLite in `data`, or memory).
-pub(crate) fn open_store(data: Option<&std::path::Path>) -> Result<Box<dyn Store>, String> {
-    match data {
-        Some(d) => SqliteStore::open(d).map(|s| Box::new(s) as Box<dyn Store>).map_err(|e| e.to_string()),
-        None => Ok(Box::new(switchboard::store::MemoryStore::new())),
+/// Opens the store: Redis at `url` when given, else SQLite in `data`, else memory.
+pub(crate) fn open_store(url: Option<&str>, data: Option<&std::path::Path>) -> Result<Box<dyn Store>, String> {
+    match (url, data) {
+        (Some(u), _) => RedisStore::open(u).map(|s| Box::new(s) as Box<dyn Store>).map_err(|e| e.to_string()),
+        (None, Some(d)) => SqliteStore::open(d).map(|s| Box::new(s) as Box<dyn Store>).map_err(|e| e.to_string()),
+        (None, None) => Ok(Box::new(switchboard::store::MemoryStore::new())),
     }
+}
+
+/// Where the store is, for messages: the Redis URL (without password) or the data directory.
+pub(crate) fn store_name(url: Option<&str>, data: &std::path::Path) -> String {
+    url.map_or_else(|| data.display().to_string(), switchboard::store::redact_url)
 }
 
 /// Runs the service until Ctrl-C.
@@ -357,7 +371,22 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(r: Resolved) -> Result<(), String> {
-    let store = open_store(r.data.as_deref())?;
+    // With Redis the deployment secret is shared there, so every instance verifies every other's
+    // nonces and Record-Route tokens; otherwise it is a file in the data directory.
+    let (store, deployment_secret) = match &r.store {
+        Some(url) => {
+            let redis = RedisStore::open(url).map_err(|e| e.to_string())?;
+            let mut fresh = [0u8; 32];
+            IdGen::os_fill(&mut fresh).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
+            let s = redis.shared_secret(fresh).map_err(|e| e.to_string())?;
+            // The data directory still holds the control socket.
+            if let Some(d) = &r.data {
+                switchboard::store::files::private_dir(d).map_err(|e| format!("cannot create data directory {}: {e}", d.display()))?;
+            }
+            (Box::new(redis) as Box<dyn Store>, s)
+        }
+        None => (open_store(None, r.data.as_deref())?, secret(r.data.as_deref())?),
+    };
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let challenge_realm = r.realm.clone().unwrap_or_else(|| realm(r.domain.as_deref()));
     let users = store.users().map_err(|e| e.to_string())?;
@@ -419,7 +448,6 @@ async fn serve(r: Resolved) -> Result<(), String> {
         IdGen::os_seed(),
     );
     // One secret per deployment: the nonces' key, and (derived from it) the Record-Route tokens'.
-    let deployment_secret = secret(r.data.as_deref())?;
     let route_key = RouteKey::derive(&deployment_secret);
     let auth = match r.auth {
         AuthMode::Digest => {
@@ -475,10 +503,13 @@ async fn serve(r: Resolved) -> Result<(), String> {
     }
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
-    match &r.data {
+    let place = match (&r.store, &r.data) {
+        (Some(url), _) => Some(switchboard::store::redact_url(url)),
+        (None, d) => d.as_ref().map(|d| d.display().to_string()),
+    };
+    match place {
         Some(d) => eprintln!(
-            "switchboard: data in {} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}",
-            d.display(),
+            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}",
             users.len(),
             r.mode
         ),

@@ -13,7 +13,7 @@
 //! from the running service's is refused before anything is written.
 
 use crate::control::{ask, user_json, AskError};
-use crate::serve::{open_store, realm};
+use crate::serve::{open_store, realm, store_name};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +64,10 @@ pub(crate) struct UsersArgs {
     /// The data directory of the service (as `serve --data`).
     #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA", global = true)]
     data: Option<PathBuf>,
+    /// The shared store of the service (as `serve --store redis://HOST:PORT/DB`), instead of the
+    /// data directory's SQLite file.
+    #[arg(long = "store", value_name = "URL", env = "SWITCHBOARD_STORE", global = true)]
+    store: Option<String>,
     /// The service's domain: the digest realm the hashes are made for (as `serve --domain`)
     /// [default: see --realm].
     #[arg(long, value_name = "DOMAIN", global = true)]
@@ -180,11 +184,12 @@ fn valid_name(name: &str) -> bool {
 
 fn go(args: UsersArgs) -> Result<(), String> {
     let data = args.data.clone().unwrap_or_else(switchboard::store::default_data_dir);
-    if data.as_os_str() == "none" {
-        return Err("users need a data directory (--data DIR), not none".into());
+    if data.as_os_str() == "none" && args.store.is_none() {
+        return Err("users need a data directory (--data DIR), not none, or a shared store (--store URL)".into());
     }
     let control = args.control.clone().unwrap_or_else(|| crate::control::default_path(&data));
-    let mut store = open_store(Some(&data))?;
+    let mut store = open_store(args.store.as_deref(), Some(&data))?;
+    let place = store_name(args.store.as_deref(), &data);
     if let UsersCommand::Add { name, .. } | UsersCommand::Passwd { name, .. } = &args.command {
         if !valid_name(name) {
             return Err(format!("not a valid user name: {name:?}"));
@@ -205,7 +210,7 @@ fn go(args: UsersArgs) -> Result<(), String> {
             let r = record(&name, &realm, &password);
             store.put_user(&r).map_err(|e| e.to_string())?;
             store.flush().map_err(|e| e.to_string())?;
-            println!("user {name} saved (realm {realm}) in {}", data.display());
+            println!("user {name} saved (realm {realm}) in {place}");
             tell(&control, &format!("user-put {}", user_json(&r)))?;
         }
         UsersCommand::Passwd { name, password } => {
@@ -216,7 +221,7 @@ fn go(args: UsersArgs) -> Result<(), String> {
             let r = record(&name, &old.realm, &password);
             store.put_user(&r).map_err(|e| e.to_string())?;
             store.flush().map_err(|e| e.to_string())?;
-            println!("password of {name} changed (realm {}) in {}", old.realm, data.display());
+            println!("password of {name} changed (realm {}) in {place}", old.realm);
             tell(&control, &format!("user-put {}", user_json(&r)))?;
         }
         UsersCommand::List => {
@@ -242,6 +247,9 @@ pub(crate) struct RegistrationsArgs {
     /// The data directory of the service (as `serve --data`).
     #[arg(long = "data", value_name = "DIR", env = "SWITCHBOARD_DATA")]
     data: Option<PathBuf>,
+    /// The shared store of the service (as `serve --store redis://HOST:PORT/DB`).
+    #[arg(long = "store", value_name = "URL", env = "SWITCHBOARD_STORE")]
+    store: Option<String>,
     /// Print one JSON object per binding.
     #[arg(long)]
     json: bool,
@@ -250,7 +258,7 @@ pub(crate) struct RegistrationsArgs {
 /// Lists the registrations in the store with their remaining expiry (expired ones are left out).
 pub(crate) fn list_registrations(args: RegistrationsArgs) -> ExitCode {
     let data = args.data.unwrap_or_else(switchboard::store::default_data_dir);
-    let bindings = open_store(Some(&data)).and_then(|s| s.bindings().map_err(|e| e.to_string()));
+    let bindings = open_store(args.store.as_deref(), Some(&data)).and_then(|s| s.bindings().map_err(|e| e.to_string()));
     let bindings = match bindings {
         Ok(b) => b,
         Err(e) => {
@@ -272,6 +280,6 @@ pub(crate) fn list_registrations(args: RegistrationsArgs) -> ExitCode {
             println!("{}\t{}\texpires in {remaining} s\tq={}\tfrom {}", b.aor, b.contact, f64::from(b.q_millis) / 1000.0, b.source);
         }
     }
-    eprintln!("{live} live registrations in {}", data.display());
+    eprintln!("{live} live registrations in {}", store_name(args.store.as_deref(), &data));
     ExitCode::SUCCESS
 }
