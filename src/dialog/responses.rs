@@ -327,7 +327,7 @@ impl Dialogs {
             return false;
         }
         // The challenged request as sent (method, Request-URI): what the digest covers.
-        let challenged = d.request(out.method.clone(), out.seq, "z9hG4bKchallenged", cfg).finish();
+        let challenged = d.request(out.method.clone(), out.seq, "z9hG4bKchallenged", cfg, 70).finish();
         let Some((name, value)) = self.authorizer.0.as_mut().and_then(|a| a(&challenged, resp)) else { return false };
         self.dm(slot).auth_tries += 1;
         let current = self.dm(slot).session;
