@@ -37,6 +37,7 @@ mod late_offer;
 mod prack;
 pub mod sdp;
 mod transfer;
+mod users;
 
 pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
