@@ -344,7 +344,8 @@ impl Service {
                 }
             }
         } else {
-            None
+            // A trusted peer's own assertion goes on (RFC 3325 §5); see `admit`.
+            self.admission.trusted_identity(&request, source)
         };
         match method {
             Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
