@@ -287,3 +287,65 @@ fn bad_cap_values_are_one_line_startup_errors() {
         assert!(err.lines().count() == 1 && err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// A store written under a higher `max_contacts` (bob has six contacts, registered a minute
+/// apart), then the service started with `--max-contacts 3`: at start bob keeps his three newest
+/// contacts, the service says in one INFO line that three were dropped, and the store forgets
+/// them. An INVITE for bob rings the newest contact and not the oldest; bob's newest contact
+/// refreshes (200 listing three), and alice's single binding is untouched.
+#[test]
+fn bindings_over_max_contacts_are_trimmed_at_start_keeping_the_newest() {
+    use switchboard::store::{BindingRecord, SqliteStore, Store};
+    let dir = TempDir::new("caps-trim");
+    let data = dir.join("data");
+    let phones: Vec<_> = (0..6).map(|_| socket()).collect();
+    let alice = socket();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    {
+        let mut store = SqliteStore::open(&data).expect("store");
+        let binding = |user: &str, phone: &std::net::UdpSocket, age: u64| BindingRecord {
+            aor: format!("sip:{user}@127.0.0.1"),
+            contact: format!("sip:{user}@{}", addr_of(phone)),
+            expires_at: now + 3600,
+            q_millis: 1000,
+            call_id: format!("reg-{user}-{}", addr_of(phone).port()),
+            cseq: 1,
+            source: addr_of(phone),
+            updated_at: now - age,
+        };
+        // Written newest first, so the store's order is not the age order.
+        for (i, phone) in phones.iter().enumerate().rev() {
+            store.put_binding(&binding("bob", phone, 60 * (6 - i as u64))).expect("put binding");
+        }
+        store.put_binding(&binding("alice", &alice, 30)).expect("put binding");
+    }
+    let (svc, service) = serve(&["--data", data.to_str().expect("path"), "--no-auth", "--mode", "proxy", "--max-contacts", "3"]);
+    let line = svc.wait_line("bindings over max_contacts dropped at start", LIMIT).unwrap_or_else(|e| panic!("{e}\n{}", svc.transcript()));
+    assert!(line.contains("dropped=3") && line.contains("max_contacts=3"), "{line}");
+
+    // The store forgot the three oldest (the writer commits off the loop: poll).
+    let listed = |who: &str| -> String {
+        let out = Command::new(SB).args(["registrations", "--data"]).arg(&data).output().expect("registrations");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(who)).collect::<Vec<_>>().join("\n")
+    };
+    let deadline = std::time::Instant::now() + LIMIT;
+    while (0..3).any(|i| listed(&addr_of(&phones[i]).to_string()).contains("sip:bob@")) {
+        assert!(std::time::Instant::now() < deadline, "old contacts still stored:\n{}", listed("sip:"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for phone in &phones[3..] {
+        assert!(listed(&addr_of(phone).to_string()).contains("sip:bob@"), "a newest contact went:\n{}", listed("sip:"));
+    }
+    assert!(listed("sip:alice@").contains(&addr_of(&alice).to_string()), "alice's binding went:\n{}", listed("sip:"));
+
+    // The newest contact rings, the oldest does not; the newest refreshes, listing three.
+    let caller = socket();
+    invite(&caller, service, "bob", "call-trimmed-bob", "");
+    assert!(try_recv_starting(&phones[5], "INVITE ", LIMIT).is_some(), "the newest contact rings\n{}", svc.transcript());
+    assert!(try_recv_starting(&phones[0], "INVITE ", Duration::from_millis(500)).is_none(), "the oldest (dropped) does not");
+    let newest = format!("sip:bob@{}", addr_of(&phones[5]));
+    register(&phones[5], service, "bob", &newest, &format!("reg-bob-{}", addr_of(&phones[5]).port()), 2);
+    let refresh = final_response(&phones[5], &format!("reg-bob-{}", addr_of(&phones[5]).port()), LIMIT);
+    assert_eq!(status(&refresh), 200, "{refresh}");
+    assert_eq!(refresh.lines().filter(|l| l.starts_with("Contact:")).count(), 3, "{refresh}");
+}

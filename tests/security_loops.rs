@@ -5,7 +5,8 @@
 //!   `switchboard calls` shows no call left on either service. A call to the echo user through
 //!   the same service still works. Also with `--no-relay`.
 //! - A service whose route names itself answers 482 (the B2BUA leg arrives carrying our Via).
-//! - The B2BUA's callee leg carries the caller's Max-Forwards minus one.
+//! - The B2BUA's callee leg carries the caller's Max-Forwards minus one, and so do in-dialog
+//!   requests relayed from one leg to the other (INFO, re-INVITE, BYE, both ways); 0 gets 483.
 //!
 //! SIP ports are picked free just before the services start (each needs the other's in its
 //! config); RTP ranges are fixed and private to this file. Every wait is bounded.
@@ -151,4 +152,142 @@ fn b2bua_leg_carries_max_forwards_minus_one() {
     caller.send_to(wire.as_bytes(), service).expect("send INVITE");
     let leg = raw_sip::try_recv_starting(&trunk, "INVITE ", LIMIT).unwrap_or_else(|| panic!("no callee leg\n{}", svc.transcript()));
     assert_eq!(raw_sip::header(&leg, "Max-Forwards"), Some("4"), "{leg}");
+}
+
+/// The first datagram on `sock` within `LIMIT` that is a request starting with `start` and
+/// whose CSeq ends with `cseq` (skipping retransmissions of earlier messages).
+fn request_with(sock: &UdpSocket, start: &str, cseq: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(m) = raw_sip::try_recv_starting(sock, "", deadline.saturating_duration_since(Instant::now())) {
+            if m.starts_with(start) && raw_sip::header(&m, "CSeq") == Some(cseq) {
+                return m;
+            }
+            seen.push(m);
+        }
+    }
+    panic!("no {start}with CSeq {cseq}; got {seen:#?}");
+}
+
+/// The final response on `sock` whose CSeq is `cseq`.
+fn response_to(sock: &UdpSocket, cseq: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        if let Some(m) = raw_sip::try_recv_starting(sock, "SIP/2.0 ", deadline.saturating_duration_since(Instant::now())) {
+            if raw_sip::header(&m, "CSeq") == Some(cseq) && status(&m) >= 200 {
+                return m;
+            }
+        }
+    }
+    panic!("no final response to {cseq}");
+}
+
+/// A response `code` to `req` (its Via, From, To with `tag` added when it has none, Call-ID,
+/// CSeq), with our Contact and `body` as SDP when not empty.
+fn reply(req: &str, code: u16, tag: &str, contact: SocketAddr, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} OK\r\n");
+    for l in req.lines().take_while(|l| !l.is_empty()) {
+        if l.starts_with("Via:") || l.starts_with("From:") || l.starts_with("Call-ID:") || l.starts_with("CSeq:") {
+            out.push_str(l);
+            out.push_str("\r\n");
+        } else if l.starts_with("To:") {
+            out.push_str(l);
+            if !l.contains(";tag=") {
+                out.push_str(&format!(";tag={tag}"));
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!("Contact: <sip:gw@{contact}>\r\n"));
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    }
+    out
+}
+
+/// An in-dialog request of the caller (From tag `mf`, Call-ID `mf-dlg`) to the service.
+fn caller_request(method: &str, seq: u32, to: &str, me: SocketAddr, service: SocketAddr, mf: u32, body: &str) -> String {
+    let ct = if body.is_empty() { String::new() } else { "Content-Type: application/sdp\r\n".to_owned() };
+    format!(
+        "{method} sip:gw@{service} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-mf-{seq};rport\r\nFrom: <sip:a@127.0.0.1>;tag=mf\r\n\
+         To: {to}\r\nCall-ID: mf-dlg\r\nCSeq: {seq} {method}\r\nContact: <sip:a@{me}>\r\nMax-Forwards: {mf}\r\n\
+         {ct}Content-Length: {len}\r\n\r\n{body}",
+        len = body.len()
+    )
+}
+
+/// In-dialog requests relayed by the B2BUA from one leg to the other (INFO, re-INVITE, BYE, in
+/// both directions) carry the incoming Max-Forwards minus one, not a fresh 70; a BYE with
+/// Max-Forwards 0 gets 483 and ends nothing. The legitimate call works throughout: the re-INVITE
+/// is answered, the INFOs get 200 and the caller's BYE ends both legs.
+#[test]
+fn b2bua_in_dialog_requests_carry_max_forwards_minus_one() {
+    let dir = TempDir::new("loops-mf-dialog");
+    let trunk = socket();
+    let port = free_port();
+    let (svc, data) = serve(&dir, "mfd", port, addr_of(&trunk).port(), "gw", &["--rtp-ports", "63200-63299"]);
+    let caller = socket();
+    let (me, gw) = (addr_of(&caller), addr_of(&trunk));
+    let service = SocketAddr::from(([127, 0, 0, 1], port));
+    let offer = sdp_offer(me);
+    let send = |sock: &UdpSocket, msg: &str| {
+        sock.send_to(msg.as_bytes(), service).expect("send");
+    };
+    send(&caller, &caller_request("INVITE", 1, "<sip:gw@127.0.0.1>", me, service, 5, &offer));
+    let leg = request_with(&trunk, "INVITE ", "1 INVITE");
+    assert_eq!(raw_sip::header(&leg, "Max-Forwards"), Some("4"), "{leg}");
+    send(&trunk, &reply(&leg, 200, "gwtag", gw, &sdp_offer(gw)));
+    let ok = response_to(&caller, "1 INVITE");
+    assert_eq!(status(&ok), 200, "{ok}\n{}", svc.transcript());
+    let to = raw_sip::header(&ok, "To").expect("To").to_owned();
+    send(&caller, &caller_request("ACK", 1, &to, me, service, 70, ""));
+    request_with(&trunk, "ACK ", "1 ACK");
+
+    // Caller -> callee: INFO with 7 arrives with 6.
+    send(&caller, &caller_request("INFO", 2, &to, me, service, 7, ""));
+    let info = request_with(&trunk, "INFO ", "2 INFO");
+    assert_eq!(raw_sip::header(&info, "Max-Forwards"), Some("6"), "{info}");
+    send(&trunk, &reply(&info, 200, "gwtag", gw, ""));
+    assert_eq!(status(&response_to(&caller, "2 INFO")), 200);
+
+    // A re-INVITE with 3 arrives with 2, and its answer comes back.
+    // (A new SDP version, on hold: a change the B2BUA passes on, not a refresh it answers.)
+    let hold = offer.replace("o=- 1 1", "o=- 1 2").replace("sendrecv", "sendonly");
+    send(&caller, &caller_request("INVITE", 3, &to, me, service, 3, &hold));
+    let reinvite = request_with(&trunk, "INVITE ", "3 INVITE");
+    assert_eq!(raw_sip::header(&reinvite, "Max-Forwards"), Some("2"), "{reinvite}");
+    send(&trunk, &reply(&reinvite, 200, "gwtag", gw, &sdp_offer(gw)));
+    assert_eq!(status(&response_to(&caller, "3 INVITE")), 200);
+    send(&caller, &caller_request("ACK", 3, &to, me, service, 70, ""));
+    request_with(&trunk, "ACK ", "3 ACK");
+
+    // Callee -> caller: an INFO with 10 in the callee leg reaches the caller with 9.
+    let from_leg = raw_sip::header(&leg, "From").expect("From");
+    let to_leg = format!("{};tag=gwtag", raw_sip::header(&leg, "To").expect("To"));
+    let leg_call_id = raw_sip::header(&leg, "Call-ID").expect("Call-ID");
+    let info = format!(
+        "INFO sip:{service} SIP/2.0\r\nVia: SIP/2.0/UDP {gw};branch=z9hG4bK-gw-info;rport\r\nFrom: {to_leg}\r\nTo: {from_leg}\r\n\
+         Call-ID: {leg_call_id}\r\nCSeq: 1 INFO\r\nMax-Forwards: 10\r\nContent-Length: 0\r\n\r\n"
+    );
+    send(&trunk, &info);
+    let relayed = request_with(&caller, "INFO ", "1 INFO");
+    assert_eq!(raw_sip::header(&relayed, "Max-Forwards"), Some("9"), "{relayed}");
+    caller.send_to(reply(&relayed, 200, "x", me, "").as_bytes(), service).expect("send 200");
+    assert_eq!(status(&response_to(&trunk, "1 INFO")), 200);
+
+    // A BYE with Max-Forwards 0: 483, and the call stays.
+    send(&caller, &caller_request("BYE", 4, &to, me, service, 0, ""));
+    assert_eq!(status(&response_to(&caller, "4 BYE")), 483);
+    assert_eq!(calls(&data).len(), 1, "the call stays after the 483");
+
+    // The real BYE with 9 reaches the callee with 8 and ends the call.
+    send(&caller, &caller_request("BYE", 5, &to, me, service, 9, ""));
+    let bye = request_with(&trunk, "BYE ", "4 BYE");
+    assert_eq!(raw_sip::header(&bye, "Max-Forwards"), Some("8"), "{bye}");
+    send(&trunk, &reply(&bye, 200, "gwtag", gw, ""));
+    assert_eq!(status(&response_to(&caller, "5 BYE")), 200);
+    no_calls_left(&data);
 }

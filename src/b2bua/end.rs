@@ -36,6 +36,8 @@ pub enum Cause {
     /// Another process held a relay port the call had already offered (the driver could not bind
     /// it; see `crate::application`).
     RelayPortTaken,
+    /// A party's user was removed (`users remove`) while the call was up (issue 14 point 11).
+    UserRemoved,
 }
 
 impl Cause {
@@ -62,7 +64,7 @@ impl Cause {
             Cause::Timeout | Cause::NoAck | Cause::SessionExpired | Cause::PingFailed | Cause::RtpTimeout => Some(408),
             Cause::Gone => Some(481),
             Cause::RelayPortTaken => Some(503),
-            Cause::Bye | Cause::RestartRecovered | Cause::RestartFailed => None,
+            Cause::Bye | Cause::RestartRecovered | Cause::RestartFailed | Cause::UserRemoved => None,
         }
     }
 }
@@ -82,6 +84,7 @@ impl fmt::Display for Cause {
             Cause::RestartRecovered => "restart-recovered",
             Cause::RestartFailed => "restart-failed",
             Cause::RelayPortTaken => "relay-port-taken",
+            Cause::UserRemoved => "user-removed",
         })
     }
 }
@@ -128,6 +131,7 @@ impl CallEnd {
         match (self.by, self.cause) {
             (Party::Service, Cause::RtpTimeout) => Some("SIP;cause=408;text=\"RTP timeout\""),
             (Party::Service, Cause::RelayPortTaken) => Some("SIP;cause=503;text=\"relay port taken\""),
+            (Party::Service, Cause::UserRemoved) => Some("SIP;cause=403;text=\"user removed\""),
             // Late offer: the caller's ACK brought no usable answer (see `late_offer.rs`).
             (Party::Service, Cause::Status(488)) => Some(crate::ua::late_offer::NO_ANSWER_IN_ACK),
             _ => None,
@@ -162,6 +166,7 @@ mod tests {
             (Cause::RestartRecovered, "restart-recovered"),
             (Cause::RestartFailed, "restart-failed"),
             (Cause::RelayPortTaken, "relay-port-taken"),
+            (Cause::UserRemoved, "user-removed"),
         ];
         for (cause, word) in words {
             assert_eq!(cause.to_string(), word);

@@ -37,6 +37,7 @@ mod late_offer;
 mod prack;
 pub mod sdp;
 mod transfer;
+mod users;
 
 pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
@@ -385,8 +386,16 @@ impl B2bua {
     /// An endpoint event for one of our legs (see [`B2bua::knows`] and [`B2bua::owns`]).
     pub fn handle_event(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         self.wall = io.wall_clock;
+        // What this request makes us send on the other leg carries its Max-Forwards minus one
+        // (issue 14 point 9; 0 was already answered 483 by the endpoint).
+        let hops = match &event {
+            EndpointEvent::Request { request, .. } => Some(request.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1)),
+            _ => None,
+        };
+        self.ua.dialogs().set_relay_max_forwards(hops);
         self.ua.handle_endpoint_event(io.endpoint, event, now);
         self.drain(io, now);
+        self.ua.dialogs().set_relay_max_forwards(None);
     }
 
     /// A datagram on a media flow; `false` if the flow is not a relay port.

@@ -48,13 +48,14 @@ impl Dialog {
 
     /// Starts an in-dialog request (§12.2.1.1): Request-URI and Route from the route set, From and
     /// To with both tags, the Call-ID, CSeq `seq method`, and Contact for target refresh requests
-    /// (INVITE, UPDATE). The caller adds session-timer headers and the body.
-    pub(crate) fn request(&self, method: Method, seq: u32, branch: &str, cfg: &DialogConfig) -> MessageBuilder {
+    /// (INVITE, UPDATE). The caller adds session-timer headers and the body. Max-Forwards is
+    /// `max_forwards` (70 for a request of our own, §8.1.1.6).
+    pub(crate) fn request(&self, method: Method, seq: u32, branch: &str, cfg: &DialogConfig, max_forwards: u32) -> MessageBuilder {
         let (ruri, routes) = self.request_target();
         let contact = matches!(method, Method::Invite | Method::Update);
         let mut b = Message::request(method.clone(), ruri);
         b.push(HeaderName::Via, OurVia(cfg, branch));
-        b.push(HeaderName::MaxForwards, 70);
+        b.push(HeaderName::MaxForwards, max_forwards);
         for r in &routes {
             b.push(HeaderName::Route, r);
         }
@@ -76,7 +77,7 @@ impl Dialog {
     /// the INVITE's CSeq number, method ACK, the same route set and a new branch.
     /// After a late offer the ACK carries our answer (RFC 3264 §4).
     pub(crate) fn ack(&self, seq: u32, branch: &str, cfg: &DialogConfig) -> Message {
-        let b = self.request(Method::Ack, seq, branch, cfg);
+        let b = self.request(Method::Ack, seq, branch, cfg, 70);
         match self.local_sdp.as_ref().filter(|_| self.late_offer == Some(super::state::LateOffer::Acked(seq))) {
             Some(sdp) => b.body("application/sdp", sdp),
             None => b.finish(),

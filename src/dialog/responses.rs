@@ -320,16 +320,28 @@ impl Dialogs {
     /// request, and the service does for a phone that signals from a new address, issue 14
     /// point 7): the same offer again with credentials from the authorizer and a new CSeq; at most
     /// twice in a row (a second challenge may say the nonce was stale).
+    ///
+    /// A BYE is sent again the same way (the dialog has already ended on our side, §15.1.1): a
+    /// phone that moved to a new address hangs up from there and the service challenges it.
     fn retry_in_dialog_auth(&mut self, slot: usize, out: &Outgoing, resp: &Message) -> bool {
-        let Purpose::Modify(sdp) = &out.purpose else { return false };
+        let bye = out.method == Method::Bye;
+        let sdp = match &out.purpose {
+            Purpose::Modify(sdp) => sdp,
+            _ if bye => &None,
+            _ => return false,
+        };
         let (d, cfg) = self.dm_cfg(slot);
-        if d.state != DialogState::Confirmed || d.auth_tries >= 2 {
+        if (!bye && d.state != DialogState::Confirmed) || d.auth_tries >= 2 {
             return false;
         }
         // The challenged request as sent (method, Request-URI): what the digest covers.
-        let challenged = d.request(out.method.clone(), out.seq, "z9hG4bKchallenged", cfg).finish();
+        let challenged = d.request(out.method.clone(), out.seq, "z9hG4bKchallenged", cfg, 70).finish();
         let Some((name, value)) = self.authorizer.0.as_mut().and_then(|a| a(&challenged, resp)) else { return false };
         self.dm(slot).auth_tries += 1;
+        if bye {
+            self.send_request(slot, Method::Bye, out.purpose.clone(), None, |b| b.push(name, value));
+            return true;
+        }
         let current = self.dm(slot).session;
         let offer = session::offer(&self.config, current, 0);
         let body = sdp.clone().map(|s| ("application/sdp", s));

@@ -89,6 +89,8 @@ pub struct Dialogs {
     transmits: VecDeque<Message>,
     events: VecDeque<Event>,
     pub(crate) authorizer: AuthorizerSlot,
+    /// Max-Forwards of the in-dialog requests sent while set ([`Dialogs::set_relay_max_forwards`]).
+    relay_max_forwards: Option<u32>,
 }
 
 /// How many entries each table of [`Dialogs`] holds ([`Dialogs::table_sizes`]): all are back to 0
@@ -135,7 +137,16 @@ impl Dialogs {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             authorizer: AuthorizerSlot(None),
+            relay_max_forwards: None,
         }
+    }
+
+    /// While `Some(n)`, the in-dialog requests we send (BYE, re-INVITE, UPDATE, INFO, REFER,
+    /// NOTIFY, MESSAGE...) carry `Max-Forwards: n` instead of 70: a B2BUA sets it to the incoming
+    /// request's Max-Forwards minus one while it relays that request to the other leg, as a proxy
+    /// would (RFC 3261 §16.6 step 3; issue 14 point 9), and clears it afterwards.
+    pub fn set_relay_max_forwards(&mut self, max_forwards: Option<u32>) {
+        self.relay_max_forwards = max_forwards;
     }
 
     /// Sets how our INVITEs answer 401/407 challenges (RFC 3261 §22.2): without one, a challenge
@@ -319,11 +330,11 @@ impl Dialogs {
             self.ack_before_bye(slot);
         }
         let branch = self.ids.branch();
-        let Dialogs { slots, config, .. } = self;
+        let Dialogs { slots, config, relay_max_forwards, .. } = self;
         let Some(d) = slots.get_mut(slot).and_then(Option::as_deref_mut) else { return };
         d.local_seq = d.local_seq.wrapping_add(1).max(1);
         let seq = d.local_seq;
-        let mut b = d.request(method.clone(), seq, &branch, config);
+        let mut b = d.request(method.clone(), seq, &branch, config, relay_max_forwards.unwrap_or(70));
         extra(&mut b);
         let msg = match body {
             Some((ct, bytes)) => b.body(ct, &bytes),

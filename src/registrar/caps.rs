@@ -11,7 +11,7 @@
 //! binding in the 200, so it is sent whole.
 
 use super::register::{listing, Action, Plan};
-use super::{RegisterError, Registrar};
+use super::{Change, RegisterError, Registrar};
 use crate::message::Message;
 
 /// One contact of the AOR as it would be after the request: key, contact, remaining seconds, q.
@@ -57,5 +57,31 @@ impl Registrar {
             return Err(RegisterError::TooManyContacts { retry_after: aor_retry });
         }
         Ok(plan)
+    }
+}
+
+impl Registrar {
+    /// Drops, from every AOR holding more than `max_contacts` bindings (a store written under a
+    /// higher limit), the oldest ones (least recently registered, then soonest to lapse) down to
+    /// the limit; returns their removals for the store, and says how many went in one INFO line.
+    pub(super) fn trim_to_max_contacts(&mut self) -> Vec<Change> {
+        let max = self.config.max_contacts;
+        let over: Vec<String> = self.by_aor.iter().filter(|(_, e)| e.len() > max).map(|(aor, _)| aor.clone()).collect();
+        let mut changes = Vec::new();
+        for aor in over {
+            let Some(entries) = self.by_aor.get(&aor) else { continue };
+            let mut by_age: Vec<(u64, u64, u64)> = entries.iter().map(|e| (e.binding.updated_at, e.binding.expires_at, e.id)).collect();
+            // Newest first; everything after the first `max` goes.
+            by_age.sort_unstable_by(|a, b| b.cmp(a));
+            for &(_, _, id) in &by_age[max..] {
+                if let Some(b) = self.take(&aor, |e| e.id == id) {
+                    changes.push(Change::Remove { aor: b.aor, contact: b.contact });
+                }
+            }
+        }
+        if !changes.is_empty() {
+            tracing::info!(dropped = changes.len(), max_contacts = max, "bindings over max_contacts dropped at start (the newest kept)");
+        }
+        changes
     }
 }

@@ -206,7 +206,8 @@ impl Registrar {
 
     /// Loads bindings saved from earlier [`Change`]s, e.g. after a restart. Those lapsed at `now`
     /// are dropped and returned as removals, for the store to forget. A binding whose AOR and
-    /// contact match one already loaded replaces it.
+    /// contact match one already loaded replaces it. An AOR with more than `max_contacts` (saved
+    /// under a higher limit) keeps its newest ones; the others are removals too.
     pub fn restore(&mut self, bindings: Vec<Binding>, now: Duration) -> Vec<Change> {
         let now = now.as_secs();
         let mut changes = Vec::new();
@@ -219,6 +220,7 @@ impl Registrar {
             let key = Uri::parse(&b.contact).map_or_else(|_| b.contact.clone(), |u| contact_key(&u));
             self.put(key, b);
         }
+        changes.extend(self.trim_to_max_contacts());
         changes
     }
 

@@ -207,6 +207,21 @@ impl Admission {
         self.trusted.iter().any(|c| c.contains(source.ip()))
     }
 
+    /// The `P-Asserted-Identity` a trusted peer (a gateway inside the trust domain, RFC 3325 §2.3)
+    /// put on its new request, for the callee leg to carry on (RFC 3325 §5, §9.1); `None` for any
+    /// other source (their PAI is not believed: the B2BUA's legs are built afresh and carry only
+    /// the identity the service asserts itself), or when the header is not one readable
+    /// name-addr.
+    pub fn trusted_identity(&self, req: &Message, source: SocketAddr) -> Option<String> {
+        if !self.is_trusted(source) {
+            return None;
+        }
+        let mut values = req.other_header("P-Asserted-Identity");
+        let value = std::str::from_utf8(values.next()?).ok()?.trim();
+        let readable = crate::message::NameAddr::parse(value).is_ok_and(|na| na.tag().is_none());
+        readable.then(|| value.to_owned())
+    }
+
     /// Decides who owns `req` (received from `source`), or the answer it gets.
     pub fn admit(&mut self, req: &Message, source: SocketAddr, known: Known) -> Admit {
         let method = req.method();

@@ -344,7 +344,8 @@ impl Service {
                 }
             }
         } else {
-            None
+            // A trusted peer's own assertion goes on (RFC 3325 §5); see `admit`.
+            self.admission.trusted_identity(&request, source)
         };
         match method {
             Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
@@ -552,14 +553,17 @@ impl Service {
         Ok(())
     }
 
-    /// Removes a user (`users remove` while serving): they can no longer register or call, and
-    /// their bindings are dropped (and removed from the store). Returns how many bindings went.
-    pub fn remove_user(&mut self, name: &str) -> usize {
+    /// Removes a user (`users remove` while serving): they can no longer register or call, their
+    /// bindings are dropped (and removed from the store), and their live B2BUA calls end (BYE on
+    /// both legs, recorded `user-removed by service`). Returns how many bindings went.
+    pub fn remove_user(&mut self, io: &mut Io<'_>, name: &str, now: Instant) -> usize {
         let known = self.users.remove(name).is_some();
         let changes = self.registrar.remove_user(name);
         let dropped = changes.len();
         self.persist(changes);
-        tracing::info!(user = %name, known, bindings = dropped, "user removed");
+        let calls = self.b2bua.as_mut().map_or(0, |b| b.end_calls_of_user(io, name, now));
+        tracing::info!(user = %name, known, bindings = dropped, calls, "user removed");
+        self.write_calls();
         dropped
     }
 }

@@ -531,7 +531,11 @@ impl Phone {
                 }
             }
             UaEvent::ResponseSeen { method: Method::Refer, status } => self.on_refer_answer(status),
-            UaEvent::ResponseSeen { method: Method::Bye, status } if status >= 200 => {
+            // A challenge to our BYE is answered with our credentials (dialog layer, issue 14
+            // point 7): its status is the retry's answer, not the 401/407.
+            UaEvent::ResponseSeen { method: Method::Bye, status }
+                if status >= 200 && !(matches!(status, 401 | 407) && self.config.credentials.is_some()) =>
+            {
                 // The dialog ended when the BYE left; its answer belongs to the oldest call we hung
                 // up that has none yet.
                 if let Some(r) = self.reports.iter_mut().find(|r| r.reason == "bye-local" && r.bye_status.is_none()) {

@@ -93,8 +93,8 @@ async fn answer(line: &str, commands: &Commands) -> String {
         }
         "user-remove" if !rest.is_empty() => {
             let name = rest.to_owned();
-            Box::new(move |svc, _io, _now| {
-                let _ = tx.send(json!({"ok": true, "bindings": svc.remove_user(&name)}));
+            Box::new(move |svc, io, now| {
+                let _ = tx.send(json!({"ok": true, "bindings": svc.remove_user(io, &name, now)}));
             })
         }
         _ => return json!({"error": "unknown command; try: calls, realm, user-put JSON, user-remove NAME"}).to_string(),

@@ -400,9 +400,9 @@ async fn serve(r: Resolved) -> Result<(), String> {
         max_bindings: r.caps.max_bindings,
         ..RegistrarConfig::default()
     });
-    let restored = bindings.len();
     let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
     let dropped = registrar.restore(bindings, wall);
+    let restored = registrar.len();
     let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
     for change in dropped {
         if let switchboard::registrar::Change::Remove { aor, contact } = change {
