@@ -8,10 +8,14 @@
 # software counter: no hardware counters needed); task-clock is the generator's CPU time, all its
 # threads. Runs alternate softphone, sipp, REPS times.
 #
+# TOOL=callgrind runs each generator under valgrind --tool=callgrind instead and prints its
+# user-space instructions per call (all threads, start-up included; use a moderate RATE, e.g. 200).
+#
 # Usage:   bench/load_cpu.sh        (after cargo build --release --bin softphone --bin switchboard)
 # Env:     BIN=target/release (softphone)  SB_BIN=$BIN (switchboard)  RATE=1000  CALLS=10000
-#          REPS=3  WORKERS=(cores)  TOOLS="softphone sipp"
-# Prints one line per run: tool, ok, failed, CPU-s per 10k calls, syscalls/call, ctx switches/call.
+#          REPS=3  WORKERS=(cores)  TOOLS="softphone sipp"  TOOL=perf|callgrind
+# Prints one line per run: tool, ok, failed, CPU-s per 10k calls, syscalls/call, ctx switches/call
+# (TOOL=callgrind: instructions per call).
 set -euo pipefail
 
 BIN=${BIN:-target/release}
@@ -21,6 +25,7 @@ CALLS=${CALLS:-10000}
 REPS=${REPS:-3}
 WORKERS=${WORKERS:-$(nproc)}
 TOOLS=${TOOLS:-"softphone sipp"}
+TOOL=${TOOL:-perf}
 LIMIT=$((CALLS / RATE + 40))
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sb-load-cpu.XXXXXX")
 TARGET_PID=""
@@ -28,7 +33,7 @@ TARGET_PID=""
 for tool in "$BIN/softphone" "$SB_BIN/switchboard"; do
     [ -x "$tool" ] || { echo "load_cpu.sh: $tool not found" >&2; exit 2; }
 done
-for t in sipp perf; do command -v $t >/dev/null || { echo "load_cpu.sh: $t not found" >&2; exit 2; }; done
+for t in sipp perf valgrind; do command -v $t >/dev/null || { echo "load_cpu.sh: $t not found" >&2; exit 2; }; done
 
 stop_target() {
     if [ -n "$TARGET_PID" ]; then
@@ -58,6 +63,13 @@ start_target() {
     [ -n "$TARGET_PORT" ] || { echo "load_cpu.sh: the service did not start" >&2; exit 1; }
 }
 
+# The wrapper every generator runs under.
+if [ "$TOOL" = callgrind ]; then
+    WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out")
+else
+    WRAP=(perf stat -x' ' -e raw_syscalls:sys_enter,context-switches,task-clock -o "$WORK/perf.out")
+fi
+
 # perf_field NAME: the count of one event in $WORK/perf.out (commas dropped).
 perf_field() { awk -v ev="$1" '$0 ~ ev {gsub(",", "", $1); print $1; exit}' "$WORK/perf.out"; }
 
@@ -66,7 +78,7 @@ run_one() {
     start_target
     case $tool in
     softphone)
-        timeout "$LIMIT" perf stat -x' ' -e raw_syscalls:sys_enter,context-switches,task-clock -o "$WORK/perf.out" \
+        timeout "$LIMIT" "${WRAP[@]}" \
             "$BIN/softphone" load "sip:echo@127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" --workers "$WORKERS" \
             >"$WORK/gen.out" 2>/dev/null || true
         ok=$(awk '$1=="ok"{print $2}' "$WORK/gen.out" | grep . || echo 0)
@@ -74,7 +86,7 @@ run_one() {
         ;;
     sipp)
         rm -f "$WORK/stat.csv"
-        (cd "$WORK" && timeout "$LIMIT" perf stat -x' ' -e raw_syscalls:sys_enter,context-switches,task-clock -o "$WORK/perf.out" \
+        (cd "$WORK" && timeout "$LIMIT" "${WRAP[@]}" \
             sipp -sn uac -r "$RATE" -m "$CALLS" -d 0 -s echo -i 127.0.0.1 -p "$(free_port)" "127.0.0.1:$TARGET_PORT" \
             -nostdin -timeout "$((LIMIT - 5))s" -trace_stat -stf "$WORK/stat.csv" -fd 1 >/dev/null 2>&1) || true
         read -r ok failed < <(awk -F';' 'NR==1{for(i=1;i<=NF;i++){if($i=="SuccessfulCall(C)")s=i;if($i=="FailedCall(C)")f=i}}
@@ -82,6 +94,11 @@ run_one() {
         ;;
     esac
     stop_target
+    if [ "$TOOL" = callgrind ]; then
+        awk -v t="$tool" -v ok="$ok" -v f="$failed" -v n="$CALLS" '/^(summary|totals):/{ir=$2}
+            END{printf "%-10s ok %6d failed %5d  instructions/call %.0f\n", t, ok, f, ir/n}' "$WORK/cg.out"
+        return
+    fi
     local sys cs ms
     sys=$(perf_field raw_syscalls:sys_enter)
     cs=$(perf_field context-switches)
