@@ -93,3 +93,44 @@ fn load_refuses_a_zero_rate_in_one_line() {
     assert!(err[0].contains("--rate"), "{err:?}");
     assert!(load.lines(Stream::Stdout).is_empty());
 }
+
+/// Batched receive and send (issue 16 point 5): one worker places every call, so the answers of
+/// overlapping calls queue up and are taken together (the 100 and the 200 of one INVITE arrive
+/// back to back) and a round's ACK and BYE go out in one `sendmmsg`; every call is still counted
+/// once: attempted == ok + failed == planned, 0 failed against the echo user. (A moderate rate:
+/// the service is a debug build on a shared machine.)
+#[test]
+fn batched_load_counts_every_call_once() {
+    let service = Service::start();
+    let uri = format!("sip:echo@127.0.0.1:{}", service.port);
+    let mut load = softphone(&["load", &uri, "--rate", "300", "--calls", "600", "--workers", "1", "--timeout", "40"]);
+    let status = load.expect_exit(LIMIT);
+    let transcript = load.transcript();
+    assert!(status.success(), "softphone load failed:\n{transcript}");
+    let t = table(&load);
+    let (attempted, ok, failed) = (number(&t, "attempted", &transcript), number(&t, "ok", &transcript), number(&t, "failed", &transcript));
+    assert_eq!(number(&t, "planned", &transcript), 600.0);
+    assert_eq!(attempted, ok + failed, "{transcript}");
+    assert_eq!((attempted, ok, failed), (600.0, 600.0, 0.0), "{transcript}");
+    assert_eq!(t["failures"], "-");
+}
+
+/// Against a port where nothing answers, stopped by --timeout: every attempted call is counted as
+/// failed ("unfinished"), none as ok, and the exit status says so.
+#[test]
+fn unanswered_load_counts_every_attempt_as_failed() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a silent socket");
+    let port = silent.local_addr().expect("its address").port();
+    let uri = format!("sip:echo@127.0.0.1:{port}");
+    let mut load = softphone(&["load", &uri, "--rate", "200", "--calls", "50", "--workers", "2", "--timeout", "1"]);
+    let status = load.expect_exit(LIMIT);
+    let transcript = load.transcript();
+    assert!(!status.success(), "{transcript}");
+    let t = table(&load);
+    let (attempted, ok, failed) = (number(&t, "attempted", &transcript), number(&t, "ok", &transcript), number(&t, "failed", &transcript));
+    assert_eq!(attempted, ok + failed, "{transcript}");
+    assert_eq!((attempted, ok, failed), (50.0, 0.0, 50.0), "{transcript}");
+    assert!(t["failures"].contains("unfinished"), "{transcript}");
+    assert_eq!(t["stopped_by"], "timeout", "{transcript}");
+    drop(silent);
+}

@@ -75,20 +75,36 @@ impl Addr for SockaddrIn6 {
 
 /// Receives up to [`BATCH`] datagrams in one `recvmmsg`: datagram `i` lands at the start of
 /// `buf[i * slot..]`; its slot, length and source are pushed to `meta`. `WouldBlock` when none is
-/// queued (the socket is non-blocking). `v6`: the socket's family.
-pub(super) fn recv(fd: RawFd, v6: bool, buf: &mut [u8], slot: usize, meta: &mut Vec<(usize, usize, SocketAddr)>) -> io::Result<usize> {
+/// queued (the socket is non-blocking). `v6`: the socket's family. `wait_for_one`: on a blocking
+/// socket, wait (up to its `SO_RCVTIMEO`) for the first datagram only, then take what is queued
+/// (`MSG_WAITFORONE`, recvmmsg(2)).
+pub(super) fn recv(
+    fd: RawFd,
+    v6: bool,
+    buf: &mut [u8],
+    slot: usize,
+    meta: &mut Vec<(usize, usize, SocketAddr)>,
+    wait_for_one: bool,
+) -> io::Result<usize> {
+    let flags = if wait_for_one { MsgFlags::MSG_WAITFORONE } else { MsgFlags::empty() };
     if v6 {
-        recv_as::<SockaddrIn6>(fd, buf, slot, meta)
+        recv_as::<SockaddrIn6>(fd, buf, slot, meta, flags)
     } else {
-        recv_as::<SockaddrIn>(fd, buf, slot, meta)
+        recv_as::<SockaddrIn>(fd, buf, slot, meta, flags)
     }
 }
 
-fn recv_as<S: Addr>(fd: RawFd, buf: &mut [u8], slot: usize, meta: &mut Vec<(usize, usize, SocketAddr)>) -> io::Result<usize> {
+fn recv_as<S: Addr>(
+    fd: RawFd,
+    buf: &mut [u8],
+    slot: usize,
+    meta: &mut Vec<(usize, usize, SocketAddr)>,
+    flags: MsgFlags,
+) -> io::Result<usize> {
     S::with(|family| {
         let mut chunks = buf.chunks_mut(slot.max(1));
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-        let results = recvmmsg(fd, &mut family.recv, iovs.iter_mut(), MsgFlags::empty(), None)?;
+        let results = recvmmsg(fd, &mut family.recv, iovs.iter_mut(), flags, None)?;
         let mut n = 0;
         for (i, r) in results.enumerate() {
             if let Some(src) = r.address {

@@ -10,6 +10,8 @@ mod mmsg;
 pub mod rate_limit;
 #[cfg(feature = "tokio")]
 pub mod udp;
+#[cfg(feature = "tokio")]
+pub mod udp_sync;
 
 use crate::message::{HeaderName, Host, Message};
 use bytes::Bytes;

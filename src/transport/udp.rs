@@ -183,7 +183,7 @@ impl UdpTransport {
         let fd = self.socket.as_raw_fd();
         let v6 = self.local.is_ipv6();
         let (buf, meta) = (&mut self.buf, &mut self.meta);
-        self.socket.try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta)).map(drop)
+        self.socket.try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false)).map(drop)
     }
 
     /// `recv_from` into each slot until none is queued.

@@ -179,7 +179,6 @@ pub(crate) fn run(args: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Re
             },
         };
         let setup = WorkerSetup {
-            index: i,
             bind,
             target: s.target,
             user: s.from.clone(),
@@ -266,7 +265,6 @@ fn plan(s: &Settings, ip: IpAddr, start: Instant, i: usize) -> Plan {
 /// What one worker thread starts from.
 #[derive(Debug)]
 struct WorkerSetup {
-    index: usize,
     bind: SocketAddr,
     /// Where requests go when the URI names a host (UaCore's default peer).
     target: SocketAddr,
@@ -285,21 +283,15 @@ fn worker_thread(
     stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
 ) -> WorkerResult {
-    let WorkerSetup { index, bind, target, user, plan, auth } = setup;
-    let socket = match std::net::UdpSocket::bind(bind) {
+    let WorkerSetup { bind, target, user, plan, auth } = setup;
+    let socket = match switchboard::transport::udp_sync::SyncUdp::bind(bind) {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot bind {bind}: {e}")));
             return WorkerResult::default();
         }
     };
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot read the address bound for {bind}: {e}")));
-            return WorkerResult::default();
-        }
-    };
+    let local = socket.local_addr();
     let _ = ready.send(Ok(local));
     // Distinct per worker, so Call-IDs, tags and branches never collide across workers.
     let seed = switchboard::dialog::IdGen::os_seed();
@@ -325,14 +317,19 @@ fn worker_thread(
     let mut endpoint_config = EndpointConfig::default();
     endpoint_config.timers.t1 = T1;
     let app = LoadWorker::new(plan, ua, shared.clone());
-    match blocking::run(socket, Endpoint::new(endpoint_config), app, stop) {
-        Ok(app) => app.into_result(),
-        Err(e) => {
-            // Its calls are never attempted, so the run cannot end with exit status 0.
-            tracing::warn!(error = %e, worker = index, "worker socket failed; its calls are not placed");
-            WorkerResult::default()
-        }
-    }
+    reserve_heap();
+    blocking::run(socket, Endpoint::new(endpoint_config), app, stop).into_result()
+}
+
+/// Grows this thread's allocator heap once, up front. A load run keeps a few KB per call for
+/// Timers D and M and the dialog purge (32 s), so a worker's heap grows all run long; glibc grows
+/// a thread's arena with one `mprotect` per step it needs (a page or so), which measured 1.1 system
+/// calls per call of 4.3 (BENCHMARKS.md "softphone load, batched"). Allocating and freeing 32 MiB
+/// in blocks below the mmap threshold leaves that range writable: later growth within it is only
+/// page faults, which it needed anyway (the freed range is given back to the kernel, not kept).
+fn reserve_heap() {
+    let blocks: Vec<Vec<u8>> = (0..512).map(|_| std::hint::black_box(Vec::with_capacity(64 << 10))).collect();
+    drop(std::hint::black_box(blocks));
 }
 
 /// Prints the progress line once a second until every worker is done; stops them on Ctrl-C or
