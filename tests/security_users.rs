@@ -105,7 +105,7 @@ impl Phone {
     }
 
     /// An INVITE to `to` (a user of our domain), answering one 407 with `password`: the final
-    /// status, or `None` while the call is still proceeding after a few seconds (it was routed).
+    /// status, or `None` while the call is still proceeding after 10 s (it was routed).
     fn invite(&mut self, to: &str, password: &str) -> Option<u16> {
         let uri = format!("sip:{to}@{}", self.domain);
         let build = |me: &mut Phone, auth: Option<(String, String)>| {
@@ -124,7 +124,8 @@ impl Phone {
             Message::parse(Bytes::from(text)).expect("INVITE parses")
         };
         let first = build(self, None);
-        let resp = self.final_within(&first, Duration::from_secs(3))?;
+        // Generous: a loaded CI machine may take seconds to answer; a 407 always comes.
+        let resp = self.final_within(&first, Duration::from_secs(10))?;
         if resp.status() != Some(407) {
             return resp.status();
         }
@@ -134,7 +135,7 @@ impl Phone {
         }
         let auth = client.authorization("INVITE", &uri, &format!("i{}", self.cseq)).map(|(h, v)| (h.as_str().to_owned(), v));
         let second = build(self, auth);
-        self.final_within(&second, Duration::from_secs(3)).and_then(|r| r.status())
+        self.final_within(&second, Duration::from_secs(10)).and_then(|r| r.status())
     }
 
     /// Whether an INVITE reaches this phone's socket within `limit`.
@@ -225,12 +226,12 @@ fn users_added_removed_and_changed_while_serving() {
     assert_ne!(dave.register("dave-secret"), 200, "dave is not a user yet");
     let said = add(&data, "dave", &[]);
     assert!(said.contains("the running service has it now"), "{said}");
-    let took = dave.register_until("dave-secret", 200, Duration::from_secs(5));
+    let took = dave.register_until("dave-secret", 200, Duration::from_secs(15));
     eprintln!("dave registered {took:?} after `users add` returned");
 
     // carol removed: her binding goes, her REGISTER is refused; alice is untouched. The store
     // writer commits in groups (10 ms window), so her binding reaches the file shortly after the 200.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !registered(&data).contains("sip:carol@") {
         assert!(Instant::now() < deadline, "carol's binding never reached the store");
         std::thread::sleep(Duration::from_millis(20));
@@ -238,7 +239,7 @@ fn users_added_removed_and_changed_while_serving() {
     let said = users_ok(&data, &["remove", "carol"], "");
     assert!(said.contains("the running service has it now"), "{said}");
     assert_ne!(carol.register("carol-secret"), 200, "a removed user cannot register");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while registered(&data).contains("sip:carol@") {
         assert!(Instant::now() < deadline, "carol's binding still stored:\n{}", registered(&data));
         std::thread::sleep(Duration::from_millis(50));
@@ -251,7 +252,7 @@ fn users_added_removed_and_changed_while_serving() {
     assert!(!alice.rung_within(Duration::from_secs(1)), "a removed user's call reached alice");
     let routed = dave.invite("alice", "dave-secret");
     assert!(routed.is_none_or(|s| s < 400), "dave's call got {routed:?}");
-    assert!(alice.rung_within(Duration::from_secs(5)), "dave's call never reached alice");
+    assert!(alice.rung_within(Duration::from_secs(15)), "dave's call never reached alice");
 
     // A new password for alice: the old one stops working at once.
     users_ok(&data, &["passwd", "alice", "--password-stdin"], "alice-new\n");
