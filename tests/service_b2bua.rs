@@ -93,8 +93,15 @@ fn wait_calls(dir: &Path, what: &str, limit: Duration, ok: impl Fn(&[Value]) -> 
     }
 }
 
-fn within_1pct(a: u64, b: u64) -> bool {
-    a.abs_diff(b) as f64 <= (a.max(b) as f64 * 0.01).max(1.0)
+/// Packets that may be in flight when a call ends: a loaded machine handles the BYE while the
+/// last RTP still waits in a socket (the phone's or the relay's), and those are never counted
+/// on the far side. Half a second of 20 ms packets.
+const IN_FLIGHT_AT_HANGUP: u64 = 25;
+
+/// `down` (counted after a hop) is `up` (counted before it) but for what was in flight at the
+/// hangup: never more, and at most 1% or [`IN_FLIGHT_AT_HANGUP`] fewer.
+fn all_but_in_flight(up: u64, down: u64) -> bool {
+    down <= up && up - down <= (up / 100).max(IN_FLIGHT_AT_HANGUP)
 }
 
 #[test]
@@ -143,10 +150,10 @@ fn alice_and_bob_talk_through_the_relay_and_the_record_counts_every_packet() {
         "alice sent {sent_a} received {}; bob sent {sent_b} received {}; relay from alice {relay_a}, from bob {relay_b}",
         a["rtp_received"], b["rtp_received"]
     );
-    assert!(sent_a > 200 && within_1pct(sent_a, relay_a), "alice sent {sent_a}, relay got {relay_a}");
-    assert!(sent_b > 200 && within_1pct(sent_b, relay_b), "bob sent {sent_b}, relay got {relay_b}");
-    assert!(within_1pct(n(&b["rtp_received"]), relay_a), "bob received {} of {relay_a}", b["rtp_received"]);
-    assert!(within_1pct(n(&a["rtp_received"]), relay_b), "alice received {} of {relay_b}", a["rtp_received"]);
+    assert!(sent_a > 200 && all_but_in_flight(sent_a, relay_a), "alice sent {sent_a}, relay got {relay_a}");
+    assert!(sent_b > 200 && all_but_in_flight(sent_b, relay_b), "bob sent {sent_b}, relay got {relay_b}");
+    assert!(all_but_in_flight(relay_a, n(&b["rtp_received"])), "bob received {} of {relay_a}", b["rtp_received"]);
+    assert!(all_but_in_flight(relay_b, n(&a["rtp_received"])), "alice received {} of {relay_b}", a["rtp_received"]);
     assert_eq!(r["caller"]["lost"], 0);
     assert_eq!(r["callee"]["lost"], 0);
 }
