@@ -31,8 +31,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Relay ports of the service in these tests.
-const RELAY_PORTS: &str = "52000-52999";
+/// Relay ports of the service in these tests: below Linux's ephemeral range (32768-60999), so
+/// no socket bound to port 0 (the phones' SIP sockets, any other test's) can hold one. A burst of
+/// calls outruns the pre-bound spare ports, and a port found taken after the SDP named it ends
+/// that call ("relay port taken by another process"; the phones do the same).
+const RELAY_PORTS: &str = "12000-12999";
 
 /// `switchboard serve` on `listen` with its data in `dir`; returns it and its port.
 fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, u16) {
@@ -322,14 +325,16 @@ fn twenty_calls_survive_kill_9_of_the_service() {
     let (mut svc, port) = serve(dir.path(), &listen, &["--no-auth"]);
     std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
     const CALLS: usize = 20;
-    let mut bob = answerer(dir.path(), port, "bob", "57000-57999", &["--tone", "1000"], &["--calls", &CALLS.to_string()]);
+    // bob answers 20 calls at once, past his spare ports: his range and the callers' are below
+    // the ephemeral range too (see RELAY_PORTS), or one of his calls can end at once, never up.
+    let mut bob = answerer(dir.path(), port, "bob", "13000-13999", &["--tone", "1000"], &["--calls", &CALLS.to_string()]);
     // The callers stay in their calls until the test hangs them up (SIGTERM: BYE, `bye-local`),
     // so no step below races a call's own end: on a loaded machine 20 calls of a fixed length
     // could all be over before "20 calls up" was ever seen, or hang up during the restart.
     let mut callers: Vec<Proc> = (0..CALLS)
         .map(|i| {
             let mut cmd = Command::new(PHONE);
-            cmd.args(["--user", &format!("caller{i}"), "--summary", "json", "--tone", "440", "--rtp-ports", "58000-58999"]).args([
+            cmd.args(["--user", &format!("caller{i}"), "--summary", "json", "--tone", "440", "--rtp-ports", "14000-14999"]).args([
                 "dial",
                 &format!("sip:bob@127.0.0.1:{port}"),
                 "--duration",
