@@ -105,8 +105,10 @@ impl Phone {
     }
 
     /// An INVITE to `to` (a user of our domain), answering one 407 with `password`: the final
-    /// status, or `None` while the call is still proceeding after a few seconds (it was routed).
-    fn invite(&mut self, to: &str, password: &str) -> Option<u16> {
+    /// status, or `None` while the call is still proceeding after `wait` (it was routed). A
+    /// refusal is awaited generously; a routed call is only watched for `wait`, as the service
+    /// itself ends it with 408 after a while (the callee here never answers).
+    fn invite(&mut self, to: &str, password: &str, wait: Duration) -> Option<u16> {
         let uri = format!("sip:{to}@{}", self.domain);
         let build = |me: &mut Phone, auth: Option<(String, String)>| {
             let text = String::from_utf8_lossy(me.request(auth).as_bytes()).into_owned();
@@ -124,7 +126,8 @@ impl Phone {
             Message::parse(Bytes::from(text)).expect("INVITE parses")
         };
         let first = build(self, None);
-        let resp = self.final_within(&first, Duration::from_secs(3))?;
+        // Generous: a loaded CI machine may take seconds to answer; a 407 always comes.
+        let resp = self.final_within(&first, Duration::from_secs(10))?;
         if resp.status() != Some(407) {
             return resp.status();
         }
@@ -134,7 +137,7 @@ impl Phone {
         }
         let auth = client.authorization("INVITE", &uri, &format!("i{}", self.cseq)).map(|(h, v)| (h.as_str().to_owned(), v));
         let second = build(self, auth);
-        self.final_within(&second, Duration::from_secs(3)).and_then(|r| r.status())
+        self.final_within(&second, wait).and_then(|r| r.status())
     }
 
     /// Whether an INVITE reaches this phone's socket within `limit`.
@@ -225,12 +228,12 @@ fn users_added_removed_and_changed_while_serving() {
     assert_ne!(dave.register("dave-secret"), 200, "dave is not a user yet");
     let said = add(&data, "dave", &[]);
     assert!(said.contains("the running service has it now"), "{said}");
-    let took = dave.register_until("dave-secret", 200, Duration::from_secs(5));
+    let took = dave.register_until("dave-secret", 200, Duration::from_secs(15));
     eprintln!("dave registered {took:?} after `users add` returned");
 
     // carol removed: her binding goes, her REGISTER is refused; alice is untouched. The store
     // writer commits in groups (10 ms window), so her binding reaches the file shortly after the 200.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !registered(&data).contains("sip:carol@") {
         assert!(Instant::now() < deadline, "carol's binding never reached the store");
         std::thread::sleep(Duration::from_millis(20));
@@ -238,7 +241,7 @@ fn users_added_removed_and_changed_while_serving() {
     let said = users_ok(&data, &["remove", "carol"], "");
     assert!(said.contains("the running service has it now"), "{said}");
     assert_ne!(carol.register("carol-secret"), 200, "a removed user cannot register");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while registered(&data).contains("sip:carol@") {
         assert!(Instant::now() < deadline, "carol's binding still stored:\n{}", registered(&data));
         std::thread::sleep(Duration::from_millis(50));
@@ -246,12 +249,13 @@ fn users_added_removed_and_changed_while_serving() {
     assert_eq!(alice.register("alice-secret"), 200, "alice still registers");
     // ... and she can no longer call: her authenticated INVITE is challenged again, alice's phone
     // never rings; the new user dave's call to alice does ring it.
-    let refused = carol.invite("alice", "carol-secret");
+    let refused = carol.invite("alice", "carol-secret", Duration::from_secs(10));
     assert!(matches!(refused, Some(401 | 403 | 407)), "carol's INVITE got {refused:?}");
     assert!(!alice.rung_within(Duration::from_secs(1)), "a removed user's call reached alice");
-    let routed = dave.invite("alice", "dave-secret");
+    // Short: `None` (still proceeding) is the expected outcome, and a refusal comes at once.
+    let routed = dave.invite("alice", "dave-secret", Duration::from_secs(3));
     assert!(routed.is_none_or(|s| s < 400), "dave's call got {routed:?}");
-    assert!(alice.rung_within(Duration::from_secs(5)), "dave's call never reached alice");
+    assert!(alice.rung_within(Duration::from_secs(15)), "dave's call never reached alice");
 
     // A new password for alice: the old one stops working at once.
     users_ok(&data, &["passwd", "alice", "--password-stdin"], "alice-new\n");

@@ -6,6 +6,8 @@
 //!
 //! Every wait is on an output line, a process exit or a polled condition with a deadline.
 
+#[path = "common/heard.rs"]
+mod heard;
 #[path = "common/pcap.rs"]
 mod pcap;
 #[path = "common/procs.rs"]
@@ -15,7 +17,7 @@ mod service_cli;
 
 use procs::{skip_or_fail, tool_available, Proc, Stream, TempDir};
 use serde_json::Value;
-use service_cli::{calls, n, tone, users, PHONE, SB};
+use service_cli::{calls, n, users, PHONE, SB};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,8 +31,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Relay ports of the service in these tests.
-const RELAY_PORTS: &str = "52000-52999";
+/// Relay ports of the service in these tests: below Linux's ephemeral range (32768-60999), so
+/// no socket bound to port 0 (the phones' SIP sockets, any other test's) can hold one. A burst of
+/// calls outruns the pre-bound spare ports, and a port found taken after the SDP named it ends
+/// that call ("relay port taken by another process"; the phones do the same).
+const RELAY_PORTS: &str = "12000-12999";
 
 /// `switchboard serve` on `listen` with its data in `dir`; returns it and its port.
 fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, u16) {
@@ -91,8 +96,15 @@ fn wait_calls(dir: &Path, what: &str, limit: Duration, ok: impl Fn(&[Value]) -> 
     }
 }
 
-fn within_1pct(a: u64, b: u64) -> bool {
-    a.abs_diff(b) as f64 <= (a.max(b) as f64 * 0.01).max(1.0)
+/// Packets that may be in flight when a call ends: a loaded machine handles the BYE while the
+/// last RTP still waits in a socket (the phone's or the relay's), and those are never counted
+/// on the far side. Half a second of 20 ms packets.
+const IN_FLIGHT_AT_HANGUP: u64 = 25;
+
+/// `down` (counted after a hop) is `up` (counted before it) but for what was in flight at the
+/// hangup: never more, and at most 1% or [`IN_FLIGHT_AT_HANGUP`] fewer.
+fn all_but_in_flight(up: u64, down: u64) -> bool {
+    down <= up && up - down <= (up / 100).max(IN_FLIGHT_AT_HANGUP)
 }
 
 #[test]
@@ -122,10 +134,8 @@ fn alice_and_bob_talk_through_the_relay_and_the_record_counts_every_packet() {
     assert_ne!(a["call_id"], b["call_id"], "two dialogs with their own Call-IDs");
     assert_eq!(b["reason"], "bye-remote", "alice's BYE reached bob");
 
-    let (fa, active_a) = tone(&alice_wav);
-    let (fb, active_b) = tone(&bob_wav);
-    assert!((fa - 1000.0).abs() < 15.0 && active_a >= 4.5, "alice heard {fa} Hz for {active_a} s");
-    assert!((fb - 440.0).abs() < 15.0 && active_b >= 4.5, "bob heard {fb} Hz for {active_b} s");
+    heard::assert_heard("alice", &alice_wav, 1000.0, n(&a["rtp_received"]), n(&b["rtp_sent"]));
+    heard::assert_heard("bob", &bob_wav, 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
 
     let records = closed_records(dir.path(), 1, Duration::from_secs(10));
     assert_eq!(records.len(), 1, "{records:#?}");
@@ -143,10 +153,10 @@ fn alice_and_bob_talk_through_the_relay_and_the_record_counts_every_packet() {
         "alice sent {sent_a} received {}; bob sent {sent_b} received {}; relay from alice {relay_a}, from bob {relay_b}",
         a["rtp_received"], b["rtp_received"]
     );
-    assert!(sent_a > 200 && within_1pct(sent_a, relay_a), "alice sent {sent_a}, relay got {relay_a}");
-    assert!(sent_b > 200 && within_1pct(sent_b, relay_b), "bob sent {sent_b}, relay got {relay_b}");
-    assert!(within_1pct(n(&b["rtp_received"]), relay_a), "bob received {} of {relay_a}", b["rtp_received"]);
-    assert!(within_1pct(n(&a["rtp_received"]), relay_b), "alice received {} of {relay_b}", a["rtp_received"]);
+    assert!(sent_a > 200 && all_but_in_flight(sent_a, relay_a), "alice sent {sent_a}, relay got {relay_a}");
+    assert!(sent_b > 200 && all_but_in_flight(sent_b, relay_b), "bob sent {sent_b}, relay got {relay_b}");
+    assert!(all_but_in_flight(relay_a, n(&b["rtp_received"])), "bob received {} of {relay_a}", b["rtp_received"]);
+    assert!(all_but_in_flight(relay_b, n(&a["rtp_received"])), "alice received {} of {relay_b}", a["rtp_received"]);
     assert_eq!(r["caller"]["lost"], 0);
     assert_eq!(r["callee"]["lost"], 0);
 }
@@ -270,9 +280,9 @@ fn sipp_uac_pcap_through_the_service_reaches_a_softphone() {
     let status = sipp.expect_exit(Duration::from_secs(45));
     assert!(status.success(), "sipp: {}\nbob: {}", sipp.transcript(), bob.transcript());
     bob.expect_exit(Duration::from_secs(20));
-    let (f, active) = tone(&rec);
-    assert!((f - 1000.0).abs() < 15.0 && active >= 4.0, "bob heard {f} Hz for {active} s");
     let s = summaries(&bob).pop().expect("summary");
+    // The pcap is 6 s of 20 ms packets.
+    heard::assert_heard("bob", &rec, 1000.0, n(&s["rtp_received"]), 300);
     assert_eq!(s["codec"], "PCMA", "{s}");
     let records = closed_records(dir.path(), 1, Duration::from_secs(10));
     assert_eq!(records[0]["codec"], "PCMA/8000");
@@ -315,15 +325,20 @@ fn twenty_calls_survive_kill_9_of_the_service() {
     let (mut svc, port) = serve(dir.path(), &listen, &["--no-auth"]);
     std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
     const CALLS: usize = 20;
-    let mut bob = answerer(dir.path(), port, "bob", "57000-57999", &["--tone", "1000"], &["--calls", &CALLS.to_string()]);
+    // bob answers 20 calls at once, past his spare ports: his range and the callers' are below
+    // the ephemeral range too (see RELAY_PORTS), or one of his calls can end at once, never up.
+    let mut bob = answerer(dir.path(), port, "bob", "13000-13999", &["--tone", "1000"], &["--calls", &CALLS.to_string()]);
+    // The callers stay in their calls until the test hangs them up (SIGTERM: BYE, `bye-local`),
+    // so no step below races a call's own end: on a loaded machine 20 calls of a fixed length
+    // could all be over before "20 calls up" was ever seen, or hang up during the restart.
     let mut callers: Vec<Proc> = (0..CALLS)
         .map(|i| {
             let mut cmd = Command::new(PHONE);
-            cmd.args(["--user", &format!("caller{i}"), "--summary", "json", "--tone", "440", "--rtp-ports", "58000-58999"]).args([
+            cmd.args(["--user", &format!("caller{i}"), "--summary", "json", "--tone", "440", "--rtp-ports", "14000-14999"]).args([
                 "dial",
                 &format!("sip:bob@127.0.0.1:{port}"),
                 "--duration",
-                "14",
+                "600",
             ]);
             Proc::spawn(&format!("caller{i}"), &mut cmd)
         })
@@ -331,7 +346,7 @@ fn twenty_calls_survive_kill_9_of_the_service() {
     let up = |c: &[Value]| {
         c.len() == CALLS && c.iter().all(|c| c["phase"] == "up" && n(&c["caller"]["packets"]) > 0 && n(&c["callee"]["packets"]) > 0)
     };
-    wait_calls(dir.path(), "20 calls up with media", Duration::from_secs(30), up);
+    wait_calls(dir.path(), "20 calls up with media", Duration::from_secs(60), up);
 
     svc.kill();
     let (_svc2, port2) = serve(dir.path(), &listen, &["--no-auth"]);
@@ -341,12 +356,12 @@ fn twenty_calls_survive_kill_9_of_the_service() {
         c.len() == CALLS
             && c.iter().all(|c| c["recovered"] == true && n(&c["caller"]["forwarded"]) > 10 && n(&c["callee"]["forwarded"]) > 10)
     };
-    wait_calls(dir.path(), "media again on every recovered call", Duration::from_secs(10), flows);
+    wait_calls(dir.path(), "media again on every recovered call", Duration::from_secs(30), flows);
     // How fast is a figure, not a check (no timing assertions in tests): BENCHMARKS.md records it.
     eprintln!("media flowed again on all {CALLS} calls {} ms after the restart", restarted.elapsed().as_millis());
 
     for c in &mut callers {
-        let status = c.expect_exit(Duration::from_secs(30));
+        let status = c.terminate(Duration::from_secs(30)).unwrap_or_else(|| panic!("{} did not hang up: {}", c.name(), c.transcript()));
         let s = summaries(c).pop().unwrap_or_default();
         assert!(status.success() && s["reason"] == "bye-local", "{}: {}", c.name(), c.transcript());
         assert_eq!(s["bye_status"], 200, "{}'s BYE was answered after the restart: {}", c.name(), c.transcript());

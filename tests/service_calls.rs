@@ -3,13 +3,14 @@
 //! to two phones of one user (the first to answer wins, the other gets CANCEL and answers 487).
 //! `tests/service_b2bua.rs` has the B2BUA's own checks (relay, records, hold, restart).
 
+#[path = "common/heard.rs"]
+mod heard;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use switchboard::media::tone::analyse;
-use switchboard::media::wav::read_wav;
 
 /// The tests here each run a service and two or three phones with media; run them one at a time
 /// so a loaded 2-core machine never starves one of them past its deadlines.
@@ -144,12 +145,6 @@ fn summary(rx: &mpsc::Receiver<String>) -> serde_json::Value {
     serde_json::from_str(&expect(rx, "\"call_id\"", Duration::from_secs(40))).expect("summary JSON")
 }
 
-fn tone(path: &Path) -> (f64, f64) {
-    let wav = read_wav(&std::fs::read(path).expect("recording")).expect("WAV");
-    let a = analyse(&wav.samples, 8000);
-    (a.dominant.unwrap_or(0.0), a.active_seconds)
-}
-
 fn alice_dials(dir: &Path, port: u16, duration: &str) -> std::process::Output {
     Command::new(bin("softphone"))
         .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
@@ -176,10 +171,9 @@ fn alice_calls_bob_through_the_proxy_and_they_hear_each_other() {
     assert_eq!(a["call_id"], b["call_id"], "a proxy keeps the one dialog");
     assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("completed"), Some("completed")));
     assert_eq!(b["reason"], "bye-remote", "alice's BYE reached bob through the service");
-    let (fa, active_a) = tone(&dir.join("alice.wav"));
-    let (fb, active_b) = tone(&bob_wav);
-    assert!((fa - 1000.0).abs() < 15.0 && active_a >= 4.5, "alice heard {fa} Hz for {active_a} s");
-    assert!((fb - 440.0).abs() < 15.0 && active_b >= 4.5, "bob heard {fb} Hz for {active_b} s");
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    heard::assert_heard("alice", &dir.join("alice.wav"), 1000.0, n(&a["rtp_received"]), n(&b["rtp_sent"]));
+    heard::assert_heard("bob", &bob_wav, 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
 }
 
 #[test]

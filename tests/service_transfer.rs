@@ -6,6 +6,8 @@
 //!
 //! Every wait is on an output line, a datagram or a process exit, with a deadline.
 
+#[path = "common/heard.rs"]
+mod heard;
 #[path = "common/phone.rs"]
 mod phone;
 #[path = "common/procs.rs"]
@@ -214,9 +216,9 @@ fn the_caller_transfers_bob_to_carol_through_the_b2bua() {
     assert!(incoming.contains("bob") && !incoming.contains("alice"), "{incoming}");
 
     let (fc, active_c) = tail_tone(&carol_wav, 3.5);
-    assert!((fc - 440.0).abs() < 15.0 && active_c >= 3.0, "carol heard {fc} Hz for {active_c} s");
+    assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
     let (fb, active_b) = tail_tone(&bob_wav, 3.0);
-    assert!((fb - 1000.0).abs() < 15.0 && active_b >= 2.5, "bob heard {fb} Hz for {active_b} s at the end");
+    assert!((fb - 1000.0).abs() < 15.0 && active_b >= heard::MIN_ACTIVE_S, "bob heard {fb} Hz for {active_b} s at the end");
     alice.say("quit");
 }
 
@@ -342,7 +344,7 @@ fn sipp_refers_bob_to_carol_through_the_b2bua() {
     assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}", carol.transcript());
     assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
     let (fc, active_c) = tail_tone(&carol_wav, 3.0);
-    assert!((fc - 440.0).abs() < 15.0 && active_c >= 2.0, "carol heard {fc} Hz for {active_c} s");
+    assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
 }
 
 /// sipp refers bob to carol and hangs up right after the first NOTIFY
@@ -410,7 +412,7 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
     assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}\nservice:\n{}", carol.transcript(), svc.transcript());
     assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
     let (fc, active_c) = tail_tone(&carol_wav, 3.0);
-    assert!((fc - 440.0).abs() < 15.0 && active_c >= 2.0, "carol heard {fc} Hz for {active_c} s");
+    assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
     let (fb, active_b) = tail_tone(&bob_wav, 2.5);
-    assert!((fb - 1000.0).abs() < 15.0 && active_b >= 2.0, "bob heard {fb} Hz for {active_b} s at the end");
+    assert!((fb - 1000.0).abs() < 15.0 && active_b >= heard::MIN_ACTIVE_S, "bob heard {fb} Hz for {active_b} s at the end");
 }

@@ -5,6 +5,8 @@
 //!
 //! Every wait is on an output line or a process exit, with a deadline.
 
+#[path = "common/heard.rs"]
+mod heard;
 #[path = "common/procs.rs"]
 mod procs;
 #[path = "common/service_cli.rs"]
@@ -129,8 +131,8 @@ fn alice_transfers_bob_to_carol_and_they_talk() {
     // carol heard bob's 440 Hz and bob (second recording) carol's 1000 Hz.
     let (fc, active_c) = tone(&carol_wav);
     let (fb, active_b) = tone(&dir.join("bob-2.wav"));
-    assert!((fc - 440.0).abs() < 15.0 && active_c >= 3.0, "carol heard {fc} Hz for {active_c} s");
-    assert!((fb - 1000.0).abs() < 15.0 && active_b >= 3.0, "bob heard {fb} Hz for {active_b} s from carol");
+    assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
+    assert!((fb - 1000.0).abs() < 15.0 && active_b >= heard::MIN_ACTIVE_S, "bob heard {fb} Hz for {active_b} s from carol");
     // And bob's first recording is alice's 300 Hz: the transfer did not mix the calls.
     let (fa, _) = tone(&bob_wav);
     assert!((fa - 300.0).abs() < 15.0, "bob heard {fa} Hz from alice");
