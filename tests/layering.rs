@@ -36,7 +36,7 @@ const SANS_IO: &[&str] = &[
     "testing",
 ];
 /// Modules that do I/O (sockets, files, the clock, the terminal): the thin shells around the rest.
-const IO: &[&str] = &["driver.rs", "transport/udp.rs", "store", "cli.rs", "bin", "lib.rs"];
+const IO: &[&str] = &["driver.rs", "transport/udp.rs", "transport/udp_sync.rs", "transport/mmsg.rs", "store", "cli.rs", "bin", "lib.rs"];
 const FORBIDDEN: &[&str] = &[
     "tokio",
     "std::net::UdpSocket",
@@ -50,7 +50,9 @@ const FORBIDDEN: &[&str] = &[
     "crate::store",
     "crate::cli",
     "crate::transport::udp",
+    "crate::transport::mmsg",
     "super::udp",
+    "super::mmsg",
 ];
 /// The I/O modules by name, for a grouped `use crate::{..}` that names one of them.
 const IO_MODULES: &[&str] = &["driver", "store", "cli"];
