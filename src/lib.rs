@@ -25,6 +25,7 @@
 //!   message     parse / build SIP messages (RFC 3261 §7, §20, §25), zero-copy over bytes::Bytes
 //!   sdp         session descriptions (RFC 4566)
 //!   media       G.711, RTP/RTCP, DTMF, jitter buffer, pacing, WAV, tones
+//!   cluster     Call-ID stickiness: worker and instance of a call, the published live set
 //!   collections the hash map the protocol state lives in
 //! ```
 //!
@@ -54,6 +55,7 @@
 pub mod application;
 pub mod auth;
 pub mod call;
+pub mod cluster;
 pub mod collections;
 pub mod dialog;
 pub mod endpoint;
