@@ -469,7 +469,7 @@ impl B2bua {
             started: now,
         };
         match adopt {
-            Some(epoch) => tracing::info!(call = %s.id, from = ?s.owner, epoch, "call adopted"),
+            Some(epoch) => tracing::info!(call = %s.id, epoch, "call adopted"),
             None => tracing::info!(call = %s.id, "call recovered after restart"),
         }
         self.calls.insert(key, Box::new(call));

@@ -28,8 +28,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// them as it always has.
 pub(crate) fn ours_at_start(states: Vec<CallState>, m: Option<&Membership>, me: &str) -> Vec<CallState> {
     let all = states.len();
-    let ours: Vec<CallState> =
-        states.into_iter().filter(|s| stamp(s).is_none_or(|st| judge(m, me, &st) == Verdict::Mine)).collect();
+    let ours: Vec<CallState> = states.into_iter().filter(|s| stamp(s).is_none_or(|st| judge(m, me, &st) == Verdict::Mine)).collect();
     if ours.len() < all {
         tracing::info!(ours = ours.len(), others = all - ours.len(), epoch = ?m.map(|m| m.epoch), "saved calls of other instances left alone");
     }
@@ -106,6 +105,7 @@ fn handle(store: &RedisStore, me: &str, commands: &Commands, follower: &mut Foll
             Verdict::Adopt => {
                 let Some(new) = restamp(&s.data, me, m.epoch) else { continue };
                 if store.claim(&s.id, &s.data, &new).map_err(|e| e.to_string())? {
+                    tracing::info!(call = %s.id, from = ?st.owner, epoch = m.epoch, "call claimed");
                     adopted.push(CallState { id: s.id, data: new });
                 } else {
                     tracing::info!(call = %s.id, "call changed before our claim; not adopted");

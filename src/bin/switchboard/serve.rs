@@ -424,7 +424,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ..RegistrarConfig::default()
     });
     let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
-    let saved_calls = if r.store.is_some() { crate::members::ours_at_start(saved_calls, membership.as_ref(), &member) } else { saved_calls };
+    let saved_calls =
+        if r.store.is_some() { crate::members::ours_at_start(saved_calls, membership.as_ref(), &member) } else { saved_calls };
     let dropped = registrar.restore(bindings, wall);
     let restored = registrar.len();
     let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
