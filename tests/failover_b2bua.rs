@@ -12,51 +12,19 @@
 
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 #[path = "common/service_cli.rs"]
 mod service_cli;
 
-use procs::{skip_or_fail, tool_available, Proc, Stream, TempDir};
+use procs::{Proc, Stream, TempDir};
+use redis_server::{publish, redis};
 use serde_json::Value;
 use service_cli::{calls, n, PHONE, SB};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::store::{CallState, RedisStore, Store};
-
-/// A `redis-server` child on a free loopback port; dropping it kills that child.
-struct Redis {
-    _proc: Proc,
-    url: String,
-    _dir: TempDir,
-}
-
-/// Starts `redis-server`, or returns `None` after printing why not (panics under `CI`).
-fn redis() -> Option<Redis> {
-    if !tool_available("redis-server", &["--version"], "apt-get install redis-server") {
-        return None;
-    }
-    let dir = TempDir::new("redis-failover");
-    for _ in 0..5 {
-        let port = procs::free_port_udp_tcp();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(dir.path());
-        let proc = Proc::spawn("redis-server", &mut cmd);
-        if proc.wait_line("Ready to accept connections", Duration::from_secs(10)).is_ok() {
-            return Some(Redis { _proc: proc, url: format!("redis://127.0.0.1:{port}/0"), _dir: dir });
-        }
-    }
-    skip_or_fail("redis-server did not start on a free loopback port");
-    None
-}
-
-/// Publishes membership `line` as the dispatcher does: the key, then the channel.
-fn publish(url: &str, line: &str) {
-    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis connection");
-    redis::cmd("SET").arg("sb:members").arg(line).query::<()>(&mut c).expect("SET sb:members");
-    redis::cmd("PUBLISH").arg("sb:members").arg(line).query::<i64>(&mut c).expect("PUBLISH sb:members");
-}
 
 /// `switchboard serve --store URL --no-auth` on `listen` with its control socket in `dir`.
 fn serve(url: &str, dir: &Path, listen: &str, rtp: &str) -> (Proc, u16) {

@@ -68,6 +68,12 @@ pub fn judge(m: Option<&Membership>, me: &str, stamp: &Stamp) -> Verdict {
     }
 }
 
+/// The socket address of a member URI `sip:IP:PORT` (`sip:[v6]:PORT`); `None` for a host name
+/// or a URI with more in it.
+pub fn member_addr(uri: &str) -> Option<std::net::SocketAddr> {
+    uri.strip_prefix("sip:")?.parse().ok()
+}
+
 /// Follows published memberships: only a newer epoch is acted on (a late or replayed message,
 /// or the same set read again after a reconnect, is not).
 #[derive(Debug, Clone, Default)]
@@ -169,6 +175,14 @@ mod tests {
         assert_eq!(judge(None, A, &stamp("y@phone", B, 1)), Verdict::Theirs);
         // Nobody live at all (the dispatcher lost every probe): nothing is adopted.
         assert_eq!(judge(Some(&m(9, &[])), B, &stamp("y@phone", A, 1)), Verdict::Theirs);
+    }
+
+    #[test]
+    fn member_addresses() {
+        assert_eq!(member_addr(A), Some("127.0.0.1:5071".parse().unwrap()));
+        assert_eq!(member_addr("sip:[::1]:5060"), Some("[::1]:5060".parse().unwrap()));
+        assert_eq!(member_addr("sip:sb.example:5060"), None);
+        assert_eq!(member_addr("127.0.0.1:5060"), None);
     }
 
     #[test]

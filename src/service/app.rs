@@ -581,6 +581,10 @@ impl Service {
         now: Instant,
     ) -> usize {
         self.wall = io.wall_clock;
+        // Proxy mode's adoption: a member's Record-Route is ours too (members seen once stay).
+        let peers: Vec<SocketAddr> = membership.live.iter().filter_map(|m| crate::cluster::failover::member_addr(m)).collect();
+        self.admission.add_peers(&peers);
+        self.proxy.add_peers(&peers);
         let n = self.b2bua.as_mut().map_or(0, |b| b.follow(io, membership.epoch, adopted, lost, now));
         tracing::info!(epoch = membership.epoch, live = ?membership.live, adopted = n, "membership followed");
         self.write_calls();

@@ -525,7 +525,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
     let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
-    if let (Some(url), config::Mode::B2bua) = (&r.store, r.mode) {
+    if let Some(url) = &r.store {
         crate::members::follow(url, member.clone(), commands.clone())?;
     }
     if let Some(path) = &r.control {
