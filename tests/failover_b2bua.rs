@@ -221,13 +221,73 @@ fn calls_on_a_killed_instance_are_adopted_with_media_and_never_taken_back() {
     assert_eq!(failover, ON_A, "the adopted calls end as failover: {records:#?}");
     assert!(records.iter().any(|r| r["id"] == b_own.as_str() && r["end_reason"] == "bye"), "{records:#?}");
     assert!(owners(url).is_empty(), "every saved call removed at its end");
-    if std::env::var_os("FAILOVER_SHOW").is_some() {
-        eprintln!("{}", svc_b.transcript());
-    }
     drop(svc_b);
 }
 
 /// How many bindings Redis holds.
 fn owners_registrations(url: &str) -> usize {
     RedisStore::open(url).and_then(|s| s.bindings()).map(|b| b.len()).unwrap_or(0)
+}
+
+#[test]
+fn a_stopped_instance_that_comes_back_drops_the_calls_adopted_meanwhile() {
+    let Some(redis) = redis() else { return };
+    let url = redis.url.as_str();
+    let dir = TempDir::new("failover-stop");
+    let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
+    std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
+    let (mut svc_a, port_a) = serve(url, &dir_a, "127.0.0.1:0", &ports(100));
+    let member_a = format!("sip:127.0.0.1:{port_a}");
+    let mut bob = Proc::spawn(
+        "bob",
+        Command::new(PHONE)
+            .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port_a}"), "--password-file"])
+            .arg(dir.join("bob.pw"))
+            .args(["--summary", "json", "--tone", "1000", "--rtp-ports", &ports(20), "answer", "--calls", "1"]),
+    );
+    bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered through A");
+    let (svc_b, port_b) = serve(url, &dir_b, "127.0.0.1:0", &ports(100));
+    let member_b = format!("sip:127.0.0.1:{port_b}");
+    publish(url, &format!("1 {member_a} {member_b}"));
+    svc_a.wait_line("membership followed", Duration::from_secs(10)).expect("A followed epoch 1");
+    let mut caller = Proc::spawn(
+        "caller",
+        Command::new(PHONE).args(["--user", "carol", "--summary", "json", "--tone", "440", "--rtp-ports", &ports(20)]).args([
+            "dial",
+            &format!("sip:bob@127.0.0.1:{port_a}"),
+            "--duration",
+            "600",
+        ]),
+    );
+    let up = |c: &[Value]| c.len() == 1 && c[0]["phase"] == "up" && n(&c[0]["caller"]["packets"]) > 0 && n(&c[0]["callee"]["packets"]) > 0;
+    wait_calls(&dir_a, "the call on A up with media", Duration::from_secs(30), up);
+    wait_owners(url, "the call saved as A's", |o| o.len() == 1 && o[0].1 == member_a);
+
+    // A stops (SIGSTOP: alive, but deaf); the dispatcher drops it; B adopts the call.
+    svc_a.signal("STOP");
+    publish(url, &format!("2 {member_b}"));
+    let adopted = |c: &[Value]| {
+        c.len() == 1 && c[0]["recovered"] == true && n(&c[0]["caller"]["forwarded"]) > 10 && n(&c[0]["callee"]["forwarded"]) > 10
+    };
+    wait_calls(&dir_b, "A's call adopted by B with media", Duration::from_secs(30), adopted);
+    // A resumes with the old membership in memory, then hears the new ones: the store says B
+    // owns its call, so A drops it (no BYE, no write) instead of fighting over it.
+    svc_a.signal("CONT");
+    publish(url, &format!("3 {member_a} {member_b}"));
+    svc_a.wait_line("epoch=3", Duration::from_secs(10)).expect("A followed epoch 3");
+    wait_calls(&dir_a, "A dropped the adopted call", Duration::from_secs(10), |c| c.is_empty());
+    svc_a.wait_line("call owned by another instance now; dropped here", Duration::from_secs(5)).expect("A says why");
+    assert!(owners(url).iter().all(|(_, owner, e)| *owner == member_b && *e == 2), "{:#?}", owners(url));
+    assert!(wait_calls(&dir_b, "B still has the call", Duration::from_secs(5), adopted).len() == 1);
+
+    let status = caller.terminate(Duration::from_secs(30)).unwrap_or_else(|| panic!("caller did not hang up: {}", caller.transcript()));
+    let s = summaries(&caller).pop().unwrap_or_default();
+    assert!(status.success() && s["reason"] == "bye-local" && s["bye_status"] == 200, "{}", caller.transcript());
+    bob.expect_exit(Duration::from_secs(20));
+    let ends = summaries(&bob);
+    assert!(ends.len() == 1 && ends[0]["reason"] == "bye-remote", "bob got one BYE (B's), none from A: {}", bob.transcript());
+    let records = closed_records(url, 1, Duration::from_secs(10));
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!((records[0]["end_reason"].as_str(), records[0]["ended_by"].as_str()), (Some("failover"), Some("caller")), "{records:#?}");
+    drop(svc_b);
 }

@@ -84,9 +84,15 @@ impl B2bua {
     pub fn follow(&mut self, io: &mut Io<'_>, epoch: u64, adopted: &[CallState], lost: &[String], now: Instant) -> usize {
         self.wall = io.wall_clock;
         self.cluster.epoch = self.cluster.epoch.max(epoch);
-        for id in lost {
-            self.forget(io, id, now);
+        // One pass over our calls, whatever the number of ids (every call others own is named).
+        let lost: std::collections::HashSet<&str> = lost.iter().map(String::as_str).collect();
+        let gone: Vec<(u64, String)> =
+            self.calls.iter().filter(|(_, c)| lost.contains(c.record.id.as_str())).map(|(k, c)| (*k, c.record.id.clone())).collect();
+        for (key, id) in gone {
+            self.forget(io, key, &id, now);
         }
+        let mut held: std::collections::HashSet<String> =
+            if adopted.is_empty() { Default::default() } else { self.calls.values().map(|c| c.record.id.clone()).collect() };
         let mut n = 0;
         for state in adopted {
             let saved: SavedCall = match serde_json::from_str(&state.data) {
@@ -96,7 +102,7 @@ impl B2bua {
                     continue;
                 }
             };
-            if self.calls.values().any(|c| c.record.id == saved.id) {
+            if !held.insert(saved.id.clone()) {
                 continue;
             }
             let (caller_sdp, callee_sdp) = (saved.caller.dialog.remote_sdp.clone(), saved.callee.dialog.remote_sdp.clone());
@@ -125,8 +131,7 @@ impl B2bua {
 
     /// Drops call `id` from memory: another instance owns it now. No BYE, no record, no store
     /// write; its ports close and its dialogs and Call-IDs go.
-    fn forget(&mut self, io: &mut Io<'_>, id: &str, now: Instant) {
-        let Some(key) = self.calls.iter().find(|(_, c)| c.record.id == id).map(|(k, _)| *k) else { return };
+    fn forget(&mut self, io: &mut Io<'_>, key: u64, id: &str, now: Instant) {
         let Some(c) = self.calls.remove(&key) else { return };
         self.relay.remove(RelayId(key));
         if let Some((caller, callee)) = c.media.as_deref() {
