@@ -387,6 +387,9 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
     let local = transport.local_addr();
     let member = r.member.clone().unwrap_or_else(|| format!("sip:{local}"));
+    if r.store.is_some() && r.member.is_none() && local.ip().is_unspecified() {
+        tracing::warn!(%member, "listening on a wildcard address: give --member sip:IP:PORT as the dispatcher names this instance");
+    }
     // The published membership at start (issue 17 point 2): which saved calls are ours to take
     // back. Without Redis there is no cluster.
     let mut membership = None;
