@@ -184,6 +184,12 @@ fn calls_on_a_killed_instance_are_adopted_with_media_and_never_taken_back() {
         owned.iter().all(|(id, _, e)| if *id == b_own { *e == 1 } else { *e == 2 }),
         "adopted at epoch 2, B's own untouched at 1: {owned:#?}"
     );
+    let listed = Command::new(SB).args(["calls", "--json", "--store", url]).stdin(Stdio::null()).output().expect("calls --store");
+    let listed: Vec<Value> = String::from_utf8_lossy(&listed.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        listed.len() == ON_A + 1 && listed.iter().all(|c| c["owner"] == member_b.as_str()),
+        "calls --store names the owner: {listed:#?}"
+    );
     let b_reinvites = svc_b.lines(Stream::Stderr).iter().filter(|l| l.contains("call adopted")).count();
     assert_eq!(b_reinvites, ON_A, "{}", svc_b.transcript());
 
