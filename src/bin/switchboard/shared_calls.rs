@@ -21,7 +21,7 @@ pub(crate) fn list(url: &str, json: bool) -> ExitCode {
     // A write error (a closed pipe, as in `calls | head`) leaves nothing to report: ignored below.
     let mut out = std::io::stdout().lock();
     if !json {
-        let _ = writeln!(out, "{:<20} {:<28} {:<28} {:>9} {:<10} {}", "id", "from", "to", "duration", "codec", "owner");
+        let _ = writeln!(out, "{:<20} {:<28} {:<28} {:>9} {:<10} owner", "id", "from", "to", "duration", "codec");
     }
     for s in &states {
         let v: Value = serde_json::from_str(&s.data).unwrap_or(Value::Null);
