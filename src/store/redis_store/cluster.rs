@@ -18,35 +18,38 @@ use crate::records::CallState;
 use crate::store::StoreError;
 use redis::Pipeline;
 
-/// `1` when the stored state (KEYS[1]) is absent, unreadable, ownerless or owned by ARGV[n].
-const OWNED_BY: &str = "local function owned_by(me)
+/// A Lua function: true when the stored state (KEYS[1]) is absent, unreadable, ownerless or
+/// owned by `me`. A macro so the scripts below can be `concat!`-ed constants.
+macro_rules! owned_by {
+    () => {
+        "local function owned_by(me)
   local cur = redis.call('GET', KEYS[1])
   if not cur then return true end
   local ok, d = pcall(cjson.decode, cur)
   if not ok or type(d) ~= 'table' or type(d.owner) ~= 'string' then return true end
   return d.owner == me
 end
-";
+"
+    };
+}
 
 /// KEYS = [state key, index], ARGV = [data, member, id]: 1 written, 0 owned by another.
-fn put_script() -> String {
-    format!(
-        "{OWNED_BY}if not owned_by(ARGV[2]) then return 0 end
+const PUT: &str = concat!(
+    owned_by!(),
+    "if not owned_by(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[3])
 return 1"
-    )
-}
+);
 
 /// KEYS = [state key, index], ARGV = [member, id]: keys deleted, 0 when owned by another.
-fn remove_script() -> String {
-    format!(
-        "{OWNED_BY}if not owned_by(ARGV[1]) then return 0 end
+const REMOVE: &str = concat!(
+    owned_by!(),
+    "if not owned_by(ARGV[1]) then return 0 end
 local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 return n"
-    )
-}
+);
 
 /// KEYS = [state key], ARGV = [expected value, new value]: 1 swapped, 0 changed meanwhile.
 const CLAIM: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -57,12 +60,12 @@ return 0";
 
 /// Queues `member`'s put of call state `s` (see the module doc).
 pub(super) fn put_state(p: &mut Pipeline, s: &CallState, member: &str) {
-    p.cmd("EVAL").arg(put_script()).arg(2).arg(state_key(&s.id)).arg(STATES).arg(&s.data).arg(member).arg(&s.id);
+    p.cmd("EVAL").arg(PUT).arg(2).arg(state_key(&s.id)).arg(STATES).arg(&s.data).arg(member).arg(&s.id);
 }
 
 /// Queues `member`'s removal of call state `id`.
 pub(super) fn remove_state(p: &mut Pipeline, id: &str, member: &str) {
-    p.cmd("EVAL").arg(remove_script()).arg(2).arg(state_key(id)).arg(STATES).arg(member).arg(id);
+    p.cmd("EVAL").arg(REMOVE).arg(2).arg(state_key(id)).arg(STATES).arg(member).arg(id);
 }
 
 impl RedisStore {
