@@ -568,6 +568,30 @@ impl Service {
     }
 }
 
+impl Service {
+    /// A newer published membership (issue 17 points 2 and 4): the B2BUA takes on the calls this
+    /// instance won by compare-and-set (`adopted`) and drops those another instance owns now
+    /// (`lost`); see [`crate::b2bua::B2bua::follow`]. Returns how many calls were adopted.
+    pub fn follow_membership(
+        &mut self,
+        io: &mut Io<'_>,
+        membership: &crate::cluster::Membership,
+        adopted: &[CallState],
+        lost: &[String],
+        now: Instant,
+    ) -> usize {
+        self.wall = io.wall_clock;
+        // Proxy mode's adoption: a member's Record-Route is ours too (members seen once stay).
+        let peers: Vec<SocketAddr> = membership.live.iter().filter_map(|m| crate::cluster::failover::member_addr(m)).collect();
+        self.admission.add_peers(&peers);
+        self.proxy.add_peers(&peers);
+        let n = self.b2bua.as_mut().map_or(0, |b| b.follow(io, membership.epoch, adopted, lost, now));
+        tracing::info!(epoch = membership.epoch, live = ?membership.live, adopted = n, "membership followed");
+        self.write_calls();
+        n
+    }
+}
+
 impl Application for Service {
     fn start(&mut self, io: &mut Io<'_>, now: Instant) {
         self.wall = io.wall_clock;

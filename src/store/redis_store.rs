@@ -18,12 +18,18 @@
 //! | `sb:call:ID` | hash | one call record (absent optional fields are absent hash fields) |
 //! | `sb:callstates` | set | ids of established calls saved for recovery |
 //! | `sb:callstate:ID` | string | the saved call (the same JSON the SQLite `call_states` table holds) |
+//! | `sb:members` | string | the latest published membership (`EPOCH sip:A sip:B`, see `crate::cluster::membership`) |
 //! | `sb:secret` | string | the deployment secret (32 bytes): the nonce key, and the Record-Route token key derived from it |
 //!
 //! Redis 7.0 has no per-field TTL, so each binding is its own key that Redis expires at the
 //! binding's expiry; the per-AOR index set may then name a contact whose key is gone, and such an
 //! entry is dropped the next time the bindings are read (by a script that checks, atomically, that
 //! the key is still missing, so a binding another instance just wrote is never unindexed).
+//!
+//! A saved call's JSON names its owner (a member URI) and epoch. An instance's store
+//! ([`RedisStore::with_member`]) writes and removes call states only while it is their owner, and
+//! adoption swaps the owner by compare-and-set ([`RedisStore::claim`]), so an instance that comes
+//! back never clobbers a call another one adopted (issue 17 point 2).
 //!
 //! Every put and remove is applied in a `MULTI`/`EXEC` block, and [`Store::apply_batch`] sends a
 //! whole batch as one: another instance never sees half a binding or half a batch.
@@ -44,6 +50,8 @@ use std::time::Duration;
 use redis::{Client, Connection, FromRedisValue, Pipeline};
 
 use super::{BindingRecord, CallRecord, CallState, Store, StoreError, StoreOp, UserRecord};
+
+mod cluster;
 
 /// Connect, read and write timeout: a stopped Redis makes a command fail after this long
 /// instead of hanging the writer thread (or a CLI tool) forever.
@@ -100,6 +108,9 @@ pub struct RedisStore {
     conn: RefCell<Connection>,
     /// The URL without any password, for messages.
     shown: String,
+    /// This instance's member URI (issue 17 point 2): its call-state writes are compare-and-set
+    /// on the owner (see `cluster`); `None` (CLI tools) writes them as they come.
+    member: Option<String>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -125,7 +136,7 @@ impl RedisStore {
         let err = |source| StoreError::RedisConnect { url: shown.clone(), source };
         let client = Client::open(url).map_err(err)?;
         let conn = connect(&client).map_err(err)?;
-        let store = RedisStore { client, conn: RefCell::new(conn), shown: shown.clone() };
+        let store = RedisStore { client, conn: RefCell::new(conn), shown: shown.clone(), member: None };
         store.run(|c| redis::cmd("PING").query::<String>(c)).map_err(|e| match e {
             StoreError::Redis(source) => StoreError::RedisConnect { url: shown, source },
             e => e,
@@ -194,7 +205,7 @@ impl RedisStore {
     fn one(&self, op: &StoreOp) -> Result<i64, StoreError> {
         let mut p = redis::pipe();
         p.atomic();
-        queue(&mut p, op, false);
+        queue(&mut p, op, false, self.member.as_deref());
         let replies: Vec<redis::Value> = self.run(|c| p.query(c))?;
         Ok(replies.first().and_then(|v| i64::from_redis_value(v.clone()).ok()).unwrap_or(0))
     }
@@ -209,13 +220,25 @@ fn connect(client: &Client) -> redis::RedisResult<Connection> {
 
 /// Adds the commands of `op` to `p`. With `ignore`, every reply is dropped (batches); otherwise
 /// the first command's reply is kept (the count single removes return).
-fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool) {
+fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool, member: Option<&str>) {
     let mut first = !ignore;
     let mut keep = |p: &mut Pipeline| {
         if !std::mem::take(&mut first) {
             p.ignore();
         }
     };
+    // An instance's call states: only while it owns them (see `cluster`).
+    match (op, member) {
+        (StoreOp::PutCallState(s), Some(me)) => {
+            cluster::put_state(p, s, me);
+            return keep(p);
+        }
+        (StoreOp::RemoveCallState(id), Some(me)) => {
+            cluster::remove_state(p, id, me);
+            return keep(p);
+        }
+        _ => {}
+    }
     match op {
         StoreOp::PutUser(u) => {
             let key = user_key(&u.name);
@@ -492,7 +515,7 @@ impl Store for RedisStore {
         let mut p = redis::pipe();
         p.atomic();
         for op in ops {
-            queue(&mut p, op, true);
+            queue(&mut p, op, true, self.member.as_deref());
         }
         self.run(|c| p.query::<()>(c))
     }

@@ -154,6 +154,15 @@ impl Proc {
         None
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the child, if it is still running.
+    pub fn signal(&mut self, signal: &str) {
+        if self.try_status().is_none() {
+            let pid = self.child.id().to_string();
+            let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+        }
+    }
+
     /// SIGKILL (if still running) and reap.
     pub fn kill(&mut self) {
         if self.try_status().is_none() {

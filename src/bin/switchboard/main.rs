@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod cdr;
 mod check;
 mod control;
+mod members;
 mod serve;
 mod shared_calls;
 mod users;

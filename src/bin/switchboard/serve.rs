@@ -27,7 +27,7 @@ use switchboard::ua::media::CallMediaConfig;
 /// to the file, then to the built-in default shown.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, store, rtp_ports,
+    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, store, member, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
     /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted, rate_limit, auth_backoff_secs; [[route]] tables with user, target,
@@ -49,6 +49,12 @@ pub(crate) struct ServeArgs {
     /// instance started with the same URL; the data directory keeps only the control socket.
     #[arg(long = "store", value_name = "URL", env = "SWITCHBOARD_STORE")]
     pub(crate) store: Option<String>,
+    /// This instance's name in the cluster: the SIP URI the dispatcher's backend list and the
+    /// published membership (`sb:members`) give it. With `--store redis://...` its saved calls
+    /// carry it as their owner, and it adopts the calls of instances the membership drops
+    /// [default: sip: + the listen address].
+    #[arg(long, value_name = "URI")]
+    pub(crate) member: Option<String>,
     /// How calls between registered users are connected: `b2bua` (two dialogs per call, RTP relayed
     /// through the service's ports, call records with media figures) or `proxy` (stateful RFC 3261
     /// proxy with Record-Route; media flows phone to phone) [default: b2bua].
@@ -156,6 +162,8 @@ pub(crate) struct Resolved {
     pub(crate) data: Option<PathBuf>,
     /// `--store` (or `store` in the file): the Redis URL.
     pub(crate) store: Option<String>,
+    /// `--member` (or `member` in the file); `None`: `sip:` + the listen address.
+    member: Option<String>,
     pub(crate) mode: config::Mode,
     relay_media: bool,
     control: Option<PathBuf>,
@@ -275,6 +283,10 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
         data: (data.as_os_str() != "none").then(|| data.clone()),
         store: args.store.clone().or(file.store),
+        member: match args.member.clone().or(file.member) {
+            Some(m) if !m.starts_with("sip:") => return Err(format!("member must be a sip: URI, got {m:?}")),
+            m => m,
+        },
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
         relay_media: !args.no_relay && file.relay.unwrap_or(true),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
@@ -371,11 +383,25 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(r: Resolved) -> Result<(), String> {
+    // Bound first: the member URI defaults to the address actually bound (port 0 picks one).
+    let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
+    let local = transport.local_addr();
+    let member = r.member.clone().unwrap_or_else(|| format!("sip:{local}"));
+    if r.store.is_some() && r.member.is_none() && local.ip().is_unspecified() {
+        tracing::warn!(%member, "listening on a wildcard address: give --member sip:IP:PORT as the dispatcher names this instance");
+    }
+    // The published membership at start (issue 17 point 2): which saved calls are ours to take
+    // back. Without Redis there is no cluster.
+    let mut membership = None;
     // With Redis the deployment secret is shared there, so every instance verifies every other's
     // nonces and Record-Route tokens; otherwise it is a file in the data directory.
     let (store, deployment_secret) = match &r.store {
         Some(url) => {
-            let redis = RedisStore::open(url).map_err(|e| e.to_string())?;
+            let redis = RedisStore::open(url).map_err(|e| e.to_string())?.with_member(member.clone());
+            membership = redis.membership().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "published membership unreadable; following the next one");
+                None
+            });
             let mut fresh = [0u8; 32];
             IdGen::os_fill(&mut fresh).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
             let s = redis.shared_secret(fresh).map_err(|e| e.to_string())?;
@@ -401,6 +427,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         ..RegistrarConfig::default()
     });
     let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
+    let saved_calls =
+        if r.store.is_some() { crate::members::ours_at_start(saved_calls, membership.as_ref(), &member) } else { saved_calls };
     let dropped = registrar.restore(bindings, wall);
     let restored = registrar.len();
     let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
@@ -411,8 +439,6 @@ async fn serve(r: Resolved) -> Result<(), String> {
             }
         }
     }
-    let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
-    let local = transport.local_addr();
     let timers = Config { t1: r.t1, ..Config::default() };
     let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
     let endpoint = Endpoint::new(EndpointConfig {
@@ -466,7 +492,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         route_key: route_key.clone(),
     });
     let b2bua = (r.mode == config::Mode::B2bua).then(|| {
-        B2bua::new(B2buaConfig {
+        let mut b = B2bua::new(B2buaConfig {
             local,
             t1: r.t1,
             t2: timers.t2,
@@ -476,7 +502,11 @@ async fn serve(r: Resolved) -> Result<(), String> {
             no_answer: r.branch_timeout,
             relay_media: r.relay_media,
             seed: IdGen::os_seed(),
-        })
+        });
+        if r.store.is_some() {
+            b.set_member(member.clone(), membership.as_ref().map_or(0, |m| m.epoch));
+        }
+        b
     });
     let n_saved = saved_calls.len();
     let routes = r.routes;
@@ -498,6 +528,9 @@ async fn serve(r: Resolved) -> Result<(), String> {
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
     let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+    if let Some(url) = &r.store {
+        crate::members::follow(url, member.clone(), commands.clone())?;
+    }
     if let Some(path) = &r.control {
         crate::control::listen(path, commands)?;
     }
