@@ -56,6 +56,7 @@ pub mod application;
 pub mod auth;
 pub mod call;
 pub mod cluster;
+pub mod dispatch;
 pub mod collections;
 pub mod dialog;
 pub mod endpoint;
