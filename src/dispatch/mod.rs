@@ -226,8 +226,7 @@ impl Dispatcher {
             out.push(Output::Send(Transmit { dest: b.addr, payload: msg.as_bytes().clone() }));
         }
         if changed {
-            self.epoch += 1;
-            out.push(Output::Publish(self.membership()));
+            self.liveness_changed(out);
         }
         let ttl = self.cfg.call_ttl;
         let stale: Vec<String> = self.calls.iter().filter(|(_, c)| now.duration_since(c.since) > ttl).map(|(k, _)| k.clone()).collect();
@@ -262,6 +261,24 @@ impl Dispatcher {
         } else {
             self.on_response(&msg, source, out);
         }
+    }
+
+    /// The live set changed: a new epoch to publish, and the calls counted on a dead backend
+    /// counted on their adopter (the rendezvous owner among the live ones, issue 17 point 4).
+    fn liveness_changed(&mut self, out: &mut Vec<Output>) {
+        self.epoch += 1;
+        let dead: Vec<String> = self.calls.iter().filter(|(_, c)| !self.health[c.backend].live).map(|(k, _)| k.clone()).collect();
+        for id in dead {
+            let adopter = self.ranking(&id).first().copied();
+            if let (Some(a), Some(c)) = (adopter, self.calls.get_mut(&id)) {
+                self.loads[c.backend] = self.loads[c.backend].saturating_sub(1);
+                c.backend = a;
+                self.loads[a] += 1;
+            }
+        }
+        let m = self.membership();
+        tracing::info!(epoch = m.epoch, live = %m.live.join(" "), "live set changed");
+        out.push(Output::Publish(m));
     }
 
     fn backend_at(&self, addr: SocketAddr) -> Option<usize> {
@@ -303,13 +320,12 @@ impl Dispatcher {
         }
         if branch.starts_with(&format!("{}{PROBE_MARK}", crate::message::BRANCH_COOKIE)) {
             if let Some(i) = self.backend_at(source) {
+                tracing::debug!(%source, %branch, pending = ?self.health[i].pending, status = ?msg.status(), "probe reply");
                 if self.health[i].pending.as_deref() == Some(branch.as_str()) {
                     self.health[i].pending = None;
                     let ok = probe::reply_is_ok(msg.status().unwrap_or(500));
                     if self.health[i].record(ok, &self.cfg.probe) {
-                        self.epoch += 1;
-                        tracing::info!(backend = %self.cfg.backends[i].uri, live = self.health[i].live, epoch = self.epoch, "backend liveness changed");
-                        out.push(Output::Publish(self.membership()));
+                        self.liveness_changed(out);
                     }
                 }
             }

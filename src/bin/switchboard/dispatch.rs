@@ -184,8 +184,9 @@ fn serve(r: Resolved) -> Result<(), String> {
     let mut buf = vec![0u8; 65_535];
     let mut out = Vec::new();
     loop {
-        let now = Instant::now();
-        d.on_timer(now, &mut out);
+        d.on_timer(Instant::now(), &mut out);
+        // Sent before blocking in the receive: a probe waits for nothing.
+        flush(&socket, &mut out, publisher.as_ref());
         let wait = d.next_timer().saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         socket.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
         match socket.recv_from(&mut buf) {
@@ -199,18 +200,23 @@ fn serve(r: Resolved) -> Result<(), String> {
                 p.publish(d.raise_epoch(higher + 1));
             }
         }
-        for o in out.drain(..) {
-            match o {
-                Output::Send(t) => {
-                    if let Err(e) = socket.send_to(&t.payload, t.dest) {
-                        tracing::debug!(dest = %t.dest, error = %e, "send failed");
-                    }
+        flush(&socket, &mut out, publisher.as_ref());
+    }
+}
+
+/// Sends the datagrams and publishes the memberships in `out`.
+fn flush(socket: &UdpSocket, out: &mut Vec<Output>, publisher: Option<&Publisher>) {
+    for o in out.drain(..) {
+        match o {
+            Output::Send(t) => {
+                if let Err(e) = socket.send_to(&t.payload, t.dest) {
+                    tracing::debug!(dest = %t.dest, error = %e, "send failed");
                 }
-                Output::Publish(m) => {
-                    eprintln!("switchboard dispatch: membership epoch {}: {}", m.epoch, m.live.join(" "));
-                    if let Some(p) = &publisher {
-                        p.publish(m);
-                    }
+            }
+            Output::Publish(m) => {
+                eprintln!("switchboard dispatch: membership epoch {}: {}", m.epoch, m.live.join(" "));
+                if let Some(p) = publisher {
+                    p.publish(m);
                 }
             }
         }
