@@ -103,7 +103,7 @@ fn probes_take_a_stopped_instance_out_and_bring_it_back() {
     let (mut i2, b) = instance(0, &[]);
     let (_i3, c) = instance(0, &[]);
     let all = [a, b, c];
-    let (d, disp) = dispatcher(&all, &["--probe-interval-ms", "100", "--probe-failures", "3", "--probe-recoveries", "2", "--rate-limit", "0"]);
+    let (d, disp) = dispatcher(&all, &["--probe-interval-ms", "200", "--probe-failures", "3", "--probe-recoveries", "2", "--rate-limit", "0"]);
     let sock = socket();
     // Calls established before: those on a and c stay there.
     let before: Vec<_> = (0..12).map(|i| echo_call(&sock, disp, &format!("keep-{i}.test"))).collect();
