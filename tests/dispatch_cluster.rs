@@ -103,7 +103,8 @@ fn probes_take_a_stopped_instance_out_and_bring_it_back() {
     let (mut i2, b) = instance(0, &[]);
     let (_i3, c) = instance(0, &[]);
     let all = [a, b, c];
-    let (d, disp) = dispatcher(&all, &["--probe-interval-ms", "200", "--probe-failures", "3", "--probe-recoveries", "2", "--rate-limit", "0"]);
+    let (d, disp) =
+        dispatcher(&all, &["--probe-interval-ms", "200", "--probe-failures", "3", "--probe-recoveries", "2", "--rate-limit", "0"]);
     let sock = socket();
     // Calls established before: those on a and c stay there.
     let before: Vec<_> = (0..12).map(|i| echo_call(&sock, disp, &format!("keep-{i}.test"))).collect();
@@ -186,7 +187,6 @@ fn per_source_rate_limits_at_the_dispatcher_and_behind_it() {
     assert!((1..=15).contains(&answered), "{answered}");
     let calm = socket_on("127.0.0.3");
     assert_eq!(options_burst(&calm, disp, "calm", 3), 3, "another source is not limited");
-
 }
 
 /// Behind the dispatcher, an instance started with `--dispatcher ADDR` limits each phone (the
@@ -255,7 +255,11 @@ fn count_answers(sock: &std::net::UdpSocket, n: usize) -> usize {
 
 #[test]
 fn bad_flags_get_one_line_and_a_non_zero_exit() {
-    for args in [vec!["dispatch"], vec!["dispatch", "--backend", "http://x"], vec!["dispatch", "--backend", "sip:127.0.0.1:5071", "--balance-epsilon=-1"]] {
+    for args in [
+        vec!["dispatch"],
+        vec!["dispatch", "--backend", "http://x"],
+        vec!["dispatch", "--backend", "sip:127.0.0.1:5071", "--balance-epsilon=-1"],
+    ] {
         let out = Command::new(SB).args(&args).env_remove("SWITCHBOARD_STORE").output().expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
@@ -263,7 +267,18 @@ fn bad_flags_get_one_line_and_a_non_zero_exit() {
     }
     let help = Command::new(SB).args(["dispatch", "--help"]).output().expect("help");
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--listen", "--backend", "--store", "--secret-file", "--probe-interval-ms", "--probe-failures", "--probe-recoveries", "--balance-epsilon", "--rate-limit", "--config"] {
+    for flag in [
+        "--listen",
+        "--backend",
+        "--store",
+        "--secret-file",
+        "--probe-interval-ms",
+        "--probe-failures",
+        "--probe-recoveries",
+        "--balance-epsilon",
+        "--rate-limit",
+        "--config",
+    ] {
         assert!(text.contains(flag), "{flag} in --help");
     }
 }

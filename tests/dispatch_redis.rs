@@ -88,7 +88,10 @@ fn a_phone_registered_through_one_instance_is_called_from_another() {
     let store = ["--store", redis.url.as_str()];
     let (_ia, a) = instance(0, &store);
     let b = SocketAddr::from(([127, 0, 0, 1], procs::free_port_udp_tcp()));
-    let (d, disp) = dispatcher(&[a, b], &["--probe-interval-ms", "100", "--probe-failures", "5", "--probe-recoveries", "1", "--rate-limit", "0", "--store", &redis.url]);
+    let (d, disp) = dispatcher(
+        &[a, b],
+        &["--probe-interval-ms", "100", "--probe-failures", "5", "--probe-recoveries", "1", "--rate-limit", "0", "--store", &redis.url],
+    );
     d.wait_line(&format!("membership epoch 2: {}", member(a)), LIMIT).unwrap_or_else(|e| panic!("{e}"));
 
     let bob = socket();

@@ -367,7 +367,8 @@ impl Dispatcher {
         if let Some((_, Uri::Sip(u))) = top_route.as_ref().filter(|_| ours) {
             let token = u.params.value(TOKEN_PARAM).unwrap_or("");
             let backend = u.params.value(BACKEND_PARAM).unwrap_or("");
-            let tags: Vec<String> = [Some(from_tag.as_str()), to_tag.as_deref()].into_iter().flatten().map(|t| bound_tag(t, backend)).collect();
+            let tags: Vec<String> =
+                [Some(from_tag.as_str()), to_tag.as_deref()].into_iter().flatten().map(|t| bound_tag(t, backend)).collect();
             let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
             if !self.cfg.route_key.verify(&call_id, &tag_refs, token) {
                 self.stats.bad_tokens += 1;
@@ -484,7 +485,9 @@ impl Dispatcher {
         if !msg.via().ok().is_some_and(|v| v.has_rfc3261_branch()) {
             // RFC 2543 peers: the transaction is Call-ID, CSeq number and From tag (§17.2.3).
             let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
-            h ^= cluster::hash(format!("{}|{cseq}|{}", msg.call_id().unwrap_or(""), msg.from().ok().and_then(|f| f.tag()).unwrap_or("")).as_bytes());
+            h ^= cluster::hash(
+                format!("{}|{cseq}|{}", msg.call_id().unwrap_or(""), msg.from().ok().and_then(|f| f.tag()).unwrap_or("")).as_bytes(),
+            );
         }
         if msg.method() == Some(&Method::Ack) {
             h ^= 0xac;

@@ -67,7 +67,8 @@ pub fn echo_call(sock: &UdpSocket, disp: SocketAddr, call_id: &str) -> EchoCall 
     assert_eq!(super::raw_sip::status(&ok), 200, "{ok}");
     let contact = header(&ok, "Contact").expect("Contact").trim_matches(['<', '>']).to_owned();
     let contact = contact.split('>').next().unwrap_or("").to_owned();
-    let answered_by = contact.rsplit('@').next().and_then(|hp| hp.split(';').next()).and_then(|a| a.parse().ok()).expect("instance in Contact");
+    let answered_by =
+        contact.rsplit('@').next().and_then(|hp| hp.split(';').next()).and_then(|a| a.parse().ok()).expect("instance in Contact");
     let route = header(&ok, "Record-Route").expect("the dispatcher record-routes").to_owned();
     let to = header(&ok, "To").expect("To").to_owned();
     let me = addr_of(sock);
@@ -126,7 +127,9 @@ pub fn redis() -> Option<Redis> {
     for _ in 0..5 {
         let port = procs::free_port_udp_tcp();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]).arg("--dir").arg(dir.path());
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path());
         let proc = Proc::spawn("redis-server", &mut cmd);
         if proc.wait_line("Ready to accept connections", Duration::from_secs(10)).is_ok() {
             return Some(Redis { proc, url: format!("redis://127.0.0.1:{port}/0"), _dir: dir });

@@ -111,7 +111,8 @@ fn resolve(a: &DispatchArgs) -> Result<Resolved, String> {
     if !(10..=600_000).contains(&interval) {
         return Err(format!("probe_interval_ms must be between 10 and 600000, got {interval}"));
     }
-    let count = |name: &str, v: u32| if (1..=1000).contains(&v) { Ok(v) } else { Err(format!("{name} must be between 1 and 1000, got {v}")) };
+    let count =
+        |name: &str, v: u32| if (1..=1000).contains(&v) { Ok(v) } else { Err(format!("{name} must be between 1 and 1000, got {v}")) };
     let epsilon = a.balance_epsilon.or(file.balance_epsilon).unwrap_or(DEFAULT_EPSILON);
     if !(epsilon.is_finite() && (0.0..=100.0).contains(&epsilon)) {
         return Err(format!("balance_epsilon must be between 0 and 100, got {epsilon}"));
@@ -148,7 +149,7 @@ fn secret(r: &Resolved) -> Result<[u8; 32], String> {
 }
 
 pub(crate) fn run(args: DispatchArgs) -> ExitCode {
-    match resolve(&args).and_then(|r| serve(r)) {
+    match resolve(&args).and_then(serve) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e}");
@@ -191,7 +192,11 @@ fn serve(r: Resolved) -> Result<(), String> {
         socket.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
         match socket.recv_from(&mut buf) {
             Ok((n, source)) => d.on_datagram(bytes::Bytes::copy_from_slice(&buf[..n]), source, Instant::now(), &mut out),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionRefused) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionRefused
+                ) => {}
             Err(e) => tracing::warn!(error = %e, "receive failed"),
         }
         if let Some(p) = &publisher {
@@ -263,7 +268,11 @@ fn publish_loop(url: &str, rx: &mpsc::Receiver<Membership>, higher: &mpsc::Sende
     let mut pending: Option<Membership> = None;
     let mut warned = None::<Instant>;
     loop {
-        let next = if pending.is_some() { rx.recv_timeout(Duration::from_millis(500)) } else { rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected) };
+        let next = if pending.is_some() {
+            rx.recv_timeout(Duration::from_millis(500))
+        } else {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        };
         match next {
             Ok(m) => pending = Some(m),
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
