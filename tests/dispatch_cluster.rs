@@ -8,6 +8,8 @@
 
 #[path = "common/cluster.rs"]
 mod cluster;
+#[path = "common/phone.rs"]
+mod phone;
 #[path = "common/procs.rs"]
 mod procs;
 #[path = "common/raw_sip.rs"]
@@ -215,6 +217,42 @@ fn an_instance_behind_the_dispatcher_limits_each_phone_not_the_dispatcher() {
             assert_eq!(calm_answered, 3, "another phone has its own bucket");
         } else {
             assert!(calm_answered < 3, "without --dispatcher all phones share the dispatcher's bucket");
+        }
+    }
+}
+
+/// Failed authentications through the dispatcher block the phone that failed (the client in the
+/// Via the dispatcher received), not every phone behind the dispatcher, when the instance runs
+/// with `--dispatcher`; without it, the dispatcher's address is blocked for everyone.
+#[test]
+fn auth_failure_limits_behind_the_dispatcher_apply_per_phone() {
+    for trusted in [true, false] {
+        let dir = procs::TempDir::new("dispatch-auth");
+        phone::add_user(&dir, "alice", "alice-secret");
+        let port = procs::free_port_udp_tcp();
+        let be = SocketAddr::from(([127, 0, 0, 1], port));
+        let (_d, disp) = dispatcher(&[be], &["--rate-limit", "0", "--probe-interval-ms", "60000"]);
+        let mut cmd = Command::new(SB);
+        cmd.args(["serve", "--listen", &be.to_string(), "--data"]).arg(dir.path()).args(["--rate-limit", "0"]);
+        if trusted {
+            cmd.args(["--dispatcher", &disp.to_string()]);
+        }
+        let (_i, _) = procs::spawn_service(&mut cmd, LIMIT);
+        let mut guesser = phone::Phone::new("127.0.0.2", disp);
+        for _ in 0..10 {
+            assert_eq!(guesser.register("alice", "wrong"), 403);
+        }
+        let blocked = guesser.request(switchboard::message::Method::Register, "alice", None);
+        assert_eq!(guesser.transact(&blocked).status(), Some(403), "the guessing phone is blocked");
+        let mut other = phone::Phone::new("127.0.0.3", disp);
+        let first = other.request(switchboard::message::Method::Register, "alice", None);
+        let got = other.transact(&first).status();
+        println!("--dispatcher {trusted}: another phone's REGISTER gets {got:?}");
+        if trusted {
+            assert_eq!(got, Some(401), "another phone is challenged as usual");
+            assert_eq!(other.register("alice", "alice-secret"), 200);
+        } else {
+            assert_eq!(got, Some(403), "without --dispatcher the dispatcher's address is blocked for all");
         }
     }
 }

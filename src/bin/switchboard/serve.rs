@@ -502,7 +502,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         admission: Admission::new(local, route_key, r.trusted),
         guard: r.guard,
     };
-    let service = Service::new(parts);
+    let mut service = Service::new(parts);
+    service.set_trusted_hops(r.hops.clone());
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
     let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
