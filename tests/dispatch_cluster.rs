@@ -320,3 +320,24 @@ fn bad_flags_get_one_line_and_a_non_zero_exit() {
         assert!(text.contains(flag), "{flag} in --help");
     }
 }
+
+#[test]
+fn the_config_file_names_backends_and_refuses_unknown_keys() {
+    let dir = procs::TempDir::new("dispatch-config");
+    let good = dir.join("dispatch.toml");
+    std::fs::write(
+        &good,
+        "listen = \"127.0.0.1:0\"\nprobe_interval_ms = 500\nbalance_epsilon = 0.5\n\n[[backend]]\nuri = \"sip:127.0.0.1:5071\"\n\n[[backend]]\nuri = \"sip:127.0.0.1:5072\"\n",
+    )
+    .expect("write config");
+    let mut cmd = Command::new(SB);
+    cmd.args(["dispatch", "--config"]).arg(&good).env_remove("SWITCHBOARD_STORE");
+    let d = procs::Proc::spawn("switchboard dispatch", &mut cmd);
+    let line = d.wait_line("switchboard dispatch listening on udp 127.0.0.1:", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.ends_with("backends sip:127.0.0.1:5071 sip:127.0.0.1:5072"), "{line}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nbackends = []\n").expect("write config");
+    let out = Command::new(SB).args(["dispatch", "--config"]).arg(&bad).env_remove("SWITCHBOARD_STORE").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.trim().lines().count() == 1 && err.contains("backends"), "{err}");
+}
