@@ -479,7 +479,8 @@ impl Dispatcher {
     }
 
     /// Our branch for a forwarded request, derived from the received top Via (§16.11): a
-    /// retransmission, and a CANCEL of the INVITE, get the same one.
+    /// retransmission, a CANCEL of the INVITE and the ACK of its non-2xx answer get the same
+    /// one, so the backend's transaction matches them (§9.1, §17.2.3).
     fn branch(&self, msg: &Message) -> String {
         let mut h = cluster::hash(msg.via().ok().and_then(|v| v.branch()).unwrap_or("").as_bytes());
         if !msg.via().ok().is_some_and(|v| v.has_rfc3261_branch()) {
@@ -488,9 +489,6 @@ impl Dispatcher {
             h ^= cluster::hash(
                 format!("{}|{cseq}|{}", msg.call_id().unwrap_or(""), msg.from().ok().and_then(|f| f.tag()).unwrap_or("")).as_bytes(),
             );
-        }
-        if msg.method() == Some(&Method::Ack) {
-            h ^= 0xac;
         }
         format!("{}{FORWARD_MARK}{:016x}", crate::message::BRANCH_COOKIE, cluster::mix(h ^ self.cfg.seed))
     }

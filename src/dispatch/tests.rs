@@ -225,3 +225,45 @@ fn bounded_load_moves_new_calls_off_an_overloaded_backend() {
     }
     assert!(d.stats().rebalanced > 0);
 }
+
+#[test]
+fn cancel_and_the_ack_of_a_failure_take_the_invites_branch_and_backend() {
+    let now = Instant::now();
+    let mut d = Dispatcher::new(cfg(3), now);
+    let mut out = Vec::new();
+    d.on_datagram(invite("cx", ""), phone(), now, &mut out);
+    let (dest, fwd) = sends(&out).remove(0);
+    let branch = fwd.via().unwrap().branch().unwrap().to_owned();
+    for method in ["CANCEL", "ACK"] {
+        let text = String::from_utf8(invite("cx", "").to_vec())
+            .unwrap()
+            .replace("INVITE sip:", &format!("{method} sip:"))
+            .replace("1 INVITE", &format!("1 {method}"));
+        out.clear();
+        d.on_datagram(Bytes::from(text), phone(), now, &mut out);
+        let (to, m) = sends(&out).remove(0);
+        assert_eq!((to, m.via().unwrap().branch().unwrap()), (dest, branch.as_str()), "{method}");
+    }
+    // The backend's 487 ends the counted call.
+    assert_eq!(d.loads().iter().sum::<usize>(), 1);
+    out.clear();
+    d.on_datagram(fwd.response_to(487, "Request Terminated", Some("x")).finish().as_bytes().clone(), dest, now, &mut out);
+    assert_eq!(d.loads().iter().sum::<usize>(), 0);
+}
+
+#[test]
+fn garbage_and_strangers_responses_are_dropped_without_a_panic() {
+    let now = Instant::now();
+    let mut d = Dispatcher::new(cfg(2), now);
+    let mut out = Vec::new();
+    for junk in
+        [&b"\r\n\r\n"[..], b"\x00\x01binary", b"INVITE", b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx\r\n\r\n"]
+    {
+        d.on_datagram(Bytes::copy_from_slice(junk), phone(), now, &mut out);
+    }
+    assert!(sends(&out).is_empty());
+    // Max-Forwards 0: 483, not forwarded.
+    let text = String::from_utf8(invite("mf", "").to_vec()).unwrap().replace("Max-Forwards: 70", "Max-Forwards: 0");
+    d.on_datagram(Bytes::from(text), phone(), now, &mut out);
+    assert_eq!(sends(&out).remove(0).1.status(), Some(483));
+}
