@@ -79,6 +79,45 @@ fn the_live_set_is_published_with_an_epoch_that_only_rises() {
     assert_eq!(stored(&mut conn).epoch, *epochs.last().unwrap_or(&0));
 }
 
+/// Redis stopped (SIGSTOP) while an instance dies: the dispatcher goes on dispatching to the live
+/// one, and the new membership reaches Redis once it is back (SIGCONT), with a higher epoch.
+#[test]
+fn a_stopped_redis_delays_the_publication_but_not_the_dispatching() {
+    let Some(redis) = redis() else { return };
+    let client = redis::Client::open(redis.url.as_str()).expect("client");
+    let (_i1, a) = instance(0, &[]);
+    let (mut i2, b) = instance(0, &[]);
+    let (d, disp) =
+        dispatcher(&[a, b], &["--probe-interval-ms", "200", "--probe-failures", "3", "--rate-limit", "0", "--store", &redis.url]);
+    d.wait_line("membership published epoch=1", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &redis.proc.pid().to_string()]).status().expect("kill");
+        assert!(ok.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    i2.kill();
+    d.wait_line(&format!("membership epoch 2: {}", member(a)), LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    // Calls still go through, to the live instance.
+    let sock = socket();
+    for i in 0..4 {
+        let call = cluster::echo_call(&sock, disp, &format!("during-{i}.test"));
+        assert_eq!(call.answered_by, a);
+        assert_eq!(cluster::bye(&sock, disp, &call, &call.route), 200);
+    }
+    signal("-CONT");
+    let mut conn = client.get_connection().expect("connection");
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let m = stored(&mut conn);
+        if m.epoch >= 2 {
+            assert_eq!(m.live, vec![member(a)], "{m:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the membership never reached Redis after SIGCONT: {m:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Bob registers through the dispatcher (instance a takes it: b is not up yet); instance b, up
 /// later with the same Redis store, takes alice's call to bob and reaches bob through the
 /// dispatcher, record-routed with b as the dialog's backend.

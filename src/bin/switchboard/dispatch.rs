@@ -283,7 +283,15 @@ fn publish_loop(url: &str, rx: &mpsc::Receiver<Membership>, higher: &mpsc::Sende
         }
         let Some(m) = pending.clone() else { continue };
         if conn.is_none() {
-            conn = redis::Client::open(url).and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2))).ok();
+            // Bounded waits: a stopped Redis must not hold the latest membership back for ever.
+            conn = redis::Client::open(url)
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+                .and_then(|c| {
+                    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    c.set_write_timeout(Some(Duration::from_secs(2)))?;
+                    Ok(c)
+                })
+                .ok();
         }
         let Some(c) = conn.as_mut() else {
             if warned.is_none_or(|w: Instant| w.elapsed() > Duration::from_secs(60)) {
