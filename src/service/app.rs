@@ -101,6 +101,8 @@ pub struct Service {
     stopping: bool,
     /// Failed authentications per (source IP, user) and per source IP.
     guard: AuthGuard,
+    /// The cluster's dispatchers (issue 17 point 3): see [`Service::set_trusted_hops`].
+    hops: Vec<SocketAddr>,
 }
 
 /// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
@@ -136,6 +138,22 @@ impl Service {
             last_now: None,
             stopping: false,
             guard: AuthGuard::new(parts.guard),
+            hops: Vec::new(),
+        }
+    }
+
+    /// Trusted hops (the dispatchers, `serve --dispatcher`): the authentication failure limits
+    /// count a request from one against the client in the Via the hop received
+    /// ([`crate::endpoint::client_behind_hop`]), as the endpoint's rate limit does.
+    pub fn set_trusted_hops(&mut self, hops: Vec<SocketAddr>) {
+        self.hops = hops;
+    }
+
+    /// The address the per-source limits apply to: the client behind a trusted hop, else `source`.
+    fn limited_source(&self, req: &Message, source: SocketAddr) -> SocketAddr {
+        match self.hops.contains(&source) {
+            true => crate::endpoint::client_behind_hop(req.as_bytes()).unwrap_or(source),
+            false => source,
         }
     }
 
@@ -193,6 +211,7 @@ impl Service {
     /// challenge or a refusal keeps no state (issue 14 points 3 and 4). Known and unknown users get
     /// the same answers: one challenge for all, 403 for any wrong credentials.
     fn authenticate(&mut self, req: &Message, source: SocketAddr, proxy: bool, now: Instant) -> Result<Option<String>, Message> {
+        let source = self.limited_source(req, source);
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
         let claimed = auth.credentials_user(req, proxy);
         if self.guard.blocked(source.ip(), claimed.as_deref(), now) {

@@ -50,6 +50,11 @@ impl Proc {
         Proc { name: name.to_owned(), child, out, status: None }
     }
 
+    /// The child's process id (to signal it, e.g. SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

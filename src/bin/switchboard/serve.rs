@@ -138,6 +138,11 @@ pub(crate) struct ServeArgs {
     /// challenged (gateways, static-route targets) [default: none].
     #[arg(long, value_name = "IP/BITS", value_delimiter = ',')]
     pub(crate) trusted: Vec<String>,
+    /// The cluster's dispatchers (`switchboard dispatch --listen ADDR`), IP:PORT, comma-separated
+    /// or repeated: a request from one is rate-limited per the client address in the Via the
+    /// dispatcher received, not per the dispatcher's (issue 17 point 3) [default: none].
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub(crate) dispatcher: Vec<SocketAddr>,
     // ----- end trust -----
     // ----- limits (issue 14 point 4) -----
     /// Requests per second accepted from one source IP, with bursts of twice that; the excess is
@@ -180,6 +185,7 @@ pub(crate) struct Resolved {
     routes: StaticRoutes,
     caps: Caps,
     trusted: Vec<Cidr>,
+    hops: Vec<SocketAddr>,
     rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
     guard: switchboard::service::guard::GuardConfig,
 }
@@ -303,6 +309,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
         caps,
         trusted,
+        hops: args.dispatcher.clone(),
         rate_limit: switchboard::transport::rate_limit::RateLimit::per_second(
             args.rate_limit.or(file.rate_limit).unwrap_or(switchboard::transport::rate_limit::DEFAULT_RATE),
         ),
@@ -446,6 +453,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         allow,
         max_transactions: r.caps.max_transactions,
         rate_limit: r.rate_limit,
+        trusted_hops: r.hops.clone(),
         ..EndpointConfig::default()
     });
     match r.rate_limit {
@@ -524,7 +532,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         admission: Admission::new(local, route_key, r.trusted),
         guard: r.guard,
     };
-    let service = Service::new(parts);
+    let mut service = Service::new(parts);
+    service.set_trusted_hops(r.hops.clone());
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
     let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
