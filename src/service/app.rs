@@ -47,6 +47,8 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[path = "durable.rs"]
+mod durable;
 #[path = "message.rs"]
 mod message;
 #[path = "transfer.rs"]
@@ -101,6 +103,9 @@ pub struct Service {
     stopping: bool,
     /// Failed authentications per (source IP, user) and per source IP.
     guard: AuthGuard,
+    /// REGISTERs waiting for a shared store to confirm their write (see `durable`).
+    pending: HashMap<u64, durable::PendingRegister>,
+    next_ticket: u64,
 }
 
 /// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
@@ -136,6 +141,8 @@ impl Service {
             last_now: None,
             stopping: false,
             guard: AuthGuard::new(parts.guard),
+            pending: HashMap::default(),
+            next_ticket: 0,
         }
     }
 
@@ -385,6 +392,10 @@ impl Service {
                 return;
             }
         };
+        let source = self.phone_address(req, source);
+        if self.register_durably(ep, tx, req, source, user.as_deref(), now) {
+            return;
+        }
         let outcome = self.registrar.handle_register(req, source, user.as_deref(), self.wall);
         self.persist(outcome.changes);
         ep.respond_or_log(tx, outcome.response, now);

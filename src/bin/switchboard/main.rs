@@ -13,6 +13,7 @@ mod check;
 mod control;
 mod serve;
 mod shared_calls;
+mod shared_store;
 mod users;
 
 /// switchboard: a SIP session initiation service over UDP.
