@@ -248,3 +248,53 @@ fn redis_trouble_is_loud_not_lossy() {
     let warns = svc.lines(procs::Stream::Stderr).iter().filter(|l| l.contains("store unreachable")).count();
     assert_eq!(warns, 1, "{}", svc.transcript());
 }
+
+/// The Record-Route token key is derived from `sb:secret`, so a token minted by one instance is
+/// good on another: in proxy mode A record-routes alice's INVITE to bob with its token; bob's BYE
+/// sent to B with that token (in a Route naming B) is forwarded to alice, and one with a forged
+/// token is refused.
+#[test]
+fn record_route_tokens_of_one_instance_are_good_on_another() {
+    let Some(redis) = Redis::start(false) else { return };
+    let url = redis.url.as_str();
+    let dir = TempDir::new("redis-rr");
+    let proxy = |sub: &str| {
+        let mut cmd = Command::new(SB);
+        cmd.args(["serve", "--store", url, "--listen", "127.0.0.1:0", "--mode", "proxy", "--no-auth", "--data"]).arg(dir.join(sub));
+        let (p, port) = procs::spawn_service(&mut cmd, Duration::from_secs(15));
+        (p, SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    let (_svc_a, a) = proxy("a");
+    let (_svc_b, b) = proxy("b");
+    let (alice, bob) = (socket(), socket());
+    raw_sip::register(&bob, a, "bob", &format!("sip:bob@{}", addr_of(&bob)), "rr-reg", 1);
+    assert_eq!(status(&final_response(&bob, "rr-reg", 1)), 200);
+
+    raw_sip::invite(&alice, a, "bob", "rr-call", "");
+    let invite = try_recv_starting(&bob, "INVITE ", Duration::from_secs(10)).expect("A forwarded the INVITE to bob");
+    let rr = header(&invite, "Record-Route").unwrap_or_else(|| panic!("A record-routed: {invite}"));
+    let token = rr.split("sbt=").nth(1).and_then(|t| t.split(['>', ';']).next()).unwrap_or_else(|| panic!("a token: {rr}"));
+    assert!(rr.contains(&a.to_string()), "{rr}");
+
+    let bye = |branch: &str, token: &str| {
+        let me = addr_of(&bob);
+        format!(
+            "BYE sip:mallory@{alice} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{branch};rport\r\n\
+             Route: <sip:{b};lr;sbt={token}>\r\nFrom: <sip:bob@127.0.0.1>;tag=bob-1\r\n\
+             To: <sip:mallory@127.0.0.1>;tag=t-rr-call\r\nCall-ID: rr-call\r\nCSeq: {cseq} BYE\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            alice = addr_of(&alice),
+            cseq = if branch == "forged" { 1 } else { 2 },
+        )
+    };
+    // A forged token: B refuses it (no forwarding).
+    let forged: String = token.chars().rev().collect();
+    bob.send_to(bye("forged", &forged).as_bytes(), b).expect("send BYE");
+    let refused = final_response(&bob, "rr-call", 1);
+    assert!(status(&refused) >= 400, "a forged token is refused: {refused}");
+    // A's token on B: forwarded to alice.
+    bob.send_to(bye("minted-by-a", token).as_bytes(), b).expect("send BYE");
+    let got = try_recv_starting(&alice, "BYE ", Duration::from_secs(10)).expect("B forwarded the BYE with A's token");
+    assert!(got.contains("branch=z9hG4bK-minted-by-a"), "the BYE with A's token, not the forged one: {got}");
+    assert!(got.contains(&format!("{b}")), "B's Via on it: {got}");
+}
