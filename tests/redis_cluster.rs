@@ -298,3 +298,62 @@ fn record_route_tokens_of_one_instance_are_good_on_another() {
     assert!(got.contains("branch=z9hG4bK-minted-by-a"), "the BYE with A's token, not the forged one: {got}");
     assert!(got.contains(&format!("{b}")), "B's Via on it: {got}");
 }
+
+/// Redis stopped for 5 s (SIGSTOP, then SIGCONT) while REGISTERs keep coming: each gets 200 or
+/// 503 (with Retry-After), and every one answered 200 is in Redis afterwards.
+#[test]
+fn no_200_for_a_registration_redis_does_not_have() {
+    let Some(redis) = Redis::start(false) else { return };
+    let url = redis.url.clone();
+    let dir = TempDir::new("redis-stop");
+    let mut cmd = Command::new(SB);
+    cmd.args(["serve", "--store", &url, "--listen", "127.0.0.1:0", "--no-auth", "--rate-limit", "0", "--data"]).arg(dir.join("a"));
+    let (_svc, port) = procs::spawn_service(&mut cmd, Duration::from_secs(15));
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registering = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sock = socket();
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let user = format!("u{n:04}");
+                let call_id = format!("stop-{n}");
+                raw_sip::register(&sock, a, &user, &format!("sip:{user}@{}", addr_of(&sock)), &call_id, 1);
+                let r = final_response(&sock, &call_id, 1);
+                assert!(status(&r) != 503 || header(&r, "Retry-After").is_some(), "{r}");
+                answers.push((user, status(&r)));
+            }
+            answers
+        })
+    };
+    let wait_for = |what: &str, n: usize| {
+        let t0 = Instant::now();
+        while json_lines(&sb(&["registrations", "--json"], &url)).len() < n {
+            assert!(t0.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("registrations before the stop", 5);
+    redis.signal("STOP");
+    // The outage itself lasts 5 s: that is the scenario, not a wait for something.
+    std::thread::sleep(Duration::from_secs(5));
+    redis.signal("CONT");
+    let before = json_lines(&sb(&["registrations", "--json"], &url)).len();
+    wait_for("registrations after the stop", before + 5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = registering.join().expect("registering thread");
+
+    let stored: Vec<String> =
+        json_lines(&sb(&["registrations", "--json"], &url)).iter().filter_map(|r| r["aor"].as_str().map(str::to_owned)).collect();
+    let ok: Vec<&String> = answers.iter().filter(|(_, s)| *s == 200).map(|(u, _)| u).collect();
+    let unavailable = answers.iter().filter(|(_, s)| *s == 503).count();
+    println!("{} REGISTERs: {} answered 200, {unavailable} answered 503", answers.len(), ok.len());
+    assert_eq!(ok.len() + unavailable, answers.len(), "only 200 or 503: {answers:?}");
+    for user in ok {
+        assert!(stored.iter().any(|aor| aor == &format!("sip:{user}@127.0.0.1")), "{user} got 200 but is not in Redis: {stored:?}");
+    }
+}

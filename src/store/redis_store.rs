@@ -47,9 +47,11 @@ use redis::{Client, Connection, FromRedisValue, Pipeline};
 
 use super::{BindingRecord, CallRecord, CallState, NonceClaim, Store, StoreError, StoreOp, UserRecord};
 
-/// Connect, read and write timeout: a stopped Redis makes a command fail after this long
-/// instead of hanging the writer thread (or a CLI tool) forever.
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// Connect, read and write timeout: a stopped Redis (SIGSTOP, a stalled host) makes a command fail
+/// after this long instead of hanging the writer thread (or a CLI tool) forever; the REGISTERs
+/// waiting for the writer then get 503 (issue 17 point 6). Loopback or LAN round trips are far
+/// below it.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 const USERS: &str = "sb:users";
 const AORS: &str = "sb:aors";
@@ -192,11 +194,18 @@ impl RedisStore {
 
     /// Runs `f` on the connection; after an I/O failure (Redis restarted, connection dropped)
     /// reconnects and runs it once more. Every command we send is idempotent, so a retry after a
-    /// write whose answer was lost is harmless.
+    /// write whose answer was lost is harmless (but for a nonce claim, which then says replay). A
+    /// timeout is not retried (Redis is there but does not answer: a retry would only double the
+    /// wait); the connection, whose late answer would confuse the next command, is replaced.
     fn run<T>(&self, mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         let mut conn = self.conn.borrow_mut();
         match f(&mut conn) {
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+            Err(e) if e.is_timeout() => {
+                tracing::debug!(url = %self.shown, error = %e, "redis command timed out; new connection");
+                *conn = connect(&self.client)?;
+                Err(e.into())
+            }
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
                 // Debug only: during an outage the writer logs once a minute (`outage`).
                 tracing::debug!(url = %self.shown, error = %e, "redis command failed; reconnecting");
                 *conn = connect(&self.client)?;

@@ -58,6 +58,16 @@ impl Redis {
         }
     }
 
+    /// Sends `sig` (e.g. `STOP`, `CONT`) to our redis-server child, whose pid its own start line
+    /// names (`... pid=N, just started`).
+    pub fn signal(&self, sig: &str) {
+        let proc = self.proc.as_ref().expect("redis-server running");
+        let line = proc.wait_line("just started", Duration::from_secs(5)).expect("redis-server's start line");
+        let pid = line.split("pid=").nth(1).and_then(|r| r.split(',').next()).expect("pid in the start line");
+        let ok = Command::new("kill").args([&format!("-{sig}"), pid]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     /// Starts it again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
