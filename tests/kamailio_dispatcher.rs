@@ -9,7 +9,8 @@
 //! instance, and the other learns the binding from Redis. A sipp caller makes 50 calls to bob
 //! through Kamailio: all
 //! complete, and both instances carry calls, so the instance that did not take bob's REGISTER
-//! routed calls to him too.
+//! routed calls to him too. Then one instance is killed: Kamailio's probes and failure route move
+//! the calls to the other, and 20 more calls all complete there.
 //!
 //! Without kamailio, sipp or redis-server the test prints why it skips; with `CI` set it fails.
 
@@ -159,7 +160,12 @@ fn kamailio_dispatcher_spreads_calls_over_two_instances_sharing_redis() {
     let mut uac = Sipp::spawn("uac-alice", dir.path(), sipp::free_port(), &uac_args);
     let out = uac.finish(Duration::from_secs(120));
     let uas_out = uas.finish(LIMIT);
-    println!("{CALLS} calls through Kamailio in {:?}", t0.elapsed());
+    println!(
+        "{CALLS} calls through Kamailio in {:?}, {} retransmissions (caller), {} (callee)",
+        t0.elapsed(),
+        out.retransmissions,
+        uas_out.retransmissions
+    );
     assert_eq!(
         (out.successful, out.failed),
         (CALLS as u64, 0),
@@ -185,7 +191,44 @@ fn kamailio_dispatcher_spreads_calls_over_two_instances_sharing_redis() {
     // ds_ping reached the instances: Kamailio never found none up.
     assert!(!kam.lines(Stream::Stderr).iter().any(|l| l.contains("no instance up")), "{}", kam.transcript());
 
-    kam.terminate(Duration::from_secs(10));
+    // Instance A dies (SIGKILL): Kamailio's OPTIONS probes find it gone and its failure route
+    // moves a call that still went there to B; 20 more calls all complete, all on B.
     svc_a.kill();
+    let t1 = Instant::now();
+    let b_before = ended(&svc_b);
+    const MORE: usize = 20;
+    let mut uas = Sipp::spawn(
+        "uas-bob-2",
+        dir.path(),
+        bob_port,
+        &s(&["-sf", &scenario("uas_registered.xml"), "-s", "bob", "-m", &MORE.to_string(), &k.to_string()]),
+    );
+    if let Err(e) = uas.wait_bound(LIMIT) {
+        panic!("{e}");
+    }
+    let mut uac_args = s(&["-sf", &scenario("uac_rr.xml"), "-s", "bob", "-d", "200", "-m", &MORE.to_string(), "-r", "10"]);
+    uac_args.extend(s(&["-recv_timeout", "32s", "-timeout", "90s", "-timeout_error", &k.to_string()]));
+    let mut uac = Sipp::spawn("uac-alice-2", dir.path(), sipp::free_port(), &uac_args);
+    let out = uac.finish(Duration::from_secs(120));
+    let uas_out = uas.finish(LIMIT);
+    println!("{MORE} calls with A dead in {:?}, {} retransmissions (caller)", t1.elapsed(), out.retransmissions);
+    assert_eq!(
+        (out.successful, out.failed),
+        (MORE as u64, 0),
+        "caller, A dead: {out:?}
+{}
+kamailio:
+{}",
+        out.error_head(40),
+        kam.transcript()
+    );
+    assert_eq!((uas_out.successful, uas_out.failed), (MORE as u64, 0), "callee, A dead: {uas_out:?}");
+    let deadline = Instant::now() + LIMIT;
+    while ended(&svc_b) < b_before + MORE && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ended(&svc_b), b_before + MORE, "B took every call once A was dead");
+
+    kam.terminate(Duration::from_secs(10));
     svc_b.kill();
 }
