@@ -1,7 +1,8 @@
 //! Instances sharing one Redis (issue 17 points 1 and 6), against a real `redis-server` each test
 //! starts on a free loopback port (`tests/common/redis.rs`):
 //!
-//! - nonce counts are claimed in Redis: a count used on one instance is a replay on the other;
+//! - nonce counts are claimed in Redis: a count used on one instance is a replay on the other
+//!   (REGISTER and INVITE);
 //! - `switchboard users add/remove --store` reaches every running instance (pub/sub `sb:changes`),
 //!   and a phone registered on one instance is reachable through the other;
 //! - Redis trouble is loud, not lossy: a REGISTER's 200 waits for Redis, an unreachable Redis
@@ -83,10 +84,31 @@ fn final_response(sock: &UdpSocket, call_id: &str, cseq: u32) -> String {
 
 /// The Authorization value answering the 401 `challenge` for `user` (password `USER-secret`).
 fn answer(challenge: &str, user: &str, to: SocketAddr, nc: u32) -> String {
-    let msg = Message::parse(Bytes::from(challenge.to_owned())).expect("401 parses");
+    answer_for(challenge, user, "REGISTER", &format!("sip:{}", to.ip()), nc)
+}
+
+/// The credentials answering a 401 or 407 `challenge` for a `method` request to `uri`.
+fn answer_for(challenge: &str, user: &str, method: &str, uri: &str, nc: u32) -> String {
+    let msg = Message::parse(Bytes::from(challenge.to_owned())).expect("challenge parses");
     let c = best_challenge(&msg).expect("a challenge");
     let h = ha1(c.algorithm, user, &c.realm, &format!("{user}-secret"));
-    c.authorization_with_ha1(user, &h, "REGISTER", &format!("sip:{}", to.ip()), "cn0nce", nc)
+    c.authorization_with_ha1(user, &h, method, uri, "cn0nce", nc)
+}
+
+/// An INVITE from `user` (no SDP) for `sip:nobody@IP` with `auth` as its Proxy-Authorization;
+/// its final response.
+fn invite(sock: &UdpSocket, to: SocketAddr, user: &str, call_id: &str, cseq: u32, auth: Option<&str>) -> String {
+    let me = addr_of(sock);
+    let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
+    let msg = format!(
+        "INVITE sip:nobody@{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-{cseq}-{port};rport\r\n\
+         From: <sip:{user}@{ip}>;tag=i-{call_id}\r\nTo: <sip:nobody@{ip}>\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} INVITE\r\nContact: <sip:{user}@{me}>\r\nMax-Forwards: 70\r\n{auth}Content-Length: 0\r\n\r\n",
+        ip = to.ip(),
+        port = to.port(),
+    );
+    sock.send_to(msg.as_bytes(), to).expect("send INVITE");
+    final_response(sock, call_id, cseq)
 }
 
 /// A full REGISTER of `user` to `to` (401, then credentials): the final status and response.
@@ -141,6 +163,18 @@ fn nonce_counts_users_and_bindings_are_shared_between_instances() {
     // The next count is fine anywhere.
     let next = register(&alice, a, "alice", "nc-1", 4, Some(&answer(&challenge, "alice", a, 2)));
     assert_eq!(status(&next), 200, "{next}");
+
+    // The same for an INVITE: A's nonce used with nc=1 on B passes the digest check there (404:
+    // nobody is no user), and the same credentials on A are a replay (407 stale).
+    let caller = socket();
+    let challenge = invite(&caller, a, "alice", "inv-1", 1, None);
+    assert_eq!(status(&challenge), 407, "{challenge}");
+    let creds = answer_for(&challenge, "alice", "INVITE", &format!("sip:nobody@{}", a.ip()), 1);
+    let on_b = invite(&caller, b, "alice", "inv-1", 2, Some(&creds));
+    assert_eq!(status(&on_b), 404, "A's nonce is good on B: {on_b}");
+    let replay = invite(&caller, a, "alice", "inv-1", 3, Some(&creds));
+    assert_eq!(status(&replay), 407, "the count used on B is a replay on A: {replay}");
+    assert!(replay.contains("stale=true"), "{replay}");
 
     // alice registered on B (her contact: the raw socket); bob calls her through A, which learnt
     // her binding from Redis's change feed: A sends her the INVITE.

@@ -12,6 +12,10 @@
 //!   store known unreachable ────────────────────────────────────────────────────────► 503
 //! ```
 //!
+//! A new request whose digest is right (INVITE, MESSAGE, ...) waits the same way for the claim of
+//! its nonce count ([`Service::claim_then_new`]): a replay gets 407 `stale=true`; when the store is
+//! unreachable the call goes on, checked by this instance's own count table.
+//!
 //! A 503 carries Retry-After (RFC 3261 §21.5.4): the phone comes back, and the store catches up
 //! by itself when Redis answers again (the writer probes it, see `store::writer`). With SQLite or
 //! memory nothing waits: the 200 goes out at once, as before.
@@ -22,6 +26,25 @@ use crate::registrar::Binding;
 
 /// Seconds a phone is asked to wait after a 503 for an unreachable store.
 const STORE_RETRY_AFTER: &str = "5";
+
+/// A request waiting for the store.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// A REGISTER, for its write.
+    Register(PendingRegister),
+    /// A new authenticated request (INVITE, MESSAGE, ...), for the claim of its nonce count.
+    New(PendingNew),
+}
+
+/// A new request whose credentials were right, waiting for its nonce count to be claimed.
+#[derive(Debug)]
+pub(super) struct PendingNew {
+    tx: TransactionId,
+    request: Message,
+    source: SocketAddr,
+    asserted: Option<String>,
+    caller: Option<String>,
+}
 
 /// A REGISTER waiting for its write.
 #[derive(Debug)]
@@ -78,14 +101,63 @@ impl Service {
             ep.respond_or_log(tx, unavailable(req), now);
             return true;
         }
-        self.pending.insert(ticket, PendingRegister { tx, request: req.clone(), response: outcome.response, aor, before });
+        self.pending
+            .insert(ticket, Pending::Register(PendingRegister { tx, request: req.clone(), response: outcome.response, aor, before }));
         true
+    }
+
+    /// A new request whose caller authenticated: with a store that confirms, its nonce count is
+    /// claimed there first (a count used on another instance is a replay here too) and `None`
+    /// says the request waits; otherwise its parts come back to go on at once.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn claim_then_new(
+        &mut self,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        asserted: Option<String>,
+        caller: Option<String>,
+    ) -> Option<(Message, Option<String>, Option<String>)> {
+        let Some(store) = self.store.as_ref().filter(|s| s.confirms() && s.available() && caller.is_some()) else {
+            return Some((request, asserted, caller));
+        };
+        let Some((nonce, nc, expires_at)) = self.auth.as_ref().and_then(|a| a.nonce_use(&request, true, self.wall)) else {
+            return Some((request, asserted, caller));
+        };
+        let ticket = self.next_ticket;
+        if let Err(e) = store.enqueue_confirmed(Vec::new(), Some(NonceClaim { nonce, nc, expires_at }), ticket) {
+            tracing::error!(error = %e, "nonce claim not queued; going on with this instance's count check");
+            return Some((request, asserted, caller));
+        }
+        self.next_ticket += 1;
+        self.pending.insert(ticket, Pending::New(PendingNew { tx, request, source, asserted, caller }));
+        None
     }
 
     /// The store's answer for the REGISTER with `ticket`: its 200, or (nothing written) its
     /// bindings put back and a 401 with `stale=true` for a replayed nonce count or a 503.
+    /// For a new request waiting for its nonce claim: it goes on (also when the store is
+    /// unreachable: calls do not need Redis, and this instance's own count check already passed),
+    /// or a replay gets 407 with `stale=true`.
     pub fn write_confirmed(&mut self, io: &mut Io<'_>, ticket: u64, outcome: Confirmation, now: Instant) {
-        let Some(p) = self.pending.remove(&ticket) else { return };
+        let p = match self.pending.remove(&ticket) {
+            Some(Pending::Register(p)) => p,
+            Some(Pending::New(p)) => {
+                if outcome == Confirmation::Replay {
+                    tracing::info!(peer = %p.source, "request with a nonce count used already (on some instance): refused");
+                    let stale =
+                        self.auth.as_mut().and_then(|a| a.answer(&p.request, &Verdict::Replay, true, self.wall, Some(STATELESS_TAG)));
+                    let answer = stale.unwrap_or_else(|| p.request.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish());
+                    Self::respond_stateless(io.endpoint, p.tx, answer, now);
+                } else {
+                    self.dispatch_new(io, p.tx, p.request, p.source, p.asserted, p.caller, now);
+                    self.route_transfers(io, now);
+                    self.write_calls();
+                }
+                return;
+            }
+            None => return,
+        };
         let answer = match outcome {
             Confirmation::Written => p.response,
             Confirmation::Replay | Confirmation::Unavailable => {
