@@ -14,6 +14,7 @@ mod control;
 mod members;
 mod serve;
 mod shared_calls;
+mod shared_store;
 mod users;
 
 /// switchboard: a SIP session initiation service over UDP.
