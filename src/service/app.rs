@@ -47,6 +47,8 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[path = "durable.rs"]
+mod durable;
 #[path = "message.rs"]
 mod message;
 #[path = "transfer.rs"]
@@ -103,6 +105,9 @@ pub struct Service {
     guard: AuthGuard,
     /// The cluster's dispatchers (issue 17 point 3): see [`Service::set_trusted_hops`].
     hops: Vec<SocketAddr>,
+    /// REGISTERs waiting for a shared store to confirm their write (see `durable`).
+    pending: HashMap<u64, durable::Pending>,
+    next_ticket: u64,
 }
 
 /// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
@@ -139,6 +144,8 @@ impl Service {
             stopping: false,
             guard: AuthGuard::new(parts.guard),
             hops: Vec::new(),
+            pending: HashMap::default(),
+            next_ticket: 0,
         }
     }
 
@@ -343,7 +350,6 @@ impl Service {
     /// says otherwise; its From user must be the authenticated user (403), whose identity the
     /// callee leg then carries as `P-Asserted-Identity`.
     fn on_new(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, authenticate: bool, now: Instant) {
-        let method = request.method().cloned();
         let mut caller = None;
         let asserted = if authenticate {
             match self.authenticate(&request, source, true, now) {
@@ -366,7 +372,24 @@ impl Service {
             // A trusted peer's own assertion goes on (RFC 3325 §5); see `admit`.
             self.admission.trusted_identity(&request, source)
         };
-        match method {
+        // With a shared store the nonce count is claimed there first (see `durable`).
+        let Some((request, asserted, caller)) = self.claim_then_new(tx, request, source, asserted, caller) else { return };
+        self.dispatch_new(io, tx, request, source, asserted, caller, now);
+    }
+
+    /// [`Service::on_new`] once the caller is known: INVITE or any other method.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_new(
+        &mut self,
+        io: &mut Io<'_>,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        asserted: Option<String>,
+        caller: Option<String>,
+        now: Instant,
+    ) {
+        match request.method() {
             Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
             // MESSAGE, OPTIONS, SUBSCRIBE, ...: see `message`.
             _ => self.on_other_new(io, tx, request, source, asserted, now),
@@ -404,6 +427,10 @@ impl Service {
                 return;
             }
         };
+        let source = self.phone_address(req, source);
+        if self.register_durably(ep, tx, req, source, user.as_deref(), now) {
+            return;
+        }
         let outcome = self.registrar.handle_register(req, source, user.as_deref(), self.wall);
         self.persist(outcome.changes);
         ep.respond_or_log(tx, outcome.response, now);

@@ -15,6 +15,7 @@ mod dispatch;
 mod members;
 mod serve;
 mod shared_calls;
+mod shared_store;
 mod users;
 
 /// switchboard: a SIP session initiation service over UDP.

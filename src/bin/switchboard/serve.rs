@@ -402,6 +402,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let mut membership = None;
     // With Redis the deployment secret is shared there, so every instance verifies every other's
     // nonces and Record-Route tokens; otherwise it is a file in the data directory.
+    let mut origin = None;
     let (store, deployment_secret) = match &r.store {
         Some(url) => {
             let redis = RedisStore::open(url).map_err(|e| e.to_string())?.with_member(member.clone());
@@ -409,6 +410,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
                 tracing::warn!(error = %e, "published membership unreadable; following the next one");
                 None
             });
+            origin = Some(redis.origin().to_owned());
             let mut fresh = [0u8; 32];
             IdGen::os_fill(&mut fresh).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
             let s = redis.shared_secret(fresh).map_err(|e| e.to_string())?;
@@ -517,6 +519,17 @@ async fn serve(r: Resolved) -> Result<(), String> {
         b
     });
     let n_saved = saved_calls.len();
+    // With a shared store, REGISTERs wait for their write and other instances' changes come in
+    // (see `shared_store`); the command channel carries both, and the control socket's.
+    let (commands, commands_rx) = tokio::sync::mpsc::channel(256);
+    let store: Box<dyn switchboard::records::StoreSink> = match (&r.store, origin) {
+        (Some(url), Some(origin)) => {
+            let loop_tx = crate::shared_store::forwarder(commands.clone());
+            crate::shared_store::follow(url, origin, loop_tx.clone())?;
+            Box::new(crate::shared_store::ConfirmingWriter { writer, loop_tx })
+        }
+        _ => Box::new(writer),
+    };
     let routes = r.routes;
     let parts = ServiceParts {
         local,
@@ -525,7 +538,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
         auth,
         users: users.clone(),
         proxy,
-        store: Some(Box::new(writer)),
+        store: Some(store),
         b2bua,
         recovered: saved_calls,
         routes,
@@ -536,7 +549,6 @@ async fn serve(r: Resolved) -> Result<(), String> {
     service.set_trusted_hops(r.hops.clone());
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
-    let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
     if let Some(url) = &r.store {
         crate::members::follow(url, member.clone(), commands.clone())?;
     }
