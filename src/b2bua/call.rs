@@ -59,6 +59,10 @@ pub(crate) struct Call {
     pub(crate) call_ids: Vec<std::sync::Arc<str>>,
     /// When this process took the call on (the INVITE, or the restore after a restart).
     pub(crate) started: std::time::Instant,
+    /// The caller's offer and the index of the audio line the relay took from it (see
+    /// `accepted.rs`): the answer's accepted line is compared with it without parsing the offer
+    /// again. Read only while the caller's remote SDP is still these bytes.
+    pub(crate) caller_offer_line: Option<(bytes::Bytes, usize)>,
 }
 
 impl Call {
