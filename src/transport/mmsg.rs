@@ -148,3 +148,18 @@ pub(super) fn send(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
         Ok(sent.count())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offer_doubles_what_the_last_receive_took_within_bounds() {
+        assert_eq!(recv_want(0), MIN_WANT);
+        assert_eq!(recv_want(1), MIN_WANT);
+        assert_eq!(recv_want(3), 6);
+        assert_eq!(recv_want(16), BATCH);
+        assert_eq!(recv_want(BATCH), BATCH);
+        assert_eq!(recv_want(usize::MAX), BATCH);
+    }
+}

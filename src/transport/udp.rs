@@ -62,7 +62,14 @@ impl UdpTransport {
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
         let local = socket.local_addr()?;
-        Ok(UdpTransport { socket, local, buf: vec![0; BATCH * MAX_DATAGRAM], meta: Vec::with_capacity(BATCH), want: BATCH, unreachable: Vec::new() })
+        Ok(UdpTransport {
+            socket,
+            local,
+            buf: vec![0; BATCH * MAX_DATAGRAM],
+            meta: Vec::with_capacity(BATCH),
+            want: BATCH,
+            unreachable: Vec::new(),
+        })
     }
 
     /// The bound address.
@@ -185,7 +192,9 @@ impl UdpTransport {
         let fd = self.socket.as_raw_fd();
         let v6 = self.local.is_ipv6();
         let (buf, meta, want) = (&mut self.buf, &mut self.meta, self.want);
-        let got = self.socket.try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false, want))?;
+        let got = self
+            .socket
+            .try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false, want))?;
         self.want = super::mmsg::recv_want(got);
         Ok(())
     }
