@@ -92,6 +92,31 @@ impl Call {
         }
     }
 
+    /// [`Call::sdp_for`] and the audio stream `body` carries ([`super::sdp::audio_of`]), from one
+    /// parse of `body`.
+    pub(crate) fn read_and_sdp_for(&mut self, leg: Leg, body: &bytes::Bytes) -> (Option<super::sdp::AudioStream>, Option<bytes::Bytes>) {
+        match self.ports(leg) {
+            Some(p) => match super::sdp::read_and_rewrite(body, p.local, self.origin(leg)) {
+                Some((stream, sdp)) => (stream, Some(sdp)),
+                None => (None, None),
+            },
+            None => (super::sdp::audio_of(body), (!body.is_empty()).then(|| body.clone())),
+        }
+    }
+
+    /// [`Call::sdp_for`] of `body` whose parse is `parsed` (the same bytes): without a second parse.
+    pub(crate) fn sdp_for_parsed(
+        &mut self,
+        leg: Leg,
+        body: &bytes::Bytes,
+        parsed: &crate::sdp::SessionDescription,
+    ) -> Option<bytes::Bytes> {
+        match self.ports(leg) {
+            Some(p) => Some(super::sdp::rewrite_parsed(parsed.clone(), p.local, self.origin(leg))),
+            None => (!body.is_empty()).then(|| body.clone()),
+        }
+    }
+
     pub(crate) fn origin(&mut self, leg: Leg) -> &mut LegOrigin {
         match leg {
             Leg::Caller => &mut self.caller_origin,

@@ -54,6 +54,7 @@ impl B2bua {
     /// INVITE per target.
     pub(super) fn begin_call(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, setup: Setup, now: Instant) {
         let Setup { targets, source, media, parties, offer } = setup;
+        let (offer, offer_sdp) = offer.map_or((None, None), |(stream, parsed)| (Some(stream), Some(parsed)));
         let Parties { asserted, caller: caller_user, callee: callee_user } = parties;
         let key = self.next_key;
         self.next_key += 1;
@@ -107,9 +108,15 @@ impl B2bua {
         // without the relay every fork's INVITE shares it.
         let caller_offer =
             self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned()).unwrap_or_else(|| Bytes::copy_from_slice(request.body()));
-        call.caller_offer_line = offer.as_ref().filter(|_| caller_offer[..] == *request.body()).map(|o| (caller_offer.clone(), o.line));
+        // Admission read the request's body: its reading stands for the caller's offer when the
+        // dialog kept those same bytes.
+        let offer_sdp = offer_sdp.filter(|_| caller_offer[..] == *request.body());
+        call.caller_offer_line = offer.as_ref().filter(|_| offer_sdp.is_some()).map(|o| (caller_offer.clone(), o.line));
         for t in &targets {
-            let body = call.sdp_for(Leg::Callee, &caller_offer);
+            let body = match &offer_sdp {
+                Some(parsed) => call.sdp_for_parsed(Leg::Callee, &caller_offer, parsed),
+                None => call.sdp_for(Leg::Callee, &caller_offer),
+            };
             let params = CallParams {
                 from: from.clone(),
                 to: to.clone(),
@@ -186,8 +193,7 @@ impl B2bua {
         c.record.callee_call_id = Some(id.call_id.to_string());
         c.record.answered_at = Some(super::ms(self.wall));
         let caller = c.caller.clone();
-        let stream = answer.as_deref().and_then(sdp::audio_of);
-        let body = answer.as_ref().and_then(|a| c.answer_for_caller(id, a));
+        let (stream, body) = answer.as_ref().map_or((None, None), |a| c.answer_for_caller(id, a));
         if let Some(codec) = stream.as_ref().and_then(|s| s.codec.clone()) {
             c.record.codec = Some(codec);
         }

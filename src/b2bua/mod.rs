@@ -181,8 +181,9 @@ struct Setup {
     /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325), and the
     /// users of both legs.
     parties: Parties,
-    /// The audio stream of the caller's offer (`None`: a late offer), as admission read it.
-    offer: Option<sdp::AudioStream>,
+    /// The audio stream of the caller's offer and its parse (`None`: a late offer), as admission
+    /// read them.
+    offer: Option<(sdp::AudioStream, crate::sdp::SessionDescription)>,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
