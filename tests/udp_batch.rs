@@ -137,3 +137,31 @@ fn a_burst_of_500_options_is_all_answered() {
     println!("{} of {N} answered, {retransmitted} retransmitted", answered.len());
     assert_eq!(answered.len(), N, "every OPTIONS of the burst is answered\n{}", svc.transcript());
 }
+
+/// A receive offers as many slots as the last one needed (4 at least, `BATCH` at most): after a
+/// lone datagram, a queued burst comes in batches that double (4, 8, 16, 32), every byte and
+/// order kept.
+#[tokio::test]
+async fn after_a_lone_datagram_a_burst_comes_in_doubling_batches() {
+    let mut t = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+    let peer = roomy_socket();
+    let mut got: Vec<(Bytes, SocketAddr)> = Vec::new();
+    peer.send_to(b"lone", t.local_addr()).expect("send");
+    let n = tokio::time::timeout(Duration::from_secs(10), t.recv_batch(&mut got)).await.expect("in time").expect("recv");
+    assert_eq!(n, 1);
+    const N: usize = 60;
+    for i in 0..N {
+        peer.send_to(&payload(i), t.local_addr()).expect("send");
+    }
+    let mut sizes = Vec::new();
+    while got.len() < N + 1 {
+        let n = tokio::time::timeout(Duration::from_secs(10), t.recv_batch(&mut got)).await.expect("in time").expect("recv");
+        sizes.push(n);
+    }
+    assert_eq!(sizes, [4, 8, 16, 32], "batch sizes of a queued burst after a lone datagram");
+    assert_eq!(&got[0].0[..], b"lone");
+    for (i, (bytes, _)) in got[1..].iter().enumerate() {
+        assert_eq!(&bytes[..], &payload(i)[..], "bytes of datagram {i} (in order)");
+    }
+    assert_eq!(t.try_recv_batch(&mut got).expect("try"), 0);
+}

@@ -25,7 +25,12 @@ impl B2bua {
         let Some(c) = self.calls.get(&key).filter(|c| c.media.is_some()) else { return };
         let Some(id) = c.dialog(offerer) else { return };
         let Some(offer) = self.ua.dialogs_ref().get(id).and_then(|d| d.remote_sdp()) else { return };
-        if sdp::audio_of(offer).is_none_or(|taken| taken.line == accepted.line) {
+        // The caller's first offer was read when the call began: the same bytes give the same line.
+        let taken = match &c.caller_offer_line {
+            Some((bytes, line)) if offerer == Leg::Caller && bytes == offer => Some(*line),
+            _ => sdp::audio_of(offer).map(|taken| taken.line),
+        };
+        if taken.is_none_or(|taken| taken == accepted.line) {
             return;
         }
         if let Some(line) = sdp::audio_at(offer, accepted.line) {

@@ -63,6 +63,10 @@ pub(crate) struct Call {
     pub(crate) call_ids: Vec<std::sync::Arc<str>>,
     /// When this process took the call on (the INVITE, or the restore after a restart).
     pub(crate) started: std::time::Instant,
+    /// The caller's offer and the index of the audio line the relay took from it (see
+    /// `accepted.rs`): the answer's accepted line is compared with it without parsing the offer
+    /// again. Read only while the caller's remote SDP is still these bytes.
+    pub(crate) caller_offer_line: Option<(bytes::Bytes, usize)>,
 }
 
 impl Call {
@@ -88,6 +92,31 @@ impl Call {
     pub(crate) fn sdp_for(&mut self, leg: Leg, body: &bytes::Bytes) -> Option<bytes::Bytes> {
         match self.ports(leg) {
             Some(p) => super::sdp::rewrite(body, p.local, self.origin(leg)),
+            None => (!body.is_empty()).then(|| body.clone()),
+        }
+    }
+
+    /// [`Call::sdp_for`] and the audio stream `body` carries ([`super::sdp::audio_of`]), from one
+    /// parse of `body`.
+    pub(crate) fn read_and_sdp_for(&mut self, leg: Leg, body: &bytes::Bytes) -> (Option<super::sdp::AudioStream>, Option<bytes::Bytes>) {
+        match self.ports(leg) {
+            Some(p) => match super::sdp::read_and_rewrite(body, p.local, self.origin(leg)) {
+                Some((stream, sdp)) => (stream, Some(sdp)),
+                None => (None, None),
+            },
+            None => (super::sdp::audio_of(body), (!body.is_empty()).then(|| body.clone())),
+        }
+    }
+
+    /// [`Call::sdp_for`] of `body` whose parse is `parsed` (the same bytes): without a second parse.
+    pub(crate) fn sdp_for_parsed(
+        &mut self,
+        leg: Leg,
+        body: &bytes::Bytes,
+        parsed: &crate::sdp::SessionDescription,
+    ) -> Option<bytes::Bytes> {
+        match self.ports(leg) {
+            Some(p) => Some(super::sdp::rewrite_parsed(parsed.clone(), p.local, self.origin(leg))),
             None => (!body.is_empty()).then(|| body.clone()),
         }
     }

@@ -85,10 +85,11 @@ impl Call {
     /// The SDP for the caller's 200 from the callee's `answer` on branch `id`: the early answer's
     /// description again when the 200 repeats it (RFC 3264 §8: an unchanged description keeps
     /// its version), else `answer` rewritten (see [`Call::sdp_for`]).
-    pub(crate) fn answer_for_caller(&mut self, id: &DialogId, answer: &Bytes) -> Option<Bytes> {
+    /// Also returns the audio stream of `answer` ([`sdp::audio_of`]), read from the same parse.
+    pub(crate) fn answer_for_caller(&mut self, id: &DialogId, answer: &Bytes) -> (Option<sdp::AudioStream>, Option<Bytes>) {
         match self.early.as_deref() {
-            Some(e) if e.branch == *id && e.received == *answer => Some(e.sent.clone()),
-            _ => self.sdp_for(Leg::Caller, answer),
+            Some(e) if e.branch == *id && e.received == *answer => (sdp::audio_of(answer), Some(e.sent.clone())),
+            _ => self.read_and_sdp_for(Leg::Caller, answer),
         }
     }
 }

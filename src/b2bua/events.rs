@@ -53,13 +53,13 @@ impl B2bua {
     /// Starts the call of the caller's new dialog `id`: the call record, the relay, and one
     /// INVITE per target.
     pub(super) fn begin_call(&mut self, io: &mut Io<'_>, id: DialogId, request: &Message, setup: Setup, now: Instant) {
-        let Setup { targets, source, media, parties } = setup;
+        let Setup { targets, source, media, parties, offer } = setup;
+        let (offer, offer_sdp) = offer.map_or((None, None), |(stream, parsed)| (Some(stream), Some(parsed)));
         let Parties { asserted, caller: caller_user, callee: callee_user } = parties;
         let key = self.next_key;
         self.next_key += 1;
         let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
         let to = request.to().map(|t| addr_without_tag(&t).to_string()).unwrap_or_default();
-        let offer = sdp::audio_of(request.body());
         // Issue 14 point 9: the callee legs carry the caller's Max-Forwards minus one (§16.6 step
         // 3 as a proxy would), so a loop between services ends with a 483 within that many hops.
         let max_forwards = request.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1);
@@ -95,6 +95,7 @@ impl B2bua {
             saved: false,
             call_ids: vec![id.call_id.clone()],
             started: now,
+            caller_offer_line: None,
         };
         if let Some((caller_ports, callee_ports)) = media {
             self.relay.insert(RelayId(key), caller_ports, callee_ports, now);
@@ -109,8 +110,15 @@ impl B2bua {
         // without the relay every fork's INVITE shares it.
         let caller_offer =
             self.ua.dialogs_ref().get(&id).and_then(|d| d.remote_sdp().cloned()).unwrap_or_else(|| Bytes::copy_from_slice(request.body()));
+        // Admission read the request's body: its reading stands for the caller's offer when the
+        // dialog kept those same bytes.
+        let offer_sdp = offer_sdp.filter(|_| caller_offer[..] == *request.body());
+        call.caller_offer_line = offer.as_ref().filter(|_| offer_sdp.is_some()).map(|o| (caller_offer.clone(), o.line));
         for t in &targets {
-            let body = call.sdp_for(Leg::Callee, &caller_offer);
+            let body = match &offer_sdp {
+                Some(parsed) => call.sdp_for_parsed(Leg::Callee, &caller_offer, parsed),
+                None => call.sdp_for(Leg::Callee, &caller_offer),
+            };
             let params = CallParams {
                 from: from.clone(),
                 to: to.clone(),
@@ -187,8 +195,7 @@ impl B2bua {
         c.record.callee_call_id = Some(id.call_id.to_string());
         c.record.answered_at = Some(super::ms(self.wall));
         let caller = c.caller.clone();
-        let stream = answer.as_deref().and_then(sdp::audio_of);
-        let body = answer.as_ref().and_then(|a| c.answer_for_caller(id, a));
+        let (stream, body) = answer.as_ref().map_or((None, None), |a| c.answer_for_caller(id, a));
         if let Some(codec) = stream.as_ref().and_then(|s| s.codec.clone()) {
             c.record.codec = Some(codec);
         }
@@ -467,6 +474,7 @@ impl B2bua {
             saved: true,
             call_ids: vec![caller.call_id.clone(), callee.call_id.clone()],
             started: now,
+            caller_offer_line: None,
         };
         match adopt {
             Some(epoch) => tracing::info!(call = %s.id, epoch, "call adopted"),

@@ -25,9 +25,15 @@ use std::time::Instant;
 
 impl B2bua {
     /// Whether the caller's INVITE may start a call as far as its SDP goes: an audio offer, or no
-    /// body at all (late offer). A body without usable audio is refused with 488.
-    pub(super) fn invite_sdp_acceptable(body: &[u8]) -> bool {
-        body.is_empty() || sdp::audio_of(body).is_some()
+    /// body at all (late offer). A body without usable audio is refused with 488. `Some(offer)`
+    /// when it may (the offer's audio stream and its parse, `None` for a late offer), so the call
+    /// that starts reads them from here instead of parsing the SDP again.
+    #[allow(clippy::option_option)]
+    pub(super) fn invite_sdp_acceptable(body: &[u8]) -> Option<Option<(sdp::AudioStream, crate::sdp::SessionDescription)>> {
+        if body.is_empty() {
+            return Some(None);
+        }
+        sdp::read_offer(body).map(Some)
     }
 
     /// The ACK for our 2xx to a leg (`Event::Acked`): after a late offer, the caller's ACK brings

@@ -185,6 +185,9 @@ struct Setup {
     /// The caller's identity for the callee legs' `P-Asserted-Identity` (RFC 3325), and the
     /// users of both legs.
     parties: Parties,
+    /// The audio stream of the caller's offer and its parse (`None`: a late offer), as admission
+    /// read them.
+    offer: Option<(sdp::AudioStream, crate::sdp::SessionDescription)>,
 }
 
 /// The B2BUA: every call, both legs' dialogs and the relay.
@@ -357,10 +360,10 @@ impl B2bua {
         let refuse = |io: &mut Io<'_>, code: u16, reason: &str| {
             io.endpoint.respond_or_log(tx, request.response_to(code, reason, Some("sb")).finish(), now);
         };
-        if !Self::invite_sdp_acceptable(request.body()) {
+        let Some(offer) = Self::invite_sdp_acceptable(request.body()) else {
             tracing::debug!(peer = %source, "INVITE without an SDP audio offer refused");
             return refuse(io, 488, "Not Acceptable Here");
-        }
+        };
         let media = if self.config.relay_media {
             let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
             let Some(callee_ports) = self.bind_leg(io) else {
@@ -375,7 +378,7 @@ impl B2bua {
         // call it starts, or are closed before this returns, whatever the dialog layer answered.
         match self.ua.accept_invite(io.endpoint, tx, &request, source, now) {
             Ok(id) => {
-                self.begin_call(io, id, &request, Setup { targets, source, media, parties }, now);
+                self.begin_call(io, id, &request, Setup { targets, source, media, parties, offer }, now);
             }
             Err(e) => {
                 tracing::debug!(peer = %source, error = %e, "INVITE created no call");

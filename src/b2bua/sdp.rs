@@ -35,11 +35,22 @@ pub struct AudioStream {
 /// (RFC 3264 §6), so in an answer this is the accepted line. `None` if `body` does not parse or
 /// has no RTP audio.
 pub fn audio_of(body: &[u8]) -> Option<AudioStream> {
+    audio_in(&SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?)
+}
+
+/// [`audio_of`] that also returns the parsed description (for [`rewrite_parsed`]): `None` if
+/// `body` does not parse or has no RTP audio.
+pub fn read_offer(body: &[u8]) -> Option<(AudioStream, SessionDescription)> {
     let sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    Some((audio_in(&sdp)?, sdp))
+}
+
+/// [`audio_of`] on a description already parsed.
+fn audio_in(sdp: &SessionDescription) -> Option<AudioStream> {
     let audio = |m: &&MediaDescription| m.media.as_str() == "audio" && m.is_rtp();
     let m = sdp.media.iter().filter(audio).find(|m| m.port != 0).or_else(|| sdp.media.iter().find(audio))?;
     let line = sdp.media.iter().position(|x| std::ptr::eq(x, m))?;
-    Some(stream(&sdp, m, line))
+    Some(stream(sdp, m, line))
 }
 
 /// Reads the RTP audio stream on `m=` line `line` of `body` (the offered line an answer's
@@ -80,7 +91,20 @@ fn stream(sdp: &SessionDescription, m: &MediaDescription, line: usize) -> AudioS
 /// (see [`audio_of`], [`audio_at`]). A held stream (`c=0.0.0.0`, RFC 3264 §8.4) stays held. `None`
 /// if `body` is no SDP.
 pub fn rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option<Bytes> {
-    let mut sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    let sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    Some(rewrite_parsed(sdp, relay, origin))
+}
+
+/// [`audio_of`] and [`rewrite`] of the same `body` from one parse: the audio stream it carries
+/// and the description for the other leg. `None` if `body` is no SDP.
+pub fn read_and_rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option<(Option<AudioStream>, Bytes)> {
+    let sdp = SessionDescription::parse(&Bytes::copy_from_slice(body)).ok()?;
+    let stream = audio_in(&sdp);
+    Some((stream, rewrite_parsed(sdp, relay, origin)))
+}
+
+/// [`rewrite`] of a description already parsed.
+pub fn rewrite_parsed(mut sdp: SessionDescription, relay: SocketAddr, origin: &mut LegOrigin) -> Bytes {
     origin.version += 1;
     sdp.origin = Origin::new("switchboard", origin.session_id, origin.version, relay.ip());
     let held_session = sdp.connection.as_ref().is_some_and(Connection::is_unspecified);
@@ -107,7 +131,7 @@ pub fn rewrite(body: &[u8], relay: SocketAddr, origin: &mut LegOrigin) -> Option
         }
         m.set_port(relay.port());
     }
-    Some(sdp.to_bytes())
+    sdp.to_bytes()
 }
 
 /// The audio line the service itself accepts in an offer it answers (see `prack`): the first
@@ -167,6 +191,30 @@ m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
         assert!(text.contains("a=sendonly"), "direction kept");
         let back = audio_of(&out).unwrap();
         assert_eq!(back.remote.rtp, Some("127.0.0.1:30002".parse().unwrap()));
+    }
+
+    #[test]
+    fn one_parse_reads_and_rewrites_as_the_two_calls_do() {
+        let relay = "127.0.0.1:30002".parse().unwrap();
+        for body in [OFFER, MIXED, "v=0\r\no=x 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n"] {
+            let (mut a, mut b) = (LegOrigin { session_id: 7, version: 1 }, LegOrigin { session_id: 7, version: 1 });
+            let (stream, out) = read_and_rewrite(body.as_bytes(), relay, &mut a).unwrap();
+            assert_eq!(stream, audio_of(body.as_bytes()), "{body}");
+            assert_eq!(Some(out), rewrite(body.as_bytes(), relay, &mut b), "{body}");
+            assert_eq!(a, b);
+            let (offer, parsed) = match read_offer(body.as_bytes()) {
+                Some(o) => o,
+                None => {
+                    assert!(audio_of(body.as_bytes()).is_none());
+                    continue;
+                }
+            };
+            assert_eq!(Some(offer), audio_of(body.as_bytes()));
+            assert_eq!(Some(rewrite_parsed(parsed, relay, &mut a)), rewrite(body.as_bytes(), relay, &mut b));
+        }
+        let mut o = LegOrigin { session_id: 7, version: 1 };
+        assert!(read_and_rewrite(b"garbage", relay, &mut o).is_none() && read_offer(b"garbage").is_none());
+        assert_eq!(o.version, 1, "no description, no new version");
     }
 
     #[test]

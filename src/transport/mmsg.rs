@@ -22,6 +22,17 @@ use std::os::fd::RawFd;
 /// Datagrams moved by one system call at most.
 pub(super) const BATCH: usize = 32;
 
+/// The fewest receive slots [`recv_want`] asks for.
+const MIN_WANT: usize = 4;
+
+/// How many slots the next `recvmmsg` offers after one that took `got` datagrams: twice that,
+/// from [`MIN_WANT`] up to [`BATCH`]. Each offered slot costs user-space work on every call (its
+/// header and iovec are filled in), so at a low rate, where a call takes one datagram, a few
+/// slots are offered; a burst that fills them doubles the offer on each call.
+pub(super) fn recv_want(got: usize) -> usize {
+    got.saturating_mul(2).clamp(MIN_WANT, BATCH)
+}
+
 /// One address family's receive headers.
 struct Family<S> {
     recv: MultiHeaders<S>,
@@ -73,8 +84,8 @@ impl Addr for SockaddrIn6 {
     }
 }
 
-/// Receives up to [`BATCH`] datagrams in one `recvmmsg`: datagram `i` lands at the start of
-/// `buf[i * slot..]`; its slot, length and source are pushed to `meta`. `WouldBlock` when none is
+/// Receives up to `want` (at most [`BATCH`]) datagrams in one `recvmmsg`: datagram `i` lands at
+/// the start of `buf[i * slot..]`; its slot, length and source are pushed to `meta`. `WouldBlock` when none is
 /// queued (the socket is non-blocking). `v6`: the socket's family. `wait_for_one`: on a blocking
 /// socket, wait (up to its `SO_RCVTIMEO`) for the first datagram only, then take what is queued
 /// (`MSG_WAITFORONE`, recvmmsg(2)).
@@ -85,12 +96,14 @@ pub(super) fn recv(
     slot: usize,
     meta: &mut Vec<(usize, usize, SocketAddr)>,
     wait_for_one: bool,
+    want: usize,
 ) -> io::Result<usize> {
     let flags = if wait_for_one { MsgFlags::MSG_WAITFORONE } else { MsgFlags::empty() };
+    let want = want.clamp(1, BATCH);
     if v6 {
-        recv_as::<SockaddrIn6>(fd, buf, slot, meta, flags)
+        recv_as::<SockaddrIn6>(fd, buf, slot, meta, flags, want)
     } else {
-        recv_as::<SockaddrIn>(fd, buf, slot, meta, flags)
+        recv_as::<SockaddrIn>(fd, buf, slot, meta, flags, want)
     }
 }
 
@@ -100,11 +113,12 @@ fn recv_as<S: Addr>(
     slot: usize,
     meta: &mut Vec<(usize, usize, SocketAddr)>,
     flags: MsgFlags,
+    want: usize,
 ) -> io::Result<usize> {
     S::with(|family| {
-        let mut chunks = buf.chunks_mut(slot.max(1));
+        let mut chunks = buf.chunks_mut(slot.max(1)).take(want);
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-        let results = recvmmsg(fd, &mut family.recv, iovs.iter_mut(), flags, None)?;
+        let results = recvmmsg(fd, &mut family.recv, iovs[..want].iter_mut(), flags, None)?;
         let mut n = 0;
         for (i, r) in results.enumerate() {
             if let Some(src) = r.address {
@@ -133,4 +147,19 @@ pub(super) fn send(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
         let sent = sendmmsg(fd, &mut s.headers, iovs[..batch.len()].iter(), &s.addrs, no_cmsgs, MsgFlags::empty())?;
         Ok(sent.count())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offer_doubles_what_the_last_receive_took_within_bounds() {
+        assert_eq!(recv_want(0), MIN_WANT);
+        assert_eq!(recv_want(1), MIN_WANT);
+        assert_eq!(recv_want(3), 6);
+        assert_eq!(recv_want(16), BATCH);
+        assert_eq!(recv_want(BATCH), BATCH);
+        assert_eq!(recv_want(usize::MAX), BATCH);
+    }
 }

@@ -40,6 +40,8 @@ pub struct UdpTransport {
     buf: Vec<u8>,
     /// Slot, length and source of each datagram of the last receive (reused).
     meta: Vec<(usize, usize, SocketAddr)>,
+    /// Slots the next receive offers (see `mmsg::recv_want`).
+    want: usize,
     /// Destinations an ICMP error said are unreachable, not yet taken
     /// ([`UdpTransport::take_unreachable`]); only with [`UdpTransport::report_unreachable`].
     unreachable: Vec<SocketAddr>,
@@ -60,7 +62,14 @@ impl UdpTransport {
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
         let local = socket.local_addr()?;
-        Ok(UdpTransport { socket, local, buf: vec![0; BATCH * MAX_DATAGRAM], meta: Vec::with_capacity(BATCH), unreachable: Vec::new() })
+        Ok(UdpTransport {
+            socket,
+            local,
+            buf: vec![0; BATCH * MAX_DATAGRAM],
+            meta: Vec::with_capacity(BATCH),
+            want: BATCH,
+            unreachable: Vec::new(),
+        })
     }
 
     /// The bound address.
@@ -182,8 +191,12 @@ impl UdpTransport {
         use std::os::fd::AsRawFd;
         let fd = self.socket.as_raw_fd();
         let v6 = self.local.is_ipv6();
-        let (buf, meta) = (&mut self.buf, &mut self.meta);
-        self.socket.try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false)).map(drop)
+        let (buf, meta, want) = (&mut self.buf, &mut self.meta, self.want);
+        let got = self
+            .socket
+            .try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false, want))?;
+        self.want = super::mmsg::recv_want(got);
+        Ok(())
     }
 
     /// `recv_from` into each slot until none is queued.

@@ -78,7 +78,8 @@ impl SyncUdp {
     #[cfg(target_os = "linux")]
     fn recv_slots(&mut self) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        super::mmsg::recv(self.socket.as_raw_fd(), self.local.is_ipv6(), &mut self.buf[..], MAX_DATAGRAM, &mut self.meta, true).map(drop)
+        super::mmsg::recv(self.socket.as_raw_fd(), self.local.is_ipv6(), &mut self.buf[..], MAX_DATAGRAM, &mut self.meta, true, BATCH)
+            .map(drop)
     }
 
     /// A blocking `recv_from` into the first slot, then non-blocking ones until none is queued.
