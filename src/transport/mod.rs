@@ -7,6 +7,9 @@
 
 #[cfg(all(feature = "tokio", target_os = "linux"))]
 pub(crate) mod media_readers;
+#[cfg(all(feature = "tokio", not(target_os = "linux")))]
+#[path = "media_readers_portable.rs"]
+pub(crate) mod media_readers;
 #[cfg(all(feature = "tokio", target_os = "linux"))]
 mod mmsg;
 pub mod rate_limit;
