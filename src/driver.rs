@@ -5,9 +5,10 @@
 //! sans-IO [`Media`] picked the ports), then drains the endpoint. SIP datagrams move in batches:
 //! one wake-up takes every queued datagram (up to [`udp::BATCH`], one `recvmmsg` on Linux) before
 //! the endpoint is drained, and what the drain queued leaves in one `sendmmsg`. Media sockets are read
-//! by a fixed set of reader threads (one per core, sockets assigned by port), each reading its ready
-//! sockets in batches and handing one wake-up's datagrams to the driver as one message; sending is a
-//! non-blocking `send_to` from the driver task; an Unbind closes the socket before the next output. Commands from outside (control socket, prompt) arrive on a channel ([`Command`]).
+//! by a fixed set of reader threads (one per core or relay lane, sockets assigned by port), each
+//! reading its ready sockets in batches; a thread forwards its relay lane's datagrams itself
+//! ([`Application::relay_shards`]) and hands the rest of one wake-up to the driver as one message;
+//! the driver's own media sends are non-blocking `send_to`s; an Unbind closes the socket before the next output. Commands from outside (control socket, prompt) arrive on a channel ([`Command`]).
 
 use crate::application::{Media, MediaOutput};
 use crate::collections::HashMap;
@@ -197,7 +198,7 @@ pub async fn run_with_commands<A: Application>(
 ) -> A {
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel::<Batch>(1024);
-    let mut sockets = MediaSockets { sockets: HashMap::default(), readers: Readers::per_core(tx), send_drops: 0 };
+    let mut sockets = MediaSockets { sockets: HashMap::default(), readers: Readers::per_core(tx, app.relay_shards()), send_drops: 0 };
     // Ports at random, from the OS CSPRNG: a stranger cannot guess the next call's relay port. A
     // few spare pairs stay bound, so a port another process holds costs a spare, not a call.
     let mut media = Media::new(IdGen::from_os()).with_spares(SPARE_PAIRS);
@@ -271,7 +272,11 @@ pub async fn run_with_commands<A: Application>(
     }
     let (wakeups, datagrams) = sockets.readers.stats();
     if datagrams > 0 {
-        tracing::info!(wakeups, datagrams, "media readers at exit");
+        // Per reader thread: datagrams it relayed itself, and those its sockets refused.
+        let lanes = sockets.readers.forwarded();
+        let forwarded: Vec<u64> = lanes.iter().map(|l| l.0).collect();
+        let dropped: u64 = lanes.iter().map(|l| l.1).sum();
+        tracing::info!(wakeups, datagrams, ?forwarded, dropped, "media readers at exit");
     }
     if sockets.send_drops > 0 {
         tracing::info!(drops = sockets.send_drops, "media datagrams dropped on busy sockets");

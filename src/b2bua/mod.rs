@@ -51,7 +51,7 @@ use crate::endpoint::EndpointEvent;
 use crate::message::Message;
 use crate::proxy::Target;
 use crate::records::{CallState, StoreOp};
-use crate::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId};
+use crate::relay::{Leg, LegPorts, LegStats, RelayConfig, RelayId, RelayShards, ShardedRelay};
 use crate::transaction::TransactionId;
 use crate::ua::core::{UaCore, UaEvent};
 use crate::ua::log_unsent;
@@ -188,7 +188,7 @@ struct Setup {
 pub struct B2bua {
     config: B2buaConfig,
     ua: UaCore,
-    relay: Relay,
+    relay: ShardedRelay,
     /// Boxed: the table keeps spare buckets (up to half of it after a resize), which would
     /// otherwise each be a whole `Call` wide.
     calls: HashMap<u64, Box<Call>>,
@@ -236,7 +236,7 @@ impl B2bua {
             session_ids,
             record_prefix,
             ua: UaCore::new(Dialogs::new(dialog), None).with_owner(crate::endpoint::Owner::B2bua),
-            relay: Relay::new(config.relay),
+            relay: ShardedRelay::new(config.relay, 1),
             config,
             calls: HashMap::default(),
             by_call_id: HashMap::default(),
@@ -248,6 +248,23 @@ impl B2bua {
             transfers: HashMap::default(),
             transfer_asks: VecDeque::new(),
         }
+    }
+
+    /// Relays media in `lanes` lanes, each read and forwarded by its own driver thread (see
+    /// [`crate::relay::ShardedRelay`]); one lane by default. Call before the first call.
+    pub fn with_relay_lanes(mut self, lanes: usize) -> B2bua {
+        self.relay = ShardedRelay::new(self.config.relay, lanes);
+        self
+    }
+
+    /// The relay's shards, for the driver's reader threads.
+    pub fn relay_shards(&self) -> RelayShards {
+        self.relay.shards()
+    }
+
+    /// Calls per relay shard (lanes, then calls split over two lanes).
+    pub fn relay_spread(&self) -> Vec<usize> {
+        self.relay.spread()
     }
 
     /// Calls in progress (set up, up or ending).
@@ -293,8 +310,16 @@ impl B2bua {
 
     /// Binds one relay port pair anywhere in the range (the allocator draws it at random, so the
     /// next call's ports cannot be guessed from this one's).
-    fn bind_leg(&mut self, io: &mut Io<'_>) -> Option<LegPorts> {
-        match io.media.bind_pair(self.config.media_ip, self.config.rtp_ports.clone(), true) {
+    /// With `lane_of`, the pair is taken in the relay lane of that port (the callee leg in
+    /// the caller leg's lane: one relay thread forwards both ways).
+    fn bind_leg(&mut self, io: &mut Io<'_>, lane_of: Option<u16>) -> Option<LegPorts> {
+        let (ip, range) = (self.config.media_ip, self.config.rtp_ports.clone());
+        let lanes = self.relay.lanes();
+        let pair = match lane_of {
+            Some(port) if lanes > 1 => io.media.bind_pair_in_lane(ip, range, true, (lanes, crate::relay::lane_of(port, lanes))),
+            _ => io.media.bind_pair(ip, range, true),
+        };
+        match pair {
             Ok((rtp, rtcp, local)) => Some(LegPorts { rtp, rtcp, local }),
             Err(e) => {
                 tracing::warn!(error = %e, "no free relay port");
@@ -355,8 +380,8 @@ impl B2bua {
             return refuse(io, 488, "Not Acceptable Here");
         }
         let media = if self.config.relay_media {
-            let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
-            let Some(callee_ports) = self.bind_leg(io) else {
+            let Some(caller_ports) = self.bind_leg(io, None) else { return refuse(io, 503, "Service Unavailable") };
+            let Some(callee_ports) = self.bind_leg(io, Some(caller_ports.local.port())) else {
                 Self::close_ports(io, &caller_ports);
                 return refuse(io, 503, "Service Unavailable");
             };

@@ -77,6 +77,7 @@
 mod classify;
 mod latch;
 mod leg;
+mod shards;
 mod timer;
 
 #[cfg(test)]
@@ -86,6 +87,7 @@ use crate::application::FlowId;
 use crate::collections::HashMap;
 use classify::{classify, Kind, Port};
 use leg::LegState;
+pub use shards::{lane_of, RelayShards, Shard, ShardedRelay};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use timer::{Entry, Timers};

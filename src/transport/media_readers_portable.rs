@@ -22,8 +22,9 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
-    /// Readers that send on `tx`.
-    pub(crate) fn per_core(tx: mpsc::Sender<Batch>) -> Readers {
+    /// Readers that send on `tx`; every datagram goes to the driver, relayed ones too (the
+    /// relay's shards take them there).
+    pub(crate) fn per_core(tx: mpsc::Sender<Batch>, _relay: Option<crate::relay::RelayShards>) -> Readers {
         Readers { tasks: HashMap::default(), tx }
     }
 
@@ -53,6 +54,11 @@ impl Readers {
     /// Not counted here.
     pub(crate) fn stats(&self) -> (u64, u64) {
         (0, 0)
+    }
+
+    /// Nothing is forwarded here.
+    pub(crate) fn forwarded(&self) -> Vec<(u64, u64)> {
+        Vec::new()
     }
 }
 

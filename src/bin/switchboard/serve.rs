@@ -59,6 +59,10 @@ pub(crate) struct ServeArgs {
     /// hundred thousand: the relay needs 4 ports per call).
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// Threads that read and forward the relay's media, each owning the calls whose ports fall
+    /// in its lane [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    pub(crate) relay_threads: Option<usize>,
     /// Turn digest authentication off (lab use only: anyone can register as anyone).
     #[arg(long)]
     pub(crate) no_auth: bool,
@@ -158,6 +162,8 @@ pub(crate) struct Resolved {
     pub(crate) store: Option<String>,
     pub(crate) mode: config::Mode,
     relay_media: bool,
+    /// Relay lanes (reader threads).
+    relay_threads: usize,
     control: Option<PathBuf>,
     answer_delay: Duration,
     t1: Duration,
@@ -277,6 +283,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         store: args.store.clone().or(file.store),
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
         relay_media: !args.no_relay && file.relay.unwrap_or(true),
+        relay_threads: args.relay_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
         answer_delay: secs("answer delay", args.answer_delay.or(file.answer_delay_secs).unwrap_or(0.0))?,
         t1: Duration::from_millis(t1_ms),
@@ -477,6 +484,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             relay_media: r.relay_media,
             seed: IdGen::os_seed(),
         })
+        .with_relay_lanes(r.relay_threads)
     });
     let n_saved = saved_calls.len();
     let routes = r.routes;
