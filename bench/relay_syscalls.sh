@@ -5,7 +5,8 @@
 # after the load tool starts (1 s warm-up; the calls are set up by then at up to 400 calls).
 # Usage: SB=path/to/switchboard TOOL=path/to/relay_load bench/relay_syscalls.sh CALLS [RTP_BASE]
 # (build the tool with `cargo bench --bench relay_load --no-run`; see bench/relay.sh). Prints the tool's
-# RESULT line, perf's CSV and, per packet, syscalls and context switches.
+# RESULT line, perf's CSV and, per packet, syscalls and context switches. SB_EXTRA: more `serve`
+# arguments (e.g. "--relay-threads 0": relayed on the service's thread, the design before lanes).
 set -eu
 calls=${1:?CALLS} lo=${2:-46000}
 : "${SB:?SB=switchboard binary}" "${TOOL:?TOOL=relay_load binary}"
@@ -13,7 +14,7 @@ dir=$(mktemp -d /tmp/relay-syscalls.XXXXXX)
 port=$((40000 + RANDOM % 2000))
 RUST_LOG=info "$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
 	--rtp-ports "$lo-$((lo + calls * 4 + 199))" --max-echo-calls-per-source 0 --unauth-port-share 100 \
-	--max-transactions 2000000 --max-bindings 10000000 --rate-limit 0 >"$dir/relay.log" 2>&1 &
+	--max-transactions 2000000 --max-bindings 10000000 --rate-limit 0 ${SB_EXTRA:-} >"$dir/relay.log" 2>&1 &
 pid=$!
 sleep 1
 "$TOOL" --backend switchboard --server "127.0.0.1:$port" --pid "$pid" --calls "$calls" --pps 50 --duration 6 \

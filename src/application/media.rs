@@ -245,6 +245,22 @@ impl Media {
         Ok(pair)
     }
 
+    /// A lane (of `lanes`, see [`Media::bind_pair_in_lane`]) with at least `want` spare pairs of
+    /// this range ready, if one has: the B2BUA takes both legs of a call from one lane, and
+    /// from spares (already bound) when it can.
+    pub fn lane_with_spares(&self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool, lanes: usize, want: usize) -> Option<usize> {
+        let pool = self.pools.get(&(ip, *ports.start(), *ports.end(), with_rtcp))?;
+        let mut count: HashMap<usize, usize> = HashMap::default();
+        for p in &pool.ready {
+            let n = count.entry(crate::relay::lane_of(p.2.port(), lanes)).or_default();
+            *n += 1;
+            if *n >= want {
+                return Some(crate::relay::lane_of(p.2.port(), lanes));
+            }
+        }
+        None
+    }
+
     /// Has spares of this range bound ahead of the first [`Media::bind_pair`] (an application
     /// calls it when it starts); nothing without spares.
     pub fn reserve(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) {
@@ -420,6 +436,11 @@ mod tests {
         assert!(Media::new(IdGen::new(9)).ready_to_bind(ip, 40000..=40999, true), "nothing to wait for without spares");
     }
 
+    /// Drains the outputs; true if none of them binds `local` (it was bound already).
+    fn binds_nothing_new(m: &mut Media, local: SocketAddr) -> bool {
+        std::iter::from_fn(|| m.poll_output()).all(|o| !matches!(o, MediaOutput::Bind { local: l, .. } if l == local))
+    }
+
     #[test]
     fn a_pair_in_a_lane_comes_from_the_spares_of_that_lane_or_is_picked_in_it() {
         let ip: IpAddr = [127, 0, 0, 1].into();
@@ -433,6 +454,13 @@ mod tests {
             while m.poll_output().is_some() {}
         }
         assert_eq!((m.len(), m.spares_ready()), (16, 4));
+        // Four spares in two lanes: one lane has two of them.
+        let lane = m.lane_with_spares(ip, 30000..=30999, true, 2, 2).expect("a lane with two spares");
+        for _ in 0..2 {
+            let (_, _, local) = m.bind_pair_in_lane(ip, 30000..=30999, true, (2, lane)).unwrap();
+            assert!(binds_nothing_new(&mut m, local), "a spare of that lane");
+        }
+        assert_eq!(m.lane_with_spares(ip, 30000..=30999, true, 2, 5), None);
         let mut off = Media::new(IdGen::new(1));
         assert!(off.bind_pair_in_lane(ip, 30000..=30001, true, (2, 1)).is_err(), "the only pair is in lane 0");
     }

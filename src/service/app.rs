@@ -612,7 +612,7 @@ impl Application for Service {
     }
 
     fn relay_shards(&self) -> Option<crate::relay::RelayShards> {
-        self.b2bua.as_ref().map(B2bua::relay_shards)
+        self.b2bua.as_ref().and_then(B2bua::relay_shards)
     }
 
     fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {

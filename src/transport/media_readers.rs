@@ -151,7 +151,9 @@ impl Readers {
 
     /// Per thread: datagrams it forwarded itself (its relay lane), and those it could not send.
     pub(crate) fn forwarded(&self) -> Vec<(u64, u64)> {
-        let get = |s: &Option<Arc<Shared>>| s.as_ref().map_or((0, 0), |s| (s.forwarded.load(Ordering::Relaxed), s.send_drops.load(Ordering::Relaxed)));
+        let get = |s: &Option<Arc<Shared>>| {
+            s.as_ref().map_or((0, 0), |s| (s.forwarded.load(Ordering::Relaxed), s.send_drops.load(Ordering::Relaxed)))
+        };
         self.threads.iter().map(get).collect()
     }
 }
@@ -269,7 +271,8 @@ fn forward(sockets: &HashMap<u64, (Arc<UdpSocket>, bool)>, buf: &[u8], out: &mut
             dropped += run as u64;
             continue;
         };
-        let items: Vec<(SocketAddr, &[u8])> = group.iter().map(|&(_, dest, at, len)| (dest, buf.get(at..at + len).unwrap_or_default())).collect();
+        let items: Vec<(SocketAddr, &[u8])> =
+            group.iter().map(|&(_, dest, at, len)| (dest, buf.get(at..at + len).unwrap_or_default())).collect();
         let mut left = &items[..];
         while !left.is_empty() {
             match mmsg::send_slices(socket.as_raw_fd(), left) {
