@@ -128,10 +128,22 @@ fn through(from: &UdpSocket, to: SocketAddr, packet: &[u8], at: &UdpSocket, i: u
 
 #[test]
 fn calls_on_four_relay_threads_carry_media_both_ways_each_forwarded_by_its_own_lane() {
+    calls_through_the_relay(LANES);
+}
+
+/// `--relay-threads 0`: the same calls relayed on the service's thread (the reader threads
+/// forward nothing themselves), as before lanes.
+#[test]
+fn with_no_relay_lanes_the_service_thread_relays_every_call() {
+    calls_through_the_relay(0);
+}
+
+/// The calls of the module doc with `--relay-threads threads`.
+fn calls_through_the_relay(threads: usize) {
     let base = procs::free_udp_span(40000..=44999, 400);
     let mut cmd = Command::new(SB);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--mode", "b2bua", "--data", "none", "--no-auth", "--rtp-timeout", "0"]);
-    cmd.args(["--relay-threads", &LANES.to_string(), "--rtp-ports", &format!("{base}-{}", base + 399)]);
+    cmd.args(["--relay-threads", &threads.to_string(), "--rtp-ports", &format!("{base}-{}", base + 399)]);
     cmd.env("RUST_LOG", "info");
     let (mut svc, port) = procs::spawn_service(&mut cmd, LIMIT);
     let service = SocketAddr::from(([127, 0, 0, 1], port));
@@ -162,12 +174,16 @@ fn calls_on_four_relay_threads_carry_media_both_ways_each_forwarded_by_its_own_l
     let mut per_lane = [0usize; LANES];
     for (i, (media, relay, _)) in calls.iter().enumerate() {
         let callee_port = through(media, *relay, &rtp(i, 1), &bob_media, i, "to bob", || svc.transcript());
-        assert_eq!(lane(callee_port.port()), lane(relay.port()), "call {i}: legs at {relay} and {callee_port} in different lanes");
+        if threads > 0 {
+            assert_eq!(lane(callee_port.port()), lane(relay.port()), "call {i}: legs at {relay} and {callee_port} in different lanes");
+        }
         let back = through(&bob_media, callee_port, &rtp(i, 2), media, i, "to alice", || svc.transcript());
         assert_eq!(back, *relay, "call {i}: alice hears from the port her SDP names");
         per_lane[lane(relay.port())] += 1;
     }
-    assert!(per_lane.iter().filter(|&&n| n > 0).count() >= 2, "the calls spread over the lanes: {per_lane:?}");
+    if threads > 0 {
+        assert!(per_lane.iter().filter(|&&n| n > 0).count() >= 2, "the calls spread over the lanes: {per_lane:?}");
+    }
 
     for (_, _, ok) in &calls {
         in_dialog(&alice, service, ok, "BYE", 2);
@@ -185,6 +201,10 @@ fn calls_on_four_relay_threads_carry_media_both_ways_each_forwarded_by_its_own_l
     let list = line.split("forwarded=[").nth(1).and_then(|r| r.split(']').next()).unwrap_or_else(|| panic!("no counts: {line}"));
     let forwarded: Vec<u64> = list.split(',').map(|n| n.trim().parse().expect("a count")).collect();
     println!("{line}\nlanes of the calls: {per_lane:?}");
+    if threads == 0 {
+        assert!(forwarded.iter().all(|&n| n == 0), "no reader thread forwards: {line}");
+        return;
+    }
     assert_eq!(forwarded.len(), LANES, "{line}");
     for (l, (&n, &calls)) in forwarded.iter().zip(per_lane.iter()).enumerate() {
         if calls == 0 {
