@@ -16,7 +16,8 @@
 # Usage: bench/relay.sh            (about 15 minutes)
 #        QUICK=1 bench/relay.sh    (under a minute once built: 50 and 200 calls, 1 run of 2 s, no ramp)
 # Environment: LOADS, RAMP, REPS, DURATION, RAMP_DURATION, WARMUP, PPS, LOSS_LIMIT, RELAYS
-# ("loopback switchboard rtpengine"), SB_LOG (the service's RUST_LOG, default warn, as rtpengine's
+# ("loopback switchboard rtpengine"; also "sbdriver": switchboard with --relay-threads 0),
+# SB_EXTRA (more `serve` arguments for switchboard, e.g. "--relay-threads 2"), SB_LOG (the service's RUST_LOG, default warn, as rtpengine's
 # --log-level=4), SWITCHBOARD_BIN, RELAY_LOAD_BIN (skip the builds), NO_INSTALL=1
 # (do not apt-get rtpengine-daemon), KEEP_WORK=1 (keep logs and RESULT lines).
 set -u
@@ -101,13 +102,17 @@ start_switchboard() {
 	# Two port pairs per call, plus slack: ports just freed are skipped by the service's cursor.
 	pick_range lo $((calls * 4 + 200))
 	RUST_LOG=${SB_LOG:-warn} "$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
-		--rtp-ports "$lo-$((lo + calls * 4 + 199))" "${SB_CAPS_OFF[@]}" >"$dir/relay.log" 2>&1 &
+		--rtp-ports "$lo-$((lo + calls * 4 + 199))" "${SB_CAPS_OFF[@]}" ${SB_EXTRA:+$SB_EXTRA} >"$dir/relay.log" 2>&1 &
 	RELAY_PID=$!
 	STARTED_PIDS+=("$RELAY_PID")
 	RELAY_ADDR=127.0.0.1:$port
 	wait_udp_port "$port" || { tail -5 "$dir/relay.log" >&2; return 1; }
 }
 stop_switchboard() { kill "$RELAY_PID" 2>/dev/null; stop_pid "$RELAY_PID" 10; }
+# The same binary relaying on the service's thread (`--relay-threads 0`: the reader threads hand
+# every datagram to the driver, the design before relay lanes), for a before/after in one run.
+start_sbdriver() { SB_EXTRA="--relay-threads 0" start_switchboard "$@"; }
+stop_sbdriver() { stop_switchboard; }
 
 # rtpengine in userspace only: --table=-1 (no kernel forwarding table), no config file, one
 # interface on loopback, NG control on UDP, log level 4 (warnings) to stderr, default threads.
@@ -140,7 +145,7 @@ run_one() {
 	fi
 	lim=$(awk -v c="$calls" -v d="$dur" -v w="$WARMUP" 'BEGIN{printf "%d", c/20 + d + w + 60}')
 	# shellcheck disable=SC2046
-	timeout --kill-after=5 "$lim" "$TOOL" --backend "$relay" ${RELAY_ADDR:+--server "$RELAY_ADDR"} \
+	timeout --kill-after=5 "$lim" "$TOOL" --backend "${relay/sbdriver/switchboard}" ${RELAY_ADDR:+--server "$RELAY_ADDR"} \
 		${RELAY_PID:+--pid "$RELAY_PID"} --calls "$calls" --pps "$PPS" --duration "$dur" --warmup "$WARMUP" \
 		--label "$relay" >"$dir/tool.out" 2>"$dir/tool.err"
 	line=$(grep '^RESULT ' "$dir/tool.out" | tail -1)
@@ -174,8 +179,8 @@ for r in $RELAYS; do
 		ensure_rtpengine
 		if [ -n "$RTPE_SKIP" ]; then echo "# skipping rtpengine: $RTPE_SKIP" >&2; else active+=(rtpengine); fi
 		;;
-	switchboard | loopback) active+=("$r") ;;
-	*) die "unknown relay $r (loopback, switchboard, rtpengine)" ;;
+	switchboard | sbdriver | loopback) active+=("$r") ;;
+	*) die "unknown relay $r (loopback, switchboard, sbdriver, rtpengine)" ;;
 	esac
 done
 build_switchboard

@@ -4,14 +4,17 @@
 //! earliest of them. After every input it carries out the application's [`MediaOutput`]s (the
 //! sans-IO [`Media`] picked the ports), then drains the endpoint. SIP datagrams move in batches:
 //! one wake-up takes every queued datagram (up to [`udp::BATCH`], one `recvmmsg` on Linux) before
-//! the endpoint is drained, and what the drain queued leaves in one `sendmmsg`. Media sockets each have a small
-//! reader task that forwards datagrams to the driver; sending is a non-blocking `send_to` from the
-//! driver task. Commands from outside (control socket, prompt) arrive on a channel ([`Command`]).
+//! the endpoint is drained, and what the drain queued leaves in one `sendmmsg`. Media sockets are read
+//! by a fixed set of reader threads (one per core or relay lane, sockets assigned by port), each
+//! reading its ready sockets in batches; a thread forwards its relay lane's datagrams itself
+//! ([`Application::relay_shards`]) and hands the rest of one wake-up to the driver as one message;
+//! the driver's own media sends are non-blocking `send_to`s; an Unbind closes the socket before the next output. Commands from outside (control socket, prompt) arrive on a channel ([`Command`]).
 
 use crate::application::{Media, MediaOutput};
 use crate::collections::HashMap;
 use crate::dialog::IdGen;
 use crate::endpoint::Endpoint;
+use crate::transport::media_readers::{Batch, Readers};
 use crate::transport::udp::{self, UdpTransport};
 use crate::transport::Transmit;
 use bytes::Bytes;
@@ -20,7 +23,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 // The application contract lives in the sans-IO `application` module; named here too for the
@@ -36,35 +38,25 @@ fn wall_clock() -> std::time::Duration {
 }
 
 /// The driver's media sockets: it carries out the [`MediaOutput`]s of the application's
-/// [`Media`] (which picked the ports).
+/// [`Media`] (which picked the ports). Reading is done by a fixed set of reader threads
+/// ([`Readers`]: one per core, each reading its sockets in batches); sending is a plain
+/// non-blocking `send_to` from the driver task (works from the first packet).
 #[derive(Debug)]
 struct MediaSockets {
-    /// Per flow: a std handle of the socket for sending (a plain non-blocking `send_to`, which
-    /// works from the first packet; tokio's `try_send_to` refuses until the reactor has seen the
-    /// new socket writable) and the reader task.
-    sockets: HashMap<FlowId, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
-    tx: mpsc::Sender<(FlowId, SocketAddr, Bytes)>,
+    /// Per flow: the socket (shared with its reader thread) and its port.
+    sockets: HashMap<FlowId, (Arc<std::net::UdpSocket>, u16)>,
+    readers: Readers,
     /// Datagrams dropped because a socket was busy.
     send_drops: u64,
 }
 
 impl MediaSockets {
     fn bind(&mut self, flow: FlowId, local: SocketAddr) -> io::Result<()> {
-        let std_socket = std::net::UdpSocket::bind(local)?;
-        std_socket.set_nonblocking(true)?;
-        let sender = std_socket.try_clone()?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let reader = socket.clone();
-        let tx = self.tx.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            while let Ok((n, src)) = reader.recv_from(&mut buf).await {
-                if tx.send((flow, src, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
-                    break;
-                }
-            }
-        });
-        self.sockets.insert(flow, (sender, task));
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.set_nonblocking(true)?;
+        let socket = Arc::new(socket);
+        self.readers.add(flow, socket.clone())?;
+        self.sockets.insert(flow, (socket, local.port()));
         Ok(())
     }
 
@@ -76,9 +68,12 @@ impl MediaSockets {
         }
     }
 
+    /// Closes the socket now: its reader lets go of it before this returns, so the port is free
+    /// before the allocator can hand it out again.
     fn close(&mut self, flow: FlowId) {
-        if let Some((_, task)) = self.sockets.remove(&flow) {
-            task.abort();
+        if let Some((socket, port)) = self.sockets.remove(&flow) {
+            self.readers.remove(flow, port);
+            drop(socket);
         }
     }
 
@@ -202,8 +197,8 @@ pub async fn run_with_commands<A: Application>(
     mut commands: mpsc::Receiver<Command<A>>,
 ) -> A {
     tokio::pin!(shutdown);
-    let (tx, mut media_rx) = mpsc::channel(1024);
-    let mut sockets = MediaSockets { sockets: HashMap::default(), tx, send_drops: 0 };
+    let (tx, mut media_rx) = mpsc::channel::<Batch>(1024);
+    let mut sockets = MediaSockets { sockets: HashMap::default(), readers: Readers::per_core(tx, app.relay_shards()), send_drops: 0 };
     // Ports at random, from the OS CSPRNG: a stranger cannot guess the next call's relay port. A
     // few spare pairs stay bound, so a port another process holds costs a spare, not a call.
     let mut media = Media::new(IdGen::from_os()).with_spares(SPARE_PAIRS);
@@ -238,11 +233,15 @@ pub async fn run_with_commands<A: Application>(
                     endpoint.handle_unreachable(dest, now);
                 }
             }
-            Some((flow, src, bytes)) = media_rx.recv() => {
+            // One message per reader wake-up; every batch already queued is taken too.
+            Some(batch) = media_rx.recv() => {
                 let now = Instant::now();
-                app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, flow, src, bytes, now);
-                while let Ok((flow, src, bytes)) = media_rx.try_recv() {
-                    app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, flow, src, bytes, now);
+                let mut next = Some(batch);
+                while let Some(batch) = next {
+                    for (flow, src, bytes) in batch {
+                        app.handle_media(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, flow, src, bytes, now);
+                    }
+                    next = media_rx.try_recv().ok();
                 }
             }
             Some(command) = commands.recv() => {
@@ -266,8 +265,18 @@ pub async fn run_with_commands<A: Application>(
         flush(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox, Instant::now()).await;
         rebind(&mut transport, &mut endpoint, &mut media, &mut sockets, &mut app, &mut outbox).await;
     }
+    // The readers stop and let go of their sockets (a reader waiting on the channel sees it closed).
+    drop(media_rx);
     for flow in sockets.sockets.keys().copied().collect::<Vec<_>>() {
         sockets.close(flow);
+    }
+    let (wakeups, datagrams) = sockets.readers.stats();
+    if datagrams > 0 {
+        // Per reader thread: datagrams it relayed itself, and those its sockets refused.
+        let lanes = sockets.readers.forwarded();
+        let forwarded: Vec<u64> = lanes.iter().map(|l| l.0).collect();
+        let dropped: u64 = lanes.iter().map(|l| l.1).sum();
+        tracing::info!(wakeups, datagrams, ?forwarded, dropped, "media readers at exit");
     }
     if sockets.send_drops > 0 {
         tracing::info!(drops = sockets.send_drops, "media datagrams dropped on busy sockets");

@@ -205,6 +205,62 @@ impl Media {
         Ok(pair)
     }
 
+    /// [`Media::bind_pair`] restricted to one lane, `(lanes, lane)`: a pair whose even port has
+    /// `(port / 2) % lanes == lane` ([`crate::relay::lane_of`]). The B2BUA binds a call's callee leg
+    /// in its caller leg's lane, so one relay thread reads and forwards both. A spare of that lane
+    /// is taken if one is ready; otherwise one is picked in the lane.
+    pub fn bind_pair_in_lane(
+        &mut self,
+        ip: IpAddr,
+        ports: RangeInclusive<u16>,
+        with_rtcp: bool,
+        lane: (usize, usize),
+    ) -> Result<Pair, NoFreePort> {
+        if self.disabled {
+            return Err(NoFreePort { ports });
+        }
+        let key = (ip, *ports.start(), *ports.end(), with_rtcp);
+        let in_lane = |p: &Pair| crate::relay::lane_of(p.2.port(), lane.0) == lane.1;
+        let spare = self.pools.get_mut(&key).and_then(|p| {
+            let at = p.ready.iter().position(in_lane)?;
+            p.ready.remove(at)
+        });
+        let pair = match spare {
+            Some(pair) => {
+                for f in std::iter::once(pair.0).chain(pair.1) {
+                    self.spare_of.remove(&f);
+                }
+                pair
+            }
+            None => {
+                let local = self.ports.allocate_in_lane(ip, ports, with_rtcp, lane)?;
+                let rtp = self.open(local);
+                let rtcp = with_rtcp.then(|| self.open(SocketAddr::new(ip, local.port() + 1)));
+                (rtp, rtcp, local)
+            }
+        };
+        if self.spares > 0 {
+            self.top_up(key);
+        }
+        Ok(pair)
+    }
+
+    /// A lane (of `lanes`, see [`Media::bind_pair_in_lane`]) with at least `want` spare pairs of
+    /// this range ready, if one has: the B2BUA takes both legs of a call from one lane, and
+    /// from spares (already bound) when it can.
+    pub fn lane_with_spares(&self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool, lanes: usize, want: usize) -> Option<usize> {
+        let pool = self.pools.get(&(ip, *ports.start(), *ports.end(), with_rtcp))?;
+        let mut count: HashMap<usize, usize> = HashMap::default();
+        for p in &pool.ready {
+            let n = count.entry(crate::relay::lane_of(p.2.port(), lanes)).or_default();
+            *n += 1;
+            if *n >= want {
+                return Some(crate::relay::lane_of(p.2.port(), lanes));
+            }
+        }
+        None
+    }
+
     /// Has spares of this range bound ahead of the first [`Media::bind_pair`] (an application
     /// calls it when it starts); nothing without spares.
     pub fn reserve(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) {
@@ -378,6 +434,35 @@ mod tests {
         while m.poll_output().is_some() {}
         assert!(m.ready_to_bind(ip, 40000..=40999, true));
         assert!(Media::new(IdGen::new(9)).ready_to_bind(ip, 40000..=40999, true), "nothing to wait for without spares");
+    }
+
+    /// Drains the outputs; true if none of them binds `local` (it was bound already).
+    fn binds_nothing_new(m: &mut Media, local: SocketAddr) -> bool {
+        std::iter::from_fn(|| m.poll_output()).all(|o| !matches!(o, MediaOutput::Bind { local: l, .. } if l == local))
+    }
+
+    #[test]
+    fn a_pair_in_a_lane_comes_from_the_spares_of_that_lane_or_is_picked_in_it() {
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut m = Media::new(IdGen::new(11)).with_spares(4);
+        m.reserve(ip, 30000..=30999, true);
+        while m.poll_output().is_some() {}
+        for lane in [0, 1, 2, 3, 0, 1, 2, 3] {
+            let (_, rtcp, local) = m.bind_pair_in_lane(ip, 30000..=30999, true, (4, lane)).unwrap();
+            assert_eq!(crate::relay::lane_of(local.port(), 4), lane);
+            assert_eq!(rtcp.and_then(|f| m.local(f)).map(|a| a.port()), Some(local.port() + 1));
+            while m.poll_output().is_some() {}
+        }
+        assert_eq!((m.len(), m.spares_ready()), (16, 4));
+        // Four spares in two lanes: one lane has two of them.
+        let lane = m.lane_with_spares(ip, 30000..=30999, true, 2, 2).expect("a lane with two spares");
+        for _ in 0..2 {
+            let (_, _, local) = m.bind_pair_in_lane(ip, 30000..=30999, true, (2, lane)).unwrap();
+            assert!(binds_nothing_new(&mut m, local), "a spare of that lane");
+        }
+        assert_eq!(m.lane_with_spares(ip, 30000..=30999, true, 2, 5), None);
+        let mut off = Media::new(IdGen::new(1));
+        assert!(off.bind_pair_in_lane(ip, 30000..=30001, true, (2, 1)).is_err(), "the only pair is in lane 0");
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub trait Application {
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
         let _ = (io, flow, source, payload, now);
     }
+    /// The relay's shards, if the application relays media in lanes: the driver's reader of
+    /// lane `i` forwards the datagrams of shard `i`'s calls itself (`crate::relay::ShardedRelay`),
+    /// and hands the others to [`Application::handle_media`]. Asked once, at start.
+    fn relay_shards(&self) -> Option<crate::relay::RelayShards> {
+        None
+    }
     /// The driver could not bind `flow` (another process holds the port; [`Media`] has already
     /// forgotten the flow). The application ends the call that owned it (see the module doc).
     fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {

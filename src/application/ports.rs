@@ -88,14 +88,27 @@ impl PortAllocator {
     /// When every pair is held or foreign, the foreign marks are forgotten and the search runs
     /// once more: another process may have let its ports go since.
     pub fn allocate(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> Result<SocketAddr, NoFreePort> {
-        self.allocate_with(ip, ports, with_rtcp, true)
+        self.allocate_with(ip, ports, with_rtcp, true, None)
+    }
+
+    /// [`PortAllocator::allocate`] restricted to the even ports of one lane: `(lanes, lane)` takes
+    /// only ports with `(port / 2) % lanes == lane` (the relay's reader thread of that port, see
+    /// [`crate::relay::lane_of`]), so both legs of a call are read by one thread.
+    pub fn allocate_in_lane(
+        &mut self,
+        ip: IpAddr,
+        ports: RangeInclusive<u16>,
+        with_rtcp: bool,
+        lane: (usize, usize),
+    ) -> Result<SocketAddr, NoFreePort> {
+        self.allocate_with(ip, ports, with_rtcp, true, Some(lane))
     }
 
     /// [`PortAllocator::allocate`] that keeps the foreign marks when every pair is held or
     /// foreign: for replacing a pair whose bind just failed, so that a range whose every port is
     /// taken ends the search instead of starting it again and again within one driver turn.
     pub fn allocate_unmarked(&mut self, ip: IpAddr, ports: RangeInclusive<u16>, with_rtcp: bool) -> Result<SocketAddr, NoFreePort> {
-        self.allocate_with(ip, ports, with_rtcp, false)
+        self.allocate_with(ip, ports, with_rtcp, false, None)
     }
 
     fn allocate_with(
@@ -104,6 +117,7 @@ impl PortAllocator {
         ports: RangeInclusive<u16>,
         with_rtcp: bool,
         forget_foreign: bool,
+        lane: Option<(usize, usize)>,
     ) -> Result<SocketAddr, NoFreePort> {
         let Some(even) = EvenPorts::of(&ports, with_rtcp) else { return Err(NoFreePort { ports }) };
         for _ in 0..2 {
@@ -111,7 +125,8 @@ impl PortAllocator {
                 let a = SocketAddr::new(ip, p);
                 self.held.contains(&a) || self.foreign.contains(&a)
             };
-            let found = even.search(&mut self.rng).find(|&p| !(taken(p) || with_rtcp && taken(p + 1)));
+            let in_lane = |p: u16| lane.is_none_or(|(lanes, lane)| crate::relay::lane_of(p, lanes) == lane);
+            let found = even.search(&mut self.rng).find(|&p| in_lane(p) && !(taken(p) || with_rtcp && taken(p + 1)));
             if let Some(port) = found {
                 let addr = SocketAddr::new(ip, port);
                 self.held.insert(addr);
@@ -198,5 +213,22 @@ mod tests {
         // ... and tried again once nothing else is left.
         assert_eq!(a.allocate(ip, 30000..=30003, true).map(|a| a.port()), Ok(30000));
         assert!(!a.hold(SocketAddr::new(ip, 30000)), "already held");
+    }
+
+    #[test]
+    fn a_lane_restricts_the_pick_to_its_ports() {
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut a = PortAllocator::new(IdGen::new(4));
+        for lane in [0, 1, 2, 0, 1, 2] {
+            let p = a.allocate_in_lane(ip, 30000..=30999, true, (3, lane)).unwrap().port();
+            assert_eq!((usize::from(p / 2) % 3, p % 2), (lane, 0), "{p}");
+        }
+        // 30000..=30007 has pairs 30000, 30002, 30004, 30006: lanes 0, 1, 0, 1 of two.
+        let mut a = PortAllocator::new(IdGen::new(5));
+        let ones: std::collections::BTreeSet<u16> =
+            (0..2).map(|_| a.allocate_in_lane(ip, 30000..=30007, true, (2, 1)).unwrap().port()).collect();
+        assert_eq!(ones, [30002, 30006].into());
+        assert!(a.allocate_in_lane(ip, 30000..=30007, true, (2, 1)).is_err(), "lane 1 is full");
+        assert!(a.allocate_in_lane(ip, 30000..=30007, true, (2, 0)).is_ok(), "lane 0 is not");
     }
 }

@@ -414,9 +414,17 @@ impl B2bua {
         record.answered_at = s.answered_at;
         // Relayed calls get their ports back (or, adopted, ports of ours); a call saved without
         // the relay has none to bind.
-        let bind = |me: &mut B2bua, io: &mut Io<'_>, addr| if adopt.is_some() { me.bind_leg(io) } else { Self::rebind(io, addr) };
+        // Adopted: fresh ports, the callee's in the caller's relay lane (one thread forwards both).
+        let bind =
+            |me: &mut B2bua, io: &mut Io<'_>, addr, lane| if adopt.is_some() { me.bind_leg(io, lane) } else { Self::rebind(io, addr) };
         let media = match (s.caller.relay, s.callee.relay) {
-            (Some(a), Some(b)) => match (bind(self, io, a), bind(self, io, b)) {
+            (Some(a), Some(b)) => match match bind(self, io, a, None) {
+                Some(x) => {
+                    let lane = crate::relay::lane_of(x.local.port(), self.relay.lanes());
+                    (Some(x), bind(self, io, b, Some(lane)))
+                }
+                None => (None, None),
+            } {
                 (Some(x), Some(y)) => Some((x, y)),
                 (x, y) => {
                     for p in [x, y].iter().flatten() {

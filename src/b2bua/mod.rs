@@ -55,7 +55,7 @@ use crate::endpoint::EndpointEvent;
 use crate::message::Message;
 use crate::proxy::Target;
 use crate::records::{CallState, StoreOp};
-use crate::relay::{Leg, LegPorts, LegStats, Relay, RelayConfig, RelayId};
+use crate::relay::{Leg, LegPorts, LegStats, RelayConfig, RelayId, RelayShards, ShardedRelay};
 use crate::transaction::TransactionId;
 use crate::ua::core::{UaCore, UaEvent};
 use crate::ua::log_unsent;
@@ -195,7 +195,9 @@ struct Setup {
 pub struct B2bua {
     config: B2buaConfig,
     ua: UaCore,
-    relay: Relay,
+    relay: ShardedRelay,
+    /// The relay runs on the driver's thread only (see [`B2bua::with_relay_lanes`]).
+    relay_in_driver: bool,
     /// Boxed: the table keeps spare buckets (up to half of it after a resize), which would
     /// otherwise each be a whole `Call` wide.
     calls: HashMap<u64, Box<Call>>,
@@ -245,7 +247,8 @@ impl B2bua {
             session_ids,
             record_prefix,
             ua: UaCore::new(Dialogs::new(dialog), None).with_owner(crate::endpoint::Owner::B2bua),
-            relay: Relay::new(config.relay),
+            relay: ShardedRelay::new(config.relay, 1),
+            relay_in_driver: false,
             config,
             calls: HashMap::default(),
             by_call_id: HashMap::default(),
@@ -258,6 +261,26 @@ impl B2bua {
             transfers: HashMap::default(),
             transfer_asks: VecDeque::new(),
         }
+    }
+
+    /// Relays media in `lanes` lanes, each read and forwarded by its own driver thread (see
+    /// [`crate::relay::ShardedRelay`]); one lane by default. `0`: one lane that the driver's
+    /// reader threads do not forward themselves (every datagram goes through the driver's
+    /// thread, as before lanes; for comparison). Call before the first call.
+    pub fn with_relay_lanes(mut self, lanes: usize) -> B2bua {
+        self.relay = ShardedRelay::new(self.config.relay, lanes.max(1));
+        self.relay_in_driver = lanes == 0;
+        self
+    }
+
+    /// The relay's shards, for the driver's reader threads (`None` with 0 lanes).
+    pub fn relay_shards(&self) -> Option<RelayShards> {
+        (!self.relay_in_driver).then(|| self.relay.shards())
+    }
+
+    /// Calls per relay shard (lanes, then calls split over two lanes).
+    pub fn relay_spread(&self) -> Vec<usize> {
+        self.relay.spread()
     }
 
     /// Calls in progress (set up, up or ending).
@@ -303,8 +326,16 @@ impl B2bua {
 
     /// Binds one relay port pair anywhere in the range (the allocator draws it at random, so the
     /// next call's ports cannot be guessed from this one's).
-    fn bind_leg(&mut self, io: &mut Io<'_>) -> Option<LegPorts> {
-        match io.media.bind_pair(self.config.media_ip, self.config.rtp_ports.clone(), true) {
+    /// With `lane`, the pair is taken in that relay lane (both legs of a call in one lane: one
+    /// relay thread forwards both ways).
+    fn bind_leg(&mut self, io: &mut Io<'_>, lane: Option<usize>) -> Option<LegPorts> {
+        let (ip, range) = (self.config.media_ip, self.config.rtp_ports.clone());
+        let lanes = self.relay.lanes();
+        let pair = match lane {
+            Some(lane) if lanes > 1 => io.media.bind_pair_in_lane(ip, range, true, (lanes, lane)),
+            _ => io.media.bind_pair(ip, range, true),
+        };
+        match pair {
             Ok((rtp, rtcp, local)) => Some(LegPorts { rtp, rtcp, local }),
             Err(e) => {
                 tracing::warn!(error = %e, "no free relay port");
@@ -365,8 +396,13 @@ impl B2bua {
             return refuse(io, 488, "Not Acceptable Here");
         };
         let media = if self.config.relay_media {
-            let Some(caller_ports) = self.bind_leg(io) else { return refuse(io, 503, "Service Unavailable") };
-            let Some(callee_ports) = self.bind_leg(io) else {
+            // Both legs in one lane, from spares of that lane when one has two.
+            let lanes = self.relay.lanes();
+            let (ip, range) = (self.config.media_ip, self.config.rtp_ports.clone());
+            let lane = io.media.lane_with_spares(ip, range, true, lanes, 2);
+            let Some(caller_ports) = self.bind_leg(io, lane) else { return refuse(io, 503, "Service Unavailable") };
+            let lane = crate::relay::lane_of(caller_ports.local.port(), lanes);
+            let Some(callee_ports) = self.bind_leg(io, Some(lane)) else {
                 Self::close_ports(io, &caller_ports);
                 return refuse(io, 503, "Service Unavailable");
             };

@@ -73,10 +73,17 @@
 //! deadline (they settle on the next datagram). Times passed in must not go backwards. The relay
 //! owns no socket: [`Relay::remove`] returns the figures and the caller closes the flows. Relay
 //! ports should be hard to guess: `application::Media::bind_pair` draws them at random.
+//!
+//! # Lanes
+//!
+//! [`ShardedRelay`] (`shards.rs`) splits the relay by port into lanes, one [`Relay`] each, so that
+//! several threads forward at once, each the calls of its lane, with the same rules; the B2BUA
+//! drives it through the same interface.
 
 mod classify;
 mod latch;
 mod leg;
+mod shards;
 mod timer;
 
 #[cfg(test)]
@@ -86,6 +93,7 @@ use crate::application::FlowId;
 use crate::collections::HashMap;
 use classify::{classify, Kind, Port};
 use leg::LegState;
+pub use shards::{lane_of, RelayShards, Shard, ShardedRelay};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use timer::{Entry, Timers};

@@ -681,6 +681,10 @@ impl Application for Service {
         self.echo.handle_media(io, flow, source, payload, now);
     }
 
+    fn relay_shards(&self) -> Option<crate::relay::RelayShards> {
+        self.b2bua.as_ref().and_then(B2bua::relay_shards)
+    }
+
     fn handle_bind_failed(&mut self, io: &mut Io<'_>, flow: FlowId, now: Instant) {
         self.after(now);
         if self.b2bua.as_mut().is_some_and(|b| b.handle_bind_failed(io, flow, now)) {

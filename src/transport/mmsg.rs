@@ -133,18 +133,29 @@ fn recv_as<S: Addr>(
 /// Sends the first [`BATCH`] (at most) of `batch` in one `sendmmsg`: how many went (the first
 /// failure stops a call; `Err` only if the first datagram failed).
 pub(super) fn send(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
-    let batch = &batch[..batch.len().min(BATCH)];
-    if batch.is_empty() {
+    send_each(fd, batch.len(), |i| batch.get(i).map_or((None, &[][..]), |t| (Some(t.dest), &t.payload[..])))
+}
+
+/// [`send`] for datagrams given as destination and bytes (slices of a receive buffer, as the
+/// relay's reader threads forward them without a copy).
+pub(super) fn send_slices(fd: RawFd, batch: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+    send_each(fd, batch.len(), |i| batch.get(i).map_or((None, &[][..]), |&(dest, payload)| (Some(dest), payload)))
+}
+
+/// One `sendmmsg` of the first [`BATCH`] (at most) of `len` datagrams, datagram `i` being `item(i)`.
+fn send_each<'a>(fd: RawFd, len: usize, item: impl Fn(usize) -> (Option<SocketAddr>, &'a [u8])) -> io::Result<usize> {
+    let len = len.min(BATCH);
+    if len == 0 {
         return Ok(0);
     }
     SEND.with(|h| {
         let mut h = h.try_borrow_mut().map_err(|_| busy())?;
         let s = h.get_or_insert_with(|| Send { headers: MultiHeaders::preallocate(BATCH, None), addrs: Vec::with_capacity(BATCH) });
         s.addrs.clear();
-        s.addrs.extend(batch.iter().map(|t| Some(SockaddrStorage::from(t.dest))));
-        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| [IoSlice::new(batch.get(i).map_or(&[][..], |t| &t.payload[..]))]);
+        s.addrs.extend((0..len).map(|i| item(i).0.map(SockaddrStorage::from)));
+        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| [IoSlice::new(if i < len { item(i).1 } else { &[][..] })]);
         let no_cmsgs: [ControlMessage<'_>; 0] = [];
-        let sent = sendmmsg(fd, &mut s.headers, iovs[..batch.len()].iter(), &s.addrs, no_cmsgs, MsgFlags::empty())?;
+        let sent = sendmmsg(fd, &mut s.headers, iovs[..len].iter(), &s.addrs, no_cmsgs, MsgFlags::empty())?;
         Ok(sent.count())
     })
 }

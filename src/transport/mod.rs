@@ -6,6 +6,11 @@
 //! bytes and destination to the I/O driver. The socket itself lives in `udp` (feature `tokio`).
 
 #[cfg(all(feature = "tokio", target_os = "linux"))]
+pub(crate) mod media_readers;
+#[cfg(all(feature = "tokio", not(target_os = "linux")))]
+#[path = "media_readers_portable.rs"]
+pub(crate) mod media_readers;
+#[cfg(all(feature = "tokio", target_os = "linux"))]
 mod mmsg;
 pub mod rate_limit;
 #[cfg(feature = "tokio")]

@@ -65,6 +65,11 @@ pub(crate) struct ServeArgs {
     /// hundred thousand: the relay needs 4 ports per call).
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// Threads that read and forward the relay's media, each owning the calls whose ports fall
+    /// in its lane [default: the number of cores]. 0: the reader threads hand every datagram to
+    /// the service's thread, which relays it (the design before lanes, for comparison).
+    #[arg(long, value_name = "N")]
+    pub(crate) relay_threads: Option<usize>,
     /// Turn digest authentication off (lab use only: anyone can register as anyone).
     #[arg(long)]
     pub(crate) no_auth: bool,
@@ -171,6 +176,8 @@ pub(crate) struct Resolved {
     member: Option<String>,
     pub(crate) mode: config::Mode,
     relay_media: bool,
+    /// Relay lanes (reader threads); 0: relayed on the service's thread.
+    relay_threads: usize,
     control: Option<PathBuf>,
     answer_delay: Duration,
     t1: Duration,
@@ -295,6 +302,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         },
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
         relay_media: !args.no_relay && file.relay.unwrap_or(true),
+        relay_threads: args.relay_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
         answer_delay: secs("answer delay", args.answer_delay.or(file.answer_delay_secs).unwrap_or(0.0))?,
         t1: Duration::from_millis(t1_ms),
@@ -512,7 +520,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
             no_answer: r.branch_timeout,
             relay_media: r.relay_media,
             seed: IdGen::os_seed(),
-        });
+        })
+        .with_relay_lanes(r.relay_threads);
         if r.store.is_some() {
             b.set_member(member.clone(), membership.as_ref().map_or(0, |m| m.epoch));
         }
