@@ -84,7 +84,13 @@ impl Default for EndpointConfig {
 /// transport stamps the top one.
 pub fn client_behind_hop(datagram: &Bytes) -> Option<SocketAddr> {
     let msg = Message::parse(datagram.clone()).ok().filter(Message::is_request)?;
-    let via = msg.vias().nth(1)?.ok()?;
+    client_in_second_via(&msg)
+}
+
+/// The client a hop in front of us received `req` from: the second Via's `received` (RFC 3261
+/// §18.2.1) or host, and its `rport` (RFC 3581 §4) or port.
+pub fn client_in_second_via(req: &Message) -> Option<SocketAddr> {
+    let via = req.vias().nth(1)?.ok()?;
     let ip: std::net::IpAddr = via.received().and_then(|r| r.parse().ok()).or_else(|| via.host.ip())?;
     let port = via.rport().flatten().or(via.port).unwrap_or(crate::transport::DEFAULT_PORT);
     Some(SocketAddr::new(ip, port))

@@ -237,10 +237,7 @@ impl Service {
         if !self.admission.is_trusted(source) {
             return source;
         }
-        let Some(Ok(via)) = req.vias().nth(1) else { return source };
-        let ip = via.received().and_then(|r| r.parse().ok()).or_else(|| via.host.ip());
-        let port = via.rport().flatten().or(via.port).unwrap_or(crate::transport::DEFAULT_PORT);
-        ip.map_or(source, |ip| SocketAddr::new(ip, port))
+        crate::endpoint::client_in_second_via(req).unwrap_or(source)
     }
 }
 
