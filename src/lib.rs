@@ -73,6 +73,8 @@ pub mod ua;
 
 #[cfg(feature = "tokio")]
 pub mod driver;
+#[cfg(feature = "tokio")]
+pub mod workers;
 
 #[cfg(feature = "service")]
 pub mod b2bua;

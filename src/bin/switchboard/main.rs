@@ -14,6 +14,7 @@ mod control;
 mod serve;
 mod shared_calls;
 mod users;
+mod workers;
 
 /// switchboard: a SIP session initiation service over UDP.
 ///

@@ -11,12 +11,13 @@ use switchboard::dialog::IdGen;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::token::RouteKey;
 use switchboard::proxy::{Proxy, ProxyConfig};
-use switchboard::registrar::{Registrar, RegistrarConfig};
+use switchboard::registrar::{Registrar, RegistrarConfig, SharedRegistrar};
 use switchboard::relay::RelayConfig;
 use switchboard::service::admit::{Admission, Cidr};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
+use switchboard::service::shared::{Shared, SharedUsers};
 use switchboard::store::{RedisStore, SqliteStore, Store, StoreWriter, WriterConfig};
 use switchboard::transaction::Config;
 use switchboard::transport::udp::UdpTransport;
@@ -144,6 +145,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub(crate) auth_backoff: Option<u64>,
     // ----- end limits -----
+    /// Worker threads (issue 16 point 1): each owns the calls, transactions and timers whose
+    /// Call-ID maps to it, and binds the SIP address with SO_REUSEPORT; a datagram that arrives
+    /// on another worker's socket is handed over by Call-ID. Registrations are sharded by AOR;
+    /// max_bindings, max_transactions, the rate limit and the RTP port range are split between
+    /// workers. 1 is the single loop of before [default: the number of cores].
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_WORKERS")]
+    pub(crate) workers: Option<usize>,
 }
 
 /// Everything resolved, checked and ready.
@@ -174,6 +182,7 @@ pub(crate) struct Resolved {
     trusted: Vec<Cidr>,
     rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
     guard: switchboard::service::guard::GuardConfig,
+    workers: usize,
 }
 
 /// The caps of issue 14 point 5, resolved.
@@ -268,6 +277,11 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let trusted = if args.trusted.is_empty() { file.trusted.unwrap_or_default() } else { args.trusted.clone() };
     let trusted = trusted.iter().map(|t| t.parse::<Cidr>()).collect::<Result<Vec<_>, _>>()?;
+    let workers = match args.workers {
+        Some(n @ 1..=256) => n,
+        Some(n) => return Err(format!("workers must be between 1 and 256, got {n}")),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(256)),
+    };
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
@@ -301,6 +315,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
             },
             ..Default::default()
         },
+        workers,
     })
 }
 
@@ -392,14 +407,18 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let users = store.users().map_err(|e| e.to_string())?;
     let users = if r.auth == AuthMode::Digest { users_for_realm(users, &challenge_realm, r.realm.is_some())? } else { users };
     let bindings = store.bindings().map_err(|e| e.to_string())?;
-    let mut registrar = Registrar::new(RegistrarConfig {
-        domain: r.domain.clone(),
-        min_expires: r.min_expires,
-        max_expires: r.max_expires,
-        max_contacts: r.caps.max_contacts,
-        max_bindings: r.caps.max_bindings,
-        ..RegistrarConfig::default()
-    });
+    let n = r.workers;
+    let registrar = SharedRegistrar::new(
+        RegistrarConfig {
+            domain: r.domain.clone(),
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            max_contacts: r.caps.max_contacts,
+            max_bindings: r.caps.max_bindings,
+            ..RegistrarConfig::default()
+        },
+        n,
+    );
     let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
     let dropped = registrar.restore(bindings, wall);
     let restored = registrar.len();
@@ -411,42 +430,24 @@ async fn serve(r: Resolved) -> Result<(), String> {
             }
         }
     }
-    let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
-    let local = transport.local_addr();
-    let timers = Config { t1: r.t1, ..Config::default() };
-    let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-    let endpoint = Endpoint::new(EndpointConfig {
-        timers,
-        allow,
-        max_transactions: r.caps.max_transactions,
-        rate_limit: r.rate_limit,
-        ..EndpointConfig::default()
-    });
+    // One socket per worker on the same address (SO_REUSEPORT when there are several): the
+    // first takes the port asked for, the others the port it got.
+    let mut transports = Vec::with_capacity(n);
+    if n == 1 {
+        transports.push(UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?);
+    } else {
+        let first = UdpTransport::bind_shared(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
+        let local = first.local_addr();
+        transports.push(first);
+        for _ in 1..n {
+            transports.push(UdpTransport::bind_shared(local).await.map_err(|e| format!("cannot listen on {local} again: {e}"))?);
+        }
+    }
+    let local = transports[0].local_addr();
     match r.rate_limit {
         Some(l) => tracing::info!("rate limit: {} requests/s per source IP, burst {}", l.rate, l.burst),
         None => tracing::info!("rate limit: off (rate_limit = 0)"),
     }
-    let session = MediaConfig {
-        inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
-        cname: format!("echo@{}", local.ip()),
-        seed: IdGen::os_seed(),
-        ..MediaConfig::default()
-    };
-    let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
-    // Each part keys its own generator from the OS (see `IdGen`): ids seen on the wire tell
-    // nothing about the next ones.
-    let echo = EchoUas::new(
-        EchoConfig {
-            local,
-            answer_delay: r.answer_delay,
-            t1: r.t1,
-            t2: timers.t2,
-            media,
-            max_calls_per_source: r.caps.max_echo_calls_per_source,
-            port_share: r.caps.unauth_port_share,
-        },
-        IdGen::os_seed(),
-    );
     // One secret per deployment: the nonces' key, and (derived from it) the Record-Route tokens'.
     let route_key = RouteKey::derive(&deployment_secret);
     let auth = match r.auth {
@@ -457,49 +458,89 @@ async fn serve(r: Resolved) -> Result<(), String> {
         }
         AuthMode::None => None,
     };
-    let proxy = Proxy::new(ProxyConfig {
-        local,
-        branch_timeout: r.branch_timeout,
-        ringing_timeout: Duration::from_secs(181),
-        seed: IdGen::os_seed(),
-        realm: auth.as_ref().map(|d| d.realm().to_owned()),
-        route_key: route_key.clone(),
-    });
-    let b2bua = (r.mode == config::Mode::B2bua).then(|| {
-        B2bua::new(B2buaConfig {
-            local,
-            t1: r.t1,
-            t2: timers.t2,
-            media_ip: local.ip(),
-            rtp_ports: r.rtp_ports.clone(),
-            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout), learning: r.rtp_learning },
-            no_answer: r.branch_timeout,
-            relay_media: r.relay_media,
-            seed: IdGen::os_seed(),
-        })
-    });
     let n_saved = saved_calls.len();
-    let routes = r.routes;
-    let parts = ServiceParts {
-        local,
-        echo,
-        registrar,
-        auth,
-        users: users.clone(),
-        proxy,
-        store: Some(Box::new(writer)),
-        b2bua,
-        recovered: saved_calls,
-        routes,
-        admission: Admission::new(local, route_key, r.trusted),
-        guard: r.guard,
-    };
-    let service = Service::new(parts);
+    let mut saved_per_worker = crate::workers::split_calls(saved_calls, n);
+    let writer = crate::workers::SharedWriter(std::sync::Arc::new(writer));
+    let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true };
+    let (shards, stats) = switchboard::workers::shards(n);
+    let mut services = Vec::with_capacity(n);
+    for (i, shard) in shards.into_iter().enumerate() {
+        let w = crate::workers::Worker { index: i, count: n };
+        let timers = Config { t1: r.t1, ..Config::default() };
+        let endpoint = Endpoint::new(EndpointConfig {
+            timers,
+            allow: format!("{}, REGISTER", switchboard::endpoint::ALLOW),
+            max_transactions: w.budget(r.caps.max_transactions),
+            rate_limit: r.rate_limit.map(|l| w.rate_limit(l)),
+            ..EndpointConfig::default()
+        });
+        let rtp_ports = w.ports(&r.rtp_ports);
+        let session = MediaConfig {
+            inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
+            cname: format!("echo@{}", local.ip()),
+            seed: IdGen::os_seed(),
+            ..MediaConfig::default()
+        };
+        let media = CallMediaConfig { ip: local.ip(), ports: rtp_ports.clone(), prefs: MediaPrefs::default(), session };
+        // Each part keys its own generator from the OS (see `IdGen`): ids seen on the wire tell
+        // nothing about the next ones.
+        let echo = EchoUas::new(
+            EchoConfig {
+                local,
+                answer_delay: r.answer_delay,
+                t1: r.t1,
+                t2: timers.t2,
+                media,
+                max_calls_per_source: r.caps.max_echo_calls_per_source,
+                port_share: r.caps.unauth_port_share,
+            },
+            IdGen::os_seed(),
+        );
+        let proxy = Proxy::new(ProxyConfig {
+            local,
+            branch_timeout: r.branch_timeout,
+            ringing_timeout: Duration::from_secs(181),
+            seed: IdGen::os_seed(),
+            realm: auth.as_ref().map(|d| d.realm().to_owned()),
+            route_key: route_key.clone(),
+        });
+        let b2bua = (r.mode == config::Mode::B2bua).then(|| {
+            B2bua::new(B2buaConfig {
+                local,
+                t1: r.t1,
+                t2: timers.t2,
+                media_ip: local.ip(),
+                rtp_ports: rtp_ports.clone(),
+                relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout), learning: r.rtp_learning },
+                no_answer: r.branch_timeout,
+                relay_media: r.relay_media,
+                seed: IdGen::os_seed(),
+            })
+        });
+        let parts = ServiceParts {
+            local,
+            echo,
+            // The registrar and the users are the shared ones (`Service::worker`).
+            registrar: Registrar::new(RegistrarConfig::default()),
+            auth: auth.as_ref().map(|a| a.sibling(i as u32)),
+            users: Vec::new(),
+            proxy,
+            store: Some(Box::new(writer.clone())),
+            b2bua,
+            recovered: std::mem::take(&mut saved_per_worker[i]),
+            routes: r.routes.clone(),
+            admission: Admission::new(local, route_key.clone(), r.trusted.clone()),
+            guard: r.guard.clone(),
+        };
+        let service = Service::worker(parts, Shared { purges: i == 0, ..shared.clone() });
+        services.push((endpoint, service, (n > 1).then_some(shard)));
+    }
+    drop(writer);
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
-    let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+    let (commands, commands_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::channel(16)).unzip();
     if let Some(path) = &r.control {
-        crate::control::listen(path, commands)?;
+        crate::control::listen(path, commands, stats)?;
     }
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
@@ -509,16 +550,13 @@ async fn serve(r: Resolved) -> Result<(), String> {
     };
     match place {
         Some(d) => eprintln!(
-            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}",
+            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}; {n} workers",
             users.len(),
             r.mode
         ),
-        None => eprintln!("switchboard: data in memory only (--data none)"),
+        None => eprintln!("switchboard: data in memory only (--data none); {n} workers"),
     }
-    tracing::info!(%local, auth = ?r.auth, "listening");
-    switchboard::driver::run_with_commands(transport, endpoint, service, switchboard::driver::interrupted(), commands_rx).await;
-    if let Some(path) = &r.control {
-        let _ = std::fs::remove_file(path);
-    }
+    tracing::info!(%local, auth = ?r.auth, workers = n, "listening");
+    crate::workers::run(transports, services, commands_rx).await;
     Ok(())
 }
