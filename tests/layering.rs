@@ -37,7 +37,8 @@ const SANS_IO: &[&str] = &[
     "testing",
 ];
 /// Modules that do I/O (sockets, files, the clock, the terminal): the thin shells around the rest.
-const IO: &[&str] = &["driver.rs", "workers.rs", "transport/udp.rs", "transport/udp_sync.rs", "transport/mmsg.rs", "store", "cli.rs", "bin", "lib.rs"];
+const IO: &[&str] =
+    &["driver.rs", "workers.rs", "transport/udp.rs", "transport/udp_sync.rs", "transport/mmsg.rs", "store", "cli.rs", "bin", "lib.rs"];
 const FORBIDDEN: &[&str] = &[
     "tokio",
     "std::net::UdpSocket",

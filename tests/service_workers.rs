@@ -170,16 +170,20 @@ fn calls_on_every_worker_find_a_binding_made_on_one() {
         let (ack_b, _) = recv_request(&bob, "ACK ");
         assert_eq!(header(&ack_b, "Call-ID"), Some(callee_id.as_str()));
         // The BYE, from either side; the other side answers it.
-        let (b_from, b_to) = (header(&invite, "To").map(|t| format!("{t};tag=b{i}")).expect("To"), header(&invite, "From").expect("From").to_owned());
+        let (b_from, b_to) =
+            (header(&invite, "To").map(|t| format!("{t};tag=b{i}")).expect("To"), header(&invite, "From").expect("From").to_owned());
         if i % 2 == 0 {
-            alice.send_to(in_dialog("BYE", &target, a, &caller_id, &a_from, &a_to, 2, &format!("bye{i}")).as_bytes(), service).expect("BYE");
+            alice
+                .send_to(in_dialog("BYE", &target, a, &caller_id, &a_from, &a_to, 2, &format!("bye{i}")).as_bytes(), service)
+                .expect("BYE");
             let (bye, from) = recv_request(&bob, "BYE ");
             assert_eq!(header(&bye, "Call-ID"), Some(callee_id.as_str()));
             bob.send_to(respond(&bye, "200 OK", "", "", "").as_bytes(), from).expect("200 to BYE");
             assert_eq!(raw_sip::status(&final_for(&alice, &caller_id, "BYE")), 200);
         } else {
             let b_target = uri_of(header(&invite, "Contact").expect("Contact")).to_owned();
-            bob.send_to(in_dialog("BYE", &b_target, b, &callee_id, &b_from, &b_to, 1, &format!("bbye{i}")).as_bytes(), service).expect("BYE");
+            bob.send_to(in_dialog("BYE", &b_target, b, &callee_id, &b_from, &b_to, 1, &format!("bbye{i}")).as_bytes(), service)
+                .expect("BYE");
             let (bye, from) = recv_request(&alice, "BYE ");
             assert_eq!(header(&bye, "Call-ID"), Some(caller_id.as_str()));
             alice.send_to(respond(&bye, "200 OK", "", "", "").as_bytes(), from).expect("200 to BYE");

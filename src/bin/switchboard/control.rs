@@ -17,14 +17,14 @@
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 use switchboard::driver::{Command, Io};
-use switchboard::workers::WorkerStats;
 use switchboard::service::app::Service;
 use switchboard::store::UserRecord;
+use switchboard::workers::WorkerStats;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,7 +103,8 @@ async fn answer(line: &str, commands: &Commands, stats: &WorkerStats) -> String 
         "calls" => {
             let mut all = Vec::new();
             for c in commands.iter() {
-                match on_worker(c, Box::new(|svc, _io, now| serde_json::to_value(svc.live_calls(now)).unwrap_or_else(|_| json!([])))).await {
+                match on_worker(c, Box::new(|svc, _io, now| serde_json::to_value(svc.live_calls(now)).unwrap_or_else(|_| json!([])))).await
+                {
                     Ok(Value::Array(calls)) => all.extend(calls),
                     Ok(_) => {}
                     Err(e) => return json!({ "error": e }).to_string(),

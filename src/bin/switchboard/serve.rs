@@ -491,7 +491,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
                 t1: r.t1,
                 t2: timers.t2,
                 media,
-                max_calls_per_source: r.caps.max_echo_calls_per_source,
+                // 0 is no limit; otherwise this worker's budget.
+                max_calls_per_source: if r.caps.max_echo_calls_per_source == 0 { 0 } else { w.budget(r.caps.max_echo_calls_per_source) },
                 port_share: r.caps.unauth_port_share,
             },
             IdGen::os_seed(),

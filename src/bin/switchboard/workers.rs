@@ -3,6 +3,8 @@
 //! its own socket on the shared SIP address, and its share of the caps.
 //!
 //! The caps of issue 14 become **budgets per worker**: `max_transactions / N` live transactions,
+//! `max_echo_calls_per_source / N` echo calls per source IP (the echo port share is a share of
+//! the worker's slice of the range, so it adds up to the configured share),
 //! `rate / N` requests per second per source IP (burst `burst / N`), and a slice of the RTP port
 //! range of its own (so two workers never pick the same relay port). A source's requests spread
 //! over the workers by Call-ID, so the budgets add up to the configured figure. `max_bindings` is
