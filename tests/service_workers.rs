@@ -112,7 +112,9 @@ fn uri_of(v: &str) -> &str {
 
 /// An in-dialog request of `method` from the party whose side of the dialog is `ours`
 /// (From, with our tag) to `theirs` (To, with theirs), to `target`.
-fn in_dialog(method: &str, target: &str, me: SocketAddr, call_id: &str, ours: &str, theirs: &str, cseq: u32, branch: &str) -> String {
+fn in_dialog(method: &str, target: &str, me: SocketAddr, call_id: &str, ours: &str, theirs: &str, cseq: u32) -> String {
+    // A branch of token characters, fresh per request (a Call-ID may hold an '@').
+    let branch = format!("{:x}", cluster::hash(format!("{method}-{call_id}-{cseq}").as_bytes()));
     format!(
         "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{branch};rport\r\nFrom: {ours}\r\nTo: {theirs}\r\n\
          Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
@@ -165,7 +167,7 @@ fn calls_on_every_worker_find_a_binding_made_on_one() {
         assert_eq!(raw_sip::status(&ok), 200, "{ok}");
         let (a_from, a_to) = (header(&ok, "From").expect("From").to_owned(), header(&ok, "To").expect("To").to_owned());
         let target = uri_of(header(&ok, "Contact").expect("Contact")).to_owned();
-        let ack = in_dialog("ACK", &target, a, &caller_id, &a_from, &a_to, 1, &format!("ack{i}"));
+        let ack = in_dialog("ACK", &target, a, &caller_id, &a_from, &a_to, 1);
         alice.send_to(ack.as_bytes(), service).expect("send ACK");
         let (ack_b, _) = recv_request(&bob, "ACK ");
         assert_eq!(header(&ack_b, "Call-ID"), Some(callee_id.as_str()));
@@ -173,17 +175,14 @@ fn calls_on_every_worker_find_a_binding_made_on_one() {
         let (b_from, b_to) =
             (header(&invite, "To").map(|t| format!("{t};tag=b{i}")).expect("To"), header(&invite, "From").expect("From").to_owned());
         if i % 2 == 0 {
-            alice
-                .send_to(in_dialog("BYE", &target, a, &caller_id, &a_from, &a_to, 2, &format!("bye{i}")).as_bytes(), service)
-                .expect("BYE");
+            alice.send_to(in_dialog("BYE", &target, a, &caller_id, &a_from, &a_to, 2).as_bytes(), service).expect("BYE");
             let (bye, from) = recv_request(&bob, "BYE ");
             assert_eq!(header(&bye, "Call-ID"), Some(callee_id.as_str()));
             bob.send_to(respond(&bye, "200 OK", "", "", "").as_bytes(), from).expect("200 to BYE");
             assert_eq!(raw_sip::status(&final_for(&alice, &caller_id, "BYE")), 200);
         } else {
             let b_target = uri_of(header(&invite, "Contact").expect("Contact")).to_owned();
-            bob.send_to(in_dialog("BYE", &b_target, b, &callee_id, &b_from, &b_to, 1, &format!("bbye{i}")).as_bytes(), service)
-                .expect("BYE");
+            bob.send_to(in_dialog("BYE", &b_target, b, &callee_id, &b_from, &b_to, 1).as_bytes(), service).expect("BYE");
             let (bye, from) = recv_request(&alice, "BYE ");
             assert_eq!(header(&bye, "Call-ID"), Some(caller_id.as_str()));
             alice.send_to(respond(&bye, "200 OK", "", "", "").as_bytes(), from).expect("200 to BYE");

@@ -531,7 +531,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             recovered: std::mem::take(&mut saved_per_worker[i]),
             routes: r.routes.clone(),
             admission: Admission::new(local, route_key.clone(), r.trusted.clone()),
-            guard: r.guard.clone(),
+            guard: r.guard,
         };
         let service = Service::worker(parts, Shared { purges: i == 0, ..shared.clone() });
         services.push((endpoint, service, (n > 1).then_some(shard)));
