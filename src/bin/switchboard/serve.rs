@@ -551,7 +551,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
     };
     match place {
         Some(d) => eprintln!(
-            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}; {n} workers",
+            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); {n} workers; mode {}",
             users.len(),
             r.mode
         ),
