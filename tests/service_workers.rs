@@ -284,3 +284,45 @@ fn sipp_200_calls_through_two_workers() {
     assert!(w["handed_off"].as_u64().unwrap_or(0) > 0, "{w}");
     assert_eq!(control(&data, "calls"), Value::Array(Vec::new()));
 }
+
+/// `--rate-limit 10` (burst 20) with 2 workers: each worker has a budget of 5/s, burst 10, and one
+/// source's requests spread over both by Call-ID, so a burst of 400 OPTIONS (each its own Call-ID)
+/// gets at most the global 20 plus 10 per second of the run answered, as with one worker; two
+/// full limits would have let about 40 through.
+#[test]
+fn the_rate_limit_holds_across_workers() {
+    let _one = exclusive();
+    let dir = TempDir::new("workers-rate");
+    let data = dir.join("data");
+    let (svc, service) = start(&data, 2, &["--no-auth", "--rate-limit", "10"]);
+    let sock = socket();
+    let me = addr_of(&sock);
+    let t0 = std::time::Instant::now();
+    for i in 0..400 {
+        let msg = format!(
+            "OPTIONS sip:echo@{service} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-rl{i};rport\r\n\
+             From: <sip:flood@{ip}>;tag=rl{i}\r\nTo: <sip:echo@{ip}>\r\nCall-ID: rl-{i}\r\nCSeq: 1 OPTIONS\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            ip = me.ip()
+        );
+        sock.send_to(msg.as_bytes(), service).expect("send OPTIONS");
+    }
+    // Every answer that will come comes within a second of the previous one.
+    let (mut answered, mut last) = (0u32, std::time::Instant::now());
+    let mut buf = vec![0u8; 65536];
+    while last.elapsed() < Duration::from_secs(1) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if buf[..n].starts_with(b"SIP/2.0 ") {
+                answered += 1;
+                last = std::time::Instant::now();
+            }
+        }
+    }
+    let bound = 20.0 + 10.0 * last.duration_since(t0).as_secs_f64() + 1.0;
+    eprintln!("{answered} of 400 answered within {:?} (bound {bound:.1})", last.duration_since(t0));
+    assert!(answered >= 10, "some are answered: {answered}\n{}", svc.transcript());
+    assert!(f64::from(answered) <= bound, "{answered} answered, over the global limit's {bound:.1}");
+    svc.wait_line("rate limit: src=127.0.0.1 dropped=", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let w = control(&data, "workers");
+    assert!(w["handed_off"].as_u64().unwrap_or(0) > 0, "{w}");
+}
