@@ -58,6 +58,10 @@ pub struct EndpointConfig {
     /// Per-source-IP request rate limit (issue 14 point 4); `None` (the default here; the service
     /// turns it on with its `rate_limit` setting) is no limit.
     pub rate_limit: Option<RateLimit>,
+    /// Trusted hops (the cluster's dispatchers, issue 17 point 3), by address: a request from one
+    /// is rate-limited as coming from the client address in the Via the hop received (the second
+    /// Via, with the hop's `received`/`rport`), see [`client_behind_hop`].
+    pub trusted_hops: Vec<SocketAddr>,
 }
 
 impl Default for EndpointConfig {
@@ -69,8 +73,21 @@ impl Default for EndpointConfig {
             allow: ALLOW.to_owned(),
             max_transactions: 100_000,
             rate_limit: None,
+            trusted_hops: Vec::new(),
         }
     }
+}
+
+/// The client a request from a trusted hop came from: where the response to the Via below the
+/// hop's own goes (its `received`/`rport`, RFC 3261 §18.2.2, RFC 3581 §4), `None` when the
+/// datagram is not such a request. The hop is trusted to have stamped that Via, as our own
+/// transport stamps the top one.
+pub fn client_behind_hop(datagram: &Bytes) -> Option<SocketAddr> {
+    let msg = Message::parse(datagram.clone()).ok().filter(Message::is_request)?;
+    let via = msg.vias().nth(1)?.ok()?;
+    let ip: std::net::IpAddr = via.received().and_then(|r| r.parse().ok()).or_else(|| via.host.ip())?;
+    let port = via.rport().flatten().or(via.port).unwrap_or(crate::transport::DEFAULT_PORT);
+    Some(SocketAddr::new(ip, port))
 }
 
 /// The transaction user a transaction belongs to (RFC 3261 §17), recorded by the endpoint beside
@@ -340,7 +357,11 @@ impl Endpoint {
                 return self.stats.garbage += 1;
             }
         }
-        if !datagram.starts_with(b"SIP/") && !self.admit(source, now) {
+        let limited = match self.config.trusted_hops.contains(&source) {
+            true => client_behind_hop(&datagram).unwrap_or(source),
+            false => source,
+        };
+        if !datagram.starts_with(b"SIP/") && !self.admit(limited, now) {
             return;
         }
         match Message::parse(datagram.clone()) {

@@ -26,6 +26,7 @@
 //!   sdp         session descriptions (RFC 4566)
 //!   media       G.711, RTP/RTCP, DTMF, jitter buffer, pacing, WAV, tones
 //!   cluster     Call-ID stickiness: worker and instance of a call, the published live set
+//!   dispatch    the Call-ID-sticky SIP load balancer in front of instances (`switchboard dispatch`)
 //!   collections the hash map the protocol state lives in
 //! ```
 //!
@@ -58,6 +59,7 @@ pub mod call;
 pub mod cluster;
 pub mod collections;
 pub mod dialog;
+pub mod dispatch;
 pub mod endpoint;
 pub mod media;
 pub mod message;

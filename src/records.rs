@@ -13,6 +13,52 @@ pub trait StoreSink: fmt::Debug + Send {
     fn enqueue(&self, op: StoreOp) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
     /// Waits until every write queued so far is committed.
     fn flush(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    /// Whether the caller must wait for [`StoreSink::enqueue_confirmed`]'s outcome before it
+    /// answers (a shared store: issue 17 point 6, a REGISTER's 200 only after Redis confirmed the
+    /// write). `false` (the default, SQLite and memory): enqueue and answer at once.
+    fn confirms(&self) -> bool {
+        false
+    }
+    /// Whether the store takes writes now: `false` while a shared store is unreachable, when new
+    /// registrations get 503.
+    fn available(&self) -> bool {
+        true
+    }
+    /// Claims `claim` (if any), then writes `ops`; the outcome comes back later, to the service,
+    /// as `Service::write_confirmed(ticket, ..)`. Only called when [`StoreSink::confirms`]; the
+    /// default just enqueues the ops.
+    fn enqueue_confirmed(
+        &self,
+        ops: Vec<StoreOp>,
+        claim: Option<NonceClaim>,
+        ticket: u64,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let _ = (claim, ticket);
+        ops.into_iter().try_for_each(|op| self.enqueue(op))
+    }
+}
+
+/// What became of a confirmed write ([`StoreSink::enqueue_confirmed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The store has the ops.
+    Written,
+    /// The nonce count was used already (on any instance): nothing written.
+    Replay,
+    /// The store is unreachable: nothing written.
+    Unavailable,
+}
+
+/// One use of a digest nonce (RFC 7616 §3.4 `nc`), claimed in a shared store so that a count
+/// used on one instance is a replay on every other (issue 17 point 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonceClaim {
+    /// The nonce, as the client sent it.
+    pub nonce: String,
+    /// Its nonce-count.
+    pub nc: u32,
+    /// When the claim may be forgotten (the nonce has lapsed by then), Unix seconds.
+    pub expires_at: u64,
 }
 
 /// One user who may register and call, with the precomputed digest secrets (RFC 8760: HA1 for

@@ -32,6 +32,7 @@ const SANS_IO: &[&str] = &[
     "service",
     "collections.rs",
     "cluster",
+    "dispatch",
     "application",
     "records.rs",
     "testing",

@@ -216,6 +216,16 @@ impl DigestServer {
         }
     }
 
+    /// The nonce and nonce-count of `req`'s credentials for this realm (a request without `qop`
+    /// counts as `nc = 1`), and when that nonce lapses (Unix seconds at the latest, from `now`):
+    /// what a shared store claims so that a count used on one instance is a replay on all
+    /// (issue 17 point 1; RFC 7616 §3.4).
+    pub fn nonce_use(&self, req: &Message, proxy: bool, now: Duration) -> Option<(String, u32, u64)> {
+        let creds = self.find_credentials(req, proxy).ok()??;
+        let nc = creds.qop.as_ref().map_or(1, |q| q.nc);
+        Some((creds.nonce.to_string(), nc, (now + self.lifetime).as_secs() + 1))
+    }
+
     /// The response to send for `verdict` (`None` for [`Verdict::Authorized`]): 401 / 407 with a
     /// challenge for `Missing`; a challenge with `stale=true` for `Stale` and `Replay` (the digest was
     /// right, so `stale` is truthful, and an honest client whose count went wrong recovers; the

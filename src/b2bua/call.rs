@@ -53,6 +53,10 @@ pub(crate) struct Call {
     pub(crate) early: Option<Box<super::early::EarlyAnswer>>,
     /// Restored from the store after a restart.
     pub(crate) recovered: bool,
+    /// Adopted from another instance the membership dropped (see `adopt`); also `recovered`.
+    pub(crate) adopted: bool,
+    /// The membership epoch at which this instance took the call (saved with it as its owner's).
+    pub(crate) epoch: u64,
     /// Call state written to the store (so it must be removed at the end).
     pub(crate) saved: bool,
     /// Every Call-ID of the call (caller leg, each fork), to forget when it is over.
@@ -166,6 +170,12 @@ pub(crate) struct SavedCall {
     pub(crate) caller_user: Option<String>,
     #[serde(default)]
     pub(crate) callee_user: Option<String>,
+    /// The instance (member URI) that owns the call, and the membership epoch at which it took
+    /// it (issue 17 point 2); absent with no cluster identity, or in states saved before it.
+    #[serde(default)]
+    pub(crate) owner: Option<String>,
+    #[serde(default)]
+    pub(crate) epoch: u64,
     pub(crate) caller: SavedLeg,
     pub(crate) callee: SavedLeg,
 }

@@ -33,6 +33,9 @@ pub enum Cause {
     RestartRecovered,
     /// A call saved before a restart could not be taken back (its relay ports were taken).
     RestartFailed,
+    /// A call another instance held, adopted here when the published membership dropped that
+    /// instance (issue 17 point 4), ended with a BYE.
+    Failover,
     /// Another process held a relay port the call had already offered (the driver could not bind
     /// it; see `crate::application`).
     RelayPortTaken,
@@ -64,7 +67,7 @@ impl Cause {
             Cause::Timeout | Cause::NoAck | Cause::SessionExpired | Cause::PingFailed | Cause::RtpTimeout => Some(408),
             Cause::Gone => Some(481),
             Cause::RelayPortTaken => Some(503),
-            Cause::Bye | Cause::RestartRecovered | Cause::RestartFailed | Cause::UserRemoved => None,
+            Cause::Bye | Cause::RestartRecovered | Cause::RestartFailed | Cause::Failover | Cause::UserRemoved => None,
         }
     }
 }
@@ -83,6 +86,7 @@ impl fmt::Display for Cause {
             Cause::RtpTimeout => "rtp-timeout",
             Cause::RestartRecovered => "restart-recovered",
             Cause::RestartFailed => "restart-failed",
+            Cause::Failover => "failover",
             Cause::RelayPortTaken => "relay-port-taken",
             Cause::UserRemoved => "user-removed",
         })
@@ -165,6 +169,7 @@ mod tests {
             (Cause::RtpTimeout, "rtp-timeout"),
             (Cause::RestartRecovered, "restart-recovered"),
             (Cause::RestartFailed, "restart-failed"),
+            (Cause::Failover, "failover"),
             (Cause::RelayPortTaken, "relay-port-taken"),
             (Cause::UserRemoved, "user-removed"),
         ];

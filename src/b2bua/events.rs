@@ -90,6 +90,8 @@ impl B2bua {
             rang: false,
             early: None,
             recovered: false,
+            adopted: false,
+            epoch: self.cluster.epoch,
             saved: false,
             call_ids: vec![id.call_id.clone()],
             started: now,
@@ -246,6 +248,10 @@ impl B2bua {
         let Some((key, leg)) = self.lookup(id) else { return };
         let Some(c) = self.calls.get_mut(&key) else { return };
         if c.reoffer_from != Some(leg.other()) {
+            if c.adopted {
+                // The answer to our own re-INVITE that moved the phone to our relay (`adopt`).
+                return self.on_adoption_answered(key, leg, response, now);
+            }
             return;
         }
         c.reoffer_from = None;
@@ -354,6 +360,8 @@ impl B2bua {
             codec: c.record.codec.clone(),
             caller_user: c.caller_user.clone(),
             callee_user: c.callee_user.clone(),
+            owner: self.cluster.member.clone(),
+            epoch: c.epoch,
             caller: leg(&c.caller, c.caller_peer, c.caller_origin, Leg::Caller)?,
             callee: leg(c.callee.as_ref()?, c.callee_peer?, c.callee_origin, Leg::Callee)?,
         })
@@ -375,7 +383,7 @@ impl B2bua {
                     continue;
                 }
             };
-            if self.restore_one(io, saved, now) {
+            if self.restore_one(io, saved, None, now).is_some() {
                 recovered += 1;
             }
         }
@@ -387,16 +395,21 @@ impl B2bua {
         Some(LegPorts { rtp, rtcp, local })
     }
 
-    fn restore_one(&mut self, io: &mut Io<'_>, s: SavedCall, now: Instant) -> bool {
+    /// Takes one saved call on: after a restart (`adopt` is `None`) on its own relay ports; adopted
+    /// from another instance at membership epoch `adopt` on fresh ports of ours (the caller then
+    /// re-INVITEs both phones, see `adopt`). Returns the call's key, `None` when it was dropped.
+    pub(super) fn restore_one(&mut self, io: &mut Io<'_>, s: SavedCall, adopt: Option<u64>, now: Instant) -> Option<u64> {
         let key = self.next_key;
         self.next_key += 1;
         let mut record =
             new_record(s.id.clone(), s.caller.dialog.call_id.clone(), s.from.clone(), s.to.clone(), s.invited_at, s.codec.clone());
         record.callee_call_id = Some(s.callee.dialog.call_id.clone());
         record.answered_at = s.answered_at;
-        // Relayed calls get their ports back; a call saved without the relay has none to bind.
+        // Relayed calls get their ports back (or, adopted, ports of ours); a call saved without
+        // the relay has none to bind.
+        let bind = |me: &mut B2bua, io: &mut Io<'_>, addr| if adopt.is_some() { me.bind_leg(io) } else { Self::rebind(io, addr) };
         let media = match (s.caller.relay, s.callee.relay) {
-            (Some(a), Some(b)) => match (Self::rebind(io, a), Self::rebind(io, b)) {
+            (Some(a), Some(b)) => match (bind(self, io, a), bind(self, io, b)) {
                 (Some(x), Some(y)) => Some((x, y)),
                 (x, y) => {
                     for p in [x, y].iter().flatten() {
@@ -409,7 +422,7 @@ impl B2bua {
                     r.ended_by = Some(Party::Service.to_string());
                     self.store_ops.push_back(StoreOp::PutCall(r));
                     self.store_ops.push_back(StoreOp::RemoveCallState(s.id));
-                    return false;
+                    return None;
                 }
             },
             _ => None,
@@ -449,12 +462,17 @@ impl B2bua {
             rang: true,
             early: None,
             recovered: true,
+            adopted: adopt.is_some(),
+            epoch: adopt.unwrap_or(s.epoch),
             saved: true,
             call_ids: vec![caller.call_id.clone(), callee.call_id.clone()],
             started: now,
         };
-        tracing::info!(call = %s.id, "call recovered after restart");
+        match adopt {
+            Some(epoch) => tracing::info!(call = %s.id, epoch, "call adopted"),
+            None => tracing::info!(call = %s.id, "call recovered after restart"),
+        }
         self.calls.insert(key, Box::new(call));
-        true
+        Some(key)
     }
 }

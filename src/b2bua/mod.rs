@@ -26,8 +26,11 @@
 //! Established calls are written to the store ([`crate::store::CallState`]); [`B2bua::restore`]
 //! takes them back after a restart: it rebinds the relay ports and rebuilds both dialogs, so media
 //! resumes and a BYE from either side ends the call, recorded as `restart-recovered`.
+//! [`B2bua::follow`] adopts the calls of an instance the published membership dropped (issue 17
+//! point 4): fresh relay ports, a re-INVITE to both phones, recorded as `failover`.
 
 mod accepted;
+mod adopt;
 mod call;
 mod early;
 mod end;
@@ -39,6 +42,7 @@ pub mod sdp;
 mod transfer;
 mod users;
 
+pub use adopt::{restamp, stamp};
 pub use call::Phase;
 pub use end::{CallEnd, Cause, Party};
 pub use handover::Parties;
@@ -203,6 +207,8 @@ pub struct B2bua {
     wall: Duration,
     /// Calls in setup by the time their callee must have answered (checked lazily).
     setup_deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    /// This instance's member URI and the latest membership epoch it follows (see `adopt`).
+    cluster: adopt::ClusterId,
     /// SDP session ids, a stream apart from the dialogs' ids: session ids go on the wire, and
     /// deriving them from the seed itself gave the seed (so every tag and Call-ID) away.
     session_ids: IdGen,
@@ -245,6 +251,7 @@ impl B2bua {
             store_ops: VecDeque::new(),
             wall: Duration::ZERO,
             setup_deadlines: std::collections::BinaryHeap::new(),
+            cluster: adopt::ClusterId::default(),
             transfers: HashMap::default(),
             transfer_asks: VecDeque::new(),
         }
@@ -576,7 +583,7 @@ impl B2bua {
             Self::close_ports(io, callee);
         }
         if c.recovered && end.cause == Cause::Bye {
-            end.cause = Cause::RestartRecovered;
+            end.cause = if c.adopted { Cause::Failover } else { Cause::RestartRecovered };
         }
         let r = &mut c.record;
         r.ended_at = Some(ms(self.wall));

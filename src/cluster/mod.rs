@@ -13,12 +13,14 @@
 //!   the worker count or the live set is at that moment.
 //!
 //! Membership (which instances are live) is published by the dispatcher from its OPTIONS
-//! heartbeats, never decided by an instance: see [`membership`].
+//! heartbeats, never decided by an instance: see [`membership`]. What an instance does with each
+//! saved call when the membership changes (keep, leave, adopt) is [`failover`].
 //!
 //! Nothing here is secret: a caller who crafts a sticky-looking Call-ID can pick its worker, as it
 //! could by trying Call-IDs. Shares stay bounded by the dispatcher's bounded-load rule and the
 //! per-worker caps, not by the hash.
 
+pub mod failover;
 pub mod membership;
 
 pub use membership::Membership;

@@ -102,4 +102,12 @@ impl Dialogs {
         self.insert(d);
         id
     }
+
+    /// Ends dialog `id` without sending anything, because another instance serves it now (issue
+    /// 17 point 4): [`super::Event::Terminated`] (`Gone`) is queued and it is purged after 64*T1.
+    pub fn forget(&mut self, id: &DialogId, now: std::time::Instant) {
+        if let Some(slot) = self.slot_of(id) {
+            self.terminate(slot, super::EndReason::Gone, now);
+        }
+    }
 }

@@ -103,6 +103,9 @@ pub struct Proxy {
     ids: IdGen,
     contexts: HashMap<TransactionId, Context>,
     stats: ProxyStats,
+    /// The other instances of the cluster (issue 17 point 4): a top Route naming one of them is
+    /// popped like our own, so an adopter relays a dead instance's dialogs.
+    peers: Vec<SocketAddr>,
 }
 
 /// §16.7 step 6: the best final response among the branches' (6xx first, else the lowest class;
@@ -129,7 +132,23 @@ impl Proxy {
     /// A proxy with no transactions yet.
     pub fn new(config: ProxyConfig) -> Proxy {
         let ids = IdGen::new(config.seed);
-        Proxy { config, ids, contexts: HashMap::default(), stats: ProxyStats::default() }
+        Proxy { config, ids, contexts: HashMap::default(), stats: ProxyStats::default(), peers: Vec::new() }
+    }
+
+    /// Adds cluster members (issue 17 point 4) whose Record-Route this proxy pops as its own: in
+    /// `--mode proxy` an instance keeps no dialog state, so adopting a dead instance's calls needs
+    /// only their route set, which every in-dialog request carries.
+    pub fn add_peers(&mut self, peers: &[SocketAddr]) {
+        for p in peers {
+            if !self.peers.contains(p) && *p != self.config.local {
+                self.peers.push(*p);
+            }
+        }
+    }
+
+    /// Whether the top Route names us or a cluster peer.
+    fn pops(&self, request: &Message) -> bool {
+        std::iter::once(&self.config.local).chain(&self.peers).any(|a| routed_through(request, *a))
     }
 
     /// The counters.
@@ -177,7 +196,7 @@ impl Proxy {
             let from_tag = request.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
             self.config.route_key.mint(call_id, &from_tag)
         });
-        let pop_route = request.routes().next().and_then(Result::ok).is_some_and(|r| is_us(r.uri_text, self.config.local));
+        let pop_route = self.pops(request);
         let mut ctx = Context { request: request.clone(), branches: Vec::new(), answered: false, finished: false };
         for t in targets {
             let branch = self.ids.branch();
@@ -358,7 +377,7 @@ impl Proxy {
     /// Forwards a request outside any transaction (an ACK for a 2xx, §16.11) to `dest`, the next
     /// hop the caller resolved: pop our Route, decrement Max-Forwards, add our Via.
     pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, dest: SocketAddr) {
-        let pop_route = routed_through(ack, self.config.local);
+        let pop_route = self.pops(ack);
         let uri = ack.request_uri_str().unwrap_or_default().to_owned();
         let branch = self.ids.branch();
         let msg = forward_request(

@@ -226,6 +226,18 @@ impl Registrar {
         changes
     }
 
+    /// Makes `bindings` the bindings of `aor` (none: it has none): another instance changed them
+    /// in a shared store, or a write the store refused is undone (issue 17). Lapsed ones are left
+    /// out. Returns nothing to persist: the store already holds this.
+    pub fn replace_aor(&mut self, aor: &str, bindings: Vec<Binding>, now: Duration) {
+        while self.take(aor, |_| true).is_some() {}
+        let now_secs = now.as_secs();
+        for b in bindings.into_iter().filter(|b| b.aor == aor && !b.is_expired(now_secs)) {
+            let key = Uri::parse(&b.contact).map_or_else(|_| b.contact.clone(), |u| contact_key(&u));
+            self.put(key, b);
+        }
+    }
+
     /// Removes every binding of every AOR whose user part is `user`, under any host (a user taken
     /// off the service loses all of them), and returns their removals for the store.
     pub fn remove_user(&mut self, user: &str) -> Vec<Change> {

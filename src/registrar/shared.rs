@@ -182,6 +182,15 @@ impl SharedRegistrar {
         changes
     }
 
+    /// [`Registrar::replace_aor`] on the shard of `aor` (another instance changed its bindings
+    /// in a shared store, or a write the store refused is undone).
+    pub fn replace_aor(&self, aor: &str, bindings: Vec<Binding>, now: Duration) {
+        let i = self.shard_of(aor);
+        let mut reg = self.lock(i);
+        reg.replace_aor(aor, bindings, now);
+        self.note_expiry(i, &reg);
+    }
+
     /// [`Registrar::remove_user`] on every shard.
     pub fn remove_user(&self, user: &str) -> Vec<Change> {
         let mut changes = Vec::new();

@@ -186,6 +186,9 @@ pub struct Admission {
     key: RouteKey,
     trusted: Vec<Cidr>,
     stats: AdmitStats,
+    /// The other instances of the cluster: a Route naming one, with a token of the cluster's key,
+    /// is ours too (issue 17 point 4, `--mode proxy` adoption; see [`Admission::add_peers`]).
+    peers: Vec<SocketAddr>,
 }
 
 // ===== impl Admission =====
@@ -194,7 +197,18 @@ impl Admission {
     /// Rules for the service at `local`, checking Record-Route tokens with `key` and skipping
     /// authentication for sources in `trusted` (gateways and static-route targets).
     pub fn new(local: SocketAddr, key: RouteKey, trusted: Vec<Cidr>) -> Admission {
-        Admission { local, key, trusted, stats: AdmitStats::default() }
+        Admission { local, key, trusted, stats: AdmitStats::default(), peers: Vec::new() }
+    }
+
+    /// Adds cluster members whose Record-Route (with a valid token: all instances share the key)
+    /// this instance accepts as its own, so it serves the in-dialog requests of a dead member's
+    /// proxied calls that the dispatcher now sends here.
+    pub fn add_peers(&mut self, peers: &[SocketAddr]) {
+        for p in peers {
+            if !self.peers.contains(p) && *p != self.local {
+                self.peers.push(*p);
+            }
+        }
     }
 
     /// The counters.
@@ -330,7 +344,8 @@ impl Admission {
         let mut routes = req.routes().filter_map(Result::ok);
         let Some(top) = routes.next() else { return Routed::NotUs };
         let Uri::Sip(uri) = &top.uri else { return Routed::NotUs };
-        if uri.host.ip() != Some(self.local.ip()) || uri.port.unwrap_or(crate::transport::DEFAULT_PORT) != self.local.port() {
+        let names = |a: &SocketAddr| uri.host.ip() == Some(a.ip()) && uri.port.unwrap_or(crate::transport::DEFAULT_PORT) == a.port();
+        if !names(&self.local) && !self.peers.iter().any(names) {
             return Routed::NotUs;
         }
         if !self.token_valid(req, uri) {
@@ -431,6 +446,25 @@ mod tests {
         assert_eq!(a.admit(&request("BYE", gw, Some("tt"), &[]), stranger, b2bua), Admit::B2bua);
         let s = a.stats();
         assert_eq!((s.bad_route_token, s.unknown_dialog, s.self_loops), (2, 2, 1));
+    }
+
+    #[test]
+    fn a_cluster_peers_tokened_route_is_ours_once_it_is_a_known_member() {
+        // Issue 17 point 4, proxy mode: instance 127.0.0.2:5060 died; the dispatcher sends its
+        // dialog's BYE here. Its Record-Route token was minted with the cluster's shared key.
+        let mut a = admission();
+        let peer = "127.0.0.2:5060";
+        let token = RouteKey::derive(&[1u8; 32]).mint("c1", "ft");
+        let theirs = format!("sip:{peer};lr;sbt={token}");
+        let phone = "sip:bob@198.51.100.8:5062";
+        let source: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let bye = request("BYE", phone, Some("tt"), &[&theirs]);
+        assert_eq!(a.admit(&bye, source, Known::default()), Admit::Reject(481, "Call/Transaction Does Not Exist"));
+        a.add_peers(&[peer.parse().unwrap(), LOCAL.parse().unwrap()]);
+        assert_eq!(a.admit(&bye, source, Known::default()), Admit::Forward { next: phone.into() });
+        // The token still has to be the cluster's, for this dialog.
+        let forged = request("BYE", phone, Some("tt"), &[&format!("sip:{peer};lr;sbt=AAAA")]);
+        assert_eq!(a.admit(&forged, source, Known::default()), Admit::Reject(403, "Forbidden"));
     }
 
     #[test]

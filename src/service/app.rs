@@ -32,6 +32,7 @@
 use crate::application::{Application, FlowId, Io};
 use crate::auth::{Algorithm, DigestServer, Verdict};
 use crate::b2bua::{B2bua, LiveCall, Parties};
+use crate::collections::HashMap;
 use crate::endpoint::{Endpoint, EndpointEvent, Owner, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
@@ -47,6 +48,8 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[path = "durable.rs"]
+mod durable;
 #[path = "message.rs"]
 mod message;
 #[path = "transfer.rs"]
@@ -104,6 +107,11 @@ pub struct Service {
     stopping: bool,
     /// Failed authentications per (source IP, user) and per source IP.
     guard: AuthGuard,
+    /// The cluster's dispatchers (issue 17 point 3): see [`Service::set_trusted_hops`].
+    hops: Vec<SocketAddr>,
+    /// REGISTERs waiting for a shared store to confirm their write (see `durable`).
+    pending: HashMap<u64, durable::Pending>,
+    next_ticket: u64,
 }
 
 /// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
@@ -152,6 +160,24 @@ impl Service {
             last_now: None,
             stopping: false,
             guard: AuthGuard::new(parts.guard),
+            hops: Vec::new(),
+            pending: HashMap::default(),
+            next_ticket: 0,
+        }
+    }
+
+    /// Trusted hops (the dispatchers, `serve --dispatcher`): the authentication failure limits
+    /// count a request from one against the client in the Via the hop received
+    /// ([`crate::endpoint::client_behind_hop`]), as the endpoint's rate limit does.
+    pub fn set_trusted_hops(&mut self, hops: Vec<SocketAddr>) {
+        self.hops = hops;
+    }
+
+    /// The address the per-source limits apply to: the client behind a trusted hop, else `source`.
+    fn limited_source(&self, req: &Message, source: SocketAddr) -> SocketAddr {
+        match self.hops.contains(&source) {
+            true => crate::endpoint::client_behind_hop(req.as_bytes()).unwrap_or(source),
+            false => source,
         }
     }
 
@@ -209,6 +235,7 @@ impl Service {
     /// challenge or a refusal keeps no state (issue 14 points 3 and 4). Known and unknown users get
     /// the same answers: one challenge for all, 403 for any wrong credentials.
     fn authenticate(&mut self, req: &Message, source: SocketAddr, proxy: bool, now: Instant) -> Result<Option<String>, Message> {
+        let source = self.limited_source(req, source);
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
         let claimed = auth.credentials_user(req, proxy);
         if self.guard.blocked(source.ip(), claimed.as_deref(), now) {
@@ -333,7 +360,6 @@ impl Service {
     /// says otherwise; its From user must be the authenticated user (403), whose identity the
     /// callee leg then carries as `P-Asserted-Identity`.
     fn on_new(&mut self, io: &mut Io<'_>, tx: TransactionId, request: Message, source: SocketAddr, authenticate: bool, now: Instant) {
-        let method = request.method().cloned();
         let mut caller = None;
         let asserted = if authenticate {
             match self.authenticate(&request, source, true, now) {
@@ -356,7 +382,24 @@ impl Service {
             // A trusted peer's own assertion goes on (RFC 3325 §5); see `admit`.
             self.admission.trusted_identity(&request, source)
         };
-        match method {
+        // With a shared store the nonce count is claimed there first (see `durable`).
+        let Some((request, asserted, caller)) = self.claim_then_new(tx, request, source, asserted, caller) else { return };
+        self.dispatch_new(io, tx, request, source, asserted, caller, now);
+    }
+
+    /// [`Service::on_new`] once the caller is known: INVITE or any other method.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_new(
+        &mut self,
+        io: &mut Io<'_>,
+        tx: TransactionId,
+        request: Message,
+        source: SocketAddr,
+        asserted: Option<String>,
+        caller: Option<String>,
+        now: Instant,
+    ) {
+        match request.method() {
             Some(Method::Invite) => self.on_invite(io, tx, request, source, Parties { asserted, caller, callee: None }, now),
             // MESSAGE, OPTIONS, SUBSCRIBE, ...: see `message`.
             _ => self.on_other_new(io, tx, request, source, asserted, now),
@@ -394,6 +437,10 @@ impl Service {
                 return;
             }
         };
+        let source = self.phone_address(req, source);
+        if self.register_durably(ep, tx, req, source, user.as_deref(), now) {
+            return;
+        }
         let outcome = self.registrar.handle_register(req, source, user.as_deref(), self.wall);
         self.persist(outcome.changes);
         ep.respond_or_log(tx, outcome.response, now);
@@ -574,6 +621,30 @@ impl Service {
         tracing::info!(user = %name, known, bindings = dropped, calls, "user removed");
         self.write_calls();
         dropped
+    }
+}
+
+impl Service {
+    /// A newer published membership (issue 17 points 2 and 4): the B2BUA takes on the calls this
+    /// instance won by compare-and-set (`adopted`) and drops those another instance owns now
+    /// (`lost`); see [`crate::b2bua::B2bua::follow`]. Returns how many calls were adopted.
+    pub fn follow_membership(
+        &mut self,
+        io: &mut Io<'_>,
+        membership: &crate::cluster::Membership,
+        adopted: &[CallState],
+        lost: &[String],
+        now: Instant,
+    ) -> usize {
+        self.wall = io.wall_clock;
+        // Proxy mode's adoption: a member's Record-Route is ours too (members seen once stay).
+        let peers: Vec<SocketAddr> = membership.live.iter().filter_map(|m| crate::cluster::failover::member_addr(m)).collect();
+        self.admission.add_peers(&peers);
+        self.proxy.add_peers(&peers);
+        let n = self.b2bua.as_mut().map_or(0, |b| b.follow(io, membership.epoch, adopted, lost, now));
+        tracing::info!(epoch = membership.epoch, live = ?membership.live, adopted = n, "membership followed");
+        self.write_calls();
+        n
     }
 }
 

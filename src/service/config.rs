@@ -102,6 +102,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// A shared store instead of the data directory's SQLite file: `redis://HOST:PORT/DB`.
     pub store: Option<String>,
+    /// This instance's member URI in the cluster (`sip:IP:PORT`, as the dispatcher's backend list
+    /// names it); default `sip:` + the listen address.
+    pub member: Option<String>,
     /// RTP port range `FROM-TO`.
     pub rtp_ports: Option<String>,
     /// RTP inactivity timeout.

@@ -59,6 +59,11 @@ impl SharedUsers {
         self.write().remove(name).is_some()
     }
 
+    /// The users' names.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// How many users.
     pub fn len(&self) -> usize {
         self.read().len()

@@ -25,7 +25,8 @@
 //!
 //! # What a crash can lose
 //!
-//! The service answers 200 to a REGISTER before its binding is written. The writer commits as soon
+//! With SQLite the service answers 200 to a REGISTER before its binding is written (with Redis
+//! the 200 waits for the write: [`StoreWriter::enqueue_confirmed`], issue 17 point 6). The writer commits as soon
 //! as it has work: it takes everything queued (up to [`WriterConfig::max_batch`] ops) and commits it
 //! in one transaction; ops that arrive during that commit form the next batch. So:
 //!
@@ -49,7 +50,9 @@
 mod error;
 pub mod files;
 mod memory;
+pub mod outage;
 mod redis_store;
+mod redis_sync;
 mod sqlite;
 mod writer;
 
@@ -59,12 +62,13 @@ use std::path::PathBuf;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use redis_store::{redact as redact_url, RedisStore};
+pub use redis_sync::{follow, Remote};
 pub use sqlite::SqliteStore;
-pub use writer::{StoreWriter, WriterConfig, WriterStats};
+pub use writer::{Done, StoreWriter, WriterConfig, WriterStats};
 
 // The rows themselves and the write ops are plain data the sans-IO service emits; they live in
 // `crate::records` and are named here too, where the store's users look for them.
-pub use crate::records::{BindingRecord, CallRecord, CallState, StoreOp, StoreSink, UserRecord};
+pub use crate::records::{BindingRecord, CallRecord, CallState, Confirmation, NonceClaim, StoreOp, StoreSink, UserRecord};
 
 impl StoreOp {
     /// Applies this op to `store` through the single-op methods.
@@ -114,6 +118,14 @@ pub trait Store: Send {
     fn put_call_state(&mut self, state: &CallState) -> Result<(), StoreError>;
     /// Removes the state of call `id`; `true` if it existed.
     fn remove_call_state(&mut self, id: &str) -> Result<bool, StoreError>;
+
+    /// Records one use of a digest nonce; `false` if that count (or a higher one) was used
+    /// already. Only a shared store needs this (each instance checks its own uses in memory):
+    /// the default says `true`.
+    fn claim_nonce(&mut self, claim: &NonceClaim) -> Result<bool, StoreError> {
+        let _ = claim;
+        Ok(true)
+    }
 
     /// Makes what was written so far as durable as the engine can (see the module doc).
     fn flush(&mut self) -> Result<(), StoreError>;

@@ -18,12 +18,20 @@
 //! | `sb:call:ID` | hash | one call record (absent optional fields are absent hash fields) |
 //! | `sb:callstates` | set | ids of established calls saved for recovery |
 //! | `sb:callstate:ID` | string | the saved call (the same JSON the SQLite `call_states` table holds) |
+//! | `sb:members` | string | the latest published membership (`EPOCH sip:A sip:B`, see `crate::cluster::membership`) |
 //! | `sb:secret` | string | the deployment secret (32 bytes): the nonce key, and the Record-Route token key derived from it |
+//! | `sb:nc:NONCE` | string | the highest nonce-count used with `NONCE` on any instance; `EXPIREAT` the nonce's end |
+//! | `sb:changes` | pub/sub channel | `ORIGIN user NAME`, `ORIGIN aor AOR`: who changed, for the other instances to re-read |
 //!
 //! Redis 7.0 has no per-field TTL, so each binding is its own key that Redis expires at the
 //! binding's expiry; the per-AOR index set may then name a contact whose key is gone, and such an
 //! entry is dropped the next time the bindings are read (by a script that checks, atomically, that
 //! the key is still missing, so a binding another instance just wrote is never unindexed).
+//!
+//! A saved call's JSON names its owner (a member URI) and epoch. An instance's store
+//! ([`RedisStore::with_member`]) writes and removes call states only while it is their owner, and
+//! adoption swaps the owner by compare-and-set ([`RedisStore::claim`]), so an instance that comes
+//! back never clobbers a call another one adopted (issue 17 point 2).
 //!
 //! Every put and remove is applied in a `MULTI`/`EXEC` block, and [`Store::apply_batch`] sends a
 //! whole batch as one: another instance never sees half a binding or half a batch.
@@ -43,17 +51,32 @@ use std::time::Duration;
 
 use redis::{Client, Connection, FromRedisValue, Pipeline};
 
-use super::{BindingRecord, CallRecord, CallState, Store, StoreError, StoreOp, UserRecord};
+use super::{BindingRecord, CallRecord, CallState, NonceClaim, Store, StoreError, StoreOp, UserRecord};
 
-/// Connect, read and write timeout: a stopped Redis makes a command fail after this long
-/// instead of hanging the writer thread (or a CLI tool) forever.
-const TIMEOUT: Duration = Duration::from_secs(5);
+mod cluster;
+
+/// Connect, read and write timeout: a stopped Redis (SIGSTOP, a stalled host) makes a command fail
+/// after this long instead of hanging the writer thread (or a CLI tool) forever; the REGISTERs
+/// waiting for the writer then get 503 (issue 17 point 6). Loopback or LAN round trips are far
+/// below it.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 const USERS: &str = "sb:users";
 const AORS: &str = "sb:aors";
 const CALLS: &str = "sb:calls";
 const STATES: &str = "sb:callstates";
 const SECRET: &str = "sb:secret";
+/// Pub/sub channel of user and binding changes: `ORIGIN user NAME` or `ORIGIN aor AOR` (the
+/// writer's [`RedisStore::origin`]); other instances re-read that user or AOR (`redis_sync`).
+pub(crate) const CHANGES: &str = "sb:changes";
+
+/// One nonce use (issue 17 point 1: any instance verifies any nonce): KEYS = [sb:nc:NONCE],
+/// ARGV = [nc, unix expiry]. 1 if `nc` is above every count used so far (it is now the highest),
+/// 0 for a replay.
+const CLAIM_NONCE: &str = "local h = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= h then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+return 1";
 
 /// Deletes every binding of one AOR and its index: KEYS = [index, aors], ARGV = [binding key
 /// prefix, aor]. Returns how many bindings were deleted.
@@ -100,6 +123,11 @@ pub struct RedisStore {
     conn: RefCell<Connection>,
     /// The URL without any password, for messages.
     shown: String,
+    /// This instance's member URI (issue 17 point 2): its call-state writes are compare-and-set
+    /// on the owner (see `cluster`); `None` (CLI tools) writes them as they come.
+    member: Option<String>,
+    /// This connection's name on the [`CHANGES`] channel, so its own changes are not re-read.
+    origin: String,
 }
 
 impl fmt::Debug for RedisStore {
@@ -125,7 +153,9 @@ impl RedisStore {
         let err = |source| StoreError::RedisConnect { url: shown.clone(), source };
         let client = Client::open(url).map_err(err)?;
         let conn = connect(&client).map_err(err)?;
-        let store = RedisStore { client, conn: RefCell::new(conn), shown: shown.clone() };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let origin = format!("{}-{nanos:x}", std::process::id());
+        let store = RedisStore { client, conn: RefCell::new(conn), shown: shown.clone(), member: None, origin };
         store.run(|c| redis::cmd("PING").query::<String>(c)).map_err(|e| match e {
             StoreError::Redis(source) => StoreError::RedisConnect { url: shown, source },
             e => e,
@@ -136,6 +166,31 @@ impl RedisStore {
     /// The URL, without its password.
     pub fn url(&self) -> &str {
         &self.shown
+    }
+
+    /// The name this store's changes carry on the `sb:changes` channel.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The user `name`, if stored.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let h = self.hashes(&[user_key(name)])?.pop().unwrap_or_default();
+        Ok((|| {
+            Some(UserRecord {
+                name: name.to_owned(),
+                realm: h.get("realm")?.clone(),
+                ha1_md5: h.get("ha1_md5")?.clone(),
+                ha1_sha256: h.get("ha1_sha256")?.clone(),
+            })
+        })())
+    }
+
+    /// The live bindings of one AOR.
+    pub fn bindings_of(&self, aor: &str) -> Result<Vec<BindingRecord>, StoreError> {
+        let contacts = self.members(&aor_index(aor))?;
+        let keys: Vec<String> = contacts.iter().map(|c| binding_key(aor, c)).collect();
+        Ok(self.hashes(&keys)?.iter().filter_map(binding_from_hash).collect())
     }
 
     /// The deployment secret shared by every instance on this Redis: `fresh` if none was stored
@@ -150,12 +205,20 @@ impl RedisStore {
 
     /// Runs `f` on the connection; after an I/O failure (Redis restarted, connection dropped)
     /// reconnects and runs it once more. Every command we send is idempotent, so a retry after a
-    /// write whose answer was lost is harmless.
+    /// write whose answer was lost is harmless (but for a nonce claim, which then says replay). A
+    /// timeout is not retried (Redis is there but does not answer: a retry would only double the
+    /// wait); the connection, whose late answer would confuse the next command, is replaced.
     fn run<T>(&self, mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         let mut conn = self.conn.borrow_mut();
         match f(&mut conn) {
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
-                tracing::warn!(url = %self.shown, error = %e, "redis command failed; reconnecting");
+            Err(e) if e.is_timeout() => {
+                tracing::debug!(url = %self.shown, error = %e, "redis command timed out; new connection");
+                *conn = connect(&self.client)?;
+                Err(e.into())
+            }
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                // Debug only: during an outage the writer logs once a minute (`outage`).
+                tracing::debug!(url = %self.shown, error = %e, "redis command failed; reconnecting");
                 *conn = connect(&self.client)?;
                 Ok(f(&mut conn)?)
             }
@@ -194,7 +257,7 @@ impl RedisStore {
     fn one(&self, op: &StoreOp) -> Result<i64, StoreError> {
         let mut p = redis::pipe();
         p.atomic();
-        queue(&mut p, op, false);
+        queue(&mut p, op, false, self.member.as_deref(), &self.origin);
         let replies: Vec<redis::Value> = self.run(|c| p.query(c))?;
         Ok(replies.first().and_then(|v| i64::from_redis_value(v.clone()).ok()).unwrap_or(0))
     }
@@ -209,13 +272,25 @@ fn connect(client: &Client) -> redis::RedisResult<Connection> {
 
 /// Adds the commands of `op` to `p`. With `ignore`, every reply is dropped (batches); otherwise
 /// the first command's reply is kept (the count single removes return).
-fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool) {
+fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool, member: Option<&str>, origin: &str) {
     let mut first = !ignore;
     let mut keep = |p: &mut Pipeline| {
         if !std::mem::take(&mut first) {
             p.ignore();
         }
     };
+    // An instance's call states: only while it owns them (see `cluster`).
+    match (op, member) {
+        (StoreOp::PutCallState(s), Some(me)) => {
+            cluster::put_state(p, s, me);
+            return keep(p);
+        }
+        (StoreOp::RemoveCallState(id), Some(me)) => {
+            cluster::remove_state(p, id, me);
+            return keep(p);
+        }
+        _ => {}
+    }
     match op {
         StoreOp::PutUser(u) => {
             let key = user_key(&u.name);
@@ -297,6 +372,17 @@ fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool) {
             p.cmd("SREM").arg(STATES).arg(id);
             keep(p);
         }
+    }
+    // Users and bindings are news for the other instances (after the writes, in the same block).
+    let news = match op {
+        StoreOp::PutUser(UserRecord { name, .. }) | StoreOp::RemoveUser(name) => Some(format!("{origin} user {name}")),
+        StoreOp::PutBinding(BindingRecord { aor, .. }) | StoreOp::RemoveBinding { aor, .. } | StoreOp::RemoveBindings(aor) => {
+            Some(format!("{origin} aor {aor}"))
+        }
+        _ => None,
+    };
+    if let Some(news) = news {
+        p.cmd("PUBLISH").arg(CHANGES).arg(news).ignore();
     }
 }
 
@@ -478,6 +564,12 @@ impl Store for RedisStore {
         Ok(self.one(&StoreOp::RemoveCallState(id.to_owned()))? > 0)
     }
 
+    fn claim_nonce(&mut self, claim: &NonceClaim) -> Result<bool, StoreError> {
+        let key = format!("sb:nc:{}", claim.nonce);
+        let fresh: i64 = self.run(|c| redis::cmd("EVAL").arg(CLAIM_NONCE).arg(1).arg(&key).arg(claim.nc).arg(claim.expires_at).query(c))?;
+        Ok(fresh == 1)
+    }
+
     /// Every write is done once Redis answered it; how durable that is is Redis's persistence
     /// setting. This only checks the server still answers.
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -492,7 +584,7 @@ impl Store for RedisStore {
         let mut p = redis::pipe();
         p.atomic();
         for op in ops {
-            queue(&mut p, op, true);
+            queue(&mut p, op, true, self.member.as_deref(), &self.origin);
         }
         self.run(|c| p.query::<()>(c))
     }

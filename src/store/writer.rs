@@ -1,12 +1,22 @@
 //! The writer thread: takes writes off the signalling path and commits them in batches.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::outage::{WarnEvery, WARN_PERIOD};
 use super::{BindingRecord, CallRecord, CallState, Store, StoreError, StoreOp, UserRecord};
+use crate::records::{Confirmation, NonceClaim};
+
+/// How often an unreachable store is probed (a `PING` for Redis) until it answers again.
+const PROBE: Duration = Duration::from_secs(1);
+/// Ops kept for replay while the store is unreachable; beyond this the oldest are dropped.
+const MAX_RETAINED: usize = 200_000;
+
+/// Called from the writer thread with the outcome of a confirmed write.
+pub type Done = Box<dyn FnOnce(Confirmation) + Send>;
 
 /// Tuning for [`StoreWriter`].
 #[derive(Clone, Debug)]
@@ -71,6 +81,7 @@ impl WriterStats {
 enum Msg {
     Op(StoreOp, Instant),
     Flush(SyncSender<Result<(), StoreError>>),
+    Confirmed(Vec<StoreOp>, Option<NonceClaim>, Done),
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +89,8 @@ struct Shared {
     /// Bumped by enqueuers without taking the lock.
     queued: AtomicU64,
     stats: Mutex<WriterStats>,
+    /// Set while the store is unreachable (issue 17 point 6).
+    down: AtomicBool,
 }
 
 /// Owns a [`Store`] on a dedicated OS thread and applies writes to it in batches.
@@ -123,6 +136,20 @@ impl StoreWriter {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             StoreError::WriterStopped
         })
+    }
+
+    /// Claims `claim` (a nonce use, see [`Store::claim_nonce`]), then commits `ops`, then calls
+    /// `done` with the outcome, from the writer thread. While the store is unreachable `done` is
+    /// called at once with [`Confirmation::Unavailable`] and nothing is kept. Fails (without
+    /// calling `done`) only if the writer thread has died.
+    pub fn enqueue_confirmed(&self, ops: Vec<StoreOp>, claim: Option<NonceClaim>, done: Done) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterStopped)?;
+        tx.send(Msg::Confirmed(ops, claim, done)).map_err(|_| StoreError::WriterStopped)
+    }
+
+    /// Whether the store answered its last write or probe: `false` during an outage.
+    pub fn available(&self) -> bool {
+        !self.shared.down.load(Ordering::Relaxed)
     }
 
     /// Queues [`Store::put_user`].
@@ -212,18 +239,73 @@ impl Drop for StoreWriter {
 
 // ===== the thread =====
 
+/// The writer's view of an outage: since when, the rate-limited WARN, the ops to replay.
+struct Outage {
+    since: Instant,
+    warn: WarnEvery,
+    retained: Vec<StoreOp>,
+    lost: u64,
+    next_probe: Instant,
+}
+
+impl Outage {
+    fn new(now: Instant) -> Outage {
+        Outage { since: now, warn: WarnEvery::new(WARN_PERIOD), retained: Vec::new(), lost: 0, next_probe: now + PROBE }
+    }
+
+    fn keep(&mut self, ops: impl IntoIterator<Item = StoreOp>) {
+        self.retained.extend(ops);
+        if self.retained.len() > MAX_RETAINED {
+            let over = self.retained.len() - MAX_RETAINED;
+            self.retained.drain(..over);
+            self.lost += over as u64;
+        }
+    }
+
+    fn failed(&mut self, error: &StoreError, now: Instant) {
+        if let Some(quiet) = self.warn.failure(now) {
+            tracing::warn!(
+                error = %error,
+                down_secs = now.duration_since(self.since).as_secs(),
+                kept = self.retained.len(),
+                quiet_failures = quiet,
+                "store unreachable: new registrations get 503; writes are kept and replayed when it answers"
+            );
+        }
+    }
+}
+
 fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &WriterConfig) -> Box<dyn Store> {
     let max_batch = config.max_batch.max(1);
     let mut ops = Vec::with_capacity(max_batch);
     let mut dropped_since_flush = 0;
-    while let Ok(first) = rx.recv() {
+    let mut outage: Option<Outage> = None;
+    loop {
+        let first = if let Some(o) = &outage {
+            match rx.recv_timeout(o.next_probe.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        };
+        // Probed once a PROBE period, however busy the queue is.
+        if outage.as_ref().is_some_and(|o| Instant::now() >= o.next_probe) {
+            outage = probe(&mut *store, outage.take(), shared);
+        }
+        let Some(first) = first else { continue };
         // Group commit: sleep rather than block in `recv_timeout`, so enqueuers meanwhile find no
         // waiter to wake (a futex call each) and the batch fills up by itself.
-        if matches!(first, Msg::Op(..)) && !config.group_commit.is_zero() {
+        if matches!(first, Msg::Op(..)) && !config.group_commit.is_zero() && outage.is_none() {
             std::thread::sleep(config.group_commit);
         }
         let mut oldest = None;
         let mut flush = None;
+        let mut confirmed = Vec::new();
         let mut next = Some(first);
         // Take what is already queued, without waiting: under load the batch grows by itself
         // while the previous commit runs; when idle an op is committed at once.
@@ -233,6 +315,7 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &W
                     oldest.get_or_insert(at);
                     ops.push(op);
                 }
+                Msg::Confirmed(c_ops, claim, done) => confirmed.push((c_ops, claim, done)),
                 // Ops queued after the flush request are not its business: commit and answer now.
                 Msg::Flush(reply) => {
                     flush = Some(reply);
@@ -246,32 +329,127 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &W
         if let Some(oldest) = oldest {
             let queued = ops.len();
             StoreOp::keep_latest_per_key(&mut ops);
-            dropped_since_flush += commit(&mut *store, &ops, queued, oldest, shared, config);
+            match outage.as_mut() {
+                // Down: keep them for the replay, do not wait for another timeout.
+                Some(o) => o.keep(ops.drain(..)),
+                None => match commit(&mut *store, &ops, queued, oldest, shared, config) {
+                    Committed::Dropped(n) => dropped_since_flush += n,
+                    Committed::Outage(e) => {
+                        let mut o = Outage::new(Instant::now());
+                        o.keep(ops.drain(..));
+                        o.failed(&e, Instant::now());
+                        shared.down.store(true, Ordering::Relaxed);
+                        outage = Some(o);
+                    }
+                },
+            }
             ops.clear();
         }
+        for (c_ops, claim, done) in confirmed {
+            let outcome = if outage.is_some() { Confirmation::Unavailable } else { confirm(&mut *store, &c_ops, claim.as_ref()) };
+            if outcome == Confirmation::Unavailable && outage.is_none() {
+                let e = StoreError::WriteFailed { ops: c_ops.len() as u64 };
+                let mut o = Outage::new(Instant::now());
+                o.failed(&e, Instant::now());
+                shared.down.store(true, Ordering::Relaxed);
+                outage = Some(o);
+            }
+            done(outcome);
+        }
         if let Some(reply) = flush {
-            let flushed = store.flush();
-            let result = match std::mem::take(&mut dropped_since_flush) {
-                0 => flushed,
-                ops => Err(StoreError::WriteFailed { ops }),
+            let result = match (&outage, std::mem::take(&mut dropped_since_flush)) {
+                (Some(o), _) => Err(StoreError::WriteFailed { ops: o.retained.len() as u64 }),
+                (None, 0) => store.flush(),
+                (None, ops) => Err(StoreError::WriteFailed { ops }),
             };
             // The caller may have given up waiting; nothing to do then.
             let _ = reply.send(result);
         }
     }
+    // Closing: one last try at what an outage kept.
+    if let Some(o) = outage {
+        match store.apply_batch(&o.retained) {
+            Ok(()) => tracing::info!(ops = o.retained.len(), "store answered at shutdown; kept writes replayed"),
+            Err(e) => {
+                tracing::error!(error = %e, lost = o.retained.len() as u64 + o.lost, "store unreachable at shutdown; kept writes lost")
+            }
+        }
+    }
     store
+}
+
+/// Probes the store during an outage; when it answers, replays what was kept and ends the outage.
+fn probe(store: &mut dyn Store, outage: Option<Outage>, shared: &Shared) -> Option<Outage> {
+    let mut o = outage?;
+    let now = Instant::now();
+    o.next_probe = now + PROBE;
+    if let Err(e) = store.flush() {
+        o.failed(&e, now);
+        o.next_probe = Instant::now() + PROBE;
+        return Some(o);
+    }
+    if let Err(e) = store.apply_batch(&o.retained) {
+        o.failed(&e, now);
+        o.next_probe = Instant::now() + PROBE;
+        return Some(o);
+    }
+    shared.down.store(false, Ordering::Relaxed);
+    let mut s = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+    s.ops_committed += o.retained.len() as u64;
+    s.ops_failed += o.lost;
+    tracing::warn!(
+        down_secs = now.duration_since(o.since).as_secs_f64(),
+        replayed = o.retained.len(),
+        lost = o.lost,
+        "store reachable again: writes kept during the outage replayed"
+    );
+    None
+}
+
+/// One confirmed write: the nonce claim, then the ops in one transaction.
+fn confirm(store: &mut dyn Store, ops: &[StoreOp], claim: Option<&NonceClaim>) -> Confirmation {
+    if let Some(c) = claim {
+        match store.claim_nonce(c) {
+            Ok(true) => {}
+            Ok(false) => return Confirmation::Replay,
+            Err(e) => {
+                tracing::debug!(error = %e, "nonce claim failed");
+                return Confirmation::Unavailable;
+            }
+        }
+    }
+    match store.apply_batch(ops) {
+        Ok(()) => Confirmation::Written,
+        Err(e) => {
+            tracing::debug!(error = %e, "confirmed write failed");
+            Confirmation::Unavailable
+        }
+    }
+}
+
+/// What [`commit`] did.
+enum Committed {
+    /// Committed, `n` ops dropped (a bad op; the store answers).
+    Dropped(u64),
+    /// The store does not answer at all: nothing was committed.
+    Outage(StoreError),
 }
 
 /// Applies one batch, falling back to one op per transaction if it fails. Returns how many ops
 /// were dropped.
 /// Applies `ops` (what is left of `queued` ops after [`StoreOp::keep_latest_per_key`]) in one
 /// transaction, else one by one; returns how many were dropped.
-fn commit(store: &mut dyn Store, ops: &[StoreOp], queued: usize, oldest: Instant, shared: &Shared, config: &WriterConfig) -> u64 {
+fn commit(store: &mut dyn Store, ops: &[StoreOp], queued: usize, oldest: Instant, shared: &Shared, config: &WriterConfig) -> Committed {
     let start = Instant::now();
     let mut batches = 1;
     let mut dropped = 0;
     let mut last_error = None;
     if let Err(e) = store.apply_batch(ops) {
+        // A store that does not even answer a probe is down, not refusing these ops.
+        if let Err(probe) = store.flush() {
+            tracing::debug!(error = %e, probe = %probe, "store batch failed and the store does not answer");
+            return Committed::Outage(e);
+        }
         tracing::warn!(error = %e, ops = ops.len(), "store batch failed; retrying op by op");
         for op in ops {
             batches += 1;
@@ -303,5 +481,5 @@ fn commit(store: &mut dyn Store, ops: &[StoreOp], queued: usize, oldest: Instant
     if last_error.is_some() {
         s.last_error = last_error;
     }
-    dropped
+    Committed::Dropped(dropped)
 }

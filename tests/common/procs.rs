@@ -56,6 +56,11 @@ impl Proc {
         Proc { name: name.to_owned(), child, out, status: None }
     }
 
+    /// The child's process id (to signal it, e.g. SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -158,6 +163,15 @@ impl Proc {
         }
         self.kill();
         None
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the child, if it is still running.
+    pub fn signal(&mut self, signal: &str) {
+        if self.try_status().is_none() {
+            let pid = self.child.id().to_string();
+            let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+        }
     }
 
     /// SIGKILL (if still running) and reap.

@@ -11,8 +11,11 @@ use std::process::ExitCode;
 mod cdr;
 mod check;
 mod control;
+mod dispatch;
+mod members;
 mod serve;
 mod shared_calls;
+mod shared_store;
 mod users;
 mod workers;
 
@@ -41,6 +44,18 @@ enum Command {
     /// `sipp -sn uac -s echo -r 10 -m 100 127.0.0.1:5060`.
     // Boxed: its many flags make it far larger than the other variants (clippy large_enum_variant).
     Serve(Box<serve::ServeArgs>),
+    /// Run the dispatcher: a stateless, Call-ID-sticky SIP load balancer in front of several
+    /// `serve` instances.
+    ///
+    /// Each new call goes to one live backend by rendezvous hashing of its Call-ID (a dead
+    /// backend's calls move, nobody else's), bounded so that no backend holds more than
+    /// (1 + ε) × the mean of live calls; it record-routes itself with the chosen backend, so
+    /// in-dialog requests return to it; REGISTER gets Path, so a phone stays reachable from any
+    /// instance. Backends are probed with OPTIONS; the live set is published with a rising epoch
+    /// in Redis (`--store`, key and channel sb:members). A Route naming the dispatcher without a
+    /// cluster token gets 403. Start the instances with `--dispatcher ADDR` so that their
+    /// per-source limits see the phones' addresses.
+    Dispatch(dispatch::DispatchArgs),
     /// Manage the users of digest authentication (stored as HA1 hashes, never plaintext); a
     /// running service takes each change at once, through its control socket.
     Users(users::UsersArgs),
@@ -73,6 +88,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { files, json } => check::run(&files, json),
         Command::Serve(args) => serve::run(*args),
+        Command::Dispatch(args) => dispatch::run(args),
         Command::Users(args) => users::run(args),
         Command::Registrations(args) => users::list_registrations(args),
         Command::Cdr(args) => cdr::run_cdr(args),

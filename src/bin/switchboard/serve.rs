@@ -28,7 +28,7 @@ use switchboard::ua::media::CallMediaConfig;
 /// to the file, then to the built-in default shown.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, store, rtp_ports,
+    /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, store, member, rtp_ports,
     /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
     /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted, rate_limit, auth_backoff_secs; [[route]] tables with user, target,
@@ -50,6 +50,12 @@ pub(crate) struct ServeArgs {
     /// instance started with the same URL; the data directory keeps only the control socket.
     #[arg(long = "store", value_name = "URL", env = "SWITCHBOARD_STORE")]
     pub(crate) store: Option<String>,
+    /// This instance's name in the cluster: the SIP URI the dispatcher's backend list and the
+    /// published membership (`sb:members`) give it. With `--store redis://...` its saved calls
+    /// carry it as their owner, and it adopts the calls of instances the membership drops
+    /// [default: sip: + the listen address].
+    #[arg(long, value_name = "URI")]
+    pub(crate) member: Option<String>,
     /// How calls between registered users are connected: `b2bua` (two dialogs per call, RTP relayed
     /// through the service's ports, call records with media figures) or `proxy` (stateful RFC 3261
     /// proxy with Record-Route; media flows phone to phone) [default: b2bua].
@@ -133,6 +139,11 @@ pub(crate) struct ServeArgs {
     /// challenged (gateways, static-route targets) [default: none].
     #[arg(long, value_name = "IP/BITS", value_delimiter = ',')]
     pub(crate) trusted: Vec<String>,
+    /// The cluster's dispatchers (`switchboard dispatch --listen ADDR`), IP:PORT, comma-separated
+    /// or repeated: a request from one is rate-limited per the client address in the Via the
+    /// dispatcher received, not per the dispatcher's (issue 17 point 3) [default: none].
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub(crate) dispatcher: Vec<SocketAddr>,
     // ----- end trust -----
     // ----- limits (issue 14 point 4) -----
     /// Requests per second accepted from one source IP, with bursts of twice that; the excess is
@@ -164,6 +175,8 @@ pub(crate) struct Resolved {
     pub(crate) data: Option<PathBuf>,
     /// `--store` (or `store` in the file): the Redis URL.
     pub(crate) store: Option<String>,
+    /// `--member` (or `member` in the file); `None`: `sip:` + the listen address.
+    member: Option<String>,
     pub(crate) mode: config::Mode,
     relay_media: bool,
     control: Option<PathBuf>,
@@ -180,6 +193,7 @@ pub(crate) struct Resolved {
     routes: StaticRoutes,
     caps: Caps,
     trusted: Vec<Cidr>,
+    hops: Vec<SocketAddr>,
     rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
     guard: switchboard::service::guard::GuardConfig,
     workers: usize,
@@ -289,6 +303,10 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         auth: if args.no_auth { AuthMode::None } else { file.auth.unwrap_or(AuthMode::Digest) },
         data: (data.as_os_str() != "none").then(|| data.clone()),
         store: args.store.clone().or(file.store),
+        member: match args.member.clone().or(file.member) {
+            Some(m) if !m.starts_with("sip:") => return Err(format!("member must be a sip: URI, got {m:?}")),
+            m => m,
+        },
         mode: args.mode.or(file.mode).unwrap_or(config::Mode::B2bua),
         relay_media: !args.no_relay && file.relay.unwrap_or(true),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
@@ -305,6 +323,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         routes: StaticRoutes::from_config(&file.route).map_err(|e| e.to_string())?,
         caps,
         trusted,
+        hops: args.dispatcher.clone(),
         rate_limit: switchboard::transport::rate_limit::RateLimit::per_second(
             args.rate_limit.or(file.rate_limit).unwrap_or(switchboard::transport::rate_limit::DEFAULT_RATE),
         ),
@@ -386,11 +405,40 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(r: Resolved) -> Result<(), String> {
+    // Bound first: the member URI defaults to the address actually bound (port 0 picks one).
+    // One socket per worker on the same address (SO_REUSEPORT when there are several): the
+    // first takes the port asked for, the others the port it got.
+    let n = r.workers;
+    let mut transports = Vec::with_capacity(n);
+    if n == 1 {
+        transports.push(UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?);
+    } else {
+        let first = UdpTransport::bind_shared(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
+        let local = first.local_addr();
+        transports.push(first);
+        for _ in 1..n {
+            transports.push(UdpTransport::bind_shared(local).await.map_err(|e| format!("cannot listen on {local} again: {e}"))?);
+        }
+    }
+    let local = transports[0].local_addr();
+    let member = r.member.clone().unwrap_or_else(|| format!("sip:{local}"));
+    if r.store.is_some() && r.member.is_none() && local.ip().is_unspecified() {
+        tracing::warn!(%member, "listening on a wildcard address: give --member sip:IP:PORT as the dispatcher names this instance");
+    }
+    // The published membership at start (issue 17 point 2): which saved calls are ours to take
+    // back. Without Redis there is no cluster.
+    let mut membership = None;
     // With Redis the deployment secret is shared there, so every instance verifies every other's
     // nonces and Record-Route tokens; otherwise it is a file in the data directory.
+    let mut origin = None;
     let (store, deployment_secret) = match &r.store {
         Some(url) => {
-            let redis = RedisStore::open(url).map_err(|e| e.to_string())?;
+            let redis = RedisStore::open(url).map_err(|e| e.to_string())?.with_member(member.clone());
+            membership = redis.membership().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "published membership unreadable; following the next one");
+                None
+            });
+            origin = Some(redis.origin().to_owned());
             let mut fresh = [0u8; 32];
             IdGen::os_fill(&mut fresh).map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
             let s = redis.shared_secret(fresh).map_err(|e| e.to_string())?;
@@ -407,7 +455,6 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let users = store.users().map_err(|e| e.to_string())?;
     let users = if r.auth == AuthMode::Digest { users_for_realm(users, &challenge_realm, r.realm.is_some())? } else { users };
     let bindings = store.bindings().map_err(|e| e.to_string())?;
-    let n = r.workers;
     let registrar = SharedRegistrar::new(
         RegistrarConfig {
             domain: r.domain.clone(),
@@ -420,6 +467,8 @@ async fn serve(r: Resolved) -> Result<(), String> {
         n,
     );
     let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
+    let saved_calls =
+        if r.store.is_some() { crate::members::ours_at_start(saved_calls, membership.as_ref(), &member) } else { saved_calls };
     let dropped = registrar.restore(bindings, wall);
     let restored = registrar.len();
     let writer = StoreWriter::spawn(store, WriterConfig::default()).map_err(|e| e.to_string())?;
@@ -430,20 +479,6 @@ async fn serve(r: Resolved) -> Result<(), String> {
             }
         }
     }
-    // One socket per worker on the same address (SO_REUSEPORT when there are several): the
-    // first takes the port asked for, the others the port it got.
-    let mut transports = Vec::with_capacity(n);
-    if n == 1 {
-        transports.push(UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?);
-    } else {
-        let first = UdpTransport::bind_shared(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
-        let local = first.local_addr();
-        transports.push(first);
-        for _ in 1..n {
-            transports.push(UdpTransport::bind_shared(local).await.map_err(|e| format!("cannot listen on {local} again: {e}"))?);
-        }
-    }
-    let local = transports[0].local_addr();
     match r.rate_limit {
         Some(l) => tracing::info!("rate limit: {} requests/s per source IP, burst {}", l.rate, l.burst),
         None => tracing::info!("rate limit: off (rate_limit = 0)"),
@@ -460,7 +495,17 @@ async fn serve(r: Resolved) -> Result<(), String> {
     };
     let n_saved = saved_calls.len();
     let mut saved_per_worker = crate::workers::split_calls(saved_calls, n);
-    let writer = crate::workers::SharedWriter(std::sync::Arc::new(writer));
+    let writer = std::sync::Arc::new(writer);
+    // The command channels, one per worker: the control socket's commands and, with a shared
+    // store, its confirmations and other instances' changes (see `shared_store`) and the
+    // membership (see `members`).
+    let (commands, commands_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::channel(256)).unzip();
+    // With a shared store each worker's REGISTERs wait for their write: the writer is shared,
+    // each worker's confirmations come back on that worker's channel (its tickets are its own).
+    let loop_txs: Vec<_> = match &r.store {
+        Some(_) => commands.iter().map(|c| crate::shared_store::forwarder(c.clone())).collect(),
+        None => Vec::new(),
+    };
     let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true };
     let (shards, stats) = switchboard::workers::shards(n);
     let mut services = Vec::with_capacity(n);
@@ -472,6 +517,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             allow: format!("{}, REGISTER", switchboard::endpoint::ALLOW),
             max_transactions: w.budget(r.caps.max_transactions),
             rate_limit: r.rate_limit.map(|l| w.rate_limit(l)),
+            trusted_hops: r.hops.clone(),
             ..EndpointConfig::default()
         });
         let rtp_ports = w.ports(&r.rtp_ports);
@@ -506,7 +552,7 @@ async fn serve(r: Resolved) -> Result<(), String> {
             route_key: route_key.clone(),
         });
         let b2bua = (r.mode == config::Mode::B2bua).then(|| {
-            B2bua::new(B2buaConfig {
+            let mut b = B2bua::new(B2buaConfig {
                 local,
                 t1: r.t1,
                 t2: timers.t2,
@@ -516,8 +562,16 @@ async fn serve(r: Resolved) -> Result<(), String> {
                 no_answer: r.branch_timeout,
                 relay_media: r.relay_media,
                 seed: IdGen::os_seed(),
-            })
+            });
+            if r.store.is_some() {
+                b.set_member(member.clone(), membership.as_ref().map_or(0, |m| m.epoch));
+            }
+            b
         });
+        let store: Box<dyn switchboard::records::StoreSink> = match loop_txs.get(i) {
+            Some(loop_tx) => Box::new(crate::shared_store::ConfirmingWriter { writer: writer.clone(), loop_tx: loop_tx.clone() }),
+            None => Box::new(crate::workers::SharedWriter(writer.clone())),
+        };
         let parts = ServiceParts {
             local,
             echo,
@@ -526,20 +580,24 @@ async fn serve(r: Resolved) -> Result<(), String> {
             auth: auth.as_ref().map(|a| a.sibling(i as u32)),
             users: Vec::new(),
             proxy,
-            store: Some(Box::new(writer.clone())),
+            store: Some(store),
             b2bua,
             recovered: std::mem::take(&mut saved_per_worker[i]),
             routes: r.routes.clone(),
             admission: Admission::new(local, route_key.clone(), r.trusted.clone()),
             guard: r.guard,
         };
-        let service = Service::worker(parts, Shared { purges: i == 0, ..shared.clone() });
+        let mut service = Service::worker(parts, Shared { purges: i == 0, ..shared.clone() });
+        service.set_trusted_hops(r.hops.clone());
         services.push((endpoint, service, (n > 1).then_some(shard)));
     }
     drop(writer);
+    if let (Some(url), Some(origin)) = (&r.store, origin) {
+        crate::shared_store::follow(url, origin, loop_txs)?;
+        crate::members::follow(url, member.clone(), commands.clone())?;
+    }
     // The control socket is up before the listening line, so whoever waits for that line (a
     // script, a test) can change users at once.
-    let (commands, commands_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::channel(16)).unzip();
     if let Some(path) = &r.control {
         crate::control::listen(path, commands, stats)?;
     }

@@ -21,7 +21,7 @@ pub(crate) fn list(url: &str, json: bool) -> ExitCode {
     // A write error (a closed pipe, as in `calls | head`) leaves nothing to report: ignored below.
     let mut out = std::io::stdout().lock();
     if !json {
-        let _ = writeln!(out, "{:<20} {:<28} {:<28} {:>9} {:<10}", "id", "from", "to", "duration", "codec");
+        let _ = writeln!(out, "{:<20} {:<28} {:<28} {:>9} {:<10} owner", "id", "from", "to", "duration", "codec");
     }
     for s in &states {
         let v: Value = serde_json::from_str(&s.data).unwrap_or(Value::Null);
@@ -29,12 +29,13 @@ pub(crate) fn list(url: &str, json: bool) -> ExitCode {
         let answered = v.get("answered_at").and_then(Value::as_u64);
         let duration = answered.map(|a| now_ms.saturating_sub(a) / 1000);
         if json {
-            let line =
-                serde_json::json!({"id": s.id, "from": text("from"), "to": text("to"), "codec": text("codec"), "duration": duration});
+            // The owner (member URI) and the epoch it took the call at (issue 17 point 2).
+            let line = serde_json::json!({"id": s.id, "from": text("from"), "to": text("to"), "codec": text("codec"),
+                "duration": duration, "owner": v.get("owner"), "epoch": v.get("epoch")});
             let _ = writeln!(out, "{line}");
         } else {
             let d = duration.map_or("-".into(), |d| format!("{d}s"));
-            let _ = writeln!(out, "{:<20} {:<28} {:<28} {:>9} {:<10}", s.id, text("from"), text("to"), d, text("codec"));
+            let _ = writeln!(out, "{:<20} {:<28} {:<28} {:>9} {:<10} {}", s.id, text("from"), text("to"), d, text("codec"), text("owner"));
         }
     }
     eprintln!("{} established calls in {}", states.len(), switchboard::store::redact_url(url));

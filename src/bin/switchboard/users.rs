@@ -132,8 +132,13 @@ fn service_realm(control: &Path) -> Result<Option<Option<String>>, String> {
     }
 }
 
-/// Tells a running service of a change; says so when none runs.
-fn tell(control: &Path, line: &str) -> Result<(), String> {
+/// Tells a running service of a change; says so when none runs. With a shared store (`shared`)
+/// every instance on it follows the change by itself (`sb:changes`, issue 17), so a missing
+/// control socket is no news.
+fn tell(control: &Path, line: &str, shared: bool) -> Result<(), String> {
+    if shared {
+        println!("every instance on this store takes the change at once");
+    }
     match ask(control, line) {
         Ok(v) => match v.get("error").and_then(|e| e.as_str()) {
             Some(e) => Err(format!("saved in the store, but the running service refused it: {e}")),
@@ -142,6 +147,7 @@ fn tell(control: &Path, line: &str) -> Result<(), String> {
                 Ok(())
             }
         },
+        Err(AskError::NotRunning) if shared => Ok(()),
         Err(AskError::NotRunning) => {
             println!("no service running at {}: it takes the change when it starts", control.display());
             Ok(())
@@ -211,7 +217,7 @@ fn go(args: UsersArgs) -> Result<(), String> {
             store.put_user(&r).map_err(|e| e.to_string())?;
             store.flush().map_err(|e| e.to_string())?;
             println!("user {name} saved (realm {realm}) in {place}");
-            tell(&control, &format!("user-put {}", user_json(&r)))?;
+            tell(&control, &format!("user-put {}", user_json(&r)), args.store.is_some())?;
         }
         UsersCommand::Passwd { name, password } => {
             let Some(old) = store.users().map_err(|e| e.to_string())?.into_iter().find(|u| u.name == name) else {
@@ -222,7 +228,7 @@ fn go(args: UsersArgs) -> Result<(), String> {
             store.put_user(&r).map_err(|e| e.to_string())?;
             store.flush().map_err(|e| e.to_string())?;
             println!("password of {name} changed (realm {}) in {place}", old.realm);
-            tell(&control, &format!("user-put {}", user_json(&r)))?;
+            tell(&control, &format!("user-put {}", user_json(&r)), args.store.is_some())?;
         }
         UsersCommand::List => {
             for u in store.users().map_err(|e| e.to_string())? {
@@ -235,7 +241,7 @@ fn go(args: UsersArgs) -> Result<(), String> {
             }
             store.flush().map_err(|e| e.to_string())?;
             println!("user {name} removed");
-            tell(&control, &format!("user-remove {name}"))?;
+            tell(&control, &format!("user-remove {name}"), args.store.is_some())?;
         }
     }
     Ok(())
