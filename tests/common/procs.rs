@@ -41,8 +41,8 @@ impl Proc {
     /// Starts `cmd` with stdin from /dev/null and both output pipes captured.
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
         // `serve` runs one worker per core by default; the tests run one (today's loop) unless
-        // SWITCHBOARD_WORKERS says otherwise (CI runs the sipp suites with 1 and 2), or the test
-        // gives --workers itself.
+        // SWITCHBOARD_WORKERS says otherwise (to run a suite with several by hand), or the test
+        // gives --workers itself (tests/service_workers.rs, redis_cluster, failover_b2bua).
         if std::env::var_os("SWITCHBOARD_WORKERS").is_none() {
             cmd.env("SWITCHBOARD_WORKERS", "1");
         }
