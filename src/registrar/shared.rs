@@ -251,4 +251,30 @@ mod tests {
         assert!(shared.is_empty());
         assert_eq!(shared.next_expiry(), None);
     }
+
+    /// Another instance's binding change (issue 17, `sb:changes`) lands in the AOR's shard and
+    /// moves that shard's expiry; other AORs stay as they are.
+    #[test]
+    fn replace_aor_changes_one_aor_in_its_shard() {
+        let shared = SharedRegistrar::new(RegistrarConfig::default(), 4);
+        let now = Duration::from_secs(1_700_000_000);
+        let src: SocketAddr = "192.0.2.9:5060".parse().expect("addr");
+        for u in ["alice", "bob"] {
+            assert_eq!(shared.handle_register(&register(u, 1), src, None, now).response.status(), Some(200));
+        }
+        let mut moved = shared.lookup("sip:alice@example.com");
+        assert_eq!(moved.len(), 1);
+        moved[0].contact = "sip:alice@192.0.2.77:5070".to_owned();
+        moved[0].expires_at = 1_700_000_100;
+        shared.replace_aor("sip:alice@example.com", moved, now);
+        let alice = shared.lookup("sip:alice@example.com");
+        assert_eq!(alice.len(), 1);
+        assert_eq!(alice[0].contact, "sip:alice@192.0.2.77:5070");
+        assert_eq!(shared.lookup("sip:bob@example.com").len(), 1, "bob untouched");
+        assert_eq!(shared.next_expiry(), Some(1_700_000_100));
+        shared.replace_aor("sip:alice@example.com", Vec::new(), now);
+        assert!(!shared.has_aor("sip:alice@example.com"));
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared.next_expiry(), Some(1_700_000_600));
+    }
 }
