@@ -140,6 +140,10 @@ build_switchboard() {
 		echo "# switchboard runs with rate_limit = 0 (--rate-limit 0): the load comes from one address"
 	fi
 	SB_CAPS_OFF+=("${SB_NO_LIMIT[@]}")
+	# serve --workers (issue 16 point 1) reads SWITCHBOARD_WORKERS; unset, it runs one per core.
+	if "$SB" serve --help 2>/dev/null | grep -q -- '--workers'; then
+		echo "# switchboard workers: ${SWITCHBOARD_WORKERS:-one per core ($(nproc))} (env SWITCHBOARD_WORKERS)"
+	fi
 }
 
 # ---- ports and processes -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ use crate::endpoint::Endpoint;
 use crate::transport::media_readers::{Batch, Readers};
 use crate::transport::udp::{self, UdpTransport};
 use crate::transport::Transmit;
+use crate::workers::Shard;
 use bytes::Bytes;
 use std::future::Future;
 use std::io;
@@ -190,11 +191,33 @@ pub async fn run<A: Application>(transport: UdpTransport, endpoint: Endpoint, ap
 
 /// [`run`], also taking [`Command`]s from `commands` as they arrive (no polling).
 pub async fn run_with_commands<A: Application>(
+    transport: UdpTransport,
+    endpoint: Endpoint,
+    app: A,
+    shutdown: impl Future<Output = ()>,
+    commands: mpsc::Receiver<Command<A>>,
+) -> A {
+    run_worker(transport, endpoint, app, shutdown, commands, None).await
+}
+
+/// The next datagram another worker handed over; never, without workers.
+async fn handed(shard: &mut Option<Shard>) -> Option<crate::workers::Handed> {
+    match shard {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run_with_commands`] as one worker of `serve --workers N` (`shard`; `None` is the one-worker
+/// loop): a datagram whose Call-ID another worker owns goes there ([`Shard::dispatch`]), and the
+/// datagrams handed to this one are taken like received ones.
+pub async fn run_worker<A: Application>(
     mut transport: UdpTransport,
     mut endpoint: Endpoint,
     mut app: A,
     shutdown: impl Future<Output = ()>,
     mut commands: mpsc::Receiver<Command<A>>,
+    mut shard: Option<Shard>,
 ) -> A {
     tokio::pin!(shutdown);
     let (tx, mut media_rx) = mpsc::channel::<Batch>(1024);
@@ -226,11 +249,27 @@ pub async fn run_with_commands<A: Application>(
                     tracing::debug!(error = %e, "recv failed");
                 }
                 for (bytes, src) in inbox.drain(..) {
+                    let bytes = match &shard {
+                        Some(s) => match s.dispatch(bytes, src) {
+                            Some(mine) => mine,
+                            None => continue,
+                        },
+                        None => bytes,
+                    };
                     endpoint.handle_datagram(src, bytes, now);
                 }
                 // ICMP errors the socket reported (UdpTransport::report_unreachable).
                 for dest in transport.take_unreachable() {
                     endpoint.handle_unreachable(dest, now);
+                }
+            }
+            Some((bytes, src)) = handed(&mut shard) => {
+                let now = Instant::now();
+                endpoint.handle_datagram(src, bytes, now);
+                // The rest of what is queued, up to a batch, in the same wake-up.
+                for _ in 1..udp::BATCH {
+                    let Some((bytes, src)) = shard.as_mut().and_then(Shard::try_recv) else { break };
+                    endpoint.handle_datagram(src, bytes, now);
                 }
             }
             // One message per reader wake-up; every batch already queued is taken too.

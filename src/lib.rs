@@ -75,6 +75,8 @@ pub mod ua;
 
 #[cfg(feature = "tokio")]
 pub mod driver;
+#[cfg(feature = "tokio")]
+pub mod workers;
 
 #[cfg(feature = "service")]
 pub mod b2bua;

@@ -26,10 +26,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::store::{CallState, RedisStore, Store};
 
-/// `switchboard serve --store URL --no-auth` on `listen` with its control socket in `dir`.
-fn serve(url: &str, dir: &Path, listen: &str, rtp: &str) -> (Proc, u16) {
+/// `switchboard serve --store URL --no-auth --workers N` on `listen` with its control socket in
+/// `dir`.
+fn serve(url: &str, dir: &Path, listen: &str, rtp: &str, workers: &str) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
-    cmd.args(["serve", "--store", url, "--no-auth", "--listen", listen, "--rtp-ports", rtp, "--data"]).arg(dir);
+    cmd.args(["serve", "--store", url, "--no-auth", "--listen", listen, "--rtp-ports", rtp, "--workers", workers, "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
 
@@ -113,7 +114,7 @@ fn calls_on_a_killed_instance_are_adopted_with_media_and_never_taken_back() {
     // A, and bob registered through it (his binding is in Redis).
     let listen_a = format!("127.0.0.1:{}", procs::free_port_udp_tcp());
     let rtp_a = ports(200);
-    let (mut svc_a, port_a) = serve(url, &dir_a, &listen_a, &rtp_a);
+    let (mut svc_a, port_a) = serve(url, &dir_a, &listen_a, &rtp_a, "1");
     let member_a = format!("sip:127.0.0.1:{port_a}");
     const ON_A: usize = 2;
     let mut bob = Proc::spawn(
@@ -130,7 +131,8 @@ fn calls_on_a_killed_instance_are_adopted_with_media_and_never_taken_back() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // B starts with bob's binding; then the dispatcher's first membership.
-    let (svc_b, port_b) = serve(url, &dir_b, "127.0.0.1:0", &ports(200));
+    // B runs two workers: each adopted call goes to the worker of its caller leg's Call-ID.
+    let (svc_b, port_b) = serve(url, &dir_b, "127.0.0.1:0", &ports(200), "2");
     let member_b = format!("sip:127.0.0.1:{port_b}");
     publish(url, &format!("1 {member_a} {member_b}"));
     svc_a.wait_line("membership followed", Duration::from_secs(10)).expect("A followed epoch 1");
@@ -195,7 +197,7 @@ fn calls_on_a_killed_instance_are_adopted_with_media_and_never_taken_back() {
 
     // A comes back (same address, so the same member) while the set without it is published:
     // it leaves the adopted calls alone at start, and after the set with it (epoch 3) too.
-    let (svc_a2, port_a2) = serve(url, &dir_a, &listen_a, &rtp_a);
+    let (svc_a2, port_a2) = serve(url, &dir_a, &listen_a, &rtp_a, "1");
     assert_eq!(port_a2, port_a);
     svc_a2.wait_line("0 calls to take back", Duration::from_secs(5)).expect("restarted A takes back nothing");
     publish(url, &format!("3 {member_a} {member_b}"));
@@ -242,7 +244,7 @@ fn a_stopped_instance_that_comes_back_drops_the_calls_adopted_meanwhile() {
     let dir = TempDir::new("failover-stop");
     let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
     std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
-    let (mut svc_a, port_a) = serve(url, &dir_a, "127.0.0.1:0", &ports(100));
+    let (mut svc_a, port_a) = serve(url, &dir_a, "127.0.0.1:0", &ports(100), "1");
     let member_a = format!("sip:127.0.0.1:{port_a}");
     let mut bob = Proc::spawn(
         "bob",
@@ -252,7 +254,7 @@ fn a_stopped_instance_that_comes_back_drops_the_calls_adopted_meanwhile() {
             .args(["--summary", "json", "--tone", "1000", "--rtp-ports", &ports(20), "answer", "--calls", "1"]),
     );
     bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered through A");
-    let (svc_b, port_b) = serve(url, &dir_b, "127.0.0.1:0", &ports(100));
+    let (svc_b, port_b) = serve(url, &dir_b, "127.0.0.1:0", &ports(100), "1");
     let member_b = format!("sip:127.0.0.1:{port_b}");
     publish(url, &format!("1 {member_a} {member_b}"));
     svc_a.wait_line("membership followed", Duration::from_secs(10)).expect("A followed epoch 1");

@@ -40,6 +40,7 @@ const SANS_IO: &[&str] = &[
 /// Modules that do I/O (sockets, files, the clock, the terminal): the thin shells around the rest.
 const IO: &[&str] = &[
     "driver.rs",
+    "workers.rs",
     "transport/udp.rs",
     "transport/udp_sync.rs",
     "transport/mmsg.rs",

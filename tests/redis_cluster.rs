@@ -45,10 +45,11 @@ fn json_lines(s: &str) -> Vec<Value> {
     s.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }
 
-/// `switchboard serve --store URL` with its control socket in `dir`.
-fn serve(url: &str, dir: &Path, rtp: &str) -> (Proc, SocketAddr) {
+/// `switchboard serve --store URL --workers N` with its control socket in `dir` (several workers:
+/// the confirmations of the shared writer and the changes from Redis reach the right worker).
+fn serve(url: &str, dir: &Path, rtp: &str, workers: &str) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(SB);
-    cmd.args(["serve", "--store", url, "--listen", "127.0.0.1:0", "--rtp-ports", rtp, "--data"]).arg(dir);
+    cmd.args(["serve", "--store", url, "--listen", "127.0.0.1:0", "--rtp-ports", rtp, "--workers", workers, "--data"]).arg(dir);
     let (p, port) = procs::spawn_service(&mut cmd, Duration::from_secs(15));
     (p, SocketAddr::from(([127, 0, 0, 1], port)))
 }
@@ -146,8 +147,9 @@ fn nonce_counts_users_and_bindings_are_shared_between_instances() {
     let url = redis.url.as_str();
     let dir = TempDir::new("redis-cluster");
     add_users(url, dir.path(), &["alice", "bob"]);
-    let (svc_a, a) = serve(url, &dir.join("a"), "44000-44999");
-    let (svc_b, b) = serve(url, &dir.join("b"), "45000-45999");
+    // A runs two workers, B one.
+    let (svc_a, a) = serve(url, &dir.join("a"), "44000-44999", "2");
+    let (svc_b, b) = serve(url, &dir.join("b"), "45000-45999", "1");
 
     // A nonce minted by A, used with nc=1 on B (200), then replayed with nc=1 on A: refused,
     // though A itself never saw that count.
@@ -216,7 +218,7 @@ fn redis_trouble_is_loud_not_lossy() {
     let url = redis.url.clone();
     let dir = TempDir::new("redis-trouble");
     add_users(&url, dir.path(), &["alice", "bob", "carol"]);
-    let (svc, a) = serve(&url, &dir.join("a"), "44000-44999");
+    let (svc, a) = serve(&url, &dir.join("a"), "44000-44999", "2");
 
     // A REGISTER's 200 means Redis has the binding.
     let carol = socket();

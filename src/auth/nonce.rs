@@ -65,6 +65,11 @@ impl NonceKey {
         NonceKey { mac, counter: 0 }
     }
 
+    /// The same key with its counter at `counter` (a sibling server's own range).
+    pub(crate) fn with_counter(&self, counter: u32) -> NonceKey {
+        NonceKey { mac: self.mac.clone(), counter }
+    }
+
     /// A fresh nonce issued at `now`. The salt is the sub-second time and a counter: unique per
     /// server, and unlikely to repeat after a restart (the same second, nanosecond and count).
     pub(crate) fn mint(&mut self, now: Duration) -> String {

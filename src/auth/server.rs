@@ -5,6 +5,7 @@ use super::credentials::Credentials;
 use super::digest::{ct_eq_ignore_case, quote, response, Algorithm};
 use super::nonce::{CountCheck, NonceCheck, NonceCounts, NonceKey};
 use crate::message::{HeaderName, Message, Uri};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How long a nonce stays good by default: five minutes, then the client is told `stale=true`.
@@ -57,7 +58,9 @@ pub struct DigestServer {
     key: NonceKey,
     opaque: String,
     lifetime: Duration,
-    counts: NonceCounts,
+    /// Shared by the workers of `serve --workers N` ([`DigestServer::sibling`]): a replayed `nc`
+    /// is refused whichever worker the replay lands on.
+    counts: Arc<Mutex<NonceCounts>>,
     exact_uri: bool,
     last_purge_secs: u64,
     /// Algorithms challenged with, in order (default: SHA-256 then MD5).
@@ -79,11 +82,33 @@ impl DigestServer {
             key,
             opaque,
             lifetime,
-            counts: NonceCounts::new(DEFAULT_MAX_NONCES),
+            counts: Arc::new(Mutex::new(NonceCounts::new(DEFAULT_MAX_NONCES))),
             exact_uri: true,
             last_purge_secs: 0,
             algorithms: Algorithm::PREFERENCE.to_vec(),
         }
+    }
+
+    /// A server for another worker of the same service (issue 16 point 1): same realm, secret,
+    /// lifetime and algorithms, the **same** replay table (one lock, taken only for credentials
+    /// whose digest was right), and its own nonce counter started at `index << 24`, so two workers
+    /// never mint the same nonce in the same nanosecond.
+    pub fn sibling(&self, index: u32) -> DigestServer {
+        DigestServer {
+            realm: self.realm.clone(),
+            key: self.key.with_counter(index << 24),
+            opaque: self.opaque.clone(),
+            lifetime: self.lifetime,
+            counts: Arc::clone(&self.counts),
+            exact_uri: self.exact_uri,
+            last_purge_secs: self.last_purge_secs,
+            algorithms: self.algorithms.clone(),
+        }
+    }
+
+    fn counts(&self) -> MutexGuard<'_, NonceCounts> {
+        // A worker that panicked holding the lock left the table consistent (every call returns).
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets which algorithms challenges offer, in order. Some clients (sipp 3.6, baresip 1.0) give
@@ -110,7 +135,7 @@ impl DigestServer {
     /// Caps the replay table at `max` nonces (at least 1). When it is full and nothing has expired,
     /// the oldest nonces are dropped and answered [`Verdict::Stale`] from then on.
     pub fn set_max_nonces(&mut self, max: usize) {
-        self.counts = NonceCounts::new(max);
+        self.counts = Arc::new(Mutex::new(NonceCounts::new(max)));
     }
 
     /// A fresh nonce issued at `now`.
@@ -183,7 +208,8 @@ impl DigestServer {
         };
         // Without qop there is no nc: such a nonce is good for one request.
         let nc = creds.qop.as_ref().map_or(1, |q| q.nc);
-        match self.counts.record(id, nc, now, self.lifetime) {
+        let check = self.counts().record(id, nc, now, self.lifetime);
+        match check {
             CountCheck::Fresh => Verdict::Authorized { user: creds.username.into_owned() },
             CountCheck::Replay => Verdict::Replay,
             CountCheck::Evicted => Verdict::Stale,
@@ -223,7 +249,7 @@ impl DigestServer {
     /// Forgets the replay state of nonces past their lifetime at `now` (they are refused as stale
     /// anyway). `verify` calls it once per lifetime; call it from a timer to free memory sooner.
     pub fn purge(&mut self, now: Duration) {
-        self.counts.purge(now, self.lifetime);
+        self.counts().purge(now, self.lifetime);
         self.last_purge_secs = now.as_secs();
     }
 
@@ -235,7 +261,7 @@ impl DigestServer {
 
     /// How many nonces the replay table holds (for metrics and tests).
     pub fn tracked_nonces(&self) -> usize {
-        self.counts.len()
+        self.counts().len()
     }
 
     /// The first Digest credentials for our realm. RFC 3261 §22.3: a server looks only at

@@ -158,7 +158,8 @@ impl B2bua {
             referred_by: parties.referred_by,
             ..CallParams::default()
         };
-        match self.ua.dialogs().invite(params, now) {
+        // Sticky like the first callee leg: the new leg maps where the remaining one does.
+        match self.ua.dialogs().invite_sticky(params, &remaining.call_id, now) {
             Ok(pending) => {
                 self.ua.pin_peer(pending.call_id.clone(), target.dest);
                 self.by_call_id.insert(pending.call_id.clone(), (call, leg));

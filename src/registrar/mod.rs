@@ -37,9 +37,11 @@ mod binding;
 mod caps;
 mod error;
 mod register;
+mod shared;
 
 pub use binding::{aor_of, Binding};
 pub use error::RegisterError;
+pub use shared::SharedRegistrar;
 
 use crate::message::{Message, Uri};
 use binding::{aor_for, contact_key};

@@ -37,10 +37,11 @@ use crate::endpoint::{Endpoint, EndpointEvent, Owner, STATELESS_TAG};
 use crate::message::{Message, Method, Uri};
 use crate::proxy::{Proxy, Target};
 use crate::records::{CallState, StoreOp, StoreSink, UserRecord};
-use crate::registrar::{aor_of, Change, Registrar};
+use crate::registrar::{aor_of, Change, Registrar, SharedRegistrar};
 use crate::service::admit::{self, Admission, Admit, AdmitAck, AdmitStats, Known};
 use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
 use crate::service::routes::StaticRoutes;
+use crate::service::shared::{Shared, SharedUsers};
 use crate::transaction::TransactionId;
 use crate::ua::echo::EchoUas;
 use bytes::Bytes;
@@ -88,9 +89,12 @@ pub struct ServiceParts {
 pub struct Service {
     local: SocketAddr,
     echo: EchoUas,
-    registrar: Registrar,
+    /// Shared with the other workers (see `shared`).
+    registrar: SharedRegistrar,
     auth: Option<DigestServer>,
-    users: HashMap<String, UserRecord>,
+    users: SharedUsers,
+    /// Whether this worker runs the registrar's purge (one worker does).
+    purges: bool,
     proxy: Proxy,
     store: Option<Box<dyn StoreSink>>,
     b2bua: Option<B2bua>,
@@ -126,13 +130,26 @@ pub struct TableSizes {
 
 impl Service {
     /// Assembles the service.
-    pub fn new(parts: ServiceParts) -> Service {
+    pub fn new(mut parts: ServiceParts) -> Service {
+        let registrar = std::mem::replace(&mut parts.registrar, Registrar::new(Default::default()));
+        let shared = Shared {
+            registrar: SharedRegistrar::single(registrar),
+            users: SharedUsers::new(std::mem::take(&mut parts.users)),
+            purges: true,
+        };
+        Service::worker(parts, shared)
+    }
+
+    /// One worker of `serve --workers N`: `parts` without its registrar and users, which come from
+    /// `shared` (see [`crate::service::shared`]).
+    pub fn worker(parts: ServiceParts, shared: Shared) -> Service {
         Service {
             local: parts.local,
             echo: parts.echo,
-            registrar: parts.registrar,
+            registrar: shared.registrar,
             auth: parts.auth,
-            users: parts.users.into_iter().map(|u| (u.name.clone(), u)).collect(),
+            users: shared.users,
+            purges: shared.purges,
             proxy: parts.proxy,
             store: parts.store,
             b2bua: parts.b2bua,
@@ -174,7 +191,7 @@ impl Service {
     }
 
     /// The registrar (for status views).
-    pub fn registrar(&self) -> &Registrar {
+    pub fn registrar(&self) -> &SharedRegistrar {
         &self.registrar
     }
 
@@ -226,12 +243,7 @@ impl Service {
             return Err(req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish());
         }
         let users = &self.users;
-        let verdict = auth.verify(req, proxy, self.wall, |user, alg| {
-            users.get(user).map(|u| match alg {
-                Algorithm::Md5 => u.ha1_md5.clone(),
-                Algorithm::Sha256 => u.ha1_sha256.clone(),
-            })
-        });
+        let verdict = auth.verify(req, proxy, self.wall, |user, alg: Algorithm| users.ha1(user, alg));
         let reason = match &verdict {
             Verdict::Authorized { user } => return Ok(Some(user.clone())),
             Verdict::Missing | Verdict::Stale => None,
@@ -275,9 +287,7 @@ impl Service {
         let mut bindings = self.registrar.lookup(&aor);
         if bindings.is_empty() && self.registrar.config().domain.is_none() {
             let user = uri.as_sip().and_then(|u| u.user)?;
-            let prefix = format!("sip:{user}@");
-            let aors: Vec<String> = self.registrar.aors().filter(|a| a.starts_with(&prefix)).map(str::to_owned).collect();
-            bindings = aors.iter().flat_map(|a| self.registrar.lookup(a)).collect();
+            bindings = self.registrar.lookup_prefix(&format!("sip:{user}@"));
         }
         let now = self.wall.as_secs();
         Some(bindings.into_iter().filter(|b| !b.is_expired(now)).map(|b| Target { uri: b.contact.clone(), dest: b.source }).collect())
@@ -471,7 +481,7 @@ impl Service {
 
     /// With auth off there is no user list: a user is known once any binding was seen for it.
     fn ever_registered(&self, req: &Message) -> bool {
-        req.request_uri().and_then(|u| aor_of(&u)).is_some_and(|aor| self.registrar.aors().any(|a| a == aor))
+        req.request_uri().and_then(|u| aor_of(&u)).is_some_and(|aor| self.registrar.has_aor(&aor))
     }
 
     /// An in-dialog request that came back through our Record-Route (admission checked its token):
@@ -496,7 +506,7 @@ impl Service {
         let Ok(Uri::Sip(u)) = Uri::parse(uri) else { return None };
         if let Some(ip) = u.host.ip() {
             // A phone behind NAT: its contact is reached where its REGISTER came from.
-            let by_contact = self.registrar.aors().flat_map(|a| self.registrar.lookup(a)).find(|b| b.contact == uri).map(|b| b.source);
+            let by_contact = self.registrar.find_contact(uri).map(|b| b.source);
             return by_contact.or(Some(SocketAddr::new(ip, u.port.unwrap_or(crate::transport::DEFAULT_PORT))));
         }
         None
@@ -595,7 +605,7 @@ impl Service {
             return Err(UserChangeError::Realm { user: user.realm, service: realm.to_owned() });
         }
         tracing::info!(user = %user.name, "user added or changed");
-        self.users.insert(user.name.clone(), user);
+        self.users.insert(user);
         Ok(())
     }
 
@@ -603,7 +613,7 @@ impl Service {
     /// bindings are dropped (and removed from the store), and their live B2BUA calls end (BYE on
     /// both legs, recorded `user-removed by service`). Returns how many bindings went.
     pub fn remove_user(&mut self, io: &mut Io<'_>, name: &str, now: Instant) -> usize {
-        let known = self.users.remove(name).is_some();
+        let known = self.users.remove(name);
         let changes = self.registrar.remove_user(name);
         let dropped = changes.len();
         self.persist(changes);
@@ -698,7 +708,7 @@ impl Application for Service {
         self.wall = io.wall_clock;
         self.after(now);
         self.proxy.handle_timeout(io.endpoint, now);
-        if self.registrar.next_expiry().is_some_and(|t| t <= self.wall.as_secs()) {
+        if self.purges && self.registrar.next_expiry().is_some_and(|t| t <= self.wall.as_secs()) {
             let changes = self.registrar.purge(self.wall);
             self.persist(changes);
         }
@@ -711,7 +721,7 @@ impl Application for Service {
 
     fn poll_timeout(&self) -> Option<Instant> {
         // The registrar's purge runs in wall time; check it once a second at most.
-        let purge = self.registrar.next_expiry().and(self.last_now.map(|n| n + Duration::from_secs(1)));
+        let purge = self.registrar.next_expiry().filter(|_| self.purges).and(self.last_now.map(|n| n + Duration::from_secs(1)));
         let b2bua = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
         [self.echo.poll_timeout(), self.proxy.poll_timeout(), purge, b2bua].into_iter().flatten().min()
     }

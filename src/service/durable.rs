@@ -76,7 +76,7 @@ impl Service {
             return true;
         }
         let aor = req.to().ok().and_then(|t| aor_of(&t.uri)).unwrap_or_default();
-        let before: Vec<Binding> = self.registrar.lookup(&aor).into_iter().cloned().collect();
+        let before: Vec<Binding> = self.registrar.lookup(&aor);
         let outcome = self.registrar.handle_register(req, source, user, self.wall);
         let claim = self.auth.as_ref().and_then(|a| a.nonce_use(req, false, self.wall));
         // A refused REGISTER changed nothing; a query with no credentials to claim neither.
@@ -194,19 +194,20 @@ impl Service {
                     tracing::warn!(user = %name, error = %e, "user changed in the store left out");
                 }
             }
-            None if self.users.contains_key(name) => {
+            // Also when the user is gone already: with several workers the first one removed it
+            // from the shared table, and each ends the calls it holds (none: nothing happens).
+            None => {
                 self.remove_user(io, name, now);
             }
-            None => {}
         }
     }
 
     /// Everything again, after the store's change feed was lost for a while: users and bindings
-    /// become what the store holds.
-    pub fn resync(&mut self, io: &mut Io<'_>, users: Vec<UserRecord>, bindings: Vec<Binding>, now: Instant) {
-        let gone: Vec<String> = self.users.keys().filter(|n| !users.iter().any(|u| &u.name == *n)).cloned().collect();
-        for name in gone {
-            self.sync_user(io, &name, None, now);
+    /// become what the store holds. Returns the users removed (the other workers end their calls).
+    pub fn resync(&mut self, io: &mut Io<'_>, users: Vec<UserRecord>, bindings: Vec<Binding>, now: Instant) -> Vec<String> {
+        let gone: Vec<String> = self.users.names().into_iter().filter(|n| !users.iter().any(|u| &u.name == n)).collect();
+        for name in &gone {
+            self.sync_user(io, name, None, now);
         }
         for u in users {
             let name = u.name.clone();
@@ -216,8 +217,7 @@ impl Service {
         for b in bindings {
             by_aor.entry(b.aor.clone()).or_default().push(b);
         }
-        let known: Vec<String> = self.registrar.aors().map(str::to_owned).collect();
-        for aor in known {
+        for aor in self.registrar.aors() {
             if !by_aor.contains_key(&aor) {
                 self.registrar.replace_aor(&aor, Vec::new(), self.wall);
             }
@@ -225,6 +225,7 @@ impl Service {
         for (aor, b) in by_aor {
             self.registrar.replace_aor(&aor, b, self.wall);
         }
+        gone
     }
 }
 

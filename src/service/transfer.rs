@@ -59,7 +59,7 @@ impl Service {
         }
         if targets.is_empty() {
             let known = self.users.contains_key(&user)
-                || self.auth.is_none() && self.registrar.aors().any(|a| a.starts_with(&format!("sip:{user}@")));
+                || self.auth.is_none() && self.registrar.aors().iter().any(|a| a.starts_with(&format!("sip:{user}@")));
             return Err(if known { (480, "Temporarily Unavailable") } else { (404, "Not Found") });
         }
         if targets.iter().any(|t| self.admission.is_local(t.dest)) {

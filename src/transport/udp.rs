@@ -53,14 +53,35 @@ const MAX_UNREACHABLE: usize = 64;
 impl UdpTransport {
     /// Binds `addr` (port 0 picks an ephemeral port) with [`SOCKET_BUFFER`]-sized kernel buffers.
     pub async fn bind(addr: SocketAddr) -> io::Result<UdpTransport> {
+        Self::bind_with(addr, false).await
+    }
+
+    /// [`UdpTransport::bind`] with `SO_REUSEPORT`: each worker of `serve --workers N` binds the
+    /// same address (the first with the port asked, the others with the port it got) and the
+    /// kernel spreads arriving datagrams over their sockets by source address.
+    pub async fn bind_shared(addr: SocketAddr) -> io::Result<UdpTransport> {
+        Self::bind_with(addr, true).await
+    }
+
+    async fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpTransport> {
         let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if reuse_port {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReusePort, &true).map_err(io::Error::from)?;
+        }
         // Best effort: a smaller buffer still works, it only drops earlier under a burst.
         if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER).and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER)) {
             tracing::debug!(error = %e, "socket buffer size not raised");
         }
         socket.bind(&addr.into())?;
         socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(socket.into())?;
+        Self::from_std(socket.into())
+    }
+
+    /// Takes over a bound, non-blocking std socket (e.g. from [`UdpTransport::into_std`]: a tokio
+    /// socket belongs to the runtime that registered it, and a worker thread runs its own).
+    /// Call within a tokio runtime.
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpTransport> {
+        let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         Ok(UdpTransport {
             socket,
@@ -70,6 +91,11 @@ impl UdpTransport {
             want: BATCH,
             unreachable: Vec::new(),
         })
+    }
+
+    /// The std socket, deregistered from this runtime (see [`UdpTransport::from_std`]).
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        self.socket.into_std()
     }
 
     /// The bound address.

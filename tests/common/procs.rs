@@ -40,6 +40,12 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdin from /dev/null and both output pipes captured.
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        // `serve` runs one worker per core by default; the tests run one (today's loop) unless
+        // SWITCHBOARD_WORKERS says otherwise (to run a suite with several by hand), or the test
+        // gives --workers itself (tests/service_workers.rs, redis_cluster, failover_b2bua).
+        if std::env::var_os("SWITCHBOARD_WORKERS").is_none() {
+            cmd.env("SWITCHBOARD_WORKERS", "1");
+        }
         let mut child =
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
         let out: Shared = Arc::new((Mutex::new(Captured { lines: Vec::new(), open: 2 }), Condvar::new()));

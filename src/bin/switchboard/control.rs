@@ -7,22 +7,29 @@
 //! | `realm`              | `{"realm": R}` (`null` with auth off)    | `users add` (its realm) |
 //! | `user-put {json}`    | `{"ok": true}` or `{"error": E}`         | `users add`, `passwd`   |
 //! | `user-remove NAME`   | `{"ok": true, "bindings": N}`            | `users remove`          |
+//! | `workers`            | `{"workers": N, "handed_off": H, ...}`   | tests, operators        |
 //!
-//! Each command goes to the service loop through a channel ([`switchboard::driver::Command`]) and
-//! runs there between two inputs: a user change is in force as soon as the command returns.
+//! Each command goes to the service loops through channels ([`switchboard::driver::Command`]) and
+//! runs there between two inputs: a user change is in force as soon as the command returns. With
+//! `--workers N`, `calls` gathers every worker's calls and `user-remove` ends the user's calls on
+//! every worker; users and registrations are shared, so `realm` and `user-put` ask worker 0.
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
-use switchboard::driver::Command;
+use std::time::Instant;
+use switchboard::driver::{Command, Io};
 use switchboard::service::app::Service;
 use switchboard::store::UserRecord;
+use switchboard::workers::WorkerStats;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-/// The sending side, for the socket task.
-pub(crate) type Commands = mpsc::Sender<Command<Service>>;
+/// The sending sides, one per worker (worker 0 first), for the socket task.
+pub(crate) type Commands = Vec<mpsc::Sender<Command<Service>>>;
 
 /// The socket path for a data directory.
 pub(crate) fn default_path(data: &Path) -> PathBuf {
@@ -41,7 +48,8 @@ fn user_of(v: &Value) -> Option<UserRecord> {
 
 /// Listens on `path` (a stale socket file is replaced), mode 0600, and hands each command to the
 /// service loop through `commands`.
-pub(crate) fn listen(path: &Path, commands: Commands) -> Result<(), String> {
+pub(crate) fn listen(path: &Path, commands: Commands, stats: Arc<WorkerStats>) -> Result<(), String> {
+    let commands = Arc::new(commands);
     if path.exists() {
         let _ = std::fs::remove_file(path);
     }
@@ -52,13 +60,13 @@ pub(crate) fn listen(path: &Path, commands: Commands) -> Result<(), String> {
         .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let commands = commands.clone();
+            let (commands, stats) = (commands.clone(), stats.clone());
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
                 let mut line = String::new();
                 let read = tokio::time::timeout(Duration::from_secs(5), BufReader::new(r).read_line(&mut line)).await;
                 let answer = match read {
-                    Ok(Ok(_)) => answer(line.trim(), &commands).await,
+                    Ok(Ok(_)) => answer(line.trim(), &commands, &stats).await,
                     _ => json!({"error": "no command read"}).to_string(),
                 };
                 let _ = w.write_all(answer.as_bytes()).await;
@@ -69,42 +77,79 @@ pub(crate) fn listen(path: &Path, commands: Commands) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs one command line on the service loop and returns its JSON answer.
-async fn answer(line: &str, commands: &Commands) -> String {
-    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+/// What a command computes on one worker's loop.
+type Job = Box<dyn FnOnce(&mut Service, &mut Io<'_>, Instant) -> Value + Send>;
+
+/// Runs `job` on worker `sender`'s loop and returns what it computed.
+async fn on_worker(sender: &mpsc::Sender<Command<Service>>, job: Job) -> Result<Value, String> {
     let (tx, rx) = oneshot::channel::<Value>();
-    let command: Command<Service> = match word {
-        "calls" => Box::new(move |svc, _io, now| {
-            let _ = tx.send(serde_json::to_value(svc.live_calls(now)).unwrap_or_else(|_| json!([])));
-        }),
-        "realm" => Box::new(move |svc, _io, _now| {
-            let _ = tx.send(json!({ "realm": svc.realm() }));
-        }),
+    let command: Command<Service> = Box::new(move |svc, io, now| {
+        let _ = tx.send(job(svc, io, now));
+    });
+    if sender.send(command).await.is_err() {
+        return Err("the service is stopping".into());
+    }
+    match tokio::time::timeout(Duration::from_secs(3), rx).await {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err("the service did not answer in time".into()),
+    }
+}
+
+/// Runs one command line on the service loops and returns its JSON answer.
+async fn answer(line: &str, commands: &Commands, stats: &WorkerStats) -> String {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let Some(first) = commands.first() else { return json!({"error": "no worker"}).to_string() };
+    let result = match word {
+        "calls" => {
+            let mut all = Vec::new();
+            for c in commands.iter() {
+                match on_worker(c, Box::new(|svc, _io, now| serde_json::to_value(svc.live_calls(now)).unwrap_or_else(|_| json!([])))).await
+                {
+                    Ok(Value::Array(calls)) => all.extend(calls),
+                    Ok(_) => {}
+                    Err(e) => return json!({ "error": e }).to_string(),
+                }
+            }
+            Ok(Value::Array(all))
+        }
+        "realm" => on_worker(first, Box::new(|svc, _io, _now| json!({ "realm": svc.realm() }))).await,
         "user-put" => {
             let Some(user) = serde_json::from_str(rest).ok().as_ref().and_then(user_of) else {
                 return json!({"error": "user-put takes {\"name\",\"realm\",\"ha1_md5\",\"ha1_sha256\"}"}).to_string();
             };
-            Box::new(move |svc, _io, _now| {
-                let _ = tx.send(match svc.put_user(user) {
+            on_worker(
+                first,
+                Box::new(move |svc, _io, _now| match svc.put_user(user) {
                     Ok(()) => json!({"ok": true}),
                     Err(e) => json!({ "error": e.to_string() }),
-                });
-            })
+                }),
+            )
+            .await
         }
         "user-remove" if !rest.is_empty() => {
-            let name = rest.to_owned();
-            Box::new(move |svc, io, now| {
-                let _ = tx.send(json!({"ok": true, "bindings": svc.remove_user(io, &name, now)}));
-            })
+            // Worker 0 first: it removes the user and the bindings (shared); every worker then
+            // ends the user's calls it holds.
+            let mut bindings = 0;
+            for c in commands.iter() {
+                let name = rest.to_owned();
+                match on_worker(c, Box::new(move |svc, io, now| json!(svc.remove_user(io, &name, now)))).await {
+                    Ok(v) => bindings += v.as_u64().unwrap_or(0),
+                    Err(e) => return json!({ "error": e }).to_string(),
+                }
+            }
+            Ok(json!({"ok": true, "bindings": bindings}))
         }
-        _ => return json!({"error": "unknown command; try: calls, realm, user-put JSON, user-remove NAME"}).to_string(),
+        "workers" => Ok(json!({
+            "workers": commands.len(),
+            "handed_off": stats.handed_off.load(Ordering::Relaxed),
+            "handoff_drops": stats.handoff_drops.load(Ordering::Relaxed),
+            "handled": stats.handled.iter().map(|h| h.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+        })),
+        _ => return json!({"error": "unknown command; try: calls, realm, user-put JSON, user-remove NAME, workers"}).to_string(),
     };
-    if commands.send(command).await.is_err() {
-        return json!({"error": "the service is stopping"}).to_string();
-    }
-    match tokio::time::timeout(Duration::from_secs(3), rx).await {
-        Ok(Ok(v)) => v.to_string(),
-        _ => json!({"error": "the service did not answer in time"}).to_string(),
+    match result {
+        Ok(v) => v.to_string(),
+        Err(e) => json!({ "error": e }).to_string(),
     }
 }
 

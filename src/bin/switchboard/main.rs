@@ -17,6 +17,7 @@ mod serve;
 mod shared_calls;
 mod shared_store;
 mod users;
+mod workers;
 
 /// switchboard: a SIP session initiation service over UDP.
 ///

@@ -7,6 +7,10 @@
 //! membership, the calls won and the ids of calls others own to the service loop as one command
 //! ([`Service::follow_membership`]).
 //!
+//! With `--workers N` every worker gets the membership (its proxy and admission learn the peers,
+//! its B2BUA the epoch and the calls it lost), and each adopted call goes to the worker its
+//! caller leg's Call-ID maps to, as at start ([`crate::workers::split_calls`]).
+//!
 //! The instance never decides a peer is dead: only a published membership moves calls. Redis
 //! unreachable changes nothing: the thread reconnects (one WARN line a minute while it cannot),
 //! reads the key again and acts on it only if its epoch is newer than the last one followed.
@@ -43,7 +47,7 @@ pub(crate) fn follow(url: &str, me: String, commands: Commands) -> Result<(), St
         .spawn(move || {
             let mut follower = Follower::default();
             let mut warned: Option<Instant> = None;
-            while !commands.is_closed() {
+            while !closed(&commands) {
                 match session(&url, &me, &commands, &mut follower) {
                     Ok(()) => return,
                     Err(e) => {
@@ -83,7 +87,7 @@ fn session(url: &str, me: &str, commands: &Commands, follower: &mut Follower) ->
                 }
             }
             Err(e) if e.is_timeout() => {
-                if commands.is_closed() {
+                if closed(commands) {
                     return Ok(());
                 }
             }
@@ -116,9 +120,19 @@ fn handle(store: &RedisStore, me: &str, commands: &Commands, follower: &mut Foll
         }
     }
     tracing::info!(epoch = m.epoch, claimed = adopted.len(), "new membership");
-    let command: Command<Service> = Box::new(move |svc, io, now| {
-        svc.follow_membership(io, &m, &adopted, &lost, now);
-    });
-    // Blocking is fine: this is the membership thread, not the service loop.
-    commands.blocking_send(command).map_err(|_| "the service stopped".to_owned())
+    let per_worker = crate::workers::split_calls(adopted, commands.len().max(1));
+    for (sender, adopted) in commands.iter().zip(per_worker) {
+        let (m, lost) = (m.clone(), lost.clone());
+        let command: Command<Service> = Box::new(move |svc, io, now| {
+            svc.follow_membership(io, &m, &adopted, &lost, now);
+        });
+        // Blocking is fine: this is the membership thread, not the service loop.
+        sender.blocking_send(command).map_err(|_| "the service stopped".to_owned())?;
+    }
+    Ok(())
+}
+
+/// Whether the service is gone (its workers' channels closed).
+fn closed(commands: &Commands) -> bool {
+    commands.iter().all(|c| c.is_closed())
 }

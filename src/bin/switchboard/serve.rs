@@ -11,12 +11,13 @@ use switchboard::dialog::IdGen;
 use switchboard::endpoint::{Endpoint, EndpointConfig};
 use switchboard::proxy::token::RouteKey;
 use switchboard::proxy::{Proxy, ProxyConfig};
-use switchboard::registrar::{Registrar, RegistrarConfig};
+use switchboard::registrar::{Registrar, RegistrarConfig, SharedRegistrar};
 use switchboard::relay::RelayConfig;
 use switchboard::service::admit::{Admission, Cidr};
 use switchboard::service::app::{Service, ServiceParts};
 use switchboard::service::config::{self, AuthMode, FileConfig};
 use switchboard::service::routes::StaticRoutes;
+use switchboard::service::shared::{Shared, SharedUsers};
 use switchboard::store::{RedisStore, SqliteStore, Store, StoreWriter, WriterConfig};
 use switchboard::transaction::Config;
 use switchboard::transport::udp::UdpTransport;
@@ -160,6 +161,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub(crate) auth_backoff: Option<u64>,
     // ----- end limits -----
+    /// Worker threads (issue 16 point 1): each owns the calls, transactions and timers whose
+    /// Call-ID maps to it, and binds the SIP address with SO_REUSEPORT; a datagram that arrives
+    /// on another worker's socket is handed over by Call-ID. Registrations are sharded by AOR;
+    /// max_bindings, max_transactions, the rate limit and the RTP port range are split between
+    /// workers. 1 is the single loop of before [default: the number of cores].
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_WORKERS")]
+    pub(crate) workers: Option<usize>,
 }
 
 /// Everything resolved, checked and ready.
@@ -195,6 +203,7 @@ pub(crate) struct Resolved {
     hops: Vec<SocketAddr>,
     rate_limit: Option<switchboard::transport::rate_limit::RateLimit>,
     guard: switchboard::service::guard::GuardConfig,
+    workers: usize,
 }
 
 /// The caps of issue 14 point 5, resolved.
@@ -289,6 +298,11 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let trusted = if args.trusted.is_empty() { file.trusted.unwrap_or_default() } else { args.trusted.clone() };
     let trusted = trusted.iter().map(|t| t.parse::<Cidr>()).collect::<Result<Vec<_>, _>>()?;
+    let workers = match args.workers {
+        Some(n @ 1..=256) => n,
+        Some(n) => return Err(format!("workers must be between 1 and 256, got {n}")),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(256)),
+    };
     Ok(Resolved {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060))),
         domain: args.domain.clone().or(file.domain),
@@ -328,6 +342,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
             },
             ..Default::default()
         },
+        workers,
     })
 }
 
@@ -399,8 +414,21 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 
 async fn serve(r: Resolved) -> Result<(), String> {
     // Bound first: the member URI defaults to the address actually bound (port 0 picks one).
-    let transport = UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
-    let local = transport.local_addr();
+    // One socket per worker on the same address (SO_REUSEPORT when there are several): the
+    // first takes the port asked for, the others the port it got.
+    let n = r.workers;
+    let mut transports = Vec::with_capacity(n);
+    if n == 1 {
+        transports.push(UdpTransport::bind(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?);
+    } else {
+        let first = UdpTransport::bind_shared(r.listen).await.map_err(|e| format!("cannot listen on {}: {e}", r.listen))?;
+        let local = first.local_addr();
+        transports.push(first);
+        for _ in 1..n {
+            transports.push(UdpTransport::bind_shared(local).await.map_err(|e| format!("cannot listen on {local} again: {e}"))?);
+        }
+    }
+    let local = transports[0].local_addr();
     let member = r.member.clone().unwrap_or_else(|| format!("sip:{local}"));
     if r.store.is_some() && r.member.is_none() && local.ip().is_unspecified() {
         tracing::warn!(%member, "listening on a wildcard address: give --member sip:IP:PORT as the dispatcher names this instance");
@@ -435,14 +463,17 @@ async fn serve(r: Resolved) -> Result<(), String> {
     let users = store.users().map_err(|e| e.to_string())?;
     let users = if r.auth == AuthMode::Digest { users_for_realm(users, &challenge_realm, r.realm.is_some())? } else { users };
     let bindings = store.bindings().map_err(|e| e.to_string())?;
-    let mut registrar = Registrar::new(RegistrarConfig {
-        domain: r.domain.clone(),
-        min_expires: r.min_expires,
-        max_expires: r.max_expires,
-        max_contacts: r.caps.max_contacts,
-        max_bindings: r.caps.max_bindings,
-        ..RegistrarConfig::default()
-    });
+    let registrar = SharedRegistrar::new(
+        RegistrarConfig {
+            domain: r.domain.clone(),
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            max_contacts: r.caps.max_contacts,
+            max_bindings: r.caps.max_bindings,
+            ..RegistrarConfig::default()
+        },
+        n,
+    );
     let saved_calls = if r.mode == config::Mode::B2bua { store.call_states().map_err(|e| e.to_string())? } else { Vec::new() };
     let saved_calls =
         if r.store.is_some() { crate::members::ours_at_start(saved_calls, membership.as_ref(), &member) } else { saved_calls };
@@ -456,41 +487,10 @@ async fn serve(r: Resolved) -> Result<(), String> {
             }
         }
     }
-    let timers = Config { t1: r.t1, ..Config::default() };
-    let allow = format!("{}, REGISTER", switchboard::endpoint::ALLOW);
-    let endpoint = Endpoint::new(EndpointConfig {
-        timers,
-        allow,
-        max_transactions: r.caps.max_transactions,
-        rate_limit: r.rate_limit,
-        trusted_hops: r.hops.clone(),
-        ..EndpointConfig::default()
-    });
     match r.rate_limit {
         Some(l) => tracing::info!("rate limit: {} requests/s per source IP, burst {}", l.rate, l.burst),
         None => tracing::info!("rate limit: off (rate_limit = 0)"),
     }
-    let session = MediaConfig {
-        inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
-        cname: format!("echo@{}", local.ip()),
-        seed: IdGen::os_seed(),
-        ..MediaConfig::default()
-    };
-    let media = CallMediaConfig { ip: local.ip(), ports: r.rtp_ports.clone(), prefs: MediaPrefs::default(), session };
-    // Each part keys its own generator from the OS (see `IdGen`): ids seen on the wire tell
-    // nothing about the next ones.
-    let echo = EchoUas::new(
-        EchoConfig {
-            local,
-            answer_delay: r.answer_delay,
-            t1: r.t1,
-            t2: timers.t2,
-            media,
-            max_calls_per_source: r.caps.max_echo_calls_per_source,
-            port_share: r.caps.unauth_port_share,
-        },
-        IdGen::os_seed(),
-    );
     // One secret per deployment: the nonces' key, and (derived from it) the Record-Route tokens'.
     let route_key = RouteKey::derive(&deployment_secret);
     let auth = match r.auth {
@@ -501,68 +501,116 @@ async fn serve(r: Resolved) -> Result<(), String> {
         }
         AuthMode::None => None,
     };
-    let proxy = Proxy::new(ProxyConfig {
-        local,
-        branch_timeout: r.branch_timeout,
-        ringing_timeout: Duration::from_secs(181),
-        seed: IdGen::os_seed(),
-        realm: auth.as_ref().map(|d| d.realm().to_owned()),
-        route_key: route_key.clone(),
-    });
-    let b2bua = (r.mode == config::Mode::B2bua).then(|| {
-        let mut b = B2bua::new(B2buaConfig {
-            local,
-            t1: r.t1,
-            t2: timers.t2,
-            media_ip: local.ip(),
-            rtp_ports: r.rtp_ports.clone(),
-            relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout), learning: r.rtp_learning },
-            no_answer: r.branch_timeout,
-            relay_media: r.relay_media,
-            seed: IdGen::os_seed(),
-        })
-        .with_relay_lanes(r.relay_threads);
-        if r.store.is_some() {
-            b.set_member(member.clone(), membership.as_ref().map_or(0, |m| m.epoch));
-        }
-        b
-    });
     let n_saved = saved_calls.len();
-    // With a shared store, REGISTERs wait for their write and other instances' changes come in
-    // (see `shared_store`); the command channel carries both, and the control socket's.
-    let (commands, commands_rx) = tokio::sync::mpsc::channel(256);
-    let store: Box<dyn switchboard::records::StoreSink> = match (&r.store, origin) {
-        (Some(url), Some(origin)) => {
-            let loop_tx = crate::shared_store::forwarder(commands.clone());
-            crate::shared_store::follow(url, origin, loop_tx.clone())?;
-            Box::new(crate::shared_store::ConfirmingWriter { writer, loop_tx })
-        }
-        _ => Box::new(writer),
+    let mut saved_per_worker = crate::workers::split_calls(saved_calls, n);
+    let writer = std::sync::Arc::new(writer);
+    // The command channels, one per worker: the control socket's commands and, with a shared
+    // store, its confirmations and other instances' changes (see `shared_store`) and the
+    // membership (see `members`).
+    let (commands, commands_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::channel(256)).unzip();
+    // With a shared store each worker's REGISTERs wait for their write: the writer is shared,
+    // each worker's confirmations come back on that worker's channel (its tickets are its own).
+    let loop_txs: Vec<_> = match &r.store {
+        Some(_) => commands.iter().map(|c| crate::shared_store::forwarder(c.clone())).collect(),
+        None => Vec::new(),
     };
-    let routes = r.routes;
-    let parts = ServiceParts {
-        local,
-        echo,
-        registrar,
-        auth,
-        users: users.clone(),
-        proxy,
-        store: Some(store),
-        b2bua,
-        recovered: saved_calls,
-        routes,
-        admission: Admission::new(local, route_key, r.trusted),
-        guard: r.guard,
-    };
-    let mut service = Service::new(parts);
-    service.set_trusted_hops(r.hops.clone());
-    // The control socket is up before the listening line, so whoever waits for that line (a
-    // script, a test) can change users at once.
-    if let Some(url) = &r.store {
+    let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true };
+    let (shards, stats) = switchboard::workers::shards(n);
+    let mut services = Vec::with_capacity(n);
+    for (i, shard) in shards.into_iter().enumerate() {
+        let w = crate::workers::Worker { index: i, count: n };
+        let timers = Config { t1: r.t1, ..Config::default() };
+        let endpoint = Endpoint::new(EndpointConfig {
+            timers,
+            allow: format!("{}, REGISTER", switchboard::endpoint::ALLOW),
+            max_transactions: w.budget(r.caps.max_transactions),
+            rate_limit: r.rate_limit.map(|l| w.rate_limit(l)),
+            trusted_hops: r.hops.clone(),
+            ..EndpointConfig::default()
+        });
+        let rtp_ports = w.ports(&r.rtp_ports);
+        let session = MediaConfig {
+            inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),
+            cname: format!("echo@{}", local.ip()),
+            seed: IdGen::os_seed(),
+            ..MediaConfig::default()
+        };
+        let media = CallMediaConfig { ip: local.ip(), ports: rtp_ports.clone(), prefs: MediaPrefs::default(), session };
+        // Each part keys its own generator from the OS (see `IdGen`): ids seen on the wire tell
+        // nothing about the next ones.
+        let echo = EchoUas::new(
+            EchoConfig {
+                local,
+                answer_delay: r.answer_delay,
+                t1: r.t1,
+                t2: timers.t2,
+                media,
+                // 0 is no limit; otherwise this worker's budget.
+                max_calls_per_source: if r.caps.max_echo_calls_per_source == 0 { 0 } else { w.budget(r.caps.max_echo_calls_per_source) },
+                port_share: r.caps.unauth_port_share,
+            },
+            IdGen::os_seed(),
+        );
+        let proxy = Proxy::new(ProxyConfig {
+            local,
+            branch_timeout: r.branch_timeout,
+            ringing_timeout: Duration::from_secs(181),
+            seed: IdGen::os_seed(),
+            realm: auth.as_ref().map(|d| d.realm().to_owned()),
+            route_key: route_key.clone(),
+        });
+        let b2bua = (r.mode == config::Mode::B2bua).then(|| {
+            let mut b = B2bua::new(B2buaConfig {
+                local,
+                t1: r.t1,
+                t2: timers.t2,
+                media_ip: local.ip(),
+                rtp_ports: rtp_ports.clone(),
+                relay: RelayConfig { inactivity: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout), learning: r.rtp_learning },
+                no_answer: r.branch_timeout,
+                relay_media: r.relay_media,
+                seed: IdGen::os_seed(),
+            })
+            // The relay threads are shared out among the workers (each at least one, unless 0:
+            // relayed on the worker's own thread).
+            .with_relay_lanes(if r.relay_threads == 0 { 0 } else { (r.relay_threads / n).max(1) });
+            if r.store.is_some() {
+                b.set_member(member.clone(), membership.as_ref().map_or(0, |m| m.epoch));
+            }
+            b
+        });
+        let store: Box<dyn switchboard::records::StoreSink> = match loop_txs.get(i) {
+            Some(loop_tx) => Box::new(crate::shared_store::ConfirmingWriter { writer: writer.clone(), loop_tx: loop_tx.clone() }),
+            None => Box::new(crate::workers::SharedWriter(writer.clone())),
+        };
+        let parts = ServiceParts {
+            local,
+            echo,
+            // The registrar and the users are the shared ones (`Service::worker`).
+            registrar: Registrar::new(RegistrarConfig::default()),
+            auth: auth.as_ref().map(|a| a.sibling(i as u32)),
+            users: Vec::new(),
+            proxy,
+            store: Some(store),
+            b2bua,
+            recovered: std::mem::take(&mut saved_per_worker[i]),
+            routes: r.routes.clone(),
+            admission: Admission::new(local, route_key.clone(), r.trusted.clone()),
+            guard: r.guard,
+        };
+        let mut service = Service::worker(parts, Shared { purges: i == 0, ..shared.clone() });
+        service.set_trusted_hops(r.hops.clone());
+        services.push((endpoint, service, (n > 1).then_some(shard)));
+    }
+    drop(writer);
+    if let (Some(url), Some(origin)) = (&r.store, origin) {
+        crate::shared_store::follow(url, origin, loop_txs)?;
         crate::members::follow(url, member.clone(), commands.clone())?;
     }
+    // The control socket is up before the listening line, so whoever waits for that line (a
+    // script, a test) can change users at once.
     if let Some(path) = &r.control {
-        crate::control::listen(path, commands)?;
+        crate::control::listen(path, commands, stats)?;
     }
     // The listening line goes to stdout so scripts (and tests) can read the chosen port.
     println!("switchboard listening on udp {local}; call sip:echo@{local}");
@@ -572,16 +620,13 @@ async fn serve(r: Resolved) -> Result<(), String> {
     };
     match place {
         Some(d) => eprintln!(
-            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); mode {}",
+            "switchboard: data in {d} ({} users, {restored} registrations restored, {n_saved} calls to take back); {n} workers; mode {}",
             users.len(),
             r.mode
         ),
-        None => eprintln!("switchboard: data in memory only (--data none)"),
+        None => eprintln!("switchboard: data in memory only (--data none); {n} workers"),
     }
-    tracing::info!(%local, auth = ?r.auth, "listening");
-    switchboard::driver::run_with_commands(transport, endpoint, service, switchboard::driver::interrupted(), commands_rx).await;
-    if let Some(path) = &r.control {
-        let _ = std::fs::remove_file(path);
-    }
+    tracing::info!(%local, auth = ?r.auth, workers = n, "listening");
+    crate::workers::run(transports, services, commands_rx).await;
     Ok(())
 }
