@@ -40,9 +40,21 @@ impl Dialogs {
     /// Sends an INVITE (RFC 3261 §13.2.1) with a new Call-ID and From tag, our Contact, session
     /// timer headers (RFC 4028 §7.1) and the SDP offer. Returns the pending id (empty remote tag)
     /// that names the INVITE until dialogs appear ([`Event::Early`], [`Event::Established`]).
-    pub fn invite(&mut self, params: CallParams, _now: Instant) -> Result<DialogId, DialogError> {
-        check_params(&params)?;
+    pub fn invite(&mut self, params: CallParams, now: Instant) -> Result<DialogId, DialogError> {
         let call_id = self.ids.call_id(host_of(&self.config.sent_by));
+        self.invite_as(params, call_id, now)
+    }
+
+    /// [`Dialogs::invite`] with a Call-ID that carries `keyed_on`'s cluster key
+    /// ([`crate::cluster::sticky_call_id`]): a B2BUA's callee leg then hashes to the instance (and
+    /// worker) its caller leg hashes to, so a dispatcher and an adopter find both legs alike.
+    pub fn invite_keyed(&mut self, params: CallParams, keyed_on: &str, now: Instant) -> Result<DialogId, DialogError> {
+        let call_id = crate::cluster::sticky_call_id(keyed_on, self.ids.next_u64(), host_of(&self.config.sent_by));
+        self.invite_as(params, call_id, now)
+    }
+
+    fn invite_as(&mut self, params: CallParams, call_id: String, _now: Instant) -> Result<DialogId, DialogError> {
+        check_params(&params)?;
         let tag = self.ids.tag();
         let request = self.build_invite(&params, &call_id, &tag, 1, 0, None)?;
         let id = DialogId::new(&call_id, &tag, "");
