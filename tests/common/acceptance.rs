@@ -46,6 +46,12 @@ impl Cluster {
     /// Redis, the dispatcher (with `dispatch_extra`) and three instances (with `serve_extra`), or
     /// `None` when redis-server is missing (panics under `CI`).
     pub fn start(tag: &str, dispatch_extra: &[&str], serve_extra: &[&str]) -> Option<Cluster> {
+        Cluster::start_some(tag, dispatch_extra, serve_extra, 3)
+    }
+
+    /// As [`Cluster::start`], with only the first `running` instances started (the others are
+    /// still the dispatcher's backends, probed and found dead until [`Cluster::start_instance`]).
+    pub fn start_some(tag: &str, dispatch_extra: &[&str], serve_extra: &[&str], running: usize) -> Option<Cluster> {
         let redis = Redis::start(false)?;
         let dir = TempDir::new(tag);
         let addrs: Vec<SocketAddr> = (0..3).map(|_| SocketAddr::from(([127, 0, 0, 1], procs::free_port_udp_tcp()))).collect();
@@ -73,7 +79,7 @@ impl Cluster {
             disp,
             extra: serve_extra.iter().map(|s| s.to_string()).collect(),
         };
-        for i in 0..3 {
+        for i in 0..running {
             c.start_instance(i);
         }
         Some(c)
@@ -152,6 +158,12 @@ impl Cluster {
             assert!(t0.elapsed() < limit, "membership {want:?} within {limit:?}: {}", self.dispatch.transcript());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `calls --json --data DIR` of instance `i` (its live calls).
+    pub fn calls(&self, i: usize) -> Vec<Value> {
+        let out = Command::new(SB).args(["calls", "--json", "--data"]).arg(self.data(i)).stdin(Stdio::null()).output().expect("calls");
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// The bindings in Redis: (aor, contact), sorted.
