@@ -10,6 +10,8 @@ mod acceptance;
 mod heard;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/raw_sip.rs"]
+mod raw_sip;
 #[path = "common/redis.rs"]
 mod redis_server;
 #[path = "common/sipp.rs"]
@@ -288,4 +290,96 @@ fn kill_9_with_live_calls_and_sipp_load_calls_are_adopted_with_audio() {
         assert!(r["end_reason"] == "failover" && r["ended_by"] == "caller", "{r}");
     }
     assert_eq!(records.len(), LIVE, "{records:#?}");
+}
+
+/// Point 5: Redis stopped for 5 s (SIGSTOP, then SIGCONT) while REGISTERs keep arriving through the
+/// dispatcher at three instances and six calls are up: every REGISTER gets 200 or 503, each one
+/// answered 200 is in Redis afterwards; no saved call changes owner or epoch, and the dispatcher's
+/// membership does not change (its probes do not need Redis).
+#[test]
+fn redis_outage_loses_no_acknowledged_registration_and_moves_no_call() {
+    let serve = ["--no-auth", "--rate-limit", "0"];
+    let Some(mut c) = Cluster::start("acceptance-redis", &[], &serve) else { return };
+    let membership = c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+    c.add_users(&["alice", "bob"]);
+    const CALLS: usize = 6;
+    let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", &CALLS.to_string()]));
+    bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let mut alices: Vec<Proc> = (0..CALLS)
+        .map(|i| {
+            let wav = format!("alice-{i}.wav");
+            Proc::spawn(&format!("alice{i}"), &mut phone(&c, "alice", "440", &wav, &["dial", "sip:bob@127.0.0.1", "--duration", "14"]))
+        })
+        .collect();
+    let t0 = Instant::now();
+    let owners = loop {
+        let o = c.owners();
+        if o.len() == CALLS {
+            break o;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{CALLS} calls saved: {o:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let owning: std::collections::BTreeSet<&str> = owners.iter().map(|(_, o, _)| o.as_str()).collect();
+    println!("{CALLS} calls saved, owned by {owning:?}");
+
+    let disp = c.disp;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registering = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sock = raw_sip::socket();
+            let mut answers = Vec::new();
+            let mut k = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k += 1;
+                let user = format!("u{k:04}");
+                let call_id = format!("outage-{k}");
+                raw_sip::register(&sock, disp, &user, &format!("sip:{user}@{}", raw_sip::addr_of(&sock)), &call_id, 1);
+                let r = raw_sip::final_response(&sock, &call_id, Duration::from_secs(20));
+                answers.push((user, raw_sip::status(&r)));
+            }
+            answers
+        })
+    };
+    let wait_for = |c: &Cluster, what: &str, k: usize| {
+        let t0 = Instant::now();
+        while c.bindings().len() < k {
+            assert!(t0.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let phones = c.bindings().len();
+    wait_for(&c, "registrations before the stop", phones + 5);
+    c.redis.signal("STOP");
+    let stopped = Instant::now();
+    // The outage itself lasts 5 s: that is the scenario, not a wait for something.
+    std::thread::sleep(Duration::from_secs(5));
+    c.redis.signal("CONT");
+    let before = c.bindings().len();
+    wait_for(&c, "registrations after the stop", before + 5);
+    println!("registrations stored again {} ms after SIGCONT", (stopped.elapsed() - Duration::from_secs(5)).as_millis());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = registering.join().expect("registering thread");
+
+    let stored: Vec<String> = c.bindings().into_iter().map(|(aor, _)| aor).collect();
+    let ok: Vec<&String> = answers.iter().filter(|(_, s)| *s == 200).map(|(u, _)| u).collect();
+    let unavailable = answers.iter().filter(|(_, s)| *s == 503).count();
+    println!("{} REGISTERs through the dispatcher: {} answered 200, {unavailable} answered 503", answers.len(), ok.len());
+    assert!(unavailable > 0, "the outage was seen: {answers:?}");
+    assert_eq!(ok.len() + unavailable, answers.len(), "only 200 or 503: {answers:?}");
+    for user in ok {
+        assert!(stored.iter().any(|aor| aor.starts_with(&format!("sip:{user}@"))), "{user} got 200 but is not in Redis: {stored:?}");
+    }
+    assert_eq!(c.owners(), owners, "no call changed owner or epoch");
+    assert_eq!(c.wait_membership(&[0, 1, 2], Duration::ZERO), membership, "the membership did not change");
+
+    for (i, a) in alices.iter_mut().enumerate() {
+        let ok = a.wait_exit(Duration::from_secs(40)).is_some_and(|s| s.success());
+        assert!(ok, "alice {i}: {}", a.transcript());
+        let s = summaries(a).pop().unwrap_or_default();
+        assert!(s["state"] == "completed" && s["bye_status"] == 200, "alice {i}: {s}");
+    }
+    bob.expect_exit(Duration::from_secs(20));
+    assert!(summaries(&bob).iter().all(|b| b["reason"] == "bye-remote"), "{}", bob.transcript());
 }

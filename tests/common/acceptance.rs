@@ -147,13 +147,18 @@ impl Cluster {
         let want: Vec<String> = live.iter().map(|&i| self.member(i)).collect();
         let t0 = Instant::now();
         loop {
-            let found =
-                self.dispatch.lines(Stream::Stderr).into_iter().rev().find(|l| l.contains("switchboard dispatch: membership epoch"));
-            if let Some(l) = found {
-                let set: Vec<&str> = l.split(": ").nth(2).unwrap_or("").split_whitespace().collect();
-                if set.len() == want.len() && want.iter().all(|w| set.contains(&w.as_str())) {
-                    return l;
-                }
+            // Every backend starts live (the first membership, not printed); each change is printed.
+            let all: Vec<String> = (0..self.addrs.len()).map(|i| self.member(i)).collect();
+            let l = self
+                .dispatch
+                .lines(Stream::Stderr)
+                .into_iter()
+                .rev()
+                .find(|l| l.contains("switchboard dispatch: membership epoch"))
+                .unwrap_or_else(|| format!("switchboard dispatch: membership epoch 1: {}", all.join(" ")));
+            let set: Vec<&str> = l.split(": ").nth(2).unwrap_or("").split_whitespace().collect();
+            if set.len() == want.len() && want.iter().all(|w| set.contains(&w.as_str())) {
+                return l;
             }
             assert!(t0.elapsed() < limit, "membership {want:?} within {limit:?}: {}", self.dispatch.transcript());
             std::thread::sleep(Duration::from_millis(20));
