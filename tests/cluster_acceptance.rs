@@ -383,3 +383,64 @@ fn redis_outage_loses_no_acknowledged_registration_and_moves_no_call() {
     bob.expect_exit(Duration::from_secs(20));
     assert!(summaries(&bob).iter().all(|b| b["reason"] == "bye-remote"), "{}", bob.transcript());
 }
+
+/// Point 3: a rolling restart under 50 calls/s of sipp through the dispatcher: each instance in
+/// turn gets SIGTERM (it drains: its probes are answered 503 so the dispatcher sends it no new
+/// call, its echo calls end, then it exits) and is started again on the same address; no call
+/// fails.
+#[test]
+fn rolling_restart_under_load_fails_no_call() {
+    if !sipp::available() {
+        return;
+    }
+    let serve = ["--no-auth", "--rate-limit", "0"];
+    let Some(mut c) = Cluster::start("acceptance-rolling", &[], &serve) else { return };
+    c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+    let dir = procs::TempDir::new("acceptance-rolling-sipp");
+    const RATE: u32 = 50;
+    const CALLS: u32 = 800;
+    let mut load = sipp_load(&c, dir.path(), "uac", RATE, CALLS, 500);
+    let started = Instant::now();
+    // Some load first, so the first instance has calls when it is stopped.
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 0..3 {
+        let t0 = Instant::now();
+        let status = c.instances[i].as_mut().expect("running").terminate(Duration::from_secs(10));
+        let stopped = t0.elapsed();
+        let p = c.instances[i].take().expect("instance");
+        assert!(status.is_some_and(|s| s.success()), "instance {i} stopped cleanly on SIGTERM: {}", p.transcript());
+        assert!(p.lines(procs::Stream::Stderr).iter().any(|l| l.contains("drained: stopping")), "instance {i} drained: {}", p.transcript());
+        c.start_instance(i);
+        // Back in the live set and answering probes 200 (the dispatcher logs the draining change).
+        let t1 = Instant::now();
+        loop {
+            let undrained = c
+                .dispatch
+                .lines(procs::Stream::Stderr)
+                .iter()
+                .filter(|l| l.contains("draining changed") && l.contains(&c.member(i)))
+                .count();
+            if undrained >= 2 {
+                break;
+            }
+            assert!(t1.elapsed() < Duration::from_secs(10), "instance {i} taking calls again: {}", c.dispatch.transcript());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+        println!(
+            "instance {i}: SIGTERM to exit {} ms, restarted and taking calls {} ms later",
+            stopped.as_millis(),
+            t1.elapsed().as_millis()
+        );
+        assert!(load.proc.wait_exit(Duration::ZERO).is_none(), "sipp still running after restarting instance {i}");
+    }
+    let out = load.finish(Duration::from_secs(60));
+    println!(
+        "rolling restart: {} successful, {} failed of {CALLS} at {RATE}/s over {:.1} s; per instance {:?}",
+        out.successful,
+        out.failed,
+        started.elapsed().as_secs_f64(),
+        answered_by(&c, dir.path(), "uac")
+    );
+    assert!(out.exited_ok() && out.successful == u64::from(CALLS) && out.failed == 0, "{out:?}\n{}", out.error_head(30));
+}

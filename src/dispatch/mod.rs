@@ -323,7 +323,13 @@ impl Dispatcher {
                 tracing::debug!(%source, %branch, pending = ?self.health[i].pending, status = ?msg.status(), "probe reply");
                 if self.health[i].pending.as_deref() == Some(branch.as_str()) {
                     self.health[i].pending = None;
-                    let ok = probe::reply_is_ok(msg.status().unwrap_or(500));
+                    let status = msg.status().unwrap_or(500);
+                    let ok = probe::reply_is_ok(status);
+                    let draining = status == 503;
+                    if self.health[i].draining != draining {
+                        tracing::info!(backend = %self.cfg.backends[i].uri, draining, "backend draining changed");
+                        self.health[i].draining = draining;
+                    }
                     if self.health[i].record(ok, &self.cfg.probe) {
                         self.liveness_changed(out);
                     }
@@ -426,8 +432,10 @@ impl Dispatcher {
         }
         let ranking = self.ranking(call_id);
         if *method == Method::Invite && !in_dialog {
-            let b = balance::choose(&ranking, &self.loads, self.cfg.epsilon)?;
-            if ranking.first() != Some(&b) {
+            // A draining backend (probe answered 503) takes no new call.
+            let open: Vec<usize> = ranking.iter().copied().filter(|&b| !self.health[b].draining).collect();
+            let b = balance::choose(&open, &self.loads, self.cfg.epsilon)?;
+            if open.first() != Some(&b) {
                 self.stats.rebalanced += 1;
             }
             self.forget(call_id);
