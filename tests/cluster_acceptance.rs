@@ -444,3 +444,75 @@ fn rolling_restart_under_load_fails_no_call() {
     );
     assert!(out.exited_ok() && out.successful == u64::from(CALLS) && out.failed == 0, "{out:?}\n{}", out.error_head(30));
 }
+
+/// The dispatcher's latest load line: (placed, peak per backend, peak total, rebalanced).
+fn load_report(c: &Cluster) -> (Vec<u64>, Vec<usize>, usize, u64) {
+    let lines = c.dispatch.lines(procs::Stream::Stderr);
+    let line = lines.iter().rev().find(|l| l.contains("switchboard dispatch: calls placed")).cloned().unwrap_or_default();
+    let list = |after: &str| -> Vec<u64> {
+        let rest = line.split(after).nth(1).unwrap_or("");
+        let inner = rest.split(']').next().unwrap_or("").trim_start_matches(" [").trim_start_matches('[');
+        inner.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+    };
+    let num = |after: &str| -> u64 {
+        line.split(after).nth(1).and_then(|r| r.split_whitespace().next()).and_then(|x| x.parse().ok()).unwrap_or(0)
+    };
+    (list("placed "), list("peak ").into_iter().map(|x| x as usize).collect(), num("peak_total ") as usize, num("rebalanced "))
+}
+
+/// Point 4: 3,000 sipp calls through the dispatcher spread over the three instances within ±10%
+/// of even; then, with one instance slowed (its echo user answers after 2 s, so its calls last
+/// ten times longer), no instance holds more than its bounded share, ceil((1 + ε)(m + 1) / 3)
+/// with ε = 0.25 and m the live calls (the dispatcher's bounded-load hashing), and the slow one
+/// takes fewer new calls.
+#[test]
+fn three_thousand_calls_spread_evenly_and_a_slow_instance_is_bounded() {
+    if !sipp::available() {
+        return;
+    }
+    let serve = ["--no-auth", "--rate-limit", "0"];
+    let Some(mut c) = Cluster::start("acceptance-balance", &[], &serve) else { return };
+    c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+    let dir = procs::TempDir::new("acceptance-balance-sipp");
+    const CALLS: u32 = 3000;
+    let t0 = Instant::now();
+    let mut even = sipp_load(&c, dir.path(), "even", 150, CALLS, 200);
+    let out = even.finish(Duration::from_secs(120));
+    let per = answered_by(&c, dir.path(), "even");
+    println!("{CALLS} calls at 150/s in {:.1} s: per instance {per:?}; {} failed", t0.elapsed().as_secs_f64(), out.failed);
+    assert!(out.exited_ok() && out.successful == u64::from(CALLS), "{out:?}\n{}", out.error_head(20));
+    let mean = f64::from(CALLS) / 3.0;
+    for (i, &k) in per.iter().enumerate() {
+        assert!((k as f64 - mean).abs() <= 0.1 * mean, "instance {i} took {k} of {CALLS} calls, more than 10% off {mean:.0}: {per:?}");
+    }
+
+    // Instance 0 slowed: its echo user rings 2 s before answering.
+    c.instances[0].as_mut().expect("running").terminate(Duration::from_secs(10));
+    c.start_instance_with(0, &["--answer-delay", "2"]);
+    c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+    let (placed_before, ..) = load_report(&c);
+    const SLOW_CALLS: u32 = 900;
+    let t1 = Instant::now();
+    let mut slow = sipp_load(&c, dir.path(), "slow", 90, SLOW_CALLS, 200);
+    let out = slow.finish(Duration::from_secs(120));
+    let per = answered_by(&c, dir.path(), "slow");
+    // The dispatcher logs its loads once a second: wait for the line that counts every call.
+    let t2 = Instant::now();
+    let (placed, peaks, peak_total, rebalanced) = loop {
+        let r = load_report(&c);
+        if r.0.iter().sum::<u64>() >= placed_before.iter().sum::<u64>() + u64::from(SLOW_CALLS) {
+            break r;
+        }
+        assert!(t2.elapsed() < Duration::from_secs(10), "the dispatcher's load line: {r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let cap = (1.25 * (peak_total as f64 + 1.0) / 3.0).ceil() as usize;
+    println!(
+        "slow instance 0: {SLOW_CALLS} calls at 90/s in {:.1} s, per instance {per:?}; placed {placed:?}, peak live {peaks:?} of {peak_total} (cap {cap}), {rebalanced} placed off their hash",
+        t1.elapsed().as_secs_f64()
+    );
+    assert!(out.exited_ok() && out.successful == u64::from(SLOW_CALLS), "{out:?}\n{}", out.error_head(20));
+    assert!(peaks.iter().all(|&p| p <= cap), "no instance above its bounded share {cap}: {peaks:?}");
+    assert!(rebalanced > 0, "the bound moved calls off the slow instance");
+    assert!(per[0] < per[1] && per[0] < per[2], "the slow instance took fewer new calls: {per:?}");
+}

@@ -149,6 +149,10 @@ pub struct Dispatcher {
     epoch: u64,
     calls: HashMap<String, Counted>,
     loads: Vec<usize>,
+    /// New calls placed on each backend, and the most live calls each (and all) held at once.
+    placed: Vec<u64>,
+    peaks: Vec<usize>,
+    peak_total: usize,
     limiter: Option<RateLimiter>,
     next_probe: Instant,
     probe_seq: u64,
@@ -164,6 +168,9 @@ impl Dispatcher {
             epoch: 1,
             calls: HashMap::default(),
             loads: vec![0; n],
+            placed: vec![0; n],
+            peaks: vec![0; n],
+            peak_total: 0,
             limiter: cfg.rate_limit.map(RateLimiter::new),
             next_probe: now,
             probe_seq: 0,
@@ -193,6 +200,16 @@ impl Dispatcher {
     /// Live calls counted per backend (configured order).
     pub fn loads(&self) -> &[usize] {
         &self.loads
+    }
+
+    /// New calls placed on each backend so far.
+    pub fn placed(&self) -> &[u64] {
+        &self.placed
+    }
+
+    /// The most live calls each backend held at once, and the most all of them held at once.
+    pub fn peaks(&self) -> (&[usize], usize) {
+        (&self.peaks, self.peak_total)
     }
 
     /// When [`Dispatcher::on_timer`] wants to run next.
@@ -440,6 +457,9 @@ impl Dispatcher {
             }
             self.forget(call_id);
             self.loads[b] += 1;
+            self.placed[b] += 1;
+            self.peaks[b] = self.peaks[b].max(self.loads[b]);
+            self.peak_total = self.peak_total.max(self.loads.iter().sum());
             self.calls.insert(call_id.to_owned(), Counted { backend: b, since: now });
             return Some(b);
         }

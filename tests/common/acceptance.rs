@@ -99,12 +99,18 @@ impl Cluster {
 
     /// Starts instance `i` (again) on its address and waits for its listening line.
     pub fn start_instance(&mut self, i: usize) {
+        self.start_instance_with(i, &[]);
+    }
+
+    /// [`Cluster::start_instance`] with `more` flags.
+    pub fn start_instance_with(&mut self, i: usize, more: &[&str]) {
         let mut cmd = Command::new(SB);
         cmd.args(["serve", "--store", &self.redis.url, "--max-echo-calls-per-source", "0"])
             .args(["--listen", &self.addrs[i].to_string(), "--dispatcher", &self.disp.to_string(), "--rtp-ports", &self.rtp[i]])
             .arg("--data")
             .arg(self.data(i))
-            .args(&self.extra);
+            .args(&self.extra)
+            .args(more);
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         assert_eq!(port, self.addrs[i].port());
         self.instances[i] = Some(proc);
