@@ -41,6 +41,7 @@ fn phone(c: &Cluster, user: &str, tone: &str, wav: &str, tail: &[&str]) -> Comma
 /// audio both ways (both recordings hold the peer's tone; the packets the peer sent arrived).
 #[test]
 fn registration_via_one_instance_calls_handled_by_all_three_with_audio_both_ways() {
+    let _serial = acceptance::serial();
     let Some(c) = Cluster::start("acceptance-calls", &[], &[]) else { return };
     c.add_users(&["alice", "bob"]);
     const CALLS: usize = 20;
@@ -158,6 +159,7 @@ fn answered_by(c: &Cluster, dir: &std::path::Path, name: &str) -> [usize; 3] {
 /// answered 200; registrations stay; every call has a record.
 #[test]
 fn kill_9_with_live_calls_and_sipp_load_calls_are_adopted_with_audio() {
+    let _serial = acceptance::serial();
     if !sipp::available() {
         return;
     }
@@ -298,6 +300,7 @@ fn kill_9_with_live_calls_and_sipp_load_calls_are_adopted_with_audio() {
 /// membership does not change (its probes do not need Redis).
 #[test]
 fn redis_outage_loses_no_acknowledged_registration_and_moves_no_call() {
+    let _serial = acceptance::serial();
     let serve = ["--no-auth", "--rate-limit", "0"];
     let Some(mut c) = Cluster::start("acceptance-redis", &[], &serve) else { return };
     let membership = c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
@@ -390,6 +393,7 @@ fn redis_outage_loses_no_acknowledged_registration_and_moves_no_call() {
 /// fails.
 #[test]
 fn rolling_restart_under_load_fails_no_call() {
+    let _serial = acceptance::serial();
     if !sipp::available() {
         return;
     }
@@ -467,6 +471,7 @@ fn load_report(c: &Cluster) -> (Vec<u64>, Vec<usize>, usize, u64) {
 /// takes fewer new calls.
 #[test]
 fn three_thousand_calls_spread_evenly_and_a_slow_instance_is_bounded() {
+    let _serial = acceptance::serial();
     if !sipp::available() {
         return;
     }

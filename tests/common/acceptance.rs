@@ -30,6 +30,13 @@ pub fn ports(span: u16) -> String {
     format!("{base}-{}", base + span - 1)
 }
 
+/// One cluster at a time: each acceptance run loads the machine (sipp at up to 150 calls/s, media
+/// of softphones) and prints its timings; run side by side they would measure each other.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Cluster {
     pub redis: Redis,
     pub dir: TempDir,
