@@ -121,7 +121,7 @@ impl B2bua {
                 asserted_identity: asserted.clone(),
                 referred_by: None,
             };
-            match self.ua.dialogs().invite_keyed(params, &id.call_id, now) {
+            match self.ua.dialogs().invite_sticky(params, &id.call_id, now) {
                 Ok(fork) => {
                     self.ua.pin_peer(fork.call_id.clone(), t.dest);
                     self.by_call_id.insert(fork.call_id.clone(), (key, Leg::Callee));

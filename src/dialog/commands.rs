@@ -42,18 +42,18 @@ impl Dialogs {
     /// that names the INVITE until dialogs appear ([`Event::Early`], [`Event::Established`]).
     pub fn invite(&mut self, params: CallParams, now: Instant) -> Result<DialogId, DialogError> {
         let call_id = self.ids.call_id(host_of(&self.config.sent_by));
-        self.invite_as(params, call_id, now)
+        self.invite_with_call_id(params, call_id, now)
     }
 
-    /// [`Dialogs::invite`] with a Call-ID that carries `keyed_on`'s cluster key
-    /// ([`crate::cluster::sticky_call_id`]): a B2BUA's callee leg then hashes to the instance (and
-    /// worker) its caller leg hashes to, so a dispatcher and an adopter find both legs alike.
-    pub fn invite_keyed(&mut self, params: CallParams, keyed_on: &str, now: Instant) -> Result<DialogId, DialogError> {
-        let call_id = crate::cluster::sticky_call_id(keyed_on, self.ids.next_u64(), host_of(&self.config.sent_by));
-        self.invite_as(params, call_id, now)
+    /// [`Dialogs::invite`] with a Call-ID that maps to the same worker and instance as
+    /// `caller_call_id` ([`crate::cluster::sticky_call_id`], 64 fresh random bits): the B2BUA's
+    /// callee leg, so both legs of a call land where the caller's does (issue 16 point 1).
+    pub fn invite_sticky(&mut self, params: CallParams, caller_call_id: &str, now: Instant) -> Result<DialogId, DialogError> {
+        let call_id = crate::cluster::sticky_call_id(caller_call_id, self.ids.next_u64(), host_of(&self.config.sent_by));
+        self.invite_with_call_id(params, call_id, now)
     }
 
-    fn invite_as(&mut self, params: CallParams, call_id: String, _now: Instant) -> Result<DialogId, DialogError> {
+    fn invite_with_call_id(&mut self, params: CallParams, call_id: String, _now: Instant) -> Result<DialogId, DialogError> {
         check_params(&params)?;
         let tag = self.ids.tag();
         let request = self.build_invite(&params, &call_id, &tag, 1, 0, None)?;
