@@ -12,9 +12,12 @@ mod cluster;
 mod procs;
 #[path = "common/raw_sip.rs"]
 mod raw_sip;
+#[path = "common/redis.rs"]
+mod redis_server;
 
-use cluster::{dispatcher, instance, member, redis, LIMIT};
+use cluster::{dispatcher, instance, member, LIMIT};
 use raw_sip::{addr_of, final_response, header, recv_starting, sdp_offer, socket, status};
+use redis_server::redis;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard::cluster::{key, membership, rendezvous, Membership};
@@ -91,7 +94,7 @@ fn a_stopped_redis_delays_the_publication_but_not_the_dispatching() {
         dispatcher(&[a, b], &["--probe-interval-ms", "200", "--probe-failures", "3", "--rate-limit", "0", "--store", &redis.url]);
     d.wait_line("membership published epoch=1", LIMIT).unwrap_or_else(|e| panic!("{e}"));
     let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill").args([sig, &redis.proc.pid().to_string()]).status().expect("kill");
+        let ok = std::process::Command::new("kill").args([sig, &redis.pid().to_string()]).status().expect("kill");
         assert!(ok.success(), "kill {sig}");
     };
     signal("-STOP");

@@ -12,7 +12,7 @@
 
 #[path = "common/procs.rs"]
 mod procs;
-#[path = "common/redis_server.rs"]
+#[path = "common/redis.rs"]
 mod redis_server;
 #[path = "common/service_cli.rs"]
 mod service_cli;

@@ -13,7 +13,7 @@
 mod procs;
 #[path = "common/raw_sip.rs"]
 mod raw_sip;
-#[path = "common/redis_server.rs"]
+#[path = "common/redis.rs"]
 mod redis_server;
 #[path = "common/service_cli.rs"]
 mod service_cli;

@@ -339,7 +339,7 @@ fn record_route_tokens_of_one_instance_are_good_on_another() {
 /// 503 (with Retry-After), and every one answered 200 is in Redis afterwards.
 #[test]
 fn no_200_for_a_registration_redis_does_not_have() {
-    let Some(redis) = Redis::start(false) else { return };
+    let Some(mut redis) = Redis::start(false) else { return };
     let url = redis.url.clone();
     let dir = TempDir::new("redis-stop");
     let mut cmd = Command::new(SB);

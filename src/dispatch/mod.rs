@@ -149,6 +149,10 @@ pub struct Dispatcher {
     epoch: u64,
     calls: HashMap<String, Counted>,
     loads: Vec<usize>,
+    /// New calls placed on each backend, and the most live calls each (and all) held at once.
+    placed: Vec<u64>,
+    peaks: Vec<usize>,
+    peak_total: usize,
     limiter: Option<RateLimiter>,
     next_probe: Instant,
     probe_seq: u64,
@@ -164,6 +168,9 @@ impl Dispatcher {
             epoch: 1,
             calls: HashMap::default(),
             loads: vec![0; n],
+            placed: vec![0; n],
+            peaks: vec![0; n],
+            peak_total: 0,
             limiter: cfg.rate_limit.map(RateLimiter::new),
             next_probe: now,
             probe_seq: 0,
@@ -193,6 +200,16 @@ impl Dispatcher {
     /// Live calls counted per backend (configured order).
     pub fn loads(&self) -> &[usize] {
         &self.loads
+    }
+
+    /// New calls placed on each backend so far.
+    pub fn placed(&self) -> &[u64] {
+        &self.placed
+    }
+
+    /// The most live calls each backend held at once, and the most all of them held at once.
+    pub fn peaks(&self) -> (&[usize], usize) {
+        (&self.peaks, self.peak_total)
     }
 
     /// When [`Dispatcher::on_timer`] wants to run next.
@@ -323,7 +340,13 @@ impl Dispatcher {
                 tracing::debug!(%source, %branch, pending = ?self.health[i].pending, status = ?msg.status(), "probe reply");
                 if self.health[i].pending.as_deref() == Some(branch.as_str()) {
                     self.health[i].pending = None;
-                    let ok = probe::reply_is_ok(msg.status().unwrap_or(500));
+                    let status = msg.status().unwrap_or(500);
+                    let ok = probe::reply_is_ok(status);
+                    let draining = status == 503;
+                    if self.health[i].draining != draining {
+                        tracing::info!(backend = %self.cfg.backends[i].uri, draining, "backend draining changed");
+                        self.health[i].draining = draining;
+                    }
                     if self.health[i].record(ok, &self.cfg.probe) {
                         self.liveness_changed(out);
                     }
@@ -426,12 +449,17 @@ impl Dispatcher {
         }
         let ranking = self.ranking(call_id);
         if *method == Method::Invite && !in_dialog {
-            let b = balance::choose(&ranking, &self.loads, self.cfg.epsilon)?;
-            if ranking.first() != Some(&b) {
+            // A draining backend (probe answered 503) takes no new call.
+            let open: Vec<usize> = ranking.iter().copied().filter(|&b| !self.health[b].draining).collect();
+            let b = balance::choose(&open, &self.loads, self.cfg.epsilon)?;
+            if open.first() != Some(&b) {
                 self.stats.rebalanced += 1;
             }
             self.forget(call_id);
             self.loads[b] += 1;
+            self.placed[b] += 1;
+            self.peaks[b] = self.peaks[b].max(self.loads[b]);
+            self.peak_total = self.peak_total.max(self.loads.iter().sum());
             self.calls.insert(call_id.to_owned(), Counted { backend: b, since: now });
             return Some(b);
         }

@@ -2,9 +2,14 @@
 //! `ds_ping_interval` / `ds_probing_threshold` / `ds_inactive_threshold`.
 //!
 //! Every `interval` each backend gets one OPTIONS (RFC 3261 §11). A probe without a reply by the
-//! next round, or answered 5xx/6xx (a stopping instance answers 503, issue 17 point 7), is a
-//! failure; any other reply a success. `failures` failures in a row take a live backend out,
-//! `recoveries` successes in a row bring a dead one back. Backends start live, as Kamailio's do.
+//! next round, or answered 5xx/6xx other than 503, is a failure; any other reply a success.
+//! `failures` failures in a row take a live backend out, `recoveries` successes in a row bring a
+//! dead one back. Backends start live, as Kamailio's do.
+//!
+//! A 503 is a draining instance (SIGTERM, issue 17 point 7, src/service/drain.rs): it is up and
+//! still owns its dialogs, so it stays live (in the published membership, and in-dialog requests
+//! still go to it) but takes no new call until a probe gets another answer. Once it has stopped,
+//! its probes time out and it goes out as any dead backend, and its calls are adopted.
 
 use std::time::Duration;
 
@@ -34,6 +39,8 @@ pub struct Health {
     oks: u32,
     /// The branch of the probe awaiting its reply.
     pub pending: Option<String>,
+    /// The last probe was answered 503: no new calls (see the module doc).
+    pub draining: bool,
 }
 
 impl Health {
@@ -63,9 +70,9 @@ impl Health {
     }
 }
 
-/// Whether a reply with this status counts as the backend being up.
+/// Whether a reply with this status counts as the backend being up (503: up, but draining).
 pub fn reply_is_ok(status: u16) -> bool {
-    status < 500
+    status < 500 || status == 503
 }
 
 #[cfg(test)]
@@ -82,6 +89,6 @@ mod tests {
         assert!(h.record(false, &cfg) && !h.live);
         assert!(!h.record(true, &cfg) && !h.live);
         assert!(h.record(true, &cfg) && h.live);
-        assert!(reply_is_ok(200) && reply_is_ok(404) && !reply_is_ok(503));
+        assert!(reply_is_ok(200) && reply_is_ok(404) && reply_is_ok(503) && !reply_is_ok(500));
     }
 }

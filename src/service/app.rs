@@ -48,6 +48,8 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[path = "drain.rs"]
+pub mod drain;
 #[path = "durable.rs"]
 mod durable;
 #[path = "message.rs"]
@@ -112,6 +114,8 @@ pub struct Service {
     /// REGISTERs waiting for a shared store to confirm their write (see `durable`).
     pending: HashMap<u64, durable::Pending>,
     next_ticket: u64,
+    /// Graceful stop in a cluster (issue 17 point 7).
+    drain: drain::Drain,
 }
 
 /// How many entries each per-call table of the [`Service`] holds ([`Service::table_sizes`]; the
@@ -163,6 +167,7 @@ impl Service {
             hops: Vec::new(),
             pending: HashMap::default(),
             next_ticket: 0,
+            drain: drain::Drain::default(),
         }
     }
 
@@ -642,6 +647,7 @@ impl Service {
         self.admission.add_peers(&peers);
         self.proxy.add_peers(&peers);
         let n = self.b2bua.as_mut().map_or(0, |b| b.follow(io, membership.epoch, adopted, lost, now));
+        self.drain.clustered();
         tracing::info!(epoch = membership.epoch, live = ?membership.live, adopted = n, "membership followed");
         self.write_calls();
         n
@@ -681,6 +687,7 @@ impl Application for Service {
         }
         self.route_transfers(io, now);
         self.write_calls();
+        self.drain_step(io, now);
     }
 
     fn handle_media(&mut self, io: &mut Io<'_>, flow: FlowId, source: SocketAddr, payload: Bytes, now: Instant) {
@@ -717,16 +724,43 @@ impl Application for Service {
             b.handle_timeout(io, now);
         }
         self.write_calls();
+        self.drain_step(io, now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         // The registrar's purge runs in wall time; check it once a second at most.
         let purge = self.registrar.next_expiry().filter(|_| self.purges).and(self.last_now.map(|n| n + Duration::from_secs(1)));
         let b2bua = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
-        [self.echo.poll_timeout(), self.proxy.poll_timeout(), purge, b2bua].into_iter().flatten().min()
+        [self.echo.poll_timeout(), self.proxy.poll_timeout(), purge, b2bua, self.drain.poll_timeout()].into_iter().flatten().min()
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant) {
+        if self.drain.begin(now) {
+            tracing::info!("draining: probes answered 503 until the dispatcher stops sending new calls and the echo calls end");
+            return;
+        }
+        self.stop_now(io, now);
+    }
+
+    fn is_done(&self) -> bool {
+        self.stopping && self.echo.is_done()
+    }
+}
+
+impl Service {
+    /// Ends the drain when it is over (see [`drain`]) and stops.
+    fn drain_step(&mut self, io: &mut Io<'_>, now: Instant) {
+        // The echo calls still up (ended dialogs linger in the dialog set for their timers).
+        let t = self.echo.table_sizes();
+        let up = t.media_calls + t.ringing;
+        if self.drain.finished(up, now) {
+            tracing::info!(echo_calls = up, "drained: stopping");
+            self.stop_now(io, now);
+        }
+    }
+
+    /// Today's stop: BYE for the echo user's calls, the store flushed; B2BUA calls stay saved.
+    fn stop_now(&mut self, io: &mut Io<'_>, now: Instant) {
         self.stopping = true;
         self.echo.shutdown(io, now);
         if let Some(store) = &self.store {
@@ -734,9 +768,5 @@ impl Application for Service {
                 tracing::error!(error = %e, "store flush at shutdown failed");
             }
         }
-    }
-
-    fn is_done(&self) -> bool {
-        self.stopping && self.echo.is_done()
     }
 }

@@ -46,6 +46,11 @@ impl Service {
                 io.endpoint.set_owner(tx, Owner::Proxy { upstream: None });
                 self.proxy.forward_as(io.endpoint, tx, &request, &targets, asserted.as_deref(), now);
             }
+            // Draining (issue 17 point 7): the dispatcher's probe learns that no new call should come.
+            None if method == Some(Method::Options) && self.drain.is_draining() => {
+                self.drain.probe_refused(now);
+                io.endpoint.respond_or_log(tx, request.response_to(503, "Service Unavailable (draining)", Some("sb")).finish(), now);
+            }
             None if method == Some(Method::Options) => {
                 io.endpoint.set_owner(tx, Owner::Echo);
                 self.echo.handle_event(io, EndpointEvent::Request { tx, request, source }, now);

@@ -109,32 +109,3 @@ pub fn response_to(sock: &UdpSocket, call_id: &str, method: &str) -> u16 {
     }
     panic!("no final response to {method} of {call_id} within {LIMIT:?}");
 }
-
-/// A `redis-server` child on a free loopback port (persistence off, in a temp dir); dropping it
-/// kills that child.
-pub struct Redis {
-    pub proc: Proc,
-    pub url: String,
-    _dir: procs::TempDir,
-}
-
-/// Starts `redis-server`, or returns `None` after printing why not (panics under `CI`).
-pub fn redis() -> Option<Redis> {
-    if !procs::tool_available("redis-server", &["--version"], "apt-get install redis-server") {
-        return None;
-    }
-    let dir = procs::TempDir::new("redis");
-    for _ in 0..5 {
-        let port = procs::free_port_udp_tcp();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(dir.path());
-        let proc = Proc::spawn("redis-server", &mut cmd);
-        if proc.wait_line("Ready to accept connections", Duration::from_secs(10)).is_ok() {
-            return Some(Redis { proc, url: format!("redis://127.0.0.1:{port}/0"), _dir: dir });
-        }
-    }
-    procs::skip_or_fail("redis-server did not start on a free loopback port");
-    None
-}

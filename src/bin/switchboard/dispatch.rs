@@ -184,8 +184,13 @@ fn serve(r: Resolved) -> Result<(), String> {
     }
     let mut buf = vec![0u8; 65_535];
     let mut out = Vec::new();
+    let (mut reported, mut report_at) = (0u64, now + REPORT_EVERY);
     loop {
         d.on_timer(Instant::now(), &mut out);
+        if Instant::now() >= report_at {
+            report_at = Instant::now() + REPORT_EVERY;
+            report_loads(&d, &mut reported);
+        }
         // Sent before blocking in the receive: a probe waits for nothing.
         flush(&socket, &mut out, publisher.as_ref());
         let wait = d.next_timer().saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
@@ -207,6 +212,27 @@ fn serve(r: Resolved) -> Result<(), String> {
         }
         flush(&socket, &mut out, publisher.as_ref());
     }
+}
+
+/// How often the live calls per backend are logged (when new calls came meanwhile).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// One line with the calls placed, live now and at their peak per backend (in the backends'
+/// order), when calls were placed since the last one.
+fn report_loads(d: &Dispatcher, reported: &mut u64) {
+    let placed: u64 = d.placed().iter().sum();
+    if placed == *reported {
+        return;
+    }
+    *reported = placed;
+    let (peaks, peak_total) = d.peaks();
+    eprintln!(
+        "switchboard dispatch: calls placed {:?} live {:?} peak {:?} peak_total {peak_total} rebalanced {}",
+        d.placed(),
+        d.loads(),
+        peaks,
+        d.stats().rebalanced
+    );
 }
 
 /// Sends the datagrams and publishes the memberships in `out`.
