@@ -293,7 +293,7 @@ pub async fn run_worker<A: Application>(
             }
             _ = &mut shutdown, if stopping.is_none() => {
                 tracing::info!("shutting down");
-                stopping = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(5));
+                stopping = Some(tokio::time::Instant::now() + app.shutdown_grace());
                 app.shutdown(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, Instant::now());
             }
             _ = tokio::time::sleep_until(grace), if stopping.is_some() => {

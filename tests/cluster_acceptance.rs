@@ -521,3 +521,46 @@ fn three_thousand_calls_spread_evenly_and_a_slow_instance_is_bounded() {
     assert!(rebalanced > 0, "the bound moved calls off the slow instance");
     assert!(per[0] < per[1] && per[0] < per[2], "the slow instance took fewer new calls: {per:?}");
 }
+
+/// Point 7 with `--drain-secs`: SIGTERM on the instance holding a call makes it refuse new calls
+/// (probes 503) but stay until the call has ended with the phones' own BYE; then it exits, and
+/// the call record says `bye`, not `failover`.
+#[test]
+fn drain_secs_waits_for_the_calls_to_end_before_exiting() {
+    let _serial = acceptance::serial();
+    let serve = ["--no-auth", "--rate-limit", "0", "--drain-secs", "30"];
+    // Only instance 0 at first, so the call lands on it.
+    let Some(mut c) = Cluster::start_some("acceptance-drain", &[], &serve, 1) else { return };
+    c.wait_membership(&[0], Duration::from_secs(10));
+    c.add_users(&["alice", "bob"]);
+    let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", "1"]));
+    bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let mut alice = Proc::spawn("alice", &mut phone(&c, "alice", "440", "alice.wav", &["dial", "sip:bob@127.0.0.1", "--duration", "6"]));
+    let t0 = Instant::now();
+    while !c.calls(0).iter().any(|x| x["phase"] == "up") {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the call is up on instance 0: {}", alice.transcript());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.start_instance(1);
+    c.wait_membership(&[0, 1], Duration::from_secs(10));
+    let term = Instant::now();
+    c.instances[0].as_mut().expect("instance 0").signal("TERM");
+    let ok = alice.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success());
+    assert!(ok, "alice's call completed: {}", alice.transcript());
+    let call_ended = term.elapsed();
+    let a = summaries(&alice).pop().unwrap_or_else(|| panic!("alice: {}", alice.transcript()));
+    assert_eq!(a["state"], "completed", "{a}");
+    let status = c.instances[0].as_mut().expect("instance 0").wait_exit(Duration::from_secs(15));
+    let exited = term.elapsed();
+    let p = c.instances[0].take().expect("instance 0");
+    assert!(status.is_some_and(|s| s.success()), "instance 0 exits cleanly after the call: {}", p.transcript());
+    let stderr = p.lines(procs::Stream::Stderr);
+    assert!(stderr.iter().any(|l| l.contains("drained: stopping")), "{}", p.transcript());
+    assert!(!stderr.iter().any(|l| l.contains("grace period over")), "{}", p.transcript());
+    assert!(exited >= call_ended, "instance 0 stayed until its call ended");
+    let records = c.wait_records("the call's record", Duration::from_secs(10), |r| r.iter().any(|r| !r["ended_at"].is_null()));
+    let record = records.iter().find(|r| r["caller_call_id"] == a["call_id"]).unwrap_or_else(|| panic!("a record: {records:?}"));
+    assert_eq!(record["end_reason"], "bye", "ended by the phones, not adopted: {record}");
+    bob.expect_exit(Duration::from_secs(20));
+    println!("drain: call ended {} ms after SIGTERM, instance exited {} ms after", call_ended.as_millis(), exited.as_millis());
+}

@@ -96,6 +96,11 @@ pub trait Application {
     fn shutdown(&mut self, io: &mut Io<'_>, now: Instant);
     /// True when the driver may return.
     fn is_done(&self) -> bool;
+    /// How long after [`Application::shutdown`] the driver waits for [`Application::is_done`]
+    /// before it leaves anyway (an application that drains for longer says so here).
+    fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(5)
+    }
     /// A local address the application wants its SIP socket moved to (a phone that changed
     /// network, issue 14 point 7; port 0 picks a free one). The driver asks after every input,
     /// binds it, drops the old socket and answers with [`Application::moved`].

@@ -745,14 +745,27 @@ impl Application for Service {
     fn is_done(&self) -> bool {
         self.stopping && self.echo.is_done()
     }
+
+    fn shutdown_grace(&self) -> Duration {
+        // The drain, then the echo user's BYEs.
+        self.drain.limit() + Duration::from_secs(1)
+    }
 }
 
 impl Service {
+    /// `serve --drain-secs`: on SIGTERM a cluster member waits up to `limit` for every call to end
+    /// (see [`drain`]).
+    pub fn set_drain_secs(&mut self, limit: Duration) {
+        self.drain.wait_for_calls(limit);
+    }
+
     /// Ends the drain when it is over (see [`drain`]) and stops.
     fn drain_step(&mut self, io: &mut Io<'_>, now: Instant) {
-        // The echo calls still up (ended dialogs linger in the dialog set for their timers).
+        // The echo calls still up (ended dialogs linger in the dialog set for their timers), and
+        // with `--drain-secs` the B2BUA's too.
         let t = self.echo.table_sizes();
-        let up = t.media_calls + t.ringing;
+        let b2bua = self.b2bua.as_ref().filter(|_| self.drain.waits_for_all_calls()).map_or(0, |b| b.table_sizes().calls);
+        let up = t.media_calls + t.ringing + b2bua;
         if self.drain.finished(up, now) {
             tracing::info!(echo_calls = up, "drained: stopping");
             self.stop_now(io, now);

@@ -111,6 +111,8 @@ pub struct FileConfig {
     pub rtp_timeout_secs: Option<f64>,
     /// Ringing time of the echo user.
     pub answer_delay_secs: Option<f64>,
+    /// In a cluster, how long SIGTERM waits for every call to end (`serve --drain-secs`).
+    pub drain_secs: Option<f64>,
     /// RFC 3261 T1.
     pub t1_ms: Option<u64>,
     /// Registrar minimum expiry.

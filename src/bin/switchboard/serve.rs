@@ -29,7 +29,7 @@ use switchboard::ua::media::CallMediaConfig;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: listen, domain, auth, mode, data_dir, store, member, rtp_ports,
-    /// rtp_timeout_secs, answer_delay_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
+    /// rtp_timeout_secs, answer_delay_secs, drain_secs, t1_ms, min_expires, max_expires, nonce_lifetime_secs,
     /// branch_timeout_secs, auth_algorithms, relay, realm, max_contacts, max_bindings, max_transactions,
     /// max_echo_calls_per_source, unauth_port_share, rtp_learning_ms, trusted, rate_limit, auth_backoff_secs; [[route]] tables with user, target,
     /// rewrite_host, override).
@@ -77,6 +77,12 @@ pub(crate) struct ServeArgs {
     /// Seconds the echo user rings (180 Ringing) before it answers [default: 0, answer at once].
     #[arg(long, value_name = "SECS")]
     pub(crate) answer_delay: Option<f64>,
+    /// In a cluster, on SIGTERM: after the dispatcher stopped sending new calls (probes answered
+    /// 503), wait up to SECS for every call to end before exiting; calls still up then are
+    /// adopted by the other instances. Unset: exit once the dispatcher saw the 503 and the echo
+    /// calls ended (at most 4 s), leaving the B2BUA calls to be adopted at once.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) drain_secs: Option<f64>,
     /// RFC 3261 timer T1 in milliseconds; retransmissions start at T1 [default: 500].
     #[arg(long, value_name = "MS")]
     pub(crate) t1_ms: Option<u64>,
@@ -188,6 +194,8 @@ pub(crate) struct Resolved {
     relay_threads: usize,
     control: Option<PathBuf>,
     answer_delay: Duration,
+    /// `--drain-secs`.
+    drain: Option<Duration>,
     t1: Duration,
     rtp_ports: std::ops::RangeInclusive<u16>,
     rtp_timeout: Duration,
@@ -319,6 +327,7 @@ pub(crate) fn resolve(args: &ServeArgs) -> Result<Resolved, String> {
         relay_threads: args.relay_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         control: args.control.clone().or_else(|| (data.as_os_str() != "none").then(|| crate::control::default_path(&data))),
         answer_delay: secs("answer delay", args.answer_delay.or(file.answer_delay_secs).unwrap_or(0.0))?,
+        drain: args.drain_secs.or(file.drain_secs).map(|d| secs("drain-secs", d)).transpose()?,
         t1: Duration::from_millis(t1_ms),
         rtp_ports: config::port_range(args.rtp_ports.as_deref().or(file.rtp_ports.as_deref()).unwrap_or("30000-39999"))?,
         rtp_timeout: secs("rtp timeout", args.rtp_timeout.or(file.rtp_timeout_secs).unwrap_or(30.0))?,
@@ -600,6 +609,9 @@ async fn serve(r: Resolved) -> Result<(), String> {
         };
         let mut service = Service::worker(parts, Shared { purges: i == 0, ..shared.clone() });
         service.set_trusted_hops(r.hops.clone());
+        if let Some(limit) = r.drain {
+            service.set_drain_secs(limit);
+        }
         services.push((endpoint, service, (n > 1).then_some(shard)));
     }
     drop(writer);
