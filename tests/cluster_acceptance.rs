@@ -31,7 +31,7 @@ fn phone(c: &Cluster, user: &str, tone: &str, wav: &str, tail: &[&str]) -> Comma
         .arg(c.dir.join(&format!("{user}.pw")))
         .args(["--summary", "json", "--tone", tone, "--record"])
         .arg(c.dir.join(wav))
-        .args(["--rtp-ports", &ports(100)])
+        .args(["--rtp-ports", &ports(40)])
         .args(tail);
     cmd
 }

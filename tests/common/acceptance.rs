@@ -26,7 +26,7 @@ pub const PROBES: [&str; 6] = ["--probe-interval-ms", "200", "--probe-failures",
 
 /// A relay or phone port range of `span` ports free now, below the ephemeral range.
 pub fn ports(span: u16) -> String {
-    let base = procs::free_udp_span(16000..=29999, span);
+    let base = procs::free_udp_span(10000..=29999, span);
     format!("{base}-{}", base + span - 1)
 }
 
