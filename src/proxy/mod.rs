@@ -178,6 +178,13 @@ impl Proxy {
         self.forward_as(ep, server_tx, request, targets, None, now);
     }
 
+    /// [`Proxy::forward`] for an in-dialog request whose top Route the caller has already found
+    /// naming us or a peer (admission's token check parsed it): that Route comes off (§16.4)
+    /// without parsing the Route list a second time.
+    pub fn forward_routed(&mut self, ep: &mut Endpoint, server_tx: TransactionId, request: &Message, targets: &[Target], now: Instant) {
+        self.forward_with(ep, server_tx, request, targets, None, Some(true), now);
+    }
+
     /// [`Proxy::forward`] on behalf of an authenticated caller: every branch carries
     /// `P-Asserted-Identity: asserted` instead of any the request had (RFC 3325 §5).
     pub fn forward_as(
@@ -189,6 +196,22 @@ impl Proxy {
         asserted: Option<&str>,
         now: Instant,
     ) {
+        self.forward_with(ep, server_tx, request, targets, asserted, None, now);
+    }
+
+    /// [`Proxy::forward_as`], with `pop_route` when the caller knows whether the top Route is ours
+    /// (`None`: look).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with(
+        &mut self,
+        ep: &mut Endpoint,
+        server_tx: TransactionId,
+        request: &Message,
+        targets: &[Target],
+        asserted: Option<&str>,
+        pop_route: Option<bool>,
+        now: Instant,
+    ) {
         let is_invite = request.method() == Some(&Method::Invite);
         // §16.6 step 4: our Record-Route carries a token for this dialog (see `token`).
         let token = is_invite.then(|| {
@@ -196,7 +219,7 @@ impl Proxy {
             let from_tag = request.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
             self.config.route_key.mint(call_id, &from_tag)
         });
-        let pop_route = self.pops(request);
+        let pop_route = pop_route.unwrap_or_else(|| self.pops(request));
         let mut ctx = Context { request: request.clone(), branches: Vec::new(), answered: false, finished: false };
         for t in targets {
             let branch = self.ids.branch();
@@ -375,9 +398,11 @@ impl Proxy {
     }
 
     /// Forwards a request outside any transaction (an ACK for a 2xx, §16.11) to `dest`, the next
-    /// hop the caller resolved: pop our Route, decrement Max-Forwards, add our Via.
-    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, dest: SocketAddr) {
-        let pop_route = self.pops(ack);
+    /// hop the caller resolved: pop our Route, decrement Max-Forwards, add our Via. `routed`: the
+    /// caller has already found the top Route naming us or a peer (admission's token check), so
+    /// the Route list is not parsed again.
+    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, dest: SocketAddr, routed: bool) {
+        let pop_route = routed || self.pops(ack);
         let uri = ack.request_uri_str().unwrap_or_default().to_owned();
         let branch = self.ids.branch();
         let msg = forward_request(
