@@ -431,15 +431,59 @@ pub fn routed_through(request: &Message, local: SocketAddr) -> bool {
 /// §16.3 step 4: a request that already carries our Via came through us before: a loop (482).
 /// Spirals, which come back with another Request-URI on purpose, are not used by this service.
 pub fn is_loop(request: &Message, local: SocketAddr) -> bool {
+    // A Via naming us spells our port in decimal, unless it is the default one (then it may be
+    // left out): when no Via value holds those digits none is parsed (this runs on every request).
+    if local.port() != crate::transport::DEFAULT_PORT {
+        let mut digits = [0u8; 5];
+        let port = decimal(local.port(), &mut digits);
+        if !request.header_values(crate::message::HeaderName::Via).any(|v| memchr::memmem::find(v, port).is_some()) {
+            return false;
+        }
+    }
     request
         .vias()
         .filter_map(Result::ok)
         .any(|v| v.host.ip() == Some(local.ip()) && v.port.unwrap_or(crate::transport::DEFAULT_PORT) == local.port())
 }
 
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::best_status;
+    use super::{best_status, decimal, is_loop};
+    use crate::message::Message;
+    use bytes::Bytes;
+
+    #[test]
+    fn loops_are_found_by_sent_by_with_or_without_the_port_digits() {
+        let mut b = [0u8; 5];
+        assert_eq!(decimal(0, &mut b), b"0");
+        assert_eq!(decimal(5070, &mut b), b"5070");
+        assert_eq!(decimal(65535, &mut b), b"65535");
+        let req = |vias: &str| {
+            let wire = format!("OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n{vias}From: <sip:a@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+            Message::parse(Bytes::from(wire)).unwrap()
+        };
+        let us: std::net::SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let other = "Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bKa\r\n";
+        assert!(!is_loop(&req(other), us));
+        assert!(is_loop(&req(&format!("{other}v: SIP/2.0/UDP 127.0.0.1:05070;branch=z9hG4bKb\r\n")), us));
+        assert!(is_loop(&req("Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa, SIP/2.0/UDP 127.0.0.1:5070\r\n"), us));
+        assert!(!is_loop(&req("Via: SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bKa\r\n"), us), "our port on another host");
+        let default: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        assert!(is_loop(&req("Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKa\r\n"), default), "the default port left out");
+    }
 
     #[test]
     fn best_response_selection() {
