@@ -638,7 +638,7 @@ impl Endpoint {
                 self.meta.insert(id, TxMeta { peer: source, owner, to_tag: None });
                 self.handle_cancel(id, target, now);
             }
-            Ok(Routed::Stray(ack)) if ack.to().ok().and_then(|t| t.tag().map(|t| t == STATELESS_TAG)).unwrap_or(false) => {
+            Ok(Routed::Stray(ack)) if acks_stateless_answer(&ack) => {
                 tracing::trace!(peer = %source, "ACK for a stateless answer absorbed");
                 self.stats.absorbed_acks += 1;
             }
@@ -764,6 +764,14 @@ impl Endpoint {
             self.events.push_back(ev);
         }
     }
+}
+
+/// Whether an ACK no transaction took is for one of our stateless answers (its To tag is
+/// [`STATELESS_TAG`]). The To is parsed only when its bytes hold that tag: every ACK for a 2xx
+/// comes this way.
+fn acks_stateless_answer(ack: &Message) -> bool {
+    ack.header(HeaderName::To).is_some_and(|v| memchr::memmem::find(v, STATELESS_TAG.as_bytes()).is_some())
+        && ack.to().ok().and_then(|t| t.tag().map(|t| t == STATELESS_TAG)).unwrap_or(false)
 }
 
 /// A 2xx to an INVITE whose To has no tag (see [`Endpoint::handle_datagram`]).

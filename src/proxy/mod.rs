@@ -178,6 +178,13 @@ impl Proxy {
         self.forward_as(ep, server_tx, request, targets, None, now);
     }
 
+    /// [`Proxy::forward`] for an in-dialog request whose top Route the caller has already found
+    /// naming us or a peer (admission's token check parsed it): that Route comes off (§16.4)
+    /// without parsing the Route list a second time.
+    pub fn forward_routed(&mut self, ep: &mut Endpoint, server_tx: TransactionId, request: &Message, targets: &[Target], now: Instant) {
+        self.forward_with(ep, server_tx, request, targets, None, Some(true), now);
+    }
+
     /// [`Proxy::forward`] on behalf of an authenticated caller: every branch carries
     /// `P-Asserted-Identity: asserted` instead of any the request had (RFC 3325 §5).
     pub fn forward_as(
@@ -189,6 +196,22 @@ impl Proxy {
         asserted: Option<&str>,
         now: Instant,
     ) {
+        self.forward_with(ep, server_tx, request, targets, asserted, None, now);
+    }
+
+    /// [`Proxy::forward_as`], with `pop_route` when the caller knows whether the top Route is ours
+    /// (`None`: look).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with(
+        &mut self,
+        ep: &mut Endpoint,
+        server_tx: TransactionId,
+        request: &Message,
+        targets: &[Target],
+        asserted: Option<&str>,
+        pop_route: Option<bool>,
+        now: Instant,
+    ) {
         let is_invite = request.method() == Some(&Method::Invite);
         // §16.6 step 4: our Record-Route carries a token for this dialog (see `token`).
         let token = is_invite.then(|| {
@@ -196,7 +219,7 @@ impl Proxy {
             let from_tag = request.from().ok().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
             self.config.route_key.mint(call_id, &from_tag)
         });
-        let pop_route = self.pops(request);
+        let pop_route = pop_route.unwrap_or_else(|| self.pops(request));
         let mut ctx = Context { request: request.clone(), branches: Vec::new(), answered: false, finished: false };
         for t in targets {
             let branch = self.ids.branch();
@@ -375,9 +398,11 @@ impl Proxy {
     }
 
     /// Forwards a request outside any transaction (an ACK for a 2xx, §16.11) to `dest`, the next
-    /// hop the caller resolved: pop our Route, decrement Max-Forwards, add our Via.
-    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, dest: SocketAddr) {
-        let pop_route = self.pops(ack);
+    /// hop the caller resolved: pop our Route, decrement Max-Forwards, add our Via. `routed`: the
+    /// caller has already found the top Route naming us or a peer (admission's token check), so
+    /// the Route list is not parsed again.
+    pub fn relay_ack(&mut self, ep: &mut Endpoint, ack: &Message, dest: SocketAddr, routed: bool) {
+        let pop_route = routed || self.pops(ack);
         let uri = ack.request_uri_str().unwrap_or_default().to_owned();
         let branch = self.ids.branch();
         let msg = forward_request(
@@ -406,15 +431,59 @@ pub fn routed_through(request: &Message, local: SocketAddr) -> bool {
 /// §16.3 step 4: a request that already carries our Via came through us before: a loop (482).
 /// Spirals, which come back with another Request-URI on purpose, are not used by this service.
 pub fn is_loop(request: &Message, local: SocketAddr) -> bool {
+    // A Via naming us spells our port in decimal, unless it is the default one (then it may be
+    // left out): when no Via value holds those digits none is parsed (this runs on every request).
+    if local.port() != crate::transport::DEFAULT_PORT {
+        let mut digits = [0u8; 5];
+        let port = decimal(local.port(), &mut digits);
+        if !request.header_values(crate::message::HeaderName::Via).any(|v| memchr::memmem::find(v, port).is_some()) {
+            return false;
+        }
+    }
     request
         .vias()
         .filter_map(Result::ok)
         .any(|v| v.host.ip() == Some(local.ip()) && v.port.unwrap_or(crate::transport::DEFAULT_PORT) == local.port())
 }
 
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::best_status;
+    use super::{best_status, decimal, is_loop};
+    use crate::message::Message;
+    use bytes::Bytes;
+
+    #[test]
+    fn loops_are_found_by_sent_by_with_or_without_the_port_digits() {
+        let mut b = [0u8; 5];
+        assert_eq!(decimal(0, &mut b), b"0");
+        assert_eq!(decimal(5070, &mut b), b"5070");
+        assert_eq!(decimal(65535, &mut b), b"65535");
+        let req = |vias: &str| {
+            let wire = format!("OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n{vias}From: <sip:a@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+            Message::parse(Bytes::from(wire)).unwrap()
+        };
+        let us: std::net::SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let other = "Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bKa\r\n";
+        assert!(!is_loop(&req(other), us));
+        assert!(is_loop(&req(&format!("{other}v: SIP/2.0/UDP 127.0.0.1:05070;branch=z9hG4bKb\r\n")), us));
+        assert!(is_loop(&req("Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa, SIP/2.0/UDP 127.0.0.1:5070\r\n"), us));
+        assert!(!is_loop(&req("Via: SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bKa\r\n"), us), "our port on another host");
+        let default: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        assert!(is_loop(&req("Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKa\r\n"), default), "the default port left out");
+    }
 
     #[test]
     fn best_response_selection() {

@@ -239,8 +239,13 @@ impl Admission {
     /// Decides who owns `req` (received from `source`), or the answer it gets.
     pub fn admit(&mut self, req: &Message, source: SocketAddr, known: Known) -> Admit {
         let method = req.method();
-        // Parsed only when the rules above it have not decided (a To tag means an in-dialog request).
-        let in_dialog = || req.to().ok().is_some_and(|t| t.tag().is_some());
+        // Parsed only when the rules above it have not decided (a To tag means an in-dialog request);
+        // the tag is kept for the token check.
+        let to_tag = std::cell::Cell::new(None);
+        let in_dialog = || {
+            to_tag.set(req.to().ok().and_then(|t| t.tag()));
+            to_tag.get().is_some()
+        };
         let verdict = match method {
             // §16.3 step 4, for every method and mode (issue 14 point 9): a request that already
             // carries our Via went through us before; a loop, answered before it creates any state.
@@ -251,7 +256,7 @@ impl Admission {
             Some(Method::Register) => Admit::Register,
             _ if known.echo => Admit::Echo,
             _ if known.b2bua => self.b2bua_leg(source, known),
-            _ if in_dialog() => self.in_dialog(req),
+            _ if in_dialog() => self.in_dialog(req, to_tag.get()),
             _ if is_echo(req) => Admit::Echo,
             _ => {
                 // An OPTIONS with no user part is for the service itself (a keep-alive or capability
@@ -282,8 +287,8 @@ impl Admission {
 
     /// §16.4 and §12.2.2: an in-dialog request for no dialog of ours travels on only along a
     /// Record-Route we inserted, proven by its token, and never to ourselves.
-    fn in_dialog(&mut self, req: &Message) -> Admit {
-        match self.record_routed(req) {
+    fn in_dialog(&mut self, req: &Message, to_tag: Option<&str>) -> Admit {
+        match self.record_routed(req, to_tag) {
             Routed::NotUs => {
                 self.stats.unknown_dialog += 1;
                 Admit::Reject(481, "Call/Transaction Does Not Exist")
@@ -316,7 +321,7 @@ impl Admission {
                 _ => AdmitAck::B2bua,
             }
         } else {
-            match self.record_routed(ack) {
+            match self.record_routed(ack, None) {
                 Routed::Next(next) => AdmitAck::Relay { next },
                 Routed::NotUs => AdmitAck::Drop("no dialog of ours"),
                 Routed::BadToken => AdmitAck::Drop("no valid Record-Route token"),
@@ -338,7 +343,8 @@ impl Admission {
         tracing::debug!(peer = %source, status = ?response.status(), "stray response dropped");
     }
 
-    fn record_routed(&self, req: &Message) -> Routed {
+    /// `to_tag`: the request's To tag when the caller has parsed it already.
+    fn record_routed(&self, req: &Message, to_tag: Option<&str>) -> Routed {
         // Parsed once, lazily: the top Route names us and carries the token, the next one (if
         // any) is the next hop.
         let mut routes = req.routes().filter_map(Result::ok);
@@ -348,7 +354,7 @@ impl Admission {
         if !names(&self.local) && !self.peers.iter().any(names) {
             return Routed::NotUs;
         }
-        if !self.token_valid(req, uri) {
+        if !self.token_valid(req, uri, to_tag) {
             return Routed::BadToken;
         }
         let next = routes.next().map(|r| r.uri_text).or_else(|| req.request_uri_str()).unwrap_or_default();
@@ -358,11 +364,11 @@ impl Admission {
         Routed::Next(next.to_owned())
     }
 
-    fn token_valid(&self, req: &Message, route: &SipUri<'_>) -> bool {
+    fn token_valid(&self, req: &Message, route: &SipUri<'_>, to_tag: Option<&str>) -> bool {
         let Some(token) = route.params.value(PARAM) else { return false };
         let Ok(call_id) = req.call_id() else { return false };
         let from = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
-        let to = req.to().ok().and_then(|t| t.tag()).unwrap_or_default();
+        let to = to_tag.or_else(|| req.to().ok().and_then(|t| t.tag())).unwrap_or_default();
         self.key.verify(call_id, &[from, to], token)
     }
 

@@ -498,7 +498,7 @@ impl Service {
                 ep.respond_or_log(tx, req.response_to(482, "Loop Detected", None).finish(), now);
             }
             Some(dest) => {
-                self.proxy.forward(ep, tx, req, &[Target { uri, dest }], now);
+                self.proxy.forward_routed(ep, tx, req, &[Target { uri, dest }], now);
             }
             None => {
                 ep.respond_or_log(tx, req.response_to(404, "Not Found", None).finish(), now);
@@ -533,7 +533,7 @@ impl Service {
                     }
                     // §16.11: an ACK for a 2xx follows the Route set; ours comes off first.
                     AdmitAck::Relay { next } => match self.resolve(&next).filter(|d| !self.admission.is_local(*d)) {
-                        Some(dest) => self.proxy.relay_ack(io.endpoint, &request, dest),
+                        Some(dest) => self.proxy.relay_ack(io.endpoint, &request, dest, true),
                         None => tracing::debug!(peer = %source, "ACK with no next hop dropped"),
                     },
                     AdmitAck::Drop(_) => {}

@@ -599,9 +599,10 @@ impl Transactions {
         let Some(slot) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation) else { return };
         let Some(held) = slot.held.take() else { return };
         slot.generation = slot.generation.wrapping_add(1);
-        let key = held.key();
-        if self.keys.get(key) == Some(&id) {
-            self.keys.remove(key);
+        // One lookup: the key is removed, and put back in the rare case that it indexes another
+        // transaction now (a newer one took the key over).
+        if let Some((key, other)) = self.keys.remove_entry(held.key()).filter(|(_, other)| *other != id) {
+            self.keys.insert(key, other);
         }
         self.free.push(id.index);
         self.live -= 1;
