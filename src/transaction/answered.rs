@@ -1,0 +1,155 @@
+//! [`Answered`]: completed non-INVITE server transactions whose final response the TU can build
+//! again from a retransmitted request, kept in a few dozen bytes each (issue 16).
+//!
+//! A non-INVITE server transaction in Completed answers every retransmission of its request with
+//! its final response until Timer J (RFC 3261 §17.2.2). [`Lingering`](super::lingering) keeps the
+//! response's bytes for that; at 21,000 registrations a second that is 670,000 responses of ~400
+//! bytes at once. A registrar's 200 can be built again from the request itself: the same Via,
+//! From, Call-ID and CSeq (§8.2.6.2), the same To tag (the registrar derives it from the request),
+//! and the AOR's bindings as they are when the retransmission arrives (§10.3 step 8 lists the
+//! current bindings). So for such a transaction, handed over with
+//! [`Transactions::send_rebuildable_response`](super::Transactions::send_rebuildable_response),
+//! the table keeps only:
+//!
+//! ```text
+//!   key digest     128 bits: two SipHash-1-3 of the §17.2.3 key under random keys of this table
+//!   fingerprint    64 bits: SipHash-1-3 of the request's bytes as received (Via stamped)
+//!   deadline       Timer J, in whole milliseconds from the table's first one
+//! ```
+//!
+//! A request whose key digest is here and whose bytes give the same fingerprint is a
+//! retransmission: [`Routed::Repeated`](super::Routed::Repeated) hands it to the TU, which sends its
+//! response again (statelessly, the transaction's state being this entry). One with the same key
+//! but other bytes cannot be answered with a response rebuilt from it (it is not the request that
+//! was answered): it is absorbed ([`Routed::Absorbed`](super::Routed::Absorbed)). A digest
+//! collision between two live keys is a 2^-128 event per pair for anyone who does not know the
+//! table's keys, and the fingerprint must match as well.
+//!
+//! Deadlines are Timer J of each transaction, all `64*T1` after their response, so they arrive
+//! in order and a FIFO replaces the timer heap; a deadline earlier than the last one queued (a
+//! clock that went back) is moved up to it, so an entry never ends early.
+
+use super::TransactionKey;
+use crate::collections::HashMap;
+use crate::message::Message;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+/// The 128-bit digest of a transaction key.
+pub(crate) type Digest = [u64; 2];
+
+/// The compact Completed entries of one [`Transactions`](super::Transactions) table.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    /// Two independently keyed SipHash-1-3 instances: the key digest.
+    keys: (RandomState, RandomState),
+    /// Keyed SipHash-1-3 for request fingerprints.
+    bytes: RandomState,
+    /// Digest to fingerprint of the request answered.
+    entries: HashMap<Digest, u64>,
+    /// `(deadline in ms from base, digest)`, deadlines non-decreasing.
+    expiry: VecDeque<(u64, Digest)>,
+    /// The instant deadlines count from: the first deadline ever queued.
+    base: Option<Instant>,
+}
+
+/// What a request's key found here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hit {
+    /// The answered request again, byte for byte.
+    Repeated,
+    /// The key of an answered request, but other bytes.
+    Other,
+}
+
+impl Default for Answered {
+    fn default() -> Answered {
+        Answered {
+            keys: (RandomState::new(), RandomState::new()),
+            bytes: RandomState::new(),
+            entries: HashMap::default(),
+            expiry: VecDeque::new(),
+            base: None,
+        }
+    }
+}
+
+// ===== impl Answered =====
+
+impl Answered {
+    /// Entries held (each a transaction in Completed).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Items in the expiry queue (equal to [`Answered::len`]), for leak tests.
+    pub(crate) fn queued(&self) -> usize {
+        self.expiry.len()
+    }
+
+    /// The digest of `key` under this table's keys.
+    pub(crate) fn digest(&self, key: &TransactionKey) -> Digest {
+        [self.keys.0.hash_one(key), self.keys.1.hash_one(key)]
+    }
+
+    /// The fingerprint of `request`: a keyed hash of its bytes.
+    pub(crate) fn fingerprint(&self, request: &Message) -> u64 {
+        self.bytes.hash_one(request.as_bytes().as_ref())
+    }
+
+    /// Keeps the transaction of `key`, whose request (of [`Answered::fingerprint`] `fingerprint`)
+    /// was answered, until `end` (Timer J). False (nothing kept) if the key is here already.
+    pub(crate) fn insert(&mut self, key: &TransactionKey, fingerprint: u64, end: Instant) -> bool {
+        let digest = self.digest(key);
+        if self.entries.contains_key(&digest) {
+            return false;
+        }
+        let base = *self.base.get_or_insert(end);
+        // Whole milliseconds, rounded up: an entry may end up to 1 ms late, never early.
+        let since = end.saturating_duration_since(base);
+        let mut at = since.as_millis().saturating_add(u128::from(since.subsec_nanos() % 1_000_000 != 0));
+        if let Some(&(last, _)) = self.expiry.back() {
+            at = at.max(u128::from(last));
+        }
+        let at = u64::try_from(at).unwrap_or(u64::MAX);
+        self.entries.insert(digest, fingerprint);
+        self.expiry.push_back((at, digest));
+        true
+    }
+
+    /// What `request`, whose key is `key`, finds here.
+    pub(crate) fn find(&self, key: &TransactionKey, request: &Message) -> Option<Hit> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let fingerprint = self.entries.get(&self.digest(key))?;
+        Some(if *fingerprint == self.fingerprint(request) { Hit::Repeated } else { Hit::Other })
+    }
+
+    /// The earliest deadline held.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let (&(at, _), base) = (self.expiry.front()?, self.base.as_ref()?);
+        Some(base.checked_add(Duration::from_millis(at)).unwrap_or(*base))
+    }
+
+    /// Ends every entry due at `now` (Timer J fired); returns how many ended.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> usize {
+        let Some(base) = self.base else { return 0 };
+        let mut ended = 0;
+        while let Some(&(at, digest)) = self.expiry.front() {
+            if base.checked_add(Duration::from_millis(at)).is_some_and(|t| t > now) {
+                break;
+            }
+            self.expiry.pop_front();
+            self.entries.remove(&digest);
+            ended += 1;
+        }
+        if self.expiry.is_empty() {
+            // Nothing left to count from: give the storage back after a burst.
+            self.expiry.shrink_to(64);
+            self.entries.shrink_to(64);
+        }
+        ended
+    }
+}
