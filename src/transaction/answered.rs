@@ -33,7 +33,7 @@ use super::TransactionKey;
 use crate::collections::HashMap;
 use crate::message::Message;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, Instant};
 
 /// The 128-bit digest of a transaction key.
@@ -90,7 +90,10 @@ impl Answered {
 
     /// The digest of `key` under this table's keys.
     pub(crate) fn digest(&self, key: &TransactionKey) -> Digest {
-        [self.keys.0.hash_one(key), self.keys.1.hash_one(key)]
+        let (mut a, mut b) = (self.keys.0.build_hasher(), self.keys.1.build_hasher());
+        key.feed(&mut a);
+        key.feed(&mut b);
+        [a.finish(), b.finish()]
     }
 
     /// The fingerprint of `request`: a keyed hash of its bytes.
