@@ -31,7 +31,7 @@
 
 use super::TransactionKey;
 use crate::collections::HashMap;
-use crate::message::Message;
+use crate::message::{Message, Method};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, Instant};
@@ -52,6 +52,12 @@ pub(crate) struct Answered {
     expiry: VecDeque<(u64, Digest)>,
     /// The instant deadlines count from: the first deadline ever queued.
     base: Option<Instant>,
+    /// The methods of the requests ever kept here (a registrar's: REGISTER): a request of
+    /// another method is never looked up, so an INVITE or a BYE costs no digest.
+    methods: Vec<Method>,
+    /// The digest of the last key looked up and not found: the TU usually answers that very
+    /// request next, and [`Answered::insert`] then need not compute it again.
+    last_miss: Option<(TransactionKey, Digest)>,
 }
 
 /// What a request's key found here.
@@ -71,6 +77,8 @@ impl Default for Answered {
             entries: HashMap::default(),
             expiry: VecDeque::new(),
             base: None,
+            methods: Vec::new(),
+            last_miss: None,
         }
     }
 }
@@ -101,12 +109,19 @@ impl Answered {
         self.bytes.hash_one(request.as_bytes().as_ref())
     }
 
-    /// Keeps the transaction of `key`, whose request (of [`Answered::fingerprint`] `fingerprint`)
-    /// was answered, until `end` (Timer J). False (nothing kept) if the key is here already.
-    pub(crate) fn insert(&mut self, key: &TransactionKey, fingerprint: u64, end: Instant) -> bool {
-        let digest = self.digest(key);
+    /// Keeps the transaction of `key`, whose request (of method `method` and
+    /// [`Answered::fingerprint`] `fingerprint`) was answered, until `end` (Timer J). False (nothing
+    /// kept) if the key is here already.
+    pub(crate) fn insert(&mut self, key: &TransactionKey, method: &Method, fingerprint: u64, end: Instant) -> bool {
+        let digest = match self.last_miss.take() {
+            Some((k, digest)) if k == *key => digest,
+            _ => self.digest(key),
+        };
         if self.entries.contains_key(&digest) {
             return false;
+        }
+        if !self.methods.contains(method) {
+            self.methods.push(method.clone());
         }
         let base = *self.base.get_or_insert(end);
         // Whole milliseconds, rounded up: an entry may end up to 1 ms late, never early.
@@ -122,12 +137,18 @@ impl Answered {
     }
 
     /// What `request`, whose key is `key`, finds here.
-    pub(crate) fn find(&self, key: &TransactionKey, request: &Message) -> Option<Hit> {
-        if self.entries.is_empty() {
+    pub(crate) fn find(&mut self, key: &TransactionKey, request: &Message) -> Option<Hit> {
+        if self.entries.is_empty() || !self.methods.contains(request.method()?) {
             return None;
         }
-        let fingerprint = self.entries.get(&self.digest(key))?;
-        Some(if *fingerprint == self.fingerprint(request) { Hit::Repeated } else { Hit::Other })
+        let digest = self.digest(key);
+        match self.entries.get(&digest) {
+            Some(&fingerprint) => Some(if fingerprint == self.fingerprint(request) { Hit::Repeated } else { Hit::Other }),
+            None => {
+                self.last_miss = Some((key.clone(), digest));
+                None
+            }
+        }
     }
 
     /// The earliest deadline held.

@@ -428,15 +428,17 @@ impl Transactions {
     /// a retransmission of its request is handed back as [`Routed::Repeated`] for the TU to answer
     /// again. Any other transaction, or a provisional response, is handled as by `send_response`.
     pub fn send_rebuildable_response(&mut self, id: TransactionId, response: Message, now: Instant) -> Result<(), Error> {
-        let fingerprint = match self.entry(id).map(|e| &e.machine) {
-            Some(Machine::NonInviteServer(m)) if !m.key().is_rfc2543() => self.answered.fingerprint(m.request()),
+        let (fingerprint, method) = match self.entry(id).map(|e| &e.machine) {
+            Some(Machine::NonInviteServer(m)) if !m.key().is_rfc2543() => {
+                (self.answered.fingerprint(m.request()), m.request().method().cloned().ok_or(Error::NotARequest)?)
+            }
             _ => return self.send_response(id, response, now),
         };
         self.drive(id, Input::TuResponse(response), now)?;
         let Some(Held::Lingering(l)) = self.held(id) else { return Ok(()) };
         let Some(end) = l.non_invite_server_end() else { return Ok(()) };
         let key = l.key().clone();
-        if self.answered.insert(&key, fingerprint, end) {
+        if self.answered.insert(&key, &method, fingerprint, end) {
             self.remove(id);
             self.events.push_back((id, Event::Terminated));
             self.prune();
