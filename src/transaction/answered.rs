@@ -25,6 +25,10 @@
 //! collision between two live keys is a 2^-128 event per pair for anyone who does not know the
 //! table's keys, and the fingerprint must match as well.
 //!
+//! Only requests of a method kept here are looked up (a registrar keeps REGISTERs, so an INVITE
+//! or a BYE costs no digest), and the answer to a request that was just looked up and missed
+//! reuses that lookup's digest.
+//!
 //! Deadlines are Timer J of each transaction, all `64*T1` after their response, so they arrive
 //! in order and a FIFO replaces the timer heap; a deadline earlier than the last one queued (a
 //! clock that went back) is moved up to it, so an entry never ends early.
