@@ -189,7 +189,8 @@ pub enum EndpointEvent {
     /// more (it was compacted), so this comes with no owner: the application answers it by its
     /// method.
     Repeated {
-        /// The request (top Via stamped with received/rport), byte for byte the one answered.
+        /// The request (top Via stamped with received/rport), byte for byte the one answered but
+        /// for that Via's value (a NAT binding may have moved: answer where it came from now).
         request: Message,
         /// Where it came from.
         source: SocketAddr,

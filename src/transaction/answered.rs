@@ -13,12 +13,12 @@
 //!
 //! ```text
 //!   key digest     128 bits: two SipHash-1-3 of the §17.2.3 key under random keys of this table
-//!   fingerprint    64 bits: SipHash-1-3 of the request's bytes as received (Via stamped)
+//!   fingerprint    64 bits: SipHash-1-3 of the request's bytes but its top Via's value
 //!   deadline       Timer J, in whole milliseconds from the table's first one
 //! ```
 //!
-//! A request whose key digest is here and whose bytes give the same fingerprint is a
-//! retransmission: [`Routed::Repeated`](super::Routed::Repeated) hands it to the TU, which sends its
+//! A request whose key digest is here and whose bytes give the same fingerprint (the top Via's
+//! value aside: it is stamped with the source address on arrival) is a retransmission: [`Routed::Repeated`](super::Routed::Repeated) hands it to the TU, which sends its
 //! response again (statelessly, the transaction's state being this entry). One with the same key
 //! but other bytes cannot be answered with a response rebuilt from it (it is not the request that
 //! was answered): it is absorbed ([`Routed::Absorbed`](super::Routed::Absorbed)). A digest
@@ -35,7 +35,7 @@
 
 use super::TransactionKey;
 use crate::collections::HashMap;
-use crate::message::{Message, Method};
+use crate::message::{HeaderName, Message, Method};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, Instant};
@@ -67,7 +67,7 @@ pub(crate) struct Answered {
 /// What a request's key found here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hit {
-    /// The answered request again, byte for byte.
+    /// The answered request again, byte for byte (the top Via's value aside).
     Repeated,
     /// The key of an answered request, but other bytes.
     Other,
@@ -108,9 +108,27 @@ impl Answered {
         [a.finish(), b.finish()]
     }
 
-    /// The fingerprint of `request`: a keyed hash of its bytes.
+    /// The fingerprint of `request`: a keyed hash of its bytes but the top Via's value. That value
+    /// holds the branch and sent-by (already in the key) and what the endpoint stamps on arrival
+    /// (`received`, `rport`, §18.2.1, RFC 3581): a retransmission from a NAT binding that moved
+    /// is still the same request, and the response rebuilt from it goes where it came from.
     pub(crate) fn fingerprint(&self, request: &Message) -> u64 {
-        self.bytes.hash_one(request.as_bytes().as_ref())
+        let bytes = request.as_bytes();
+        let top_via = request.header(HeaderName::Via).and_then(|v| {
+            let start = (v.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
+            let end = start.checked_add(v.len())?;
+            (end <= bytes.len()).then_some((start, end))
+        });
+        let mut h = self.bytes.build_hasher();
+        match top_via.and_then(|(start, end)| Some((bytes.get(..start)?, bytes.get(end..)?))) {
+            Some((before, after)) => {
+                h.write(before);
+                h.write_u8(0xff); // where the Via value was: not valid UTF-8, so no header byte
+                h.write(after);
+            }
+            None => h.write(bytes),
+        }
+        h.finish()
     }
 
     /// Keeps the transaction of `key`, whose request (of method `method` and
