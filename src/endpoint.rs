@@ -183,6 +183,18 @@ pub enum EndpointEvent {
         /// Where it came from.
         source: SocketAddr,
     },
+    /// A retransmission of a request answered with [`Endpoint::respond_rebuildable`], its
+    /// transaction still in Completed: send the same final response again, built from this
+    /// request, with [`Endpoint::resend_answer`] (RFC 3261 §17.2.2). The transaction has no id any
+    /// more (it was compacted), so this comes with no owner: the application answers it by its
+    /// method.
+    Repeated {
+        /// The request (top Via stamped with received/rport), byte for byte the one answered but
+        /// for that Via's value (a NAT binding may have moved: answer where it came from now).
+        request: Message,
+        /// Where it came from.
+        source: SocketAddr,
+    },
     /// Timer B, F or H fired on `tx`.
     Timeout {
         /// The transaction.
@@ -208,7 +220,10 @@ impl EndpointEvent {
             | EndpointEvent::Response { owner, .. }
             | EndpointEvent::Timeout { owner, .. }
             | EndpointEvent::Terminated { owner, .. } => Some(*owner),
-            EndpointEvent::Request { .. } | EndpointEvent::Ack { .. } | EndpointEvent::StrayResponse { .. } => None,
+            EndpointEvent::Request { .. }
+            | EndpointEvent::Ack { .. }
+            | EndpointEvent::StrayResponse { .. }
+            | EndpointEvent::Repeated { .. } => None,
         }
     }
 }
@@ -398,6 +413,26 @@ impl Endpoint {
         let r = self.transactions.send_response(tx, response, now);
         self.drain(now);
         r
+    }
+
+    /// [`Endpoint::respond`] with a final response that the application can build again from a
+    /// retransmission of the request (a registrar's 200, issue 16): once Completed, the
+    /// transaction keeps a digest of its key, a fingerprint of its request and Timer J instead of
+    /// the response (see [`Transactions::send_rebuildable_response`]), and a retransmission of the
+    /// request comes back as [`EndpointEvent::Repeated`], to be answered with
+    /// [`Endpoint::resend_answer`]. A [`EndpointEvent::Terminated`] for `tx` follows at once (its
+    /// id ends; the transaction still counts toward `max_transactions` until Timer J).
+    pub fn respond_rebuildable(&mut self, tx: TransactionId, response: Message, now: Instant) -> Result<(), crate::transaction::Error> {
+        let r = self.transactions.send_rebuildable_response(tx, response, now);
+        self.drain(now);
+        r
+    }
+
+    /// Sends `response`, rebuilt for an [`EndpointEvent::Repeated`] request that came from
+    /// `source`, where the request's top Via says (§18.2.2), else to `source`.
+    pub fn resend_answer(&mut self, response: &Message, source: SocketAddr) {
+        let dest = response_destination(response).unwrap_or(source);
+        self.send_stateless(response, dest);
     }
 
     /// [`Endpoint::respond`] for an answer whose failure leaves the caller nothing to do (the
@@ -629,6 +664,14 @@ impl Endpoint {
                 self.meta.insert(id, TxMeta { peer: source, owner: Owner::Unassigned, to_tag: None });
             }
             Ok(Routed::Matched(_)) => self.stats.retransmitted_requests += 1,
+            Ok(Routed::Repeated(request)) => {
+                self.stats.retransmitted_requests += 1;
+                self.events.push_back(EndpointEvent::Repeated { request, source });
+            }
+            Ok(Routed::Absorbed) => {
+                tracing::debug!(peer = %source, "request with the key of an answered one but other bytes: absorbed");
+                self.stats.retransmitted_requests += 1;
+            }
             Ok(Routed::Cancel { id, target }) => {
                 // The CANCEL's own transaction belongs to whoever owns the INVITE it cancels.
                 let owner = match target {

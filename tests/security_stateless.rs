@@ -289,3 +289,39 @@ fn rate_limit_drops_one_source_and_lets_another_through() {
     }
     assert_eq!(more, 10);
 }
+
+/// Issue 16: the 200 to an authenticated REGISTER is answered again for a retransmission while
+/// its transaction is in Completed (RFC 3261 §17.2.2), never refused as a replay of its nonce
+/// count, though the transaction keeps no copy of the 200 (the registrar builds it again from the
+/// request: same To tag, the AOR's bindings as they are now, §10.3 step 8). After Timer J the same
+/// datagram is a new request, and its nonce count is then refused.
+#[test]
+fn a_retransmitted_register_gets_its_200_again_not_a_replay_refusal() {
+    let mut h = Harness::new();
+    let challenge = h.feed(&register("alice", "c", 1, None), phone(4));
+    assert_eq!(challenge[0].status(), Some(401));
+    let mut client = DigestClient::new("alice", "alice-secret");
+    client.handle_challenge(&register("alice", "c", 1, None), &challenge[0]).expect("answerable challenge");
+    let creds = client.authorization("REGISTER", "sip:127.0.0.1:5060", "c3").expect("credentials");
+    let req = register("alice", "ok1", 2, Some(creds));
+    let first = h.feed(&req, phone(4));
+    assert_eq!(first.iter().map(Message::status).collect::<Vec<_>>(), [Some(200)]);
+    assert_eq!(h.ep.transaction_count(), 1, "the REGISTER's transaction waits out Timer J");
+    assert_eq!(h.ep.table_sizes().peers, 0, "in the compact form: nothing kept beside it");
+
+    // Retransmitted: the same 200 (the wall clock has not moved, so even Date is the same).
+    let again = h.feed(&req, phone(4));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].as_bytes(), first[0].as_bytes(), "the same 200, byte for byte");
+    assert_eq!(h.ep.stats().retransmitted_requests, 1);
+
+    // Timer J (64*T1 = 32 s): the transaction ends; the same datagram is then a new request, and
+    // its nonce count was used.
+    h.now += Duration::from_secs(33);
+    h.ep.handle_timeout(h.now);
+    assert!(h.drain().is_empty(), "Timer J sends nothing");
+    assert_eq!(h.ep.transaction_count(), 0);
+    let late = h.feed(&req, phone(4));
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].status(), Some(401), "after Timer J: a replayed nonce count, challenged afresh");
+}

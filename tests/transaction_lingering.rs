@@ -256,3 +256,52 @@ fn a_reliable_transport_ends_completed_transactions_at_once() {
     assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
     assert!(table.is_empty() && table.poll_timeout().is_none());
 }
+
+/// A final response the TU can build again (`send_rebuildable_response`, issue 16): once
+/// Completed the transaction keeps no response and its id ends at once, but it still counts until
+/// Timer J; the request retransmitted byte for byte comes back as `Routed::Repeated`, the same key
+/// with other bytes is absorbed, and Timer J (never early: deadlines are kept in whole
+/// milliseconds rounded up, and one earlier than the last queued waits for it) ends it silently.
+#[test]
+fn rebuildable_completed_non_invite_server_hands_back_retransmissions_until_timer_j() {
+    let (base, config) = (Instant::now(), Config::default());
+    let timer_j = config.timeout();
+    let mut table = Transactions::new(config);
+    let reqs: Vec<Message> = (1..=3).map(|i| request(Method::Register, &format!("z9hG4bKreg{i}"))).collect();
+    // Answered at 0, 400 µs and (a clock that went back) 100 µs.
+    for (req, at) in reqs.iter().zip([0, 400, 100].map(|us| base + Duration::from_micros(us))) {
+        let id = open(&mut table, req, at);
+        table.send_rebuildable_response(id, req.response_to(200, "OK", Some("r1")).finish(), at).unwrap();
+        assert_eq!(sent(&mut table).len(), 1, "the 200 is sent");
+        assert_eq!(events(&mut table), [(id, Event::Terminated)], "the id ends at once");
+        assert_eq!(table.state(id), None);
+    }
+    assert_eq!((table.len(), table.compact_len()), (3, 3), "all three count until Timer J");
+
+    // The retransmission comes back for the TU; the same key with other bytes is absorbed.
+    let again = wire(&reqs[0]);
+    assert_eq!(table.handle_request(again.clone(), base + Duration::from_secs(1)), Ok(Routed::Repeated(again)));
+    // Stamped from another source (a NAT binding that moved): still the request answered.
+    let moved = String::from_utf8_lossy(reqs[0].as_bytes()).replace(";rport\r\n", ";rport=6000;received=192.0.2.9\r\n");
+    let moved = Message::parse(Bytes::from(moved)).expect("parses");
+    assert_eq!(table.handle_request(moved.clone(), base + Duration::from_secs(1)), Ok(Routed::Repeated(moved)));
+    let changed = String::from_utf8_lossy(reqs[0].as_bytes()).replace("<sip:alice@pc33", "<sip:alicf@pc33");
+    let other = Message::parse(Bytes::from(changed)).expect("parses");
+    assert_eq!(table.handle_request(other, base + Duration::from_secs(1)), Ok(Routed::Absorbed));
+    assert!(sent(&mut table).is_empty() && events(&mut table).is_empty());
+
+    // Timer J: the first at 32 s; the others at 32.001 s (400 µs rounded up, and the one answered
+    // "before" it waits for it).
+    assert_eq!(table.poll_timeout(), Some(base + timer_j));
+    table.handle_timeout(base + timer_j);
+    assert_eq!(table.len(), 2);
+    let end = base + timer_j + Duration::from_millis(1);
+    assert_eq!(table.poll_timeout(), Some(end));
+    table.handle_timeout(end - Duration::from_micros(1));
+    assert_eq!(table.len(), 2, "not before Timer J");
+    table.handle_timeout(end);
+    assert!(sent(&mut table).is_empty() && events(&mut table).is_empty(), "Timer J sends and reports nothing");
+    assert_eq!((table.len(), table.index_sizes(), table.poll_timeout()), (0, (0, 0), None));
+    // Now the same request is a new one.
+    let Ok(Routed::New(_)) = table.handle_request(wire(&reqs[0]), end) else { panic!("a new transaction after Timer J") };
+}

@@ -72,6 +72,20 @@ impl Registrar {
         }
     }
 
+    /// The 200 again, for a retransmission of a REGISTER this registrar answered 200 (the
+    /// transaction layer matched it, byte for byte, to a Completed transaction that kept no copy
+    /// of its response: issue 16). Built as [`Registrar::handle_register`] built it: the same To
+    /// tag (derived from the request), and step 8's listing of the AOR's bindings as they are
+    /// `now`. Nothing is checked or changed: the request was checked and applied once; running it
+    /// again would refuse it (step 7's Call-ID/CSeq rule, the nonce count). `None` without a SIP
+    /// AOR in To (such a request was never answered 200).
+    pub fn answer_again(&self, req: &Message, now: Duration) -> Option<Message> {
+        let aor = aor_of(&req.to().ok()?.uri)?;
+        let now = now.as_secs();
+        let listed = sorted(self.entries(&aor)).into_iter().filter(|b| !b.is_expired(now));
+        Some(listing(req, &to_tag(req), listed.map(|b| (b.contact.as_str(), b.remaining(now), b.q_millis)), now))
+    }
+
     /// Steps 1 to 7 without side effects: every check, and what each contact will do.
     fn plan(&self, req: &Message, authorized_user: Option<&str>, now: u64) -> Result<Plan, RegisterError> {
         if req.method() != Some(&Method::Register) {

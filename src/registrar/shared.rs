@@ -100,6 +100,12 @@ impl SharedRegistrar {
         out
     }
 
+    /// [`Registrar::answer_again`] on the shard of the REGISTER's To AOR.
+    pub fn answer_again(&self, req: &Message, now: Duration) -> Option<Message> {
+        let aor = req.to().ok().and_then(|t| aor_of(&t.uri))?;
+        self.lock(self.shard_of(&aor)).answer_again(req, now)
+    }
+
     /// [`Registrar::lookup`], copied out of the shard.
     pub fn lookup(&self, aor: &str) -> Vec<Binding> {
         let canonical = Uri::parse(aor).ok().and_then(|u| aor_of(&u)).unwrap_or_else(|| aor.to_owned());

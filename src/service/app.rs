@@ -448,7 +448,31 @@ impl Service {
         }
         let outcome = self.registrar.handle_register(req, source, user.as_deref(), self.wall);
         self.persist(outcome.changes);
-        ep.respond_or_log(tx, outcome.response, now);
+        if outcome.rejected.is_some() {
+            ep.respond_or_log(tx, outcome.response, now);
+            return;
+        }
+        // A 200: the registrar builds it again for a retransmission (`on_repeated`), so the
+        // Completed transaction keeps no copy of it while it waits out Timer J (issue 16).
+        if let Err(e) = ep.respond_rebuildable(tx, outcome.response, now) {
+            tracing::debug!(?tx, error = %e, "200 to REGISTER not sent");
+        }
+    }
+
+    /// A retransmission of a request answered with [`Endpoint::respond_rebuildable`] (RFC 3261
+    /// §17.2.2): only REGISTERs are, and the registrar builds the 200 again, listing the AOR's
+    /// bindings as they are now (§10.3 step 8). It is not authenticated or applied a second time:
+    /// the transaction layer matched it, byte for byte but for the top Via's value, to the
+    /// request that was.
+    fn on_repeated(&mut self, ep: &mut Endpoint, request: &Message, source: SocketAddr) {
+        if request.method() != Some(&Method::Register) {
+            tracing::debug!(peer = %source, "repeated request of a method never answered rebuildably: dropped");
+            return;
+        }
+        match self.registrar.answer_again(request, self.wall) {
+            Some(response) => ep.resend_answer(&response, source),
+            None => tracing::debug!(peer = %source, "repeated REGISTER without an AOR: dropped"),
+        }
     }
 
     /// An INVITE from an authenticated caller (`parties`: its identity and user) or a trusted peer.
@@ -522,6 +546,7 @@ impl Service {
     fn on_unowned(&mut self, io: &mut Io<'_>, event: EndpointEvent, now: Instant) {
         match event {
             EndpointEvent::Request { tx, request, source } => self.on_request(io, tx, request, source, now),
+            EndpointEvent::Repeated { request, source } => self.on_repeated(io.endpoint, &request, source),
             EndpointEvent::Ack { request, source } => {
                 let known = self.known(&request, source);
                 match self.admission.admit_ack(&request, source, known) {

@@ -208,6 +208,43 @@ impl TransactionKey {
     }
 }
 
+impl TransactionKey {
+    /// Feeds this key to `h` so that equal keys feed equal bytes (the host lowercased, as
+    /// [`NoCase`] compares it), in few large writes: a SipHash over the key costs a few hundred
+    /// instructions this way, against about a thousand through the derived `Hash` (which hashes a
+    /// host byte by byte). For the digests of [`Answered`](super::answered::Answered).
+    pub(crate) fn feed<H: Hasher>(&self, h: &mut H) {
+        match &self.0 {
+            Inner::Client { branch, method } => {
+                h.write_u8(0);
+                h.write_usize(branch.len());
+                h.write(branch);
+                h.write(method.as_str().as_bytes());
+            }
+            Inner::Server { branch, sent_by, method } => {
+                h.write_u8(1);
+                h.write_usize(branch.len());
+                h.write(branch);
+                let host = &sent_by.host.0;
+                h.write_usize(host.len());
+                let mut lower = [0u8; 64];
+                for chunk in host.chunks(lower.len()) {
+                    let part = &mut lower[..chunk.len()];
+                    part.copy_from_slice(chunk);
+                    part.make_ascii_lowercase();
+                    h.write(part);
+                }
+                h.write_u32(sent_by.port.map_or(0, |p| 0x1_0000 | u32::from(p)));
+                h.write(method.as_str().as_bytes());
+            }
+            Inner::Rfc2543(key) => {
+                h.write_u8(2);
+                key.hash(h);
+            }
+        }
+    }
+}
+
 /// The To tag of a message, as bytes (`None` without a tag). Used for the RFC 2543 To-tag check.
 pub(crate) fn to_tag_of(msg: &Message) -> Result<Option<&[u8]>, ParseError> {
     Ok(msg.to()?.tag().map(str::as_bytes))
@@ -241,6 +278,26 @@ mod tests {
         assert_ne!(TransactionKey::server(&cancel).unwrap(), k);
         assert_eq!(TransactionKey::cancel_target(&cancel).unwrap(), k);
         assert!(!k.is_rfc2543() && !k.is_client());
+    }
+
+    #[test]
+    fn equal_keys_feed_equal_bytes() {
+        let fed = |msg: &Message| {
+            let mut h = std::hash::DefaultHasher::new();
+            TransactionKey::server(msg).unwrap().feed(&mut h);
+            h.finish()
+        };
+        let a = req("INVITE", "SIP/2.0/UDP Host.example.com:5060;branch=z9hG4bKabc", "<sip:bob@example.com>");
+        let b = req("ACK", "SIP/2.0/UDP host.EXAMPLE.com:5060;branch=z9hG4bKabc", "<sip:bob@example.com>;tag=x");
+        assert_eq!(fed(&a), fed(&b), "host case and ACK-as-INVITE, as the key compares them");
+        for other in [
+            req("INVITE", "SIP/2.0/UDP host.example.com:5070;branch=z9hG4bKabc", "<sip:bob@example.com>"),
+            req("INVITE", "SIP/2.0/UDP host.example.com;branch=z9hG4bKabc", "<sip:bob@example.com>"),
+            req("INVITE", "SIP/2.0/UDP host.example.com:5060;branch=z9hG4bKabd", "<sip:bob@example.com>"),
+            req("CANCEL", "SIP/2.0/UDP host.example.com:5060;branch=z9hG4bKabc", "<sip:bob@example.com>"),
+        ] {
+            assert_ne!(fed(&other), fed(&a));
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! (§18.1.1): on UDP the machines retransmit (Timers A, E, G) and linger to absorb duplicates
 //! (Timers D, I, J, K); on TCP, TLS, SCTP or WebSocket those timers are zero (Table 4).
 
+mod answered;
 mod build;
 mod client_invite;
 mod client_non_invite;

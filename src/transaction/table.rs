@@ -20,7 +20,13 @@
 //! at once for a short form ([`Lingering`]): its key and, for a server's Completed, the bytes of
 //! its final response. A completed REGISTER then costs
 //! a few hundred bytes instead of a few KiB (BENCHMARKS.md, "Issue 16").
+//!
+//! A non-INVITE server transaction whose TU can build its final response again from a
+//! retransmitted request ([`Transactions::send_rebuildable_response`], a registrar's 200) keeps
+//! less still once Completed: a digest of its key, a fingerprint of its request and Timer J
+//! ([`Answered`]); a retransmission then comes back as [`Routed::Repeated`] for the TU to answer.
 
+use super::answered::{Answered, Hit};
 use super::lingering::{Lingering, Queues};
 use super::{ClientInvite, ClientNonInvite, Config, Error, Event, ServerInvite, ServerNonInvite, TransactionKey, TransactionState};
 use crate::collections::HashMap;
@@ -60,6 +66,15 @@ pub enum Routed {
     /// A new request while [`Transactions::set_limit`] transactions are live: no state was kept.
     /// Handed back for a stateless 503 (RFC 3261 §21.5.4).
     Full(Message),
+    /// A retransmission (byte for byte but the top Via's value, which arrival stamps) of a request answered with
+    /// [`Transactions::send_rebuildable_response`] whose transaction is still in Completed
+    /// (before Timer J): the TU sends the same final response again, rebuilt from this request
+    /// (§17.2.2), outside any transaction (the transaction keeps no id once compacted).
+    Repeated(Message),
+    /// A request with the key of such a transaction but other bytes: not the request that was
+    /// answered, so no response is rebuilt from it; absorbed (a UAC reuses a branch only for a
+    /// retransmission, §8.1.1.7).
+    Absorbed,
 }
 
 /// The INVITE server transaction a CANCEL matches (§9.2).
@@ -211,6 +226,8 @@ pub struct Transactions {
     events: VecDeque<(TransactionId, Event)>,
     /// Messages sent again by a timer (A, E, G): every transmit a timer produces is a retransmission.
     retransmissions: u64,
+    /// Completed non-INVITE server transactions whose response the TU rebuilds on demand.
+    answered: Answered,
 }
 
 // ===== impl Transactions =====
@@ -229,6 +246,7 @@ impl Transactions {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmissions: 0,
+            answered: Answered::default(),
         }
     }
 
@@ -245,9 +263,10 @@ impl Transactions {
         self.limit = limit;
     }
 
-    /// How many transactions are live (not yet terminated).
+    /// How many transactions are live (not yet terminated), the compact Completed ones of
+    /// [`Transactions::send_rebuildable_response`] included.
     pub fn len(&self) -> usize {
-        self.live
+        self.live + self.answered.len()
     }
 
     /// Requests and responses resent by Timers A, E and G so far (answers to a retransmitted
@@ -259,12 +278,18 @@ impl Transactions {
     /// Keys indexed and items in the timer heap (stale ones included), for leak tests: both are
     /// back to 0 once every transaction has ended and its last timer has run.
     pub fn index_sizes(&self) -> (usize, usize) {
-        (self.keys.len(), self.timers.len())
+        (self.keys.len() + self.answered.len(), self.timers.len() + self.answered.queued())
+    }
+
+    /// Of [`Transactions::len`], the Completed transactions kept compact (see
+    /// [`Transactions::send_rebuildable_response`]).
+    pub fn compact_len(&self) -> usize {
+        self.answered.len()
     }
 
     /// True when no transaction is live.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.len() == 0
     }
 
     /// The state of a live transaction.
@@ -326,7 +351,14 @@ impl Transactions {
             self.drive(id, Input::Request(request), now)?;
             return Ok(Routed::Matched(id));
         }
-        if self.live >= self.limit && request.method() != Some(&Method::Ack) {
+        if !key.is_rfc2543() && request.method() != Some(&Method::Ack) {
+            match self.answered.find(&key, &request) {
+                Some(Hit::Repeated) => return Ok(Routed::Repeated(request)),
+                Some(Hit::Other) => return Ok(Routed::Absorbed),
+                None => {}
+            }
+        }
+        if self.len() >= self.limit && request.method() != Some(&Method::Ack) {
             let cancels_pending =
                 request.method() == Some(&Method::Cancel) && matches!(self.cancel_target(&request), CancelTarget::Pending(_));
             if !cancels_pending {
@@ -388,6 +420,32 @@ impl Transactions {
         self.drive(id, Input::TuResponse(response), now)
     }
 
+    /// [`Transactions::send_response`] for a final response that the TU can build again from a
+    /// retransmission of the request, as a registrar's 200 (issue 16). Once the non-INVITE server
+    /// transaction `id` is in Completed (UDP, RFC 3261 key), it is swapped for an entry of a few
+    /// dozen bytes ([`Answered`]): no response bytes, no slot, no key in the index. Its id ends
+    /// ([`Event::Terminated`] follows) but it still counts in [`Transactions::len`] until Timer J;
+    /// a retransmission of its request is handed back as [`Routed::Repeated`] for the TU to answer
+    /// again. Any other transaction, or a provisional response, is handled as by `send_response`.
+    pub fn send_rebuildable_response(&mut self, id: TransactionId, response: Message, now: Instant) -> Result<(), Error> {
+        let (fingerprint, method) = match self.entry(id).map(|e| &e.machine) {
+            Some(Machine::NonInviteServer(m)) if !m.key().is_rfc2543() => {
+                (self.answered.fingerprint(m.request()), m.request().method().cloned().ok_or(Error::NotARequest)?)
+            }
+            _ => return self.send_response(id, response, now),
+        };
+        self.drive(id, Input::TuResponse(response), now)?;
+        let Some(Held::Lingering(l)) = self.held(id) else { return Ok(()) };
+        let Some(end) = l.non_invite_server_end() else { return Ok(()) };
+        let key = l.key().clone();
+        if self.answered.insert(&key, &method, fingerprint, end) {
+            self.remove(id);
+            self.events.push_back((id, Event::Terminated));
+            self.prune();
+        }
+        Ok(())
+    }
+
     /// The transport failed to send for transaction `id` (§17.1.4, §17.2.4).
     pub fn handle_transport_error(&mut self, id: TransactionId, now: Instant) -> Result<(), Error> {
         self.drive(id, Input::TransportError, now)
@@ -424,6 +482,9 @@ impl Transactions {
         // Timers only ever send retransmissions (B, D, F, H, I, J, K send nothing).
         self.retransmissions += self.transmits.len().saturating_sub(queued) as u64;
         self.prune();
+        // Timer J of the compact Completed transactions: they end silently (their ids ended when
+        // they were compacted).
+        self.answered.handle_timeout(now);
     }
 
     /// The next message to send and the transaction it is for. Drain after every input.
@@ -442,7 +503,11 @@ impl Transactions {
     /// The earliest deadline of any transaction: call [`Transactions::handle_timeout`] then.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let heap = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        match (heap, self.answered.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- internals -----

@@ -321,6 +321,8 @@ impl UaCore {
                 }
                 None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx, owner })),
             },
+            // The UA never answers with `respond_rebuildable`, so this does not come; handed on.
+            ev @ EndpointEvent::Repeated { .. } => self.events.push_back(UaEvent::Endpoint(ev)),
             EndpointEvent::Terminated { tx, .. } => {
                 self.client_req.remove(&tx);
                 self.awaiting_final.remove(&tx);

@@ -211,3 +211,101 @@ fn completed_registers_through_the_endpoint_cost_little() {
     println!("  heap per completed transaction: {:.0} bytes", completed as f64 / N as f64);
     assert!(completed < BOUND * N, "{:.0} bytes per completed transaction", completed as f64 / N as f64);
 }
+
+/// Heap bytes a completed REGISTER answered with [`Endpoint::respond_rebuildable`] may hold at
+/// most: a key digest, a request fingerprint and Timer J, with the map's and queue's slack.
+const REBUILDABLE_BOUND: usize = 128;
+
+/// The same REGISTERs through the [`Endpoint`], answered with [`Endpoint::respond_rebuildable`] (as
+/// the registrar answers a 200): the Completed transaction keeps no response, and a retransmitted
+/// REGISTER comes back as [`EndpointEvent::Repeated`] for the registrar to build the same 200 again.
+/// One in 1,000 is retransmitted (rebuilt: identical bytes, as the registrar's 200 is a function of
+/// the request and the bindings); one in 1,000 others is sent again with one byte changed under the
+/// same branch (absorbed: not the request answered). After Timer J nothing is left, and a
+/// retransmission then is a new request.
+#[test]
+fn rebuildable_completed_registers_cost_a_few_dozen_bytes() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let base = Instant::now();
+    let arrival = |i: usize| base + ARRIVAL_GAP * i as u32;
+    let source_of = |i: usize| SocketAddr::from(([192, 0, 2 + (i / 60_000) as u8, 1 + (i % 250) as u8], 5060 + ((i / 250) % 240) as u16));
+    let config = EndpointConfig { allow: format!("{ALLOW}, REGISTER"), max_transactions: 2 * N, ..EndpointConfig::default() };
+    let mut endpoint = Endpoint::new(config);
+    let mut answered: Vec<Bytes> = Vec::with_capacity(N / RETRANSMIT_EVERY + 1);
+
+    let baseline = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(baseline, Ordering::Relaxed);
+    for i in 0..N {
+        let (at, source) = (arrival(i), source_of(i));
+        endpoint.handle_datagram(source, register_datagram(i), at);
+        let Some(EndpointEvent::Request { tx, request, .. }) = endpoint.poll_event() else { panic!("REGISTER {i} reaches the TU") };
+        assert!(endpoint.set_owner(tx, Owner::Registrar));
+        let response = ok(&request, i);
+        drop(request);
+        endpoint.respond_rebuildable(tx, response, at).expect("the first final response is accepted");
+        let sent = endpoint.poll_transmit().expect("the 200 is sent");
+        assert_eq!((sent.dest, &sent.payload[..12]), (source, &b"SIP/2.0 200 "[..]));
+        if i % RETRANSMIT_EVERY == 0 {
+            answered.push(sent.payload.clone());
+        }
+        drop(sent);
+        // The transaction's id ends at once; the transaction itself waits out Timer J compactly.
+        assert!(matches!(endpoint.poll_event(), Some(EndpointEvent::Terminated { tx: t, owner: Owner::Registrar }) if t == tx));
+        assert!(endpoint.poll_transmit().is_none() && endpoint.poll_event().is_none(), "REGISTER {i}: one 200, no more");
+    }
+    let completed = CURRENT.load(Ordering::Relaxed) - baseline;
+    let peak = PEAK.load(Ordering::Relaxed) - baseline;
+    assert_eq!(endpoint.transaction_count(), N, "all {N} wait out Timer J at once, and count");
+
+    // Retransmissions while Completed: the same request comes back to be answered again, and the
+    // 200 rebuilt from it is the one sent, byte for byte; a changed request under the same key is
+    // absorbed.
+    let now = arrival(N - 1);
+    for (n, i) in (0..N).step_by(RETRANSMIT_EVERY).enumerate() {
+        endpoint.handle_datagram(source_of(i), register_datagram(i), now);
+        let Some(EndpointEvent::Repeated { request, source }) = endpoint.poll_event() else {
+            panic!("REGISTER {i}: retransmission handed back")
+        };
+        assert_eq!(source, source_of(i));
+        endpoint.resend_answer(&ok(&request, i), source);
+        let again = endpoint.poll_transmit().expect("the rebuilt 200 is sent");
+        assert_eq!((again.dest, &again.payload), (source, &answered[n]), "REGISTER {i}: the same 200, byte for byte");
+        let mut changed = register_datagram(i + 1).to_vec();
+        let other = register_datagram(i);
+        // REGISTER i+1's bytes under REGISTER i's Via (same branch and sent-by): a key hit, other bytes.
+        let via = |d: &[u8]| d.split(|&b| b == b'\n').nth(1).map(<[u8]>::to_vec).expect("a Via line");
+        let (from, to) = (via(&changed), via(&other));
+        let at = changed.windows(from.len()).position(|w| w == from).expect("the Via is there");
+        changed.splice(at..at + from.len(), to);
+        endpoint.handle_datagram(source_of(i), Bytes::from(changed), now);
+        assert!(endpoint.poll_event().is_none() && endpoint.poll_transmit().is_none(), "REGISTER {i}: other bytes absorbed");
+    }
+    assert_eq!(endpoint.stats().retransmitted_requests, 2 * answered.len() as u64);
+
+    // Timer J: nothing is sent or reported (the ids ended already), and nothing is left.
+    let timer_j = Config::default().timeout();
+    assert_eq!(endpoint.poll_timeout(), Some(arrival(0) + timer_j), "Timer J is the next deadline");
+    let mut steps = 0;
+    while let Some(due) = endpoint.poll_timeout() {
+        endpoint.handle_timeout(due);
+        assert!(endpoint.poll_transmit().is_none() && endpoint.poll_event().is_none(), "Timer J sends and reports nothing");
+        steps += 1;
+        assert!(steps <= N, "Timer J steps bounded");
+    }
+    let sizes = endpoint.table_sizes();
+    assert_eq!(
+        (sizes.transactions, sizes.transaction_keys, sizes.transaction_timers, sizes.peers, sizes.to_tags),
+        (0, 0, 0, 0, 0),
+        "nothing left"
+    );
+    // After Timer J the request is new again (the TU will see it, and refuse or take it).
+    endpoint.handle_datagram(source_of(0), register_datagram(0), arrival(N) + timer_j);
+    assert!(matches!(endpoint.poll_event(), Some(EndpointEvent::Request { .. })), "after Timer J: a new request");
+    println!("{N} REGISTERs through the endpoint, answered rebuildably, in Completed (Timer J)");
+    println!(
+        "  heap per completed transaction: {:.0} bytes (peak while answering: {:.0})",
+        completed as f64 / N as f64,
+        peak as f64 / N as f64
+    );
+    assert!(completed < REBUILDABLE_BOUND * N, "{:.0} bytes per completed transaction", completed as f64 / N as f64);
+}
