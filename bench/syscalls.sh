@@ -8,7 +8,9 @@
 #        [[route]] user="*" -> sipp uas_rr.xml
 #
 # TOOL=perf      perf stat -e raw_syscalls:sys_enter,context-switches,task-clock -p SB for the
-#                whole run (tracepoints: no hardware counters needed)
+#                whole run (tracepoints: no hardware counters needed); with NAMES="recvmmsg
+#                epoll_wait ..." also each by name, per call as NAME=x and NAME_failed=y (the
+#                calls that returned an error: for recvmmsg, EAGAIN, an empty receive)
 # TOOL=strace    strace -c -f -p SB for the whole run: the table of system calls by name (slows the
 #                service: use a moderate RATE)
 # TOOL=callgrind the service under valgrind --tool=callgrind; prints its total instructions (Ir)
@@ -16,7 +18,8 @@
 # Prints "PER_CALL tool=... calls=N key=value/call ..." and the tool's raw output.
 #
 # Usage: TOOL=perf RATE=1000 CALLS=5000 bash bench/syscalls.sh
-# Env: TOOL RATE (1000) CALLS (5000) SIPP_BUF SB_LOG SWITCHBOARD_BIN KEEP_WORK
+# Env: TOOL RATE (1000) CALLS (5000) NAMES (perf: system calls counted by name) SIPP_BUF SB_LOG
+#      SWITCHBOARD_BIN KEEP_WORK
 . "$(dirname "$0")/common.sh"
 . "$BENCH_DIR/targets.sh"
 
@@ -42,7 +45,9 @@ start_sb_routed syscalls proxy "*=$UAS_PORT" || die "switchboard did not start"
 pick_port LPORT
 case "$TOOL" in
 perf)
-	perf stat -e raw_syscalls:sys_enter,context-switches,task-clock -p "$SB_PID" -o "$WORK/tool.out" &
+	events=(-e raw_syscalls:sys_enter,context-switches,task-clock)
+	for name in ${NAMES:-}; do events+=(-e "syscalls:sys_enter_$name" -e "syscalls:sys_exit_$name" --filter 'ret < 0'); done
+	perf stat "${events[@]}" -p "$SB_PID" -o "$WORK/tool.out" &
 	TOOL_PID=$!
 	;;
 strace)
@@ -84,7 +89,13 @@ perf)
 	sc=$(awk '/raw_syscalls:sys_enter/{gsub(",","",$1); print $1}' "$WORK/tool.out")
 	cs=$(awk '/context-switches/{gsub(",","",$1); print $1}' "$WORK/tool.out")
 	tc=$(awk '/task-clock/{gsub(",","",$1); print $1}' "$WORK/tool.out")
-	echo "PER_CALL tool=perf calls=$n syscalls=$(fdiv "$sc" "$n") context_switches=$(fdiv "$cs" "$n") task_clock_us=$(fdiv "$(awk -v t="$tc" 'BEGIN{print t*1000}')" "$n")"
+	by_name=""
+	for name in ${NAMES:-}; do
+		c=$(awk -v e="syscalls:sys_enter_$name" '$2==e{gsub(",","",$1); print $1}' "$WORK/tool.out")
+		e=$(awk -v e="syscalls:sys_exit_$name" '$2==e{gsub(",","",$1); print $1}' "$WORK/tool.out")
+		by_name+=" $name=$(fdiv "${c:-0}" "$n") ${name}_failed=$(fdiv "${e:-0}" "$n")"
+	done
+	echo "PER_CALL tool=perf calls=$n syscalls=$(fdiv "$sc" "$n") context_switches=$(fdiv "$cs" "$n") task_clock_us=$(fdiv "$(awk -v t="$tc" 'BEGIN{print t*1000}')" "$n")$by_name"
 	;;
 strace)
 	tot=$(awk '$NF=="total"{print $4}' "$WORK/tool.out")

@@ -165,3 +165,39 @@ async fn after_a_lone_datagram_a_burst_comes_in_doubling_batches() {
     }
     assert_eq!(t.try_recv_batch(&mut got).expect("try"), 0);
 }
+
+/// A receive that fills fewer slots than it offered has emptied the queue, and it clears the
+/// socket's readiness without asking the kernel again; a datagram sent at any moment around that
+/// (here from another thread, while the receiver reads) still wakes the next receive. 20,000
+/// datagrams, at most 256 in flight (so the socket's buffer never drops one), all received, in
+/// order.
+#[tokio::test]
+async fn datagrams_sent_while_partial_batches_are_read_all_arrive() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut t = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+    let to = t.local_addr();
+    const N: usize = 20_000;
+    let received = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&received);
+    let sender = std::thread::spawn(move || {
+        let peer = roomy_socket();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        for i in 0..N {
+            while i - seen.load(Ordering::Acquire) >= 256 && Instant::now() < give_up {
+                std::thread::yield_now();
+            }
+            peer.send_to(&(i as u32).to_be_bytes(), to).expect("send");
+        }
+    });
+    let mut got: Vec<(Bytes, SocketAddr)> = Vec::new();
+    while got.len() < N {
+        let r = tokio::time::timeout(Duration::from_secs(10), t.recv_batch(&mut got)).await;
+        r.unwrap_or_else(|_| panic!("stranded after {} datagrams: a sent datagram did not wake the receive", got.len())).expect("recv");
+        received.store(got.len(), Ordering::Release);
+    }
+    sender.join().expect("sender");
+    for (i, (bytes, _)) in got.iter().enumerate() {
+        assert_eq!(&bytes[..], &(i as u32).to_be_bytes(), "datagram {i} (in order)");
+    }
+}

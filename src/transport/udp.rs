@@ -212,15 +212,33 @@ impl UdpTransport {
     }
 
     /// One `recvmmsg` into the slots; their lengths and sources go to `meta`.
+    ///
+    /// A call that fills fewer slots than it offered has emptied the queue (on a non-blocking
+    /// socket the kernel stops at the first `EAGAIN`, recvmmsg(2)), so it also clears the
+    /// socket's readiness, as an `EAGAIN` would: the next receive waits for the next readiness
+    /// event instead of asking the kernel once more only to hear `EAGAIN` (at a low rate, one
+    /// wasted system call per wake-up). Nothing is missed: tokio clears the readiness only if no
+    /// event arrived since it was read before the call, and a datagram queued after the kernel
+    /// looked raises a new edge-triggered event. A full batch keeps the readiness, so a burst is
+    /// read on at once.
     #[cfg(target_os = "linux")]
     fn recv_slots(&mut self) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let fd = self.socket.as_raw_fd();
         let v6 = self.local.is_ipv6();
-        let (buf, meta, want) = (&mut self.buf, &mut self.meta, self.want);
-        let got = self
-            .socket
-            .try_io(tokio::io::Interest::READABLE, || super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false, want))?;
+        let (buf, meta, want) = (&mut self.buf, &mut self.meta, self.want.clamp(1, BATCH));
+        let mut got = 0;
+        let r = self.socket.try_io(tokio::io::Interest::READABLE, || {
+            got = super::mmsg::recv(fd, v6, &mut buf[..], MAX_DATAGRAM, meta, false, want)?;
+            if got < want {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
+            r => r?,
+        }
         self.want = super::mmsg::recv_want(got);
         Ok(())
     }
