@@ -46,6 +46,19 @@ pub fn each_worker_count(scenario: impl Fn(usize) + Sync) {
     assert!(failed.is_empty(), "the scenario failed with --workers {failed:?} (its panic is printed above)");
 }
 
+/// Runs `scenario(workers)` once for each of [`worker_counts`], one after the other (for tests
+/// whose fixed port ranges would collide if both ran at once; they cost twice the time). Stops at
+/// the first failure, whose panic names the count.
+pub fn each_worker_count_in_turn(mut scenario: impl FnMut(usize)) {
+    for n in worker_counts() {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(n)));
+        if let Err(e) = run {
+            eprintln!("the scenario failed with --workers {n}");
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
 /// Sets the service's worker count on `cmd` (SWITCHBOARD_WORKERS in its environment, which
 /// `serve --workers` reads).
 pub fn set_workers(cmd: &mut Command, workers: usize) -> &mut Command {
