@@ -24,6 +24,14 @@ fn sipp_available() -> bool {
     found
 }
 
+/// The tests against the service take turns, each running its two runs (1 and 2 workers) at
+/// once: as many services and sipps at a time as before the runs were doubled (two test
+/// threads), so a loaded machine does not delay answers past sipp's 500 ms retransmissions.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A `switchboard serve` on an ephemeral port, killed on drop.
 struct Service {
     child: Child,
@@ -64,8 +72,18 @@ impl Drop for Service {
     }
 }
 
+/// A loopback UDP port free now and not handed out before in this process (the runs with 1 and
+/// 2 workers go at once: see tests/common/sipp.rs `free_port`).
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback UDP port left that this process has not handed out");
 }
 
 /// Runs sipp with a stats file; returns (exit success, successful calls, failed calls, retransmissions).
@@ -119,6 +137,7 @@ fn sipp_uac_to_echo_500_calls_at_50_cps() {
     if !sipp_available() {
         return;
     }
+    let _one = one_at_a_time();
     procs::each_worker_count(|workers| {
         let svc = Service::start(workers, &[]);
         let (ok, success, failed, _) = run_sipp(&uac_args(svc.port, 500, 50, &[]), Duration::from_secs(90));
@@ -132,6 +151,7 @@ fn sipp_uac_to_echo_with_10_percent_loss() {
     if !sipp_available() {
         return;
     }
+    let _one = one_at_a_time();
     procs::each_worker_count(|workers| {
         let svc = Service::start(workers, &["--t1-ms", "100"]);
         let (ok, success, failed, retrans) =
@@ -220,6 +240,7 @@ fn sipp_cancel_after_180_gets_200_and_487() {
     if !sipp_available() {
         return;
     }
+    let _one = one_at_a_time();
     procs::each_worker_count(|workers| {
         let svc = Service::start(workers, &["--answer-delay", "10"]);
         let mut args: Vec<String> = vec!["-sf".into(), scenario("cancel_after_180.xml").display().to_string(), "-s".into(), "echo".into()];
@@ -245,6 +266,7 @@ fn sipp_malformed_requests_get_the_rfc_answers() {
     if !sipp_available() {
         return;
     }
+    let _one = one_at_a_time();
     procs::each_worker_count(|workers| {
         let svc = Service::start(workers, &[]);
         let mut args: Vec<String> = vec!["-sf".into(), scenario("malformed.xml").display().to_string()];

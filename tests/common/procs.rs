@@ -60,8 +60,13 @@ pub fn each_worker_count_in_turn(mut scenario: impl FnMut(usize)) {
 }
 
 /// Sets the service's worker count on `cmd` (SWITCHBOARD_WORKERS in its environment, which
-/// `serve --workers` reads).
+/// `serve --workers` reads), unless SWITCHBOARD_WORKERS is set in the test's environment: that
+/// count wins for every service the test starts (the child inherits it), as it does for
+/// [`worker_counts`].
 pub fn set_workers(cmd: &mut Command, workers: usize) -> &mut Command {
+    if std::env::var_os(WORKERS_ENV).is_some() {
+        return cmd;
+    }
     cmd.env(WORKERS_ENV, workers.to_string())
 }
 
@@ -353,12 +358,16 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port that is free for both UDP and TCP right now (baresip binds both).
+/// A loopback port that is free for both UDP and TCP right now (baresip binds both), and not
+/// handed out before in this process (runs with 1 and 2 workers go at once).
 pub fn free_port_udp_tcp() -> u16 {
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> = Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..100 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().expect("local addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
             return port;
         }
     }
