@@ -3,6 +3,10 @@
 //! `redis-server` the test starts on a free loopback port in a temp dir (tests/common/acceptance.rs).
 //! Outcomes are asserted; timings are printed, never asserted. Without redis-server (or sipp, for
 //! the runs that use it) the tests print why they skip; with `CI` set they fail.
+//!
+//! The kill -9 and rolling-restart runs go with instances of `--workers 1`, then of `--workers 2`
+//! (issue 16: correctness under sharding; [`procs::each_worker_count_in_turn`]: in turn, as each
+//! loads the machine with sipp and media).
 
 #[path = "common/acceptance.rs"]
 mod acceptance;
@@ -160,138 +164,143 @@ fn answered_by(c: &Cluster, dir: &std::path::Path, name: &str) -> [usize; 3] {
 #[test]
 fn kill_9_with_live_calls_and_sipp_load_calls_are_adopted_with_audio() {
     let _serial = acceptance::serial();
-    if !sipp::available() {
-        return;
-    }
-    // Only instance 0 at first, so the phones' calls all land on it.
-    let serve = ["--no-auth", "--rate-limit", "0"];
-    let Some(mut c) = Cluster::start_some("acceptance-kill", &[], &serve, 1) else { return };
-    c.wait_membership(&[0], Duration::from_secs(10));
-    c.add_users(&["alice", "bob"]);
-    const LIVE: usize = 10;
-    const HOLD_S: u64 = 14;
-    let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", &LIVE.to_string()]));
-    bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
-    let mut alices: Vec<Proc> = (0..LIVE)
-        .map(|i| {
-            let wav = format!("alice-{i}.wav");
-            Proc::spawn(
-                &format!("alice{i}"),
-                &mut phone(&c, "alice", "440", &wav, &["dial", "sip:bob@127.0.0.1", "--duration", &HOLD_S.to_string()]),
-            )
-        })
-        .collect();
-    let t0 = Instant::now();
-    loop {
-        let up = c.calls(0);
-        if up.len() == LIVE && up.iter().all(|x| x["phase"] == "up" && n(&x["caller"]["packets"]) > 0 && n(&x["callee"]["packets"]) > 0) {
-            break;
+    procs::each_worker_count_in_turn(|workers| {
+        if !sipp::available() {
+            return;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "{LIVE} calls up on instance 0: {up:#?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let calls_up = Instant::now();
-    let registered = c.bindings();
-    assert!(registered.len() > LIVE, "bob's and the alices' bindings: {registered:?}");
-    c.start_instance(1);
-    c.start_instance(2);
-    c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
-
-    // sipp at 100 calls/s through the dispatcher, then instance 0 dies under it.
-    let dir = procs::TempDir::new("acceptance-kill-sipp");
-    const RATE: u32 = 100;
-    const SIPP_CALLS: u32 = 700;
-    let mut load = sipp_load(&c, dir.path(), "uac", RATE, SIPP_CALLS, 500);
-    let started = Instant::now();
-    let t_kill = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < t_kill {
-        assert!(load.proc.wait_exit(Duration::from_millis(50)).is_none(), "sipp ended early: {}", load.proc.transcript());
-    }
-    let pre_kill_s = calls_up.elapsed().as_secs_f64();
-    c.instances[0].as_mut().expect("instance 0").kill();
-    let killed = Instant::now();
-    c.wait_membership(&[1, 2], Duration::from_secs(10));
-    let detected = killed.elapsed();
-    // Media back: the survivors hold the 10 calls (recovered from Redis) and relay both ways.
-    let recovered = loop {
-        let adopted: Vec<serde_json::Value> = (1..3).flat_map(|i| c.calls(i)).filter(|x| x["recovered"] == true).collect();
-        let flowing = adopted.iter().filter(|x| n(&x["caller"]["forwarded"]) > 10 && n(&x["callee"]["forwarded"]) > 10).count();
-        if adopted.len() == LIVE && flowing == LIVE {
-            break killed.elapsed();
+        // Only instance 0 at first, so the phones' calls all land on it.
+        println!("instances with --workers {workers}");
+        let workers = workers.to_string();
+        let serve = ["--no-auth", "--rate-limit", "0", "--workers", &workers];
+        let Some(mut c) = Cluster::start_some("acceptance-kill", &[], &serve, 1) else { return };
+        c.wait_membership(&[0], Duration::from_secs(10));
+        c.add_users(&["alice", "bob"]);
+        const LIVE: usize = 10;
+        const HOLD_S: u64 = 14;
+        let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", &LIVE.to_string()]));
+        bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        let mut alices: Vec<Proc> = (0..LIVE)
+            .map(|i| {
+                let wav = format!("alice-{i}.wav");
+                Proc::spawn(
+                    &format!("alice{i}"),
+                    &mut phone(&c, "alice", "440", &wav, &["dial", "sip:bob@127.0.0.1", "--duration", &HOLD_S.to_string()]),
+                )
+            })
+            .collect();
+        let t0 = Instant::now();
+        loop {
+            let up = c.calls(0);
+            if up.len() == LIVE && up.iter().all(|x| x["phase"] == "up" && n(&x["caller"]["packets"]) > 0 && n(&x["callee"]["packets"]) > 0)
+            {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "{LIVE} calls up on instance 0: {up:#?}");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(killed.elapsed() < Duration::from_secs(20), "{LIVE} calls adopted with media both ways: {adopted:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let bindings = c.bindings();
-    assert!(registered.iter().all(|b| bindings.contains(b)), "every registration is still there: {registered:?}\n{bindings:?}");
-    let adopted_by: Vec<usize> =
-        (1..3).map(|i| c.instance(i).lines(procs::Stream::Stderr).iter().filter(|l| l.contains("call adopted")).count()).collect();
-    let out = load.finish(Duration::from_secs(90));
-    let window = started.elapsed();
-    println!(
-        "kill -9: detection {} ms, media back on all {LIVE} adopted calls {} ms after the kill ({} ms after detection); adopted per survivor {adopted_by:?}",
-        detected.as_millis(),
-        recovered.as_millis(),
-        (recovered - detected).as_millis()
-    );
-    println!(
-        "sipp: {} successful, {} failed of {SIPP_CALLS} at {RATE}/s over {:.1} s; per instance {:?}",
-        out.successful,
-        out.failed,
-        window.as_secs_f64(),
-        answered_by(&c, dir.path(), "uac")
-    );
-    assert_eq!(out.successful + out.failed, u64::from(SIPP_CALLS), "{out:?}\n{}", out.error_head(20));
-    // Only calls around the kill may fail: at most those started while the instance was dead and
-    // not yet detected, plus those it held (500 ms each), with a second's slack each side.
-    let bound = (f64::from(RATE) * (detected.as_secs_f64() + 0.5 + 2.0)).ceil() as u64;
-    assert!(out.failed <= bound, "{} failed sipp calls, more than the {bound} around the kill:\n{}", out.failed, out.error_head(30));
+        let calls_up = Instant::now();
+        let registered = c.bindings();
+        assert!(registered.len() > LIVE, "bob's and the alices' bindings: {registered:?}");
+        c.start_instance(1);
+        c.start_instance(2);
+        c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
 
-    // The phones: each alice hangs up; her BYE is answered (by the adopter), bob hears it.
-    for (i, a) in alices.iter_mut().enumerate() {
-        let ok = a.wait_exit(Duration::from_secs(HOLD_S + 30)).is_some_and(|s| s.success());
-        assert!(ok, "alice {i}: {}", a.transcript());
-    }
-    bob.expect_exit(Duration::from_secs(20));
-    let bobs = summaries(&bob);
-    assert_eq!(bobs.len(), LIVE, "{}", bob.transcript());
-    for (i, alice) in alices.iter().enumerate() {
-        let a = summaries(alice).pop().unwrap_or_default();
-        assert!(a["state"] == "completed" && a["bye_status"] == 200, "alice {i}: {a}");
-        let id = a["call_id"].as_str().unwrap_or_default();
-        let (j, b) = bobs
-            .iter()
-            .enumerate()
-            .find(|(_, b)| key(b["call_id"].as_str().unwrap_or_default()) == key(id))
-            .unwrap_or_else(|| panic!("bob's leg of {id}"));
-        assert_eq!(b["reason"], "bye-remote", "{b}");
-        heard::assert_heard(
-            &format!("alice {i}"),
-            &c.dir.join(&format!("alice-{i}.wav")),
-            1000.0,
-            n(&a["rtp_received"]),
-            n(&b["rtp_sent"]),
+        // sipp at 100 calls/s through the dispatcher, then instance 0 dies under it.
+        let dir = procs::TempDir::new("acceptance-kill-sipp");
+        const RATE: u32 = 100;
+        const SIPP_CALLS: u32 = 700;
+        let mut load = sipp_load(&c, dir.path(), "uac", RATE, SIPP_CALLS, 500);
+        let started = Instant::now();
+        let t_kill = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < t_kill {
+            assert!(load.proc.wait_exit(Duration::from_millis(50)).is_none(), "sipp ended early: {}", load.proc.transcript());
+        }
+        let pre_kill_s = calls_up.elapsed().as_secs_f64();
+        c.instances[0].as_mut().expect("instance 0").kill();
+        let killed = Instant::now();
+        c.wait_membership(&[1, 2], Duration::from_secs(10));
+        let detected = killed.elapsed();
+        // Media back: the survivors hold the 10 calls (recovered from Redis) and relay both ways.
+        let recovered = loop {
+            let adopted: Vec<serde_json::Value> = (1..3).flat_map(|i| c.calls(i)).filter(|x| x["recovered"] == true).collect();
+            let flowing = adopted.iter().filter(|x| n(&x["caller"]["forwarded"]) > 10 && n(&x["callee"]["forwarded"]) > 10).count();
+            if adopted.len() == LIVE && flowing == LIVE {
+                break killed.elapsed();
+            }
+            assert!(killed.elapsed() < Duration::from_secs(20), "{LIVE} calls adopted with media both ways: {adopted:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let bindings = c.bindings();
+        assert!(registered.iter().all(|b| bindings.contains(b)), "every registration is still there: {registered:?}\n{bindings:?}");
+        let adopted_by: Vec<usize> =
+            (1..3).map(|i| c.instance(i).lines(procs::Stream::Stderr).iter().filter(|l| l.contains("call adopted")).count()).collect();
+        let out = load.finish(Duration::from_secs(90));
+        let window = started.elapsed();
+        println!(
+            "kill -9: detection {} ms, media back on all {LIVE} adopted calls {} ms after the kill ({} ms after detection); adopted per survivor {adopted_by:?}",
+            detected.as_millis(),
+            recovered.as_millis(),
+            (recovered - detected).as_millis()
         );
-        let bob_wav = if j == 0 { "bob.wav".to_owned() } else { format!("bob-{}.wav", j + 1) };
-        heard::assert_heard(&format!("bob {j}"), &c.dir.join(&bob_wav), 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
-        // Audio again after the failover: more arrived than could have before the kill.
-        let before = (pre_kill_s * 50.0) as u64;
-        assert!(
-            n(&a["rtp_received"]) > before + 50 && n(&b["rtp_received"]) > before + 50,
-            "alice {i} / bob {j} got packets after the failover: {a}\n{b}"
+        println!(
+            "sipp: {} successful, {} failed of {SIPP_CALLS} at {RATE}/s over {:.1} s; per instance {:?}",
+            out.successful,
+            out.failed,
+            window.as_secs_f64(),
+            answered_by(&c, dir.path(), "uac")
         );
-    }
-    // Every softphone call (through the B2BUA, which keeps call records; the echo user's sipp calls
-    // keep none) has its record, closed, marked failover.
-    let records = c.wait_records("every call's record", Duration::from_secs(20), |r| {
-        r.iter().filter(|r| r["end_reason"] == "failover" && !r["ended_at"].is_null()).count() >= LIVE
+        assert_eq!(out.successful + out.failed, u64::from(SIPP_CALLS), "{out:?}\n{}", out.error_head(20));
+        // Only calls around the kill may fail: at most those started while the instance was dead and
+        // not yet detected, plus those it held (500 ms each), with a second's slack each side.
+        let bound = (f64::from(RATE) * (detected.as_secs_f64() + 0.5 + 2.0)).ceil() as u64;
+        assert!(out.failed <= bound, "{} failed sipp calls, more than the {bound} around the kill:\n{}", out.failed, out.error_head(30));
+
+        // The phones: each alice hangs up; her BYE is answered (by the adopter), bob hears it.
+        for (i, a) in alices.iter_mut().enumerate() {
+            let ok = a.wait_exit(Duration::from_secs(HOLD_S + 30)).is_some_and(|s| s.success());
+            assert!(ok, "alice {i}: {}", a.transcript());
+        }
+        bob.expect_exit(Duration::from_secs(20));
+        let bobs = summaries(&bob);
+        assert_eq!(bobs.len(), LIVE, "{}", bob.transcript());
+        for (i, alice) in alices.iter().enumerate() {
+            let a = summaries(alice).pop().unwrap_or_default();
+            assert!(a["state"] == "completed" && a["bye_status"] == 200, "alice {i}: {a}");
+            let id = a["call_id"].as_str().unwrap_or_default();
+            let (j, b) = bobs
+                .iter()
+                .enumerate()
+                .find(|(_, b)| key(b["call_id"].as_str().unwrap_or_default()) == key(id))
+                .unwrap_or_else(|| panic!("bob's leg of {id}"));
+            assert_eq!(b["reason"], "bye-remote", "{b}");
+            heard::assert_heard(
+                &format!("alice {i}"),
+                &c.dir.join(&format!("alice-{i}.wav")),
+                1000.0,
+                n(&a["rtp_received"]),
+                n(&b["rtp_sent"]),
+            );
+            let bob_wav = if j == 0 { "bob.wav".to_owned() } else { format!("bob-{}.wav", j + 1) };
+            heard::assert_heard(&format!("bob {j}"), &c.dir.join(&bob_wav), 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
+            // Audio again after the failover: more arrived than could have before the kill.
+            let before = (pre_kill_s * 50.0) as u64;
+            assert!(
+                n(&a["rtp_received"]) > before + 50 && n(&b["rtp_received"]) > before + 50,
+                "alice {i} / bob {j} got packets after the failover: {a}\n{b}"
+            );
+        }
+        // Every softphone call (through the B2BUA, which keeps call records; the echo user's sipp calls
+        // keep none) has its record, closed, marked failover.
+        let records = c.wait_records("every call's record", Duration::from_secs(20), |r| {
+            r.iter().filter(|r| r["end_reason"] == "failover" && !r["ended_at"].is_null()).count() >= LIVE
+        });
+        for (i, alice) in alices.iter().enumerate() {
+            let a = summaries(alice).pop().unwrap_or_default();
+            let r = records.iter().find(|r| r["caller_call_id"] == a["call_id"]).unwrap_or_else(|| panic!("alice {i}'s call has a record"));
+            assert!(r["end_reason"] == "failover" && r["ended_by"] == "caller", "{r}");
+        }
+        assert_eq!(records.len(), LIVE, "{records:#?}");
     });
-    for (i, alice) in alices.iter().enumerate() {
-        let a = summaries(alice).pop().unwrap_or_default();
-        let r = records.iter().find(|r| r["caller_call_id"] == a["call_id"]).unwrap_or_else(|| panic!("alice {i}'s call has a record"));
-        assert!(r["end_reason"] == "failover" && r["ended_by"] == "caller", "{r}");
-    }
-    assert_eq!(records.len(), LIVE, "{records:#?}");
 }
 
 /// Point 5: Redis stopped for 5 s (SIGSTOP, then SIGCONT) while REGISTERs keep arriving through the
@@ -394,59 +403,67 @@ fn redis_outage_loses_no_acknowledged_registration_and_moves_no_call() {
 #[test]
 fn rolling_restart_under_load_fails_no_call() {
     let _serial = acceptance::serial();
-    if !sipp::available() {
-        return;
-    }
-    let serve = ["--no-auth", "--rate-limit", "0"];
-    let Some(mut c) = Cluster::start("acceptance-rolling", &[], &serve) else { return };
-    c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
-    let dir = procs::TempDir::new("acceptance-rolling-sipp");
-    const RATE: u32 = 50;
-    const CALLS: u32 = 800;
-    let mut load = sipp_load(&c, dir.path(), "uac", RATE, CALLS, 500);
-    let started = Instant::now();
-    // Some load first, so the first instance has calls when it is stopped.
-    std::thread::sleep(Duration::from_secs(1));
-    for i in 0..3 {
-        let t0 = Instant::now();
-        let status = c.instances[i].as_mut().expect("running").terminate(Duration::from_secs(10));
-        let stopped = t0.elapsed();
-        let p = c.instances[i].take().expect("instance");
-        assert!(status.is_some_and(|s| s.success()), "instance {i} stopped cleanly on SIGTERM: {}", p.transcript());
-        assert!(p.lines(procs::Stream::Stderr).iter().any(|l| l.contains("drained: stopping")), "instance {i} drained: {}", p.transcript());
-        c.start_instance(i);
-        // Back in the live set and answering probes 200 (the dispatcher logs the draining change).
-        let t1 = Instant::now();
-        loop {
-            let undrained = c
-                .dispatch
-                .lines(procs::Stream::Stderr)
-                .iter()
-                .filter(|l| l.contains("draining changed") && l.contains(&c.member(i)))
-                .count();
-            if undrained >= 2 {
-                break;
-            }
-            assert!(t1.elapsed() < Duration::from_secs(10), "instance {i} taking calls again: {}", c.dispatch.transcript());
-            std::thread::sleep(Duration::from_millis(20));
+    procs::each_worker_count_in_turn(|workers| {
+        if !sipp::available() {
+            return;
         }
+        println!("instances with --workers {workers}");
+        let workers = workers.to_string();
+        let serve = ["--no-auth", "--rate-limit", "0", "--workers", &workers];
+        let Some(mut c) = Cluster::start("acceptance-rolling", &[], &serve) else { return };
         c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+        let dir = procs::TempDir::new("acceptance-rolling-sipp");
+        const RATE: u32 = 50;
+        const CALLS: u32 = 800;
+        let mut load = sipp_load(&c, dir.path(), "uac", RATE, CALLS, 500);
+        let started = Instant::now();
+        // Some load first, so the first instance has calls when it is stopped.
+        std::thread::sleep(Duration::from_secs(1));
+        for i in 0..3 {
+            let t0 = Instant::now();
+            let status = c.instances[i].as_mut().expect("running").terminate(Duration::from_secs(10));
+            let stopped = t0.elapsed();
+            let p = c.instances[i].take().expect("instance");
+            assert!(status.is_some_and(|s| s.success()), "instance {i} stopped cleanly on SIGTERM: {}", p.transcript());
+            assert!(
+                p.lines(procs::Stream::Stderr).iter().any(|l| l.contains("drained: stopping")),
+                "instance {i} drained: {}",
+                p.transcript()
+            );
+            c.start_instance(i);
+            // Back in the live set and answering probes 200 (the dispatcher logs the draining change).
+            let t1 = Instant::now();
+            loop {
+                let undrained = c
+                    .dispatch
+                    .lines(procs::Stream::Stderr)
+                    .iter()
+                    .filter(|l| l.contains("draining changed") && l.contains(&c.member(i)))
+                    .count();
+                if undrained >= 2 {
+                    break;
+                }
+                assert!(t1.elapsed() < Duration::from_secs(10), "instance {i} taking calls again: {}", c.dispatch.transcript());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            c.wait_membership(&[0, 1, 2], Duration::from_secs(10));
+            println!(
+                "instance {i}: SIGTERM to exit {} ms, restarted and taking calls {} ms later",
+                stopped.as_millis(),
+                t1.elapsed().as_millis()
+            );
+            assert!(load.proc.wait_exit(Duration::ZERO).is_none(), "sipp still running after restarting instance {i}");
+        }
+        let out = load.finish(Duration::from_secs(60));
         println!(
-            "instance {i}: SIGTERM to exit {} ms, restarted and taking calls {} ms later",
-            stopped.as_millis(),
-            t1.elapsed().as_millis()
+            "rolling restart: {} successful, {} failed of {CALLS} at {RATE}/s over {:.1} s; per instance {:?}",
+            out.successful,
+            out.failed,
+            started.elapsed().as_secs_f64(),
+            answered_by(&c, dir.path(), "uac")
         );
-        assert!(load.proc.wait_exit(Duration::ZERO).is_none(), "sipp still running after restarting instance {i}");
-    }
-    let out = load.finish(Duration::from_secs(60));
-    println!(
-        "rolling restart: {} successful, {} failed of {CALLS} at {RATE}/s over {:.1} s; per instance {:?}",
-        out.successful,
-        out.failed,
-        started.elapsed().as_secs_f64(),
-        answered_by(&c, dir.path(), "uac")
-    );
-    assert!(out.exited_ok() && out.successful == u64::from(CALLS) && out.failed == 0, "{out:?}\n{}", out.error_head(30));
+        assert!(out.exited_ok() && out.successful == u64::from(CALLS) && out.failed == 0, "{out:?}\n{}", out.error_head(30));
+    });
 }
 
 /// The dispatcher's latest load line: (placed, peak per backend, peak total, rebalanced).

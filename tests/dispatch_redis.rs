@@ -5,6 +5,10 @@
 //!
 //! Each test starts its own `redis-server` on a free loopback port; without it the tests print
 //! why they skip, and fail under `CI`. Every wait has a deadline.
+//!
+//! The two tests that kill an instance run twice at once, with instances of `--workers 1` and of
+//! `--workers 2`, each run on its own `redis-server` (issue 16: correctness under sharding;
+//! [`procs::each_worker_count`]).
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -15,7 +19,7 @@ mod raw_sip;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use cluster::{dispatcher, instance, member, LIMIT};
+use cluster::{dispatcher, instance, instance_workers, member, LIMIT};
 use raw_sip::{addr_of, final_response, header, recv_starting, sdp_offer, socket, status};
 use redis_server::redis;
 use std::net::SocketAddr;
@@ -44,81 +48,85 @@ fn stored(conn: &mut redis::Connection) -> Membership {
 
 #[test]
 fn the_live_set_is_published_with_an_epoch_that_only_rises() {
-    let Some(redis) = redis() else { return };
-    let client = redis::Client::open(redis.url.as_str()).expect("client");
-    let mut conn = client.get_connection().expect("connection");
-    // An earlier deployment left a higher epoch: ours must go above it.
-    let _: () = redis::cmd("SET").arg(membership::KEY).arg("100 sip:127.0.0.1:1").query(&mut conn).expect("SET");
-    let mut sub = client.get_connection().expect("subscriber");
-    sub.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-    let mut ps = sub.as_pubsub();
-    ps.subscribe(membership::CHANNEL).expect("SUBSCRIBE");
+    procs::each_worker_count(|workers| {
+        let Some(redis) = redis() else { return };
+        let client = redis::Client::open(redis.url.as_str()).expect("client");
+        let mut conn = client.get_connection().expect("connection");
+        // An earlier deployment left a higher epoch: ours must go above it.
+        let _: () = redis::cmd("SET").arg(membership::KEY).arg("100 sip:127.0.0.1:1").query(&mut conn).expect("SET");
+        let mut sub = client.get_connection().expect("subscriber");
+        sub.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let mut ps = sub.as_pubsub();
+        ps.subscribe(membership::CHANNEL).expect("SUBSCRIBE");
 
-    let (_i1, a) = instance(0, &[]);
-    let (mut i2, b) = instance(0, &[]);
-    let probe = ["--probe-interval-ms", "200", "--probe-failures", "3", "--probe-recoveries", "2", "--store", &redis.url];
-    let (mut d, _disp) = dispatcher(&[a, b], &probe);
-    let mut seen = Vec::new();
-    let both = next_published(&mut ps, |m| m.is_live(&member(a)) && m.is_live(&member(b)), &mut seen);
-    assert!(both.epoch > 100, "{both:?}");
-    assert_eq!(stored(&mut conn), both);
+        let (_i1, a) = instance_workers(workers, 0, &[]);
+        let (mut i2, b) = instance_workers(workers, 0, &[]);
+        let probe = ["--probe-interval-ms", "200", "--probe-failures", "3", "--probe-recoveries", "2", "--store", &redis.url];
+        let (mut d, _disp) = dispatcher(&[a, b], &probe);
+        let mut seen = Vec::new();
+        let both = next_published(&mut ps, |m| m.is_live(&member(a)) && m.is_live(&member(b)), &mut seen);
+        assert!(both.epoch > 100, "{both:?}");
+        assert_eq!(stored(&mut conn), both);
 
-    i2.kill();
-    let t0 = Instant::now();
-    let one = next_published(&mut ps, |m| !m.is_live(&member(b)), &mut seen);
-    println!("stopped instance out of the published set after {:?}: {}", t0.elapsed(), one.encode());
-    assert_eq!(one.live, vec![member(a)]);
-    assert!(one.epoch > both.epoch);
-    assert_eq!(stored(&mut conn), one);
+        i2.kill();
+        let t0 = Instant::now();
+        let one = next_published(&mut ps, |m| !m.is_live(&member(b)), &mut seen);
+        println!("stopped instance out of the published set after {:?}: {}", t0.elapsed(), one.encode());
+        assert_eq!(one.live, vec![member(a)]);
+        assert!(one.epoch > both.epoch);
+        assert_eq!(stored(&mut conn), one);
 
-    // A restarted dispatcher starts from its own epoch 1: the compare-and-set lifts it above the
-    // stored one, so the published epoch keeps rising.
-    d.kill();
-    let (_d2, _disp2) = dispatcher(&[a, b], &probe);
-    let again = next_published(&mut ps, |m| m.epoch > one.epoch && !m.is_live(&member(b)), &mut seen);
-    assert_eq!(again.live, vec![member(a)]);
-    let epochs: Vec<u64> = seen.iter().map(|m| m.epoch).collect();
-    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "epochs only rise: {epochs:?}");
-    assert_eq!(stored(&mut conn).epoch, *epochs.last().unwrap_or(&0));
+        // A restarted dispatcher starts from its own epoch 1: the compare-and-set lifts it above the
+        // stored one, so the published epoch keeps rising.
+        d.kill();
+        let (_d2, _disp2) = dispatcher(&[a, b], &probe);
+        let again = next_published(&mut ps, |m| m.epoch > one.epoch && !m.is_live(&member(b)), &mut seen);
+        assert_eq!(again.live, vec![member(a)]);
+        let epochs: Vec<u64> = seen.iter().map(|m| m.epoch).collect();
+        assert!(epochs.windows(2).all(|w| w[0] < w[1]), "epochs only rise: {epochs:?}");
+        assert_eq!(stored(&mut conn).epoch, *epochs.last().unwrap_or(&0));
+    });
 }
 
 /// Redis stopped (SIGSTOP) while an instance dies: the dispatcher goes on dispatching to the live
 /// one, and the new membership reaches Redis once it is back (SIGCONT), with a higher epoch.
 #[test]
 fn a_stopped_redis_delays_the_publication_but_not_the_dispatching() {
-    let Some(redis) = redis() else { return };
-    let client = redis::Client::open(redis.url.as_str()).expect("client");
-    let (_i1, a) = instance(0, &[]);
-    let (mut i2, b) = instance(0, &[]);
-    let (d, disp) =
-        dispatcher(&[a, b], &["--probe-interval-ms", "200", "--probe-failures", "3", "--rate-limit", "0", "--store", &redis.url]);
-    d.wait_line("membership published epoch=1", LIMIT).unwrap_or_else(|e| panic!("{e}"));
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill").args([sig, &redis.pid().to_string()]).status().expect("kill");
-        assert!(ok.success(), "kill {sig}");
-    };
-    signal("-STOP");
-    i2.kill();
-    d.wait_line(&format!("membership epoch 2: {}", member(a)), LIMIT).unwrap_or_else(|e| panic!("{e}"));
-    // Calls still go through, to the live instance.
-    let sock = socket();
-    for i in 0..4 {
-        let call = cluster::echo_call(&sock, disp, &format!("during-{i}.test"));
-        assert_eq!(call.answered_by, a);
-        assert_eq!(cluster::bye(&sock, disp, &call, &call.route), 200);
-    }
-    signal("-CONT");
-    let mut conn = client.get_connection().expect("connection");
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let m = stored(&mut conn);
-        if m.epoch >= 2 {
-            assert_eq!(m.live, vec![member(a)], "{m:?}");
-            break;
+    procs::each_worker_count(|workers| {
+        let Some(redis) = redis() else { return };
+        let client = redis::Client::open(redis.url.as_str()).expect("client");
+        let (_i1, a) = instance_workers(workers, 0, &[]);
+        let (mut i2, b) = instance_workers(workers, 0, &[]);
+        let (d, disp) =
+            dispatcher(&[a, b], &["--probe-interval-ms", "200", "--probe-failures", "3", "--rate-limit", "0", "--store", &redis.url]);
+        d.wait_line("membership published epoch=1", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        let signal = |sig: &str| {
+            let ok = std::process::Command::new("kill").args([sig, &redis.pid().to_string()]).status().expect("kill");
+            assert!(ok.success(), "kill {sig}");
+        };
+        signal("-STOP");
+        i2.kill();
+        d.wait_line(&format!("membership epoch 2: {}", member(a)), LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        // Calls still go through, to the live instance.
+        let sock = socket();
+        for i in 0..4 {
+            let call = cluster::echo_call(&sock, disp, &format!("during-{i}.test"));
+            assert_eq!(call.answered_by, a);
+            assert_eq!(cluster::bye(&sock, disp, &call, &call.route), 200);
         }
-        assert!(Instant::now() < deadline, "the membership never reached Redis after SIGCONT: {m:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        signal("-CONT");
+        let mut conn = client.get_connection().expect("connection");
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let m = stored(&mut conn);
+            if m.epoch >= 2 {
+                assert_eq!(m.live, vec![member(a)], "{m:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the membership never reached Redis after SIGCONT: {m:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
 }
 
 /// Bob registers through the dispatcher (instance a takes it: b is not up yet); instance b, up

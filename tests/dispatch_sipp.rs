@@ -1,7 +1,9 @@
 //! sipp through `switchboard dispatch` in front of three `switchboard serve` instances (issue 17
 //! point 3): every call succeeds (its BYE follows the dispatcher's Record-Route to the instance that
 //! answered; any other instance would answer 481 and fail the call), and every instance takes calls.
-//! Skips with a printed reason without sipp; fails under `CI`.
+//! Skips with a printed reason without sipp; fails under `CI`. Runs twice at once, with instances
+//! of `--workers 1` and of `--workers 2` (issue 16: correctness under sharding;
+//! [`procs::each_worker_count`]).
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -12,7 +14,7 @@ mod raw_sip;
 #[path = "common/sipp.rs"]
 mod sipp;
 
-use cluster::{dispatcher, instance};
+use cluster::{dispatcher, instance_workers};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -21,11 +23,15 @@ fn sipp_calls_through_the_dispatcher_spread_over_the_instances() {
     if !sipp::available() {
         return;
     }
-    let (_i1, a) = instance(0, &[]);
-    let (_i2, b) = instance(0, &[]);
-    let (_i3, c) = instance(0, &[]);
+    procs::each_worker_count(calls_spread_over_the_instances);
+}
+
+fn calls_spread_over_the_instances(workers: usize) {
+    let (_i1, a) = instance_workers(workers, 0, &[]);
+    let (_i2, b) = instance_workers(workers, 0, &[]);
+    let (_i3, c) = instance_workers(workers, 0, &[]);
     let (_d, disp) = dispatcher(&[a, b, c], &["--rate-limit", "0"]);
-    let dir = procs::TempDir::new("dispatch-sipp");
+    let dir = procs::TempDir::new(&format!("dispatch-sipp-w{workers}"));
     let args: Vec<String> = [
         "-sf",
         &sipp::scenario("dispatch_uac.xml"),
@@ -55,7 +61,7 @@ fn sipp_calls_through_the_dispatcher_spread_over_the_instances() {
     for l in logs.lines().filter_map(|l| l.split("answered-by ").nth(1)) {
         *per.entry(l.split_whitespace().next().unwrap_or("").to_owned()).or_default() += 1;
     }
-    println!("sipp calls per instance: {per:?}");
+    println!("--workers {workers}: sipp calls per instance: {per:?}");
     for i in [a, b, c] {
         assert!(per.get(&i.to_string()).copied().unwrap_or(0) > 0, "{i} took no call: {per:?}");
     }

@@ -11,6 +11,10 @@
 //!
 //! Everything runs on loopback with ephemeral ports and private temp dirs; every wait is on an
 //! output line, a datagram, a process exit or a bound socket, each with a deadline.
+//!
+//! The two sipp tests run their call twice at once, through `serve --workers 1` and `--workers 2`
+//! (issue 16: correctness under sharding; [`procs::each_worker_count`]), each on its own port
+//! ranges ([`ranges`]).
 
 #[path = "common/pcap.rs"]
 mod pcap;
@@ -42,12 +46,24 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `switchboard serve` with a static route sending `user` to `target`, no authentication.
-fn serve(dir: &Path, user: &str, target: SocketAddr) -> (Proc, u16) {
+/// Port ranges (relay, softphone, sipp's media) of the run with `workers`: the sipp tests run with
+/// 1 and 2 workers at once (issue 16: correctness under sharding; [`procs::each_worker_count`]).
+fn ranges(workers: usize) -> (&'static str, &'static str, std::ops::RangeInclusive<u16>) {
+    if workers == 1 {
+        ("63500-63599", "63400-63499", 63600..=63699)
+    } else {
+        ("63900-63999", "63800-63899", 63700..=63799)
+    }
+}
+
+/// `switchboard serve --workers N` with a static route sending `user` to `target`, no authentication.
+fn serve(workers: usize, dir: &Path, user: &str, target: SocketAddr) -> (Proc, u16) {
     let config = dir.join("switchboard.toml");
     std::fs::write(&config, format!("[[route]]\nuser = \"{user}\"\ntarget = \"sip:{target}\"\n")).expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--data", "none", "--rtp-ports", "63500-63599", "--config"]).arg(&config);
+    procs::set_workers(&mut cmd, workers);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--data", "none", "--rtp-ports", ranges(workers).0, "--config"])
+        .arg(&config);
     procs::spawn_service(&mut cmd, LIMIT)
 }
 
@@ -59,13 +75,14 @@ fn tone_of(samples: &[i16]) -> (f64, f64) {
 
 /// One call from `softphone dial` to the sipp UAS with early media; returns the softphone's
 /// stdout and its recording.
-fn call_with_early_media(tag: &str, json: bool) -> (Vec<String>, Vec<i16>) {
-    let dir = TempDir::new(tag);
+fn call_with_early_media(workers: usize, tag: &str, json: bool) -> (Vec<String>, Vec<i16>) {
+    let dir = TempDir::new(&format!("{tag}-w{workers}"));
+    let (_, phone_ports, sipp_media) = ranges(workers);
     let uas_dir = dir.join("uas");
     std::fs::create_dir_all(uas_dir.join("pcap")).expect("pcap dir");
     std::fs::write(uas_dir.join("pcap/early.pcap"), pcap::g711_tone_pcap(Codec::Pcmu, 600.0, 16_384, 3.0)).expect("pcap");
     std::fs::write(uas_dir.join("pcap/answer.pcap"), pcap::g711_tone_pcap(Codec::Pcmu, 1000.0, 16_384, 4.0)).expect("pcap");
-    let media_port = procs::free_udp_span(63600..=63699, 4);
+    let media_port = procs::free_udp_span(sipp_media, 4);
     let args: Vec<String> = ["-sf", &scenario("uas_early_media.xml"), "-mi", "127.0.0.1", "-mp", &media_port.to_string()]
         .into_iter()
         .map(String::from)
@@ -75,10 +92,10 @@ fn call_with_early_media(tag: &str, json: bool) -> (Vec<String>, Vec<i16>) {
     if let Err(e) = uas.wait_bound(LIMIT) {
         panic!("{e}");
     }
-    let (svc, port) = serve(dir.path(), "early", SocketAddr::from(([127, 0, 0, 1], uas.port)));
+    let (svc, port) = serve(workers, dir.path(), "early", SocketAddr::from(([127, 0, 0, 1], uas.port)));
     let rec = dir.join("caller.wav");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_softphone"));
-    cmd.args(["--tone", "440", "--rtp-ports", "63400-63499", "--record"]).arg(&rec);
+    cmd.args(["--tone", "440", "--rtp-ports", phone_ports, "--record"]).arg(&rec);
     if json {
         cmd.args(["--summary", "json"]);
     }
@@ -114,13 +131,15 @@ fn early_media_from_a_sipp_uas_through_the_b2bua_is_recorded_before_the_200() {
         return;
     }
     let _one = serial();
-    let (stdout, samples) = call_with_early_media("early-json", true);
-    let summary: Value =
-        stdout.iter().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok()).expect("a JSON summary on stdout");
-    assert_eq!(summary["state"], "completed", "{summary}");
-    assert_eq!(summary["early_media"], true, "{summary}");
-    assert_eq!(summary["responses"].as_array().map(|r| r.contains(&Value::from(183))), Some(true), "{summary}");
-    check_recording(&samples);
+    procs::each_worker_count(|workers| {
+        let (stdout, samples) = call_with_early_media(workers, "early-json", true);
+        let summary: Value =
+            stdout.iter().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok()).expect("a JSON summary on stdout");
+        assert_eq!(summary["state"], "completed", "{summary}");
+        assert_eq!(summary["early_media"], true, "{summary}");
+        assert_eq!(summary["responses"].as_array().map(|r| r.contains(&Value::from(183))), Some(true), "{summary}");
+        check_recording(&samples);
+    });
 }
 
 #[test]
@@ -129,10 +148,12 @@ fn the_human_summary_says_early_media_arrived() {
         return;
     }
     let _one = serial();
-    let (stdout, samples) = call_with_early_media("early-human", false);
-    let line = stdout.iter().find(|l| l.starts_with("call ")).expect("a summary line");
-    assert!(line.contains("completed") && line.contains("early media"), "{line}");
-    check_recording(&samples);
+    procs::each_worker_count(|workers| {
+        let (stdout, samples) = call_with_early_media(workers, "early-human", false);
+        let line = stdout.iter().find(|l| l.starts_with("call ")).expect("a summary line");
+        assert!(line.contains("completed") && line.contains("early media"), "{line}");
+        check_recording(&samples);
+    });
 }
 
 // ===== Two forked 183s on plain sockets =====
@@ -212,7 +233,7 @@ fn with_two_forked_183s_the_relay_follows_the_latest() {
     // The callee side: one SIP socket (a forking proxy) and two phones' media on other addresses.
     let proxy = bind("127.0.0.1");
     let (media_a, media_b) = (bind("127.0.0.3"), bind("127.0.0.4"));
-    let (svc, port) = serve(dir.path(), "fork", proxy.local_addr().expect("addr"));
+    let (svc, port) = serve(1, dir.path(), "fork", proxy.local_addr().expect("addr"));
     let service = SocketAddr::from(([127, 0, 0, 1], port));
 
     let caller = bind("127.0.0.2");

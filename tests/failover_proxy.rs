@@ -7,7 +7,9 @@
 //! callee, and the callee's 200 back. Without `redis-server` the test prints why it skips; with
 //! `CI` set it fails.
 //!
-//! Every wait is on an output line or a datagram with a deadline.
+//! Every wait is on an output line or a datagram with a deadline. The test runs twice at once,
+//! with instances of `--workers 1` and of `--workers 2`, each pair on its own `redis-server` (issue
+//! 16: correctness under sharding; [`procs::each_worker_count`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -27,8 +29,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn serve(url: &str, dir: &Path) -> (Proc, u16) {
+fn serve(workers: usize, url: &str, dir: &Path) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
+    procs::set_workers(&mut cmd, workers);
     cmd.args(["serve", "--mode", "proxy", "--store", url, "--no-auth", "--listen", "127.0.0.1:0", "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
@@ -52,11 +55,15 @@ fn respond(req: &str, line: &str, tag: &str, contact: &str) -> String {
 
 #[test]
 fn a_dead_instances_proxied_dialog_is_relayed_by_another_along_its_route_set() {
+    procs::each_worker_count(relayed_along_the_route_set);
+}
+
+fn relayed_along_the_route_set(workers: usize) {
     let Some(redis) = redis() else { return };
     let url = redis.url.as_str();
-    let dir = TempDir::new("failover-proxy");
-    let (mut svc_a, port_a) = serve(url, &dir.join("a"));
-    let (svc_b, port_b) = serve(url, &dir.join("b"));
+    let dir = TempDir::new(&format!("failover-proxy-w{workers}"));
+    let (mut svc_a, port_a) = serve(workers, url, &dir.join("a"));
+    let (svc_b, port_b) = serve(workers, url, &dir.join("b"));
     let (a, b): (SocketAddr, SocketAddr) = (([127, 0, 0, 1], port_a).into(), ([127, 0, 0, 1], port_b).into());
     publish(url, &format!("1 sip:{a} sip:{b}"));
     svc_b.wait_line("membership followed", Duration::from_secs(10)).expect("B followed epoch 1");

@@ -11,6 +11,10 @@
 //!
 //! Skips with a reason when baresip or its modules are missing; fails instead when `CI` is set.
 //! Every wait is on an output line or a process exit, with a deadline.
+//!
+//! The three tests through the service run their scenario twice at once, against `serve
+//! --workers 1` and `--workers 2` (issue 16: correctness under sharding;
+//! [`procs::each_worker_count`]), each on its own RTP port ranges ([`ports`]).
 
 #[path = "common/baresip.rs"]
 mod baresip;
@@ -36,9 +40,21 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn serve(dir: &Path) -> (Proc, u16) {
+/// An RTP port range of the run with `workers`: as written for 1 worker, 1,000 lower for the
+/// run with 2 that goes at the same time.
+fn ports(workers: usize, range: &str) -> String {
+    if workers == 1 {
+        return range.to_owned();
+    }
+    let shift = |p: &str| p.parse::<u16>().map(|p| (p - 1000).to_string()).unwrap_or_else(|e| panic!("port range {range}: {e}"));
+    let (lo, hi) = range.split_once('-').unwrap_or_else(|| panic!("port range {range}"));
+    format!("{}-{}", shift(lo), shift(hi))
+}
+
+fn serve(workers: usize, dir: &Path) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "59400-59799", "--data"]).arg(dir);
+    procs::set_workers(&mut cmd, workers);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", &ports(workers, "59400-59799"), "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, LIMIT)
 }
 
@@ -131,14 +147,19 @@ fn baresip_messages_bob_through_the_service() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("interop-message-out");
+    procs::each_worker_count(baresip_messages_bob);
+}
+
+fn baresip_messages_bob(workers: usize) {
+    let dir = TempDir::new(&format!("interop-message-out-w{workers}"));
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path());
+    let (_svc, port) = serve(workers, dir.path());
     let mut bob = answerer(dir.path(), port, "bob", &["--summary", "json", "answer"]);
-    let bs_dir = TempDir::new("interop-message-out-bs");
+    let bs_dir = TempDir::new(&format!("interop-message-out-bs-w{workers}"));
     let account = format!("<sip:alice@127.0.0.1:{port}>;auth_pass=alice-secret;regint=0");
     let contacts = format!("\"bob\" <sip:bob@127.0.0.1:{port}>\n");
-    let (_bs, _, _) = baresip(&bs_dir, &account, &contacts, 440.0, "59800-59819", &["/message hello bob from baresip"], 40);
+    let (_bs, _, _) =
+        baresip(&bs_dir, &account, &contacts, 440.0, &ports(workers, "59800-59819"), &["/message hello bob from baresip"], 40);
     let line = bob.wait_line("hello bob from baresip", LIMIT).expect("bob printed baresip's message");
     let m: serde_json::Value = serde_json::from_str(&line).expect("JSON");
     assert_eq!(m["type"], "message");
@@ -153,12 +174,16 @@ fn a_softphone_messages_baresip_registered_as_bob() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("interop-message-in");
+    procs::each_worker_count(a_softphone_messages_baresip);
+}
+
+fn a_softphone_messages_baresip(workers: usize) {
+    let dir = TempDir::new(&format!("interop-message-in-w{workers}"));
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path());
-    let bs_dir = TempDir::new("interop-message-in-bs");
+    let (_svc, port) = serve(workers, dir.path());
+    let bs_dir = TempDir::new(&format!("interop-message-in-bs-w{workers}"));
     let account = format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bob-secret;regint=60");
-    let (bs, _, _) = baresip(&bs_dir, &account, "", 440.0, "59820-59839", &[], 40);
+    let (bs, _, _) = baresip(&bs_dir, &account, "", 440.0, &ports(workers, "59820-59839"), &[], 40);
     bs.wait_line("200 OK", LIMIT).expect("baresip registered");
     let out = Command::new(PHONE)
         .args(registered(dir.path(), port, "alice"))
@@ -178,12 +203,20 @@ fn baresip_transfers_bob_to_carol_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("interop-refer-b2bua");
+    procs::each_worker_count(baresip_transfers_bob_to_carol);
+}
+
+fn baresip_transfers_bob_to_carol(workers: usize) {
+    let dir = TempDir::new(&format!("interop-refer-b2bua-w{workers}"));
     users(dir.path(), &["alice", "bob", "carol"]);
-    let (svc, port) = serve(dir.path());
+    let (svc, port) = serve(workers, dir.path());
     let carol_wav = dir.join("carol.wav");
-    let mut bob =
-        answerer(dir.path(), port, "bob", &["--tone", "440", "--summary", "json", "--rtp-ports", "59840-59899", "answer", "--calls", "1"]);
+    let mut bob = answerer(
+        dir.path(),
+        port,
+        "bob",
+        &["--tone", "440", "--summary", "json", "--rtp-ports", &ports(workers, "59840-59899"), "answer", "--calls", "1"],
+    );
     let mut carol = answerer(
         dir.path(),
         port,
@@ -192,7 +225,7 @@ fn baresip_transfers_bob_to_carol_through_the_b2bua() {
             "--tone",
             "1000",
             "--rtp-ports",
-            "59900-59959",
+            &ports(workers, "59900-59959"),
             "--record",
             carol_wav.to_str().unwrap(),
             "answer",
@@ -202,9 +235,10 @@ fn baresip_transfers_bob_to_carol_through_the_b2bua() {
             "4",
         ],
     );
-    let bs_dir = TempDir::new("interop-refer-b2bua-bs");
+    let bs_dir = TempDir::new(&format!("interop-refer-b2bua-bs-w{workers}"));
     let account = format!("<sip:alice@127.0.0.1:{port}>;auth_pass=alice-secret;regint=0;audio_codecs=PCMU,PCMA");
-    let (bs, _, ctrl_port) = baresip(&bs_dir, &account, "", 300.0, "59960-59979", &[&format!("/dial sip:bob@127.0.0.1:{port}")], 40);
+    let (bs, _, ctrl_port) =
+        baresip(&bs_dir, &account, "", 300.0, &ports(workers, "59960-59979"), &[&format!("/dial sip:bob@127.0.0.1:{port}")], 40);
     bs.wait_line("Call established", LIMIT).expect("baresip's call established");
     ctrl(ctrl_port, "transfer", &format!("sip:carol@127.0.0.1:{port}"));
     // The B2BUA ends baresip's leg once carol answered; carol hangs up after 4 s and bob follows.

@@ -13,6 +13,10 @@
 //! the calls to the other, and 20 more calls all complete there.
 //!
 //! Without kamailio, sipp or redis-server the test prints why it skips; with `CI` set it fails.
+//!
+//! The test runs twice at once, with instances of `--workers 1` and of `--workers 2`, each pair
+//! with its own Kamailio, `redis-server` and relay ports (issue 16: correctness under sharding;
+//! [`procs::each_worker_count`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -50,8 +54,9 @@ fn add_user(url: &str, user: &str) {
     assert!(out.status.success(), "users add {user}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn serve(url: &str, dir: &Path, rtp: &str) -> (Proc, SocketAddr) {
+fn serve(workers: usize, url: &str, dir: &Path, rtp: &str) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(SB);
+    procs::set_workers(&mut cmd, workers);
     // Kamailio (on 127.0.0.2) is a trusted hop: its requests are not challenged again, and a
     // REGISTER it relays binds the phone's address from the Via it received.
     cmd.args(["serve", "--store", url, "--listen", "127.0.0.1:0", "--rtp-ports", rtp, "--rate-limit", "0", "--trusted", KAM_IP, "--data"])
@@ -108,13 +113,19 @@ fn kamailio_dispatcher_spreads_calls_over_two_instances_sharing_redis() {
     if !tool_available("kamailio", &["-v"], "apt-get install kamailio") || !sipp::available() {
         return;
     }
+    procs::each_worker_count(spreads_calls_over_two_instances);
+}
+
+fn spreads_calls_over_two_instances(workers: usize) {
     let Some(redis) = Redis::start(false) else { return };
     let url = redis.url.as_str();
-    let dir = TempDir::new("kamailio-ds");
+    let dir = TempDir::new(&format!("kamailio-ds-w{workers}"));
     add_user(url, "alice");
     add_user(url, "bob");
-    let (mut svc_a, a) = serve(url, &dir.join("a"), "44000-44999");
-    let (mut svc_b, b) = serve(url, &dir.join("b"), "45000-45999");
+    // Relay ports apart for the two runs that go at once.
+    let (rtp_a, rtp_b) = if workers == 1 { ("44000-44999", "45000-45999") } else { ("42000-42999", "43000-43999") };
+    let (mut svc_a, a) = serve(workers, url, &dir.join("a"), rtp_a);
+    let (mut svc_b, b) = serve(workers, url, &dir.join("b"), rtp_b);
     let kam_dir = dir.join("kamailio");
     std::fs::create_dir_all(&kam_dir).expect("kamailio dir");
     let (mut kam, k) = kamailio(&kam_dir, &[a, b]);

@@ -15,6 +15,10 @@
 //!
 //! A missing sipp skips the sipp tests with a printed reason, or fails them when `CI` is set.
 //! Every wait is on an output line, a process exit or a bound socket, each with a deadline.
+//!
+//! The tests with sipp and the service run their scenario with `serve --workers 1`, then with
+//! `--workers 2` (issue 16: correctness under sharding; [`procs::each_worker_count_in_turn`]: in
+//! turn, as they share fixed port ranges).
 
 #[path = "common/heard.rs"]
 mod heard;
@@ -51,9 +55,11 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-/// `switchboard serve` with its data in `dir`, no authentication (sipp callers), on an ephemeral port.
-fn serve(dir: &Path, extra: &[&str]) -> (Proc, u16) {
+/// `switchboard serve --workers N` with its data in `dir`, no authentication (sipp callers), on an
+/// ephemeral port.
+fn serve(workers: usize, dir: &Path, extra: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
+    procs::set_workers(&mut cmd, workers);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--rate-limit", "0", "--rtp-ports", "46000-46999", "--data"])
         .arg(dir)
         .args(extra);
@@ -140,22 +146,24 @@ fn late_offer_to_the_echo_user() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("late-echo");
-    let (svc, port) = serve(dir.path(), &[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer.xml", "echo", port, &["-d", "1000"]);
-    assert_sipp_ok("late offer to echo", &sipp, &out, &[&svc]);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("late-echo");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer.xml", "echo", port, &["-d", "1000"]);
+        assert_sipp_ok("late offer to echo", &sipp, &out, &[&svc]);
 
-    let wav = dir.join("echoed.wav");
-    let phone = Command::new(PHONE)
-        .args(["--summary", "json", "--tone", "440", "--record", wav.to_str().unwrap(), "--rtp-ports", "47500-47999"])
-        .args(["dial", &format!("sip:echo@127.0.0.1:{port}"), "--duration", "3", "--late-offer"])
-        .output()
-        .expect("softphone dial");
-    let stdout = String::from_utf8_lossy(&phone.stdout);
-    assert!(phone.status.success(), "{stdout}\n{}\nservice:\n{}", String::from_utf8_lossy(&phone.stderr), svc.transcript());
-    let summary: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
-    assert_eq!(summary["state"], "completed", "{summary}");
-    assert_heard("the late-offer caller of echo", &wav, 440.0);
+        let wav = dir.join("echoed.wav");
+        let phone = Command::new(PHONE)
+            .args(["--summary", "json", "--tone", "440", "--record", wav.to_str().unwrap(), "--rtp-ports", "47500-47999"])
+            .args(["dial", &format!("sip:echo@127.0.0.1:{port}"), "--duration", "3", "--late-offer"])
+            .output()
+            .expect("softphone dial");
+        let stdout = String::from_utf8_lossy(&phone.stdout);
+        assert!(phone.status.success(), "{stdout}\n{}\nservice:\n{}", String::from_utf8_lossy(&phone.stderr), svc.transcript());
+        let summary: Value = serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
+        assert_eq!(summary["state"], "completed", "{summary}");
+        assert_heard("the late-offer caller of echo", &wav, 440.0);
+    });
 }
 
 // ===== late offer to the softphone =====
@@ -193,17 +201,19 @@ fn late_offer_from_sipp_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("late-b2bua-sipp");
-    let (svc, port) = serve(dir.path(), &[]);
-    let wav = dir.join("bob.wav");
-    let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &["--record", wav.to_str().unwrap()]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer.xml", "bob", port, &["-d", "3000"]);
-    assert_sipp_ok("late offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
-    bob.expect_exit(Duration::from_secs(20));
-    let summary = summaries(&bob).pop().expect("bob's summary");
-    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
-    assert_eq!(summary["codec"], "PCMA", "sipp's answer reached bob in the ACK: {summary}");
-    assert_heard("bob", &wav, SIPP_HZ);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("late-b2bua-sipp");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let wav = dir.join("bob.wav");
+        let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &["--record", wav.to_str().unwrap()]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer.xml", "bob", port, &["-d", "3000"]);
+        assert_sipp_ok("late offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
+        bob.expect_exit(Duration::from_secs(20));
+        let summary = summaries(&bob).pop().expect("bob's summary");
+        assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
+        assert_eq!(summary["codec"], "PCMA", "sipp's answer reached bob in the ACK: {summary}");
+        assert_heard("bob", &wav, SIPP_HZ);
+    });
 }
 
 /// Softphone to softphone through the B2BUA, alice with `dial --late-offer`, with the relay and
@@ -214,7 +224,7 @@ fn late_offer_between_softphones_through_the_b2bua_with_and_without_the_relay() 
     let _serial = serial();
     for (tag, extra) in [("relay", &[][..]), ("no-relay", &["--no-relay"][..])] {
         let dir = TempDir::new(&format!("late-b2bua-{tag}"));
-        let (svc, port) = serve(dir.path(), extra);
+        let (svc, port) = serve(1, dir.path(), extra);
         let bob_wav = dir.join("bob.wav");
         let mut bob =
             registered_answerer(dir.path(), port, "bob", "47000-47499", &["--tone", "1000", "--record", bob_wav.to_str().unwrap()]);
@@ -252,46 +262,49 @@ fn late_offer_reaches_a_sipp_callee_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("late-b2bua-uas");
-    let (svc, port) = serve(dir.path(), &[]);
-    let users = dir.join("users.csv");
-    std::fs::write(&users, "SEQUENTIAL\nbob;\n").expect("users.csv");
-    let mut bob_port = 0;
-    for attempt in 1..=3 {
-        bob_port = sipp::free_port();
-        let args =
-            s(&["-sf", &scenario("register_inf.xml"), "-inf", users.to_str().unwrap(), "-m", "1", "-timeout", "30s", "-timeout_error"]);
-        let mut args = args;
-        args.push(format!("127.0.0.1:{port}"));
-        let mut reg = Sipp::spawn(&format!("register-{attempt}"), dir.path(), bob_port, &args);
-        let out = reg.finish(LIMIT);
-        if attempt < 3 && out.successful == 0 && out.errors.contains("Unable to bind") {
-            continue;
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("late-b2bua-uas");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let users = dir.join("users.csv");
+        std::fs::write(&users, "SEQUENTIAL\nbob;\n").expect("users.csv");
+        let mut bob_port = 0;
+        for attempt in 1..=3 {
+            bob_port = sipp::free_port();
+            let args =
+                s(&["-sf", &scenario("register_inf.xml"), "-inf", users.to_str().unwrap(), "-m", "1", "-timeout", "30s", "-timeout_error"]);
+            let mut args = args;
+            args.push(format!("127.0.0.1:{port}"));
+            let mut reg = Sipp::spawn(&format!("register-{attempt}"), dir.path(), bob_port, &args);
+            let out = reg.finish(LIMIT);
+            if attempt < 3 && out.successful == 0 && out.errors.contains("Unable to bind") {
+                continue;
+            }
+            assert_sipp_ok("REGISTER bob", &reg, &out, &[&svc]);
+            break;
         }
-        assert_sipp_ok("REGISTER bob", &reg, &out, &[&svc]);
-        break;
-    }
-    let media_port = procs::free_udp_span(48000..=48999, 4);
-    let uas_args = s(&["-sf", &scenario("uas_late_offer.xml"), "-s", "bob", "-m", "1", "-mi", "127.0.0.1", "-mp", &media_port.to_string()]);
-    let mut uas_args = uas_args;
-    uas_args.extend(s(&["-timeout", "40s", "-timeout_error", &format!("127.0.0.1:{port}")]));
-    let mut uas = Sipp::spawn("uas-bob", dir.path(), bob_port, &uas_args);
-    uas.wait_bound(LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        let media_port = procs::free_udp_span(48000..=48999, 4);
+        let uas_args =
+            s(&["-sf", &scenario("uas_late_offer.xml"), "-s", "bob", "-m", "1", "-mi", "127.0.0.1", "-mp", &media_port.to_string()]);
+        let mut uas_args = uas_args;
+        uas_args.extend(s(&["-timeout", "40s", "-timeout_error", &format!("127.0.0.1:{port}")]));
+        let mut uas = Sipp::spawn("uas-bob", dir.path(), bob_port, &uas_args);
+        uas.wait_bound(LIMIT).unwrap_or_else(|e| panic!("{e}"));
 
-    std::fs::write(dir.join("alice.pw"), "x\n").expect("password file");
-    let alice = Command::new(PHONE)
-        .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
-        .arg(dir.join("alice.pw"))
-        .args(["--summary", "json", "--rtp-ports", "47500-47999", "--rtp-timeout", "0"])
-        .args(["dial", "sip:bob@127.0.0.1", "--duration", "1", "--late-offer"])
-        .output()
-        .expect("softphone dial");
-    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
-    let out = uas.finish(LIMIT);
-    assert_sipp_ok("the late-offer callee", &uas, &out, &[&svc]);
-    assert!(alice.status.success(), "{alice_out}\n{}", String::from_utf8_lossy(&alice.stderr));
-    let a: Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
-    assert_eq!(a["codec"], "PCMU", "alice answered the callee's offer (PCMU first): {a}");
+        std::fs::write(dir.join("alice.pw"), "x\n").expect("password file");
+        let alice = Command::new(PHONE)
+            .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
+            .arg(dir.join("alice.pw"))
+            .args(["--summary", "json", "--rtp-ports", "47500-47999", "--rtp-timeout", "0"])
+            .args(["dial", "sip:bob@127.0.0.1", "--duration", "1", "--late-offer"])
+            .output()
+            .expect("softphone dial");
+        let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
+        let out = uas.finish(LIMIT);
+        assert_sipp_ok("the late-offer callee", &uas, &out, &[&svc]);
+        assert!(alice.status.success(), "{alice_out}\n{}", String::from_utf8_lossy(&alice.stderr));
+        let a: Value = serde_json::from_str(alice_out.lines().find(|l| l.starts_with('{')).expect("summary")).expect("json");
+        assert_eq!(a["codec"], "PCMU", "alice answered the callee's offer (PCMU first): {a}");
+    });
 }
 
 // ===== an ACK without the answer =====
@@ -305,28 +318,30 @@ fn an_ack_without_the_answer_ends_the_call_with_bye() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("late-no-answer");
-    let (svc, port) = serve(dir.path(), &[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer_no_answer.xml", "echo", port, &[]);
-    assert_sipp_ok("echo", &sipp, &out, &[&svc]);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("late-no-answer");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer_no_answer.xml", "echo", port, &[]);
+        assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-    let (mut phone, phone_port) = softphone_answer(&[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer_no_answer.xml", "softphone", phone_port, &[]);
-    assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
-    let status = phone.expect_exit(Duration::from_secs(20));
-    let summary = summaries(&phone).pop().expect("summary");
-    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("failed"), Some("no-answer-in-ack")), "{summary}");
-    assert!(!status.success(), "a call without an answer is a failure: {}", phone.transcript());
+        let (mut phone, phone_port) = softphone_answer(&[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer_no_answer.xml", "softphone", phone_port, &[]);
+        assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
+        let status = phone.expect_exit(Duration::from_secs(20));
+        let summary = summaries(&phone).pop().expect("summary");
+        assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("failed"), Some("no-answer-in-ack")), "{summary}");
+        assert!(!status.success(), "a call without an answer is a failure: {}", phone.transcript());
 
-    let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer_no_answer.xml", "bob", port, &[]);
-    assert_sipp_ok("B2BUA", &sipp, &out, &[&svc, &bob]);
-    bob.expect_exit(Duration::from_secs(20));
-    let b = summaries(&bob).pop().expect("bob's summary");
-    // The B2BUA acknowledges bob's 2xx without a body, then sends BYE; bob may see the bodiless
-    // ACK first and hang up itself: either way the leg ended at once.
-    assert!(matches!(b["reason"].as_str(), Some("bye-remote" | "no-answer-in-ack")), "the callee leg ended: {b}");
-    assert!(b["duration_s"].as_f64().is_some_and(|d| d < 5.0), "{b}");
+        let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer_no_answer.xml", "bob", port, &[]);
+        assert_sipp_ok("B2BUA", &sipp, &out, &[&svc, &bob]);
+        bob.expect_exit(Duration::from_secs(20));
+        let b = summaries(&bob).pop().expect("bob's summary");
+        // The B2BUA acknowledges bob's 2xx without a body, then sends BYE; bob may see the bodiless
+        // ACK first and hang up itself: either way the leg ended at once.
+        assert!(matches!(b["reason"].as_str(), Some("bye-remote" | "no-answer-in-ack")), "the callee leg ended: {b}");
+        assert!(b["duration_s"].as_f64().is_some_and(|d| d < 5.0), "{b}");
+    });
 }
 
 /// `softphone dial --late-offer` to a callee whose 200 has no offer either: the softphone
@@ -365,17 +380,19 @@ fn an_savp_only_offer_is_refused_with_488() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("savp-only");
-    let (svc, port) = serve(dir.path(), &[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_only.xml", "echo", port, &[]);
-    assert_sipp_ok("echo", &sipp, &out, &[&svc]);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("savp-only");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_only.xml", "echo", port, &[]);
+        assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-    let (mut phone, phone_port) = softphone_answer(&[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_only.xml", "softphone", phone_port, &[]);
-    assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
-    phone.expect_exit(Duration::from_secs(20));
-    let summary = summaries(&phone).pop().expect("summary");
-    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("rejected"), Some("488")), "{summary}");
+        let (mut phone, phone_port) = softphone_answer(&[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_only.xml", "softphone", phone_port, &[]);
+        assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
+        phone.expect_exit(Duration::from_secs(20));
+        let summary = summaries(&phone).pop().expect("summary");
+        assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("rejected"), Some("488")), "{summary}");
+    });
 }
 
 /// An offer of an SAVP and an AVP line gets the AVP line answered and the SAVP line refused with
@@ -386,17 +403,19 @@ fn a_mixed_offer_gets_the_avp_line_answered() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("savp-mixed");
-    let (svc, port) = serve(dir.path(), &[]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_mixed.xml", "echo", port, &["-d", "500"]);
-    assert_sipp_ok("echo", &sipp, &out, &[&svc]);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("savp-mixed");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_mixed.xml", "echo", port, &["-d", "500"]);
+        assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-    let (mut phone, phone_port) = softphone_answer(&["--rtp-timeout", "0"]);
-    let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_mixed.xml", "softphone", phone_port, &["-d", "500"]);
-    assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
-    phone.expect_exit(Duration::from_secs(20));
-    let summary = summaries(&phone).pop().expect("summary");
-    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
+        let (mut phone, phone_port) = softphone_answer(&["--rtp-timeout", "0"]);
+        let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_mixed.xml", "softphone", phone_port, &["-d", "500"]);
+        assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
+        phone.expect_exit(Duration::from_secs(20));
+        let summary = summaries(&phone).pop().expect("summary");
+        assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
+    });
 }
 
 /// The same mixed offer through the B2BUA to bob, a registered softphone with `--srtp off`: bob
@@ -410,20 +429,22 @@ fn a_mixed_offer_through_the_b2bua_reaches_a_callee_without_srtp() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("savp-mixed-b2bua");
-    let (svc, port) = serve(dir.path(), &[]);
-    let wav = dir.join("bob.wav");
-    let mut bob = registered_answerer(
-        dir.path(),
-        port,
-        "bob",
-        "47000-47499",
-        &["--srtp", "off", "--tone", "1000", "--record", wav.to_str().unwrap()],
-    );
-    let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_savp_mixed.xml", "bob", port, &["-d", "3000", "-rtp_echo"]);
-    assert_sipp_ok("mixed offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
-    bob.expect_exit(Duration::from_secs(20));
-    let summary = summaries(&bob).pop().expect("bob's summary");
-    assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
-    assert_heard("bob (its tone echoed by sipp through the relay)", &wav, 1000.0);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("savp-mixed-b2bua");
+        let (svc, port) = serve(workers, dir.path(), &[]);
+        let wav = dir.join("bob.wav");
+        let mut bob = registered_answerer(
+            dir.path(),
+            port,
+            "bob",
+            "47000-47499",
+            &["--srtp", "off", "--tone", "1000", "--record", wav.to_str().unwrap()],
+        );
+        let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_savp_mixed.xml", "bob", port, &["-d", "3000", "-rtp_echo"]);
+        assert_sipp_ok("mixed offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
+        bob.expect_exit(Duration::from_secs(20));
+        let summary = summaries(&bob).pop().expect("bob's summary");
+        assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("completed"), Some("bye-remote")), "{summary}");
+        assert_heard("bob (its tone echoed by sipp through the relay)", &wav, 1000.0);
+    });
 }

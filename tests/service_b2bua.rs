@@ -5,6 +5,10 @@
 //! survive `kill -9` of the service.
 //!
 //! Every wait is on an output line, a process exit or a polled condition with a deadline.
+//!
+//! The sipp and kill -9 tests run their scenario twice at once, against `serve --workers 1` and
+//! `--workers 2` (issue 16: correctness under sharding; [`procs::each_worker_count`]), each on
+//! its own port ranges ([`by_workers`]). The other tests run one worker.
 
 #[path = "common/heard.rs"]
 mod heard;
@@ -36,11 +40,24 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// calls outruns the pre-bound spare ports, and a port found taken after the SDP named it ends
 /// that call ("relay port taken by another process"; the phones do the same).
 const RELAY_PORTS: &str = "12000-12999";
+/// [`RELAY_PORTS`] of the service with 2 workers, which runs at the same time as the one with 1.
+const RELAY_PORTS_2: &str = "15000-15999";
 
-/// `switchboard serve` on `listen` with its data in `dir`; returns it and its port.
-fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, u16) {
+/// A fixed port range by worker count: `one` for the run with 1 worker, `other` for the run
+/// with 2 that goes at the same time (or with SWITCHBOARD_WORKERS=N, alone).
+fn by_workers<'a>(workers: usize, one: &'a str, other: &'a str) -> &'a str {
+    if workers == 1 {
+        one
+    } else {
+        other
+    }
+}
+
+/// `switchboard serve --workers N` on `listen` with its data in `dir`; returns it and its port.
+fn serve(workers: usize, dir: &Path, listen: &str, extra: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
-    cmd.args(["serve", "--listen", listen, "--rtp-ports", RELAY_PORTS, "--data"]).arg(dir).args(extra);
+    procs::set_workers(&mut cmd, workers);
+    cmd.args(["serve", "--listen", listen, "--rtp-ports", by_workers(workers, RELAY_PORTS, RELAY_PORTS_2), "--data"]).arg(dir).args(extra);
     procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
 
@@ -112,7 +129,7 @@ fn alice_and_bob_talk_through_the_relay_and_the_record_counts_every_packet() {
     let _serial = serial();
     let dir = TempDir::new("b2bua-call");
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path(), "127.0.0.1:0", &[]);
+    let (_svc, port) = serve(1, dir.path(), "127.0.0.1:0", &[]);
     let bob_wav = dir.join("bob.wav");
     let bob =
         answerer(dir.path(), port, "bob", "53000-53499", &["--tone", "1000", "--record", bob_wav.to_str().unwrap()], &["--calls", "1"]);
@@ -166,7 +183,7 @@ fn hold_stops_audio_to_the_held_party_and_resume_brings_it_back() {
     let _serial = serial();
     let dir = TempDir::new("b2bua-hold");
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path(), "127.0.0.1:0", &[]);
+    let (_svc, port) = serve(1, dir.path(), "127.0.0.1:0", &[]);
     let _bob = answerer(dir.path(), port, "bob", "54000-54499", &["--tone", "1000"], &["--calls", "1"]);
     let mut alice = Command::new(PHONE)
         .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
@@ -248,7 +265,11 @@ fn sipp_uac_pcap_through_the_service_reaches_a_softphone() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("b2bua-pcap");
+    procs::each_worker_count(sipp_uac_pcap_reaches_a_softphone);
+}
+
+fn sipp_uac_pcap_reaches_a_softphone(workers: usize) {
+    let dir = TempDir::new(&format!("b2bua-pcap-w{workers}"));
     let sipp_dir = dir.join("sipp");
     std::fs::create_dir_all(sipp_dir.join("pcap")).expect("pcap dir");
     std::fs::write(sipp_dir.join("pcap/g711a.pcap"), pcap::g711_tone_pcap(switchboard::media::g711::Codec::Pcma, 1000.0, 16_384, 6.0))
@@ -258,12 +279,13 @@ fn sipp_uac_pcap_through_the_service_reaches_a_softphone() {
         skip_or_fail(&format!("{} not found (Debian's sip-tester ships it)", dtmf.display()));
         return;
     }
+    let (bob_ports, sipp_media) = if workers == 1 { ("55000-55499", 55500..=55999) } else { ("57000-57499", 57500..=57999) };
     std::fs::copy(dtmf, sipp_dir.join("pcap/dtmf_2833_1.pcap")).expect("dtmf pcap");
-    let (_svc, port) = serve(dir.path(), "127.0.0.1:0", &["--no-auth"]);
+    let (_svc, port) = serve(workers, dir.path(), "127.0.0.1:0", &["--no-auth"]);
     std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
     let rec = dir.join("bob.wav");
-    let mut bob = answerer(dir.path(), port, "bob", "55000-55499", &["--record", rec.to_str().unwrap()], &["--calls", "1"]);
-    let media_port = procs::free_udp_span(55500..=55999, 4);
+    let mut bob = answerer(dir.path(), port, "bob", bob_ports, &["--record", rec.to_str().unwrap()], &["--calls", "1"]);
+    let media_port = procs::free_udp_span(sipp_media, 4);
     let mut cmd = Command::new("sipp");
     cmd.current_dir(&sipp_dir)
         .args(["-sn", "uac_pcap", &format!("127.0.0.1:{port}"), "-s", "bob", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-m", "1", "-nostdin"])
@@ -294,11 +316,22 @@ fn a_silent_caller_gets_bye_on_both_legs_after_the_relay_timeout() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("b2bua-silent");
-    let (_svc, port) = serve(dir.path(), "127.0.0.1:0", &["--no-auth", "--rtp-timeout", "3"]);
+    procs::each_worker_count(silent_caller_gets_bye_after_the_relay_timeout);
+}
+
+fn silent_caller_gets_bye_after_the_relay_timeout(workers: usize) {
+    let dir = TempDir::new(&format!("b2bua-silent-w{workers}"));
+    let (_svc, port) = serve(workers, dir.path(), "127.0.0.1:0", &["--no-auth", "--rtp-timeout", "3"]);
     std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
     // Bob would wait a minute for media himself: the service must be the one that ends the call.
-    let mut bob = answerer(dir.path(), port, "bob", "56000-56499", &["--tone", "1000", "--rtp-timeout", "60"], &["--calls", "1"]);
+    let mut bob = answerer(
+        dir.path(),
+        port,
+        "bob",
+        by_workers(workers, "56000-56499", "56500-56999"),
+        &["--tone", "1000", "--rtp-timeout", "60"],
+        &["--calls", "1"],
+    );
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sipp/uac_silent.xml");
     let mut cmd = Command::new("sipp");
     cmd.args(["-sf"])
@@ -320,26 +353,42 @@ fn a_silent_caller_gets_bye_on_both_legs_after_the_relay_timeout() {
 #[test]
 fn twenty_calls_survive_kill_9_of_the_service() {
     let _serial = serial();
-    let dir = TempDir::new("b2bua-crash");
+    procs::each_worker_count(twenty_calls_survive_kill_9);
+}
+
+fn twenty_calls_survive_kill_9(workers: usize) {
+    let dir = TempDir::new(&format!("b2bua-crash-w{workers}"));
     let listen = format!("127.0.0.1:{}", procs::free_port_udp_tcp());
-    let (mut svc, port) = serve(dir.path(), &listen, &["--no-auth"]);
+    let (mut svc, port) = serve(workers, dir.path(), &listen, &["--no-auth"]);
     std::fs::write(dir.join("bob.pw"), "x\n").expect("pw");
     const CALLS: usize = 20;
     // bob answers 20 calls at once, past his spare ports: his range and the callers' are below
     // the ephemeral range too (see RELAY_PORTS), or one of his calls can end at once, never up.
-    let mut bob = answerer(dir.path(), port, "bob", "13000-13999", &["--tone", "1000"], &["--calls", &CALLS.to_string()]);
+    let mut bob = answerer(
+        dir.path(),
+        port,
+        "bob",
+        by_workers(workers, "13000-13999", "16000-16999"),
+        &["--tone", "1000"],
+        &["--calls", &CALLS.to_string()],
+    );
     // The callers stay in their calls until the test hangs them up (SIGTERM: BYE, `bye-local`),
     // so no step below races a call's own end: on a loaded machine 20 calls of a fixed length
     // could all be over before "20 calls up" was ever seen, or hang up during the restart.
     let mut callers: Vec<Proc> = (0..CALLS)
         .map(|i| {
             let mut cmd = Command::new(PHONE);
-            cmd.args(["--user", &format!("caller{i}"), "--summary", "json", "--tone", "440", "--rtp-ports", "14000-14999"]).args([
-                "dial",
-                &format!("sip:bob@127.0.0.1:{port}"),
-                "--duration",
-                "600",
-            ]);
+            cmd.args([
+                "--user",
+                &format!("caller{i}"),
+                "--summary",
+                "json",
+                "--tone",
+                "440",
+                "--rtp-ports",
+                by_workers(workers, "14000-14999", "17000-17999"),
+            ])
+            .args(["dial", &format!("sip:bob@127.0.0.1:{port}"), "--duration", "600"]);
             Proc::spawn(&format!("caller{i}"), &mut cmd)
         })
         .collect();
@@ -349,7 +398,7 @@ fn twenty_calls_survive_kill_9_of_the_service() {
     wait_calls(dir.path(), "20 calls up with media", Duration::from_secs(60), up);
 
     svc.kill();
-    let (_svc2, port2) = serve(dir.path(), &listen, &["--no-auth"]);
+    let (_svc2, port2) = serve(workers, dir.path(), &listen, &["--no-auth"]);
     assert_eq!(port2, port);
     let restarted = Instant::now();
     let flows = |c: &[Value]| {
@@ -358,7 +407,7 @@ fn twenty_calls_survive_kill_9_of_the_service() {
     };
     wait_calls(dir.path(), "media again on every recovered call", Duration::from_secs(30), flows);
     // How fast is a figure, not a check (no timing assertions in tests): BENCHMARKS.md records it.
-    eprintln!("media flowed again on all {CALLS} calls {} ms after the restart", restarted.elapsed().as_millis());
+    eprintln!("--workers {workers}: media flowed again on all {CALLS} calls {} ms after the restart", restarted.elapsed().as_millis());
 
     for c in &mut callers {
         let status = c.terminate(Duration::from_secs(30)).unwrap_or_else(|| panic!("{} did not hang up: {}", c.name(), c.transcript()));

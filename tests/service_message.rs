@@ -3,6 +3,9 @@
 //! an unknown event -> 489; UPDATE/INFO outside a dialog -> 481 (softphone, echo user, service).
 //!
 //! Every wait is on an output line, a process exit or sipp's own end, with a deadline.
+//!
+//! The sipp tests run their scenario with `serve --workers 1`, then with `--workers 2` (issue 16:
+//! correctness under sharding; [`procs::each_worker_count_in_turn`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -26,8 +29,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn serve(dir: &Path) -> (Proc, u16) {
+/// `switchboard serve --workers N` with its data in `dir`.
+fn serve(workers: usize, dir: &Path) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
+    procs::set_workers(&mut cmd, workers);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "54000-54999", "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, LIMIT)
 }
@@ -60,7 +65,7 @@ fn alice_messages_bob_through_the_service_and_bob_prints_it_as_json() {
     let _serial = serial();
     let dir = TempDir::new("message");
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path());
+    let (_svc, port) = serve(1, dir.path());
     let mut bob = answerer(dir.path(), port, "bob", &["--summary", "json"]);
 
     let out = message(dir.path(), port, "alice", "sip:bob@127.0.0.1", "hello bob, it's alice");
@@ -105,7 +110,7 @@ fn an_answering_phone_without_json_prints_a_message_in_one_line() {
     let _serial = serial();
     let dir = TempDir::new("message-plain");
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path());
+    let (_svc, port) = serve(1, dir.path());
     let mut bob = answerer(dir.path(), port, "bob", &[]);
     let out = message(dir.path(), port, "alice", "sip:bob@127.0.0.1", "plain text");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -120,22 +125,24 @@ fn sipp_message_and_subscribe_through_the_service() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("message-sipp");
-    users(dir.path(), &["alice", "bob"]);
-    let (svc, port) = serve(dir.path());
-    let mut bob = answerer(dir.path(), port, "bob", &[]);
-    let svc_addr = format!("127.0.0.1:{port}");
-    let args: Vec<String> = ["-sf", &sipp::scenario("message_auth.xml"), "-s", "bob", "-au", "alice", "-ap", "alice-secret"]
-        .into_iter()
-        .chain(["-auth_uri", &format!("bob@{svc_addr}"), "-m", "1", "-recv_timeout", "10s", "-timeout", "30s", "-timeout_error"])
-        .chain([svc_addr.as_str()])
-        .map(String::from)
-        .collect();
-    let mut uac = sipp::Sipp::spawn("uac-message", dir.path(), sipp::free_port(), &args);
-    let out = uac.finish(Duration::from_secs(40));
-    assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
-    bob.wait_line("hello bob from sipp", LIMIT).expect("bob printed sipp's message");
-    bob.terminate(Duration::from_secs(10));
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("message-sipp");
+        users(dir.path(), &["alice", "bob"]);
+        let (svc, port) = serve(workers, dir.path());
+        let mut bob = answerer(dir.path(), port, "bob", &[]);
+        let svc_addr = format!("127.0.0.1:{port}");
+        let args: Vec<String> = ["-sf", &sipp::scenario("message_auth.xml"), "-s", "bob", "-au", "alice", "-ap", "alice-secret"]
+            .into_iter()
+            .chain(["-auth_uri", &format!("bob@{svc_addr}"), "-m", "1", "-recv_timeout", "10s", "-timeout", "30s", "-timeout_error"])
+            .chain([svc_addr.as_str()])
+            .map(String::from)
+            .collect();
+        let mut uac = sipp::Sipp::spawn("uac-message", dir.path(), sipp::free_port(), &args);
+        let out = uac.finish(Duration::from_secs(40));
+        assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
+        bob.wait_line("hello bob from sipp", LIMIT).expect("bob printed sipp's message");
+        bob.terminate(Duration::from_secs(10));
+    });
 }
 
 #[test]
@@ -144,35 +151,37 @@ fn sipp_out_of_dialog_requests_to_the_softphone_and_the_echo_user() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("ood-sipp");
-    let mut phone = Proc::spawn("softphone", Command::new(PHONE).args(["--rtp-ports", "55000-55999", "answer"]));
-    let line = phone.wait_line("softphone listening on udp ", LIMIT).expect("listening");
-    let addr = line.split("udp ").nth(1).and_then(|r| r.split(';').next()).expect("address").to_owned();
-    let (svc, port) = serve(dir.path());
-    for (name, service, remote) in [("phone", "softphone", addr), ("echo", "echo", format!("127.0.0.1:{port}"))] {
-        let args: Vec<String> = [
-            "-sf",
-            &sipp::scenario("out_of_dialog.xml"),
-            "-s",
-            service,
-            "-m",
-            "1",
-            "-recv_timeout",
-            "10s",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            &remote,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        let mut uac = sipp::Sipp::spawn(name, dir.path(), sipp::free_port(), &args);
-        let out = uac.finish(Duration::from_secs(40));
-        assert_eq!((out.successful, out.failed), (1, 0), "{name}: {out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
-    }
-    phone.wait_line("message from sip:sipp@", LIMIT).expect("the softphone printed sipp's MESSAGE");
-    phone.terminate(Duration::from_secs(10));
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("ood-sipp");
+        let mut phone = Proc::spawn("softphone", Command::new(PHONE).args(["--rtp-ports", "55000-55999", "answer"]));
+        let line = phone.wait_line("softphone listening on udp ", LIMIT).expect("listening");
+        let addr = line.split("udp ").nth(1).and_then(|r| r.split(';').next()).expect("address").to_owned();
+        let (svc, port) = serve(workers, dir.path());
+        for (name, service, remote) in [("phone", "softphone", addr), ("echo", "echo", format!("127.0.0.1:{port}"))] {
+            let args: Vec<String> = [
+                "-sf",
+                &sipp::scenario("out_of_dialog.xml"),
+                "-s",
+                service,
+                "-m",
+                "1",
+                "-recv_timeout",
+                "10s",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                &remote,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
+            let mut uac = sipp::Sipp::spawn(name, dir.path(), sipp::free_port(), &args);
+            let out = uac.finish(Duration::from_secs(40));
+            assert_eq!((out.successful, out.failed), (1, 0), "{name}: {out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
+        }
+        phone.wait_line("message from sip:sipp@", LIMIT).expect("the softphone printed sipp's MESSAGE");
+        phone.terminate(Duration::from_secs(10));
+    });
 }
 
 #[path = "common/phone.rs"]
@@ -185,7 +194,7 @@ fn out_of_dialog_update_and_info_through_the_service_get_481() {
     let _serial = serial();
     let dir = TempDir::new("ood-service");
     users(dir.path(), &["alice", "bob"]);
-    let (_svc, port) = serve(dir.path());
+    let (_svc, port) = serve(1, dir.path());
     let mut bob = answerer(dir.path(), port, "bob", &[]);
     let mut alice = phone::Phone::new("127.0.0.1", std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     for method in [switchboard::message::Method::Update, switchboard::message::Method::Info] {

@@ -11,6 +11,9 @@
 //! Everything runs on 127.0.0.1 with ephemeral ports and private temp dirs; every wait is bounded
 //! and no timing is asserted. Without sipp the sipp test skips with a printed reason (fails when
 //! `CI` is set); the others need no external tool.
+//!
+//! The sipp test runs with `serve --workers 1`, then with `--workers 2` (issue 16: correctness
+//! under sharding; [`procs::each_worker_count_in_turn`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -38,8 +41,9 @@ struct Service {
 }
 
 impl Service {
-    fn start(config: &Path, extra: &[&str]) -> Service {
+    fn start(workers: usize, config: &Path, extra: &[&str]) -> Service {
         let mut cmd = switchboard();
+        procs::set_workers(&mut cmd, workers);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()]).args(extra);
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         Service { proc, port }
@@ -117,33 +121,48 @@ fn sipp_calls_follow_a_static_route_to_a_trunk() {
     if !sipp::available() {
         return;
     }
-    let dir = TempDir::new("routes-sipp");
-    let uas_port = sipp::free_port();
-    let mut uas = Sipp::spawn("trunk-uas", dir.path(), uas_port, &s(&["-sf", &scenario("uas_rr.xml"), "-m", "20"]));
-    if let Err(e) = uas.wait_bound(LIMIT) {
-        panic!("{e}");
-    }
-    let config = dir.join("switchboard.toml");
-    // A route for other users comes first, to show that only the first *matching* route counts.
-    let toml = format!(
-        "[[route]]\nuser = \"alice\"\ntarget = \"sip:127.0.0.1:9\"\n\n[[route]]\nuser = \"1*\"\ntarget = \"sip:127.0.0.1:{uas_port}\"\n"
-    );
-    std::fs::write(&config, toml).expect("write config");
-    let svc = Service::start(&config, &["--no-auth", "--data", "none", "--mode", "proxy"]);
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("routes-sipp");
+        let uas_port = sipp::free_port();
+        let mut uas = Sipp::spawn("trunk-uas", dir.path(), uas_port, &s(&["-sf", &scenario("uas_rr.xml"), "-m", "20"]));
+        if let Err(e) = uas.wait_bound(LIMIT) {
+            panic!("{e}");
+        }
+        let config = dir.join("switchboard.toml");
+        // A route for other users comes first, to show that only the first *matching* route counts.
+        let toml = format!(
+            "[[route]]\nuser = \"alice\"\ntarget = \"sip:127.0.0.1:9\"\n\n[[route]]\nuser = \"1*\"\ntarget = \"sip:127.0.0.1:{uas_port}\"\n"
+        );
+        std::fs::write(&config, toml).expect("write config");
+        let svc = Service::start(workers, &config, &["--no-auth", "--data", "none", "--mode", "proxy"]);
 
-    let uac_args =
-        s(&["-sf", &scenario("uac_rr.xml"), "-s", "1234", "-d", "0", "-m", "20", "-r", "10", "-timeout", "60s", &svc.addr().to_string()]);
-    let mut uac = Sipp::spawn("caller-uac", dir.path(), sipp::free_port(), &uac_args);
-    let out = uac.finish(LIMIT);
-    assert!(
-        out.exited_ok() && (out.successful, out.failed) == (20, 0),
-        "caller: {out:?}\n{}\nsipp:\n{}\nservice:\n{}",
-        out.error_head(40),
-        uac.proc.transcript(),
-        svc.proc.transcript()
-    );
-    let trunk = uas.finish(LIMIT);
-    assert_eq!((trunk.successful, trunk.failed), (20, 0), "trunk: {trunk:?}\n{}", trunk.error_head(40));
+        let uac_args = s(&[
+            "-sf",
+            &scenario("uac_rr.xml"),
+            "-s",
+            "1234",
+            "-d",
+            "0",
+            "-m",
+            "20",
+            "-r",
+            "10",
+            "-timeout",
+            "60s",
+            &svc.addr().to_string(),
+        ]);
+        let mut uac = Sipp::spawn("caller-uac", dir.path(), sipp::free_port(), &uac_args);
+        let out = uac.finish(LIMIT);
+        assert!(
+            out.exited_ok() && (out.successful, out.failed) == (20, 0),
+            "caller: {out:?}\n{}\nsipp:\n{}\nservice:\n{}",
+            out.error_head(40),
+            uac.proc.transcript(),
+            svc.proc.transcript()
+        );
+        let trunk = uas.finish(LIMIT);
+        assert_eq!((trunk.successful, trunk.failed), (20, 0), "trunk: {trunk:?}\n{}", trunk.error_head(40));
+    });
 }
 
 /// Registered phones win over a matching route; `override = true` wins over the registration; an
@@ -161,7 +180,7 @@ fn registrations_win_unless_the_route_overrides() {
     );
     std::fs::write(&config, toml).expect("write config");
     // Proxy mode: the INVITEs here carry no SDP offer, which a B2BUA refuses (488).
-    let svc = Service::start(&config, &["--no-auth", "--data", "none", "--mode", "proxy"]);
+    let svc = Service::start(1, &config, &["--no-auth", "--data", "none", "--mode", "proxy"]);
     let sp = svc.port;
     register(&phone, svc.addr(), "1234");
     register(&phone, svc.addr(), "9000");
@@ -187,7 +206,7 @@ fn routed_invite_without_credentials_is_challenged() {
     let (trunk, caller) = (socket(), socket());
     let config = dir.join("switchboard.toml");
     std::fs::write(&config, format!("[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1:{}\"\n", port_of(&trunk))).expect("write config");
-    let svc = Service::start(&config, &["--data", dir.join("data").to_str().unwrap()]);
+    let svc = Service::start(1, &config, &["--data", dir.join("data").to_str().unwrap()]);
     invite(&caller, svc.addr(), "1234");
     let got = recv_starting(&caller, "SIP/2.0 4");
     assert!(got.starts_with("SIP/2.0 407"), "expected a 407 challenge: {got}");
@@ -210,7 +229,7 @@ fn proxy_consumes_its_own_realms_credentials_only() {
     let (trunk, caller) = (socket(), socket());
     let config = dir.join("switchboard.toml");
     std::fs::write(&config, format!("[[route]]\nuser = \"*\"\ntarget = \"sip:127.0.0.1:{}\"\n", port_of(&trunk))).expect("write config");
-    let svc = Service::start(&config, &["--mode", "proxy", "--data", data.to_str().unwrap()]);
+    let svc = Service::start(1, &config, &["--mode", "proxy", "--data", data.to_str().unwrap()]);
     let (p, sp) = (port_of(&caller), svc.port);
     let uri = format!("sip:1234@127.0.0.1:{sp}");
     let request = |cseq: u32, extra: &str| {

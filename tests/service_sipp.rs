@@ -9,6 +9,11 @@
 //! fails it when `CI` is set. The tests take one lock, so the load tests do not compete with each
 //! other for the two cores.
 //!
+//! Each test runs its scenario twice at once (issue 16: correctness under sharding), against a
+//! service with one worker and against one with two (`--workers`, see
+//! [`procs::each_worker_count`]); each run has its own service, temp dir, ports and sipp
+//! processes, and asserts the same outcome.
+//!
 //! sipp and baresip reach the service through [`Md5OnlyRelay`] where they must answer a digest
 //! challenge: the service offers SHA-256 before MD5 and neither of them can answer that (see
 //! tests/common/md5_only.rs). The softphone talks to the service directly, and so does sipp in
@@ -98,8 +103,9 @@ struct Service {
 }
 
 impl Service {
-    fn start(data: &Path, extra: &[&str]) -> Service {
+    fn start(workers: usize, data: &Path, extra: &[&str]) -> Service {
         let mut cmd = switchboard();
+        procs::set_workers(&mut cmd, workers);
         // SHA-256 is offered on purpose here: the md5_only relay shows how sipp 3.6 and baresip 1.0
         // fail on it (they refuse any non-MD5 challenge) and works around it. The service's
         // default is MD5 alone for that reason; these tests keep both paths exercised.
@@ -168,11 +174,15 @@ fn sipp_registers_with_digest_authentication() {
         return;
     }
     let _one = exclusive();
-    let dir = TempDir::new("svc-reg");
+    procs::each_worker_count(registers_with_digest_authentication);
+}
+
+fn registers_with_digest_authentication(workers: usize) {
+    let dir = TempDir::new(&format!("svc-reg-w{workers}"));
     let data = dir.join("data");
     add_user(&data, "alice", "alice-secret");
     add_user(&data, "bob", "bob-secret");
-    let svc = Service::start(&data, &[]);
+    let svc = Service::start(workers, &data, &[]);
     let relay = Md5OnlyRelay::start(svc.addr());
 
     let (port, out) = sipp_register(dir.path(), "register-alice", relay.front(), "alice", "alice-secret");
@@ -197,12 +207,12 @@ fn sipp_registers_with_digest_authentication() {
 /// authenticates as alice (407, `[authentication]`) and makes `calls` calls to bob at `rate`/s
 /// through the service, holding each for 500 ms. `loss` is sipp's `-lost` percentage on both
 /// sides.
-fn calls_through_service(tag: &str, calls: u32, rate: u32, loss: Option<&str>, mode: &str) {
-    let dir = TempDir::new(tag);
+fn calls_through_service(workers: usize, tag: &str, calls: u32, rate: u32, loss: Option<&str>, mode: &str) {
+    let dir = TempDir::new(&format!("{tag}-w{workers}"));
     let data = dir.join("data");
     add_user(&data, "alice", "alice-secret");
     add_user(&data, "bob", "bob-secret");
-    let svc = Service::start(&data, &["--mode", mode]);
+    let svc = Service::start(workers, &data, &["--mode", mode]);
     let callee_relay = Md5OnlyRelay::start(svc.addr());
     let caller_relay = Md5OnlyRelay::start(svc.addr());
     let lost: Vec<String> = loss.map(|l| s(&["-lost", l])).unwrap_or_default();
@@ -233,7 +243,7 @@ fn calls_through_service(tag: &str, calls: u32, rate: u32, loss: Option<&str>, m
     // The UAS ends its last call with the BYE, then lingers 16 s for retransmissions.
     let uas_out = uas.finish(LIMIT);
     eprintln!(
-        "{tag} ({mode}): {calls} calls at {rate}/s{}: caller {} ok / {} failed, {} retransmissions, {:.1} s; \
+        "{tag} ({mode}, --workers {workers}): {calls} calls at {rate}/s{}: caller {} ok / {} failed, {} retransmissions, {:.1} s; \
          callee {} ok / {} failed, {} retransmissions; challenges filtered {} + {}; \
          authenticated INVITEs re-challenged (407 datagrams) {}",
         loss.map(|l| format!(", {l}% loss")).unwrap_or_default(),
@@ -276,7 +286,7 @@ fn sipp_1000_authenticated_calls_through_the_proxy() {
         return;
     }
     let _one = exclusive();
-    calls_through_service("svc-calls", 1000, 100, None, "proxy");
+    procs::each_worker_count(|w| calls_through_service(w, "svc-calls", 1000, 100, None, "proxy"));
 }
 
 #[test]
@@ -285,7 +295,7 @@ fn sipp_1000_authenticated_calls_through_the_proxy_with_5_percent_loss() {
         return;
     }
     let _one = exclusive();
-    calls_through_service("svc-calls-lossy", 1000, 100, Some("5"), "proxy");
+    procs::each_worker_count(|w| calls_through_service(w, "svc-calls-lossy", 1000, 100, Some("5"), "proxy"));
 }
 
 #[test]
@@ -294,7 +304,7 @@ fn sipp_1000_authenticated_calls_through_the_b2bua_with_5_percent_loss() {
         return;
     }
     let _one = exclusive();
-    calls_through_service("svc-b2bua-lossy", 1000, 100, Some("5"), "b2bua");
+    procs::each_worker_count(|w| calls_through_service(w, "svc-b2bua-lossy", 1000, 100, Some("5"), "b2bua"));
 }
 
 /// The service's default challenge (MD5 alone) works for sipp with no relay in between: bob
@@ -305,11 +315,16 @@ fn sipp_works_with_the_default_md5_challenge_directly() {
         return;
     }
     let _one = exclusive();
-    let dir = TempDir::new("svc-md5-default");
+    procs::each_worker_count(works_with_the_default_md5_challenge_directly);
+}
+
+fn works_with_the_default_md5_challenge_directly(workers: usize) {
+    let dir = TempDir::new(&format!("svc-md5-default-w{workers}"));
     let data = dir.join("data");
     add_user(&data, "alice", "alice-secret");
     add_user(&data, "bob", "bob-secret");
     let mut cmd = switchboard();
+    procs::set_workers(&mut cmd, workers);
     // 50 calls from one address as fast as sipp goes: the per-source rate limit is off.
     cmd.args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--rate-limit", "0"]);
     let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
@@ -345,8 +360,12 @@ fn registrations_survive_kill_9_and_route_calls_after_restart() {
         return;
     }
     let _one = exclusive();
+    procs::each_worker_count(registrations_survive_kill_9);
+}
+
+fn registrations_survive_kill_9(workers: usize) {
     const N: usize = 1000;
-    let dir = TempDir::new("svc-crash");
+    let dir = TempDir::new(&format!("svc-crash-w{workers}"));
     let data = dir.join("data");
     let users = dir.join("users.csv");
     let mut csv = String::from("SEQUENTIAL\n");
@@ -355,7 +374,7 @@ fn registrations_survive_kill_9_and_route_calls_after_restart() {
     }
     std::fs::write(&users, csv).expect("write users.csv");
 
-    let mut svc = Service::start(&data, &["--no-auth"]);
+    let mut svc = Service::start(workers, &data, &["--no-auth"]);
     svc.proc.wait_line("authentication is off (--no-auth)", LIMIT).unwrap_or_else(|e| panic!("{e}"));
     let mut reg_port = 0;
     for attempt in 1..=3 {
@@ -367,7 +386,12 @@ fn registrations_survive_kill_9_and_route_calls_after_restart() {
         if attempt < 3 && out.successful == 0 && out.errors.contains("Unable to bind") {
             continue;
         }
-        eprintln!("{N} REGISTERs at 200/s: {} ok / {} failed in {:.1} s", out.successful, out.failed, out.elapsed.as_secs_f64());
+        eprintln!(
+            "--workers {workers}: {N} REGISTERs at 200/s: {} ok / {} failed in {:.1} s",
+            out.successful,
+            out.failed,
+            out.elapsed.as_secs_f64()
+        );
         assert!(
             out.exited_ok() && (out.successful, out.failed) == (N as u64, 0),
             "{out:?}\n{}\nservice:\n{}",
@@ -382,7 +406,7 @@ fn registrations_survive_kill_9_and_route_calls_after_restart() {
     svc.proc.kill();
     let killed = svc.proc.wait_exit(LIMIT).expect("reaped");
     assert_eq!(killed.signal(), Some(9), "the service must die of SIGKILL, not exit: {killed}");
-    let restarted = Service::start(&data, &["--no-auth"]);
+    let restarted = Service::start(workers, &data, &["--no-auth"]);
     let restored = restarted.proc.wait_line("registrations restored", LIMIT).unwrap_or_else(|e| panic!("{e}"));
     assert!(restored.contains(&format!("{N} registrations restored")), "{restored}");
 
@@ -451,7 +475,15 @@ fn baresip_config(modules: &Path, port: u16, tone: &Path, snd: &Path, rtp_ports:
 /// Starts baresip with an account that registers at `registrar` (host:port) with a password and
 /// dials `dial` at once; it quits (hanging up) after `quit_after` seconds. Waits for "baresip is
 /// ready."; retries another SIP port when its port was taken meanwhile.
-fn start_registering_baresip(dir: &TempDir, user: &str, password: &str, registrar: SocketAddr, dial: &str, quit_after: u32) -> Proc {
+fn start_registering_baresip(
+    dir: &TempDir,
+    user: &str,
+    password: &str,
+    registrar: SocketAddr,
+    dial: &str,
+    quit_after: u32,
+    rtp_ports: &str,
+) -> Proc {
     let modules = baresip::module_path().expect("baresip modules");
     let tone = dir.join("tone.wav");
     baresip::write_tone_wav(&tone, 440.0, quit_after + 10);
@@ -460,7 +492,7 @@ fn start_registering_baresip(dir: &TempDir, user: &str, password: &str, registra
     let mut last_err = String::new();
     for _ in 0..3 {
         let port = procs::free_port_udp_tcp();
-        std::fs::write(dir.join("config"), baresip_config(&modules, port, &tone, &snd, "17900-17999")).expect("config");
+        std::fs::write(dir.join("config"), baresip_config(&modules, port, &tone, &snd, rtp_ports)).expect("config");
         // regint: REGISTER at start and refresh every 60 s (the service's minimum expiry).
         let account = format!("<sip:{user}@{registrar}>;auth_user={user};auth_pass={password};regint=60;audio_codecs=PCMU,PCMA\n");
         std::fs::write(dir.join("accounts"), account).expect("accounts");
@@ -494,12 +526,18 @@ fn baresip_registers_and_calls_a_registered_softphone() {
         return;
     }
     let _one = exclusive();
-    let dir = TempDir::new("svc-baresip");
-    let bs_dir = TempDir::new("svc-baresip-carol");
+    procs::each_worker_count(baresip_calls_a_registered_softphone);
+}
+
+fn baresip_calls_a_registered_softphone(workers: usize) {
+    // Media ports of the two phones, apart for the run with 1 worker and the one with 2.
+    let (phone_ports, baresip_ports) = if workers == 1 { ("17800-17899", "17900-17999") } else { ("17600-17699", "17700-17799") };
+    let dir = TempDir::new(&format!("svc-baresip-w{workers}"));
+    let bs_dir = TempDir::new(&format!("svc-baresip-carol-w{workers}"));
     let data = dir.join("data");
     add_user(&data, "bob", "bob-secret");
     add_user(&data, "carol", "carol-secret");
-    let svc = Service::start(&data, &[]);
+    let svc = Service::start(workers, &data, &[]);
 
     let pw = dir.join("bob.pw");
     std::fs::write(&pw, "bob-secret\n").expect("password file");
@@ -507,14 +545,14 @@ fn baresip_registers_and_calls_a_registered_softphone() {
     let registrar = format!("sip:127.0.0.1:{}", svc.port);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_softphone"));
     cmd.args(["--register", &registrar, "--user", "bob", "--password-file", pw.to_str().unwrap()]);
-    cmd.args(["--tone", "1000", "--record", rec.to_str().unwrap(), "--rtp-ports", "17800-17899", "--summary", "json"]);
+    cmd.args(["--tone", "1000", "--record", rec.to_str().unwrap(), "--rtp-ports", phone_ports, "--summary", "json"]);
     cmd.args(["answer", "--calls", "1"]);
     let mut phone = Proc::spawn("softphone answer", &mut cmd);
     phone.wait_line("registered aor=sip:bob@", LIMIT).unwrap_or_else(|e| panic!("{e}"));
 
     let relay = Md5OnlyRelay::start(svc.addr());
     let dial = format!("sip:bob@{}", relay.front());
-    let mut bs = start_registering_baresip(&bs_dir, "carol", "carol-secret", relay.front(), &dial, 12);
+    let mut bs = start_registering_baresip(&bs_dir, "carol", "carol-secret", relay.front(), &dial, 12, baresip_ports);
     let registered = bs.wait_line("[1 binding]", LIMIT);
     assert!(registered.is_ok(), "baresip did not register:\n{}\nservice:\n{}", bs.transcript(), svc.proc.transcript());
     let (regs, _) = wait_registrations(&data, Duration::from_secs(10), |r| r.iter().any(|b| b["aor"] == "sip:carol@127.0.0.1"));

@@ -5,6 +5,10 @@
 //! and P-Asserted-Identity and the referrer in Referred-By.
 //!
 //! Every wait is on an output line, a datagram or a process exit, with a deadline.
+//!
+//! The sipp tests run their scenario with `serve --workers 1`, then with `--workers 2` (issue 16:
+//! correctness under sharding; [`procs::each_worker_count_in_turn`]: in turn, as they share fixed
+//! port ranges).
 
 #[path = "common/heard.rs"]
 mod heard;
@@ -34,8 +38,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn serve(dir: &Path) -> (Proc, u16) {
+/// `switchboard serve --workers N` with its data in `dir`.
+fn serve(workers: usize, dir: &Path) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
+    procs::set_workers(&mut cmd, workers);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "58000-58499", "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, LIMIT)
 }
@@ -167,7 +173,7 @@ fn the_caller_transfers_bob_to_carol_through_the_b2bua() {
     let _serial = serial();
     let dir = TempDir::new("b2bua-transfer");
     users(dir.path(), &["alice", "bob", "carol"]);
-    let (svc, port) = serve(dir.path());
+    let (svc, port) = serve(1, dir.path());
     let (bob_wav, carol_wav) = (dir.join("bob.wav"), dir.join("carol.wav"));
     let mut bob = answerer(
         dir.path(),
@@ -231,7 +237,7 @@ fn the_callee_transfers_and_the_new_leg_carries_the_transferee_and_referrer() {
     let _serial = serial();
     let dir = TempDir::new("b2bua-transfer-ids");
     users(dir.path(), &["alice", "bob", "carol"]);
-    let (_svc, port) = serve(dir.path());
+    let (_svc, port) = serve(1, dir.path());
     let service = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut carol = phone::Phone::new("127.0.0.1", service);
     assert_eq!(carol.register("carol", "carol-secret"), 200);
@@ -295,56 +301,58 @@ fn sipp_refers_bob_to_carol_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("b2bua-transfer-sipp");
-    users(dir.path(), &["alice", "bob", "carol"]);
-    let (svc, port) = serve(dir.path());
-    let carol_wav = dir.join("carol.wav");
-    let mut bob = answerer(dir.path(), port, "bob", &["--tone", "440", "--rtp-ports", "59200-59299", "answer", "--calls", "1"]);
-    let mut carol = answerer(
-        dir.path(),
-        port,
-        "carol",
-        &[
-            "--tone",
-            "1000",
-            "--rtp-ports",
-            "59300-59399",
-            "--record",
-            carol_wav.to_str().unwrap(),
-            "answer",
-            "--calls",
-            "1",
-            "--duration",
-            "3",
-        ],
-    );
-    let svc_addr = format!("127.0.0.1:{port}");
-    let args: Vec<String> =
-        ["-sf", &sipp::scenario("refer_blind.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
-            .into_iter()
-            .chain([
-                "-auth_uri",
-                &format!("bob@{svc_addr}"),
-                "-d",
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("b2bua-transfer-sipp");
+        users(dir.path(), &["alice", "bob", "carol"]);
+        let (svc, port) = serve(workers, dir.path());
+        let carol_wav = dir.join("carol.wav");
+        let mut bob = answerer(dir.path(), port, "bob", &["--tone", "440", "--rtp-ports", "59200-59299", "answer", "--calls", "1"]);
+        let mut carol = answerer(
+            dir.path(),
+            port,
+            "carol",
+            &[
+                "--tone",
                 "1000",
-                "-m",
+                "--rtp-ports",
+                "59300-59399",
+                "--record",
+                carol_wav.to_str().unwrap(),
+                "answer",
+                "--calls",
                 "1",
-                "-recv_timeout",
-                "15s",
-                "-timeout",
-                "40s",
-                "-timeout_error",
-            ])
-            .chain([svc_addr.as_str()])
-            .map(String::from)
-            .collect();
-    let mut uac = sipp::Sipp::spawn("uac-refer", dir.path(), sipp::free_port(), &args);
-    let out = uac.finish(Duration::from_secs(50));
-    assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
-    assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}", carol.transcript());
-    assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
-    let (fc, active_c) = tail_tone(&carol_wav, 3.0);
-    assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
+                "--duration",
+                "3",
+            ],
+        );
+        let svc_addr = format!("127.0.0.1:{port}");
+        let args: Vec<String> =
+            ["-sf", &sipp::scenario("refer_blind.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
+                .into_iter()
+                .chain([
+                    "-auth_uri",
+                    &format!("bob@{svc_addr}"),
+                    "-d",
+                    "1000",
+                    "-m",
+                    "1",
+                    "-recv_timeout",
+                    "15s",
+                    "-timeout",
+                    "40s",
+                    "-timeout_error",
+                ])
+                .chain([svc_addr.as_str()])
+                .map(String::from)
+                .collect();
+        let mut uac = sipp::Sipp::spawn("uac-refer", dir.path(), sipp::free_port(), &args);
+        let out = uac.finish(Duration::from_secs(50));
+        assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
+        assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}", carol.transcript());
+        assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
+        let (fc, active_c) = tail_tone(&carol_wav, 3.0);
+        assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
+    });
 }
 
 /// sipp refers bob to carol and hangs up right after the first NOTIFY
@@ -356,63 +364,65 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::new("b2bua-transfer-bye");
-    users(dir.path(), &["alice", "bob", "carol"]);
-    let (svc, port) = serve(dir.path());
-    let (bob_wav, carol_wav) = (dir.join("bob.wav"), dir.join("carol.wav"));
-    let mut bob = answerer(
-        dir.path(),
-        port,
-        "bob",
-        &["--tone", "440", "--rtp-ports", "59200-59299", "--record", bob_wav.to_str().unwrap(), "answer", "--calls", "1"],
-    );
-    let mut carol = answerer(
-        dir.path(),
-        port,
-        "carol",
-        &[
-            "--tone",
-            "1000",
-            "--rtp-ports",
-            "59300-59399",
-            "--record",
-            carol_wav.to_str().unwrap(),
-            "answer",
-            "--calls",
-            "1",
-            "--after",
-            "2",
-            "--duration",
-            "3",
-        ],
-    );
-    let svc_addr = format!("127.0.0.1:{port}");
-    let args: Vec<String> =
-        ["-sf", &sipp::scenario("refer_then_bye.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
-            .into_iter()
-            .chain([
-                "-auth_uri",
-                &format!("bob@{svc_addr}"),
-                "-d",
+    procs::each_worker_count_in_turn(|workers| {
+        let dir = TempDir::new("b2bua-transfer-bye");
+        users(dir.path(), &["alice", "bob", "carol"]);
+        let (svc, port) = serve(workers, dir.path());
+        let (bob_wav, carol_wav) = (dir.join("bob.wav"), dir.join("carol.wav"));
+        let mut bob = answerer(
+            dir.path(),
+            port,
+            "bob",
+            &["--tone", "440", "--rtp-ports", "59200-59299", "--record", bob_wav.to_str().unwrap(), "answer", "--calls", "1"],
+        );
+        let mut carol = answerer(
+            dir.path(),
+            port,
+            "carol",
+            &[
+                "--tone",
                 "1000",
-                "-m",
+                "--rtp-ports",
+                "59300-59399",
+                "--record",
+                carol_wav.to_str().unwrap(),
+                "answer",
+                "--calls",
                 "1",
-                "-recv_timeout",
-                "15s",
-                "-timeout",
-                "40s",
-                "-timeout_error",
-            ])
-            .chain([svc_addr.as_str()])
-            .map(String::from)
-            .collect();
-    let mut uac = sipp::Sipp::spawn("uac-refer-bye", dir.path(), sipp::free_port(), &args);
-    let out = uac.finish(Duration::from_secs(50));
-    assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
-    assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}\nservice:\n{}", carol.transcript(), svc.transcript());
-    assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
-    let (fc, active_c) = tail_tone(&carol_wav, 3.0);
-    assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
-    let (fb, active_b) = tail_tone(&bob_wav, 2.5);
-    assert!((fb - 1000.0).abs() < 15.0 && active_b >= heard::MIN_ACTIVE_S, "bob heard {fb} Hz for {active_b} s at the end");
+                "--after",
+                "2",
+                "--duration",
+                "3",
+            ],
+        );
+        let svc_addr = format!("127.0.0.1:{port}");
+        let args: Vec<String> =
+            ["-sf", &sipp::scenario("refer_then_bye.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
+                .into_iter()
+                .chain([
+                    "-auth_uri",
+                    &format!("bob@{svc_addr}"),
+                    "-d",
+                    "1000",
+                    "-m",
+                    "1",
+                    "-recv_timeout",
+                    "15s",
+                    "-timeout",
+                    "40s",
+                    "-timeout_error",
+                ])
+                .chain([svc_addr.as_str()])
+                .map(String::from)
+                .collect();
+        let mut uac = sipp::Sipp::spawn("uac-refer-bye", dir.path(), sipp::free_port(), &args);
+        let out = uac.finish(Duration::from_secs(50));
+        assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
+        assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}\nservice:\n{}", carol.transcript(), svc.transcript());
+        assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
+        let (fc, active_c) = tail_tone(&carol_wav, 3.0);
+        assert!((fc - 440.0).abs() < 15.0 && active_c >= heard::MIN_ACTIVE_S, "carol heard {fc} Hz for {active_c} s");
+        let (fb, active_b) = tail_tone(&bob_wav, 2.5);
+        assert!((fb - 1000.0).abs() < 15.0 && active_b >= heard::MIN_ACTIVE_S, "bob heard {fb} Hz for {active_b} s at the end");
+    });
 }

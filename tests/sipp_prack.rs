@@ -13,7 +13,9 @@
 //!   the early dialog is answered.
 //!
 //! Everything runs on 127.0.0.1 with ephemeral ports and private temp dirs; every wait is bounded.
-//! Without sipp the tests skip with a printed reason (fail when `CI` is set).
+//! Without sipp the tests skip with a printed reason (fail when `CI` is set). Each test runs its
+//! call twice at once, through `serve --workers 1` and `--workers 2` (issue 16: correctness under
+//! sharding; [`procs::each_worker_count`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -34,10 +36,15 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 /// Runs one call: the UAS scenario as bob's phone, the service routing bob to it, and the UAC
-/// scenario calling bob through the service. Both sipps must count one successful call.
+/// scenario calling bob through the service. Both sipps must count one successful call. Runs
+/// with 1 and with 2 workers at once.
 fn call(tag: &str, uac: &str, uas: &str) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new(tag);
+    procs::each_worker_count(|workers| call_with(workers, tag, uac, uas));
+}
+
+fn call_with(workers: usize, tag: &str, uac: &str, uas: &str) {
+    let dir = TempDir::new(&format!("{tag}-w{workers}"));
     let uas_port = sipp::free_port();
     let mut callee = Sipp::spawn("callee", dir.path(), uas_port, &s(&["-sf", &scenario(uas), "-s", "bob", "-m", "1", "-timeout", "50s"]));
     if let Err(e) = callee.wait_bound(LIMIT) {
@@ -46,7 +53,10 @@ fn call(tag: &str, uac: &str, uas: &str) {
     let config = dir.join("switchboard.toml");
     std::fs::write(&config, format!("[[route]]\nuser = \"bob\"\ntarget = \"sip:127.0.0.1:{uas_port}\"\n")).expect("write config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--data", "none", "--rtp-ports", "53000-53999", "--config"]).arg(&config);
+    procs::set_workers(&mut cmd, workers);
+    // Relay ports apart for the two runs that go at once.
+    let relay = if workers == 1 { "53000-53999" } else { "54000-54999" };
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--data", "none", "--rtp-ports", relay, "--config"]).arg(&config);
     let (svc, port): (Proc, u16) = procs::spawn_service(&mut cmd, LIMIT);
     let service = format!("127.0.0.1:{port}");
 

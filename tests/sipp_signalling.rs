@@ -1,8 +1,13 @@
 //! Real sipp (Debian package sip-tester) against `switchboard serve` and `softphone dial`, on
 //! loopback with ephemeral ports. Skipped with a printed reason when sipp is missing; required when
 //! `CI` is set. Waits are bounded by sipp's own `-timeout` and by process timeouts, never fixed sleeps.
+//!
+//! The tests against the service run their scenario twice at once, against `serve --workers 1`
+//! and `--workers 2` (issue 16: correctness under sharding; [`procs::each_worker_count`]).
 
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -19,6 +24,14 @@ fn sipp_available() -> bool {
     found
 }
 
+/// The tests against the service take turns, each running its two runs (1 and 2 workers) at
+/// once: as many services and sipps at a time as before the runs were doubled (two test
+/// threads), so a loaded machine does not delay answers past sipp's 500 ms retransmissions.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A `switchboard serve` on an ephemeral port, killed on drop.
 struct Service {
     child: Child,
@@ -26,8 +39,10 @@ struct Service {
 }
 
 impl Service {
-    fn start(extra: &[&str]) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    fn start(workers: usize, extra: &[&str]) -> Service {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        procs::set_workers(&mut cmd, workers);
+        let mut child = cmd
             // Load from one address: the per-source rate limit is off (issue 14 point 4).
             .args(["serve", "--data", "none", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
             // Hundreds of echo calls from one address: lift the per-source cap (issue 14 point 5).
@@ -57,13 +72,25 @@ impl Drop for Service {
     }
 }
 
+/// A loopback UDP port free now and not handed out before in this process (the runs with 1 and
+/// 2 workers go at once: see tests/common/sipp.rs `free_port`).
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback UDP port left that this process has not handed out");
 }
 
 /// Runs sipp with a stats file; returns (exit success, successful calls, failed calls, retransmissions).
 fn run_sipp(args: &[String], limit: Duration) -> (bool, u64, u64, u64) {
-    let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{}", std::process::id(), free_port()));
+    // Runs with 1 and 2 workers go at once: the thread's name (`workers=N`) keeps their dirs apart.
+    let thread = std::thread::current().name().unwrap_or("main").replace(['=', ':'], "-");
+    let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{thread}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let stat = dir.join("stat.csv");
     let mut child = Command::new("sipp")
@@ -110,10 +137,13 @@ fn sipp_uac_to_echo_500_calls_at_50_cps() {
     if !sipp_available() {
         return;
     }
-    let svc = Service::start(&[]);
-    let (ok, success, failed, _) = run_sipp(&uac_args(svc.port, 500, 50, &[]), Duration::from_secs(90));
-    assert!(ok, "sipp reported failures");
-    assert_eq!((success, failed), (500, 0));
+    let _one = one_at_a_time();
+    procs::each_worker_count(|workers| {
+        let svc = Service::start(workers, &[]);
+        let (ok, success, failed, _) = run_sipp(&uac_args(svc.port, 500, 50, &[]), Duration::from_secs(90));
+        assert!(ok, "sipp reported failures");
+        assert_eq!((success, failed), (500, 0));
+    });
 }
 
 #[test]
@@ -121,11 +151,15 @@ fn sipp_uac_to_echo_with_10_percent_loss() {
     if !sipp_available() {
         return;
     }
-    let svc = Service::start(&["--t1-ms", "100"]);
-    let (ok, success, failed, retrans) = run_sipp(&uac_args(svc.port, 200, 50, &["-lost", "10", "-T2", "400"]), Duration::from_secs(120));
-    assert!(ok, "sipp reported failures");
-    assert_eq!((success, failed), (200, 0));
-    assert!(retrans > 0, "10% loss must cause retransmissions");
+    let _one = one_at_a_time();
+    procs::each_worker_count(|workers| {
+        let svc = Service::start(workers, &["--t1-ms", "100"]);
+        let (ok, success, failed, retrans) =
+            run_sipp(&uac_args(svc.port, 200, 50, &["-lost", "10", "-T2", "400"]), Duration::from_secs(120));
+        assert!(ok, "sipp reported failures");
+        assert_eq!((success, failed), (200, 0));
+        assert!(retrans > 0, "10% loss must cause retransmissions");
+    });
 }
 
 fn softphone_dial(port: u16, duration: &str) -> std::process::Output {
@@ -206,13 +240,25 @@ fn sipp_cancel_after_180_gets_200_and_487() {
     if !sipp_available() {
         return;
     }
-    let svc = Service::start(&["--answer-delay", "10"]);
-    let mut args: Vec<String> = vec!["-sf".into(), scenario("cancel_after_180.xml").display().to_string(), "-s".into(), "echo".into()];
-    args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), free_port().to_string(), "-m".into(), "5".into(), "-r".into(), "5".into()]);
-    args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
-    let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
-    assert!(ok);
-    assert_eq!((success, failed), (5, 0));
+    let _one = one_at_a_time();
+    procs::each_worker_count(|workers| {
+        let svc = Service::start(workers, &["--answer-delay", "10"]);
+        let mut args: Vec<String> = vec!["-sf".into(), scenario("cancel_after_180.xml").display().to_string(), "-s".into(), "echo".into()];
+        args.extend([
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_port().to_string(),
+            "-m".into(),
+            "5".into(),
+            "-r".into(),
+            "5".into(),
+        ]);
+        args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
+        let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
+        assert!(ok);
+        assert_eq!((success, failed), (5, 0));
+    });
 }
 
 #[test]
@@ -220,11 +266,14 @@ fn sipp_malformed_requests_get_the_rfc_answers() {
     if !sipp_available() {
         return;
     }
-    let svc = Service::start(&[]);
-    let mut args: Vec<String> = vec!["-sf".into(), scenario("malformed.xml").display().to_string()];
-    args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), free_port().to_string(), "-m".into(), "1".into()]);
-    args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
-    let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
-    assert!(ok);
-    assert_eq!((success, failed), (1, 0));
+    let _one = one_at_a_time();
+    procs::each_worker_count(|workers| {
+        let svc = Service::start(workers, &[]);
+        let mut args: Vec<String> = vec!["-sf".into(), scenario("malformed.xml").display().to_string()];
+        args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), free_port().to_string(), "-m".into(), "1".into()]);
+        args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
+        let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
+        assert!(ok);
+        assert_eq!((success, failed), (1, 0));
+    });
 }

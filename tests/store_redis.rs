@@ -4,6 +4,10 @@
 //! `redis-server` the tests print why they skip; with `CI` set they fail instead.
 //!
 //! Every wait is on an output line, a process exit or a polled condition with a deadline.
+//!
+//! The test with two services (one killed, one restarted) runs with `--workers 1`, then with
+//! `--workers 2`, each run on its own `redis-server` (issue 16: correctness under sharding;
+//! [`procs::each_worker_count_in_turn`]: in turn, as it uses fixed port ranges).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -184,9 +188,10 @@ fn json_lines(s: &str) -> Vec<Value> {
     s.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }
 
-/// `switchboard serve --store URL` with its control socket in `dir`.
-fn serve(url: &str, dir: &Path, listen: &str, rtp: &str) -> (Proc, u16) {
+/// `switchboard serve --store URL --workers N` with its control socket in `dir`.
+fn serve(workers: usize, url: &str, dir: &Path, listen: &str, rtp: &str) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
+    procs::set_workers(&mut cmd, workers);
     cmd.args(["serve", "--store", url, "--listen", listen, "--rtp-ports", rtp, "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
@@ -220,65 +225,67 @@ fn closed_records(url: &str, n: usize, limit: Duration) -> Vec<Value> {
 
 #[test]
 fn two_services_on_one_redis_share_users_registrations_and_records() {
-    let Some(redis) = redis() else { return };
-    let url = redis.url.as_str();
-    let dir = TempDir::new("redis-svc");
-    let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
-    for user in ["alice", "bob"] {
-        let pw = format!("{user}-secret");
-        let out = sb(&["users", "add", user, "--password", &pw], url);
-        assert!(out.contains(&format!("user {user} saved")) && out.contains("redis://127.0.0.1:"), "{out}");
-        std::fs::write(dir.join(&format!("{user}.pw")), format!("{pw}\n")).expect("password file");
-    }
-    assert_eq!(sb(&["users", "list"], url).lines().count(), 2);
-
-    // Instance A takes bob's registration.
-    let (mut svc_a, port_a) = serve(url, &dir_a, "127.0.0.1:0", "44000-44999");
-    let mut bob = Proc::spawn(
-        "bob",
-        Command::new(PHONE)
-            .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port_a}"), "--password-file"])
-            .arg(dir.join("bob.pw"))
-            .args(["--summary", "json", "--rtp-ports", "46000-46499", "answer", "--calls", "2"]),
-    );
-    bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered through A");
-    // The 200 goes out before the writer thread has sent the binding (a few ms): poll for it.
-    let t0 = Instant::now();
-    let regs = loop {
-        let regs = json_lines(&sb(&["registrations", "--json"], url));
-        if !regs.is_empty() || t0.elapsed() > Duration::from_secs(5) {
-            break regs;
+    procs::each_worker_count_in_turn(|workers| {
+        let Some(redis) = redis() else { return };
+        let url = redis.url.as_str();
+        let dir = TempDir::new("redis-svc");
+        let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
+        for user in ["alice", "bob"] {
+            let pw = format!("{user}-secret");
+            let out = sb(&["users", "add", user, "--password", &pw], url);
+            assert!(out.contains(&format!("user {user} saved")) && out.contains("redis://127.0.0.1:"), "{out}");
+            std::fs::write(dir.join(&format!("{user}.pw")), format!("{pw}\n")).expect("password file");
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(regs.len(), 1, "{regs:#?}");
-    assert!(regs[0]["aor"].as_str().is_some_and(|a| a.contains("bob")), "{regs:#?}");
+        assert_eq!(sb(&["users", "list"], url).lines().count(), 2);
 
-    // Instance B, a second process on the same Redis, starts with bob's binding and the users,
-    // and verifies alice's digest with the shared nonce key: alice calls bob through B.
-    let listen_b = format!("127.0.0.1:{}", procs::free_port_udp_tcp());
-    let (svc_b, port_b) = serve(url, &dir_b, &listen_b, "45000-45999");
-    svc_b.wait_line("1 registrations restored", Duration::from_secs(5)).expect("B read bob's binding from Redis");
-    let a = dial(dir.path(), port_b, "2");
-    assert_eq!(a["responses"][0], 407, "the INVITE was challenged: {a:#}");
-    assert_eq!(a["reason"], "bye-local", "{a:#}");
-    let records = closed_records(url, 1, Duration::from_secs(10));
-    assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!((records[0]["end_reason"].as_str(), records[0]["ended_by"].as_str()), (Some("bye"), Some("caller")), "{records:#?}");
-    assert!(records[0]["to"].as_str().is_some_and(|t| t.contains("bob")), "{records:#?}");
+        // Instance A takes bob's registration.
+        let (mut svc_a, port_a) = serve(workers, url, &dir_a, "127.0.0.1:0", "44000-44999");
+        let mut bob = Proc::spawn(
+            "bob",
+            Command::new(PHONE)
+                .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port_a}"), "--password-file"])
+                .arg(dir.join("bob.pw"))
+                .args(["--summary", "json", "--rtp-ports", "46000-46499", "answer", "--calls", "2"]),
+        );
+        bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered through A");
+        // The 200 goes out before the writer thread has sent the binding (a few ms): poll for it.
+        let t0 = Instant::now();
+        let regs = loop {
+            let regs = json_lines(&sb(&["registrations", "--json"], url));
+            if !regs.is_empty() || t0.elapsed() > Duration::from_secs(5) {
+                break regs;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(regs.len(), 1, "{regs:#?}");
+        assert!(regs[0]["aor"].as_str().is_some_and(|a| a.contains("bob")), "{regs:#?}");
 
-    // Restart B (A stops too: nothing in any process remembers bob but Redis) and call bob again.
-    svc_a.kill();
-    drop(svc_b);
-    let (_svc_b2, port_b2) = serve(url, &dir_b, &listen_b, "45000-45999");
-    assert_eq!(port_b2, port_b);
-    let a2 = dial(dir.path(), port_b2, "1");
-    assert_eq!(a2["reason"], "bye-local", "bob was called after the restart: {a2:#}");
-    bob.expect_exit(Duration::from_secs(20));
-    let ends: Vec<Value> =
-        bob.lines(Stream::Stdout).iter().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert_eq!(ends.len(), 2, "{}", bob.transcript());
-    assert!(ends.iter().all(|s| s["reason"] == "bye-remote"), "{ends:#?}");
-    let records = closed_records(url, 2, Duration::from_secs(10));
-    assert_eq!(records.len(), 2, "{records:#?}");
+        // Instance B, a second process on the same Redis, starts with bob's binding and the users,
+        // and verifies alice's digest with the shared nonce key: alice calls bob through B.
+        let listen_b = format!("127.0.0.1:{}", procs::free_port_udp_tcp());
+        let (svc_b, port_b) = serve(workers, url, &dir_b, &listen_b, "45000-45999");
+        svc_b.wait_line("1 registrations restored", Duration::from_secs(5)).expect("B read bob's binding from Redis");
+        let a = dial(dir.path(), port_b, "2");
+        assert_eq!(a["responses"][0], 407, "the INVITE was challenged: {a:#}");
+        assert_eq!(a["reason"], "bye-local", "{a:#}");
+        let records = closed_records(url, 1, Duration::from_secs(10));
+        assert_eq!(records.len(), 1, "{records:#?}");
+        assert_eq!((records[0]["end_reason"].as_str(), records[0]["ended_by"].as_str()), (Some("bye"), Some("caller")), "{records:#?}");
+        assert!(records[0]["to"].as_str().is_some_and(|t| t.contains("bob")), "{records:#?}");
+
+        // Restart B (A stops too: nothing in any process remembers bob but Redis) and call bob again.
+        svc_a.kill();
+        drop(svc_b);
+        let (_svc_b2, port_b2) = serve(workers, url, &dir_b, &listen_b, "45000-45999");
+        assert_eq!(port_b2, port_b);
+        let a2 = dial(dir.path(), port_b2, "1");
+        assert_eq!(a2["reason"], "bye-local", "bob was called after the restart: {a2:#}");
+        bob.expect_exit(Duration::from_secs(20));
+        let ends: Vec<Value> =
+            bob.lines(Stream::Stdout).iter().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert_eq!(ends.len(), 2, "{}", bob.transcript());
+        assert!(ends.iter().all(|s| s["reason"] == "bye-remote"), "{ends:#?}");
+        let records = closed_records(url, 2, Duration::from_secs(10));
+        assert_eq!(records.len(), 2, "{records:#?}");
+    });
 }

@@ -12,10 +12,22 @@ pub const SB: &str = env!("CARGO_BIN_EXE_switchboard");
 pub const LIMIT: Duration = Duration::from_secs(15);
 
 /// `switchboard serve --no-auth --data none` on 127.0.0.1:`port` (0: a free one) with its own RTP
-/// range and `extra` flags.
+/// range and `extra` flags, and the harness's worker count (one, unless SWITCHBOARD_WORKERS).
 pub fn instance(port: u16, extra: &[&str]) -> (Proc, SocketAddr) {
+    instance_with(None, port, extra)
+}
+
+/// [`instance`] with `workers` workers (`--workers`), for the tests that run with 1 and 2.
+pub fn instance_workers(workers: usize, port: u16, extra: &[&str]) -> (Proc, SocketAddr) {
+    instance_with(Some(workers), port, extra)
+}
+
+fn instance_with(workers: Option<usize>, port: u16, extra: &[&str]) -> (Proc, SocketAddr) {
     let rtp = procs::free_udp_span(20_000..=29_999, 200);
     let mut cmd = Command::new(SB);
+    if let Some(n) = workers {
+        procs::set_workers(&mut cmd, n);
+    }
     cmd.args(["serve", "--no-auth", "--data", "none", "--max-echo-calls-per-source", "0"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--rtp-ports", &format!("{rtp}-{}", rtp + 199)])

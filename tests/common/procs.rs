@@ -12,6 +12,64 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// The variable `switchboard serve` reads its worker count from (`--workers`).
+pub const WORKERS_ENV: &str = "SWITCHBOARD_WORKERS";
+
+/// The worker counts each scenario of the sipp, baresip and kill -9 suites runs with (issue 16:
+/// correctness under sharding): 1 (the single loop) and 2. When SWITCHBOARD_WORKERS is set in the
+/// test's environment, only that count (a suite run by hand with, say, 4 workers).
+pub fn worker_counts() -> Vec<usize> {
+    match std::env::var(WORKERS_ENV) {
+        Ok(v) => vec![v.trim().parse().unwrap_or_else(|_| panic!("{WORKERS_ENV}={v}: not a number"))],
+        Err(_) => vec![1, 2],
+    }
+}
+
+/// Runs `scenario(workers)` once for each of [`worker_counts`], concurrently, each on its own
+/// thread named `workers=N` (so a failure's panic message says which count failed). The
+/// scenario must start its service with [`set_workers`] and keep everything else apart per count
+/// (ephemeral ports, or fixed ranges chosen by the count, and its own temp dir). Waits for all
+/// of them, then fails if any failed.
+pub fn each_worker_count(scenario: impl Fn(usize) + Sync) {
+    let counts = worker_counts();
+    let failed: Vec<usize> = std::thread::scope(|s| {
+        let runs: Vec<_> = counts
+            .iter()
+            .map(|&n| {
+                let scenario = &scenario;
+                let run = std::thread::Builder::new().name(format!("workers={n}")).spawn_scoped(s, move || scenario(n));
+                (n, run.unwrap_or_else(|e| panic!("start the workers={n} thread: {e}")))
+            })
+            .collect();
+        runs.into_iter().filter_map(|(n, run)| run.join().is_err().then_some(n)).collect()
+    });
+    assert!(failed.is_empty(), "the scenario failed with --workers {failed:?} (its panic is printed above)");
+}
+
+/// Runs `scenario(workers)` once for each of [`worker_counts`], one after the other (for tests
+/// whose fixed port ranges would collide if both ran at once; they cost twice the time). Stops at
+/// the first failure, whose panic names the count.
+pub fn each_worker_count_in_turn(mut scenario: impl FnMut(usize)) {
+    for n in worker_counts() {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(n)));
+        if let Err(e) = run {
+            eprintln!("the scenario failed with --workers {n}");
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
+/// Sets the service's worker count on `cmd` (SWITCHBOARD_WORKERS in its environment, which
+/// `serve --workers` reads), unless SWITCHBOARD_WORKERS is set in the test's environment: that
+/// count wins for every service the test starts (the child inherits it), as it does for
+/// [`worker_counts`].
+pub fn set_workers(cmd: &mut Command, workers: usize) -> &mut Command {
+    if std::env::var_os(WORKERS_ENV).is_some() {
+        return cmd;
+    }
+    cmd.env(WORKERS_ENV, workers.to_string())
+}
+
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -40,11 +98,17 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdin from /dev/null and both output pipes captured.
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        // `serve` runs one worker per core by default; the tests run one (today's loop) unless
-        // SWITCHBOARD_WORKERS says otherwise (to run a suite with several by hand), or the test
-        // gives --workers itself (tests/service_workers.rs, redis_cluster, failover_b2bua).
-        if std::env::var_os("SWITCHBOARD_WORKERS").is_none() {
-            cmd.env("SWITCHBOARD_WORKERS", "1");
+        // `serve` runs one worker per core by default. A test chooses the count for its service:
+        // the sipp, baresip and kill -9 suites run each scenario with 1 and 2 workers
+        // ([`each_worker_count`], which sets it on the command with [`set_workers`]), a few tests
+        // give --workers themselves (tests/service_workers.rs, redis_cluster, failover_b2bua).
+        // Any other service runs one worker (the single loop), unless SWITCHBOARD_WORKERS is set
+        // in the test's environment (to run a suite with another count by hand). Two tests of
+        // security_caps.rs stay on one worker on purpose: they count exact refusals against one
+        // worker's caps, and with N workers the caps are per-worker budgets (BENCHMARKS.md, issue
+        // 16 point 1).
+        if std::env::var_os(WORKERS_ENV).is_none() && !cmd.get_envs().any(|(k, _)| k == WORKERS_ENV) {
+            cmd.env(WORKERS_ENV, "1");
         }
         let mut child =
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
@@ -294,12 +358,16 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port that is free for both UDP and TCP right now (baresip binds both).
+/// A loopback port that is free for both UDP and TCP right now (baresip binds both), and not
+/// handed out before in this process (runs with 1 and 2 workers go at once).
 pub fn free_port_udp_tcp() -> u16 {
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> = Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..100 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().expect("local addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
             return port;
         }
     }

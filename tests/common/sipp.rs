@@ -22,9 +22,19 @@ pub fn scenario(name: &str) -> String {
 }
 
 /// A loopback UDP port that is free right now (sipp binds it a moment later; see
-/// [`Sipp::wait_bound`] for the race).
+/// [`Sipp::wait_bound`] for the race), and never handed out before in this process: the runs of
+/// a scenario with 1 and 2 workers go at once, and the kernel can give one thread the port it
+/// gave the other a moment ago, before that one's sipp bound it.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback UDP port left that this process has not handed out");
 }
 
 /// What a finished sipp run reported.
