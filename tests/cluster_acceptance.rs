@@ -53,6 +53,7 @@ fn registration_via_one_instance_calls_handled_by_all_three_with_audio_both_ways
     let t0 = Instant::now();
     let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", &CALLS.to_string()]));
     bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    c.wait_synced("bob", acceptance::LIMIT);
     let mut alices = Vec::new();
     for batch in 0..CALLS / BATCH {
         let mut running: Vec<(usize, Proc)> = (0..BATCH)
@@ -179,6 +180,7 @@ fn kill_9_with_live_calls_and_sipp_load_calls_are_adopted_with_audio() {
         const HOLD_S: u64 = 14;
         let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", &LIVE.to_string()]));
         bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        c.wait_synced("bob", acceptance::LIMIT);
         let mut alices: Vec<Proc> = (0..LIVE)
             .map(|i| {
                 let wav = format!("alice-{i}.wav");
@@ -317,6 +319,7 @@ fn redis_outage_loses_no_acknowledged_registration_and_moves_no_call() {
     const CALLS: usize = 6;
     let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", &CALLS.to_string()]));
     bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    c.wait_synced("bob", acceptance::LIMIT);
     let mut alices: Vec<Proc> = (0..CALLS)
         .map(|i| {
             let wav = format!("alice-{i}.wav");
@@ -552,6 +555,7 @@ fn drain_secs_waits_for_the_calls_to_end_before_exiting() {
     c.add_users(&["alice", "bob"]);
     let mut bob = Proc::spawn("bob", &mut phone(&c, "bob", "1000", "bob.wav", &["answer", "--calls", "1"]));
     bob.wait_line("registered aor=", acceptance::LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    c.wait_synced("bob", acceptance::LIMIT);
     let mut alice = Proc::spawn("alice", &mut phone(&c, "alice", "440", "alice.wav", &["dial", "sip:bob@127.0.0.1", "--duration", "6"]));
     let t0 = Instant::now();
     while !c.calls(0).iter().any(|x| x["phase"] == "up") {

@@ -118,6 +118,10 @@ impl Cluster {
             .arg(self.data(i))
             .args(&self.extra)
             .args(more);
+        // The line that says an instance took another's binding change (`wait_synced`) is at debug.
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info,switchboard::service::durable=debug");
+        }
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         assert_eq!(port, self.addrs[i].port());
         self.instances[i] = Some(proc);
@@ -134,6 +138,31 @@ impl Cluster {
                 .expect("users add");
             assert!(ok.success(), "users add {user}");
             std::fs::write(self.dir.join(&format!("{user}.pw")), format!("{pw}\n")).expect("password file");
+        }
+    }
+
+    /// Waits until the instances that did not take `user`'s REGISTER have read the binding from
+    /// Redis's change feed (one instance took it, the other running ones log the change), so a call
+    /// to `user` finds them on whichever instance it lands.
+    pub fn wait_synced(&self, user: &str, limit: Duration) {
+        let aor = format!("aor=sip:{user}@");
+        let running: Vec<usize> = (0..self.instances.len()).filter(|&i| self.instances[i].is_some()).collect();
+        let t0 = std::time::Instant::now();
+        loop {
+            let synced = running
+                .iter()
+                .filter(|&&i| {
+                    self.instance(i)
+                        .lines(Stream::Stderr)
+                        .iter()
+                        .any(|l| l.contains("bindings changed on another instance") && l.contains(&aor))
+                })
+                .count();
+            if synced + 1 >= running.len() {
+                return;
+            }
+            assert!(t0.elapsed() < limit, "{user}'s binding reached {synced} of the {} other instances", running.len() - 1);
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
