@@ -120,7 +120,7 @@ impl Cluster {
             .args(more);
         // The line that says an instance took another's binding change (`wait_synced`) is at debug.
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info,switchboard::service::durable=debug");
+            cmd.env("RUST_LOG", "info,switchboard::service::app::durable=debug");
         }
         let (proc, port) = procs::spawn_service(&mut cmd, LIMIT);
         assert_eq!(port, self.addrs[i].port());
