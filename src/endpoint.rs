@@ -189,8 +189,8 @@ pub enum EndpointEvent {
     /// more (it was compacted), so this comes with no owner: the application answers it by its
     /// method.
     Repeated {
-        /// The request (top Via stamped with received/rport), byte for byte the one answered but
-        /// for that Via's value (a NAT binding may have moved: answer where it came from now).
+        /// The request (top Via stamped with received/rport), byte for byte the one answered: its
+        /// Via says where the first answer went, and the rebuilt one goes there too.
         request: Message,
         /// Where it came from.
         source: SocketAddr,

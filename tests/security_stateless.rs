@@ -315,6 +315,15 @@ fn a_retransmitted_register_gets_its_200_again_not_a_replay_refusal() {
     assert_eq!(again[0].as_bytes(), first[0].as_bytes(), "the same 200, byte for byte");
     assert_eq!(h.ep.stats().retransmitted_requests, 1);
 
+    // The attack: the captured REGISTER replayed from another address within Timer J gets
+    // nothing (its top Via is stamped otherwise, so it is not the request answered); alice's own
+    // retransmission beside it still gets her 200.
+    let stranger = SocketAddr::from(([198, 51, 100, 7], 6000));
+    assert!(h.feed(&req, stranger).is_empty(), "no 200 reflected to a replaying stranger");
+    let still = h.feed(&req, phone(4));
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0].as_bytes(), first[0].as_bytes(), "alice's retransmission still answered");
+
     // Timer J (64*T1 = 32 s): the transaction ends; the same datagram is then a new request, and
     // its nonce count was used.
     h.now += Duration::from_secs(33);

@@ -462,8 +462,8 @@ impl Service {
     /// A retransmission of a request answered with [`Endpoint::respond_rebuildable`] (RFC 3261
     /// §17.2.2): only REGISTERs are, and the registrar builds the 200 again, listing the AOR's
     /// bindings as they are now (§10.3 step 8). It is not authenticated or applied a second time:
-    /// the transaction layer matched it, byte for byte but for the top Via's value, to the
-    /// request that was.
+    /// the transaction layer matched it byte for byte, its top Via stamped from the same source,
+    /// to the request that was, so the 200 goes where the first one went.
     fn on_repeated(&mut self, ep: &mut Endpoint, request: &Message, source: SocketAddr) {
         if request.method() != Some(&Method::Register) {
             tracing::debug!(peer = %source, "repeated request of a method never answered rebuildably: dropped");

@@ -13,12 +13,13 @@
 //!
 //! ```text
 //!   key digest     128 bits: two SipHash-1-3 of the §17.2.3 key under random keys of this table
-//!   fingerprint    64 bits: SipHash-1-3 of the request's bytes but its top Via's value
+//!   fingerprint    64 bits: SipHash-1-3 of the request's bytes as received (top Via stamped)
 //!   deadline       Timer J, in whole milliseconds from the table's first one
 //! ```
 //!
-//! A request whose key digest is here and whose bytes give the same fingerprint (the top Via's
-//! value aside: it is stamped with the source address on arrival) is a retransmission: [`Routed::Repeated`](super::Routed::Repeated) hands it to the TU, which sends its
+//! A request whose key digest is here and whose bytes give the same fingerprint (its top Via
+//! stamped with the same source on arrival) is a retransmission:
+//! [`Routed::Repeated`](super::Routed::Repeated) hands it to the TU, which sends its
 //! response again (statelessly, the transaction's state being this entry). One with the same key
 //! but other bytes cannot be answered with a response rebuilt from it (it is not the request that
 //! was answered): it is absorbed ([`Routed::Absorbed`](super::Routed::Absorbed)). A digest
@@ -35,7 +36,7 @@
 
 use super::TransactionKey;
 use crate::collections::HashMap;
-use crate::message::{HeaderName, Message, Method};
+use crate::message::{Message, Method};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ pub(crate) struct Answered {
 /// What a request's key found here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hit {
-    /// The answered request again, byte for byte (the top Via's value aside).
+    /// The answered request again, byte for byte (stamped from the same source).
     Repeated,
     /// The key of an answered request, but other bytes.
     Other,
@@ -108,27 +109,14 @@ impl Answered {
         [a.finish(), b.finish()]
     }
 
-    /// The fingerprint of `request`: a keyed hash of its bytes but the top Via's value. That value
-    /// holds the branch and sent-by (already in the key) and what the endpoint stamps on arrival
-    /// (`received`, `rport`, §18.2.1, RFC 3581): a retransmission from a NAT binding that moved
-    /// is still the same request, and the response rebuilt from it goes where it came from.
+    /// The fingerprint of `request`: a keyed hash of its bytes as received, the top Via included.
+    /// That Via carries what the endpoint stamps on arrival (`received`, `rport`, §18.2.1, RFC
+    /// 3581) and so says where the response goes (§18.2.2): a request that matches is answered
+    /// where the first answer went. The same bytes sent from elsewhere (a replay, or a NAT binding
+    /// that moved) are stamped otherwise and absorbed: a rebuilt 200 is never sent to an address
+    /// the answered request did not come from.
     pub(crate) fn fingerprint(&self, request: &Message) -> u64 {
-        let bytes = request.as_bytes();
-        let top_via = request.header(HeaderName::Via).and_then(|v| {
-            let start = (v.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
-            let end = start.checked_add(v.len())?;
-            (end <= bytes.len()).then_some((start, end))
-        });
-        let mut h = self.bytes.build_hasher();
-        match top_via.and_then(|(start, end)| Some((bytes.get(..start)?, bytes.get(end..)?))) {
-            Some((before, after)) => {
-                h.write(before);
-                h.write_u8(0xff); // where the Via value was: not valid UTF-8, so no header byte
-                h.write(after);
-            }
-            None => h.write(bytes),
-        }
-        h.finish()
+        self.bytes.hash_one(request.as_bytes().as_ref())
     }
 
     /// Keeps the transaction of `key`, whose request (of method `method` and

@@ -66,7 +66,7 @@ pub enum Routed {
     /// A new request while [`Transactions::set_limit`] transactions are live: no state was kept.
     /// Handed back for a stateless 503 (RFC 3261 §21.5.4).
     Full(Message),
-    /// A retransmission (byte for byte but the top Via's value, which arrival stamps) of a request answered with
+    /// A retransmission (byte for byte, its top Via stamped from the same source) of a request answered with
     /// [`Transactions::send_rebuildable_response`] whose transaction is still in Completed
     /// (before Timer J): the TU sends the same final response again, rebuilt from this request
     /// (§17.2.2), outside any transaction (the transaction keeps no id once compacted).
