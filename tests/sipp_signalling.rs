@@ -8,9 +8,10 @@
 mod common;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/sipp.rs"]
+mod sipp;
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,25 +73,11 @@ impl Drop for Service {
     }
 }
 
-/// A loopback UDP port free now and not handed out before in this process (the runs with 1 and
-/// 2 workers go at once: see tests/common/sipp.rs `free_port`).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..1000 {
-        let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port");
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no loopback UDP port left that this process has not handed out");
-}
-
 /// Runs sipp with a stats file; returns (exit success, successful calls, failed calls, retransmissions).
 fn run_sipp(args: &[String], limit: Duration) -> (bool, u64, u64, u64) {
     // Runs with 1 and 2 workers go at once: the thread's name (`workers=N`) keeps their dirs apart.
     let thread = std::thread::current().name().unwrap_or("main").replace(['=', ':'], "-");
-    let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{thread}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{thread}-{}", std::process::id(), sipp::free_port()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let stat = dir.join("stat.csv");
     let mut child = Command::new("sipp")
@@ -125,7 +112,7 @@ fn run_sipp(args: &[String], limit: Duration) -> (bool, u64, u64, u64) {
 
 fn uac_args(port: u16, calls: u32, rate: u32, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ["-sn", "uac", "-s", "echo", "-i", "127.0.0.1", "-p"].iter().map(|s| s.to_string()).collect();
-    v.push(free_port().to_string());
+    v.push(sipp::free_port().to_string());
     v.extend(["-m".into(), calls.to_string(), "-r".into(), rate.to_string(), "-timeout".into(), "60s".into(), "-timeout_error".into()]);
     v.extend(extra.iter().map(|s| s.to_string()));
     v.push(format!("127.0.0.1:{port}"));
@@ -170,7 +157,7 @@ fn softphone_dial(port: u16, duration: &str) -> std::process::Output {
 }
 
 fn sipp_uas(lost: Option<&str>) -> (Child, u16) {
-    let port = free_port();
+    let port = sipp::free_port();
     let mut args: Vec<String> =
         ["-sn", "uas", "-i", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "60s", "-p"].iter().map(|s| s.to_string()).collect();
     args.push(port.to_string());
@@ -248,7 +235,7 @@ fn sipp_cancel_after_180_gets_200_and_487() {
             "-i".into(),
             "127.0.0.1".into(),
             "-p".into(),
-            free_port().to_string(),
+            sipp::free_port().to_string(),
             "-m".into(),
             "5".into(),
             "-r".into(),
@@ -270,7 +257,7 @@ fn sipp_malformed_requests_get_the_rfc_answers() {
     procs::each_worker_count(|workers| {
         let svc = Service::start(workers, &[]);
         let mut args: Vec<String> = vec!["-sf".into(), scenario("malformed.xml").display().to_string()];
-        args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), free_port().to_string(), "-m".into(), "1".into()]);
+        args.extend(["-i".into(), "127.0.0.1".into(), "-p".into(), sipp::free_port().to_string(), "-m".into(), "1".into()]);
         args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into(), format!("127.0.0.1:{}", svc.port)]);
         let (ok, success, failed, _) = run_sipp(&args, Duration::from_secs(60));
         assert!(ok);
