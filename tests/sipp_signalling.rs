@@ -164,14 +164,29 @@ fn sipp_uas(lost: Option<&str>) -> (Child, u16) {
     if let Some(l) = lost {
         args.extend(["-lost".into(), l.into()]);
     }
-    let child = Command::new("sipp")
+    let mut child = Command::new("sipp")
         .args(&args)
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp uas");
+    wait_bound(&mut child, port);
     (child, port)
+}
+
+/// Waits until sipp holds its SIP port (our own bind of it fails). The softphone's first INVITE
+/// must not reach a closed port: the ICMP unreachable it draws is a transport error that ends the
+/// call at once (RFC 3261 §8.1.3.1), which Timer A's retransmissions do not cover.
+fn wait_bound(child: &mut Child, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if let Some(s) = child.try_wait().expect("wait sipp uas") {
+            panic!("sipp uas exited with {s} before binding 127.0.0.1:{port}");
+        }
+        assert!(Instant::now() < deadline, "sipp uas did not bind 127.0.0.1:{port} within 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn wait_exit(mut child: Child, limit: Duration) -> bool {
@@ -202,8 +217,6 @@ fn softphone_dial_to_sipp_uas() {
         return;
     }
     let (uas, port) = sipp_uas(None);
-    // sipp's listening socket is bound by the time it reads its first packet; the softphone's
-    // INVITE retransmissions (Timer A) cover the start-up race.
     assert_completed(&softphone_dial(port, "1"));
     assert!(wait_exit(uas, Duration::from_secs(30)), "sipp uas saw a failed call");
 }
