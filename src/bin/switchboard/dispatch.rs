@@ -186,6 +186,11 @@ fn serve(r: Resolved) -> Result<(), String> {
     let mut out = Vec::new();
     let (mut reported, mut report_at) = (0u64, now + REPORT_EVERY);
     loop {
+        if Instant::now() >= d.next_timer() {
+            // Probe replies queued behind calls' datagrams are read before the round judges
+            // their probes unanswered: a busy dispatcher must not take live backends out.
+            drain_queued(&socket, &mut buf, &mut d, &mut out)?;
+        }
         d.on_timer(Instant::now(), &mut out);
         if Instant::now() >= report_at {
             report_at = Instant::now() + REPORT_EVERY;
@@ -212,6 +217,23 @@ fn serve(r: Resolved) -> Result<(), String> {
         }
         flush(&socket, &mut out, publisher.as_ref());
     }
+}
+
+/// Most datagrams read in one drain before a probe round (a bound, so a flood cannot hold the
+/// round off; the socket's receive buffer holds fewer than this at our datagram sizes).
+const DRAIN_MAX: usize = 4096;
+
+/// Reads and handles every datagram already queued on `socket`, without waiting.
+fn drain_queued(socket: &UdpSocket, buf: &mut [u8], d: &mut Dispatcher, out: &mut Vec<Output>) -> Result<(), String> {
+    socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+    for _ in 0..DRAIN_MAX {
+        match socket.recv_from(buf) {
+            Ok((n, source)) => d.on_datagram(bytes::Bytes::copy_from_slice(&buf[..n]), source, Instant::now(), out),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(_) => break,
+        }
+    }
+    socket.set_nonblocking(false).map_err(|e| e.to_string())
 }
 
 /// How often the live calls per backend are logged (when new calls came meanwhile).
