@@ -16,9 +16,9 @@
 //! A missing sipp skips the sipp tests with a printed reason, or fails them when `CI` is set.
 //! Every wait is on an output line, a process exit or a bound socket, each with a deadline.
 //!
-//! The tests with sipp and the service run their scenario with `serve --workers 1`, then with
-//! `--workers 2` (issue 16: correctness under sharding; [`procs::each_worker_count_in_turn`]: in
-//! turn, as they share fixed port ranges).
+//! The tests with sipp and the service run their scenario with `serve --workers 1` and with
+//! `--workers 2` at once (issue 16: correctness under sharding; [`procs::each_worker_count`]),
+//! each run with its own half of the fixed port ranges ([`procs::range_for`]).
 
 #[path = "common/heard.rs"]
 mod heard;
@@ -60,16 +60,16 @@ fn s(v: &[&str]) -> Vec<String> {
 fn serve(workers: usize, dir: &Path, extra: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
     procs::set_workers(&mut cmd, workers);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--rate-limit", "0", "--rtp-ports", "46000-46999", "--data"])
-        .arg(dir)
-        .args(extra);
+    let rtp = procs::range_for(workers, 46000, 46999);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--rate-limit", "0", "--rtp-ports", &rtp, "--data"]).arg(dir).args(extra);
     procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
 
-/// A `softphone answer` on its own port (no registrar) for one call; returns it and its port.
-fn softphone_answer(args: &[&str]) -> (Proc, u16) {
+/// A `softphone answer` on its own port (no registrar) for one call, its RTP ports in the half of
+/// 47000-47499 of the run with `workers`; returns it and its port.
+fn softphone_answer(workers: usize, args: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(PHONE);
-    cmd.args(["--summary", "json", "--rtp-ports", "47000-47499"]).args(args).args(["answer", "--calls", "1"]);
+    cmd.args(["--summary", "json", "--rtp-ports", &procs::range_for(workers, 47000, 47499)]).args(args).args(["answer", "--calls", "1"]);
     let p = Proc::spawn("softphone answer", &mut cmd);
     let line = p.wait_line("softphone listening on udp 127.0.0.1:", Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
     let port = line
@@ -146,7 +146,7 @@ fn late_offer_to_the_echo_user() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("late-echo");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer.xml", "echo", port, &["-d", "1000"]);
@@ -154,7 +154,16 @@ fn late_offer_to_the_echo_user() {
 
         let wav = dir.join("echoed.wav");
         let phone = Command::new(PHONE)
-            .args(["--summary", "json", "--tone", "440", "--record", wav.to_str().unwrap(), "--rtp-ports", "47500-47999"])
+            .args([
+                "--summary",
+                "json",
+                "--tone",
+                "440",
+                "--record",
+                wav.to_str().unwrap(),
+                "--rtp-ports",
+                &procs::range_for(workers, 47500, 47999),
+            ])
             .args(["dial", &format!("sip:echo@127.0.0.1:{port}"), "--duration", "3", "--late-offer"])
             .output()
             .expect("softphone dial");
@@ -179,7 +188,7 @@ fn late_offer_to_the_softphone() {
     let _serial = serial();
     let dir = TempDir::new("late-phone");
     let wav = dir.join("phone.wav");
-    let (mut phone, port) = softphone_answer(&["--record", wav.to_str().unwrap()]);
+    let (mut phone, port) = softphone_answer(1, &["--record", wav.to_str().unwrap()]);
     let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer.xml", "softphone", port, &["-d", "3000"]);
     assert_sipp_ok("late offer to the softphone", &sipp, &out, &[&phone]);
     let status = phone.expect_exit(Duration::from_secs(20));
@@ -201,11 +210,12 @@ fn late_offer_from_sipp_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("late-b2bua-sipp");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let wav = dir.join("bob.wav");
-        let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &["--record", wav.to_str().unwrap()]);
+        let mut bob =
+            registered_answerer(dir.path(), port, "bob", &procs::range_for(workers, 47000, 47499), &["--record", wav.to_str().unwrap()]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer.xml", "bob", port, &["-d", "3000"]);
         assert_sipp_ok("late offer through the B2BUA", &sipp, &out, &[&svc, &bob]);
         bob.expect_exit(Duration::from_secs(20));
@@ -226,14 +236,28 @@ fn late_offer_between_softphones_through_the_b2bua_with_and_without_the_relay() 
         let dir = TempDir::new(&format!("late-b2bua-{tag}"));
         let (svc, port) = serve(1, dir.path(), extra);
         let bob_wav = dir.join("bob.wav");
-        let mut bob =
-            registered_answerer(dir.path(), port, "bob", "47000-47499", &["--tone", "1000", "--record", bob_wav.to_str().unwrap()]);
+        let mut bob = registered_answerer(
+            dir.path(),
+            port,
+            "bob",
+            &procs::range_for(1, 47000, 47499),
+            &["--tone", "1000", "--record", bob_wav.to_str().unwrap()],
+        );
         std::fs::write(dir.join("alice.pw"), "x\n").expect("password file");
         let alice_wav = dir.join("alice.wav");
         let alice = Command::new(PHONE)
             .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
             .arg(dir.join("alice.pw"))
-            .args(["--summary", "json", "--tone", "440", "--record", alice_wav.to_str().unwrap(), "--rtp-ports", "47500-47999"])
+            .args([
+                "--summary",
+                "json",
+                "--tone",
+                "440",
+                "--record",
+                alice_wav.to_str().unwrap(),
+                "--rtp-ports",
+                &procs::range_for(1, 47500, 47999),
+            ])
             .args(["dial", "sip:bob@127.0.0.1", "--duration", "3", "--late-offer"])
             .output()
             .expect("softphone dial");
@@ -262,7 +286,7 @@ fn late_offer_reaches_a_sipp_callee_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("late-b2bua-uas");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let users = dir.join("users.csv");
@@ -294,7 +318,7 @@ fn late_offer_reaches_a_sipp_callee_through_the_b2bua() {
         let alice = Command::new(PHONE)
             .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
             .arg(dir.join("alice.pw"))
-            .args(["--summary", "json", "--rtp-ports", "47500-47999", "--rtp-timeout", "0"])
+            .args(["--summary", "json", "--rtp-ports", &procs::range_for(workers, 47500, 47999), "--rtp-timeout", "0"])
             .args(["dial", "sip:bob@127.0.0.1", "--duration", "1", "--late-offer"])
             .output()
             .expect("softphone dial");
@@ -318,13 +342,13 @@ fn an_ack_without_the_answer_ends_the_call_with_bye() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("late-no-answer");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_late_offer_no_answer.xml", "echo", port, &[]);
         assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-        let (mut phone, phone_port) = softphone_answer(&[]);
+        let (mut phone, phone_port) = softphone_answer(workers, &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_late_offer_no_answer.xml", "softphone", phone_port, &[]);
         assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
         let status = phone.expect_exit(Duration::from_secs(20));
@@ -332,7 +356,7 @@ fn an_ack_without_the_answer_ends_the_call_with_bye() {
         assert_eq!((summary["state"].as_str(), summary["reason"].as_str()), (Some("failed"), Some("no-answer-in-ack")), "{summary}");
         assert!(!status.success(), "a call without an answer is a failure: {}", phone.transcript());
 
-        let mut bob = registered_answerer(dir.path(), port, "bob", "47000-47499", &[]);
+        let mut bob = registered_answerer(dir.path(), port, "bob", &procs::range_for(workers, 47000, 47499), &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_late_offer_no_answer.xml", "bob", port, &[]);
         assert_sipp_ok("B2BUA", &sipp, &out, &[&svc, &bob]);
         bob.expect_exit(Duration::from_secs(20));
@@ -359,7 +383,7 @@ fn a_late_offer_caller_hangs_up_on_a_200_without_offer() {
     let mut uas = Sipp::spawn("uas", dir.path(), port, &args);
     uas.wait_bound(LIMIT).unwrap_or_else(|e| panic!("{e}"));
     let phone = Command::new(PHONE)
-        .args(["--summary", "json", "--rtp-ports", "47500-47999"])
+        .args(["--summary", "json", "--rtp-ports", &procs::range_for(1, 47500, 47999)])
         .args(["dial", &format!("sip:bob@127.0.0.1:{port}"), "--duration", "1", "--late-offer"])
         .output()
         .expect("softphone dial");
@@ -380,13 +404,13 @@ fn an_savp_only_offer_is_refused_with_488() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("savp-only");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_only.xml", "echo", port, &[]);
         assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-        let (mut phone, phone_port) = softphone_answer(&[]);
+        let (mut phone, phone_port) = softphone_answer(workers, &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_only.xml", "softphone", phone_port, &[]);
         assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
         phone.expect_exit(Duration::from_secs(20));
@@ -403,13 +427,13 @@ fn a_mixed_offer_gets_the_avp_line_answered() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("savp-mixed");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-echo", "uac_savp_mixed.xml", "echo", port, &["-d", "500"]);
         assert_sipp_ok("echo", &sipp, &out, &[&svc]);
 
-        let (mut phone, phone_port) = softphone_answer(&["--rtp-timeout", "0"]);
+        let (mut phone, phone_port) = softphone_answer(workers, &["--rtp-timeout", "0"]);
         let (sipp, out) = sipp_call(dir.path(), "sipp-phone", "uac_savp_mixed.xml", "softphone", phone_port, &["-d", "500"]);
         assert_sipp_ok("softphone", &sipp, &out, &[&phone]);
         phone.expect_exit(Duration::from_secs(20));
@@ -429,7 +453,7 @@ fn a_mixed_offer_through_the_b2bua_reaches_a_callee_without_srtp() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("savp-mixed-b2bua");
         let (svc, port) = serve(workers, dir.path(), &[]);
         let wav = dir.join("bob.wav");
@@ -437,7 +461,7 @@ fn a_mixed_offer_through_the_b2bua_reaches_a_callee_without_srtp() {
             dir.path(),
             port,
             "bob",
-            "47000-47499",
+            &procs::range_for(workers, 47000, 47499),
             &["--srtp", "off", "--tone", "1000", "--record", wav.to_str().unwrap()],
         );
         let (sipp, out) = sipp_call(dir.path(), "sipp-b2bua", "uac_savp_mixed.xml", "bob", port, &["-d", "3000", "-rtp_echo"]);

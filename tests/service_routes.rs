@@ -12,8 +12,9 @@
 //! and no timing is asserted. Without sipp the sipp test skips with a printed reason (fails when
 //! `CI` is set); the others need no external tool.
 //!
-//! The sipp test runs with `serve --workers 1`, then with `--workers 2` (issue 16: correctness
-//! under sharding; [`procs::each_worker_count_in_turn`]).
+//! The sipp test runs with `serve --workers 1` and with `--workers 2` at once, each with its own
+//! sipp processes on ephemeral ports (issue 16: correctness under sharding;
+//! [`procs::each_worker_count`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -121,7 +122,7 @@ fn sipp_calls_follow_a_static_route_to_a_trunk() {
     if !sipp::available() {
         return;
     }
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
         let dir = TempDir::new("routes-sipp");
         let uas_port = sipp::free_port();
         let mut uas = Sipp::spawn("trunk-uas", dir.path(), uas_port, &s(&["-sf", &scenario("uas_rr.xml"), "-m", "20"]));

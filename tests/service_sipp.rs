@@ -6,8 +6,10 @@
 //! Everything runs on 127.0.0.1 with ephemeral ports and private temp dirs; every wait is on an
 //! output line, a process exit, a bound socket or a store listing, each with a deadline; only our
 //! own children are signalled. A missing sipp or baresip skips a test with a printed reason, or
-//! fails it when `CI` is set. The tests take one lock, so the load tests do not compete with each
-//! other for the two cores.
+//! fails it when `CI` is set. The tests take turns at the load ([`take_turn`]), so the load tests
+//! do not compete with each other for the two cores; a test gives up its turn once its callers are
+//! done, while its sipp callee still lingers idle for late retransmissions (16 s,
+//! fixtures/sipp/uas_registered.xml), so the next test's load overlaps only that wait.
 //!
 //! Each test runs its scenario twice at once (issue 16: correctness under sharding), against a
 //! service with one worker and against one with two (`--workers`, see
@@ -36,7 +38,8 @@ use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use switchboard::media::tone::analyse;
 use switchboard::media::wav::read_wav;
@@ -46,10 +49,49 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Bound for a whole load run (1,000 calls at 100/s take 10 s unloaded).
 const LOAD_LIMIT: Duration = Duration::from_secs(120);
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// Whether a test has the turn at the load, and the wake-up for those waiting for it.
+static BUSY: Mutex<bool> = Mutex::new(false);
+static FREED: Condvar = Condvar::new();
 
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// One test's turn at the load: taken by [`take_turn`], given up when every run of the test
+/// (one per worker count, [`procs::worker_counts`]) called [`Turn::loaded`], or when the turn is
+/// dropped (the test ended or failed), whichever comes first.
+struct Turn {
+    /// Runs that have not called [`Turn::loaded`] yet; 0 once the turn is given up.
+    left: AtomicUsize,
+}
+
+/// Waits until no other test has the turn, then takes it.
+fn take_turn() -> Turn {
+    let mut busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+    while *busy {
+        busy = FREED.wait(busy).unwrap_or_else(|e| e.into_inner());
+    }
+    *busy = true;
+    Turn { left: AtomicUsize::new(procs::worker_counts().len()) }
+}
+
+impl Turn {
+    /// This run's load is over (what is left is waiting on idle peers): the last run to say so
+    /// gives up the turn.
+    fn loaded(&self) {
+        if self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)) == Ok(1) {
+            give_up_turn();
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.left.swap(0, Ordering::AcqRel) > 0 {
+            give_up_turn();
+        }
+    }
+}
+
+fn give_up_turn() {
+    *BUSY.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    FREED.notify_all();
 }
 
 fn switchboard() -> Command {
@@ -173,7 +215,7 @@ fn sipp_registers_with_digest_authentication() {
     if !sipp::available() {
         return;
     }
-    let _one = exclusive();
+    let _turn = take_turn();
     procs::each_worker_count(registers_with_digest_authentication);
 }
 
@@ -206,8 +248,8 @@ fn registers_with_digest_authentication(workers: usize) {
 /// bob registers (sipp, digest) and answers as a sipp UAS from the same port; a sipp UAC
 /// authenticates as alice (407, `[authentication]`) and makes `calls` calls to bob at `rate`/s
 /// through the service, holding each for 500 ms. `loss` is sipp's `-lost` percentage on both
-/// sides.
-fn calls_through_service(workers: usize, tag: &str, calls: u32, rate: u32, loss: Option<&str>, mode: &str) {
+/// sides. The test's turn at the load ends once the callers of all its runs are done.
+fn calls_through_service(workers: usize, turn: &Turn, tag: &str, calls: u32, rate: u32, loss: Option<&str>, mode: &str) {
     let dir = TempDir::new(&format!("{tag}-w{workers}"));
     let data = dir.join("data");
     add_user(&data, "alice", "alice-secret");
@@ -240,6 +282,7 @@ fn calls_through_service(workers: usize, tag: &str, calls: u32, rate: u32, loss:
 
     let t0 = Instant::now();
     let uac_out = uac.finish(LOAD_LIMIT);
+    turn.loaded();
     // The UAS ends its last call with the BYE, then lingers 16 s for retransmissions.
     let uas_out = uas.finish(LIMIT);
     eprintln!(
@@ -285,8 +328,8 @@ fn sipp_1000_authenticated_calls_through_the_proxy() {
     if !sipp::available() {
         return;
     }
-    let _one = exclusive();
-    procs::each_worker_count(|w| calls_through_service(w, "svc-calls", 1000, 100, None, "proxy"));
+    let turn = take_turn();
+    procs::each_worker_count(|w| calls_through_service(w, &turn, "svc-calls", 1000, 100, None, "proxy"));
 }
 
 #[test]
@@ -294,8 +337,8 @@ fn sipp_1000_authenticated_calls_through_the_proxy_with_5_percent_loss() {
     if !sipp::available() {
         return;
     }
-    let _one = exclusive();
-    procs::each_worker_count(|w| calls_through_service(w, "svc-calls-lossy", 1000, 100, Some("5"), "proxy"));
+    let turn = take_turn();
+    procs::each_worker_count(|w| calls_through_service(w, &turn, "svc-calls-lossy", 1000, 100, Some("5"), "proxy"));
 }
 
 #[test]
@@ -303,8 +346,8 @@ fn sipp_1000_authenticated_calls_through_the_b2bua_with_5_percent_loss() {
     if !sipp::available() {
         return;
     }
-    let _one = exclusive();
-    procs::each_worker_count(|w| calls_through_service(w, "svc-b2bua-lossy", 1000, 100, Some("5"), "b2bua"));
+    let turn = take_turn();
+    procs::each_worker_count(|w| calls_through_service(w, &turn, "svc-b2bua-lossy", 1000, 100, Some("5"), "b2bua"));
 }
 
 /// The service's default challenge (MD5 alone) works for sipp with no relay in between: bob
@@ -314,11 +357,11 @@ fn sipp_works_with_the_default_md5_challenge_directly() {
     if !sipp::available() {
         return;
     }
-    let _one = exclusive();
-    procs::each_worker_count(works_with_the_default_md5_challenge_directly);
+    let turn = take_turn();
+    procs::each_worker_count(|w| works_with_the_default_md5_challenge_directly(w, &turn));
 }
 
-fn works_with_the_default_md5_challenge_directly(workers: usize) {
+fn works_with_the_default_md5_challenge_directly(workers: usize, turn: &Turn) {
     let dir = TempDir::new(&format!("svc-md5-default-w{workers}"));
     let data = dir.join("data");
     add_user(&data, "alice", "alice-secret");
@@ -342,6 +385,8 @@ fn works_with_the_default_md5_challenge_directly(workers: usize) {
     uac_args.extend(s(&["-recv_timeout", "32s", "-timeout", "60s", "-timeout_error", &svc.addr().to_string()]));
     let mut uac = Sipp::spawn("uac-alice", dir.path(), sipp::free_port(), &uac_args);
     let out = uac.finish(LOAD_LIMIT);
+    // The callee lingers 16 s after its last call: the next test may load the machine meanwhile.
+    turn.loaded();
     let uas_out = uas.finish(LIMIT);
     assert_eq!((out.successful, out.failed), (50, 0), "caller: {out:?}\n{}\nservice:\n{}", out.error_head(40), svc.proc.transcript());
     assert_eq!((uas_out.successful, uas_out.failed), (50, 0), "callee: {uas_out:?}\n{}", uas_out.error_head(40));
@@ -359,11 +404,11 @@ fn registrations_survive_kill_9_and_route_calls_after_restart() {
     if !sipp::available() {
         return;
     }
-    let _one = exclusive();
-    procs::each_worker_count(registrations_survive_kill_9);
+    let turn = take_turn();
+    procs::each_worker_count(|w| registrations_survive_kill_9(w, &turn));
 }
 
-fn registrations_survive_kill_9(workers: usize) {
+fn registrations_survive_kill_9(workers: usize, turn: &Turn) {
     const N: usize = 1000;
     let dir = TempDir::new(&format!("svc-crash-w{workers}"));
     let data = dir.join("data");
@@ -432,6 +477,8 @@ fn registrations_survive_kill_9(workers: usize) {
     uac_args.extend(s(&["-recv_timeout", "30s", "-timeout", "50s", "-timeout_error", &restarted.addr().to_string()]));
     let mut uac = Sipp::spawn("uac-u0500", dir.path(), sipp::free_port(), &uac_args);
     let uac_out = uac.finish(LIMIT);
+    // The callee lingers 16 s after the call: the next test may load the machine meanwhile.
+    turn.loaded();
     let uas_out = uas.finish(LIMIT);
     let context = format!(
         "caller {uac_out:?}\n{}\ncallee {uas_out:?}\n{}\nservice:\n{}",
@@ -525,7 +572,7 @@ fn baresip_registers_and_calls_a_registered_softphone() {
     if !baresip::available() {
         return;
     }
-    let _one = exclusive();
+    let _turn = take_turn();
     procs::each_worker_count(baresip_calls_a_registered_softphone);
 }
 

@@ -6,9 +6,9 @@
 //!
 //! Every wait is on an output line, a datagram or a process exit, with a deadline.
 //!
-//! The sipp tests run their scenario with `serve --workers 1`, then with `--workers 2` (issue 16:
-//! correctness under sharding; [`procs::each_worker_count_in_turn`]: in turn, as they share fixed
-//! port ranges).
+//! The sipp tests run their scenario with `serve --workers 1` and with `--workers 2` at once
+//! (issue 16: correctness under sharding; [`procs::each_worker_count`]), each run with its own
+//! half of the fixed port ranges ([`procs::range_for`]).
 
 #[path = "common/heard.rs"]
 mod heard;
@@ -42,7 +42,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn serve(workers: usize, dir: &Path) -> (Proc, u16) {
     let mut cmd = Command::new(SB);
     procs::set_workers(&mut cmd, workers);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", "58000-58499", "--data"]).arg(dir);
+    let rtp = procs::range_for(workers, 58000, 58499);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--rtp-ports", &rtp, "--data"]).arg(dir);
     procs::spawn_service(&mut cmd, LIMIT)
 }
 
@@ -301,12 +302,13 @@ fn sipp_refers_bob_to_carol_through_the_b2bua() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
+        let (bob_rtp, carol_rtp) = (procs::range_for(workers, 59200, 59299), procs::range_for(workers, 59300, 59399));
         let dir = TempDir::new("b2bua-transfer-sipp");
         users(dir.path(), &["alice", "bob", "carol"]);
         let (svc, port) = serve(workers, dir.path());
         let carol_wav = dir.join("carol.wav");
-        let mut bob = answerer(dir.path(), port, "bob", &["--tone", "440", "--rtp-ports", "59200-59299", "answer", "--calls", "1"]);
+        let mut bob = answerer(dir.path(), port, "bob", &["--tone", "440", "--rtp-ports", &bob_rtp, "answer", "--calls", "1"]);
         let mut carol = answerer(
             dir.path(),
             port,
@@ -315,7 +317,7 @@ fn sipp_refers_bob_to_carol_through_the_b2bua() {
                 "--tone",
                 "1000",
                 "--rtp-ports",
-                "59300-59399",
+                &carol_rtp,
                 "--record",
                 carol_wav.to_str().unwrap(),
                 "answer",
@@ -364,7 +366,8 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
         return;
     }
     let _serial = serial();
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
+        let (bob_rtp, carol_rtp) = (procs::range_for(workers, 59200, 59299), procs::range_for(workers, 59300, 59399));
         let dir = TempDir::new("b2bua-transfer-bye");
         users(dir.path(), &["alice", "bob", "carol"]);
         let (svc, port) = serve(workers, dir.path());
@@ -373,7 +376,7 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
             dir.path(),
             port,
             "bob",
-            &["--tone", "440", "--rtp-ports", "59200-59299", "--record", bob_wav.to_str().unwrap(), "answer", "--calls", "1"],
+            &["--tone", "440", "--rtp-ports", &bob_rtp, "--record", bob_wav.to_str().unwrap(), "answer", "--calls", "1"],
         );
         let mut carol = answerer(
             dir.path(),
@@ -383,7 +386,7 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
                 "--tone",
                 "1000",
                 "--rtp-ports",
-                "59300-59399",
+                &carol_rtp,
                 "--record",
                 carol_wav.to_str().unwrap(),
                 "answer",

@@ -5,9 +5,10 @@
 //!
 //! Every wait is on an output line, a process exit or a polled condition with a deadline.
 //!
-//! The test with two services (one killed, one restarted) runs with `--workers 1`, then with
-//! `--workers 2`, each run on its own `redis-server` (issue 16: correctness under sharding;
-//! [`procs::each_worker_count_in_turn`]: in turn, as it uses fixed port ranges).
+//! The test with two services (one killed, one restarted) runs with `--workers 1` and with
+//! `--workers 2` at once, each run on its own `redis-server` and its own half of the fixed port
+//! ranges (issue 16: correctness under sharding; [`procs::each_worker_count`],
+//! [`procs::range_for`]).
 
 #[path = "common/procs.rs"]
 mod procs;
@@ -196,12 +197,13 @@ fn serve(workers: usize, url: &str, dir: &Path, listen: &str, rtp: &str) -> (Pro
     procs::spawn_service(&mut cmd, Duration::from_secs(15))
 }
 
-/// alice dials bob through the service on `port` for `secs` seconds; her JSON summary.
-fn dial(dir: &Path, port: u16, secs: &str) -> Value {
+/// alice dials bob through the service on `port` for `secs` seconds, her RTP ports in `rtp`; her
+/// JSON summary.
+fn dial(dir: &Path, port: u16, secs: &str, rtp: &str) -> Value {
     let out = Command::new(PHONE)
         .args(["--user", "alice", "--register", &format!("sip:127.0.0.1:{port}"), "--password-file"])
         .arg(dir.join("alice.pw"))
-        .args(["--summary", "json", "--rtp-ports", "46500-46999", "dial", "sip:bob@127.0.0.1", "--duration", secs])
+        .args(["--summary", "json", "--rtp-ports", rtp, "dial", "sip:bob@127.0.0.1", "--duration", secs])
         .stdin(Stdio::null())
         .output()
         .expect("softphone dial");
@@ -225,7 +227,8 @@ fn closed_records(url: &str, n: usize, limit: Duration) -> Vec<Value> {
 
 #[test]
 fn two_services_on_one_redis_share_users_registrations_and_records() {
-    procs::each_worker_count_in_turn(|workers| {
+    procs::each_worker_count(|workers| {
+        let range = |lo, hi| procs::range_for(workers, lo, hi);
         let Some(redis) = redis() else { return };
         let url = redis.url.as_str();
         let dir = TempDir::new("redis-svc");
@@ -239,13 +242,13 @@ fn two_services_on_one_redis_share_users_registrations_and_records() {
         assert_eq!(sb(&["users", "list"], url).lines().count(), 2);
 
         // Instance A takes bob's registration.
-        let (mut svc_a, port_a) = serve(workers, url, &dir_a, "127.0.0.1:0", "44000-44999");
+        let (mut svc_a, port_a) = serve(workers, url, &dir_a, "127.0.0.1:0", &range(44000, 44999));
         let mut bob = Proc::spawn(
             "bob",
             Command::new(PHONE)
                 .args(["--user", "bob", "--register", &format!("sip:127.0.0.1:{port_a}"), "--password-file"])
                 .arg(dir.join("bob.pw"))
-                .args(["--summary", "json", "--rtp-ports", "46000-46499", "answer", "--calls", "2"]),
+                .args(["--summary", "json", "--rtp-ports", &range(46000, 46499), "answer", "--calls", "2"]),
         );
         bob.wait_line("registered aor=", Duration::from_secs(15)).expect("bob registered through A");
         // The 200 goes out before the writer thread has sent the binding (a few ms): poll for it.
@@ -263,9 +266,9 @@ fn two_services_on_one_redis_share_users_registrations_and_records() {
         // Instance B, a second process on the same Redis, starts with bob's binding and the users,
         // and verifies alice's digest with the shared nonce key: alice calls bob through B.
         let listen_b = format!("127.0.0.1:{}", procs::free_port_udp_tcp());
-        let (svc_b, port_b) = serve(workers, url, &dir_b, &listen_b, "45000-45999");
+        let (svc_b, port_b) = serve(workers, url, &dir_b, &listen_b, &range(45000, 45999));
         svc_b.wait_line("1 registrations restored", Duration::from_secs(5)).expect("B read bob's binding from Redis");
-        let a = dial(dir.path(), port_b, "2");
+        let a = dial(dir.path(), port_b, "2", &range(46500, 46999));
         assert_eq!(a["responses"][0], 407, "the INVITE was challenged: {a:#}");
         assert_eq!(a["reason"], "bye-local", "{a:#}");
         let records = closed_records(url, 1, Duration::from_secs(10));
@@ -276,9 +279,9 @@ fn two_services_on_one_redis_share_users_registrations_and_records() {
         // Restart B (A stops too: nothing in any process remembers bob but Redis) and call bob again.
         svc_a.kill();
         drop(svc_b);
-        let (_svc_b2, port_b2) = serve(workers, url, &dir_b, &listen_b, "45000-45999");
+        let (_svc_b2, port_b2) = serve(workers, url, &dir_b, &listen_b, &range(45000, 45999));
         assert_eq!(port_b2, port_b);
-        let a2 = dial(dir.path(), port_b2, "1");
+        let a2 = dial(dir.path(), port_b2, "1", &range(46500, 46999));
         assert_eq!(a2["reason"], "bye-local", "bob was called after the restart: {a2:#}");
         bob.expect_exit(Duration::from_secs(20));
         let ends: Vec<Value> =

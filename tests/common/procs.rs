@@ -59,6 +59,19 @@ pub fn each_worker_count_in_turn(mut scenario: impl FnMut(usize)) {
     }
 }
 
+/// A fixed port range `lo-hi` split between the runs of [`each_worker_count`] that go at once:
+/// the lower half for `--workers 1` (and any other count), the upper half for `--workers 2`. For
+/// tests that give the service and the phones fixed ranges, so the two runs never bind each
+/// other's ports.
+pub fn range_for(workers: usize, lo: u16, hi: u16) -> String {
+    let mid = lo + (hi - lo).div_ceil(2);
+    if workers == 2 {
+        format!("{mid}-{hi}")
+    } else {
+        format!("{lo}-{}", mid - 1)
+    }
+}
+
 /// Sets the service's worker count on `cmd` (SWITCHBOARD_WORKERS in its environment, which
 /// `serve --workers` reads), unless SWITCHBOARD_WORKERS is set in the test's environment: that
 /// count wins for every service the test starts (the child inherits it), as it does for
