@@ -1,9 +1,10 @@
 //! `softphone load URI --rate R --calls N`: a SIP load generator on the crate's own stack.
 //!
-//! W worker threads (default: the number of cores) each own a UDP socket, an [`Endpoint`] and a
-//! [`LoadWorker`], run by a plain blocking loop (`load/blocking.rs`); they share nothing but the
-//! atomic counters of [`Shared`] and the stop flag. The offered rate, the calls and the concurrency cap are split evenly across them
-//! and their calls interleave, so together they offer one evenly paced stream. The main thread
+//! W worker threads (default: one per 5,000 calls/s, at most the number of cores) each own a UDP
+//! socket, an [`Endpoint`] and a [`LoadWorker`], run by a plain blocking loop (`load/blocking.rs`);
+//! they share nothing but the atomic counters of [`Shared`] and the stop flag. The offered rate,
+//! the calls and the concurrency cap are split evenly across them and their calls interleave, so
+//! together they offer one evenly paced stream. The main thread
 //! prints the progress line, stops the workers on Ctrl-C or `--timeout`, and prints the table.
 
 mod blocking;
@@ -102,7 +103,7 @@ fn settings(a: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Result<Sock
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     // A worker left with little to do still wakes for every datagram of its calls: two workers at
     // 1,000 calls/s made 1.3 context switches per call where one made 0.9 (BENCHMARKS.md
-    // "softphone load, leaner (load16)"). One worker used ~7% of a core at 1,000 calls/s.
+    // "softphone load, leaner (load16)"). See [`RATE_PER_WORKER`].
     let workers = a.workers.unwrap_or_else(|| default_workers(a.rate, cores));
     if !(1..=256).contains(&workers) {
         return Err(format!("--workers must be between 1 and 256, got {workers}"));
@@ -150,9 +151,9 @@ fn settings(a: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Result<Sock
     })
 }
 
-/// Calls per second one worker is given when `--workers` is not set: about a third of the ~15,000
-/// calls/s one worker's CPU per call (6-7% of a core at 1,000 calls/s) allows on a free core of the
-/// bench machine, so it keeps up on a shared one.
+/// Calls per second one worker is given when `--workers` is not set. One worker used 6-9% of a
+/// core at 1,000 calls/s on the 2-core bench machine (BENCHMARKS.md "softphone load, leaner
+/// (load16)"), so 5,000 calls/s leaves it a wide margin on a shared machine.
 const RATE_PER_WORKER: f64 = 5_000.0;
 
 /// Workers for `rate` calls/s when `--workers` is not set: one per [`RATE_PER_WORKER`], at most `cores`.
