@@ -13,7 +13,7 @@
 #
 # Usage:   bench/load_cpu.sh        (after cargo build --release --bin softphone --bin switchboard)
 # Env:     BIN=target/release (softphone)  SB_BIN=$BIN (switchboard)  RATE=1000  CALLS=10000
-#          REPS=3  WORKERS=(cores)  TOOLS="softphone sipp"  TOOL=perf|callgrind
+#          REPS=3  WORKERS=(softphone's default)  TOOLS="softphone sipp"  TOOL=perf|callgrind
 # Prints one line per run: tool, ok, failed, CPU-s per 10k calls, syscalls/call, ctx switches/call
 # (TOOL=callgrind: instructions per call).
 set -euo pipefail
@@ -23,7 +23,7 @@ SB_BIN=${SB_BIN:-$BIN}
 RATE=${RATE:-1000}
 CALLS=${CALLS:-10000}
 REPS=${REPS:-3}
-WORKERS=${WORKERS:-$(nproc)}
+WORKERS=${WORKERS:-}
 TOOLS=${TOOLS:-"softphone sipp"}
 TOOL=${TOOL:-perf}
 LIMIT=$((CALLS / RATE + 40))
@@ -79,7 +79,7 @@ run_one() {
     case $tool in
     softphone)
         timeout "$LIMIT" "${WRAP[@]}" \
-            "$BIN/softphone" load "sip:echo@127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" --workers "$WORKERS" \
+            "$BIN/softphone" load "sip:echo@127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" ${WORKERS:+--workers "$WORKERS"} \
             >"$WORK/gen.out" 2>/dev/null || true
         ok=$(awk '$1=="ok"{print $2}' "$WORK/gen.out" | grep . || echo 0)
         failed=$(awk '$1=="failed"{print $2}' "$WORK/gen.out" | grep . || echo "$CALLS")
@@ -107,7 +107,7 @@ run_one() {
         printf "%-10s ok %6d failed %5d  CPU-s/10k %.3f  syscalls/call %.2f  ctxsw/call %.2f\n", t, ok, f, ms/1000/n*10000, sys/n, cs/n}'
 }
 
-echo "# load_cpu: $RATE calls/s x $CALLS, softphone --workers $WORKERS, $(nproc) CPUs, $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# load_cpu: $RATE calls/s x $CALLS, softphone --workers ${WORKERS:-default}, $(nproc) CPUs, $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
     for tool in $TOOLS; do
         run_one "$tool"

@@ -54,9 +54,11 @@ impl Dialogs {
     }
 
     fn invite_with_call_id(&mut self, params: CallParams, call_id: String, _now: Instant) -> Result<DialogId, DialogError> {
-        check_params(&params)?;
+        // Checked once here: the first INVITE of a call is built from the checked target (a load
+        // run places thousands of calls a second; the check parses From and To).
+        let target = check_params(&params)?;
         let tag = self.ids.tag();
-        let request = self.build_invite(&params, &call_id, &tag, 1, 0, None)?;
+        let request = self.write_invite(target, &params, &call_id, &tag, 1, 0, None);
         let id = DialogId::new(&call_id, &tag, "");
         let inv = UacInvite {
             params,
@@ -96,6 +98,21 @@ impl Dialogs {
         credentials: Option<&(HeaderName, String)>,
     ) -> Result<Message, DialogError> {
         let target = check_params(p)?;
+        Ok(self.write_invite(target, p, call_id, tag, seq, min_se, credentials))
+    }
+
+    /// [`Dialogs::build_invite`] after [`check_params`] gave `target`, the Request-URI.
+    #[allow(clippy::too_many_arguments)]
+    fn write_invite(
+        &mut self,
+        target: String,
+        p: &CallParams,
+        call_id: &str,
+        tag: &str,
+        seq: u32,
+        min_se: u32,
+        credentials: Option<&(HeaderName, String)>,
+    ) -> Message {
         let branch = self.ids.branch();
         let cfg = &self.config;
         let mut b = Message::request(Method::Invite, target);
@@ -121,10 +138,10 @@ impl Dialogs {
         }
         super::reliable::write_invite(&mut b, cfg.rel100);
         session::write_request(&mut b, session::offer(cfg, None, min_se));
-        Ok(match &p.sdp {
+        match &p.sdp {
             Some(sdp) => b.body("application/sdp", sdp),
             None => b.finish(),
-        })
+        }
     }
 
     /// Notes that the application cancels our INVITE `id` (the pending id). Send the CANCEL itself

@@ -31,7 +31,7 @@ pub struct DialogId {
 impl DialogId {
     /// An id from its three parts.
     pub fn new(call_id: &str, local_tag: &str, remote_tag: &str) -> DialogId {
-        DialogId { call_id: call_id.into(), local_tag: local_tag.into(), remote_tag: remote_tag.into() }
+        DialogId { call_id: call_id.into(), local_tag: local_tag.into(), remote_tag: shared(remote_tag) }
     }
 
     /// The id a request we received names (UAS view, §12.2.2): local tag from To, remote tag from
@@ -58,7 +58,17 @@ impl DialogId {
     /// The same Call-ID and local tag with an empty remote tag: the id [`crate::dialog::Dialogs::invite`]
     /// returned for the INVITE that created this dialog (UAC side).
     pub fn invite_id(&self) -> DialogId {
-        DialogId { call_id: self.call_id.clone(), local_tag: self.local_tag.clone(), remote_tag: "".into() }
+        DialogId { call_id: self.call_id.clone(), local_tag: self.local_tag.clone(), remote_tag: Arc::default() }
+    }
+}
+
+/// `s` shared: the empty tag of every pending INVITE is `Arc::default()`, which does not allocate
+/// (`Arc::from("")` does, once per id: two or three times per call placed).
+fn shared(s: &str) -> Arc<str> {
+    if s.is_empty() {
+        Arc::default()
+    } else {
+        s.into()
     }
 }
 

@@ -85,7 +85,7 @@ impl Dialogs {
         } else {
             let Some(request) = self.invite_request(key) else { return };
             let Some(inv) = self.invites.get_mut(key) else { return };
-            let Some(d) = Dialog::uac(&request, inv.params.sdp.clone(), resp) else { return };
+            let Some(d) = Dialog::uac(&request, inv.params.sdp.clone(), resp, id) else { return };
             inv.remote_tags.push(id.remote_tag.clone());
             self.insert(d);
             self.push_event(Event::Early { id: id.clone() });
@@ -118,9 +118,11 @@ impl Dialogs {
             None => {
                 let Some(request) = self.invite_request(key) else { return };
                 let Some(inv) = self.invites.get_mut(key) else { return };
-                let Some(mut d) = Dialog::uac(&request, inv.params.sdp.clone(), resp) else { return };
+                let Some(mut d) = Dialog::uac(&request, inv.params.sdp.clone(), resp, id) else { return };
                 inv.remote_tags.push(id.remote_tag.clone());
-                d.confirm_from_2xx(resp);
+                // A dialog made from this 2xx already has its route set, target and SDP (what
+                // `confirm_from_2xx` would read from the same message again): it only changes state.
+                d.state = DialogState::Confirmed;
                 self.insert(d)
             }
         };

@@ -213,9 +213,11 @@ impl Dialog {
     /// The UAC dialog a 1xx with a To tag or a 2xx to our `invite` creates (§12.1.2): route set =
     /// Record-Route reversed, remote target = Contact (the Request-URI until one arrives), local
     /// CSeq = the INVITE's, remote CSeq empty.
-    /// `sdp` is the INVITE's offer (shared with its `UacInvite`, not sliced from the message).
-    pub(crate) fn uac(invite: &Message, sdp: Option<Bytes>, resp: &Message) -> Option<Dialog> {
-        let id = DialogId::of_response(resp).filter(|id| !id.remote_tag.is_empty())?;
+    /// `sdp` is the INVITE's offer (shared with its `UacInvite`, not sliced from the message); `id`
+    /// is [`DialogId::of_response`] of `resp`, which the caller has already read (`None` unless it
+    /// has a remote tag).
+    pub(crate) fn uac(invite: &Message, sdp: Option<Bytes>, resp: &Message, id: &DialogId) -> Option<Dialog> {
+        let id = Some(id.clone()).filter(|id| !id.remote_tag.is_empty())?;
         let from = resp.from().ok()?;
         let to = resp.to().ok()?;
         let target = contact_uri(resp).or_else(|| invite.request_uri_str().map(Into::into))?;

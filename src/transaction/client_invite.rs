@@ -36,7 +36,7 @@
 
 use super::build::{build_ack, build_cancel};
 use super::machine::{machine_api, Core};
-use super::{Config, Error, Event, Timer, TransactionKey, TransactionState};
+use super::{Config, Error, Event, Timer, TransactionState};
 use crate::message::{Message, Method};
 use std::time::{Duration, Instant};
 
@@ -76,7 +76,7 @@ impl ClientInvite {
         if request.method() != Some(&Method::Invite) {
             return Err(Error::WrongMethod);
         }
-        let key = TransactionKey::client(&request)?;
+        let key = super::machine::client_key(&request)?;
         // Fail now rather than on the first 4xx: the ACK needs these.
         request.call_id()?;
         request.from()?;

@@ -28,7 +28,7 @@
 
 use super::lingering::Lingering;
 use super::machine::{check_non_invite, machine_api, Core};
-use super::{Config, Error, Event, Timer, TransactionKey, TransactionState};
+use super::{Config, Error, Event, Timer, TransactionState};
 use crate::message::Message;
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ impl ClientNonInvite {
     /// Timer F (§17.1.2.2).
     pub fn new(request: Message, now: Instant, config: &Config) -> Result<ClientNonInvite, Error> {
         check_non_invite(&request)?;
-        let key = TransactionKey::client(&request)?;
+        let key = super::machine::client_key(&request)?;
         let core = Core::client(request, key, config, now, Timer::E, Timer::F)?;
         Ok(ClientNonInvite { core, state: State::Trying { interval: config.t1 } })
     }

@@ -101,10 +101,17 @@ impl TransactionKey {
     }
 
     fn client_side(msg: &Message) -> Result<TransactionKey, Error> {
+        Self::client_with(msg, |_| ()).map(|(key, ())| key)
+    }
+
+    /// [`TransactionKey::client`] plus `look(top Via)`, from one parse of the Via (a new client
+    /// transaction also needs the transport it names).
+    pub(crate) fn client_with<T>(msg: &Message, look: impl FnOnce(&Via<'_>) -> T) -> Result<(TransactionKey, T), Error> {
         let via = msg.via()?;
         let branch = via.branch().filter(|b| !b.is_empty()).ok_or(Error::MissingBranch)?;
         let method = msg.cseq()?.method;
-        Ok(TransactionKey(Inner::Client { branch: slice_of(msg.as_bytes(), branch), method }))
+        let seen = look(&via);
+        Ok((TransactionKey(Inner::Client { branch: slice_of(msg.as_bytes(), branch), method }), seen))
     }
 
     /// The key of the server transaction a request belongs to (§17.2.3). An ACK gets the key of its

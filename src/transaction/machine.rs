@@ -7,7 +7,7 @@
 
 use super::timer::TimerTable;
 use super::{Config, Error, Event, Timer, TransactionKey};
-use crate::message::{Message, Method};
+use crate::message::{Message, Method, Via};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -31,29 +31,27 @@ pub(crate) struct Core {
 impl Core {
     /// A core for `request` with `key`; fails if the request has no usable top Via.
     pub(crate) fn new(request: Message, key: TransactionKey, config: &Config) -> Result<Core, Error> {
-        let reliable = via_is_reliable(&request)?;
-        Ok(Core {
-            request,
-            key,
-            config: *config,
-            reliable,
-            timers: TimerTable::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-        })
+        let reliable = is_reliable(&request.via()?);
+        Ok(Core::with_transport(request, key, reliable, config))
+    }
+
+    /// A core whose request's top Via names a reliable transport (`reliable`) or not.
+    fn with_transport(request: Message, key: TransactionKey, reliable: bool, config: &Config) -> Core {
+        Core { request, key, config: *config, reliable, timers: TimerTable::default(), transmits: VecDeque::new(), events: VecDeque::new() }
     }
 
     /// A client core (§17.1.1.2, §17.1.2.2): queues `request` for its first transmission, arms
     /// `retransmit` (A or E) at T1 on an unreliable transport and `timeout` (B or F) at `64*T1`.
+    /// `(key, reliable)` is [`client_key`] of `request`.
     pub(crate) fn client(
         request: Message,
-        key: TransactionKey,
+        (key, reliable): (TransactionKey, bool),
         config: &Config,
         now: Instant,
         retransmit: Timer,
         timeout: Timer,
     ) -> Result<Core, Error> {
-        let mut core = Core::new(request.clone(), key, config)?;
+        let mut core = Core::with_transport(request.clone(), key, reliable, config);
         core.transmit(request);
         core.set_retransmit(retransmit, now, config.t1);
         core.timers.set(timeout, now, config.timeout());
@@ -122,9 +120,14 @@ pub(crate) fn check_non_invite(request: &Message) -> Result<(), Error> {
 
 /// Whether the top Via names a reliable transport (§18: TCP, TLS, SCTP; RFC 7118: WS, WSS).
 /// Anything else, UDP included, gets retransmissions: erring that way costs only duplicates.
-fn via_is_reliable(msg: &Message) -> Result<bool, Error> {
-    let via = msg.via()?;
-    Ok(["TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"].iter().any(|t| via.transport.eq_ignore_ascii_case(t)))
+fn is_reliable(via: &Via<'_>) -> bool {
+    ["TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"].iter().any(|t| via.transport.eq_ignore_ascii_case(t))
+}
+
+/// The key of a client transaction for `request` (§17.1.3) and whether its top Via names a
+/// reliable transport, from one parse of that Via.
+pub(crate) fn client_key(request: &Message) -> Result<(TransactionKey, bool), Error> {
+    TransactionKey::client_with(request, is_reliable)
 }
 
 /// Writes the public methods every machine has the same way: the `poll_*` outputs, `next_timer`,

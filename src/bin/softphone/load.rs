@@ -1,9 +1,10 @@
 //! `softphone load URI --rate R --calls N`: a SIP load generator on the crate's own stack.
 //!
-//! W worker threads (default: the number of cores) each own a UDP socket, an [`Endpoint`] and a
-//! [`LoadWorker`], run by a plain blocking loop (`load/blocking.rs`); they share nothing but the
-//! atomic counters of [`Shared`] and the stop flag. The offered rate, the calls and the concurrency cap are split evenly across them
-//! and their calls interleave, so together they offer one evenly paced stream. The main thread
+//! W worker threads (default: one per 5,000 calls/s, at most the number of cores) each own a UDP
+//! socket, an [`Endpoint`] and a [`LoadWorker`], run by a plain blocking loop (`load/blocking.rs`);
+//! they share nothing but the atomic counters of [`Shared`] and the stop flag. The offered rate,
+//! the calls and the concurrency cap are split evenly across them and their calls interleave, so
+//! together they offer one evenly paced stream. The main thread
 //! prints the progress line, stops the workers on Ctrl-C or `--timeout`, and prints the table.
 
 mod blocking;
@@ -42,7 +43,8 @@ pub(crate) struct LoadArgs {
     /// Seconds each call stays up after the 200 before the BYE.
     #[arg(long, default_value_t = 0.0, value_name = "SECS")]
     duration: f64,
-    /// Worker threads, each with its own socket (default: the number of cores).
+    /// Worker threads, each with its own socket (default: one per 5000 calls/s of --rate, at most
+    /// the number of cores).
     #[arg(long, value_name = "W")]
     workers: Option<usize>,
     /// Overall bound in seconds: then stop placing calls, hang up, and count what is unfinished as
@@ -99,7 +101,10 @@ fn settings(a: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Result<Sock
         return Err(format!("--duration must be between 0 and 86400 seconds, got {}", a.duration));
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let workers = a.workers.unwrap_or(cores);
+    // A worker left with little to do still wakes for every datagram of its calls: two workers at
+    // 1,000 calls/s made 1.3 context switches per call where one made 0.9 (BENCHMARKS.md
+    // "softphone load, leaner (load16)"). See [`RATE_PER_WORKER`].
+    let workers = a.workers.unwrap_or_else(|| default_workers(a.rate, cores));
     if !(1..=256).contains(&workers) {
         return Err(format!("--workers must be between 1 and 256, got {workers}"));
     }
@@ -144,6 +149,18 @@ fn settings(a: &LoadArgs, g: &Globals<'_>, resolve: impl Fn(&str) -> Result<Sock
         from: from.to_owned(),
         password,
     })
+}
+
+/// Calls per second one worker is given when `--workers` is not set. One worker used 6-9% of a
+/// core at 1,000 calls/s on the 2-core bench machine (BENCHMARKS.md "softphone load, leaner
+/// (load16)"), so 5,000 calls/s leaves it a wide margin on a shared machine.
+const RATE_PER_WORKER: f64 = 5_000.0;
+
+/// Workers for `rate` calls/s when `--workers` is not set: one per [`RATE_PER_WORKER`], at most `cores`.
+fn default_workers(rate: f64, cores: usize) -> usize {
+    let wanted = (rate / RATE_PER_WORKER).ceil();
+    // `rate` is checked to be within (0, 1e6]: the cast cannot overflow.
+    (wanted as usize).clamp(1, cores.max(1))
 }
 
 /// Share `i` of `total` split `n` ways (the first `total % n` shares get one more).
@@ -375,4 +392,20 @@ fn supervise(
             progress.maybe_print(shared, now);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_workers;
+
+    #[test]
+    fn default_workers_follow_the_rate_within_the_cores() {
+        assert_eq!(default_workers(0.5, 2), 1);
+        assert_eq!(default_workers(1000.0, 2), 1);
+        assert_eq!(default_workers(5000.0, 2), 1);
+        assert_eq!(default_workers(5001.0, 2), 2);
+        assert_eq!(default_workers(1_000_000.0, 2), 2);
+        assert_eq!(default_workers(12_000.0, 16), 3);
+        assert_eq!(default_workers(1000.0, 0), 1);
+    }
 }

@@ -104,6 +104,9 @@ pub(crate) fn run<A: Application>(mut socket: SyncUdp, mut endpoint: Endpoint, m
         }
         flush(&socket, &mut endpoint, &mut media, &mut app, &mut outbox, now);
     }
+    // The endpoint's lingering transactions are left to the process's exit (see
+    // `LoadWorker::into_result`).
+    std::mem::forget(endpoint);
     app
 }
 

@@ -130,6 +130,11 @@ impl LoadWorker {
     }
 
     /// Ends the worker: calls never finished count as failed ("unfinished").
+    ///
+    /// The stack's tables are not freed: they hold the last 32 s of calls (Timers D and M, the
+    /// dialog purge), and the process exits once the workers have reported; freeing them one by
+    /// one measured 5,000 instructions per call of a 2,000-call run (BENCHMARKS.md "softphone load,
+    /// leaner (load16)"). The operating system takes the memory back at exit.
     pub(crate) fn into_result(mut self) -> WorkerResult {
         let unfinished = self.calls.len() as u64;
         if unfinished > 0 {
@@ -137,7 +142,9 @@ impl LoadWorker {
             self.shared.failed.fetch_add(unfinished, Ordering::Relaxed);
             self.shared.active.fetch_sub(unfinished, Ordering::Relaxed);
         }
-        self.result
+        let LoadWorker { ua, calls, hangups, bye_deadlines, result, .. } = self;
+        std::mem::forget((ua, calls, hangups, bye_deadlines));
+        result
     }
 
     /// Starts every call that is due, within the concurrency cap.
