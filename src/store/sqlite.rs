@@ -252,6 +252,7 @@ fn apply(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::PutCall(c) => put_call(conn, c),
         StoreOp::PutCallState(s) => put_call_state(conn, s),
         StoreOp::RemoveCallState(id) => remove_call_state(conn, id).map(drop),
+        StoreOp::PutCallStateLater(p) => p.render().map_or(Ok(()), |s| put_call_state(conn, &s)),
     }
 }
 
