@@ -17,7 +17,8 @@
 # self cost. Keep the output file (OUT) for callgrind_annotate.
 #
 # Usage: SWITCHBOARD_BIN=PATH bash bench/callgrind.sh
-# Env: MODE (b2bua | proxy, default b2bua) CALLS (1000) RATE (25) TAIL (40) TOP (25)
+# Env: MODE (b2bua | b2bua_sig | proxy, default b2bua; b2bua_sig is the B2BUA with --no-relay, as
+#      bench/b2bua.sh's target of that name) CALLS (1000) RATE (25) TAIL (40) TOP (25)
 #      OUT (callgrind output file, default in the scratch directory, removed unless KEEP_WORK)
 #      RTP_PORTS (b2bua, 50000-59999) SB_LOG SWITCHBOARD_BIN KEEP_WORK (bench/common.sh)
 . "$(dirname "$0")/common.sh"
@@ -36,11 +37,12 @@ REAL_SB=$SB
 printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s %s "$@"\n' "$OUT" "$REAL_SB" >"$WORK/sb-callgrind"
 chmod +x "$WORK/sb-callgrind"
 
-extra=()
+extra=() sb_mode=$MODE
 [ "$MODE" = b2bua ] && extra=(--rtp-ports "$RTP_PORTS")
+[ "$MODE" = b2bua_sig ] && extra=(--no-relay) sb_mode=b2bua
 start_uas cg || die "sipp uas did not start"
 SB=$WORK/sb-callgrind
-start_sb_routed cg "$MODE" "*=$UAS_PORT" "${extra[@]}" || die "switchboard did not start under valgrind"
+start_sb_routed cg "$sb_mode" "*=$UAS_PORT" "${extra[@]}" || die "switchboard did not start under valgrind"
 SB=$REAL_SB
 sleep 1
 callgrind_control -z "$SB_PID" >/dev/null 2>&1 || echo "# callgrind_control -z failed: the counts include the start-up" >&2

@@ -231,7 +231,10 @@ fn the_answer_reaches_the_caller_with_the_relay_in_its_sdp() {
     let r = w.last_record();
     assert!(r.answered_at.is_some() && r.callee_call_id.as_deref() == Some(&*callee.call_id));
     assert_eq!(r.codec.as_deref(), Some("PCMU/8000"));
-    assert!(w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "an established call is saved for a restart");
+    assert!(
+        w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_) | StoreOp::PutCallStateLater(_))),
+        "an established call is saved for a restart"
+    );
 }
 
 #[test]
@@ -353,7 +356,10 @@ fn without_the_relay_the_sdp_passes_through_and_no_port_is_bound() {
     assert!(remote_sdp(w.callee(), &callee).contains("m=audio 4000 "), "the callee sends straight to the caller");
     assert!(remote_sdp(w.caller(), &caller).contains("m=audio 6000 "), "and the caller to the callee");
     assert!(w.net.media(w.sb).open.is_empty(), "no relay port bound");
-    assert!(w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_))), "the call is still saved for a restart");
+    assert!(
+        w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_) | StoreOp::PutCallStateLater(_))),
+        "the call is still saved for a restart"
+    );
     w.command(w.caller, |d, now| d.send_bye(&caller, now)).expect("bye");
     w.net.run_for(Duration::from_secs(1));
     assert_eq!(w.callee().ended(), [EndReason::Bye(Side::Remote)]);

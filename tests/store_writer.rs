@@ -21,7 +21,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use switchboard::store::{
-    BindingRecord, CallRecord, CallState, MemoryStore, SqliteStore, Store, StoreError, StoreOp, StoreWriter, UserRecord, WriterConfig,
+    BindingRecord, CallRecord, CallState, MemoryStore, PendingCallState, SqliteStore, Store, StoreError, StoreOp, StoreWriter, UserRecord,
+    WriterConfig,
 };
 
 /// A directory removed when the test ends.
@@ -204,6 +205,40 @@ fn only_the_last_op_on_a_row_is_applied_and_the_result_is_the_same() {
     }
     assert_eq!(all.bindings().unwrap(), latest.bindings().unwrap());
     assert_eq!(all.call_states().unwrap(), latest.call_states().unwrap());
+}
+
+/// Issue 16: a call state queued as `PutCallStateLater` is made when its batch is written, and
+/// not at all when the same batch removes it (a call that ended within the group-commit window).
+#[test]
+fn a_pending_call_state_is_made_only_if_its_batch_keeps_it() {
+    let made = std::sync::Arc::new(AtomicUsize::new(0));
+    let pending = |id: &str| {
+        let made = std::sync::Arc::clone(&made);
+        let data = format!("{{\"id\":\"{id}\"}}");
+        StoreOp::PutCallStateLater(PendingCallState::new(id.into(), move || {
+            made.fetch_add(1, Ordering::SeqCst);
+            Some(data.clone())
+        }))
+    };
+    // One batch, as the writer handles it: the latest op per row, then the pending states made.
+    let mut ops = vec![
+        pending("short"),
+        pending("long"),
+        StoreOp::RemoveCallState("short".into()),
+        StoreOp::PutCallStateLater(PendingCallState::new("unmakeable".into(), || None)),
+    ];
+    StoreOp::keep_latest_per_key(&mut ops);
+    let ops: Vec<StoreOp> = ops.into_iter().filter_map(StoreOp::rendered).collect();
+    assert_eq!(made.load(Ordering::SeqCst), 1, "only the state its batch kept was made");
+    let long = CallState { id: "long".into(), data: "{\"id\":\"long\"}".into() };
+    assert_eq!(ops, vec![StoreOp::PutCallState(long.clone()), StoreOp::RemoveCallState("short".into())]);
+
+    // Through the writer: the state is made on its thread and committed.
+    let memory = MemoryStore::new();
+    let writer = StoreWriter::spawn(Box::new(memory.clone()), WriterConfig::default()).unwrap();
+    writer.enqueue(pending("long")).unwrap();
+    writer.flush().unwrap();
+    assert_eq!(memory.call_states().unwrap(), vec![long]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! (RFC 3261 §22.4, §25.1 `digest-response`; RFC 7616 §3.4).
 
 use super::digest::{Algorithm, AlgorithmError, Qop};
-use crate::message::AuthHeader;
+use crate::message::{unquote, AuthHeader};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -60,35 +60,88 @@ pub enum CredentialsError {
 
 impl<'a> Credentials<'a> {
     /// Reads digest credentials. `username`, `realm`, `nonce`, `uri` and `response` are required;
-    /// with `qop`, so are `nc` and `cnonce` (RFC 7616 §3.4). Parameter names are case-insensitive.
+    /// with `qop`, so are `nc` and `cnonce` (RFC 7616 §3.4). Parameter names are case-insensitive;
+    /// a parameter written twice counts with its first value.
     pub fn parse(h: &AuthHeader<'a>) -> Result<Credentials<'a>, CredentialsError> {
         if !h.is_digest() {
             return Err(CredentialsError::NotDigest);
         }
-        let need = |name: &'static str| h.get(name).ok_or(CredentialsError::Missing(name));
-        let algorithm = match h.get("algorithm") {
+        Credentials::from_fields(&Fields::of(h))
+    }
+
+    /// [`Credentials::parse`] of the parameters [`Fields::of`] read (the scheme checked already).
+    pub(crate) fn from_fields(f: &Fields<'a>) -> Result<Credentials<'a>, CredentialsError> {
+        let need = |value: Option<&'a str>, name: &'static str| value.map(unquote).ok_or(CredentialsError::Missing(name));
+        let algorithm = match f.algorithm.map(unquote) {
             None => Algorithm::Md5,
             Some(a) => a.parse().map_err(CredentialsError::Algorithm)?,
         };
-        let qop = match h.get("qop") {
+        let qop = match f.qop.map(unquote) {
             None => None,
             Some(q) if q.eq_ignore_ascii_case("auth") => {
-                let nc_text = need("nc")?;
+                let nc_text = need(f.nc, "nc")?;
                 let nc = parse_nc(&nc_text).ok_or(CredentialsError::NonceCount)?;
-                Some(QopParams { qop: Qop::Auth, nc_text, nc, cnonce: need("cnonce")? })
+                Some(QopParams { qop: Qop::Auth, nc_text, nc, cnonce: need(f.cnonce, "cnonce")? })
             }
             Some(_) => return Err(CredentialsError::Qop),
         };
         Ok(Credentials {
-            username: need("username")?,
-            realm: need("realm")?,
-            nonce: need("nonce")?,
-            uri: need("uri")?,
-            response: need("response")?,
+            username: need(f.username, "username")?,
+            realm: need(f.realm, "realm")?,
+            nonce: need(f.nonce, "nonce")?,
+            uri: need(f.uri, "uri")?,
+            response: need(f.response, "response")?,
             algorithm,
             qop,
-            opaque: h.get("opaque"),
+            opaque: f.opaque.map(unquote),
         })
+    }
+}
+
+/// The raw values (quotes kept) of the digest parameters a server reads, gathered in one pass
+/// over the header's list: [`AuthHeader::get`] per name walks the list again each time, and a
+/// server asks for eleven names (issue 16: that was a quarter of a registration's instructions).
+/// The first occurrence of a name counts, as with [`AuthHeader::raw`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub(crate) username: Option<&'a str>,
+    pub(crate) realm: Option<&'a str>,
+    pub(crate) nonce: Option<&'a str>,
+    pub(crate) uri: Option<&'a str>,
+    pub(crate) response: Option<&'a str>,
+    pub(crate) algorithm: Option<&'a str>,
+    pub(crate) qop: Option<&'a str>,
+    pub(crate) nc: Option<&'a str>,
+    pub(crate) cnonce: Option<&'a str>,
+    pub(crate) opaque: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of(h: &AuthHeader<'a>) -> Fields<'a> {
+        let mut f = Fields::default();
+        for (name, value) in h.params() {
+            f.take(name, value);
+        }
+        f
+    }
+
+    /// Keeps `value` if `name` is one of the fields and the first of its name.
+    pub(crate) fn take(&mut self, name: &'a str, value: &'a str) {
+        let f = self;
+        let slot = match name.len() {
+            2 if name.eq_ignore_ascii_case("nc") => &mut f.nc,
+            3 if name.eq_ignore_ascii_case("uri") => &mut f.uri,
+            3 if name.eq_ignore_ascii_case("qop") => &mut f.qop,
+            5 if name.eq_ignore_ascii_case("realm") => &mut f.realm,
+            5 if name.eq_ignore_ascii_case("nonce") => &mut f.nonce,
+            6 if name.eq_ignore_ascii_case("cnonce") => &mut f.cnonce,
+            6 if name.eq_ignore_ascii_case("opaque") => &mut f.opaque,
+            8 if name.eq_ignore_ascii_case("username") => &mut f.username,
+            8 if name.eq_ignore_ascii_case("response") => &mut f.response,
+            9 if name.eq_ignore_ascii_case("algorithm") => &mut f.algorithm,
+            _ => return,
+        };
+        slot.get_or_insert(value);
     }
 }
 
@@ -145,5 +198,27 @@ mod tests {
         ] {
             assert_eq!(parse(s), Err(want), "{s}");
         }
+    }
+
+    #[test]
+    fn one_pass_reads_as_get_does() {
+        // Names in any case, unknown ones skipped, the first of a repeated name counts (as
+        // `AuthHeader::get` finds it).
+        let s = "Digest USERNAME=\"u\", x-other=1, Realm=r, username=\"v\", nonce=\"n\", URI=\"sip:r\", response=0a, \
+                 Opaque=\"o\", qop=auth, NC=00000002, cnonce=\"c\\\"d\", nonce=\"m\"";
+        let h = AuthHeader::parse(s).expect("header syntax");
+        let c = Credentials::parse(&h).expect("credentials");
+        for (name, got) in [
+            ("username", c.username.as_ref()),
+            ("realm", &c.realm),
+            ("nonce", &c.nonce),
+            ("uri", &c.uri),
+            ("response", &c.response),
+            ("opaque", c.opaque.as_deref().unwrap_or_default()),
+        ] {
+            assert_eq!(h.get(name).as_deref(), Some(got), "{name}");
+        }
+        let q = c.qop.expect("qop");
+        assert_eq!((q.nc, q.nc_text.as_ref(), q.cnonce.as_ref()), (2, "00000002", "c\"d"));
     }
 }

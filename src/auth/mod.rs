@@ -28,7 +28,7 @@ pub use client::{authorize, best_challenge, credentials_header, is_stale, Challe
 pub use credentials::{Credentials, CredentialsError, QopParams};
 pub use digest::{ha1, response, Algorithm, AlgorithmError, Qop};
 pub use nonce::NonceCheck;
-pub use server::{DigestServer, Verdict, DEFAULT_MAX_NONCES, DEFAULT_NONCE_LIFETIME};
+pub use server::{DigestServer, ReadCredentials, Verdict, DEFAULT_MAX_NONCES, DEFAULT_NONCE_LIFETIME};
 
 /// A user as a registrar stores it: the HA1 for each algorithm (RFC 7616 §3.4.2), so the password
 /// itself is never kept. Changing the realm means asking users for their passwords again.

@@ -1,10 +1,11 @@
 //! The server side: challenges and the check of credentials (RFC 3261 §22.2-§22.4, RFC 7616 §3.3,
 //! RFC 8760 §2.4).
 
-use super::credentials::Credentials;
+use super::credentials::{Credentials, Fields};
 use super::digest::{ct_eq_ignore_case, quote, response, Algorithm};
 use super::nonce::{CountCheck, NonceCheck, NonceCounts, NonceKey};
-use crate::message::{HeaderName, Message, Uri};
+use crate::message::{unquote, AuthHeader, HeaderName, Message, Uri};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -177,10 +178,29 @@ impl DigestServer {
     /// returns the user's HA1 for that algorithm (see [`crate::auth::UserRecord`]), or `None` for an
     /// unknown user. Records the `nc` of accepted credentials, so the same credentials pass once.
     pub fn verify(&mut self, req: &Message, proxy: bool, now: Duration, lookup: impl Fn(&str, Algorithm) -> Option<String>) -> Verdict {
+        let read = self.read_credentials(req, proxy);
+        self.verify_read(read, req, now, lookup)
+    }
+
+    /// The request's credentials for this realm, read once: for [`ReadCredentials::user`] (the
+    /// failure limits ask who claims to be calling before the check) and then
+    /// [`DigestServer::verify_read`], which is [`DigestServer::verify`] without reading them again.
+    pub fn read_credentials<'m>(&self, req: &'m Message, proxy: bool) -> ReadCredentials<'m> {
+        ReadCredentials(self.find_credentials(req, proxy))
+    }
+
+    /// [`DigestServer::verify`] of credentials [`DigestServer::read_credentials`] read from `req`.
+    pub fn verify_read(
+        &mut self,
+        read: ReadCredentials<'_>,
+        req: &Message,
+        now: Duration,
+        lookup: impl Fn(&str, Algorithm) -> Option<String>,
+    ) -> Verdict {
         if now.as_secs().saturating_sub(self.last_purge_secs) >= self.lifetime.as_secs() {
             self.purge(now);
         }
-        let creds = match self.find_credentials(req, proxy) {
+        let creds = match read.0 {
             Ok(Some(c)) => c,
             Ok(None) => return Verdict::Missing,
             Err(Unreadable) => return Verdict::Malformed,
@@ -193,7 +213,10 @@ impl DigestServer {
         }
         // An unknown user costs the same hash as a known one, so timing does not tell them apart.
         let known = lookup(&creds.username, creds.algorithm);
-        let ha1 = known.clone().unwrap_or_else(|| super::digest::ha1(creds.algorithm, &creds.username, &self.realm, ""));
+        let ha1 = match &known {
+            Some(ha1) => Cow::Borrowed(ha1.as_str()),
+            None => Cow::Owned(super::digest::ha1(creds.algorithm, &creds.username, &self.realm, "")),
+        };
         let (nc_text, cnonce, qop) = match &creds.qop {
             Some(q) => (q.nc_text.as_ref(), q.cnonce.as_ref(), Some(q.qop)),
             None => ("", "", None),
@@ -271,15 +294,18 @@ impl DigestServer {
     fn find_credentials<'m>(&self, req: &'m Message, proxy: bool) -> Result<Option<Credentials<'m>>, Unreadable> {
         let name = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
         let mut unreadable = false;
-        for h in req.auth_headers(name) {
-            let Ok(h) = h else {
+        for value in req.auth_values(name) {
+            // One pass over the list both checks it and picks the fields (issue 16: reading
+            // each field by name walked the list a dozen times per request).
+            let mut fields = Fields::default();
+            let Ok(h) = value.map_err(drop).and_then(|v| AuthHeader::parse_each(v, |n, v| fields.take(n, v)).map_err(drop)) else {
                 unreadable = true;
                 continue;
             };
             if !h.is_digest() {
                 continue;
             }
-            match h.get("realm") {
+            match fields.realm.map(unquote) {
                 Some(r) if r == self.realm => {}
                 Some(_) => continue,
                 None => {
@@ -287,7 +313,7 @@ impl DigestServer {
                     continue;
                 }
             }
-            return Credentials::parse(&h).map(Some).map_err(|_| Unreadable);
+            return Credentials::from_fields(&fields).map(Some).map_err(|_| Unreadable);
         }
         if unreadable {
             Err(Unreadable)
@@ -298,4 +324,18 @@ impl DigestServer {
 }
 
 /// Credentials that may be ours could not be read (see [`DigestServer::find_credentials`]).
+#[derive(Debug)]
 struct Unreadable;
+
+/// A request's credentials for a [`DigestServer`]'s realm, read by
+/// [`DigestServer::read_credentials`]: none, unreadable, or these.
+#[derive(Debug)]
+pub struct ReadCredentials<'m>(Result<Option<Credentials<'m>>, Unreadable>);
+
+impl ReadCredentials<'_> {
+    /// The claimed `username`, if the credentials could be read (for logs and failure limits; it
+    /// proves nothing): what [`DigestServer::credentials_user`] returns.
+    pub fn user(&self) -> Option<String> {
+        self.0.as_ref().ok().and_then(Option::as_ref).map(|c| c.username.clone().into_owned())
+    }
+}

@@ -54,7 +54,7 @@ use crate::dialog::{DialogConfig, Dialogs, IdGen, NotAccepted};
 use crate::endpoint::EndpointEvent;
 use crate::message::Message;
 use crate::proxy::Target;
-use crate::records::{CallState, StoreOp};
+use crate::records::{PendingCallState, StoreOp};
 use crate::relay::{Leg, LegPorts, LegStats, RelayConfig, RelayId, RelayShards, ShardedRelay};
 use crate::transaction::TransactionId;
 use crate::ua::core::{UaCore, UaEvent};
@@ -552,14 +552,14 @@ impl B2bua {
 
     fn state_put(&mut self, key: u64) {
         let Some(saved) = self.saved(key) else { return };
-        match serde_json::to_string(&saved) {
-            Ok(data) => {
-                self.store_ops.push_back(StoreOp::PutCallState(CallState { id: saved.id, data }));
-                if let Some(c) = self.calls.get_mut(&key) {
-                    c.saved = true;
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "call state not saved"),
+        // Serialized by the store writer, and not at all if the call ends before its batch
+        // commits (see `PendingCallState`).
+        let id = saved.id.clone();
+        self.store_ops.push_back(StoreOp::PutCallStateLater(PendingCallState::new(id, move || {
+            serde_json::to_string(&saved).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok()
+        })));
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.saved = true;
         }
     }
 

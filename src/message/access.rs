@@ -186,6 +186,12 @@ impl Message {
             .map(move |h| AuthHeader::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e)))
     }
 
+    /// The values of the `name` lines (Authorization and the like) as text, for a reader that
+    /// parses them itself ([`AuthHeader::parse_each`]); `Err` for a value that is not UTF-8.
+    pub(crate) fn auth_values(&self, name: HeaderName) -> impl Iterator<Item = Result<&str, ParseError>> + '_ {
+        self.headers.iter().filter(move |h| h.name == name).map(move |h| self.value_str(h))
+    }
+
     /// A free-text header (User-Agent, Server, Subject, ...) as text.
     pub fn text(&self, name: HeaderName) -> Result<Option<&str>, ParseError> {
         self.parse_optional(name, |s| Ok(trim(s)))

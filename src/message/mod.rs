@@ -36,6 +36,7 @@ pub use build::MessageBuilder;
 pub use error::{ErrorKind, ParseError, ValueError};
 pub use header::{AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, Refresher, TokenList, Via, BRANCH_COOKIE};
 pub use header_name::HeaderName;
+pub(crate) use lex::unquote;
 pub use method::Method;
 pub use params::{ParamIter, Params};
 pub use salvage::error_response;

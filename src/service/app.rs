@@ -242,13 +242,15 @@ impl Service {
     fn authenticate(&mut self, req: &Message, source: SocketAddr, proxy: bool, now: Instant) -> Result<Option<String>, Message> {
         let source = self.limited_source(req, source);
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
-        let claimed = auth.credentials_user(req, proxy);
+        // Read once: the failure limits need the claimed user before the check.
+        let read = auth.read_credentials(req, proxy);
+        let claimed = read.user();
         if self.guard.blocked(source.ip(), claimed.as_deref(), now) {
             tracing::debug!(peer = %source, "authentication refused unchecked: source or user backing off");
             return Err(req.response_to(403, "Forbidden", Some(STATELESS_TAG)).finish());
         }
         let users = &self.users;
-        let verdict = auth.verify(req, proxy, self.wall, |user, alg: Algorithm| users.ha1(user, alg));
+        let verdict = auth.verify_read(read, req, self.wall, |user, alg: Algorithm| users.ha1(user, alg));
         let reason = match &verdict {
             Verdict::Authorized { user } => return Ok(Some(user.clone())),
             Verdict::Missing | Verdict::Stale => None,

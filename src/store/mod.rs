@@ -68,7 +68,9 @@ pub use writer::{Done, StoreWriter, WriterConfig, WriterStats};
 
 // The rows themselves and the write ops are plain data the sans-IO service emits; they live in
 // `crate::records` and are named here too, where the store's users look for them.
-pub use crate::records::{BindingRecord, CallRecord, CallState, Confirmation, NonceClaim, StoreOp, StoreSink, UserRecord};
+pub use crate::records::{
+    BindingRecord, CallRecord, CallState, Confirmation, NonceClaim, PendingCallState, StoreOp, StoreSink, UserRecord,
+};
 
 impl StoreOp {
     /// Applies this op to `store` through the single-op methods.
@@ -82,6 +84,7 @@ impl StoreOp {
             StoreOp::PutCall(c) => store.put_call(c),
             StoreOp::PutCallState(s) => store.put_call_state(s),
             StoreOp::RemoveCallState(id) => store.remove_call_state(id).map(drop),
+            StoreOp::PutCallStateLater(p) => p.render().map_or(Ok(()), |s| store.put_call_state(&s)),
         }
     }
 }

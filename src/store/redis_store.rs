@@ -273,6 +273,12 @@ fn connect(client: &Client) -> redis::RedisResult<Connection> {
 /// Adds the commands of `op` to `p`. With `ignore`, every reply is dropped (batches); otherwise
 /// the first command's reply is kept (the count single removes return).
 fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool, member: Option<&str>, origin: &str) {
+    if let StoreOp::PutCallStateLater(pending) = op {
+        if let Some(state) = pending.render() {
+            queue(p, &StoreOp::PutCallState(state), ignore, member, origin);
+        }
+        return;
+    }
     let mut first = !ignore;
     let mut keep = |p: &mut Pipeline| {
         if !std::mem::take(&mut first) {
@@ -372,6 +378,8 @@ fn queue(p: &mut Pipeline, op: &StoreOp, ignore: bool, member: Option<&str>, ori
             p.cmd("SREM").arg(STATES).arg(id);
             keep(p);
         }
+        // Made into a `PutCallState` at the top.
+        StoreOp::PutCallStateLater(_) => {}
     }
     // Users and bindings are news for the other instances (after the writes, in the same block).
     let news = match op {

@@ -252,6 +252,7 @@ fn apply(conn: &Connection, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::PutCall(c) => put_call(conn, c),
         StoreOp::PutCallState(s) => put_call_state(conn, s),
         StoreOp::RemoveCallState(id) => remove_call_state(conn, id).map(drop),
+        StoreOp::PutCallStateLater(p) => p.render().map_or(Ok(()), |s| put_call_state(conn, &s)),
     }
 }
 
@@ -266,9 +267,15 @@ fn remove_user(conn: &Connection, name: &str) -> Result<bool, StoreError> {
 }
 
 fn put_binding(conn: &Connection, b: &BindingRecord) -> Result<(), StoreError> {
+    // An upsert rather than INSERT OR REPLACE: a refresh (most REGISTERs) updates the row in place
+    // where REPLACE deleted it from the table and both indexes and inserted it again (issue 16:
+    // the store thread's share of a registration). The same row results either way: the primary
+    // key is the only unique constraint.
     let mut st = conn.prepare_cached(
-        "INSERT OR REPLACE INTO bindings (aor, contact, expires_at, q_millis, call_id, cseq, source, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO bindings (aor, contact, expires_at, q_millis, call_id, cseq, source, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at, q_millis = excluded.q_millis, \
+         call_id = excluded.call_id, cseq = excluded.cseq, source = excluded.source, updated_at = excluded.updated_at",
     )?;
     st.execute(params![b.aor, b.contact, b.expires_at, b.q_millis, b.call_id, b.cseq, b.source.to_string(), b.updated_at])?;
     Ok(())
@@ -283,10 +290,18 @@ fn remove_bindings(conn: &Connection, aor: &str) -> Result<usize, StoreError> {
 }
 
 fn put_call(conn: &Connection, c: &CallRecord) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT OR REPLACE INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-    );
-    let mut st = conn.prepare_cached(&sql)?;
+    // An upsert, as `put_binding`: a call's record is written at the INVITE, the answer and the
+    // end, and an update in place spares the three indexes a delete and an insert each.
+    const SQL: &str = "INSERT INTO calls (id, caller_call_id, callee_call_id, from_uri, to_uri, invited_at, answered_at, ended_at, \
+         end_reason, ended_by, codec, caller_packets, caller_lost, caller_jitter_ms, callee_packets, callee_lost, callee_jitter_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+         ON CONFLICT (id) DO UPDATE SET caller_call_id = excluded.caller_call_id, callee_call_id = excluded.callee_call_id, \
+         from_uri = excluded.from_uri, to_uri = excluded.to_uri, invited_at = excluded.invited_at, \
+         answered_at = excluded.answered_at, ended_at = excluded.ended_at, end_reason = excluded.end_reason, \
+         ended_by = excluded.ended_by, codec = excluded.codec, caller_packets = excluded.caller_packets, \
+         caller_lost = excluded.caller_lost, caller_jitter_ms = excluded.caller_jitter_ms, \
+         callee_packets = excluded.callee_packets, callee_lost = excluded.callee_lost, callee_jitter_ms = excluded.callee_jitter_ms";
+    let mut st = conn.prepare_cached(SQL)?;
     st.execute(params![
         c.id,
         c.caller_call_id,

@@ -329,6 +329,7 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Msg>, shared: &Shared, config: &W
         if let Some(oldest) = oldest {
             let queued = ops.len();
             StoreOp::keep_latest_per_key(&mut ops);
+            render_pending(&mut ops);
             match outage.as_mut() {
                 // Down: keep them for the replay, do not wait for another timeout.
                 Some(o) => o.keep(ops.drain(..)),
@@ -437,6 +438,15 @@ enum Committed {
 
 /// Applies one batch, falling back to one op per transaction if it fails. Returns how many ops
 /// were dropped.
+/// Makes the call states of the batch that survived [`StoreOp::keep_latest_per_key`] (see
+/// `PendingCallState`), so that a failed commit's retries and an outage's replay hold plain ops.
+fn render_pending(ops: &mut Vec<StoreOp>) {
+    if ops.iter().any(|op| matches!(op, StoreOp::PutCallStateLater(_))) {
+        let pending = std::mem::take(ops);
+        ops.extend(pending.into_iter().filter_map(StoreOp::rendered));
+    }
+}
+
 /// Applies `ops` (what is left of `queued` ops after [`StoreOp::keep_latest_per_key`]) in one
 /// transaction, else one by one; returns how many were dropped.
 fn commit(store: &mut dyn Store, ops: &[StoreOp], queued: usize, oldest: Instant, shared: &Shared, config: &WriterConfig) -> Committed {

@@ -21,6 +21,13 @@ impl<'a> AuthHeader<'a> {
     /// `auth-param = token EQUAL ( token / quoted-string )`. Unknown schemes may carry any token68-like
     /// text after the scheme, which is kept.
     pub fn parse(s: &'a str) -> Result<AuthHeader<'a>, ValueError> {
+        Self::parse_each(s, |_, _| {})
+    }
+
+    /// [`AuthHeader::parse`], handing each `(name, raw value)` to `each` as it is checked (what
+    /// [`AuthHeader::params`] would give, when the whole header parses): one pass over the list
+    /// for a reader that wants several parameters.
+    pub(crate) fn parse_each(s: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> Result<AuthHeader<'a>, ValueError> {
         let t = trim(s);
         let lead = s.len() - trim_start(s).len();
         let end = t.bytes().position(|b| !is_token_char(b)).unwrap_or(t.len());
@@ -47,6 +54,7 @@ impl<'a> AuthHeader<'a> {
             if !is_token(name) || !value_ok {
                 return Err(ValueError::at(lead + end + at));
             }
+            each(name, value);
         }
         Ok(header)
     }
