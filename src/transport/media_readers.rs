@@ -271,11 +271,9 @@ fn forward(sockets: &HashMap<u64, (Arc<UdpSocket>, bool)>, buf: &[u8], out: &mut
             dropped += run as u64;
             continue;
         };
-        let items: Vec<(SocketAddr, &[u8])> =
-            group.iter().map(|&(_, dest, at, len)| (dest, buf.get(at..at + len).unwrap_or_default())).collect();
-        let mut left = &items[..];
+        let mut left = group;
         while !left.is_empty() {
-            match mmsg::send_slices(socket.as_raw_fd(), left) {
+            match mmsg::send_ranges(socket.as_raw_fd(), buf, left) {
                 Ok(0) => {
                     dropped += left.len() as u64;
                     break;
