@@ -20,7 +20,7 @@
 # "sbalt": switchboard with SB_ALT's `serve` arguments, e.g. SB_ALT="--workers 1 --relay-threads 1",
 # SB_ALT_ENV's environment (NAME=VALUE ...) and SB_ALT_BIN's binary (default the same), to compare
 # two builds or configurations interleaved in one run; "sbalt2", "sbalt3" likewise with SB_ALT2*,
-# SB_ALT3*),
+# SB_ALT3*; "rtpalt": rtpengine with RTPE_ALT's arguments),
 # SB_EXTRA (more `serve` arguments for switchboard, e.g. "--relay-threads 2"), SB_LOG (the service's RUST_LOG, default warn, as rtpengine's
 # --log-level=4), SWITCHBOARD_BIN, RELAY_LOAD_BIN (skip the builds), NO_INSTALL=1
 # (do not apt-get rtpengine-daemon), KEEP_WORK=1 (keep logs and RESULT lines).
@@ -141,13 +141,17 @@ start_rtpengine() {
 	pick_range lo $((calls * 4 + 200))
 	"$RTPENGINE" --foreground --log-stderr --config-file=none --table=-1 --interface=127.0.0.1 \
 		--listen-ng="127.0.0.1:$port" --port-min="$lo" --port-max="$((lo + calls * 4 + 199))" \
-		--log-level=4 --pidfile="$dir/rtpengine.pid" >"$dir/relay.log" 2>&1 &
+		--log-level=4 --pidfile="$dir/rtpengine.pid" ${RTPE_EXTRA:+$RTPE_EXTRA} >"$dir/relay.log" 2>&1 &
 	RELAY_PID=$!
 	STARTED_PIDS+=("$RELAY_PID")
 	RELAY_ADDR=127.0.0.1:$port
 	wait_udp_port "$port" || { tail -5 "$dir/relay.log" >&2; return 1; }
 }
 stop_rtpengine() { kill "$RELAY_PID" 2>/dev/null; stop_pid "$RELAY_PID" 10; }
+# rtpengine with more arguments (RTPE_ALT, e.g. "--num-threads=2 --poller-per-thread": one
+# poller per thread, as switchboard's one reader per lane), beside the default in one run.
+start_rtpalt() { RTPE_EXTRA="${RTPE_ALT:-}" start_rtpengine "$@"; }
+stop_rtpalt() { stop_rtpengine; }
 
 # ---- runs ----------------------------------------------------------------------------------------
 
@@ -164,7 +168,7 @@ run_one() {
 	fi
 	lim=$(awk -v c="$calls" -v d="$dur" -v w="$WARMUP" 'BEGIN{printf "%d", c/20 + d + w + 60}')
 	# shellcheck disable=SC2046
-	timeout --kill-after=5 "$lim" "$TOOL" --backend "$(case $relay in sb*) echo switchboard ;; *) echo "$relay" ;; esac)" ${RELAY_ADDR:+--server "$RELAY_ADDR"} \
+	timeout --kill-after=5 "$lim" "$TOOL" --backend "$(case $relay in sb*) echo switchboard ;; rtpalt) echo rtpengine ;; *) echo "$relay" ;; esac)" ${RELAY_ADDR:+--server "$RELAY_ADDR"} \
 		${RELAY_PID:+--pid "$RELAY_PID"} --calls "$calls" --pps "$PPS" --duration "$dur" --warmup "$WARMUP" \
 		--label "$relay" >"$dir/tool.out" 2>"$dir/tool.err"
 	line=$(grep '^RESULT ' "$dir/tool.out" | tail -1)
@@ -194,12 +198,12 @@ ensure_tools
 active=()
 for r in $RELAYS; do
 	case "$r" in
-	rtpengine)
+	rtpengine | rtpalt)
 		ensure_rtpengine
-		if [ -n "$RTPE_SKIP" ]; then echo "# skipping rtpengine: $RTPE_SKIP" >&2; else active+=(rtpengine); fi
+		if [ -n "$RTPE_SKIP" ]; then echo "# skipping $r: $RTPE_SKIP" >&2; else active+=("$r"); fi
 		;;
 	switchboard | sbdriver | sbalt | sbalt2 | sbalt3 | loopback) active+=("$r") ;;
-	*) die "unknown relay $r (loopback, switchboard, sbdriver, sbalt[23], rtpengine)" ;;
+	*) die "unknown relay $r (loopback, switchboard, sbdriver, sbalt[23], rtpengine, rtpalt)" ;;
 	esac
 done
 build_switchboard
