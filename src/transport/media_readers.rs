@@ -12,9 +12,16 @@
 //! driver. Everything else (a flow no call of the lane owns: another application's media, a
 //! call split over two lanes) is handed to the driver, one channel message per wake-up.
 //!
-//! Closing is synchronous: [`Readers::remove`] takes the socket out of its thread's set under
-//! the thread's lock (a thread reads and forwards only while it holds that lock), so when it
-//! returns the reader holds no reference to the socket and the caller's drop closes it. The port
+//! An experiment, off by default: with `SWITCHBOARD_RELAY_ANY_THREAD=1` every thread of a
+//! driver has all of its sockets in its `epoll` set (`EPOLLEXCLUSIVE`: a datagram wakes one
+//! waiting thread), and whichever thread is woken reads and forwards the socket under its lane's
+//! lock, as rtpengine's threads share one poller (BENCHMARKS.md "Relay tail latency"). In both
+//! modes the lane's lock is held from the `recvmmsg` to the `sendmmsg`, so a flow stays in order.
+//!
+//! Closing is synchronous: [`Readers::remove`] takes the socket out of its thread's set (every
+//! thread's, in the experiment) under the thread's lock (a thread reads and forwards only while
+//! it holds that lock), so when it returns no reader holds a reference to the socket and the
+//! caller's drop closes it. The port
 //! is free before the allocator can hand it out again (a socket closed later made a re-bind of
 //! the same port fail, and some calls end `relay-port-taken`).
 
@@ -189,8 +196,8 @@ impl Drop for Readers {
 }
 
 /// A reader thread: wait for ready sockets, read each (a few `recvmmsg` at most); forward what
-/// belongs to its relay lane (`lane`: the shards and this thread's index) at once, and send the
-/// rest to the driver as one batch per wake-up.
+/// belongs to a call of the socket's relay lane (`shards`; the socket's table entry names its
+/// lane) at once, and send the rest to the driver as one batch per wake-up.
 fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, AtomicU64), shards: Option<&RelayShards>) {
     let mut events = vec![EpollEvent::empty(); 256];
     let mut buf = vec![0u8; mmsg::BATCH * SLOT];
