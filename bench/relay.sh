@@ -16,7 +16,11 @@
 # Usage: bench/relay.sh            (about 15 minutes)
 #        QUICK=1 bench/relay.sh    (under a minute once built: 50 and 200 calls, 1 run of 2 s, no ramp)
 # Environment: LOADS, RAMP, REPS, DURATION, RAMP_DURATION, WARMUP, PPS, LOSS_LIMIT, RELAYS
-# ("loopback switchboard rtpengine"; also "sbdriver": switchboard with --relay-threads 0),
+# ("loopback switchboard rtpengine"; also "sbdriver": switchboard with --relay-threads 0, and
+# "sbalt": switchboard with SB_ALT's `serve` arguments, e.g. SB_ALT="--workers 1 --relay-threads 1",
+# SB_ALT_ENV's environment (NAME=VALUE ...) and SB_ALT_BIN's binary (default the same), to compare
+# two builds or configurations interleaved in one run; "sbalt2", "sbalt3" likewise with SB_ALT2*,
+# SB_ALT3*; "rtpalt": rtpengine with RTPE_ALT's arguments),
 # SB_EXTRA (more `serve` arguments for switchboard, e.g. "--relay-threads 2"), SB_LOG (the service's RUST_LOG, default warn, as rtpengine's
 # --log-level=4), SWITCHBOARD_BIN, RELAY_LOAD_BIN (skip the builds), NO_INSTALL=1
 # (do not apt-get rtpengine-daemon), KEEP_WORK=1 (keep logs and RESULT lines).
@@ -101,7 +105,8 @@ start_switchboard() {
 	pick_port port
 	# Two port pairs per call, plus slack: ports just freed are skipped by the service's cursor.
 	pick_range lo $((calls * 4 + 200))
-	RUST_LOG=${SB_LOG:-warn} "$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
+	# shellcheck disable=SC2086
+	env RUST_LOG="${SB_LOG:-warn}" ${SB_ENV:-} "$SB" serve --mode b2bua --listen "127.0.0.1:$port" --no-auth --data none --rtp-timeout 0 \
 		--rtp-ports "$lo-$((lo + calls * 4 + 199))" "${SB_CAPS_OFF[@]}" ${SB_EXTRA:+$SB_EXTRA} >"$dir/relay.log" 2>&1 &
 	RELAY_PID=$!
 	STARTED_PIDS+=("$RELAY_PID")
@@ -113,6 +118,20 @@ stop_switchboard() { kill "$RELAY_PID" 2>/dev/null; stop_pid "$RELAY_PID" 10; }
 # every datagram to the driver, the design before relay lanes), for a before/after in one run.
 start_sbdriver() { SB_EXTRA="--relay-threads 0" start_switchboard "$@"; }
 stop_sbdriver() { stop_switchboard; }
+# Switchboard with other `serve` arguments, environment or binary (SB_ALT, SB_ALT_ENV, SB_ALT_BIN;
+# sbalt2 and sbalt3 read SB_ALT2* and SB_ALT3*), beside the default in one run.
+start_alt() {
+	local v=$1
+	shift
+	local a=${v} e=${v}_ENV b=${v}_BIN
+	SB_EXTRA="${!a:-}" SB_ENV="${!e:-}" SB="${!b:-$SB}" start_switchboard "$@"
+}
+start_sbalt() { start_alt SB_ALT "$@"; }
+start_sbalt2() { start_alt SB_ALT2 "$@"; }
+start_sbalt3() { start_alt SB_ALT3 "$@"; }
+stop_sbalt() { stop_switchboard; }
+stop_sbalt2() { stop_switchboard; }
+stop_sbalt3() { stop_switchboard; }
 
 # rtpengine in userspace only: --table=-1 (no kernel forwarding table), no config file, one
 # interface on loopback, NG control on UDP, log level 4 (warnings) to stderr, default threads.
@@ -122,13 +141,17 @@ start_rtpengine() {
 	pick_range lo $((calls * 4 + 200))
 	"$RTPENGINE" --foreground --log-stderr --config-file=none --table=-1 --interface=127.0.0.1 \
 		--listen-ng="127.0.0.1:$port" --port-min="$lo" --port-max="$((lo + calls * 4 + 199))" \
-		--log-level=4 --pidfile="$dir/rtpengine.pid" >"$dir/relay.log" 2>&1 &
+		--log-level=4 --pidfile="$dir/rtpengine.pid" ${RTPE_EXTRA:+$RTPE_EXTRA} >"$dir/relay.log" 2>&1 &
 	RELAY_PID=$!
 	STARTED_PIDS+=("$RELAY_PID")
 	RELAY_ADDR=127.0.0.1:$port
 	wait_udp_port "$port" || { tail -5 "$dir/relay.log" >&2; return 1; }
 }
 stop_rtpengine() { kill "$RELAY_PID" 2>/dev/null; stop_pid "$RELAY_PID" 10; }
+# rtpengine with more arguments (RTPE_ALT, e.g. "--num-threads=2 --poller-per-thread": one
+# poller per thread, as switchboard's one reader per lane), beside the default in one run.
+start_rtpalt() { RTPE_EXTRA="${RTPE_ALT:-}" start_rtpengine "$@"; }
+stop_rtpalt() { stop_rtpengine; }
 
 # ---- runs ----------------------------------------------------------------------------------------
 
@@ -145,7 +168,7 @@ run_one() {
 	fi
 	lim=$(awk -v c="$calls" -v d="$dur" -v w="$WARMUP" 'BEGIN{printf "%d", c/20 + d + w + 60}')
 	# shellcheck disable=SC2046
-	timeout --kill-after=5 "$lim" "$TOOL" --backend "${relay/sbdriver/switchboard}" ${RELAY_ADDR:+--server "$RELAY_ADDR"} \
+	timeout --kill-after=5 "$lim" "$TOOL" --backend "$(case $relay in sb*) echo switchboard ;; rtpalt) echo rtpengine ;; *) echo "$relay" ;; esac)" ${RELAY_ADDR:+--server "$RELAY_ADDR"} \
 		${RELAY_PID:+--pid "$RELAY_PID"} --calls "$calls" --pps "$PPS" --duration "$dur" --warmup "$WARMUP" \
 		--label "$relay" >"$dir/tool.out" 2>"$dir/tool.err"
 	line=$(grep '^RESULT ' "$dir/tool.out" | tail -1)
@@ -175,12 +198,12 @@ ensure_tools
 active=()
 for r in $RELAYS; do
 	case "$r" in
-	rtpengine)
+	rtpengine | rtpalt)
 		ensure_rtpengine
-		if [ -n "$RTPE_SKIP" ]; then echo "# skipping rtpengine: $RTPE_SKIP" >&2; else active+=(rtpengine); fi
+		if [ -n "$RTPE_SKIP" ]; then echo "# skipping $r: $RTPE_SKIP" >&2; else active+=("$r"); fi
 		;;
-	switchboard | sbdriver | loopback) active+=("$r") ;;
-	*) die "unknown relay $r (loopback, switchboard, sbdriver, rtpengine)" ;;
+	switchboard | sbdriver | sbalt | sbalt2 | sbalt3 | loopback) active+=("$r") ;;
+	*) die "unknown relay $r (loopback, switchboard, sbdriver, sbalt[23], rtpengine, rtpalt)" ;;
 	esac
 done
 build_switchboard

@@ -138,13 +138,30 @@ fn with_no_relay_lanes_the_service_thread_relays_every_call() {
     calls_through_the_relay(0);
 }
 
+/// `SWITCHBOARD_RELAY_ANY_THREAD=1` (an experiment, BENCHMARKS.md "Relay tail latency"): every
+/// reader thread of a worker waits on all of its sockets and forwards a datagram under its lane's
+/// lock, so which thread forwards a call is not fixed; the calls still carry media both ways and
+/// the threads' counts add up to at least both directions of every call.
+#[test]
+fn with_any_thread_forwarding_every_call_carries_media_both_ways() {
+    calls_through_the_relay_with(LANES, true);
+}
+
 /// The calls of the module doc with `--relay-threads threads`.
 fn calls_through_the_relay(threads: usize) {
+    calls_through_the_relay_with(threads, false);
+}
+
+/// [`calls_through_the_relay`], with any reader thread forwarding (`any_thread`) or not.
+fn calls_through_the_relay_with(threads: usize, any_thread: bool) {
     let base = procs::free_udp_span(40000..=44999, 400);
     let mut cmd = Command::new(SB);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--mode", "b2bua", "--data", "none", "--no-auth", "--rtp-timeout", "0"]);
     cmd.args(["--relay-threads", &threads.to_string(), "--rtp-ports", &format!("{base}-{}", base + 399)]);
     cmd.env("RUST_LOG", "info");
+    if any_thread {
+        cmd.env("SWITCHBOARD_RELAY_ANY_THREAD", "1");
+    }
     let (mut svc, port) = procs::spawn_service(&mut cmd, LIMIT);
     let service = SocketAddr::from(([127, 0, 0, 1], port));
 
@@ -203,6 +220,11 @@ fn calls_through_the_relay(threads: usize) {
     println!("{line}\nlanes of the calls: {per_lane:?}");
     if threads == 0 {
         assert!(forwarded.iter().all(|&n| n == 0), "no reader thread forwards: {line}");
+        return;
+    }
+    if any_thread {
+        assert!(forwarded.iter().sum::<u64>() >= 2 * CALLS as u64, "the threads forwarded both ways of every call: {line}");
+        assert!(line.contains("dropped=0"), "{line}");
         return;
     }
     assert_eq!(forwarded.len(), LANES, "{line}");

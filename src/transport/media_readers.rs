@@ -12,9 +12,16 @@
 //! driver. Everything else (a flow no call of the lane owns: another application's media, a
 //! call split over two lanes) is handed to the driver, one channel message per wake-up.
 //!
-//! Closing is synchronous: [`Readers::remove`] takes the socket out of its thread's set under
-//! the thread's lock (a thread reads and forwards only while it holds that lock), so when it
-//! returns the reader holds no reference to the socket and the caller's drop closes it. The port
+//! An experiment, off by default: with `SWITCHBOARD_RELAY_ANY_THREAD=1` every thread of a
+//! driver has all of its sockets in its `epoll` set (`EPOLLEXCLUSIVE`: a datagram wakes one
+//! waiting thread), and whichever thread is woken reads and forwards the socket under its lane's
+//! lock, as rtpengine's threads share one poller (BENCHMARKS.md "Relay tail latency"). In both
+//! modes the lane's lock is held from the `recvmmsg` to the `sendmmsg`, so a flow stays in order.
+//!
+//! Closing is synchronous: [`Readers::remove`] takes the socket out of its thread's set (every
+//! thread's, in the experiment) under the thread's lock (a thread reads and forwards only while
+//! it holds that lock), so when it returns no reader holds a reference to the socket and the
+//! caller's drop closes it. The port
 //! is free before the allocator can hand it out again (a socket closed later made a re-bind of
 //! the same port fail, and some calls end `relay-port-taken`).
 
@@ -52,15 +59,19 @@ struct Shared {
     epoll: Epoll,
     wake: EventFd,
     stop: AtomicBool,
-    /// Per flow (the epoll token): the socket and whether it is IPv6. Read only under the lock.
-    sockets: Mutex<HashMap<u64, (Arc<UdpSocket>, bool)>>,
+    /// Per flow (the epoll token): the socket, whether it is IPv6, and its lane. Read only under
+    /// the lock.
+    sockets: Mutex<HashMap<u64, Entry>>,
     /// Datagrams this thread forwarded itself (relay lane), and those it could not send.
     forwarded: AtomicU64,
     send_drops: AtomicU64,
 }
 
+/// A socket in a reader's table: the socket, whether it is IPv6, and its lane.
+type Entry = (Arc<UdpSocket>, bool, usize);
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, (Arc<UdpSocket>, bool)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
         // A reader that panicked left a consistent map (it only reads it).
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -74,6 +85,9 @@ pub(crate) struct Readers {
     tx: mpsc::Sender<Batch>,
     /// Reader wake-ups and datagrams read, over all threads (for the exit log line).
     stats: Arc<(AtomicU64, AtomicU64)>,
+    /// EXPERIMENT (relay16b): every thread waits on every socket (`EPOLLEXCLUSIVE`), a socket's
+    /// datagrams read and forwarded under its lane's lock by whichever thread is woken.
+    any_thread: bool,
 }
 
 impl std::fmt::Debug for Readers {
@@ -85,7 +99,7 @@ impl std::fmt::Debug for Readers {
 impl Readers {
     /// `threads` reader threads (at least one) that send batches on `tx`.
     pub(crate) fn new(threads: usize, tx: mpsc::Sender<Batch>) -> Readers {
-        Readers { threads: (0..threads.max(1)).map(|_| None).collect(), relay: None, tx, stats: Arc::default() }
+        Readers { threads: (0..threads.max(1)).map(|_| None).collect(), relay: None, tx, stats: Arc::default(), any_thread: false }
     }
 
     /// One reader per relay lane, each forwarding its lane's calls; without a relay in lanes, one
@@ -95,6 +109,7 @@ impl Readers {
             Some(shards) => {
                 let mut readers = Readers::new(shards.lanes(), tx);
                 readers.relay = Some(shards);
+                readers.any_thread = std::env::var_os("SWITCHBOARD_RELAY_ANY_THREAD").is_some_and(|v| v == "1");
                 readers
             }
             None => Readers::new(std::thread::available_parallelism().map_or(1, |n| n.get()), tx),
@@ -117,8 +132,8 @@ impl Readers {
             });
             shared.epoll.add(&shared.wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
             let (s, tx, stats) = (shared.clone(), self.tx.clone(), self.stats.clone());
-            let lane = self.relay.clone().map(|shards| (shards, i));
-            std::thread::Builder::new().name(format!("media-reader-{i}")).spawn(move || read_loop(&s, &tx, &stats, lane.as_ref()))?;
+            let shards = self.relay.clone();
+            std::thread::Builder::new().name(format!("media-reader-{i}")).spawn(move || read_loop(&s, &tx, &stats, shards.as_ref()))?;
             self.threads[i] = Some(shared);
         }
         self.threads[i].as_ref().ok_or_else(|| io::Error::other("no reader"))
@@ -127,20 +142,30 @@ impl Readers {
     /// Reads `socket` (non-blocking, bound) as `flow` from now on.
     pub(crate) fn add(&mut self, flow: FlowId, socket: Arc<UdpSocket>) -> io::Result<()> {
         let local = socket.local_addr()?;
-        let shared = self.thread(self.index(local.port()))?.clone();
-        let mut sockets = shared.lock();
-        shared.epoll.add(&*socket, EpollEvent::new(EpollFlags::EPOLLIN, u64::from(flow.0)))?;
-        sockets.insert(u64::from(flow.0), (socket, local.is_ipv6()));
+        let lane = self.index(local.port());
+        let (readers, flags) = if self.any_thread {
+            (0..self.threads.len(), EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE)
+        } else {
+            (lane..lane + 1, EpollFlags::EPOLLIN)
+        };
+        for i in readers {
+            let shared = self.thread(i)?.clone();
+            let mut sockets = shared.lock();
+            shared.epoll.add(&*socket, EpollEvent::new(flags, u64::from(flow.0)))?;
+            sockets.insert(u64::from(flow.0), (socket.clone(), local.is_ipv6(), lane));
+        }
         Ok(())
     }
 
     /// Stops reading `flow` (bound on `port`): when this returns, no reader holds its socket.
     pub(crate) fn remove(&mut self, flow: FlowId, port: u16) {
-        let i = self.index(port);
-        let Some(shared) = &self.threads[i] else { return };
-        let mut sockets = shared.lock();
-        if let Some((socket, _)) = sockets.remove(&u64::from(flow.0)) {
-            let _ = shared.epoll.delete(&*socket);
+        let lane = self.index(port);
+        let readers = if self.any_thread { 0..self.threads.len() } else { lane..lane + 1 };
+        for shared in self.threads[readers].iter().flatten() {
+            let mut sockets = shared.lock();
+            if let Some((socket, ..)) = sockets.remove(&u64::from(flow.0)) {
+                let _ = shared.epoll.delete(&*socket);
+            }
         }
     }
 
@@ -171,9 +196,9 @@ impl Drop for Readers {
 }
 
 /// A reader thread: wait for ready sockets, read each (a few `recvmmsg` at most); forward what
-/// belongs to its relay lane (`lane`: the shards and this thread's index) at once, and send the
-/// rest to the driver as one batch per wake-up.
-fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, AtomicU64), lane: Option<&(RelayShards, usize)>) {
+/// belongs to a call of the socket's relay lane (`shards`; the socket's table entry names its
+/// lane) at once, and send the rest to the driver as one batch per wake-up.
+fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, AtomicU64), shards: Option<&RelayShards>) {
     let mut events = vec![EpollEvent::empty(); 256];
     let mut buf = vec![0u8; mmsg::BATCH * SLOT];
     let mut meta = Vec::with_capacity(mmsg::BATCH);
@@ -200,15 +225,17 @@ fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, Atom
             let sockets = shared.lock();
             for ev in &events[..n] {
                 let token = ev.data();
-                let Some((socket, v6)) = sockets.get(&token) else { continue };
+                let Some((socket, v6, lane)) = sockets.get(&token) else { continue };
                 let flow = FlowId(token as u32);
+                // The lane's lock is held from the receive to the send, so that when several
+                // threads may read a socket (`any_thread`), its datagrams still leave in order.
+                let mut shard = shards.and_then(|shards| shards.lock(*lane));
                 for _ in 0..CALLS_PER_SOCKET {
                     meta.clear();
                     let Ok(got) = mmsg::recv(socket.as_raw_fd(), *v6, &mut buf, SLOT, &mut meta, false, mmsg::BATCH) else { break };
                     read += meta.len() as u64;
                     let now = Instant::now();
                     {
-                        let mut shard = lane.and_then(|(shards, i)| shards.lock(*i));
                         for &(i, len, src) in &meta {
                             let at = i * SLOT;
                             let len = len.min(SLOT);
@@ -252,7 +279,7 @@ fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, Atom
 /// Sends what the lane's relay routed (`out`, slices of `buf`) from the out flows' sockets, one
 /// `sendmmsg` per out flow and batch; empties `out`. A datagram the socket refuses is dropped and
 /// counted (as the driver's non-blocking send does).
-fn forward(sockets: &HashMap<u64, (Arc<UdpSocket>, bool)>, buf: &[u8], out: &mut Vec<(FlowId, SocketAddr, usize, usize)>, shared: &Shared) {
+fn forward(sockets: &HashMap<u64, Entry>, buf: &[u8], out: &mut Vec<(FlowId, SocketAddr, usize, usize)>, shared: &Shared) {
     if out.is_empty() {
         return;
     }
@@ -267,15 +294,13 @@ fn forward(sockets: &HashMap<u64, (Arc<UdpSocket>, bool)>, buf: &[u8], out: &mut
         let run = rest.iter().take_while(|o| o.0 == flow).count();
         let (group, tail) = rest.split_at(run);
         rest = tail;
-        let Some((socket, _)) = sockets.get(&u64::from(flow.0)) else {
+        let Some((socket, ..)) = sockets.get(&u64::from(flow.0)) else {
             dropped += run as u64;
             continue;
         };
-        let items: Vec<(SocketAddr, &[u8])> =
-            group.iter().map(|&(_, dest, at, len)| (dest, buf.get(at..at + len).unwrap_or_default())).collect();
-        let mut left = &items[..];
+        let mut left = group;
         while !left.is_empty() {
-            match mmsg::send_slices(socket.as_raw_fd(), left) {
+            match mmsg::send_ranges(socket.as_raw_fd(), buf, left) {
                 Ok(0) => {
                     dropped += left.len() as u64;
                     break;

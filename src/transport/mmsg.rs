@@ -136,10 +136,12 @@ pub(super) fn send(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
     send_each(fd, batch.len(), |i| batch.get(i).map_or((None, &[][..]), |t| (Some(t.dest), &t.payload[..])))
 }
 
-/// [`send`] for datagrams given as destination and bytes (slices of a receive buffer, as the
-/// relay's reader threads forward them without a copy).
-pub(super) fn send_slices(fd: RawFd, batch: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
-    send_each(fd, batch.len(), |i| batch.get(i).map_or((None, &[][..]), |&(dest, payload)| (Some(dest), payload)))
+/// [`send`] for datagrams that are ranges of `buf` (out flow, destination, offset, length: what
+/// a relay reader thread routed from its receive buffer), without building a list of slices.
+pub(super) fn send_ranges<F>(fd: RawFd, buf: &[u8], batch: &[(F, SocketAddr, usize, usize)]) -> io::Result<usize> {
+    send_each(fd, batch.len(), |i| {
+        batch.get(i).map_or((None, &[][..]), |&(_, dest, at, len)| (Some(dest), buf.get(at..at + len).unwrap_or_default()))
+    })
 }
 
 /// One `sendmmsg` of the first [`BATCH`] (at most) of `len` datagrams, datagram `i` being `item(i)`.
