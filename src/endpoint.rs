@@ -406,7 +406,7 @@ impl Endpoint {
         // holds no copy of its tag while it waits out Timer J (issue 16 point 4).
         let invite = response.cseq().is_ok_and(|c| c.method == Method::Invite);
         if let Some(meta) = self.meta.get_mut(&tx).filter(|m| invite && m.to_tag.is_none()) {
-            meta.to_tag = response.to().ok().and_then(|t| t.tag().map(str::to_owned));
+            meta.to_tag = response.to_tag().ok().flatten().map(str::to_owned);
         }
         // A transaction that is gone (e.g. a forked 2xx relayed after the first one ended the
         // INVITE server transaction) has no entry, so nothing is kept for it.
@@ -703,7 +703,7 @@ impl Endpoint {
             CancelTarget::Pending(t) | CancelTarget::Answered(t) => self.meta.get(&t).and_then(|m| m.to_tag.clone()),
             CancelTarget::NotFound => None,
         };
-        let tag = target_tag.or_else(|| cancel.to().ok().and_then(|t| t.tag().map(str::to_owned))).unwrap_or_else(|| "sb-cancel".into());
+        let tag = target_tag.or_else(|| cancel.to_tag().ok().flatten().map(str::to_owned)).unwrap_or_else(|| "sb-cancel".into());
         let invite = match target {
             CancelTarget::Pending(invite_tx) => self.transactions.request(invite_tx).cloned(),
             _ => None,
@@ -814,12 +814,12 @@ impl Endpoint {
 /// comes this way.
 fn acks_stateless_answer(ack: &Message) -> bool {
     ack.header(HeaderName::To).is_some_and(|v| memchr::memmem::find(v, STATELESS_TAG.as_bytes()).is_some())
-        && ack.to().ok().and_then(|t| t.tag().map(|t| t == STATELESS_TAG)).unwrap_or(false)
+        && ack.to_tag().ok().flatten().map(|t| t == STATELESS_TAG).unwrap_or(false)
 }
 
 /// A 2xx to an INVITE whose To has no tag (see [`Endpoint::handle_datagram`]).
 fn is_tagless_2xx_to_invite(response: &Message) -> bool {
     response.status().is_some_and(|c| (200..300).contains(&c))
         && response.cseq().is_ok_and(|c| c.method == Method::Invite)
-        && response.to().ok().is_some_and(|t| t.tag().is_none_or(str::is_empty))
+        && response.to_tag().ok().is_some_and(|t| t.is_none_or(str::is_empty))
 }

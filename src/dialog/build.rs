@@ -93,7 +93,7 @@ impl Dialog {
         if !(101..300).contains(&code) || !matches!(method, Some(Method::Invite | Method::Update)) {
             return b;
         }
-        let creating = req.to().is_ok_and(|t| t.tag().is_none());
+        let creating = req.to_tag().is_ok_and(|t| t.is_none());
         let mut b = if creating { b.copy_headers(req, HeaderName::RecordRoute) } else { b };
         b.push(HeaderName::Contact, format_args!("<{}>", cfg.contact));
         if code >= 200 && method == Some(&Method::Invite) {

@@ -37,17 +37,17 @@ impl DialogId {
     /// The id a request we received names (UAS view, §12.2.2): local tag from To, remote tag from
     /// From. `None` when To has no tag (not a mid-dialog request) or a header does not parse.
     pub fn of_request(req: &Message) -> Option<DialogId> {
-        let to = req.to().ok()?;
-        let from = req.from().ok()?;
-        Some(DialogId::new(req.call_id().ok()?, to.tag()?, from.tag().unwrap_or("")))
+        let to = req.to_tag().ok()?;
+        let from = req.from_tag().ok()?;
+        Some(DialogId::new(req.call_id().ok()?, to?, from.unwrap_or("")))
     }
 
     /// The id a response to one of our requests names (UAC view, §12.1.2): local tag from From,
     /// remote tag from To (empty if To has no tag).
     pub fn of_response(resp: &Message) -> Option<DialogId> {
-        let to = resp.to().ok()?;
-        let from = resp.from().ok()?;
-        Some(DialogId::new(resp.call_id().ok()?, from.tag()?, to.tag().unwrap_or("")))
+        let to = resp.to_tag().ok()?;
+        let from = resp.from_tag().ok()?;
+        Some(DialogId::new(resp.call_id().ok()?, from?, to.unwrap_or("")))
     }
 
     /// True for the id of an INVITE we sent that no answer with a To tag has reached yet.

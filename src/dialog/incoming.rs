@@ -41,8 +41,7 @@ impl Dialogs {
         if method == Method::Cancel {
             return self.on_cancel(req, now);
         }
-        let to = req.to().map_err(|_| InputError::Malformed)?;
-        if to.tag().is_none() {
+        if req.to_tag().map_err(|_| InputError::Malformed)?.is_none() {
             return match self.new_invite(req, now) {
                 Ok(id) => {
                     self.push_event(Event::Incoming { id, request: req.clone() });
@@ -113,7 +112,7 @@ impl Dialogs {
     /// Session-Expires is below our Min-SE, RFC 4028 §9; 482 for a merged copy, §8.2.2.2); the
     /// answer is in [`Dialogs::poll_transmit`]. Every other error means no answer was written.
     pub fn accept_invite(&mut self, req: &Message, now: Instant) -> Result<DialogId, NotAccepted> {
-        if req.method() != Some(&Method::Invite) || req.to().map_err(|_| InputError::Malformed)?.tag().is_some() {
+        if req.method() != Some(&Method::Invite) || req.to_tag().map_err(|_| InputError::Malformed)?.is_some() {
             return Err(NotAccepted::Input(InputError::OutOfDialog));
         }
         let result = self.new_invite(req, now);
@@ -132,8 +131,7 @@ impl Dialogs {
             return Err(NotAccepted::Input(InputError::OutOfDialog));
         }
         let call_id = req.call_id().map_err(|_| InputError::Malformed)?;
-        let from = req.from().map_err(|_| InputError::Malformed)?;
-        let from_tag = from.tag().ok_or(InputError::Malformed)?;
+        let from_tag = req.from_tag().map_err(|_| InputError::Malformed)?.ok_or(InputError::Malformed)?;
         let seq = req.cseq().map_err(|_| InputError::Malformed)?.seq;
         let key: (Arc<str>, Arc<str>) = (call_id.into(), from_tag.into());
         if self.uas_invites.get(&key).is_some_and(|&(_, s)| s == seq) {
@@ -159,8 +157,7 @@ impl Dialogs {
     /// CANCEL (§9.2): matched to the peer's INVITE by Call-ID, From tag and CSeq number.
     fn on_cancel(&mut self, req: &Message, now: Instant) -> Result<(), InputError> {
         let call_id = req.call_id().map_err(|_| InputError::Malformed)?;
-        let from = req.from().map_err(|_| InputError::Malformed)?;
-        let from_tag = from.tag().ok_or(InputError::Malformed)?;
+        let from_tag = req.from_tag().map_err(|_| InputError::Malformed)?.ok_or(InputError::Malformed)?;
         let seq = req.cseq().map_err(|_| InputError::Malformed)?.seq;
         let key: (Arc<str>, Arc<str>) = (call_id.into(), from_tag.into());
         let Some(&(slot, invite_seq)) = self.uas_invites.get(&key) else {

@@ -45,11 +45,11 @@ impl MergeDetector {
     pub fn check(&mut self, req: &Message, now: Instant) -> Option<Message> {
         self.sweep(now);
         let method = req.method()?;
-        if matches!(method, Method::Ack | Method::Cancel) || req.to().ok()?.tag().is_some() {
+        if matches!(method, Method::Ack | Method::Cancel) || req.to_tag().ok()?.is_some() {
             return None;
         }
         let key = Key {
-            from_tag: req.from().ok()?.tag()?.into(),
+            from_tag: req.from_tag().ok()??.into(),
             call_id: req.call_id().ok()?.into(),
             seq: req.cseq().ok()?.seq,
             method: method.clone(),

@@ -6,7 +6,7 @@
 use super::error::{ErrorKind, ParseError, ValueError};
 use super::header::{check_date, parse_number, AddrForm, AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, TokenList, Via};
 use super::lex::{has_space_or_ctl, trim, ListIter};
-use super::{Header, HeaderName, Lookup, Message, StartLine};
+use super::{Header, HeaderName, Lookup, Message, Span, StartLine};
 
 impl Message {
     fn value_str<'a>(&'a self, h: &Header) -> Result<&'a str, ParseError> {
@@ -86,6 +86,44 @@ impl Message {
     pub fn to(&self) -> Result<NameAddr<'_>, ParseError> {
         let h = self.single(HeaderName::To)?;
         NameAddr::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))
+    }
+
+    /// The From tag (RFC 3261 §19.3): `to_tag`'s counterpart, `from()?.tag()` read once.
+    pub fn from_tag(&self) -> Result<Option<&str>, ParseError> {
+        self.cached_tag(HeaderName::From, false)
+    }
+
+    /// The To tag (RFC 3261 §19.3), `None` without one: the same result as `to()?.tag()`, with the
+    /// header parsed at most once per message (by this or by [`Message::validate`]).
+    pub fn to_tag(&self) -> Result<Option<&str>, ParseError> {
+        self.cached_tag(HeaderName::To, true)
+    }
+
+    fn cached_tag(&self, name: HeaderName, to: bool) -> Result<Option<&str>, ParseError> {
+        if let Some(tag) = self.tags.get(to) {
+            // Kept from a successful parse: the span is inside the buffer and on char boundaries.
+            return Ok(tag.and_then(|t| self.buf.get(t.start as usize..t.end as usize)).and_then(|b| std::str::from_utf8(b).ok()));
+        }
+        let h = self.single(name)?;
+        let addr = NameAddr::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?;
+        let tag = addr.tag();
+        self.keep_tag(to, tag);
+        Ok(tag)
+    }
+
+    /// Records a tag read from this message's own buffer (see [`super::TagCache`]).
+    fn keep_tag(&self, to: bool, tag: Option<&str>) {
+        let span = match tag {
+            None => None,
+            Some(t) => {
+                let at = (t.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+                if at > self.buf.len() || t.len() > self.buf.len() - at {
+                    return; // not a slice of the buffer: nothing to keep
+                }
+                Some(Span::new(at, at + t.len()))
+            }
+        };
+        self.tags.set(to, span);
     }
 
     /// The Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, no whitespace.
@@ -213,7 +251,9 @@ impl Message {
             match h.name {
                 HeaderName::Via => ListIter::new(s)
                     .try_for_each(|i| i.and_then(|(t, at)| Via::parse(t).map(drop).map_err(|e| ValueError::at(at + e.offset)))),
-                HeaderName::From | HeaderName::To => NameAddr::parse(s).map(drop),
+                HeaderName::From | HeaderName::To => NameAddr::parse(s).map(|a| {
+                    self.keep_tag(h.name == HeaderName::To, a.tag());
+                }),
                 HeaderName::Contact if trim(s) == "*" => Ok(()),
                 HeaderName::Contact => ListIter::new(s)
                     .try_for_each(|i| i.and_then(|(t, at)| NameAddr::parse(t).map(drop).map_err(|e| ValueError::at(at + e.offset)))),

@@ -4,7 +4,7 @@
 //! the parser records, so a built [`Message`] is indistinguishable from a parsed one and
 //! `Message::parse(m.as_bytes().clone()) == m`.
 
-use super::{Header, HeaderIndex, HeaderName, Message, Method, Span, StartLine};
+use super::{Header, HeaderIndex, HeaderName, Message, Method, Span, StartLine, TagCache};
 use bytes::{BufMut, BytesMut};
 use std::fmt::{self, Write as _};
 
@@ -64,7 +64,7 @@ impl Message {
                 }
                 HeaderName::To => {
                     let value = h.value.of(&self.buf);
-                    let has_tag = self.to().map(|t| t.tag().is_some()).unwrap_or(true);
+                    let has_tag = self.to_tag().map(|t| t.is_some()).unwrap_or(true);
                     match to_tag {
                         Some(tag) if !has_tag => {
                             let mut v = Vec::with_capacity(value.len() + tag.len() + 5);
@@ -191,6 +191,7 @@ impl MessageBuilder {
             headers: self.headers,
             body: Span::new(b0, b1),
             content_length: Some(body.len() as u32),
+            tags: TagCache::default(),
         }
     }
 }
@@ -265,6 +266,14 @@ impl Message {
         let n = added as u32;
         let body = Span { start: self.body.start + n, end: self.body.end + n };
         // The same lines in the same order, so the same index.
-        Message { buf: buf.freeze(), start, headers, body, content_length: self.content_length, index: self.index }
+        Message {
+            buf: buf.freeze(),
+            start,
+            headers,
+            body,
+            content_length: self.content_length,
+            index: self.index,
+            tags: TagCache::default(),
+        }
     }
 }

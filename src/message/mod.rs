@@ -91,6 +91,66 @@ pub struct Message {
     content_length: Option<u32>,
     /// Where the headers the hot accessors read sit in `headers`.
     index: HeaderIndex,
+    /// The From and To tags, kept once a parse of those headers has read them.
+    tags: TagCache,
+}
+
+/// The `tag` parameters of From and To (RFC 3261 §19.3), each kept by the first successful parse of
+/// its header ([`Message::validate`], [`Message::from_tag`], [`Message::to_tag`]): dialog and
+/// transaction matching read them many times per message, and each read used to parse the whole
+/// name-addr again. Only a parse that succeeded is kept, so an error is found again each time.
+/// A message is never edited in place (edits build a new one with an empty cache).
+///
+/// One word, so that `Message` stays small: the low half is From's, the high half To's, each
+/// [`TagCache::UNKNOWN`], [`TagCache::ABSENT`], or `start << 16 | len` of the tag in the buffer. A
+/// tag beyond 64 KiB (only a built message can be that long) is not kept, and is parsed each time.
+#[derive(Debug, Default)]
+struct TagCache(std::sync::atomic::AtomicU64);
+
+impl TagCache {
+    const UNKNOWN: u32 = 0;
+    const ABSENT: u32 = u32::MAX;
+
+    /// The kept entry of `to` (else From): `None` if not kept, `Some(None)` for no tag.
+    fn get(&self, to: bool) -> Option<Option<Span>> {
+        let word = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        let half = if to { (word >> 32) as u32 } else { word as u32 };
+        match half {
+            TagCache::UNKNOWN => None,
+            TagCache::ABSENT => Some(None),
+            v => {
+                let start = (v >> 16) as usize;
+                Some(Some(Span::new(start, start + (v & 0xffff) as usize)))
+            }
+        }
+    }
+
+    /// Keeps `tag` for `to` (else From), if it fits; every caller computes the same value from the
+    /// same bytes, so a race between two readers writes one value twice.
+    fn set(&self, to: bool, tag: Option<Span>) {
+        let half = match tag {
+            None => TagCache::ABSENT,
+            Some(t) => {
+                let (start, len) = (t.start, t.end - t.start);
+                if start == 0 || start > 0xffff || len > 0xffff {
+                    return;
+                }
+                let v = start << 16 | len;
+                if v == TagCache::ABSENT {
+                    return;
+                }
+                v
+            }
+        };
+        let bits = if to { u64::from(half) << 32 } else { u64::from(half) };
+        self.0.fetch_or(bits, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clone for TagCache {
+    fn clone(&self) -> TagCache {
+        TagCache(std::sync::atomic::AtomicU64::new(self.0.load(std::sync::atomic::Ordering::Relaxed)))
+    }
 }
 
 /// A borrowed view of one header line.

@@ -156,7 +156,15 @@ pub(super) fn parse(mut buf: Bytes) -> Result<Message, ParseError> {
     };
     // Bytes after the body are not part of this message (§18.3); truncating never allocates.
     buf.truncate(body_end);
-    Ok(Message { buf, start, headers, body: Span::new(body_start, body_end), content_length: content_length.map(|c| c.0), index })
+    Ok(Message {
+        buf,
+        start,
+        headers,
+        body: Span::new(body_start, body_end),
+        content_length: content_length.map(|c| c.0),
+        index,
+        tags: Default::default(),
+    })
 }
 
 /// Frames the header lines from `pos` (§7.3.1): `header-name HCOLON value CRLF`, where a line that
@@ -345,5 +353,39 @@ mod tests {
         assert_eq!((e.kind(), e.offset()), (ErrorKind::HeaderLine, 25));
         let e = Message::parse(Bytes::from_static(b"OPTIONS sip:b@x SIP/2.0\r\nV\xc3\xa9a: x\r\n\r\n")).unwrap_err();
         assert_eq!((e.kind(), e.offset()), (ErrorKind::HeaderLine, 25));
+    }
+
+    /// `from_tag`/`to_tag` give what `from()?.tag()`/`to()?.tag()` give, before and after
+    /// `validate` kept the tags, on a spliced copy (which must not reuse the old spans), and the
+    /// same error for a malformed or repeated header however often they are asked.
+    #[test]
+    fn kept_tags_match_a_fresh_parse() {
+        let wire = "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n\
+                    From: \"A\" <sip:a@x>;x=1;tag=f1\r\nTo: <sip:b@x>;tag=t2\r\nCall-ID: c1@x\r\nCSeq: 7 OPTIONS\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let m = Message::parse(Bytes::from(wire)).unwrap();
+        assert_eq!(m.from_tag().unwrap(), Some("f1"));
+        assert_eq!(m.to_tag().unwrap(), Some("t2"));
+        assert_eq!(m.to_tag().unwrap(), m.to().unwrap().tag());
+        let m = Message::parse(Bytes::from(wire)).unwrap();
+        assert!(m.validate().is_ok());
+        assert_eq!((m.from_tag().unwrap(), m.to_tag().unwrap()), (Some("f1"), Some("t2")));
+        let at = wire.find(";tag=t2").unwrap();
+        let spliced = m.splice(&[(at, b";a=b".as_slice())]);
+        assert_eq!(spliced.to_tag().unwrap(), Some("t2"));
+        assert_eq!(spliced.from_tag().unwrap(), Some("f1"));
+
+        let untagged = Message::parse(Bytes::from(wire.replace(";tag=t2", ""))).unwrap();
+        assert!(untagged.validate().is_ok());
+        assert_eq!(untagged.to_tag().unwrap(), None);
+
+        for bad in [wire.replace("To: <sip:b@x>;tag=t2", "To: <sip:b@x> junk"), wire.replace("To:", "To: <sip:c@x>\r\nTo:")] {
+            let m = Message::parse(Bytes::from(bad)).unwrap();
+            let first = m.to_tag().unwrap_err();
+            assert!(m.validate().is_err());
+            assert_eq!(m.to_tag().unwrap_err(), first);
+            assert_eq!(m.to().unwrap_err(), first);
+            assert_eq!(m.from_tag().unwrap(), Some("f1"));
+        }
     }
 }

@@ -243,7 +243,7 @@ impl Admission {
         // the tag is kept for the token check.
         let to_tag = std::cell::Cell::new(None);
         let in_dialog = || {
-            to_tag.set(req.to().ok().and_then(|t| t.tag()));
+            to_tag.set(req.to_tag().ok().flatten());
             to_tag.get().is_some()
         };
         let verdict = match method {
@@ -367,8 +367,8 @@ impl Admission {
     fn token_valid(&self, req: &Message, route: &SipUri<'_>, to_tag: Option<&str>) -> bool {
         let Some(token) = route.params.value(PARAM) else { return false };
         let Ok(call_id) = req.call_id() else { return false };
-        let from = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
-        let to = to_tag.or_else(|| req.to().ok().and_then(|t| t.tag())).unwrap_or_default();
+        let from = req.from_tag().ok().flatten().unwrap_or_default();
+        let to = to_tag.or_else(|| req.to_tag().ok().flatten()).unwrap_or_default();
         self.key.verify(call_id, &[from, to], token)
     }
 

@@ -143,7 +143,7 @@ impl TransactionKey {
             }
             _ => Ok(TransactionKey(Inner::Rfc2543(Box::new(Rfc2543Key {
                 request_uri: slice_of(buf, req.request_uri_str().ok_or(Error::NotARequest)?),
-                from_tag: req.from()?.tag().map(|t| slice_of(buf, t)),
+                from_tag: req.from_tag()?.map(|t| slice_of(buf, t)),
                 call_id: slice_of(buf, req.call_id()?),
                 cseq: req.cseq()?.seq,
                 via_transport: NoCase(slice_of(buf, via.transport)),
@@ -254,7 +254,7 @@ impl TransactionKey {
 
 /// The To tag of a message, as bytes (`None` without a tag). Used for the RFC 2543 To-tag check.
 pub(crate) fn to_tag_of(msg: &Message) -> Result<Option<&[u8]>, ParseError> {
-    Ok(msg.to()?.tag().map(str::as_bytes))
+    Ok(msg.to_tag()?.map(str::as_bytes))
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ impl EchoUas {
     /// Issue 14 point 5: refuses a new INVITE from `source` beyond the per-source cap (486) or the
     /// port share (503), both with Retry-After. Returns true when it answered.
     fn refuse_over_caps(&mut self, io: &mut Io<'_>, tx: TransactionId, request: &Message, source: SocketAddr, now: Instant) -> bool {
-        let new_call = request.method() == Some(&Method::Invite) && request.to().is_ok_and(|t| t.tag().is_none());
+        let new_call = request.method() == Some(&Method::Invite) && request.to_tag().is_ok_and(|t| t.is_none());
         if !new_call {
             return false;
         }
