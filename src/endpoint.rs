@@ -300,6 +300,9 @@ pub struct Endpoint {
     limiter: Option<RateLimiter>,
     /// Destinations an ICMP error reported unreachable ([`Endpoint::handle_unreachable`]).
     unreachable: Vec<SocketAddr>,
+    /// `config.allow` split at its commas and trimmed, once: every request is checked against it
+    /// (issue 16: splitting the string per request cost ~2,800 instructions).
+    allowed: Vec<String>,
 }
 
 // ===== impl Endpoint =====
@@ -310,7 +313,9 @@ impl Endpoint {
         let mut transactions = Transactions::new(config.timers);
         transactions.set_limit(config.max_transactions);
         let limiter = config.rate_limit.map(RateLimiter::new);
+        let allowed = config.allow.split(',').map(|m| m.trim().to_owned()).collect();
         Endpoint {
+            allowed,
             config,
             transactions,
             meta: HashMap::default(),
@@ -626,7 +631,7 @@ impl Endpoint {
         if *method == Method::Ack {
             return false;
         }
-        let allowed = self.config.allow.split(',').any(|m| m.trim() == method.as_str());
+        let allowed = self.allowed.iter().any(|m| m == method.as_str());
         let refusal: Option<Refusal> = if method.is_extension() || !allowed {
             Some((501, "Not Implemented", vec![(HeaderName::Allow, self.config.allow.clone())]))
         } else if !matches!(request.request_uri(), Some(Uri::Sip(_))) {

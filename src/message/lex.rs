@@ -177,18 +177,18 @@ pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
         return None;
     }
     let mut i = 1;
-    while i < s.len() {
-        match s[i] {
-            b'"' => return Some(i + 1),
-            b'\\' => {
-                let next = *s.get(i + 1)?;
-                if next == b'\r' || next == b'\n' || next > 0x7f {
-                    return None;
-                }
-                i += 2;
-            }
-            _ => i += 1,
+    // Jump to the next quote or backslash: every other byte is taken as it is (issue 16: a
+    // digest header is mostly quoted text, walked once by the validation and once by the reader).
+    while let Some(k) = memchr::memchr2(b'"', b'\\', &s[i..]) {
+        i += k;
+        if s[i] == b'"' {
+            return Some(i + 1);
         }
+        let next = *s.get(i + 1)?;
+        if next == b'\r' || next == b'\n' || next > 0x7f {
+            return None;
+        }
+        i += 2;
     }
     None
 }
@@ -240,11 +240,18 @@ impl<'a> Iterator for ListIter<'a> {
         let start = self.pos;
         let mut i = start;
         let mut in_angle = false;
-        // Fast path: no quote, angle or comma left means one element to the end.
-        if memchr::memchr3(b'"', b'<', b',', &bytes[start..]).is_none() {
-            i = bytes.len();
-        }
+        // Jump from one byte that matters to the next: outside `<...>` a quote, `<` or the comma
+        // that ends the element; inside, a quote or the `>` that closes it (a `,` there is text).
         while i < bytes.len() {
+            let next = match in_angle {
+                false => memchr::memchr3(b'"', b'<', b',', &bytes[i..]),
+                true => memchr::memchr2(b'"', b'>', &bytes[i..]),
+            };
+            let Some(k) = next else {
+                i = bytes.len();
+                break;
+            };
+            i += k;
             match bytes[i] {
                 b'"' => match quoted_len(&bytes[i..]) {
                     Some(n) => i += n,
@@ -261,8 +268,7 @@ impl<'a> Iterator for ListIter<'a> {
                     in_angle = false;
                     i += 1
                 }
-                b',' if !in_angle => break,
-                _ => i += 1,
+                _ => break, // the `,` outside angle brackets
             }
         }
         let raw = &self.s[start..i];

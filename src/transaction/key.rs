@@ -117,11 +117,19 @@ impl TransactionKey {
     /// The key of the server transaction a request belongs to (§17.2.3). An ACK gets the key of its
     /// INVITE. A top Via without the `z9hG4bK` cookie selects the RFC 2543 rules.
     pub fn server(request: &Message) -> Result<TransactionKey, Error> {
+        Self::server_with(request, |_| ()).map(|(key, ())| key)
+    }
+
+    /// [`TransactionKey::server`] and `look`'s reading of the same top Via, from one parse of it
+    /// (the table builds a new server transaction's key and core from it).
+    pub(crate) fn server_with<T>(request: &Message, look: impl FnOnce(&Via<'_>) -> T) -> Result<(TransactionKey, T), Error> {
         let method = match request.method().ok_or(Error::NotARequest)? {
             Method::Ack => Method::Invite,
             m => m.clone(),
         };
-        Self::server_with_method(request, method)
+        let via = request.via()?;
+        let key = Self::server_from_via(request, &via, method)?;
+        Ok((key, look(&via)))
     }
 
     /// The key of the INVITE server transaction a CANCEL targets (§9.2): the CANCEL's own key with
@@ -135,11 +143,15 @@ impl TransactionKey {
     }
 
     fn server_with_method(req: &Message, method: Method) -> Result<TransactionKey, Error> {
+        Self::server_from_via(req, &req.via()?, method)
+    }
+
+    /// The server key of `req` whose top Via, already parsed, is `via`.
+    fn server_from_via(req: &Message, via: &Via<'_>, method: Method) -> Result<TransactionKey, Error> {
         let buf = req.as_bytes();
-        let via = req.via()?;
         match via.branch() {
             Some(branch) if via.has_rfc3261_branch() => {
-                Ok(TransactionKey(Inner::Server { branch: slice_of(buf, branch), sent_by: sent_by(buf, &via), method }))
+                Ok(TransactionKey(Inner::Server { branch: slice_of(buf, branch), sent_by: sent_by(buf, via), method }))
             }
             _ => Ok(TransactionKey(Inner::Rfc2543(Box::new(Rfc2543Key {
                 request_uri: slice_of(buf, req.request_uri_str().ok_or(Error::NotARequest)?),
@@ -147,7 +159,7 @@ impl TransactionKey {
                 call_id: slice_of(buf, req.call_id()?),
                 cseq: req.cseq()?.seq,
                 via_transport: NoCase(slice_of(buf, via.transport)),
-                via_sent_by: sent_by(buf, &via),
+                via_sent_by: sent_by(buf, via),
                 via_params: slice_of(buf, via.params.as_str()),
                 method,
             })))),

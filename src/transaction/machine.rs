@@ -36,7 +36,7 @@ impl Core {
     }
 
     /// A core whose request's top Via names a reliable transport (`reliable`) or not.
-    fn with_transport(request: Message, key: TransactionKey, reliable: bool, config: &Config) -> Core {
+    pub(crate) fn with_transport(request: Message, key: TransactionKey, reliable: bool, config: &Config) -> Core {
         Core { request, key, config: *config, reliable, timers: TimerTable::default(), transmits: VecDeque::new(), events: VecDeque::new() }
     }
 
@@ -128,6 +128,12 @@ fn is_reliable(via: &Via<'_>) -> bool {
 /// reliable transport, from one parse of that Via.
 pub(crate) fn client_key(request: &Message) -> Result<(TransactionKey, bool), Error> {
     TransactionKey::client_with(request, is_reliable)
+}
+
+/// The key of the server transaction `request` starts (§17.2.3) and whether its top Via names a
+/// reliable transport, from one parse of that Via.
+pub(crate) fn server_key(request: &Message) -> Result<(TransactionKey, bool), Error> {
+    TransactionKey::server_with(request, is_reliable)
 }
 
 /// Writes the public methods every machine has the same way: the `poll_*` outputs, `next_timer`,

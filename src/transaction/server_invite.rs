@@ -86,9 +86,28 @@ impl ServerInvite {
             return Err(Error::WrongMethod);
         }
         let key = TransactionKey::server(&request)?;
-        let mut core = Core::new(request, key, config)?;
+        let core = Core::new(request, key, config)?;
+        Ok(Self::with_core(core, now))
+    }
+
+    /// [`ServerInvite::new`] with the key and the transport's reliability already read from the
+    /// request's top Via ([`server_key`](super::machine::server_key)), as the table has them: the
+    /// Via is not parsed again.
+    pub(crate) fn with_key(
+        request: Message,
+        now: Instant,
+        (key, reliable): (TransactionKey, bool),
+        config: &Config,
+    ) -> Result<ServerInvite, Error> {
+        if request.method() != Some(&Method::Invite) {
+            return Err(Error::WrongMethod);
+        }
+        Ok(Self::with_core(Core::with_transport(request, key, reliable, config), now))
+    }
+
+    fn with_core(mut core: Core, now: Instant) -> ServerInvite {
         core.timers.set(Timer::Trying100, now, Config::TRYING_DELAY);
-        Ok(ServerInvite { core, state: State::Proceeding { provisional: Provisional::None } })
+        ServerInvite { core, state: State::Proceeding { provisional: Provisional::None } }
     }
 
     /// A request matching this transaction (§17.2.3): a retransmitted INVITE is answered with the

@@ -69,6 +69,14 @@ impl ServerNonInvite {
         Ok(ServerNonInvite { core: Core::new(request, key, config)?, state: State::Trying })
     }
 
+    /// [`ServerNonInvite::new`] with the key and the transport's reliability already read from the
+    /// request's top Via ([`server_key`](super::machine::server_key)), as the table has them: the
+    /// Via is not parsed again.
+    pub(crate) fn with_key(request: Message, (key, reliable): (TransactionKey, bool), config: &Config) -> Result<ServerNonInvite, Error> {
+        check_non_invite(&request)?;
+        Ok(ServerNonInvite { core: Core::with_transport(request, key, reliable, config), state: State::Trying })
+    }
+
     /// A retransmission of the request (§17.2.2): answered with the last response sent, if any.
     pub fn handle_request(&mut self, request: Message, _now: Instant) -> Result<(), Error> {
         let method = request.method().ok_or(Error::NotARequest)?;

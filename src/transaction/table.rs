@@ -337,7 +337,7 @@ impl Transactions {
     /// A request from the network (§17.2.3). See [`Routed`] for the outcomes. An error means the
     /// request lacks what matching needs (Via, CSeq, ...): answer 400 or drop it.
     pub fn handle_request(&mut self, request: Message, now: Instant) -> Result<Routed, Error> {
-        let key = TransactionKey::server(&request)?;
+        let (key, reliable) = super::machine::server_key(&request)?;
         if let Some(id) = self.lookup(&key, &request) {
             // An ACK reusing the INVITE's branch after a 2xx acknowledges the 2xx: the dialog's.
             let accepted = match self.held(id) {
@@ -367,8 +367,8 @@ impl Transactions {
         }
         let machine = match request.method() {
             Some(Method::Ack) => return Ok(Routed::Stray(request)),
-            Some(Method::Invite) => Machine::InviteServer(ServerInvite::new(request.clone(), now, &self.config)?),
-            Some(_) => Machine::NonInviteServer(ServerNonInvite::new(request.clone(), now, &self.config)?),
+            Some(Method::Invite) => Machine::InviteServer(ServerInvite::with_key(request.clone(), now, (key, reliable), &self.config)?),
+            Some(_) => Machine::NonInviteServer(ServerNonInvite::with_key(request.clone(), (key, reliable), &self.config)?),
             None => return Err(Error::NotARequest),
         };
         let target = (request.method() == Some(&Method::Cancel)).then(|| self.cancel_target(&request));

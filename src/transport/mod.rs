@@ -72,20 +72,40 @@ pub fn classify(d: &[u8]) -> DatagramKind {
 /// as it came): phones that ask for `rport` send it on every request, so this is on the hot path.
 pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
     let Ok(via) = msg.via() else { return msg.clone() };
-    let empty_rport = via.params.iter().find(|(n, v)| v.is_none() && n.eq_ignore_ascii_case("rport")).map(|(n, _)| n);
-    let wants_rport = via.rport() == Some(None);
+    // One pass over the Via's parameters (issue 16: this runs for every request) finds what
+    // `Via::rport`, `Via::received` and a search for the first valueless `rport` would: the first
+    // `rport` and the first `received` decide, a later valueless `rport` is the one filled in.
+    let (mut first_rport, mut first_received, mut empty_rport) = (None, None, None);
+    for (name, value) in via.params.iter() {
+        if name.eq_ignore_ascii_case("rport") {
+            first_rport.get_or_insert(value);
+            if value.is_none() && empty_rport.is_none() {
+                empty_rport = Some(name);
+            }
+        } else if name.eq_ignore_ascii_case("received") {
+            first_received.get_or_insert(value);
+        }
+    }
+    // As `Via::rport() == Some(None)`: present without a value, or with one that is no port.
+    let wants_rport = first_rport.is_some_and(|v| v.and_then(|p| p.parse::<u16>().ok()).is_none());
+    let has_received = first_received.is_some_and(|v| v.is_some());
     let sent_by_is_src = match via.host {
         Host::Domain(_) => false,
         host => host.ip() == Some(src.ip()),
     };
     let mut received = String::new();
-    if (!sent_by_is_src || wants_rport) && via.received().is_none() {
-        use std::fmt::Write;
-        let _ = write!(received, ";received={}", src.ip()); // into a String: cannot fail
+    if (!sent_by_is_src || wants_rport) && !has_received {
+        received.push_str(";received=");
+        push_ip(&mut received, src.ip());
     }
     let port = match (wants_rport, empty_rport.and_then(|n| msg.offset_of(n))) {
         // RFC 3581 §4: the empty `rport` gets the source port as its value, in place.
-        (true, Some(at)) => Some((at + "rport".len(), format!("={}", src.port()))),
+        (true, Some(at)) => {
+            let mut value = String::with_capacity(6);
+            value.push('=');
+            push_decimal(&mut value, src.port().into());
+            Some((at + "rport".len(), value))
+        }
         (true, None) => return with_top_via(msg, &rport_filled(&via, src, &received)),
         (false, _) => None,
     };
@@ -96,6 +116,40 @@ pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
         (Some((at, value)), Some(end)) if at <= end => msg.splice(&[(at, value.as_bytes()), (end, received.as_bytes())]),
         _ => with_top_via(msg, &rport_filled(&via, src, &received)),
     }
+}
+
+/// Appends `ip` as its `Display` writes it; an IPv4 address without the formatting machinery.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, octet.into());
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}"); // into a String: cannot fail
+        }
+    }
+}
+
+/// Appends `n` in decimal, without leading zeros.
+fn push_decimal(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut n = n;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[..len].iter().rev().map(|&d| char::from(d)));
 }
 
 /// The slow path, for a Via whose text is not where the parser says: the top Via value with `rport` set to the source port and `extra` (a `;received=`) appended.
@@ -226,6 +280,36 @@ mod tests {
             assert_eq!(m, req(want), "{via}");
             assert_eq!(m.as_bytes(), req(want).as_bytes(), "{via}: every other byte as received");
             m.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn addresses_and_ports_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "127.0.0.1", "192.0.2.9", "255.255.255.255", "10.100.1.20", "::1", "2001:db8::7"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for n in [0u32, 7, 10, 5060, 40000, 65535, u32::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
+
+    #[test]
+    fn odd_rport_values_take_the_slow_path_as_before() {
+        let src: SocketAddr = "[2001:db8::9]:40000".parse().unwrap();
+        // An rport with a value that is no port is filled like an empty one; a valued received
+        // later in the list still counts; a valueless received does not.
+        for (via, want) in [
+            ("SIP/2.0/UDP h;branch=z9hG4bKa;rport=abc", "SIP/2.0/UDP h;branch=z9hG4bKa;rport=40000;received=2001:db8::9"),
+            ("SIP/2.0/UDP h;branch=z9hG4bKa;rport=5;rport", "SIP/2.0/UDP h;branch=z9hG4bKa;rport=5;rport;received=2001:db8::9"),
+            ("SIP/2.0/UDP h;branch=z9hG4bKa;received", "SIP/2.0/UDP h;branch=z9hG4bKa;received;received=2001:db8::9"),
+        ] {
+            let m = stamp_received(&req(via), src);
+            assert_eq!(m.via().unwrap().to_string(), req(want).via().unwrap().to_string(), "{via}");
         }
     }
 
