@@ -327,28 +327,7 @@ fn sipp_refers_bob_to_carol_through_the_b2bua() {
                 "3",
             ],
         );
-        let svc_addr = format!("127.0.0.1:{port}");
-        let args: Vec<String> =
-            ["-sf", &sipp::scenario("refer_blind.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
-                .into_iter()
-                .chain([
-                    "-auth_uri",
-                    &format!("bob@{svc_addr}"),
-                    "-d",
-                    "1000",
-                    "-m",
-                    "1",
-                    "-recv_timeout",
-                    "15s",
-                    "-timeout",
-                    "40s",
-                    "-timeout_error",
-                ])
-                .chain([svc_addr.as_str()])
-                .map(String::from)
-                .collect();
-        let mut uac = sipp::Sipp::spawn("uac-refer", dir.path(), sipp::free_port(), &args);
-        let out = uac.finish(Duration::from_secs(50));
+        let out = alice_refers_bob_to_carol(dir.path(), port, "refer_blind.xml", "uac-refer");
         assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
         assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}", carol.transcript());
         assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
@@ -398,28 +377,7 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
                 "3",
             ],
         );
-        let svc_addr = format!("127.0.0.1:{port}");
-        let args: Vec<String> =
-            ["-sf", &sipp::scenario("refer_then_bye.xml"), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
-                .into_iter()
-                .chain([
-                    "-auth_uri",
-                    &format!("bob@{svc_addr}"),
-                    "-d",
-                    "1000",
-                    "-m",
-                    "1",
-                    "-recv_timeout",
-                    "15s",
-                    "-timeout",
-                    "40s",
-                    "-timeout_error",
-                ])
-                .chain([svc_addr.as_str()])
-                .map(String::from)
-                .collect();
-        let mut uac = sipp::Sipp::spawn("uac-refer-bye", dir.path(), sipp::free_port(), &args);
-        let out = uac.finish(Duration::from_secs(50));
+        let out = alice_refers_bob_to_carol(dir.path(), port, "refer_then_bye.xml", "uac-refer-bye");
         assert_eq!((out.successful, out.failed), (1, 0), "{out:?}\n{}\nservice:\n{}", out.error_head(40), svc.transcript());
         assert!(carol.wait_exit(LIMIT).is_some_and(|s| s.success()), "carol:\n{}\nservice:\n{}", carol.transcript(), svc.transcript());
         assert!(bob.wait_exit(LIMIT).is_some_and(|s| s.success()), "bob:\n{}", bob.transcript());
@@ -428,4 +386,19 @@ fn a_referrer_that_hangs_up_at_once_still_gets_bob_transferred() {
         let (fb, active_b) = tail_tone(&bob_wav, 2.5);
         assert!((fb - 1000.0).abs() < 15.0 && active_b >= heard::MIN_ACTIVE_S, "bob heard {fb} Hz for {active_b} s at the end");
     });
+}
+
+/// sipp as alice (digest `alice`/`alice-secret`) runs `scenario` once: a call to bob through the
+/// service at `port` that REFERs him to carol (`-key target carol`); its outcome after at most 50 s.
+fn alice_refers_bob_to_carol(dir: &std::path::Path, port: u16, scenario: &str, name: &str) -> sipp::Outcome {
+    let svc_addr = format!("127.0.0.1:{port}");
+    let mut args: Vec<String> =
+        ["-sf", &sipp::scenario(scenario), "-s", "bob", "-key", "target", "carol", "-au", "alice", "-ap", "alice-secret"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    args.extend(["-auth_uri".to_string(), format!("bob@{svc_addr}")]);
+    args.extend(["-d", "1000", "-m", "1", "-recv_timeout", "15s", "-timeout", "40s", "-timeout_error"].map(String::from));
+    args.push(svc_addr);
+    sipp::Sipp::spawn(name, dir, sipp::free_port(), &args).finish(Duration::from_secs(50))
 }
