@@ -88,22 +88,7 @@ fn registration_via_one_instance_calls_handled_by_all_three_with_audio_both_ways
         let a = summaries(alice).pop().unwrap_or_else(|| panic!("alice {i}: {}", alice.transcript()));
         assert_eq!(a["state"], "completed", "{a}");
         let id = a["call_id"].as_str().unwrap_or_default();
-        // Bob's leg has the B2BUA's callee-leg Call-ID, which carries the caller leg's key.
-        let (j, b) = bobs
-            .iter()
-            .enumerate()
-            .find(|(_, b)| key(b["call_id"].as_str().unwrap_or_default()) == key(id))
-            .unwrap_or_else(|| panic!("bob's leg of {id}"));
-        assert_eq!(b["reason"], "bye-remote", "{b}");
-        heard::assert_heard(
-            &format!("alice {i}"),
-            &c.dir.join(&format!("alice-{i}.wav")),
-            1000.0,
-            n(&a["rtp_received"]),
-            n(&b["rtp_sent"]),
-        );
-        let bob_wav = if j == 0 { "bob.wav".to_owned() } else { format!("bob-{}.wav", j + 1) };
-        heard::assert_heard(&format!("bob {j}"), &c.dir.join(&bob_wav), 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
+        let _ = heard_both_ways(&c, &bobs, *i, &a);
         let record = records.iter().find(|r| r["caller_call_id"] == id).unwrap_or_else(|| panic!("a record of {id}"));
         assert_eq!(record["end_reason"], "bye", "{record}");
         let by = c.handled_by(record["id"].as_str().unwrap_or_default());
@@ -112,6 +97,23 @@ fn registration_via_one_instance_calls_handled_by_all_three_with_audio_both_ways
     }
     println!("calls per instance: {per:?}");
     assert!(per.iter().all(|&k| k > 0), "every instance handled calls: {per:?}");
+}
+
+/// Finds bob's leg of alice `i`'s call `a` among bob's call summaries (the B2BUA's callee-leg
+/// Call-ID carries the caller leg's key), checks that bob saw the BYE, and that each side's
+/// recording holds the other's tone (alice sends 440 Hz, bob 1000 Hz). Returns bob's index and leg.
+fn heard_both_ways<'b>(c: &Cluster, bobs: &'b [serde_json::Value], i: usize, a: &serde_json::Value) -> (usize, &'b serde_json::Value) {
+    let id = a["call_id"].as_str().unwrap_or_default();
+    let (j, b) = bobs
+        .iter()
+        .enumerate()
+        .find(|(_, b)| key(b["call_id"].as_str().unwrap_or_default()) == key(id))
+        .unwrap_or_else(|| panic!("bob's leg of {id}"));
+    assert_eq!(b["reason"], "bye-remote", "{b}");
+    heard::assert_heard(&format!("alice {i}"), &c.dir.join(&format!("alice-{i}.wav")), 1000.0, n(&a["rtp_received"]), n(&b["rtp_sent"]));
+    let bob_wav = if j == 0 { "bob.wav".to_owned() } else { format!("bob-{}.wav", j + 1) };
+    heard::assert_heard(&format!("bob {j}"), &c.dir.join(&bob_wav), 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
+    (j, b)
 }
 
 /// sipp `dispatch_uac.xml` through the dispatcher to the echo user: `calls` calls at `rate`/s,
@@ -268,22 +270,7 @@ fn kill_9_with_live_calls_and_sipp_load_calls_are_adopted_with_audio() {
         for (i, alice) in alices.iter().enumerate() {
             let a = summaries(alice).pop().unwrap_or_default();
             assert!(a["state"] == "completed" && a["bye_status"] == 200, "alice {i}: {a}");
-            let id = a["call_id"].as_str().unwrap_or_default();
-            let (j, b) = bobs
-                .iter()
-                .enumerate()
-                .find(|(_, b)| key(b["call_id"].as_str().unwrap_or_default()) == key(id))
-                .unwrap_or_else(|| panic!("bob's leg of {id}"));
-            assert_eq!(b["reason"], "bye-remote", "{b}");
-            heard::assert_heard(
-                &format!("alice {i}"),
-                &c.dir.join(&format!("alice-{i}.wav")),
-                1000.0,
-                n(&a["rtp_received"]),
-                n(&b["rtp_sent"]),
-            );
-            let bob_wav = if j == 0 { "bob.wav".to_owned() } else { format!("bob-{}.wav", j + 1) };
-            heard::assert_heard(&format!("bob {j}"), &c.dir.join(&bob_wav), 440.0, n(&b["rtp_received"]), n(&a["rtp_sent"]));
+            let (j, b) = heard_both_ways(&c, &bobs, i, &a);
             // Audio again after the failover: more arrived than could have before the kill.
             let before = (pre_kill_s * 50.0) as u64;
             assert!(
