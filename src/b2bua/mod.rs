@@ -552,11 +552,11 @@ impl B2bua {
 
     fn state_put(&mut self, key: u64) {
         let Some(saved) = self.saved(key) else { return };
-        // Serialized by the store writer, and not at all if the call ends before its batch
-        // commits (see `PendingCallState`).
+        // Made into snapshots and serialized by the store writer, and not at all if the call ends
+        // before its batch commits (see `PendingCallState`).
         let id = saved.id.clone();
         self.store_ops.push_back(StoreOp::PutCallStateLater(PendingCallState::new(id, move || {
-            serde_json::to_string(&saved).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok()
+            serde_json::to_string(&saved.snapshot()).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok()
         })));
         if let Some(c) = self.calls.get_mut(&key) {
             c.saved = true;
