@@ -624,17 +624,19 @@ impl B2bua {
         if c.recovered && end.cause == Cause::Bye {
             end.cause = if c.adopted { Cause::Failover } else { Cause::RestartRecovered };
         }
-        let r = &mut c.record;
+        // The call is gone: its record moves to the store op rather than being copied.
+        let Call { record: mut r, saved, call_ids, .. } = *c;
         r.ended_at = Some(ms(self.wall));
         r.end_reason = Some(end.cause.to_string());
         r.ended_by = Some(end.by.to_string());
         tracing::info!(call = %r.id, reason = %end.cause, by = %end.by, "call ended");
-        self.store_ops.push_back(StoreOp::PutCall(r.clone()));
-        if c.saved {
-            self.store_ops.push_back(StoreOp::RemoveCallState(r.id.clone()));
+        let state = saved.then(|| r.id.clone());
+        self.store_ops.push_back(StoreOp::PutCall(r));
+        if let Some(id) = state {
+            self.store_ops.push_back(StoreOp::RemoveCallState(id));
         }
         let until = now + self.config.t1 * 64;
-        for id in c.call_ids {
+        for id in call_ids {
             self.linger.push_back((until, id));
         }
     }
