@@ -554,10 +554,13 @@ impl B2bua {
         let Some(saved) = self.saved(key) else { return };
         // Made into snapshots and serialized by the store writer, and not at all if the call ends
         // before its batch commits (see `PendingCallState`).
+        // The first state of a call that was never saved (not one recovered or adopted, whose row
+        // exists): a batch that also holds its removal writes neither.
+        let first = self.calls.get(&key).is_some_and(|c| !c.saved);
         let id = saved.id.clone();
-        self.store_ops.push_back(StoreOp::PutCallStateLater(PendingCallState::new(id, move || {
-            serde_json::to_string(&saved.snapshot()).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok()
-        })));
+        let render = move || serde_json::to_string(&saved.snapshot()).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok();
+        let pending = if first { PendingCallState::first(id, render) } else { PendingCallState::new(id, render) };
+        self.store_ops.push_back(StoreOp::PutCallStateLater(pending));
         if let Some(c) = self.calls.get_mut(&key) {
             c.saved = true;
         }
