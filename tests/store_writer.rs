@@ -241,6 +241,61 @@ fn a_pending_call_state_is_made_only_if_its_batch_keeps_it() {
     assert_eq!(memory.call_states().unwrap(), vec![long]);
 }
 
+/// Issue 16: a call's first state put and its removal in one batch leave nothing to write (the
+/// row never existed), while the removal of a state that may be in the store from an earlier
+/// batch (not the call's first put, or no put in this batch) is kept. The store ends the same as
+/// applying every op would.
+#[test]
+fn a_first_call_state_removed_in_its_batch_is_not_written_at_all() {
+    let made = std::sync::Arc::new(AtomicUsize::new(0));
+    let state = |id: &str, first: bool| {
+        let made = std::sync::Arc::clone(&made);
+        let data = format!("{{\"id\":\"{id}\"}}");
+        let render = move || {
+            made.fetch_add(1, Ordering::SeqCst);
+            Some(data.clone())
+        };
+        StoreOp::PutCallStateLater(if first {
+            PendingCallState::first(id.into(), render)
+        } else {
+            PendingCallState::new(id.into(), render)
+        })
+    };
+    let remove = |id: &str| StoreOp::RemoveCallState(id.into());
+    // In the store before this batch: "old" (a recovered call's state) and "earlier" (a call
+    // whose first state was committed in an earlier batch).
+    let (mut store, mut all) = (MemoryStore::new(), MemoryStore::new());
+    for s in [&mut store, &mut all] {
+        for id in ["old", "earlier"] {
+            s.put_call_state(&CallState { id: id.into(), data: "{}".into() }).unwrap();
+        }
+    }
+    let mut ops = vec![
+        state("short", true),
+        state("short", false),
+        remove("short"),
+        state("old", false),
+        remove("old"),
+        state("earlier", false),
+        remove("earlier"),
+        state("kept", true),
+        remove("never-put"),
+    ];
+    for op in &ops {
+        op.apply(&mut all).unwrap();
+    }
+    made.store(0, Ordering::SeqCst);
+    StoreOp::keep_latest_per_key(&mut ops);
+    let ops: Vec<StoreOp> = ops.into_iter().filter_map(StoreOp::rendered).collect();
+    let kept = CallState { id: "kept".into(), data: "{\"id\":\"kept\"}".into() };
+    assert_eq!(ops, vec![remove("old"), remove("earlier"), StoreOp::PutCallState(kept), remove("never-put")]);
+    assert_eq!(made.load(Ordering::SeqCst), 1, "only the kept state was made");
+    for op in &ops {
+        op.apply(&mut store).unwrap();
+    }
+    assert_eq!(store.call_states().unwrap(), all.call_states().unwrap());
+}
+
 #[test]
 fn writer_applies_every_op_kind_in_order() {
     let memory = MemoryStore::new();

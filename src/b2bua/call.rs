@@ -2,7 +2,7 @@
 //! the relay ports joining their media, and the call record being filled in.
 
 use super::sdp::LegOrigin;
-use crate::dialog::{DialogId, DialogSnapshot};
+use crate::dialog::{DialogCapture, DialogId, DialogSnapshot};
 use crate::records::CallRecord;
 use crate::relay::{Leg, LegPorts, LegStats};
 use serde::{Deserialize, Serialize};
@@ -186,8 +186,10 @@ pub(crate) fn new_record(
 }
 
 /// What is kept in the store of an established call, so a restarted service can take it back.
+/// `D` is how each leg's dialog is held: a [`DialogSnapshot`] in the store, a [`DialogCapture`]
+/// between the answer and the store writer (see [`SavedCall::snapshot`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct SavedCall {
+pub(crate) struct SavedCall<D = DialogSnapshot> {
     pub(crate) id: String,
     pub(crate) from: String,
     pub(crate) to: String,
@@ -205,14 +207,42 @@ pub(crate) struct SavedCall {
     pub(crate) owner: Option<String>,
     #[serde(default)]
     pub(crate) epoch: u64,
-    pub(crate) caller: SavedLeg,
-    pub(crate) callee: SavedLeg,
+    pub(crate) caller: SavedLeg<D>,
+    pub(crate) callee: SavedLeg<D>,
+}
+
+impl SavedCall<DialogCapture> {
+    /// The call to store: each leg's dialog captured at the answer made into its snapshot. Runs
+    /// on the store writer's thread, and only for a call its batch still keeps (`PendingCallState`).
+    pub(crate) fn snapshot(&self) -> SavedCall {
+        let leg = |l: &SavedLeg<DialogCapture>| SavedLeg {
+            dialog: l.dialog.snapshot(),
+            peer: l.peer,
+            relay: l.relay,
+            origin: l.origin,
+            latched: l.latched,
+        };
+        SavedCall {
+            id: self.id.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            invited_at: self.invited_at,
+            answered_at: self.answered_at,
+            codec: self.codec.clone(),
+            caller_user: self.caller_user.clone(),
+            callee_user: self.callee_user.clone(),
+            owner: self.owner.clone(),
+            epoch: self.epoch,
+            caller: leg(&self.caller),
+            callee: leg(&self.callee),
+        }
+    }
 }
 
 /// One leg of a [`SavedCall`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct SavedLeg {
-    pub(crate) dialog: DialogSnapshot,
+pub(crate) struct SavedLeg<D = DialogSnapshot> {
+    pub(crate) dialog: D,
     /// The phone's signalling address.
     pub(crate) peer: SocketAddr,
     /// The relay's RTP address on this leg (RTCP on the next port); `None` without the relay.

@@ -6,7 +6,7 @@ use super::end::{CallEnd, Cause, Party};
 use super::sdp::{self, LegOrigin};
 use super::{B2bua, Parties, Setup};
 use crate::application::Io;
-use crate::dialog::{addr_without_tag, CallParams, DialogId, EndReason, Event, Side};
+use crate::dialog::{addr_without_tag, CallParams, DialogCapture, DialogId, EndReason, Event, Side};
 use crate::message::Message;
 use crate::records::{CallState, StoreOp};
 use crate::relay::{Leg, LegPorts, RelayId};
@@ -350,13 +350,14 @@ impl B2bua {
         self.finish(io, key, end, now);
     }
 
-    /// The state of call `key` to save, once both dialogs are confirmed.
-    pub(super) fn saved(&self, key: u64) -> Option<SavedCall> {
+    /// The state of call `key` to save, once both dialogs are confirmed; its dialogs captured, to
+    /// be made into snapshots by the store writer ([`SavedCall::snapshot`]).
+    pub(super) fn saved(&self, key: u64) -> Option<SavedCall<DialogCapture>> {
         let c = self.calls.get(&key)?;
         let d = self.ua.dialogs_ref();
         let leg = |dialog: &DialogId, peer, origin, l| {
             let relay = c.ports(l).map(|p| p.local);
-            Some(SavedLeg { dialog: d.snapshot(dialog)?, peer, relay, origin, latched: self.relay.latched(RelayId(key), l) })
+            Some(SavedLeg { dialog: d.capture(dialog)?, peer, relay, origin, latched: self.relay.latched(RelayId(key), l) })
         };
         Some(SavedCall {
             id: c.record.id.clone(),

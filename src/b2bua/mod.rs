@@ -552,12 +552,15 @@ impl B2bua {
 
     fn state_put(&mut self, key: u64) {
         let Some(saved) = self.saved(key) else { return };
-        // Serialized by the store writer, and not at all if the call ends before its batch
-        // commits (see `PendingCallState`).
+        // Made into snapshots and serialized by the store writer, and not at all if the call ends
+        // before its batch commits (see `PendingCallState`).
+        // The first state of a call that was never saved (not one recovered or adopted, whose row
+        // exists): a batch that also holds its removal writes neither.
+        let first = self.calls.get(&key).is_some_and(|c| !c.saved);
         let id = saved.id.clone();
-        self.store_ops.push_back(StoreOp::PutCallStateLater(PendingCallState::new(id, move || {
-            serde_json::to_string(&saved).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok()
-        })));
+        let render = move || serde_json::to_string(&saved.snapshot()).map_err(|e| tracing::error!(error = %e, "call state not saved")).ok();
+        let pending = if first { PendingCallState::first(id, render) } else { PendingCallState::new(id, render) };
+        self.store_ops.push_back(StoreOp::PutCallStateLater(pending));
         if let Some(c) = self.calls.get_mut(&key) {
             c.saved = true;
         }
@@ -624,17 +627,19 @@ impl B2bua {
         if c.recovered && end.cause == Cause::Bye {
             end.cause = if c.adopted { Cause::Failover } else { Cause::RestartRecovered };
         }
-        let r = &mut c.record;
+        // The call is gone: its record moves to the store op rather than being copied.
+        let Call { record: mut r, saved, call_ids, .. } = *c;
         r.ended_at = Some(ms(self.wall));
         r.end_reason = Some(end.cause.to_string());
         r.ended_by = Some(end.by.to_string());
         tracing::info!(call = %r.id, reason = %end.cause, by = %end.by, "call ended");
-        self.store_ops.push_back(StoreOp::PutCall(r.clone()));
-        if c.saved {
-            self.store_ops.push_back(StoreOp::RemoveCallState(r.id.clone()));
+        let state = saved.then(|| r.id.clone());
+        self.store_ops.push_back(StoreOp::PutCall(r));
+        if let Some(id) = state {
+            self.store_ops.push_back(StoreOp::RemoveCallState(id));
         }
         let until = now + self.config.t1 * 64;
-        for id in c.call_ids {
+        for id in call_ids {
             self.linger.push_back((until, id));
         }
     }

@@ -54,7 +54,7 @@ pub use merge::MergeDetector;
 pub use refer::{refer_target, sipfrag_status, subscription_terminated};
 pub use reliable::Rel100;
 pub use set::{Authorizer, CallParams, Dialogs, TableSizes};
-pub use snapshot::{DialogSnapshot, CSEQ_MARGIN};
+pub use snapshot::{DialogCapture, DialogSnapshot, CSEQ_MARGIN};
 #[cfg(feature = "service")]
 pub(crate) use state::addr_without_tag;
 pub use state::{Dialog, DialogState, Role};

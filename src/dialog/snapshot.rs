@@ -53,6 +53,47 @@ fn text(b: &Option<Bytes>) -> Option<String> {
     b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
+/// What a [`DialogSnapshot`] is made of, taken from a confirmed dialog without turning anything
+/// into text: the ids and SDP bodies are shared (reference counts), only the URIs are copied.
+/// [`DialogCapture::snapshot`] makes the snapshot later, off the signalling thread (issue 16: the
+/// B2BUA takes one per leg when a call is answered, and a call that ends within the store's
+/// group-commit window never has its snapshot made at all).
+#[derive(Debug, Clone)]
+pub struct DialogCapture {
+    id: DialogId,
+    uac: bool,
+    local_uri: Box<str>,
+    remote_uri: Box<str>,
+    remote_target: Box<str>,
+    route_set: Vec<Box<str>>,
+    local_seq: u32,
+    remote_seq: Option<u32>,
+    secure: bool,
+    local_sdp: Option<Bytes>,
+    remote_sdp: Option<Bytes>,
+}
+
+impl DialogCapture {
+    /// The snapshot of the dialog as it was captured.
+    pub fn snapshot(&self) -> DialogSnapshot {
+        DialogSnapshot {
+            call_id: String::from(&*self.id.call_id),
+            local_tag: String::from(&*self.id.local_tag),
+            remote_tag: String::from(&*self.id.remote_tag),
+            uac: self.uac,
+            local_uri: String::from(&*self.local_uri),
+            remote_uri: String::from(&*self.remote_uri),
+            remote_target: String::from(&*self.remote_target),
+            route_set: self.route_set.iter().map(|r| String::from(&**r)).collect(),
+            local_seq: self.local_seq,
+            remote_seq: self.remote_seq,
+            secure: self.secure,
+            local_sdp: text(&self.local_sdp),
+            remote_sdp: text(&self.remote_sdp),
+        }
+    }
+}
+
 impl DialogSnapshot {
     /// The id of the saved dialog.
     pub fn id(&self) -> DialogId {
@@ -63,21 +104,25 @@ impl DialogSnapshot {
 impl Dialogs {
     /// A snapshot of dialog `id`, if it exists and is Confirmed.
     pub fn snapshot(&self, id: &DialogId) -> Option<DialogSnapshot> {
+        self.capture(id).map(|c| c.snapshot())
+    }
+
+    /// What [`Dialogs::snapshot`] would save of dialog `id`, if it exists and is Confirmed, to be
+    /// made into the snapshot later ([`DialogCapture::snapshot`]).
+    pub fn capture(&self, id: &DialogId) -> Option<DialogCapture> {
         let d = self.get(id).filter(|d| d.state == DialogState::Confirmed)?;
-        Some(DialogSnapshot {
-            call_id: d.id.call_id.to_string(),
-            local_tag: d.id.local_tag.to_string(),
-            remote_tag: d.id.remote_tag.to_string(),
+        Some(DialogCapture {
+            id: d.id.clone(),
             uac: d.role == Role::Uac,
-            local_uri: d.local_uri.to_string(),
-            remote_uri: d.remote_uri.to_string(),
-            remote_target: d.remote_target.to_string(),
-            route_set: d.route_set.iter().map(|r| r.to_string()).collect(),
+            local_uri: d.local_uri.clone(),
+            remote_uri: d.remote_uri.clone(),
+            remote_target: d.remote_target.clone(),
+            route_set: d.route_set.clone(),
             local_seq: d.local_seq,
             remote_seq: d.remote_seq,
             secure: d.secure,
-            local_sdp: text(&d.local_sdp),
-            remote_sdp: text(&d.remote_sdp),
+            local_sdp: d.local_sdp.clone(),
+            remote_sdp: d.remote_sdp.clone(),
         })
     }
 
