@@ -107,13 +107,14 @@ pub struct UaCore {
 #[derive(Debug)]
 struct Sent {
     method: Method,
-    /// `None` once a final response came.
-    request: Option<Message>,
+    /// `None` once a final response came. Boxed: a message is a few hundred bytes inline, and
+    /// the table keeps this slot (with its spare buckets) for the transaction's whole life.
+    request: Option<Box<Message>>,
 }
 
 impl Sent {
     fn new(request: Message) -> Option<Sent> {
-        Some(Sent { method: request.method()?.clone(), request: Some(request) })
+        Some(Sent { method: request.method()?.clone(), request: Some(Box::new(request)) })
     }
 }
 
