@@ -1,6 +1,6 @@
 //! Transactions that only wait out their last timer, in the table's short form (issue 16 point 4):
 //! each behaves as its figure says (RFC 3261 §17, RFC 6026) while holding only its key and, for a
-//! non-INVITE server, the bytes of its final response.
+//! server in Completed, the bytes of its final response (an INVITE client in Completed: its ACK).
 //!
 //! Setup: one `Transactions` table per test on a virtual clock (a base `Instant` plus offsets);
 //! every received message is serialized and parsed again, as a datagram would be. Asserts: what
