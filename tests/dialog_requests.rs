@@ -382,3 +382,23 @@ fn a_challenged_reinvite_is_sent_again_with_credentials() {
     assert!(failed, "the re-INVITE failed with 407");
     assert_eq!(p.alice.get(&alice_id).unwrap().state(), DialogState::Confirmed, "the call goes on");
 }
+
+/// `Dialogs::set_forget_ended_sdp`: an ended dialog drops its copy of the peer's SDP at once
+/// (issue 16: a load generator holds its ended dialogs 64*T1), and keeps it by default; either
+/// way the ended dialog stays until its purge, and keeps our own SDP.
+#[test]
+fn ended_dialogs_forget_the_peers_sdp_only_when_asked() {
+    let mut p = Pair::default_pair();
+    p.alice.set_forget_ended_sdp(true);
+    let (alice_id, bob_id) = p.establish();
+    assert!(p.alice.get(&alice_id).unwrap().remote_sdp().is_some());
+    p.alice.send_bye(&alice_id, p.now).unwrap();
+    p.flush();
+    let a = p.alice.get(&alice_id).expect("held until the purge");
+    assert_eq!(a.state(), DialogState::Terminated);
+    assert_eq!(a.remote_sdp(), None, "Alice asked to forget it");
+    assert!(a.local_sdp().is_some(), "our own offer is kept");
+    let b = p.bob.get(&bob_id).expect("held until the purge");
+    assert_eq!(b.state(), DialogState::Terminated);
+    assert!(b.remote_sdp().is_some(), "Bob keeps it by default");
+}

@@ -1,6 +1,6 @@
 //! Transactions that only wait out their last timer, in the table's short form (issue 16 point 4):
 //! each behaves as its figure says (RFC 3261 §17, RFC 6026) while holding only its key and, for a
-//! non-INVITE server, the bytes of its final response.
+//! server in Completed, the bytes of its final response (an INVITE client in Completed: its ACK).
 //!
 //! Setup: one `Transactions` table per test on a virtual clock (a base `Instant` plus offsets);
 //! every received message is serialized and parsed again, as a datagram would be. Asserts: what
@@ -217,6 +217,87 @@ fn completed_non_invite_client_absorbs_response_retransmissions_until_timer_k() 
     // Timer K (T4) ends it.
     assert_eq!(table.poll_timeout(), Some(at + config.t4));
     table.handle_timeout(at + config.t4);
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    assert!(table.is_empty() && table.index_sizes() == (0, 0));
+}
+
+/// RFC 6026 §8.4: an INVITE client in Accepted keeps only its key, yet every further 2xx, a
+/// retransmission of the first or another fork's (another To tag), still goes to the TU, whose
+/// dialog layer ACKs each (§13.2.2.4); 1xx and 300-699 are absorbed; a CANCEL is too late; Timer M
+/// (64*T1) ends it.
+#[test]
+fn accepted_invite_client_passes_every_2xx_to_the_tu_until_timer_m() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let invite = request(Method::Invite, "z9hG4bKinv1");
+    let id = table.start_client(invite.clone(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    let at = base + Duration::from_millis(80);
+    let ok = |tag: &str| invite.response_to(200, "OK", Some(tag)).header(HeaderName::Contact, "<sip:bob@192.0.2.4>").finish();
+    assert_eq!(table.handle_response(wire(&ok("b1")), at), Ok(Routed::Matched(id)));
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Response(r))] if *i == id && r.to_tag().ok().flatten() == Some("b1")));
+    assert_eq!(table.state(id), Some(TransactionState::Accepted));
+    assert!(table.request(id).is_none(), "Accepted keeps no request");
+    assert_eq!(table.poll_timeout(), Some(at + config.timeout()), "Timer M");
+    // The same 2xx again, then another fork's: each reaches the TU, nothing is sent by the
+    // transaction (the ACK for a 2xx is the dialog's).
+    for (n, tag) in ["b1", "b2", "b1"].into_iter().enumerate() {
+        let later = at + Duration::from_millis(500 * (n as u64 + 1));
+        assert_eq!(table.handle_response(wire(&ok(tag)), later), Ok(Routed::Matched(id)));
+        assert!(
+            matches!(events(&mut table).as_slice(), [(i, Event::Response(r))] if *i == id && r.to_tag().ok().flatten() == Some(tag)),
+            "2xx from {tag} to the TU"
+        );
+        assert!(sent(&mut table).is_empty());
+    }
+    // Late provisional and failure responses are absorbed.
+    for code in [180, 486] {
+        let late = invite.response_to(code, "Late", Some("b3")).finish();
+        assert_eq!(table.handle_response(wire(&late), at + Duration::from_secs(2)), Ok(Routed::Matched(id)));
+        assert!(events(&mut table).is_empty() && sent(&mut table).is_empty(), "{code} absorbed");
+    }
+    assert_eq!(table.cancel(id, at), Err(Error::CancelTooLate));
+    assert_eq!(table.send_response(id, ok("b1"), at), Err(Error::WrongRole));
+    // Timer M, not earlier.
+    table.handle_timeout(at + config.timeout() - Duration::from_millis(1));
+    assert_eq!(table.state(id), Some(TransactionState::Accepted));
+    table.handle_timeout(at + config.timeout());
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
+    assert!(table.is_empty() && table.index_sizes() == (0, 0));
+    // After Timer M a 2xx matches no transaction: a stray, for the dialog layer.
+    assert!(matches!(table.handle_response(wire(&ok("b1")), at + config.timeout()), Ok(Routed::Stray(_))));
+}
+
+/// Figure 5 Completed in the short form: the ACK for the 300-699 is sent again, byte for byte,
+/// for each retransmission of it, and the TU hears of the failure once; Timer D (32 s) ends it.
+#[test]
+fn completed_invite_client_resends_its_ack_until_timer_d() {
+    let (base, config) = (Instant::now(), Config::default());
+    let mut table = Transactions::new(config);
+    let invite = request(Method::Invite, "z9hG4bKinv2");
+    let id = table.start_client(invite.clone(), base).unwrap();
+    sent(&mut table);
+    let busy = invite.response_to(486, "Busy Here", Some("b9")).finish();
+    let at = base + Duration::from_millis(60);
+    assert_eq!(table.handle_response(wire(&busy), at), Ok(Routed::Matched(id)));
+    let first = sent(&mut table);
+    assert!(matches!(first.as_slice(), [(i, ack)] if *i == id && ack.method() == Some(&Method::Ack)));
+    assert!(matches!(events(&mut table).as_slice(), [(i, Event::Response(r))] if *i == id && r.status() == Some(486)));
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert!(table.request(id).is_none(), "Completed keeps no request");
+    assert_eq!(table.cancel(id, at), Err(Error::CancelTooLate));
+    for n in 1..=2u64 {
+        assert_eq!(table.handle_response(wire(&busy), at + Duration::from_secs(n)), Ok(Routed::Matched(id)));
+        let again = sent(&mut table);
+        assert!(matches!(again.as_slice(), [(i, ack)] if *i == id && ack.as_bytes() == first[0].1.as_bytes()), "the same ACK");
+        assert!(events(&mut table).is_empty(), "the TU hears of the 486 once");
+    }
+    // A late 2xx or 1xx is absorbed.
+    let late = invite.response_to(200, "OK", Some("b8")).finish();
+    assert_eq!(table.handle_response(wire(&late), at + Duration::from_secs(3)), Ok(Routed::Matched(id)));
+    assert!(events(&mut table).is_empty() && sent(&mut table).is_empty());
+    assert_eq!(table.poll_timeout(), Some(at + Config::TIMER_D), "Timer D");
+    table.handle_timeout(at + Config::TIMER_D);
     assert!(matches!(events(&mut table).as_slice(), [(i, Event::Terminated)] if *i == id));
     assert!(table.is_empty() && table.index_sizes() == (0, 0));
 }

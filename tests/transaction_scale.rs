@@ -1,6 +1,8 @@
 //! 100,000 concurrent server transactions in one [`Transactions`] table on a virtual clock, and the
 //! heap memory they cost: INVITEs answered after a pause (below), and REGISTERs waiting out Timer J
-//! in Completed (`completed_register_transactions_cost_little`, issue 16 point 4).
+//! in Completed (`completed_register_transactions_cost_little`, issue 16 point 4); and 100,000
+//! INVITE client transactions waiting out Timer M in Accepted
+//! (`accepted_invite_client_transactions_cost_little`).
 //!
 //! Setup: a counting global allocator (current and peak bytes) wraps `System` for this test binary;
 //! its tests take [`SERIAL`] so that no other test allocates beside the one measuring.
@@ -89,6 +91,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 #[path = "transaction_scale/register.rs"]
 mod register;
+
+#[path = "transaction_scale/client.rs"]
+mod client;
 
 // ===== the scenario =====
 

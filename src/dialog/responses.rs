@@ -252,6 +252,11 @@ impl Dialogs {
             return;
         };
         let out = d.outgoing.remove(pos);
+        // Most dialogs send one request at a time (a BYE, last of all): free the buffer once it is
+        // answered, or an ended dialog would hold room for four until its purge (64*T1).
+        if d.outgoing.is_empty() {
+            d.outgoing = Vec::new();
+        }
         match (code, resp) {
             (200..=299, Some(resp)) => self.on_dialog_2xx(slot, out, resp, now),
             _ => self.on_dialog_failure(slot, out, code, resp, now),

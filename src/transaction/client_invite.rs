@@ -33,8 +33,14 @@
 //! the first one, and the 2xx of other forks (another To tag). So a proxy keeps forwarding them
 //! upstream (§16.7 step 5) and a UAC's dialog layer ACKs each (§13.2.2.4), and none of them reaches
 //! the TU as a stray response. Provisional and 300-699 responses in Accepted are absorbed.
+//!
+//! [`Transactions`](super::Transactions) keeps this machine only until its final response:
+//! Completed and Accepted are spent in the short form ([`Lingering`]: the key, and in Completed
+//! the ACK's bytes), so a call's INVITE and its parsed headers are freed at the 2xx rather than
+//! 32 s later.
 
 use super::build::{build_ack, build_cancel};
+use super::lingering::Lingering;
 use super::machine::{machine_api, Core};
 use super::{Config, Error, Event, Timer, TransactionState};
 use crate::message::{Message, Method};
@@ -181,3 +187,18 @@ impl ClientInvite {
 }
 
 machine_api!(ClientInvite);
+
+// ----- the short form (issue 16 point 4) -----
+
+impl ClientInvite {
+    /// This transaction in the short form [`Transactions`](super::Transactions) keeps while it
+    /// waits for Timer D in Completed (its key and the ACK) or Timer M in Accepted (its key).
+    /// `None` in any other state.
+    pub(crate) fn lingering(&self) -> Option<Lingering> {
+        match &self.state {
+            State::Completed { ack } => Some(Lingering::invite_client_completed(&self.core.key, ack, self.core.timers.get(Timer::D)?)),
+            State::Accepted => Some(Lingering::invite_client_accepted(&self.core.key, self.core.timers.get(Timer::M)?)),
+            _ => None,
+        }
+    }
+}

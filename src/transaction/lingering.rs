@@ -17,13 +17,20 @@
 //!   7       Accepted (RFC 6026)   L         INVITE: absorbed; 2xx from the     key
 //!                                           TU: sent (§13.3.1.4)
 //!   6       Completed             K         response: absorbed                 key
+//!   5       Completed             D         300-699: the ACK again;            key, ACK bytes
+//!                                           other responses: absorbed
+//!   5       Accepted (RFC 6026)   M         2xx: to the TU (a retransmission,  key
+//!                                           or another fork's); others absorbed
 //! ```
 //!
-//! Not swapped: the INVITE client's Completed and Accepted (the ACK is resent for each
-//! retransmitted final response; every further 2xx goes to the TU), and any transaction with an
-//! RFC 2543 key (legacy peers: matching reads the To tags of the request and the response). A
-//! lingering transaction reports its [`TransactionState`] as before but has no request
-//! ([`Transactions::request`](super::Transactions::request) is `None`).
+//! An INVITE client in Accepted needs nothing but its key: every 2xx that matches it goes to the
+//! TU whole (the dialog layer ACKs it, §13.2.2.4; a proxy forwards it, §16.7 step 5), and its
+//! To tag, not anything the transaction kept, tells a fork from a retransmission. At 1,000 calls a
+//! second a UAC, a stateful proxy and a B2BUA each hold 32,000 of these (Timer M is `64*T1`).
+//!
+//! Not swapped: any transaction with an RFC 2543 key (legacy peers: matching reads the To tags of
+//! the request and the response). A lingering transaction reports its [`TransactionState`] as
+//! before but has no request ([`Transactions::request`](super::Transactions::request) is `None`).
 
 use super::{Config, Error, Event, TransactionId, TransactionKey, TransactionState};
 use crate::message::{Message, Method};
@@ -66,6 +73,13 @@ enum State {
     InviteServerAccepted,
     /// Non-INVITE client, Completed (Figure 6): response retransmissions are absorbed until Timer K.
     NonInviteClientCompleted,
+    /// INVITE client, Completed (Figure 5): each retransmitted 300-699 gets `ack` (exactly its
+    /// bytes) again, until Timer D (§17.1.1.2).
+    InviteClientCompleted {
+        ack: Bytes,
+    },
+    /// INVITE client, Accepted (RFC 6026 §8.4): every 2xx goes to the TU, until Timer M.
+    InviteClientAccepted,
     Terminated,
 }
 
@@ -88,7 +102,7 @@ pub(crate) struct Queues<'a> {
 }
 
 impl Queues<'_> {
-    /// Sends the kept response again. It was a message when it was kept, so it parses; if it ever
+    /// Sends the kept response (or ACK) again. It was a message when it was kept, so it parses; if it ever
     /// did not, the retransmission is skipped (logged) rather than a panic.
     fn resend(&mut self, bytes: &Bytes) {
         match Message::parse(bytes.clone()) {
@@ -142,6 +156,17 @@ impl Lingering {
         Lingering::new(key.detached(), State::NonInviteClientCompleted, end, None)
     }
 
+    /// Figure 5 Completed after a 300-699 was ACKed with `ack`, ended by Timer D at `end`.
+    pub(crate) fn invite_client_completed(key: &TransactionKey, ack: &Message, end: Instant) -> Lingering {
+        let ack = Bytes::copy_from_slice(ack.as_bytes());
+        Lingering::new(key.detached(), State::InviteClientCompleted { ack }, end, None)
+    }
+
+    /// RFC 6026 Accepted (INVITE client), ended by Timer M at `end`.
+    pub(crate) fn invite_client_accepted(key: &TransactionKey, end: Instant) -> Lingering {
+        Lingering::new(key.detached(), State::InviteClientAccepted, end, None)
+    }
+
     fn new(key: TransactionKey, state: State, end: Instant, retransmit: Option<Instant>) -> Lingering {
         let scheduled = Some(retransmit.map_or(end, |g| g.min(end)));
         Lingering { key, state, end: Some(end), scheduled }
@@ -155,11 +180,12 @@ impl Lingering {
     /// The state, by the name its figure gives it.
     pub(crate) fn state(&self) -> TransactionState {
         match self.state {
-            State::NonInviteServerCompleted { .. } | State::InviteServerCompleted { .. } | State::NonInviteClientCompleted => {
-                TransactionState::Completed
-            }
+            State::NonInviteServerCompleted { .. }
+            | State::InviteServerCompleted { .. }
+            | State::NonInviteClientCompleted
+            | State::InviteClientCompleted { .. } => TransactionState::Completed,
             State::InviteServerConfirmed => TransactionState::Confirmed,
-            State::InviteServerAccepted => TransactionState::Accepted,
+            State::InviteServerAccepted | State::InviteClientAccepted => TransactionState::Accepted,
             State::Terminated => TransactionState::Terminated,
         }
     }
@@ -183,7 +209,12 @@ impl Lingering {
         matches!(self.state, State::InviteServerCompleted { .. } | State::InviteServerConfirmed | State::InviteServerAccepted)
     }
 
-    /// RFC 6026 Accepted: a matching ACK acknowledges the 2xx and belongs to the dialog.
+    /// An INVITE client transaction (answered, so a CANCEL comes too late, §9.1).
+    pub(crate) fn is_invite_client(&self) -> bool {
+        matches!(self.state, State::InviteClientCompleted { .. } | State::InviteClientAccepted)
+    }
+
+    /// RFC 6026 Accepted (server): a matching ACK acknowledges the 2xx and belongs to the dialog.
     pub(crate) fn is_accepted(&self) -> bool {
         matches!(self.state, State::InviteServerAccepted)
     }
@@ -224,19 +255,27 @@ impl Lingering {
             (State::InviteServerCompleted { .. } | State::InviteServerConfirmed | State::InviteServerAccepted, _) => {
                 return Err(Error::WrongMethod)
             }
-            (State::NonInviteClientCompleted, _) => return Err(Error::WrongRole),
+            (State::NonInviteClientCompleted | State::InviteClientCompleted { .. } | State::InviteClientAccepted, _) => {
+                return Err(Error::WrongRole)
+            }
             (State::Terminated, _) => {}
         }
         Ok(())
     }
 
-    /// A response that matched the key (client, §17.1.3): absorbed in Completed (§17.1.2.2).
-    pub(crate) fn handle_response(&mut self, response: &Message) -> Result<(), Error> {
-        response.status().ok_or(Error::NotAResponse)?;
-        match self.state {
-            State::NonInviteClientCompleted | State::Terminated => Ok(()),
-            _ => Err(Error::WrongRole),
+    /// A response that matched the key (client, §17.1.3): absorbed in a non-INVITE's Completed
+    /// (§17.1.2.2); in an INVITE's Completed a 300-699 is ACKed again and anything else absorbed
+    /// (§17.1.1.2); in Accepted every 2xx goes to the TU, anything else is absorbed (RFC 6026
+    /// §8.4).
+    pub(crate) fn handle_response(&mut self, response: Message, q: &mut Queues<'_>) -> Result<(), Error> {
+        let code = response.status().ok_or(Error::NotAResponse)?;
+        match &self.state {
+            State::InviteClientCompleted { ack } if code >= 300 => q.resend(ack),
+            State::InviteClientAccepted if (200..300).contains(&code) => q.event(Event::Response(response)),
+            State::NonInviteClientCompleted | State::InviteClientCompleted { .. } | State::InviteClientAccepted | State::Terminated => {}
+            _ => return Err(Error::WrongRole),
         }
+        Ok(())
     }
 
     /// A response from the TU: in Accepted a 2xx (the dialog layer's retransmission, §13.3.1.4)
@@ -248,14 +287,14 @@ impl Lingering {
                 q.transmits.push_back((q.id, response));
                 Ok(())
             }
-            State::NonInviteClientCompleted => Err(Error::WrongRole),
+            State::NonInviteClientCompleted | State::InviteClientCompleted { .. } | State::InviteClientAccepted => Err(Error::WrongRole),
             _ => Err(Error::FinalAlreadySent),
         }
     }
 
     /// Fires what is due at `now`, in deadline order: Timer G resends the 300-699 (interval
     /// doubling up to T2, the next deadline counted from the one due, §17.2.1); Timer H reports
-    /// [`Event::Timeout`] and terminates; Timers J, I, L and K terminate.
+    /// [`Event::Timeout`] and terminates; Timers J, I, L, K, D and M terminate.
     pub(crate) fn handle_timeout(&mut self, now: Instant, config: &Config, q: &mut Queues<'_>) {
         if let State::InviteServerCompleted { response, resend } = &mut self.state {
             if let Some(due) = resend.next.filter(|&g| g <= now && self.end.is_none_or(|end| g <= end)) {

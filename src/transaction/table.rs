@@ -16,9 +16,9 @@
 //! when it surfaces.
 //! A terminated machine is removed as soon as its output has been moved to the shared queues.
 //!
-//! A machine that has sent (server) or received (non-INVITE client) its final response is swapped
-//! at once for a short form ([`Lingering`]): its key and, for a server's Completed, the bytes of
-//! its final response. A completed REGISTER then costs
+//! A machine that has sent (server) or received (client) its final response is swapped at once
+//! for a short form ([`Lingering`]): its key and, for a server's Completed, the bytes of its final
+//! response (an INVITE client's Completed: its ACK). A completed REGISTER then costs
 //! a few hundred bytes instead of a few KiB (BENCHMARKS.md, "Issue 16").
 //!
 //! A non-INVITE server transaction whose TU can build its final response again from a
@@ -139,7 +139,7 @@ impl Machine {
             Machine::NonInviteServer(m) => m.lingering(),
             Machine::InviteServer(m) => m.lingering(),
             Machine::NonInviteClient(m) => m.lingering(),
-            Machine::InviteClient(_) => None,
+            Machine::InviteClient(m) => m.lingering(),
         }
     }
 
@@ -301,7 +301,7 @@ impl Transactions {
     }
 
     /// The request of a live transaction; `None` once it lingers in the short form (a server
-    /// after its final response, a non-INVITE client in Completed): that keeps no request.
+    /// after its final response, a client after its final response): that keeps no request.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
         self.entry(id).map(|e| each!(&e.machine, m => m.request()))
     }
@@ -328,8 +328,11 @@ impl Transactions {
         let cancel = match self.entry(invite).map(|e| &e.machine) {
             Some(Machine::InviteClient(m)) => m.cancel()?,
             Some(_) => return Err(Error::WrongRole),
-            None if self.held(invite).is_some() => return Err(Error::WrongRole),
-            None => return Err(Error::UnknownTransaction),
+            None => match self.held(invite) {
+                Some(Held::Lingering(l)) if l.is_invite_client() => return Err(Error::CancelTooLate),
+                Some(_) => return Err(Error::WrongRole),
+                None => return Err(Error::UnknownTransaction),
+            },
         };
         self.start_client(cancel, now)
     }
@@ -594,7 +597,7 @@ impl Transactions {
                 let mut q = Queues { id, transmits: &mut self.transmits, events: &mut self.events };
                 match input {
                     Input::Request(msg) => l.handle_request(&msg, now, &self.config, &mut q),
-                    Input::Response(msg) => l.handle_response(&msg),
+                    Input::Response(msg) => l.handle_response(msg, &mut q),
                     Input::TuResponse(msg) => l.handle_tu_response(msg, &mut q),
                     Input::TransportError => {
                         l.handle_transport_error(&mut q);

@@ -56,7 +56,7 @@ pub struct TableSizes {
     pub server_tx: usize,
     /// The same, by transaction.
     pub server_keys: usize,
-    /// Requests of our client transactions.
+    /// Our client transactions (their method; the request itself until the final response).
     pub client_req: usize,
     /// Client transactions waiting for a final response.
     pub awaiting_final: usize,
@@ -76,7 +76,8 @@ pub struct UaCore {
     dialogs: Dialogs,
     server_tx: HashMap<ServerKey, TransactionId>,
     server_keys: HashMap<TransactionId, ServerKey>,
-    client_req: HashMap<TransactionId, Message>,
+    /// Our client transactions, until they end.
+    client_req: HashMap<TransactionId, Sent>,
     /// Client transactions still waiting for a final response.
     awaiting_final: HashMap<TransactionId, (bool, Instant)>,
     /// Last address heard from, per Call-ID: where to send when the next hop is a domain name.
@@ -97,6 +98,24 @@ pub struct UaCore {
     /// Whom the endpoint names as the owner of the client transactions this core starts.
     owner: Owner,
     events: VecDeque<UaEvent>,
+}
+
+/// What the core keeps of a request it sent, while its client transaction lives. The request is
+/// read only until its final response: to find an INVITE to cancel, and to tell the dialog which
+/// request timed out. After the final response only the method is (for [`UaEvent::ResponseSeen`]
+/// of a retransmitted or forked 2xx), so an INVITE's copy is not held for Timer M's 32 s.
+#[derive(Debug)]
+struct Sent {
+    method: Method,
+    /// `None` once a final response came. Boxed: a message is a few hundred bytes inline, and
+    /// the table keeps this slot (with its spare buckets) for the transaction's whole life.
+    request: Option<Box<Message>>,
+}
+
+impl Sent {
+    fn new(request: Message) -> Option<Sent> {
+        Some(Sent { method: request.method()?.clone(), request: Some(Box::new(request)) })
+    }
 }
 
 fn server_key(msg: &Message) -> Option<ServerKey> {
@@ -189,17 +208,17 @@ impl UaCore {
         let invite_tx = self
             .client_req
             .iter()
-            .find(|(tx, req)| {
-                req.method() == Some(&Method::Invite)
-                    && req.call_id().is_ok_and(|c| c == &*id.call_id)
+            .find(|(tx, sent)| {
+                sent.method == Method::Invite
+                    && sent.request.as_ref().is_some_and(|req| req.call_id().is_ok_and(|c| c == &*id.call_id))
                     && self.awaiting_final.contains_key(*tx)
             })
             .map(|(tx, _)| *tx);
         match invite_tx {
             Some(tx) => match ep.cancel(tx, now) {
                 Ok(cancel_tx) => {
-                    if let Some(req) = ep.transaction_request(cancel_tx) {
-                        self.client_req.insert(cancel_tx, req);
+                    if let Some(sent) = ep.transaction_request(cancel_tx).and_then(Sent::new) {
+                        self.client_req.insert(cancel_tx, sent);
                     }
                     Ok(())
                 }
@@ -291,13 +310,14 @@ impl UaCore {
                     tracing::debug!(error = %e, "CANCEL ends no dialog");
                 }
             }
-            EndpointEvent::Response { tx, response, owner } => match self.client_req.get(&tx) {
-                Some(req) => {
+            EndpointEvent::Response { tx, response, owner } => match self.client_req.get_mut(&tx) {
+                Some(sent) => {
                     if response.status().is_some_and(|c| c >= 200) {
                         self.awaiting_final.remove(&tx);
+                        sent.request = None;
                     }
-                    if let (Some(method), Some(status)) = (req.method().cloned(), response.status()) {
-                        self.events.push_back(UaEvent::ResponseSeen { method, status });
+                    if let Some(status) = response.status() {
+                        self.events.push_back(UaEvent::ResponseSeen { method: sent.method.clone(), status });
                     }
                     if let Err(e) = self.dialogs.handle_response(&response, now) {
                         tracing::debug!(?tx, error = %e, "response to our request dropped");
@@ -311,12 +331,18 @@ impl UaCore {
                     self.events.push_back(UaEvent::Endpoint(EndpointEvent::StrayResponse { response, source }));
                 }
             }
-            EndpointEvent::Timeout { tx, owner } => match self.client_req.get(&tx) {
-                Some(req) => {
+            EndpointEvent::Timeout { tx, owner } => match self.client_req.get_mut(&tx) {
+                Some(sent) => {
                     self.awaiting_final.remove(&tx);
-                    let req = req.clone();
-                    if let Err(e) = self.dialogs.handle_request_timeout(&req, now) {
-                        tracing::debug!(?tx, error = %e, "timeout of a request no dialog waits for");
+                    // After the final response (a transport error resending an ACK) the dialog
+                    // already has the outcome; there is nothing more to tell it.
+                    match sent.request.take() {
+                        Some(req) => {
+                            if let Err(e) = self.dialogs.handle_request_timeout(&req, now) {
+                                tracing::debug!(?tx, error = %e, "timeout of a request no dialog waits for");
+                            }
+                        }
+                        None => tracing::debug!(?tx, "transport error after the final response"),
                     }
                 }
                 None => self.events.push_back(UaEvent::Endpoint(EndpointEvent::Timeout { tx, owner })),
@@ -426,7 +452,9 @@ impl UaCore {
         match ep.send_request(msg.clone(), dest, self.owner, now) {
             Ok(tx) => {
                 self.awaiting_final.insert(tx, (msg.method() == Some(&Method::Bye), now));
-                self.client_req.insert(tx, msg);
+                if let Some(sent) = Sent::new(msg) {
+                    self.client_req.insert(tx, sent);
+                }
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "request not sent");

@@ -321,6 +321,8 @@ fn worker_thread(
         ..DialogConfig::default()
     };
     let mut dialogs = Dialogs::new(config);
+    // The load reads no SDP of an ended call; its dialogs linger 64*T1 after the BYE.
+    dialogs.set_forget_ended_sdp(true);
     if let Some((user, password)) = auth {
         let mut client = switchboard::auth::DigestClient::new(user, password);
         let mut cnonces = switchboard::dialog::IdGen::from_os();
