@@ -255,6 +255,18 @@ impl Message {
     /// are not checked. Returns the first problem.
     pub fn validate(&self) -> Result<(), ParseError> {
         let mut top_via = true;
+        // The method of the CSeq line, as the loop parses it (a repeated CSeq is an error).
+        let mut cseq_method = None;
+        // The header lines as one text, checked for UTF-8 once (issue 16: a check per value cost
+        // more, each call its own set-up); each value is a slice of it. Should the block not be
+        // UTF-8 (an unknown header's value may not be), each value is checked on its own, as
+        // before, so the error names the header that has the bad byte.
+        let base = self.headers.first().map_or(0, |f| f.value.start as usize);
+        let block = self.headers.last().and_then(|l| std::str::from_utf8(self.buf.get(base..l.value.end as usize)?).ok());
+        let text = |h: &Header| {
+            let at = (h.value.start as usize).checked_sub(base)?;
+            block?.get(at..at + (h.value.end - h.value.start) as usize)
+        };
         for h in &self.headers {
             if h.name == HeaderName::Other {
                 continue;
@@ -262,7 +274,10 @@ impl Message {
             if h.name.is_single() {
                 self.optional(h.name)?;
             }
-            let s = self.value_str(h)?;
+            let s = match text(h) {
+                Some(s) => s,
+                None => self.value_str(h)?,
+            };
             let err = |e: ValueError| Self::value_err(h, e);
             match h.name {
                 HeaderName::Via => {
@@ -292,7 +307,7 @@ impl Message {
                         NameAddr::parse_form(t, AddrForm::NameAddrOnly).map(drop).map_err(|e| ValueError::at(at + e.offset))
                     })
                 }),
-                HeaderName::CSeq => CSeq::parse(s).map(drop),
+                HeaderName::CSeq => CSeq::parse(s).map(|c| cseq_method = Some(c.method)),
                 HeaderName::MaxForwards | HeaderName::Expires | HeaderName::MinExpires | HeaderName::ContentLength => {
                     parse_number(s).map(drop)
                 }
@@ -312,13 +327,25 @@ impl Message {
             }
             .map_err(err)?;
         }
-        if self.optional(HeaderName::CallId)?.is_some() {
-            self.call_id()?;
+        if let Some(h) = self.optional(HeaderName::CallId)? {
+            // `call_id`'s check, on the text already in hand.
+            let s = match text(h) {
+                Some(s) => s,
+                None => self.value_str(h)?,
+            };
+            if s.is_empty() || has_space_or_ctl(s.as_bytes()) {
+                return Err(Self::value_err(h, ValueError::at(0)));
+            }
         }
         if let StartLine::Request { method, .. } = &self.start {
             if let Some(h) = self.optional(HeaderName::CSeq)? {
-                let cseq = CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?;
-                if &cseq.method != method {
+                // The loop above parsed this one line already; parse it again only if it did not
+                // keep it.
+                let cseq = match cseq_method.take() {
+                    Some(m) => m,
+                    None => CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?.method,
+                };
+                if &cseq != method {
                     return Err(ParseError::in_header(ErrorKind::CSeqMethodMismatch, HeaderName::CSeq, h.value.start as usize));
                 }
             }

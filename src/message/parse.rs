@@ -427,4 +427,38 @@ mod tests {
         assert!(m.validate().is_err());
         assert_eq!(m.via().unwrap_err(), first);
     }
+
+    /// `validate` checks the header block's UTF-8 once: a bad byte in an unknown header (not
+    /// checked) still passes, one in a known header is the same `NotUtf8` error at the same
+    /// offset as a check of that value alone gives, and a bad Call-ID or a CSeq of another
+    /// method are refused as before.
+    #[test]
+    fn validate_reads_the_header_block_once() {
+        let wire = |extra: &[u8], subject: &[u8]| {
+            let mut w = b"OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\nX-Odd: ".to_vec();
+            w.extend_from_slice(extra);
+            w.extend_from_slice(b"\r\nSubject: ");
+            w.extend_from_slice(subject);
+            w.extend_from_slice(
+                b"\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            );
+            Message::parse(Bytes::from(w)).unwrap()
+        };
+        assert!(wire(b"ok", b"hi").validate().is_ok());
+        assert!(wire(b"\xff\xfe", b"hi").validate().is_ok());
+        let m = wire(b"\xff", b"h\xc3");
+        let e = m.validate().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotUtf8);
+        assert_eq!(Some(e), m.text(HeaderName::Subject).err());
+        let bad_call_id = Message::parse(Bytes::from(
+            "OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCall-ID: a b\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        assert_eq!(bad_call_id.validate().unwrap_err(), bad_call_id.call_id().unwrap_err());
+        let other = Message::parse(Bytes::from(
+            "OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c\r\nCSeq: 1 INFO\r\nContent-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        assert_eq!(other.validate().unwrap_err().kind(), ErrorKind::CSeqMethodMismatch);
+    }
 }
