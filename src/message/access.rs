@@ -81,7 +81,7 @@ impl Message {
     /// Keeps `via`, parsed from `line`, the whole value of this message's first Via line (see
     /// [`super::ViaCache`]), if the kept word reads back as `via`.
     fn keep_via(&self, line: &str, via: &Via<'_>) {
-        if let Some(w) = via_word(line, via).filter(|&w| kept_via(line, w).as_ref() == Some(via)) {
+        if let Some(w) = via_word(line, via).filter(|&w| kept_via(line, w).is_some_and(|k| same_text(&k, via))) {
             self.via.set(w);
         }
     }
@@ -440,6 +440,19 @@ fn via_word(line: &str, via: &Via<'_>) -> Option<u64> {
         w |= (p as u64) << (7 * i);
     }
     Some(w)
+}
+
+/// Whether `a` and `b` are the same slices of one text (not only equal values: a kept word
+/// must give back exactly what the parse gave).
+fn same_text(a: &Via<'_>, b: &Via<'_>) -> bool {
+    let same = |x: &str, y: &str| std::ptr::eq(x, y);
+    same(a.protocol, b.protocol)
+        && same(a.version, b.version)
+        && same(a.transport, b.transport)
+        && std::mem::discriminant(&a.host) == std::mem::discriminant(&b.host)
+        && same(a.host.as_str(), b.host.as_str())
+        && a.port == b.port
+        && same(a.params.as_str(), b.params.as_str())
 }
 
 /// The Via a [`via_word`] of `line` describes; `None` if the places do not fit `line`.
