@@ -6,6 +6,8 @@
 use super::error::{ErrorKind, ParseError, ValueError};
 use super::header::{check_date, parse_number, AddrForm, AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, TokenList, Via};
 use super::lex::{has_space_or_ctl, trim, ListIter};
+use super::params::Params;
+use super::uri::Host;
 use super::{Header, HeaderName, Lookup, Message, Span, StartLine};
 
 impl Message {
@@ -57,18 +59,31 @@ impl Message {
         ListValues { msg: self, name, next_header: 0, current: None, parse }
     }
 
-    /// The topmost Via value (RFC 3261 §18.2.2 answers go where it says).
+    /// The topmost Via value (RFC 3261 §18.2.2 answers go where it says). Parsed once per message:
+    /// a successful parse is kept (see [`super::ViaCache`]) and later calls read it back.
     pub fn via(&self) -> Result<Via<'_>, ParseError> {
         let h = self.first(HeaderName::Via).ok_or(ParseError::in_header(ErrorKind::MissingHeader, HeaderName::Via, 0))?;
         let s = self.value_str(h)?;
+        if let Some(via) = self.via.get().and_then(|w| kept_via(s, w)) {
+            return Ok(via);
+        }
         // One value on the line (the usual case): if the whole line is a `via-parm`, it holds no
         // ',' or '<' outside a quoted parameter value, so the list split below would hand exactly this
         // text to `Via::parse`; skip the split.
         if let Ok(via) = Via::parse(s) {
+            self.keep_via(s, &via);
             return Ok(via);
         }
         let (first, at) = ListIter::new(s).next().unwrap_or(Err(ValueError::at(0))).map_err(|e| Self::value_err(h, e))?;
         Via::parse(first).map_err(|e| Self::value_err(h, ValueError::at(at + e.offset)))
+    }
+
+    /// Keeps `via`, parsed from `line`, the whole value of this message's first Via line (see
+    /// [`super::ViaCache`]), if the kept word reads back as `via`.
+    fn keep_via(&self, line: &str, via: &Via<'_>) {
+        if let Some(w) = via_word(line, via).filter(|&w| kept_via(line, w).is_some_and(|k| same_text(&k, via))) {
+            self.via.set(w);
+        }
     }
 
     /// Every Via value, top first: several values per line and several lines.
@@ -239,6 +254,19 @@ impl Message {
     /// once, and that a request's CSeq method matches its method (RFC 3261 §8.1.1.5). Unknown headers
     /// are not checked. Returns the first problem.
     pub fn validate(&self) -> Result<(), ParseError> {
+        let mut top_via = true;
+        // The method of the CSeq line, as the loop parses it (a repeated CSeq is an error).
+        let mut cseq_method = None;
+        // The header lines as one text, checked for UTF-8 once (issue 16: a check per value cost
+        // more, each call its own set-up); each value is a slice of it. Should the block not be
+        // UTF-8 (an unknown header's value may not be), each value is checked on its own, as
+        // before, so the error names the header that has the bad byte.
+        let base = self.headers.first().map_or(0, |f| f.value.start as usize);
+        let block = self.headers.last().and_then(|l| std::str::from_utf8(self.buf.get(base..l.value.end as usize)?).ok());
+        let text = |h: &Header| {
+            let at = (h.value.start as usize).checked_sub(base)?;
+            block?.get(at..at + (h.value.end - h.value.start) as usize)
+        };
         for h in &self.headers {
             if h.name == HeaderName::Other {
                 continue;
@@ -246,11 +274,28 @@ impl Message {
             if h.name.is_single() {
                 self.optional(h.name)?;
             }
-            let s = self.value_str(h)?;
+            let s = match text(h) {
+                Some(s) => s,
+                None => self.value_str(h)?,
+            };
             let err = |e: ValueError| Self::value_err(h, e);
             match h.name {
-                HeaderName::Via => ListIter::new(s)
-                    .try_for_each(|i| i.and_then(|(t, at)| Via::parse(t).map(drop).map_err(|e| ValueError::at(at + e.offset)))),
+                HeaderName::Via => {
+                    // The top Via line holds one value, kept by a parse: checked already.
+                    let top = std::mem::replace(&mut top_via, false);
+                    match top && self.via.get().is_some() {
+                        true => Ok(()),
+                        false => ListIter::new(s).enumerate().try_for_each(|(k, i)| {
+                            i.and_then(|(t, at)| {
+                                let via = Via::parse(t).map_err(|e| ValueError::at(at + e.offset))?;
+                                if top && k == 0 && t.len() == s.len() {
+                                    self.keep_via(s, &via);
+                                }
+                                Ok(())
+                            })
+                        }),
+                    }
+                }
                 HeaderName::From | HeaderName::To => NameAddr::parse(s).map(|a| {
                     self.keep_tag(h.name == HeaderName::To, a.tag());
                 }),
@@ -262,7 +307,7 @@ impl Message {
                         NameAddr::parse_form(t, AddrForm::NameAddrOnly).map(drop).map_err(|e| ValueError::at(at + e.offset))
                     })
                 }),
-                HeaderName::CSeq => CSeq::parse(s).map(drop),
+                HeaderName::CSeq => CSeq::parse(s).map(|c| cseq_method = Some(c.method)),
                 HeaderName::MaxForwards | HeaderName::Expires | HeaderName::MinExpires | HeaderName::ContentLength => {
                     parse_number(s).map(drop)
                 }
@@ -282,13 +327,25 @@ impl Message {
             }
             .map_err(err)?;
         }
-        if self.optional(HeaderName::CallId)?.is_some() {
-            self.call_id()?;
+        if let Some(h) = self.optional(HeaderName::CallId)? {
+            // `call_id`'s check, on the text already in hand.
+            let s = match text(h) {
+                Some(s) => s,
+                None => self.value_str(h)?,
+            };
+            if s.is_empty() || has_space_or_ctl(s.as_bytes()) {
+                return Err(Self::value_err(h, ValueError::at(0)));
+            }
         }
         if let StartLine::Request { method, .. } = &self.start {
             if let Some(h) = self.optional(HeaderName::CSeq)? {
-                let cseq = CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?;
-                if &cseq.method != method {
+                // The loop above parsed this one line already; parse it again only if it did not
+                // keep it.
+                let cseq = match cseq_method.take() {
+                    Some(m) => m,
+                    None => CSeq::parse(self.value_str(h)?).map_err(|e| Self::value_err(h, e))?.method,
+                };
+                if &cseq != method {
                     return Err(ParseError::in_header(ErrorKind::CSeqMethodMismatch, HeaderName::CSeq, h.value.start as usize));
                 }
             }
@@ -348,4 +405,78 @@ impl<'a, T> Iterator for ListValues<'a, T> {
             }
         }
     }
+}
+
+/// The places of `via`'s parts in `line` (see [`super::ViaCache`]), if `via` was parsed from all
+/// of `line` and its parameters start within 128 bytes.
+fn via_word(line: &str, via: &Via<'_>) -> Option<u64> {
+    let base = line.as_ptr() as usize;
+    let at = |t: &str| (t.as_ptr() as usize).checked_sub(base).filter(|&a| a <= line.len());
+    let end = |t: &str| at(t).map(|a| a + t.len());
+    let (kind, host) = match via.host {
+        Host::Domain(h) => (0u64, h),
+        Host::Ipv4(h) => (1, h),
+        Host::Ipv6(h) => (2, h),
+    };
+    let params = via.params.as_str();
+    if at(via.protocol)? != 0 || end(params)? != line.len() {
+        return None;
+    }
+    let places = [
+        end(via.protocol)?,
+        at(via.version)?,
+        end(via.version)?,
+        at(via.transport)?,
+        end(via.transport)?,
+        at(host)?,
+        end(host)?,
+        at(params)?,
+    ];
+    let mut w = kind << 56;
+    for (i, p) in places.into_iter().enumerate() {
+        if p >= 128 {
+            return None;
+        }
+        w |= (p as u64) << (7 * i);
+    }
+    Some(w)
+}
+
+/// Whether `a` and `b` are the same slices of one text (not only equal values: a kept word
+/// must give back exactly what the parse gave).
+fn same_text(a: &Via<'_>, b: &Via<'_>) -> bool {
+    let same = |x: &str, y: &str| std::ptr::eq(x, y);
+    same(a.protocol, b.protocol)
+        && same(a.version, b.version)
+        && same(a.transport, b.transport)
+        && std::mem::discriminant(&a.host) == std::mem::discriminant(&b.host)
+        && same(a.host.as_str(), b.host.as_str())
+        && a.port == b.port
+        && same(a.params.as_str(), b.params.as_str())
+}
+
+/// The Via a [`via_word`] of `line` describes; `None` if the places do not fit `line`.
+fn kept_via(line: &str, w: u64) -> Option<Via<'_>> {
+    let p = |i: usize| ((w >> (7 * i)) & 0x7f) as usize;
+    let host = line.get(p(5)..p(6))?;
+    // The port: the digits after a `:` between the host (and an IPv6 reference's `]`) and the
+    // parameters.
+    let between = line.get(p(6)..p(7))?.trim_start_matches(']');
+    let port = match between.strip_prefix(':') {
+        Some(digits) => Some(digits.parse::<u16>().ok()?),
+        None if between.is_empty() => None,
+        None => return None,
+    };
+    Some(Via {
+        protocol: line.get(..p(0))?,
+        version: line.get(p(1)..p(2))?,
+        transport: line.get(p(3)..p(4))?,
+        host: match (w >> 56) & 3 {
+            0 => Host::Domain(host),
+            1 => Host::Ipv4(host),
+            _ => Host::Ipv6(host),
+        },
+        port,
+        params: Params::from_checked(line.get(p(7)..)?),
+    })
 }

@@ -4,7 +4,7 @@
 //! the parser records, so a built [`Message`] is indistinguishable from a parsed one and
 //! `Message::parse(m.as_bytes().clone()) == m`.
 
-use super::{Header, HeaderIndex, HeaderName, Message, Method, Span, StartLine, TagCache};
+use super::{Header, HeaderIndex, HeaderName, Message, Method, Span, StartLine, TagCache, ViaCache};
 use bytes::{BufMut, BytesMut};
 use std::fmt::{self, Write as _};
 
@@ -15,6 +15,8 @@ pub struct MessageBuilder {
     buf: BytesMut,
     start: StartLine,
     headers: Vec<Header>,
+    /// The top Via's kept parts when its line was copied verbatim from a message that kept them.
+    via: Option<u64>,
 }
 
 /// `fmt::Write` into the message buffer. It never fails, so the `let _ = write!(Writer(..))`
@@ -38,7 +40,7 @@ impl Message {
         let _ = write!(Writer(&mut buf), "{uri}");
         let u1 = buf.len();
         buf.put_slice(b" SIP/2.0\r\n");
-        MessageBuilder { buf, start: StartLine::Request { method, uri: Span::new(u0, u1) }, headers: Vec::with_capacity(12) }
+        MessageBuilder { buf, start: StartLine::Request { method, uri: Span::new(u0, u1) }, headers: Vec::with_capacity(12), via: None }
     }
 
     /// Starts a response: `SIP/2.0 code reason`.
@@ -49,7 +51,7 @@ impl Message {
         buf.put_slice(reason.as_bytes());
         let r1 = buf.len();
         buf.put_slice(b"\r\n");
-        MessageBuilder { buf, start: StartLine::Response { code, reason: Span::new(r0, r1) }, headers: Vec::with_capacity(12) }
+        MessageBuilder { buf, start: StartLine::Response { code, reason: Span::new(r0, r1) }, headers: Vec::with_capacity(12), via: None }
     }
 
     /// Starts a response to this request per RFC 3261 §8.2.6.2: every Via in order, From, To,
@@ -60,6 +62,10 @@ impl Message {
         for h in &self.headers {
             match h.name {
                 HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    if h.name == HeaderName::Via && !b.headers.iter().any(|c| c.name == HeaderName::Via) {
+                        // The top Via line, copied byte for byte: its kept parts are where they were.
+                        b.via = self.via.get();
+                    }
                     b.push_raw(h.name, h.name.as_str(), h.value.of(&self.buf))
                 }
                 HeaderName::To => {
@@ -190,8 +196,8 @@ impl MessageBuilder {
             index: HeaderIndex::of(&self.headers),
             headers: self.headers,
             body: Span::new(b0, b1),
-            content_length: Some(body.len() as u32),
             tags: TagCache::default(),
+            via: ViaCache::of(self.via),
         }
     }
 }
@@ -245,6 +251,25 @@ impl Message {
     /// offsets ascending, several at one offset go in the order given) and shifts every span that
     /// lies after it. One copy of the buffer, however many inserts.
     pub(crate) fn splice(&self, edits: &[(usize, &[u8])]) -> Message {
+        self.splice_keeping(edits, None)
+    }
+
+    /// [`Message::splice`] for inserts that each go into the top Via's parameters, at a
+    /// parameter's end or at the end of the list, and are themselves `*( SEMI via-params )` or a
+    /// parameter's `EQUAL value` (the §18.2.1 `received` and the RFC 3581 `rport` value): the
+    /// kept top Via, if any, stays kept (its parts before the parameters do not move within the
+    /// line, and the parameters still run to its end). An insert elsewhere keeps nothing.
+    pub(crate) fn splice_top_via_params(&self, edits: &[(usize, &[u8])]) -> Message {
+        let first_via = self.first(HeaderName::Via);
+        let via = self.via.get().filter(|&w| {
+            // Inside the top Via line's parameters, which run to the end of the line.
+            let params = first_via.map(|h| (h.value.start as usize + ((w >> (7 * 7)) & 0x7f) as usize, h.value.end as usize));
+            params.is_some_and(|(start, end)| edits.iter().all(|&(at, _)| (start..=end).contains(&at)))
+        });
+        self.splice_keeping(edits, via)
+    }
+
+    fn splice_keeping(&self, edits: &[(usize, &[u8])], via: Option<u64>) -> Message {
         let added: usize = edits.iter().map(|(_, b)| b.len()).sum();
         let mut buf = BytesMut::with_capacity(self.buf.len() + added);
         let mut from = 0;
@@ -255,9 +280,23 @@ impl Message {
             from = at;
         }
         buf.put_slice(&self.buf[from..]);
-        // How far an offset moves: the length of every insert at or before it.
+        // How far an offset moves: the length of every insert at or before it. A span before the
+        // first insert does not move and one after the last moves by all of them (every header
+        // but the edited one), without a walk of the inserts.
         let moved = |x: u32| -> u32 { edits.iter().filter(|(at, _)| *at as u32 <= x).map(|(_, b)| b.len() as u32).sum() };
-        let shift = |s: Span| Span { start: s.start + moved(s.start), end: s.end + moved(s.end) };
+        let clamp = |at: usize| at.min(u32::MAX as usize) as u32;
+        let first = edits.iter().map(|e| clamp(e.0)).min().unwrap_or(u32::MAX);
+        let last = edits.iter().map(|e| clamp(e.0)).max().unwrap_or(0);
+        let all = added as u32;
+        let shift = |s: Span| {
+            if s.end < first {
+                s
+            } else if s.start > last {
+                Span { start: s.start + all, end: s.end + all }
+            } else {
+                Span { start: s.start + moved(s.start), end: s.end + moved(s.end) }
+            }
+        };
         let start = match &self.start {
             StartLine::Request { method, uri } => StartLine::Request { method: method.clone(), uri: shift(*uri) },
             StartLine::Response { code, reason } => StartLine::Response { code: *code, reason: shift(*reason) },
@@ -266,14 +305,6 @@ impl Message {
         let n = added as u32;
         let body = Span { start: self.body.start + n, end: self.body.end + n };
         // The same lines in the same order, so the same index.
-        Message {
-            buf: buf.freeze(),
-            start,
-            headers,
-            body,
-            content_length: self.content_length,
-            index: self.index,
-            tags: TagCache::default(),
-        }
+        Message { buf: buf.freeze(), start, headers, body, index: self.index, tags: TagCache::default(), via: ViaCache::of(via) }
     }
 }

@@ -87,12 +87,16 @@ pub struct Message {
     buf: Bytes,
     start: StartLine,
     headers: Vec<Header>,
+    /// The body: with a Content-Length, exactly that many bytes (the framing checked them), so
+    /// the declared length is the body's and is not stored apart (`Message` stays within
+    /// clippy's 128-byte error bound).
     body: Span,
-    content_length: Option<u32>,
     /// Where the headers the hot accessors read sit in `headers`.
     index: HeaderIndex,
     /// The From and To tags, kept once a parse of those headers has read them.
     tags: TagCache,
+    /// The top Via's parts, kept once a parse of it has read them.
+    via: ViaCache,
 }
 
 /// The `tag` parameters of From and To (RFC 3261 §19.3), each kept by the first successful parse of
@@ -150,6 +154,51 @@ impl TagCache {
 impl Clone for TagCache {
     fn clone(&self) -> TagCache {
         TagCache(std::sync::atomic::AtomicU64::new(self.0.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+}
+
+/// The top Via (RFC 3261 §20.42) as its parts' places in its header line, kept by the first
+/// successful parse of it ([`Message::via`], [`Message::validate`]): the receive path reads it
+/// four times per request and answer (the §18.2.1 stamp, `validate`, the transaction key, where
+/// the answer goes), and each read used to parse the whole `via-parm` again. Only a parse that
+/// succeeded is kept, and only when the first Via line holds that one value (the usual case; a
+/// line with several values is parsed each time, as before). A message is never edited in
+/// place: the edits that keep it (the stamp's inserts into the top Via's parameters, a
+/// response's verbatim copy of the Via line) leave these places where they were, and every
+/// other edit builds a message with nothing kept.
+///
+/// One word, so that `Message` stays small: seven-bit offsets from the start of the line's value
+/// of the protocol's end, the version's start and end, the transport's start and end, the
+/// host's start and end and the parameters' start (the parameters end with the line; the port is
+/// read again from between the host and the parameters), the host's kind, and a flag. A value
+/// whose parameters start 128 bytes or more into the line is not kept.
+#[derive(Debug, Default)]
+struct ViaCache(std::sync::atomic::AtomicU64);
+
+impl ViaCache {
+    const KEPT: u64 = 1 << 63;
+
+    /// The kept word, if any.
+    fn get(&self) -> Option<u64> {
+        let w = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (w & ViaCache::KEPT != 0).then_some(w)
+    }
+
+    /// Keeps `word` (made by `Message::keep_via`); every caller computes the same word from the
+    /// same bytes, so a race between two readers writes one value twice.
+    fn set(&self, word: u64) {
+        self.0.store(word | ViaCache::KEPT, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A cache holding `word`, if any.
+    fn of(word: Option<u64>) -> ViaCache {
+        ViaCache(std::sync::atomic::AtomicU64::new(word.map_or(0, |w| w | ViaCache::KEPT)))
+    }
+}
+
+impl Clone for ViaCache {
+    fn clone(&self) -> ViaCache {
+        ViaCache::of(self.get())
     }
 }
 
@@ -280,7 +329,9 @@ impl Message {
 
     /// The Content-Length the message declared, if any (the framing checked it).
     pub fn content_length(&self) -> Option<u32> {
-        self.content_length
+        // A parsed message framed its body by the header (§18.3), a built one wrote the header
+        // for its body; an edit moves the body whole.
+        self.first(HeaderName::ContentLength).map(|_| self.body.end - self.body.start)
     }
 }
 

@@ -107,6 +107,12 @@ impl<'a> Params<'a> {
         Ok((Params { raw: &s[..end] }, &s[end..]))
     }
 
+    /// A list already checked by [`Params::parse`]: `raw` is exactly the list that parse returned
+    /// (a kept top Via hands its parameters back this way).
+    pub(crate) fn from_checked(raw: &'a str) -> Params<'a> {
+        Params { raw }
+    }
+
     /// The raw text, leading `;` included; empty when there are no parameters.
     pub fn as_str(&self) -> &'a str {
         self.raw

@@ -93,7 +93,8 @@ pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
         Host::Domain(_) => false,
         host => host.ip() == Some(src.ip()),
     };
-    let mut received = String::new();
+    // Both texts on the stack: `;received=` and an IPv6 address fit in 64 bytes, `=` and a port in 8.
+    let mut received = Short::<64>::default();
     if (!sent_by_is_src || wants_rport) && !has_received {
         received.push_str(";received=");
         push_ip(&mut received, src.ip());
@@ -101,43 +102,89 @@ pub fn stamp_received(msg: &Message, src: SocketAddr) -> Message {
     let port = match (wants_rport, empty_rport.and_then(|n| msg.offset_of(n))) {
         // RFC 3581 §4: the empty `rport` gets the source port as its value, in place.
         (true, Some(at)) => {
-            let mut value = String::with_capacity(6);
-            value.push('=');
+            let mut value = Short::<8>::default();
+            value.push_str("=");
             push_decimal(&mut value, src.port().into());
             Some((at + "rport".len(), value))
         }
-        (true, None) => return with_top_via(msg, &rport_filled(&via, src, &received)),
+        (true, None) => return with_top_via(msg, &rport_filled(&via, src, received.as_str())),
         (false, _) => None,
     };
-    let via_end = msg.top_via_end();
+    // The end of the top Via value is the end of its parameters (a `via-parm` that parsed ends
+    // there: `top_via_end` trims the LWS that may follow them), known from the parse kept above.
+    let params = via.params.as_str();
+    let via_end = msg.offset_of(params).map(|at| at + params.len());
+    debug_assert_eq!(via_end, msg.top_via_end());
     match (port, via_end) {
         (None, _) if received.is_empty() => msg.clone(),
-        (None, _) => msg.append_to_top_via(&received),
-        (Some((at, value)), Some(end)) if at <= end => msg.splice(&[(at, value.as_bytes()), (end, received.as_bytes())]),
-        _ => with_top_via(msg, &rport_filled(&via, src, &received)),
+        (None, Some(end)) => msg.splice_top_via_params(&[(end, received.as_bytes())]),
+        (None, None) => msg.append_to_top_via(received.as_str()),
+        (Some((at, value)), Some(end)) if at <= end => msg.splice_top_via_params(&[(at, value.as_bytes()), (end, received.as_bytes())]),
+        _ => with_top_via(msg, &rport_filled(&via, src, received.as_str())),
+    }
+}
+
+/// Text of at most `N` bytes on the stack; what does not fit is dropped (the callers size it for
+/// the longest text they write).
+struct Short<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Short<N> {
+    fn default() -> Self {
+        Short { bytes: [0; N], len: 0 }
+    }
+}
+
+impl<const N: usize> Short<N> {
+    fn push_str(&mut self, s: &str) {
+        let _ = std::fmt::Write::write_str(self, s);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are written (see `write_str`).
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<const N: usize> std::fmt::Write for Short<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let Some(to) = self.bytes.get_mut(self.len..end) else { return Err(std::fmt::Error) };
+        to.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
 /// Appends `ip` as its `Display` writes it; an IPv4 address without the formatting machinery.
-fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+fn push_ip(out: &mut impl std::fmt::Write, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    let _ = out.write_char('.');
                 }
                 push_decimal(out, octet.into());
             }
         }
         std::net::IpAddr::V6(v6) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{v6}"); // into a String: cannot fail
+            let _ = write!(out, "{v6}"); // into a String or a `Short` sized for it: cannot fail
         }
     }
 }
 
 /// Appends `n` in decimal, without leading zeros.
-fn push_decimal(out: &mut String, n: u32) {
+fn push_decimal(out: &mut impl std::fmt::Write, n: u32) {
     let mut digits = [0u8; 10];
     let mut len = 0;
     let mut n = n;
@@ -149,7 +196,9 @@ fn push_decimal(out: &mut String, n: u32) {
             break;
         }
     }
-    out.extend(digits[..len].iter().rev().map(|&d| char::from(d)));
+    for &d in digits[..len].iter().rev() {
+        let _ = out.write_char(char::from(d));
+    }
 }
 
 /// The slow path, for a Via whose text is not where the parser says: the top Via value with `rport` set to the source port and `extra` (a `;received=`) appended.
@@ -197,11 +246,21 @@ fn with_top_via(msg: &Message, top: &str) -> Message {
 /// resolved here; `None` means the caller must resolve the sent-by host itself.
 pub fn response_destination(msg: &Message) -> Option<SocketAddr> {
     let via = msg.via().ok()?;
-    let ip: IpAddr = match via.received() {
+    // One pass over the parameters (issue 16: this runs for every answer) finds what
+    // `Via::received` (the first `received` decides; without a value it counts as none) and the
+    // first `rport` with a port for a value would.
+    let (mut received, mut rport) = (None, None);
+    for (name, value) in via.params.iter() {
+        if received.is_none() && name.eq_ignore_ascii_case("received") {
+            received = Some(value);
+        } else if rport.is_none() && name.eq_ignore_ascii_case("rport") {
+            rport = value.and_then(|v| v.parse::<u16>().ok());
+        }
+    }
+    let ip: IpAddr = match received.flatten().map(|r| r.trim_start_matches('[').trim_end_matches(']')) {
         Some(r) => r.parse().ok().or_else(|| Host::Ipv6(r).ip())?,
         None => via.host.ip()?,
     };
-    let rport = via.params.iter().filter(|(n, _)| n.eq_ignore_ascii_case("rport")).find_map(|(_, v)| v?.parse::<u16>().ok());
     let port = rport.or(via.port).unwrap_or(DEFAULT_PORT);
     Some(SocketAddr::new(ip, port))
 }
@@ -274,12 +333,21 @@ mod tests {
                 "SIP/2.0/UDP h;branch=z9hG4bKa;rport=40000;received=198.51.100.1",
             ),
             ("SIP/2.0/UDP h;branch=z9hG4bKa", "SIP/2.0/UDP h;branch=z9hG4bKa;received=192.0.2.9"),
+            ("SIP/2.0/UDP h:5062", "SIP/2.0/UDP h:5062;received=192.0.2.9"),
+            ("SIP/2.0/UDP [2001:db8::1];rport", "SIP/2.0/UDP [2001:db8::1];rport=40000;received=192.0.2.9"),
         ];
         for (via, want) in cases {
-            let m = stamp_received(&req(via), src);
+            let original = req(via);
+            original.via().unwrap(); // kept, as the endpoint's stamp reads it
+            let m = stamp_received(&original, src);
             assert_eq!(m, req(want), "{via}");
             assert_eq!(m.as_bytes(), req(want).as_bytes(), "{via}: every other byte as received");
+            // The kept top Via moved with the inserts: what a fresh parse of the bytes reads.
+            assert_eq!(m.via().unwrap(), req(want).via().unwrap(), "{via}");
+            assert_eq!(m.via().unwrap().to_string(), req(want).via().unwrap().to_string(), "{via}");
             m.validate().unwrap();
+            let answer = m.response_to(200, "OK", Some("t")).finish();
+            assert_eq!(answer.via().unwrap(), Message::parse(answer.as_bytes().clone()).unwrap().via().unwrap(), "{via}");
         }
     }
 
@@ -310,6 +378,33 @@ mod tests {
         ] {
             let m = stamp_received(&req(via), src);
             assert_eq!(m.via().unwrap().to_string(), req(want).via().unwrap().to_string(), "{via}");
+        }
+    }
+
+    /// The one-pass `response_destination` against what `Via::received` and a search of the
+    /// `rport`s gave before, on the odd cases: a valueless `received` first, several of each.
+    #[test]
+    fn response_destination_reads_the_params_as_before() {
+        let before = |m: &Message| -> Option<SocketAddr> {
+            let via = m.via().ok()?;
+            let ip: IpAddr = match via.received() {
+                Some(r) => r.parse().ok().or_else(|| Host::Ipv6(r).ip())?,
+                None => via.host.ip()?,
+            };
+            let rport = via.params.iter().filter(|(n, _)| n.eq_ignore_ascii_case("rport")).find_map(|(_, v)| v?.parse::<u16>().ok());
+            Some(SocketAddr::new(ip, rport.or(via.port).unwrap_or(DEFAULT_PORT)))
+        };
+        for via in [
+            "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKa;rport=40000;received=198.51.100.7",
+            "SIP/2.0/UDP 192.0.2.1;received;received=198.51.100.7;rport",
+            "SIP/2.0/UDP 192.0.2.1;rport=abc;RPORT=5;rport=6",
+            "SIP/2.0/UDP h.example.com;received=[2001:db8::9];rport=7",
+            "SIP/2.0/UDP h.example.com;received=2001:db8::9",
+            "SIP/2.0/UDP h.example.com;received=junk",
+            "SIP/2.0/UDP h.example.com:5080",
+            "SIP/2.0/UDP [2001:db8::1]:5080;Received=192.0.2.4",
+        ] {
+            assert_eq!(response_destination(&req(via)), before(&req(via)), "{via}");
         }
     }
 
