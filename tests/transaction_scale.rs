@@ -109,6 +109,31 @@ const SDP_ANSWER: &str = "v=0\r\no=bob 2808844564 2808844564 IN IP4 198.51.100.7
 t=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
 a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
 
+/// Runs out the one timer the transactions in `table` still wait on (Timer `timer`, 64*T1 after
+/// each one's `arrival`): each ends then, once, sending nothing; afterwards no transaction, key or
+/// timer is left.
+fn run_out(table: &mut Transactions, index_of: &HashMap<TransactionId, usize>, arrival: impl Fn(usize) -> Instant, timer: &str) {
+    let timeout = Config::default().timeout();
+    assert_eq!(table.poll_timeout(), Some(arrival(0) + timeout), "Timer {timer} is the next deadline");
+    let mut terminated = vec![false; index_of.len()];
+    let mut ended = 0;
+    while let Some(due) = table.poll_timeout() {
+        table.handle_timeout(due);
+        assert!(table.poll_transmit().is_none(), "Timer {timer} sends nothing");
+        while let Some((id, event)) = table.poll_event() {
+            assert_eq!(event, Event::Terminated, "Timer {timer} only terminates");
+            let i = index_of[&id];
+            assert!(!terminated[i], "transaction {i} terminated twice");
+            assert_eq!(due, arrival(i) + timeout, "transaction {i} ended by Timer {timer}");
+            terminated[i] = true;
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, index_of.len(), "every transaction reached Terminated");
+    assert!(table.is_empty() && table.poll_timeout().is_none(), "no transaction and no timer left");
+    assert_eq!(table.index_sizes(), (0, 0), "key index and timer heap empty");
+}
+
 /// Odd INVITEs are refused with 486; even ones accepted with 200.
 fn busy(i: usize) -> bool {
     i % 2 == 1

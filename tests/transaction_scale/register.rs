@@ -89,7 +89,6 @@ fn completed_register_transactions_cost_little() {
     // The test's own bookkeeping, allocated before the baseline so it is not charged to the table.
     let mut ids: Vec<Option<TransactionId>> = vec![None; N];
     let mut index_of: HashMap<TransactionId, usize> = HashMap::with_capacity(N);
-    let mut terminated = vec![false; N];
     let (mut request_bytes, mut response_bytes) = (0usize, 0usize);
 
     let baseline = CURRENT.load(Ordering::Relaxed);
@@ -134,24 +133,7 @@ fn completed_register_transactions_cost_little() {
     }
 
     // Timer J: each ends 64*T1 after its 200, and nothing is left.
-    let timer_j = Config::default().timeout();
-    assert_eq!(table.poll_timeout(), Some(arrival(0) + timer_j), "Timer J is the next deadline");
-    let mut ended = 0;
-    while let Some(due) = table.poll_timeout() {
-        table.handle_timeout(due);
-        assert!(table.poll_transmit().is_none(), "Timer J sends nothing");
-        while let Some((id, event)) = table.poll_event() {
-            assert_eq!(event, Event::Terminated, "Timer J only terminates");
-            let i = index_of[&id];
-            assert!(!terminated[i], "transaction {i} terminated twice");
-            assert_eq!(due, arrival(i) + timer_j, "transaction {i} ended by Timer J");
-            terminated[i] = true;
-            ended += 1;
-        }
-    }
-    assert_eq!(ended, N, "every transaction reached Terminated");
-    assert!(table.is_empty() && table.poll_timeout().is_none(), "no transaction and no timer left");
-    assert_eq!(table.index_sizes(), (0, 0), "key index and timer heap empty");
+    super::run_out(&mut table, &index_of, arrival, "J");
     let left = CURRENT.load(Ordering::Relaxed).saturating_sub(baseline);
 
     let per = |bytes: usize| bytes as f64 / N as f64;
