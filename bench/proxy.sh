@@ -20,7 +20,9 @@
 # Env: FIXED_RATE FIXED_CALLS START STEP MAX MIN_CALLS SUSTAIN_S SWEEP SIPP_BUF SB_LOG
 #      SWITCHBOARD_BIN KEEP_WORK NO_INSTALL (bench/common.sh)
 #      KAM_CHILDREN (-n, 2) KAM_SHM (-m MB, 2048) KAM_PKG (-M MB, 16) KAM_MM (-x/-X, tlsf)
-#      TARGETS ("switchboard kamailio": measure only some)
+#      TARGETS ("switchboard kamailio": measure only some; "sipp" adds the generator's own ceiling:
+#      the same uac_rr.xml straight to the uas_rr.xml callee, no proxy between, so a sweep shows
+#      the rate at which sipp itself stops, the figure issue 16's "or the generator's ceiling" asks for)
 . "$(dirname "$0")/common.sh"
 
 : "${START:=1000}" "${STEP:=1000}" "${MAX:=20000}"
@@ -47,6 +49,15 @@ t_stop_switchboard() {
 	stop_uas "$1"
 }
 
+# The generator's own ceiling: the same caller straight to the callee. The "server" whose CPU is
+# counted is the callee sipp (there is no proxy), so only this row's max cps is comparable.
+t_start_sipp() {
+	start_uas "$1" || return 1
+	SRV_PIDS=$UAS_PID SRV_ADDR=127.0.0.1:$UAS_PORT UAC_ARGS=("${UAC_COMMON[@]}")
+}
+t_mem_sipp() { MEM_MB=$(fdiv "$(proc_kb "$UAS_PID" VmHWM)" 1024) MEM_WHAT=VmHWM; }
+t_stop_sipp() { stop_uas "$1"; }
+
 echo "# proxy: $SB_VERSION, $(kamailio_version), $(sipp_version), $(nproc) CPUs, $(date -u +%FT%TZ)"
 echo "# switchboard: RUST_LOG=${SB_LOG:-warn} switchboard serve --no-auth ${MODE_ARGS:-(no --mode flag yet)} --config CFG --data DIR --listen 127.0.0.1:PORT; CFG: [[route]] user=\"*\" target=\"sip:127.0.0.1:UAS\""
 echo "# kamailio: kamailio -f bench/kamailio-proxy.cfg -l udp:127.0.0.1:PORT -A UAS_ADDR=... -DD -E -n $KAM_CHILDREN -m $KAM_SHM -M $KAM_PKG ${KAM_MM:+-x $KAM_MM -X $KAM_MM}"
@@ -55,8 +66,8 @@ echo "# uac: sipp -sf fixtures/sipp/uac_rr.xml -s 1234 -d 0 ADDR -r RATE -m CALL
 ROWS=()
 for t in $TARGETS; do
 	case "$t" in
-	switchboard | kamailio) ROWS+=("$t") ;;
-	*) die "unknown target $t (switchboard, kamailio)" ;;
+	switchboard | kamailio | sipp) ROWS+=("$t") ;;
+	*) die "unknown target $t (switchboard, kamailio, sipp)" ;;
 	esac
 done
 bench_rounds "${ROWS[@]}"
