@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use switchboard::endpoint::{Endpoint, EndpointEvent, Owner};
 use switchboard::message::{HeaderName, Message};
 use switchboard::transaction::{build_ack, Config, Event, Routed, TransactionId, Transactions};
 
@@ -132,6 +133,28 @@ fn run_out(table: &mut Transactions, index_of: &HashMap<TransactionId, usize>, a
     assert_eq!(ended, index_of.len(), "every transaction reached Terminated");
     assert!(table.is_empty() && table.poll_timeout().is_none(), "no transaction and no timer left");
     assert_eq!(table.index_sizes(), (0, 0), "key index and timer heap empty");
+}
+
+/// [`run_out`] through the endpoint: its last timer (Timer `timer`) ends each of its `n`
+/// transactions, sending nothing and telling `owner`; afterwards no transaction, key, timer,
+/// peer or kept To tag is left.
+fn run_out_endpoint(endpoint: &mut Endpoint, n: usize, owner: Owner, timer: &str) {
+    let mut ended = 0;
+    while let Some(due) = endpoint.poll_timeout() {
+        endpoint.handle_timeout(due);
+        assert!(endpoint.poll_transmit().is_none(), "Timer {timer} sends nothing");
+        while let Some(event) = endpoint.poll_event() {
+            assert!(matches!(event, EndpointEvent::Terminated { owner: o, .. } if o == owner), "{event:?}");
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, n, "every transaction reached Terminated, with its owner");
+    let sizes = endpoint.table_sizes();
+    assert_eq!(
+        (sizes.transactions, sizes.transaction_keys, sizes.transaction_timers, sizes.peers, sizes.to_tags),
+        (0, 0, 0, 0, 0),
+        "nothing left"
+    );
 }
 
 /// Odd INVITEs are refused with 486; even ones accepted with 200.

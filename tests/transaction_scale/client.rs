@@ -133,18 +133,7 @@ fn accepted_invite_clients_through_the_endpoint_cost_little() {
     let accepted = CURRENT.load(Ordering::Relaxed) - baseline;
     assert_eq!(endpoint.transaction_count(), N, "all {N} wait out Timer M at once");
 
-    let mut ended = 0;
-    while let Some(due) = endpoint.poll_timeout() {
-        endpoint.handle_timeout(due);
-        assert!(endpoint.poll_transmit().is_none(), "Timer M sends nothing");
-        while let Some(event) = endpoint.poll_event() {
-            assert!(matches!(event, EndpointEvent::Terminated { owner: Owner::Phone, .. }), "{event:?}");
-            ended += 1;
-        }
-    }
-    assert_eq!(ended, N, "every transaction reached Terminated, with its owner");
-    let sizes = endpoint.table_sizes();
-    assert_eq!((sizes.transactions, sizes.transaction_keys, sizes.transaction_timers, sizes.peers), (0, 0, 0, 0), "nothing left");
+    super::run_out_endpoint(&mut endpoint, N, Owner::Phone, "M");
     println!("{N} INVITEs through the endpoint, in Accepted (Timer M)");
     println!("  heap per accepted transaction: {:.0} bytes", accepted as f64 / N as f64);
     assert!(accepted < BOUND * N, "{:.0} bytes per accepted transaction", accepted as f64 / N as f64);

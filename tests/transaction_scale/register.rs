@@ -173,22 +173,7 @@ fn completed_registers_through_the_endpoint_cost_little() {
     let completed = CURRENT.load(Ordering::Relaxed) - baseline;
     assert_eq!(endpoint.transaction_count(), N, "all {N} wait out Timer J at once");
 
-    let mut ended = 0;
-    while let Some(due) = endpoint.poll_timeout() {
-        endpoint.handle_timeout(due);
-        assert!(endpoint.poll_transmit().is_none(), "Timer J sends nothing");
-        while let Some(event) = endpoint.poll_event() {
-            assert!(matches!(event, EndpointEvent::Terminated { owner: Owner::Registrar, .. }), "{event:?}");
-            ended += 1;
-        }
-    }
-    assert_eq!(ended, N, "every transaction reached Terminated, with its owner");
-    let sizes = endpoint.table_sizes();
-    assert_eq!(
-        (sizes.transactions, sizes.transaction_keys, sizes.transaction_timers, sizes.peers, sizes.to_tags),
-        (0, 0, 0, 0, 0),
-        "nothing left"
-    );
+    super::run_out_endpoint(&mut endpoint, N, Owner::Registrar, "J");
     println!("{N} REGISTERs through the endpoint, in Completed (Timer J)");
     println!("  heap per completed transaction: {:.0} bytes", completed as f64 / N as f64);
     assert!(completed < BOUND * N, "{:.0} bytes per completed transaction", completed as f64 / N as f64);
