@@ -96,27 +96,36 @@ fn baresip(
     let modules = baresip::module_path().expect("baresip modules");
     let tone = dir.join("tone.wav");
     baresip::write_tone_wav(&tone, tone_hz, 40);
-    let (sip, ctrl) = (procs::free_port_udp_tcp(), procs::free_port_udp_tcp());
     let player = if modules.join("alsa.so").is_file() { "module alsa.so\naudio_player alsa,null\naudio_alert alsa,null\n" } else { "" };
-    let config = format!(
-        "module_path {}\nsip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\ncall_local_timeout 120\n\
+    // baresip also binds TLS on the SIP port + 1, which a free-port check cannot reserve: another
+    // process may take it meanwhile. Fresh ports and a new start then, as `Baresip::start_with`.
+    let mut last_err = String::new();
+    for _attempt in 0..3 {
+        let (sip, ctrl) = (procs::free_port_udp_tcp(), procs::free_port_udp_tcp());
+        let config = format!(
+            "module_path {}\nsip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\ncall_local_timeout 120\n\
          audio_source aufile,{}\nausrc_srate 8000\nausrc_channels 1\nrtp_ports {rtp_ports}\nrtcp_mux no\n\
          module g711.so\nmodule aufile.so\n{player}module_tmp account.so\nmodule_app menu.so\nmodule_app contact.so\n\
          module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nstatmode_default off\nringback_disabled yes\nmenu_bell no\n",
-        modules.display(),
-        tone.display()
-    );
-    std::fs::write(dir.join("config"), config).expect("config");
-    std::fs::write(dir.join("accounts"), format!("{}\n", account.replace("SIPPORT", &sip.to_string()))).expect("accounts");
-    std::fs::write(dir.join("contacts"), contacts).expect("contacts");
-    let mut cmd = Command::new("baresip");
-    cmd.arg("-f").arg(dir.path()).args(["-t", &quit_after.to_string()]);
-    for c in commands {
-        cmd.args(["-e", c]);
+            modules.display(),
+            tone.display()
+        );
+        std::fs::write(dir.join("config"), config).expect("config");
+        std::fs::write(dir.join("accounts"), format!("{}\n", account.replace("SIPPORT", &sip.to_string()))).expect("accounts");
+        std::fs::write(dir.join("contacts"), contacts).expect("contacts");
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f").arg(dir.path()).args(["-t", &quit_after.to_string()]);
+        for c in commands {
+            cmd.args(["-e", c]);
+        }
+        let p = Proc::spawn("baresip", &mut cmd);
+        match p.wait_line("baresip is ready.", LIMIT) {
+            Ok(_) => return (p, sip, ctrl),
+            Err(e) if e.contains("Address already in use") => last_err = e,
+            Err(e) => panic!("{e}"),
+        }
     }
-    let p = Proc::spawn("baresip", &mut cmd);
-    p.wait_line("baresip is ready.", LIMIT).unwrap_or_else(|e| panic!("{e}"));
-    (p, sip, ctrl)
+    panic!("baresip found its ports taken three times: {last_err}");
 }
 
 /// Sends one ctrl_tcp command (a netstring of `{"command", "params", "token"}`).
