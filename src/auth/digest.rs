@@ -146,12 +146,13 @@ pub fn response(alg: Algorithm, ha1: &str, nonce: &str, nc: &str, cnonce: &str, 
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
+        s.push(DIGITS[usize::from(b >> 4)]);
+        s.push(DIGITS[usize::from(b & 0x0f)]);
     }
-    s
+    // Invariant: only hex digits were written.
+    String::from_utf8(s).expect("hex digits are ASCII")
 }
 
 /// Equality whose running time depends on the lengths only, not on where the inputs differ, so a

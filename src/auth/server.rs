@@ -66,6 +66,9 @@ pub struct DigestServer {
     last_purge_secs: u64,
     /// Algorithms challenged with, in order (default: SHA-256 then MD5).
     algorithms: Vec<Algorithm>,
+    /// The fixed start of every challenge, `Digest realm="...", qop="auth", nonce="`, written once
+    /// (issue 16: formatting it for every 401 was a tenth of the challenge's cost).
+    challenge_head: String,
 }
 
 // ===== impl DigestServer =====
@@ -79,7 +82,6 @@ impl DigestServer {
         let key = NonceKey::new(&secret, &realm);
         let opaque = key.opaque();
         DigestServer {
-            realm,
             key,
             opaque,
             lifetime,
@@ -87,6 +89,8 @@ impl DigestServer {
             exact_uri: true,
             last_purge_secs: 0,
             algorithms: Algorithm::PREFERENCE.to_vec(),
+            challenge_head: format!("Digest realm={}, qop=\"auth\", nonce=\"", quote(&realm)),
+            realm,
         }
     }
 
@@ -104,6 +108,7 @@ impl DigestServer {
             exact_uri: self.exact_uri,
             last_purge_secs: self.last_purge_secs,
             algorithms: self.algorithms.clone(),
+            challenge_head: self.challenge_head.clone(),
         }
     }
 
@@ -160,11 +165,15 @@ impl DigestServer {
         self.algorithms
             .iter()
             .map(|alg| {
-                let mut v = format!(
-                    "Digest realm={}, qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm={alg}",
-                    quote(&self.realm),
-                    self.opaque
-                );
+                // `Digest realm=R, qop="auth", nonce="N", opaque="O", algorithm=A`, written piece by piece.
+                let alg = alg.token();
+                let mut v = String::with_capacity(self.challenge_head.len() + nonce.len() + self.opaque.len() + alg.len() + 40);
+                v.push_str(&self.challenge_head);
+                v.push_str(&nonce);
+                v.push_str("\", opaque=\"");
+                v.push_str(&self.opaque);
+                v.push_str("\", algorithm=");
+                v.push_str(alg);
                 if stale {
                     v.push_str(", stale=true");
                 }
