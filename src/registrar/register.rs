@@ -273,6 +273,7 @@ pub(super) fn listing<'a>(req: &Message, tag: &str, contacts: impl Iterator<Item
     for (contact, remaining, q) in contacts {
         // `<contact>;expires=N;q=Q`, written piece by piece (issue 16: cheaper than formatting).
         line.clear();
+        line.reserve(contact.len() + ">;expires=;q=0.001".len() + 21);
         line.push('<');
         line.push_str(contact);
         line.push_str(">;expires=");
