@@ -136,10 +136,19 @@ pub fn ha1(alg: Algorithm, user: &str, realm: &str, password: &str) -> String {
 /// digits as sent on the wire, and `uri` is the digest `uri` parameter, not the Request-URI.
 #[allow(clippy::too_many_arguments)] // one argument per term of the RFC 7616 §3.4.1 formula
 pub fn response(alg: Algorithm, ha1: &str, nonce: &str, nc: &str, cnonce: &str, qop: Option<Qop>, method: &str, uri: &str) -> String {
-    let ha2 = alg.hash_joined(&[method, uri]);
+    response_with_ha2(alg, ha1, nonce, nc, cnonce, qop, &ha2(alg, method, uri))
+}
+
+/// `HA2 = H(method ":" uri)` of [`response`].
+pub(crate) fn ha2(alg: Algorithm, method: &str, uri: &str) -> String {
+    alg.hash_joined(&[method, uri])
+}
+
+/// [`response`] with its `HA2` already computed (see [`ha2`]).
+pub(crate) fn response_with_ha2(alg: Algorithm, ha1: &str, nonce: &str, nc: &str, cnonce: &str, qop: Option<Qop>, ha2: &str) -> String {
     match qop {
-        Some(q) => alg.hash_joined(&[ha1, nonce, nc, cnonce, q.token(), &ha2]),
-        None => alg.hash_joined(&[ha1, nonce, &ha2]),
+        Some(q) => alg.hash_joined(&[ha1, nonce, nc, cnonce, q.token(), ha2]),
+        None => alg.hash_joined(&[ha1, nonce, ha2]),
     }
 }
 
