@@ -91,6 +91,38 @@ fn round_trip_sha256_and_md5() {
     }
 }
 
+/// The server reuses the last `H(method ":" uri)` while they stay the same: changing the
+/// algorithm, the digest uri or the signed method in between still gives the right verdict.
+#[test]
+fn a_reused_ha2_follows_algorithm_uri_and_method() {
+    let mut s = server();
+    s.set_exact_uri(false);
+    let signed = |s: &mut DigestServer, alg: Algorithm, method: &str, uri: &str, cnonce: &str| {
+        let challenge = challenge_for(s, T0, alg);
+        let h = AuthHeader::parse(&challenge).unwrap();
+        authorize(&h, "alice", "wonderland", method, uri, cnonce, 1).unwrap()
+    };
+    let authorized = Verdict::Authorized { user: "alice".into() };
+    let wrong = Verdict::Wrong;
+    for (step, (alg, method, uri, want)) in [
+        (Algorithm::Md5, "REGISTER", URI, &authorized),
+        (Algorithm::Md5, "REGISTER", URI, &authorized),
+        (Algorithm::Sha256, "REGISTER", URI, &authorized),
+        (Algorithm::Md5, "REGISTER", "sip:other.example.com", &authorized),
+        (Algorithm::Md5, "REGISTER", URI, &authorized),
+        // Signed for another method than the request's: the server hashes the request's method.
+        (Algorithm::Md5, "INVITE", URI, &wrong),
+        (Algorithm::Md5, "REGISTER", URI, &authorized),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let value = signed(&mut s, alg, method, uri, &format!("c{step}"));
+        let v = s.verify(&register(&[(HeaderName::Authorization, &value)]), false, T0, lookup);
+        assert_eq!(&v, want, "step {step}: {alg} {method} {uri}");
+    }
+}
+
 #[test]
 fn client_prefers_sha256_and_answers_the_401() {
     let mut s = server();

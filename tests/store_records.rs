@@ -1,8 +1,9 @@
 //! Store engines: every record type round-trips through `SqliteStore` (in a fresh directory under the
 //! system temp dir) and `MemoryStore`, and both answer the same script identically. Then the file
 //! itself: data survives a reopen, the journal is WAL, the schema version is recorded and a newer one
-//! is refused, a batch is all or nothing, and the `sqlite3` shell can read the file while the store
-//! has it open (skipped, with the reason printed, when `sqlite3` is not installed).
+//! is refused, an old file's unused expiry index is dropped on open, a batch is all or nothing, and
+//! the `sqlite3` shell can read the file while the store has it open (skipped, with the reason
+//! printed, when `sqlite3` is not installed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -210,6 +211,42 @@ fn sqlite_file_is_wal_with_a_schema_version() {
     let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
     let tables: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(tables, ["bindings", "call_states", "calls", "schema_version", "users"]);
+}
+
+/// A file written before issue 16 has an index on the bindings' expiry that no query reads; opening
+/// it drops the index and keeps every row (the schema version stays: an older build that opens the
+/// file again only recreates the index).
+#[test]
+fn sqlite_store_drops_the_unused_expiry_index_of_an_old_file() {
+    let dir = TempDir::new("old-index");
+    let before = {
+        let mut store = SqliteStore::open(&dir.0).unwrap();
+        exercise(&mut store);
+        contents(&store)
+    };
+    let file = dir.0.join(SqliteStore::FILE_NAME);
+    let indexes = |conn: &rusqlite::Connection| -> Vec<String> {
+        let mut st =
+            conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'bindings' AND sql IS NOT NULL").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    {
+        // What the old schema created, with the rows already there.
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.execute_batch("CREATE INDEX bindings_by_expiry ON bindings (expires_at);").unwrap();
+        assert_eq!(indexes(&conn), ["bindings_by_expiry"]);
+    }
+    let mut store = SqliteStore::open(&dir.0).unwrap();
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    assert!(indexes(&conn).is_empty(), "the expiry index is gone");
+    let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+    assert_eq!(contents(&store), before);
+    // And the bindings are still written and refreshed as before.
+    store.put_binding(&binding("sip:carol@example.com", "sip:carol@192.0.2.7", 1)).unwrap();
+    store.put_binding(&BindingRecord { expires_at: 1_700_007_200, ..binding("sip:carol@example.com", "sip:carol@192.0.2.7", 2) }).unwrap();
+    let carol: Vec<BindingRecord> = store.bindings().unwrap().into_iter().filter(|b| b.aor == "sip:carol@example.com").collect();
+    assert_eq!(carol, [BindingRecord { expires_at: 1_700_007_200, ..binding("sip:carol@example.com", "sip:carol@192.0.2.7", 2) }]);
 }
 
 #[test]

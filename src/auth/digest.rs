@@ -136,22 +136,32 @@ pub fn ha1(alg: Algorithm, user: &str, realm: &str, password: &str) -> String {
 /// digits as sent on the wire, and `uri` is the digest `uri` parameter, not the Request-URI.
 #[allow(clippy::too_many_arguments)] // one argument per term of the RFC 7616 §3.4.1 formula
 pub fn response(alg: Algorithm, ha1: &str, nonce: &str, nc: &str, cnonce: &str, qop: Option<Qop>, method: &str, uri: &str) -> String {
-    let ha2 = alg.hash_joined(&[method, uri]);
+    response_with_ha2(alg, ha1, nonce, nc, cnonce, qop, &ha2(alg, method, uri))
+}
+
+/// `HA2 = H(method ":" uri)` of [`response`].
+pub(crate) fn ha2(alg: Algorithm, method: &str, uri: &str) -> String {
+    alg.hash_joined(&[method, uri])
+}
+
+/// [`response`] with its `HA2` already computed (see [`ha2`]).
+pub(crate) fn response_with_ha2(alg: Algorithm, ha1: &str, nonce: &str, nc: &str, cnonce: &str, qop: Option<Qop>, ha2: &str) -> String {
     match qop {
-        Some(q) => alg.hash_joined(&[ha1, nonce, nc, cnonce, q.token(), &ha2]),
-        None => alg.hash_joined(&[ha1, nonce, &ha2]),
+        Some(q) => alg.hash_joined(&[ha1, nonce, nc, cnonce, q.token(), ha2]),
+        None => alg.hash_joined(&[ha1, nonce, ha2]),
     }
 }
 
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
+        s.push(DIGITS[usize::from(b >> 4)]);
+        s.push(DIGITS[usize::from(b & 0x0f)]);
     }
-    s
+    // Invariant: only hex digits were written.
+    String::from_utf8(s).expect("hex digits are ASCII")
 }
 
 /// Equality whose running time depends on the lengths only, not on where the inputs differ, so a

@@ -2,7 +2,7 @@
 //! RFC 8760 §2.4).
 
 use super::credentials::{Credentials, Fields};
-use super::digest::{ct_eq_ignore_case, quote, response, Algorithm};
+use super::digest::{ct_eq_ignore_case, ha2, quote, response_with_ha2, Algorithm};
 use super::nonce::{CountCheck, NonceCheck, NonceCounts, NonceKey};
 use crate::message::{unquote, AuthHeader, HeaderName, Message, Uri};
 use std::borrow::Cow;
@@ -42,6 +42,15 @@ pub enum Verdict {
     Malformed,
 }
 
+/// See [`DigestServer`]'s `last_ha2`.
+#[derive(Debug, Clone)]
+struct LastHa2 {
+    alg: Algorithm,
+    method: String,
+    uri: String,
+    ha2: String,
+}
+
 /// Digest authentication for one realm, as a UAS or registrar (`proxy = false`: WWW-Authenticate /
 /// Authorization, 401) or as a proxy (`proxy = true`: Proxy-Authenticate / Proxy-Authorization, 407).
 ///
@@ -66,6 +75,12 @@ pub struct DigestServer {
     last_purge_secs: u64,
     /// Algorithms challenged with, in order (default: SHA-256 then MD5).
     algorithms: Vec<Algorithm>,
+    /// The last `HA2 = H(method ":" uri)` computed, with its inputs: a registrar's REGISTERs all
+    /// sign the same method and Request-URI, so most checks reuse it (issue 16).
+    last_ha2: Option<LastHa2>,
+    /// The fixed start of every challenge, `Digest realm="...", qop="auth", nonce="`, written once
+    /// (issue 16: formatting it for every 401 was a tenth of the challenge's cost).
+    challenge_head: String,
 }
 
 // ===== impl DigestServer =====
@@ -79,7 +94,6 @@ impl DigestServer {
         let key = NonceKey::new(&secret, &realm);
         let opaque = key.opaque();
         DigestServer {
-            realm,
             key,
             opaque,
             lifetime,
@@ -87,6 +101,9 @@ impl DigestServer {
             exact_uri: true,
             last_purge_secs: 0,
             algorithms: Algorithm::PREFERENCE.to_vec(),
+            last_ha2: None,
+            challenge_head: format!("Digest realm={}, qop=\"auth\", nonce=\"", quote(&realm)),
+            realm,
         }
     }
 
@@ -104,6 +121,8 @@ impl DigestServer {
             exact_uri: self.exact_uri,
             last_purge_secs: self.last_purge_secs,
             algorithms: self.algorithms.clone(),
+            last_ha2: None,
+            challenge_head: self.challenge_head.clone(),
         }
     }
 
@@ -160,11 +179,15 @@ impl DigestServer {
         self.algorithms
             .iter()
             .map(|alg| {
-                let mut v = format!(
-                    "Digest realm={}, qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm={alg}",
-                    quote(&self.realm),
-                    self.opaque
-                );
+                // `Digest realm=R, qop="auth", nonce="N", opaque="O", algorithm=A`, written piece by piece.
+                let alg = alg.token();
+                let mut v = String::with_capacity(self.challenge_head.len() + nonce.len() + self.opaque.len() + alg.len() + 40);
+                v.push_str(&self.challenge_head);
+                v.push_str(&nonce);
+                v.push_str("\", opaque=\"");
+                v.push_str(&self.opaque);
+                v.push_str("\", algorithm=");
+                v.push_str(alg);
                 if stale {
                     v.push_str(", stale=true");
                 }
@@ -221,7 +244,8 @@ impl DigestServer {
             Some(q) => (q.nc_text.as_ref(), q.cnonce.as_ref(), Some(q.qop)),
             None => ("", "", None),
         };
-        let expected = response(creds.algorithm, &ha1, &creds.nonce, nc_text, cnonce, qop, method.as_str(), &creds.uri);
+        let ha2 = self.ha2(creds.algorithm, method.as_str(), &creds.uri);
+        let expected = response_with_ha2(creds.algorithm, &ha1, &creds.nonce, nc_text, cnonce, qop, ha2);
         if known.is_none() || !ct_eq_ignore_case(expected.as_bytes(), creds.response.as_bytes()) {
             return Verdict::Wrong;
         }
@@ -247,6 +271,16 @@ impl DigestServer {
         let creds = self.find_credentials(req, proxy).ok()??;
         let nc = creds.qop.as_ref().map_or(1, |q| q.nc);
         Some((creds.nonce.to_string(), nc, (now + self.lifetime).as_secs() + 1))
+    }
+
+    /// `H(method ":" uri)`, from `last_ha2` when its inputs are the same.
+    fn ha2(&mut self, alg: Algorithm, method: &str, uri: &str) -> &str {
+        let same = self.last_ha2.as_ref().is_some_and(|l| l.alg == alg && l.method == method && l.uri == uri);
+        if !same {
+            self.last_ha2 = Some(LastHa2 { alg, method: method.to_owned(), uri: uri.to_owned(), ha2: ha2(alg, method, uri) });
+        }
+        // Invariant: set just above when it was not already.
+        &self.last_ha2.as_ref().expect("just set").ha2
     }
 
     /// The response to send for `verdict` (`None` for [`Verdict::Authorized`]): 401 / 407 with a

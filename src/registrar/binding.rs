@@ -109,13 +109,22 @@ fn params_of<'a>(sip: &SipUri<'a>) -> Vec<(&'a str, &'a str)> {
 
 /// Appends `sep name=value` pairs, each unescaped and lowercased, in sorted order.
 fn push_sorted(out: &mut String, sep: char, pairs: Vec<(&str, &str)>) {
+    let norm_pair = |s: &mut String, (n, v): (&str, &str)| {
+        push_escaped_lower(s, &percent_decode(n), is_unreserved);
+        s.push('=');
+        push_escaped_lower(s, &percent_decode(v), is_unreserved);
+    };
+    // One pair (a phone's `;transport=udp`, say) needs no sorting: written straight in.
+    if let [pair] = pairs[..] {
+        out.push(sep);
+        norm_pair(out, pair);
+        return;
+    }
     let mut norm: Vec<String> = pairs
         .into_iter()
-        .map(|(n, v)| {
-            let mut s = String::with_capacity(n.len() + v.len() + 1);
-            push_escaped(&mut s, &percent_decode(n).to_ascii_lowercase(), is_unreserved);
-            s.push('=');
-            push_escaped(&mut s, &percent_decode(v).to_ascii_lowercase(), is_unreserved);
+        .map(|pair| {
+            let mut s = String::with_capacity(pair.0.len() + pair.1.len() + 1);
+            norm_pair(&mut s, pair);
             s
         })
         .collect();
@@ -132,7 +141,8 @@ fn push_host(out: &mut String, host: &Host<'_>) {
             let _ = write!(out, "[{ip}]"); // into a String: cannot fail
         }
         // Host text is ASCII by its grammar (`Display` adds the brackets of an IPv6 reference).
-        _ => out.push_str(&host.to_string().to_ascii_lowercase()),
+        (Host::Ipv6(_), None) => out.push_str(&host.to_string().to_ascii_lowercase()),
+        (Host::Domain(s) | Host::Ipv4(s), _) => out.extend(s.chars().map(|c| c.to_ascii_lowercase())),
     }
 }
 
@@ -144,6 +154,18 @@ fn is_unreserved(b: u8) -> bool {
 /// `unreserved / user-unreserved`: what a user part may hold without escaping (RFC 3261 §25.1).
 fn is_user_char(b: u8) -> bool {
     is_unreserved(b) || b"&=+$,;?/".contains(&b)
+}
+
+/// [`push_escaped`] of `bytes` lowercased (ASCII), without a lowercased copy.
+fn push_escaped_lower(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
+    for &b in bytes {
+        let b = b.to_ascii_lowercase();
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}"); // into a String: cannot fail
+        }
+    }
 }
 
 /// Writes `bytes`, escaping as `%HH` every byte `keep` rejects.
@@ -216,6 +238,18 @@ mod tests {
         ];
         for (a, b) in differ {
             assert_ne!(key(a), key(b), "{a} vs {b}");
+        }
+        // The texts themselves: one parameter is written straight in, several are sorted.
+        for (uri, want) in [
+            ("sip:Bob@Host.COM:5070;Transport=UDP", "sip:Bob@host.com:5070;transport=udp"),
+            ("sip:%61lice@AtLanTa.CoM;Transport=%54CP;lr", "sip:alice@atlanta.com;lr=;transport=tcp"),
+            ("sip:a@b;x=A%2fB", "sip:a@b;x=a%2Fb"),
+            ("sip:a@b;X=%20", "sip:a@b;x=%20"),
+            ("sip:a@192.0.2.1:5060", "sip:a@192.0.2.1:5060"),
+            ("sip:a@[2001:DB8::1];Maddr=X", "sip:a@[2001:db8::1];maddr=x"),
+            ("sip:a@b?H=1", "sip:a@b?h=1"),
+        ] {
+            assert_eq!(key(uri), want, "{uri}");
         }
     }
 

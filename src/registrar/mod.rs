@@ -254,6 +254,22 @@ impl Registrar {
 
     /// Inserts or replaces the binding with `key` under `binding.aor`; returns the one replaced.
     fn put(&mut self, key: String, binding: Binding) -> Option<Binding> {
+        // A refresh (the same contact again: most REGISTERs) is replaced in place, ending as
+        // `take` + push end: the entry last in its AOR's list with a new id and deadline, the list's
+        // former last where the entry was. Without dropping and rebuilding the AOR's map entry and
+        // list when it held only this one (issue 16: the registrar's share of a registration).
+        if let Some(entries) = self.by_aor.get_mut(&binding.aor) {
+            if let Some(at) = entries.iter().position(|e| e.key == key) {
+                let last = entries.len() - 1;
+                entries.swap(at, last);
+                let e = &mut entries[last];
+                let aor = self.deadlines.remove(&(e.binding.expires_at, e.id)).unwrap_or_else(|| binding.aor.clone());
+                e.id = self.next_id;
+                self.next_id += 1;
+                self.deadlines.insert((binding.expires_at, e.id), aor);
+                return Some(std::mem::replace(&mut e.binding, binding));
+            }
+        }
         let aor = binding.aor.clone();
         let old = self.take(&aor, |e| e.key == key);
         let id = self.next_id;
@@ -288,4 +304,52 @@ fn sorted(entries: &[Entry]) -> Vec<&Binding> {
     let mut v: Vec<&Entry> = entries.iter().collect();
     v.sort_unstable_by_key(|e| std::cmp::Reverse((e.binding.q_millis, e.binding.updated_at, e.id)));
     v.into_iter().map(|e| &e.binding).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Registrar {
+        /// `put` as it was before refreshes were replaced in place: take, then push.
+        fn put_by_take(&mut self, key: String, binding: Binding) -> Option<Binding> {
+            let aor = binding.aor.clone();
+            let old = self.take(&aor, |e| e.key == key);
+            let id = self.next_id;
+            self.next_id += 1;
+            self.deadlines.insert((binding.expires_at, id), aor.clone());
+            self.by_aor.entry(aor).or_default().push(Entry { id, key, binding });
+            self.count += 1;
+            old
+        }
+    }
+
+    /// The in-place refresh leaves every map, list order, id and count as take-then-push did.
+    #[test]
+    fn a_refresh_in_place_ends_as_take_and_push() {
+        let mut fast = Registrar::new(RegistrarConfig::default());
+        let mut slow = fast.clone();
+        let mut x: u64 = 7;
+        for step in 0..3000u32 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let contact = format!("sip:c{}@192.0.2.1", (x >> 40) % 4);
+            let binding = Binding {
+                aor: format!("sip:u{}@example.com", (x >> 33) % 5),
+                contact: contact.clone(),
+                expires_at: 1000 + (x >> 50) % 100,
+                q_millis: 1000,
+                call_id: format!("c{step}"),
+                cseq: step,
+                source: "192.0.2.1:5060".parse().unwrap(),
+                updated_at: u64::from(step),
+            };
+            assert_eq!(fast.put(contact.clone(), binding.clone()), slow.put_by_take(contact, binding));
+            if step % 97 == 0 {
+                let now = Duration::from_secs(1000 + (x >> 20) % 100);
+                assert_eq!(fast.purge(now), slow.purge(now));
+            }
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+        }
+        assert!(!fast.is_empty());
+    }
 }

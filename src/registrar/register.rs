@@ -4,7 +4,7 @@
 
 use super::binding::{aor_of, contact_key, format_q, Binding};
 use super::{sorted, Change, Outcome, RegisterError, Registrar};
-use crate::message::{percent_decode, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
+use crate::message::{percent_decode, ErrorKind, HeaderName, Message, Method, NameAddr, ParseError, Uri};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -49,9 +49,23 @@ impl Registrar {
     /// is answered 200 listing every binding of the AOR with its remaining `expires` and its `q`
     /// (step 8), plus a Date header. Bindings of the AOR already lapsed at `now` are removed first.
     pub fn handle_register(&mut self, req: &Message, source: SocketAddr, authorized_user: Option<&str>, now: Duration) -> Outcome {
+        self.handle_register_read(req, None, source, authorized_user, now)
+    }
+
+    /// [`Registrar::handle_register`] with the request's To and its AOR already read (by
+    /// [`super::SharedRegistrar`], to pick the shard), so they are not read again. `to` must be
+    /// `req.to()` and the AOR `aor_of` its URI; `None` reads them here.
+    pub(super) fn handle_register_read(
+        &mut self,
+        req: &Message,
+        to: Option<(&NameAddr<'_>, String)>,
+        source: SocketAddr,
+        authorized_user: Option<&str>,
+        now: Duration,
+    ) -> Outcome {
         let now = now.as_secs();
         let tag = to_tag(req);
-        match self.plan(req, authorized_user, now).and_then(|plan| self.check_caps(req, &tag, plan, now)) {
+        match self.plan(req, to, authorized_user, now).and_then(|plan| self.check_caps(req, &tag, plan, now)) {
             Ok(plan) => {
                 let changes = self.apply(&plan, source, now);
                 Outcome { response: self.ok_response(req, &plan.aor, &tag, now), changes, rejected: None }
@@ -87,7 +101,13 @@ impl Registrar {
     }
 
     /// Steps 1 to 7 without side effects: every check, and what each contact will do.
-    fn plan(&self, req: &Message, authorized_user: Option<&str>, now: u64) -> Result<Plan, RegisterError> {
+    fn plan(
+        &self,
+        req: &Message,
+        read: Option<(&NameAddr<'_>, String)>,
+        authorized_user: Option<&str>,
+        now: u64,
+    ) -> Result<Plan, RegisterError> {
         if req.method() != Some(&Method::Register) {
             return Err(RegisterError::NotRegister);
         }
@@ -105,8 +125,14 @@ impl Registrar {
         let call_id = req.call_id()?.to_owned();
         let cseq = req.cseq()?.seq;
         // Step 5 (the AOR is needed for step 4): To must hold a SIP or SIPS URI.
-        let to = req.to()?;
-        let aor = aor_of(&to.uri).ok_or(RegisterError::AorNotSip)?;
+        let parsed;
+        let (to, aor) = match read {
+            Some(read) => read,
+            None => {
+                parsed = req.to()?;
+                (&parsed, aor_of(&parsed.uri).ok_or(RegisterError::AorNotSip)?)
+            }
+        };
         // Step 4: the authenticated user may only register its own AOR.
         if let Some(user) = authorized_user {
             let aor_user = to.uri.as_sip().and_then(|s| s.user).map(percent_decode);
@@ -243,11 +269,40 @@ impl Registrar {
 /// The 200 of step 8 for the given `(contact, remaining seconds, q)`, in that order.
 pub(super) fn listing<'a>(req: &Message, tag: &str, contacts: impl Iterator<Item = (&'a str, u64, u16)>, now: u64) -> Message {
     let mut b = req.response_to(200, "OK", Some(tag));
+    let mut line = String::new();
     for (contact, remaining, q) in contacts {
-        b.push(HeaderName::Contact, format_args!("<{contact}>;expires={remaining};q={}", format_q(q)));
+        // `<contact>;expires=N;q=Q`, written piece by piece (issue 16: cheaper than formatting).
+        line.clear();
+        line.reserve(contact.len() + ">;expires=;q=0.001".len() + 21);
+        line.push('<');
+        line.push_str(contact);
+        line.push_str(">;expires=");
+        push_decimal(&mut line, remaining);
+        line.push_str(";q=");
+        if q >= 1000 {
+            line.push('1');
+        } else {
+            line.push_str(&format_q(q));
+        }
+        b.push_raw(HeaderName::Contact, HeaderName::Contact.as_str(), line.as_bytes());
     }
     b.push(HeaderName::Date, http_date(now));
     b.finish()
+}
+
+/// Appends `n` in decimal, as `Display` writes it.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Whether a Contact header line holds a `*` element among others (`*, <sip:a@b>`).
@@ -291,6 +346,15 @@ mod tests {
             (u64::MAX, "Thu, 30 Dec 9999 22:00:00 GMT"),
         ] {
             assert_eq!(http_date(secs), want);
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 1, 9, 10, 59, 60, 3599, 3600, 65_536, u64::from(u32::MAX), u64::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
         }
     }
 

@@ -92,10 +92,12 @@ impl SharedRegistrar {
     /// [`Registrar::handle_register`] on the shard of the REGISTER's To AOR (an unreadable To goes
     /// to shard 0, which refuses it as before).
     pub fn handle_register(&self, req: &Message, source: SocketAddr, authorized_user: Option<&str>, now: Duration) -> Outcome {
-        let aor = req.to().ok().and_then(|t| aor_of(&t.uri));
+        let to = req.to().ok();
+        let aor = to.as_ref().and_then(|t| aor_of(&t.uri));
         let i = aor.as_deref().map_or(0, |a| self.shard_of(a));
         let mut reg = self.lock(i);
-        let out = reg.handle_register(req, source, authorized_user, now);
+        // The shard's registrar takes the To and AOR read here rather than reading them again.
+        let out = reg.handle_register_read(req, to.as_ref().zip(aor), source, authorized_user, now);
         self.note_expiry(i, &reg);
         out
     }

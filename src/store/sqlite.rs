@@ -5,6 +5,7 @@
 //! unix milliseconds) so `datetime(expires_at, 'unixepoch')` works in the shell. The `from`/`to`
 //! fields of [`CallRecord`] are the columns `from_uri`/`to_uri` (both are SQL keywords).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,7 +35,11 @@ CREATE TABLE IF NOT EXISTS bindings (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (aor, contact)
 );
-CREATE INDEX IF NOT EXISTS bindings_by_expiry ON bindings (expires_at);
+-- Files written before issue 16 have an index on the bindings' expiry that no query reads (the
+-- registrar keeps its own expiry order in memory and loads every binding at start); it cost each
+-- refreshed binding a delete and an insert in the index, and its pages in every commit. An older
+-- build that opens the file creates it again, harmlessly.
+DROP INDEX IF EXISTS bindings_by_expiry;
 CREATE TABLE IF NOT EXISTS calls (
     id                TEXT PRIMARY KEY NOT NULL,
     caller_call_id    TEXT NOT NULL,
@@ -277,8 +282,41 @@ fn put_binding(conn: &Connection, b: &BindingRecord) -> Result<(), StoreError> {
          ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at, q_millis = excluded.q_millis, \
          call_id = excluded.call_id, cseq = excluded.cseq, source = excluded.source, updated_at = excluded.updated_at",
     )?;
-    st.execute(params![b.aor, b.contact, b.expires_at, b.q_millis, b.call_id, b.cseq, b.source.to_string(), b.updated_at])?;
+    st.execute(params![b.aor, b.contact, b.expires_at, b.q_millis, b.call_id, b.cseq, source_text(&b.source), b.updated_at])?;
     Ok(())
+}
+
+/// `addr` as its `Display` writes it (`192.0.2.10:5060`, `[2001:db8::1]:5060`), which is how the
+/// `source` column has always been written and is read back. An IPv4 address, the common case, is
+/// written digit by digit into a stack buffer: the formatting machinery was a tenth of a binding's
+/// write (issue 16).
+fn source_text(addr: &SocketAddr) -> String {
+    let SocketAddr::V4(v4) = addr else { return addr.to_string() };
+    fn push_decimal(out: &mut Vec<u8>, n: u16) {
+        let mut digits = [0u8; 5];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
+    }
+    let mut out = Vec::with_capacity(21);
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        push_decimal(&mut out, u16::from(octet));
+    }
+    out.push(b':');
+    push_decimal(&mut out, v4.port());
+    // Invariant: only ASCII digits, dots and a colon were written.
+    String::from_utf8(out).expect("ASCII")
 }
 
 fn remove_binding(conn: &Connection, aor: &str, contact: &str) -> Result<bool, StoreError> {
@@ -358,4 +396,32 @@ fn put_call_state(conn: &Connection, s: &CallState) -> Result<(), StoreError> {
 
 fn remove_call_state(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(conn.prepare_cached("DELETE FROM call_states WHERE id = ?1")?.execute([id])? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_text_is_display() {
+        for text in [
+            "0.0.0.0:0",
+            "127.0.0.1:5060",
+            "192.0.2.10:65535",
+            "255.255.255.255:1",
+            "10.0.100.9:10",
+            "[2001:db8::1]:5060",
+            "[::ffff:192.0.2.1]:5061",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            assert_eq!(source_text(&addr), addr.to_string());
+            assert_eq!(source_text(&addr), text);
+        }
+        for port in [0, 9, 10, 99, 100, 999, 1000, 9999, 10000, 65535] {
+            for octet in [0, 9, 10, 99, 100, 199, 200, 255] {
+                let addr = SocketAddr::from(([octet, 0, octet, 1], port));
+                assert_eq!(source_text(&addr), addr.to_string());
+            }
+        }
+    }
 }
