@@ -250,7 +250,7 @@ for row in "${ROWS[@]}"; do
 		"$(awk -v a="$p50" -v b="$b50" 'BEGIN{ if (a=="NA"||b=="NA") print "NA"; else printf "%.1f", a-b}')" \
 		"$(awk -v a="$p99" -v b="$b99" 'BEGIN{ if (a=="NA"||b=="NA") print "NA"; else printf "%.1f", a-b}')"
 done
-echo "# Each figure is the median of its own runs. cpu s/1M: relay CPU seconds (utime+stime, all threads) per"
+echo "# Each figure is the median of its own runs. cpu s/1M: relay CPU seconds (run time of all threads, schedstat) per"
 echo "# million delivered packets; pps/core: delivered pps / cores the relay used; p50/p99: one-way latency"
 echo "# sender -> relay -> receiver; +p50/+p99: minus loopback's (no relay) at the same load: what the relay adds."
 echo "# The load tool runs on the same CPUs. RESULT lines: $RESULTS (KEEP_WORK=1 keeps them)."

@@ -46,7 +46,8 @@ const USAGE: &str = "usage: cargo bench --bench relay_load -- --backend switchbo
   --pps       packets per second per stream [default: 50]
   --duration  seconds measured [default: 10]
   --warmup    seconds of traffic before measuring (latching, caches) [default: 1]
-  --pid       the relay's process: its CPU time (utime+stime) over the measured seconds is reported
+  --pid       the relay's process: its CPU time (its threads' run time from schedstat, else utime+stime)
+              over the measured seconds is reported
   --label     a name for the RESULT line [default: the backend]";
 
 /// Which relay, and how to reach it.

@@ -66,6 +66,27 @@ impl Histogram {
     }
 }
 
+/// CPU time of a process (all its threads) in nanoseconds: the sum of its threads' time on a CPU
+/// (`/proc/PID/task/TID/schedstat`, first field), else utime + stime (`/proc/PID/stat`, in clock
+/// ticks of 10 ms). The kernel scales utime + stime to that same run time, but reports it in
+/// ticks: over a 2 s window in which a relay uses 0.05-0.4 s, a tick is 2.5-20% of the figure.
+/// Threads that exit during the window drop out of the sum; a relay's threads live throughout.
+fn cpu_ns(pid: &str) -> Option<u64> {
+    sched_ns(pid).or_else(|| Some(cpu_ticks(pid)? * (1_000_000_000 / USER_HZ)))
+}
+
+/// Sum of the run times of a process's threads (`schedstat`, nanoseconds).
+fn sched_ns(pid: &str) -> Option<u64> {
+    let mut sum = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        // A thread that exits between the listing and the read is skipped.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        sum += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
 /// utime + stime of a process (all its threads), in clock ticks (USER_HZ, 100 on Linux).
 fn cpu_ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -76,7 +97,7 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-const USER_HZ: f64 = 100.0;
+const USER_HZ: u64 = 100;
 
 /// The machine-wide UDP receive-buffer drops (`RcvbufErrors` in /proc/net/snmp).
 fn rcvbuf_errors() -> Option<u64> {
@@ -149,7 +170,7 @@ impl Report {
             opt(l.p50, 1),
             opt(l.p99, 1),
             opt(l.max, 1),
-            opt(self.relay_cpu, 3),
+            opt(self.relay_cpu, 4),
             opt(cores, 3),
             opt(per_m, 3),
             opt(per_core, 0),
@@ -208,8 +229,8 @@ fn receive(sock: &UdpSocket, t0: Instant, streams: u32, from_ns: u64, to_ns: u64
 struct Sent {
     in_window: u64,
     window: Duration,
-    relay_ticks: Option<u64>,
-    tool_ticks: Option<u64>,
+    relay_ns: Option<u64>,
+    tool_ns: Option<u64>,
 }
 
 /// Sends packet after packet, round-robin over the streams at `rate` packets/s in total, until
@@ -232,7 +253,7 @@ fn send(sock: &UdpSocket, t0: Instant, dests: &[SocketAddr], rate: f64, from: Du
             }
             if sent_ns >= from_ns {
                 if start.is_none() {
-                    start = Some((Instant::now(), pid.and_then(cpu_ticks), cpu_ticks("self")));
+                    start = Some((Instant::now(), pid.and_then(cpu_ns), cpu_ns("self")));
                 }
                 in_window += 1;
             }
@@ -251,12 +272,12 @@ fn send(sock: &UdpSocket, t0: Instant, dests: &[SocketAddr], rate: f64, from: Du
             std::thread::sleep((next - now).min(to - now));
         }
     }
-    let (relay1, tool1) = (pid.and_then(cpu_ticks), cpu_ticks("self"));
+    let (relay1, tool1) = (pid.and_then(cpu_ns), cpu_ns("self"));
     let Some((s, relay0, tool0)) = start else {
-        return Sent { in_window, window: Duration::ZERO, relay_ticks: None, tool_ticks: None };
+        return Sent { in_window, window: Duration::ZERO, relay_ns: None, tool_ns: None };
     };
     let diff = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
-    Sent { in_window, window: s.elapsed(), relay_ticks: diff(relay0, relay1), tool_ticks: diff(tool0, tool1) }
+    Sent { in_window, window: s.elapsed(), relay_ns: diff(relay0, relay1), tool_ns: diff(tool0, tool1) }
 }
 
 /// Runs the traffic over `calls` for `warmup` + `duration` and measures the last `duration`.
@@ -289,8 +310,8 @@ pub(crate) fn run(sock: &UdpSocket, calls: &[CallPorts], pps: u32, warmup: Durat
             p99: h.quantile_us(0.99),
             max: (h.count > 0).then(|| h.max_ns as f64 / 1000.0),
         },
-        relay_cpu: sent.relay_ticks.map(|t| t as f64 / USER_HZ),
-        tool_cpu: sent.tool_ticks.map(|t| t as f64 / USER_HZ),
+        relay_cpu: sent.relay_ns.map(|t| t as f64 / 1e9),
+        tool_cpu: sent.tool_ns.map(|t| t as f64 / 1e9),
         rcvbuf_errors: errors0.zip(errors1).map(|(a, b)| b.saturating_sub(a)),
         other: got.other,
     }

@@ -28,7 +28,7 @@
 use super::mmsg;
 use crate::application::FlowId;
 use crate::collections::HashMap;
-use crate::relay::{lane_of, RelayShards};
+use crate::relay::{lane_of, RelayShards, Shard};
 use bytes::Bytes;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -207,6 +207,9 @@ fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, Atom
     // What one `recvmmsg` read that the lane forwards: out flow, destination, offset and length
     // in `buf`.
     let mut out: Vec<(FlowId, SocketAddr, usize, usize)> = Vec::with_capacity(mmsg::BATCH);
+    // Slots the next `recvmmsg` offers: grows with what the last one took (`mmsg::recv_want`), so
+    // at a low rate, where a socket holds one datagram, a call does not prepare 32.
+    let mut want = mmsg::recv_want(0);
     loop {
         let n = match shared.epoll.wait(&mut events, EpollTimeout::NONE) {
             Ok(n) => n,
@@ -223,38 +226,50 @@ fn read_loop(shared: &Shared, tx: &mpsc::Sender<Batch>, stats: &(AtomicU64, Atom
         let mut read = 0u64;
         {
             let sockets = shared.lock();
+            // The lane's lock is held from the receive to the send, so that when several threads
+            // may read a socket (`any_thread`), its datagrams still leave in order. It is kept
+            // over the wake-up's sockets while they are in one lane (always, unless
+            // `any_thread`): one lock per wake-up, not per ready socket.
+            let mut held: Option<(usize, Option<MutexGuard<'_, Shard>>)> = None;
             for ev in &events[..n] {
                 let token = ev.data();
                 let Some((socket, v6, lane)) = sockets.get(&token) else { continue };
                 let flow = FlowId(token as u32);
-                // The lane's lock is held from the receive to the send, so that when several
-                // threads may read a socket (`any_thread`), its datagrams still leave in order.
-                let mut shard = shards.and_then(|shards| shards.lock(*lane));
+                if held.as_ref().is_none_or(|(l, _)| l != lane) {
+                    // Never two lanes' locks at once: the old one goes before the new is taken.
+                    drop(held.take());
+                    held = Some((*lane, shards.and_then(|shards| shards.lock(*lane))));
+                }
+                let shard = held.as_mut().and_then(|(_, g)| g.as_deref_mut());
+                // Whether the lane relays this flow is the same for every datagram of the socket.
+                let mut relay = shard.filter(|s| s.owns(flow));
                 for _ in 0..CALLS_PER_SOCKET {
                     meta.clear();
-                    let Ok(got) = mmsg::recv(socket.as_raw_fd(), *v6, &mut buf, SLOT, &mut meta, false, mmsg::BATCH) else { break };
+                    let Ok(got) = mmsg::recv(socket.as_raw_fd(), *v6, &mut buf, SLOT, &mut meta, false, want) else { break };
                     read += meta.len() as u64;
+                    let offered = want;
+                    want = mmsg::recv_want(got);
                     let now = Instant::now();
-                    {
-                        for &(i, len, src) in &meta {
-                            let at = i * SLOT;
-                            let len = len.min(SLOT);
-                            let payload = buf.get(at..at + len).unwrap_or_default();
-                            match shard.as_deref_mut() {
-                                Some(s) if s.owns(flow) => {
-                                    if let Some((to, dest)) = s.handle_datagram(flow, src, payload, now) {
-                                        out.push((to, dest, at, len));
-                                    }
+                    for &(i, len, src) in &meta {
+                        let at = i * SLOT;
+                        let len = len.min(SLOT);
+                        let payload = buf.get(at..at + len).unwrap_or_default();
+                        match relay.as_deref_mut() {
+                            Some(s) => {
+                                if let Some((to, dest)) = s.handle_datagram(flow, src, payload, now) {
+                                    out.push((to, dest, at, len));
                                 }
-                                _ => {
-                                    found.push((flow, src, data.len(), len));
-                                    data.extend_from_slice(payload);
-                                }
+                            }
+                            None => {
+                                found.push((flow, src, data.len(), len));
+                                data.extend_from_slice(payload);
                             }
                         }
                     }
                     forward(&sockets, &buf, &mut out, shared);
-                    if got < mmsg::BATCH {
+                    // Fewer than offered: the socket is empty (level-triggered epoll reports it
+                    // again otherwise).
+                    if got < offered {
                         break;
                     }
                 }
@@ -298,6 +313,15 @@ fn forward(sockets: &HashMap<u64, Entry>, buf: &[u8], out: &mut Vec<(FlowId, Soc
             dropped += run as u64;
             continue;
         };
+        // One datagram (the usual case below a few thousand packets/s per lane): `sendto`, which
+        // the kernel takes with less copying of headers than a `sendmmsg` of one.
+        if let [(_, dest, at, len)] = *group {
+            match socket.send_to(buf.get(at..at + len).unwrap_or_default(), dest) {
+                Ok(_) => sent += 1,
+                Err(_) => dropped += 1,
+            }
+            continue;
+        }
         let mut left = group;
         while !left.is_empty() {
             match mmsg::send_ranges(socket.as_raw_fd(), buf, left) {

@@ -100,14 +100,18 @@ pub(super) fn recv(
 ) -> io::Result<usize> {
     let flags = if wait_for_one { MsgFlags::MSG_WAITFORONE } else { MsgFlags::empty() };
     let want = want.clamp(1, BATCH);
-    if v6 {
-        recv_as::<SockaddrIn6>(fd, buf, slot, meta, flags, want)
-    } else {
-        recv_as::<SockaddrIn>(fd, buf, slot, meta, flags, want)
+    // The iovec array is built on the stack for every call: a small one when few slots are
+    // offered (a relay reader at a low rate), so its cost follows the offer, not BATCH.
+    match (v6, want <= MIN_WANT) {
+        (true, true) => recv_as::<SockaddrIn6, MIN_WANT>(fd, buf, slot, meta, flags, want),
+        (true, false) => recv_as::<SockaddrIn6, BATCH>(fd, buf, slot, meta, flags, want),
+        (false, true) => recv_as::<SockaddrIn, MIN_WANT>(fd, buf, slot, meta, flags, want),
+        (false, false) => recv_as::<SockaddrIn, BATCH>(fd, buf, slot, meta, flags, want),
     }
 }
 
-fn recv_as<S: Addr>(
+/// [`recv`] with an iovec array of `N` (at least `want`) entries.
+fn recv_as<S: Addr, const N: usize>(
     fd: RawFd,
     buf: &mut [u8],
     slot: usize,
@@ -116,8 +120,9 @@ fn recv_as<S: Addr>(
     want: usize,
 ) -> io::Result<usize> {
     S::with(|family| {
+        let want = want.min(N);
         let mut chunks = buf.chunks_mut(slot.max(1)).take(want);
-        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+        let mut iovs: [[IoSliceMut<'_>; 1]; N] = std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
         let results = recvmmsg(fd, &mut family.recv, iovs[..want].iter_mut(), flags, None)?;
         let mut n = 0;
         for (i, r) in results.enumerate() {
@@ -146,16 +151,28 @@ pub(super) fn send_ranges<F>(fd: RawFd, buf: &[u8], batch: &[(F, SocketAddr, usi
 
 /// One `sendmmsg` of the first [`BATCH`] (at most) of `len` datagrams, datagram `i` being `item(i)`.
 fn send_each<'a>(fd: RawFd, len: usize, item: impl Fn(usize) -> (Option<SocketAddr>, &'a [u8])) -> io::Result<usize> {
-    let len = len.min(BATCH);
-    if len == 0 {
-        return Ok(0);
+    match len.min(BATCH) {
+        0 => Ok(0),
+        len if len <= MIN_WANT => send_n::<MIN_WANT>(fd, len, item),
+        len => send_n::<BATCH>(fd, len, item),
     }
+}
+
+/// [`send_each`] with an iovec array of `N` (at least `len`) entries, built on the stack.
+fn send_n<'a, const N: usize>(fd: RawFd, len: usize, item: impl Fn(usize) -> (Option<SocketAddr>, &'a [u8])) -> io::Result<usize> {
+    let len = len.min(N);
     SEND.with(|h| {
         let mut h = h.try_borrow_mut().map_err(|_| busy())?;
         let s = h.get_or_insert_with(|| Send { headers: MultiHeaders::preallocate(BATCH, None), addrs: Vec::with_capacity(BATCH) });
         s.addrs.clear();
-        s.addrs.extend((0..len).map(|i| item(i).0.map(SockaddrStorage::from)));
-        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| [IoSlice::new(if i < len { item(i).1 } else { &[][..] })]);
+        let iovs: [[IoSlice<'_>; 1]; N] = std::array::from_fn(|i| {
+            if i >= len {
+                return [IoSlice::new(&[][..])];
+            }
+            let (dest, payload) = item(i);
+            s.addrs.push(dest.map(SockaddrStorage::from));
+            [IoSlice::new(payload)]
+        });
         let no_cmsgs: [ControlMessage<'_>; 0] = [];
         let sent = sendmmsg(fd, &mut s.headers, iovs[..len].iter(), &s.addrs, no_cmsgs, MsgFlags::empty())?;
         Ok(sent.count())
