@@ -1,9 +1,8 @@
 //! Store engines: every record type round-trips through `SqliteStore` (in a fresh directory under the
 //! system temp dir) and `MemoryStore`, and both answer the same script identically. Then the file
-//! itself: data survives a reopen, the journal is WAL, the schema version is recorded, a newer one
-//! is refused, a version 1 file is migrated (rows kept, writes go on), a batch is all or nothing,
-//! and the `sqlite3` shell can read the file while the store has it open (skipped, with the reason
-//! printed, when `sqlite3` is not installed).
+//! itself: data survives a reopen, the journal is WAL, the schema version is recorded and a newer one
+//! is refused, a batch is all or nothing, and the `sqlite3` shell can read the file while the store
+//! has it open (skipped, with the reason printed, when `sqlite3` is not installed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -226,9 +225,9 @@ fn sqlite_store_refuses_a_newer_schema() {
     }
 }
 
-/// The schema of version 1 (before issue 16 dropped `calls_by_caller_call_id`), as that build
-/// wrote it: a file made by it must open, keep its rows and take writes.
-const SCHEMA_V1: &str = "
+/// The schema as builds before issue 16 wrote it, with the `calls_by_caller_call_id` index no
+/// query reads: a file made by them must open, keep its rows and take writes.
+const SCHEMA_BEFORE_16: &str = "
 CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
 INSERT INTO schema_version (id, version) VALUES (1, 1);
 CREATE TABLE users (name TEXT PRIMARY KEY NOT NULL, realm TEXT NOT NULL, ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL);
@@ -256,12 +255,14 @@ fn indexes_of(file: &Path, table: &str) -> Vec<String> {
     st.query_map([table], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
+/// Opening such a file drops the index (the schema version stays: an older build that opens the
+/// file again only creates the index again) and keeps every row.
 #[test]
-fn sqlite_store_migrates_a_version_1_file() {
-    let dir = TempDir::new("v1");
+fn sqlite_store_opens_a_file_with_the_caller_call_id_index() {
+    let dir = TempDir::new("old-calls-index");
     std::fs::create_dir_all(&dir.0).unwrap();
     let file = dir.0.join(SqliteStore::FILE_NAME);
-    rusqlite::Connection::open(&file).unwrap().execute_batch(SCHEMA_V1).unwrap();
+    rusqlite::Connection::open(&file).unwrap().execute_batch(SCHEMA_BEFORE_16).unwrap();
     assert!(indexes_of(&file, "calls").contains(&"calls_by_caller_call_id".to_string()));
 
     let mut store = SqliteStore::open(&dir.0).unwrap();
@@ -269,7 +270,6 @@ fn sqlite_store_migrates_a_version_1_file() {
     let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
     assert_eq!(indexes_of(&file, "calls"), ["calls_by_invite", "sqlite_autoindex_calls_1"]);
-    assert_eq!(indexes_of(&file, "bindings"), ["bindings_by_expiry", "sqlite_autoindex_bindings_1"]);
 
     // The old rows read as before.
     assert_eq!(store.users().unwrap(), vec![user("alice", "example.com")]);
@@ -299,6 +299,13 @@ fn sqlite_store_migrates_a_version_1_file() {
     assert_eq!(store.calls(None).unwrap(), want);
     assert!(store.call_states().unwrap().is_empty());
     assert_eq!(indexes_of(&file, "calls"), ["calls_by_invite", "sqlite_autoindex_calls_1"]);
+    drop(store);
+
+    // An older build opening the file in between makes the index again; the next open drops it.
+    rusqlite::Connection::open(&file).unwrap().execute_batch("CREATE INDEX calls_by_caller_call_id ON calls (caller_call_id);").unwrap();
+    let store = SqliteStore::open(&dir.0).unwrap();
+    assert_eq!(indexes_of(&file, "calls"), ["calls_by_invite", "sqlite_autoindex_calls_1"]);
+    assert_eq!(store.calls(None).unwrap(), want);
 }
 
 #[test]

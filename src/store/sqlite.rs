@@ -55,24 +55,16 @@ CREATE TABLE IF NOT EXISTS calls (
     callee_jitter_ms  REAL
 );
 CREATE INDEX IF NOT EXISTS calls_by_invite ON calls (invited_at, id);
+-- Files written before issue 16 have an index on the caller's Call-ID that no query reads; a
+-- caller's Call-ID is random on real phones, so it cost each call record a leaf page of its own
+-- in every commit. An older build that opens the file creates it again, harmlessly; a `sqlite3`
+-- user who looks calls up by Call-ID may create one under another name.
+DROP INDEX IF EXISTS calls_by_caller_call_id;
 CREATE TABLE IF NOT EXISTS call_states (
     id    TEXT PRIMARY KEY NOT NULL,
     data  TEXT NOT NULL
 );
 ";
-
-/// Steps from one schema version to the next: `MIGRATIONS[i]` takes a file at version `i + 1` to
-/// `i + 2`, in the same transaction as the version's update. A fresh file gets [`SCHEMA`] (the
-/// latest) directly, so every step must leave an old file as [`SCHEMA`] would have made it. Add a
-/// step at the end and [`SqliteStore::SCHEMA_VERSION`] follows.
-const MIGRATIONS: &[&str] = &[
-    // 1 -> 2 (issue 16): `calls_by_caller_call_id` went. No query of ours used it, and a caller's
-    // Call-ID is random on real phones, so each call record dirtied one more B-tree leaf page of
-    // its own per commit (the store thread is about a seventh of a B2BUA call's CPU).
-    // `sqlite3` users who look calls up by Call-ID can create it again: the service leaves other
-    // indexes alone.
-    "DROP INDEX IF EXISTS calls_by_caller_call_id;",
-];
 
 const CALL_COLUMNS: &str = "id, caller_call_id, callee_call_id, from_uri, to_uri, invited_at, answered_at, ended_at, \
      end_reason, ended_by, codec, caller_packets, caller_lost, caller_jitter_ms, callee_packets, callee_lost, callee_jitter_ms";
@@ -91,9 +83,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// File name of the database inside the data directory.
     pub const FILE_NAME: &'static str = "switchboard.sqlite3";
-    /// Schema version this build writes; files with a newer one are refused, older ones are
-    /// brought up to it when opened.
-    pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+    /// Schema version this build writes; files with a newer one are refused.
+    pub const SCHEMA_VERSION: i64 = 1;
 
     /// Opens (creating if needed) `dir/switchboard.sqlite3`, creating `dir` too. Switches the file to
     /// WAL, creates missing tables and checks the schema version. Blocks on disk: call at startup.
@@ -134,8 +125,7 @@ impl SqliteStore {
 }
 
 /// Creates the tables and records the schema version, in one immediate transaction so two
-/// processes opening a fresh directory at once do not race; a file at an older version is brought
-/// up to ours by [`MIGRATIONS`] in that same transaction. Returns the version found in the file;
+/// processes opening a fresh directory at once do not race. Returns the version found in the file;
 /// a newer one than ours leaves the file untouched.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -148,17 +138,8 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     let found: Option<i64> = tx.query_row("SELECT version FROM schema_version WHERE id = 1", [], |r| r.get(0)).optional()?;
     match found {
         Some(v) if v > SqliteStore::SCHEMA_VERSION => return Ok(v),
-        Some(v) => {
-            // The steps this file has not had, each on the file as the one before left it; then
-            // the schema, whose `IF NOT EXISTS` makes only what is missing.
-            for step in MIGRATIONS.iter().skip(usize::try_from(v.max(1) - 1).unwrap_or(0)) {
-                tx.execute_batch(step)?;
-            }
-            tx.execute_batch(SCHEMA)?;
-            if v < SqliteStore::SCHEMA_VERSION {
-                tx.execute("UPDATE schema_version SET version = ?1 WHERE id = 1", [SqliteStore::SCHEMA_VERSION])?;
-            }
-        }
+        // Version 1 is the first schema: nothing to migrate from yet.
+        Some(_) => tx.execute_batch(SCHEMA)?,
         None => {
             tx.execute_batch(SCHEMA)?;
             tx.execute("INSERT INTO schema_version (id, version) VALUES (1, ?1)", [SqliteStore::SCHEMA_VERSION])?;
