@@ -231,6 +231,8 @@ fn the_answer_reaches_the_caller_with_the_relay_in_its_sdp() {
     let r = w.last_record();
     assert!(r.answered_at.is_some() && r.callee_call_id.as_deref() == Some(&*callee.call_id));
     assert_eq!(r.codec.as_deref(), Some("PCMU/8000"));
+    // From and To of the caller's INVITE without their tags (read from the caller's dialog).
+    assert_eq!((r.from.as_str(), r.to.as_str()), ("<sip:alice@example.com>", "<sip:bob@example.com>"));
     assert!(
         w.store().iter().any(|op| matches!(op, StoreOp::PutCallState(_) | StoreOp::PutCallStateLater(_))),
         "an established call is saved for a restart"

@@ -262,6 +262,89 @@ fn sqlite_store_refuses_a_newer_schema() {
     }
 }
 
+/// The schema as builds before issue 16 wrote it, with the `calls_by_caller_call_id` index no
+/// query reads: a file made by them must open, keep its rows and take writes.
+const SCHEMA_BEFORE_16: &str = "
+CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO schema_version (id, version) VALUES (1, 1);
+CREATE TABLE users (name TEXT PRIMARY KEY NOT NULL, realm TEXT NOT NULL, ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL);
+CREATE TABLE bindings (aor TEXT NOT NULL, contact TEXT NOT NULL, expires_at INTEGER NOT NULL, q_millis INTEGER NOT NULL,
+    call_id TEXT NOT NULL, cseq INTEGER NOT NULL, source TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (aor, contact));
+CREATE INDEX bindings_by_expiry ON bindings (expires_at);
+CREATE TABLE calls (id TEXT PRIMARY KEY NOT NULL, caller_call_id TEXT NOT NULL, callee_call_id TEXT, from_uri TEXT NOT NULL,
+    to_uri TEXT NOT NULL, invited_at INTEGER NOT NULL, answered_at INTEGER, ended_at INTEGER, end_reason TEXT, ended_by TEXT,
+    codec TEXT, caller_packets INTEGER NOT NULL, caller_lost INTEGER NOT NULL, caller_jitter_ms REAL,
+    callee_packets INTEGER NOT NULL, callee_lost INTEGER NOT NULL, callee_jitter_ms REAL);
+CREATE INDEX calls_by_invite ON calls (invited_at, id);
+CREATE INDEX calls_by_caller_call_id ON calls (caller_call_id);
+CREATE TABLE call_states (id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL);
+INSERT INTO users VALUES ('alice', 'example.com', 'md5-alice', 'sha-alice');
+INSERT INTO bindings VALUES ('sip:alice@example.com', 'sip:alice@192.0.2.1', 1700003600, 500, 'reg-1@host', 1,
+    '192.0.2.10:5060', 1700000000);
+INSERT INTO calls VALUES ('old', 'old-a', NULL, '<sip:alice@example.com>;tag=1', '<sip:bob@example.com>;tag=2', 5, NULL,
+    NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, NULL);
+INSERT INTO call_states VALUES ('old', '{}');
+";
+
+fn indexes_of(file: &Path, table: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name").unwrap();
+    st.query_map([table], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// Opening such a file drops the index (the schema version stays: an older build that opens the
+/// file again only creates the index again) and keeps every row.
+#[test]
+fn sqlite_store_opens_a_file_with_the_caller_call_id_index() {
+    let dir = TempDir::new("old-calls-index");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join(SqliteStore::FILE_NAME);
+    rusqlite::Connection::open(&file).unwrap().execute_batch(SCHEMA_BEFORE_16).unwrap();
+    assert!(indexes_of(&file, "calls").contains(&"calls_by_caller_call_id".to_string()));
+
+    let mut store = SqliteStore::open(&dir.0).unwrap();
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+    assert_eq!(indexes_of(&file, "calls"), ["calls_by_invite", "sqlite_autoindex_calls_1"]);
+
+    // The old rows read as before.
+    assert_eq!(store.users().unwrap(), vec![user("alice", "example.com")]);
+    assert_eq!(store.bindings().unwrap(), vec![BindingRecord { cseq: 1, ..binding("sip:alice@example.com", "sip:alice@192.0.2.1", 1) }]);
+    let old =
+        CallRecord { caller_call_id: "old-a".into(), caller_jitter_ms: f64::NAN, callee_jitter_ms: f64::NAN, ..ringing_call("old", 5) };
+    let calls = store.calls(None).unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        CallRecord { caller_jitter_ms: 0.0, callee_jitter_ms: 0.0, ..calls[0].clone() },
+        CallRecord { caller_jitter_ms: 0.0, callee_jitter_ms: 0.0, ..old }
+    );
+    assert_eq!(store.call_states().unwrap(), vec![state("old", "{}")]);
+
+    // Writes go on: one batch updates the old record twice (one statement, held for the batch)
+    // and adds a new one; then the file opens again as it is.
+    let ops = [
+        StoreOp::PutCall(full_call("old", 5)),
+        StoreOp::PutCall(full_call("new", 9)),
+        StoreOp::RemoveCallState("old".into()),
+        StoreOp::PutCall(CallRecord { end_reason: Some("cancel".into()), ..full_call("old", 5) }),
+    ];
+    store.apply_batch(&ops).unwrap();
+    drop(store);
+    let store = SqliteStore::open(&dir.0).unwrap();
+    let want = [CallRecord { end_reason: Some("cancel".into()), ..full_call("old", 5) }, full_call("new", 9)];
+    assert_eq!(store.calls(None).unwrap(), want);
+    assert!(store.call_states().unwrap().is_empty());
+    assert_eq!(indexes_of(&file, "calls"), ["calls_by_invite", "sqlite_autoindex_calls_1"]);
+    drop(store);
+
+    // An older build opening the file in between makes the index again; the next open drops it.
+    rusqlite::Connection::open(&file).unwrap().execute_batch("CREATE INDEX calls_by_caller_call_id ON calls (caller_call_id);").unwrap();
+    let store = SqliteStore::open(&dir.0).unwrap();
+    assert_eq!(indexes_of(&file, "calls"), ["calls_by_invite", "sqlite_autoindex_calls_1"]);
+    assert_eq!(store.calls(None).unwrap(), want);
+}
+
 #[test]
 fn sqlite_open_error_names_the_file() {
     let dir = TempDir::new("garbage");

@@ -58,8 +58,15 @@ impl B2bua {
         let Parties { asserted, caller: caller_user, callee: callee_user } = parties;
         let key = self.next_key;
         self.next_key += 1;
-        let from = request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default();
-        let to = request.to().map(|t| addr_without_tag(&t).to_string()).unwrap_or_default();
+        // The caller's dialog has read From and To as its remote and local address (`Dialog::uas`,
+        // the same `addr_without_tag`): the record copies them rather than parsing both again.
+        let (from, to) = match self.ua.dialogs_ref().get(&id) {
+            Some(d) => (d.remote_uri().to_owned(), d.local_uri().to_owned()),
+            None => (
+                request.from().map(|f| addr_without_tag(&f).to_string()).unwrap_or_default(),
+                request.to().map(|t| addr_without_tag(&t).to_string()).unwrap_or_default(),
+            ),
+        };
         // Issue 14 point 9: the callee legs carry the caller's Max-Forwards minus one (§16.6 step
         // 3 as a proxy would), so a loop between services ends with a 483 within that many hops.
         let max_forwards = request.max_forwards().ok().flatten().unwrap_or(70).saturating_sub(1);

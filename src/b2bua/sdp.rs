@@ -76,9 +76,30 @@ fn stream(sdp: &SessionDescription, m: &MediaDescription, line: usize) -> AudioS
     let clock_rate = codec.as_ref().map_or(8000, |c| c.clock_rate);
     AudioStream {
         remote: RemoteMedia { rtp, rtcp, sends: dir.sends(), receives: dir.receives(), clock_rate },
-        codec: codec.map(|c| format!("{}/{}", c.encoding_name.as_str(), c.clock_rate)),
+        codec: codec.map(|c| codec_name(c.encoding_name.as_str(), c.clock_rate)),
         line,
     }
+}
+
+/// `NAME/RATE` (e.g. `PCMU/8000`), as `format!("{name}/{rate}")` writes it, without the
+/// formatting machinery: it ran twice per call (offer and answer), ~1,900 instructions each
+/// (issue 16).
+fn codec_name(name: &str, rate: u32) -> String {
+    let mut digits = [0u8; 10];
+    let (mut n, mut at) = (rate, digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(name.len() + 1 + digits.len() - at);
+    s.push_str(name);
+    s.push('/');
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    s
 }
 
 /// The description for the other leg: `body` with our origin (version raised), our relay address
@@ -167,6 +188,13 @@ mod tests {
     const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
 m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=rtcp:4005\r\na=sendonly\r\n\
 m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+
+    #[test]
+    fn codec_name_is_what_format_writes() {
+        for (name, rate) in [("PCMU", 8000), ("opus", 48000), ("G722", 0), ("x", 9), ("L16", 10), ("y", u32::MAX)] {
+            assert_eq!(codec_name(name, rate), format!("{name}/{rate}"));
+        }
+    }
 
     #[test]
     fn reads_the_audio_stream() {
