@@ -58,6 +58,7 @@ pub mod auth;
 pub mod call;
 pub mod cluster;
 pub mod collections;
+pub mod decimal;
 pub mod dialog;
 pub mod dispatch;
 pub mod endpoint;

@@ -31,6 +31,7 @@ const SANS_IO: &[&str] = &[
     "ua",
     "service",
     "collections.rs",
+    "decimal.rs",
     "cluster",
     "dispatch",
     "application",

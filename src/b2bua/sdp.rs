@@ -85,20 +85,10 @@ fn stream(sdp: &SessionDescription, m: &MediaDescription, line: usize) -> AudioS
 /// formatting machinery: it ran twice per call (offer and answer), ~1,900 instructions each
 /// (issue 16).
 fn codec_name(name: &str, rate: u32) -> String {
-    let mut digits = [0u8; 10];
-    let (mut n, mut at) = (rate, digits.len());
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut s = String::with_capacity(name.len() + 1 + digits.len() - at);
+    let mut s = String::with_capacity(name.len() + 11);
     s.push_str(name);
     s.push('/');
-    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    crate::decimal::push_decimal(&mut s, rate.into());
     s
 }
 

@@ -4,6 +4,7 @@
 
 use super::binding::{aor_of, contact_key, format_q, Binding};
 use super::{sorted, Change, Outcome, RegisterError, Registrar};
+use crate::decimal::push_decimal;
 use crate::message::{percent_decode, ErrorKind, HeaderName, Message, Method, NameAddr, ParseError, Uri};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -288,21 +289,6 @@ pub(super) fn listing<'a>(req: &Message, tag: &str, contacts: impl Iterator<Item
     }
     b.push(HeaderName::Date, http_date(now));
     b.finish()
-}
-
-/// Appends `n` in decimal, as `Display` writes it.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Whether a Contact header line holds a `*` element among others (`*, <sip:a@b>`).

@@ -6,6 +6,8 @@
 //! fields of [`CallRecord`] are the columns `from_uri`/`to_uri` (both are SQL keywords).
 
 use std::net::SocketAddr;
+
+use crate::decimal::{push_decimal, push_ip};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -301,32 +303,16 @@ fn put_binding(conn: &Connection, b: &BindingRecord) -> Result<(), StoreError> {
 /// written digit by digit into a stack buffer: the formatting machinery was a tenth of a binding's
 /// write (issue 16).
 fn source_text(addr: &SocketAddr) -> String {
-    let SocketAddr::V4(v4) = addr else { return addr.to_string() };
-    fn push_decimal(out: &mut Vec<u8>, n: u16) {
-        let mut digits = [0u8; 5];
-        let mut i = digits.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+    let mut out = String::with_capacity(21);
+    match addr {
+        SocketAddr::V4(v4) => {
+            push_ip(&mut out, (*v4.ip()).into());
+            out.push(':');
+            push_decimal(&mut out, v4.port().into());
         }
-        out.extend_from_slice(&digits[i..]);
+        SocketAddr::V6(_) => return addr.to_string(),
     }
-    let mut out = Vec::with_capacity(21);
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        push_decimal(&mut out, u16::from(octet));
-    }
-    out.push(b':');
-    push_decimal(&mut out, v4.port());
-    // Invariant: only ASCII digits, dots and a colon were written.
-    String::from_utf8(out).expect("ASCII")
+    out
 }
 
 fn remove_binding(conn: &Connection, aor: &str, contact: &str) -> Result<bool, StoreError> {

@@ -18,6 +18,7 @@ pub mod udp;
 #[cfg(feature = "tokio")]
 pub mod udp_sync;
 
+use crate::decimal::{push_decimal, push_ip};
 use crate::message::{HeaderName, Host, Message};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
@@ -163,41 +164,6 @@ impl<const N: usize> std::fmt::Write for Short<N> {
         to.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
-    }
-}
-
-/// Appends `ip` as its `Display` writes it; an IPv4 address without the formatting machinery.
-fn push_ip(out: &mut impl std::fmt::Write, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    let _ = out.write_char('.');
-                }
-                push_decimal(out, octet.into());
-            }
-        }
-        std::net::IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}"); // into a String or a `Short` sized for it: cannot fail
-        }
-    }
-}
-
-/// Appends `n` in decimal, without leading zeros.
-fn push_decimal(out: &mut impl std::fmt::Write, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    let mut n = n;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in digits[..len].iter().rev() {
-        let _ = out.write_char(char::from(d));
     }
 }
 
@@ -361,7 +327,7 @@ mod tests {
         }
         for n in [0u32, 7, 10, 5060, 40000, 65535, u32::MAX] {
             let mut out = String::new();
-            push_decimal(&mut out, n);
+            push_decimal(&mut out, n.into());
             assert_eq!(out, n.to_string());
         }
     }
