@@ -179,13 +179,18 @@ fn push_escaped(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
     }
 }
 
-/// A qvalue in thousandths as RFC 3261 §25.1 writes it: `1`, `0.5`, `0.75`, `0.005`.
-pub(crate) fn format_q(q_millis: u16) -> String {
-    if q_millis >= 1000 {
-        return "1".into();
+/// Appends a qvalue in thousandths as RFC 3261 §25.1 writes it: `1`, `0`, `0.5`, `0.75`, `0.005`.
+pub(crate) fn push_q(out: &mut String, q_millis: u16) {
+    match q_millis {
+        1000.. => out.push('1'),
+        0 => out.push('0'),
+        q => {
+            out.push_str("0.");
+            let digits = [q / 100, q / 10 % 10, q % 10];
+            let last = digits.iter().rposition(|&d| d != 0).unwrap_or(0);
+            out.extend(digits[..=last].iter().map(|&d| char::from(b'0' + d as u8)));
+        }
     }
-    let frac = format!("{q_millis:03}");
-    format!("0.{}", frac.trim_end_matches('0')).trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -255,8 +260,21 @@ mod tests {
 
     #[test]
     fn q_values() {
-        for (q, s) in [(1000, "1"), (0, "0"), (500, "0.5"), (750, "0.75"), (5, "0.005"), (100, "0.1")] {
-            assert_eq!(format_q(q), s);
+        for (q, s) in [
+            (1000, "1"),
+            (1001, "1"),
+            (0, "0"),
+            (500, "0.5"),
+            (750, "0.75"),
+            (5, "0.005"),
+            (100, "0.1"),
+            (10, "0.01"),
+            (999, "0.999"),
+            (120, "0.12"),
+        ] {
+            let mut out = String::from("q=");
+            push_q(&mut out, q);
+            assert_eq!(out, format!("q={s}"));
         }
     }
 }

@@ -270,6 +270,12 @@ impl Registrar {
                 return Some(std::mem::replace(&mut e.binding, binding));
             }
         }
+        self.take_and_push(key, binding)
+    }
+
+    /// [`Registrar::put`] the long way: takes out the binding with `key` (and its AOR's list when
+    /// it was the only one), then pushes `binding` last with a new id and deadline.
+    fn take_and_push(&mut self, key: String, binding: Binding) -> Option<Binding> {
         let aor = binding.aor.clone();
         let old = self.take(&aor, |e| e.key == key);
         let id = self.next_id;
@@ -310,21 +316,7 @@ fn sorted(entries: &[Entry]) -> Vec<&Binding> {
 mod tests {
     use super::*;
 
-    impl Registrar {
-        /// `put` as it was before refreshes were replaced in place: take, then push.
-        fn put_by_take(&mut self, key: String, binding: Binding) -> Option<Binding> {
-            let aor = binding.aor.clone();
-            let old = self.take(&aor, |e| e.key == key);
-            let id = self.next_id;
-            self.next_id += 1;
-            self.deadlines.insert((binding.expires_at, id), aor.clone());
-            self.by_aor.entry(aor).or_default().push(Entry { id, key, binding });
-            self.count += 1;
-            old
-        }
-    }
-
-    /// The in-place refresh leaves every map, list order, id and count as take-then-push did.
+    /// The in-place refresh leaves every map, list order, id and count as take-then-push does.
     #[test]
     fn a_refresh_in_place_ends_as_take_and_push() {
         let mut fast = Registrar::new(RegistrarConfig::default());
@@ -343,7 +335,7 @@ mod tests {
                 source: "192.0.2.1:5060".parse().unwrap(),
                 updated_at: u64::from(step),
             };
-            assert_eq!(fast.put(contact.clone(), binding.clone()), slow.put_by_take(contact, binding));
+            assert_eq!(fast.put(contact.clone(), binding.clone()), slow.take_and_push(contact, binding));
             if step % 97 == 0 {
                 let now = Duration::from_secs(1000 + (x >> 20) % 100);
                 assert_eq!(fast.purge(now), slow.purge(now));

@@ -6,10 +6,10 @@
 //! fields of [`CallRecord`] are the columns `from_uri`/`to_uri` (both are SQL keywords).
 
 use std::net::SocketAddr;
-
-use crate::decimal::{push_decimal, push_ip};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::decimal::{push_decimal, push_ip};
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row, Statement, TransactionBehavior};
 
@@ -300,7 +300,7 @@ fn put_binding(conn: &Connection, b: &BindingRecord) -> Result<(), StoreError> {
 
 /// `addr` as its `Display` writes it (`192.0.2.10:5060`, `[2001:db8::1]:5060`), which is how the
 /// `source` column has always been written and is read back. An IPv4 address, the common case, is
-/// written digit by digit into a stack buffer: the formatting machinery was a tenth of a binding's
+/// written digit by digit ([`crate::decimal`]): the formatting machinery was a tenth of a binding's
 /// write (issue 16).
 fn source_text(addr: &SocketAddr) -> String {
     let mut out = String::with_capacity(21);
