@@ -20,6 +20,7 @@
 # Env:     BIN=target/release (softphone)  SB_BIN=$BIN (switchboard)  RATE=1000  CALLS=10000
 #          REPS=3  WORKERS=(softphone's default)  TOOLS="softphone sipp"  TOOL=perf|callgrind
 #          TICK_MS=(unset)  FLOOR_BIN=(newest target/release/deps/load_floor-*)  FLOOR_TICK=5
+#          FLOOR_KEEP=0 (bytes of heap the floor leaves per call: the page faults of per-call state)
 # Prints one line per run: tool, ok, failed, CPU-s per 10k calls, syscalls/call, ctx switches/call,
 # page faults/call, user and system seconds per 10k calls (/usr/bin/time, 10 ms ticks, perf's own
 # start-up included) and, for floor and softphone, the setup time's p50/p99 in ms
@@ -36,6 +37,7 @@ TOOLS=${TOOLS:-"softphone sipp"}
 TOOL=${TOOL:-perf}
 TICK_MS=${TICK_MS:-}
 FLOOR_TICK=${FLOOR_TICK:-5}
+FLOOR_KEEP=${FLOOR_KEEP:-0}
 FLOOR_BIN=${FLOOR_BIN:-}
 if [[ " $TOOLS " == *" floor "* ]] && [ -z "$FLOOR_BIN" ]; then
     FLOOR_BIN=$(ls -t target/release/deps/load_floor-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
@@ -101,7 +103,7 @@ run_one() {
         failed=$(awk '$1=="failed"{print $2}' "$WORK/gen.out" | grep . || echo "$CALLS")
         ;;
     floor)
-        timeout "$LIMIT" "${WRAP[@]}" "$FLOOR_BIN" --target "127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" --tick-ms "$FLOOR_TICK" \
+        timeout "$LIMIT" "${WRAP[@]}" "$FLOOR_BIN" --target "127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" --tick-ms "$FLOOR_TICK" --keep "$FLOOR_KEEP" \
             >"$WORK/gen.out" 2>/dev/null || true
         ok=$(awk '$1=="floor"{for(i=1;i<NF;i++) if($i=="ok") print $(i+1)}' "$WORK/gen.out" | grep . || echo 0)
         failed=$((CALLS - ok))
@@ -130,6 +132,7 @@ run_one() {
     case $tool in
     floor)
         label="floor/$FLOOR_TICK"
+        [ "$FLOOR_KEEP" != 0 ] && label="$label+$FLOOR_KEEP"
         setup=$(awk '$1=="floor"{for(i=1;i<NF;i++){if($i=="p50")a=$(i+1);if($i=="p99")b=$(i+1)}} END{if(a!="")print a"/"b}' "$WORK/gen.out")
         ;;
     softphone)

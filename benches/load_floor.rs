@@ -37,7 +37,9 @@ const USAGE: &str = "usage: cargo bench --bench load_floor -- --target IP:PORT [
   --target   the echo user's service (`switchboard serve --data none`); calls go to sip:echo@IP:PORT
   --rate     calls started per second [default: 1000]
   --calls    calls placed [default: 10000]
-  --tick-ms  wake every P ms and batch that tick's work; 0: wake on every arrival [default: 5]";
+  --tick-ms  wake every P ms and batch that tick's work; 0: wake on every arrival [default: 5]
+  --keep     bytes of heap each call leaves behind, written once (what a stack's per-call state costs
+             in page faults alone; `softphone load` keeps about 2,400) [default: 0]";
 
 /// The call number's width in every spliced field.
 const DIGITS: usize = 8;
@@ -56,10 +58,11 @@ struct Args {
     rate: u64,
     calls: u64,
     tick_ms: u64,
+    keep: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { target: SocketAddr::from(([127, 0, 0, 1], 5060)), rate: 1000, calls: 10_000, tick_ms: 5 };
+    let mut args = Args { target: SocketAddr::from(([127, 0, 0, 1], 5060)), rate: 1000, calls: 10_000, tick_ms: 5, keep: 0 };
     let mut target = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => args.rate = number()?.max(1),
             "--calls" => args.calls = number()?.clamp(1, 99_999_999),
             "--tick-ms" => args.tick_ms = number()?,
+            "--keep" => args.keep = usize::try_from(number()?.min(1 << 20)).unwrap_or(0),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -397,6 +401,7 @@ fn main() -> ExitCode {
     let deadline = start + Duration::from_secs(calls / args.rate + 5);
     let mut started = 0u64;
     let mut ticks = 0u32;
+    let mut kept: Vec<Vec<u8>> = Vec::with_capacity(if args.keep > 0 { calls as usize } else { 0 });
     loop {
         let now = Instant::now();
         let next_call = start + Duration::from_nanos(started * interval_ns);
@@ -433,6 +438,9 @@ fn main() -> ExitCode {
             outbox.push(Transmit { dest: args.target, payload: run.t.invite(started) });
             run.state[started as usize] = INVITING;
             run.invited_at.push(now);
+            if args.keep > 0 {
+                kept.push(vec![1; args.keep]);
+            }
             started += 1;
         }
         run.send(&socket, &mut outbox);
@@ -477,7 +485,7 @@ fn main() -> ExitCode {
     );
     let complete = s.ok == calls;
     // Like `softphone load`: the tables are left to the process's exit.
-    std::mem::forget(run);
+    std::mem::forget((run, kept));
     if complete {
         ExitCode::SUCCESS
     } else {
