@@ -8,13 +8,22 @@
 # software counter: no hardware counters needed); task-clock is the generator's CPU time, all its
 # threads. Runs alternate softphone, sipp, REPS times.
 #
+# TOOLS may name `floor` too: the minimal generator of benches/load_floor.rs (prebuilt templates,
+# one sendmmsg and one recvmmsg per tick of FLOOR_TICK ms; `cargo build --release --benches`),
+# the least CPU any generator can spend on the same calls here. TICK_MS sets `softphone load
+# --tick-ms` (its paced loop; unset: the default, a round per arrival).
+#
 # TOOL=callgrind runs each generator under valgrind --tool=callgrind instead and prints its
 # user-space instructions per call (all threads, start-up included; use a moderate RATE, e.g. 200).
 #
 # Usage:   bench/load_cpu.sh        (after cargo build --release --bin softphone --bin switchboard)
 # Env:     BIN=target/release (softphone)  SB_BIN=$BIN (switchboard)  RATE=1000  CALLS=10000
 #          REPS=3  WORKERS=(softphone's default)  TOOLS="softphone sipp"  TOOL=perf|callgrind
-# Prints one line per run: tool, ok, failed, CPU-s per 10k calls, syscalls/call, ctx switches/call
+#          TICK_MS=(unset)  FLOOR_BIN=(newest target/release/deps/load_floor-*)  FLOOR_TICK=5
+#          FLOOR_KEEP=0 (bytes of heap the floor leaves per call: the page faults of per-call state)
+# Prints one line per run: tool, ok, failed, CPU-s per 10k calls, syscalls/call, ctx switches/call,
+# page faults/call, user and system seconds per 10k calls (/usr/bin/time, 10 ms ticks, perf's own
+# start-up included) and, for floor and softphone, the setup time's p50/p99 in ms
 # (TOOL=callgrind: instructions per call).
 set -euo pipefail
 
@@ -26,6 +35,14 @@ REPS=${REPS:-3}
 WORKERS=${WORKERS:-}
 TOOLS=${TOOLS:-"softphone sipp"}
 TOOL=${TOOL:-perf}
+TICK_MS=${TICK_MS:-}
+FLOOR_TICK=${FLOOR_TICK:-5}
+FLOOR_KEEP=${FLOOR_KEEP:-0}
+FLOOR_BIN=${FLOOR_BIN:-}
+if [[ " $TOOLS " == *" floor "* ]] && [ -z "$FLOOR_BIN" ]; then
+    FLOOR_BIN=$(ls -t target/release/deps/load_floor-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+    [ -x "$FLOOR_BIN" ] || { echo "load_cpu.sh: no load_floor bench (cargo build --release --benches, or FLOOR_BIN)" >&2; exit 2; }
+fi
 LIMIT=$((CALLS / RATE + 40))
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sb-load-cpu.XXXXXX")
 TARGET_PID=""
@@ -67,7 +84,7 @@ start_target() {
 if [ "$TOOL" = callgrind ]; then
     WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out")
 else
-    WRAP=(perf stat -x' ' -e raw_syscalls:sys_enter,context-switches,task-clock -o "$WORK/perf.out")
+    WRAP=(/usr/bin/time -f "%U %S" -o "$WORK/time.out" perf stat -x' ' -e raw_syscalls:sys_enter,context-switches,page-faults,task-clock -o "$WORK/perf.out")
 fi
 
 # perf_field NAME: the count of one event in $WORK/perf.out (commas dropped).
@@ -80,9 +97,16 @@ run_one() {
     softphone)
         timeout "$LIMIT" "${WRAP[@]}" \
             "$BIN/softphone" load "sip:echo@127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" ${WORKERS:+--workers "$WORKERS"} \
+            ${TICK_MS:+--tick-ms "$TICK_MS"} \
             >"$WORK/gen.out" 2>/dev/null || true
         ok=$(awk '$1=="ok"{print $2}' "$WORK/gen.out" | grep . || echo 0)
         failed=$(awk '$1=="failed"{print $2}' "$WORK/gen.out" | grep . || echo "$CALLS")
+        ;;
+    floor)
+        timeout "$LIMIT" "${WRAP[@]}" "$FLOOR_BIN" --target "127.0.0.1:$TARGET_PORT" --rate "$RATE" --calls "$CALLS" --tick-ms "$FLOOR_TICK" --keep "$FLOOR_KEEP" \
+            >"$WORK/gen.out" 2>/dev/null || true
+        ok=$(awk '$1=="floor"{for(i=1;i<NF;i++) if($i=="ok") print $(i+1)}' "$WORK/gen.out" | grep . || echo 0)
+        failed=$((CALLS - ok))
         ;;
     sipp)
         rm -f "$WORK/stat.csv"
@@ -99,15 +123,29 @@ run_one() {
             END{printf "%-10s ok %6d failed %5d  instructions/call %.0f\n", t, ok, f, ir/n}' "$WORK/cg.out"
         return
     fi
-    local sys cs ms
+    local sys cs pf ms us ss label=$tool setup="-"
     sys=$(perf_field raw_syscalls:sys_enter)
     cs=$(perf_field context-switches)
+    pf=$(perf_field page-faults)
     ms=$(perf_field task-clock)
-    awk -v t="$tool" -v ok="$ok" -v f="$failed" -v sys="$sys" -v cs="$cs" -v ms="$ms" -v n="$CALLS" 'BEGIN{
-        printf "%-10s ok %6d failed %5d  CPU-s/10k %.3f  syscalls/call %.2f  ctxsw/call %.2f\n", t, ok, f, ms/1000/n*10000, sys/n, cs/n}'
+    read -r us ss < <(tail -1 "$WORK/time.out" 2>/dev/null || echo "0 0")
+    case $tool in
+    floor)
+        label="floor/$FLOOR_TICK"
+        [ "$FLOOR_KEEP" != 0 ] && label="$label+$FLOOR_KEEP"
+        setup=$(awk '$1=="floor"{for(i=1;i<NF;i++){if($i=="p50")a=$(i+1);if($i=="p99")b=$(i+1)}} END{if(a!="")print a"/"b}' "$WORK/gen.out")
+        ;;
+    softphone)
+        [ -n "$TICK_MS" ] && label="softphone/$TICK_MS"
+        setup=$(awk '$1=="setup_p50_ms"{a=$2} $1=="setup_p99_ms"{b=$2} END{if(a!="")print a"/"b}' "$WORK/gen.out")
+        ;;
+    esac
+    awk -v t="$label" -v ok="$ok" -v f="$failed" -v sys="$sys" -v cs="$cs" -v pf="$pf" -v ms="$ms" -v us="$us" -v ss="$ss" -v n="$CALLS" -v setup="${setup:--}" 'BEGIN{
+        printf "%-12s ok %6d failed %5d  CPU-s/10k %.3f  syscalls/call %.2f  ctxsw/call %.2f  faults/call %.2f  user/10k %.2f  sys/10k %.2f  setup p50/p99 ms %s\n",
+            t, ok, f, ms/1000/n*10000, sys/n, cs/n, pf/n, us/n*10000, ss/n*10000, setup}'
 }
 
-echo "# load_cpu: $RATE calls/s x $CALLS, softphone --workers ${WORKERS:-default}, $(nproc) CPUs, $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# load_cpu: $RATE calls/s x $CALLS, softphone --workers ${WORKERS:-default} --tick-ms ${TICK_MS:-default}, floor tick ${FLOOR_TICK} ms, $(nproc) CPUs, $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
     for tool in $TOOLS; do
         run_one "$tool"

@@ -134,3 +134,50 @@ fn unanswered_load_counts_every_attempt_as_failed() {
     assert_eq!(t["stopped_by"], "timeout", "{transcript}");
     drop(silent);
 }
+
+/// The paced loop (`--tick-ms`, issue 16 point 5): a worker wakes every 5 ms and serves what
+/// queued meanwhile in one batch. Every call still completes and is counted once, and the setup
+/// percentiles are there and in order.
+#[test]
+fn paced_load_completes_every_call() {
+    let service = Service::start();
+    let uri = format!("sip:echo@127.0.0.1:{}", service.port);
+    let mut load = softphone(&["load", &uri, "--rate", "300", "--calls", "600", "--workers", "1", "--tick-ms", "5", "--timeout", "40"]);
+    let status = load.expect_exit(LIMIT);
+    let transcript = load.transcript();
+    assert!(status.success(), "softphone load failed:\n{transcript}");
+    let t = table(&load);
+    let (attempted, ok, failed) = (number(&t, "attempted", &transcript), number(&t, "ok", &transcript), number(&t, "failed", &transcript));
+    assert_eq!((attempted, ok, failed), (600.0, 600.0, 0.0), "{transcript}");
+    assert_eq!(t["failures"], "-");
+    let p: Vec<f64> = ["setup_p50_ms", "setup_p90_ms", "setup_p99_ms", "setup_max_ms"].iter().map(|r| number(&t, r, &transcript)).collect();
+    assert!(p[0] > 0.0 && p.windows(2).all(|w| w[0] <= w[1]), "percentiles out of order: {p:?}\n{transcript}");
+}
+
+/// Paced, against a port where nothing answers: the transaction layer's timers still run on the
+/// ticks (Timer A retransmits the INVITEs within the 1 s bound), and every call is counted failed.
+#[test]
+fn paced_load_still_retransmits_and_times_out() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a silent socket");
+    let port = silent.local_addr().expect("its address").port();
+    let uri = format!("sip:echo@127.0.0.1:{port}");
+    let mut load = softphone(&["load", &uri, "--rate", "200", "--calls", "50", "--workers", "1", "--tick-ms", "10", "--timeout", "1"]);
+    let status = load.expect_exit(LIMIT);
+    let transcript = load.transcript();
+    assert!(!status.success(), "{transcript}");
+    let t = table(&load);
+    assert_eq!((number(&t, "attempted", &transcript), number(&t, "ok", &transcript), number(&t, "failed", &transcript)), (50.0, 0.0, 50.0));
+    assert!(number(&t, "retransmissions", &transcript) >= 50.0, "{transcript}");
+    assert_eq!(t["stopped_by"], "timeout", "{transcript}");
+    drop(silent);
+}
+
+#[test]
+fn load_refuses_a_tick_above_100_ms_in_one_line() {
+    let mut load = softphone(&["load", "sip:echo@127.0.0.1:5060", "--rate", "10", "--calls", "10", "--tick-ms", "101"]);
+    let status = load.expect_exit(LIMIT);
+    assert!(!status.success());
+    let err = load.lines(Stream::Stderr);
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].contains("--tick-ms"), "{err:?}");
+}

@@ -26,6 +26,9 @@ pub struct SyncUdp {
     meta: Vec<(usize, usize, SocketAddr)>,
     /// The receive timeout last set on the socket (set again only when it changes).
     timeout: Option<Duration>,
+    /// Whether the socket is in non-blocking mode ([`SyncUdp::recv_ready`] puts it there,
+    /// [`SyncUdp::recv_batch`] takes it back; a loop that uses one of them switches once).
+    nonblocking: bool,
 }
 
 /// The shortest receive timeout set: the kernel cannot wait less than a tick anyway, and a zero
@@ -43,7 +46,14 @@ impl SyncUdp {
         socket.bind(&addr.into())?;
         let socket: UdpSocket = socket.into();
         let local = socket.local_addr()?;
-        Ok(SyncUdp { socket, local, buf: vec![0; BATCH * MAX_DATAGRAM], meta: Vec::with_capacity(BATCH), timeout: None })
+        Ok(SyncUdp {
+            socket,
+            local,
+            buf: vec![0; BATCH * MAX_DATAGRAM],
+            meta: Vec::with_capacity(BATCH),
+            timeout: None,
+            nonblocking: false,
+        })
     }
 
     /// The bound address.
@@ -56,6 +66,7 @@ impl SyncUdp {
     /// `wait` passed with nothing (or a signal interrupted the wait).
     pub fn recv_batch(&mut self, out: &mut Vec<(Bytes, SocketAddr)>, wait: Duration) -> io::Result<usize> {
         let wait = wait.max(MIN_WAIT);
+        self.set_nonblocking(false)?;
         if self.timeout != Some(wait) {
             self.socket.set_read_timeout(Some(wait))?;
             self.timeout = Some(wait);
@@ -74,6 +85,34 @@ impl SyncUdp {
         Ok(self.meta.len())
     }
 
+    /// Appends every datagram already queued (up to [`BATCH`]) to `out` without waiting: one
+    /// system call on Linux, which returns at once when none is queued. For a loop that sleeps
+    /// on its own schedule (a paced load worker) and then takes what arrived meanwhile. Returns how
+    /// many were appended; [`BATCH`] means more may be queued.
+    pub fn recv_ready(&mut self, out: &mut Vec<(Bytes, SocketAddr)>) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        self.meta.clear();
+        match self.recv_slots() {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        for &(slot, n, src) in &self.meta {
+            let start = slot * MAX_DATAGRAM;
+            let Some(bytes) = self.buf.get(start..start + n.min(MAX_DATAGRAM)) else { continue };
+            out.push((Bytes::copy_from_slice(bytes), src));
+        }
+        Ok(self.meta.len())
+    }
+
+    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        if self.nonblocking != on {
+            self.socket.set_nonblocking(on)?;
+            self.nonblocking = on;
+        }
+        Ok(())
+    }
+
     /// One `recvmmsg` (`MSG_WAITFORONE`) into the slots; their lengths and sources go to `meta`.
     #[cfg(target_os = "linux")]
     fn recv_slots(&mut self) -> io::Result<()> {
@@ -85,7 +124,7 @@ impl SyncUdp {
     /// A blocking `recv_from` into the first slot, then non-blocking ones until none is queued.
     #[cfg(not(target_os = "linux"))]
     fn recv_slots(&mut self) -> io::Result<()> {
-        let (socket, meta) = (&self.socket, &mut self.meta);
+        let (socket, meta, nonblocking) = (&self.socket, &mut self.meta, self.nonblocking);
         let mut slots = self.buf.chunks_mut(MAX_DATAGRAM).enumerate();
         if let Some((i, slot)) = slots.next() {
             let (n, src) = socket.recv_from(slot)?;
@@ -98,11 +137,12 @@ impl SyncUdp {
                 Err(_) => break,
             }
         }
-        socket.set_nonblocking(false)
+        socket.set_nonblocking(nonblocking)
     }
 
     /// Sends every datagram of `batch`, up to [`BATCH`] per system call on Linux (blocking while
-    /// the socket's buffer is full). A datagram that cannot be sent (e.g. the error an ICMP
+    /// the socket's buffer is full; after [`SyncUdp::recv_ready`] the socket does not block, and a
+    /// datagram that does not fit is reported to `failed`). A datagram that cannot be sent (e.g. the error an ICMP
     /// message left on the socket) is reported to `failed` and skipped; the transaction layer
     /// retransmits, as after a loss in the network.
     pub fn send_batch(&self, batch: &[Transmit], mut failed: impl FnMut(&Transmit, io::Error)) {
@@ -140,5 +180,37 @@ impl SyncUdp {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// `recv_ready` returns at once with nothing queued, takes every queued datagram in order with
+    /// its source, and `recv_batch` afterwards waits again (the socket is back in blocking mode).
+    #[test]
+    fn recv_ready_takes_what_is_queued_without_waiting() {
+        let mut sock = SyncUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut out = Vec::new();
+        assert_eq!(sock.recv_ready(&mut out).unwrap(), 0);
+        for payload in [&b"one"[..], b"two", b"three"] {
+            peer.send_to(payload, sock.local_addr()).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while out.len() < 3 && Instant::now() < deadline {
+            sock.recv_ready(&mut out).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let got: Vec<&[u8]> = out.iter().map(|(b, _)| &b[..]).collect();
+        assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+        assert!(out.iter().all(|(_, src)| *src == peer.local_addr().unwrap()));
+        out.clear();
+        assert_eq!(sock.recv_batch(&mut out, Duration::from_millis(20)).unwrap(), 0);
+        peer.send_to(b"four", sock.local_addr()).unwrap();
+        assert_eq!(sock.recv_batch(&mut out, Duration::from_secs(5)).unwrap(), 1);
+        assert_eq!(&out[0].0[..], b"four");
     }
 }

@@ -7,6 +7,14 @@
 //! gathered), and send what the round produced. On Linux a round is one `recvmmsg` (which waits
 //! for the first datagram and takes the others queued behind it) and at most one `sendmmsg`, the
 //! same batching as the service's driver (BENCHMARKS.md "softphone load, batched").
+//!
+//! Paced (`softphone load --tick-ms P`): a round starts every P ms instead of at each arrival.
+//! The thread sleeps to the next tick, takes every datagram queued meanwhile without waiting
+//! (`recvmmsg` on the socket in non-blocking mode), runs what is due, and sends all of it in one
+//! `sendmmsg`: one wake-up per tick however many calls it serves. Every answer and timer then waits
+//! up to P ms (a call's setup time grows by about P/2 on average and up to P); T1 is 500 ms, so
+//! the transaction timers keep their meaning (BENCHMARKS.md "softphone load against the floor
+//! (floor16)").
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -65,15 +73,55 @@ fn flush<A: Application>(
     outbox.clear();
 }
 
+/// Longest tick of the paced loop: a longer one would hold every answer and timer for too long.
+pub(crate) const MAX_TICK: Duration = Duration::from_millis(100);
+
+/// Waits for the next round. Unpaced (`tick` `None`): until a datagram arrives or the next timer is
+/// due. Paced: sleeps to the next tick after `*next_tick` (a tick already past is not slept for,
+/// and a loop more than a tick behind starts again from now), then takes what is queued.
+fn receive(
+    socket: &mut SyncUdp,
+    inbox: &mut Vec<(Bytes, SocketAddr)>,
+    due: Option<Instant>,
+    tick: Option<Duration>,
+    next_tick: &mut Instant,
+) {
+    let result = match tick {
+        None => socket.recv_batch(inbox, wait_until(due, Instant::now())),
+        Some(tick) => {
+            let now = Instant::now();
+            if *next_tick + tick < now {
+                *next_tick = now;
+            }
+            std::thread::sleep(next_tick.saturating_duration_since(now));
+            *next_tick += tick;
+            // A full batch means more may be queued.
+            loop {
+                match socket.recv_ready(inbox) {
+                    Ok(BATCH) => {}
+                    other => break other,
+                }
+            }
+        }
+    };
+    // ICMP port unreachable from an earlier send shows up here on Linux; keep going.
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "recv failed");
+    }
+}
+
 /// Runs `app` on `socket` until it is done; `stop` asks it to shut down (then at most [`GRACE`]).
+/// `tick`: the paced loop's period (see the module docs), `None` for a round per arrival.
 /// Returns the application.
-pub(crate) fn run<A: Application>(mut socket: SyncUdp, mut endpoint: Endpoint, mut app: A, stop: &AtomicBool) -> A {
+pub(crate) fn run<A: Application>(mut socket: SyncUdp, mut endpoint: Endpoint, mut app: A, stop: &AtomicBool, tick: Option<Duration>) -> A {
     let mut inbox: Vec<(Bytes, SocketAddr)> = Vec::with_capacity(BATCH);
     let mut outbox: Vec<Transmit> = Vec::with_capacity(BATCH);
     let mut stopping: Option<Instant> = None;
     // Load calls carry no media: every bind fails, so nothing is ever sent.
     let mut media = Media::disabled();
     let now = Instant::now();
+    let tick = tick.map(|t| t.clamp(Duration::from_millis(1), MAX_TICK));
+    let mut next_tick = now;
     app.start(&mut Io { endpoint: &mut endpoint, media: &mut media, wall_clock: wall_clock() }, now);
     flush(&socket, &mut endpoint, &mut media, &mut app, &mut outbox, now);
     while !app.is_done() {
@@ -88,11 +136,7 @@ pub(crate) fn run<A: Application>(mut socket: SyncUdp, mut endpoint: Endpoint, m
             break;
         }
         let due = [endpoint.poll_timeout(), app.poll_timeout()].into_iter().flatten().min();
-        match socket.recv_batch(&mut inbox, wait_until(due, Instant::now())) {
-            Ok(_) => {}
-            // ICMP port unreachable from an earlier send shows up here on Linux; keep going.
-            Err(e) => tracing::debug!(error = %e, "recv failed"),
-        }
+        receive(&mut socket, &mut inbox, due, tick, &mut next_tick);
         let now = Instant::now();
         for (bytes, src) in inbox.drain(..) {
             endpoint.handle_datagram(src, bytes, now);
