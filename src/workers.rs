@@ -22,15 +22,18 @@
 //!   minted by any worker is checked by any worker: the key is shared) and the store writer;
 //! - the per-source rate limit is one set of buckets shared by the workers
 //!   ([`crate::transport::rate_limit::SharedRateLimiter`]), so a source whose REGISTERs all stay
-//!   on one worker still gets the whole configured rate; the failed-authentication back-off
-//!   counts per worker with the whole configured limit, so a source's failed REGISTERs, all on
-//!   one worker, are blocked after the configured number (no later than when they spread).
+//!   on one worker still gets the whole configured rate; likewise the failed-authentication
+//!   back-off is one table ([`crate::service::guard::SharedGuard`]): failures on any worker
+//!   count toward one limit, and a block holds on every worker.
 //!
 //! A REGISTER holds no dialog and starts none, so no later request needs it on the Call-ID's
 //! worker. Responses (a REGISTER this service sent) still go by Call-ID to the worker whose
 //! client transaction waits for them. Cost of the rule: all the REGISTERs of one source address
 //! (one upstream proxy in front of many phones) are handled by one worker; requests that start
-//! calls still spread by Call-ID.
+//! calls still spread by Call-ID. A retransmission from another source port than its request
+//! (a NAT rebinding within the transaction's lifetime) may land on another worker, which has no
+//! transaction for it and applies it again (the registrar then refuses the same CSeq, §10.3
+//! step 7): the one case the Call-ID hand-off covered and this rule does not.
 //!
 //! What a worker sends leaves from its own socket, which has the same local address.
 

@@ -393,3 +393,61 @@ fn one_sources_registers_on_one_worker_get_the_whole_rate_limit() {
     let w = control(&data, "workers");
     assert_eq!(w["handed_off"].as_u64(), Some(0), "{w}");
 }
+
+/// The failed-authentication back-off is one table for all the workers (hand16): 10 REGISTERs
+/// with a wrong password from one address, all handled by the worker they land on, block
+/// the source; an INVITE from it whose Call-ID maps to the other worker then gets 403 unchecked
+/// there, where before it one got the 407 challenge of a source in good standing.
+#[test]
+fn a_source_blocked_on_one_worker_is_blocked_on_the_other() {
+    let _one = exclusive();
+    let dir = TempDir::new("workers-guard");
+    let data = dir.join("data");
+    let ok =
+        switchboard().args(["users", "--data"]).arg(&data).args(["add", "bob", "--password", "bob-secret"]).output().expect("users add");
+    assert!(ok.status.success());
+    let (svc, service) = start(&data, 2, &["--rate-limit", "0"]);
+    let phone = socket();
+    let me = addr_of(&phone);
+    let invite = |call_id: &str| {
+        let msg = format!(
+            "INVITE sip:bob@{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
+             From: <sip:mallory@{ip}>;tag=g-{call_id}\r\nTo: <sip:bob@{ip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:mallory@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            ip = me.ip()
+        );
+        phone.send_to(msg.as_bytes(), service).expect("send INVITE");
+        raw_sip::status(&final_for(&phone, call_id, "INVITE"))
+    };
+    // Where this address lands: the worker that handled a REGISTER.
+    raw_sip::register(&phone, service, "bob", &format!("sip:bob@{me}"), "guard-probe", 1);
+    let challenge = raw_sip::final_response(&phone, "guard-probe", LIMIT);
+    assert_eq!(raw_sip::status(&challenge), 401);
+    let www = header(&challenge, "WWW-Authenticate").expect("challenge");
+    let param = |name: &str| www.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).expect("param").to_owned();
+    let (realm, nonce) = (param("realm"), param("nonce"));
+    let handled = control(&data, "workers")["handled"].clone();
+    let landing = handled.as_array().and_then(|h| h.iter().position(|n| n.as_u64() == Some(1))).expect("one worker handled it");
+    let other: Vec<String> = (0..200).map(|i| format!("guard-{i}")).filter(|c| cluster::worker_of(c, 2) != landing).take(2).collect();
+    assert_eq!(invite(&other[0]), 407, "a source in good standing is challenged");
+    for i in 0..10 {
+        let call_id = format!("guard-bad-{i}");
+        let msg = format!(
+            "REGISTER sip:{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
+             From: <sip:bob@{ip}>;tag=b-{i}\r\nTo: <sip:bob@{ip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sip:bob@{me}>\r\nAuthorization: Digest username=\"bob\", realm=\"{realm}\", nonce=\"{nonce}\", \
+             uri=\"sip:{ip}\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"c\"\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            ip = me.ip(),
+            nc = i + 1
+        );
+        phone.send_to(msg.as_bytes(), service).expect("send REGISTER");
+        assert_eq!(raw_sip::status(&raw_sip::final_response(&phone, &call_id, LIMIT)), 403, "a wrong password");
+    }
+    svc.wait_line("auth blocked: src=127.0.0.1", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    // (Read before the second INVITE: the counter is bumped after the hand-off, which the owner
+    // may answer first.)
+    let w = control(&data, "workers");
+    assert_eq!(w["handed_off"].as_u64(), Some(1), "the first INVITE went to the other worker: {w}");
+    assert_eq!(invite(&other[1]), 403, "blocked on the other worker too");
+}

@@ -524,7 +524,10 @@ async fn serve(r: Resolved) -> Result<(), String> {
         Some(_) => commands.iter().map(|c| crate::shared_store::forwarder(c.clone())).collect(),
         None => Vec::new(),
     };
-    let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true };
+    // One failed-authentication table for all the workers (a REGISTER stays where it lands, its
+    // sender's other requests spread by Call-ID).
+    let guard = Some(switchboard::service::guard::SharedGuard::new(r.guard));
+    let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true, guard };
     let (shards, stats) = switchboard::workers::shards(n);
     // One set of per-source buckets for every worker: a source gets the configured rate whichever
     // workers its requests land on (a REGISTER stays where it lands, see `switchboard::workers`).
