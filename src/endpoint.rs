@@ -24,7 +24,7 @@
 use crate::collections::HashMap;
 use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
 use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, TransactionState, Transactions};
-use crate::transport::rate_limit::{self, RateLimit, RateLimiter};
+use crate::transport::rate_limit::{self, RateLimit, RateLimiter, SharedRateLimiter};
 use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -297,12 +297,19 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     stats: Stats,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Limiter>,
     /// Destinations an ICMP error reported unreachable ([`Endpoint::handle_unreachable`]).
     unreachable: Vec<SocketAddr>,
     /// `config.allow` split at its commas and trimmed, once: every request is checked against it
     /// (issue 16: splitting the string per request cost ~2,800 instructions).
     allowed: Vec<String>,
+}
+
+/// The per-source rate limit an endpoint checks: its own, or one shared with sibling workers.
+#[derive(Debug)]
+enum Limiter {
+    Own(RateLimiter),
+    Shared(SharedRateLimiter),
 }
 
 // ===== impl Endpoint =====
@@ -312,7 +319,7 @@ impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
         let mut transactions = Transactions::new(config.timers);
         transactions.set_limit(config.max_transactions);
-        let limiter = config.rate_limit.map(RateLimiter::new);
+        let limiter = config.rate_limit.map(|l| Limiter::Own(RateLimiter::new(l)));
         let allowed = config.allow.split(',').map(|m| m.trim().to_owned()).collect();
         Endpoint {
             allowed,
@@ -325,6 +332,13 @@ impl Endpoint {
             limiter,
             unreachable: Vec::new(),
         }
+    }
+
+    /// Checks requests against `shared` instead of a limiter of its own (`serve --workers N`,
+    /// issue 16: one set of per-source buckets for all the workers, whichever worker a request
+    /// lands on). Replaces [`EndpointConfig::rate_limit`].
+    pub fn share_rate_limit(&mut self, shared: SharedRateLimiter) {
+        self.limiter = Some(Limiter::Shared(shared));
     }
 
     /// The counters.
@@ -765,15 +779,19 @@ impl Endpoint {
     /// The per-source rate limit: false when the request from `source` is to be dropped unparsed.
     fn admit(&mut self, source: SocketAddr, now: Instant) -> bool {
         let Some(limiter) = self.limiter.as_mut() else { return true };
-        match limiter.check(source.ip(), now) {
+        let (verdict, limit) = match limiter {
+            Limiter::Own(l) => (l.check(source.ip(), now), l.limit()),
+            Limiter::Shared(l) => (l.check(source.ip(), now), l.limit()),
+        };
+        match verdict {
             rate_limit::Verdict::Admit => true,
             rate_limit::Verdict::Drop { log, dropped } => {
                 if log {
                     tracing::warn!(
                         "rate limit: src={} dropped={dropped} limit={}/s burst={} (one line per source per minute)",
                         source.ip(),
-                        limiter.limit().rate,
-                        limiter.limit().burst
+                        limit.rate,
+                        limit.burst
                     );
                 }
                 self.stats.rate_limited += 1;

@@ -9,6 +9,32 @@
 //! per worker). A datagram without a readable Call-ID stays where it arrived (the endpoint answers
 //! or drops it as before).
 //!
+//! **A REGISTER request is handled where it lands** ([`is_register`]), with no hand-off (issue 16:
+//! with one source, as sipp or a single upstream proxy, the hand-off of half the REGISTERs cost
+//! a wake-up of the other worker's thread each, twice the CPU per registration of one worker),
+//! because nothing it touches belongs to one worker:
+//! - its server transaction (RFC 3261 §17.2.2) lives on the worker that received it, and its
+//!   retransmissions come from the same source address and port to the same local address, so
+//!   `SO_REUSEPORT`'s hash of that 4-tuple puts them on the same socket, hence the same worker,
+//!   where they are absorbed (the socket set does not change while the service runs);
+//! - the registrar is shared, sharded by address-of-record behind mutexes
+//!   (`crate::registrar::shared`), as are the users, the digest nonce-count replay table (a nonce
+//!   minted by any worker is checked by any worker: the key is shared) and the store writer;
+//! - the per-source rate limit is one set of buckets shared by the workers
+//!   ([`crate::transport::rate_limit::SharedRateLimiter`]), so a source whose REGISTERs all stay
+//!   on one worker still gets the whole configured rate; likewise the failed-authentication
+//!   back-off is one table ([`crate::service::guard::SharedGuard`]): failures on any worker
+//!   count toward one limit, and a block holds on every worker.
+//!
+//! A REGISTER holds no dialog and starts none, so no later request needs it on the Call-ID's
+//! worker. Responses (a REGISTER this service sent) still go by Call-ID to the worker whose
+//! client transaction waits for them. Cost of the rule: all the REGISTERs of one source address
+//! (one upstream proxy in front of many phones) are handled by one worker; requests that start
+//! calls still spread by Call-ID. A retransmission from another source port than its request
+//! (a NAT rebinding within the transaction's lifetime) may land on another worker, which has no
+//! transaction for it and applies it again (the registrar then refuses the same CSeq, §10.3
+//! step 7): the one case the Call-ID hand-off covered and this rule does not.
+//!
 //! What a worker sends leaves from its own socket, which has the same local address.
 
 use crate::cluster::worker_of;
@@ -72,7 +98,10 @@ impl Shard {
     /// A datagram received on this worker's socket: `Some` (given back) when this worker owns it,
     /// `None` when it went to its owner.
     pub fn dispatch(&self, bytes: Bytes, source: SocketAddr) -> Option<Bytes> {
-        let owner = call_id_of(&bytes).map_or(self.index, |id| worker_of(id, self.count()));
+        let owner = match is_register(&bytes) {
+            true => self.index,
+            false => call_id_of(&bytes).map_or(self.index, |id| worker_of(id, self.count())),
+        };
         if owner == self.index {
             self.stats.handled[self.index].fetch_add(1, Ordering::Relaxed);
             return Some(bytes);
@@ -98,6 +127,12 @@ impl Shard {
     pub fn try_recv(&mut self) -> Option<Handed> {
         self.inbox.try_recv().ok()
     }
+}
+
+/// True for a REGISTER request: its request line starts with the method, which is
+/// case-sensitive (RFC 3261 §7.1). Handled where it lands (see the module docs).
+pub fn is_register(datagram: &[u8]) -> bool {
+    datagram.starts_with(b"REGISTER ")
 }
 
 /// The Call-ID of a SIP datagram, read from its header lines (`Call-ID` or the compact `i`, any
@@ -158,5 +193,34 @@ mod tests {
         assert_eq!(stats.handed_off.load(Ordering::Relaxed), handed);
         assert_eq!(stats.handled.iter().map(|h| h.load(Ordering::Relaxed)).sum::<u64>(), 200);
         assert!(shards.iter_mut().all(|s| s.try_recv().is_none()));
+    }
+
+    #[tokio::test]
+    async fn a_register_stays_where_it_lands_and_its_responses_go_by_call_id() {
+        let (mut shards, stats) = shards(2);
+        let src: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
+        for i in 0..40 {
+            let id = format!("{i}@h");
+            let landing = i % 2;
+            let register = Bytes::from(format!("REGISTER sip:h SIP/2.0\r\nCall-ID: {id}\r\nCSeq: 1 REGISTER\r\n\r\n"));
+            assert_eq!(shards[landing].dispatch(register.clone(), src), Some(register), "kept on {landing}");
+            // A response to a REGISTER goes to its client transaction's worker, by Call-ID.
+            let response = Bytes::from(format!("SIP/2.0 200 OK\r\nCall-ID: {id}\r\nCSeq: 1 REGISTER\r\n\r\n"));
+            let kept = shards[landing].dispatch(response, src).is_some();
+            assert_eq!(kept, worker_of(&id, 2) == landing);
+            // Methods are case-sensitive: a lower-case "register" is not a REGISTER.
+            let lower = Bytes::from(format!("register sip:h SIP/2.0\r\nCall-ID: {id}\r\n\r\n"));
+            assert_eq!(shards[landing].dispatch(lower, src).is_some(), worker_of(&id, 2) == landing);
+        }
+        let handed = stats.handed_off.load(Ordering::Relaxed);
+        assert!(handed > 20, "only the responses and the lower-case ones moved: {handed}");
+        let mut moved = 0;
+        for s in shards.iter_mut() {
+            while let Some((got, _)) = s.try_recv() {
+                assert!(!got.starts_with(b"REGISTER "));
+                moved += 1;
+            }
+        }
+        assert_eq!(moved, handed);
     }
 }

@@ -229,8 +229,9 @@ fn the_binding_cap_holds_across_workers() {
     let expected: usize = per_shard.iter().map(|&n| n.min(2)).sum();
     assert!(ok <= 8, "{ok} bindings over the cap of 8");
     assert_eq!(ok, expected, "shards {per_shard:?}");
+    // A REGISTER is handled where it lands (hand16): none moved.
     let w = control(&data, "workers");
-    assert!(w["handed_off"].as_u64().unwrap_or(0) > 0, "{w}");
+    assert_eq!(w["handed_off"].as_u64(), Some(0), "{w}");
 }
 
 /// sipp load through `--workers 2`: bob registers with digest auth, alice makes 200
@@ -325,4 +326,128 @@ fn the_rate_limit_holds_across_workers() {
     svc.wait_line("rate limit: src=127.0.0.1 dropped=", LIMIT).unwrap_or_else(|e| panic!("{e}"));
     let w = control(&data, "workers");
     assert!(w["handed_off"].as_u64().unwrap_or(0) > 0, "{w}");
+}
+
+/// A REGISTER is handled by the worker whose socket it lands on (issue 16, hand16): 20 REGISTERs
+/// from one address, their Call-IDs mapping to both workers, are answered 200 with nothing handed
+/// over, all by one worker. Each is sent again (the same bytes: a retransmission) and gets its 200
+/// again: the transaction on that worker absorbed it. Applied a second time, the same Call-ID and
+/// CSeq would get 500 (RFC 3261 §10.3 step 7).
+#[test]
+fn a_register_is_handled_where_it_lands_and_its_retransmission_absorbed() {
+    let _one = exclusive();
+    let dir = TempDir::new("workers-register");
+    let data = dir.join("data");
+    let (_svc, service) = start(&data, 2, &["--no-auth", "--rate-limit", "0"]);
+    let phone = socket();
+    let mut owners = HashSet::new();
+    for i in 0..20 {
+        let (user, call_id) = (format!("u{i}"), format!("land-{i}"));
+        owners.insert(cluster::worker_of(&call_id, 2));
+        let contact = format!("sip:{user}@{}", addr_of(&phone));
+        raw_sip::register(&phone, service, &user, &contact, &call_id, 1);
+        let first = raw_sip::final_response(&phone, &call_id, LIMIT);
+        assert_eq!(raw_sip::status(&first), 200, "{first}");
+        raw_sip::register(&phone, service, &user, &contact, &call_id, 1);
+        let again = raw_sip::final_response(&phone, &call_id, LIMIT);
+        assert_eq!(raw_sip::status(&again), 200, "the retransmission's answer: {again}");
+        assert_eq!(header(&again, "Contact"), header(&first, "Contact"));
+    }
+    assert_eq!(owners.len(), 2, "Call-IDs of both workers");
+    let w = control(&data, "workers");
+    assert_eq!(w["handed_off"].as_u64(), Some(0), "{w}");
+    let mut handled: Vec<u64> = w["handled"].as_array().expect("handled").iter().filter_map(Value::as_u64).collect();
+    handled.sort_unstable();
+    assert_eq!(handled, [0, 40], "every datagram on the worker it landed on: {w}");
+}
+
+/// The per-source rate limit is one budget for all the workers (hand16): 100 REGISTERs from one
+/// address, all handled by the one worker their socket lands on, get the whole burst of 20
+/// (`--rate-limit 10`), not a worker's share of it (10), and no more than the global limit.
+#[test]
+fn one_sources_registers_on_one_worker_get_the_whole_rate_limit() {
+    let _one = exclusive();
+    let dir = TempDir::new("workers-rate-register");
+    let data = dir.join("data");
+    let (svc, service) = start(&data, 2, &["--no-auth", "--rate-limit", "10"]);
+    let phone = socket();
+    let t0 = std::time::Instant::now();
+    for i in 0..100 {
+        raw_sip::register(&phone, service, &format!("u{i}"), &format!("sip:u{i}@{}", addr_of(&phone)), &format!("rr-{i}"), 1);
+    }
+    let (mut answered, mut last) = (0u32, std::time::Instant::now());
+    let mut buf = vec![0u8; 65536];
+    while last.elapsed() < Duration::from_secs(1) {
+        if let Ok(n) = phone.recv(&mut buf) {
+            if buf[..n].starts_with(b"SIP/2.0 200") {
+                answered += 1;
+                last = std::time::Instant::now();
+            }
+        }
+    }
+    let bound = 20.0 + 10.0 * last.duration_since(t0).as_secs_f64() + 1.0;
+    eprintln!("{answered} of 100 answered within {:?} (bound {bound:.1})", last.duration_since(t0));
+    assert!(answered >= 20, "the whole burst of 20, not one worker's 10: {answered}\n{}", svc.transcript());
+    assert!(f64::from(answered) <= bound, "{answered} answered, over the global limit's {bound:.1}");
+    svc.wait_line("rate limit: src=127.0.0.1 dropped=", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let w = control(&data, "workers");
+    assert_eq!(w["handed_off"].as_u64(), Some(0), "{w}");
+}
+
+/// The failed-authentication back-off is one table for all the workers (hand16): 10 REGISTERs
+/// with a wrong password from one address, all handled by the worker they land on, block
+/// the source; an INVITE from it whose Call-ID maps to the other worker then gets 403 unchecked
+/// there, where before it one got the 407 challenge of a source in good standing.
+#[test]
+fn a_source_blocked_on_one_worker_is_blocked_on_the_other() {
+    let _one = exclusive();
+    let dir = TempDir::new("workers-guard");
+    let data = dir.join("data");
+    let ok =
+        switchboard().args(["users", "--data"]).arg(&data).args(["add", "bob", "--password", "bob-secret"]).output().expect("users add");
+    assert!(ok.status.success());
+    let (svc, service) = start(&data, 2, &["--rate-limit", "0"]);
+    let phone = socket();
+    let me = addr_of(&phone);
+    let invite = |call_id: &str| {
+        let msg = format!(
+            "INVITE sip:bob@{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
+             From: <sip:mallory@{ip}>;tag=g-{call_id}\r\nTo: <sip:bob@{ip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:mallory@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            ip = me.ip()
+        );
+        phone.send_to(msg.as_bytes(), service).expect("send INVITE");
+        raw_sip::status(&final_for(&phone, call_id, "INVITE"))
+    };
+    // Where this address lands: the worker that handled a REGISTER.
+    raw_sip::register(&phone, service, "bob", &format!("sip:bob@{me}"), "guard-probe", 1);
+    let challenge = raw_sip::final_response(&phone, "guard-probe", LIMIT);
+    assert_eq!(raw_sip::status(&challenge), 401);
+    let www = header(&challenge, "WWW-Authenticate").expect("challenge");
+    let param = |name: &str| www.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).expect("param").to_owned();
+    let (realm, nonce) = (param("realm"), param("nonce"));
+    let handled = control(&data, "workers")["handled"].clone();
+    let landing = handled.as_array().and_then(|h| h.iter().position(|n| n.as_u64() == Some(1))).expect("one worker handled it");
+    let other: Vec<String> = (0..200).map(|i| format!("guard-{i}")).filter(|c| cluster::worker_of(c, 2) != landing).take(2).collect();
+    assert_eq!(invite(&other[0]), 407, "a source in good standing is challenged");
+    for i in 0..10 {
+        let call_id = format!("guard-bad-{i}");
+        let msg = format!(
+            "REGISTER sip:{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
+             From: <sip:bob@{ip}>;tag=b-{i}\r\nTo: <sip:bob@{ip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sip:bob@{me}>\r\nAuthorization: Digest username=\"bob\", realm=\"{realm}\", nonce=\"{nonce}\", \
+             uri=\"sip:{ip}\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"c\"\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            ip = me.ip(),
+            nc = i + 1
+        );
+        phone.send_to(msg.as_bytes(), service).expect("send REGISTER");
+        assert_eq!(raw_sip::status(&raw_sip::final_response(&phone, &call_id, LIMIT)), 403, "a wrong password");
+    }
+    svc.wait_line("auth blocked: src=127.0.0.1", LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    // (Read before the second INVITE: the counter is bumped after the hand-off, which the owner
+    // may answer first.)
+    let w = control(&data, "workers");
+    assert_eq!(w["handed_off"].as_u64(), Some(1), "the first INVITE went to the other worker: {w}");
+    assert_eq!(invite(&other[1]), 403, "blocked on the other worker too");
 }

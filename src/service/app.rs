@@ -39,7 +39,7 @@ use crate::proxy::{Proxy, Target};
 use crate::records::{CallState, StoreOp, StoreSink, UserRecord};
 use crate::registrar::{aor_of, Change, Registrar, SharedRegistrar};
 use crate::service::admit::{self, Admission, Admit, AdmitAck, AdmitStats, Known};
-use crate::service::guard::{self, AuthGuard, Block, GuardConfig};
+use crate::service::guard::{self, Block, GuardConfig, SharedGuard};
 use crate::service::routes::StaticRoutes;
 use crate::service::shared::{Shared, SharedUsers};
 use crate::transaction::TransactionId;
@@ -108,7 +108,7 @@ pub struct Service {
     last_now: Option<Instant>,
     stopping: bool,
     /// Failed authentications per (source IP, user) and per source IP.
-    guard: AuthGuard,
+    guard: SharedGuard,
     /// The cluster's dispatchers (issue 17 point 3): see [`Service::set_trusted_hops`].
     hops: Vec<SocketAddr>,
     /// REGISTERs waiting for a shared store to confirm their write (see `durable`).
@@ -140,6 +140,7 @@ impl Service {
             registrar: SharedRegistrar::single(registrar),
             users: SharedUsers::new(std::mem::take(&mut parts.users)),
             purges: true,
+            guard: None,
         };
         Service::worker(parts, shared)
     }
@@ -163,7 +164,7 @@ impl Service {
             wall: Duration::ZERO,
             last_now: None,
             stopping: false,
-            guard: AuthGuard::new(parts.guard),
+            guard: shared.guard.unwrap_or_else(|| SharedGuard::new(parts.guard)),
             hops: Vec::new(),
             pending: HashMap::default(),
             next_ticket: 0,

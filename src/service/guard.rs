@@ -20,6 +20,7 @@
 
 use crate::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// User names longer than this are cut before they are kept or logged.
@@ -184,6 +185,50 @@ impl AuthGuard {
         self.pairs.retain(|_, r| !r.stale(&cfg, now));
         self.sources.retain(|_, r| !r.stale(&cfg, now));
         self.next_sweep = Some(now + Duration::from_secs(1));
+    }
+}
+
+/// One [`AuthGuard`] for the workers of `serve --workers N` (issue 16, hand16): failures count
+/// toward one limit, and a block holds, whichever workers a source's requests land on (its
+/// REGISTERs all on the one its socket hashes to, its other requests spread by Call-ID). One
+/// short lock per authenticated request; the single-loop service holds one too.
+#[derive(Debug, Clone)]
+pub struct SharedGuard {
+    config: GuardConfig,
+    inner: Arc<Mutex<AuthGuard>>,
+}
+
+impl SharedGuard {
+    /// Empty tables with `config`, to clone into each worker.
+    pub fn new(config: GuardConfig) -> SharedGuard {
+        SharedGuard { config, inner: Arc::new(Mutex::new(AuthGuard::new(config))) }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &GuardConfig {
+        &self.config
+    }
+
+    /// The tables; a lock poisoned by a panic elsewhere holds consistent records (each update is
+    /// small) and is used as is.
+    fn lock(&self) -> MutexGuard<'_, AuthGuard> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`AuthGuard::blocked`] on the shared tables.
+    #[must_use]
+    pub fn blocked(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> bool {
+        self.lock().blocked(ip, user, now)
+    }
+
+    /// [`AuthGuard::failed`] on the shared tables.
+    pub fn failed(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> Block {
+        self.lock().failed(ip, user, now)
+    }
+
+    /// [`AuthGuard::refused`], by every worker.
+    pub fn refused(&self) -> u64 {
+        self.lock().refused()
     }
 }
 

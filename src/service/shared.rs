@@ -6,6 +6,8 @@
 //! - Users: [`SharedUsers`], read on every authenticated request, written by `users add/remove`
 //!   while serving: one `RwLock` (readers never wait for each other).
 //! - Digest nonce counts: one replay table for all ([`crate::auth::DigestServer::sibling`]).
+//! - Failed-authentication limits: one [`SharedGuard`] (hand16: a source's REGISTERs all stay on
+//!   the worker they land on while its other requests spread by Call-ID; one table counts both).
 //!
 //! Sans-IO: `std::sync` only.
 
@@ -13,6 +15,7 @@ use crate::auth::Algorithm;
 use crate::collections::HashMap;
 use crate::records::UserRecord;
 use crate::registrar::SharedRegistrar;
+use crate::service::guard::SharedGuard;
 use std::sync::{Arc, RwLock};
 
 /// The users, shared by cloning (an `Arc`).
@@ -84,4 +87,7 @@ pub struct Shared {
     pub users: SharedUsers,
     /// Whether this worker runs the registrar's purge timer (one worker does, worker 0).
     pub purges: bool,
+    /// The failed-authentication limits; `None`: the worker's own, from its
+    /// [`ServiceParts::guard`](super::app::ServiceParts::guard).
+    pub guard: Option<SharedGuard>,
 }

@@ -15,6 +15,7 @@
 
 use crate::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often a source that keeps being dropped gets a log line.
@@ -82,7 +83,8 @@ impl Bucket {
 
     fn take(&mut self, limit: &RateLimit, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
+        // Never backwards: workers sharing a limiter read their clocks a little apart.
+        self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed * f64::from(limit.rate)).min(f64::from(limit.burst));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -167,6 +169,39 @@ impl RateLimiter {
     }
 }
 
+/// One [`RateLimiter`] for the workers of `serve --workers N` (issue 16): each worker's endpoint
+/// checks its requests against the same buckets, so a source gets the configured rate and burst
+/// whichever workers its requests land on (all on one, as a single address's REGISTERs do since
+/// they are handled where they land, or spread by Call-ID). One short lock per request.
+#[derive(Debug, Clone)]
+pub struct SharedRateLimiter {
+    limit: RateLimit,
+    inner: Arc<Mutex<RateLimiter>>,
+}
+
+impl SharedRateLimiter {
+    /// A limiter with `limit`, to clone into each worker.
+    pub fn new(limit: RateLimit) -> SharedRateLimiter {
+        SharedRateLimiter { limit, inner: Arc::new(Mutex::new(RateLimiter::new(limit))) }
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// [`RateLimiter::check`] on the shared buckets. A lock poisoned by a panic elsewhere still
+    /// holds consistent buckets (each check is one small update): it is used as is.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Verdict {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).check(ip, now)
+    }
+
+    /// Requests dropped so far, by every worker.
+    pub fn dropped(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).dropped()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +260,28 @@ mod tests {
     fn zero_turns_it_off() {
         assert_eq!(RateLimit::per_second(0), None);
         assert_eq!(RateLimit::per_second(200), Some(RateLimit::default()));
+    }
+
+    #[test]
+    fn a_shared_limiter_holds_one_budget_across_threads() {
+        let t0 = Instant::now();
+        let shared = SharedRateLimiter::new(RateLimit { rate: 10, burst: 20, max_sources: 8 });
+        // Two workers, 50 requests each from one source at the same instant: 20 admitted in all.
+        let admitted: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let l = shared.clone();
+                    s.spawn(move || (0..50).filter(|_| l.check(ip(1), t0) == Verdict::Admit).count())
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(admitted, 20);
+        assert_eq!(shared.dropped(), 80);
+        // A clock read earlier by the other worker does not refill the same 100 ms twice.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(shared.check(ip(1), t1), Verdict::Admit);
+        assert!(matches!(shared.check(ip(1), t0), Verdict::Drop { .. }));
+        assert!(matches!(shared.check(ip(1), t1), Verdict::Drop { .. }));
     }
 }

@@ -169,9 +169,10 @@ pub(crate) struct ServeArgs {
     // ----- end limits -----
     /// Worker threads (issue 16 point 1): each owns the calls, transactions and timers whose
     /// Call-ID maps to it, and binds the SIP address with SO_REUSEPORT; a datagram that arrives
-    /// on another worker's socket is handed over by Call-ID. Registrations are sharded by AOR;
-    /// max_bindings, max_transactions, the rate limit and the RTP port range are split between
-    /// workers. 1 is the single loop of before [default: the number of cores].
+    /// on another worker's socket is handed over by Call-ID (a REGISTER is handled where it
+    /// lands). Registrations are sharded by AOR; max_bindings, max_transactions and the RTP port
+    /// range are split between workers, the rate limit is shared. 1 is the single loop of before
+    /// [default: the number of cores].
     #[arg(long, value_name = "N", env = "SWITCHBOARD_WORKERS")]
     pub(crate) workers: Option<usize>,
 }
@@ -523,20 +524,29 @@ async fn serve(r: Resolved) -> Result<(), String> {
         Some(_) => commands.iter().map(|c| crate::shared_store::forwarder(c.clone())).collect(),
         None => Vec::new(),
     };
-    let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true };
+    // One failed-authentication table for all the workers (a REGISTER stays where it lands, its
+    // sender's other requests spread by Call-ID).
+    let guard = Some(switchboard::service::guard::SharedGuard::new(r.guard));
+    let shared = Shared { registrar, users: SharedUsers::new(users.clone()), purges: true, guard };
     let (shards, stats) = switchboard::workers::shards(n);
+    // One set of per-source buckets for every worker: a source gets the configured rate whichever
+    // workers its requests land on (a REGISTER stays where it lands, see `switchboard::workers`).
+    let shared_limit = r.rate_limit.filter(|_| n > 1).map(switchboard::transport::rate_limit::SharedRateLimiter::new);
     let mut services = Vec::with_capacity(n);
     for (i, shard) in shards.into_iter().enumerate() {
         let w = crate::workers::Worker { index: i, count: n };
         let timers = Config { t1: r.t1, ..Config::default() };
-        let endpoint = Endpoint::new(EndpointConfig {
+        let mut endpoint = Endpoint::new(EndpointConfig {
             timers,
             allow: format!("{}, REGISTER", switchboard::endpoint::ALLOW),
             max_transactions: w.budget(r.caps.max_transactions),
-            rate_limit: r.rate_limit.map(|l| w.rate_limit(l)),
+            rate_limit: r.rate_limit,
             trusted_hops: r.hops.clone(),
             ..EndpointConfig::default()
         });
+        if let Some(l) = &shared_limit {
+            endpoint.share_rate_limit(l.clone());
+        }
         let rtp_ports = w.ports(&r.rtp_ports);
         let session = MediaConfig {
             inactivity_timeout: (!r.rtp_timeout.is_zero()).then_some(r.rtp_timeout),

@@ -5,9 +5,10 @@
 //! The caps of issue 14 become **budgets per worker**: `max_transactions / N` live transactions,
 //! `max_echo_calls_per_source / N` echo calls per source IP (the echo port share is a share of
 //! the worker's slice of the range, so it adds up to the configured share),
-//! `rate / N` requests per second per source IP (burst `burst / N`), and a slice of the RTP port
-//! range of its own (so two workers never pick the same relay port). A source's requests spread
-//! over the workers by Call-ID, so the budgets add up to the configured figure. `max_bindings` is
+//! and a slice of the RTP port range of its own (so two workers never pick the same relay port).
+//! The per-source rate limit is not split: the workers check one shared set of buckets
+//! (`SharedRateLimiter`), because a source's REGISTERs all stay on the worker they land on
+//! (`switchboard::workers`) while its other requests spread by Call-ID. `max_bindings` is
 //! the registrar's (a budget per AOR shard, see `SharedRegistrar`); `max_contacts` holds as
 //! before (an AOR lives in one shard).
 
@@ -16,7 +17,6 @@ use switchboard::driver::Command;
 use switchboard::endpoint::Endpoint;
 use switchboard::records::CallState;
 use switchboard::service::app::Service;
-use switchboard::transport::rate_limit::RateLimit;
 use switchboard::transport::udp::UdpTransport;
 use switchboard::workers::Shard;
 use tokio::sync::mpsc;
@@ -32,12 +32,6 @@ impl Worker {
     /// A count cap's budget: `ceil(cap / count)`, at least 1 (the whole cap for one worker).
     pub(crate) fn budget(self, cap: usize) -> usize {
         cap.div_ceil(self.count).max(1)
-    }
-
-    /// The per-source rate limit's budget.
-    pub(crate) fn rate_limit(self, l: RateLimit) -> RateLimit {
-        let n = self.count as u32;
-        RateLimit { rate: l.rate.div_ceil(n).max(1), burst: l.burst.div_ceil(n).max(1), ..l }
     }
 
     /// This worker's slice of the RTP port range: equal slices of even length (RTP even, RTCP
