@@ -169,20 +169,31 @@ impl RateLimiter {
     }
 }
 
+/// Locks a [`SharedRateLimiter`] spreads its sources over: a source's bucket lives in the shard its
+/// address hashes to, so two workers contend only when their requests come from addresses of the
+/// same shard, not on every request (issue 16: no global lock on the call path).
+pub const SHARDS: usize = 16;
+
 /// One [`RateLimiter`] for the workers of `serve --workers N` (issue 16): each worker's endpoint
 /// checks its requests against the same buckets, so a source gets the configured rate and burst
 /// whichever workers its requests land on (all on one, as a single address's REGISTERs do since
-/// they are handled where they land, or spread by Call-ID). One short lock per request.
+/// they are handled where they land, or spread by Call-ID). The buckets are split over [`SHARDS`]
+/// locks by source address; each shard tracks `max_sources / SHARDS` sources one by one (the
+/// table's bound is the same in all) and has an overflow bucket of its own, so a flood from more
+/// addresses than that is limited per shard. One short lock per request.
 #[derive(Debug, Clone)]
 pub struct SharedRateLimiter {
     limit: RateLimit,
-    inner: Arc<Mutex<RateLimiter>>,
+    hasher: foldhash::fast::RandomState,
+    shards: Arc<[Mutex<RateLimiter>]>,
 }
 
 impl SharedRateLimiter {
     /// A limiter with `limit`, to clone into each worker.
     pub fn new(limit: RateLimit) -> SharedRateLimiter {
-        SharedRateLimiter { limit, inner: Arc::new(Mutex::new(RateLimiter::new(limit))) }
+        let each = RateLimit { max_sources: limit.max_sources.div_ceil(SHARDS), ..limit };
+        let shards = (0..SHARDS).map(|_| Mutex::new(RateLimiter::new(each))).collect();
+        SharedRateLimiter { limit, hasher: foldhash::fast::RandomState::default(), shards }
     }
 
     /// The limit.
@@ -190,15 +201,29 @@ impl SharedRateLimiter {
         self.limit
     }
 
-    /// [`RateLimiter::check`] on the shared buckets. A lock poisoned by a panic elsewhere still
-    /// holds consistent buckets (each check is one small update): it is used as is.
+    fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, RateLimiter> {
+        use std::hash::BuildHasher;
+        // Invariant: SHARDS > 0, so the index is in range.
+        let i = (self.hasher.hash_one(ip) % SHARDS as u64) as usize;
+        // A lock poisoned by a panic elsewhere still holds consistent buckets (each check is one
+        // small update): it is used as is.
+        self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`RateLimiter::check`] on the bucket of `ip`, in its shard.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Verdict {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).check(ip, now)
+        self.shard(ip).check(ip, now)
     }
 
     /// Requests dropped so far, by every worker.
     pub fn dropped(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).dropped()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).dropped()).sum()
+    }
+
+    /// Sources tracked one by one right now, in all shards (bounded by `max_sources` rounded up
+    /// to a multiple of [`SHARDS`]).
+    pub fn sources(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).sources()).sum()
     }
 }
 
@@ -283,5 +308,24 @@ mod tests {
         assert_eq!(shared.check(ip(1), t1), Verdict::Admit);
         assert!(matches!(shared.check(ip(1), t0), Verdict::Drop { .. }));
         assert!(matches!(shared.check(ip(1), t1), Verdict::Drop { .. }));
+    }
+
+    #[test]
+    fn a_shared_limiter_keeps_each_source_apart_and_its_table_bounded() {
+        let t0 = Instant::now();
+        let shared = SharedRateLimiter::new(RateLimit { rate: 1, burst: 2, max_sources: 1024 });
+        // 20 sources, whatever shards they hash to: two requests each admitted, the third dropped.
+        for last in 1..=20 {
+            assert_eq!(shared.check(ip(last), t0), Verdict::Admit);
+            assert_eq!(shared.check(ip(last), t0), Verdict::Admit);
+            assert!(matches!(shared.check(ip(last), t0), Verdict::Drop { .. }), "source {last}");
+        }
+        assert_eq!(shared.dropped(), 20);
+        // A flood from 1,000 addresses: the table stays within max_sources (2 per shard here).
+        let shared = SharedRateLimiter::new(RateLimit { rate: 1, burst: 2, max_sources: 32 });
+        for n in 0..1_000u32 {
+            let _ = shared.check(IpAddr::from(n.to_be_bytes()), t0);
+        }
+        assert!(shared.sources() <= 32, "{} sources tracked", shared.sources());
     }
 }
