@@ -22,7 +22,7 @@
 //! then sleep until `poll_timeout`. Every input takes `now`; nothing here reads a clock or a socket.
 
 use crate::collections::HashMap;
-use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError, Uri};
+use crate::message::{error_response, ErrorKind, HeaderName, Message, Method, ParseError};
 use crate::transaction::{CancelTarget, Config, Event, Routed, TransactionId, TransactionState, Transactions};
 use crate::transport::rate_limit::{self, RateLimit, RateLimiter, SharedRateLimiter};
 use crate::transport::{classify, response_destination, stamp_received, DatagramKind, Transmit};
@@ -648,7 +648,7 @@ impl Endpoint {
         let allowed = self.allowed.iter().any(|m| m == method.as_str());
         let refusal: Option<Refusal> = if method.is_extension() || !allowed {
             Some((501, "Not Implemented", vec![(HeaderName::Allow, self.config.allow.clone())]))
-        } else if !matches!(request.request_uri(), Some(Uri::Sip(_))) {
+        } else if !request.request_uri_is_sip() {
             Some((416, "Unsupported URI Scheme", vec![]))
         } else if request.max_forwards().ok().flatten() == Some(0) && *method != Method::Options {
             Some((483, "Too Many Hops", vec![]))

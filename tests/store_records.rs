@@ -374,6 +374,49 @@ fn sqlite_batch_is_all_or_nothing() {
     assert_eq!(store.users().unwrap(), vec![user("alice", "example.com")]);
 }
 
+/// A batch holds its binding upsert for all its `PutBinding`s (issue 16): new rows, refreshes of a
+/// row written earlier in the same batch, a remove between two puts of one contact and a put
+/// after its AOR was cleared end as the memory store ends, batch after batch.
+#[test]
+fn sqlite_batch_of_bindings_answers_as_memory() {
+    let dir = TempDir::new("binding-batch");
+    let mut sqlite = SqliteStore::open(&dir.0).unwrap();
+    let mut memory = MemoryStore::new();
+    let (a, b) = ("sip:alice@example.com", "sip:bob@example.com");
+    let later = |b: BindingRecord, s: u64| BindingRecord { expires_at: b.expires_at + s, updated_at: b.updated_at + s, ..b };
+    let batches = [
+        vec![
+            StoreOp::PutBinding(binding(a, "sip:alice@192.0.2.10", 1)),
+            StoreOp::PutBinding(binding(b, "sip:bob@192.0.2.20", 1)),
+            StoreOp::PutBinding(later(binding(a, "sip:alice@192.0.2.10", 2), 60)),
+            StoreOp::PutBinding(binding(a, "sip:alice@192.0.2.11;transport=udp", 1)),
+        ],
+        vec![
+            StoreOp::RemoveBinding { aor: a.into(), contact: "sip:alice@192.0.2.10".into() },
+            StoreOp::PutBinding(later(binding(a, "sip:alice@192.0.2.10", 3), 120)),
+            StoreOp::PutUser(user("alice", "example.com")),
+            StoreOp::PutBinding(BindingRecord { source: "[2001:db8::1]:5062".parse().unwrap(), ..binding(b, "sip:bob@192.0.2.20", 2) }),
+        ],
+        vec![
+            StoreOp::RemoveBindings(a.into()),
+            StoreOp::PutBinding(binding(a, "sip:alice@192.0.2.12", 4)),
+            StoreOp::PutBinding(later(binding(a, "sip:alice@192.0.2.12", 5), 5)),
+        ],
+    ];
+    for ops in &batches {
+        sqlite.apply_batch(ops).unwrap();
+        memory.apply_batch(ops).unwrap();
+        assert_eq!(sqlite.bindings().unwrap(), memory.bindings().unwrap());
+    }
+    let want = [
+        later(binding(a, "sip:alice@192.0.2.12", 5), 5),
+        BindingRecord { source: "[2001:db8::1]:5062".parse().unwrap(), ..binding(b, "sip:bob@192.0.2.20", 2) },
+    ];
+    assert_eq!(sqlite.bindings().unwrap(), want);
+    drop(sqlite);
+    assert_eq!(SqliteStore::open(&dir.0).unwrap().bindings().unwrap(), want);
+}
+
 #[test]
 fn sqlite3_shell_reads_the_open_store() {
     if Command::new("sqlite3").arg("-version").output().is_err() {

@@ -387,3 +387,60 @@ fn rebuildable_completed_non_invite_server_hands_back_retransmissions_until_time
     // Now the same request is a new one.
     let Ok(Routed::New(_)) = table.handle_request(wire(&reqs[0]), end) else { panic!("a new transaction after Timer J") };
 }
+
+/// `send_rebuildable_response` where no compact entry results (issue 16: it now settles the
+/// Completed transaction straight into the compact table, and otherwise as `send_response`): a
+/// provisional answer leaves the transaction whole (its id lives, its final answer compacts it); a
+/// second final answer is refused as before; over TCP (no Timer J) the 200 ends the transaction at
+/// once; a request with an RFC 2543 key lingers in the short form and retransmits its 200.
+#[test]
+fn rebuildable_response_without_a_compact_entry_ends_as_send_response() {
+    let (base, config) = (Instant::now(), Config::default());
+    let timer_j = config.timeout();
+    let mut table = Transactions::new(config);
+
+    let req = request(Method::Register, "z9hG4bKprov");
+    let id = open(&mut table, &req, base);
+    table.send_rebuildable_response(id, req.response_to(100, "Trying", None).finish(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    assert!(events(&mut table).is_empty(), "a provisional answer ends nothing");
+    assert_eq!(table.state(id), Some(TransactionState::Proceeding));
+    assert_eq!((table.len(), table.compact_len()), (1, 0));
+    table.send_rebuildable_response(id, req.response_to(200, "OK", Some("r1")).finish(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    assert_eq!(events(&mut table), [(id, Event::Terminated)]);
+    assert_eq!((table.len(), table.compact_len(), table.index_sizes()), (1, 1, (1, 1)));
+    assert_eq!(
+        table.send_rebuildable_response(id, req.response_to(200, "OK", Some("r1")).finish(), base),
+        Err(Error::UnknownTransaction),
+        "its id ended"
+    );
+
+    // TCP: Timer J is zero, so Completed ends at once and nothing is kept.
+    let tcp = String::from_utf8_lossy(request(Method::Register, "z9hG4bKtcp").as_bytes()).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let tcp = Message::parse(Bytes::from(tcp)).expect("parses");
+    let id = open(&mut table, &tcp, base);
+    table.send_rebuildable_response(id, tcp.response_to(200, "OK", Some("r2")).finish(), base).unwrap();
+    assert_eq!(sent(&mut table).len(), 1);
+    assert_eq!(events(&mut table), [(id, Event::Terminated)]);
+    assert_eq!(table.state(id), None);
+    assert_eq!((table.len(), table.compact_len()), (1, 1), "only the UDP one is kept");
+
+    // An RFC 2543 key (no magic cookie): the short form with its 200, as `send_response` leaves it.
+    let old = request(Method::Register, "old-branch");
+    let id = open(&mut table, &old, base);
+    table.send_rebuildable_response(id, old.response_to(200, "OK", Some("r3")).finish(), base).unwrap();
+    let first = sent(&mut table);
+    assert_eq!(first.len(), 1);
+    assert!(events(&mut table).is_empty(), "its id lives until Timer J");
+    assert_eq!(table.state(id), Some(TransactionState::Completed));
+    assert_eq!(table.handle_request(wire(&old), base + Duration::from_secs(1)), Ok(Routed::Matched(id)));
+    let again = sent(&mut table);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.as_bytes(), first[0].1.as_bytes(), "the same 200 again");
+    assert_eq!((table.len(), table.compact_len()), (2, 1));
+
+    table.handle_timeout(base + timer_j + Duration::from_millis(1));
+    assert_eq!(events(&mut table), [(id, Event::Terminated)]);
+    assert_eq!((table.len(), table.index_sizes(), table.poll_timeout()), (0, (0, 0), None));
+}

@@ -256,6 +256,20 @@ impl Message {
         Uri::parse(self.request_uri_str()?).ok()
     }
 
+    /// Whether the Request-URI is a `sip:` or `sips:` URI (any case). For a parsed request, whose
+    /// Request-URI the parser read whole, this is `matches!(self.request_uri(), Some(Uri::Sip(_)))`
+    /// without parsing it again (issue 16: the endpoint asks it of every request); of a built one
+    /// it reads the scheme only.
+    pub fn request_uri_is_sip(&self) -> bool {
+        let StartLine::Request { uri, .. } = &self.start else { return false };
+        let uri = uri.of(&self.buf);
+        let scheme = match uri.iter().position(|&c| c == b':') {
+            Some(n) => &uri[..n],
+            None => return false,
+        };
+        scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips")
+    }
+
     /// The status code of a response.
     pub fn status(&self) -> Option<u16> {
         match self.start {

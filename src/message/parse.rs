@@ -268,6 +268,41 @@ fn shift(e: ParseError, by: usize) -> ParseError {
 mod tests {
     use super::*;
 
+    /// `request_uri_is_sip` answers as a second parse of the Request-URI would, on every
+    /// Request-URI the parser takes (and a response is no request).
+    #[test]
+    fn request_uri_is_sip_matches_a_parse() {
+        let uris = [
+            "sip:bob@example.com",
+            "SIP:bob@example.com",
+            "sIpS:bob@example.com:5061;transport=tcp",
+            "sips:[2001:db8::1]",
+            "sip:example.com",
+            "sipx:bob@example.com",
+            "si:bob",
+            "tel:+1-201-555-0123",
+            "http:sip:bob@example.com",
+            "urn:service:sos",
+            "sip+x:bob@example.com",
+        ];
+        let mut parsed = 0;
+        for uri in uris {
+            let text = format!(
+                "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\nFrom: <sip:a@x>;tag=1\r\n\
+                 To: <sip:b@x>\r\nCall-ID: c1@x\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            let Ok(m) = Message::parse(Bytes::from(text)) else { continue };
+            parsed += 1;
+            assert_eq!(m.request_uri_is_sip(), matches!(m.request_uri(), Some(Uri::Sip(_))), "{uri}");
+        }
+        assert!(parsed >= 9, "most of them parse: {parsed}");
+        let response = Message::parse(Bytes::from_static(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c1@x\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        assert!(!response.request_uri_is_sip());
+    }
+
     fn msg(extra_before: &str, fill: usize, extra_after: &str) -> Result<Message, ParseError> {
         let mut m = String::from("OPTIONS sip:bob@example.com SIP/2.0\r\n");
         m.push_str(extra_before);

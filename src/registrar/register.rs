@@ -6,6 +6,7 @@ use super::binding::{aor_of, contact_key, push_q, Binding};
 use super::{sorted, Change, Outcome, RegisterError, Registrar};
 use crate::decimal::push_decimal;
 use crate::message::{percent_decode, ErrorKind, HeaderName, Message, Method, NameAddr, ParseError, Uri};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -302,13 +303,43 @@ fn to_tag(req: &Message) -> String {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{h:016x}")
+    hex16(h)
+}
+
+/// `format!("{h:016x}")` without the formatting machinery (issue 16: a To tag per response).
+fn hex16(h: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((h >> (shift * 4)) & 0xf) as usize]));
+    }
+    out
 }
 
 /// `rfc1123-date` (RFC 3261 §20.17), e.g. `Sat, 13 Nov 2010 23:29:00 GMT`, from Unix seconds: the
 /// IMF-fixdate of RFC 9110 §5.6.7, which is the same form. A time past the latest jiff represents
 /// (9999-12-30 22:00 UTC) is written as that (the grammar has four digits for the year).
 pub(crate) fn http_date(secs: u64) -> String {
+    // Every 200 carries one, and the text changes once a second: each thread keeps the last one
+    // written (issue 16: jiff's printer was ~500 instructions a registration).
+    thread_local! {
+        static LAST: RefCell<Option<(u64, String)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, text)) if *at == secs => text.clone(),
+            _ => {
+                let text = format_http_date(secs);
+                *last = Some((secs, text.clone()));
+                text
+            }
+        }
+    })
+}
+
+/// [`http_date`] without the kept text.
+fn format_http_date(secs: u64) -> String {
     let secs = i64::try_from(secs).unwrap_or(i64::MAX).min(jiff::Timestamp::MAX.as_second());
     let at = jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX);
     jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&at).unwrap_or_default()
@@ -317,6 +348,29 @@ pub(crate) fn http_date(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kept date is the text of the second asked for, whatever the order of the asks.
+    #[test]
+    fn a_kept_date_is_the_seconds_own() {
+        for secs in [1_700_000_000, 1_700_000_000, 1_700_000_001, 1_699_999_999, 1_700_000_001, 0, u64::MAX, u64::MAX, 5] {
+            assert_eq!(http_date(secs), format_http_date(secs), "{secs}");
+        }
+        let other = std::thread::spawn(|| http_date(86_400)).join().unwrap();
+        assert_eq!(other, "Fri, 02 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(5), format_http_date(5));
+    }
+
+    #[test]
+    fn hex16_is_format() {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for v in [0, 1, 0xf, 0x10, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
+            assert_eq!(hex16(v), format!("{v:016x}"));
+        }
+        for _ in 0..10_000 {
+            h = (h ^ 0x5a).wrapping_mul(0x0100_0000_01b3);
+            assert_eq!(hex16(h), format!("{h:016x}"));
+        }
+    }
 
     #[test]
     fn dates() {
@@ -328,6 +382,7 @@ mod tests {
             (u64::MAX, "Thu, 30 Dec 9999 22:00:00 GMT"),
         ] {
             assert_eq!(http_date(secs), want);
+            assert_eq!(format_http_date(secs), want);
         }
     }
 

@@ -196,14 +196,6 @@ impl Lingering {
         !self.key.is_client()
     }
 
-    /// Timer J of a non-INVITE server in Completed; `None` in any other state.
-    pub(crate) fn non_invite_server_end(&self) -> Option<Instant> {
-        match self.state {
-            State::NonInviteServerCompleted { .. } => self.end,
-            _ => None,
-        }
-    }
-
     /// An INVITE server transaction: a CANCEL finds it answered (§9.2).
     pub(crate) fn is_invite_server(&self) -> bool {
         matches!(self.state, State::InviteServerCompleted { .. } | State::InviteServerConfirmed | State::InviteServerAccepted)

@@ -151,7 +151,13 @@ impl ServerNonInvite {
     /// reliable transport (no Timer J) and for an RFC 2543 key.
     pub(crate) fn lingering(&self) -> Option<Lingering> {
         let State::Completed { response } = &self.state else { return None };
-        let end = self.core.timers.get(Timer::J).filter(|_| !self.core.key.is_rfc2543())?;
-        Some(Lingering::non_invite_server(&self.core.key, response, end))
+        Some(Lingering::non_invite_server(&self.core.key, response, self.completed_end()?))
+    }
+
+    /// Timer J when [`ServerNonInvite::lingering`] would give the short form (Completed, unreliable
+    /// transport, RFC 3261 key), without building it.
+    pub(crate) fn completed_end(&self) -> Option<Instant> {
+        let State::Completed { .. } = &self.state else { return None };
+        self.core.timers.get(Timer::J).filter(|_| !self.core.key.is_rfc2543())
     }
 }

@@ -437,14 +437,34 @@ impl Transactions {
             }
             _ => return self.send_response(id, response, now),
         };
-        self.drive(id, Input::TuResponse(response), now)?;
-        let Some(Held::Lingering(l)) = self.held(id) else { return Ok(()) };
-        let Some(end) = l.non_invite_server_end() else { return Ok(()) };
-        let key = l.key().clone();
-        if self.answered.insert(&key, &method, fingerprint, end) {
+        // Settled without the short form: a Completed transaction goes straight to `answered`
+        // instead of first becoming a `Lingering` (a copy of its response and key, its key moved in
+        // the index) that the next lines would drop (issue 16: ~3,000 instructions a registration).
+        if let Err(e) = self.drive_with(id, Input::TuResponse(response), now, false) {
+            self.settle(id);
+            return Err(e);
+        }
+        let live = self.slots.get(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.held.as_ref());
+        // The conditions under which `settle` would have made the short form, and the short form's
+        // `non_invite_server_end`: Completed on an unreliable transport with an RFC 3261 key, and
+        // Timer J the deadline already scheduled.
+        let compacted = match live {
+            Some(Held::Live(entry)) => match &entry.machine {
+                Machine::NonInviteServer(m) => match m.completed_end().filter(|&end| !m.is_terminated() && entry.scheduled == Some(end)) {
+                    Some(end) => self.answered.insert(m.key(), &method, fingerprint, end),
+                    None => false,
+                },
+                _ => false,
+            },
+            _ => false,
+        };
+        if compacted {
             self.remove(id);
             self.events.push_back((id, Event::Terminated));
             self.prune();
+        } else {
+            // Whatever `drive` would have left: the short form where it applies.
+            self.settle(id);
         }
         Ok(())
     }
@@ -574,6 +594,11 @@ impl Transactions {
 
     /// Runs one input on transaction `id`, then settles it.
     fn drive(&mut self, id: TransactionId, input: Input, now: Instant) -> Result<(), Error> {
+        self.drive_with(id, input, now, true)
+    }
+
+    /// [`Transactions::drive`]; `shorten` as in [`Transactions::settle_with`].
+    fn drive_with(&mut self, id: TransactionId, input: Input, now: Instant, shorten: bool) -> Result<(), Error> {
         let held = self
             .slots
             .get_mut(id.index as usize)
@@ -606,13 +631,19 @@ impl Transactions {
                 }
             }
         };
-        self.settle(id);
+        self.settle_with(id, shorten);
         result
     }
 
     /// After an input: move the machine's output to the shared queues, push its new deadline, swap
     /// it for its short form if it only lingers now, and remove it if it terminated.
     fn settle(&mut self, id: TransactionId) {
+        self.settle_with(id, true)
+    }
+
+    /// [`Transactions::settle`], leaving a live machine whole when `shorten` is false (settling it
+    /// again later makes the short form then: settling twice is settling once).
+    fn settle_with(&mut self, id: TransactionId, shorten: bool) {
         let Some(held) = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.held.as_mut())
         else {
             return;
@@ -637,7 +668,8 @@ impl Transactions {
                 let terminated = each!(&entry.machine, m => m.is_terminated());
                 // The short form takes over only with the same deadline, so the heap needs no
                 // new item; its key replaces the indexed one, which held the request's bytes.
-                if let Some(mut short) = entry.machine.lingering().filter(|l| !terminated && l.poll_timeout() == next) {
+                let short = if shorten && !terminated { entry.machine.lingering() } else { None };
+                if let Some(mut short) = short.filter(|l| l.poll_timeout() == next) {
                     short.scheduled = entry.scheduled;
                     if self.keys.remove(short.key()).is_some() {
                         self.keys.insert(short.key().clone(), id);
