@@ -77,12 +77,7 @@ impl SyncUdp {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => return Ok(0),
             Err(e) => return Err(e),
         }
-        for &(slot, n, src) in &self.meta {
-            let start = slot * MAX_DATAGRAM;
-            let Some(bytes) = self.buf.get(start..start + n.min(MAX_DATAGRAM)) else { continue };
-            out.push((Bytes::copy_from_slice(bytes), src));
-        }
-        Ok(self.meta.len())
+        Ok(self.take_slots(out))
     }
 
     /// Appends every datagram already queued (up to [`BATCH`]) to `out` without waiting: one
@@ -97,12 +92,17 @@ impl SyncUdp {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => return Ok(0),
             Err(e) => return Err(e),
         }
+        Ok(self.take_slots(out))
+    }
+
+    /// Copies the datagrams the last receive put in the slots to `out`; returns how many.
+    fn take_slots(&self, out: &mut Vec<(Bytes, SocketAddr)>) -> usize {
         for &(slot, n, src) in &self.meta {
             let start = slot * MAX_DATAGRAM;
             let Some(bytes) = self.buf.get(start..start + n.min(MAX_DATAGRAM)) else { continue };
             out.push((Bytes::copy_from_slice(bytes), src));
         }
-        Ok(self.meta.len())
+        self.meta.len()
     }
 
     fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
