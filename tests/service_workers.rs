@@ -308,17 +308,7 @@ fn the_rate_limit_holds_across_workers() {
         );
         sock.send_to(msg.as_bytes(), service).expect("send OPTIONS");
     }
-    // Every answer that will come comes within a second of the previous one.
-    let (mut answered, mut last) = (0u32, std::time::Instant::now());
-    let mut buf = vec![0u8; 65536];
-    while last.elapsed() < Duration::from_secs(1) {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if buf[..n].starts_with(b"SIP/2.0 ") {
-                answered += 1;
-                last = std::time::Instant::now();
-            }
-        }
-    }
+    let (answered, last) = answers_until_quiet(&sock, b"SIP/2.0 ");
     let bound = 20.0 + 10.0 * last.duration_since(t0).as_secs_f64() + 1.0;
     eprintln!("{answered} of 400 answered within {:?} (bound {bound:.1})", last.duration_since(t0));
     assert!(answered >= 10, "some are answered: {answered}\n{}", svc.transcript());
@@ -375,16 +365,7 @@ fn one_sources_registers_on_one_worker_get_the_whole_rate_limit() {
     for i in 0..100 {
         raw_sip::register(&phone, service, &format!("u{i}"), &format!("sip:u{i}@{}", addr_of(&phone)), &format!("rr-{i}"), 1);
     }
-    let (mut answered, mut last) = (0u32, std::time::Instant::now());
-    let mut buf = vec![0u8; 65536];
-    while last.elapsed() < Duration::from_secs(1) {
-        if let Ok(n) = phone.recv(&mut buf) {
-            if buf[..n].starts_with(b"SIP/2.0 200") {
-                answered += 1;
-                last = std::time::Instant::now();
-            }
-        }
-    }
+    let (answered, last) = answers_until_quiet(&phone, b"SIP/2.0 200");
     let bound = 20.0 + 10.0 * last.duration_since(t0).as_secs_f64() + 1.0;
     eprintln!("{answered} of 100 answered within {:?} (bound {bound:.1})", last.duration_since(t0));
     assert!(answered >= 20, "the whole burst of 20, not one worker's 10: {answered}\n{}", svc.transcript());
@@ -450,4 +431,21 @@ fn a_source_blocked_on_one_worker_is_blocked_on_the_other() {
     let w = control(&data, "workers");
     assert_eq!(w["handed_off"].as_u64(), Some(1), "the first INVITE went to the other worker: {w}");
     assert_eq!(invite(&other[1]), 403, "blocked on the other worker too");
+}
+
+/// Counts the datagrams starting with `prefix` that reach `sock` until a second passes without
+/// one (every answer that will come comes within a second of the previous one); returns the
+/// count and when the last one came.
+fn answers_until_quiet(sock: &UdpSocket, prefix: &[u8]) -> (u32, std::time::Instant) {
+    let (mut answered, mut last) = (0u32, std::time::Instant::now());
+    let mut buf = vec![0u8; 65536];
+    while last.elapsed() < Duration::from_secs(1) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if buf[..n].starts_with(prefix) {
+                answered += 1;
+                last = std::time::Instant::now();
+            }
+        }
+    }
+    (answered, last)
 }
