@@ -3,7 +3,7 @@
 
 use super::state::Dialog;
 use super::{reason_phrase, DialogConfig};
-use crate::message::{HeaderName, Message, MessageBuilder, Method, NameAddr};
+use crate::message::{HeaderName, Message, MessageBuilder, Method, NameAddr, ValueOut};
 use std::fmt;
 
 /// The methods a dialog of ours handles (Allow, §20.5).
@@ -15,6 +15,13 @@ pub(crate) struct OurVia<'a>(pub(crate) &'a DialogConfig, pub(crate) &'a str);
 impl fmt::Display for OurVia<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SIP/2.0/{} {};branch={};rport", self.0.transport, self.0.sent_by, self.1)
+    }
+}
+
+impl OurVia<'_> {
+    /// Writes the value as `Display` does, without `core::fmt` (every request of ours has one).
+    pub(crate) fn write(&self, v: &mut ValueOut<'_>) {
+        v.str("SIP/2.0/").str(&self.0.transport).str(" ").str(&self.0.sent_by).str(";branch=").str(self.1).str(";rport");
     }
 }
 
@@ -54,21 +61,37 @@ impl Dialog {
         let (ruri, routes) = self.request_target();
         let contact = matches!(method, Method::Invite | Method::Update);
         let mut b = Message::request(method.clone(), ruri);
-        b.push(HeaderName::Via, OurVia(cfg, branch));
-        b.push(HeaderName::MaxForwards, max_forwards);
+        b.push_with(HeaderName::Via, |v| OurVia(cfg, branch).write(v));
+        b.push_with(HeaderName::MaxForwards, |v| {
+            v.num(max_forwards.into());
+        });
         for r in &routes {
-            b.push(HeaderName::Route, r);
+            b.push_with(HeaderName::Route, |v| {
+                v.str(r);
+            });
         }
-        b.push(HeaderName::From, format_args!("{};tag={}", self.local_uri, self.id.local_tag));
+        b.push_with(HeaderName::From, |v| {
+            v.str(&self.local_uri).str(";tag=").str(&self.id.local_tag);
+        });
         if self.id.remote_tag.is_empty() {
-            b.push(HeaderName::To, &self.remote_uri);
+            b.push_with(HeaderName::To, |v| {
+                v.str(&self.remote_uri);
+            });
         } else {
-            b.push(HeaderName::To, format_args!("{};tag={}", self.remote_uri, self.id.remote_tag));
+            b.push_with(HeaderName::To, |v| {
+                v.str(&self.remote_uri).str(";tag=").str(&self.id.remote_tag);
+            });
         }
-        b.push(HeaderName::CallId, &self.id.call_id);
-        b.push(HeaderName::CSeq, format_args!("{seq} {method}"));
+        b.push_with(HeaderName::CallId, |v| {
+            v.str(&self.id.call_id);
+        });
+        b.push_with(HeaderName::CSeq, |v| {
+            v.num(seq.into()).str(" ").str(method.as_str());
+        });
         if contact {
-            b.push(HeaderName::Contact, format_args!("<{}>", cfg.contact));
+            b.push_with(HeaderName::Contact, |v| {
+                v.str("<").str(&cfg.contact).str(">");
+            });
         }
         b
     }

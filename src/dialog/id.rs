@@ -144,17 +144,37 @@ impl IdGen {
 
     /// A From/To tag: 64 random bits in hex (§19.3 asks for at least 32).
     pub fn tag(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
+        let mut s = String::with_capacity(16);
+        push_hex(&mut s, self.next_u64(), 16);
+        s
     }
 
     /// A Call-ID `random@host` (§8.1.1.4).
     pub fn call_id(&mut self, host: &str) -> String {
-        format!("{:016x}{:08x}@{host}", self.next_u64(), self.next_u64() as u32)
+        let mut s = String::with_capacity(25 + host.len());
+        push_hex(&mut s, self.next_u64(), 16);
+        push_hex(&mut s, u64::from(self.next_u64() as u32), 8);
+        s.push('@');
+        s.push_str(host);
+        s
     }
 
     /// A branch with the RFC 3261 magic cookie (§8.1.1.7).
     pub fn branch(&mut self) -> String {
-        format!("{BRANCH_COOKIE}{:016x}", self.next_u64())
+        let mut s = String::with_capacity(BRANCH_COOKIE.len() + 16);
+        s.push_str(BRANCH_COOKIE);
+        push_hex(&mut s, self.next_u64(), 16);
+        s
+    }
+}
+
+/// Appends the low `digits` hex digits of `v`, lower case and zero-padded: what `{:016x}` and
+/// `{:08x}` write, without the formatting machinery (a load run mints four ids per call; through
+/// `format!` they cost about 5,000 instructions a call, BENCHMARKS.md "softphone load, the UA path").
+fn push_hex(s: &mut String, v: u64, digits: u32) {
+    for i in (0..digits).rev() {
+        let d = ((v >> (4 * i)) & 0xf) as u8;
+        s.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
     }
 }
 
@@ -172,6 +192,20 @@ fn os_bytes() -> [u8; 32] {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn ids_are_written_as_format_would() {
+        for seed in [0, 1, 0x5157_6974_6368, u64::MAX] {
+            let (mut a, mut b) = (IdGen::new(seed), IdGen::new(seed));
+            assert_eq!(a.tag(), format!("{:016x}", b.next_u64()));
+            assert_eq!(a.branch(), format!("{BRANCH_COOKIE}{:016x}", b.next_u64()));
+            assert_eq!(a.call_id("192.0.2.1"), format!("{:016x}{:08x}@192.0.2.1", b.next_u64(), b.next_u64() as u32));
+        }
+        let mut s = String::new();
+        push_hex(&mut s, 0x0123_4567_89ab_cdef, 16);
+        push_hex(&mut s, 0xa, 8);
+        assert_eq!(s, "0123456789abcdef0000000a");
+    }
 
     #[test]
     fn seeded_and_distinct() {

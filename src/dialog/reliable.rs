@@ -117,7 +117,9 @@ fn rack_of(msg: &Message) -> Option<(u32, u32, Method)> {
 pub(crate) fn write_invite(b: &mut MessageBuilder, mode: Rel100) {
     match mode {
         Rel100::Off => {}
-        Rel100::Supported => b.push(HeaderName::Supported, TAG),
+        Rel100::Supported => b.push_with(HeaderName::Supported, |v| {
+            v.str(TAG);
+        }),
         Rel100::Required => b.push(HeaderName::Require, TAG),
     }
 }

@@ -93,6 +93,10 @@ pub struct Dialogs {
     relay_max_forwards: Option<u32>,
     /// Ended dialogs drop the peer's SDP at once ([`Dialogs::set_forget_ended_sdp`]).
     forget_ended_sdp: bool,
+    /// The last From and To [`Dialogs::invite`] checked, and the Request-URI they gave.
+    pub(crate) checked: Option<(Box<str>, Box<str>, std::sync::Arc<str>)>,
+    /// The parts of our requests' top Via, found once per transport and sent-by.
+    own_via: Option<crate::message::OwnVia>,
 }
 
 /// How many entries each table of [`Dialogs`] holds ([`Dialogs::table_sizes`]): all are back to 0
@@ -141,6 +145,8 @@ impl Dialogs {
             authorizer: AuthorizerSlot(None),
             relay_max_forwards: None,
             forget_ended_sdp: false,
+            checked: None,
+            own_via: None,
         }
     }
 
@@ -264,6 +270,15 @@ impl Dialogs {
     }
 
     pub(crate) fn push_transmit(&mut self, msg: Message) {
+        if msg.is_request() {
+            let cfg = &self.config;
+            if !self.own_via.as_ref().is_some_and(|o| o.is_for(&cfg.transport, &cfg.sent_by)) {
+                self.own_via = crate::message::OwnVia::new(&cfg.transport, &cfg.sent_by);
+            }
+            if let Some(own) = &self.own_via {
+                msg.keep_own_via(own);
+            }
+        }
         self.transmits.push_back(msg);
     }
 

@@ -407,6 +407,60 @@ impl<'a, T> Iterator for ListValues<'a, T> {
     }
 }
 
+/// The parts of a top Via we write ourselves, `SIP/2.0/TRANSPORT SENT-BY;branch=BRANCH;rport`
+/// (the dialog layer's requests), found once by a parse of one such line: only the branch differs
+/// from one request to the next, and it comes after every place the kept word records. So a
+/// request built with the same transport and sent-by keeps the same word without a parse of its
+/// own (the transaction layer reads the top Via of every request it starts: about 1,600
+/// instructions each, BENCHMARKS.md "softphone load, the UA path").
+#[derive(Debug, Clone)]
+pub(crate) struct OwnVia {
+    transport: Box<str>,
+    sent_by: Box<str>,
+    word: u64,
+}
+
+impl OwnVia {
+    /// The kept word of `SIP/2.0/{transport} {sent_by};branch=...;rport`, if such a line parses
+    /// and its word describes it.
+    pub(crate) fn new(transport: &str, sent_by: &str) -> Option<OwnVia> {
+        let line = format!("SIP/2.0/{transport} {sent_by};branch={}0;rport", super::BRANCH_COOKIE);
+        let via = Via::parse(&line).ok()?;
+        let word = via_word(&line, &via)?;
+        let params_at = ((word >> (7 * 7)) & 0x7f) as usize;
+        let same = kept_via(&line, word).is_some_and(|k| same_text(&k, &via));
+        (same && params_at == line.len() - via.params.as_str().len() && via.params.as_str().starts_with(";branch=")).then(|| OwnVia {
+            transport: transport.into(),
+            sent_by: sent_by.into(),
+            word,
+        })
+    }
+
+    /// Whether this was made for `transport` and `sent_by`.
+    pub(crate) fn is_for(&self, transport: &str, sent_by: &str) -> bool {
+        *self.transport == *transport && *self.sent_by == *sent_by
+    }
+}
+
+impl Message {
+    /// Keeps `own`'s word as the top Via's parts when that Via is exactly our line with a branch
+    /// of token characters (so its parameters parse as the sample's did); otherwise nothing
+    /// changes and a later read parses the Via as usual.
+    pub(crate) fn keep_own_via(&self, own: &OwnVia) {
+        let Some(line) = self.first(HeaderName::Via).and_then(|h| self.value_str(h).ok()) else { return };
+        let branch = line
+            .strip_prefix("SIP/2.0/")
+            .and_then(|r| r.strip_prefix(&*own.transport))
+            .and_then(|r| r.strip_prefix(' '))
+            .and_then(|r| r.strip_prefix(&*own.sent_by))
+            .and_then(|r| r.strip_prefix(";branch="))
+            .and_then(|r| r.strip_suffix(";rport"));
+        if branch.is_some_and(super::lex::is_token) {
+            self.via.set(own.word);
+        }
+    }
+}
+
 /// The places of `via`'s parts in `line` (see [`super::ViaCache`]), if `via` was parsed from all
 /// of `line` and its parameters start within 128 bytes.
 fn via_word(line: &str, via: &Via<'_>) -> Option<u64> {
@@ -479,4 +533,46 @@ fn kept_via(line: &str, w: u64) -> Option<Via<'_>> {
         port,
         params: Params::from_checked(line.get(p(7)..)?),
     })
+}
+
+#[cfg(test)]
+mod own_via_tests {
+    use super::*;
+    use crate::message::Method;
+
+    fn request(via: &str) -> Message {
+        let mut b = Message::request(Method::Bye, "sip:bob@192.0.2.2");
+        b.push(HeaderName::Via, via);
+        b.push(HeaderName::CallId, "c1");
+        b.finish()
+    }
+
+    /// The word [`OwnVia`] keeps gives back what a parse of the line gives, for every kind of
+    /// host; a line of another shape keeps nothing and is parsed as before.
+    #[test]
+    fn own_via_keeps_what_a_parse_would_read() {
+        for (transport, sent_by) in
+            [("UDP", "127.0.0.1:5060"), ("TCP", "pc.example.com"), ("UDP", "[2001:db8::1]:5070"), ("TLS", "h.example:5061")]
+        {
+            let own = OwnVia::new(transport, sent_by).expect("our Via parses");
+            assert!(own.is_for(transport, sent_by) && !own.is_for(transport, "192.0.2.9:5060"));
+            let line = format!("SIP/2.0/{transport} {sent_by};branch=z9hG4bK0123456789abcdef;rport");
+            let msg = request(&line);
+            msg.keep_own_via(&own);
+            assert!(msg.via.get().is_some(), "{line}");
+            let fresh = Message::parse(msg.as_bytes().clone()).expect("parses");
+            assert_eq!(msg.via().expect("kept"), fresh.via().expect("parsed"), "{line}");
+            assert_eq!(msg.via().expect("kept").branch(), Some("z9hG4bK0123456789abcdef"));
+            for other in [
+                format!("SIP/2.0/{transport} {sent_by};branch=z9hG4bKa;rport;x=1"),
+                format!("SIP/2.0/{transport} {sent_by};branch=a\"b;rport"),
+                format!("SIP/2.0/{transport} {sent_by}0;branch=z9hG4bKa;rport"),
+                format!("SIP/2.0/{transport} {sent_by};branch=z9hG4bKa;rport, SIP/2.0/UDP h;branch=z9hG4bKb"),
+            ] {
+                let msg = request(&other);
+                msg.keep_own_via(&own);
+                assert!(msg.via.get().is_none(), "{other}");
+            }
+        }
+    }
 }

@@ -23,6 +23,24 @@ pub struct MessageBuilder {
 /// below discard nothing.
 struct Writer<'a>(&'a mut BytesMut);
 
+/// A header value being written by [`MessageBuilder::push_with`].
+#[derive(Debug)]
+pub struct ValueOut<'a>(&'a mut BytesMut);
+
+impl ValueOut<'_> {
+    /// Appends `s` as is.
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.0.put_slice(s.as_bytes());
+        self
+    }
+
+    /// Appends `n` in decimal, as `Display` writes it.
+    pub fn num(&mut self, n: u64) -> &mut Self {
+        crate::decimal::push_decimal(&mut Writer(self.0), n);
+        self
+    }
+}
+
 impl fmt::Write for Writer<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.0.put_slice(s.as_bytes());
@@ -131,6 +149,25 @@ impl MessageBuilder {
         self.headers.push(Header { name, name_span: Span::new(n0, n1), value: Span::new(v0, v1) });
     }
 
+    /// Adds a header whose value `write` puts together from text and numbers: the bytes `push`
+    /// would write for the same `format_args!`, without `core::fmt` (the dialog layer's INVITE, ACK
+    /// and BYE, thousands a second in a load run; BENCHMARKS.md "softphone load, the UA path").
+    /// Content-Length is ignored: finishing writes it.
+    pub fn push_with(&mut self, name: HeaderName, write: impl FnOnce(&mut ValueOut<'_>)) {
+        if name == HeaderName::ContentLength {
+            return;
+        }
+        let n0 = self.buf.len();
+        self.buf.put_slice(name.as_str().as_bytes());
+        let n1 = self.buf.len();
+        self.buf.put_slice(b": ");
+        let v0 = self.buf.len();
+        write(&mut ValueOut(&mut self.buf));
+        let v1 = self.buf.len();
+        self.buf.put_slice(b"\r\n");
+        self.headers.push(Header { name, name_span: Span::new(n0, n1), value: Span::new(v0, v1) });
+    }
+
     /// Adds a header with a raw value, byte for byte. Content-Length is ignored: finishing writes it.
     pub fn push_raw(&mut self, name: HeaderName, spelling: &str, value: &[u8]) {
         if name == HeaderName::ContentLength {
@@ -160,7 +197,9 @@ impl MessageBuilder {
     /// Adds Content-Type and the body, writes Content-Length, and finishes.
     pub fn body(mut self, content_type: &str, body: &[u8]) -> Message {
         if !body.is_empty() {
-            self.push(HeaderName::ContentType, content_type);
+            self.push_with(HeaderName::ContentType, |v| {
+                v.str(content_type);
+            });
         }
         self.finish_with(body)
     }
@@ -183,7 +222,9 @@ impl MessageBuilder {
         let n0 = self.buf.len();
         self.buf.put_slice(b"Content-Length");
         let n1 = self.buf.len();
-        let _ = write!(Writer(&mut self.buf), ": {}\r\n", body.len());
+        self.buf.put_slice(b": ");
+        crate::decimal::push_decimal(&mut Writer(&mut self.buf), body.len() as u64);
+        self.buf.put_slice(b"\r\n");
         let v1 = self.buf.len() - 2;
         self.headers.push(Header { name: HeaderName::ContentLength, name_span: Span::new(n0, n1), value: Span::new(n1 + 2, v1) });
         self.buf.put_slice(b"\r\n");

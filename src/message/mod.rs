@@ -32,7 +32,8 @@ mod salvage;
 mod uri;
 
 pub use access::ListValues;
-pub use build::MessageBuilder;
+pub(crate) use access::OwnVia;
+pub use build::{MessageBuilder, ValueOut};
 pub use error::{ErrorKind, ParseError, ValueError};
 pub use header::{AuthHeader, CSeq, DeltaWithParams, MediaType, NameAddr, Reason, Refresher, TokenList, Via, BRANCH_COOKIE};
 pub use header_name::HeaderName;

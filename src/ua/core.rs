@@ -98,6 +98,8 @@ pub struct UaCore {
     /// Whom the endpoint names as the owner of the client transactions this core starts.
     owner: Owner,
     events: VecDeque<UaEvent>,
+    /// The last URI [`UaCore::uri_addr`] read, and its address.
+    last_uri: Option<(Box<str>, Option<SocketAddr>)>,
 }
 
 /// What the core keeps of a request it sent, while its client transaction lives. The request is
@@ -149,6 +151,7 @@ impl UaCore {
             pinned: HashMap::default(),
             owner: Owner::Phone,
             events: VecDeque::new(),
+            last_uri: None,
         }
     }
 
@@ -415,15 +418,29 @@ impl UaCore {
 
     /// The next hop of a request (§8.1.2, §16.12): the top Route, else the Request-URI; an IP literal
     /// is used as is, a name falls back to the peer of the Call-ID, then the default peer.
-    fn next_hop(&self, req: &Message) -> Option<SocketAddr> {
+    fn next_hop(&mut self, req: &Message) -> Option<SocketAddr> {
         let route = req.routes().next().and_then(Result::ok).map(|r| r.uri_text.to_owned());
         if route.is_none() {
             if let Some(p) = self.outbound.or_else(|| req.call_id().ok().and_then(|c| self.pinned.get(c).copied())) {
                 return Some(p);
             }
         }
-        let by_uri = route.as_deref().or(req.request_uri_str()).and_then(uri_addr);
+        let by_uri = route.as_deref().or(req.request_uri_str()).and_then(|uri| self.uri_addr(uri));
         by_uri.or_else(|| req.call_id().ok().and_then(|c| self.peers.get(c).copied())).or(self.default_peer)
+    }
+
+    /// [`uri_addr`], remembered for the last URI: every call of a load run sends its INVITE to the
+    /// same Request-URI and its ACK and BYE to the same Contact, and each parse cost about 600
+    /// instructions. The answer depends on the text alone.
+    fn uri_addr(&mut self, uri: &str) -> Option<SocketAddr> {
+        if let Some((last, addr)) = &self.last_uri {
+            if **last == *uri {
+                return *addr;
+            }
+        }
+        let addr = uri_addr(uri);
+        self.last_uri = Some((uri.into(), addr));
+        addr
     }
 
     /// Sends what the dialogs produced. Call after every command given to [`UaCore::dialogs`].
@@ -481,5 +498,31 @@ impl UaCore {
                 ep.send_stateless(&msg, dest);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialog::DialogConfig;
+
+    /// The remembered URI answers as a parse would, whichever URIs come in turn.
+    #[test]
+    fn remembered_uri_gives_each_uris_own_address() {
+        let mut ua = UaCore::new(Dialogs::new(DialogConfig::default()), None);
+        let uris = [
+            "sip:echo@127.0.0.1:5070",
+            "sip:bob@192.0.2.7",
+            "sip:bob@pc.example.com",
+            "sip:a@h;maddr=192.0.2.9",
+            "sip:echo@127.0.0.1:5070",
+            "nonsense",
+        ];
+        for uri in uris.iter().chain(uris.iter().rev()).chain(uris.iter()) {
+            assert_eq!(ua.uri_addr(uri), uri_addr(uri), "{uri}");
+        }
+        assert_eq!(ua.uri_addr("sip:echo@127.0.0.1:5070"), Some("127.0.0.1:5070".parse().expect("address")));
+        assert_eq!(ua.uri_addr("sip:bob@192.0.2.7"), Some("192.0.2.7:5060".parse().expect("address")));
+        assert_eq!(ua.uri_addr("sip:bob@pc.example.com"), None);
     }
 }
