@@ -485,3 +485,40 @@ fn the_200_listing_contacts_fits_a_udp_datagram() {
     assert!((3..10).contains(&accepted), "{accepted} long contacts accepted");
     assert_eq!(reg.lookup(BOB).len(), accepted);
 }
+
+/// A refresh of every contact of an AOR (the registrar's in-place path, issue 16) writes what a
+/// new registration writes: a Put per contact in request order, a Remove for a contact written
+/// differently, the new deadlines and the listing; with a lapsed binding of the AOR beside them
+/// it takes the general path, which removes that first.
+#[test]
+fn refresh_of_several_contacts_writes_as_a_registration() {
+    let mut reg = registrar();
+    let first = "Contact: <sip:desk@192.0.2.9>;expires=300, <sip:mobile@HOST.example.net>;expires=600";
+    let _ = reg.handle_register(&register("bob", "c1", 1, &[first]), src(), None, at(0));
+    let again = "Contact: <sip:mobile@host.example.net>;expires=900;q=0.5, <sip:desk@192.0.2.9>;expires=200";
+    let out = reg.handle_register(&register("bob", "c1", 2, &[again]), src(), None, at(100));
+    assert_eq!(status(&out), 200);
+    let [Change::Remove { contact: gone, .. }, Change::Put(mobile), Change::Put(desk)] = out.changes.as_slice() else {
+        panic!("{:?}", out.changes)
+    };
+    assert_eq!(gone, "sip:mobile@HOST.example.net");
+    assert_eq!(
+        (mobile.contact.as_str(), mobile.expires_at, mobile.q_millis, mobile.cseq),
+        ("sip:mobile@host.example.net", T0 + 1000, 500, 2)
+    );
+    assert_eq!((desk.contact.as_str(), desk.expires_at, desk.updated_at), ("sip:desk@192.0.2.9", T0 + 300, T0 + 100));
+    assert_eq!(reg.len(), 2);
+    assert_eq!(reg.next_expiry(), Some(T0 + 300), "the old deadlines are gone");
+    assert_eq!(listed(&out), [("sip:desk@192.0.2.9".to_owned(), 200, 1000), ("sip:mobile@host.example.net".to_owned(), 900, 500)]);
+
+    // A third contact that lapses at 200 s; at 250 s the desk's refresh removes it first.
+    let _ = reg.handle_register(&register("bob", "c2", 1, &["Contact: <sip:old@192.0.2.30>;expires=100"]), src(), None, at(100));
+    let out = reg.handle_register(&register("bob", "c1", 3, &["Contact: <sip:desk@192.0.2.9>;expires=200"]), src(), None, at(250));
+    assert!(
+        matches!(&out.changes[..], [Change::Remove { contact, .. }, Change::Put(b)]
+        if contact == "sip:old@192.0.2.30" && b.contact == "sip:desk@192.0.2.9"),
+        "{:?}",
+        out.changes
+    );
+    assert_eq!(reg.len(), 2);
+}

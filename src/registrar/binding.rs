@@ -1,6 +1,7 @@
 //! Bindings and the URI normalisations the registrar compares them by: the canonical
 //! address-of-record of RFC 3261 §10.3 step 5 and a contact key after the §19.1.4 comparison rules.
 
+use crate::decimal::push_decimal;
 use crate::message::{percent_decode, Host, SipUri, Uri};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -94,7 +95,8 @@ pub(crate) fn contact_key(uri: &Uri<'_>) -> String {
     }
     push_host(&mut out, &sip.host);
     if let Some(port) = sip.port {
-        let _ = write!(out, ":{port}"); // into a String: cannot fail
+        out.push(':');
+        push_decimal(&mut out, u64::from(port));
     }
     push_sorted(&mut out, ';', params_of(sip));
     if let Some(h) = sip.headers {
@@ -136,13 +138,23 @@ fn push_sorted(out: &mut String, sep: char, pairs: Vec<(&str, &str)>) {
 }
 
 fn push_host(out: &mut String, host: &Host<'_>) {
-    match (host, host.ip()) {
-        (Host::Ipv6(_), Some(ip)) => {
-            let _ = write!(out, "[{ip}]"); // into a String: cannot fail
+    match host {
+        // Only an IPv6 reference is read as an address (issue 16: reading every host as one cost
+        // a parse of a domain or IPv4 text that is then written as it is).
+        Host::Ipv6(_) => match host.ip() {
+            Some(ip) => {
+                let _ = write!(out, "[{ip}]"); // into a String: cannot fail
+            }
+            // Host text is ASCII by its grammar (`Display` adds the brackets of an IPv6 reference).
+            None => out.push_str(&host.to_string().to_ascii_lowercase()),
+        },
+        Host::Domain(s) | Host::Ipv4(s) => {
+            let at = out.len();
+            out.push_str(s);
+            if let Some(t) = out.get_mut(at..) {
+                t.make_ascii_lowercase();
+            }
         }
-        // Host text is ASCII by its grammar (`Display` adds the brackets of an IPv6 reference).
-        (Host::Ipv6(_), None) => out.push_str(&host.to_string().to_ascii_lowercase()),
-        (Host::Domain(s) | Host::Ipv4(s), _) => out.extend(s.chars().map(|c| c.to_ascii_lowercase())),
     }
 }
 
@@ -158,23 +170,36 @@ fn is_user_char(b: u8) -> bool {
 
 /// [`push_escaped`] of `bytes` lowercased (ASCII), without a lowercased copy.
 fn push_escaped_lower(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
-    for &b in bytes {
-        let b = b.to_ascii_lowercase();
-        if keep(b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}"); // into a String: cannot fail
-        }
-    }
+    push_escaped_by(out, bytes, keep, true);
 }
 
 /// Writes `bytes`, escaping as `%HH` every byte `keep` rejects.
 fn push_escaped(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
-    for &b in bytes {
-        if keep(b) {
-            out.push(char::from(b));
+    push_escaped_by(out, bytes, keep, false);
+}
+
+/// [`push_escaped`], of each byte lowercased (ASCII) when `lower`. The runs of kept bytes are
+/// copied whole (issue 16: a `push` a byte cost more than the copy).
+fn push_escaped_by(out: &mut String, mut bytes: &[u8], keep: fn(u8) -> bool, lower: bool) {
+    let low = |b: u8| if lower { b.to_ascii_lowercase() } else { b };
+    while !bytes.is_empty() {
+        let run = bytes.iter().position(|&b| !keep(low(b))).unwrap_or(bytes.len());
+        let at = out.len();
+        match std::str::from_utf8(&bytes[..run]) {
+            Ok(text) => out.push_str(text),
+            // Not reached with this file's `keep`s (ASCII only); written as before, a char a byte.
+            Err(_) => out.extend(bytes[..run].iter().map(|&b| char::from(b))),
+        }
+        if lower {
+            if let Some(t) = out.get_mut(at..) {
+                t.make_ascii_lowercase();
+            }
+        }
+        if let Some(&b) = bytes.get(run) {
+            let _ = write!(out, "%{:02X}", low(b)); // into a String: cannot fail
+            bytes = &bytes[run + 1..];
         } else {
-            let _ = write!(out, "%{b:02X}"); // into a String: cannot fail
+            bytes = &[];
         }
     }
 }
@@ -203,6 +228,38 @@ mod tests {
 
     fn key(s: &str) -> String {
         contact_key(&Uri::parse(s).unwrap())
+    }
+
+    #[test]
+    fn escaping_by_runs_is_escaping_a_byte_at_a_time() {
+        // The byte-by-byte writer the run copier replaced.
+        fn reference(bytes: &[u8], keep: fn(u8) -> bool, lower: bool) -> String {
+            let mut out = String::new();
+            for &b in bytes {
+                let b = if lower { b.to_ascii_lowercase() } else { b };
+                if keep(b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+        let inputs: [&[u8]; 9] = [b"", b"alice", b"Al Ice", b"%", b"a b;c=D?E/F", b"\x00\xffZ", b"  ", b"Bob&=+$,;?/", b"x\xc3\xa9y"];
+        for bytes in inputs {
+            for keep in [is_user_char as fn(u8) -> bool, is_unreserved] {
+                let mut plain = String::from("sip:");
+                push_escaped(&mut plain, bytes, keep);
+                assert_eq!(plain, format!("sip:{}", reference(bytes, keep, false)), "{bytes:?}");
+                let mut low = String::from("X");
+                push_escaped_lower(&mut low, bytes, keep);
+                assert_eq!(low, format!("X{}", reference(bytes, keep, true)), "{bytes:?}");
+            }
+        }
+        // Hosts: a domain and IPv4 text lowered as written, an IPv6 reference as its address.
+        assert_eq!(aor("sip:Bob@EXAMPLE.Com:5070;transport=udp").as_deref(), Some("sip:Bob@example.com"));
+        assert_eq!(key("sip:a@192.0.2.1:5060"), "sip:a@192.0.2.1:5060");
+        assert_eq!(key("sip:a@[2001:DB8:0::1]:65535"), "sip:a@[2001:db8::1]:65535");
     }
 
     #[test]

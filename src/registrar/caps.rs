@@ -11,7 +11,7 @@
 //! binding in the 200, so it is sent whole.
 
 use super::register::{listing, Action, Plan};
-use super::{Change, RegisterError, Registrar};
+use super::{Change, Entry, RegisterError, Registrar};
 use crate::message::Message;
 
 /// One contact of the AOR as it would be after the request: key, contact, remaining seconds, q.
@@ -22,10 +22,9 @@ type Planned<'a> = (&'a str, &'a str, u64, u16);
 impl Registrar {
     /// Passes `plan` on if the caps allow it, else the error to answer with. Lapsed bindings of the
     /// AOR do not count: [`apply`](Registrar::apply) drops them first.
-    pub(super) fn check_caps(&self, req: &Message, tag: &str, plan: Plan, now: u64) -> Result<Plan, RegisterError> {
+    pub(super) fn check_caps(&self, entries: &[Entry], req: &Message, tag: &str, plan: Plan, now: u64) -> Result<Plan, RegisterError> {
         let Action::Update(ops) = &plan.action else { return Ok(plan) };
-        let live: Vec<Planned<'_>> = self
-            .entries(&plan.aor)
+        let live: Vec<Planned<'_>> = entries
             .iter()
             .filter(|e| !e.binding.is_expired(now))
             .map(|e| (e.key.as_str(), e.binding.contact.as_str(), e.binding.remaining(now), e.binding.q_millis))
@@ -46,7 +45,7 @@ impl Registrar {
         if after.len() > live.len() && after.len() > self.config.max_contacts {
             return Err(RegisterError::TooManyContacts { retry_after: aor_retry });
         }
-        let others = self.len().saturating_sub(self.entries(&plan.aor).len());
+        let others = self.len().saturating_sub(entries.len());
         if after.len() > live.len() && others + after.len() > self.config.max_bindings {
             let retry_after = self.next_expiry().map_or(1, |at| at.saturating_sub(now)).max(1);
             return Err(RegisterError::TooManyBindings { retry_after });

@@ -260,14 +260,7 @@ impl Registrar {
         // list when it held only this one (issue 16: the registrar's share of a registration).
         if let Some(entries) = self.by_aor.get_mut(&binding.aor) {
             if let Some(at) = entries.iter().position(|e| e.key == key) {
-                let last = entries.len() - 1;
-                entries.swap(at, last);
-                let e = &mut entries[last];
-                let aor = self.deadlines.remove(&(e.binding.expires_at, e.id)).unwrap_or_else(|| binding.aor.clone());
-                e.id = self.next_id;
-                self.next_id += 1;
-                self.deadlines.insert((binding.expires_at, e.id), aor);
-                return Some(std::mem::replace(&mut e.binding, binding));
+                return Some(replace_entry(entries, at, &mut self.deadlines, &mut self.next_id, binding));
             }
         }
         self.take_and_push(key, binding)
@@ -303,6 +296,26 @@ impl Registrar {
     fn entries(&self, aor: &str) -> &[Entry] {
         self.by_aor.get(aor).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Replaces the binding of `entries[at]` (an AOR's list) with `binding`, as `take` + push would:
+/// the entry moves last with a new id and deadline, the list's former last where it was. Returns
+/// the binding replaced.
+fn replace_entry(
+    entries: &mut [Entry],
+    at: usize,
+    deadlines: &mut BTreeMap<(u64, u64), String>,
+    next_id: &mut u64,
+    binding: Binding,
+) -> Binding {
+    let last = entries.len() - 1;
+    entries.swap(at, last);
+    let e = &mut entries[last];
+    let aor = deadlines.remove(&(e.binding.expires_at, e.id)).unwrap_or_else(|| binding.aor.clone());
+    e.id = *next_id;
+    *next_id += 1;
+    deadlines.insert((binding.expires_at, e.id), aor);
+    std::mem::replace(&mut e.binding, binding)
 }
 
 /// Best first: `q` descending, then the latest write.

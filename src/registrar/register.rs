@@ -3,7 +3,7 @@
 //! [`Registrar::apply`] then makes the changes and [`Registrar::ok_response`] answers.
 
 use super::binding::{aor_of, contact_key, push_q, Binding};
-use super::{sorted, Change, Outcome, RegisterError, Registrar};
+use super::{sorted, Change, Entry, Outcome, RegisterError, Registrar};
 use crate::decimal::push_decimal;
 use crate::message::{percent_decode, ErrorKind, HeaderName, Message, Method, NameAddr, ParseError, Uri};
 use std::cell::RefCell;
@@ -67,7 +67,14 @@ impl Registrar {
     ) -> Outcome {
         let now = now.as_secs();
         let tag = to_tag(req);
-        match self.plan(req, to, authorized_user, now).and_then(|plan| self.check_caps(req, &tag, plan, now)) {
+        // The AOR's bindings are found once for steps 6-7's ordering rule and the caps (issue 16:
+        // each looked the AOR up in the map again).
+        let checked = self.plan(req, to, authorized_user).and_then(|plan| {
+            let entries = self.entries(&plan.aor);
+            check_order(entries, &plan, now)?;
+            self.check_caps(entries, req, &tag, plan, now)
+        });
+        match checked {
             Ok(plan) => {
                 let changes = self.apply(&plan, source, now);
                 Outcome { response: self.ok_response(req, &plan.aor, &tag, now), changes, rejected: None }
@@ -102,14 +109,9 @@ impl Registrar {
         Some(listing(req, &to_tag(req), listed.map(|b| (b.contact.as_str(), b.remaining(now), b.q_millis)), now))
     }
 
-    /// Steps 1 to 7 without side effects: every check, and what each contact will do.
-    fn plan(
-        &self,
-        req: &Message,
-        read: Option<(&NameAddr<'_>, String)>,
-        authorized_user: Option<&str>,
-        now: u64,
-    ) -> Result<Plan, RegisterError> {
+    /// Steps 1 to 7 without side effects: every check but the ordering rule ([`check_order`]),
+    /// and what each contact will do.
+    fn plan(&self, req: &Message, read: Option<(&NameAddr<'_>, String)>, authorized_user: Option<&str>) -> Result<Plan, RegisterError> {
         if req.method() != Some(&Method::Register) {
             return Err(RegisterError::NotRegister);
         }
@@ -147,18 +149,7 @@ impl Registrar {
             return Err(RegisterError::AorNotInDomain);
         }
         let action = self.contacts_action(req)?;
-        // Steps 6 and 7: an older request from the same UA (same Call-ID, CSeq not higher) must not
-        // undo what a newer one wrote.
-        let stale = |b: &Binding| !b.is_expired(now) && b.call_id == call_id && cseq <= b.cseq;
-        let entries = self.entries(&aor);
-        let out_of_order = match &action {
-            Action::Query => false,
-            Action::RemoveAll => entries.iter().any(|e| stale(&e.binding)),
-            Action::Update(ops) => ops.iter().any(|op| entries.iter().any(|e| e.key == op.key && stale(&e.binding))),
-        };
-        if out_of_order {
-            return Err(RegisterError::OutOfOrder);
-        }
+        // Steps 6 and 7's ordering rule follows, in `check_order`, on the AOR's bindings.
         Ok(Plan { aor, call_id, cseq, action })
     }
 
@@ -217,6 +208,9 @@ impl Registrar {
 
     /// Makes the planned changes: first drops the AOR's lapsed bindings, then steps 6 and 7.
     fn apply(&mut self, plan: &Plan, source: SocketAddr, now: u64) -> Vec<Change> {
+        if let Some(changes) = self.refresh_in_place(plan, source, now) {
+            return changes;
+        }
         let mut changes = Vec::new();
         let lapsed = |b: &Binding| b.is_expired(now);
         while let Some(b) = self.take(&plan.aor, |e| lapsed(&e.binding)) {
@@ -261,10 +255,58 @@ impl Registrar {
         changes
     }
 
+    /// [`Registrar::apply`] for the common REGISTER, a refresh: every contact already bound to
+    /// the AOR and kept (expires > 0), none of the AOR's bindings lapsed. Each is replaced in
+    /// place as [`Registrar::put`] replaces it, with one look-up of the AOR (issue 16: the lapsed
+    /// sweep and each put found the AOR again). `None`, changing nothing, for any other request.
+    fn refresh_in_place(&mut self, plan: &Plan, source: SocketAddr, now: u64) -> Option<Vec<Change>> {
+        let Action::Update(ops) = &plan.action else { return None };
+        let entries = self.by_aor.get_mut(&plan.aor)?;
+        let refresh = ops.iter().all(|op| op.expires > 0 && entries.iter().any(|e| e.key == op.key));
+        if !refresh || entries.iter().any(|e| e.binding.is_expired(now)) {
+            return None;
+        }
+        let mut changes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let binding = Binding {
+                aor: plan.aor.clone(),
+                contact: op.contact.clone(),
+                expires_at: now.saturating_add(u64::from(op.expires)),
+                q_millis: op.q_millis,
+                call_id: plan.call_id.clone(),
+                cseq: plan.cseq,
+                source,
+                updated_at: now,
+            };
+            let at = entries.iter().position(|e| e.key == op.key)?;
+            let old = super::replace_entry(entries, at, &mut self.deadlines, &mut self.next_id, binding.clone());
+            if old.contact != binding.contact {
+                changes.push(Change::Remove { aor: old.aor, contact: old.contact });
+            }
+            changes.push(Change::Put(binding));
+        }
+        Some(changes)
+    }
+
     /// Step 8: 200 listing every binding of `aor`, best first, each with its remaining seconds.
     fn ok_response(&self, req: &Message, aor: &str, tag: &str, now: u64) -> Message {
         let listed = sorted(self.entries(aor)).into_iter().map(|b| (b.contact.as_str(), b.remaining(now), b.q_millis));
         listing(req, tag, listed, now)
+    }
+}
+
+/// Steps 6 and 7: an older request from the same UA (same Call-ID, CSeq not higher) must not
+/// undo what a newer one wrote. `entries` are the bindings of `plan.aor`.
+fn check_order(entries: &[Entry], plan: &Plan, now: u64) -> Result<(), RegisterError> {
+    let stale = |b: &Binding| !b.is_expired(now) && b.call_id == plan.call_id && plan.cseq <= b.cseq;
+    let out_of_order = match &plan.action {
+        Action::Query => false,
+        Action::RemoveAll => entries.iter().any(|e| stale(&e.binding)),
+        Action::Update(ops) => ops.iter().any(|op| entries.iter().any(|e| e.key == op.key && stale(&e.binding))),
+    };
+    match out_of_order {
+        true => Err(RegisterError::OutOfOrder),
+        false => Ok(()),
     }
 }
 
