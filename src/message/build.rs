@@ -135,18 +135,9 @@ impl MessageBuilder {
 
     /// Adds a header in place (for loops). Content-Length is ignored here: finishing writes it.
     pub fn push(&mut self, name: HeaderName, value: impl fmt::Display) {
-        if name == HeaderName::ContentLength {
-            return;
-        }
-        let n0 = self.buf.len();
-        self.buf.put_slice(name.as_str().as_bytes());
-        let n1 = self.buf.len();
-        self.buf.put_slice(b": ");
-        let v0 = self.buf.len();
-        let _ = write!(Writer(&mut self.buf), "{value}");
-        let v1 = self.buf.len();
-        self.buf.put_slice(b"\r\n");
-        self.headers.push(Header { name, name_span: Span::new(n0, n1), value: Span::new(v0, v1) });
+        self.push_with(name, |out| {
+            let _ = write!(Writer(out.0), "{value}");
+        });
     }
 
     /// Adds a header whose value `write` puts together from text and numbers: the bytes `push`

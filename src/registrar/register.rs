@@ -38,6 +38,23 @@ pub(super) struct Op {
     pub(super) q_millis: u16,
 }
 
+impl Plan {
+    /// The binding `op` writes: granted from `now` (seconds), stamped with this request's Call-ID
+    /// and CSeq (§10.3 step 7) and where it came from.
+    fn binding(&self, op: &Op, source: SocketAddr, now: u64) -> Binding {
+        Binding {
+            aor: self.aor.clone(),
+            contact: op.contact.clone(),
+            expires_at: now.saturating_add(u64::from(op.expires)),
+            q_millis: op.q_millis,
+            call_id: self.call_id.clone(),
+            cseq: self.cseq,
+            source,
+            updated_at: now,
+        }
+    }
+}
+
 // ===== impl Registrar =====
 
 impl Registrar {
@@ -231,16 +248,7 @@ impl Registrar {
                         }
                         continue;
                     }
-                    let binding = Binding {
-                        aor: plan.aor.clone(),
-                        contact: op.contact.clone(),
-                        expires_at: now.saturating_add(u64::from(op.expires)),
-                        q_millis: op.q_millis,
-                        call_id: plan.call_id.clone(),
-                        cseq: plan.cseq,
-                        source,
-                        updated_at: now,
-                    };
+                    let binding = plan.binding(op, source, now);
                     // The store keys bindings by contact text: if the UA now writes the same URI
                     // differently (host case, parameter order), the old record goes.
                     if let Some(old) = self.put(op.key.clone(), binding.clone()) {
@@ -268,16 +276,7 @@ impl Registrar {
         }
         let mut changes = Vec::with_capacity(ops.len());
         for op in ops {
-            let binding = Binding {
-                aor: plan.aor.clone(),
-                contact: op.contact.clone(),
-                expires_at: now.saturating_add(u64::from(op.expires)),
-                q_millis: op.q_millis,
-                call_id: plan.call_id.clone(),
-                cseq: plan.cseq,
-                source,
-                updated_at: now,
-            };
+            let binding = plan.binding(op, source, now);
             let at = entries.iter().position(|e| e.key == op.key)?;
             let old = super::replace_entry(entries, at, &mut self.deadlines, &mut self.next_id, binding.clone());
             if old.contact != binding.contact {
